@@ -1,0 +1,105 @@
+"""The LLM protocol every backend implements (OpenAI-compatible HTTP, the embedded model, test
+fakes). Backends translate their library's errors into ``agents.errors.LLMError`` subclasses;
+nothing from ``openai`` or ``llama_cpp`` leaks past the backend module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A native tool call returned by the model; ``arguments`` is the raw JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call natively: ``parameters`` is a JSON schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    choices: tuple[Choice, ...]
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text if self.choices else ""
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat-completion backend.
+
+    ``stop`` must be honoured (the text protocol stops at ``Observation``). ``n > 1`` asks for
+    several samples; a backend with ``supports_n`` False raises nothing but returns one choice,
+    and callers draw the rest concurrently. ``tools`` is only passed when ``supports_tools``.
+    ``grammar`` is a GBNF grammar, honoured by backends that can (the embedded model) and
+    ignored by the rest. Every failure is an ``LLMError``.
+    """
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def supports_n(self) -> bool: ...
+
+    @property
+    def supports_tools(self) -> bool: ...
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        n: int = 1,
+        tools: Sequence[ToolSpec] = (),
+        grammar: str | None = None,
+    ) -> Completion: ...
+
+    async def check(self) -> None:
+        """Cheap readiness probe; raises ``LLMError`` when the backend is not usable."""
+        ...
+
+    async def aclose(self) -> None: ...

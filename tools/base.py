@@ -1,0 +1,46 @@
+"""The tool interface every action implements, and the exceptions tools raise.
+
+A tool turns one action input (text written by an LLM: untrusted) into one observation (text
+sent back to the LLM). A tool never raises anything but ``ToolError``: everything a
+third-party library throws is translated at the boundary. The agent turns a ``ToolError`` into
+an observation, so a failing tool never ends a run.
+
+    ToolError               the action failed; ``str(exc)`` is a safe observation text
+    └── ToolUnavailable     the backing service cannot be reached now (search offline,
+                            sandbox busy); the run goes on, the model may try something else
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class ToolError(Exception):
+    """An action failed. The message is shown to the model as the observation."""
+
+
+class ToolUnavailable(ToolError):
+    """The service behind a tool cannot be reached right now."""
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """One action. ``name`` is what the model writes in ``Action: name[input]``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str:
+        """One line for the prompt and ``GET /actions``."""
+        ...
+
+    @property
+    def input_hint(self) -> str:
+        """What goes between the brackets, e.g. ``code`` or ``query`` (also the argument name
+        of the native tool-call schema)."""
+        ...
+
+    async def run(self, tool_input: str) -> str:
+        """Run the action and return the observation text. Raises only ``ToolError``."""
+        ...

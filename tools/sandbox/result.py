@@ -1,0 +1,63 @@
+"""What one sandbox run returns, and the limits it runs under."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# Which limit stopped a run, when one did.
+Limit = Literal["time", "cpu", "memory", "output", "recursion", "int_size", "nesting", "busy"]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """Every limit, with safe defaults. The service builds one from its settings."""
+
+    workers: int = 2  # pre-started worker processes
+    queue_size: int = 32  # runs waiting for a worker before "sandbox busy"
+    timeout_s: float = 5.0  # wall clock per run; enforced by killing the worker
+    cpu_s: int = 10  # RLIMIT_CPU per worker (a worker serves several runs)
+    memory_mb: int = 512  # RLIMIT_AS per worker
+    max_output_bytes: int = 64 * 1024  # stdout cap and result-size cap, each
+    max_code_bytes: int = 64 * 1024  # a bigger program is refused before it is sent
+    max_int_digits: int = 10_000  # int <-> str conversion limit, and guarded pow/mul
+    recursion_limit: int = 200
+    max_nesting: int = 100  # AST depth refused at compile time
+    runs_per_worker: int = 100  # recycle after this many runs, whatever happens
+    seccomp: bool = True  # use when the kernel allows; detected, never assumed
+    landlock: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """The outcome of one program.
+
+    ``value`` is the PAL result (``solution()`` → ``result``/``answer`` → last printed line)
+    converted to JSON-safe data (int, float, str, bool, None, lists and dicts of those);
+    ``value_repr`` is its ``repr()``. On failure ``ok`` is False, ``error_kind`` names the
+    class of failure (a Python exception name such as ``ZeroDivisionError``, or one of
+    ``SyntaxError``, ``ImportError``, ``SecurityError``, ``Timeout``, ``MemoryLimit``,
+    ``OutputLimit``, ``SandboxBusy``, ``WorkerCrashed``) and ``error`` is a short message safe
+    to show to the model. ``limit`` says which limit was hit, when one was.
+    """
+
+    ok: bool
+    value: Any = None
+    value_repr: str | None = None
+    stdout: str = ""
+    error_kind: str | None = None
+    error: str | None = None
+    duration_ms: float = 0.0
+    limit: Limit | None = None
+
+    def observation(self) -> str:
+        """The text an agent shows the model after a run."""
+        parts: list[str] = []
+        if self.stdout:
+            parts.append(self.stdout.rstrip("\n"))
+        if self.ok:
+            if self.value_repr is not None and self.value_repr != (self.stdout.strip() or None):
+                parts.append(f"result: {self.value_repr}")
+        else:
+            parts.append(f"{self.error_kind}: {self.error}")
+        return "\n".join(parts) if parts else "(no output)"

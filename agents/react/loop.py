@@ -1,0 +1,241 @@
+"""The ReAct loop: Thought -> Action -> Observation, within a policy, as typed events.
+
+    while not finished and step < policy.max_steps:
+        completion = llm(messages)              # stops at "Observation"
+        thought, action, input = parse(completion)
+        refuse (and tell the model) when unparsable, not allowed or repeated
+        otherwise run the tool; its output (or error) is the observation
+
+When the step budget is spent, one last call asks for the best answer from what was
+observed (status ``max_steps``). A run whose model keeps producing unusable steps ends with
+status ``error`` after ``max_consecutive_refusals``. ``LLMError`` propagates: an unusable
+backend ends the run, and the caller decides the status (HTTP 502). The deadline is enforced
+by the caller around the whole iteration (``asyncio.timeout``), so it also bounds a backend
+that hangs.
+
+Observations are untrusted text: they can steer the model, but only among the run's actions,
+because every action is checked against the policy here, before it runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from agents.errors import ActionNotAllowed, ParseError
+from agents.events import (
+    ActionEvent,
+    FinalEvent,
+    ObservationEvent,
+    RunStatus,
+    StepEvent,
+    ThoughtEvent,
+)
+from agents.llm.base import LLM, ChatMessage, Choice, ToolCall, ToolSpec, Usage
+from agents.policy import FINISH, RunPolicy
+from agents.react import prompt
+from agents.react.parser import ParsedStep, parse_completion
+from tools.base import Tool, ToolError
+
+STOP = ("\nObservation", "Observation:")
+
+
+@dataclass(slots=True)
+class _State:
+    messages: list[ChatMessage]
+    step: int = 0
+    llm_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    refusals_in_a_row: int = 0
+    done: set[tuple[str, str]] = field(default_factory=set)
+
+
+class ReActAgent:
+    """One run of one question. Create one per request; it holds that run's state."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        tools: Mapping[str, Tool],
+        policy: RunPolicy,
+        *,
+        grammar: str | None = None,
+    ) -> None:
+        self._llm = llm
+        self._policy = policy
+        self._tools = {name: tool for name, tool in tools.items() if policy.allows(name)}
+        self._grammar = grammar
+        docs = [prompt.ActionDoc(t.name, t.input_hint, t.description) for t in self._tools.values()]
+        self._docs = [*docs, prompt.FINISH_DOC]
+        self._specs = tuple(
+            ToolSpec(
+                d.name,
+                d.description,
+                {
+                    "type": "object",
+                    "properties": {d.input_hint: {"type": "string"}},
+                    "required": [d.input_hint],
+                },
+            )
+            for d in self._docs
+        )
+
+    async def run(self, question: str) -> AsyncIterator[StepEvent]:
+        native = self._policy.protocol == "tools" and self._llm.supports_tools
+        system = prompt.tools_system_prompt() if native else prompt.text_system_prompt(self._docs)
+        state = _State(
+            [ChatMessage("system", system), ChatMessage("user", prompt.question_message(question))]
+        )
+        while state.step < self._policy.max_steps:
+            state.step += 1
+            choice = await self._complete(state, native)
+            outcome = self._read(choice, native)
+            if isinstance(outcome, ParseError):
+                parsed = None
+                yield ThoughtEvent(state.step, choice.text.strip()[:2000])
+                yield ActionEvent(state.step, None, "")
+                observation = f"Your last reply could not be used: {outcome}"
+                refused = True
+            else:
+                parsed = outcome
+                yield ThoughtEvent(state.step, parsed.thought)
+                yield ActionEvent(state.step, parsed.action, parsed.action_input)
+                if parsed.action == FINISH and parsed.action_input.strip():
+                    yield self._final(state, "finished", parsed.action_input.strip())
+                    return
+                observation, refused = await self._act(state, parsed)
+            observation = self._truncate(observation)
+            yield ObservationEvent(state.step, observation, refused=refused)
+            self._remember(state, choice, observation, native)
+            state.refusals_in_a_row = state.refusals_in_a_row + 1 if refused else 0
+            if state.refusals_in_a_row >= self._policy.max_consecutive_refusals:
+                yield self._final(
+                    state,
+                    "error",
+                    None,
+                    error=f"the model produced no usable action in {state.refusals_in_a_row} "
+                    "consecutive steps",
+                )
+                return
+        async for event in self._best_answer(state):
+            yield event
+
+    async def _complete(self, state: _State, native: bool) -> Choice:
+        completion = await self._llm.complete(
+            state.messages,
+            stop=() if native else STOP,
+            temperature=self._policy.temperature,
+            max_tokens=self._policy.max_tokens,
+            tools=self._specs if native else (),
+            grammar=None if native else self._grammar,
+        )
+        state.llm_calls += 1
+        state.usage = state.usage + completion.usage
+        return completion.choices[0] if completion.choices else Choice("")
+
+    def _read(self, choice: Choice, native: bool) -> ParsedStep | ParseError:
+        try:
+            if native and choice.tool_calls:
+                return _from_tool_call(choice.tool_calls[0], choice.text, self._docs)
+            parsed = parse_completion(choice.text)
+        except ParseError as exc:
+            if native and choice.text.strip():
+                # A tool-calling model that answers in plain text is done.
+                return ParsedStep("", FINISH, choice.text.strip())
+            return exc
+        return parsed
+
+    async def _act(self, state: _State, parsed: ParsedStep) -> tuple[str, bool]:
+        """Run the parsed action; returns (observation, refused)."""
+        if parsed.action == FINISH:
+            return "finish needs the answer between the brackets: finish[<answer>].", True
+        if not self._policy.allows(parsed.action) or parsed.action not in self._tools:
+            refusal = ActionNotAllowed(parsed.action, self._policy.allowed)
+            return f"{refusal}. Use one of the allowed actions.", True
+        key = (parsed.action, " ".join(parsed.action_input.split()).casefold())
+        if key in state.done:
+            return (
+                f"You already ran {parsed.action} with this input; its observation is above. "
+                "Use it, try a different input, or finish.",
+                True,
+            )
+        state.done.add(key)
+        try:
+            return await self._tools[parsed.action].run(parsed.action_input), False
+        except ToolError as exc:
+            return f"Error: {exc}", False
+
+    def _remember(self, state: _State, choice: Choice, observation: str, native: bool) -> None:
+        if native and choice.tool_calls:
+            state.messages.append(ChatMessage("assistant", choice.text, choice.tool_calls))
+            first, *rest = choice.tool_calls
+            state.messages.append(ChatMessage("tool", observation, tool_call_id=first.id))
+            for extra in rest:
+                ignored = "Ignored: one action per step."
+                state.messages.append(ChatMessage("tool", ignored, tool_call_id=extra.id))
+            return
+        state.messages.append(ChatMessage("assistant", choice.text.strip()))
+        state.messages.append(ChatMessage("user", f"Observation: {observation}"))
+
+    async def _best_answer(self, state: _State) -> AsyncIterator[StepEvent]:
+        """The budget is spent: one last call, without tools, for the best answer so far."""
+        state.messages.append(ChatMessage("user", prompt.final_answer_request()))
+        completion = await self._llm.complete(
+            state.messages,
+            stop=STOP,
+            temperature=self._policy.temperature,
+            max_tokens=self._policy.max_tokens,
+        )
+        state.llm_calls += 1
+        state.usage = state.usage + completion.usage
+        text = completion.text.strip()
+        try:
+            parsed = parse_completion(text)
+            answer = parsed.action_input.strip() if parsed.action == FINISH else ""
+            thought = parsed.thought
+        except ParseError:
+            answer, thought = "", ""
+        answer = answer or thought or text
+        state.step += 1
+        yield ThoughtEvent(state.step, thought)
+        yield ActionEvent(state.step, FINISH, answer)
+        yield self._final(state, "max_steps", answer or None)
+
+    def _final(
+        self, state: _State, status: RunStatus, answer: str | None, *, error: str | None = None
+    ) -> FinalEvent:
+        return FinalEvent(
+            status,
+            answer,
+            usage=state.usage,
+            llm_calls=state.llm_calls,
+            error=error,
+        )
+
+    def _truncate(self, text: str) -> str:
+        limit = self._policy.max_observation_chars
+        if len(text) <= limit:
+            return text
+        return text[:limit] + f"\n[... truncated {len(text) - limit} characters]"
+
+
+def _from_tool_call(call: ToolCall, text: str, docs: list[prompt.ActionDoc]) -> ParsedStep:
+    name = call.name.strip().lower()
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"the arguments of {name} are not valid JSON: {exc.msg}") from exc
+    if isinstance(arguments, str):
+        value = arguments
+    elif isinstance(arguments, dict):
+        hint = next((d.input_hint for d in docs if d.name == name), None)
+        raw = arguments.get(hint) if hint else None
+        if raw is None:
+            raw = next((v for v in arguments.values() if isinstance(v, str)), None)
+        if raw is None:
+            raise ParseError(f"the call to {name} has no {hint or 'input'} argument")
+        value = str(raw)
+    else:
+        raise ParseError(f"the arguments of {name} must be a JSON object")
+    return ParsedStep(text.strip(), name, value)

@@ -1,0 +1,117 @@
+"""Parse one ReAct completion into (thought, action, input).
+
+Accepted forms (CONTRACT.md, "The ReAct text protocol"):
+
+    Thought: <free text>                 Thought 2: ...           (numbered, as in the paper)
+    Action: <name>[<input>]              Action 2: Search[...]    (name is case-insensitive)
+    Action: <name>                       Action: python
+    Action Input: <input>                ```python ... ```        (a fenced block)
+
+The input runs from the first ``[`` after the name to the last ``]`` before the next protocol
+line (``Observation``, ``Thought``, ``Action``) or the end, so it may span lines and contain
+brackets. Everything after the first action (a hallucinated ``Observation:``, a second action)
+is ignored. ``Final Answer: x`` (the LangChain style many models fall into) is read as
+``finish[x]``. A completion with no usable action raises ``ParseError`` whose message tells the
+model what to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+
+from agents.errors import ParseError
+
+_LABEL = r"[ \t]*\**[ \t]*(?:{word})(?:[ \t]*\d+)?[ \t]*\**[ \t]*:\**"
+_THOUGHT = re.compile(r"^" + _LABEL.format(word="thought"), re.IGNORECASE | re.MULTILINE)
+_ACTION = re.compile(r"^" + _LABEL.format(word="action"), re.IGNORECASE | re.MULTILINE)
+_ACTION_INPUT = re.compile(r"^" + _LABEL.format(word="action[ \t]+input"), re.I | re.M)
+_FINAL_ANSWER = re.compile(r"^" + _LABEL.format(word="final[ \t]+answer"), re.I | re.M)
+# A line that starts the next protocol element: the end of the first action's input.
+_NEXT = re.compile(
+    r"^" + _LABEL.format(word="observation|thought|action(?![ \t]+input)"), re.I | re.M
+)
+_NAME = re.compile(r"[ \t]*`?([A-Za-z_][A-Za-z0-9_\-]*)`?")
+_FENCE = re.compile(r"```[ \t]*[\w+\-]*[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedStep:
+    thought: str
+    action: str  # lower-cased
+    action_input: str
+
+
+def parse_completion(text: str) -> ParsedStep:
+    """Parse the first action of a completion. Raises ``ParseError``."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    action_match = _ACTION.search(text)
+    if action_match is None:
+        final = _FINAL_ANSWER.search(text)
+        if final is not None:
+            answer = _until_next(text, final.end()).strip()
+            return ParsedStep(_thought(text, final.start()), "finish", answer)
+        raise ParseError(
+            "no action found. Write exactly one step as 'Thought: <reasoning>' then "
+            "'Action: <name>[<input>]'."
+        )
+    thought = _thought(text, action_match.start())
+    name_match = _NAME.match(text, action_match.end())
+    if name_match is None:
+        raise ParseError("the Action line names no action. Write 'Action: <name>[<input>]'.")
+    name = name_match.group(1).lower()
+    action_input = _action_input(text, name_match.end(), name)
+    return ParsedStep(thought, name, action_input)
+
+
+def _thought(text: str, end: int) -> str:
+    head = text[:end]
+    labels = list(_THOUGHT.finditer(head))
+    start = labels[-1].end() if labels else 0  # the last Thought label before the action
+    return head[start:].strip()
+
+
+def _until_next(text: str, start: int) -> str:
+    nxt = _NEXT.search(text, start)
+    return text[start : nxt.start() if nxt else len(text)]
+
+
+def _action_input(text: str, pos: int, name: str) -> str:
+    rest_of_line_end = text.find("\n", pos)
+    line_rest = text[pos : rest_of_line_end if rest_of_line_end >= 0 else len(text)]
+    stripped = line_rest.lstrip()
+    if stripped.startswith("["):
+        body = _until_next(text, pos + line_rest.index("["))
+        close = body.rfind("]")
+        inner = body[1:close] if close > 0 else body[1:]
+        return _clean(_unfence(inner))
+    if stripped and not stripped.startswith("```"):
+        # "Action: search: foo" or "Action: search foo": take the rest of the line.
+        return stripped.lstrip(":").strip()
+    after = text[pos:]
+    input_match = _ACTION_INPUT.search(text, pos)
+    if input_match is not None and not _NEXT.search(text[pos : input_match.start()]):
+        return _clean(_unfence(_until_next(text, input_match.end())))
+    fence = _FENCE.search(after)
+    if fence is not None and not _NEXT.search(after[: fence.start()]):
+        return _clean(fence.group(1))
+    raise ParseError(
+        f"action {name!r} has no input. Write 'Action: {name}[<input>]' with the input "
+        "between square brackets."
+    )
+
+
+def _clean(value: str) -> str:
+    """Strip surrounding blank space without breaking the indentation of code."""
+    return textwrap.dedent(value.strip("\n")).strip()
+
+
+def _unfence(value: str) -> str:
+    """Inputs sometimes wrap code in a fenced block inside the brackets."""
+    stripped = value.strip()
+    if stripped.startswith("```"):
+        fence = _FENCE.search(stripped)
+        if fence is not None:
+            return fence.group(1)
+    return value

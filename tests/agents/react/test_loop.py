@@ -1,0 +1,190 @@
+"""The ReAct loop against a scripted OpenAI-compatible fake behind the real client."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.errors import LLMError
+from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent
+from agents.policy import RunPolicy
+from agents.react import ReActAgent
+from tests.fakes import FakeOpenAI, ToolCallReply, make_llm
+from tools.base import ToolError, ToolUnavailable
+
+
+class RecordingTool:
+    """A tool that records its inputs and answers from a table."""
+
+    def __init__(self, name: str, answers: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.description = f"the {name} tool"
+        self.input_hint = "input"
+        self.answers = answers or {}
+        self.inputs: list[str] = []
+
+    async def run(self, tool_input: str) -> str:
+        self.inputs.append(tool_input)
+        if tool_input == "boom":
+            raise ToolError("it broke")
+        if tool_input == "offline":
+            raise ToolUnavailable("search is unavailable right now")
+        return self.answers.get(tool_input, f"{self.name} saw {tool_input}")
+
+
+def policy(*actions: str, **kw: object) -> RunPolicy:
+    return RunPolicy(allowed=(*actions, "finish"), **kw)  # type: ignore[arg-type]
+
+
+async def collect(agent: ReActAgent, question: str = "Q?") -> list[StepEvent]:
+    return [event async for event in agent.run(question)]
+
+
+def final(events: list[StepEvent]) -> FinalEvent:
+    last = events[-1]
+    assert isinstance(last, FinalEvent)
+    return last
+
+
+async def test_tool_step_then_finish_sends_stop_and_observation() -> None:
+    fake = FakeOpenAI(script=[
+        "Thought: compute\nAction: python[print(6 * 7)]\nObservation: 41 (invented)",
+        "Thought: done\nAction: finish[42]",
+    ])
+    python = RecordingTool("python", {"print(6 * 7)": "42"})
+    events = await collect(ReActAgent(make_llm(fake), {"python": python}, policy("python")))
+    assert final(events).status == "finished"
+    assert final(events).answer == "42"
+    assert final(events).llm_calls == 2
+    assert final(events).usage.prompt_tokens > 0
+    assert python.inputs == ["print(6 * 7)"]
+    assert any("Observation" in s for s in fake.chat_requests[0].stop)
+    second = fake.chat_requests[1].messages
+    assert second[-1] == {"role": "user", "content": "Observation: 42"}
+    assert "invented" not in second[-2]["content"]  # the hallucinated observation is dropped
+
+
+async def test_prompt_lists_exactly_the_allowed_actions() -> None:
+    fake = FakeOpenAI(script=["Action: finish[x]"])
+    tools = {"python": RecordingTool("python"), "search": RecordingTool("search")}
+    await collect(ReActAgent(make_llm(fake), tools, policy("python")))
+    system = fake.chat_requests[0].messages[0]["content"]
+    assert "- python[input]" in system and "- finish[answer]" in system
+    assert "- search[" not in system and "Action: search[" not in system
+
+
+async def test_action_outside_policy_is_refused_and_run_goes_on() -> None:
+    fake = FakeOpenAI(script=[
+        "Thought: t\nAction: search[x]",
+        "Thought: t\nAction: shell[rm -rf /]",
+        "Thought: ok\nAction: finish[done]",
+    ])
+    search = RecordingTool("search")
+    events = await collect(ReActAgent(make_llm(fake), {"search": search}, policy()))
+    observations = [e for e in events if isinstance(e, ObservationEvent)]
+    assert [o.refused for o in observations] == [True, True]
+    assert "not allowed" in observations[0].text and "finish" in observations[0].text
+    assert search.inputs == []
+    assert final(events).status == "finished"
+
+
+async def test_unparsable_completion_is_a_step_with_no_action() -> None:
+    fake = FakeOpenAI(script=["I am not sure what to do.", "Thought: ok\nAction: finish[7]"])
+    events = await collect(ReActAgent(make_llm(fake), {}, policy()))
+    actions = [e for e in events if isinstance(e, ActionEvent)]
+    assert actions[0].action is None
+    observation = next(e for e in events if isinstance(e, ObservationEvent))
+    assert observation.refused and "Action:" in observation.text
+    assert final(events).answer == "7"
+
+
+async def test_repeated_action_is_refused() -> None:
+    fake = FakeOpenAI(script=[
+        "Thought: a\nAction: search[same thing]",
+        "Thought: again\nAction: search[ Same   thing ]",
+        "Thought: ok\nAction: finish[x]",
+    ])
+    search = RecordingTool("search")
+    events = await collect(ReActAgent(make_llm(fake), {"search": search}, policy("search")))
+    observations = [e for e in events if isinstance(e, ObservationEvent)]
+    assert search.inputs == ["same thing"]
+    assert observations[1].refused and "already ran" in observations[1].text
+
+
+async def test_budget_spent_asks_once_for_the_best_answer() -> None:
+    fake = FakeOpenAI(script=lambda req: (
+        "Thought: I know enough\nAction: finish[best guess]"
+        if "budget is spent" in req.text
+        else f"Thought: more\nAction: search[q{len(req.messages)}]"
+    ))
+    events = await collect(
+        ReActAgent(make_llm(fake), {"search": RecordingTool("search")}, policy("search",
+                                                                             max_steps=3))
+    )
+    end = final(events)
+    assert end.status == "max_steps"
+    assert end.answer == "best guess"
+    assert end.llm_calls == 4
+    assert fake.chat_requests[-1].tools == []
+
+
+async def test_consecutive_garbage_ends_with_error() -> None:
+    fake = FakeOpenAI(default="no idea")
+    events = await collect(ReActAgent(make_llm(fake), {}, policy(max_consecutive_refusals=3)))
+    assert final(events).status == "error"
+    assert "3 consecutive" in (final(events).error or "")
+    assert fake.calls == 3
+
+
+async def test_tool_failures_are_observations() -> None:
+    fake = FakeOpenAI(script=[
+        "Thought: t\nAction: search[boom]",
+        "Thought: t\nAction: search[offline]",
+        "Thought: t\nAction: finish[gave up]",
+    ])
+    events = await collect(ReActAgent(make_llm(fake), {"search": RecordingTool("search")},
+                                      policy("search")))
+    texts = [e.text for e in events if isinstance(e, ObservationEvent)]
+    assert texts == ["Error: it broke", "Error: search is unavailable right now"]
+    assert final(events).status == "finished"
+
+
+async def test_long_observations_are_truncated() -> None:
+    fake = FakeOpenAI(script=["Action: search[big]", "Action: finish[ok]"])
+    tool = RecordingTool("search", {"big": "x" * 10_000})
+    events = await collect(ReActAgent(make_llm(fake), {"search": tool},
+                                      policy("search", max_observation_chars=100)))
+    observation = next(e for e in events if isinstance(e, ObservationEvent))
+    assert len(observation.text) < 200 and "truncated" in observation.text
+
+
+async def test_llm_failure_propagates() -> None:
+    fake = FakeOpenAI(default="Action: finish[x]")
+    fake.fail("500", times=10)
+    with pytest.raises(LLMError):
+        await collect(ReActAgent(make_llm(fake), {}, policy()))
+
+
+async def test_native_tool_calls_follow_the_same_policy() -> None:
+    fake = FakeOpenAI(script=[
+        ToolCallReply("search", {"input": "x"}),
+        ToolCallReply("shell", {"input": "id"}),
+        ToolCallReply("finish", {"answer": "42"}),
+    ])
+    search = RecordingTool("search")
+    agent = ReActAgent(make_llm(fake), {"search": search}, policy("search", protocol="tools"))
+    events = await collect(agent)
+    assert search.inputs == ["x"]
+    refused = [e for e in events if isinstance(e, ObservationEvent) and e.refused]
+    assert len(refused) == 1 and "not allowed" in refused[0].text
+    assert final(events).answer == "42"
+    sent_tools = {t["function"]["name"] for t in fake.chat_requests[0].tools}
+    assert sent_tools == {"search", "finish"}
+    roles = [m["role"] for m in fake.chat_requests[1].messages]
+    assert roles[-2:] == ["assistant", "tool"]
+
+
+async def test_native_plain_text_reply_is_the_answer() -> None:
+    fake = FakeOpenAI(script=["The answer is 12."])
+    agent = ReActAgent(make_llm(fake), {}, policy(protocol="tools"))
+    events = await collect(agent)
+    assert final(events).answer == "The answer is 12."

@@ -1,0 +1,482 @@
+"""The OpenAI-compatible backend: ``OpenAILLM`` speaks ``/chat/completions`` through the
+``openai`` SDK's async client to OpenAI, vLLM, Ollama, llama.cpp's server, LM Studio or LiteLLM.
+
+What it guarantees:
+
+- **One retry policy.** The SDK's own retries are off (``max_retries=0``); tenacity retries
+  429, 408/409, 5xx, connection errors and timeouts up to ``max_retries`` times with
+  exponential backoff and jitter. A ``Retry-After`` (or ``retry-after-ms``) header is honoured,
+  capped at ``retry_after_max_s``. Everything else fails at once.
+- **A per-attempt timeout** (``timeout_s``) enforced twice: by the HTTP client and by
+  ``asyncio.timeout`` around the attempt, so a server that trickles bytes, or a transport that
+  never times out by itself, still cannot hold a call longer. The worst case for one
+  ``complete()`` is about ``(max_retries + 1) * timeout_s`` plus backoff; callers with a total
+  deadline wrap the call in ``asyncio.timeout``: cancellation is never caught or retried.
+- **Stop sequences are honoured** even past OpenAI's limit of 4: the first 4 distinct ones are
+  sent, and every returned text is also cut at the first occurrence of any of them, which
+  covers servers that ignore ``stop``.
+- **Errors are translated at this boundary** (``raise ... from exc``); nothing from ``openai``
+  or ``httpx2`` leaks out:
+
+      asyncio / SDK timeout            -> LLMTimeout
+      429 RateLimitError               -> LLMRateLimited
+      APIConnectionError               -> LLMConnectionError
+      401/403, 404, no model known     -> LLMConfigError    (check key, LLM_BASE_URL, LLM_MODEL)
+      other 4xx, 5xx                   -> LLMBadResponse    (status in the message)
+      non-JSON body, no choices,
+      a choice with neither text nor tool calls -> LLMBadResponse
+
+- **n > 1**: asked of the server; a server that ignores ``n`` (llama.cpp, Ollama) returns
+  fewer choices, and the missing ones are drawn with concurrent single calls.
+- **Model choice**: with ``model=None`` (``LLM_MODEL`` unset) the first id listed by
+  ``GET /models`` is used, fetched once (by ``check()`` or the first call, no retries); an
+  empty list or a 4xx is an ``LLMConfigError`` asking for ``LLM_MODEL``, while an unreachable
+  server stays an ``LLMConnectionError`` / ``LLMTimeout``.
+- ``grammar`` is ignored: the OpenAI API has no GBNF parameter (llama.cpp's server has a
+  non-standard one, which this backend does not send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import httpx2
+import openai
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessage,
+    ChatCompletionMessageCustomToolCall,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
+from openai.types.chat.chat_completion import Choice as APIChoice
+from openai.types.completion_usage import CompletionUsage
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from agents.errors import (
+    LLMBadResponse,
+    LLMConfigError,
+    LLMConnectionError,
+    LLMError,
+    LLMRateLimited,
+    LLMTimeout,
+)
+from agents.llm.base import ChatMessage, Choice, Completion, ToolCall, ToolSpec, Usage
+
+# Local servers ignore the key, but the SDK refuses to start without one.
+PLACEHOLDER_API_KEY: Final = "not-needed"
+MAX_STOP_SEQUENCES: Final = 4  # the OpenAI API's limit
+_RETRYABLE_STATUS: Final = frozenset({408, 409})  # plus 429 and every 5xx
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class OpenAILLM:
+    """``agents.llm.base.LLM`` over any OpenAI-compatible ``/v1`` endpoint.
+
+    ``http_client`` is for injection (tests pass one over ``httpx2.MockTransport``); it stays
+    the caller's to close. ``sleep`` is what backoff waits with (tests record the delays).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 8.0,
+        retry_after_max_s: float = 20.0,
+        check_timeout_s: float = 5.0,
+        http_client: httpx2.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if timeout_s <= 0 or check_timeout_s <= 0:
+            raise LLMConfigError("LLM timeouts must be positive")
+        if max_retries < 0:
+            raise LLMConfigError("LLM max_retries must be >= 0")
+        if min(backoff_initial_s, backoff_max_s, retry_after_max_s) < 0:
+            raise LLMConfigError("LLM backoff delays must be >= 0")
+        self._base_url = base_url.rstrip("/")
+        self._model = model or ""
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._retry_after_max_s = retry_after_max_s
+        self._check_timeout_s = check_timeout_s
+        self._sleep = sleep
+        # backoff_initial_s * 2**(attempt - 1) plus up to backoff_initial_s of jitter, capped
+        self._backoff = wait_exponential_jitter(
+            multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s
+        )
+        self._owns_http_client = http_client is None
+        self._model_lock = asyncio.Lock()
+        try:
+            self._client = openai.AsyncOpenAI(
+                base_url=self._base_url,
+                api_key=api_key or PLACEHOLDER_API_KEY,
+                timeout=timeout_s,
+                max_retries=0,  # tenacity below is the only retry policy
+                http_client=http_client,
+            )
+        except openai.OpenAIError as exc:
+            raise LLMConfigError(f"cannot build the OpenAI client for {base_url}: {exc}") from exc
+
+    @property
+    def model(self) -> str:
+        """The configured model, or the one found by ``GET /models`` ("" until then)."""
+        return self._model
+
+    @property
+    def supports_n(self) -> bool:
+        return True
+
+    @property
+    def supports_tools(self) -> bool:
+        return True
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        n: int = 1,
+        tools: Sequence[ToolSpec] = (),
+        grammar: str | None = None,  # ignored: see the module docstring
+    ) -> Completion:
+        if n < 1:
+            raise LLMError(f"n must be >= 1, got {n}")
+        model = await self._resolve_model()
+        stops = _distinct_stops(stop)
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": [_to_api_message(m) for m in messages],
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        if stops:
+            request["stop"] = stops[:MAX_STOP_SEQUENCES]
+        if tools:
+            request["tools"] = [_to_api_tool(t) for t in tools]
+        first = await self._with_retries(request, n)
+        choices, usage = list(first.choices), first.usage
+        missing = n - len(choices)
+        if missing > 0:  # the server ignored n: draw the rest one by one, concurrently
+            for completion in await self._draw_singles(request, missing):
+                choices.extend(completion.choices)
+                usage = usage + completion.usage
+        return Completion(choices=tuple(_cut_at_stops(c, stops) for c in choices[:n]), usage=usage)
+
+    async def check(self) -> None:
+        """Readiness probe: one ``GET /models`` within ``check_timeout_s``, no retries.
+
+        With no model configured this is also where the model is chosen. A server without
+        ``/models`` (404) is reachable, so it passes when a model is configured."""
+        try:
+            ids = await self._list_models()
+        except LLMConfigError as exc:
+            cause = exc.__cause__
+            if self._model and isinstance(cause, openai.NotFoundError):
+                return
+            raise
+        if not self._model:
+            self._model = _first_model(ids, self._base_url)
+
+    async def aclose(self) -> None:
+        if self._owns_http_client:
+            await self._client.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _resolve_model(self) -> str:
+        if self._model:
+            return self._model
+        async with self._model_lock:
+            if not self._model:
+                try:
+                    ids = await self._list_models()
+                except LLMError as exc:
+                    if _is_transient(exc):  # the server is down, not misconfigured
+                        raise
+                    raise LLMConfigError(
+                        f"LLM_MODEL is not set and {self._base_url}/models could not be read "
+                        f"({exc}); set LLM_MODEL"
+                    ) from exc
+                self._model = _first_model(ids, self._base_url)
+        return self._model
+
+    async def _list_models(self) -> list[str]:
+        try:
+            async with asyncio.timeout(self._check_timeout_s):
+                page = await self._client.models.list(timeout=self._check_timeout_s)
+        except TimeoutError as exc:
+            raise LLMTimeout(
+                f"{self._base_url}/models did not answer within {self._check_timeout_s:g} s"
+            ) from exc
+        except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
+            raise _translate(exc, self._base_url) from exc
+        data: object = getattr(page, "data", None)
+        if not isinstance(data, list):
+            raise LLMBadResponse(f"{self._base_url}/models answered without a model list")
+        return [m.id for m in data if isinstance(getattr(m, "id", None), str)]
+
+    async def _draw_singles(self, request: dict[str, Any], count: int) -> list[Completion]:
+        """``count`` concurrent n=1 calls; on the first failure the others are cancelled."""
+        tasks = [asyncio.ensure_future(self._with_retries(request, 1)) for _ in range(count)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _with_retries(self, request: dict[str, Any], n: int) -> Completion:
+        retrying = AsyncRetrying(  # one per call: tenacity keeps per-run state on it
+            stop=stop_after_attempt(self._max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_is_transient),
+            sleep=self._sleep,
+            retry_error_callback=_give_up,
+        )
+        result: Completion = await retrying(self._attempt, request, n)
+        return result
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = _retry_after_s(exc.__cause__) if exc else None
+        if retry_after is not None:
+            return min(retry_after, self._retry_after_max_s)
+        return float(self._backoff(state))
+
+    async def _attempt(self, request: dict[str, Any], n: int) -> Completion:
+        params = dict(request)
+        if n > 1:
+            params["n"] = n
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                raw: object = await self._client.chat.completions.create(**params)
+        except TimeoutError as exc:  # our own deadline; an outer one arrives as CancelledError
+            raise LLMTimeout(
+                f"{self._base_url} did not answer within {self._timeout_s:g} s"
+            ) from exc
+        except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
+            raise _translate(exc, self._base_url) from exc
+        return _to_completion(raw, self._base_url)
+
+
+# -- retry policy ---------------------------------------------------------------------------
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Worth another attempt? Decided by type (and HTTP status), never by message."""
+    if isinstance(exc, LLMTimeout | LLMConnectionError | LLMRateLimited):
+        return True
+    cause = exc.__cause__
+    return (
+        isinstance(exc, LLMBadResponse)
+        and isinstance(cause, openai.APIStatusError)
+        and (cause.status_code >= 500 or cause.status_code in _RETRYABLE_STATUS)
+    )
+
+
+def _give_up(state: RetryCallState) -> Completion:
+    """Re-raise the last error, saying how many attempts were made."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, LLMError):
+        raise type(exc)(f"{exc} (after {state.attempt_number} attempts)") from exc.__cause__
+    raise LLMError(f"LLM call failed after {state.attempt_number} attempts") from exc
+
+
+def _retry_after_s(cause: BaseException | None) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date), if any."""
+    if not isinstance(cause, openai.APIStatusError):
+        return None
+    headers = cause.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            seconds = when.timestamp() - time.time()
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+    return None
+
+
+# -- error translation ----------------------------------------------------------------------
+
+
+def _translate(exc: Exception, base_url: str) -> LLMError:
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeout(f"{base_url} timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMConnectionError(f"cannot reach {base_url}: {exc.message}")
+    if isinstance(exc, openai.APIStatusError):
+        status, detail = exc.status_code, _status_detail(exc)
+        if status == 429:
+            return LLMRateLimited(f"{base_url} is rate limiting (HTTP 429): {detail}")
+        if status in (401, 403):
+            return LLMConfigError(f"{base_url} refused the API key (HTTP {status}): {detail}")
+        if status == 404:
+            return LLMConfigError(f"{base_url} has no such endpoint or model (HTTP 404): {detail}")
+        return LLMBadResponse(f"{base_url} answered HTTP {status}: {detail}")
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+        return LLMBadResponse(f"{base_url} answered with a malformed body: {exc}")
+    if isinstance(exc, httpx2.HTTPError):
+        return LLMConnectionError(f"HTTP failure talking to {base_url}: {exc}")
+    return LLMError(f"{base_url}: {exc}")
+
+
+def _status_detail(exc: openai.APIStatusError) -> str:
+    """The server's own error message when it sent one, else the SDK's summary."""
+    body = exc.body
+    message = body.get("message") if isinstance(body, dict) else None
+    return message[:300] if isinstance(message, str) else exc.message[:300]
+
+
+# -- request mapping ------------------------------------------------------------------------
+
+
+def _to_api_message(message: ChatMessage) -> ChatCompletionMessageParam:
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise LLMError("a tool message needs the tool_call_id it answers")
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        calls: list[ChatCompletionMessageFunctionToolCallParam] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+        return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
+    return {"role": "assistant", "content": message.content}
+
+
+def _to_api_tool(tool: ToolSpec) -> ChatCompletionFunctionToolParam:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
+
+
+def _distinct_stops(stop: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(s for s in stop if s))
+
+
+# -- response mapping -----------------------------------------------------------------------
+
+
+def _to_completion(raw: object, base_url: str) -> Completion:
+    """The SDK builds its models leniently (no validation), so every field is checked here."""
+    if not isinstance(raw, ChatCompletion):
+        shown = raw[:80] if isinstance(raw, str) else type(raw).__name__
+        raise LLMBadResponse(f"{base_url} answered with something that is not JSON: {shown!r}")
+    api_choices: object = raw.choices
+    if not isinstance(api_choices, list) or not api_choices:
+        raise LLMBadResponse(f"{base_url} answered with no choices")
+    choices = tuple(_to_choice(c, base_url) for c in api_choices)
+    return Completion(choices=choices, usage=_to_usage(raw.usage))
+
+
+def _to_choice(raw: object, base_url: str) -> Choice:
+    message: object = getattr(raw, "message", None) if isinstance(raw, APIChoice) else None
+    if not isinstance(message, ChatCompletionMessage):
+        raise LLMBadResponse(f"{base_url} answered with a choice that has no message")
+    content: object = message.content
+    if content is not None and not isinstance(content, str):
+        raise LLMBadResponse(f"{base_url} answered with non-text content")
+    calls = _to_tool_calls(message.tool_calls, base_url)
+    if content is None and not calls:
+        refusal = message.refusal if isinstance(message.refusal, str) else None
+        why = f"the model refused: {refusal}" if refusal else "no content and no tool calls"
+        raise LLMBadResponse(f"{base_url} answered with an empty message ({why})")
+    reason: object = raw.finish_reason if isinstance(raw, APIChoice) else None
+    return Choice(
+        text=content or "",
+        tool_calls=calls,
+        finish_reason=reason if isinstance(reason, str) else None,
+    )
+
+
+def _to_tool_calls(raw: object, base_url: str) -> tuple[ToolCall, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise LLMBadResponse(f"{base_url} answered with malformed tool_calls")
+    calls = []
+    for i, call in enumerate(raw):
+        if isinstance(call, ChatCompletionMessageFunctionToolCall):
+            name: object = getattr(call.function, "name", None)
+            arguments: object = getattr(call.function, "arguments", None)
+        elif isinstance(call, ChatCompletionMessageCustomToolCall):
+            name = getattr(call.custom, "name", None)
+            arguments = getattr(call.custom, "input", None)
+        else:
+            raise LLMBadResponse(f"{base_url} answered with a malformed tool call")
+        if isinstance(arguments, dict):  # some servers send an object, not JSON text
+            arguments = json.dumps(arguments)
+        if not isinstance(name, str) or not isinstance(arguments, str):
+            raise LLMBadResponse(f"{base_url} answered with a tool call lacking name or arguments")
+        call_id: object = call.id
+        calls.append(
+            ToolCall(
+                id=call_id if isinstance(call_id, str) else f"call_{i}",
+                name=name,
+                arguments=arguments,
+            )
+        )
+    return tuple(calls)
+
+
+def _to_usage(raw: object) -> Usage:
+    if not isinstance(raw, CompletionUsage):
+        return Usage()
+    prompt: object = raw.prompt_tokens
+    completion: object = raw.completion_tokens
+    return Usage(
+        prompt_tokens=prompt if isinstance(prompt, int) else 0,
+        completion_tokens=completion if isinstance(completion, int) else 0,
+    )
+
+
+def _cut_at_stops(choice: Choice, stops: Sequence[str]) -> Choice:
+    """Cut the text at the first stop sequence, for servers that ignore ``stop`` and for
+    the stop sequences beyond the API's limit of 4."""
+    cut = min((i for i in (choice.text.find(s) for s in stops) if i >= 0), default=-1)
+    if cut < 0:
+        return choice
+    return Choice(text=choice.text[:cut], tool_calls=choice.tool_calls, finish_reason="stop")
+
+
+def _first_model(ids: list[str], base_url: str) -> str:
+    if not ids:
+        raise LLMConfigError(f"LLM_MODEL is not set and {base_url}/models lists no model")
+    return ids[0]

@@ -21,11 +21,15 @@ class SandboxConfig:
     max_output_bytes: int = 64 * 1024  # stdout cap and result-size cap, each
     max_code_bytes: int = 64 * 1024  # a bigger program is refused before it is sent
     max_int_digits: int = 10_000  # int <-> str conversion limit, and guarded pow/mul
-    recursion_limit: int = 200
+    recursion_limit: int = 1000  # Python frames a program may use (CPython's own default)
     max_nesting: int = 100  # AST depth refused at compile time
-    runs_per_worker: int = 100  # recycle after this many runs, whatever happens
+    runs_per_worker: int = 1000  # recycle after this many runs, whatever happens (and at once
+    # after anything suspicious); each run already starts from fresh state
     seccomp: bool = True  # use when the kernel allows; detected, never assumed
     landlock: bool = True
+    max_sequence_items: int = 10_000_000  # guarded `seq * n` (str, list, ...) result length
+    queue_wait_s: float = 30.0  # longest wait for a free worker before "sandbox busy"
+    start_timeout_s: float = 30.0  # a worker that is not ready by then is a failed start
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,145 @@
+"""The shared corpora (``../shared/corpora``): legitimate programs give their answers, real
+LLM-written PAL programs give their targets, and no attack gets anywhere.
+
+Skipped, with the reason, when the corpora are absent. Attack programs are only ever run
+through the sandbox under test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.corpora import corpus_ids, load_json, load_jsonl
+from tools.sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LEGIT = "sandbox_legit.json"
+GSMHARD = "pal_programs_gsmhard.jsonl"
+ATTACKS = "sandbox_attacks_dev.json"
+ATTACK_TIMEOUT_S = 2.0
+SLACK_S = 2.0
+SECRET_VAR = "REACTPAL_SANDBOX_TEST_SECRET"
+SECRET = f"sk-canary-{secrets.token_hex(12)}"
+# Categories whose programs must fail outright: a success would mean the attack worked.
+MUST_FAIL = {"escape", "import", "filesystem", "network", "process", "introspection", "info-leak"}
+PWNED_FILES = [
+    Path("/tmp/pal_sandbox_pwned.txt"),
+    Path("/tmp/pal_sandbox_pwned_sh"),
+    Path("/tmp/pal_sandbox_atexit"),
+]
+PROBE = """
+import random, decimal, fractions, math, string, datetime
+print("probe")
+result = (str(decimal.Decimal(1) / 7), decimal.getcontext().prec, math.pi, string.digits,
+          '{:.2f}'.format(2 / 3), repr(fractions.Fraction(1, 3)), random.Random(1).random(),
+          datetime.datetime(2020, 1, 2).strftime('%m/%d/%Y'), 2 ** 64, hasattr(ValueError, 'x'))
+"""
+
+
+@cache
+def _by_id(name: str) -> dict[str, dict[str, Any]]:
+    rows = load_jsonl(name) if name.endswith(".jsonl") else load_json(name)
+    return {str(row["id"]): row for row in rows}
+
+
+@pytest.mark.parametrize("case_id", corpus_ids(LEGIT) or ["corpus-absent"])
+async def test_legit_program_gives_expected(sandbox: Sandbox, case_id: str) -> None:
+    case = _by_id(LEGIT)[case_id]
+    res = await sandbox.run(case["code"])
+    assert res.ok, f"{res.error_kind}: {res.error}"
+    assert res.value_repr == case["expected"]
+
+
+@pytest.mark.parametrize("case_id", corpus_ids(GSMHARD) or ["corpus-absent"])
+async def test_gsmhard_program_gives_target(sandbox: Sandbox, case_id: str) -> None:
+    case = _by_id(GSMHARD)[case_id]
+    res = await sandbox.run(case["program"])
+    assert res.ok, f"{res.error_kind}: {res.error}"
+    assert isinstance(res.value, (int, float)) and not isinstance(res.value, bool)
+    assert math.isclose(res.value, float(case["target"]), rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def canary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    content = f"canary-{secrets.token_hex(12)}"
+    (tmp_path_factory.mktemp("canary") / "secret.txt").write_text(content)
+    return content
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def attack_sandbox() -> AsyncIterator[Sandbox]:
+    os.environ[SECRET_VAR] = SECRET  # present in the service process, must not reach a worker
+    try:
+        # One worker: the probe after each attack is the very next run, wherever possible on
+        # the worker that ran the attack.
+        async with Sandbox(SandboxConfig(workers=1, timeout_s=ATTACK_TIMEOUT_S)) as sb:
+            yield sb
+    finally:
+        os.environ.pop(SECRET_VAR, None)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def baseline(attack_sandbox: Sandbox) -> Any:
+    res = await attack_sandbox.run(PROBE)
+    assert res.ok, res
+    return res
+
+
+def _host_secrets(canary: str) -> list[str]:
+    found = [SECRET, canary, "root:x:0:0", "uid=0(root)"]
+    hostname = Path("/etc/hostname")
+    if hostname.is_file() and len(hostname.read_text().strip()) >= 6:
+        found.append(hostname.read_text().strip())
+    return found
+
+
+def _children_of(pids: set[int]) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) in pids:
+                children.append(int(entry.name))
+    return children
+
+
+@pytest.mark.parametrize("case_id", corpus_ids(ATTACKS) or ["corpus-absent"])
+async def test_attack_gets_nowhere(
+    attack_sandbox: Sandbox, baseline: Any, canary: str, case_id: str
+) -> None:
+    case = _by_id(ATTACKS)[case_id]
+    for path in PWNED_FILES:
+        assert not path.exists(), f"{path} exists before the attack"
+    started = time.perf_counter()
+    res = await attack_sandbox.run(case["code"])
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < ATTACK_TIMEOUT_S + SLACK_S, f"ran {elapsed:.1f} s"
+    text = json.dumps(dataclasses.asdict(res))
+    for secret in _host_secrets(canary):
+        assert secret not in text
+    if case["category"] in MUST_FAIL:
+        assert not res.ok, f"attack succeeded: {res}"
+    worker_pids = {w.process.pid for w in attack_sandbox._workers}
+    assert _children_of(worker_pids) == []
+    for path in PWNED_FILES:
+        assert not path.exists()
+
+    after = await attack_sandbox.run(PROBE)
+    assert (after.ok, after.value, after.stdout) == (True, baseline.value, baseline.stdout)

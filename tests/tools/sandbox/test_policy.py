@@ -1,0 +1,232 @@
+"""Unit tests of the language layer's parts, in-process (nothing here executes a program)."""
+
+from __future__ import annotations
+
+import fractions
+import json
+
+import pytest
+
+from tools.sandbox import compiler, policy, values
+from tools.sandbox.modules import ModuleRegistry, ModuleView
+from tools.sandbox.pool import parse_reply
+from tools.sandbox.protocol import ProtocolError, decode, encode
+
+ARITH = policy.Arithmetic(max_int_digits=10_000, max_sequence_items=10_000_000)
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("x = ().__class__", "SecurityError"),
+        ("_getattr_ = 1", "SecurityError"),
+        ("def f(_getattr_=None, /):\n    return 1", "SecurityError"),
+        ("eval('1')", "SecurityError"),
+        ("try:\n    pass\nexcept* ValueError:\n    pass", "SecurityError"),
+        ("class A:\n    def __del__(self):\n        pass", "SecurityError"),
+        ("class A(metaclass=type):\n    pass", "SecurityError"),
+        ("async def f():\n    pass", "SecurityError"),
+        ("x = 1 +", "SyntaxError"),
+        ("x = 'a\x00'", "SyntaxError"),
+        ("from math import *", "SecurityError"),
+        ("g = (x for x in [1]); g.gi_frame", "SecurityError"),
+    ],
+)
+def test_compile_refuses(source: str, kind: str) -> None:
+    with pytest.raises(compiler.CompileRefused) as info:
+        compiler.compile_program(source, max_nesting=100)
+    assert info.value.kind == kind
+
+
+def test_deep_programs_are_refused_cheaply() -> None:
+    for source in (
+        "x = " + "+".join(["1"] * 20000),
+        "x = f" + "()" * 5000,
+        "x = " + "[" * 150 + "]" * 150,
+    ):
+        with pytest.raises(compiler.CompileRefused) as info:
+            compiler.compile_program(source, max_nesting=100)
+        assert info.value.limit == "nesting"
+
+
+def test_allowed_features_compile() -> None:
+    source = (
+        "class A:\n    def __init__(self):\n        self.x = 1\n    def __repr__(self):\n"
+        "        return 'A'\n    def __add__(self, o):\n        return self\n"
+        "def f():\n    n = 0\n    def g():\n        nonlocal n\n        n += 1\n"
+        "    g()\n    return n\n"
+        "d = {'k': 1}\nd['k'] += 1\na = A()\na.x += 1\nl = [1, 2, 3]\nl[0:2] += [9]\n"
+        "s = f'{d!r:>10}'\nprint('x', end='')\n"
+    )
+    assert compiler.compile_program(source, max_nesting=100) is not None
+
+
+def test_ast_depth_is_iterative() -> None:
+    import ast
+
+    tree = ast.parse("x = " + "-" * 900 + "1")
+    assert compiler.ast_depth(tree, 100) == 101  # stops counting past the limit
+    assert compiler.ast_depth(ast.parse("x = (((1)))"), 100) == 4
+
+
+@pytest.mark.parametrize(
+    "name", ["__class__", "__globals__", "gi_frame", "f_back", "tb_frame", "mro", "_private"]
+)
+def test_getattr_refuses_private_and_frame_names(name: str) -> None:
+    with pytest.raises(policy.SandboxSecurityError):
+        policy.guarded_getattr((), name)
+    assert policy.guarded_hasattr((), name) is False
+
+
+def test_getattr_refuses_lying_str_subclass() -> None:
+    class Liar(str):
+        def startswith(self, *args: object) -> bool:
+            return False
+
+    with pytest.raises(TypeError):
+        policy.guarded_getattr((), Liar("__class__"))
+
+
+def test_safe_format_keeps_specs_and_refuses_dunders() -> None:
+    fmt = policy.guarded_getattr("{:.2f} {} {a[k]} {:>4}", "format")
+    assert fmt(2 / 3, "x", 7, a={"k": 5}) == "0.67 x 5    7"
+    assert policy.guarded_getattr("{0!r} {0:,}", "format")(1234) == "1234 1,234"
+    assert policy.guarded_getattr(str, "format")("{0.real}", 3) == "3"
+    for template in ("{0.__class__}", "{0.__class__.__mro__[1]}", "{0.__globals__}"):
+        with pytest.raises(policy.SandboxSecurityError):
+            policy.guarded_getattr(template, "format")(len)
+    with pytest.raises(policy.SandboxSecurityError):
+        policy.guarded_getattr("{foo.__dict__}", "format_map")({"foo": str})
+
+
+def test_write_guard() -> None:
+    class Mine:
+        pass
+
+    mine = policy.sandbox_metaclass("Mine", (), {})
+    obj = mine()
+    policy.guarded_write(obj).x = 1
+    assert obj.x == 1
+    policy.guarded_write({})["k"] = 1
+    for shared in (fractions.Fraction, Mine, Mine(), ValueError):
+        with pytest.raises(policy.SandboxSecurityError):
+            policy.guarded_write(shared).x = 1
+    with pytest.raises(policy.SandboxSecurityError):
+        policy.guarded_setattr(obj, "__class__", int)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ARITH.pow(10, 10**10),
+        lambda: ARITH.pow(2, 10**9),
+        lambda: ARITH.pow(fractions.Fraction(3, 2), 10**6),
+        lambda: ARITH.mul(10**9000, 10**9000),
+        lambda: ARITH.lshift(1, 10**10),
+        lambda: ARITH.inplace("**=", 7, 10**8),
+    ],
+)
+def test_big_ints_fail_fast(call: object) -> None:
+    with pytest.raises(policy.IntSizeLimit):
+        call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("call", [lambda: ARITH.mul("a", 10**10), lambda: ARITH.mul(10**10, [0])])
+def test_big_sequences_fail_fast(call: object) -> None:
+    with pytest.raises(policy.SizeLimit):
+        call()  # type: ignore[operator]
+
+
+def test_legit_arithmetic_passes() -> None:
+    assert ARITH.pow(2, 63) == 2**63
+    assert ARITH.pow(3, 200, 1000007) == pow(3, 200, 1000007)
+    assert ARITH.mul([0], 7) == [0] * 7
+    assert ARITH.inplace("+=", [1], [2]) == [1, 2]
+
+
+def test_print_sink_caps_output() -> None:
+    sink = policy.PrintSink(10)
+    sink.write("12345")
+    with pytest.raises(policy.OutputLimit):
+        sink.write("1234567890")
+    assert sink.text() == "1234512345"
+    with pytest.raises(policy.OutputLimit):
+        sink.write("x")
+
+
+def test_module_views_are_read_only_and_minimal() -> None:
+    importer = ModuleRegistry(ARITH).new_run()
+    for name in ("os", "sys", "gc", "io", "socket", "posix", "builtins", "importlib"):
+        with pytest.raises(ImportError):
+            importer(name)
+    datetime_view = importer("datetime")
+    assert isinstance(datetime_view, ModuleView)
+    with pytest.raises(AttributeError):
+        datetime_view.sys  # noqa: B018
+    with pytest.raises(AttributeError):
+        datetime_view.date = None
+    string_view = importer("string")
+    assert not hasattr(string_view, "Formatter")
+    assert not hasattr(importer("functools"), "singledispatch")
+    assert not hasattr(importer("collections"), "UserString")
+    assert not hasattr(importer("json"), "codecs")
+
+
+def test_random_state_is_per_run() -> None:
+    registry = ModuleRegistry(ARITH)
+    first = registry.new_run()("random")
+    first.seed(42)
+    seeded = first.random()
+    second = registry.new_run()("random")
+    assert second is not first
+    assert second.random() != seeded
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (fractions.Fraction(3, 1), 3),
+        (fractions.Fraction(1, 4), 0.25),
+        ((1, (2, {3})), [1, [2, [3]]]),
+        ({1: "a", (2, 3): "b"}, {"1": "a", "(2, 3)": "b"}),
+        (float("inf"), "inf"),
+        (10**4000, str(10**4000)),
+    ],
+)
+def test_json_safe_values(value: object, expected: object) -> None:
+    assert values.to_json_safe(value) == expected
+
+
+def test_json_safe_bounds_depth_without_recursion() -> None:
+    deep: list[object] = []
+    cur = deep
+    for _ in range(100_000):
+        nxt: list[object] = []
+        cur.append(nxt)
+        cur = nxt
+    with pytest.raises(values.ValueTooLarge):
+        values.to_json_safe(deep)
+
+
+def test_protocol_refuses_oversized_and_non_json() -> None:
+    assert decode(encode({"a": 1}, 100)[4:]) == {"a": 1}
+    with pytest.raises(ProtocolError):
+        encode({"a": "x" * 200}, 100)
+    for body in (b"[1]", b"{", b'{"a": NaN}', b"[" * 100000):
+        with pytest.raises(ProtocolError):
+            decode(body)
+
+
+def test_parse_reply_checks_every_field() -> None:
+    good = {"id": "r1", "ok": True, "value": 8, "value_repr": "8", "stdout": "", "limit": None}
+    assert parse_reply(good, "r1", 1.0, 100).value == 8
+    for bad in (
+        {**good, "id": "other"},
+        {**good, "ok": "yes"},
+        {**good, "stdout": "x" * 101},
+        {**good, "limit": "root"},
+        {**good, "ok": False},
+    ):
+        with pytest.raises(ProtocolError):
+            parse_reply(bad, "r1", 1.0, 100)
+    assert json.dumps(parse_reply(good, "r1", 1.0, 100).value) == "8"

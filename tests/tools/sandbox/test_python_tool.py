@@ -1,0 +1,35 @@
+"""The ``python`` action: the Tool protocol, observations, and busy -> ToolUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tools.base import Tool, ToolError, ToolUnavailable
+from tools.python_tool import PythonTool
+from tools.sandbox import Sandbox, SandboxConfig
+
+
+async def test_python_tool_runs_programs_and_reports_errors() -> None:
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=2.0)) as sandbox:
+        tool = PythonTool(sandbox)
+        assert isinstance(tool, Tool)
+        assert (tool.name, tool.input_hint) == ("python", "code")
+        assert "\n" not in tool.description
+        assert await tool.run("print(6 * 7)") == "42"
+        assert await tool.run("```python\nresult = 2 ** 10\n```") == "result: 1024"
+        assert await tool.run("x = 1 / 0") == "ZeroDivisionError: division by zero (line 1)"
+        assert (await tool.run("import os")).startswith("ImportError: module 'os'")
+        with pytest.raises(ToolError):
+            await tool.run("   ")
+
+
+async def test_python_tool_busy_is_unavailable() -> None:
+    async with Sandbox(SandboxConfig(workers=1, queue_size=0, timeout_s=1.0)) as sandbox:
+        tool = PythonTool(sandbox)
+        outcomes = await asyncio.gather(
+            tool.run("while True:\n    pass"), tool.run("result = 1"), return_exceptions=True
+        )
+        assert any(isinstance(o, ToolUnavailable) for o in outcomes)
+        assert all(isinstance(o, (str, ToolError)) for o in outcomes)

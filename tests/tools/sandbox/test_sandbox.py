@@ -1,0 +1,217 @@
+"""Behaviour of the sandbox through its public interface: answers, limits, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tools.sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_layers_all_active_here(sandbox: Sandbox) -> None:
+    # This machine's kernel supports every layer; elsewhere they are detected, never assumed.
+    assert sandbox.layers == {
+        "restrictedpython": True,
+        "process": True,
+        "rlimits": True,
+        "seccomp": True,
+        "landlock": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "stdout"),
+    [
+        ("def solution():\n    return 6 * 7\nresult = 1\n", 42, ""),
+        ("result = 3\nanswer = 4\n", 3, ""),
+        ("answer = 'x'\n", "x", ""),
+        ("print('a')\nprint(7)\n", 7, "a\n7\n"),
+        ("print('no number')\n", "no number", "no number\n"),
+        ("x = 1\n", None, ""),
+    ],
+)
+async def test_pal_answer_order(sandbox: Sandbox, code: str, value: object, stdout: str) -> None:
+    res = await sandbox.run(code)
+    assert res.ok, res
+    assert res.value == value
+    assert res.stdout == stdout
+
+
+async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
+    res = await sandbox.run(
+        "from fractions import Fraction\nfrom decimal import Decimal\n"
+        "result = (Fraction(3, 1), Fraction(1, 4), Decimal('2.50'), {1, 2}, 2 ** 70, float('nan'))"
+    )
+    assert res.ok, res
+    assert res.value == [3, 0.25, 2.5, [1, 2], 2**70, "nan"]
+    assert (
+        res.value_repr
+        == "(Fraction(3, 1), Fraction(1, 4), Decimal('2.50'), {1, 2}, 1180591620717411303424, nan)"
+    )
+    json.dumps(res.value, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "limit"),
+    [
+        ("result = 10 ** 10 ** 10", "OverflowError", "int_size"),
+        ("result = 2 ** 10 ** 9", "OverflowError", "int_size"),
+        ("x = 7\nx **= 10 ** 8", "OverflowError", "int_size"),
+        ("result = 1 << 10 ** 10", "OverflowError", "int_size"),
+        ("result = 'a' * 10 ** 10", "MemoryLimit", "memory"),
+        ("result = [0] * 10 ** 10", "MemoryLimit", "memory"),
+        ("x = [1]\nfor i in range(40):\n    x = x + x", "MemoryLimit", "memory"),
+        ("while True:\n    pass", "Timeout", "time"),
+        ("def f(n):\n    return f(n + 1)\nresult = f(0)", "RecursionError", "recursion"),
+        ("while True:\n    print('x' * 1000)", "OutputLimit", "output"),
+        ("result = 'x' * 100000", "OutputLimit", "output"),
+        ("x = " + "[" * 200 + "]" * 200, "SyntaxError", "nesting"),
+        ("import decimal\ndecimal.getcontext().prec = 10 ** 8", "OverflowError", "int_size"),
+    ],
+)
+async def test_limits_fail_fast_and_clearly(
+    sandbox: Sandbox, code: str, kind: str, limit: str
+) -> None:
+    started = time.perf_counter()
+    res = await sandbox.run(code)
+    assert not res.ok
+    assert (res.error_kind, res.limit) == (kind, limit), res
+    assert time.perf_counter() - started < sandbox.config.timeout_s + 1.5
+
+
+async def test_caught_output_limit_still_fails(sandbox: Sandbox) -> None:
+    code = (
+        "for i in range(100000):\n    try:\n        print('y' * 100)\n"
+        "    except Exception:\n        pass\nresult = 1"
+    )
+    res = await sandbox.run(code)
+    assert (res.ok, res.limit) == (False, "output")
+    assert len(res.stdout.encode()) <= sandbox.config.max_output_bytes
+
+
+@pytest.mark.parametrize(
+    "exc", ["SystemExit(0)", "KeyboardInterrupt", "GeneratorExit('x')", "BaseException"]
+)
+async def test_base_exceptions_are_just_errors(sandbox: Sandbox, exc: str) -> None:
+    res = await sandbox.run(f"raise {exc}")
+    assert not res.ok and res.error_kind == exc.split("(")[0]
+    assert (await sandbox.run("result = 1")).value == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import random\nrandom.seed(42)\nresult = random.random()",
+        "import decimal\ndecimal.getcontext().prec = 5\nresult = str(decimal.Decimal(1) / 7)",
+        "import decimal\ndecimal.DefaultContext.prec = 3\nresult = 1",
+        "import fractions\nfractions.Fraction.limit_denominator = None",
+        "import math\nmath.pi = 3",
+        "ValueError.extra = 1",
+        "import functools, fractions\nfunctools.total_ordering(fractions.Fraction)",
+        "def gen(box):\n    try:\n        yield 1\n    finally:\n"
+        "        while True:\n            pass\n"
+        "box = []\ng = gen(box)\nbox.append(g)\nnext(g)\nresult = 'left a finalizer'",
+    ],
+)
+async def test_no_state_survives_a_run(sandbox: Sandbox, code: str) -> None:
+    probe = (
+        "import random, decimal, fractions, math\n"
+        "result = (str(decimal.Decimal(1) / 7), math.pi, repr(fractions.Fraction(1, 3)),"
+        " decimal.Context().prec, hasattr(ValueError, 'extra'))\n"
+    )
+    baseline = await sandbox.run(probe)
+    seeded = await sandbox.run("import random\nrandom.seed(42)\nresult = random.random()")
+    await sandbox.run(code)
+    for _ in range(sandbox.config.workers):  # whichever worker comes next
+        assert (await sandbox.run(probe)).value == baseline.value
+        fresh = await sandbox.run("import random\nresult = random.random()")
+        assert fresh.ok and fresh.value != seeded.value
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "result = '{0.__class__}'.format(1)",
+        "result = str.format('{0.__globals__}', len)",
+        "result = '{a.__dict__}'.format_map({'a': str})",
+        "result = getattr(1, '__cl' + 'ass__')",
+        "import operator\nresult = operator.attrgetter('__class__')(1)",
+        "import operator\nresult = operator.methodcaller('__reduce_ex__', 2)(1)",
+        "result = type('X', (), {})",
+        "result = type(1).mro()",
+        "import collections\nresult = collections.UserString('{0.__class__}').format(1)",
+        "import string\nresult = string.Formatter().format('{0.__class__}', 1)",
+        "import functools\nresult = functools.singledispatch",
+        "result = vars()",
+        "result = open('/etc/passwd').read()",
+        "print('x', file=None or 1)",
+        "import os",
+        "from datetime import sys",
+    ],
+)
+async def test_language_escapes_are_refused(sandbox: Sandbox, code: str) -> None:
+    res = await sandbox.run(code)
+    assert not res.ok, res
+    assert "class 'int'" not in (res.error or "") + res.stdout
+
+
+async def test_concurrent_runs_are_independent(sandbox: Sandbox) -> None:
+    codes = [f"def solution():\n    return sum(range({n}))\nprint({n})" for n in range(40)]
+    results = await asyncio.gather(*(sandbox.run(code) for code in codes))
+    assert [r.value for r in results] == [sum(range(n)) for n in range(40)]
+    assert [r.stdout for r in results] == [f"{n}\n" for n in range(40)]
+
+
+async def test_busy_when_the_queue_is_full() -> None:
+    config = SandboxConfig(workers=1, queue_size=1, timeout_s=1.0)
+    async with Sandbox(config) as sb:
+        results = await asyncio.gather(*(sb.run("while True:\n    pass") for _ in range(4)))
+        kinds = sorted(r.error_kind or "" for r in results)
+        assert kinds.count("SandboxBusy") == 2 and kinds.count("Timeout") == 2
+        assert all(r.limit == "busy" for r in results if r.error_kind == "SandboxBusy")
+        assert (await sb.run("result = 5")).value == 5
+
+
+async def test_cancellation_replaces_the_worker() -> None:
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=5.0)) as sb:
+        task = asyncio.ensure_future(sb.run("while True:\n    pass"))
+        await asyncio.sleep(0.3)
+        (worker,) = sb._workers
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        res = await sb.run("result = 'after'")
+        assert res.value == "after"
+        assert worker.process.returncode is not None  # killed, not left spinning
+
+
+async def test_a_crashed_worker_is_replaced() -> None:
+    async with Sandbox(SandboxConfig(workers=1)) as sb:
+        (worker,) = sb._workers
+        worker.process.kill()
+        res = await sb.run("result = 1")
+        assert res.error_kind == "WorkerCrashed"
+        assert (await sb.run("result = 2")).value == 2
+
+
+async def test_code_size_and_timeout_arguments(sandbox: Sandbox) -> None:
+    res = await sandbox.run("x = 1\n" * 20000)
+    assert res.error_kind == "CodeTooLarge"
+    escaped = await sandbox.run("x = '" + "\x01" * (sandbox.config.max_code_bytes - 10) + "'")
+    assert escaped.ok  # worst-case JSON escaping still fits the request frame
+    started = time.perf_counter()
+    res = await sandbox.run("while True:\n    pass", timeout_s=0.5)
+    assert res.limit == "time" and time.perf_counter() - started < 1.5
+
+
+async def test_an_interpreter_crash_is_contained(sandbox: Sandbox) -> None:
+    # 100,000 nested iterators overflow CPython's C stack: the worker dies, not the service.
+    code = "g = iter([1])\nfor i in range(100000):\n    g = map(abs, g)\nresult = list(g)"
+    res = await sandbox.run(code)
+    assert not res.ok and res.error_kind in ("WorkerCrashed", "RecursionError"), res
+    assert (await sandbox.run("result = 1")).value == 1

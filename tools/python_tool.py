@@ -1,0 +1,54 @@
+"""The ``python`` action: run the model's program in the sandbox and show it what happened.
+
+The observation is ``ExecutionResult.observation()``: printed output, then the result (the PAL
+answer) or the error. A full sandbox queue raises ``ToolUnavailable`` (the run goes on and the
+model may try again later); any other failure inside the sandbox is an observation. Nothing
+but ``ToolError`` ever leaves ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tools.base import ToolError, ToolUnavailable
+from tools.sandbox import Sandbox
+
+logger = logging.getLogger(__name__)
+
+
+class PythonTool:
+    """Runs Python in the injected :class:`~tools.sandbox.Sandbox`."""
+
+    name = "python"
+    description = (
+        "Run a Python program in a sandbox (math, fractions, decimal, statistics, datetime, "
+        "itertools, collections, re ...); shows what it prints and its result."
+    )
+    input_hint = "code"
+
+    def __init__(self, sandbox: Sandbox, timeout_s: float | None = None) -> None:
+        self._sandbox = sandbox
+        self._timeout_s = timeout_s
+
+    async def run(self, tool_input: str) -> str:
+        code = _strip_fence(tool_input)
+        if not code.strip():
+            raise ToolError("the python action needs a program between the brackets")
+        try:
+            result = await self._sandbox.run(code, timeout_s=self._timeout_s)
+        except Exception as exc:  # the sandbox never should; translate at the boundary anyway
+            logger.exception("sandbox failure")
+            raise ToolError("the Python sandbox failed; try again") from exc
+        if result.limit == "busy":
+            raise ToolUnavailable("the Python sandbox is busy; try again shortly")
+        return result.observation()
+
+
+def _strip_fence(text: str) -> str:
+    """Accept a program wrapped in a Markdown code fence, as models often write it."""
+    stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```") and len(stripped) >= 6:
+        body = stripped[3:-3]
+        first, _, rest = body.partition("\n")
+        return rest if first.strip().isidentifier() or not first.strip() else body
+    return text

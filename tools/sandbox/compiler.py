@@ -1,0 +1,174 @@
+"""Compile one untrusted program: parse, bound, restrict, compile. Runs only in a worker.
+
+The source size is capped before it gets here (``SandboxConfig.max_code_bytes``); the AST depth
+is measured iteratively before any recursive visitor or the CPython compiler touches it, so a
+20,000-term expression or a 5,000-deep call chain is refused cheaply. The RestrictedPython
+policy is extended, not loosened: ``**``, ``*`` and ``<<`` become calls to size-checking guards,
+augmented assignment works on items and attributes (through the write guard), ``nonlocal`` is
+allowed, and a program's own classes may define the common special methods.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+from typing import Any
+
+from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
+
+from tools.sandbox.policy import DENIED_ATTRIBUTES, FILENAME
+
+# Methods a program may define on its own classes (RestrictedPython allows only ``__init__``
+# and comparisons). Defining them changes only the program's own objects; ``__del__``,
+# ``__getattr__`` and the like stay refused.
+ALLOWED_DUNDER_METHODS = frozenset(
+    f"__{name}__"
+    for name in (  # noqa: SIM905
+        "init repr str format len iter next contains getitem setitem delitem call bool hash "
+        "eq ne lt le gt ge add radd iadd sub rsub isub mul rmul imul truediv rtruediv "
+        "floordiv rfloordiv mod rmod pow rpow neg pos abs int float index round enter exit "
+        "post_init missing reversed and or xor matmul divmod"
+    ).split(" ")
+)
+
+_CUSTOM_HOOKS = {ast.Pow: "_pow_", ast.Mult: "_mul_", ast.LShift: "_lshift_"}
+
+
+class CompileRefused(Exception):
+    """The source was refused before running; ``kind`` is the error kind to report."""
+
+    def __init__(self, kind: str, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.limit = limit
+
+
+# --------------------------------------------------------------------------- compile
+
+
+class SandboxTransformer(RestrictingNodeTransformer):
+    """RestrictedPython's policy plus: guarded ``**``/``*``/``<<``, augmented assignment on
+    items and attributes, and the common special methods on the program's own classes."""
+
+    def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
+        if (
+            allow_magic_methods
+            and name in ALLOWED_DUNDER_METHODS
+            and getattr(node, "col_offset", 0) != 0
+        ):
+            return
+        super().check_name(node, name, allow_magic_methods)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
+        """Allow ``nonlocal`` (RestrictedPython refuses it): it only rebinds a local of the
+        enclosing function, and stores to ``_`` names are refused anyway."""
+        for name in node.names:
+            self.check_name(node, name)
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        node = self.node_contents_visit(node)
+        hook = _CUSTOM_HOOKS.get(type(node.op))
+        if hook is None:
+            return node
+        call = ast.Call(func=ast.Name(hook, ast.Load()), args=[node.left, node.right], keywords=[])
+        copy_locations(call, node)
+        ast.fix_missing_locations(call)
+        return call
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+        target = node.target
+        if isinstance(target, ast.Name):
+            return super().visit_AugAssign(node)
+        op = ast.Constant(_IOP[type(node.op)])
+        if isinstance(target, ast.Attribute):
+            if target.attr.startswith("_") or target.attr in DENIED_ATTRIBUTES:
+                self.error(node, f'"{target.attr}" is an invalid attribute name.')
+                return node
+            obj = self.visit(target.value)
+            key: ast.expr = ast.Constant(target.attr)
+            hook = "_aug_attr_"
+        elif isinstance(target, ast.Subscript):
+            obj = self.visit(target.value)
+            sl = target.slice
+            if isinstance(sl, ast.Slice):
+                parts = [
+                    self.visit(p) if p is not None else ast.Constant(None)
+                    for p in (sl.lower, sl.upper, sl.step)
+                ]
+                key = ast.Call(func=ast.Name("slice", ast.Load()), args=parts, keywords=[])
+            else:
+                key = self.visit(sl)
+            hook = "_aug_item_"
+        else:  # pragma: no cover - the grammar allows nothing else
+            self.error(node, "Unsupported augmented assignment target.")
+            return node
+        value = self.visit(node.value)
+        call = ast.Call(func=ast.Name(hook, ast.Load()), args=[obj, key, op, value], keywords=[])
+        new = ast.Expr(value=call)
+        copy_locations(new, node)
+        ast.fix_missing_locations(new)
+        return new
+
+
+_IOP = {
+    ast.Add: "+=",
+    ast.Sub: "-=",
+    ast.Mult: "*=",
+    ast.Div: "/=",
+    ast.Mod: "%=",
+    ast.Pow: "**=",
+    ast.LShift: "<<=",
+    ast.RShift: ">>=",
+    ast.BitOr: "|=",
+    ast.BitXor: "^=",
+    ast.BitAnd: "&=",
+    ast.FloorDiv: "//=",
+    ast.MatMult: "@=",
+}
+
+
+def ast_depth(tree: ast.AST, limit: int) -> int:
+    """The depth of ``tree``, computed without recursion; stops counting past ``limit``."""
+    deepest = 0
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def compile_program(source: str, max_nesting: int) -> types.CodeType:
+    """Parse, check and compile one program. Raises :class:`CompileRefused`."""
+    try:
+        tree = ast.parse(source, FILENAME, "exec")
+    except SyntaxError as exc:
+        raise CompileRefused("SyntaxError", f"line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:  # e.g. null bytes in the source
+        raise CompileRefused("SyntaxError", str(exc)) from None
+    except (RecursionError, MemoryError, OverflowError) as exc:
+        raise CompileRefused(
+            "SyntaxError", f"program too deeply nested or too large to parse ({exc})", "nesting"
+        ) from None
+    if ast_depth(tree, max_nesting) > max_nesting:
+        raise CompileRefused(
+            "SyntaxError", f"program nested deeper than {max_nesting} levels", "nesting"
+        )
+    errors: list[str] = []
+    warnings: list[str] = []
+    used_names: dict[str, bool] = {}
+    try:
+        tree = SandboxTransformer(errors, warnings, used_names).visit(tree)
+        if errors:
+            raise CompileRefused("SecurityError", "; ".join(errors[:5]))
+        return compile(tree, FILENAME, "exec", dont_inherit=True)
+    except (RecursionError, MemoryError) as exc:
+        raise CompileRefused(
+            "SyntaxError", f"program too complex to compile ({type(exc).__name__})", "nesting"
+        ) from None
+    except SyntaxError as exc:  # e.g. 'return' outside function, found by the compiler
+        raise CompileRefused("SyntaxError", f"line {exc.lineno}: {exc.msg}") from None

@@ -1,0 +1,336 @@
+"""The import allow-list: what each allowed module deliberately exposes to a program.
+
+A real module object is never handed out: it carries references to other modules
+(``datetime.sys``, ``json.codecs``, ``random._os``, ``collections.sys`` ...) and, through its
+functions, to the real builtins. A program gets a :class:`ModuleView`, a read-only object
+holding only the public names listed here. Names left out on purpose:
+
+* ``operator.attrgetter``/``methodcaller`` (C-level getattr by a user-chosen name): replaced by
+  guarded versions.
+* ``string.Formatter`` (field lookups past the guards, CVE-2023-41039 family).
+* ``functools.singledispatch`` (evaluates annotation strings with a real ``eval``).
+* ``collections.UserString`` (its ``format`` calls the real ``str.format``).
+* ``random`` and ``decimal`` state: each run gets its own ``random.Random`` and its own
+  decimal context, so ``random.seed`` or ``getcontext().prec`` cannot leak into the next run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import cmath
+import collections
+import datetime
+import decimal
+import fractions
+import functools
+import heapq
+import importlib
+import itertools
+import json
+import math
+import operator
+import random
+import re
+import statistics
+import string
+import sys
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from tools.sandbox.policy import (
+    Arithmetic,
+    SandboxSecurityError,
+    check_decimal_prec,
+    guarded_getattr,
+    is_user_object,
+)
+
+# Imported from C by allowed modules (``datetime.strptime``); loaded now, before the OS layer.
+for _lazy in ("_strptime", "encodings.ascii", "encodings.latin_1", "encodings.idna", "unicodedata"):
+    importlib.import_module(_lazy)
+
+
+class ModuleView:
+    """A read-only stand-in for an allowed module: only the listed public attributes."""
+
+    __slots__ = ("_view_attrs", "_view_name")
+
+    def __init__(self, name: str, attrs: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_view_name", name)
+        object.__setattr__(self, "_view_attrs", MappingProxyType(dict(attrs)))
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return self._view_attrs[attr]
+        except KeyError:
+            raise AttributeError(
+                f"module {self._view_name!r} has no attribute {attr!r} in the sandbox"
+            ) from None
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise AttributeError(f"module {self._view_name!r} is read-only in the sandbox")
+
+    __delattr__ = __setattr__  # type: ignore[assignment]
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._view_attrs)
+
+    def __repr__(self) -> str:
+        return f"<module {self._view_name!r} (sandboxed)>"
+
+
+def _public(module: Any, *exclude: str, names: str | None = None) -> dict[str, Any]:
+    if names is not None:
+        return {name: getattr(module, name) for name in names.split()}
+    return {
+        name: getattr(module, name)
+        for name in dir(module)
+        if not name.startswith("_")
+        and name not in exclude
+        and not isinstance(getattr(module, name), type(math))  # no sub-modules
+    }
+
+
+def _attrgetter(*names: str) -> Callable[[Any], Any]:
+    for name in names:
+        if type(name) is not str:
+            raise TypeError("attribute name must be a str")
+
+    def resolve(obj: Any, dotted: str) -> Any:
+        for part in dotted.split("."):
+            obj = guarded_getattr(obj, part)
+        return obj
+
+    if len(names) == 1:
+        return lambda obj: resolve(obj, names[0])
+    return lambda obj: tuple(resolve(obj, name) for name in names)
+
+
+def _methodcaller(name: str, /, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+    if type(name) is not str:
+        raise TypeError("method name must be a str")
+    return lambda obj: guarded_getattr(obj, name)(*args, **kwargs)
+
+
+def _namedtuple(typename: str, field_names: Any, **kwargs: Any) -> type:
+    kwargs.pop("module", None)  # it would be looked up in sys.modules
+    return collections.namedtuple(typename, field_names, module="__sandbox__", **kwargs)
+
+
+def _total_ordering(cls: Any) -> Any:
+    if not is_user_object(cls) or not isinstance(cls, type):
+        raise SandboxSecurityError("total_ordering() works on the program's own classes only")
+    return functools.total_ordering(cls)
+
+
+_STATISTICS = (
+    "mean fmean geometric_mean harmonic_mean median median_low median_high median_grouped "
+    "mode multimode quantiles pstdev pvariance stdev variance covariance correlation "
+    "linear_regression NormalDist StatisticsError"
+)
+
+
+def _static_views(arith: Arithmetic) -> dict[str, ModuleView]:
+    # No setitem/delitem (item writes past ``_write_``), no call, no attrgetter/methodcaller.
+    op = _public(
+        operator,
+        "attrgetter",
+        "methodcaller",
+        "pow",
+        "ipow",
+        "mul",
+        "imul",
+        "lshift",
+        "ilshift",
+        "call",
+        "setitem",
+        "delitem",
+        "repeat",
+    )
+    op.update(
+        attrgetter=_attrgetter,
+        methodcaller=_methodcaller,
+        pow=arith.pow,
+        mul=arith.mul,
+        lshift=arith.lshift,
+    )
+    col = _public(collections, names="Counter defaultdict deque OrderedDict ChainMap")
+    col["namedtuple"] = _namedtuple
+    # No wraps/update_wrapper: they rename and re-dict any object, shared classes included.
+    ft = _public(functools, names="reduce partial lru_cache cache cmp_to_key")
+    ft["total_ordering"] = _total_ordering
+    dt = _public(datetime, names="date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR")
+    st = _public(
+        string,
+        names="ascii_letters ascii_lowercase ascii_uppercase digits hexdigits "
+        "octdigits punctuation printable whitespace capwords",
+    )
+    rx = _public(
+        re,
+        names="compile search match fullmatch findall finditer sub subn split "
+        "escape error Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE S U "
+        "UNICODE VERBOSE X",
+    )
+    js = _public(json, names="dumps loads JSONDecodeError")
+    cal = _public(
+        calendar,
+        names="isleap leapdays monthrange weekday monthcalendar month_name "
+        "month_abbr day_name day_abbr MONDAY TUESDAY WEDNESDAY THURSDAY FRIDAY "
+        "SATURDAY SUNDAY",
+    )
+    views = {
+        "math": _public(math),
+        "cmath": _public(cmath),
+        "fractions": _public(fractions, names="Fraction"),
+        "statistics": _public(statistics, names=_STATISTICS),
+        "datetime": dt,
+        "itertools": _public(itertools),
+        "functools": ft,
+        "collections": col,
+        "string": st,
+        "re": rx,
+        "heapq": _public(
+            heapq, names="heappush heappop heapify heapreplace heappushpop nlargest nsmallest merge"
+        ),
+        "bisect": _public(bisect),
+        "operator": op,
+        "json": js,
+        "calendar": cal,
+    }
+    return {name: ModuleView(name, attrs) for name, attrs in views.items()}
+
+
+_RANDOM_FUNCS = [
+    "random",
+    "uniform",
+    "randint",
+    "randrange",
+    "choice",
+    "choices",
+    "shuffle",
+    "sample",
+    "gauss",
+    "normalvariate",
+    "expovariate",
+    "triangular",
+    "betavariate",
+    "gammavariate",
+    "lognormvariate",
+    "vonmisesvariate",
+    "paretovariate",
+    "weibullvariate",
+    "getrandbits",
+    "seed",
+]
+
+_DECIMAL_NAMES = [
+    "Decimal",
+    "Context",
+    "localcontext",
+    "getcontext",
+    "setcontext",
+    "DecimalException",
+    "Clamped",
+    "DivisionByZero",
+    "Inexact",
+    "InvalidOperation",
+    "Overflow",
+    "Rounded",
+    "Subnormal",
+    "Underflow",
+    "FloatOperation",
+    "ROUND_DOWN",
+    "ROUND_HALF_UP",
+    "ROUND_HALF_EVEN",
+    "ROUND_CEILING",
+    "ROUND_FLOOR",
+    "ROUND_UP",
+    "ROUND_HALF_DOWN",
+    "ROUND_05UP",
+    "MAX_PREC",
+    "MAX_EMAX",
+    "MIN_EMIN",
+]
+
+
+class ModuleRegistry:
+    """Builds the per-run import function: static views are shared (they are read-only),
+    ``random`` and ``decimal`` are rebuilt for every run."""
+
+    ALLOWED = frozenset(
+        [
+            "math",
+            "cmath",
+            "fractions",
+            "decimal",
+            "statistics",
+            "datetime",
+            "itertools",
+            "functools",
+            "collections",
+            "string",
+            "re",
+            "random",
+            "heapq",
+            "bisect",
+            "operator",
+            "json",
+            "calendar",
+        ]
+    )
+
+    def __init__(self, arith: Arithmetic) -> None:
+        self._static = _static_views(arith)
+        self._max_prec = arith.max_digits
+
+    def new_run(self) -> Callable[..., Any]:
+        """Reset per-run module state and return the ``__import__`` for one run."""
+        decimal.setcontext(decimal.Context())
+        per_run: dict[str, ModuleView] = {}
+
+        def importer(
+            name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+        ) -> ModuleView | None:
+            if type(fromlist) is list and not fromlist and name in sys.modules:
+                # CPython's own lazy import from C (``datetime.strptime`` -> ``_strptime``):
+                # PyImport_Import discards this value and reads sys.modules itself. Programs
+                # cannot call __import__ directly, so they never get here.
+                return None
+            if type(name) is not str or level != 0:
+                raise ImportError("relative or non-string imports are not available")
+            if name not in self.ALLOWED:
+                allowed = ", ".join(sorted(self.ALLOWED))
+                raise ImportError(
+                    f"module {name!r} is not available in the sandbox (allowed: {allowed})"
+                )
+            view = self._static.get(name) or per_run.get(name)
+            if view is None:
+                view = per_run[name] = self._fresh(name)
+            return view
+
+        return importer
+
+    def _decimal_context(self, *args: Any, **kwargs: Any) -> decimal.Context:
+        check_decimal_prec(kwargs.get("prec", args[0] if args else None), self._max_prec)
+        return decimal.Context(*args, **kwargs)
+
+    def _decimal_localcontext(self, ctx: Any = None, **kwargs: Any) -> Any:
+        check_decimal_prec(kwargs.get("prec"), self._max_prec)
+        return decimal.localcontext(ctx, **kwargs)
+
+    def _fresh(self, name: str) -> ModuleView:
+        if name == "random":
+            rng = random.Random()
+            attrs: dict[str, Any] = {fn: getattr(rng, fn) for fn in _RANDOM_FUNCS}
+            attrs["Random"] = random.Random
+            return ModuleView("random", attrs)
+        if name == "decimal":
+            attrs = {n: getattr(decimal, n) for n in _DECIMAL_NAMES}
+            for ctx in ("DefaultContext", "BasicContext", "ExtendedContext"):
+                attrs[ctx] = getattr(decimal, ctx).copy()  # the module's own are shared
+            attrs["Context"] = self._decimal_context
+            attrs["localcontext"] = self._decimal_localcontext
+            return ModuleView("decimal", attrs)
+        raise SandboxSecurityError(f"no view for module {name!r}")  # pragma: no cover

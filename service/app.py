@@ -1,0 +1,108 @@
+"""The app factory. ``create_app(settings)`` builds a FastAPI app whose lifespan creates the
+shared components (LLM client, sandbox workers, run store) once; tests inject their own fakes
+by passing them in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from agents.llm.base import LLM
+from service import errors
+from service.auth import Authenticator, RateLimiter
+from service.components import build_llm, build_search_provider, build_tools
+from service.deps import authenticate
+from service.limits import BodySizeLimit
+from service.metrics import Metrics
+from service.routes import actions, ask, health, runs
+from service.settings import Settings
+from service.state import AppState
+from service.store import RunStore
+from tools.sandbox import Sandbox
+from tools.search.base import SearchProvider
+
+log = structlog.get_logger(__name__)
+MAX_BODY_BYTES = 1024 * 1024
+VERSION = "0.1.0"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    llm: LLM | None = None,
+    sandbox: Sandbox | None = None,
+    search_provider: SearchProvider | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            box = sandbox or Sandbox(settings.sandbox_config())
+            await box.start()
+            stack.push_async_callback(box.aclose)
+            model = llm or build_llm(settings)
+            stack.push_async_callback(model.aclose)
+            store = RunStore(settings.database_url)
+            await store.start()
+            stack.push_async_callback(store.aclose)
+            provider = search_provider or build_search_provider(settings)
+            stack.push_async_callback(provider.aclose)
+            app.state.reactpal = AppState(
+                settings=settings,
+                llm=model,
+                sandbox=box,
+                tools=build_tools(settings, box, provider),
+                store=store,
+                metrics=Metrics(),
+                auth=Authenticator(tuple(k.get_secret_value() for k in settings.agent_api_keys)),
+                rate_limiter=RateLimiter(settings.rate_limit),
+            )
+            log.info(
+                "reactpal ready",
+                llm=model.model,
+                sandbox_layers=box.layers,
+                actions=settings.allowed_actions,
+                auth=bool(settings.agent_api_keys),
+            )
+            yield
+
+    app = FastAPI(
+        title="reactpal",
+        version=VERSION,
+        summary="A ReAct/PAL agent: an LLM that calculates in a sandbox and looks things up.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(ask.router)
+    app.include_router(actions.router)
+    app.include_router(runs.router)
+    _install_docs(app)
+    return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """OpenAPI and Swagger UI, behind the API key like every endpoint but health."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authenticate)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="reactpal API")
+
+
+def openapi_schema(settings: Settings | None = None) -> dict[str, Any]:
+    return create_app(settings).openapi()

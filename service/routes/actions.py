@@ -1,0 +1,22 @@
+"""The server's allow-list, with the descriptions the model sees."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from agents.react.prompt import FINISH_DOC
+from service.deps import Client, State
+from service.schemas import ActionInfo
+
+router = APIRouter(tags=["actions"])
+
+
+@router.get("/actions", summary="The actions a run may use", response_model=list[ActionInfo])
+async def actions(state: State, _: Client) -> list[ActionInfo]:
+    allowed = state.settings.allowed_actions
+    listed = [
+        ActionInfo(name=tool.name, input=tool.input_hint, description=tool.description)
+        for tool in state.tools
+        if tool.name in allowed
+    ]
+    return [*listed, ActionInfo(name="finish", input="answer", description=FINISH_DOC.description)]

@@ -1,0 +1,150 @@
+"""POST /ask: one question, one agent, one stored run; JSON or server-sent events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from agents.errors import ActionNotAllowed
+from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent, ThoughtEvent
+from agents.pal import PalOptions, run_pal
+from agents.policy import RunPolicy, bounded, resolve_actions
+from agents.react import ReActAgent
+from service.deps import Client, State
+from service.errors import ProblemError
+from service.runner import FAILURE_STATUS, RunSession
+from service.schemas import AskRequest, AskResponse, Problem
+from service.state import AppState
+
+router = APIRouter(tags=["ask"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": text, "content": {"application/problem+json": {}}}
+    for status, text in {
+        401: "Missing or wrong API key",
+        403: "An action outside the server's allow-list was requested",
+        422: "Invalid request",
+        429: "Rate limited",
+        502: "The LLM backend failed (after bounded retries)",
+        504: "The run's deadline passed",
+    }.items()
+}
+
+
+@router.post(
+    "/ask",
+    response_model=AskResponse,
+    summary="Answer a question with ReAct or PAL",
+    responses={
+        200: {
+            "description": "The run's answer and trace; with `stream` (or `Accept: "
+            "text/event-stream`), server-sent events `run`, `thought`, `action`, "
+            "`observation` and `final` (whose data is this same body).",
+            "content": {"text/event-stream": {}},
+        },
+        **_ERRORS,
+    },
+)
+async def ask(body: AskRequest, request: Request, state: State, client: Client) -> Any:
+    address = request.client.host if request.client else "unknown"
+    await state.rate_limiter.check(client or address)
+    session = RunSession(
+        mode=body.mode,
+        question=body.question,
+        agent_events=_agent_events(body, state),
+        timeout_s=bounded(
+            body.timeout_s, state.settings.request_timeout_s, state.settings.request_timeout_s
+        ),
+        store=state.store,
+        metrics=state.metrics,
+    )
+    await session.start()
+    if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+        return EventSourceResponse(_sse(session), ping=15)
+    state.metrics.in_flight.inc()
+    try:
+        async for _ in session.events():
+            pass
+    finally:
+        state.metrics.in_flight.dec()
+    response = session.response
+    if session.failure is not None:
+        raise ProblemError(
+            FAILURE_STATUS[session.failure],
+            response.error or "the run failed",
+            run_id=response.run_id,
+            run_status=response.status,
+        )
+    return response
+
+
+def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]:
+    """Validate the request against the server's limits and build this request's agent."""
+    settings = state.settings
+    if len(body.question) > settings.max_question_chars:
+        state.metrics.rejected.labels("too_long").inc()
+        raise ProblemError(
+            422, f"question is longer than the limit of {settings.max_question_chars} characters"
+        )
+    try:
+        actions = resolve_actions(settings.allowed_actions, body.actions)
+    except ActionNotAllowed as exc:
+        state.metrics.rejected.labels("action_not_allowed").inc()
+        raise ProblemError(
+            403, f"{exc}; a request can narrow the allow-list, not widen it"
+        ) from exc
+    if body.mode == "pal":
+        if "python" not in actions:
+            raise ProblemError(403, "pal mode runs a program, but 'python' is not allowed")
+        if body.samples > settings.max_samples:
+            raise ProblemError(
+                422, f"samples is above the server's limit of {settings.max_samples}"
+            )
+        options = PalOptions(
+            task=body.task,
+            samples=body.samples,
+            verbalize=body.verbalize,
+            max_tokens=settings.max_tokens,
+        )
+        return run_pal(body.question, llm=state.llm, sandbox=state.sandbox, options=options)
+    policy = RunPolicy(
+        allowed=actions,
+        max_steps=int(
+            bounded(body.max_steps, settings.default_max_steps, settings.max_steps_limit)
+        ),
+        timeout_s=bounded(body.timeout_s, settings.request_timeout_s, settings.request_timeout_s),
+        max_tokens=settings.max_tokens,
+        protocol=settings.agent_protocol,
+    )
+    tools = {tool.name: tool for tool in state.tools.subset(actions, strict=False)}
+    agent = ReActAgent(state.llm, tools, policy, grammar=state.grammar(actions))
+    return agent.run(body.question)
+
+
+async def _sse(session: RunSession) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(json.dumps({"run_id": session.run_id, "mode": session.mode}), event="run")
+    async for event in session.events():
+        if isinstance(event, FinalEvent):
+            yield ServerSentEvent(session.response.model_dump_json(), event="final")
+        else:
+            yield ServerSentEvent(json.dumps(_event_data(event)), event=_event_name(event))
+
+
+def _event_name(event: StepEvent) -> str:
+    return {ThoughtEvent: "thought", ActionEvent: "action", ObservationEvent: "observation"}[
+        type(event)
+    ]
+
+
+def _event_data(event: StepEvent) -> dict[str, Any]:
+    if isinstance(event, ThoughtEvent):
+        return {"step": event.step, "thought": event.text}
+    if isinstance(event, ActionEvent):
+        return {"step": event.step, "action": event.action, "action_input": event.action_input}
+    if isinstance(event, ObservationEvent):
+        return {"step": event.step, "observation": event.text, "refused": event.refused}
+    return {}

@@ -1,0 +1,116 @@
+"""The service's settings: every environment variable in CONTRACT.md, validated at start-up.
+
+Read once (``Settings()``) in ``python -m service`` and passed to ``create_app``; tests build
+their own ``Settings(...)`` instead of patching the environment. Unsafe or contradictory
+values fail fast with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tools.sandbox.result import SandboxConfig
+
+BUILTIN_ACTIONS = ("python", "search", "finish")
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = False
+
+    # The LLM. Unset base URL -> the embedded local model.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout_s: float = Field(60.0, gt=0, le=600)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+    agent_protocol: Literal["text", "tools"] = "text"
+    local_model: Literal["small", "better"] = "small"
+    local_model_path: Path | None = None
+    model_cache_dir: Path = Path("data/models")
+    local_threads: int | None = Field(None, ge=1, le=256)
+
+    # Actions.
+    allowed_actions: CommaList = BUILTIN_ACTIONS
+    extra_tools: CommaList = ()  # "module:attribute" LangChain tools, operator-configured
+    search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
+    searxng_url: str | None = None
+    search_timeout_s: float = Field(8.0, gt=0, le=60)
+    search_max_results: int = Field(5, ge=1, le=20)
+
+    # Budgets: request values are capped by these.
+    default_max_steps: int = Field(8, ge=1, le=100)
+    max_steps_limit: int = Field(20, ge=1, le=100)
+    request_timeout_s: float = Field(120.0, gt=0, le=3600)
+    max_question_chars: int = Field(4000, ge=1, le=100_000)
+    max_samples: int = Field(8, ge=1, le=64)
+    max_tokens: int = Field(768, ge=16, le=32_000)
+
+    # Access.
+    agent_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    rate_limit: str = "60/minute"  # per client (API key, else address); "" disables
+    database_url: str = "sqlite+aiosqlite:///data/runs.db"
+
+    # Sandbox limits (see tools.sandbox.result.SandboxConfig).
+    sandbox_workers: int = Field(2, ge=1, le=64)
+    sandbox_queue_size: int = Field(32, ge=0, le=10_000)
+    sandbox_timeout_s: float = Field(5.0, gt=0, le=300)
+    sandbox_memory_mb: int = Field(512, ge=64, le=65_536)
+    sandbox_max_output_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator("allowed_actions", "extra_tools", "agent_api_keys", mode="before")
+    @classmethod
+    def _split_comma_lists(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("allowed_actions")
+    @classmethod
+    def _normalise_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(v.lower() for v in value))
+        if "finish" not in names:
+            raise ValueError("ALLOWED_ACTIONS must include 'finish', or no run could end")
+        return names
+
+    @field_validator("llm_base_url", "searxng_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.search_provider == "searxng" and not self.searxng_url:
+            raise ValueError("SEARCH_PROVIDER=searxng needs SEARXNG_URL")
+        if self.default_max_steps > self.max_steps_limit:
+            raise ValueError("DEFAULT_MAX_STEPS must not exceed MAX_STEPS_LIMIT")
+        for key in self.agent_api_keys:
+            if len(key.get_secret_value()) < 16:
+                raise ValueError("each AGENT_API_KEYS token must be at least 16 characters")
+        return self
+
+    def sandbox_config(self) -> SandboxConfig:
+        return SandboxConfig(
+            workers=self.sandbox_workers,
+            queue_size=self.sandbox_queue_size,
+            timeout_s=self.sandbox_timeout_s,
+            memory_mb=self.sandbox_memory_mb,
+            max_output_bytes=self.sandbox_max_output_bytes,
+        )
+
+    def local_threads_or_default(self) -> int:
+        return self.local_threads or max(1, os.cpu_count() or 1)

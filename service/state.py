@@ -1,0 +1,42 @@
+"""What the app shares across requests, created once in the lifespan and reached through
+``Depends``: the LLM client, the sandbox, the action registry, the run store, metrics and the
+access checks. Nothing here holds per-run state: one agent is built per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from agents.llm.base import LLM
+from service.auth import Authenticator, RateLimiter
+from service.metrics import Metrics
+from service.settings import Settings
+from service.store import RunStore
+from tools.registry import ToolRegistry
+from tools.sandbox import Sandbox
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    llm: LLM
+    sandbox: Sandbox
+    tools: ToolRegistry
+    store: RunStore
+    metrics: Metrics
+    auth: Authenticator
+    rate_limiter: RateLimiter
+    use_grammar: bool = False  # constrain ReAct completions with GBNF (embedded model)
+
+    def grammar(self, actions: tuple[str, ...]) -> str | None:
+        if not self.use_grammar:
+            return None
+        from agents.llm.grammar import react_grammar
+
+        return react_grammar(actions)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.reactpal
+    return state

@@ -1,0 +1,230 @@
+"""POST /ask end to end through the real ASGI app, the real openai client and sandbox."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.fakes import FakeOpenAI, Scenario
+from tests.fakes.search import FakeSearchProvider
+from tests.service.conftest import AppFactory
+
+PROBLEM = "application/problem+json"
+
+
+async def test_react_run_with_python_returns_answer_and_trace(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        scenarios=[
+            Scenario(
+                "1234 * 5678",
+                steps=[
+                    "Thought: multiply exactly\nAction: python[print(1234 * 5678)]",
+                    "Thought: done\nAction: finish[7006652]",
+                ],
+            )
+        ]
+    )
+    async with app_client(fake) as client:
+        response = await client.post("/ask", json={"question": "What is 1234 * 5678?"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "finished" and body["answer"] == "7006652"
+        assert body["steps"][0]["action"] == "python"
+        assert body["steps"][0]["observation"].strip() == "7006652"
+        assert body["usage"]["llm_calls"] == 2 and body["usage"]["prompt_tokens"] > 0
+        stored = await client.get(f"/runs/{body['run_id']}")
+        assert stored.status_code == 200
+        assert stored.json()["answer"] == "7006652"
+        assert stored.json()["steps"] == body["steps"]
+
+
+async def test_pal_mode(app_client: AppFactory) -> None:
+    program = "def solution():\n    return 1234 * 5678\n"
+    fake = FakeOpenAI(default=f"```python\n{program}```")
+    async with app_client(fake) as client:
+        response = await client.post(
+            "/ask", json={"question": "What is 1234 * 5678?", "mode": "pal"}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["answer"] == "7006652"
+        assert body["steps"][0]["action"] == "python"
+        assert "1234 * 5678" in body["steps"][0]["action_input"]
+
+
+async def test_request_cannot_widen_the_allow_list(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(), allowed_actions="python,finish") as client:
+        response = await client.post("/ask", json={"question": "q", "actions": ["search"]})
+        assert response.status_code == 403
+        assert response.headers["content-type"].startswith(PROBLEM)
+        assert "search" in response.json()["detail"]
+        shell = await client.post("/ask", json={"question": "q", "actions": ["shell"]})
+        assert shell.status_code == 403
+
+
+async def test_request_narrows_the_allow_list(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=[
+            "Thought: t\nAction: python[print(1)]",
+            "Thought: t\nAction: finish[ok]",
+        ]
+    )
+    async with app_client(fake) as client:
+        response = await client.post("/ask", json={"question": "q", "actions": ["search"]})
+        body = response.json()
+        assert body["steps"][0]["action"] == "python"
+        assert "not allowed" in body["steps"][0]["observation"]
+        assert body["answer"] == "ok"
+
+
+async def test_bad_input_is_a_clear_422(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(), max_question_chars=50) as client:
+        for payload in (
+            {},
+            {"question": "   "},
+            {"question": "q", "mode": "chat"},
+            {"question": "q", "max_steps": 0},
+            {"question": "q", "unknown": 1},
+            {"question": "x" * 51},
+            {"question": "q", "mode": "pal", "samples": 100},
+        ):
+            response = await client.post("/ask", json=payload)
+            assert response.status_code == 422, payload
+            assert response.headers["content-type"].startswith(PROBLEM)
+            assert response.json()["detail"]
+        not_json = await client.post(
+            "/ask", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert not_json.status_code == 422
+
+
+async def test_oversized_body_is_refused(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI()) as client:
+        response = await client.post(
+            "/ask", content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+
+
+async def test_llm_failures_are_502_and_stored(app_client: AppFactory) -> None:
+    for kind in ("500", "garbage", "429", "connect"):
+        fake = FakeOpenAI()
+        fake.fail(kind, times=20)
+        async with app_client(fake) as client:
+            response = await client.post("/ask", json={"question": "q"})
+            assert response.status_code == 502, (kind, response.text)
+            problem = response.json()
+            assert problem["detail"].startswith("the LLM backend failed")
+            stored = await client.get(f"/runs/{problem['run_id']}")
+            assert stored.json()["status"] == "error"
+
+
+async def test_deadline_is_504_whatever_the_backend_does(app_client: AppFactory) -> None:
+    fake = FakeOpenAI()
+    fake.fail("hang", times=5)
+    async with app_client(fake, llm_options={"timeout_s": 30}) as client:
+        started = time.monotonic()
+        response = await client.post("/ask", json={"question": "q", "timeout_s": 0.5})
+        assert time.monotonic() - started < 3
+        assert response.status_code == 504
+        run = await client.get(f"/runs/{response.json()['run_id']}")
+        assert run.json()["status"] == "timeout"
+
+
+async def test_search_failure_is_an_observation(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=[
+            "Thought: look\nAction: search[anything]",
+            "Thought: fine\nAction: finish[from memory]",
+        ]
+    )
+    search = FakeSearchProvider(unavailable=True)
+    async with app_client(fake, search=search) as client:
+        body = (await client.post("/ask", json={"question": "q"})).json()
+        assert body["status"] == "finished"
+        assert "unavailable" in body["steps"][0]["observation"]
+
+
+async def test_step_budget_returns_best_answer(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=lambda req: (
+            "Thought: best\nAction: finish[partial answer]"
+            if "budget is spent" in req.text
+            else f"Thought: more\nAction: python[print({len(req.messages)})]"
+        )
+    )
+    async with app_client(fake) as client:
+        body = (await client.post("/ask", json={"question": "q", "max_steps": 2})).json()
+        assert body["status"] == "max_steps"
+        assert body["answer"] == "partial answer"
+        assert len(body["steps"]) == 3
+
+
+async def test_server_caps_max_steps(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=lambda req: (
+            "Action: finish[x]"
+            if "budget is spent" in req.text
+            else f"Action: python[print({len(req.messages)})]"
+        )
+    )
+    async with app_client(fake, max_steps_limit=3, default_max_steps=2) as client:
+        body = (await client.post("/ask", json={"question": "q", "max_steps": 50})).json()
+        assert len(body["steps"]) == 4  # 3 steps and the final answer
+
+
+async def test_streaming_sends_steps_then_final(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=[
+            "Thought: t\nAction: python[print(2 + 2)]",
+            "Thought: done\nAction: finish[4]",
+        ]
+    )
+    payload = {"question": "q", "stream": True}
+    async with app_client(fake) as client, client.stream("POST", "/ask", json=payload) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        text = "".join([chunk async for chunk in resp.aiter_text()])
+    events = [
+        line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("event:")
+    ]
+    assert events[0] == "run" and events[-1] == "final"
+    assert {"thought", "action", "observation"} <= set(events)
+    final = json.loads([line for line in text.splitlines() if line.startswith("data:")][-1][5:])
+    assert final["answer"] == "4" and final["status"] == "finished"
+
+
+async def test_api_keys(app_client: AppFactory) -> None:
+    key = "k" * 20
+    async with app_client(FakeOpenAI(), agent_api_keys=key) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        missing = await client.post("/ask", json={"question": "q"})
+        assert missing.status_code == 401
+        assert missing.headers["content-type"].startswith(PROBLEM)
+        wrong = await client.get("/actions", headers={"authorization": "Bearer " + "x" * 20})
+        assert wrong.status_code == 401
+        ok = await client.get("/actions", headers={"authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+        assert (await client.get("/openapi.json")).status_code == 401
+
+
+async def test_rate_limit(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(default="Action: finish[x]"), rate_limit="2/minute") as c:
+        codes = [(await c.post("/ask", json={"question": "q"})).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+
+
+async def test_other_endpoints(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(default="Action: finish[x]")) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["sandbox"]["layers"]["process"] is True
+        names = [a["name"] for a in (await client.get("/actions")).json()]
+        assert names == ["python", "search", "finish"]
+        await client.post("/ask", json={"question": "q"})
+        metrics = (await client.get("/metrics")).text
+        assert 'reactpal_runs_total{mode="react",status="finished"} 1.0' in metrics
+        schema = (await client.get("/openapi.json")).json()
+        assert "/ask" in schema["paths"]
+        assert (await client.get("/docs")).status_code == 200
+        assert (await client.get("/runs/0123abcd")).status_code == 404

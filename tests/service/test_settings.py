@@ -1,0 +1,51 @@
+"""Settings are read from the environment and refuse unsafe or contradictory values."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.allowed_actions == ("python", "search", "finish")
+    assert settings.search_provider == "duckduckgo"
+    assert settings.llm_base_url is None
+    assert settings.request_timeout_s == 120
+
+
+def test_comma_separated_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_ACTIONS", " Python , finish ")
+    monkeypatch.setenv("AGENT_API_KEYS", "a" * 16 + "," + "b" * 20)
+    settings = Settings()
+    assert settings.allowed_actions == ("python", "finish")
+    assert [k.get_secret_value() for k in settings.agent_api_keys] == ["a" * 16, "b" * 20]
+    assert "a" * 16 not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ALLOWED_ACTIONS": "python"}, "must include 'finish'"),
+        ({"SEARCH_PROVIDER": "searxng"}, "needs SEARXNG_URL"),
+        ({"AGENT_API_KEYS": "short"}, "at least 16"),
+        ({"PORT": "70000"}, "port"),
+        ({"SEARCH_PROVIDER": "bing"}, "search_provider"),
+        ({"DEFAULT_MAX_STEPS": "30", "MAX_STEPS_LIMIT": "10"}, "must not exceed"),
+    ],
+)
+def test_bad_values_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_empty_base_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_BASE_URL", "")
+    assert Settings().llm_base_url is None

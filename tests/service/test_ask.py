@@ -228,3 +228,28 @@ async def test_other_endpoints(app_client: AppFactory) -> None:
         assert "/ask" in schema["paths"]
         assert (await client.get("/docs")).status_code == 200
         assert (await client.get("/runs/0123abcd")).status_code == 404
+
+
+async def test_pal_self_consistency_reports_votes(app_client: AppFactory) -> None:
+    programs = [
+        "```python\ndef solution():\n    return 8\n```",
+        "```python\ndef solution():\n    return 8.0\n```",
+        "```python\ndef solution():\n    return 9\n```",
+    ]
+    fake = FakeOpenAI(default=programs)  # one choice per program, n=3
+    async with app_client(fake) as client:
+        response = await client.post(
+            "/ask", json={"question": "How many?", "mode": "pal", "samples": 3}
+        )
+        body = response.json()
+        assert response.status_code == 200, body
+        assert body["answer"] == "8"
+        assert abs(body["details"]["agreement"] - 2 / 3) < 1e-3
+        assert len(body["steps"]) == 3
+        assert fake.chat_requests[0].n == 3
+
+
+async def test_pal_needs_python_allowed(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(), allowed_actions="search,finish") as client:
+        response = await client.post("/ask", json={"question": "q", "mode": "pal"})
+        assert response.status_code == 403

@@ -46,10 +46,12 @@ def final(events: list[StepEvent]) -> FinalEvent:
 
 
 async def test_tool_step_then_finish_sends_stop_and_observation() -> None:
-    fake = FakeOpenAI(script=[
-        "Thought: compute\nAction: python[print(6 * 7)]\nObservation: 41 (invented)",
-        "Thought: done\nAction: finish[42]",
-    ])
+    fake = FakeOpenAI(
+        script=[
+            "Thought: compute\nAction: python[print(6 * 7)]\nObservation: 41 (invented)",
+            "Thought: done\nAction: finish[42]",
+        ]
+    )
     python = RecordingTool("python", {"print(6 * 7)": "42"})
     events = await collect(ReActAgent(make_llm(fake), {"python": python}, policy("python")))
     assert final(events).status == "finished"
@@ -73,11 +75,13 @@ async def test_prompt_lists_exactly_the_allowed_actions() -> None:
 
 
 async def test_action_outside_policy_is_refused_and_run_goes_on() -> None:
-    fake = FakeOpenAI(script=[
-        "Thought: t\nAction: search[x]",
-        "Thought: t\nAction: shell[rm -rf /]",
-        "Thought: ok\nAction: finish[done]",
-    ])
+    fake = FakeOpenAI(
+        script=[
+            "Thought: t\nAction: search[x]",
+            "Thought: t\nAction: shell[rm -rf /]",
+            "Thought: ok\nAction: finish[done]",
+        ]
+    )
     search = RecordingTool("search")
     events = await collect(ReActAgent(make_llm(fake), {"search": search}, policy()))
     observations = [e for e in events if isinstance(e, ObservationEvent)]
@@ -98,11 +102,13 @@ async def test_unparsable_completion_is_a_step_with_no_action() -> None:
 
 
 async def test_repeated_action_is_refused() -> None:
-    fake = FakeOpenAI(script=[
-        "Thought: a\nAction: search[same thing]",
-        "Thought: again\nAction: search[ Same   thing ]",
-        "Thought: ok\nAction: finish[x]",
-    ])
+    fake = FakeOpenAI(
+        script=[
+            "Thought: a\nAction: search[same thing]",
+            "Thought: again\nAction: search[ Same   thing ]",
+            "Thought: ok\nAction: finish[x]",
+        ]
+    )
     search = RecordingTool("search")
     events = await collect(ReActAgent(make_llm(fake), {"search": search}, policy("search")))
     observations = [e for e in events if isinstance(e, ObservationEvent)]
@@ -111,14 +117,17 @@ async def test_repeated_action_is_refused() -> None:
 
 
 async def test_budget_spent_asks_once_for_the_best_answer() -> None:
-    fake = FakeOpenAI(script=lambda req: (
-        "Thought: I know enough\nAction: finish[best guess]"
-        if "budget is spent" in req.text
-        else f"Thought: more\nAction: search[q{len(req.messages)}]"
-    ))
+    fake = FakeOpenAI(
+        script=lambda req: (
+            "Thought: I know enough\nAction: finish[best guess]"
+            if "budget is spent" in req.text
+            else f"Thought: more\nAction: search[q{len(req.messages)}]"
+        )
+    )
     events = await collect(
-        ReActAgent(make_llm(fake), {"search": RecordingTool("search")}, policy("search",
-                                                                             max_steps=3))
+        ReActAgent(
+            make_llm(fake), {"search": RecordingTool("search")}, policy("search", max_steps=3)
+        )
     )
     end = final(events)
     assert end.status == "max_steps"
@@ -136,13 +145,16 @@ async def test_consecutive_garbage_ends_with_error() -> None:
 
 
 async def test_tool_failures_are_observations() -> None:
-    fake = FakeOpenAI(script=[
-        "Thought: t\nAction: search[boom]",
-        "Thought: t\nAction: search[offline]",
-        "Thought: t\nAction: finish[gave up]",
-    ])
-    events = await collect(ReActAgent(make_llm(fake), {"search": RecordingTool("search")},
-                                      policy("search")))
+    fake = FakeOpenAI(
+        script=[
+            "Thought: t\nAction: search[boom]",
+            "Thought: t\nAction: search[offline]",
+            "Thought: t\nAction: finish[gave up]",
+        ]
+    )
+    events = await collect(
+        ReActAgent(make_llm(fake), {"search": RecordingTool("search")}, policy("search"))
+    )
     texts = [e.text for e in events if isinstance(e, ObservationEvent)]
     assert texts == ["Error: it broke", "Error: search is unavailable right now"]
     assert final(events).status == "finished"
@@ -151,8 +163,9 @@ async def test_tool_failures_are_observations() -> None:
 async def test_long_observations_are_truncated() -> None:
     fake = FakeOpenAI(script=["Action: search[big]", "Action: finish[ok]"])
     tool = RecordingTool("search", {"big": "x" * 10_000})
-    events = await collect(ReActAgent(make_llm(fake), {"search": tool},
-                                      policy("search", max_observation_chars=100)))
+    events = await collect(
+        ReActAgent(make_llm(fake), {"search": tool}, policy("search", max_observation_chars=100))
+    )
     observation = next(e for e in events if isinstance(e, ObservationEvent))
     assert len(observation.text) < 200 and "truncated" in observation.text
 
@@ -165,11 +178,13 @@ async def test_llm_failure_propagates() -> None:
 
 
 async def test_native_tool_calls_follow_the_same_policy() -> None:
-    fake = FakeOpenAI(script=[
-        ToolCallReply("search", {"input": "x"}),
-        ToolCallReply("shell", {"input": "id"}),
-        ToolCallReply("finish", {"answer": "42"}),
-    ])
+    fake = FakeOpenAI(
+        script=[
+            ToolCallReply("search", {"input": "x"}),
+            ToolCallReply("shell", {"input": "id"}),
+            ToolCallReply("finish", {"answer": "42"}),
+        ]
+    )
     search = RecordingTool("search")
     agent = ReActAgent(make_llm(fake), {"search": search}, policy("search", protocol="tools"))
     events = await collect(agent)

@@ -13,30 +13,62 @@ from agents.react.parser import parse_completion
 @pytest.mark.parametrize(
     ("text", "action", "action_input", "thought"),
     [
-        ("Thought: I need x\nAction: search[Colorado orogeny]", "search", "Colorado orogeny",
-         "I need x"),
-        ("Thought 2: hmm\nAction 2: Search[High Plains (United States)]\nObservation 2: blah",
-         "search", "High Plains (United States)", "hmm"),
-        ("Thought: c\nAction: python[\nxs = [1, 2, 3]\nprint(xs[0] + sum(xs))\n]\n"
-         "Observation: 7\nThought: invented", "python", "xs = [1, 2, 3]\nprint(xs[0] + sum(xs))",
-         "c"),
-        ("Thought: c\nAction: python\n```python\nprint(1 + 1)\n```\n", "python", "print(1 + 1)",
-         "c"),
-        ("Thought: s\nAction: search\nAction Input: foo bar\nObservation: x", "search", "foo bar",
-         "s"),
+        (
+            "Thought: I need x\nAction: search[Colorado orogeny]",
+            "search",
+            "Colorado orogeny",
+            "I need x",
+        ),
+        (
+            "Thought 2: hmm\nAction 2: Search[High Plains (United States)]\nObservation 2: blah",
+            "search",
+            "High Plains (United States)",
+            "hmm",
+        ),
+        (
+            "Thought: c\nAction: python[\nxs = [1, 2, 3]\nprint(xs[0] + sum(xs))\n]\n"
+            "Observation: 7\nThought: invented",
+            "python",
+            "xs = [1, 2, 3]\nprint(xs[0] + sum(xs))",
+            "c",
+        ),
+        (
+            "Thought: c\nAction: python\n```python\nprint(1 + 1)\n```\n",
+            "python",
+            "print(1 + 1)",
+            "c",
+        ),
+        (
+            "Thought: s\nAction: search\nAction Input: foo bar\nObservation: x",
+            "search",
+            "foo bar",
+            "s",
+        ),
         ("Thought: ok\nFinal Answer: 42", "finish", "42", "ok"),
         ("Action: Finish[1,800 to 7,000 ft]", "finish", "1,800 to 7,000 ft", ""),
         ("Thought: x\nAction: search[a]\nAction: search[b]", "search", "a", "x"),
         ("**Thought:** x\n**Action:** python[print(2)]", "python", "print(2)", "x"),
         ("Thought: x\nAction: python[```python\nprint(3)\n```]", "python", "print(3)", "x"),
         ("Thought: x\r\nAction: FINISH[done]\r\n", "finish", "done", "x"),
-        ("Thought: x\nAction: python[\n    if True:\n        print(4)\n]", "python",
-         "if True:\n    print(4)", "x"),
-        ("Thought: x\nAction: python[d = {'a': [1, [2]]}\nprint(d['a'][1][0])]", "python",
-         "d = {'a': [1, [2]]}\nprint(d['a'][1][0])", "x"),
+        (
+            "Thought: x\nAction: python[\n    if True:\n        print(4)\n]",
+            "python",
+            "if True:\n    print(4)",
+            "x",
+        ),
+        (
+            "Thought: x\nAction: python[d = {'a': [1, [2]]}\nprint(d['a'][1][0])]",
+            "python",
+            "d = {'a': [1, [2]]}\nprint(d['a'][1][0])",
+            "x",
+        ),
         ("I think a lot.\nAction: search[q]", "search", "q", "I think a lot."),
-        ("Thought: x\nAction: python\nAction Input: ```python\nprint(5)\n```", "python",
-         "print(5)", "x"),
+        (
+            "Thought: x\nAction: python\nAction Input: ```python\nprint(5)\n```",
+            "python",
+            "print(5)",
+            "x",
+        ),
     ],
 )
 def test_accepted_forms(text: str, action: str, action_input: str, thought: str) -> None:
@@ -63,8 +95,11 @@ def test_never_crashes_on_arbitrary_text(text: str) -> None:
 
 @given(
     st.sampled_from(["search", "Search", "PYTHON", "finish"]),
-    st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs", "Cc"]),
-            min_size=1, max_size=60).filter(lambda s: s.strip()),
+    st.text(
+        alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs", "Cc"]),
+        min_size=1,
+        max_size=60,
+    ).filter(lambda s: s.strip()),
 )
 def test_round_trip_single_line_input(name: str, value: str) -> None:
     step = parse_completion(f"Thought: t\nAction: {name}[{value}]")

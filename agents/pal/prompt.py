@@ -1,0 +1,141 @@
+"""The PAL prompt: a system message, few-shot exemplars as chat turns, the question last.
+
+Exemplars live in data files (``agents/prompts/pal/<task>.txt``, shared instructions in
+``system.txt``), written by us in the PAL paper's style: the question, then ``def solution():``
+with the question as docstring, named variables and ``return result``. A family file holds
+``#`` comment lines and ``Hint:`` lines (added to the system message) before its first ``Q:``
+line, then exemplars: a ``Q: <question>`` line followed by the program.
+
+The prefix (system message and exemplar turns) is built once per family and is byte-identical
+for every question, so a local model's prompt cache evaluates it once: only the final user
+turn (the question) and later turns differ. Never put anything request-specific before it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+from agents.llm.base import ChatMessage
+
+DEFAULT_TASK = "math"
+TASKS: tuple[str, ...] = ("math", "date", "objects")
+"""The prompt families, each a data file; the service validates ``task`` against these."""
+
+# Where a completion has run on into the next exemplar; also sent as stop sequences.
+STOP_SEQUENCES: tuple[str, ...] = ("\nQ: ", "\nQuestion:")
+
+_PACKAGE = "agents"
+_DIRECTORY = ("prompts", "pal")
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    question: str
+    program: str
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    hints: tuple[str, ...]
+    exemplars: tuple[Exemplar, ...]
+
+
+def _read(filename: str) -> str:
+    path = resources.files(_PACKAGE).joinpath(*_DIRECTORY, filename)
+    return path.read_text(encoding="utf-8").replace("\r\n", "\n")
+
+
+def parse_family(name: str, text: str) -> Family:
+    """Parse a family file (see the module docstring); raises ``ValueError`` when malformed."""
+    hints: list[str] = []
+    exemplars: list[Exemplar] = []
+    question: str | None = None
+    body: list[str] = []
+
+    def close() -> None:
+        if question is None:
+            return
+        program = "\n".join(body).strip("\n")
+        if "def solution" not in program:
+            raise ValueError(f"pal/{name}: exemplar {question!r} has no def solution()")
+        exemplars.append(Exemplar(question, program + "\n"))
+
+    for line in text.splitlines():
+        if line.startswith("Q: "):
+            close()
+            question, body = line[3:].strip(), []
+        elif question is not None:
+            body.append(line.rstrip())
+        elif line.startswith("Hint:"):
+            hints.append(line[5:].strip())
+        elif line.strip() and not line.startswith("#"):
+            raise ValueError(f"pal/{name}: unexpected line before the first exemplar: {line!r}")
+    close()
+    if not exemplars:
+        raise ValueError(f"pal/{name}: no exemplars")
+    return Family(name, tuple(hints), tuple(exemplars))
+
+
+@functools.cache
+def load_family(task: str) -> Family:
+    if task not in TASKS:
+        raise ValueError(f"unknown PAL task {task!r}; expected one of: {', '.join(TASKS)}")
+    return parse_family(task, _read(f"{task}.txt"))
+
+
+def fence(program: str) -> str:
+    return f"```python\n{program.rstrip()}\n```"
+
+
+@functools.cache
+def prefix(task: str = DEFAULT_TASK) -> tuple[ChatMessage, ...]:
+    """The system message and exemplar turns for ``task``: the same objects on every call."""
+    family = load_family(task)
+    system = _read("system.txt").strip()
+    if family.hints:
+        system += "\n" + "\n".join(family.hints)
+    messages = [ChatMessage("system", system)]
+    for exemplar in family.exemplars:
+        messages.append(ChatMessage("user", question_turn(exemplar.question)))
+        messages.append(ChatMessage("assistant", fence(exemplar.program)))
+    return tuple(messages)
+
+
+def question_turn(question: str) -> str:
+    return f"Q: {question.strip()}"
+
+
+def build_messages(question: str, task: str = DEFAULT_TASK) -> list[ChatMessage]:
+    """The conversation for one question: the cached prefix, then the question."""
+    return [*prefix(task), ChatMessage("user", question_turn(question))]
+
+
+def repair_turns(attempt: str, failure: str) -> list[ChatMessage]:
+    """The follow-up after a failed attempt (the fenced program, or the completion that held
+    none) as the model's turn, then what went wrong."""
+    return [
+        ChatMessage("assistant", attempt.strip() or "(empty reply)"),
+        ChatMessage(
+            "user",
+            "Running that program failed:\n"
+            f"{failure.strip()}\n"
+            "Write a corrected program for the same question: one ```python block defining "
+            "solution() that returns the answer.",
+        ),
+    ]
+
+
+def verbalize_turns(program: str, answer: str) -> list[ChatMessage]:
+    """The follow-up that asks for the final answer as a sentence, given the computed one."""
+    return [
+        ChatMessage("assistant", fence(program)),
+        ChatMessage(
+            "user",
+            f"Running the program gave: {answer}\n"
+            "This result is correct. State the final answer to the question in one short "
+            "sentence that contains this exact result. Write only the sentence.",
+        ),
+    ]

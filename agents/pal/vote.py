@@ -1,0 +1,136 @@
+"""Self-consistency: the majority vote over the results of k sampled programs.
+
+- Numbers are compared as numbers: ``8``, ``8.0`` and ``"8"`` agree, and so do ``"$1,250"``
+  and ``1250``; floats agree within ``REL_TOL``/``ABS_TOL`` (``0.1 + 0.2`` and ``0.3``).
+- Strings are compared with case and surrounding or repeated whitespace ignored; booleans
+  only agree with booleans; lists and dicts must be equal as JSON.
+- A sample that failed (no program, an error, or no result) is passed as ``None``: it does not
+  vote, but it counts in the agreement ratio (agreement = winning votes / samples drawn), so
+  3 agreeing samples out of 5 with 2 failures is 0.6, not 1.0.
+- A tie goes to the answer whose first vote came earliest (sample order is deterministic:
+  choices in the order the backend returned them), and is reported (``tie``).
+- The winning value is the exact value of the earliest sample in its group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agents.pal.format import format_answer
+
+REL_TOL = 1e-6
+ABS_TOL = 1e-6
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_THOUSANDS = re.compile(r"^([-+]?)(\d{1,3}(?:,\d{3})+)(\.\d+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    answer: str  # the display string of ``value``
+    value: Any  # the exact value of the group's earliest sample
+    count: int
+    first_sample: int  # index of the earliest sample that voted for it
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResult:
+    votes: tuple[Vote, ...]  # most votes first; ties in order of first appearance
+    samples: int  # samples drawn, failures included
+    tie: bool  # the winner shares its count with another answer
+
+    @property
+    def winner(self) -> Vote | None:
+        return self.votes[0] if self.votes else None
+
+    @property
+    def voters(self) -> int:
+        return sum(v.count for v in self.votes)
+
+    @property
+    def agreement(self) -> float:
+        winner = self.winner
+        return round(winner.count / self.samples, 4) if winner and self.samples else 0.0
+
+    def as_details(self) -> list[dict[str, Any]]:
+        return [{"answer": v.answer, "count": v.count} for v in self.votes]
+
+
+def as_number(value: Any) -> int | float | None:
+    """``value`` as a number when it is one or is text of one ("8", " 8.0 ", "$1,250")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace("$", "", 1).strip()
+    grouped = _THOUSANDS.match(text)
+    if grouped:
+        text = grouped.group(1) + grouped.group(2).replace(",", "") + (grouped.group(3) or "")
+    if not _NUMBER.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def same_number(a: int | float, b: int | float) -> bool:
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    try:
+        return math.isclose(float(a), float(b), rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    except OverflowError:  # an int too large for a float cannot be close to a float
+        return False
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    """The comparison key for a non-numeric value."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, str):
+        return ("str", " ".join(value.split()).casefold())
+    try:
+        return ("json", json.dumps(value, sort_keys=True, default=str))
+    except (TypeError, ValueError):
+        return ("repr", repr(value))
+
+
+def agrees(a: Any, b: Any) -> bool:
+    """Whether two results count as the same answer."""
+    number_a, number_b = as_number(a), as_number(b)
+    if number_a is not None and number_b is not None:
+        return same_number(number_a, number_b)
+    if number_a is not None or number_b is not None:
+        return False
+    return _key(a) == _key(b)
+
+
+def majority_vote(results: Sequence[Any]) -> VoteResult:
+    """Vote over the samples' results in sample order; ``None`` marks a failed sample."""
+    groups: list[list[int]] = []  # sample indices per answer, in order of first appearance
+    for index, value in enumerate(results):
+        if value is None:
+            continue
+        for group in groups:
+            if agrees(results[group[0]], value):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    # sorted() is stable: equal counts keep their order of first appearance.
+    ranked = sorted(groups, key=len, reverse=True)
+    votes = tuple(Vote(format_answer(results[g[0]]), results[g[0]], len(g), g[0]) for g in ranked)
+    tie = len(votes) > 1 and votes[0].count == votes[1].count
+    return VoteResult(votes=votes, samples=len(results), tie=tie)

@@ -1,0 +1,337 @@
+"""run_pal end to end: the real OpenAI client against the scripted fake, and a fake sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agents.errors import LLMError
+from agents.events import ActionEvent, FinalEvent, ObservationEvent, ThoughtEvent
+from agents.pal import PalOptions, run_pal
+from agents.pal.prompt import STOP_SEQUENCES
+from tests.agents.pal.conftest import FakeSandbox, NoN, collect, fenced, program
+from tests.fakes import FakeOpenAI, FakeRequest, ToolCallReply, make_llm
+from tools.sandbox.result import ExecutionResult
+
+QUESTION = "Olga has 3 boxes of 4 pens. How many pens does she have?"
+
+
+def last_user(request: FakeRequest) -> str:
+    return str([m for m in request.messages if m["role"] == "user"][-1]["content"])
+
+
+def is_repair(request: FakeRequest) -> bool:
+    return last_user(request).startswith("Running that program failed")
+
+
+def is_verbalize(request: FakeRequest) -> bool:
+    return last_user(request).startswith("Running the program gave")
+
+
+async def test_one_sample_one_call_one_run() -> None:
+    fake = FakeOpenAI([fenced(program("3 * 4"))])
+    sandbox = FakeSandbox()
+
+    steps, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox))
+
+    assert steps == [
+        ActionEvent(1, "python", program("3 * 4")),
+        ObservationEvent(1, "result: 12"),
+    ]
+    assert final.status == "finished" and final.answer == "12"
+    assert final.llm_calls == 1 and final.usage.prompt_tokens > 0
+    assert final.usage.completion_tokens > 0
+    assert final.details == {
+        "value": 12,
+        "votes": [{"answer": "12", "count": 1}],
+        "agreement": 1.0,
+        "samples": 1,
+        "task": "math",
+        "tie": False,
+        "failed": 0,
+        "repairs": 0,
+    }
+    sent = fake.last
+    assert (sent.temperature, sent.n) == (0.0, 1)
+    assert sent.stop == list(STOP_SEQUENCES)
+    assert sent.messages[-1] == {"role": "user", "content": f"Q: {QUESTION}"}
+
+
+async def test_exact_value_kept_and_display_rounded() -> None:
+    fake = FakeOpenAI([program("0.1 + 0.2")])
+    _, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+    assert final.answer == "0.3"
+    assert final.details["value"] == 0.1 + 0.2
+
+
+async def test_k_samples_in_one_call_with_n_and_majority_vote() -> None:
+    choices: list[str | ToolCallReply] = [
+        fenced(program("12")),
+        fenced(program("13")),
+        fenced(program("12.0")),
+        fenced(program("1 / 0")),
+        "I think the answer is 12.",  # no program: does not vote
+    ]
+    fake = FakeOpenAI([choices])
+    sandbox = FakeSandbox(delay_s=0.05)
+    options = PalOptions(samples=5, temperature=0.8)
+
+    steps, final = await collect(
+        run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox, options=options)
+    )
+
+    assert fake.calls == 1 and fake.last.n == 5 and fake.last.temperature == 0.8
+    assert sandbox.max_in_flight == 4  # the four programs ran concurrently
+    assert final.status == "finished" and final.answer == "12"
+    assert final.details["votes"] == [{"answer": "12", "count": 2}, {"answer": "13", "count": 1}]
+    assert final.details["agreement"] == 0.4
+    assert final.details["failed"] == 2 and final.details["repairs"] == 0  # partial: no repair
+    assert final.llm_calls == 1
+    actions = [e for e in steps if isinstance(e, ActionEvent)]
+    assert [a.step for a in actions] == [1, 2, 3, 4, 5]
+    assert actions[4] == ActionEvent(5, None, "I think the answer is 12.")
+    observations = [e for e in steps if isinstance(e, ObservationEvent)]
+    assert observations[3].text == "ZeroDivisionError: division by zero"
+    assert observations[4].refused and "no Python program" in observations[4].text
+
+
+async def test_k_concurrent_calls_when_the_backend_has_no_n() -> None:
+    replies = iter(["7", "7", "8"])
+    fake = FakeOpenAI(lambda req: fenced(program(next(replies))), delay_s=0.3)
+    llm = NoN(make_llm(fake))
+    options = PalOptions(samples=3)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    _, final = await collect(run_pal(QUESTION, llm=llm, sandbox=FakeSandbox(), options=options))
+    elapsed = loop.time() - started
+
+    assert fake.calls == 3 and all(r.n == 1 for r in fake.chat_requests)
+    assert all(r.temperature == 0.7 for r in fake.chat_requests)
+    assert elapsed < 0.75  # concurrent: 3 x 300 ms in a row would be 0.9 s
+    assert final.answer == "7" and final.details["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    assert final.llm_calls == 3
+
+
+async def test_tie_broken_by_earliest_sample_and_reported() -> None:
+    fake = FakeOpenAI([[program("5"), program("6")]])
+    _, final = await collect(
+        run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(samples=2))
+    )
+    assert final.answer == "5" and final.details["tie"] is True
+    assert final.details["agreement"] == 0.5
+
+
+async def test_failed_program_is_repaired_once() -> None:
+    def script(req: FakeRequest) -> str:
+        if is_repair(req):
+            assert "ZeroDivisionError: division by zero" in last_user(req)
+            assert req.messages[-2]["role"] == "assistant"
+            assert "boxes / 0" in req.messages[-2]["content"]
+            assert req.temperature == 0.0
+            return fenced(program("3 * 4"))
+        return fenced(program("boxes / 0").replace("    result", "    boxes = 3\n    result"))
+
+    fake = FakeOpenAI(script)
+    steps, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+
+    assert final.status == "finished" and final.answer == "12"
+    assert final.llm_calls == 2 and fake.calls == 2
+    assert final.details["repairs"] == 1 and final.details["failed"] == 1
+    assert [type(e).__name__ for e in steps] == ["ActionEvent", "ObservationEvent"] * 2
+    assert [e.step for e in steps if not isinstance(e, FinalEvent)] == [1, 1, 2, 2]
+    assert isinstance(steps[1], ObservationEvent) and "ZeroDivisionError" in steps[1].text
+
+
+async def test_repair_that_fails_too_ends_with_a_clear_error() -> None:
+    fake = FakeOpenAI(lambda req: fenced(program("undefined_name + 1")))
+    steps, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+
+    assert final.status == "error" and final.answer is None
+    assert final.error is not None
+    assert final.error.startswith("every program failed (1 sampled program and 1 repair attempt)")
+    assert "NameError" in final.error
+    assert final.llm_calls == 2 and final.details["votes"] == [] and final.details["value"] is None
+    assert len([e for e in steps if isinstance(e, ActionEvent)]) == 2
+
+
+async def test_no_repair_when_disabled() -> None:
+    fake = FakeOpenAI(lambda req: fenced(program("1 / 0")))
+    _, final = await collect(
+        run_pal(
+            QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(max_repairs=0)
+        )
+    )
+    assert final.status == "error" and fake.calls == 1
+    assert final.error == (
+        "every program failed (1 sampled program); last error: ZeroDivisionError: division by zero"
+    )
+
+
+async def test_all_k_failing_get_one_repair_call() -> None:
+    def script(req: FakeRequest) -> Any:
+        if is_repair(req):
+            return fenced(program("12"))
+        return [fenced(program("1 / 0")), "no code here", fenced(program("[][1]"))]
+
+    fake = FakeOpenAI(script)
+    _, final = await collect(
+        run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(samples=3))
+    )
+    assert fake.calls == 2 and final.llm_calls == 2
+    assert fake.last.n == 1
+    assert final.answer == "12"
+    assert final.details["agreement"] == 0.25  # 1 vote of 4 programs drawn
+    assert final.details["votes"] == [{"answer": "12", "count": 1}]
+
+
+async def test_completion_without_code_is_repaired() -> None:
+    def script(req: FakeRequest) -> str:
+        if is_repair(req):
+            assert "no Python program found" in last_user(req)
+            assert req.messages[-2]["content"] == "The answer is twelve."
+            return program("12")
+        return "The answer is twelve."
+
+    fake = FakeOpenAI(script)
+    steps, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+    assert steps[0] == ActionEvent(1, None, "The answer is twelve.")
+    assert final.answer == "12"
+
+
+async def test_program_without_result_is_a_failure() -> None:
+    fake = FakeOpenAI(["x = 5\n", program("5")])
+    steps, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+    assert isinstance(steps[1], ObservationEvent) and "produced no result" in steps[1].text
+    assert final.answer == "5" and final.details["repairs"] == 1
+
+
+async def test_prose_before_the_program_becomes_a_thought() -> None:
+    fake = FakeOpenAI(["Multiply boxes by pens.\n" + fenced(program("3 * 4"))])
+    steps, _ = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+    assert steps[0] == ThoughtEvent(1, "Multiply boxes by pens.")
+
+
+async def test_verbalize_keeps_the_sentence_and_the_exact_value() -> None:
+    def script(req: FakeRequest) -> str:
+        if is_verbalize(req):
+            assert "Running the program gave: 12" in last_user(req)
+            assert "3 * 4" in req.messages[-2]["content"]
+            return "Olga has 12 pens.\n\nExtra chatter."
+        return fenced(program("3 * 4"))
+
+    fake = FakeOpenAI(script)
+    _, final = await collect(
+        run_pal(
+            QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(verbalize=True)
+        )
+    )
+    assert final.answer == "Olga has 12 pens."
+    assert final.details["value"] == 12 and final.details["sentence"] == "Olga has 12 pens."
+    assert final.llm_calls == 2
+
+
+async def test_verbalize_accepts_formatted_numbers() -> None:
+    def script(req: FakeRequest) -> str:
+        return "She owes $1,250.50 in total." if is_verbalize(req) else program("1250.5")
+
+    fake = FakeOpenAI(script)
+    _, final = await collect(
+        run_pal(
+            QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(verbalize=True)
+        )
+    )
+    assert final.answer == "She owes $1,250.50 in total."
+
+
+@pytest.mark.parametrize("sentence", ["Olga has 13 pens.", "Olga has a dozen pens.", ""])
+async def test_verbalize_cannot_change_the_number(sentence: str) -> None:
+    def script(req: FakeRequest) -> str:
+        return sentence if is_verbalize(req) else program("3 * 4")
+
+    fake = FakeOpenAI(script)
+    _, final = await collect(
+        run_pal(
+            QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(verbalize=True)
+        )
+    )
+    assert final.answer == "12"
+    assert final.details["verbalize_fallback"] is True
+
+
+async def test_verbalize_string_answers() -> None:
+    def script(req: FakeRequest) -> str:
+        if is_verbalize(req):
+            return "The subscription ends on a Wednesday."
+        return program("'Wednesday'")
+
+    fake = FakeOpenAI(script)
+    options = PalOptions(verbalize=True, task="date")
+    _, final = await collect(
+        run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=options)
+    )
+    assert final.answer == "The subscription ends on a Wednesday."
+    assert final.details["task"] == "date"
+    assert "datetime" in fake.chat_requests[0].messages[0]["content"]
+
+
+async def test_llm_error_propagates() -> None:
+    fake = FakeOpenAI([program("1")])
+    fake.fail("401")
+    with pytest.raises(LLMError):
+        await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+
+
+async def test_llm_error_during_repair_propagates() -> None:
+    fake = FakeOpenAI(lambda req: program("1 / 0"))
+    sandbox = FakeSandbox()
+    events = run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox)
+    seen = [await anext(events), await anext(events)]  # the failed sample's step
+    assert isinstance(seen[1], ObservationEvent)
+    fake.fail("400")
+    with pytest.raises(LLMError):
+        await anext(events)
+
+
+async def test_deadline_cancels_cleanly_while_programs_run() -> None:
+    fake = FakeOpenAI([[program("1"), program("2"), program("3")]])
+    sandbox = FakeSandbox(delay_s=10)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await collect(
+                run_pal(
+                    QUESTION, llm=make_llm(fake), sandbox=sandbox, options=PalOptions(samples=3)
+                )
+            )
+    assert sandbox.cancelled == 3 and sandbox.in_flight == 0
+
+
+async def test_deadline_cancels_a_hanging_llm() -> None:
+    fake = FakeOpenAI([program("1")])
+    fake.fail("hang")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+
+
+async def test_a_sandbox_that_raises_is_an_observation() -> None:
+    class Broken:
+        async def run(self, code: str, *, timeout_s: float | None = None) -> ExecutionResult:
+            raise RuntimeError("worker pool is gone")
+
+    fake = FakeOpenAI(lambda req: program("1"))
+    steps, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=Broken()))
+    assert isinstance(steps[1], ObservationEvent)
+    assert steps[1].text == "RuntimeError: worker pool is gone"
+    assert final.status == "error" and "worker pool is gone" in (final.error or "")
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="samples"):
+        PalOptions(samples=0)
+    with pytest.raises(ValueError, match="unknown PAL task"):
+        PalOptions(task="poetry")
+    with pytest.raises(ValueError, match="max_repairs"):
+        PalOptions(max_repairs=-1)

@@ -1,0 +1,65 @@
+"""The PAL prompt: exemplars from data files, a stable prefix, the question last."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from agents.pal.prompt import TASKS, build_messages, load_family, parse_family
+
+
+def test_prefix_is_byte_identical_across_questions() -> None:
+    first = build_messages("Ann has 3 apples. How many?")
+    second = build_messages("What is 17 * 23?")
+    assert first[:-1] == second[:-1]
+    assert [m.content for m in first[:-1]] == [m.content for m in second[:-1]]
+    assert first[-1].role == "user" and first[-1].content == "Q: Ann has 3 apples. How many?"
+    assert second[-1].content == "Q: What is 17 * 23?"
+
+
+def test_the_question_goes_last_and_nowhere_else() -> None:
+    messages = build_messages("  How many legs do 7 spiders have?  ")
+    assert messages[-1].content == "Q: How many legs do 7 spiders have?"
+    assert all("spiders" not in m.content for m in messages[:-1])
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_family_has_pal_style_exemplars(task: str) -> None:
+    family = load_family(task)
+    assert 4 <= len(family.exemplars) <= 8
+    for exemplar in family.exemplars:
+        tree = ast.parse(exemplar.program)
+        (function,) = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+        assert function.name == "solution"
+        assert ast.get_docstring(function) == exemplar.question
+        assert isinstance(function.body[-1], ast.Return)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_exemplars_are_alternating_turns_with_fenced_programs(task: str) -> None:
+    messages = build_messages("Q?", task)
+    assert messages[0].role == "system" and "def solution():" in messages[0].content
+    turns = messages[1:-1]
+    assert [m.role for m in turns] == ["user", "assistant"] * (len(turns) // 2)
+    assert all(m.content.startswith("```python\ndef solution():") for m in turns[1::2])
+
+
+def test_families_differ() -> None:
+    date_prompt = build_messages("Q?", "date")
+    assert "datetime" in date_prompt[0].content
+    assert date_prompt[:-1] != build_messages("Q?", "objects")[:-1]
+
+
+def test_unknown_task() -> None:
+    with pytest.raises(ValueError, match="unknown PAL task 'poetry'"):
+        build_messages("Q?", "poetry")
+
+
+def test_parse_family_rejects_malformed_files() -> None:
+    with pytest.raises(ValueError, match="no exemplars"):
+        parse_family("x", "# only a comment\n")
+    with pytest.raises(ValueError, match="unexpected line"):
+        parse_family("x", "stray text\nQ: q\ndef solution():\n    return 1\n")
+    with pytest.raises(ValueError, match="no def solution"):
+        parse_family("x", "Q: q\nresult = 1\n")

@@ -1,0 +1,93 @@
+"""Majority vote over sampled results: numeric normalisation, ties, failures."""
+
+from __future__ import annotations
+
+from agents.pal.vote import agrees, as_number, majority_vote
+
+
+def test_unanimous() -> None:
+    outcome = majority_vote([8, 8, 8])
+    assert outcome.winner is not None
+    assert (outcome.winner.value, outcome.winner.answer, outcome.agreement) == (8, "8", 1.0)
+    assert outcome.as_details() == [{"answer": "8", "count": 3}]
+    assert not outcome.tie
+
+
+def test_numbers_agree_across_types_and_float_noise() -> None:
+    outcome = majority_vote([8.0, "8", 8, " 8.0 ", 7.999999999999999])
+    assert outcome.as_details() == [{"answer": "8", "count": 5}]
+    assert outcome.winner is not None and outcome.winner.value == 8.0  # the earliest's exact value
+
+
+def test_disagreeing_samples_majority_wins() -> None:
+    outcome = majority_vote([9, 8, 8.0, 7, 8])
+    assert outcome.winner is not None
+    assert outcome.winner.value == 8 and outcome.winner.first_sample == 1
+    assert outcome.as_details() == [
+        {"answer": "8", "count": 3},
+        {"answer": "9", "count": 1},
+        {"answer": "7", "count": 1},
+    ]
+    assert outcome.agreement == 0.6
+    assert not outcome.tie
+
+
+def test_tie_goes_to_the_earliest_sample_and_is_reported() -> None:
+    outcome = majority_vote([5, 7, 7, 5])
+    assert outcome.winner is not None and outcome.winner.value == 5
+    assert outcome.tie
+    assert outcome.agreement == 0.5
+
+
+def test_failures_do_not_vote_but_lower_agreement() -> None:
+    outcome = majority_vote([None, 12, None, 12, 13])
+    assert outcome.winner is not None and outcome.winner.value == 12
+    assert outcome.voters == 3 and outcome.samples == 5
+    assert outcome.agreement == 0.4
+
+
+def test_all_failing() -> None:
+    outcome = majority_vote([None, None])
+    assert outcome.winner is None and outcome.votes == ()
+    assert outcome.agreement == 0.0
+
+
+def test_strings_compare_ignoring_case_and_whitespace() -> None:
+    outcome = majority_vote(["Wednesday", "wednesday ", "Thursday"])
+    assert outcome.as_details() == [
+        {"answer": "Wednesday", "count": 2},
+        {"answer": "Thursday", "count": 1},
+    ]
+
+
+def test_booleans_are_not_numbers() -> None:
+    assert not agrees(True, 1)
+    assert agrees(True, True)
+    assert majority_vote([True, 1, 1]).winner is not None
+
+
+def test_numbers_and_text_never_agree() -> None:
+    assert not agrees("eight", 8)
+    assert not agrees("04/07/2024", 4)
+
+
+def test_as_number() -> None:
+    assert as_number("8") == 8 and isinstance(as_number("8"), int)
+    assert as_number("$1,250.50") == 1250.5
+    assert as_number("-3") == -3
+    assert as_number("1e3") == 1000.0
+    assert as_number("1,2") is None
+    assert as_number("12 apples") is None
+    assert as_number([1]) is None
+    assert as_number("1e999") is None
+
+
+def test_huge_ints_compare_exactly() -> None:
+    assert agrees(10**400, 10**400)
+    assert not agrees(10**400, 10**400 + 1)
+    assert not agrees(10**400, 1.0)
+
+
+def test_lists_compare_as_json() -> None:
+    assert agrees([1, 2], [1, 2])
+    assert not agrees([1, 2], [2, 1])

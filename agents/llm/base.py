@@ -86,6 +86,11 @@ class LLM(Protocol):
     @property
     def supports_tools(self) -> bool: ...
 
+    @property
+    def supports_grammar(self) -> bool:
+        """True when ``grammar`` constrains sampling (then the ReAct loop passes one)."""
+        ...
+
     async def complete(
         self,
         messages: Sequence[ChatMessage],

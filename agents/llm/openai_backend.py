@@ -144,6 +144,10 @@ class OpenAILLM:
         return True
 
     @property
+    def supports_grammar(self) -> bool:
+        return False
+
+    @property
     def supports_tools(self) -> bool:
         return True
 

@@ -60,6 +60,10 @@ class NoN:
         return False
 
     @property
+    def supports_grammar(self) -> bool:
+        return False
+
+    @property
     def supports_tools(self) -> bool:
         return False
 

@@ -81,12 +81,23 @@ class ReActAgent:
             for d in self._docs
         )
 
-    async def run(self, question: str) -> AsyncIterator[StepEvent]:
-        native = self._policy.protocol == "tools" and self._llm.supports_tools
-        system = prompt.tools_system_prompt() if native else prompt.text_system_prompt(self._docs)
-        state = _State(
-            [ChatMessage("system", system), ChatMessage("user", prompt.question_message(question))]
+    def first_messages(self, question: str) -> list[ChatMessage]:
+        """The conversation the first step sends: the system prompt, then the question."""
+        system = (
+            prompt.tools_system_prompt() if self._native else prompt.text_system_prompt(self._docs)
         )
+        return [
+            ChatMessage("system", system),
+            ChatMessage("user", prompt.question_message(question)),
+        ]
+
+    @property
+    def _native(self) -> bool:
+        return self._policy.protocol == "tools" and self._llm.supports_tools
+
+    async def run(self, question: str) -> AsyncIterator[StepEvent]:
+        native = self._native
+        state = _State(self.first_messages(question))
         while state.step < self._policy.max_steps:
             state.step += 1
             choice = await self._complete(state, native)

@@ -15,8 +15,9 @@ CORPUS = "pal_programs_gsmhard.jsonl"
 
 
 def _close(value: Any, target: float) -> bool:
-    return isinstance(value, int | float) and math.isclose(value, target, rel_tol=1e-6,
-                                                           abs_tol=1e-6)
+    return isinstance(value, int | float) and math.isclose(
+        value, target, rel_tol=1e-6, abs_tol=1e-6
+    )
 
 
 async def test_every_program_returns_its_target_through_ask(app_client: AppFactory) -> None:
@@ -39,8 +40,10 @@ async def test_every_program_returns_its_target_through_ask(app_client: AppFacto
             body = response.json()
             value = body.get("details", {}).get("value")
             if response.status_code != 200 or not _close(value, float(row["target"])):
-                failures.append(f"{row['id']}: {response.status_code} {body.get('answer')!r} "
-                                f"!= {row['target']!r}")
+                failures.append(
+                    f"{row['id']}: {response.status_code} {body.get('answer')!r} "
+                    f"!= {row['target']!r}"
+                )
                 return
             answer = float(body["answer"].replace(",", ""))
             if not math.isclose(answer, float(row["target"]), rel_tol=1e-6, abs_tol=1e-6):

@@ -1,0 +1,73 @@
+"""The app with the embedded backend (a fake llama behind the real ``LocalLLM``): the model is
+loaded before the first request, ReAct completions are constrained by the step grammar built
+from the run's allow-list, and the few-shot prompts are prefilled in the background."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from agents.errors import LLMConfigError
+from agents.llm.local import LocalLLM
+from service.app import create_app
+from service.settings import Settings
+from tests.fakes.llama import FakeLlama, Harness
+from tests.fakes.search import FakeSearchProvider
+from tools.sandbox import Sandbox
+
+
+async def test_embedded_model_is_loaded_constrained_and_warmed(
+    sandbox: Sandbox, settings_for: Callable[..., Settings]
+) -> None:
+    # The fake tokenizer counts bytes: give it a context that holds the few-shot prompts.
+    harness = Harness(FakeLlama(text="Thought: I know it.\nAction: finish[42]"), n_ctx=1 << 20)
+    app = create_app(
+        settings_for(llm_base_url=None),
+        llm=harness.llm,
+        sandbox=sandbox,
+        search_provider=FakeSearchProvider(),
+    )
+    async with app.router.lifespan_context(app):
+        assert harness.loads == 1  # loaded during start-up, before any request
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            reply = await client.post(
+                "/ask", json={"question": "What is 6 * 7?", "actions": ["python"]}
+            )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["answer"] == "42"
+        answer_call = next(c for c in harness.llama.calls if c["max_tokens"] > 1)
+        kind, grammar = answer_call["grammar"]
+        assert kind == "compiled"
+        assert '"python["' in grammar and '"finish["' in grammar and "search" not in grammar
+
+        for _ in range(200):  # the warm-up waits for 2 s of idleness, then prefills twice
+            if sum(1 for c in harness.llama.calls if c["max_tokens"] == 1) == 2:
+                break
+            await asyncio.sleep(0.05)
+        warm = [c for c in harness.llama.calls if c["max_tokens"] == 1]
+        assert len(warm) == 2
+        pal_prompt, react_prompt = (bytes(c["prompt"]).decode() for c in warm)
+        assert "def solution" in pal_prompt
+        assert "Question: What is 2 + 2?" in react_prompt and "search[" in react_prompt
+
+
+async def test_a_bad_model_file_stops_the_start_with_a_clear_error(
+    sandbox: Sandbox, settings_for: Callable[..., Settings], tmp_path: Path
+) -> None:
+    not_a_model = tmp_path / "model.gguf"
+    not_a_model.write_bytes(b"this is not a GGUF file")
+    app = create_app(
+        settings_for(llm_base_url=None),
+        llm=LocalLLM(not_a_model),
+        sandbox=sandbox,
+        search_provider=FakeSearchProvider(),
+    )
+    # Without the `local` extra (as in CI) the error names the install command instead.
+    with pytest.raises(LLMConfigError, match=r"not a GGUF file|local` extra"):
+        async with app.router.lifespan_context(app):
+            pass

@@ -37,8 +37,12 @@ if str(ROOT) not in sys.path:  # run as a script from any directory
 from agents.errors import LLMError  # noqa: E402
 from agents.events import FinalEvent, StepEvent  # noqa: E402
 from agents.llm.base import LLM, ChatMessage, Usage  # noqa: E402
+from agents.llm.grammar import react_grammar  # noqa: E402
 from agents.pal import TASKS, PalOptions, run_pal  # noqa: E402
 from agents.pal.vote import as_number  # noqa: E402
+from agents.policy import RunPolicy  # noqa: E402
+from agents.react import ReActAgent  # noqa: E402
+from tools.python_tool import PythonTool  # noqa: E402
 from tools.sandbox import Sandbox, SandboxConfig  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "pal_eval_small.jsonl"
@@ -153,23 +157,10 @@ async def last_event(events: AsyncIterator[StepEvent]) -> FinalEvent:
     return final
 
 
-def react_runner(llm: LLM, sandbox: Sandbox) -> Callable[[Item], AsyncIterator[StepEvent]] | str:
-    """The lead's ReAct loop with the python action, or why it cannot run."""
-    try:
-        from agents.policy import RunPolicy
-        from agents.react import ReActAgent
-        from tools.python_tool import PythonTool
-    except ImportError as exc:
-        return f"ReAct loop not available yet ({exc})"
-    grammar: str | None = None
-    if type(llm).__name__ == "LocalLLM":  # the service constrains the embedded model too
-        try:
-            from agents.llm.grammar import react_grammar
-
-            grammar = react_grammar(("python", "finish"))
-        except ImportError:
-            grammar = None
+def react_runner(llm: LLM, sandbox: Sandbox) -> Callable[[Item], AsyncIterator[StepEvent]]:
+    """The service's ReAct loop with the python action, constrained like the service does."""
     policy = RunPolicy(allowed=("python", "finish"), max_steps=6)
+    grammar = react_grammar(policy.allowed) if llm.supports_grammar else None
     tools = {"python": PythonTool(sandbox)}
 
     def run(item: Item) -> AsyncIterator[StepEvent]:
@@ -196,9 +187,6 @@ async def evaluate(args: argparse.Namespace) -> int:
             row = Row(_label(mode, args.samples))
             rows.append(row)
             react = react_runner(llm, sandbox) if mode == "react" else None
-            if isinstance(react, str):
-                row.note = react
-                continue
             for item in items:
                 started = time.perf_counter()
                 try:

@@ -62,6 +62,7 @@ from openai.types.completion_usage import CompletionUsage
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from agents.aio import gather_or_cancel
 from agents.errors import (
     LLMBadResponse,
     LLMConfigError,
@@ -240,14 +241,7 @@ class OpenAILLM:
 
     async def _draw_singles(self, request: dict[str, Any], count: int) -> list[Completion]:
         """``count`` concurrent n=1 calls; on the first failure the others are cancelled."""
-        tasks = [asyncio.ensure_future(self._with_retries(request, 1)) for _ in range(count)]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await gather_or_cancel(*(self._with_retries(request, 1) for _ in range(count)))
 
     async def _with_retries(self, request: dict[str, Any], n: int) -> Completion:
         retrying = AsyncRetrying(  # one per call: tenacity keeps per-run state on it

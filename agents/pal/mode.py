@@ -33,12 +33,12 @@ the run.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
+from agents.aio import gather_or_cancel
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent, ThoughtEvent
 from agents.llm.base import LLM, ChatMessage, Usage
 from agents.pal.extract import extract_program
@@ -53,8 +53,6 @@ from agents.pal.prompt import (
 )
 from agents.pal.vote import VoteResult, agrees, as_number, majority_vote
 from tools.sandbox.result import ExecutionResult
-
-T = TypeVar("T")
 
 NO_PROGRAM = "no Python program found in the completion"
 NO_RESULT = (
@@ -128,7 +126,7 @@ async def run_pal(
     temperature = options.temperature if k > 1 else 0.0
 
     completions = await _draw(llm, messages, k, temperature, options.max_tokens, meter)
-    samples = await _gather(*(_run_sample(text, sandbox, options) for text in completions))
+    samples = await gather_or_cancel(*(_run_sample(text, sandbox, options) for text in completions))
     step = 0
     for sample in samples:
         step += 1
@@ -214,7 +212,7 @@ async def _draw(
     if k > 1 and llm.supports_n:
         texts = await call(k)
     missing = k - len(texts)
-    for batch in await _gather(*(call(1) for _ in range(missing))):
+    for batch in await gather_or_cancel(*(call(1) for _ in range(missing))):
         texts.extend(batch or [""])  # a call without choices is a sample without a program
     return texts
 
@@ -300,18 +298,3 @@ def _failure_summary(samples: Sequence[_Sample], repairs: int) -> str:
     repaired = f" and {repairs} repair attempt{'s' if repairs != 1 else ''}" if repairs else ""
     noun = "program" if count == 1 else "programs"
     return f"every program failed ({count} sampled {noun}{repaired}); last error: {last}"
-
-
-async def _gather(*awaitables: Awaitable[T]) -> list[T]:
-    """``asyncio.gather`` that cancels the siblings when one fails or the caller is cancelled.
-
-    The first exception (an ``LLMError``, a ``CancelledError``) propagates unchanged, not
-    wrapped in an ``ExceptionGroup`` as ``TaskGroup`` would."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

@@ -92,6 +92,7 @@ class RunSession:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         agent = self._agent_events
+        self._metrics.in_flight.inc()
         try:
             while True:
                 try:
@@ -112,6 +113,7 @@ class RunSession:
             log.exception("run failed", run_id=self.run_id)
             yield self._fail("internal", f"internal error: {type(exc).__name__}")
         finally:
+            self._metrics.in_flight.dec()
             await _aclose(agent)
             await asyncio.shield(self._save())
 

@@ -65,12 +65,8 @@ async def ask(body: AskRequest, request: Request, state: State, client: Client) 
     await session.start()
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):
         return EventSourceResponse(_sse(session), ping=15)
-    state.metrics.in_flight.inc()
-    try:
-        async for _ in session.events():
-            pass
-    finally:
-        state.metrics.in_flight.dec()
+    async for _ in session.events():
+        pass
     response = session.response
     if session.failure is not None:
         raise ProblemError(

@@ -12,6 +12,10 @@ def configure(level: str = "info", *, json: bool = False) -> None:
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     logging.basicConfig(level=level.upper(), format="%(message)s")
+    # The HTTP clients log every request at INFO; the run's own log line says what matters.
+    quiet = logging.DEBUG if level == "debug" else logging.WARNING
+    for name in ("httpx", "httpx2", "openai"):
+        logging.getLogger(name).setLevel(max(quiet, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

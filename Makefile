@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LOCAL_MODEL ?= small
 SERVE_DEPS := $(if $(LLM_BASE_URL),install,install model)
 
-.PHONY: install install-dev install-bench serve test lint bench clean
+.PHONY: install install-dev install-bench serve test lint bench eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,15 @@ lint: install-dev
 	$(PY) -m ruff format --check service agents tools tests bench
 	$(PY) -m mypy
 
+# The performance benchmarks. pal_eval is an accuracy evaluation against a real model: `make eval`.
 bench: install-bench
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in bench/sandbox_latency.py bench/react_overhead.py; do \
+		echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Accuracy of direct, ReAct, PAL and voted PAL on bench/data/pal_eval_small.jsonl, with the
+# configured LLM (LLM_BASE_URL) or the embedded model; EVAL_ARGS e.g. "--data f.jsonl --limit 50".
+eval: $(SERVE_DEPS)
+	$(PY) bench/pal_eval.py $(EVAL_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -111,8 +111,8 @@ def create_app(
 
 async def _warm_up(state: AppState, model: LocalLLM) -> None:
     """Prefill the PAL and ReAct few-shot prompts so llama.cpp's prompt cache holds them: on
-    2 cores a cold PAL prompt costs ~28 s of prefill, a warm one ~3 s per answer. Each waits
-    for the model to be idle, so a request that arrives meanwhile goes first."""
+    2 cores a cold PAL prompt costs ~28 s of prefill, a warm answer ~3 s. The prefill goes in
+    short chunks that yield to requests, so one arriving meanwhile waits ~2 s at most."""
     started = time.monotonic()
     actions = resolve_actions(state.settings.allowed_actions, None)  # as a default request's
     tools = {tool.name: tool for tool in state.tools.subset(actions, strict=False)}

@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agents.errors import LLMBadResponse, LLMConfigError, LLMError, LLMTimeout
 from agents.llm.base import ChatMessage, Choice, Completion, ToolSpec, Usage
@@ -62,6 +62,7 @@ INSTALL_COMMAND = (
 )
 _GGUF_MAGIC = b"GGUF"
 _MAX_CACHED_GRAMMARS = 64
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +231,12 @@ class LocalLLM:
             seed=random.getrandbits(32),
             cancel=threading.Event(),
         )
+        try:
+            return await self._submit(request)
+        finally:
+            self._last_used = time.monotonic()  # a request's, not the warm-up's: see warm_up
+
+    async def _submit(self, request: _Request) -> Completion:
         async with self._lock:
             if self._closed:
                 raise LLMError("the local model has been closed")
@@ -244,32 +251,62 @@ class LocalLLM:
                 raise
             finally:
                 self._active = None
-                self._last_used = time.monotonic()
 
     async def warm_up(
         self,
         conversations: Sequence[Sequence[ChatMessage]],
         *,
-        quiet_s: float = 2.0,
+        chunk_tokens: int = 128,
+        quiet_s: float = 0.5,
         max_wait_s: float = 600.0,
     ) -> int:
-        """Prefill each conversation (one token generated) so the prompt cache holds it.
+        """Prefill each conversation so that the prompt cache holds it; returns how many were.
 
-        Each one waits until no generation has run for ``quiet_s``, so that warming never
-        delays a request by more than one prefill; one that cannot start within
-        ``max_wait_s`` is skipped. Returns how many were warmed. ``LLMError`` propagates.
+        A cold few-shot prompt costs ~28 s of prefill on 2 cores, and a prefill cannot be
+        interrupted. So the prompt is evaluated ``chunk_tokens`` at a time, one short call
+        each, and every chunk waits until no generation has run for ``quiet_s``: a request
+        that arrives meanwhile waits for one chunk (~2 s), not for the whole prompt; then the
+        warm-up resumes where it stopped (llama-cpp keeps the longest evaluated prefix, and
+        its RAM cache brings it back after the request). A conversation that cannot go on
+        within ``max_wait_s`` is left. ``LLMError`` propagates.
         """
+        if chunk_tokens < 1:
+            raise LLMError("chunk_tokens must be >= 1")
         warmed = 0
         for messages in conversations:
-            deadline = time.monotonic() + max_wait_s
-            while self._lock.locked() or time.monotonic() - self._last_used < quiet_s:
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(min(quiet_s, 0.5))
-            else:
-                await self.complete(messages, max_tokens=1)
-                warmed += 1
+            chat = [_to_template_message(m) for m in messages]
+            total = await self._run(functools.partial(self._count_tokens, chat))
+            for upto in [*range(chunk_tokens, total, chunk_tokens), total]:
+                if not await self._wait_until_idle(quiet_s, max_wait_s):
+                    return warmed
+                request = _Request(
+                    chat=chat,
+                    stop=(),
+                    temperature=0.0,
+                    max_tokens=1,
+                    grammar=None,
+                    seed=0,
+                    cancel=threading.Event(),
+                    prefix_tokens=upto,
+                )
+                await self._submit(request)
+            warmed += 1
         return warmed
+
+    async def _wait_until_idle(self, quiet_s: float, max_wait_s: float) -> bool:
+        deadline = time.monotonic() + max_wait_s
+        while self._lock.locked() or time.monotonic() - self._last_used < quiet_s:
+            if time.monotonic() > deadline or self._closed:
+                return False
+            await asyncio.sleep(min(quiet_s, 0.25) or 0.01)
+        return not self._closed
+
+    async def _run(self, work: Callable[[], _T]) -> _T:
+        """Run ``work`` on the model's worker thread, after any generation in progress."""
+        async with self._lock:
+            if self._closed:
+                raise LLMError("the local model has been closed")
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def check(self) -> None:
         """Load (and, for the packaged model, assemble) the model if not done yet."""
@@ -315,13 +352,9 @@ class LocalLLM:
         if request.cancel.is_set():  # cancelled while queued: nobody awaits the result
             return Completion(choices=())
         model = self._ensure_loaded()
-        rendered = model.render(request.chat)
-        try:
-            tokens = model.llama.tokenize(
-                rendered.text.encode("utf-8"), add_bos=rendered.add_bos, special=True
-            )
-        except Exception as exc:
-            raise LLMError(f"the local model could not tokenize the prompt: {exc}") from exc
+        rendered, tokens = self._tokenize(model, request.chat)
+        if request.prefix_tokens is not None:
+            tokens = tokens[: request.prefix_tokens]
         if len(tokens) >= model.n_ctx:
             raise LLMBadResponse(
                 f"the prompt is {len(tokens)} tokens; the local model's context holds "
@@ -358,6 +391,21 @@ class LocalLLM:
         if timed_out:
             raise LLMTimeout(f"the local model generated for over {self._max_generation_s:g} s")
         return _to_completion(raw)
+
+    def _tokenize(
+        self, model: LoadedModel, chat: list[dict[str, str]]
+    ) -> tuple[RenderedPrompt, list[int]]:
+        rendered = model.render(chat)
+        try:
+            tokens = model.llama.tokenize(
+                rendered.text.encode("utf-8"), add_bos=rendered.add_bos, special=True
+            )
+        except Exception as exc:
+            raise LLMError(f"the local model could not tokenize the prompt: {exc}") from exc
+        return rendered, list(tokens)
+
+    def _count_tokens(self, chat: list[dict[str, str]]) -> int:
+        return len(self._tokenize(self._ensure_loaded(), chat)[1])
 
     def _compiled_grammar(self, model: LoadedModel, text: str) -> Any:
         compiled = self._grammars.get(text)
@@ -413,6 +461,7 @@ class _Request:
     grammar: str | None
     seed: int
     cancel: threading.Event
+    prefix_tokens: int | None = None  # evaluate only this many prompt tokens (warm-up)
 
 
 def _to_template_message(message: ChatMessage) -> dict[str, str]:

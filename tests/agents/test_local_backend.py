@@ -233,25 +233,46 @@ async def test_aclose_frees_the_model_and_later_calls_fail() -> None:
         await h.llm.complete(QUESTION)
 
 
-async def test_warm_up_prefills_each_conversation_with_one_token() -> None:
+def _rendered(messages: list[ChatMessage]) -> list[int]:
+    return list(chatml([{"role": m.role, "content": m.content} for m in messages]).text.encode())
+
+
+async def test_warm_up_prefills_each_conversation_in_growing_chunks() -> None:
     h = Harness(FakeLlama())
     other = [ChatMessage(role="user", content="another prefix")]
-    assert await h.llm.warm_up([QUESTION, other], quiet_s=0.01) == 2
-    assert [c["max_tokens"] for c in h.llama.calls] == [1, 1]
-    assert h.llama.calls[1]["prompt"] == list(
-        chatml([{"role": "user", "content": "another prefix"}]).text.encode()
-    )
+    assert await h.llm.warm_up([QUESTION, other], chunk_tokens=16, quiet_s=0) == 2
+    assert {c["max_tokens"] for c in h.llama.calls} == {1}
+    prompts = [c["prompt"] for c in h.llama.calls]
+    full = [_rendered(QUESTION), _rendered(other)]
+    split = len(range(16, len(full[0]), 16)) + 1  # the calls for the first conversation
+    assert prompts[split - 1] == full[0] and prompts[-1] == full[1]
+    for conversation, calls in ((full[0], prompts[:split]), (full[1], prompts[split:])):
+        expected = sorted({*range(16, len(conversation), 16), len(conversation)})
+        assert [len(p) for p in calls] == expected
+        assert all(conversation[: len(p)] == p for p in calls)  # prefixes of the real prompt
 
 
-async def test_warm_up_lets_requests_go_first_and_gives_up_when_never_idle() -> None:
+async def test_a_request_during_the_warm_up_waits_for_one_chunk_only() -> None:
+    h = Harness(FakeLlama(steps=2, delay=0.02))
+    warming = asyncio.create_task(h.llm.warm_up([QUESTION], chunk_tokens=8, quiet_s=0))
+    await asyncio.to_thread(h.llama.started.wait, 5)
+    await h.llm.complete(QUESTION)  # arrives while the first chunk is being evaluated
+    assert await warming == 1
+    sizes = [c["max_tokens"] for c in h.llama.calls]
+    assert sizes.index(512) == 1  # right after the chunk in progress
+    assert sizes.count(1) == len(range(8, len(_rendered(QUESTION)), 8)) + 1
+
+
+async def test_warm_up_waits_for_idleness_and_gives_up_when_never_idle() -> None:
     h = Harness(FakeLlama(steps=40, delay=0.01))
     request = asyncio.create_task(h.llm.complete(QUESTION))
     await asyncio.to_thread(h.llama.started.wait, 5)
     # The model is busy and then only just used: the warm-up must not start before quiet_s.
-    assert await h.llm.warm_up([QUESTION], quiet_s=0.2, max_wait_s=0.1) == 0
+    assert await h.llm.warm_up([QUESTION], quiet_s=1.0, max_wait_s=0.1) == 0
     await request
     assert [c["max_tokens"] for c in h.llama.calls] == [512]
-    assert await h.llm.warm_up([QUESTION], quiet_s=0.05, max_wait_s=5) == 1
+    assert await h.llm.warm_up([QUESTION], chunk_tokens=10_000, quiet_s=0.05, max_wait_s=5) == 1
+    assert [c["max_tokens"] for c in h.llama.calls] == [512, 1]
 
 
 async def test_bad_arguments_are_llm_errors() -> None:

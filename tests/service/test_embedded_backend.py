@@ -5,6 +5,7 @@ from the run's allow-list, and the few-shot prompts are prefilled in the backgro
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,3 +76,35 @@ async def test_a_bad_model_file_stops_the_start_with_a_clear_error(
     with pytest.raises(LLMConfigError, match=r"not a GGUF file|local` extra"):
         async with app.router.lifespan_context(app):
             pass
+
+
+@pytest.mark.local_model
+async def test_real_offline_ask_with_the_embedded_model(
+    sandbox: Sandbox, settings_for: Callable[..., Settings]
+) -> None:
+    """``make test-local``: the app as ``make serve`` builds it, with no LLM variables."""
+    cache = Path(os.environ.get("MODEL_CACHE_DIR") or "data/models")
+    app = create_app(
+        settings_for(llm_base_url=None, model_cache_dir=cache),
+        sandbox=sandbox,
+        search_provider=FakeSearchProvider(),
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://test", timeout=300
+        ) as client:
+            pal = await client.post(
+                "/ask", json={"question": "What is 1234 * 5678?", "mode": "pal"}
+            )
+            assert pal.status_code == 200, pal.text
+            assert pal.json()["answer"] == "7006652"
+            react = await client.post(
+                "/ask",
+                json={"question": "What is 17 squared plus 3?", "actions": ["python"]},
+            )
+            assert react.status_code == 200, react.text
+            body = react.json()
+            assert body["status"] in ("finished", "max_steps")
+            # The grammar lets the small model write only allowed, well-formed actions.
+            assert {step["action"] for step in body["steps"]} <= {"python", "finish"}

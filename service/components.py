@@ -31,7 +31,7 @@ def build_llm(settings: Settings) -> LLM:
         model=settings.local_model,
         model_path=settings.local_model_path,
         cache_dir=settings.model_cache_dir,
-        n_threads=settings.local_threads_or_default(),
+        n_threads=settings.local_threads,  # None: the cores this process may use
     )
 
 

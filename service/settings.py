@@ -7,13 +7,13 @@ values fail fast with a message naming the variable.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agents.llm.model_files import DEFAULT_CACHE_DIR
 from tools.sandbox.result import SandboxConfig
 
 BUILTIN_ACTIONS = ("python", "search", "finish")
@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     agent_protocol: Literal["text", "tools"] = "text"
     local_model: Literal["small", "better"] = "small"
     local_model_path: Path | None = None
-    model_cache_dir: Path = Path("data/models")
+    model_cache_dir: Path = DEFAULT_CACHE_DIR
     local_threads: int | None = Field(None, ge=1, le=256)
 
     # Actions.
@@ -111,6 +111,3 @@ class Settings(BaseSettings):
             memory_mb=self.sandbox_memory_mb,
             max_output_bytes=self.sandbox_max_output_bytes,
         )
-
-    def local_threads_or_default(self) -> int:
-        return self.local_threads or max(1, os.cpu_count() or 1)

@@ -167,23 +167,23 @@ class LocalLLM:
         assembled into ``cache_dir`` (``MODEL_CACHE_DIR``) on first use. No I/O happens here:
         an unknown model name fails at once, anything else at ``check()``.
         """
+        name: str | None = None
+        prepare: Callable[[], Path] | None = None
         if model_path is not None:
-            return cls(
-                Path(model_path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                max_generation_s=max_generation_s,
-                prompt_cache_bytes=prompt_cache_bytes,
-            )
-        spec = get_spec(model)
+            path = Path(model_path)
+        else:
+            spec = get_spec(model)
+            path = cache_dir / spec.filename
+            name = spec.filename.removesuffix(".gguf")
+            prepare = functools.partial(prepare_model, spec.name, cache_dir)
         return cls(
-            cache_dir / spec.filename,
+            path,
             n_ctx=n_ctx,
             n_threads=n_threads,
-            model_name=spec.filename.removesuffix(".gguf"),
+            model_name=name,
             max_generation_s=max_generation_s,
             prompt_cache_bytes=prompt_cache_bytes,
-            prepare=functools.partial(prepare_model, spec.name, cache_dir),
+            prepare=prepare,
         )
 
     # -- the LLM protocol ------------------------------------------------------------------

@@ -137,11 +137,6 @@ def locate_installed_part(distribution: str, version: str) -> Path:
     return path
 
 
-def model_path(name: str, cache_dir: Path) -> Path:
-    """Where ``prepare_model`` puts the model; no I/O."""
-    return cache_dir / get_spec(name).filename
-
-
 def prepare_model(
     model: str | ModelSpec,
     cache_dir: Path,

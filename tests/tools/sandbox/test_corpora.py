@@ -1,8 +1,8 @@
-"""The shared corpora (``../shared/corpora``): legitimate programs give their answers, real
-LLM-written PAL programs give their targets, and no attack gets anywhere.
+"""The corpora the project carries (``tests/corpora``): legitimate programs give their
+answers, real LLM-written PAL programs give their targets, and no attack gets anywhere.
 
-Skipped, with the reason, when the corpora are absent. Attack programs are only ever run
-through the sandbox under test.
+A missing corpus fails (``tests/corpora.py``). Attack programs are only ever run through the
+sandbox under test.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _by_id(name: str) -> dict[str, dict[str, Any]]:
     return {str(row["id"]): row for row in rows}
 
 
-@pytest.mark.parametrize("case_id", corpus_ids(LEGIT) or ["corpus-absent"])
+@pytest.mark.parametrize("case_id", corpus_ids(LEGIT))
 async def test_legit_program_gives_expected(sandbox: Sandbox, case_id: str) -> None:
     case = _by_id(LEGIT)[case_id]
     res = await sandbox.run(case["code"])
@@ -63,7 +63,7 @@ async def test_legit_program_gives_expected(sandbox: Sandbox, case_id: str) -> N
     assert res.value_repr == case["expected"]
 
 
-@pytest.mark.parametrize("case_id", corpus_ids(GSMHARD) or ["corpus-absent"])
+@pytest.mark.parametrize("case_id", corpus_ids(GSMHARD))
 async def test_gsmhard_program_gives_target(sandbox: Sandbox, case_id: str) -> None:
     case = _by_id(GSMHARD)[case_id]
     res = await sandbox.run(case["program"])
@@ -106,20 +106,28 @@ def _host_secrets(canary: str) -> list[str]:
     return found
 
 
-def _children_of(pids: set[int]) -> list[int]:
-    children = []
+def sandbox_processes(sandbox: Sandbox) -> dict[int, str]:
+    """Every process below the sandbox's templates: pid -> command name."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(fields[1]) in pids:
-                children.append(int(entry.name))
-    return children
+            names[int(entry.name)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found = {t.process.pid for t in sandbox._templates}
+    grew = True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in found} - found
+        grew = bool(below)
+        found |= below
+    return {pid: names.get(pid, "?") for pid in found}
 
 
-@pytest.mark.parametrize("case_id", corpus_ids(ATTACKS) or ["corpus-absent"])
+@pytest.mark.parametrize("case_id", corpus_ids(ATTACKS))
 async def test_attack_gets_nowhere(
     attack_sandbox: Sandbox, baseline: Any, canary: str, case_id: str
 ) -> None:
@@ -136,8 +144,11 @@ async def test_attack_gets_nowhere(
         assert secret not in text
     if case["category"] in MUST_FAIL:
         assert not res.ok, f"attack succeeded: {res}"
-    worker_pids = {w.process.pid for w in attack_sandbox._workers}
-    assert _children_of(worker_pids) == []
+    # Per template: its keeper, the namespace's middle process, the template itself and the
+    # one child it forked for the next run; nothing the attack started.
+    processes = sandbox_processes(attack_sandbox)
+    assert len(processes) <= 4 * len(attack_sandbox._templates), processes
+    assert set(processes.values()) <= {"python", "python3", "python3.11"}, processes
     for path in PWNED_FILES:
         assert not path.exists()
 

@@ -1,6 +1,6 @@
 """Sandbox latency: a warm pooled run versus a fresh ``python -I -c`` per run.
 
-Runs the PAL program ``pal-math-olivia-bagels`` from ``../shared/corpora/sandbox_legit.json``
+Runs the PAL program ``pal-math-olivia-bagels`` from ``tests/corpora/sandbox_legit.json``
 (an embedded copy of that 9-line program from the PAL paper when the corpora are absent)
 through the sandbox with every available layer on, and through a fresh interpreter per run;
 prints p50/p99 of each, their ratio against the target (warm p50 <= 1/20 of fresh p50), and the
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.sandbox import Sandbox, SandboxConfig
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "sandbox_legit.json"
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpora" / "sandbox_legit.json"
 PROGRAM_ID = "pal-math-olivia-bagels"
 EMBEDDED = '''def solution():
     """Olivia has $23. She bought five bagels for $3 each. How much money does she have left?"""
@@ -64,7 +64,7 @@ def fresh_subprocess(code: str, runs: int) -> list[float]:
 async def pooled(code: str, runs: int, workers: int) -> tuple[list[float], float, dict[str, bool]]:
     config = SandboxConfig(workers=workers, queue_size=10_000)
     async with Sandbox(config) as sandbox:
-        for _ in range(50):  # warm every worker and the compile cache
+        for _ in range(50):  # every template has forked its first child
             await sandbox.run(code)
         samples = []
         for _ in range(runs):

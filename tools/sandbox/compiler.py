@@ -1,9 +1,12 @@
-"""Compile one untrusted program: parse, bound, restrict, compile. Runs only in a worker.
+"""Compile one untrusted program: parse, bound, restrict, compile. Runs only in a run's child
+(the template never sees a program), and nothing compiled outlives that child.
 
 The source size is capped before it gets here (``SandboxConfig.max_code_bytes``); the AST depth
 is measured iteratively before any recursive visitor or the CPython compiler touches it, so a
-20,000-term expression or a 5,000-deep call chain is refused cheaply. The RestrictedPython
-policy is extended, not loosened: ``**``, ``*`` and ``<<`` become calls to size-checking guards,
+20,000-term expression or a 5,000-deep call chain is refused cheaply, and an int literal above
+the int limit is refused (a hex literal escapes CPython's own digit limit). The RestrictedPython
+policy is extended, not loosened: ``**``, ``*``, ``<<`` and ``%`` become calls to size-checking
+guards, an f-string field with a format specification becomes a call that checks it,
 augmented assignment works on items and attributes (through the write guard), ``nonlocal`` is
 allowed, and a program's own classes may define the common special methods.
 """
@@ -31,7 +34,7 @@ ALLOWED_DUNDER_METHODS = frozenset(
     ).split(" ")
 )
 
-_CUSTOM_HOOKS = {ast.Pow: "_pow_", ast.Mult: "_mul_", ast.LShift: "_lshift_"}
+_CUSTOM_HOOKS = {ast.Pow: "_pow_", ast.Mult: "_mul_", ast.LShift: "_lshift_", ast.Mod: "_mod_"}
 
 
 class CompileRefused(Exception):
@@ -47,8 +50,36 @@ class CompileRefused(Exception):
 
 
 class SandboxTransformer(RestrictingNodeTransformer):
-    """RestrictedPython's policy plus: guarded ``**``/``*``/``<<``, augmented assignment on
-    items and attributes, and the common special methods on the program's own classes."""
+    """RestrictedPython's policy plus: guarded ``**``/``*``/``<<``/``%``, checked f-string
+    format specifications, bounded int literals, augmented assignment on items and
+    attributes, and the common special methods on the program's own classes."""
+
+    max_bits = 1 << 20
+    oversized_literal = False
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        value = node.value
+        if type(value) is int and value.bit_length() > self.max_bits:
+            self.oversized_literal = True
+            self.error(node, f"integer literal larger than {self.max_bits} bits (sandbox limit)")
+        return self.node_contents_visit(node)
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
+        """``f"{x:{width}}"``: a specification is evaluated at run time, so the field becomes
+        ``_format_value_(x, conversion, spec)``, which checks the spec's widths first."""
+        node = self.node_contents_visit(node)
+        if node.format_spec is None:
+            return node
+        call = ast.Call(
+            func=ast.Name("_format_value_", ast.Load()),
+            args=[node.value, ast.Constant(node.conversion), node.format_spec],
+            keywords=[],
+        )
+        copy_locations(call, node)
+        new = ast.FormattedValue(value=call, conversion=-1, format_spec=None)
+        copy_locations(new, node)
+        ast.fix_missing_locations(new)
+        return new
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
         if (
@@ -142,7 +173,7 @@ def ast_depth(tree: ast.AST, limit: int) -> int:
     return deepest
 
 
-def compile_program(source: str, max_nesting: int) -> types.CodeType:
+def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> types.CodeType:
     """Parse, check and compile one program. Raises :class:`CompileRefused`."""
     try:
         tree = ast.parse(source, FILENAME, "exec")
@@ -162,8 +193,12 @@ def compile_program(source: str, max_nesting: int) -> types.CodeType:
     warnings: list[str] = []
     used_names: dict[str, bool] = {}
     try:
-        tree = SandboxTransformer(errors, warnings, used_names).visit(tree)
+        transformer = SandboxTransformer(errors, warnings, used_names)
+        transformer.max_bits = max_bits
+        tree = transformer.visit(tree)
         if errors:
+            if transformer.oversized_literal:
+                raise CompileRefused("OverflowError", "; ".join(errors[:5]), "int_size")
             raise CompileRefused("SecurityError", "; ".join(errors[:5]))
         return compile(tree, FILENAME, "exec", dont_inherit=True)
     except (RecursionError, MemoryError) as exc:

@@ -11,7 +11,12 @@ holding only the public names listed here. Names left out on purpose:
 * ``functools.singledispatch`` (evaluates annotation strings with a real ``eval``).
 * ``collections.UserString`` (its ``format`` calls the real ``str.format``).
 * ``random`` and ``decimal`` state: each run gets its own ``random.Random`` and its own
-  decimal context, so ``random.seed`` or ``getcontext().prec`` cannot leak into the next run.
+  decimal context (whose exponent range is bounded, so no Decimal holds a huge integer).
+
+Size-taking functions go through the run's guards: ``math.factorial``/``comb``/``perm``/
+``prod``/``lcm``, ``operator.pow``/``mul``/``lshift``/``mod``, ``json.dumps``'s ``indent``,
+``random.getrandbits``; ``Fraction``, ``Decimal`` and ``Context`` are stand-ins
+(``standins.py``) that check what they construct.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import cmath
 import collections
 import datetime
 import decimal
-import fractions
 import functools
 import heapq
 import importlib
@@ -30,7 +34,6 @@ import itertools
 import json
 import math
 import operator
-import random
 import re
 import statistics
 import string
@@ -39,13 +42,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from tools.sandbox.policy import (
-    Arithmetic,
-    SandboxSecurityError,
-    check_decimal_prec,
-    guarded_getattr,
-    is_user_object,
-)
+from tools.sandbox.policy import Guards, SandboxSecurityError
+from tools.sandbox.standins import SandboxRandom
 
 # Imported from C by allowed modules (``datetime.strptime``); loaded now, before the OS layer.
 for _lazy in ("_strptime", "encodings.ascii", "encodings.latin_1", "encodings.idna", "unicodedata"):
@@ -93,36 +91,71 @@ def _public(module: Any, *exclude: str, names: str | None = None) -> dict[str, A
     }
 
 
-def _attrgetter(*names: str) -> Callable[[Any], Any]:
-    for name in names:
+def _attrgetter(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
+    def attrgetter(*names: str) -> Callable[[Any], Any]:
+        for name in names:
+            if type(name) is not str:
+                raise TypeError("attribute name must be a str")
+
+        def resolve(obj: Any, dotted: str) -> Any:
+            for part in dotted.split("."):
+                obj = guards.getattr(obj, part)
+            return obj
+
+        if len(names) == 1:
+            return lambda obj: resolve(obj, names[0])
+        return lambda obj: tuple(resolve(obj, name) for name in names)
+
+    return attrgetter
+
+
+def _methodcaller(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
+    def methodcaller(name: str, /, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         if type(name) is not str:
-            raise TypeError("attribute name must be a str")
+            raise TypeError("method name must be a str")
+        return lambda obj: guards.getattr(obj, name)(*args, **kwargs)
 
-    def resolve(obj: Any, dotted: str) -> Any:
-        for part in dotted.split("."):
-            obj = guarded_getattr(obj, part)
-        return obj
-
-    if len(names) == 1:
-        return lambda obj: resolve(obj, names[0])
-    return lambda obj: tuple(resolve(obj, name) for name in names)
+    return methodcaller
 
 
-def _methodcaller(name: str, /, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-    if type(name) is not str:
-        raise TypeError("method name must be a str")
-    return lambda obj: guarded_getattr(obj, name)(*args, **kwargs)
+def _namedtuple(guards: Guards) -> Callable[..., type]:
+    def namedtuple(typename: str, field_names: Any, **kwargs: Any) -> type:
+        kwargs.pop("module", None)  # it would be looked up in sys.modules
+        cls = collections.namedtuple(  # type: ignore[misc]  # the program's own name
+            typename, field_names, module="__sandbox__", **kwargs
+        )
+        return guards.classes.register(cls)
+
+    return namedtuple
 
 
-def _namedtuple(typename: str, field_names: Any, **kwargs: Any) -> type:
-    kwargs.pop("module", None)  # it would be looked up in sys.modules
-    return collections.namedtuple(typename, field_names, module="__sandbox__", **kwargs)
+def _total_ordering(guards: Guards) -> Callable[[Any], Any]:
+    def total_ordering(cls: Any) -> Any:
+        if not guards.classes.is_user_class(cls):
+            raise SandboxSecurityError("total_ordering() works on the program's own classes only")
+        return functools.total_ordering(cls)
+
+    return total_ordering
 
 
-def _total_ordering(cls: Any) -> Any:
-    if not is_user_object(cls) or not isinstance(cls, type):
-        raise SandboxSecurityError("total_ordering() works on the program's own classes only")
-    return functools.total_ordering(cls)
+def _json_dumps(guards: Guards) -> Callable[..., str]:
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        if kwargs.pop("cls", None) is not None:
+            raise SandboxSecurityError("json.dumps(cls=...) is not available in the sandbox")
+        indent = kwargs.get("indent")
+        if isinstance(indent, str):
+            guards.arith.check_items(len(str.__str__(indent)), "indent")
+        elif indent is not None:
+            kwargs["indent"] = guards.arith.check_width(indent)
+        return json.dumps(obj, **kwargs)
+
+    return dumps
+
+
+def _json_loads(text: Any, **kwargs: Any) -> Any:
+    if kwargs.pop("cls", None) is not None:
+        raise SandboxSecurityError("json.loads(cls=...) is not available in the sandbox")
+    return json.loads(text, **kwargs)
 
 
 _STATISTICS = (
@@ -132,7 +165,8 @@ _STATISTICS = (
 )
 
 
-def _static_views(arith: Arithmetic) -> dict[str, ModuleView]:
+def _static_views(guards: Guards) -> dict[str, ModuleView]:
+    arith, classes = guards.arith, guards.classes
     # No setitem/delitem (item writes past ``_write_``), no call, no attrgetter/methodcaller.
     op = _public(
         operator,
@@ -148,19 +182,29 @@ def _static_views(arith: Arithmetic) -> dict[str, ModuleView]:
         "setitem",
         "delitem",
         "repeat",
+        "mod",
+        "imod",
+        "concat",
+        "iconcat",
     )
     op.update(
-        attrgetter=_attrgetter,
-        methodcaller=_methodcaller,
+        attrgetter=_attrgetter(guards),
+        methodcaller=_methodcaller(guards),
         pow=arith.pow,
         mul=arith.mul,
         lshift=arith.lshift,
+        mod=guards.mod,
+        concat=operator.concat,
     )
     col = _public(collections, names="Counter defaultdict deque OrderedDict ChainMap")
-    col["namedtuple"] = _namedtuple
+    col["namedtuple"] = _namedtuple(guards)
     # No wraps/update_wrapper: they rename and re-dict any object, shared classes included.
     ft = _public(functools, names="reduce partial lru_cache cache cmp_to_key")
-    ft["total_ordering"] = _total_ordering
+    ft["total_ordering"] = _total_ordering(guards)
+    mth = _public(math)
+    mth.update(
+        factorial=arith.factorial, comb=arith.comb, perm=arith.perm, prod=arith.prod, lcm=arith.lcm
+    )
     dt = _public(datetime, names="date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR")
     st = _public(
         string,
@@ -173,7 +217,11 @@ def _static_views(arith: Arithmetic) -> dict[str, ModuleView]:
         "escape error Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE S U "
         "UNICODE VERBOSE X",
     )
-    js = _public(json, names="dumps loads JSONDecodeError")
+    js = {
+        "dumps": _json_dumps(guards),
+        "loads": _json_loads,
+        "JSONDecodeError": json.JSONDecodeError,
+    }
     cal = _public(
         calendar,
         names="isleap leapdays monthrange weekday monthcalendar month_name "
@@ -181,9 +229,9 @@ def _static_views(arith: Arithmetic) -> dict[str, ModuleView]:
         "SATURDAY SUNDAY",
     )
     views = {
-        "math": _public(math),
+        "math": mth,
         "cmath": _public(cmath),
-        "fractions": _public(fractions, names="Fraction"),
+        "fractions": {"Fraction": classes.fraction},
         "statistics": _public(statistics, names=_STATISTICS),
         "datetime": dt,
         "itertools": _public(itertools),
@@ -281,56 +329,55 @@ class ModuleRegistry:
         ]
     )
 
-    def __init__(self, arith: Arithmetic) -> None:
-        self._static = _static_views(arith)
-        self._max_prec = arith.max_digits
+    def __init__(self, guards: Guards) -> None:
+        self._guards = guards
+        self._static = _static_views(guards)
+        self._per_run: dict[str, ModuleView] = {}
+        SandboxRandom.max_bits = guards.arith.max_bits
 
-    def new_run(self) -> Callable[..., Any]:
-        """Reset per-run module state and return the ``__import__`` for one run."""
-        decimal.setcontext(decimal.Context())
-        per_run: dict[str, ModuleView] = {}
+    def new_run(self) -> None:
+        """Set up the run's own module state: a bounded decimal context, no module views of
+        an earlier run (the template's warm-up) for ``random`` and ``decimal``."""
+        decimal.setcontext(self._guards.classes.new_context())
+        self._per_run = {}
 
-        def importer(
-            name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
-        ) -> ModuleView | None:
-            if type(fromlist) is list and not fromlist and name in sys.modules:
-                # CPython's own lazy import from C (``datetime.strptime`` -> ``_strptime``):
-                # PyImport_Import discards this value and reads sys.modules itself. Programs
-                # cannot call __import__ directly, so they never get here.
-                return None
-            if type(name) is not str or level != 0:
-                raise ImportError("relative or non-string imports are not available")
-            if name not in self.ALLOWED:
-                allowed = ", ".join(sorted(self.ALLOWED))
-                raise ImportError(
-                    f"module {name!r} is not available in the sandbox (allowed: {allowed})"
-                )
-            view = self._static.get(name) or per_run.get(name)
-            if view is None:
-                view = per_run[name] = self._fresh(name)
-            return view
-
-        return importer
-
-    def _decimal_context(self, *args: Any, **kwargs: Any) -> decimal.Context:
-        check_decimal_prec(kwargs.get("prec", args[0] if args else None), self._max_prec)
-        return decimal.Context(*args, **kwargs)
-
-    def _decimal_localcontext(self, ctx: Any = None, **kwargs: Any) -> Any:
-        check_decimal_prec(kwargs.get("prec"), self._max_prec)
-        return decimal.localcontext(ctx, **kwargs)
+    def importer(
+        self, name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+    ) -> ModuleView | None:
+        """The ``__import__`` of a run."""
+        if type(name) is not str or level != 0:
+            raise ImportError("relative or non-string imports are not available")
+        if type(fromlist) is list and not fromlist and name in sys.modules:
+            # CPython's own lazy import from C (``datetime.strptime`` -> ``_strptime``):
+            # PyImport_Import discards this value and reads sys.modules itself. Programs
+            # cannot call __import__ directly, so they never get here.
+            return None
+        if name not in self.ALLOWED:
+            allowed = ", ".join(sorted(self.ALLOWED))
+            raise ImportError(
+                f"module {name!r} is not available in the sandbox (allowed: {allowed})"
+            )
+        view = self._static.get(name) or self._per_run.get(name)
+        if view is None:
+            view = self._per_run[name] = self._fresh(name)
+        return view
 
     def _fresh(self, name: str) -> ModuleView:
+        classes = self._guards.classes
         if name == "random":
-            rng = random.Random()
+            rng = SandboxRandom()
             attrs: dict[str, Any] = {fn: getattr(rng, fn) for fn in _RANDOM_FUNCS}
-            attrs["Random"] = random.Random
+            attrs["Random"] = SandboxRandom
             return ModuleView("random", attrs)
         if name == "decimal":
             attrs = {n: getattr(decimal, n) for n in _DECIMAL_NAMES}
             for ctx in ("DefaultContext", "BasicContext", "ExtendedContext"):
-                attrs[ctx] = getattr(decimal, ctx).copy()  # the module's own are shared
-            attrs["Context"] = self._decimal_context
-            attrs["localcontext"] = self._decimal_localcontext
+                model = getattr(decimal, ctx)  # the module's own; the run gets bounded copies
+                attrs[ctx] = classes.new_context(
+                    prec=model.prec, rounding=model.rounding, traps=model.traps
+                )
+            attrs["Decimal"] = classes.decimal
+            attrs["Context"] = classes.context
+            attrs["localcontext"] = classes.local_context
             return ModuleView("decimal", attrs)
         raise SandboxSecurityError(f"no view for module {name!r}")  # pragma: no cover

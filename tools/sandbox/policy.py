@@ -1,19 +1,25 @@
 """The language layer at run time: the guards RestrictedPython's output calls, and the builtins.
 
-Runs only inside a worker process. Everything here assumes the program is hostile; the rules:
+Runs only inside a run's child process. It trusts nothing the program made: every decision is
+taken on exact builtin types and object identity, never on what a program's object says about
+itself (``__eq__``, ``__hash__``, ``__len__``, ``__index__``, a ``str`` subclass, a ``super``
+object). The rules:
 
-* **No name or attribute starting with ``_``**, ever: refused at compile time by RestrictedPython
-  and again at run time by :func:`guarded_getattr` (``getattr(x, '__class__')``, a ``str``
-  subclass that lies in ``startswith``), and in format strings (:func:`safe_format`).
-* **No C-level attribute lookup by a user-chosen name**: ``str.format``/``format_map`` go
-  through a formatter that uses the guards; ``operator.attrgetter``/``methodcaller``,
-  ``string.Formatter``, ``vars``, ``dir``, ``globals``, ``type(name, bases, ns)`` are not
-  available (see ``modules.py`` for what each allowed module exposes).
-* **Attribute writes only on objects the program created** (instances of its own classes and
-  the classes themselves); item writes only on plain containers. Nothing shared between runs
-  can be mutated.
-* **Big numbers fail fast**: ``**``, ``*`` and ``<<`` (also in augmented assignment and the
-  ``pow`` builtin) check the size of the result before computing it.
+* **No name or attribute starting with ``_``**, ever: refused at compile time by
+  RestrictedPython and again at run time (:func:`Guards.getattr`), also in format strings; no
+  frame, code or MRO attribute; on exceptions only their documented data (``args``, ``name``
+  ...), never ``AttributeError.obj`` or another object the interpreter attached.
+* **No C-level attribute lookup by a user-chosen name.** Whatever attribute access yields is
+  checked by identity: the real ``str.format``/``format_map`` (bound to any ``str``, a subclass
+  instance, through ``super()``, or unbound) is replaced by a formatter whose lookups go
+  through these guards; ``string.Formatter`` and ``operator.attrgetter``/``methodcaller`` are
+  not reachable (``modules.py`` exposes guarded versions).
+* **Attribute writes only on objects the program created**, item writes only on exact
+  ``dict``/``list`` and the program's own objects or containers. (Each run is a process of its
+  own: nothing shared with another run exists to be written.)
+* **Sizes fail fast**: ``**``, ``*``, ``<<``, widths and format specifications are checked on
+  exact values before anything is built (``limits.py``); ``type()`` and the size-taking
+  constructors go through ``standins.py``.
 
 Compilation (and its bounds) is in ``compiler.py``.
 """
@@ -24,14 +30,35 @@ import _string  # type: ignore[import-not-found]  # CPython's format-string fiel
 import builtins
 import collections
 import decimal
-import operator
 import string
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from types import BuiltinMethodType
 from typing import Any
 
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+
+from tools.sandbox.limits import (
+    Arithmetic,
+    IntSizeLimit,
+    OutputLimit,
+    ResourceLimit,
+    SizeLimit,
+    sized_method,
+)
+from tools.sandbox.standins import Classes, SandboxSecurityError, builtin_exceptions
+
+__all__ = [
+    "FILENAME",
+    "Arithmetic",
+    "Guards",
+    "IntSizeLimit",
+    "OutputLimit",
+    "PrintSink",
+    "ResourceLimit",
+    "SandboxSecurityError",
+    "SizeLimit",
+]
 
 FILENAME = "<sandbox>"
 
@@ -42,30 +69,30 @@ DENIED_ATTRIBUTES = frozenset(INSPECT_ATTRIBUTES) | frozenset(
     "im_func im_self".split(" ")
 )
 
+# On exception objects, the documented data only. Any other attribute a builtin exception
+# class defines (``AttributeError.obj``, the object the lookup failed on; ``ImportError.path``;
+# ``with_traceback``) is refused; attributes of a program's own exception classes are not.
+SAFE_EXCEPTION_ATTRIBUTES = frozenset(
+    "args msg name lineno offset text end_lineno end_offset code value encoding object start "  # noqa: SIM905
+    "end reason errno strerror filename filename2 characters_written add_note".split(" ")
+)
+_BUILTIN_EXCEPTION_ATTRIBUTES = frozenset(
+    name for cls in builtin_exceptions().values() for name in dir(cls) if not name.startswith("_")
+)
+_FORMAT_METHODS = {id(str.format): str.format, id(str.format_map): str.format_map}
+_SIZED_BASES = (str, bytes, bytearray, int)
+_SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
+    id(getattr(base, name)): (getattr(base, name), base, name)
+    for base in _SIZED_BASES
+    for name in ("ljust", "rjust", "center", "zfill", "expandtabs", "replace", "to_bytes")
+    if hasattr(base, name)
+}
+_SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
+_ITEM_WRITABLE = (dict, list, bytearray, collections.deque)
+_MISSING = object()
 
-class SandboxSecurityError(Exception):
-    """A program tried something the sandbox refuses (reported as ``SecurityError``)."""
 
-
-class ResourceLimit(Exception):
-    """A sandbox limit stopped the program; ``limit`` names it (see ``result.Limit``)."""
-
-    limit = "memory"
-
-
-class IntSizeLimit(ResourceLimit, OverflowError):
-    limit = "int_size"
-
-
-class SizeLimit(ResourceLimit, MemoryError):
-    limit = "memory"
-
-
-class OutputLimit(ResourceLimit):
-    limit = "output"
-
-
-def _check_attr_name(name: object) -> str:
+def check_attr_name(name: object) -> str:
     if type(name) is not str:  # a str subclass could lie in startswith/__eq__
         raise TypeError("attribute name must be a str")
     if name.startswith("_") or name in DENIED_ATTRIBUTES:
@@ -73,88 +100,133 @@ def _check_attr_name(name: object) -> str:
     return name
 
 
-_MISSING = object()
-
-
-def guarded_getattr(obj: Any, name: Any, default: Any = _MISSING) -> Any:
-    name = _check_attr_name(name)
-    if name in ("format", "format_map") and (
-        isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
-    ):
-        return _bound_format(obj, name)
-    if isinstance(obj, string.Formatter):
-        raise SandboxSecurityError("string.Formatter is not available in the sandbox")
-    if default is _MISSING:
-        return getattr(obj, name)
-    return getattr(obj, name, default)
-
-
-def guarded_hasattr(obj: Any, name: Any) -> bool:
-    try:
-        guarded_getattr(obj, name)
-    except (AttributeError, SandboxSecurityError):
-        return False
-    return True
-
-
-def guarded_getitem(obj: Any, key: Any) -> Any:
-    return obj[key]
-
-
 class _SafeFormatter(string.Formatter):
-    """``str.format`` whose field lookups (``{0.attr}``, ``{0[key]}``) go through the guards."""
+    """``str.format`` whose field lookups (``{0.attr}``, ``{0[key]}``) and format
+    specifications go through the guards."""
+
+    def __init__(self, guards: Guards) -> None:
+        self.guards = guards
 
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, Any]:
         first, rest = _string.formatter_field_name_split(field_name)
         obj = self.get_value(first, args, kwargs)
         for is_attr, key in rest:
-            obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)
+            obj = self.guards.getattr(obj, key) if is_attr else obj[key]
         return obj, first
 
-
-_FORMATTER = _SafeFormatter()
-
-
-def safe_format(template: str, /, *args: Any, **kwargs: Any) -> str:
-    if not isinstance(template, str):
-        raise TypeError("format() needs a str")
-    return _FORMATTER.vformat(str(template), args, kwargs)
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        return format(value, self.guards.arith.check_format_spec(format_spec))
 
 
-def safe_format_map(template: str, mapping: Any, /) -> str:
-    if not isinstance(template, str):
-        raise TypeError("format_map() needs a str")
-    return _FORMATTER.vformat(str(template), (), mapping)
+class Guards:
+    """Every run-time guard of one run, bound to its limits and its class policy."""
 
+    def __init__(self, arith: Arithmetic, classes: Classes) -> None:
+        self.arith = arith
+        self.classes = classes
+        self._formatter = _SafeFormatter(self)
 
-def _bound_format(obj: Any, name: str) -> Callable[..., str]:
-    func = safe_format if name == "format" else safe_format_map
-    if isinstance(obj, type):
-        return func  # str.format(template, ...): unbound form
-    return lambda *args, **kwargs: func(obj, *args, **kwargs)
+    # -- reading attributes ---------------------------------------------------------------
 
+    def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
+        name = check_attr_name(name)
+        if isinstance(obj, BaseException) and (
+            name not in SAFE_EXCEPTION_ATTRIBUTES and name in _BUILTIN_EXCEPTION_ATTRIBUTES
+        ):
+            raise SandboxSecurityError(f"exception attribute {name!r} is not available")
+        if isinstance(obj, string.Formatter):
+            raise SandboxSecurityError("string.Formatter is not available in the sandbox")
+        value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
+        return self.vet(value)
 
-# Classes created by sandboxed programs: only they and their instances accept attribute writes.
-_USER_CLASSES: weakref.WeakSet[type] = weakref.WeakSet()
-_ITEM_WRITABLE = (dict, list, bytearray, collections.deque)
+    def hasattr(self, obj: Any, name: Any) -> bool:
+        try:
+            self.getattr(obj, name)
+        except (AttributeError, SandboxSecurityError):
+            return False
+        return True
 
+    def vet(self, value: Any) -> Any:
+        """Replace, by identity, what must not reach the program: the real ``str.format`` in
+        any form, and width-taking methods, which get their size checks."""
+        if type(value) is BuiltinMethodType:
+            owner = value.__self__
+            method_name = value.__name__
+            if method_name in ("format", "format_map") and isinstance(owner, str):
+                return self._bound_format(owner, method_name)
+            if method_name in _SIZED_NAMES:
+                for base in _SIZED_BASES:
+                    if isinstance(owner, base) and not isinstance(owner, type):
+                        return sized_method(self.arith, base, method_name, value) or value
+            return value
+        known = _FORMAT_METHODS.get(id(value))
+        if known is not None and known is value:
+            return self.format if value is str.format else self.format_map
+        sized = _SIZED_METHODS.get(id(value))
+        if sized is not None and sized[0] is value:
+            return sized_method(self.arith, sized[1], sized[2], value) or value
+        return value
 
-def sandbox_metaclass(
-    name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kw: Any
-) -> type:
-    """``__metaclass__`` for every ``class`` statement: records the class as the program's own."""
-    for base in bases:
-        if not isinstance(base, type):
-            raise TypeError("class bases must be classes")
-    cls = type(name, bases, namespace, **kw)
-    _USER_CLASSES.add(cls)
-    return cls
+    # -- formatting -----------------------------------------------------------------------
 
+    def format(self, template: Any, /, *args: Any, **kwargs: Any) -> str:
+        if not isinstance(template, str):
+            raise TypeError("format() needs a str")
+        return self._formatter.vformat(str.__str__(template), args, kwargs)
 
-def is_user_object(obj: Any) -> bool:
-    if isinstance(obj, type):
-        return obj in _USER_CLASSES
-    return type(obj) in _USER_CLASSES
+    def format_map(self, template: Any, mapping: Any, /) -> str:
+        if not isinstance(template, str):
+            raise TypeError("format_map() needs a str")
+        return self._formatter.vformat(str.__str__(template), (), mapping)
+
+    def _bound_format(self, obj: str, name: str) -> Callable[..., str]:
+        if name == "format":
+            return lambda *args, **kwargs: self.format(obj, *args, **kwargs)
+        return lambda mapping: self.format_map(obj, mapping)
+
+    def format_builtin(self, value: Any, spec: Any = "") -> str:
+        """The ``format()`` builtin, with its specification's widths checked."""
+        return format(value, self.arith.check_format_spec(spec))
+
+    def formatted_value(self, value: Any, conversion: int, spec: Any) -> str:
+        """One ``{value!conv:spec}`` field of an f-string (see ``compiler.py``)."""
+        if conversion == ord("r"):
+            value = repr(value)
+        elif conversion == ord("s"):
+            value = str(value)
+        elif conversion == ord("a"):
+            value = ascii(value)
+        return format(value, self.arith.check_format_spec(spec))
+
+    def mod(self, left: Any, right: Any) -> Any:
+        """``left % right``; for strings and bytes, the widths of the template are checked."""
+        if type(left) is int or type(left) is float:
+            return left % right
+        self.arith.check_percent(left, right)
+        return self.arith._checked(left % right)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, obj: Any) -> Any:
+        if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
+            return obj
+        if type(obj) is decimal.Context:
+            return _ContextWriter(obj, self.classes)
+        if isinstance(obj, _ITEM_WRITABLE) and not isinstance(obj, type):
+            return _ItemWriter(obj)
+        return _WriteRefused(obj)
+
+    def setattr(self, obj: Any, name: Any, value: Any) -> None:
+        setattr(self.write(obj), check_attr_name(name), value)
+
+    def delattr(self, obj: Any, name: Any) -> None:
+        delattr(self.write(obj), check_attr_name(name))
+
+    def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
+        self.write(obj)[key] = self.arith.inplace(op, obj[key], value)
+
+    def aug_attr(self, obj: Any, name: str, op: str, value: Any) -> None:
+        self.setattr(obj, name, self.arith.inplace(op, self.getattr(obj, name), value))
 
 
 class _WriteRefused:
@@ -174,7 +246,7 @@ class _WriteRefused:
 
 
 class _ItemWriter:
-    """Item writes on a plain container; attribute writes refused."""
+    """Item writes on a container; attribute writes refused."""
 
     __slots__ = ("_target",)
     _target: Any
@@ -195,172 +267,52 @@ class _ItemWriter:
 
 
 class _ContextWriter:
-    """Attribute writes on a decimal context (each run has its own), precision capped."""
+    """Attribute writes on a decimal context (the run's own), precision and range capped."""
 
-    __slots__ = ("_target",)
+    __slots__ = ("_classes", "_target")
     _target: Any
-    max_prec = 10_000
+    _classes: Classes
     _FIELDS = frozenset({"prec", "rounding", "Emin", "Emax", "capitals", "clamp"})
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, classes: Classes) -> None:
         object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_classes", classes)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self._FIELDS:
             raise SandboxSecurityError(f"cannot set {name!r} on a decimal context")
-        if name == "prec":
-            check_decimal_prec(value, self.max_prec)
-        setattr(self._target, name, value)
+        setattr(self._target, name, self._classes.check_context_field(name, value))
 
     def __delattr__(self, name: str) -> None:
         raise SandboxSecurityError("cannot delete decimal context attributes")
 
 
-def check_decimal_prec(prec: Any, max_prec: int) -> None:
-    if isinstance(prec, int) and prec > max_prec:
-        raise IntSizeLimit(f"decimal precision above {max_prec} digits (sandbox limit)")
-
-
-def guarded_write(obj: Any) -> Any:
-    if type(obj) in (dict, list) or is_user_object(obj):
-        return obj
-    if type(obj) is decimal.Context:
-        return _ContextWriter(obj)
-    if isinstance(obj, _ITEM_WRITABLE):
-        return _ItemWriter(obj)
-    return _WriteRefused(obj)
-
-
-def guarded_setattr(obj: Any, name: Any, value: Any) -> None:
-    setattr(guarded_write(obj), _check_attr_name(name), value)
-
-
-def guarded_delattr(obj: Any, name: Any) -> None:
-    delattr(guarded_write(obj), _check_attr_name(name))
-
-
-class Arithmetic:
-    """``**``, ``*`` and ``<<`` with the result size checked before it is computed."""
-
-    def __init__(self, max_int_digits: int, max_sequence_items: int) -> None:
-        self.max_bits = int(max_int_digits * 3.3219280948873626) + 1
-        self.max_digits = max_int_digits
-        self.max_items = max_sequence_items
-        _ContextWriter.max_prec = max_int_digits
-
-    def _too_big(self) -> IntSizeLimit:
-        return IntSizeLimit(f"integer result would exceed {self.max_digits} digits (sandbox limit)")
-
-    def pow(self, base: Any, exp: Any, mod: Any = None) -> Any:
-        if mod is not None:
-            return builtins.pow(base, exp, mod)
-        if isinstance(exp, int) and exp > 1:
-            for part in _int_parts(base):
-                if abs(part) > 1 and (part.bit_length() - 1) * exp > self.max_bits:
-                    raise self._too_big()
-        return base**exp
-
-    def mul(self, a: Any, b: Any) -> Any:
-        if isinstance(a, int) and isinstance(b, int):
-            if a.bit_length() + b.bit_length() > self.max_bits + 1:
-                raise self._too_big()
-        elif isinstance(b, int):
-            self._check_repeat(a, b)
-        elif isinstance(a, int):
-            self._check_repeat(b, a)
-        return a * b
-
-    def _check_repeat(self, seq: Any, times: int) -> None:
-        sequences = (str, bytes, bytearray, list, tuple, collections.deque)
-        if isinstance(seq, sequences) and times > 0 and len(seq) * times > self.max_items:
-            raise SizeLimit(
-                f"sequence of {len(seq) * times} items exceeds the sandbox limit of "
-                f"{self.max_items}"
-            )
-
-    def lshift(self, a: Any, b: Any) -> Any:
-        if isinstance(a, int) and isinstance(b, int) and a and b > 0:  # noqa: SIM102
-            if a.bit_length() + b > self.max_bits:
-                raise self._too_big()
-        return a << b
-
-    def inplace(self, op: str, x: Any, y: Any) -> Any:
-        if op == "*=":
-            self.mul(x, y)  # checks only; the in-place form keeps list identity
-            x *= y
-            return x
-        if op == "**=":
-            return self.pow(x, y)
-        if op == "<<=":
-            return self.lshift(x, y)
-        return _INPLACE[op](x, y)
-
-    def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
-        guarded_write(obj)[key] = self.inplace(op, guarded_getitem(obj, key), value)
-
-    def aug_attr(self, obj: Any, name: str, op: str, value: Any) -> None:
-        guarded_setattr(obj, name, self.inplace(op, guarded_getattr(obj, name), value))
-
-
-def _int_parts(value: Any) -> Iterator[int]:
-    if isinstance(value, int):
-        yield value
-    else:  # Fraction-like
-        num, den = getattr(value, "numerator", None), getattr(value, "denominator", None)
-        if isinstance(num, int) and isinstance(den, int):
-            yield num
-            yield den
-
-
-_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd,
-    "-=": operator.isub,
-    "/=": operator.itruediv,
-    "%=": operator.imod,
-    ">>=": operator.irshift,
-    "|=": operator.ior,
-    "^=": operator.ixor,
-    "&=": operator.iand,
-    "//=": operator.ifloordiv,
-    "@=": operator.imatmul,
-}
-
-
 # --------------------------------------------------------------------------- builtins
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
-    "abs all any ascii bin bool bytes callable chr classmethod complex dict divmod enumerate "
-    "filter float format frozenset hash hex int isinstance issubclass iter len list map max min "
+    "abs all any ascii bin bool callable chr classmethod complex dict divmod enumerate "
+    "filter float frozenset hash hex int isinstance issubclass iter len list map max min "
     "next object oct ord property range repr reversed round set slice sorted staticmethod str "
     "sum super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")
 
-_EXCEPTIONS = [
-    name
-    for name, value in vars(builtins).items()
-    if isinstance(value, type) and issubclass(value, BaseException) and not name.startswith("_")
-]
 
-
-def safe_type(obj: Any, *more: Any) -> type:
-    """``type(x)``; the three-argument form (class creation past the guards) is refused."""
-    if more:
-        raise SandboxSecurityError("type() with three arguments is not available")
-    return type(obj)
-
-
-def make_builtins(arith: Arithmetic, importer: Callable[..., Any]) -> dict[str, Any]:
+def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
+    classes, arith = guards.classes, guards.arith
     names: dict[str, Any] = {name: getattr(builtins, name) for name in _PLAIN_BUILTINS}
-    names.update({name: getattr(builtins, name) for name in _EXCEPTIONS})
+    names.update(builtin_exceptions())
     names.update(
         __build_class__=builtins.__build_class__,
         __import__=importer,
-        getattr=guarded_getattr,
-        hasattr=guarded_hasattr,
-        setattr=guarded_setattr,
-        delattr=guarded_delattr,
+        getattr=guards.getattr,
+        hasattr=guards.hasattr,
+        setattr=guards.setattr,
+        delattr=guards.delattr,
+        format=guards.format_builtin,
         pow=arith.pow,
-        type=safe_type,
+        type=classes.safe_type,
+        bytes=classes.bytes,
+        bytearray=classes.bytearray,
     )
     return names
 
@@ -378,9 +330,10 @@ class PrintSink:
         if self.overflowed:
             raise OutputLimit(f"output exceeds {self.max_bytes} bytes (sandbox limit)")
         room = self.max_bytes - self.size
-        encoded = len(text.encode("utf-8", "replace"))
+        encoded = len(text.encode("utf-8", "surrogatepass"))
         if encoded > room:
-            self.parts.append(text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore"))
+            cut = text.encode("utf-8", "surrogatepass")[:room]
+            self.parts.append(cut.decode("utf-8", "ignore"))
             self.size = self.max_bytes
             self.overflowed = True
             raise OutputLimit(f"output exceeds {self.max_bytes} bytes (sandbox limit)")
@@ -408,35 +361,47 @@ class _PrintCollector:
         end = "\n" if end is None else end
         if not isinstance(sep, str) or not isinstance(end, str):
             raise TypeError("sep and end must be str")
-        self._sink.write(sep.join(str(obj) for obj in objects) + end)
+        self._sink.write(str.__str__(sep).join(str(obj) for obj in objects) + str.__str__(end))
 
     def __call__(self) -> str:  # the ``printed`` variable
         return self._sink.text()
 
 
-def make_globals(
-    builtins_dict: dict[str, Any], arith: Arithmetic, sink: PrintSink
-) -> dict[str, Any]:
-    """A fresh namespace for one run, with every hook RestrictedPython's output calls."""
+def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
+    """Every name RestrictedPython's output calls, and the builtins; built once per template
+    (each run is a process of its own, so a run's namespace may share them)."""
+    arith = guards.arith
     return {
-        "__builtins__": builtins_dict,
+        "__builtins__": make_builtins(guards, importer),
         "__name__": "__sandbox__",
-        "__metaclass__": sandbox_metaclass,
-        "_getattr_": guarded_getattr,
-        "_getitem_": guarded_getitem,
+        "__metaclass__": guards.classes.metaclass,
+        "_getattr_": guards.getattr,
+        "_getitem_": _getitem,
         "_getiter_": iter,
-        "_write_": guarded_write,
+        "_write_": guards.write,
         "_inplacevar_": arith.inplace,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_apply_": _apply,
-        "_print_": lambda _getattr=None: _PrintCollector(sink),
         "_pow_": arith.pow,
         "_mul_": arith.mul,
         "_lshift_": arith.lshift,
-        "_aug_item_": arith.aug_item,
-        "_aug_attr_": arith.aug_attr,
+        "_mod_": guards.mod,
+        "_format_value_": guards.formatted_value,
+        "_aug_item_": guards.aug_item,
+        "_aug_attr_": guards.aug_attr,
     }
+
+
+def make_globals(hooks: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
+    """A fresh namespace for one run: the hooks, and a ``print`` into this run's sink."""
+    namespace = dict(hooks)
+    namespace["_print_"] = lambda _getattr=None: _PrintCollector(sink)
+    return namespace
+
+
+def _getitem(obj: Any, key: Any) -> Any:
+    return obj[key]
 
 
 def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -1,14 +1,18 @@
-"""The service side of the sandbox: a pool of pre-started worker processes.
+"""The service side of the sandbox: a pool of templates, each forking one child per run.
 
-Workers are ``asyncio`` subprocesses running a fresh interpreter (``python -s -P -c``), not
-``multiprocessing`` children: nothing of the service's memory (keys, requests) is inherited
-as a fork would, nothing is ever pickled (``multiprocessing`` pickles on its own pipes), and
-the event loop reads replies and kills workers without a helper thread. The start-up cost
-(~0.2 s) is paid ahead of time: workers are started in advance and replaced in the background.
+Templates are ``asyncio`` subprocesses running a fresh interpreter (``python -S -s -P -c``),
+not ``multiprocessing`` children: nothing of the service's memory (keys, requests) is
+inherited as a fork would, nothing is ever pickled, and the event loop reads replies and kills
+templates without a helper thread. Each template prepares itself once (~0.3 s, paid ahead of
+time: templates start in advance and are replaced in the background) and then serves runs one
+at a time, each in a new child process (see ``template.py``); the service never talks to a
+child.
 
-For each run the pool hands the program to an idle worker and waits at most the time limit;
-a worker that overruns, dies, sends a malformed or oversized frame, or whose caller was
-cancelled is killed and replaced. Nothing a worker sends is trusted: frames are size-capped
+For each run the pool hands the program to an idle template and waits for its answer: the
+template enforces the run's deadline by killing the child, so a ``while True`` costs a child,
+not a template. The pool keeps its own guard deadline (the run's plus a grace period) and kills
+the template if it ever overruns, dies, answers out of turn or sends a malformed frame, and
+when the caller is cancelled. Nothing a template relays is trusted: frames are size-capped
 JSON, checked field by field, and must echo the request's random id.
 """
 
@@ -19,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import shutil
 import signal
@@ -30,27 +35,38 @@ from pathlib import Path
 from typing import Any, get_args
 
 from tools.sandbox.protocol import HEADER, ProtocolError, decode, encode
-from tools.sandbox.result import ExecutionResult, Limit, SandboxConfig
+from tools.sandbox.result import (
+    OPTIONAL_LAYERS,
+    REQUIRED_LAYERS,
+    ExecutionResult,
+    Limit,
+    SandboxConfig,
+)
 
 logger = logging.getLogger("tools.sandbox")
 
-# Workers run with -S (no site: ~40 ms less per start) and get exactly the import path they
+# Templates run with -S (no site: ~40 ms less per start) and get exactly the import path they
 # need: this package's root and the site-packages holding RestrictedPython and friends.
 _SITE_PACKAGES = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
 _IMPORT_PATH = [str(Path(__file__).resolve().parents[2]), *sorted(_SITE_PACKAGES)]
 _BOOTSTRAP = (
-    f"import sys; sys.path[:0] = {_IMPORT_PATH!r}; from tools.sandbox.worker import main; main()"
+    f"import sys; sys.path[:0] = {_IMPORT_PATH!r}; from tools.sandbox.template import main; main()"
 )
-# The whole environment of a worker: no keys, no service settings. A fixed hash seed makes
-# set and dict-of-str iteration order, hence answers, reproducible across workers.
-WORKER_ENV = {"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}
-LAYER_NAMES = ("restrictedpython", "process", "rlimits", "seccomp", "landlock")
+# The whole environment of a template: no keys, no service settings, and no PYTHONHASHSEED,
+# so that every template draws a random hash seed of its own.
+TEMPLATE_ENV = {"LC_ALL": "C.UTF-8"}
+LAYER_NAMES = (*REQUIRED_LAYERS, *OPTIONAL_LAYERS)
 _LIMITS = frozenset(get_args(Limit))
 _MAX_ERROR_CHARS = 4000
+_HEADER_CAP = 4096
+_GRACE_S = 2.0  # the template kills a late child itself; this is for a template gone wrong
+_EXIT_CONFINEMENT_FAILED = 121  # tools.sandbox.child.EXIT_CONFINEMENT_FAILED
+_MAX_JSON_INT_DIGITS = 400
+_STOP_TIMEOUT_S = 3.0
 
 
 class SandboxStartError(RuntimeError):
-    """A worker could not be started (deployment problem, not a program's doing)."""
+    """The sandbox could not start (deployment problem, not a program's doing)."""
 
 
 def _failure(
@@ -59,34 +75,55 @@ def _failure(
     return ExecutionResult(ok=False, error_kind=kind, error=message, limit=limit, duration_ms=ms)
 
 
-class _Worker:
-    def __init__(self, process: asyncio.subprocess.Process, layers: dict[str, bool]) -> None:
+class _Template:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
-        self.layers = layers
+        self.layers: dict[str, bool] = {}
         self.runs = 0
 
     async def read_frame(self, max_bytes: int) -> dict[str, Any]:
         assert self.process.stdout is not None
         (size,) = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
         if size > max_bytes:
-            raise ProtocolError(f"worker frame of {size} bytes exceeds the cap")
+            raise ProtocolError(f"template frame of {size} bytes exceeds the cap")
         return decode(await self.process.stdout.readexactly(size))
 
-    async def call(self, frame: bytes, max_bytes: int) -> dict[str, Any]:
+    async def read_body(self, size: int) -> bytes:
+        assert self.process.stdout is not None
+        return await self.process.stdout.readexactly(size)
+
+    async def send(self, data: bytes) -> None:
         assert self.process.stdin is not None
-        self.runs += 1
-        self.process.stdin.write(frame)
+        self.process.stdin.write(data)
         await self.process.stdin.drain()
-        return await self.read_frame(max_bytes)
+
+    def stop(self) -> None:
+        """Ask the template to stop: the end of its pipe makes it kill its run and exit, and
+        each process of the chain reaps the one below (no zombie left to anybody's init)."""
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
 
     def kill(self) -> None:
+        """The last resort, for a template that did not stop: every process of its group."""
         if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
 
+    async def finish(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
+        """Stop the template and wait for it; kill it if it does not stop in time."""
+        self.stop()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.process.wait()
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
+
 
 class Sandbox:
-    """Runs untrusted Python programs in a pool of hardened worker processes.
+    """Runs untrusted Python programs, each in a fresh, confined process.
 
     ``await run(code)`` never raises for anything the code does; it returns an
     :class:`ExecutionResult`. Safe to call concurrently from many tasks.
@@ -94,24 +131,28 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
-        self._workers: set[_Worker] = set()
+        self._idle: asyncio.Queue[_Template | None] = asyncio.Queue()
+        self._templates: set[_Template] = set()
         self._spawning: set[asyncio.Task[None]] = set()  # replacements being started
-        self._reaping: set[asyncio.Task[None]] = set()  # killed workers being waited for
+        self._reaping: set[asyncio.Task[None]] = set()  # killed templates being waited for
         self._waiting = 0
         self._started = False
         self._closed = False
         self._start_lock = asyncio.Lock()
         self._workdir: str | None = None
         self._layers: dict[str, bool] = dict.fromkeys(LAYER_NAMES, False)
-        self._reply_cap = 8 * self.config.max_output_bytes + 65536
-        worker_config = dataclasses.asdict(self.config)
-        self._worker_args = json.dumps(worker_config)
+        self._reply_cap = 10 * self.config.max_output_bytes + 65536
+        self._template_args = json.dumps(dataclasses.asdict(self.config))
 
     @property
     def layers(self) -> dict[str, bool]:
         """Which protection layers are active (all False until started)."""
         return dict(self._layers)
+
+    @property
+    def missing_layers(self) -> list[str]:
+        """Required layers this system does not provide (empty unless ``allow_weak``)."""
+        return [name for name in REQUIRED_LAYERS if not self._layers.get(name)]
 
     async def __aenter__(self) -> Sandbox:
         await self.start()
@@ -121,7 +162,8 @@ class Sandbox:
         await self.aclose()
 
     async def start(self) -> None:
-        """Start the workers (idempotent). Raises :class:`SandboxStartError` if none start."""
+        """Start the templates (idempotent). Raises :class:`SandboxStartError` if none start,
+        or if a required layer is missing and ``allow_weak`` is not set."""
         async with self._start_lock:
             if self._started or self._closed:
                 return
@@ -130,21 +172,37 @@ class Sandbox:
                 *(self._spawn() for _ in range(max(1, self.config.workers))),
                 return_exceptions=True,
             )
-            workers = [w for w in results if isinstance(w, _Worker)]
-            if not workers:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-                raise SandboxStartError(f"no sandbox worker could start: {results[0]!r}")
-            for failed in range(len(results) - len(workers)):
-                del failed
+            templates = [t for t in results if isinstance(t, _Template)]
+            if not templates:
+                await self._abort_start()
+                raise SandboxStartError(f"no sandbox template could start: {results[0]}")
+            self._layers = {name: bool(templates[0].layers.get(name)) for name in LAYER_NAMES}
+            missing = self.missing_layers
+            if missing and not self.config.allow_weak:
+                await self._abort_start()
+                raise SandboxStartError(
+                    f"the sandbox layer(s) {', '.join(missing)} are not available on this "
+                    "system, so LLM-written code would run with less isolation than designed. "
+                    "Run on a Linux kernel with seccomp and Landlock (5.13+) enabled, or set "
+                    "SANDBOX_ALLOW_WEAK=true to accept the weaker sandbox."
+                )
+            for _failed in range(len(results) - len(templates)):
                 self._replace()
-            self._layers = {name: bool(workers[0].layers.get(name)) for name in LAYER_NAMES}
-            for worker in workers:
-                self._idle.put_nowait(worker)
+            for template in templates:
+                self._idle.put_nowait(template)
             self._started = True
-        logger.info("sandbox started: %d workers, layers %s", len(workers), self._layers)
-        for name in ("seccomp", "landlock"):
-            if getattr(self.config, name) and not self._layers[name]:
-                logger.warning("sandbox layer %s is not available on this system", name)
+        logger.info("sandbox started: %d templates, layers %s", len(templates), self._layers)
+        for name in OPTIONAL_LAYERS:
+            if not self._layers[name]:
+                logger.warning("optional sandbox layer %s is not available here", name)
+        if missing:
+            logger.warning("SANDBOX_ALLOW_WEAK: running without %s", ", ".join(missing))
+
+    async def _abort_start(self) -> None:
+        await asyncio.gather(*(t.finish() for t in self._templates), return_exceptions=True)
+        self._templates.clear()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     async def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
         """Run one program and return its result (the PAL answer, stdout, or the failure)."""
@@ -152,10 +210,10 @@ class Sandbox:
         if not isinstance(code, str):
             return _failure("TypeError", "code must be a str")
         try:
-            size = len(code.encode("utf-8"))
+            source = code.encode("utf-8")
         except UnicodeEncodeError:
             return _failure("SyntaxError", "the program contains invalid characters")
-        if size > self.config.max_code_bytes:
+        if len(source) > self.config.max_code_bytes:
             return _failure(
                 "CodeTooLarge", f"program larger than {self.config.max_code_bytes} bytes"
             )
@@ -168,65 +226,91 @@ class Sandbox:
             await self.start()
         except SandboxStartError as exc:
             return _failure("WorkerCrashed", f"the sandbox could not start: {exc}")
-        worker = await self._acquire()
-        if worker is None:
+        template = await self._acquire()
+        if template is None:
             message = "the sandbox is busy; try again shortly"
             return _failure("SandboxBusy", message, "busy", _ms(started))
         try:
-            return await self._run_on(worker, code, limit_s, started)
+            return await self._run_on(template, source, limit_s)
         except Exception:  # a bug of ours, never the program's doing: contain it
             logger.exception("sandbox run failed")
-            self._discard(worker)
+            self._discard(template)
             return _failure("WorkerCrashed", "the sandbox failed", None, _ms(started))
 
-    async def _run_on(
-        self, worker: _Worker, code: str, limit_s: float, started: float
-    ) -> ExecutionResult:
+    async def _run_on(self, template: _Template, source: bytes, limit_s: float) -> ExecutionResult:
         request_id = secrets.token_hex(8)
-        # JSON escapes a control character as 6 bytes: the frame cap allows for the worst case.
-        frame = encode({"id": request_id, "code": code}, request_frame_cap(self.config))
+        header = encode({"id": request_id, "size": len(source), "timeout_s": limit_s}, _HEADER_CAP)
         sent = time.perf_counter()
         try:
-            async with asyncio.timeout(limit_s):
-                reply = await worker.call(frame, self._reply_cap)
+            async with asyncio.timeout(limit_s + _GRACE_S):
+                await template.send(header + source)
+                reply = await template.read_frame(_HEADER_CAP)
+                status, size = reply.get("status"), reply.get("size")
+                if reply.get("id") != request_id or type(size) is not int:
+                    raise ProtocolError("reply does not answer this request")
+                if status == "done" and 0 < size <= self._reply_cap:
+                    body = decode(await template.read_body(size), _MAX_JSON_INT_DIGITS)
+                elif size != 0:
+                    raise ProtocolError(f"bad reply size {size} for status {status!r}")
         except TimeoutError:
-            self._discard(worker)
+            logger.error("sandbox template overran a run's deadline; replacing it")
+            self._discard(template)
             return _failure(
                 "Timeout", f"the program ran longer than {limit_s:g} s", "time", _ms(sent)
             )
         except asyncio.CancelledError:
-            self._discard(worker)
+            self._discard(template)
             raise
         except (ProtocolError, OSError, EOFError, asyncio.IncompleteReadError) as exc:
-            return await self._died(worker, exc, sent)
-        try:
-            result = parse_reply(reply, request_id, _ms(sent), self.config.max_output_bytes)
-        except ProtocolError as exc:
-            logger.warning("sandbox worker sent a bad reply: %s", exc)
-            self._discard(worker)
-            return _failure("WorkerCrashed", "the sandbox worker failed", None, _ms(sent))
-        if reply.get("recycle") is not False or worker.runs >= self.config.runs_per_worker:
-            self._discard(worker)
+            return await self._template_died(template, exc, sent)
+        result = self._result(reply, body if status == "done" else None, limit_s, sent)
+        template.runs += 1
+        if result.error_kind == "WorkerCrashed" or template.runs >= self.config.runs_per_template:
+            self._discard(template)  # a new template, a new hash seed
         else:
-            self._idle.put_nowait(worker)
+            self._idle.put_nowait(template)
         return result
 
-    async def _died(self, worker: _Worker, exc: BaseException, sent: float) -> ExecutionResult:
+    def _result(
+        self, reply: dict[str, Any], body: dict[str, Any] | None, limit_s: float, sent: float
+    ) -> ExecutionResult:
+        status = reply.get("status")
+        if body is not None:
+            try:
+                return parse_reply(body, _ms(sent), self.config.max_output_bytes)
+            except ProtocolError as exc:
+                logger.warning("sandbox run sent a bad reply: %s", exc)
+                return _failure("Crashed", "the program's reply was malformed", None, _ms(sent))
+        if status == "timeout":
+            return _failure(
+                "Timeout", f"the program ran longer than {limit_s:g} s", "time", _ms(sent)
+            )
+        if status != "crashed":
+            return _failure("WorkerCrashed", "the sandbox failed", None, _ms(sent))
+        signum, exit_code = reply.get("signal"), reply.get("exit")
+        if signum == signal.SIGXCPU:
+            return _failure("Timeout", "the program's CPU time limit was reached", "cpu", _ms(sent))
+        if exit_code == _EXIT_CONFINEMENT_FAILED:
+            logger.error("a sandbox run could not apply its confinement; it did not run")
+            return _failure("WorkerCrashed", "the sandbox could not confine the run", None)
+        how = f"exit {exit_code}"
+        if isinstance(signum, int):
+            with contextlib.suppress(ValueError):
+                how = signal.Signals(signum).name  # SIGSEGV: usually a C stack overflow
+        return _failure("Crashed", f"the program crashed its interpreter ({how})", None, _ms(sent))
+
+    async def _template_died(
+        self, template: _Template, exc: BaseException, sent: float
+    ) -> ExecutionResult:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
-                await worker.process.wait()
-        code = worker.process.returncode
-        self._discard(worker)
-        if code == -signal.SIGXCPU:
-            return _failure("Timeout", "the worker's CPU time limit was reached", "cpu", _ms(sent))
-        how = f"exit {code}"
-        if code is not None and code < 0:
-            with contextlib.suppress(ValueError):
-                how = signal.Signals(-code).name  # SIGSEGV: usually a C stack overflow
-        logger.warning("sandbox worker died (%s): %s", how, exc)
-        return _failure("WorkerCrashed", f"the sandbox worker died ({how})", None, _ms(sent))
+                await template.process.wait()
+        code = template.process.returncode
+        self._discard(template)
+        logger.warning("sandbox template failed (exit %s): %s", code, exc)
+        return _failure("WorkerCrashed", "the sandbox failed; try again", None, _ms(sent))
 
-    async def _acquire(self) -> _Worker | None:
+    async def _acquire(self) -> _Template | None:
         if self._idle.empty() and self._waiting >= self.config.queue_size:
             return None
         self._waiting += 1
@@ -238,7 +322,7 @@ class Sandbox:
         finally:
             self._waiting -= 1
 
-    async def _spawn(self) -> _Worker:
+    async def _spawn(self) -> _Template:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-S",
@@ -246,63 +330,63 @@ class Sandbox:
             "-P",
             "-c",
             _BOOTSTRAP,
-            self._worker_args,
+            self._template_args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
-            env=WORKER_ENV,
+            env=TEMPLATE_ENV,
             cwd=self._workdir,
             start_new_session=True,
         )
-        worker = _Worker(process, {})
+        template = _Template(process)
+        self._templates.add(template)
         try:
             async with asyncio.timeout(self.config.start_timeout_s):
-                ready = await worker.read_frame(self._reply_cap)
+                ready = await template.read_frame(65536)
             layers = ready.get("layers")
             if ready.get("ready") is not True or not isinstance(layers, dict):
-                raise ProtocolError(f"worker not ready: {str(ready.get('error'))[:500]}")
-            worker.layers = {str(k): v is True for k, v in layers.items()}
+                raise ProtocolError(f"template not ready: {str(ready.get('error'))[:500]}")
+            template.layers = {str(k): v is True for k, v in layers.items()}
+            template.layers.update(restrictedpython=True, process=True)
         except (TimeoutError, ProtocolError, OSError, asyncio.IncompleteReadError) as exc:
-            worker.kill()
-            await process.wait()
+            self._templates.discard(template)
+            await template.finish()
             raise SandboxStartError(
-                f"worker failed to start ({type(exc).__name__}: {exc})"
+                f"template failed to start ({type(exc).__name__}: {exc})"
             ) from exc
         except BaseException:  # cancelled while starting: never leave the process behind
-            worker.kill()
-            await asyncio.shield(process.wait())
+            self._templates.discard(template)
+            await asyncio.shield(template.finish())
             raise
-        self._workers.add(worker)
-        return worker
+        return template
 
-    def _discard(self, worker: _Worker) -> None:
-        """Kill a worker (whatever state it is in), reap it and start a replacement."""
-        worker.kill()
-        if worker not in self._workers:
-            return  # already discarded: one replacement per worker
-        self._workers.discard(worker)
-        self._track(self._reaping, worker.process.wait())
+    def _discard(self, template: _Template) -> None:
+        """Stop a template (whatever state it is in), reap it and start a replacement."""
+        template.stop()
+        if template not in self._templates:
+            return  # already discarded: one replacement per template
+        self._templates.discard(template)
+        self._track(self._reaping, template.finish())
         if not self._closed:
             self._replace()
 
     def _replace(self) -> None:
-        self._track(self._spawning, self._replace_worker())
+        self._track(self._spawning, self._replace_template())
 
-    async def _replace_worker(self) -> None:
+    async def _replace_template(self) -> None:
         delay = 0.1
         while not self._closed:
             try:
-                worker = await self._spawn()
+                template = await self._spawn()
             except SandboxStartError as exc:
-                logger.error("could not replace a sandbox worker: %s", exc)
+                logger.error("could not replace a sandbox template: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
             if self._closed:
-                worker.kill()
-                await worker.process.wait()
+                await template.finish()
                 return
-            self._idle.put_nowait(worker)
+            self._idle.put_nowait(template)
             return
 
     @staticmethod
@@ -312,7 +396,7 @@ class Sandbox:
         task.add_done_callback(tasks.discard)
 
     async def aclose(self) -> None:
-        """Kill every worker and remove the working directory."""
+        """Kill every template (and so every run) and remove the working directory."""
         if self._closed:
             return
         self._closed = True
@@ -321,32 +405,21 @@ class Sandbox:
         for task in list(self._spawning):
             task.cancel()
         await asyncio.gather(*self._spawning, return_exceptions=True)
-        workers = list(self._workers)
-        for worker in workers:
-            worker.kill()
+        templates = list(self._templates)
         await asyncio.gather(
-            *(w.process.wait() for w in workers), *self._reaping, return_exceptions=True
+            *(t.finish() for t in templates), *self._reaping, return_exceptions=True
         )
-        self._workers.clear()
+        self._templates.clear()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-
-def request_frame_cap(config: SandboxConfig) -> int:
-    """The largest request frame: ``max_code_bytes`` of source, every byte JSON-escaped."""
-    return config.max_code_bytes * 6 + 1024
 
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
-def parse_reply(
-    reply: dict[str, Any], request_id: str, duration_ms: float, max_output: int
-) -> ExecutionResult:
-    """Check a worker's reply field by field and build the result. Raises ProtocolError."""
-    if reply.get("id") != request_id:
-        raise ProtocolError("reply does not answer this request")
+def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> ExecutionResult:
+    """Check a run's reply field by field and build the result. Raises ProtocolError."""
     ok = reply.get("ok")
     stdout = reply.get("stdout", "")
     kind, error, limit = reply.get("error_kind"), reply.get("error"), reply.get("limit")
@@ -361,6 +434,10 @@ def parse_reply(
         raise ProtocolError("bad value_repr/limit field")
     if not ok and kind is None:
         raise ProtocolError("failure without an error kind")
+    try:  # lone surrogates (JSON "\\ud800") would break every later encoder of this text
+        json.dumps(reply, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"reply is not valid text ({type(exc).__name__})") from None
     return ExecutionResult(
         ok=ok,
         value=reply.get("value") if ok else None,

@@ -1,9 +1,14 @@
-"""The wire format between the service and a worker: length-prefixed JSON frames.
+"""The wire format between the service, a template and a run: length-prefixed JSON frames.
 
-Never pickle: a compromised worker could send a malicious pickle, and unpickling it in the
+Never pickle: a compromised process could send a malicious pickle, and unpickling it in the
 service would run its code. A frame is a 4-byte big-endian length and that many bytes of UTF-8
-JSON. Both sides refuse frames over a size cap; the service also refuses non-finite numbers and
-anything but the fields it expects (see ``pool.parse_reply``).
+JSON. Every reader refuses frames over a size cap; the service also refuses non-finite
+numbers, integers longer than a few hundred digits (parsing one costs time), and anything but
+the fields it expects (see ``pool.parse_reply``).
+
+Service → template: a header frame ``{"id", "size", "timeout_s"}`` followed by ``size`` raw
+bytes of the program. Template → service: ``{"id", "status", "size", "signal", "exit"}``
+followed, when ``status`` is ``"done"``, by ``size`` bytes: the run's own JSON reply.
 """
 
 from __future__ import annotations
@@ -31,9 +36,22 @@ def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"non-finite number {name} in frame")
 
 
-def decode(body: bytes) -> dict[str, Any]:
+def _bounded_int(max_digits: int) -> Any:
+    def parse_int(text: str) -> int:
+        if len(text) > max_digits:
+            raise ProtocolError(f"integer of {len(text)} digits in frame")
+        return int(text)
+
+    return parse_int
+
+
+def decode(body: bytes, max_int_digits: int = 4000) -> dict[str, Any]:
     try:
-        message = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        message = json.loads(
+            body.decode("utf-8"),
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int(max_int_digits),
+        )
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"bad frame: {type(exc).__name__}") from None
     if not isinstance(message, dict):

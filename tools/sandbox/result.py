@@ -8,25 +8,37 @@ from typing import Any, Literal
 # Which limit stopped a run, when one did.
 Limit = Literal["time", "cpu", "memory", "output", "recursion", "int_size", "nesting", "busy"]
 
+# Layers a run must have unless ``allow_weak`` (SANDBOX_ALLOW_WEAK) says otherwise; the rest are
+# used where the kernel allows them and reported either way.
+REQUIRED_LAYERS = ("restrictedpython", "process", "rlimits", "seccomp", "landlock")
+OPTIONAL_LAYERS = (
+    "capabilities",
+    "landlock_network",
+    "landlock_scopes",
+    "namespaces",
+    "uid",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
     """Every limit, with safe defaults. The service builds one from its settings."""
 
-    workers: int = 2  # pre-started worker processes
-    queue_size: int = 32  # runs waiting for a worker before "sandbox busy"
-    timeout_s: float = 5.0  # wall clock per run; enforced by killing the worker
-    cpu_s: int = 10  # RLIMIT_CPU per worker (a worker serves several runs)
-    memory_mb: int = 512  # RLIMIT_AS per worker
+    workers: int = 2  # templates: runs in parallel (each forks one child per run)
+    queue_size: int = 32  # runs waiting for a template before "sandbox busy"
+    timeout_s: float = 5.0  # wall clock per run; enforced by killing the run's process
+    memory_mb: int = 512  # RLIMIT_AS of a run's process
     max_output_bytes: int = 64 * 1024  # stdout cap and result-size cap, each
     max_code_bytes: int = 64 * 1024  # a bigger program is refused before it is sent
     max_int_digits: int = 10_000  # int <-> str conversion limit, and guarded pow/mul
     recursion_limit: int = 1000  # Python frames a program may use (CPython's own default)
     max_nesting: int = 100  # AST depth refused at compile time
-    runs_per_worker: int = 1000  # recycle after this many runs, whatever happens (and at once
-    # after anything suspicious); each run already starts from fresh state
+    runs_per_template: int = 5000  # then a new template (and a new random hash seed) takes over
     seccomp: bool = True  # use when the kernel allows; detected, never assumed
     landlock: bool = True
+    namespaces: bool = True  # user/PID/network/IPC/UTS namespaces where the kernel allows
+    run_uid: int = 65534  # uid/gid of a run's process when the template may switch to it
+    allow_weak: bool = False  # start even when a required layer is missing (never by default)
     max_sequence_items: int = 10_000_000  # guarded `seq * n` (str, list, ...) result length
     queue_wait_s: float = 30.0  # longest wait for a free worker before "sandbox busy"
     start_timeout_s: float = 30.0  # a worker that is not ready by then is a failed start
@@ -41,8 +53,9 @@ class ExecutionResult:
     ``value_repr`` is its ``repr()``. On failure ``ok`` is False, ``error_kind`` names the
     class of failure (a Python exception name such as ``ZeroDivisionError``, or one of
     ``SyntaxError``, ``ImportError``, ``SecurityError``, ``Timeout``, ``MemoryLimit``,
-    ``OutputLimit``, ``SandboxBusy``, ``WorkerCrashed``) and ``error`` is a short message safe
-    to show to the model. ``limit`` says which limit was hit, when one was.
+    ``OutputLimit``, ``SandboxBusy``, ``Crashed`` (the program brought its interpreter down),
+    ``WorkerCrashed`` (the sandbox itself failed)) and ``error`` is a short message safe to
+    show to the model. ``limit`` says which limit was hit, when one was.
     """
 
     ok: bool

@@ -1,11 +1,17 @@
-"""Turn a program's answer into JSON-safe data, inside the worker, within fixed bounds.
+"""Turn a program's answer into JSON-safe data, inside the child, within fixed bounds.
 
 The PAL layer votes on ``value`` and formats ints and floats, so numbers stay numbers:
 ``Fraction`` and ``Decimal`` become an ``int`` when integral and a ``float`` otherwise (their
 exact ``repr`` is kept in ``value_repr``); non-finite floats, complex numbers and other objects
-become strings; tuples, sets and other iterables of known kinds become lists (sets sorted when
+become strings; tuples, sets and other containers of known kinds become lists (sets sorted when
 possible); dict keys become strings. Depth and item count are bounded and the walk is not
-recursive, so a million-deep list cannot crash the worker or the service.
+recursive, so a million-deep list cannot crash the child or the service.
+
+Every value is read through its base class (``int.__index__``, ``str.__str__``, a Fraction's
+slots, ``Decimal``'s own methods), so a subclass cannot lie about its size, its digits or its
+items: a container is walked only when its type is exactly a builtin container; anything else
+is shown by its (bounded) ``repr``. Ints above ``MAX_INT_BITS`` travel as strings, so the
+service never parses a number larger than a few hundred digits.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Any
 
 MAX_DEPTH = 32
 MAX_ITEMS = 10_000
-# Ints above this size travel as strings: the service's JSON parser limits int digits.
-MAX_INT_BITS = 4000 * 3
+MAX_INT_BITS = 1000  # ~300 digits; larger ints travel as their decimal text
+_CONTAINERS = (dict, list, tuple, set, frozenset, collections.deque, range)
+_DATES = (datetime.date, datetime.datetime, datetime.time)
 
 
 class ValueTooLarge(Exception):
@@ -29,50 +36,72 @@ class ValueTooLarge(Exception):
 
 def _scalar(value: Any) -> Any:
     """A JSON scalar for ``value``, or ``NotImplemented`` when it is a container."""
-    if value is None or isinstance(value, (bool, str)):
-        return str(value) if isinstance(value, str) else value
+    if value is None or value is True or value is False:
+        return value
+    kind = type(value)
+    if isinstance(value, str):
+        return str.__str__(value)
     if isinstance(value, int):
-        return int(value) if value.bit_length() <= MAX_INT_BITS else _int_text(value)
+        return _int(int.__index__(value))
     if isinstance(value, float):
-        return float(value) if math.isfinite(value) else repr(float(value))
+        number = float.__float__(value)
+        return number if math.isfinite(number) else repr(number)
     if isinstance(value, fractions.Fraction):
-        if value.denominator == 1:
-            return _scalar(value.numerator)
-        return _scalar(float(value))
+        num = int.__index__(fractions.Fraction._numerator.__get__(value))  # type: ignore[attr-defined]
+        den = int.__index__(fractions.Fraction._denominator.__get__(value))  # type: ignore[attr-defined]
+        if den == 1:
+            return _int(num)
+        return _float(num, den)
     if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return str(value)
-        if value == value.to_integral_value() and value.adjusted() < 1000:
-            return _scalar(int(value))
-        return _scalar(float(value))
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (dict, list, tuple, set, frozenset, collections.deque, range)):
+        exact = decimal.Decimal(value)  # a plain copy: a subclass's methods are not asked
+        if not exact.is_finite():
+            return str(exact)
+        if exact.adjusted() < 1000 and exact == exact.to_integral_value():
+            return _int(int(exact))
+        return float(exact)
+    if _one_of(kind, _DATES):
+        return kind.isoformat(value)
+    if _one_of(kind, _CONTAINERS):
         return NotImplemented
-    return str(value)
+    return bounded_repr(value, 2000)
 
 
-def _int_text(value: int) -> str:
+def _one_of(kind: type, classes: tuple[type, ...]) -> bool:
+    return any(kind is cls for cls in classes)
+
+
+def _int(value: int) -> int | str:
+    if value.bit_length() <= MAX_INT_BITS:
+        return value
     try:
         return str(value)
     except ValueError:
         return f"<int with about {int(value.bit_length() * 0.30103)} digits>"
 
 
+def _float(num: int, den: int) -> float | str:
+    try:
+        return num / den
+    except OverflowError:
+        return "inf" if (num < 0) == (den < 0) else "-inf"
+
+
 def _key(key: Any) -> str:
-    if isinstance(key, str):
-        return str(key)
     scalar = _scalar(key)
-    return repr(key) if scalar is NotImplemented else str(scalar)
+    if scalar is NotImplemented:
+        return bounded_repr(key, 200)
+    return scalar if type(scalar) is str else str(scalar)
 
 
 def _items(value: Any) -> list[Any]:
-    if isinstance(value, (set, frozenset)):
+    kind = type(value)
+    if kind is set or kind is frozenset:
+        items = list(value)
         try:
-            return sorted(value)
-        except TypeError:
-            return list(value)
-    return list(value)
+            return sorted(items)
+        except Exception:
+            return items
+    return list(value)  # an exact builtin container: its length was checked
 
 
 def to_json_safe(value: Any) -> Any:
@@ -81,39 +110,52 @@ def to_json_safe(value: Any) -> Any:
     top = _scalar(value)
     if top is not NotImplemented:
         return top
-    root: Any = {} if isinstance(value, dict) else []
+    root: Any = {} if type(value) is dict else []
     stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
     while stack:
         source, target, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ValueTooLarge(f"result nested deeper than {MAX_DEPTH} levels")
-        pairs = (
-            list(source.items()) if isinstance(source, dict) else list(enumerate(_items(source)))
-        )
+        if type(source) is not dict and len(source) > budget:
+            raise ValueTooLarge(f"result has more than {MAX_ITEMS} items")
+        pairs = list(source.items()) if type(source) is dict else list(enumerate(_items(source)))
         budget -= len(pairs)
         if budget < 0:
             raise ValueTooLarge(f"result has more than {MAX_ITEMS} items")
         for key, item in pairs:
             converted = _scalar(item)
             if converted is NotImplemented:
-                converted = {} if isinstance(item, dict) else []
+                converted = {} if type(item) is dict else []
                 stack.append((item, converted, depth + 1))
-            if isinstance(target, dict):
+            if type(target) is dict:
                 target[_key(key)] = converted
             else:
                 target.append(converted)
     return root
 
 
+def clean_strings(value: Any) -> Any:
+    """``value`` (JSON-safe data) with lone surrogates in its strings replaced."""
+    if type(value) is str:
+        return str.encode(value, "utf-8", "surrogatepass").decode("utf-8", "replace")
+    if type(value) is list:
+        return [clean_strings(item) for item in value]
+    if type(value) is dict:
+        return {clean_strings(k): clean_strings(v) for k, v in value.items()}
+    return value
+
+
 def bounded_repr(value: Any, limit: int) -> str:
-    """``repr(value)`` cut to ``limit`` characters (never raises)."""
+    """``repr(value)`` cut to ``limit`` characters (never raises; a lying ``__repr__`` that
+    returns a str subclass or fails is contained)."""
     try:
         text = repr(value)
+        text = str.__str__(text)
     except RecursionError:
         return "<result too deeply nested to show>"
     except ValueError as exc:  # int too large to convert
-        return f"<{type(value).__name__}: {exc}>"
-    except Exception as exc:
+        return f"<{type(value).__name__}: {str.__str__(str(exc))[:200]}>"
+    except BaseException as exc:
         return f"<unrepresentable {type(exc).__name__}>"
     if len(text) > limit:
         return text[: max(limit - 3, 0)] + "..."

@@ -8,11 +8,20 @@ import json
 import pytest
 
 from tools.sandbox import compiler, policy, values
+from tools.sandbox.limits import Arithmetic
 from tools.sandbox.modules import ModuleRegistry, ModuleView
 from tools.sandbox.pool import parse_reply
 from tools.sandbox.protocol import ProtocolError, decode, encode
+from tools.sandbox.standins import Classes
 
-ARITH = policy.Arithmetic(max_int_digits=10_000, max_sequence_items=10_000_000)
+ARITH = Arithmetic(max_int_digits=10_000, max_sequence_items=10_000_000)
+
+
+def make_guards() -> policy.Guards:
+    return policy.Guards(ARITH, Classes(ARITH))
+
+
+GUARDS = make_guards()
 
 
 @pytest.mark.parametrize(
@@ -74,8 +83,8 @@ def test_ast_depth_is_iterative() -> None:
 )
 def test_getattr_refuses_private_and_frame_names(name: str) -> None:
     with pytest.raises(policy.SandboxSecurityError):
-        policy.guarded_getattr((), name)
-    assert policy.guarded_hasattr((), name) is False
+        GUARDS.getattr((), name)
+    assert GUARDS.hasattr((), name) is False
 
 
 def test_getattr_refuses_lying_str_subclass() -> None:
@@ -84,35 +93,52 @@ def test_getattr_refuses_lying_str_subclass() -> None:
             return False
 
     with pytest.raises(TypeError):
-        policy.guarded_getattr((), Liar("__class__"))
+        GUARDS.getattr((), Liar("__class__"))
 
 
 def test_safe_format_keeps_specs_and_refuses_dunders() -> None:
-    fmt = policy.guarded_getattr("{:.2f} {} {a[k]} {:>4}", "format")
+    fmt = GUARDS.getattr("{:.2f} {} {a[k]} {:>4}", "format")
     assert fmt(2 / 3, "x", 7, a={"k": 5}) == "0.67 x 5    7"
-    assert policy.guarded_getattr("{0!r} {0:,}", "format")(1234) == "1234 1,234"
-    assert policy.guarded_getattr(str, "format")("{0.real}", 3) == "3"
+    assert GUARDS.getattr("{0!r} {0:,}", "format")(1234) == "1234 1,234"
+    assert GUARDS.getattr(str, "format")("{0.real}", 3) == "3"
     for template in ("{0.__class__}", "{0.__class__.__mro__[1]}", "{0.__globals__}"):
         with pytest.raises(policy.SandboxSecurityError):
-            policy.guarded_getattr(template, "format")(len)
+            GUARDS.getattr(template, "format")(len)
     with pytest.raises(policy.SandboxSecurityError):
-        policy.guarded_getattr("{foo.__dict__}", "format_map")({"foo": str})
+        GUARDS.getattr("{foo.__dict__}", "format_map")({"foo": str})
 
 
 def test_write_guard() -> None:
     class Mine:
         pass
 
-    mine = policy.sandbox_metaclass("Mine", (), {})
+    guards = make_guards()
+    mine = guards.classes.metaclass("Mine", (), {})
     obj = mine()
-    policy.guarded_write(obj).x = 1
+    guards.write(obj).x = 1
     assert obj.x == 1
-    policy.guarded_write({})["k"] = 1
+    guards.write({})["k"] = 1
     for shared in (fractions.Fraction, Mine, Mine(), ValueError):
         with pytest.raises(policy.SandboxSecurityError):
-            policy.guarded_write(shared).x = 1
+            guards.write(shared).x = 1
     with pytest.raises(policy.SandboxSecurityError):
-        policy.guarded_setattr(obj, "__class__", int)
+        guards.setattr(obj, "__class__", int)
+
+
+def test_user_classes_are_known_by_identity_not_equality() -> None:
+    guards = make_guards()
+    mine = guards.classes.metaclass("Mine", (), {})
+
+    class Impostor:  # equal to everything, same hash as the program's class
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash(mine)
+
+    assert guards.classes.is_user_class(mine)
+    assert not guards.classes.is_user_class(Impostor())
+    assert not guards.classes.is_user_class(fractions.Fraction)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +181,9 @@ def test_print_sink_caps_output() -> None:
 
 
 def test_module_views_are_read_only_and_minimal() -> None:
-    importer = ModuleRegistry(ARITH).new_run()
+    registry = ModuleRegistry(make_guards())
+    registry.new_run()
+    importer = registry.importer
     for name in ("os", "sys", "gc", "io", "socket", "posix", "builtins", "importlib"):
         with pytest.raises(ImportError):
             importer(name)
@@ -173,11 +201,13 @@ def test_module_views_are_read_only_and_minimal() -> None:
 
 
 def test_random_state_is_per_run() -> None:
-    registry = ModuleRegistry(ARITH)
-    first = registry.new_run()("random")
+    registry = ModuleRegistry(make_guards())
+    registry.new_run()
+    first = registry.importer("random")
     first.seed(42)
     seeded = first.random()
-    second = registry.new_run()("random")
+    registry.new_run()
+    second = registry.importer("random")
     assert second is not first
     assert second.random() != seeded
 
@@ -191,6 +221,8 @@ def test_random_state_is_per_run() -> None:
         ({1: "a", (2, 3): "b"}, {"1": "a", "(2, 3)": "b"}),
         (float("inf"), "inf"),
         (10**4000, str(10**4000)),
+        (2**999, 2**999),
+        (2**1001, str(2**1001)),
     ],
 )
 def test_json_safe_values(value: object, expected: object) -> None:
@@ -218,15 +250,22 @@ def test_protocol_refuses_oversized_and_non_json() -> None:
 
 
 def test_parse_reply_checks_every_field() -> None:
-    good = {"id": "r1", "ok": True, "value": 8, "value_repr": "8", "stdout": "", "limit": None}
-    assert parse_reply(good, "r1", 1.0, 100).value == 8
+    good = {"ok": True, "value": 8, "value_repr": "8", "stdout": "", "limit": None}
+    assert parse_reply(good, 1.0, 100).value == 8
     for bad in (
-        {**good, "id": "other"},
         {**good, "ok": "yes"},
         {**good, "stdout": "x" * 101},
         {**good, "limit": "root"},
         {**good, "ok": False},
+        {**good, "stdout": "lone \ud800 surrogate"},
+        {**good, "value": ["\udfff"]},
     ):
         with pytest.raises(ProtocolError):
-            parse_reply(bad, "r1", 1.0, 100)
-    assert json.dumps(parse_reply(good, "r1", 1.0, 100).value) == "8"
+            parse_reply(bad, 1.0, 100)
+    assert json.dumps(parse_reply(good, 1.0, 100).value) == "8"
+
+
+def test_frames_refuse_huge_integers() -> None:
+    assert decode(b'{"a": 123}') == {"a": 123}
+    with pytest.raises(ProtocolError):
+        decode(b'{"a": ' + b"9" * 5000 + b"}")

@@ -1,0 +1,262 @@
+"""One run in one process: the code a child executes between its fork and its exit.
+
+The template forks a child for every run (``template.py``). The child isolates its
+descriptors, applies its confinement, then reads the program from its request pipe until EOF,
+compiles it (nothing compiled survives: the process exits after this one program), runs it and
+writes one length-prefixed JSON reply on its reply pipe. Nothing in here may ever return to the
+template's loop: :func:`serve_one_run` ends in ``os._exit`` whatever happens.
+
+The reply cannot be turned against the parent: everything in it is built from exact builtin
+types by code that catches everything (lone surrogates, lying ``__len__``/``__repr__``/
+``__str__``, recursion, memory errors); whatever still goes wrong becomes a small fixed
+failure reply, and the reply always fits the pipe, so writing it never blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from tools.sandbox import compiler, policy, values
+from tools.sandbox.limits import Arithmetic
+from tools.sandbox.modules import ModuleRegistry
+from tools.sandbox.protocol import HEADER
+from tools.sandbox.standins import Classes
+
+MAX_ERROR_CHARS = 2000
+EXIT_REPLIED = 0
+EXIT_CONFINEMENT_FAILED = 121
+EXIT_INTERNAL_ERROR = 122
+_FALLBACK = b'{"ok":false,"error_kind":"OutputLimit","error":"the reply could not be built","limit":"output","stdout":""}'  # noqa: E501
+
+
+PREWARM = """
+import math
+def solution():
+    values = [3, 4.5, 6]
+    total = 0
+    for value in values:
+        total += value * 2
+    print(f"{total:.2f}", round(math.sqrt(total), 3))
+    return total / len(values)
+"""
+
+
+class Runner:
+    """Compiles and runs one program under the language layer (built once, in the template)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.max_output = int(config["max_output_bytes"])
+        self.max_code_bytes = int(config["max_code_bytes"])
+        self.reply_cap = reply_frame_cap(self.max_output)
+        self.arith = Arithmetic(int(config["max_int_digits"]), int(config["max_sequence_items"]))
+        self.classes = Classes(self.arith)
+        self.guards = policy.Guards(self.arith, self.classes)
+        self.modules = ModuleRegistry(self.guards)
+        self.hooks = policy.make_hooks(self.guards, self.modules.importer)
+        self.max_nesting = int(config["max_nesting"])
+        self.recursion_limit = int(config["recursion_limit"])
+        self.default_recursion = sys.getrecursionlimit()
+        sys.set_int_max_str_digits(max(int(config["max_int_digits"]), 640))
+        sys.dont_write_bytecode = True
+
+    def compile(self, code: str) -> Any:
+        sys.setrecursionlimit(max(self.default_recursion, 3000))
+        try:
+            return compiler.compile_program(code, self.max_nesting, self.arith.max_bits)
+        finally:
+            sys.setrecursionlimit(self.default_recursion)
+
+    def run(self, code: str) -> dict[str, Any]:
+        """Run one program; the reply. Never raises for what the code does."""
+        try:
+            code_obj = self.compile(code)
+        except compiler.CompileRefused as exc:
+            return failure(exc.kind, str(exc), exc.limit)
+        sink = policy.PrintSink(self.max_output)
+        self.classes.reset()
+        self.modules.new_run()
+        namespace = policy.make_globals(self.hooks, sink)
+        reply: dict[str, Any]
+        sys.setrecursionlimit(_depth() + self.recursion_limit + 20)
+        try:
+            exec(code_obj, namespace)
+            reply = self._answer(namespace, sink)
+        except BaseException as exc:  # the program's own SystemExit, KeyboardInterrupt ...
+            reply = describe(exc)
+        finally:
+            sys.setrecursionlimit(self.default_recursion)
+        if sink.overflowed and reply.get("limit") is None:
+            reply = failure("OutputLimit", f"output exceeds {self.max_output} bytes", "output")
+        reply["stdout"] = sink.text()
+        return reply
+
+    def _answer(self, namespace: dict[str, Any], sink: policy.PrintSink) -> dict[str, Any]:
+        """The PAL answer: solution() -> result -> answer -> last printed line."""
+        solution = namespace.get("solution")
+        if callable(solution):
+            value = solution()
+        elif "result" in namespace:
+            value = namespace["result"]
+        elif "answer" in namespace:
+            value = namespace["answer"]
+        else:
+            lines = [line for line in sink.text().splitlines() if line.strip()]
+            if not lines:
+                return {"ok": True, "value": None, "value_repr": None}
+            value = values.parse_printed(lines[-1])
+        try:
+            safe = values.to_json_safe(value)
+            if len(json.dumps(safe, ensure_ascii=False)) > self.max_output:
+                raise values.ValueTooLarge(f"result larger than {self.max_output} bytes")
+        except values.ValueTooLarge as exc:
+            return failure("OutputLimit", str(exc), "output")
+        return {
+            "ok": True,
+            "value": safe,
+            "value_repr": values.bounded_repr(value, self.max_output),
+        }
+
+    def prewarm(self) -> None:
+        """Run a small program of our own while waiting for the real one: on this kind of
+        machine a first write to each page costs ~3.5 us after a fork, and the pages a
+        typical program writes are now written before its request arrives."""
+        self.reply_frame(self.run(PREWARM))
+
+    def reply_frame(self, reply: dict[str, Any]) -> bytes:
+        """The encoded reply, never larger than the pipe holds; never raises."""
+        try:
+            body = encode_reply(reply)
+            if len(body) + HEADER.size > self.reply_cap:
+                small = failure("OutputLimit", "reply too large to return", "output")
+                small["stdout"] = clean_text(str(reply.get("stdout", ""))[: self.max_output // 8])
+                body = encode_reply(small)
+        except BaseException:
+            body = _FALLBACK
+        return HEADER.pack(len(body)) + body
+
+
+def reply_frame_cap(max_output: int) -> int:
+    """The largest reply frame: stdout and the value's repr, each up to ``max_output``
+    characters of up to 4 UTF-8 bytes, plus the JSON value and the fields."""
+    return 10 * max_output + 65536
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid UTF-8 text: lone surrogates become U+FFFD."""
+    return str.encode(text, "utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def encode_reply(reply: dict[str, Any]) -> bytes:
+    """JSON of a reply built by this module (exact builtin types only, checked again by the
+    service); strings are cleaned of lone surrogates first."""
+    cleaned = {
+        key: clean_text(value) if type(value) is str else value for key, value in reply.items()
+    }
+    if cleaned.get("value") is not None:
+        cleaned["value"] = values.clean_strings(cleaned["value"])
+    return json.dumps(cleaned, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _depth() -> int:
+    frame: Any = sys._getframe()
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
+
+
+def failure(kind: str, message: str, limit: str | None = None) -> dict[str, Any]:
+    return {"ok": False, "error_kind": kind, "error": message[:MAX_ERROR_CHARS], "limit": limit}
+
+
+def _user_line(exc: BaseException) -> int | None:
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == policy.FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, contained: a program's exception may lie in ``__str__``."""
+    try:
+        text = str(exc)
+        if type(text) is not str:
+            text = str.__str__(text)
+        return text[:MAX_ERROR_CHARS]
+    except BaseException:
+        return "(unprintable message)"
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """A failure reply for an exception raised by (or on behalf of) the program."""
+    message = _message(exc)
+    if not message and isinstance(exc, MemoryError):
+        message = "out of memory"
+    try:
+        line = _user_line(exc)
+    except BaseException:
+        line = None
+    if line is not None:
+        message = f"{message} (line {line})" if message else f"line {line}"
+    if isinstance(exc, policy.OutputLimit):
+        return failure("OutputLimit", message, "output")
+    if isinstance(exc, policy.IntSizeLimit):
+        return failure("OverflowError", message, "int_size")
+    if isinstance(exc, (MemoryError, policy.SizeLimit)):
+        return failure("MemoryLimit", message, "memory")
+    if isinstance(exc, RecursionError):
+        return failure("RecursionError", message, "recursion")
+    if isinstance(exc, policy.SandboxSecurityError):
+        return failure("SecurityError", message)
+    return failure(str.__str__(type(exc).__name__)[:100], message)
+
+
+def read_program(fd: int, max_bytes: int) -> str | dict[str, Any]:
+    """The program, read until EOF; a failure reply when it is too large or not UTF-8."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            return failure("CodeTooLarge", f"program larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        return failure("SyntaxError", "the program is not valid UTF-8")
+
+
+def serve_one_run(
+    runner: Runner, request_fd: int, reply_fd: int, confine: Callable[[], None]
+) -> NoReturn:
+    """The whole life of a run's child after ``fork``: confine, read, run, reply, exit."""
+    status = EXIT_INTERNAL_ERROR
+    try:
+        try:
+            confine()
+        except BaseException:
+            status = EXIT_CONFINEMENT_FAILED
+            raise
+        runner.prewarm()
+        program = read_program(request_fd, runner.max_code_bytes)
+        reply = runner.run(program) if isinstance(program, str) else program
+        frame = runner.reply_frame(reply)
+        view = memoryview(frame)
+        while view:
+            view = view[os.write(reply_fd, view) :]
+        os.close(reply_fd)
+        status = EXIT_REPLIED
+    finally:
+        os._exit(status)

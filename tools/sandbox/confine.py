@@ -1,0 +1,297 @@
+"""The kernel's part of the sandbox: namespaces for the template, confinement for each child.
+
+Built once by the template (:meth:`Confinement.build`), applied by every run's child between
+its fork and the moment it reads its program (:meth:`Confinement.apply`), in this order:
+
+1. **descriptors**: ``/dev/null`` on 0, 1 and 2; every other descriptor closed but the run's
+   two pipes (the service's pipes, the other runs' pipes and the Landlock ruleset are gone);
+2. **identity**: a distinct unprivileged uid and gid (``run_uid``, 65534 by default) when the
+   template may switch to it (it runs as root, inside its user namespace or not); all
+   capabilities dropped; not dumpable (no ``ptrace``, no ``/proc/<pid>/mem``);
+3. **rlimits**: address space, CPU seconds (one run's worth), no core files, no file writes,
+   no new processes, no locked memory, no message queues, few descriptors;
+4. ``no_new_privs``, then **Landlock** (``landlock.py``), then **seccomp** (``seccomp.py``).
+
+The template probes the layers once, in a child that tries each one and reports what took
+effect; from then on every child must apply exactly those, or it exits before reading its
+program. Namespaces (:func:`enter_namespaces`) are the template's own, set up before it forks
+anything: a child sees only itself and the template (PID), no network interface (NET), no
+System V objects of anyone else (IPC), and in a user namespace no capability on the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import sys
+import sysconfig
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from tools.sandbox import landlock, libc, seccomp
+
+MAX_FD = 1 << 16
+# The layers a child may report; ``namespaces`` is the template's own and added by it.
+CHILD_LAYERS = (
+    "rlimits",
+    "seccomp",
+    "landlock",
+    "landlock_network",
+    "landlock_scopes",
+    "uid",
+    "capabilities",
+)
+
+
+def readable_paths() -> list[str]:
+    """The directories Python itself needs to read from: its stdlib and site-packages."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    candidates = set(sys.path) | {
+        sysconfig.get_paths().get(key, "") for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    }
+    paths: set[str] = set()
+    for entry in candidates:
+        real = os.path.realpath(entry) if entry else ""
+        if (
+            real
+            and os.path.isdir(real)
+            and any(real == p or real.startswith(p + os.sep) for p in prefixes)
+        ):
+            paths.add(real)
+    return sorted(paths)
+
+
+@dataclass
+class Confinement:
+    """What a child applies to itself; see the module docstring for the order."""
+
+    memory_bytes: int
+    cpu_s: int
+    devnull: int
+    ruleset: landlock.Ruleset | None
+    program: libc.SeccompProgram | None
+    run_uid: int | None  # switch to this uid/gid, when the template may
+    required: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: dict[str, Any]) -> Confinement:
+        ruleset = landlock.build_ruleset(readable_paths()) if config["landlock"] else None
+        program = seccomp.compile_filter() if config["seccomp"] else None
+        run_uid = int(config["run_uid"])
+        may_switch = os.geteuid() == 0 and run_uid > 0 and _uid_is_mapped(run_uid)
+        return cls(
+            memory_bytes=int(config["memory_mb"]) * 1024 * 1024,
+            cpu_s=max(1, int(float(config["timeout_s"]) + 0.999)) + 1,
+            devnull=os.open(os.devnull, os.O_RDWR),
+            ruleset=ruleset,
+            program=program,
+            run_uid=run_uid if may_switch else None,
+        )
+
+    # -- in the child --------------------------------------------------------------------
+
+    def isolate_descriptors(self, keep: Iterable[int]) -> None:
+        """``/dev/null`` on 0-2, and every descriptor closed but ``keep`` (and the Landlock
+        ruleset, which :meth:`apply` closes once it is enforced)."""
+        for fd in (0, 1, 2):
+            os.dup2(self.devnull, fd)
+        kept = set(keep)
+        if self.ruleset is not None:
+            kept.add(self.ruleset.fd)
+        low = 3
+        for fd in sorted(kept):
+            if fd > low:
+                os.closerange(low, fd)
+            low = max(low, fd + 1)
+        os.closerange(low, MAX_FD)
+
+    def _identity(self) -> None:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        if self.run_uid is not None:
+            os.setgroups([])
+            os.setresgid(self.run_uid, self.run_uid, self.run_uid)
+            os.setresuid(self.run_uid, self.run_uid, self.run_uid)
+
+    def _rlimits(self) -> None:
+        limits = (
+            (resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes),
+            (resource.RLIMIT_CPU, self.cpu_s, self.cpu_s + 1),
+            (resource.RLIMIT_CORE, 0, 0),
+            (resource.RLIMIT_FSIZE, 0, 0),
+            (resource.RLIMIT_NOFILE, 16, 16),
+            (resource.RLIMIT_NPROC, 0, 0),
+            (resource.RLIMIT_MEMLOCK, 0, 0),
+            (resource.RLIMIT_MSGQUEUE, 0, 0),
+        )
+        for which, soft, hard in limits:
+            resource.setrlimit(which, (soft, hard))
+
+    def _capabilities(self) -> None:
+        libc.drop_capabilities()
+        if libc.capabilities_permitted():
+            raise OSError("capabilities remain after dropping them")
+
+    def _landlock(self) -> None:
+        if self.ruleset is None:
+            raise OSError("Landlock is not available")
+        landlock.restrict_self(self.ruleset)
+        os.close(self.ruleset.fd)
+
+    def _seccomp(self) -> None:
+        if self.program is None:
+            raise OSError("seccomp (libseccomp) is not available")
+        self.program.load()
+
+    def apply(self) -> None:
+        """Apply every required layer, in order; raises if one fails (the child then exits)."""
+        req = self.required
+        if req.get("uid"):
+            self._identity()
+        else:
+            libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        self._capabilities()
+        self._rlimits()
+        libc.no_new_privs()
+        if req.get("landlock"):
+            self._landlock()
+        elif self.ruleset is not None:
+            os.close(self.ruleset.fd)
+        if req.get("seccomp"):
+            self._seccomp()
+
+    def probe(self) -> dict[str, bool]:
+        """Try every layer, in the order :meth:`apply` uses; report which took effect."""
+        layers = dict.fromkeys(CHILD_LAYERS, False)
+        if self.run_uid is not None:
+            layers["uid"] = _attempt(self._identity)
+        layers["capabilities"] = _attempt(self._capabilities)
+        layers["rlimits"] = _attempt(self._rlimits)
+        nnp = _attempt(libc.no_new_privs)
+        if nnp and self.ruleset is not None and _attempt(self._landlock):
+            layers["landlock"] = True
+            layers["landlock_network"] = self.ruleset.network
+            layers["landlock_scopes"] = self.ruleset.scoped
+        if nnp:
+            layers["seccomp"] = _attempt(self._seccomp) and _seccomp_holds()
+        return layers
+
+    def require(self, layers: dict[str, bool]) -> None:
+        self.required = {name: layers.get(name, False) for name in CHILD_LAYERS}
+
+
+def _attempt(step: Any) -> bool:
+    try:
+        step()
+    except (OSError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+def _seccomp_holds() -> bool:
+    """The filter refuses what it must: opening a file is one of the first things it denies."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except PermissionError:
+        return True
+    return False
+
+
+def _uid_is_mapped(uid: int) -> bool:
+    """True when ``uid`` exists in this process's user namespace (always, outside one)."""
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as uid_map:
+            for line in uid_map:
+                inside, _outside, count = (int(x) for x in line.split())
+                if inside <= uid < inside + count:
+                    return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def enter_namespaces(run_uid: int, protocol_fds: tuple[int, int]) -> bool:
+    """Move the template into new user, PID, network, IPC and UTS namespaces.
+
+    The calling process stays outside as the *keeper*: it forks a middle process that unshares
+    the namespaces, writes that process's id maps from outside (only a process in the parent
+    namespace may map more than its own id, which a root service needs for the runs' uid),
+    and waits. The middle process forks the template, PID 1 of the new PID namespace, and
+    waits too. Each level dies with the one above it (``PR_SET_PDEATHSIG``), and every run
+    dies with PID 1, so killing the keeper ends everything.
+
+    Returns True in the template. Returns False, in the caller's own process and without
+    namespaces, when the kernel or the container refuses them. Raises ``OSError`` when the
+    namespaces exist but their id maps are refused.
+    """
+    uid, gid = os.geteuid(), os.getegid()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.close(ready_r)
+        os.close(go_w)
+        _become_middle(ready_w, go_r, protocol_fds)
+        return True  # only the template gets here
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            os.waitpid(middle, 0)
+            return False
+        maps, gid_maps = [f"0 {uid} 1"], [f"0 {gid} 1"]
+        if uid == 0 and run_uid > 0:  # root may map a second id: the runs' own
+            maps.append(f"{run_uid} {run_uid} 1")
+            gid_maps.append(f"{run_uid} {run_uid} 1")
+        try:
+            if uid != 0:
+                _write(f"/proc/{middle}/setgroups", "deny")
+            _write(f"/proc/{middle}/uid_map", "\n".join(maps))
+            _write(f"/proc/{middle}/gid_map", "\n".join(gid_maps))
+        except OSError as exc:
+            os.write(go_w, b"0")
+            os.waitpid(middle, 0)
+            raise OSError(f"the sandbox's user namespace could not be mapped: {exc}") from None
+        os.write(go_w, b"1")
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+    _keep_and_wait(middle, protocol_fds)
+
+
+def _become_middle(ready_w: int, go_r: int, protocol_fds: tuple[int, int]) -> None:
+    """The middle process: unshare, wait for the id maps, fork the template (which returns)."""
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    flags = libc.CLONE_NEWUSER | libc.CLONE_NEWPID | libc.CLONE_NEWNET
+    flags |= libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
+    try:
+        libc.unshare(flags)
+    except OSError:
+        os.write(ready_w, b"0")
+        os._exit(0)
+    os.write(ready_w, b"1")
+    if os.read(go_r, 1) != b"1":
+        os._exit(1)
+    os.close(ready_w)
+    os.close(go_r)
+    template = os.fork()
+    if template == 0:
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        return
+    _keep_and_wait(template, protocol_fds)
+
+
+def _keep_and_wait(pid: int, protocol_fds: tuple[int, int]) -> NoReturn:
+    for fd in protocol_fds:  # only the template talks to the service
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _, raw = os.waitpid(pid, 0)
+    status = os.waitstatus_to_exitcode(raw)
+    os._exit(status if status >= 0 else 128 - status)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(text)

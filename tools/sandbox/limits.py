@@ -1,0 +1,338 @@
+"""Size guards that the program's own objects cannot talk their way past.
+
+A guard that asks a program's object about itself (``x > limit``, ``x.bit_length()``,
+``len(x)``) gets the answer the program chose. Every guard here first turns the operand into an
+exact builtin value with the *base class's* own slot (``int.__index__``, ``str.__len__``,
+``Fraction``'s slots), checks that value, and where it matters passes that exact value on, so
+the object is not asked twice (no time-of-check/time-of-use lie through ``__index__``).
+
+What is guarded, all failing at once with :class:`IntSizeLimit` or :class:`SizeLimit`:
+
+* ``**``, ``*``, ``<<`` (and their augmented forms, ``pow``, ``operator.pow/mul/lshift``) on
+  ints, Fractions (numerator and denominator) and sequences; integral ``Fraction`` exponents
+  count as int exponents (``7 ** Fraction(10**6)``);
+* ``math.factorial``, ``comb``, ``perm``, ``prod`` and ``lcm`` by the size of their result;
+* widths that build strings: ``ljust``/``rjust``/``center``/``zfill``, ``expandtabs``,
+  ``replace``, ``int.to_bytes``, and every format specification (``format()``, ``str.format``,
+  f-strings, ``%``), in any of which a number above the sequence limit is refused.
+
+Decimal sizes are bounded by the run's decimal context (see ``standins.py``). Everything else
+that grows slowly (additions of Fractions, ``translate``, loops) is bounded by the run's address
+space and CPU limits, in a process that ends with the run.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import fractions
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+_SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
+_DIGITS = re.compile(r"\d+")
+_PERCENT_SPEC = re.compile(
+    r"%(?:\((?P<key>[^)]*)\))?[-#0 +]*(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\d+))?[hlL]?(?P<conv>.)",
+    re.S,
+)
+
+
+class ResourceLimit(Exception):
+    """A sandbox limit stopped the program; ``limit`` names it (see ``result.Limit``)."""
+
+    limit = "memory"
+
+
+class IntSizeLimit(ResourceLimit, OverflowError):
+    limit = "int_size"
+
+
+class SizeLimit(ResourceLimit, MemoryError):
+    limit = "memory"
+
+
+class OutputLimit(ResourceLimit):
+    limit = "output"
+
+
+def exact_int(value: Any) -> int | None:
+    """The exact int value of an int (or int subclass, or bool); None for anything else."""
+    if isinstance(value, int):
+        return int.__index__(value)
+    return None
+
+
+def exact_len(value: Any) -> int | None:
+    """The true length of a builtin sequence (or subclass); None for anything else."""
+    for base in _SEQUENCES:
+        if isinstance(value, base):
+            return int(cast(Any, base).__len__(value))
+    return None
+
+
+def fraction_parts(value: Any) -> tuple[int, int] | None:
+    """Numerator and denominator of a Fraction, read from its slots as exact ints."""
+    if isinstance(value, fractions.Fraction):
+        num = exact_int(fractions.Fraction._numerator.__get__(value))  # type: ignore[attr-defined]
+        den = exact_int(fractions.Fraction._denominator.__get__(value))  # type: ignore[attr-defined]
+        if num is not None and den is not None:
+            return num, den
+    return None
+
+
+def int_parts(value: Any) -> tuple[int, ...]:
+    """The exact ints a number is made of (an int; a Fraction's two); () for the rest."""
+    number = exact_int(value)
+    if number is not None:
+        return (number,)
+    return fraction_parts(value) or ()
+
+
+def int_exponent(value: Any) -> int | None:
+    """An exponent as an exact int when it is one (an int, or an integral Fraction)."""
+    number = exact_int(value)
+    if number is not None:
+        return number
+    parts = fraction_parts(value)
+    if parts is not None and parts[1] == 1:
+        return parts[0]
+    return None
+
+
+class Arithmetic:
+    """``**``, ``*`` and ``<<`` with the result size checked before it is computed."""
+
+    def __init__(self, max_int_digits: int, max_sequence_items: int) -> None:
+        self.max_bits = int(max_int_digits * 3.3219280948873626) + 1
+        self.max_digits = max_int_digits
+        self.max_items = max_sequence_items
+
+    def too_big(self) -> IntSizeLimit:
+        return IntSizeLimit(f"integer result would exceed {self.max_digits} digits (sandbox limit)")
+
+    def check_bits(self, bits: int) -> None:
+        if bits > self.max_bits:
+            raise self.too_big()
+
+    def check_items(self, items: int, what: str = "sequence") -> None:
+        if items > self.max_items:
+            raise SizeLimit(
+                f"{what} of {items} items exceeds the sandbox limit of {self.max_items}"
+            )
+
+    def pow(self, base: Any, exp: Any, mod: Any = None) -> Any:
+        if mod is not None:
+            return builtins.pow(base, exp, mod)  # bounded by the modulus
+        exponent = int_exponent(exp)
+        if exponent is not None:
+            # An int base with a negative exponent gives a float; a Fraction base does not.
+            size = abs(exponent) if fraction_parts(base) is not None else exponent
+            for part in int_parts(base):
+                if size > 1 and abs(part) > 1:
+                    self.check_bits((part.bit_length() - 1) * size)
+        return base**exp
+
+    def mul(self, a: Any, b: Any) -> Any:
+        ia, ib = exact_int(a), exact_int(b)
+        if ia is not None and ib is not None:
+            self.check_bits(ia.bit_length() + ib.bit_length() - 1)
+        elif ib is not None:
+            self._check_repeat(a, ib)
+        elif ia is not None:
+            self._check_repeat(b, ia)
+        else:
+            fa, fb = fraction_parts(a), fraction_parts(b)
+            if fa is not None and fb is not None:
+                self.check_bits(fa[0].bit_length() + fb[0].bit_length() - 1)
+                self.check_bits(fa[1].bit_length() + fb[1].bit_length() - 1)
+        return self._checked(a * b)
+
+    def _check_repeat(self, seq: Any, times: int) -> None:
+        length = exact_len(seq)
+        if length is not None and times > 0:
+            self.check_items(length * times)
+        parts = fraction_parts(seq)
+        if parts is not None:
+            self.check_bits(parts[0].bit_length() + times.bit_length())
+
+    def _checked(self, result: Any) -> Any:
+        """Refuse a sequence that got too long anyway (an ``__index__`` that lied)."""
+        length = exact_len(result)
+        if length is not None:
+            self.check_items(length)
+        return result
+
+    def lshift(self, a: Any, b: Any) -> Any:
+        ia, ib = exact_int(a), exact_int(b)
+        if ia is not None and ib is not None and ia and ib > 0:
+            self.check_bits(ia.bit_length() + ib)
+        return a << b
+
+    def inplace(self, op: str, x: Any, y: Any) -> Any:
+        if op == "*=":
+            ix, iy = exact_int(x), exact_int(y)
+            if ix is None and iy is not None:
+                self._check_repeat(x, iy)
+                x *= iy  # the in-place form keeps list identity
+                return x
+            return self.mul(x, y)
+        if op == "**=":
+            return self.pow(x, y)
+        if op == "<<=":
+            return self.lshift(x, y)
+        return INPLACE[op](x, y)
+
+    # -- math ----------------------------------------------------------------------------
+
+    def factorial(self, n: Any) -> int:
+        value = _index(n)
+        if value > 1:  # log2(n!) <= n * log2(n)
+            self.check_bits(int(value * math.log2(value)))
+        return math.factorial(value)
+
+    def comb(self, n: Any, k: Any) -> int:
+        total, chosen = _index(n), _index(k)
+        if 0 <= chosen <= total:
+            self.check_bits(min(chosen, total - chosen) * max(1, total.bit_length()))
+        return math.comb(total, chosen)
+
+    def perm(self, n: Any, k: Any = None) -> int:
+        total = _index(n)
+        chosen = total if k is None else _index(k)
+        if 0 <= chosen <= total:
+            self.check_bits(chosen * max(1, total.bit_length()))
+        return math.perm(total, chosen)
+
+    def prod(self, iterable: Iterable[Any], /, *, start: Any = 1) -> Any:
+        result = start
+        for item in iterable:
+            result = self.mul(result, item)
+        return result
+
+    def lcm(self, *numbers: Any) -> int:
+        result = 1
+        for number in numbers:
+            value = _index(number)
+            self.check_bits(result.bit_length() + value.bit_length())
+            result = math.lcm(result, value)
+        return result
+
+    # -- widths --------------------------------------------------------------------------
+
+    def check_width(self, width: Any) -> int:
+        value = _index(width)
+        self.check_items(value, "padded string")
+        return value
+
+    def check_format_spec(self, spec: Any) -> str:
+        """A format specification with no width or precision above the limit, as exact str."""
+        if not isinstance(spec, str):
+            raise TypeError("format spec must be a str")
+        text = str.__str__(spec)
+        for digits in _DIGITS.findall(text):
+            if len(digits) > 12 or int(digits) > self.max_items:
+                raise SizeLimit(f"format width {digits[:20]} exceeds the sandbox limit")
+        return text
+
+    def check_percent(self, template: Any, args: Any) -> None:
+        """Widths and precisions of ``template % args`` (``*`` ones taken from ``args``)."""
+        text = str.__str__(template) if isinstance(template, str) else None
+        if text is None and isinstance(template, (bytes, bytearray)):
+            text = bytes(template).decode("latin-1")
+        if text is None:
+            return
+        queue = list(args) if type(args) is tuple else [args]
+        position = 0
+        for match in _PERCENT_SPEC.finditer(text):
+            for part in ("width", "prec"):
+                field = match.group(part)
+                if field == "*":
+                    if position < len(queue):
+                        self.check_width(queue[position])
+                    position += 1
+                elif field:
+                    self.check_format_spec(field)
+            if match.group("conv") != "%":
+                position += 1
+
+
+def _index(value: Any) -> int:
+    """``operator.index`` as an exact int (an int subclass cannot lie about its value)."""
+    number = exact_int(value)
+    if number is not None:
+        return number
+    return int.__index__(operator.index(value))
+
+
+def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
+    """A guarded version of a width-taking method, bound or unbound; None when not sized.
+
+    ``method`` is what attribute access produced: ``"x".ljust`` (bound) or ``str.ljust``.
+    """
+    if name in ("ljust", "rjust", "center", "zfill"):
+
+        def padded(*args: Any, **kwargs: Any) -> Any:
+            widths = list(args)
+            index = 0 if _bound(method) else 1
+            if len(widths) > index:
+                widths[index] = arith.check_width(widths[index])
+            return method(*widths, **kwargs)
+
+        return padded
+    if name == "expandtabs":
+
+        def expanded(*args: Any, **kwargs: Any) -> Any:
+            target = method.__self__ if _bound(method) else (args[0] if args else "")
+            rest = args if _bound(method) else args[1:]
+            size = kwargs.get("tabsize", rest[0] if rest else 8)
+            tabs = base.count(target, "\t" if base is str else b"\t")
+            arith.check_items((exact_len(target) or 0) + tabs * max(0, _index(size)), "string")
+            return method(*args, **kwargs)
+
+        return expanded
+    if name == "replace":
+
+        def replaced(*args: Any, **kwargs: Any) -> Any:
+            target = method.__self__ if _bound(method) else (args[0] if args else "")
+            rest = args if _bound(method) else args[1:]
+            if len(rest) >= 2:
+                old_len, new_len = exact_len(rest[0]) or 0, exact_len(rest[1]) or 0
+                length = exact_len(target) or 0
+                hits = base.count(target, rest[0]) if old_len else length + 1
+                if len(rest) > 2 and _index(rest[2]) >= 0:
+                    hits = min(hits, _index(rest[2]))
+                arith.check_items(length + hits * max(0, new_len - old_len), "string")
+            return method(*args, **kwargs)
+
+        return replaced
+    if name == "to_bytes" and base is int:
+
+        def to_bytes(*args: Any, **kwargs: Any) -> Any:
+            rest = args if _bound(method) else args[1:]
+            length = kwargs.get("length", rest[0] if rest else 1)
+            arith.check_items(_index(length), "bytes")
+            return method(*args, **kwargs)
+
+        return to_bytes
+    return None
+
+
+def _bound(method: Any) -> bool:
+    return getattr(method, "__self__", None) is not None and not isinstance(method.__self__, type)
+
+
+INPLACE: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "/=": operator.itruediv,
+    "%=": operator.imod,
+    ">>=": operator.irshift,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+    "&=": operator.iand,
+    "//=": operator.ifloordiv,
+    "@=": operator.imatmul,
+}

@@ -1,0 +1,268 @@
+"""Which classes a program may hold, and guarded stand-ins for the few whose constructors are
+dangerous.
+
+``type(x)`` (:func:`Classes.safe_type`) never hands out a class the program could misuse:
+
+* the program's own classes and an allow-list of plain builtin and stdlib classes come back as
+  themselves (``type(1) is int``);
+* ``bytes``, ``bytearray``, ``Fraction``, ``Decimal`` and ``decimal.Context`` come back as
+  *stand-ins*: classes that pass ``isinstance``/``issubclass`` and compare identical to the
+  names the program imported, but construct through a size check (``bytes(10**9)``,
+  ``Fraction("1e999999")``, ``Decimal("1e999999999")``, ``Context(prec=10**8)``, an ``Emax``
+  that would let a Decimal hold a million-digit integer);
+* everything else, metaclasses first (``type``, ``ABCMeta``), comes back as an opaque token
+  that prints like the class and compares by identity, but cannot be called, subclassed or
+  looked into.
+
+Which classes are the program's own is kept by identity (``id`` → class, the class kept alive
+for the run), never by ``==`` or ``hash``, which a metaclass could fake.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import datetime
+import decimal
+import fractions
+import functools
+import itertools
+import operator
+import random
+import re
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from tools.sandbox.limits import Arithmetic, IntSizeLimit, SizeLimit, exact_int
+
+_EXPONENT = re.compile(r"[eE]\s*([-+]?\d+)")
+_CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
+
+
+class SandboxSecurityError(Exception):
+    """A program tried something the sandbox refuses (reported as ``SecurityError``)."""
+
+
+class StandIn(type):
+    """The metaclass of the stand-ins: checks and constructs on behalf of a real class."""
+
+    _real: type
+    _construct: Callable[..., Any]
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, cls._real)
+
+    def __subclasscheck__(cls, sub: Any) -> bool:
+        if isinstance(sub, StandIn):
+            sub = sub._real
+        return issubclass(sub, cls._real)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return cls._construct(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        # Reached only for names the class itself lacks, i.e. the real class's public API
+        # (``Fraction.from_float``); the attribute guard has refused ``_`` names already.
+        return getattr(cls._real, name)
+
+    def __repr__(cls) -> str:
+        return repr(cls._real)
+
+
+def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
+    namespace = {"_real": real, "_construct": staticmethod(construct), "__slots__": ()}
+    return StandIn(real.__name__, (), namespace)
+
+
+class TypeToken:
+    """What ``type(x)`` gives for a class a program may not hold: printable, comparable by
+    identity (one token per class), and nothing else."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<class {self._name!r}>"
+
+
+class SandboxRandom(random.Random):
+    """``random.Random`` whose bit and byte counts are bounded by the sandbox limits."""
+
+    max_bits = 1 << 20
+
+    def getrandbits(self, k: Any, /) -> int:
+        bits = int.__index__(operator.index(k))
+        if bits > self.max_bits:
+            raise IntSizeLimit(f"getrandbits({bits}) exceeds the sandbox limit")
+        return super().getrandbits(bits)
+
+    def randbytes(self, n: Any) -> bytes:
+        count = int.__index__(operator.index(n))
+        return self.getrandbits(count * 8).to_bytes(count, "little")
+
+
+_SAFE_CLASSES: tuple[type, ...] = (
+    int, float, complex, bool, str, list, tuple, dict, set, frozenset, range, slice, object,
+    type(None), type(Ellipsis), type(NotImplemented), property, staticmethod, classmethod,
+    super, map, filter, zip, enumerate, reversed,
+    collections.Counter, collections.defaultdict, collections.deque, collections.OrderedDict,
+    collections.ChainMap, datetime.date, datetime.datetime, datetime.time, datetime.timedelta,
+    datetime.timezone, re.Pattern, re.Match, statistics.NormalDist, random.Random,
+    functools.partial, SandboxRandom, itertools.count, itertools.cycle, itertools.repeat,
+    itertools.chain,
+    itertools.product, itertools.permutations, itertools.combinations, itertools.groupby,
+    itertools.combinations_with_replacement, itertools.accumulate, itertools.islice,
+    itertools.starmap, itertools.takewhile, itertools.dropwhile, itertools.zip_longest,
+    itertools.compress, itertools.filterfalse, itertools.pairwise,
+)  # fmt: skip
+
+
+def builtin_exceptions() -> dict[str, type]:
+    """The builtin exception classes a program may use (no exception groups)."""
+    return {
+        name: value
+        for name, value in vars(builtins).items()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and not name.startswith("_")
+        and not issubclass(value, BaseExceptionGroup)
+    }
+
+
+class Classes:
+    """The class policy of one run: the program's own classes, the stand-ins, ``type()``."""
+
+    def __init__(self, arith: Arithmetic) -> None:
+        self.arith = arith
+        self.max_digits = arith.max_digits
+        self._user: dict[int, type] = {}
+        self._tokens: dict[int, tuple[type, TypeToken]] = {}
+        self.bytes = _stand_in(bytes, self._bytes)
+        self.bytearray = _stand_in(bytearray, self._bytearray)
+        self.fraction = _stand_in(fractions.Fraction, self._fraction)
+        self.decimal = _stand_in(decimal.Decimal, self._decimal)
+        self.context = _stand_in(decimal.Context, self.new_context)
+        stand_ins = (self.bytes, self.bytearray, self.fraction, self.decimal, self.context)
+        self._stand_ins = {id(s._real): (s._real, s) for s in stand_ins}
+        safe = (*_SAFE_CLASSES, *builtin_exceptions().values())
+        self._safe = {id(cls): cls for cls in safe}
+
+    # -- the program's own classes ---------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the classes of an earlier program (the template's warm-up)."""
+        self._user.clear()
+        self._tokens.clear()
+
+    def register(self, cls: type) -> type:
+        self._user[id(cls)] = cls
+        return cls
+
+    def is_user_class(self, obj: Any) -> bool:
+        return self._user.get(id(obj)) is obj
+
+    def is_user_object(self, obj: Any) -> bool:
+        return self.is_user_class(obj) or self.is_user_class(type(obj))
+
+    def metaclass(
+        self, name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kw: Any
+    ) -> type:
+        """``__metaclass__`` of every ``class`` statement: plain bases only, recorded."""
+        for base in bases:
+            if isinstance(base, StandIn) or not isinstance(base, type):
+                raise SandboxSecurityError(f"{base!r} cannot be subclassed in the sandbox")
+            if issubclass(base, type) or issubclass(base, BaseExceptionGroup):
+                raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
+        return self.register(type(name, bases, namespace, **kw))
+
+    # -- type() ----------------------------------------------------------------------------
+
+    def safe_type(self, obj: Any, *more: Any) -> Any:
+        """``type(x)``; the three-argument form (class creation past the guards) is refused."""
+        if more:
+            raise SandboxSecurityError("type() with three arguments is not available")
+        cls = type(obj)
+        if self.is_user_class(cls) or self._safe.get(id(cls)) is cls:
+            return cls
+        stand_in = self._stand_ins.get(id(cls))
+        if stand_in is not None and stand_in[0] is cls:
+            return stand_in[1]
+        entry = self._tokens.get(id(cls))
+        if entry is None or entry[0] is not cls:
+            entry = self._tokens[id(cls)] = (cls, TypeToken(str.__str__(cls.__name__)))
+        return entry[1]
+
+    # -- guarded constructors --------------------------------------------------------------
+
+    def _sized(self, source: Any, real: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        count = exact_int(source)
+        if count is None and not isinstance(source, (str, bytes, bytearray, list, tuple)):
+            index = getattr(type(source), "__index__", None)
+            if index is not None:  # ask once, then use the answer
+                count = exact_int(index(source))
+        if count is not None:
+            self.arith.check_items(count, real.__name__)
+            return real(count, *args, **kwargs)
+        return real(source, *args, **kwargs)
+
+    def _bytes(self, *args: Any, **kwargs: Any) -> bytes:
+        if not args:
+            return bytes(**kwargs)
+        return self._sized(args[0], bytes, args[1:], kwargs)  # type: ignore[no-any-return]
+
+    def _bytearray(self, *args: Any, **kwargs: Any) -> bytearray:
+        if not args:
+            return bytearray(**kwargs)
+        return self._sized(args[0], bytearray, args[1:], kwargs)  # type: ignore[no-any-return]
+
+    def _fraction(self, numerator: Any = 0, denominator: Any = None) -> fractions.Fraction:
+        if isinstance(numerator, str):
+            match = _EXPONENT.search(str.__str__(numerator))
+            if match and abs(int(match.group(1))) > self.max_digits:
+                raise IntSizeLimit(f"Fraction exponent above {self.max_digits} (sandbox limit)")
+        return fractions.Fraction(numerator, denominator)
+
+    def check_decimal(self, value: decimal.Decimal) -> decimal.Decimal:
+        if decimal.Decimal.is_finite(value):
+            digits = len(decimal.Decimal.as_tuple(value).digits)
+            adjusted = decimal.Decimal.adjusted(value)
+            if digits > self.max_digits or abs(adjusted) > self.max_digits:
+                raise IntSizeLimit(
+                    f"Decimal with more than {self.max_digits} digits or exponent (sandbox limit)"
+                )
+        return value
+
+    def _decimal(self, value: Any = "0", context: Any = None) -> decimal.Decimal:
+        return self.check_decimal(decimal.Decimal(value, context))
+
+    def check_context_field(self, name: str, value: Any) -> Any:
+        if name in ("prec", "Emax", "Emin") and value is not None:
+            number = exact_int(value)
+            if number is None:
+                raise TypeError(f"decimal context {name} must be an int")
+            if abs(number) > self.max_digits:
+                raise IntSizeLimit(f"decimal {name} beyond {self.max_digits} (sandbox limit)")
+            return number
+        return value
+
+    def new_context(self, *args: Any, **kwargs: Any) -> decimal.Context:
+        """``decimal.Context(...)`` with precision and exponent range inside the limits."""
+        fields = dict(zip(_CONTEXT_FIELDS, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in _CONTEXT_FIELDS or name in fields:
+                raise TypeError(f"Context() got an unexpected or repeated argument {name!r}")
+            fields[name] = value
+        fields.setdefault("Emax", self.max_digits)
+        fields.setdefault("Emin", -self.max_digits)
+        checked = {name: self.check_context_field(name, value) for name, value in fields.items()}
+        return decimal.Context(**checked)
+
+    def local_context(self, ctx: Any = None, **kwargs: Any) -> Any:
+        checked = {name: self.check_context_field(name, value) for name, value in kwargs.items()}
+        return decimal.localcontext(ctx, **checked)
+
+
+__all__ = ["Classes", "SandboxRandom", "SandboxSecurityError", "SizeLimit", "StandIn", "TypeToken"]

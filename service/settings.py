@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     sandbox_timeout_s: float = Field(5.0, gt=0, le=300)
     sandbox_memory_mb: int = Field(512, ge=64, le=65_536)
     sandbox_max_output_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Start even when a required sandbox layer (seccomp, Landlock, rlimits) is missing.
+    sandbox_allow_weak: bool = False
 
     @field_validator("allowed_actions", "extra_tools", "agent_api_keys", mode="before")
     @classmethod
@@ -110,4 +112,5 @@ class Settings(BaseSettings):
             timeout_s=self.sandbox_timeout_s,
             memory_mb=self.sandbox_memory_mb,
             max_output_bytes=self.sandbox_max_output_bytes,
+            allow_weak=self.sandbox_allow_weak,
         )

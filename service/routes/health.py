@@ -37,7 +37,11 @@ async def readyz(state: State) -> JSONResponse:
     layers = state.sandbox.layers
     sandbox_ok = bool(layers.get("process")) and bool(layers.get("restrictedpython"))
     ready &= sandbox_ok
-    checks["sandbox"] = {"ok": sandbox_ok, "layers": layers}
+    checks["sandbox"] = {
+        "ok": sandbox_ok,
+        "layers": layers,
+        "missing_required": state.sandbox.missing_layers,  # non-empty only with ALLOW_WEAK
+    }
     try:
         await asyncio.wait_for(state.store.check(), CHECK_TIMEOUT_S)
         checks["store"] = {"ok": True}

@@ -137,8 +137,10 @@ class Template:
 
     # -- serving -------------------------------------------------------------------------
 
-    def serve(self) -> None:
+    def serve(self, ready: dict[str, Any]) -> None:
+        """Fork the first run's child, say ``ready``, then serve until the pipe closes."""
         spare = self._fork()
+        write_frame_fd(self.reply_fd, encode(ready, REQUEST_HEADER_CAP))
         while True:
             try:
                 request = read_frame_fd(self.request_fd, REQUEST_HEADER_CAP)
@@ -286,6 +288,5 @@ def main() -> None:
         failed = {"ready": False, "error": f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]}
         write_frame_fd(reply_fd, encode(failed, 65536))
         raise SystemExit(2) from None
-    write_frame_fd(reply_fd, encode({"ready": True, "layers": layers}, 65536))
-    template.serve()
+    template.serve({"ready": True, "layers": layers})
     os._exit(0)

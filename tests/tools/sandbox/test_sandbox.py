@@ -11,7 +11,7 @@ import pytest
 
 from tests.tools.sandbox.test_corpora import sandbox_processes
 from tools.sandbox import Sandbox, SandboxConfig
-from tools.sandbox.pool import LAYER_NAMES
+from tools.sandbox.pool import LAYER_NAMES, SandboxStartError
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -174,6 +174,41 @@ async def test_busy_when_the_queue_is_full() -> None:
         assert kinds.count("SandboxBusy") == 2 and kinds.count("Timeout") == 2
         assert all(r.limit == "busy" for r in results if r.error_kind == "SandboxBusy")
         assert (await sb.run("result = 5")).value == 5
+
+
+def waiting_child(sb: Sandbox) -> int:
+    """The process forked for the next run: the one leaf below the only template."""
+    processes = sandbox_processes(sb)
+    parents = set()
+    for pid in processes:
+        with open(f"/proc/{pid}/stat") as stat:
+            parents.add(int(stat.read().rsplit(")", 1)[1].split()[1]))
+    (leaf,) = set(processes) - parents
+    return leaf
+
+
+async def test_every_run_gets_a_process_nobody_ran_code_in() -> None:
+    async with Sandbox(SandboxConfig(workers=1)) as sb:
+        used = []
+        for n in range(5):
+            child = waiting_child(sb)
+            assert (await sb.run(f"result = {n}")).value == n
+            used.append(child)
+            for _ in range(100):  # the template reaps it right after relaying the reply
+                if not still_running({child}):
+                    break
+                await asyncio.sleep(0.01)
+            assert not still_running({child}), "the run's process outlived its run"
+        assert len(set(used)) == 5
+
+
+async def test_a_missing_required_layer_stops_the_start_unless_allowed() -> None:
+    with pytest.raises(SandboxStartError, match="SANDBOX_ALLOW_WEAK"):
+        async with Sandbox(SandboxConfig(workers=1, seccomp=False)):
+            pass
+    async with Sandbox(SandboxConfig(workers=1, seccomp=False, allow_weak=True)) as weak:
+        assert weak.missing_layers == ["seccomp"]
+        assert (await weak.run("result = 2 + 2")).value == 4
 
 
 def still_running(pids: set[int]) -> set[int]:

@@ -1,0 +1,181 @@
+"""Test helper, run as a script: the kernel layers on their own, with the language layer off.
+
+Sets up exactly what a template sets up (namespaces, the confinement, the layer probe), then
+forks a child that applies the confinement the way every run's child does and tries, in plain
+Python, everything a run must not be able to do. Prints one JSON object: the layers, and for
+each attempt ``"blocked: <error>"`` or ``"ALLOWED"``. Never imported by the service.
+
+Usage: ``python tests/tools/sandbox/os_probe.py CONFIG_JSON`` from the project root.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import json
+import mmap
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.getcwd())
+
+from tools.sandbox import confine, libc
+
+try:
+    import pyseccomp
+except (ImportError, OSError):  # pragma: no cover - the project depends on it
+    pyseccomp = None
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def raw(name: str, *args: int) -> Callable[[], None]:
+    """A system call by name (numbers differ between architectures), failing on -1."""
+
+    def call() -> None:
+        if pyseccomp is None:
+            raise OSError(errno.ENOSYS, "no libseccomp to resolve the number")
+        number = pyseccomp.resolve_syscall(pyseccomp.system_arch(), name)
+        if _libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args)) == -1:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    return call
+
+
+def _read(path: str) -> None:
+    with open(path, "rb") as handle:
+        handle.read(1)
+
+
+def _write(path: str) -> None:
+    with open(path, "w") as handle:
+        handle.write("x")
+
+
+def _fork() -> None:
+    if os.fork() == 0:  # only if the layer failed: the child must not run the other probes
+        os._exit(0)
+
+
+def probes(config: dict[str, Any], own_pipe: int) -> dict[str, Callable[[], Any]]:
+    parent = os.getppid()  # the template (PID 1 in its namespace)
+    return {
+        "read_passwd": lambda: _read("/etc/passwd"),
+        "read_python_binary": lambda: _read(sys.executable),
+        "read_proc_environ": lambda: _read(f"/proc/{parent}/environ"),
+        "stat_path": lambda: os.stat("/etc"),
+        "list_root": lambda: os.listdir("/"),
+        "readlink": lambda: os.readlink("/proc/self/exe"),
+        "getcwd": os.getcwd,
+        "write_tmp": lambda: _write(config["probe_write_path"]),
+        "chmod": lambda: os.chmod(config["probe_chmod_path"], 0o777),
+        "socket_inet": lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+        "socket_unix": lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
+        "socketpair": socket.socketpair,
+        "fork": _fork,
+        "exec": lambda: os.execv("/bin/true", ["true"]),
+        "thread": lambda: threading.Thread(target=lambda: None).start(),
+        "kill_parent": lambda: os.kill(parent, 0),
+        "kill_service_pgid": lambda: os.kill(-os.getpgid(0), 0),
+        "tgkill_parent": raw("tgkill", parent, parent, 0),
+        "pidfd_open_parent": raw("pidfd_open", parent, 0),
+        "fcntl_setown": lambda: fcntl.fcntl(own_pipe, fcntl.F_SETOWN, parent),
+        "fcntl_setsig": lambda: fcntl.fcntl(own_pipe, 10, signal.SIGKILL),  # F_SETSIG
+        "fcntl_async": lambda: fcntl.fcntl(own_pipe, fcntl.F_SETFL, os.O_ASYNC),
+        "setpriority_parent": lambda: os.setpriority(os.PRIO_PROCESS, parent, 19),
+        "sched_setscheduler_parent": lambda: os.sched_setscheduler(
+            parent, os.SCHED_IDLE, os.sched_param(0)
+        ),
+        "sched_setaffinity_parent": lambda: os.sched_setaffinity(parent, {0}),
+        "sched_setattr_parent": raw("sched_setattr", parent, 0, 0),
+        "ioprio_set_parent": raw("ioprio_set", 1, parent, (3 << 13)),
+        "raise_rlimit_as": lambda: resource.setrlimit(
+            resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        ),
+        "shmget": raw("shmget", 0, 4096, 0o1600),
+        "msgget": raw("msgget", 0, 0o1600),
+        "semget": raw("semget", 0, 1, 0o1600),
+        "memfd_create": lambda: os.memfd_create("x"),
+        "pipe": os.pipe,
+        "dup": lambda: os.dup(own_pipe),
+        "eventfd": lambda: os.eventfd(0),
+        "userfaultfd": raw("userfaultfd", 0),
+        "io_uring_setup": raw("io_uring_setup", 1, 0),
+        "bpf": raw("bpf", 0, 0, 0),
+        "perf_event_open": raw("perf_event_open", 0, 0, -1, -1, 0),
+        "ptrace_parent": raw("ptrace", 16, parent, 0, 0),  # PTRACE_ATTACH
+        "process_vm_readv": raw("process_vm_readv", parent, 0, 0, 0, 0, 0),
+        "keyctl": raw("keyctl", 0, 0),
+        "unshare_user": raw("unshare", libc.CLONE_NEWUSER),
+        "setns": raw("setns", 0, 0),
+        "mount": raw("mount", 0, 0, 0, 0, 0),
+        "chroot": lambda: os.chroot("/"),
+        "personality": raw("personality", 0x0040000),  # ADDR_NO_RANDOMIZE
+        "prctl_set_name": lambda: libc.prctl(15, 0),  # PR_SET_NAME
+        "mmap_exec": lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC),
+        "setuid_root": lambda: os.setuid(0),
+        "uname": os.uname,
+    }
+
+
+def run_probes(config: dict[str, Any], keep: int) -> dict[str, str]:
+    results: dict[str, str] = {}
+    for name, attempt in probes(config, keep).items():
+        try:
+            attempt()
+        except BaseException as exc:
+            results[name] = f"blocked: {type(exc).__name__}: {exc}"
+        else:
+            results[name] = "ALLOWED"
+    results["environ"] = json.dumps(sorted(os.environ))
+    return results
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    out = os.dup(1)
+    namespaces = confine.enter_namespaces(int(config["run_uid"]), (out, out))
+    conf = confine.Confinement.build(config)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the probe of layers, as the template does it
+        try:
+            conf.isolate_descriptors((write_fd,))
+            os.write(write_fd, json.dumps(conf.probe()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    layers = json.loads(os.read(read_fd, 65536))
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    conf.require(layers)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a run's child: confined exactly as in template.py, then plain Python
+        try:
+            conf.isolate_descriptors((write_fd,))
+            conf.apply()
+            results = run_probes(config, write_fd)
+            os.write(write_fd, json.dumps(results).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.waitpid(pid, 0)
+    report = json.loads(b"".join(chunks) or b"{}")
+    report["layers"] = json.dumps({**layers, "namespaces": namespaces})
+    os.write(out, json.dumps(report).encode() + b"\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""The attack classes an attack session found against the previous design (issue 8), each as
+programs, and where an attack aimed at later users, the victim's program run right after it on
+the same template. The corpora (``test_corpora.py``) hold the public attacks; these are the
+classes a fresh attacker used, written so that a variant of the same class fails the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tools.sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+FAST_S = 2.0  # a size guard answers at once; the limits of the process are the backstop
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def box() -> AsyncIterator[Sandbox]:
+    # One template: every victim runs on the template that ran the attack before it.
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=3.0)) as sb:
+        yield sb
+
+
+# -- 1. the language layer: every route to the real str.format, and what it would reach ----
+
+FORMAT_ESCAPES = {
+    "super_format": (
+        "class S(str):\n    def go(self):\n        return super().format(1)\n"
+        "result = S('{0.__class__.__base__.__subclasses__}').go()"
+    ),
+    "super_format_map": (
+        "class S(str):\n    def go(self):\n        return super().format_map({'a': 1})\n"
+        "result = S('{a.__class__}').go()"
+    ),
+    "super_explicit": (
+        "class S(str):\n    pass\ns = S('{0.__class__}')\nresult = super(S, s).format(1)"
+    ),
+    "unbound_str_format": "result = str.format('{0.__class__}', 1)",
+    "type_of_str_format": "result = type('').format('{0.__class__}', 1)",
+    "subclass_class_format": (
+        "class S(str):\n    pass\nresult = S.format(S('{0.__globals__}'), len)"
+    ),
+    "getattr_super": (
+        "class S(str):\n    def go(self):\n        return getattr(super(), 'format')(1)\n"
+        "result = S('{0.__class__}').go()"
+    ),
+    "methodcaller": (
+        "import operator\nresult = operator.methodcaller('format', 1)('{0.__class__}')"
+    ),
+    "partial_format": (
+        "import functools\nf = functools.partial(str.format, '{0.__class__}')\nresult = f(1)"
+    ),
+    "map_format": "result = list(map(str.format, ['{0.__class__}'], [1]))",
+    "stored_bound_format": "f = '{0.__class__}'.format\nresult = f(1)",
+    "nested_spec": "result = '{0:{1.__class__}}'.format(1, 2)",
+    "format_map_mapping": "result = '{a.__class__}'.format_map({'a': 1})",
+    "attributeerror_obj": (
+        "try:\n    getattr(1, 'nope')\nexcept AttributeError as e:\n    result = e.obj"
+    ),
+    "attributeerror_obj_getattr": (
+        "try:\n    (1).nope\nexcept AttributeError as e:\n    result = getattr(e, 'obj')"
+    ),
+    "exception_traceback": (
+        "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    result = e.with_traceback(None)"
+    ),
+    "type_of_type": "T = type(type(1))\nresult = T('X', (), {})",
+    "metaclass_subclass": "class M(type(type(1))):\n    pass\nresult = M",
+    "type_of_class_call": "result = type(type(1))(1)",
+    "real_context_class": "import decimal\nresult = type(decimal.getcontext())(prec=10 ** 8)",
+    "real_bytes_class": "result = type(b'')(10 ** 8)",
+    "subclass_stand_in": "import decimal\nclass D(decimal.Decimal):\n    pass\nresult = D",
+    "exception_group": "result = ExceptionGroup('x', [ValueError()])",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT_ESCAPES))
+async def test_language_escape_is_refused(box: Sandbox, name: str) -> None:
+    res = await box.run(FORMAT_ESCAPES[name])
+    assert not res.ok, res
+    refused = ("SecurityError", "TypeError", "NameError", "OverflowError", "MemoryLimit")
+    assert res.error_kind in refused, res
+    text = f"{res.error} {res.stdout}"
+    for leak in ("<class 'int'>", "subclasses", "<built-in", "<function", "object at 0x"):
+        assert leak not in text, res
+
+
+# -- 2. no state survives a run: the attack, then the victim on the same template -----------
+
+VICTIM = """
+import collections, random, fractions, calendar, re, datetime, decimal, math
+r = random.Random(7)
+result = [
+    collections.Counter('aab').most_common(1),
+    r.randint(1, 10 ** 6),
+    str(fractions.Fraction(355, 113).limit_denominator(10)),
+    calendar.month_name[3],
+    re.findall('a+', 'caaab'),
+    re.sub('(a)', r'[\\1]', 'cab'),
+    datetime.datetime.strptime('2024-03-15', '%Y-%m-%d').strftime('%d/%m/%Y'),
+    str(decimal.Decimal(1) / 7),
+    math.pi,
+    sorted({'pear', 'apple', 'fig'}),
+]
+"""
+
+POISONS = {
+    "patch_counter": (
+        "import collections\ncollections.Counter.most_common = lambda self, n=None: [('x', 9)]"
+    ),
+    "lying_metaclass": (
+        "import collections\n"
+        "class M(type(collections.Counter)):\n"
+        "    def __eq__(self, other):\n        return True\n"
+        "    def __hash__(self):\n        return hash(collections.Counter)\n"
+        "class C(metaclass=M):\n    pass"
+    ),
+    "patch_random": "import random\nrandom.Random.randint = lambda self, a, b: 4",
+    "seed_random": "import random\nrandom.seed(1)\nresult = random.random()",
+    "patch_fraction": "import fractions\nfractions.Fraction.limit_denominator = None",
+    "patch_month_name": "import calendar\ncalendar.month_name[3] = 'Smarch'",
+    "poison_re_cache": (
+        "import re\n"
+        "class K(str):\n"
+        "    def __hash__(self):\n        return hash('a+')\n"
+        "    def __eq__(self, other):\n        return True\n"
+        "for i in range(300):\n    re.compile(K('b+'))\n"
+        "result = re.findall(K('b+'), 'caaab')"
+    ),
+    "poison_strptime_cache": (
+        "import datetime\n"
+        "class K(str):\n"
+        "    def __hash__(self):\n        return hash('%Y-%m-%d')\n"
+        "    def __eq__(self, other):\n        return True\n"
+        "result = datetime.datetime.strptime(K('%d-%Y-%m'), K('%d-%Y-%m'))"
+    ),
+    "decimal_context": (
+        "import decimal\ndecimal.getcontext().prec = 3\ndecimal.DefaultContext.prec = 2"
+    ),
+    "finalizer_left_behind": (
+        "def gen():\n    try:\n        yield 1\n    finally:\n        while True:\n"
+        "            pass\n"
+        "keep = [gen()]\nnext(keep[0])\nresult = 'left a finalizer'"
+    ),
+    "module_view_patch": "import math\nmath.pi = 3",
+    "exception_class_patch": "ValueError.extra = 1",
+    "recursion_limit_games": "def f(n):\n    return f(n + 1)\nf(0)",
+    "memory_hog": "x = [0] * (10 ** 7)\ny = [x] * 10 ** 6",
+}
+
+
+@pytest.fixture(scope="module")
+def baseline_victim() -> list[object]:
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(POISONS))
+async def test_no_attack_reaches_the_next_run(
+    box: Sandbox, baseline_victim: list[object], name: str
+) -> None:
+    if not baseline_victim:
+        first = await box.run(VICTIM)
+        assert first.ok, first
+        baseline_victim.append(first.value)
+    await box.run(POISONS[name])
+    victim = await box.run(VICTIM)
+    assert victim.ok, victim
+    assert victim.value == baseline_victim[0]
+
+
+async def test_each_template_has_its_own_hash_seed() -> None:
+    async with Sandbox(SandboxConfig(workers=3)) as sb:
+        seeds = {(await sb.run("result = hash('reactpal')")).value for _ in range(3)}
+    assert len(seeds) == 3  # three templates, three random seeds (the old design used 0)
+
+
+# -- 3. size guards act on exact values, never on what the program's objects say -----------
+
+LYING_INT = (
+    "class I(int):\n"
+    "    def __gt__(self, other):\n        return False\n"
+    "    def __lt__(self, other):\n        return True\n"
+    "    def bit_length(self):\n        return 1\n"
+    "    def __index__(self):\n        return 1\n"
+)
+LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
+SIZE_BOMBS = {
+    "lying_int_exponent": LYING_INT + "result = 10 ** I(10 ** 6)",
+    "lying_int_base": LYING_INT + "result = I(10 ** 5000) ** 5",
+    "lying_int_mul": LYING_INT + "result = I(10 ** 6000) * I(10 ** 6000)",
+    "lying_int_shift": LYING_INT + "result = 1 << I(10 ** 7)",
+    "lying_int_repeat": LYING_INT + "result = 'ab' * I(10 ** 8)",
+    "lying_len_repeat": LYING_LIST + "result = L([0] * 1000) * 10 ** 5",
+    "lying_prec": LYING_INT + "import decimal\nresult = decimal.Context(prec=I(10 ** 8))",
+    "lying_prec_write": LYING_INT + "import decimal\ndecimal.getcontext().prec = I(10 ** 8)",
+    "fraction_exponent": "import fractions\nresult = 7 ** fractions.Fraction(10 ** 6)",
+    "fraction_base": "import fractions\nresult = fractions.Fraction(3, 2) ** 10 ** 6",
+    "fraction_square_loop": (
+        "import fractions\nf = fractions.Fraction(3 ** 300, 2 ** 300)\n"
+        "for i in range(40):\n    f = f * f"
+    ),
+    "fraction_string": "import fractions\nresult = fractions.Fraction('1e999999')",
+    "decimal_huge_literal": "import decimal\nresult = int(decimal.Decimal('1e300000'))",
+    "decimal_tuple": "import decimal\nresult = int(decimal.Decimal((0, (1,), 10 ** 6)))",
+    "decimal_emax": "import decimal\ndecimal.getcontext().Emax = 10 ** 9",
+    "decimal_context_emax": "import decimal\nresult = decimal.Context(Emax=10 ** 9)",
+    "decimal_localcontext": "import decimal\nresult = decimal.localcontext(prec=10 ** 8)",
+    "decimal_power": ("import decimal\nx = decimal.Decimal(10) ** (10 ** 6)\nresult = int(x)"),
+    "decimal_create": (
+        "import decimal\nresult = int(decimal.getcontext().create_decimal('1e999999'))"
+    ),
+    "context_class_from_type": (
+        "import decimal\nresult = type(decimal.getcontext())(prec=10 ** 8)"
+    ),
+    "ljust": "result = 'a'.ljust(10 ** 8)",
+    "center_unbound": "result = str.center('a', 10 ** 8)",
+    "zfill": "result = '1'.zfill(10 ** 8)",
+    "bytes_ljust": "result = b'a'.ljust(10 ** 8)",
+    "format_width": "result = '{:>100000000}'.format(1)",
+    "format_precision": "result = '{:.100000000f}'.format(1.5)",
+    "format_builtin": "result = format(1, '100000000')",
+    "fstring_width": "w = 10 ** 8\nresult = f'{1:>{w}}'",
+    "fstring_literal_width": "result = f'{1:>100000000}'",
+    "percent_width": "result = '%100000000d' % 1",
+    "percent_star": "result = '%*d' % (10 ** 8, 1)",
+    "percent_precision": "result = '%.100000000f' % 1.5",
+    "expandtabs": "result = ('\\t' * 100).expandtabs(10 ** 6)",
+    "replace": "result = ('a' * 10000).replace('a', 'b' * 10000)",
+    "bytes_n": "result = bytes(10 ** 8)",
+    "bytearray_n": "result = bytearray(10 ** 8)",
+    "to_bytes": "result = (1).to_bytes(10 ** 8, 'big')",
+    "factorial": "import math\nresult = math.factorial(10 ** 6)",
+    "comb": "import math\nresult = math.comb(10 ** 6, 5 * 10 ** 5)",
+    "perm": "import math\nresult = math.perm(10 ** 6, 10 ** 5)",
+    "prod": "import math\nresult = math.prod([2 ** 9000] * 100)",
+    "lcm": "import math\nresult = math.lcm(*range(1, 100000))",
+    "json_indent": "import json\nresult = json.dumps([1], indent=10 ** 8)",
+    "getrandbits": "import random\nresult = random.getrandbits(10 ** 9)",
+    "random_class_getrandbits": "import random\nresult = random.Random().getrandbits(10 ** 9)",
+    "randbytes": "import random\nresult = random.Random().randbytes(10 ** 8)",
+    "hex_literal": "result = 0x" + "f" * 20000,
+    "operator_pow": "import operator\nresult = operator.pow(10, 10 ** 7)",
+    "operator_mod": "import operator\nresult = operator.mod('%100000000d', 1)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZE_BOMBS))
+async def test_size_guards_fail_fast(box: Sandbox, name: str) -> None:
+    started = time.perf_counter()
+    res = await box.run(SIZE_BOMBS[name])
+    elapsed = time.perf_counter() - started
+    assert not res.ok, res
+    # A guard's limit, or the run's bounded decimal context refusing to overflow its range.
+    assert res.limit in ("int_size", "memory") or res.error_kind == "Overflow", res
+    assert elapsed < FAST_S, f"{name} took {elapsed:.2f} s: {res}"
+
+
+LEGIT_SIZES = {
+    "pow": ("result = 2 ** 1000 % 1000007", pow(2, 1000, 1000007)),
+    "fraction_pow": (
+        "import fractions\nresult = str(fractions.Fraction(3, 2) ** 20)",
+        "3486784401/1048576",
+    ),
+    "decimal": (
+        "import decimal\ndecimal.getcontext().prec = 50\nresult = str(decimal.Decimal(2).sqrt())",
+        "1.4142135623730950488016887242096980785696718753769",
+    ),
+    "ljust": ("result = 'ab'.ljust(5, '.') + str.rjust('c', 3)", "ab...  c"),
+    "format": ("result = f'{3.14159:>10.2f}|' + format(42, '08d')", "      3.14|00000042"),
+    "percent": ("result = '%5.1f|%-4d|%s' % (2.25, 7, 'x')", "  2.2|7   |x"),
+    "factorial": ("import math\nresult = math.factorial(20)", 2432902008176640000),
+    "prod": ("import math\nresult = math.prod([1, 2, 3, 4], start=2)", 48),
+    "to_bytes": ("result = list((258).to_bytes(2, 'big'))", [1, 2]),
+    "bytes": ("result = list(bytes(3)) + list(bytes([1, 2]))", [0, 0, 0, 1, 2]),
+    "isinstance": (
+        "import decimal, fractions\n"
+        "result = [isinstance(decimal.Decimal(1), decimal.Decimal),"
+        " type(fractions.Fraction(1, 2)) is fractions.Fraction, isinstance(b'', bytes),"
+        " type(1) is int, type(type(1)) == type(type(2))]",
+        [True, True, True, True, True],
+    ),
+    "modulo": ("result = [17 % 5, 7.5 % 2, -7 % 3]", [2, 1.5, 2]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEGIT_SIZES))
+async def test_guards_let_ordinary_programs_through(box: Sandbox, name: str) -> None:
+    code, expected = LEGIT_SIZES[name]
+    res = await box.run(code)
+    assert res.ok, res
+    assert res.value == expected
+
+
+# -- 4. replies that cannot be turned against the parent ------------------------------------
+
+REPLIES = {
+    "lone_surrogate_print": ("print('a\\ud800b')", True),
+    "lone_surrogate_result": ("result = ['\\udfff', {'k\\ud800': 1}]", True),
+    "huge_int_result": ("result = 10 ** 4999", True),
+    "lying_repr": (
+        "class R:\n    def __repr__(self):\n        return 'x' * (10 ** 7)\nresult = R()",
+        True,
+    ),
+    "repr_not_str": (
+        "class R:\n    def __repr__(self):\n        return 5\nresult = [R()]",
+        True,
+    ),
+    "repr_raises": (
+        "class R:\n    def __repr__(self):\n        raise ValueError('no')\nresult = {R(): 1}",
+        True,
+    ),
+    "str_subclass_repr": (
+        "class S(str):\n    def __str__(self):\n        return 'lie'\n"
+        "class R:\n    def __repr__(self):\n        return S('x')\nresult = R()",
+        True,
+    ),
+    "lying_len_result": (LYING_LIST + "result = L(range(50000))", True),  # a bounded repr
+    "deep_tuple": ("t = ()\nfor i in range(100000):\n    t = (t,)\nresult = t", False),
+    "deep_dict": ("d = {}\nfor i in range(100000):\n    d = {'k': d}\nresult = d", False),
+    "unprintable_exception": (
+        "class E(Exception):\n    def __str__(self):\n        raise ValueError\nraise E()",
+        False,
+    ),
+    "exception_str_subclass": (
+        "class S(str):\n    pass\nclass E(Exception):\n    def __str__(self):\n"
+        "        return S('boom')\nraise E()",
+        False,
+    ),
+    "nested_zip": ("z = zip()\nfor i in range(200000):\n    z = zip(z)\nresult = list(z)", False),
+    "nested_tuple_repr": (
+        "t = ()\nfor i in range(200000):\n    t = (t,)\nprint(t)",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPLIES))
+async def test_replies_are_contained(box: Sandbox, name: str) -> None:
+    code, ok = REPLIES[name]
+    started = time.perf_counter()
+    res = await box.run(code)
+    assert time.perf_counter() - started < FAST_S + 1, res
+    assert res.ok is ok, res
+    for text in (res.stdout, res.value_repr or "", res.error or "", str(res.value)):
+        text.encode("utf-8")  # strict: no lone surrogate reached the service
+    if not ok:
+        assert res.error_kind, res
+    assert (await box.run("result = 6 * 7")).value == 42
+
+
+async def test_a_huge_int_travels_as_text_and_fast(box: Sandbox) -> None:
+    started = time.perf_counter()
+    res = await box.run("result = 10 ** 4999")
+    assert time.perf_counter() - started < 0.5
+    assert res.value == "1" + "0" * 4999
+
+
+# -- 5. the service process is untouched by everything above --------------------------------
+
+
+async def test_the_service_process_keeps_its_scheduling() -> None:
+    """Run last in this module: the attacks above ran against this process's children."""
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0
+    assert os.sched_getaffinity(0) == set(range(os.cpu_count() or 1))

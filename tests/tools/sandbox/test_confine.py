@@ -1,0 +1,154 @@
+"""The kernel layers on their own: plain Python (language layer bypassed) in a confined child.
+
+``os_probe.py`` sets up what a template sets up and runs, in a child confined exactly like a
+run's, a list of things a run must never do: files, sockets, processes, signals and
+scheduling changes aimed at its parent, rlimits, System V IPC, new descriptors, kernel
+interfaces, executable memory. Each must be refused by the kernel, not by Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.sandbox import SandboxConfig
+from tools.sandbox.confine import readable_paths
+from tools.sandbox.pool import TEMPLATE_ENV
+from tools.sandbox.seccomp import ALLOWED, describe
+
+ROOT = Path(__file__).resolve().parents[3]
+PROBE = Path(__file__).with_name("os_probe.py")
+ATTEMPTS = [
+    "read_passwd",
+    "read_python_binary",
+    "read_proc_environ",
+    "stat_path",
+    "list_root",
+    "readlink",
+    "getcwd",
+    "write_tmp",
+    "chmod",
+    "socket_inet",
+    "socket_unix",
+    "socketpair",
+    "fork",
+    "exec",
+    "thread",
+    "kill_parent",
+    "kill_service_pgid",
+    "tgkill_parent",
+    "pidfd_open_parent",
+    "fcntl_setown",
+    "fcntl_setsig",
+    "fcntl_async",
+    "setpriority_parent",
+    "sched_setscheduler_parent",
+    "sched_setaffinity_parent",
+    "sched_setattr_parent",
+    "ioprio_set_parent",
+    "raise_rlimit_as",
+    "shmget",
+    "msgget",
+    "semget",
+    "memfd_create",
+    "pipe",
+    "dup",
+    "eventfd",
+    "userfaultfd",
+    "io_uring_setup",
+    "bpf",
+    "perf_event_open",
+    "ptrace_parent",
+    "process_vm_readv",
+    "keyctl",
+    "unshare_user",
+    "setns",
+    "mount",
+    "chroot",
+    "personality",
+    "prctl_set_name",
+    "mmap_exec",
+    "setuid_root",
+    "uname",
+]
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("probe")
+    target = tmp / "chmod-me"
+    target.write_text("canary")
+    target.chmod(0o600)
+    config = {
+        **dataclasses.asdict(SandboxConfig()),
+        "probe_write_path": str(tmp / "written"),
+        "probe_chmod_path": str(target),
+    }
+    out = subprocess.run(
+        [sys.executable, "-s", "-P", str(PROBE), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(ROOT),
+        env=TEMPLATE_ENV,
+    )
+    assert out.returncode == 0, out.stderr
+    results: dict[str, str] = json.loads(out.stdout)
+    assert not (tmp / "written").exists()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    return results
+
+
+def test_every_layer_is_active_here(probe: dict[str, str]) -> None:
+    # This machine (Linux 6.x, Landlock ABI 7, user namespaces, root) has them all.
+    layers = json.loads(probe["layers"])
+    assert layers == {
+        "rlimits": True,
+        "seccomp": True,
+        "landlock": True,
+        "landlock_network": True,
+        "landlock_scopes": True,
+        "uid": True,
+        "capabilities": True,
+        "namespaces": True,
+    }
+
+
+@pytest.mark.parametrize("attempt", ATTEMPTS)
+def test_forbidden_operation_is_refused_by_the_kernel(probe: dict[str, str], attempt: str) -> None:
+    assert probe[attempt].startswith("blocked: "), probe[attempt]
+    # The kernel's refusal (EPERM/EACCES), surfacing as PermissionError or OSError; a refused
+    # clone makes a thread start fail with RuntimeError; setrlimit maps EPERM to ValueError.
+    refusals = ("Operation not permitted", "Permission denied", "PermissionError")
+    refusals += ("can't start new thread", "not allowed to raise maximum limit")
+    assert any(word in probe[attempt] for word in refusals), probe[attempt]
+
+
+def test_environment_is_empty(probe: dict[str, str]) -> None:
+    assert set(json.loads(probe["environ"])) <= {*TEMPLATE_ENV, "LC_CTYPE"}
+
+
+def test_the_filter_is_an_allow_list() -> None:
+    text = describe()
+    assert "# default action\n  action ERRNO(1);" in text  # whatever is not listed: EPERM
+    filtered = set(re.findall(r'# filter for syscall "(\w+)"', text))
+    assert filtered, text[:500]
+    assert filtered <= {*ALLOWED, "mmap", "mprotect", "fcntl", "prlimit64"}, filtered
+    dangerous = {"socket", "openat", "open", "execve", "clone", "kill", "ptrace", "ioctl"}
+    assert not filtered & (dangerous | {"sched_setattr", "setpriority", "ioprio_set"})
+
+
+def test_readable_paths_are_only_the_python_installation() -> None:
+    paths = readable_paths()
+    assert paths
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}
+    assert all(any(p == q or p.startswith(q + os.sep) for q in prefixes) for p in paths)
+    assert str(ROOT) not in paths and "/etc" not in paths

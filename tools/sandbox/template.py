@@ -29,6 +29,7 @@ the only process that lives longer has never executed or even held a program's t
 from __future__ import annotations
 
 import array
+import collections
 import contextlib
 import fcntl
 import gc
@@ -47,6 +48,7 @@ from tools.sandbox.protocol import HEADER, ProtocolError, encode, read_frame_fd,
 
 MAX_ERROR_CHARS = 2000
 REQUEST_HEADER_CAP = 4096
+SPARES = 2  # children forked ahead, each confined and warm, waiting for a run
 
 
 @dataclass
@@ -138,22 +140,31 @@ class Template:
     # -- serving -------------------------------------------------------------------------
 
     def serve(self, ready: dict[str, Any]) -> None:
-        """Fork the first run's child, say ``ready``, then serve until the pipe closes."""
-        spare = self._fork()
+        """Fork the first runs' children, say ``ready``, then serve until the pipe closes.
+
+        ``SPARES`` children wait, confined and warm, so that back-to-back runs do not wait
+        for a fork; a used child is killed at once and reaped later, off the reply's path.
+        """
+        spares = collections.deque(self._fork() for _ in range(SPARES))
+        dying: list[_Child] = []
         write_frame_fd(self.reply_fd, encode(ready, REQUEST_HEADER_CAP))
-        while True:
-            try:
+        try:
+            while True:
+                dying = _reap_while_idle(dying, self.request_fd)
                 request = read_frame_fd(self.request_fd, REQUEST_HEADER_CAP)
-            except (ProtocolError, OSError):
-                _reap(spare)
-                return  # the service closed the pipe (or spoke nonsense): nothing left to do
-            run = spare
-            reply = self._run(run, request)
-            write_frame_fd(self.reply_fd, encode(reply["header"], REQUEST_HEADER_CAP))
-            if reply["size"]:
-                _splice_exactly(run.reply_r, self.reply_fd, reply["size"])
-            _reap(run)
-            spare = self._fork()
+                run = spares.popleft()
+                reply = self._run(run, request)
+                write_frame_fd(self.reply_fd, encode(reply["header"], REQUEST_HEADER_CAP))
+                if reply["size"]:
+                    _splice_exactly(run.reply_r, self.reply_fd, reply["size"])
+                _kill(run)
+                dying.append(run)
+                spares.append(self._fork())
+        except (ProtocolError, OSError):
+            pass  # the service closed the pipe (or spoke nonsense): nothing left to do
+        finally:
+            for child in (*spares, *dying):
+                _reap(child)
 
     def _run(self, run: _Child, request: dict[str, Any]) -> dict[str, Any]:
         run_id = request.get("id")
@@ -165,8 +176,9 @@ class Template:
         if not 0 < limit <= self.timeout_cap:
             limit = self.timeout_cap
         deadline = time.monotonic() + limit
-        with contextlib.suppress(OSError):  # the child died before reading: its status says why
-            _splice_exactly(self.request_fd, run.request_w, size)
+        moved = _splice_up_to(self.request_fd, run.request_w, size)
+        if moved < size:  # the child died before reading: its status will say why; the rest
+            _splice_exactly(self.request_fd, self.confinement.devnull, size - moved)  # goes
         os.close(run.request_w)
         run.request_w = -1
         outcome = _wait_for_close(run.reply_r, self.request_fd, deadline)
@@ -219,6 +231,20 @@ def _readable_bytes(fd: int) -> int:
     return buffer[0]
 
 
+def _splice_up_to(source: int, target: int, size: int) -> int:
+    """Move up to ``size`` bytes between pipes; stop early if the target's reader is gone."""
+    moved = 0
+    while moved < size:
+        try:
+            step = os.splice(source, target, size - moved)
+        except OSError:  # EPIPE: nobody reads the target any more
+            return moved
+        if step == 0:
+            raise OSError("the service's pipe closed")
+        moved += step
+    return moved
+
+
 def _splice_exactly(source: int, target: int, size: int) -> None:
     """Move ``size`` bytes between pipes inside the kernel."""
     while size > 0:
@@ -226,6 +252,47 @@ def _splice_exactly(source: int, target: int, size: int) -> None:
         if moved == 0:
             raise OSError("pipe closed early")
         size -= moved
+
+
+def _signal_child(pid: int) -> None:
+    """SIGKILL one child. Never a pid <= 0: kill(0) is the process group, kill(-1) every
+    process this user may signal."""
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _kill(run: _Child) -> None:
+    """Close the template's ends of a used child's pipes and kill it, without waiting (a
+    child already reaped, pid -1, is left alone)."""
+    run.close()
+    _signal_child(run.pid)
+
+
+def _reap_while_idle(dying: list[_Child], request_fd: int) -> list[_Child]:
+    """Reap killed children as they exit, until a request arrives; the ones left."""
+    dying = [child for child in dying if not _reaped(child)]
+    while dying:
+        poller = select.poll()
+        poller.register(request_fd, select.POLLIN)
+        if poller.poll(5):
+            return dying  # a request waits: serve it first, reap after
+        dying = [child for child in dying if not _reaped(child)]
+    return dying
+
+
+def _reaped(run: _Child) -> bool:
+    """Reap a killed child if it has exited; True once it is gone."""
+    if run.pid <= 0:
+        return True
+    try:
+        pid, _status = os.waitpid(run.pid, os.WNOHANG)
+    except ChildProcessError:
+        pid = run.pid
+    if pid == 0:
+        return False
+    run.pid = -1
+    return True
 
 
 def _reap(run: _Child, grace_s: float = 0.0) -> tuple[int | None, int | None]:
@@ -241,8 +308,7 @@ def _reap(run: _Child, grace_s: float = 0.0) -> tuple[int | None, int | None]:
         _wait_exit(run.pid, grace_s)
     pid, status = os.waitpid(run.pid, os.WNOHANG)
     if pid == 0:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(run.pid, signal.SIGKILL)
+        _signal_child(run.pid)
         _, status = os.waitpid(run.pid, 0)
     run.pid = -1
     if os.WIFSIGNALED(status):

@@ -23,6 +23,7 @@ import pytest_asyncio
 
 from tests.corpora import corpus_ids, load_json, load_jsonl
 from tools.sandbox import Sandbox, SandboxConfig
+from tools.sandbox.template import SPARES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -144,10 +145,11 @@ async def test_attack_gets_nowhere(
         assert secret not in text
     if case["category"] in MUST_FAIL:
         assert not res.ok, f"attack succeeded: {res}"
-    # Per template: its keeper, the namespace's middle process, the template itself and the
-    # one child it forked for the next run; nothing the attack started.
+    # Per template: its keeper, the namespace's middle process, the template itself, the
+    # children it forked for the next runs and the one just used, if not yet reaped; nothing
+    # the attack started.
     processes = sandbox_processes(attack_sandbox)
-    assert len(processes) <= 4 * len(attack_sandbox._templates), processes
+    assert len(processes) <= (4 + SPARES) * len(attack_sandbox._templates), processes
     assert set(processes.values()) <= {"python", "python3", "python3.11"}, processes
     for path in PWNED_FILES:
         assert not path.exists()

@@ -176,29 +176,30 @@ async def test_busy_when_the_queue_is_full() -> None:
         assert (await sb.run("result = 5")).value == 5
 
 
-def waiting_child(sb: Sandbox) -> int:
-    """The process forked for the next run: the one leaf below the only template."""
+def waiting_children(sb: Sandbox) -> set[int]:
+    """The processes forked for the next runs: the leaves below the only template."""
     processes = sandbox_processes(sb)
     parents = set()
     for pid in processes:
         with open(f"/proc/{pid}/stat") as stat:
             parents.add(int(stat.read().rsplit(")", 1)[1].split()[1]))
-    (leaf,) = set(processes) - parents
-    return leaf
+    return set(processes) - parents
 
 
 async def test_every_run_gets_a_process_nobody_ran_code_in() -> None:
     async with Sandbox(SandboxConfig(workers=1)) as sb:
-        used = []
+        used: list[int] = []
         for n in range(5):
-            child = waiting_child(sb)
+            before = waiting_children(sb)
             assert (await sb.run(f"result = {n}")).value == n
-            used.append(child)
-            for _ in range(100):  # the template reaps it right after relaying the reply
-                if not still_running({child}):
+            for _ in range(100):  # the template reaps the used child right after the reply
+                gone = before - waiting_children(sb)
+                if gone:
                     break
                 await asyncio.sleep(0.01)
-            assert not still_running({child}), "the run's process outlived its run"
+            assert len(gone) == 1, (before, waiting_children(sb))
+            used.extend(gone)
+            assert not still_running(gone), "the run's process outlived its run"
         assert len(set(used)) == 5
 
 
@@ -209,6 +210,35 @@ async def test_a_missing_required_layer_stops_the_start_unless_allowed() -> None
     async with Sandbox(SandboxConfig(workers=1, seccomp=False, allow_weak=True)) as weak:
         assert weak.missing_layers == ["seccomp"]
         assert (await weak.run("result = 2 + 2")).value == 4
+
+
+@pytest.mark.parametrize("namespaces", [True, False])
+async def test_timeouts_and_crashes_touch_nothing_but_their_run(namespaces: bool) -> None:
+    """A run that times out or crashes is killed and reaped by pid; nothing else is signalled:
+    not the waiting children, not the template, not a bystander of the same user."""
+    bystander = await asyncio.create_subprocess_exec("sleep", "60")
+    try:
+        config = SandboxConfig(workers=1, timeout_s=0.5, namespaces=namespaces)
+        async with Sandbox(config) as sb:
+            crash = "g = iter([1])\nfor i in range(100000):\n    g = map(abs, g)\nresult = list(g)"
+            for code in ("while True:\n    pass", crash, "while True:\n    pass"):
+                failed = await sb.run(code)
+                assert failed.error_kind in ("Timeout", "Crashed"), failed
+                after = await sb.run("result = 'next'")
+                assert after.value == "next", after
+            assert sb.layers["namespaces"] is namespaces
+        assert bystander.returncode is None, "an unrelated process was killed"
+    finally:
+        bystander.kill()
+        await bystander.wait()
+
+
+async def test_a_child_that_dies_before_reading_keeps_the_framing() -> None:
+    config = SandboxConfig(workers=1, timeout_s=2.0)
+    async with Sandbox(config) as sb:
+        big = "x = 1\n" + "# padding\n" * 5000 + "result = 7\n"
+        for _ in range(3):
+            assert (await sb.run(big)).value == 7
 
 
 def still_running(pids: set[int]) -> set[int]:

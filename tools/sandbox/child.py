@@ -27,6 +27,12 @@ from tools.sandbox.protocol import HEADER
 from tools.sandbox.standins import Classes
 
 MAX_ERROR_CHARS = 2000
+# Error kinds only the sandbox reports: a program's exception class of that name is reported
+# as "Exception" (its name stays in the message).
+RESERVED_KINDS = frozenset(
+    "Timeout SandboxBusy WorkerCrashed Crashed CodeTooLarge OutputLimit MemoryLimit "  # noqa: SIM905
+    "SecurityError".split(" ")
+)
 EXIT_REPLIED = 0
 EXIT_CONFINEMENT_FAILED = 121
 EXIT_INTERNAL_ERROR = 122
@@ -132,12 +138,19 @@ class Runner:
         try:
             body = encode_reply(reply)
             if len(body) + HEADER.size > self.reply_cap:
-                small = failure("OutputLimit", "reply too large to return", "output")
-                small["stdout"] = clean_text(str(reply.get("stdout", ""))[: self.max_output // 8])
-                body = encode_reply(small)
+                body = self._small_failure(reply, "reply too large to return")
         except BaseException:
-            body = _FALLBACK
+            try:
+                body = self._small_failure(reply, "the reply could not be built")
+            except BaseException:
+                body = _FALLBACK
         return HEADER.pack(len(body)) + body
+
+    def _small_failure(self, reply: dict[str, Any], message: str) -> bytes:
+        small = failure("OutputLimit", message, "output")
+        stdout = reply.get("stdout", "")
+        small["stdout"] = clean_text(stdout[: self.max_output // 8]) if type(stdout) is str else ""
+        return encode_reply(small)
 
 
 def reply_frame_cap(max_output: int) -> int:
@@ -207,17 +220,23 @@ def describe(exc: BaseException) -> dict[str, Any]:
         line = None
     if line is not None:
         message = f"{message} (line {line})" if message else f"line {line}"
-    if isinstance(exc, policy.OutputLimit):
+    # Exact types: a program may subclass (or even get hold of) these classes, and what it
+    # raises must not pass for a limit the sandbox enforced.
+    kind = type(exc)
+    if kind is policy.OutputLimit:
         return failure("OutputLimit", message, "output")
-    if isinstance(exc, policy.IntSizeLimit):
+    if kind is policy.IntSizeLimit:
         return failure("OverflowError", message, "int_size")
-    if isinstance(exc, (MemoryError, policy.SizeLimit)):
+    if kind is MemoryError or kind is policy.SizeLimit:
         return failure("MemoryLimit", message, "memory")
-    if isinstance(exc, RecursionError):
+    if kind is RecursionError:
         return failure("RecursionError", message, "recursion")
-    if isinstance(exc, policy.SandboxSecurityError):
+    if kind is policy.SandboxSecurityError:
         return failure("SecurityError", message)
-    return failure(str.__str__(type(exc).__name__)[:100], message)
+    name = str.__str__(kind.__name__)[:100]
+    if name in RESERVED_KINDS:  # a program's class named like a sandbox outcome
+        return failure("Exception", f"{name}: {message}")
+    return failure(name, message)
 
 
 def read_program(fd: int, max_bytes: int) -> str | dict[str, Any]:

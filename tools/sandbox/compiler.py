@@ -19,7 +19,13 @@ from typing import Any
 
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
-from tools.sandbox.policy import DENIED_ATTRIBUTES, FILENAME
+from tools.sandbox.names import (
+    DENIED_ATTRIBUTES,
+    FILENAME,
+    READABLE_DUNDERS,
+    SUPER_DUNDERS,
+    is_private_name,
+)
 
 # Methods a program may define on its own classes (RestrictedPython allows only ``__init__``
 # and comparisons). Defining them changes only the program's own objects; ``__del__``,
@@ -34,7 +40,25 @@ ALLOWED_DUNDER_METHODS = frozenset(
     ).split(" ")
 )
 
-_CUSTOM_HOOKS = {ast.Pow: "_pow_", ast.Mult: "_mul_", ast.LShift: "_lshift_", ast.Mod: "_mod_"}
+
+def _is_super_call(node: ast.expr) -> bool:
+    """``super()`` or ``super(Class, name)``."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "super"
+        and not node.keywords
+        and (not node.args or (len(node.args) == 2 and isinstance(node.args[1], ast.Name)))
+    )
+
+
+_CUSTOM_HOOKS = {
+    ast.Pow: "_pow_",
+    ast.Mult: "_mul_",
+    ast.LShift: "_lshift_",
+    ast.Mod: "_mod_",
+    ast.Div: "_truediv_",
+}
 
 
 class CompileRefused(Exception):
@@ -56,6 +80,10 @@ class SandboxTransformer(RestrictingNodeTransformer):
 
     max_bits = 1 << 20
     oversized_literal = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._classes: list[str] = []  # the enclosing class statements, innermost last
 
     def visit_Constant(self, node: ast.Constant) -> Any:
         value = node.value
@@ -90,6 +118,44 @@ class SandboxTransformer(RestrictingNodeTransformer):
             return
         super().check_name(node, name, allow_magic_methods)
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        self._classes.append(node.name)
+        try:
+            return super().visit_ClassDef(node)
+        finally:
+            self._classes.pop()
+
+    def _mangled(self, attr: str) -> str:
+        """Python's own mangling of ``__x`` inside a class, which it applies to attribute
+        nodes but not to the string we pass to ``_getattr_``."""
+        owner = self._classes[-1].lstrip("_") if self._classes else ""
+        if attr.startswith("__") and owner:
+            return f"_{owner}{attr}"
+        return attr
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        attr = node.attr
+        if attr in SUPER_DUNDERS and _is_super_call(node.value) and isinstance(node.ctx, ast.Load):
+            node.value = self.visit(node.value)
+            return node  # raw: the parent's method, bound to the program's own object
+        if (attr in READABLE_DUNDERS and isinstance(node.ctx, ast.Load)) or is_private_name(attr):
+            # RestrictedPython refuses every "_" name; these go through the same hooks as any
+            # attribute, and the run-time guard decides (private: the program's objects only).
+            node = self.node_contents_visit(node)
+            if isinstance(node.ctx, ast.Load):
+                new: ast.expr = ast.Call(
+                    func=ast.Name("_getattr_", ast.Load()),
+                    args=[node.value, ast.Constant(self._mangled(attr))],
+                    keywords=[],
+                )
+                copy_locations(new, node)
+                return new
+            write = ast.Call(func=ast.Name("_write_", ast.Load()), args=[node.value], keywords=[])
+            copy_locations(write, node.value)
+            node.value = write
+            return node
+        return super().visit_Attribute(node)
+
     def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
         """Allow ``nonlocal`` (RestrictedPython refuses it): it only rebinds a local of the
         enclosing function, and stores to ``_`` names are refused anyway."""
@@ -113,11 +179,12 @@ class SandboxTransformer(RestrictingNodeTransformer):
             return super().visit_AugAssign(node)
         op = ast.Constant(_IOP[type(node.op)])
         if isinstance(target, ast.Attribute):
-            if target.attr.startswith("_") or target.attr in DENIED_ATTRIBUTES:
+            private = is_private_name(target.attr)
+            if (target.attr.startswith("_") and not private) or target.attr in DENIED_ATTRIBUTES:
                 self.error(node, f'"{target.attr}" is an invalid attribute name.')
                 return node
             obj = self.visit(target.value)
-            key: ast.expr = ast.Constant(target.attr)
+            key: ast.expr = ast.Constant(self._mangled(target.attr))
             hook = "_aug_attr_"
         elif isinstance(target, ast.Subscript):
             obj = self.visit(target.value)

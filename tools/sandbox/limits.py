@@ -34,10 +34,6 @@ from typing import Any, cast
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
 _DIGITS = re.compile(r"\d+")
-_PERCENT_SPEC = re.compile(
-    r"%(?:\((?P<key>[^)]*)\))?[-#0 +]*(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\d+))?[hlL]?(?P<conv>.)",
-    re.S,
-)
 
 
 class ResourceLimit(Exception):
@@ -183,6 +179,8 @@ class Arithmetic:
             return self.pow(x, y)
         if op == "<<=":
             return self.lshift(x, y)
+        if op == "/=":
+            return self.truediv(x, y)
         return INPLACE[op](x, y)
 
     # -- math ----------------------------------------------------------------------------
@@ -246,17 +244,60 @@ class Arithmetic:
             return
         queue = list(args) if type(args) is tuple else [args]
         position = 0
-        for match in _PERCENT_SPEC.finditer(text):
-            for part in ("width", "prec"):
-                field = match.group(part)
+        for width, precision, conversion in percent_specs(text):
+            for field in (width, precision):
                 if field == "*":
                     if position < len(queue):
                         self.check_width(queue[position])
                     position += 1
                 elif field:
                     self.check_format_spec(field)
-            if match.group("conv") != "%":
+            if conversion != "%":
                 position += 1
+
+    def truediv(self, a: Any, b: Any) -> Any:
+        """``a / b``; a Fraction result is checked (``f / (1 / f)`` squares ``f``)."""
+        if type(a) is float or type(b) is float:
+            return a / b
+        result = a / b
+        parts = fraction_parts(result)
+        if parts is not None:
+            self.check_bits(max(parts[0].bit_length(), parts[1].bit_length()))
+        return result
+
+
+def percent_specs(text: str) -> Iterable[tuple[str, str, str]]:
+    """``(width, precision, conversion)`` of every ``%`` conversion, scanned the way CPython
+    does, nested parentheses in a mapping key included."""
+    index, size = 0, len(text)
+    while (index := text.find("%", index)) >= 0:
+        index += 1
+        if index < size and text[index] == "(":
+            depth, index = 1, index + 1
+            while index < size and depth:
+                depth += {"(": 1, ")": -1}.get(text[index], 0)
+                index += 1
+        while index < size and text[index] in "-#0 +":
+            index += 1
+        width, index = _spec_number(text, index)
+        precision = ""
+        if index < size and text[index] == ".":
+            precision, index = _spec_number(text, index + 1)
+            precision = precision or "0"
+        while index < size and text[index] in "hlL":
+            index += 1
+        if index < size:
+            yield width, precision, text[index]
+            index += 1
+
+
+def _spec_number(text: str, index: int) -> tuple[str, int]:
+    if index < len(text) and text[index] == "*":
+        return "*", index + 1
+    start = index
+    while index < len(text) and text[index].isdigit():
+        index += 1
+    return text[start:index], index
 
 
 def _index(value: Any) -> int:
@@ -271,53 +312,55 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
     """A guarded version of a width-taking method, bound or unbound; None when not sized.
 
     ``method`` is what attribute access produced: ``"x".ljust`` (bound) or ``str.ljust``.
+    Every size argument is turned into an exact int once, checked, and that int (not the
+    program's object, which could answer differently when asked again) is what the real
+    method receives.
     """
-    if name in ("ljust", "rjust", "center", "zfill"):
+    if name not in ("ljust", "rjust", "center", "zfill", "expandtabs", "replace", "to_bytes"):
+        return None
+    bound = _bound(method)
 
-        def padded(*args: Any, **kwargs: Any) -> Any:
-            widths = list(args)
-            index = 0 if _bound(method) else 1
-            if len(widths) > index:
-                widths[index] = arith.check_width(widths[index])
-            return method(*widths, **kwargs)
-
-        return padded
-    if name == "expandtabs":
-
-        def expanded(*args: Any, **kwargs: Any) -> Any:
-            target = method.__self__ if _bound(method) else (args[0] if args else "")
-            rest = args if _bound(method) else args[1:]
-            size = kwargs.get("tabsize", rest[0] if rest else 8)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        call = list(args)
+        target = method.__self__ if bound else (call[0] if call else None)
+        first = 0 if bound else 1  # index of the first argument after the object
+        if name in ("ljust", "rjust", "center", "zfill"):
+            if len(call) > first:
+                call[first] = arith.check_width(call[first])
+            if "width" in kwargs:
+                kwargs["width"] = arith.check_width(kwargs["width"])
+        elif name == "expandtabs":
+            size = kwargs.pop("tabsize", call[first] if len(call) > first else 8)
+            tabsize = max(0, _index(size))
+            del call[first:]
             tabs = base.count(target, "\t" if base is str else b"\t")
-            arith.check_items((exact_len(target) or 0) + tabs * max(0, _index(size)), "string")
-            return method(*args, **kwargs)
-
-        return expanded
-    if name == "replace":
-
-        def replaced(*args: Any, **kwargs: Any) -> Any:
-            target = method.__self__ if _bound(method) else (args[0] if args else "")
-            rest = args if _bound(method) else args[1:]
+            arith.check_items((exact_len(target) or 0) + tabs * tabsize, "string")
+            kwargs["tabsize"] = tabsize
+        elif name == "replace":
+            rest = call[first:]
+            if len(rest) > 2:
+                rest[2] = _index(rest[2])
+                call[first + 2] = rest[2]
+            if "count" in kwargs:
+                kwargs["count"] = _index(kwargs["count"])
             if len(rest) >= 2:
                 old_len, new_len = exact_len(rest[0]) or 0, exact_len(rest[1]) or 0
                 length = exact_len(target) or 0
                 hits = base.count(target, rest[0]) if old_len else length + 1
-                if len(rest) > 2 and _index(rest[2]) >= 0:
-                    hits = min(hits, _index(rest[2]))
+                count = rest[2] if len(rest) > 2 else kwargs.get("count", -1)
+                if count >= 0:
+                    hits = min(hits, count)
                 arith.check_items(length + hits * max(0, new_len - old_len), "string")
-            return method(*args, **kwargs)
+        elif name == "to_bytes":
+            if len(call) > first:
+                call[first] = _index(call[first])
+                length = call[first]
+            else:
+                length = kwargs["length"] = _index(kwargs.get("length", 1))
+            arith.check_items(length, "bytes")
+        return method(*call, **kwargs)
 
-        return replaced
-    if name == "to_bytes" and base is int:
-
-        def to_bytes(*args: Any, **kwargs: Any) -> Any:
-            rest = args if _bound(method) else args[1:]
-            length = kwargs.get("length", rest[0] if rest else 1)
-            arith.check_items(_index(length), "bytes")
-            return method(*args, **kwargs)
-
-        return to_bytes
-    return None
+    return guarded
 
 
 def _bound(method: Any) -> bool:

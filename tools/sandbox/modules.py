@@ -42,8 +42,9 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from tools.sandbox.limits import int_parts
 from tools.sandbox.policy import Guards, SandboxSecurityError
-from tools.sandbox.standins import SandboxRandom
+from tools.sandbox.standins import RANDOM_MAX_BITS, SandboxRandom
 
 # Imported from C by allowed modules (``datetime.strptime``); loaded now, before the OS layer.
 for _lazy in ("_strptime", "encodings.ascii", "encodings.latin_1", "encodings.idna", "unicodedata"):
@@ -144,12 +145,34 @@ def _json_dumps(guards: Guards) -> Callable[..., str]:
             raise SandboxSecurityError("json.dumps(cls=...) is not available in the sandbox")
         indent = kwargs.get("indent")
         if isinstance(indent, str):
-            guards.arith.check_items(len(str.__str__(indent)), "indent")
+            kwargs["indent"] = str.__str__(indent)
+            guards.arith.check_items(len(kwargs["indent"]), "indent")
         elif indent is not None:
             kwargs["indent"] = guards.arith.check_width(indent)
+        separators = kwargs.get("separators")
+        if separators is not None:  # each is repeated once per item: keep them short
+            item, key = (str.__str__(part) for part in separators)
+            guards.arith.check_items(1000 * (len(item) + len(key)), "separator")
+            kwargs["separators"] = (item, key)
         return json.dumps(obj, **kwargs)
 
     return dumps
+
+
+def _checked_result(arith: Any, func: Any) -> Any:
+    """``statistics`` squares and multiplies inside its own (unguarded) code: its results are
+    checked, and each call can at most square a number that passed the check."""
+    if isinstance(func, type):
+        return func  # NormalDist, StatisticsError: classes stay classes
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        for value in result if type(result) is tuple else (result,):
+            for part in int_parts(value):
+                arith.check_bits(part.bit_length())
+        return result
+
+    return call
 
 
 def _json_loads(text: Any, **kwargs: Any) -> Any:
@@ -232,7 +255,10 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "math": mth,
         "cmath": _public(cmath),
         "fractions": {"Fraction": classes.fraction},
-        "statistics": _public(statistics, names=_STATISTICS),
+        "statistics": {
+            name: _checked_result(arith, value) if callable(value) else value
+            for name, value in _public(statistics, names=_STATISTICS).items()
+        },
         "datetime": dt,
         "itertools": _public(itertools),
         "functools": ft,
@@ -333,7 +359,7 @@ class ModuleRegistry:
         self._guards = guards
         self._static = _static_views(guards)
         self._per_run: dict[str, ModuleView] = {}
-        SandboxRandom.max_bits = guards.arith.max_bits
+        RANDOM_MAX_BITS[0] = guards.arith.max_bits
 
     def new_run(self) -> None:
         """Set up the run's own module state: a bounded decimal context, no module views of

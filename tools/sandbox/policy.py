@@ -30,13 +30,13 @@ import _string  # type: ignore[import-not-found]  # CPython's format-string fiel
 import builtins
 import collections
 import decimal
+import random
 import string
 from collections.abc import Callable
 from types import BuiltinMethodType
 from typing import Any
 
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
-from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from tools.sandbox.limits import (
     Arithmetic,
@@ -44,9 +44,21 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
+    exact_len,
     sized_method,
 )
-from tools.sandbox.standins import Classes, SandboxSecurityError, builtin_exceptions
+from tools.sandbox.names import (
+    DENIED_ATTRIBUTES,
+    FILENAME,
+    READABLE_DUNDERS,
+    is_private_name,
+)
+from tools.sandbox.standins import (
+    Classes,
+    SandboxSecurityError,
+    builtin_exceptions,
+    checked_random_bits,
+)
 
 __all__ = [
     "FILENAME",
@@ -59,15 +71,6 @@ __all__ = [
     "SandboxSecurityError",
     "SizeLimit",
 ]
-
-FILENAME = "<sandbox>"
-
-# Attribute names refused even though they do not start with "_": frames, code, and the MRO
-# (``type.mro()`` would hand out ``object``'s relatives).
-DENIED_ATTRIBUTES = frozenset(INSPECT_ATTRIBUTES) | frozenset(
-    "mro f_locals f_globals gi_frame cr_frame ag_frame tb_frame func_globals func_code "  # noqa: SIM905
-    "im_func im_self".split(" ")
-)
 
 # On exception objects, the documented data only. Any other attribute a builtin exception
 # class defines (``AttributeError.obj``, the object the lookup failed on; ``ImportError.path``;
@@ -89,13 +92,22 @@ _SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
 }
 _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
 _ITEM_WRITABLE = (dict, list, bytearray, collections.deque)
+_SIGNAL_DICT = type(decimal.Context().traps)
 _MISSING = object()
 
 
-def check_attr_name(name: object) -> str:
+def check_attr_name(name: object, obj: Any = None, classes: Classes | None = None) -> str:
+    """The attribute name, if the program may use it on ``obj``: no ``_`` names, except the
+    readable dunders (``__name__``) and, on the program's own objects, private names."""
     if type(name) is not str:  # a str subclass could lie in startswith/__eq__
         raise TypeError("attribute name must be a str")
-    if name.startswith("_") or name in DENIED_ATTRIBUTES:
+    if name.startswith("_"):
+        if name in READABLE_DUNDERS and classes is not None:
+            return name
+        if is_private_name(name) and classes is not None and classes.is_user_object(obj):
+            return name
+        raise SandboxSecurityError(f"access to attribute {name!r} is not allowed in the sandbox")
+    if name in DENIED_ATTRIBUTES:
         raise SandboxSecurityError(f"access to attribute {name!r} is not allowed in the sandbox")
     return name
 
@@ -129,7 +141,7 @@ class Guards:
     # -- reading attributes ---------------------------------------------------------------
 
     def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
-        name = check_attr_name(name)
+        name = check_attr_name(name, obj, self.classes)
         if isinstance(obj, BaseException) and (
             name not in SAFE_EXCEPTION_ATTRIBUTES and name in _BUILTIN_EXCEPTION_ATTRIBUTES
         ):
@@ -158,6 +170,10 @@ class Guards:
                 for base in _SIZED_BASES:
                     if isinstance(owner, base) and not isinstance(owner, type):
                         return sized_method(self.arith, base, method_name, value) or value
+            if method_name == "getrandbits" and isinstance(owner, random.Random):
+                return lambda k: value(checked_random_bits(k))  # super() reaches the C one
+            if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
+                return self._from_bytes(value)
             return value
         known = _FORMAT_METHODS.get(id(value))
         if known is not None and known is value:
@@ -166,6 +182,17 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
+
+    def _from_bytes(self, method: Any) -> Callable[..., int]:
+        def from_bytes(data: Any, *args: Any, **kwargs: Any) -> int:
+            size = exact_len(data)
+            if size is None:  # an iterable of ints: count them first
+                data = bytes(data)
+                size = len(data)
+            self.arith.check_bits(8 * size)
+            return int(method(data, *args, **kwargs))
+
+        return from_bytes
 
     # -- formatting -----------------------------------------------------------------------
 
@@ -212,15 +239,23 @@ class Guards:
             return obj
         if type(obj) is decimal.Context:
             return _ContextWriter(obj, self.classes)
+        if type(obj) is _SIGNAL_DICT:  # a context's traps and flags: the run's own context
+            return _ItemWriter(obj)
         if isinstance(obj, _ITEM_WRITABLE) and not isinstance(obj, type):
             return _ItemWriter(obj)
         return _WriteRefused(obj)
 
     def setattr(self, obj: Any, name: Any, value: Any) -> None:
-        setattr(self.write(obj), check_attr_name(name), value)
+        setattr(self.write(obj), self._writable_name(obj, name), value)
 
     def delattr(self, obj: Any, name: Any) -> None:
-        delattr(self.write(obj), check_attr_name(name))
+        delattr(self.write(obj), self._writable_name(obj, name))
+
+    def _writable_name(self, obj: Any, name: Any) -> str:
+        checked = check_attr_name(name, obj, self.classes)
+        if checked in READABLE_DUNDERS:
+            raise SandboxSecurityError(f"{checked} cannot be changed in the sandbox")
+        return checked
 
     def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
         self.write(obj)[key] = self.arith.inplace(op, obj[key], value)
@@ -387,6 +422,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_mul_": arith.mul,
         "_lshift_": arith.lshift,
         "_mod_": guards.mod,
+        "_truediv_": arith.truediv,
         "_format_value_": guards.formatted_value,
         "_aug_item_": guards.aug_item,
         "_aug_attr_": guards.aug_attr,

@@ -63,6 +63,7 @@ _GRACE_S = 2.0  # the template kills a late child itself; this is for a template
 _EXIT_CONFINEMENT_FAILED = 121  # tools.sandbox.child.EXIT_CONFINEMENT_FAILED
 _MAX_JSON_INT_DIGITS = 400
 _STOP_TIMEOUT_S = 3.0
+_POOL_KINDS = frozenset({"Timeout", "SandboxBusy", "WorkerCrashed", "Crashed"})
 
 
 class SandboxStartError(RuntimeError):
@@ -265,7 +266,11 @@ class Sandbox:
             return await self._template_died(template, exc, sent)
         result = self._result(reply, body if status == "done" else None, limit_s, sent)
         template.runs += 1
-        if result.error_kind == "WorkerCrashed" or template.runs >= self.config.runs_per_template:
+        # Decided on what the template reported, never on what a run wrote in its reply.
+        healthy = status in ("done", "timeout", "crashed") and (
+            reply.get("exit") != _EXIT_CONFINEMENT_FAILED
+        )
+        if not healthy or template.runs >= self.config.runs_per_template:
             self._discard(template)  # a new template, a new hash seed
         else:
             self._idle.put_nowait(template)
@@ -434,6 +439,8 @@ def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> E
         raise ProtocolError("bad value_repr/limit field")
     if not ok and kind is None:
         raise ProtocolError("failure without an error kind")
+    if kind in _POOL_KINDS:  # only the pool says these; a run never does
+        raise ProtocolError(f"a run claimed the error kind {kind!r}")
     try:  # lone surrogates (JSON "\\ud800") would break every later encoder of this text
         json.dumps(reply, ensure_ascii=False).encode("utf-8")
     except (UnicodeEncodeError, ValueError, RecursionError) as exc:

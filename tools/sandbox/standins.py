@@ -36,7 +36,7 @@ from typing import Any
 
 from tools.sandbox.limits import Arithmetic, IntSizeLimit, SizeLimit, exact_int
 
-_EXPONENT = re.compile(r"[eE]\s*([-+]?\d+)")
+_EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
 
 
@@ -87,17 +87,27 @@ class TypeToken:
     def __repr__(self) -> str:
         return f"<class {self._name!r}>"
 
+    @property
+    def __name__(self) -> str:
+        return self._name
+
+
+RANDOM_MAX_BITS = [1 << 20]  # set once per template (``modules.py``); not a class attribute,
+# which a program's subclass could override
+
+
+def checked_random_bits(k: Any) -> int:
+    bits = int.__index__(operator.index(k))
+    if bits > RANDOM_MAX_BITS[0]:
+        raise IntSizeLimit(f"getrandbits({bits}) exceeds the sandbox limit")
+    return bits
+
 
 class SandboxRandom(random.Random):
     """``random.Random`` whose bit and byte counts are bounded by the sandbox limits."""
 
-    max_bits = 1 << 20
-
     def getrandbits(self, k: Any, /) -> int:
-        bits = int.__index__(operator.index(k))
-        if bits > self.max_bits:
-            raise IntSizeLimit(f"getrandbits({bits}) exceeds the sandbox limit")
-        return super().getrandbits(bits)
+        return super().getrandbits(checked_random_bits(k))
 
     def randbytes(self, n: Any) -> bytes:
         count = int.__index__(operator.index(n))
@@ -198,11 +208,16 @@ class Classes:
     # -- guarded constructors --------------------------------------------------------------
 
     def _sized(self, source: Any, real: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``bytes(n)``/``bytearray(n)``: in CPython's order (``__bytes__``, then an index,
+        then anything else), with the index asked once and that int passed on."""
         count = exact_int(source)
-        if count is None and not isinstance(source, (str, bytes, bytearray, list, tuple)):
-            index = getattr(type(source), "__index__", None)
+        kind = type(source)
+        if count is None and not args and not kwargs and not hasattr(kind, "__bytes__"):
+            index = getattr(kind, "__index__", None)
             if index is not None:  # ask once, then use the answer
                 count = exact_int(index(source))
+                if count is None:
+                    raise TypeError("__index__ returned a non-int")
         if count is not None:
             self.arith.check_items(count, real.__name__)
             return real(count, *args, **kwargs)
@@ -221,7 +236,8 @@ class Classes:
     def _fraction(self, numerator: Any = 0, denominator: Any = None) -> fractions.Fraction:
         if isinstance(numerator, str):
             match = _EXPONENT.search(str.__str__(numerator))
-            if match and abs(int(match.group(1))) > self.max_digits:
+            digits = match.group(1).replace("_", "") if match else ""
+            if digits.lstrip("+-") and abs(int(digits)) > self.max_digits:
                 raise IntSizeLimit(f"Fraction exponent above {self.max_digits} (sandbox limit)")
         return fractions.Fraction(numerator, denominator)
 
@@ -255,8 +271,11 @@ class Classes:
             if name not in _CONTEXT_FIELDS or name in fields:
                 raise TypeError(f"Context() got an unexpected or repeated argument {name!r}")
             fields[name] = value
-        fields.setdefault("Emax", self.max_digits)
-        fields.setdefault("Emin", -self.max_digits)
+        # None means "the default" to decimal: here the default is the bounded one.
+        if fields.get("Emax") is None:
+            fields["Emax"] = self.max_digits
+        if fields.get("Emin") is None:
+            fields["Emin"] = -self.max_digits
         checked = {name: self.check_context_field(name, value) for name, value in fields.items()}
         return decimal.Context(**checked)
 

@@ -58,7 +58,8 @@ def _scalar(value: Any) -> Any:
             return str(exact)
         if exact.adjusted() < 1000 and exact == exact.to_integral_value():
             return _int(int(exact))
-        return float(exact)
+        number = float(exact)
+        return number if math.isfinite(number) else str(exact)
     if _one_of(kind, _DATES):
         return kind.isoformat(value)
     if _one_of(kind, _CONTAINERS):

@@ -6,6 +6,7 @@ classes a fresh attacker used, written so that a variant of the same class fails
 
 from __future__ import annotations
 
+import decimal
 import os
 import time
 from collections.abc import AsyncIterator
@@ -246,7 +247,56 @@ SIZE_BOMBS = {
     "hex_literal": "result = 0x" + "f" * 20000,
     "operator_pow": "import operator\nresult = operator.pow(10, 10 ** 7)",
     "operator_mod": "import operator\nresult = operator.mod('%100000000d', 1)",
+    # found by the red-team pass on this design
+    "fraction_string_underscores": "import fractions\nresult = fractions.Fraction('1e1_000_000')",
+    "context_emax_none": (
+        "import decimal\nC = decimal.Context(Emax=None)\nresult = int(C.create_decimal('7e100000'))"
+    ),
+    "fraction_division_squares": (
+        "import fractions\nf = fractions.Fraction(10) ** 9999\n"
+        "for i in range(6):\n    f = f / (1 / f)"
+    ),
+    "fraction_inplace_division": (
+        "import fractions\nf = fractions.Fraction(10) ** 9999\nfor i in range(6):\n    f /= 1 / f"
+    ),
+    "int_from_bytes": "result = int.from_bytes(b'\\xff' * 10 ** 7, 'big')",
+    "getrandbits_through_super": (
+        "import random\nrng = random.Random()\n"
+        "result = super(random.Random, rng).getrandbits(10 ** 8)"
+    ),
+    "getrandbits_subclass_attribute": (
+        "import random\nclass R(random.Random):\n    max_bits = 10 ** 9\n"
+        "result = R().getrandbits(10 ** 8)"
+    ),
+    "statistics_squares": (
+        "import statistics\nv = 10 ** 3000\n"
+        "for i in range(4):\n    v = statistics.pvariance([v, -v])"
+    ),
+    "percent_nested_key": "result = '%((a)s)200000000s' % {'(a)s': 'x'}",
+    "json_separators": "import json\nresult = json.dumps([0] * 100, separators=('x' * 10 ** 6, ':'))",
 }
+
+# An object whose __index__ answers small the first time and huge afterwards.
+FLIP = (
+    "class N:\n    calls = 0\n    def __index__(self):\n        N.calls += 1\n"
+    "        return SMALL if N.calls == 1 else BIG\n"
+)
+TOCTOU = {
+    "replace_count": ("('a' * 10 ** 7).replace('a', 'b' * 20, N())", 0, -1),
+    "expandtabs": ("('\\t' * 200).expandtabs(N())", 1, 10**6),
+    "to_bytes": ("(1).to_bytes(N(), 'big')", 1, 3 * 10**8),
+    "bytes": ("bytes(N())", 1, 3 * 10**8),
+    "ljust": ("'a'.ljust(N())", 1, 3 * 10**8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOCTOU))
+async def test_an_index_is_asked_once(box: Sandbox, name: str) -> None:
+    call, small, big = TOCTOU[name]
+    code = FLIP.replace("SMALL", str(small)).replace("BIG", str(big)) + f"x = {call}\n"
+    res = await box.run(code + "result = len(x)")
+    assert res.ok, res
+    assert res.value <= 10**7, f"{name} built {res.value} items through a lying __index__"
 
 
 @pytest.mark.parametrize("name", sorted(SIZE_BOMBS))
@@ -285,7 +335,92 @@ LEGIT_SIZES = {
         [True, True, True, True, True],
     ),
     "modulo": ("result = [17 % 5, 7.5 % 2, -7 % 3]", [2, 1.5, 2]),
+    "division": (
+        "import fractions\nf = fractions.Fraction(1, 3)\nf /= 2\n"
+        "result = [7 / 2, str(f / fractions.Fraction(1, 4)), 9 // 2]",
+        [3.5, "2/3", 4],
+    ),
+    "from_bytes": ("result = int.from_bytes(b'\\x01\\x00', 'big')", 256),
+    "statistics": (
+        "import statistics\nresult = [statistics.mean([1, 2, 3, 4]), statistics.pvariance([1, 3])]",
+        [2.5, 1],
+    ),
+    "big_decimal_answer": (
+        "import decimal\nprint('printed')\nresult = decimal.Decimal(2) ** 4000",
+        None,  # checked below: the exact digits, as text
+    ),
 }
+
+# Found by the red-team pass: ordinary class code that the old name rules refused.
+FRIENDLY = {
+    "super_init": (
+        "class Animal:\n    def __init__(self, name):\n        self.name = name\n"
+        "class Dog(Animal):\n    def __init__(self, name):\n        super().__init__(name)\n"
+        "        self.sound = 'woof'\nd = Dog('rex')\nresult = [d.name, d.sound]",
+        ["rex", "woof"],
+    ),
+    "super_two_args": (
+        "class A:\n    def __init__(self):\n        self.x = 1\n"
+        "class B(A):\n    def __init__(self):\n        super(B, self).__init__()\n"
+        "result = B().x",
+        1,
+    ),
+    "private_attributes": (
+        "class Account:\n    def __init__(self):\n        self._balance = 10\n"
+        "        self.__pin = 1234\n    def deposit(self, n):\n        self._balance += n\n"
+        "        self.__pin += 1\n        return self._balance, self.__pin\n"
+        "result = list(Account().deposit(5))",
+        [15, 1235],
+    ),
+    "namedtuple_helpers": (
+        "import collections\nP = collections.namedtuple('P', 'x y')\np = P(1, 2)\n"
+        "result = [p._asdict(), list(p._replace(x=5)), list(P._fields)]",
+        [{"x": 1, "y": 2}, [5, 2], ["x", "y"]],
+    ),
+    "type_name": (
+        "def f():\n    pass\nresult = [type(1).__name__, type(f).__name__, f.__name__]",
+        ["int", "function", "f"],
+    ),
+    "decimal_traps": (
+        "import decimal\nctx = decimal.getcontext()\nctx.traps[decimal.Inexact] = False\n"
+        "result = ctx.traps[decimal.Inexact]",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FRIENDLY))
+async def test_ordinary_class_code_runs(box: Sandbox, name: str) -> None:
+    code, expected = FRIENDLY[name]
+    res = await box.run(code)
+    assert res.ok, res
+    assert res.value == expected
+
+
+PRIVATE_ELSEWHERE = {
+    "library_private": "import fractions\nresult = fractions.Fraction(1, 2)._numerator",
+    "random_private": "import random\nresult = random.Random()._randbelow",
+    "dunder_elsewhere": "result = (1).__class__",
+    "name_write": "def f():\n    pass\nf.__name__ = 'g'",
+    "private_getattr": "result = getattr(1, '_x')",
+    "super_other_dunder": "class S(str):\n    def m(self):\n        return super().__mul__(10)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRIVATE_ELSEWHERE))
+async def test_private_names_stay_private_to_the_program(box: Sandbox, name: str) -> None:
+    res = await box.run(PRIVATE_ELSEWHERE[name])
+    assert not res.ok, res
+    assert res.error_kind in ("SecurityError", "AttributeError"), res
+
+
+async def test_a_program_cannot_pass_for_a_sandbox_outcome(box: Sandbox) -> None:
+    (template,) = box._templates
+    for name in ("WorkerCrashed", "Timeout", "Crashed", "SandboxBusy", "MemoryLimit"):
+        res = await box.run(f"class {name}(Exception):\n    pass\nraise {name}('spoofed')")
+        assert (res.ok, res.error_kind, res.limit) == (False, "Exception", None), res
+        assert res.error == f"{name}: spoofed (line 3)"
+    assert box._templates == {template}, "a program made the service replace its template"
 
 
 @pytest.mark.parametrize("name", sorted(LEGIT_SIZES))
@@ -293,7 +428,10 @@ async def test_guards_let_ordinary_programs_through(box: Sandbox, name: str) -> 
     code, expected = LEGIT_SIZES[name]
     res = await box.run(code)
     assert res.ok, res
-    assert res.value == expected
+    if name == "big_decimal_answer":
+        assert res.value == str(decimal.Decimal(2) ** 4000) and res.stdout == "printed\n"
+    else:
+        assert res.value == expected
 
 
 # -- 4. replies that cannot be turned against the parent ------------------------------------

@@ -273,7 +273,9 @@ SIZE_BOMBS = {
         "for i in range(4):\n    v = statistics.pvariance([v, -v])"
     ),
     "percent_nested_key": "result = '%((a)s)200000000s' % {'(a)s': 'x'}",
-    "json_separators": "import json\nresult = json.dumps([0] * 100, separators=('x' * 10 ** 6, ':'))",
+    "json_separators": (
+        "import json\nresult = json.dumps([0] * 100, separators=('x' * 10 ** 6, ':'))"
+    ),
 }
 
 # An object whose __index__ answers small the first time and huge afterwards.

@@ -2,8 +2,9 @@
 (the template never sees a program), and nothing compiled outlives that child.
 
 The source size is capped before it gets here (``SandboxConfig.max_code_bytes``); the AST depth
-is measured iteratively before any recursive visitor or the CPython compiler touches it, so a
-20,000-term expression or a 5,000-deep call chain is refused cheaply, and an int literal above
+is measured by the restricting visitor on its way down, before it or the CPython compiler goes
+deeper than the limit, so a 20,000-term expression or a 5,000-deep call chain is refused
+cheaply, and an int literal above
 the int limit is refused (a hex literal escapes CPython's own digit limit). The RestrictedPython
 policy is extended, not loosened: ``**``, ``*``, ``<<`` and ``%`` become calls to size-checking
 guards, an f-string field with a format specification becomes a call that checks it,
@@ -61,6 +62,10 @@ _CUSTOM_HOOKS = {
 }
 
 
+class _TooDeep(Exception):
+    """Raised inside the transformer when the tree is nested deeper than allowed."""
+
+
 class CompileRefused(Exception):
     """The source was refused before running; ``kind`` is the error kind to report."""
 
@@ -81,9 +86,23 @@ class SandboxTransformer(RestrictingNodeTransformer):
     max_bits = 1 << 20
     oversized_literal = False
 
+    max_depth = 100
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._classes: list[str] = []  # the enclosing class statements, innermost last
+        self._depth = 0
+
+    def visit(self, node: ast.AST) -> Any:
+        """Every node passes here: the nesting is measured on the way, before anything
+        recursive (this visitor, CPython's compiler) goes deeper than ``max_depth``."""
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                raise _TooDeep
+            return super().visit(node)
+        finally:
+            self._depth -= 1
 
     def visit_Constant(self, node: ast.Constant) -> Any:
         value = node.value
@@ -226,20 +245,6 @@ _IOP = {
 }
 
 
-def ast_depth(tree: ast.AST, limit: int) -> int:
-    """The depth of ``tree``, computed without recursion; stops counting past ``limit``."""
-    deepest = 0
-    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
 def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> types.CodeType:
     """Parse, check and compile one program. Raises :class:`CompileRefused`."""
     try:
@@ -252,22 +257,23 @@ def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> t
         raise CompileRefused(
             "SyntaxError", f"program too deeply nested or too large to parse ({exc})", "nesting"
         ) from None
-    if ast_depth(tree, max_nesting) > max_nesting:
-        raise CompileRefused(
-            "SyntaxError", f"program nested deeper than {max_nesting} levels", "nesting"
-        )
     errors: list[str] = []
     warnings: list[str] = []
     used_names: dict[str, bool] = {}
     try:
         transformer = SandboxTransformer(errors, warnings, used_names)
         transformer.max_bits = max_bits
+        transformer.max_depth = max_nesting
         tree = transformer.visit(tree)
         if errors:
             if transformer.oversized_literal:
                 raise CompileRefused("OverflowError", "; ".join(errors[:5]), "int_size")
             raise CompileRefused("SecurityError", "; ".join(errors[:5]))
         return compile(tree, FILENAME, "exec", dont_inherit=True)
+    except _TooDeep:
+        raise CompileRefused(
+            "SyntaxError", f"program nested deeper than {max_nesting} levels", "nesting"
+        ) from None
     except (RecursionError, MemoryError) as exc:
         raise CompileRefused(
             "SyntaxError", f"program too complex to compile ({type(exc).__name__})", "nesting"

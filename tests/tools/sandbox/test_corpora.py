@@ -107,6 +107,18 @@ def _host_secrets(canary: str) -> list[str]:
     return found
 
 
+def _depth_below(pid: int, roots: set[int]) -> int:
+    depth = 0
+    while pid not in roots and depth < 50:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return 0  # gone meanwhile
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        depth += 1
+    return depth
+
+
 def sandbox_processes(sandbox: Sandbox) -> dict[int, str]:
     """Every process below the sandbox's templates: pid -> command name."""
     parents: dict[int, int] = {}
@@ -146,10 +158,12 @@ async def test_attack_gets_nowhere(
     if case["category"] in MUST_FAIL:
         assert not res.ok, f"attack succeeded: {res}"
     # Per template: its keeper, the namespace's middle process, the template itself, the
-    # children it forked for the next runs and the one just used, if not yet reaped; nothing
-    # the attack started.
+    # children it forked for the next runs and the used ones not yet reaped; nothing the
+    # attack started: no process is more than three levels below the keeper.
     processes = sandbox_processes(attack_sandbox)
-    assert len(processes) <= (4 + SPARES) * len(attack_sandbox._templates), processes
+    assert len(processes) <= (3 + SPARES + 2) * len(attack_sandbox._templates), processes
+    keepers = {t.process.pid for t in attack_sandbox._templates}
+    assert max(_depth_below(pid, keepers) for pid in processes) <= 3, processes
     assert set(processes.values()) <= {"python", "python3", "python3.11"}, processes
     for path in PWNED_FILES:
         assert not path.exists()

@@ -212,7 +212,7 @@ def _uid_is_mapped(uid: int) -> bool:
     return False
 
 
-def enter_namespaces(run_uid: int, protocol_fds: tuple[int, int]) -> bool:
+def enter_namespaces(run_uid: int, protocol_fds: tuple[int, ...]) -> bool:
     """Move the template into new user, PID, network, IPC and UTS namespaces.
 
     The calling process stays outside as the *keeper*: it forks a middle process that unshares
@@ -261,7 +261,7 @@ def enter_namespaces(run_uid: int, protocol_fds: tuple[int, int]) -> bool:
     _keep_and_wait(middle, protocol_fds)
 
 
-def _become_middle(ready_w: int, go_r: int, protocol_fds: tuple[int, int]) -> None:
+def _become_middle(ready_w: int, go_r: int, protocol_fds: tuple[int, ...]) -> None:
     """The middle process: unshare, wait for the id maps, fork the template (which returns)."""
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     flags = libc.CLONE_NEWUSER | libc.CLONE_NEWPID | libc.CLONE_NEWNET
@@ -283,7 +283,7 @@ def _become_middle(ready_w: int, go_r: int, protocol_fds: tuple[int, int]) -> No
     _keep_and_wait(template, protocol_fds)
 
 
-def _keep_and_wait(pid: int, protocol_fds: tuple[int, int]) -> NoReturn:
+def _keep_and_wait(pid: int, protocol_fds: tuple[int, ...]) -> NoReturn:
     for fd in protocol_fds:  # only the template talks to the service
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -1,40 +1,43 @@
-"""The service side of the sandbox: a pool of templates, each forking one child per run.
+"""The service side of the sandbox: templates that fork, and the runs, each in its own child.
 
 Templates are ``asyncio`` subprocesses running a fresh interpreter (``python -S -s -P -c``),
 not ``multiprocessing`` children: nothing of the service's memory (keys, requests) is
-inherited as a fork would, nothing is ever pickled, and the event loop reads replies and kills
-templates without a helper thread. Each template prepares itself once (~0.3 s, paid ahead of
-time: templates start in advance and are replaced in the background) and then serves runs one
-at a time, each in a new child process (see ``template.py``); the service never talks to a
-child.
+inherited as a fork would, nothing is ever pickled, and the event loop does all the waiting
+without a helper thread. A template prepares itself once (~0.3 s, paid ahead of time: templates
+start in advance and are replaced in the background), then keeps children ready and hands
+over each one's pipe ends on a control socket (see ``template.py``).
 
-For each run the pool hands the program to an idle template and waits for its answer: the
-template enforces the run's deadline by killing the child, so a ``while True`` costs a child,
-not a template. The pool keeps its own guard deadline (the run's plus a grace period) and kills
-the template if it ever overruns, dies, answers out of turn or sends a malformed frame, and
-when the caller is cancelled. Nothing a template relays is trusted: frames are size-capped
-JSON, checked field by field, and must echo the request's random id.
+A run takes a ready child, tells its template ``start`` (which arms the deadline and forks the
+next child), writes the program straight into the child's request pipe and reads its reply
+straight from its reply pipe, then says ``done``. The template kills a child at its deadline
+and reports how each child ended, which is how a run without a reply is told apart (timeout,
+crash, CPU limit). The pool keeps a guard deadline of its own (the run's plus a grace period)
+and replaces a template that misses one, dies, or says anything malformed; a run's reply is
+size-capped JSON, checked field by field, and the decision to replace a template never rests
+on what a run wrote.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
+import socket
 import sys
 import sysconfig
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from tools.sandbox.protocol import HEADER, ProtocolError, decode, encode
+from tools.sandbox.protocol import HEADER, ProtocolError, decode
 from tools.sandbox.result import (
     OPTIONAL_LAYERS,
     REQUIRED_LAYERS,
@@ -58,8 +61,9 @@ TEMPLATE_ENV = {"LC_ALL": "C.UTF-8"}
 LAYER_NAMES = (*REQUIRED_LAYERS, *OPTIONAL_LAYERS)
 _LIMITS = frozenset(get_args(Limit))
 _MAX_ERROR_CHARS = 4000
-_HEADER_CAP = 4096
+_MESSAGE_CAP = 4096
 _GRACE_S = 2.0  # the template kills a late child itself; this is for a template gone wrong
+_ENDED_WAIT_S = 2.0  # how long a run without a reply waits to learn how its child ended
 _EXIT_CONFINEMENT_FAILED = 121  # tools.sandbox.child.EXIT_CONFINEMENT_FAILED
 _MAX_JSON_INT_DIGITS = 400
 _STOP_TIMEOUT_S = 3.0
@@ -76,33 +80,110 @@ def _failure(
     return ExecutionResult(ok=False, error_kind=kind, error=message, limit=limit, duration_ms=ms)
 
 
+@dataclass(eq=False)
+class _ReadyChild:
+    """A child confined and waiting for its program; the service holds its pipe ends."""
+
+    template: _Template
+    id: int
+    request_w: int
+    reply_r: int
+
+    def close(self) -> None:
+        for fd in (self.request_w, self.reply_r):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.request_w = self.reply_r = -1
+
+
 class _Template:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    """One template process, its control socket, and what it has said."""
+
+    def __init__(
+        self, process: asyncio.subprocess.Process, control: socket.socket, sandbox: Sandbox
+    ) -> None:
         self.process = process
+        self.control = control
+        self.sandbox = sandbox
         self.layers: dict[str, bool] = {}
-        self.runs = 0
+        self.started_runs = 0
+        self.in_flight = 0
+        self.alive = True
+        self.retiring = False
+        self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.watched: dict[int, asyncio.Future[dict[str, Any] | None]] = {}
 
-    async def read_frame(self, max_bytes: int) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        (size,) = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
-        if size > max_bytes:
-            raise ProtocolError(f"template frame of {size} bytes exceeds the cap")
-        return decode(await self.process.stdout.readexactly(size))
+    # -- messages ------------------------------------------------------------------------
 
-    async def read_body(self, size: int) -> bytes:
-        assert self.process.stdout is not None
-        return await self.process.stdout.readexactly(size)
+    def on_readable(self) -> None:
+        """Read every pending control message (event-loop callback)."""
+        while self.alive:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.control, _MESSAGE_CAP, 2)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self.gone("its control socket closed")
+                return
+            try:
+                self._dispatch(decode(data), fds)
+            except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                for fd in fds:
+                    os.close(fd)
+                logger.error("sandbox template sent a bad message: %s", exc)
+                self.gone("it sent a bad message")
+                return
 
-    async def send(self, data: bytes) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(data)
-        await self.process.stdin.drain()
+    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
+        if "child" in message:
+            if len(fds) != 2 or type(message["child"]) is not int:
+                raise ValueError("a child comes with exactly two descriptors")
+            self.sandbox.offer(_ReadyChild(self, message["child"], fds[0], fds[1]))
+            return
+        for fd in fds:
+            os.close(fd)
+        if "ended" in message:
+            waiter = self.watched.pop(message["ended"], None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+        elif "ready" in message and not self.ready.done():
+            self.ready.set_result(message)
+        else:
+            raise ValueError(f"unexpected message {sorted(message)}")
 
-    def stop(self) -> None:
-        """Ask the template to stop: the end of its pipe makes it kill its run and exit, and
-        each process of the chain reaps the one below (no zombie left to anybody's init)."""
-        if self.process.stdin is not None and not self.process.stdin.is_closing():
-            self.process.stdin.close()
+    def send(self, message: dict[str, Any]) -> None:
+        """A control message; a template that cannot take one is treated as gone."""
+        try:
+            self.control.send(json.dumps(message).encode())
+        except OSError as exc:
+            self.gone(f"it stopped reading ({exc})")
+
+    def watch(self, child_id: int) -> asyncio.Future[dict[str, Any] | None]:
+        waiter: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self.watched[child_id] = waiter
+        return waiter
+
+    def gone(self, why: str) -> None:
+        """The template can no longer be used: stop listening and let the pool replace it."""
+        if not self.alive:
+            return
+        self.alive = False
+        if not self.sandbox.closed:
+            logger.warning("sandbox template %s: %s", self.process.pid, why)
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self.control.fileno())
+        for waiter in self.watched.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self.watched.clear()
+        if not self.ready.done():
+            self.ready.set_exception(ProtocolError(f"template not ready: {why}"))
+        self.sandbox.template_gone(self)
+
+    # -- process -------------------------------------------------------------------------
 
     def kill(self) -> None:
         """The last resort, for a template that did not stop: every process of its group."""
@@ -113,8 +194,11 @@ class _Template:
                 self.process.kill()
 
     async def finish(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
-        """Stop the template and wait for it; kill it if it does not stop in time."""
-        self.stop()
+        """Close the control socket, which makes the template kill and reap its children and
+        exit (each process of the chain reaps the one below); kill it if it does not."""
+        self.gone("stopped")
+        with contextlib.suppress(OSError):
+            self.control.close()
         try:
             async with asyncio.timeout(timeout_s):
                 await self.process.wait()
@@ -127,18 +211,20 @@ class Sandbox:
     """Runs untrusted Python programs, each in a fresh, confined process.
 
     ``await run(code)`` never raises for anything the code does; it returns an
-    :class:`ExecutionResult`. Safe to call concurrently from many tasks.
+    :class:`ExecutionResult`. Safe to call concurrently from many tasks; at most
+    ``config.workers`` programs run at once.
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        self._idle: asyncio.Queue[_Template | None] = asyncio.Queue()
+        self._ready: collections.deque[_ReadyChild] = collections.deque()
+        self._offered = asyncio.Event()
+        self._slots = asyncio.Semaphore(max(1, self.config.workers))
         self._templates: set[_Template] = set()
-        self._spawning: set[asyncio.Task[None]] = set()  # replacements being started
-        self._reaping: set[asyncio.Task[None]] = set()  # killed templates being waited for
+        self._tasks: set[asyncio.Task[None]] = set()  # replacements, template shutdowns
         self._waiting = 0
         self._started = False
-        self._closed = False
+        self.closed = False
         self._start_lock = asyncio.Lock()
         self._workdir: str | None = None
         self._layers: dict[str, bool] = dict.fromkeys(LAYER_NAMES, False)
@@ -162,11 +248,13 @@ class Sandbox:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    # -- start and stop ----------------------------------------------------------------------
+
     async def start(self) -> None:
         """Start the templates (idempotent). Raises :class:`SandboxStartError` if none start,
         or if a required layer is missing and ``allow_weak`` is not set."""
         async with self._start_lock:
-            if self._started or self._closed:
+            if self._started or self.closed:
                 return
             self._workdir = tempfile.mkdtemp(prefix="reactpal-sandbox-")
             results = await asyncio.gather(
@@ -189,8 +277,6 @@ class Sandbox:
                 )
             for _failed in range(len(results) - len(templates)):
                 self._replace()
-            for template in templates:
-                self._idle.put_nowait(template)
             self._started = True
         logger.info("sandbox started: %d templates, layers %s", len(templates), self._layers)
         for name in OPTIONAL_LAYERS:
@@ -200,10 +286,139 @@ class Sandbox:
             logger.warning("SANDBOX_ALLOW_WEAK: running without %s", ", ".join(missing))
 
     async def _abort_start(self) -> None:
+        self.closed = True
         await asyncio.gather(*(t.finish() for t in self._templates), return_exceptions=True)
+        self._templates.clear()
+        self._drop_ready(lambda child: True)
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def _spawn(self) -> _Template:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-S",
+                "-s",
+                "-P",
+                "-c",
+                _BOOTSTRAP,
+                self._template_args,
+                str(theirs.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=TEMPLATE_ENV,
+                cwd=self._workdir,
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        template = _Template(process, ours, self)
+        self._templates.add(template)
+        asyncio.get_running_loop().add_reader(ours.fileno(), template.on_readable)
+        try:
+            async with asyncio.timeout(self.config.start_timeout_s):
+                ready = await template.ready
+            layers = ready.get("layers")
+            if ready.get("ready") is not True or not isinstance(layers, dict):
+                raise ProtocolError(f"template not ready: {str(ready.get('error'))[:500]}")
+            template.layers = {str(k): v is True for k, v in layers.items()}
+            template.layers.update(restrictedpython=True, process=True)
+        except (TimeoutError, ProtocolError, OSError) as exc:
+            self._templates.discard(template)
+            await template.finish()
+            raise SandboxStartError(
+                f"template failed to start ({type(exc).__name__}: {exc})"
+            ) from exc
+        except BaseException:  # cancelled while starting: never leave the process behind
+            self._templates.discard(template)
+            await asyncio.shield(template.finish())
+            raise
+        return template
+
+    def offer(self, child: _ReadyChild) -> None:
+        """A template handed over a ready child."""
+        if self.closed or not child.template.alive or child.template.retiring:
+            child.close()
+            return
+        self._ready.append(child)
+        self._offered.set()
+
+    def template_gone(self, template: _Template) -> None:
+        """A template died, misbehaved or was stopped: forget it and its ready children."""
+        if template not in self._templates:
+            return
+        self._templates.discard(template)
+        self._drop_ready(lambda child: child.template is template)
+        self._track(template.finish())
+        if not self.closed and self._started and not template.retiring:
+            self._replace()
+
+    def _retire(self, template: _Template) -> None:
+        """Use no more of this template's children; stop it once its runs are over."""
+        if template.retiring:
+            return
+        template.retiring = True
+        self._drop_ready(lambda child: child.template is template)
+        if not self.closed:
+            self._replace()
+        if template.in_flight == 0:
+            template.gone("retired")
+
+    def _drop_ready(self, which: Any) -> None:
+        keep: collections.deque[_ReadyChild] = collections.deque()
+        for child in self._ready:
+            if which(child):
+                child.close()
+            else:
+                keep.append(child)
+        self._ready = keep
+
+    def _replace(self) -> None:
+        self._track(self._replace_template())
+
+    async def _replace_template(self) -> None:
+        delay = 0.1
+        while not self.closed:
+            try:
+                template = await self._spawn()
+            except SandboxStartError as exc:
+                logger.error("could not replace a sandbox template: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if self.closed:
+                await template.finish()
+            return
+
+    def _track(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Stop every template (and so every run) and remove the working directory."""
+        if self.closed:
+            return
+        self.closed = True
+        self._offered.set()  # wake the waiting runs: they find the sandbox closed
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        templates = list(self._templates)
+        self._drop_ready(lambda child: True)
+        await asyncio.gather(*(t.finish() for t in templates), return_exceptions=True)
         self._templates.clear()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
+
+    # -- runs ------------------------------------------------------------------------------
 
     async def run(self, code: str, timeout_s: float | None = None) -> ExecutionResult:
         """Run one program and return its result (the PAL answer, stdout, or the failure)."""
@@ -221,78 +436,115 @@ class Sandbox:
         limit_s = self.config.timeout_s
         if timeout_s is not None:
             limit_s = max(0.001, min(float(timeout_s), limit_s))
-        if self._closed:
+        if self.closed:
             return _failure("WorkerCrashed", "the sandbox is closed")
         try:
             await self.start()
         except SandboxStartError as exc:
             return _failure("WorkerCrashed", f"the sandbox could not start: {exc}")
-        template = await self._acquire()
-        if template is None:
-            message = "the sandbox is busy; try again shortly"
-            return _failure("SandboxBusy", message, "busy", _ms(started))
+        busy = _failure("SandboxBusy", "the sandbox is busy; try again shortly", "busy")
+        if self._slots.locked() and self._waiting >= self.config.queue_size:
+            return dataclasses.replace(busy, duration_ms=_ms(started))
+        self._waiting += 1  # queued for one of the ``workers`` slots
         try:
-            return await self._run_on(template, source, limit_s)
+            async with asyncio.timeout(self.config.queue_wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            return dataclasses.replace(busy, duration_ms=_ms(started))
+        finally:
+            self._waiting -= 1
+        try:
+            async with asyncio.timeout(self.config.queue_wait_s):
+                child = await self._take_child()  # normally ready: templates fork ahead
+        except TimeoutError:
+            self._slots.release()
+            return dataclasses.replace(busy, duration_ms=_ms(started))
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            if child is None:
+                return _failure("WorkerCrashed", "the sandbox is closed")
+            return await self._run_in(child, source, limit_s)
         except Exception:  # a bug of ours, never the program's doing: contain it
             logger.exception("sandbox run failed")
-            self._discard(template)
             return _failure("WorkerCrashed", "the sandbox failed", None, _ms(started))
+        finally:
+            self._slots.release()
 
-    async def _run_on(self, template: _Template, source: bytes, limit_s: float) -> ExecutionResult:
-        request_id = secrets.token_hex(8)
-        header = encode({"id": request_id, "size": len(source), "timeout_s": limit_s}, _HEADER_CAP)
+    async def _take_child(self) -> _ReadyChild | None:
+        while not self.closed:
+            while self._ready:
+                child = self._ready.popleft()
+                if child.template.alive and not child.template.retiring:
+                    return child
+                child.close()
+            self._offered.clear()
+            await self._offered.wait()
+        return None
+
+    async def _run_in(self, child: _ReadyChild, source: bytes, limit_s: float) -> ExecutionResult:
+        template = child.template
+        template.in_flight += 1
+        template.started_runs += 1
+        ended = template.watch(child.id)
         sent = time.perf_counter()
         try:
-            async with asyncio.timeout(limit_s + _GRACE_S):
-                await template.send(header + source)
-                reply = await template.read_frame(_HEADER_CAP)
-                status, size = reply.get("status"), reply.get("size")
-                if reply.get("id") != request_id or type(size) is not int:
-                    raise ProtocolError("reply does not answer this request")
-                if status == "done" and 0 < size <= self._reply_cap:
-                    body = decode(await template.read_body(size), _MAX_JSON_INT_DIGITS)
-                elif size != 0:
-                    raise ProtocolError(f"bad reply size {size} for status {status!r}")
-        except TimeoutError:
-            logger.error("sandbox template overran a run's deadline; replacing it")
-            self._discard(template)
-            return _failure(
-                "Timeout", f"the program ran longer than {limit_s:g} s", "time", _ms(sent)
-            )
-        except asyncio.CancelledError:
-            self._discard(template)
-            raise
-        except (ProtocolError, OSError, EOFError, asyncio.IncompleteReadError) as exc:
-            return await self._template_died(template, exc, sent)
-        result = self._result(reply, body if status == "done" else None, limit_s, sent)
-        template.runs += 1
-        # Decided on what the template reported, never on what a run wrote in its reply.
-        healthy = status in ("done", "timeout", "crashed") and (
-            reply.get("exit") != _EXIT_CONFINEMENT_FAILED
-        )
-        if not healthy or template.runs >= self.config.runs_per_template:
-            self._discard(template)  # a new template, a new hash seed
-        else:
-            self._idle.put_nowait(template)
-        return result
-
-    def _result(
-        self, reply: dict[str, Any], body: dict[str, Any] | None, limit_s: float, sent: float
-    ) -> ExecutionResult:
-        status = reply.get("status")
-        if body is not None:
+            template.send({"start": child.id, "timeout_s": limit_s})
             try:
-                return parse_reply(body, _ms(sent), self.config.max_output_bytes)
-            except ProtocolError as exc:
-                logger.warning("sandbox run sent a bad reply: %s", exc)
-                return _failure("Crashed", "the program's reply was malformed", None, _ms(sent))
-        if status == "timeout":
+                async with asyncio.timeout(limit_s + _GRACE_S):
+                    await _write_all(child.request_w, source)
+                    os.close(child.request_w)
+                    child.request_w = -1
+                    data = await _read_until_eof(child.reply_r, self._reply_cap)
+            except TimeoutError:
+                logger.error("sandbox template missed a run's deadline; replacing it")
+                template.gone("it missed a run's deadline")
+                return _failure(
+                    "Timeout", f"the program ran longer than {limit_s:g} s", "time", _ms(sent)
+                )
+            except (BrokenPipeError, ProtocolError):
+                data = b""  # the child died before reading, or wrote past the cap
+            result = self._result(data, sent)
+            if result is None:  # no usable reply: how did the child end?
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_ENDED_WAIT_S):
+                        await ended
+                result = self._ended(ended.result() if ended.done() else None, limit_s, sent)
+            return result
+        finally:
+            template.watched.pop(child.id, None)
+            child.close()
+            template.send({"done": child.id})
+            template.in_flight -= 1
+            if template.started_runs >= self.config.runs_per_template:
+                self._retire(template)  # a new template, a new hash seed
+            elif template.retiring and template.in_flight == 0:
+                template.gone("retired")
+
+    def _result(self, data: bytes, sent: float) -> ExecutionResult | None:
+        """The run's own reply, if it wrote one complete frame; None otherwise."""
+        if len(data) < HEADER.size:
+            return None
+        (size,) = HEADER.unpack(data[: HEADER.size])
+        if size != len(data) - HEADER.size or size == 0:
+            return None
+        try:
+            body = decode(data[HEADER.size :], _MAX_JSON_INT_DIGITS)
+            return parse_reply(body, _ms(sent), self.config.max_output_bytes)
+        except ProtocolError as exc:
+            logger.warning("sandbox run sent a bad reply: %s", exc)
+            return _failure("Crashed", "the program's reply was malformed", None, _ms(sent))
+
+    def _ended(self, ended: dict[str, Any] | None, limit_s: float, sent: float) -> ExecutionResult:
+        """The result of a run without a usable reply, from how its child ended."""
+        if ended is None:
+            return _failure("WorkerCrashed", "the sandbox failed; try again", None, _ms(sent))
+        if ended.get("timeout") is True:
             return _failure(
                 "Timeout", f"the program ran longer than {limit_s:g} s", "time", _ms(sent)
             )
-        if status != "crashed":
-            return _failure("WorkerCrashed", "the sandbox failed", None, _ms(sent))
-        signum, exit_code = reply.get("signal"), reply.get("exit")
+        signum, exit_code = ended.get("signal"), ended.get("exit")
         if signum == signal.SIGXCPU:
             return _failure("Timeout", "the program's CPU time limit was reached", "cpu", _ms(sent))
         if exit_code == _EXIT_CONFINEMENT_FAILED:
@@ -304,119 +556,57 @@ class Sandbox:
                 how = signal.Signals(signum).name  # SIGSEGV: usually a C stack overflow
         return _failure("Crashed", f"the program crashed its interpreter ({how})", None, _ms(sent))
 
-    async def _template_died(
-        self, template: _Template, exc: BaseException, sent: float
-    ) -> ExecutionResult:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await template.process.wait()
-        code = template.process.returncode
-        self._discard(template)
-        logger.warning("sandbox template failed (exit %s): %s", code, exc)
-        return _failure("WorkerCrashed", "the sandbox failed; try again", None, _ms(sent))
 
-    async def _acquire(self) -> _Template | None:
-        if self._idle.empty() and self._waiting >= self.config.queue_size:
-            return None
-        self._waiting += 1
+async def _write_all(fd: int, data: bytes) -> None:
+    """Write everything to a pipe without blocking the event loop."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    loop = asyncio.get_running_loop()
+    while view:
         try:
-            async with asyncio.timeout(self.config.queue_wait_s):
-                return await self._idle.get()
-        except TimeoutError:
-            return None
-        finally:
-            self._waiting -= 1
-
-    async def _spawn(self) -> _Template:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-S",
-            "-s",
-            "-P",
-            "-c",
-            _BOOTSTRAP,
-            self._template_args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=TEMPLATE_ENV,
-            cwd=self._workdir,
-            start_new_session=True,
-        )
-        template = _Template(process)
-        self._templates.add(template)
-        try:
-            async with asyncio.timeout(self.config.start_timeout_s):
-                ready = await template.read_frame(65536)
-            layers = ready.get("layers")
-            if ready.get("ready") is not True or not isinstance(layers, dict):
-                raise ProtocolError(f"template not ready: {str(ready.get('error'))[:500]}")
-            template.layers = {str(k): v is True for k, v in layers.items()}
-            template.layers.update(restrictedpython=True, process=True)
-        except (TimeoutError, ProtocolError, OSError, asyncio.IncompleteReadError) as exc:
-            self._templates.discard(template)
-            await template.finish()
-            raise SandboxStartError(
-                f"template failed to start ({type(exc).__name__}: {exc})"
-            ) from exc
-        except BaseException:  # cancelled while starting: never leave the process behind
-            self._templates.discard(template)
-            await asyncio.shield(template.finish())
-            raise
-        return template
-
-    def _discard(self, template: _Template) -> None:
-        """Stop a template (whatever state it is in), reap it and start a replacement."""
-        template.stop()
-        if template not in self._templates:
-            return  # already discarded: one replacement per template
-        self._templates.discard(template)
-        self._track(self._reaping, template.finish())
-        if not self._closed:
-            self._replace()
-
-    def _replace(self) -> None:
-        self._track(self._spawning, self._replace_template())
-
-    async def _replace_template(self) -> None:
-        delay = 0.1
-        while not self._closed:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            writable = loop.create_future()
+            loop.add_writer(fd, writable.set_result, None)
             try:
-                template = await self._spawn()
-            except SandboxStartError as exc:
-                logger.error("could not replace a sandbox template: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            if self._closed:
-                await template.finish()
+                await writable
+            finally:
+                loop.remove_writer(fd)
+
+
+async def _read_until_eof(fd: int, cap: int) -> bytes:
+    """Everything a pipe delivers until its writer closes it; ProtocolError past ``cap``."""
+    os.set_blocking(fd, False)
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    size = 0
+    finished: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        nonlocal size
+        while not finished.done():
+            try:
+                chunk = os.read(fd, 1 << 17)
+            except BlockingIOError:
                 return
-            self._idle.put_nowait(template)
-            return
+            except OSError as exc:
+                finished.set_exception(exc)
+                return
+            if not chunk:
+                finished.set_result(None)
+                return
+            size += len(chunk)
+            if size > cap:
+                finished.set_exception(ProtocolError(f"reply larger than {cap} bytes"))
+                return
+            chunks.append(chunk)
 
-    @staticmethod
-    def _track(tasks: set[asyncio.Task[None]], coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    async def aclose(self) -> None:
-        """Kill every template (and so every run) and remove the working directory."""
-        if self._closed:
-            return
-        self._closed = True
-        for _ in range(self._waiting):
-            self._idle.put_nowait(None)
-        for task in list(self._spawning):
-            task.cancel()
-        await asyncio.gather(*self._spawning, return_exceptions=True)
-        templates = list(self._templates)
-        await asyncio.gather(
-            *(t.finish() for t in templates), *self._reaping, return_exceptions=True
-        )
-        self._templates.clear()
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+    loop.add_reader(fd, readable)
+    try:
+        await finished
+    finally:
+        loop.remove_reader(fd)
+    return b"".join(chunks)
 
 
 def _ms(since: float) -> float:

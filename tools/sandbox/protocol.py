@@ -1,20 +1,16 @@
-"""The wire format between the service, a template and a run: length-prefixed JSON frames.
+"""What crosses a process boundary: length-prefixed frames of JSON, never pickle.
 
-Never pickle: a compromised process could send a malicious pickle, and unpickling it in the
-service would run its code. A frame is a 4-byte big-endian length and that many bytes of UTF-8
-JSON. Every reader refuses frames over a size cap; the service also refuses non-finite
-numbers, integers longer than a few hundred digits (parsing one costs time), and anything but
-the fields it expects (see ``pool.parse_reply``).
-
-Service → template: a header frame ``{"id", "size", "timeout_s"}`` followed by ``size`` raw
-bytes of the program. Template → service: ``{"id", "status", "size", "signal", "exit"}``
-followed, when ``status`` is ``"done"``, by ``size`` bytes: the run's own JSON reply.
+A compromised process could send a malicious pickle, and unpickling it in the service would
+run its code. A run's reply is a 4-byte big-endian length and that many bytes of UTF-8 JSON
+(``child.py`` writes it, ``pool.py`` reads it); the control messages between the service and a
+template are single JSON datagrams (``template.py``). Every reader refuses non-finite numbers
+and integers longer than a few hundred digits (parsing one costs time), and checks the fields
+it expects (see ``pool.parse_reply``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import struct
 from typing import Any
 
@@ -22,14 +18,7 @@ HEADER = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
-    """A frame was malformed, too large, or the pipe closed."""
-
-
-def encode(message: dict[str, Any], max_bytes: int) -> bytes:
-    body = json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    if len(body) > max_bytes:
-        raise ProtocolError(f"frame of {len(body)} bytes exceeds the cap of {max_bytes}")
-    return HEADER.pack(len(body)) + body
+    """A frame or message was malformed, too large, or the other side went away."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -46,6 +35,7 @@ def _bounded_int(max_digits: int) -> Any:
 
 
 def decode(body: bytes, max_int_digits: int = 4000) -> dict[str, Any]:
+    """A JSON object from untrusted bytes. Raises ProtocolError."""
     try:
         message = json.loads(
             body.decode("utf-8"),
@@ -57,30 +47,3 @@ def decode(body: bytes, max_int_digits: int = 4000) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ProtocolError("frame is not a JSON object")
     return message
-
-
-def read_frame_fd(fd: int, max_bytes: int) -> dict[str, Any]:
-    """Blocking read of one frame (worker side)."""
-    (size,) = HEADER.unpack(_read_exactly(fd, HEADER.size))
-    if size > max_bytes:
-        raise ProtocolError(f"frame of {size} bytes exceeds the cap of {max_bytes}")
-    return decode(_read_exactly(fd, size))
-
-
-def write_frame_fd(fd: int, frame: bytes) -> None:
-    view = memoryview(frame)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
-            raise ProtocolError("pipe closed")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)

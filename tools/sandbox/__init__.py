@@ -7,21 +7,27 @@ in an observation). We assume it will try to: read secrets (environment, files, 
 data in memory), reach the network or the host (sockets, processes, shell), escape the language
 restrictions (introspection, frames, format strings, allowed modules' references to ``os`` or
 ``sys``), exhaust the host (CPU, memory, output, recursion, compile-time blow-ups), outlive its
-limits, or poison later runs (module state, RNG seeds, decimal context, finalizers). We do not
-defend against kernel exploits or CPU side channels; workers run with the service's uid.
+limits, poison later runs (module state, caches, classes, RNG seeds, decimal context), or act on
+other processes (signals, scheduling, priorities). We do not defend against kernel exploits
+through the allowed system calls or CPU side channels; for those, use a microVM executor.
 
-No layer is trusted alone:
+No layer is trusted alone, and nothing survives a run:
 
-1. **Language** (``policy.py``, ``modules.py``): RestrictedPython with every guard wired, no
-   ``_``-names, guarded ``str.format``, size-checked ``**``/``*``/``<<``, writes only to the
-   program's own objects, and an import allow-list of read-only module views.
-2. **Process** (``pool.py``, ``worker.py``): code, including its compilation, only ever runs in
-   pre-started worker processes (fresh interpreters, empty environment, empty directory).
-   Wall-clock limit by killing the worker; output and result size caps inside the worker;
-   length-prefixed JSON both ways, never pickle; per-run state reset and regular recycling.
-3. **OS** (``oslayer.py``): rlimits (address space, CPU, no files, no cores), Landlock (read
-   only the Python installation, write nothing) and seccomp (no sockets, processes, exec,
-   signals, rlimit raises), each detected and reported in ``Sandbox.layers``.
+1. **Language** (``compiler.py``, ``policy.py``, ``standins.py``, ``limits.py``, ``modules.py``,
+   ``names.py``): RestrictedPython with every guard wired; decisions on exact builtin types and
+   identity, never on what a program's object says about itself; ``str.format`` in any form
+   routed to a guarded formatter; ``type()`` never hands out a metaclass or a context class;
+   size guards on exact values; an import allow-list of read-only module views.
+2. **Process** (``pool.py``, ``template.py``, ``child.py``): each program runs in a new process
+   forked from a pre-initialised template that never runs, compiles or holds a program; the
+   service writes the program to the child and reads its reply directly; replies are
+   length-prefixed JSON of exact builtin types, never pickle.
+3. **Kernel** (``confine.py``, ``seccomp.py``, ``landlock.py``, ``libc.py``): namespaces for the
+   template where allowed; per child a seccomp allow-list with argument filters, Landlock
+   (files read-only, no TCP, signal and abstract-socket scopes), uid 65534 when possible, no
+   capabilities, rlimits, a wall-clock kill. Detected, never assumed: ``Sandbox.layers``; the
+   required ones (``result.REQUIRED_LAYERS``) stop the start when missing unless
+   ``allow_weak``.
 
 Usage::
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from service.app import create_app
 from service.settings import Settings
+from tests.fakes import FakeOpenAI, make_llm
+from tools.sandbox import Sandbox, SandboxConfig, SandboxStartError
 
 
 def test_defaults_match_the_contract() -> None:
@@ -49,3 +54,19 @@ def test_bad_values_fail_fast(
 def test_empty_base_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_BASE_URL", "")
     assert Settings().llm_base_url is None
+
+
+async def test_a_sandbox_missing_a_required_layer_stops_the_service(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/runs.db", llm_base_url=FakeOpenAI.base_url
+    )
+    weak = Sandbox(SandboxConfig(workers=1, seccomp=False))
+    app = create_app(settings, llm=make_llm(FakeOpenAI([])), sandbox=weak)
+    with pytest.raises(SandboxStartError, match="seccomp.*SANDBOX_ALLOW_WEAK=true"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
+def test_sandbox_allow_weak_reaches_the_sandbox() -> None:
+    assert Settings().sandbox_config().allow_weak is False
+    assert Settings(sandbox_allow_weak=True).sandbox_config().allow_weak is True

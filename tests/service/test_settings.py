@@ -62,7 +62,7 @@ async def test_a_sandbox_missing_a_required_layer_stops_the_service(tmp_path: Pa
     )
     weak = Sandbox(SandboxConfig(workers=1, seccomp=False))
     app = create_app(settings, llm=make_llm(FakeOpenAI([])), sandbox=weak)
-    with pytest.raises(SandboxStartError, match="seccomp.*SANDBOX_ALLOW_WEAK=true"):
+    with pytest.raises(SandboxStartError, match=r"seccomp.*SANDBOX_ALLOW_WEAK=true"):
         async with app.router.lifespan_context(app):
             pass
 

@@ -21,25 +21,20 @@ from typing import Any
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
 from tools.sandbox.names import (
+    ALLOWED_DUNDER_METHODS,
     DENIED_ATTRIBUTES,
     FILENAME,
     READABLE_DUNDERS,
     SUPER_DUNDERS,
     is_private_name,
+    is_private_variable,
 )
 
-# Methods a program may define on its own classes (RestrictedPython allows only ``__init__``
-# and comparisons). Defining them changes only the program's own objects; ``__del__``,
-# ``__getattr__`` and the like stay refused.
-ALLOWED_DUNDER_METHODS = frozenset(
-    f"__{name}__"
-    for name in (  # noqa: SIM905
-        "init repr str format len iter next contains getitem setitem delitem call bool hash "
-        "eq ne lt le gt ge add radd iadd sub rsub isub mul rmul imul truediv rtruediv "
-        "floordiv rfloordiv mod rmod pow rpow neg pos abs int float index round enter exit "
-        "post_init missing reversed and or xor matmul divmod"
-    ).split(" ")
-)
+
+def _strip_annotations(args: ast.arguments) -> None:
+    for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+        if arg is not None:
+            arg.annotation = None
 
 
 def _is_super_call(node: ast.expr) -> bool:
@@ -59,6 +54,7 @@ _CUSTOM_HOOKS = {
     ast.LShift: "_lshift_",
     ast.Mod: "_mod_",
     ast.Div: "_truediv_",
+    ast.FloorDiv: "_floordiv_",
 }
 
 
@@ -91,6 +87,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._classes: list[str] = []  # the enclosing class statements, innermost last
+        self._scopes: list[str] = []  # "class" or "function", innermost last
         self._depth = 0
 
     def visit(self, node: ast.AST) -> Any:
@@ -129,34 +126,73 @@ class SandboxTransformer(RestrictingNodeTransformer):
         return new
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
-        if (
-            allow_magic_methods
-            and name in ALLOWED_DUNDER_METHODS
-            and getattr(node, "col_offset", 0) != 0
-        ):
+        if name is None:
             return
+        in_class_body = bool(self._scopes) and self._scopes[-1] == "class"
+        if name in ALLOWED_DUNDER_METHODS and (
+            (allow_magic_methods and getattr(node, "col_offset", 0) != 0) or in_class_body
+        ):
+            return  # a method of the program's own class, defined or aliased in its body
+        if is_private_variable(name):
+            return
+        if name == "__name__" and isinstance(getattr(node, "ctx", None), ast.Load):
+            return  # the module's name: "__main__"
         super().check_name(node, name, allow_magic_methods)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
         self._classes.append(node.name)
+        self._scopes.append("class")
         try:
             return super().visit_ClassDef(node)
         finally:
+            self._scopes.pop()
             self._classes.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        _strip_annotations(node.args)
+        node.returns = None
+        self._scopes.append("function")
+        try:
+            return super().visit_FunctionDef(node)
+        finally:
+            self._scopes.pop()
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        self._scopes.append("function")
+        try:
+            return super().visit_Lambda(node)
+        finally:
+            self._scopes.pop()
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
+        """``total: float = 0.0`` is ``total = 0.0``: annotations are never evaluated (they
+        would run ``typing``'s code, and nothing reads them)."""
+        if node.value is None:
+            return self.visit(ast.copy_location(ast.Pass(), node))
+        plain = ast.Assign(targets=[node.target], value=node.value)
+        ast.copy_location(plain, node)
+        return self.visit(plain)
 
     def _mangled(self, attr: str) -> str:
         """Python's own mangling of ``__x`` inside a class, which it applies to attribute
         nodes but not to the string we pass to ``_getattr_``."""
         owner = self._classes[-1].lstrip("_") if self._classes else ""
-        if attr.startswith("__") and owner:
+        if attr.startswith("__") and not attr.endswith("__") and owner:
             return f"_{owner}{attr}"
         return attr
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         attr = node.attr
         if attr in SUPER_DUNDERS and _is_super_call(node.value) and isinstance(node.ctx, ast.Load):
-            node.value = self.visit(node.value)
-            return node  # raw: the parent's method, bound to the program's own object
+            # ``super`` is only a name: ``_super_attr_`` checks at run time that it gave a
+            # real super object bound to the program's own object.
+            call = ast.Call(
+                func=ast.Name("_super_attr_", ast.Load()),
+                args=[self.visit(node.value), ast.Constant(attr)],
+                keywords=[],
+            )
+            copy_locations(call, node)
+            return call
         if (attr in READABLE_DUNDERS and isinstance(node.ctx, ast.Load)) or is_private_name(attr):
             # RestrictedPython refuses every "_" name; these go through the same hooks as any
             # attribute, and the run-time guard decides (private: the program's objects only).

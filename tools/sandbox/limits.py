@@ -181,6 +181,8 @@ class Arithmetic:
             return self.lshift(x, y)
         if op == "/=":
             return self.truediv(x, y)
+        if op == "//=":
+            return self.floordiv(x, y)
         return INPLACE[op](x, y)
 
     # -- math ----------------------------------------------------------------------------
@@ -255,15 +257,37 @@ class Arithmetic:
             if conversion != "%":
                 position += 1
 
+    def checked_number(self, result: Any) -> Any:
+        """Refuse a number past the int limit, checked after an operation that can at most
+        square its operands' size (Fraction ``/``, ``//``, ``%``, ``divmod``, constructors)."""
+        for part in int_parts(result):
+            self.check_bits(part.bit_length())
+        return result
+
     def truediv(self, a: Any, b: Any) -> Any:
         """``a / b``; a Fraction result is checked (``f / (1 / f)`` squares ``f``)."""
         if type(a) is float or type(b) is float:
             return a / b
-        result = a / b
-        parts = fraction_parts(result)
-        if parts is not None:
-            self.check_bits(max(parts[0].bit_length(), parts[1].bit_length()))
-        return result
+        return self.checked_number(a / b)
+
+    def floordiv(self, a: Any, b: Any) -> Any:
+        """``a // b``; checked like ``/`` (``n // Fraction(1, n)`` is ``n * n``)."""
+        if type(a) is float or type(b) is float:
+            return a // b
+        return self.checked_number(a // b)
+
+    def divmod(self, a: Any, b: Any) -> Any:
+        quotient, remainder = divmod(a, b)
+        return self.checked_number(quotient), self.checked_number(remainder)
+
+    def round(self, number: Any, ndigits: Any = None) -> Any:
+        """``round``: a Fraction rounds through ``10 ** ndigits``."""
+        if ndigits is None:
+            return self.checked_number(builtins.round(number))
+        digits = _index(ndigits)
+        if abs(digits) > self.max_digits:
+            raise IntSizeLimit(f"round() to {digits} digits exceeds the sandbox limit")
+        return self.checked_number(builtins.round(number, digits))
 
 
 def percent_specs(text: str) -> Iterable[tuple[str, str, str]]:

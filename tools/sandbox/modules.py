@@ -34,10 +34,12 @@ import itertools
 import json
 import math
 import operator
+import random
 import re
 import statistics
 import string
 import sys
+import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -181,6 +183,10 @@ def _json_loads(text: Any, **kwargs: Any) -> Any:
     return json.loads(text, **kwargs)
 
 
+_TYPING = (
+    "Any Callable Dict List Set FrozenSet Tuple Optional Union Iterable Iterator Sequence "
+    "Mapping MutableMapping Generator DefaultDict Deque TypeVar Literal cast TYPE_CHECKING"
+)
 _STATISTICS = (
     "mean fmean geometric_mean harmonic_mean median median_low median_high median_grouped "
     "mode multimode quantiles pstdev pvariance stdev variance covariance correlation "
@@ -209,6 +215,10 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "imod",
         "concat",
         "iconcat",
+        "truediv",
+        "itruediv",
+        "floordiv",
+        "ifloordiv",
     )
     op.update(
         attrgetter=_attrgetter(guards),
@@ -218,6 +228,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         lshift=arith.lshift,
         mod=guards.mod,
         concat=operator.concat,
+        truediv=arith.truediv,
+        floordiv=arith.floordiv,
     )
     col = _public(collections, names="Counter defaultdict deque OrderedDict ChainMap")
     col["namedtuple"] = _namedtuple(guards)
@@ -272,6 +284,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "operator": op,
         "json": js,
         "calendar": cal,
+        # Annotations are dropped at compile time; these names only need to import.
+        "typing": _public(typing, names=_TYPING),
     }
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}
 
@@ -352,6 +366,7 @@ class ModuleRegistry:
             "operator",
             "json",
             "calendar",
+            "typing",
         ]
     )
 
@@ -366,6 +381,9 @@ class ModuleRegistry:
         an earlier run (the template's warm-up) for ``random`` and ``decimal``."""
         decimal.setcontext(self._guards.classes.new_context())
         self._per_run = {}
+        # The module's own generator, which stdlib code uses (statistics.NormalDist.samples):
+        # the template's state would otherwise repeat in every run it forks.
+        random.seed()
 
     def importer(
         self, name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0

@@ -3,10 +3,15 @@
 A program may not name anything that starts with ``_`` (RestrictedPython's rule), with three
 exceptions, each checked again at run time:
 
-* ``_x`` and ``__x`` (mangled ``_Cls__x``) attributes, on the program's own objects only;
-* ``__name__``/``__qualname__``, read-only, on anything (a name is a string);
-* ``super().__init__(...)`` and a few other special methods read on a fresh ``super()``,
-  which are the parent class's methods bound to the program's own object.
+* ``_x`` and ``__x`` (mangled ``_Cls__x``) attributes, on the program's own objects only, and
+  variables, functions and classes named so, except the names RestrictedPython's output uses
+  (its hooks all end with ``_``; ``_print``; ``_tmp0``...);
+* ``__name__``/``__qualname__``, read-only, on anything (a name is a string), ``__class__``,
+  read-only, which is ``type()`` (``policy.py``), and the module's ``__name__`` (``"__main__"``);
+* ``super().__init__(...)`` and a few other special methods read on a real ``super()`` object
+  bound to the program's own object (checked at run time: ``super`` is only a name);
+* in a class body, the special methods a class may define, also as names
+  (``__repr__ = __str__``).
 """
 
 from __future__ import annotations
@@ -33,11 +38,34 @@ SUPER_DUNDERS = frozenset(
         "missing bool post_init"
     ).split(" ")
 )
-# Dunder attributes anyone may read: a name is a string (``type(x).__name__``).
-READABLE_DUNDERS = frozenset({"__name__", "__qualname__"})
+# Dunder attributes anyone may read: a name is a string (``type(x).__name__``); ``__class__``
+# is answered by ``type()``'s policy, never by the object.
+READABLE_DUNDERS = frozenset({"__name__", "__qualname__", "__class__"})
+# Methods a program may define on its own classes (RestrictedPython allows only ``__init__``
+# and comparisons). Defining them changes only the program's own objects; ``__del__``,
+# ``__getattr__`` and the like stay refused.
+ALLOWED_DUNDER_METHODS = frozenset(
+    f"__{name}__"
+    for name in (  # noqa: SIM905
+        "init repr str format len iter next contains getitem setitem delitem call bool hash "
+        "eq ne lt le gt ge add radd iadd sub rsub isub mul rmul imul truediv rtruediv "
+        "floordiv rfloordiv mod rmod pow rpow neg pos abs int float index round enter exit "
+        "post_init missing reversed and or xor matmul divmod"
+    ).split(" ")
+)
+_RESERVED_VARIABLES = re.compile(r"_print|_tmp\d+")
 _PRIVATE = re.compile(r"__?[A-Za-z0-9]\w*")
 
 
 def is_private_name(name: str) -> bool:
-    """``_x`` or a mangled ``_Cls__x``: one leading underscore, not a dunder."""
+    """``_x``, ``__x`` (which Python mangles to ``_Cls__x`` in a class): not a dunder."""
     return bool(_PRIVATE.fullmatch(name)) and not name.endswith("__")
+
+
+def is_private_variable(name: str) -> bool:
+    """A private name a program may give a variable, function, class or parameter: not one
+    ending with ``_`` (every RestrictedPython hook, ``_getattr_``, ``_write_``...) and not
+    one of its own variables (``_print``, ``_tmp0``)."""
+    return (
+        is_private_name(name) and not name.endswith("_") and not _RESERVED_VARIABLES.fullmatch(name)
+    )

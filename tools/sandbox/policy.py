@@ -91,8 +91,9 @@ _SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
     if hasattr(base, name)
 }
 _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
-_ITEM_WRITABLE = (dict, list, bytearray, collections.deque)
+_ITEM_WRITABLE = (dict, list, bytearray, collections.deque, collections.ChainMap)
 _SIGNAL_DICT = type(decimal.Context().traps)
+_SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO cannot shadow it
 _MISSING = object()
 
 
@@ -142,6 +143,8 @@ class Guards:
 
     def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
         name = check_attr_name(name, obj, self.classes)
+        if name == "__class__":
+            return self.classes.safe_type(obj)
         if isinstance(obj, BaseException) and (
             name not in SAFE_EXCEPTION_ATTRIBUTES and name in _BUILTIN_EXCEPTION_ATTRIBUTES
         ):
@@ -150,6 +153,17 @@ class Guards:
             raise SandboxSecurityError("string.Formatter is not available in the sandbox")
         value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
         return self.vet(value)
+
+    def super_attr(self, obj: Any, name: str) -> Any:
+        """``super().__init__`` and the other special methods of ``names.SUPER_DUNDERS``: only
+        on a real ``super`` object bound to one of the program's own objects (the program may
+        rebind the name ``super`` to anything)."""
+        if type(obj) is not super:
+            raise SandboxSecurityError("special methods are available through super() only")
+        bound = _SUPER_SELF.__get__(obj)
+        if not self.classes.is_user_object(bound):
+            raise SandboxSecurityError("super() works on the program's own objects only")
+        return getattr(obj, name)
 
     def hasattr(self, obj: Any, name: Any) -> bool:
         try:
@@ -226,17 +240,18 @@ class Guards:
         return format(value, self.arith.check_format_spec(spec))
 
     def mod(self, left: Any, right: Any) -> Any:
-        """``left % right``; for strings and bytes, the widths of the template are checked."""
-        if type(left) is int or type(left) is float:
+        """``left % right``; for strings and bytes, the widths of the template are checked;
+        a number that came out of it is checked like ``/``."""
+        if type(left) is float or (type(left) is int and type(right) is int):
             return left % right
         self.arith.check_percent(left, right)
-        return self.arith._checked(left % right)
+        return self.arith.checked_number(self.arith._checked(left % right))
 
     # -- writing --------------------------------------------------------------------------
 
     def write(self, obj: Any) -> Any:
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
-            return obj
+            return obj  # the program's own objects, its functions included (``f.calls = 0``)
         if type(obj) is decimal.Context:
             return _ContextWriter(obj, self.classes)
         if type(obj) is _SIGNAL_DICT:  # a context's traps and flags: the run's own context
@@ -325,9 +340,9 @@ class _ContextWriter:
 # --------------------------------------------------------------------------- builtins
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
-    "abs all any ascii bin bool callable chr classmethod complex dict divmod enumerate "
-    "filter float frozenset hash hex int isinstance issubclass iter len list map max min "
-    "next object oct ord property range repr reversed round set slice sorted staticmethod str "
+    "abs all any ascii bin bool callable chr classmethod complex dict enumerate "
+    "filter float frozenset hash hex isinstance issubclass iter len list map max min "
+    "next object oct ord property range repr reversed set slice sorted staticmethod str "
     "sum super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")
 
@@ -345,6 +360,9 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         delattr=guards.delattr,
         format=guards.format_builtin,
         pow=arith.pow,
+        divmod=arith.divmod,
+        round=arith.round,
+        int=classes.int,
         type=classes.safe_type,
         bytes=classes.bytes,
         bytearray=classes.bytearray,
@@ -408,7 +426,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
     arith = guards.arith
     return {
         "__builtins__": make_builtins(guards, importer),
-        "__name__": "__sandbox__",
+        "__name__": "__main__",
         "__metaclass__": guards.classes.metaclass,
         "_getattr_": guards.getattr,
         "_getitem_": _getitem,
@@ -423,6 +441,8 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_lshift_": arith.lshift,
         "_mod_": guards.mod,
         "_truediv_": arith.truediv,
+        "_floordiv_": arith.floordiv,
+        "_super_attr_": guards.super_attr,
         "_format_value_": guards.formatted_value,
         "_aug_item_": guards.aug_item,
         "_aug_attr_": guards.aug_attr,

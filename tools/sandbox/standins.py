@@ -27,14 +27,17 @@ import decimal
 import fractions
 import functools
 import itertools
+import math
 import operator
 import random
 import re
 import statistics
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
-from tools.sandbox.limits import Arithmetic, IntSizeLimit, SizeLimit, exact_int
+from tools.sandbox.limits import Arithmetic, IntSizeLimit, SizeLimit, exact_int, exact_len
+from tools.sandbox.names import FILENAME
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
@@ -115,7 +118,7 @@ class SandboxRandom(random.Random):
 
 
 _SAFE_CLASSES: tuple[type, ...] = (
-    int, float, complex, bool, str, list, tuple, dict, set, frozenset, range, slice, object,
+    float, complex, bool, str, list, tuple, dict, set, frozenset, range, slice, object,
     type(None), type(Ellipsis), type(NotImplemented), property, staticmethod, classmethod,
     super, map, filter, zip, enumerate, reversed,
     collections.Counter, collections.defaultdict, collections.deque, collections.OrderedDict,
@@ -150,12 +153,20 @@ class Classes:
         self.max_digits = arith.max_digits
         self._user: dict[int, type] = {}
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
+        self.int = _stand_in(int, self._int)
         self.bytes = _stand_in(bytes, self._bytes)
         self.bytearray = _stand_in(bytearray, self._bytearray)
         self.fraction = _stand_in(fractions.Fraction, self._fraction)
         self.decimal = _stand_in(decimal.Decimal, self._decimal)
         self.context = _stand_in(decimal.Context, self.new_context)
-        stand_ins = (self.bytes, self.bytearray, self.fraction, self.decimal, self.context)
+        stand_ins = (
+            self.int,
+            self.bytes,
+            self.bytearray,
+            self.fraction,
+            self.decimal,
+            self.context,
+        )
         self._stand_ins = {id(s._real): (s._real, s) for s in stand_ins}
         safe = (*_SAFE_CLASSES, *builtin_exceptions().values())
         self._safe = {id(cls): cls for cls in safe}
@@ -175,12 +186,23 @@ class Classes:
         return self._user.get(id(obj)) is obj
 
     def is_user_object(self, obj: Any) -> bool:
+        """The program's own classes, their instances, and the functions it defined."""
+        if type(obj) is FunctionType and obj.__code__.co_filename == FILENAME:
+            return True
         return self.is_user_class(obj) or self.is_user_class(type(obj))
 
     def metaclass(
         self, name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kw: Any
     ) -> type:
         """``__metaclass__`` of every ``class`` statement: plain bases only, recorded."""
+        if any(base is self.int for base in bases):  # ``class Money(int)``: the real int,
+            bases = tuple(int if base is self.int else base for base in bases)  # whose
+            checked = self.int_arguments  # constructor is checked as int()'s is
+
+            def new(cls: type, *args: Any, **kwargs: Any) -> Any:
+                return int.__new__(cls, *checked(*args, **kwargs))
+
+            namespace["__new__"] = new
         for base in bases:
             if isinstance(base, StandIn) or not isinstance(base, type):
                 raise SandboxSecurityError(f"{base!r} cannot be subclassed in the sandbox")
@@ -195,11 +217,11 @@ class Classes:
         if more:
             raise SandboxSecurityError("type() with three arguments is not available")
         cls = type(obj)
-        if self.is_user_class(cls) or self._safe.get(id(cls)) is cls:
-            return cls
         stand_in = self._stand_ins.get(id(cls))
         if stand_in is not None and stand_in[0] is cls:
             return stand_in[1]
+        if self.is_user_class(cls) or self._safe.get(id(cls)) is cls:
+            return cls
         entry = self._tokens.get(id(cls))
         if entry is None or entry[0] is not cls:
             entry = self._tokens[id(cls)] = (cls, TypeToken(str.__str__(cls.__name__)))
@@ -223,6 +245,27 @@ class Classes:
             return real(count, *args, **kwargs)
         return real(source, *args, **kwargs)
 
+    def int_arguments(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """``int(x, base)``'s arguments, checked: CPython limits the digits of a decimal
+        string, but not of one in base 2, 4, 8, 16 or 32 (``int("f" * 10**7, 16)``)."""
+        if "base" in kwargs:
+            args = (*args, kwargs.pop("base"))
+        if kwargs or len(args) > 2:
+            raise TypeError("int() takes a value and an optional base")
+        if len(args) == 2:
+            base = exact_int(args[1])
+            if base is None:
+                raise TypeError("int() base must be an int")
+            length = exact_len(args[0])
+            if length is not None:
+                bits_per_digit = math.log2(base) if base >= 2 else 4.0  # base 0: 0x.. at most
+                self.arith.check_bits(int(length * bits_per_digit))
+            return (args[0], base)
+        return args
+
+    def _int(self, *args: Any, **kwargs: Any) -> int:
+        return int(*self.int_arguments(*args, **kwargs))
+
     def _bytes(self, *args: Any, **kwargs: Any) -> bytes:
         if not args:
             return bytes(**kwargs)
@@ -239,7 +282,8 @@ class Classes:
             digits = match.group(1).replace("_", "") if match else ""
             if digits.lstrip("+-") and abs(int(digits)) > self.max_digits:
                 raise IntSizeLimit(f"Fraction exponent above {self.max_digits} (sandbox limit)")
-        return fractions.Fraction(numerator, denominator)
+        value = fractions.Fraction(numerator, denominator)
+        return self.arith.checked_number(value)  # type: ignore[no-any-return]
 
     def check_decimal(self, value: decimal.Decimal) -> decimal.Decimal:
         if decimal.Decimal.is_finite(value):

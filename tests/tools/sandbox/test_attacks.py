@@ -30,37 +30,36 @@ async def box() -> AsyncIterator[Sandbox]:
 
 # -- 1. the language layer: every route to the real str.format, and what it would reach ----
 
+SUB = "{0.__class__.__base__.__subclasses__}"  # the old escape's first step
 FORMAT_ESCAPES = {
     "super_format": (
         "class S(str):\n    def go(self):\n        return super().format(1)\n"
-        "result = S('{0.__class__.__base__.__subclasses__}').go()"
+        "result = S('" + SUB + "').go()"
     ),
     "super_format_map": (
         "class S(str):\n    def go(self):\n        return super().format_map({'a': 1})\n"
-        "result = S('{a.__class__}').go()"
+        "result = S('{a.__class__.__base__}').go()"
     ),
     "super_explicit": (
-        "class S(str):\n    pass\ns = S('{0.__class__}')\nresult = super(S, s).format(1)"
+        "class S(str):\n    pass\ns = S('" + SUB + "')\nresult = super(S, s).format(1)"
     ),
-    "unbound_str_format": "result = str.format('{0.__class__}', 1)",
-    "type_of_str_format": "result = type('').format('{0.__class__}', 1)",
+    "unbound_str_format": "result = str.format('" + SUB + "', 1)",
+    "type_of_str_format": "result = type('').format('" + SUB + "', 1)",
     "subclass_class_format": (
         "class S(str):\n    pass\nresult = S.format(S('{0.__globals__}'), len)"
     ),
     "getattr_super": (
         "class S(str):\n    def go(self):\n        return getattr(super(), 'format')(1)\n"
-        "result = S('{0.__class__}').go()"
+        "result = S('" + SUB + "').go()"
     ),
-    "methodcaller": (
-        "import operator\nresult = operator.methodcaller('format', 1)('{0.__class__}')"
-    ),
+    "methodcaller": ("import operator\nresult = operator.methodcaller('format', 1)('" + SUB + "')"),
     "partial_format": (
-        "import functools\nf = functools.partial(str.format, '{0.__class__}')\nresult = f(1)"
+        "import functools\nf = functools.partial(str.format, '" + SUB + "')\nresult = f(1)"
     ),
-    "map_format": "result = list(map(str.format, ['{0.__class__}'], [1]))",
-    "stored_bound_format": "f = '{0.__class__}'.format\nresult = f(1)",
-    "nested_spec": "result = '{0:{1.__class__}}'.format(1, 2)",
-    "format_map_mapping": "result = '{a.__class__}'.format_map({'a': 1})",
+    "map_format": "result = list(map(str.format, ['" + SUB + "'], [1]))",
+    "stored_bound_format": "f = '" + SUB + "'.format\nresult = f(1)",
+    "nested_spec": "result = '{0:{1.__class__.__base__}}'.format(1, 2)",
+    "format_map_mapping": "result = '{a.__class__.__base__}'.format_map({'a': 1})",
     "attributeerror_obj": (
         "try:\n    getattr(1, 'nope')\nexcept AttributeError as e:\n    result = e.obj"
     ),
@@ -77,6 +76,8 @@ FORMAT_ESCAPES = {
     "real_bytes_class": "result = type(b'')(10 ** 8)",
     "subclass_stand_in": "import decimal\nclass D(decimal.Decimal):\n    pass\nresult = D",
     "exception_group": "result = ExceptionGroup('x', [ValueError()])",
+    "class_then_base": "result = (1).__class__.__base__",
+    "class_then_call_type": "T = (1).__class__.__class__\nresult = T('X', (), {})",
 }
 
 
@@ -172,6 +173,14 @@ async def test_no_attack_reaches_the_next_run(
     victim = await box.run(VICTIM)
     assert victim.ok, victim
     assert victim.value == baseline_victim[0]
+
+
+async def test_the_module_random_generator_differs_between_runs(box: Sandbox) -> None:
+    # statistics uses the module's own generator, which every child inherits from the
+    # template: each run re-seeds it.
+    code = "import statistics\nresult = statistics.NormalDist().samples(3)"
+    samples = [(await box.run(code)).value for _ in range(3)]
+    assert len({tuple(s) for s in samples}) == 3, samples
 
 
 async def test_each_template_has_its_own_hash_seed() -> None:
@@ -274,6 +283,32 @@ SIZE_BOMBS = {
         "for i in range(4):\n    v = statistics.pvariance([v, -v])"
     ),
     "percent_nested_key": "result = '%((a)s)200000000s' % {'(a)s': 'x'}",
+    # found by the second red-team pass
+    "int_base_16": "result = int('f' * 10 ** 7, 16)",
+    "int_base_2_through_type": "result = type(5)('1' * 9 * 10 ** 6, 2)",
+    "int_subclass_base_16": "class Money(int):\n    pass\nresult = Money('f' * 10 ** 7, 16)",
+    "floordiv_fraction_squares": (
+        "import fractions\nn = 10 ** 3000\n"
+        "for i in range(6):\n    n = n // fractions.Fraction(1, n)"
+    ),
+    "fraction_of_fractions": (
+        "import fractions\nf = fractions.Fraction(10 ** 3000, 7)\n"
+        "F = fractions.Fraction\n"
+        "for i in range(6):\n    f = F(f, F(f.denominator, f.numerator))"
+    ),
+    "operator_truediv": (
+        "import fractions, operator\nf = fractions.Fraction(10) ** 3000\n"
+        "for i in range(6):\n    f = operator.truediv(f, operator.truediv(1, f))"
+    ),
+    "fraction_modulo": (
+        "import fractions\nf = fractions.Fraction(10 ** 3000, 7)\n"
+        "for i in range(20):\n    f = f % fractions.Fraction(1, f.denominator + 1)"
+    ),
+    "round_fraction": "import fractions\nresult = round(fractions.Fraction(1, 3), 10 ** 6)",
+    "divmod_fraction": (
+        "import fractions\nn = 10 ** 3000\nfor i in range(6):\n"
+        "    n = divmod(n, fractions.Fraction(1, n))[0]"
+    ),
     "json_separators": (
         "import json\nresult = json.dumps([0] * 100, separators=('x' * 10 ** 6, ':'))"
     ),
@@ -389,6 +424,45 @@ FRIENDLY = {
         "result = ctx.traps[decimal.Inexact]",
         False,
     ),
+    "private_methods_and_class_attributes": (
+        "class Stack:\n    _limit = 3\n    def __init__(self):\n        self._items = []\n"
+        "    def _full(self):\n        return len(self._items) >= self._limit\n"
+        "    def push(self, x):\n        if not self._full():\n            self._items.append(x)\n"
+        "        return len(self._items)\n"
+        "s = Stack()\nresult = [s.push(1), s.push(2), s.push(3), s.push(4)]",
+        [1, 2, 3, 3],
+    ),
+    "class_name_in_repr_and_aliases": (
+        "class P:\n    def __init__(self, x):\n        self.x = x\n"
+        "    def __str__(self):\n        return f'{self.__class__.__name__}({self.x})'\n"
+        "    __repr__ = __str__\nresult = [repr(P(1)), str(P(2))]",
+        ["P(1)", "P(2)"],
+    ),
+    "main_guard": (
+        "def solution():\n    return 6\nif __name__ == '__main__':\n    print(solution())",
+        6,
+    ),
+    "annotations_and_typing": (
+        "from typing import List, Optional, Dict\n"
+        "def mean(xs: List[float]) -> Optional[float]:\n    total: float = 0.0\n"
+        "    for x in xs:\n        total += x\n    return total / len(xs) if xs else None\n"
+        "counts: Dict[str, int] = {}\nresult = mean([1.0, 2.0, 6.0])",
+        3.0,
+    ),
+    "function_attributes": (
+        "def f():\n    f.calls += 1\n    return f.calls\nf.calls = 0\nf()\nresult = f()",
+        2,
+    ),
+    "chainmap_writes": (
+        "import collections\ncm = collections.ChainMap({}, {'a': 1})\ncm['k'] = 2\n"
+        "result = dict(cm)",
+        {"a": 1, "k": 2},
+    ),
+    "int_subclass": (
+        "class Cents(int):\n    def dollars(self):\n        return self / 100\n"
+        "result = [Cents(250).dollars(), Cents('ff', 16) + 0, isinstance(Cents(1), int)]",
+        [2.5, 255, True],
+    ),
 }
 
 
@@ -403,10 +477,28 @@ async def test_ordinary_class_code_runs(box: Sandbox, name: str) -> None:
 PRIVATE_ELSEWHERE = {
     "library_private": "import fractions\nresult = fractions.Fraction(1, 2)._numerator",
     "random_private": "import random\nresult = random.Random()._randbelow",
-    "dunder_elsewhere": "result = (1).__class__",
+    "dunder_elsewhere": "result = (1).__dict__",
     "name_write": "def f():\n    pass\nf.__name__ = 'g'",
     "private_getattr": "result = getattr(1, '_x')",
     "super_other_dunder": "class S(str):\n    def m(self):\n        return super().__mul__(10)",
+    "hook_rebinding": "_getattr_ = getattr",
+    "print_rebinding": "_print = 1",
+    "temp_rebinding": "_tmp0 = 1",
+    "class_write": "class A:\n    pass\nA().__class__ = int",
+    "module_name_write": "__name__ = 'x'",
+    "renamed_super_on_a_library_object": (
+        "import collections\ncm = collections.ChainMap({})\nsuper = lambda *a: cm\n"
+        "super().__init__({'x': 1})"
+    ),
+    "super_on_a_library_object": (
+        "import collections\nd = collections.OrderedDict()\n"
+        "super(collections.OrderedDict, d).__setitem__('x', 1)"
+    ),
+    "getattribute_alias": "class A:\n    __getattribute__ = getattr",
+    "decimal_through_renamed_super": (
+        "import decimal\ndef super(a=None, b=None):\n    return decimal.getcontext()\n"
+        "super().__init__(prec=999999999, Emax=999999999, Emin=-999999999)"
+    ),
 }
 
 

@@ -27,7 +27,8 @@ GUARDS = make_guards()
 @pytest.mark.parametrize(
     ("source", "kind"),
     [
-        ("x = ().__class__", "SecurityError"),
+        ("x = ().__base__", "SecurityError"),
+        ("().__class__ = int", "SecurityError"),
         ("_getattr_ = 1", "SecurityError"),
         ("def f(_getattr_=None, /):\n    return 1", "SecurityError"),
         ("eval('1')", "SecurityError"),
@@ -71,7 +72,7 @@ def test_allowed_features_compile() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["__class__", "__globals__", "gi_frame", "f_back", "tb_frame", "mro", "_private"]
+    "name", ["__base__", "__globals__", "gi_frame", "f_back", "tb_frame", "mro", "_private"]
 )
 def test_getattr_refuses_private_and_frame_names(name: str) -> None:
     with pytest.raises(policy.SandboxSecurityError):
@@ -93,7 +94,8 @@ def test_safe_format_keeps_specs_and_refuses_dunders() -> None:
     assert fmt(2 / 3, "x", 7, a={"k": 5}) == "0.67 x 5    7"
     assert GUARDS.getattr("{0!r} {0:,}", "format")(1234) == "1234 1,234"
     assert GUARDS.getattr(str, "format")("{0.real}", 3) == "3"
-    for template in ("{0.__class__}", "{0.__class__.__mro__[1]}", "{0.__globals__}"):
+    # __class__ is type()'s answer (a stand-in or a token), never a way further in.
+    for template in ("{0.__class__.__base__}", "{0.__class__.__mro__[1]}", "{0.__globals__}"):
         with pytest.raises(policy.SandboxSecurityError):
             GUARDS.getattr(template, "format")(len)
     with pytest.raises(policy.SandboxSecurityError):

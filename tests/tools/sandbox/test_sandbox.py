@@ -136,11 +136,11 @@ async def test_no_state_survives_a_run(sandbox: Sandbox, code: str) -> None:
 @pytest.mark.parametrize(
     "code",
     [
-        "result = '{0.__class__}'.format(1)",
+        "result = '{0.__class__.__base__}'.format(1)",
         "result = str.format('{0.__globals__}', len)",
         "result = '{a.__dict__}'.format_map({'a': str})",
-        "result = getattr(1, '__cl' + 'ass__')",
-        "import operator\nresult = operator.attrgetter('__class__')(1)",
+        "result = getattr(getattr(1, '__cl' + 'ass__'), '__ba' + 'se__')",
+        "import operator\nresult = operator.attrgetter('__class__.__base__')(1)",
         "import operator\nresult = operator.methodcaller('__reduce_ex__', 2)(1)",
         "result = type('X', (), {})",
         "result = type(1).mro()",

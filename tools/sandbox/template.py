@@ -229,13 +229,18 @@ class Template:
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         self._send({"ended": run.id, "signal": signum, "exit": exit_code, "timeout": run.timed_out})
-        if not run.started:  # a spare that died before its run
-            if exit_code == EXIT_CONFINEMENT_FAILED or self.spare_deaths >= MAX_SPARE_DEATHS:
-                raise SystemExit(3)  # this template cannot confine runs: let it be replaced
+        if run.started:
+            self.spare_deaths = 0  # its replacement was forked when it started
+            return
+        # A child the service never started: dropped by it (its pipe closed, or "done"), or
+        # dead on its own, which is a fault of this template when it repeats.
+        if exit_code == EXIT_CONFINEMENT_FAILED:
+            raise SystemExit(3)  # this template cannot confine runs: let it be replaced
+        if not run.killed and exit_code != 0:
             self.spare_deaths += 1
-            self._fork()
-        else:
-            self.spare_deaths = 0
+            if self.spare_deaths >= MAX_SPARE_DEATHS:
+                raise SystemExit(3)
+        self._fork()
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -267,6 +268,19 @@ async def test_cancellation_kills_the_run_and_keeps_the_template() -> None:
         res = await sb.run("result = 'after'")
         assert res.value == "after"
         assert template.process.returncode is None and sb._templates == {template}
+
+
+async def test_many_cancelled_runs_leave_the_template_serving() -> None:
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=5.0)) as sb:
+        (template,) = sb._templates
+        for delay in [0.0, 0.001, 0.01, 0.05] * 4:
+            task = asyncio.ensure_future(sb.run("while True:\n    pass"))
+            await asyncio.sleep(delay)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert (await sb.run("result = 'still here'")).value == "still here"
+        assert sb._templates == {template}
 
 
 async def test_a_crashed_template_is_replaced() -> None:

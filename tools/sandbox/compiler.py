@@ -22,8 +22,10 @@ from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locati
 
 from tools.sandbox.names import (
     ALLOWED_DUNDER_METHODS,
+    CLASS_BODY_NAMES,
     DENIED_ATTRIBUTES,
     FILENAME,
+    OWN_DUNDERS,
     READABLE_DUNDERS,
     SUPER_DUNDERS,
     is_private_name,
@@ -129,7 +131,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
         if name is None:
             return
         in_class_body = bool(self._scopes) and self._scopes[-1] == "class"
-        if name in ALLOWED_DUNDER_METHODS and (
+        if (name in ALLOWED_DUNDER_METHODS or name in CLASS_BODY_NAMES) and (
             (allow_magic_methods and getattr(node, "col_offset", 0) != 0) or in_class_body
         ):
             return  # a method of the program's own class, defined or aliased in its body
@@ -164,9 +166,24 @@ class SandboxTransformer(RestrictingNodeTransformer):
         finally:
             self._scopes.pop()
 
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
+        for alias in node.names:
+            if alias.name.startswith("_"):  # the import reads the module view raw
+                self.error(node, f'"{alias.name}" cannot be imported: it starts with "_".')
+        return super().visit_ImportFrom(node)
+
     def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
         """``total: float = 0.0`` is ``total = 0.0``: annotations are never evaluated (they
-        would run ``typing``'s code, and nothing reads them)."""
+        would run ``typing``'s code). In a class body a field's annotation is kept as a
+        string, which ``typing.NamedTuple`` reads and nothing evaluates."""
+        if self._scopes and self._scopes[-1] == "class" and isinstance(node.target, ast.Name):
+            text = ast.Constant(ast.unparse(node.annotation)[:200])
+            ast.copy_location(text, node.annotation)
+            node.annotation = text
+            node.target = self.visit(node.target)
+            if node.value is not None:
+                node.value = self.visit(node.value)
+            return node
         if node.value is None:
             return self.visit(ast.copy_location(ast.Pass(), node))
         plain = ast.Assign(targets=[node.target], value=node.value)
@@ -193,7 +210,8 @@ class SandboxTransformer(RestrictingNodeTransformer):
             )
             copy_locations(call, node)
             return call
-        if (attr in READABLE_DUNDERS and isinstance(node.ctx, ast.Load)) or is_private_name(attr):
+        readable = attr in READABLE_DUNDERS or attr in OWN_DUNDERS
+        if (readable and isinstance(node.ctx, ast.Load)) or is_private_name(attr):
             # RestrictedPython refuses every "_" name; these go through the same hooks as any
             # attribute, and the run-time guard decides (private: the program's objects only).
             node = self.node_contents_visit(node)

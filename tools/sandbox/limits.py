@@ -54,6 +54,12 @@ class OutputLimit(ResourceLimit):
     limit = "output"
 
 
+def exact_kwargs(kwargs: dict[Any, Any]) -> dict[str, Any]:
+    """Keyword arguments with exact ``str`` names: a ``str`` subclass could answer one way to
+    a guard's ``"prec" in kwargs`` and another way to the function's argument parser."""
+    return {str.__str__(name): value for name, value in kwargs.items()}
+
+
 def exact_int(value: Any) -> int | None:
     """The exact int value of an int (or int subclass, or bool); None for anything else."""
     if isinstance(value, int):
@@ -188,20 +194,20 @@ class Arithmetic:
     # -- math ----------------------------------------------------------------------------
 
     def factorial(self, n: Any) -> int:
-        value = _index(n)
+        value = index_value(n)
         if value > 1:  # log2(n!) <= n * log2(n)
             self.check_bits(int(value * math.log2(value)))
         return math.factorial(value)
 
     def comb(self, n: Any, k: Any) -> int:
-        total, chosen = _index(n), _index(k)
+        total, chosen = index_value(n), index_value(k)
         if 0 <= chosen <= total:
             self.check_bits(min(chosen, total - chosen) * max(1, total.bit_length()))
         return math.comb(total, chosen)
 
     def perm(self, n: Any, k: Any = None) -> int:
-        total = _index(n)
-        chosen = total if k is None else _index(k)
+        total = index_value(n)
+        chosen = total if k is None else index_value(k)
         if 0 <= chosen <= total:
             self.check_bits(chosen * max(1, total.bit_length()))
         return math.perm(total, chosen)
@@ -215,7 +221,7 @@ class Arithmetic:
     def lcm(self, *numbers: Any) -> int:
         result = 1
         for number in numbers:
-            value = _index(number)
+            value = index_value(number)
             self.check_bits(result.bit_length() + value.bit_length())
             result = math.lcm(result, value)
         return result
@@ -223,7 +229,7 @@ class Arithmetic:
     # -- widths --------------------------------------------------------------------------
 
     def check_width(self, width: Any) -> int:
-        value = _index(width)
+        value = index_value(width)
         self.check_items(value, "padded string")
         return value
 
@@ -284,7 +290,7 @@ class Arithmetic:
         """``round``: a Fraction rounds through ``10 ** ndigits``."""
         if ndigits is None:
             return self.checked_number(builtins.round(number))
-        digits = _index(ndigits)
+        digits = index_value(ndigits)
         if abs(digits) > self.max_digits:
             raise IntSizeLimit(f"round() to {digits} digits exceeds the sandbox limit")
         return self.checked_number(builtins.round(number, digits))
@@ -324,7 +330,7 @@ def _spec_number(text: str, index: int) -> tuple[str, int]:
     return text[start:index], index
 
 
-def _index(value: Any) -> int:
+def index_value(value: Any) -> int:
     """``operator.index`` as an exact int (an int subclass cannot lie about its value)."""
     number = exact_int(value)
     if number is not None:
@@ -345,6 +351,7 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
     bound = _bound(method)
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        kwargs = exact_kwargs(kwargs)
         call = list(args)
         target = method.__self__ if bound else (call[0] if call else None)
         first = 0 if bound else 1  # index of the first argument after the object
@@ -355,7 +362,7 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
                 kwargs["width"] = arith.check_width(kwargs["width"])
         elif name == "expandtabs":
             size = kwargs.pop("tabsize", call[first] if len(call) > first else 8)
-            tabsize = max(0, _index(size))
+            tabsize = max(0, index_value(size))
             del call[first:]
             tabs = base.count(target, "\t" if base is str else b"\t")
             arith.check_items((exact_len(target) or 0) + tabs * tabsize, "string")
@@ -363,10 +370,10 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
         elif name == "replace":
             rest = call[first:]
             if len(rest) > 2:
-                rest[2] = _index(rest[2])
+                rest[2] = index_value(rest[2])
                 call[first + 2] = rest[2]
             if "count" in kwargs:
-                kwargs["count"] = _index(kwargs["count"])
+                kwargs["count"] = index_value(kwargs["count"])
             if len(rest) >= 2:
                 old_len, new_len = exact_len(rest[0]) or 0, exact_len(rest[1]) or 0
                 length = exact_len(target) or 0
@@ -377,10 +384,10 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
                 arith.check_items(length + hits * max(0, new_len - old_len), "string")
         elif name == "to_bytes":
             if len(call) > first:
-                call[first] = _index(call[first])
+                call[first] = index_value(call[first])
                 length = call[first]
             else:
-                length = kwargs["length"] = _index(kwargs.get("length", 1))
+                length = kwargs["length"] = index_value(kwargs.get("length", 1))
             arith.check_items(length, "bytes")
         return method(*call, **kwargs)
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from tools.sandbox.limits import int_parts
+from tools.sandbox.limits import SizeLimit, exact_kwargs, index_value, int_parts
 from tools.sandbox.policy import Guards, SandboxSecurityError
 from tools.sandbox.standins import RANDOM_MAX_BITS, SandboxRandom
 
@@ -141,20 +141,39 @@ def _total_ordering(guards: Guards) -> Callable[[Any], Any]:
     return total_ordering
 
 
+def _wraps(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
+    """``functools.wraps``, which renames and re-dicts the function it decorates: only one of
+    the program's own functions (a decorator's inner function), never a shared object."""
+
+    def wraps(wrapped: Any) -> Callable[[Any], Any]:
+        def decorate(wrapper: Any) -> Any:
+            if not guards.classes.is_user_object(wrapper) or isinstance(wrapper, type):
+                raise SandboxSecurityError("wraps() decorates the program's own functions only")
+            return functools.update_wrapper(wrapper, wrapped)
+
+        return decorate
+
+    return wraps
+
+
 def _json_dumps(guards: Guards) -> Callable[..., str]:
     def dumps(obj: Any, **kwargs: Any) -> str:
         if kwargs.pop("cls", None) is not None:
             raise SandboxSecurityError("json.dumps(cls=...) is not available in the sandbox")
+        kwargs = exact_kwargs(kwargs)
+        # The indent is repeated once per nesting level and line, a separator once per item:
+        # both are kept to the sizes anyone formats JSON with.
         indent = kwargs.get("indent")
-        if isinstance(indent, str):
-            kwargs["indent"] = str.__str__(indent)
-            guards.arith.check_items(len(kwargs["indent"]), "indent")
-        elif indent is not None:
-            kwargs["indent"] = guards.arith.check_width(indent)
+        if indent is not None:
+            size = len(str.__str__(indent)) if isinstance(indent, str) else index_value(indent)
+            if size > _JSON_MAX_INDENT:
+                raise SizeLimit(f"json indent above {_JSON_MAX_INDENT} (sandbox limit)")
+            kwargs["indent"] = str.__str__(indent) if isinstance(indent, str) else size
         separators = kwargs.get("separators")
-        if separators is not None:  # each is repeated once per item: keep them short
+        if separators is not None:
             item, key = (str.__str__(part) for part in separators)
-            guards.arith.check_items(1000 * (len(item) + len(key)), "separator")
+            if len(item) + len(key) > _JSON_MAX_INDENT:
+                raise SizeLimit("json separators too long (sandbox limit)")
             kwargs["separators"] = (item, key)
         return json.dumps(obj, **kwargs)
 
@@ -183,9 +202,11 @@ def _json_loads(text: Any, **kwargs: Any) -> Any:
     return json.loads(text, **kwargs)
 
 
+_JSON_MAX_INDENT = 64
 _TYPING = (
     "Any Callable Dict List Set FrozenSet Tuple Optional Union Iterable Iterator Sequence "
-    "Mapping MutableMapping Generator DefaultDict Deque TypeVar Literal cast TYPE_CHECKING"
+    "Mapping MutableMapping Generator DefaultDict Deque TypeVar Literal cast TYPE_CHECKING "
+    "Type NamedTuple ClassVar Protocol Final"
 )
 _STATISTICS = (
     "mean fmean geometric_mean harmonic_mean median median_low median_high median_grouped "
@@ -236,6 +257,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     # No wraps/update_wrapper: they rename and re-dict any object, shared classes included.
     ft = _public(functools, names="reduce partial lru_cache cache cmp_to_key")
     ft["total_ordering"] = _total_ordering(guards)
+    ft["wraps"] = _wraps(guards)
     mth = _public(math)
     mth.update(
         factorial=arith.factorial, comb=arith.comb, perm=arith.perm, prod=arith.prod, lcm=arith.lcm

@@ -40,7 +40,11 @@ SUPER_DUNDERS = frozenset(
 )
 # Dunder attributes anyone may read: a name is a string (``type(x).__name__``); ``__class__``
 # is answered by ``type()``'s policy, never by the object.
-READABLE_DUNDERS = frozenset({"__name__", "__qualname__", "__class__"})
+READABLE_DUNDERS = frozenset({"__name__", "__qualname__", "__class__", "__doc__"})
+# Dunder attributes read only on the program's own objects (``self.__dict__``).
+OWN_DUNDERS = frozenset({"__dict__"})
+# Dunder names a class body may assign besides its methods.
+CLASS_BODY_NAMES = frozenset({"__slots__"})
 # Methods a program may define on its own classes (RestrictedPython allows only ``__init__``
 # and comparisons). Defining them changes only the program's own objects; ``__del__``,
 # ``__getattr__`` and the like stay refused.

@@ -34,7 +34,7 @@ import random
 import string
 from collections.abc import Callable
 from types import BuiltinMethodType
-from typing import Any
+from typing import Any, cast
 
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
@@ -50,6 +50,7 @@ from tools.sandbox.limits import (
 from tools.sandbox.names import (
     DENIED_ATTRIBUTES,
     FILENAME,
+    OWN_DUNDERS,
     READABLE_DUNDERS,
     is_private_name,
 )
@@ -93,20 +94,29 @@ _SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
 _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
 _ITEM_WRITABLE = (dict, list, bytearray, collections.deque, collections.ChainMap)
 _SIGNAL_DICT = type(decimal.Context().traps)
+_RANDOM_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
 _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO cannot shadow it
 _MISSING = object()
 
 
-def check_attr_name(name: object, obj: Any = None, classes: Classes | None = None) -> str:
+def check_attr_name(
+    name: object, obj: Any = None, classes: Classes | None = None, writing: bool = False
+) -> str:
     """The attribute name, if the program may use it on ``obj``: no ``_`` names, except the
-    readable dunders (``__name__``) and, on the program's own objects, private names."""
+    readable dunders (``__name__``) and, on the program's own objects, private names (read:
+    only those the program defined; written: any, on its own object)."""
     if type(name) is not str:  # a str subclass could lie in startswith/__eq__
         raise TypeError("attribute name must be a str")
     if name.startswith("_"):
         if name in READABLE_DUNDERS and classes is not None:
             return name
         if is_private_name(name) and classes is not None and classes.is_user_object(obj):
-            return name
+            if writing or classes.defines_private(obj, name):
+                return name
+            # What a library base or a metaclass provides stays hidden: as if it were absent.
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
+        if name == "__dict__" and classes is not None and classes.is_user_object(obj):
+            return name  # the program's own attributes (a generic __repr__)
         raise SandboxSecurityError(f"access to attribute {name!r} is not allowed in the sandbox")
     if name in DENIED_ATTRIBUTES:
         raise SandboxSecurityError(f"access to attribute {name!r} is not allowed in the sandbox")
@@ -142,7 +152,12 @@ class Guards:
     # -- reading attributes ---------------------------------------------------------------
 
     def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
-        name = check_attr_name(name, obj, self.classes)
+        try:
+            name = check_attr_name(name, obj, self.classes)
+        except AttributeError:
+            if default is _MISSING:
+                raise
+            return default
         if name == "__class__":
             return self.classes.safe_type(obj)
         if isinstance(obj, BaseException) and (
@@ -161,9 +176,18 @@ class Guards:
         if type(obj) is not super:
             raise SandboxSecurityError("special methods are available through super() only")
         bound = _SUPER_SELF.__get__(obj)
-        if not self.classes.is_user_object(bound):
-            raise SandboxSecurityError("super() works on the program's own objects only")
+        if isinstance(bound, type) or not self.classes.is_user_object(bound):
+            # A class as the bound object (super(C, C)) hands out the parents' unbound
+            # methods, which would then apply to anything.
+            raise SandboxSecurityError("super() works on the program's own instances only")
         return getattr(obj, name)
+
+    def vars(self, *obj: Any) -> Any:
+        """``vars(x)`` of the program's own objects (their ``__dict__``); ``vars()`` is not
+        available."""
+        if len(obj) != 1:
+            raise SandboxSecurityError("vars() needs an object in the sandbox")
+        return self.getattr(obj[0], "__dict__")
 
     def hasattr(self, obj: Any, name: Any) -> bool:
         try:
@@ -189,6 +213,8 @@ class Guards:
             if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
                 return self._from_bytes(value)
             return value
+        if value is _RANDOM_GETRANDBITS:  # unbound, e.g. through super(C, C)
+            return lambda rng, k: value(rng, checked_random_bits(k))
         known = _FORMAT_METHODS.get(id(value))
         if known is not None and known is value:
             return self.format if value is str.format else self.format_map
@@ -267,8 +293,8 @@ class Guards:
         delattr(self.write(obj), self._writable_name(obj, name))
 
     def _writable_name(self, obj: Any, name: Any) -> str:
-        checked = check_attr_name(name, obj, self.classes)
-        if checked in READABLE_DUNDERS:
+        checked = check_attr_name(name, obj, self.classes, writing=True)
+        if checked in READABLE_DUNDERS or checked in OWN_DUNDERS:
             raise SandboxSecurityError(f"{checked} cannot be changed in the sandbox")
         return checked
 
@@ -363,7 +389,8 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         divmod=arith.divmod,
         round=arith.round,
         int=classes.int,
-        type=classes.safe_type,
+        type=classes.type,
+        vars=guards.vars,
         bytes=classes.bytes,
         bytearray=classes.bytearray,
     )

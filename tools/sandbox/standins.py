@@ -36,7 +36,14 @@ from collections.abc import Callable
 from types import FunctionType
 from typing import Any
 
-from tools.sandbox.limits import Arithmetic, IntSizeLimit, SizeLimit, exact_int, exact_len
+from tools.sandbox.limits import (
+    Arithmetic,
+    IntSizeLimit,
+    SizeLimit,
+    exact_int,
+    exact_kwargs,
+    exact_len,
+)
 from tools.sandbox.names import FILENAME
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
@@ -65,9 +72,12 @@ class StandIn(type):
         return cls._construct(*args, **kwargs)
 
     def __getattr__(cls, name: str) -> Any:
-        # Reached only for names the class itself lacks, i.e. the real class's public API
-        # (``Fraction.from_float``); the attribute guard has refused ``_`` names already.
-        return getattr(cls._real, name)
+        # Reached only for names the class itself lacks: the real class's public API
+        # (``Fraction.from_float``), from the real class and its bases only, never from its
+        # metaclass (``ABCMeta.register`` would make any object pass for a Fraction).
+        if any(name in vars(base) for base in cls._real.__mro__):
+            return getattr(cls._real, name)
+        raise AttributeError(f"{cls._real.__name__!r} has no attribute {name!r} here")
 
     def __repr__(cls) -> str:
         return repr(cls._real)
@@ -154,6 +164,7 @@ class Classes:
         self._user: dict[int, type] = {}
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
         self.int = _stand_in(int, self._int)
+        self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
         self.bytes = _stand_in(bytes, self._bytes)
         self.bytearray = _stand_in(bytearray, self._bytearray)
         self.fraction = _stand_in(fractions.Fraction, self._fraction)
@@ -184,6 +195,19 @@ class Classes:
 
     def is_user_class(self, obj: Any) -> bool:
         return self._user.get(id(obj)) is obj
+
+    def defines_private(self, obj: Any, name: str) -> bool:
+        """``obj.<name>`` for a private name: only what the program itself defined, on its own
+        instance, function or class (or a class of its own in the MRO), never an attribute
+        a library base or a metaclass (``ABCMeta._dump_registry``) provides."""
+        if not self.is_user_object(obj):
+            return False
+        if not isinstance(obj, type):
+            own = getattr(obj, "__dict__", None)
+            if type(own) is dict and name in own:
+                return True
+            obj = type(obj)
+        return any(self.is_user_class(base) and name in vars(base) for base in obj.__mro__)
 
     def is_user_object(self, obj: Any) -> bool:
         """The program's own classes, their instances, and the functions it defined."""
@@ -248,6 +272,7 @@ class Classes:
     def int_arguments(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """``int(x, base)``'s arguments, checked: CPython limits the digits of a decimal
         string, but not of one in base 2, 4, 8, 16 or 32 (``int("f" * 10**7, 16)``)."""
+        kwargs = exact_kwargs(kwargs)
         if "base" in kwargs:
             args = (*args, kwargs.pop("base"))
         if kwargs or len(args) > 2:
@@ -267,14 +292,18 @@ class Classes:
         return int(*self.int_arguments(*args, **kwargs))
 
     def _bytes(self, *args: Any, **kwargs: Any) -> bytes:
-        if not args:
-            return bytes(**kwargs)
-        return self._sized(args[0], bytes, args[1:], kwargs)  # type: ignore[no-any-return]
+        return self._sized_call(bytes, args, kwargs)  # type: ignore[no-any-return]
 
     def _bytearray(self, *args: Any, **kwargs: Any) -> bytearray:
+        return self._sized_call(bytearray, args, kwargs)  # type: ignore[no-any-return]
+
+    def _sized_call(self, real: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        kwargs = exact_kwargs(kwargs)
+        if not args and "source" in kwargs:  # bytes(source=n) is bytes(n)
+            args = (kwargs.pop("source"),)
         if not args:
-            return bytearray(**kwargs)
-        return self._sized(args[0], bytearray, args[1:], kwargs)  # type: ignore[no-any-return]
+            return real(**kwargs)
+        return self._sized(args[0], real, args[1:], kwargs)
 
     def _fraction(self, numerator: Any = 0, denominator: Any = None) -> fractions.Fraction:
         if isinstance(numerator, str):
@@ -310,6 +339,7 @@ class Classes:
 
     def new_context(self, *args: Any, **kwargs: Any) -> decimal.Context:
         """``decimal.Context(...)`` with precision and exponent range inside the limits."""
+        kwargs = exact_kwargs(kwargs)
         fields = dict(zip(_CONTEXT_FIELDS, args, strict=False))
         for name, value in kwargs.items():
             if name not in _CONTEXT_FIELDS or name in fields:
@@ -324,7 +354,10 @@ class Classes:
         return decimal.Context(**checked)
 
     def local_context(self, ctx: Any = None, **kwargs: Any) -> Any:
-        checked = {name: self.check_context_field(name, value) for name, value in kwargs.items()}
+        checked = {
+            name: self.check_context_field(name, value)
+            for name, value in exact_kwargs(kwargs).items()
+        }
         return decimal.localcontext(ctx, **checked)
 
 

@@ -309,6 +309,26 @@ SIZE_BOMBS = {
         "import fractions\nn = 10 ** 3000\nfor i in range(6):\n"
         "    n = divmod(n, fractions.Fraction(1, n))[0]"
     ),
+    # found by the third red-team pass
+    "getrandbits_unbound_through_super": (
+        "import random\nraw = super(random.Random, random.Random).getrandbits\n"
+        "result = raw(random.Random(1), 50_000_000).bit_length()"
+    ),
+    "localcontext_lying_keyword": (
+        "import decimal\nclass S(str):\n    n = [0]\n    def __eq__(self, other):\n"
+        "        self.n[0] += 1\n        return self.n[0] > 6\n"
+        "    def __hash__(self):\n        return hash('Emax')\n"
+        "with decimal.localcontext(**{S('Emax'): 999999999}):\n"
+        "    result = int(decimal.Decimal(10) ** 200000).bit_length()"
+    ),
+    "context_lying_keyword": (
+        "import decimal\nclass S(str):\n    def __eq__(self, other):\n        return False\n"
+        "    def __hash__(self):\n        return hash('prec')\n"
+        "result = decimal.Context(**{S('prec'): 50000000})"
+    ),
+    "bytes_source_keyword": "result = len(bytes(source=200_000_000))",
+    "bytearray_source_keyword": "result = len(bytearray(source=100_000_000))",
+    "json_deep_indent": "import json\nresult = json.dumps([[[[[1]]]]], indent=3_000_000)",
     "json_separators": (
         "import json\nresult = json.dumps([0] * 100, separators=('x' * 10 ** 6, ':'))"
     ),
@@ -458,6 +478,35 @@ FRIENDLY = {
         "result = dict(cm)",
         {"a": 1, "k": 2},
     ),
+    "wraps_and_docs": (
+        "import functools\ndef logged(f):\n    @functools.wraps(f)\n"
+        "    def inner(*a):\n        return f(*a)\n    return inner\n"
+        '@logged\ndef add(a, b):\n    """Add two numbers."""\n    return a + b\n'
+        "result = [add(2, 3), add.__name__, add.__doc__]",
+        [5, "add", "Add two numbers."],
+    ),
+    "typing_names_and_named_tuple": (
+        "from typing import NamedTuple, Type, ClassVar, List\n"
+        "class Point(NamedTuple):\n    x: int\n    y: int = 0\n"
+        "class Shape:\n    sides: ClassVar[int] = 4\n"
+        "p = Point(1)\nresult = [p.x, p.y, p._asdict(), Shape.sides]",
+        [1, 0, {"x": 1, "y": 0}, 4],
+    ),
+    "slots_dict_vars_and_isinstance_type": (
+        "class V:\n    __slots__ = ('a', 'b')\n    def __init__(self):\n"
+        "        self.a, self.b = 1, 2\n"
+        "class R:\n    def __init__(self):\n        self.x = 3\n"
+        "    def __repr__(self):\n        return repr(self.__dict__)\n"
+        "result = [V().a, repr(R()), vars(R()), isinstance(int, type), isinstance(1, type)]",
+        [1, "{'x': 3}", {"x": 3}, True, False],
+    ),
+    "dynamic_private_attributes": (
+        "class Config:\n    def __init__(self, **kw):\n        for k, v in kw.items():\n"
+        "            setattr(self, '_' + k, v)\n"
+        "    def get(self, k, default=None):\n        return getattr(self, '_' + k, default)\n"
+        "c = Config(a=1, b=2)\nresult = [c.get('a'), c.get('z', 0), hasattr(c, '_b')]",
+        [1, 0, True],
+    ),
     "int_subclass": (
         "class Cents(int):\n    def dollars(self):\n        return self / 100\n"
         "result = [Cents(250).dollars(), Cents('ff', 16) + 0, isinstance(Cents(1), int)]",
@@ -495,6 +544,26 @@ PRIVATE_ELSEWHERE = {
         "super(collections.OrderedDict, d).__setitem__('x', 1)"
     ),
     "getattribute_alias": "class A:\n    __getattribute__ = getattr",
+    "fraction_register": (
+        "from fractions import Fraction\nclass U:\n    pass\nFraction.register(U)"
+    ),
+    "import_private_slot": "from json import _view_attrs\nresult = _view_attrs",
+    "super_bound_to_a_class": (
+        "import fractions\nclass P(property):\n    pass\n"
+        "super(P, P).__init__(fractions.Fraction.numerator, lambda self: 4242)"
+    ),
+    "private_through_a_super_subclass": (
+        "import random\nclass S(super):\n    pass\nr = random.Random()\n"
+        "result = S(random.Random, r)._randbelow"
+    ),
+    "metaclass_private_on_a_program_class": (
+        "import typing\nclass X(typing.Iterable):\n    pass\nresult = X._dump_registry"
+    ),
+    "dict_of_a_library_object": "import fractions\nresult = fractions.Fraction(1, 2).__dict__",
+    "vars_of_a_module": "import math\nresult = vars(math)",
+    "wraps_a_shared_class": (
+        "import functools, collections\nfunctools.wraps(len)(collections.Counter)"
+    ),
     "decimal_through_renamed_super": (
         "import decimal\ndef super(a=None, b=None):\n    return decimal.getcontext()\n"
         "super().__init__(prec=999999999, Emax=999999999, Emin=-999999999)"

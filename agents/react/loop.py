@@ -146,16 +146,18 @@ class ReActAgent:
         return completion.choices[0] if completion.choices else Choice("")
 
     def _read(self, choice: Choice, native: bool) -> ParsedStep | ParseError:
-        try:
-            if native and choice.tool_calls:
+        if native and choice.tool_calls:
+            try:
                 return _from_tool_call(choice.tool_calls[0], choice.text, self._docs)
-            parsed = parse_completion(choice.text)
+            except ParseError as exc:
+                return exc  # a malformed call goes back to the model, whatever text came too
+        try:
+            return parse_completion(choice.text)
         except ParseError as exc:
             if native and choice.text.strip():
-                # A tool-calling model that answers in plain text is done.
+                # A tool-calling model that answers in plain text, with no call, is done.
                 return ParsedStep("", FINISH, choice.text.strip())
             return exc
-        return parsed
 
     async def _act(self, state: _State, parsed: ParsedStep) -> tuple[str, bool]:
         """Run the parsed action; returns (observation, refused)."""

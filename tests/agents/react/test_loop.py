@@ -203,3 +203,22 @@ async def test_native_plain_text_reply_is_the_answer() -> None:
     agent = ReActAgent(make_llm(fake), {}, policy(protocol="tools"))
     events = await collect(agent)
     assert final(events).answer == "The answer is 12."
+
+
+async def test_native_malformed_call_with_text_goes_back_to_the_model() -> None:
+    """A tool call whose arguments are not JSON is a bad step, even with text beside it:
+    only plain text without a tool call finishes a native run."""
+    fake = FakeOpenAI(
+        script=[
+            ToolCallReply("search", "{not json", thought="Let me look that up."),
+            ToolCallReply("finish", {"answer": "42"}),
+        ]
+    )
+    search = RecordingTool("search")
+    agent = ReActAgent(make_llm(fake), {"search": search}, policy("search", protocol="tools"))
+    events = await collect(agent)
+    assert final(events).answer == "42"
+    assert final(events).status == "finished"
+    refused = [e for e in events if isinstance(e, ObservationEvent) and e.refused]
+    assert len(refused) == 1 and "not valid JSON" in refused[0].text
+    assert search.inputs == []

@@ -6,6 +6,7 @@ Accepted forms (CONTRACT.md, "The ReAct text protocol"):
     Action: <name>[<input>]              Action 2: Search[...]    (name is case-insensitive)
     Action: <name>                       Action: python
     Action Input: <input>                ```python ... ```        (a fenced block)
+    Thought: <free text> Action: <name>[<input>]                    (one line)
 
 The input runs from the first ``[`` after the name to the last ``]`` before the next protocol
 line (``Observation``, ``Thought``, ``Action``) or the end, so it may span lines and contain
@@ -25,7 +26,11 @@ from agents.errors import ParseError
 
 _LABEL = r"[ \t]*\**[ \t]*(?:{word})(?:[ \t]*\d+)?[ \t]*\**[ \t]*:\**"
 _THOUGHT = re.compile(r"^" + _LABEL.format(word="thought"), re.IGNORECASE | re.MULTILINE)
+_REPEATED_THOUGHT = re.compile(r"^(?:" + _LABEL.format(word="thought") + r"\s*)+", re.IGNORECASE)
 _ACTION = re.compile(r"^" + _LABEL.format(word="action"), re.IGNORECASE | re.MULTILINE)
+# The same label inside a line, after the thought: small models write the whole step on one
+# line ("Thought: ... Action: python[...]").
+_INLINE_ACTION = re.compile(r"(?<=[ \t])" + _LABEL.format(word="action"), re.IGNORECASE)
 _ACTION_INPUT = re.compile(r"^" + _LABEL.format(word="action[ \t]+input"), re.I | re.M)
 _FINAL_ANSWER = re.compile(r"^" + _LABEL.format(word="final[ \t]+answer"), re.I | re.M)
 # A line that starts the next protocol element: the end of the first action's input.
@@ -46,7 +51,8 @@ class ParsedStep:
 def parse_completion(text: str) -> ParsedStep:
     """Parse the first action of a completion. Raises ``ParseError``."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    action_match = _ACTION.search(text)
+    matches = [m for m in (_ACTION.search(text), _INLINE_ACTION.search(text)) if m is not None]
+    action_match = min(matches, key=lambda m: m.start()) if matches else None
     if action_match is None:
         final = _FINAL_ANSWER.search(text)
         if final is not None:
@@ -69,7 +75,7 @@ def _thought(text: str, end: int) -> str:
     head = text[:end]
     labels = list(_THOUGHT.finditer(head))
     start = labels[-1].end() if labels else 0  # the last Thought label before the action
-    return head[start:].strip()
+    return _REPEATED_THOUGHT.sub("", head[start:].strip()).strip()  # "Thought: Thought: x"
 
 
 def _until_next(text: str, start: int) -> str:

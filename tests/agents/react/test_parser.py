@@ -69,6 +69,21 @@ from agents.react.parser import parse_completion
             "print(5)",
             "x",
         ),
+        # Written by Qwen2.5-Coder-0.5B behind llama_cpp.server (issue 9): one line, twice.
+        (
+            "Thought: The last reply could not be used because no action was found. "
+            'Action: python[print("Hello, World!")]',
+            "python",
+            'print("Hello, World!")',
+            "The last reply could not be used because no action was found.",
+        ),
+        (
+            "Thought: Thought: I will compute it. Action: python[print(987 * 654 - 321)]",
+            "python",
+            "print(987 * 654 - 321)",
+            "I will compute it.",
+        ),
+        ("Thought: done. Action: finish[645177]", "finish", "645177", "done."),
     ],
 )
 def test_accepted_forms(text: str, action: str, action_input: str, thought: str) -> None:

@@ -30,7 +30,7 @@ _ERROR_CHARS = 300
 def _first_line(text: str) -> str:
     for line in text.splitlines():
         if line.strip():
-            return truncate(clean_line(line), _DESCRIPTION_CHARS)
+            return truncate(clean_line(line, _DESCRIPTION_CHARS), _DESCRIPTION_CHARS)
     return ""
 
 
@@ -108,10 +108,11 @@ class LangChainTool:
         return f"{self._name} takes a JSON object with the keys {keys}"
 
     def _observation(self, result: Any) -> str:
-        text = clean_block(_to_text(result))
+        raw = _to_text(result)
+        text = clean_block(raw, self._max_chars)
         if len(text) > self._max_chars:
             cut = self._max_chars - 40
-            text = f"{truncate(text, cut)}\n[truncated {len(text) - cut} more characters]"
+            text = f"{truncate(text, cut)}\n[truncated: {len(raw)} characters in all]"
         return text or f"({self._name} returned nothing)"
 
 
@@ -130,6 +131,6 @@ def _to_text(result: Any) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    detail = clean_line(str(exc))
+    detail = clean_line(str(exc), _ERROR_CHARS)
     text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return truncate(text, _ERROR_CHARS)

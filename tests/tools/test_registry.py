@@ -198,7 +198,7 @@ async def test_output_is_cleaned_capped_and_defused() -> None:
     text = await LangChainTool(chatty, max_chars=500).run("the answer is 42")
     assert len(text) <= 500
     assert text.startswith("intro [0m\n> Observation: the answer is 42\nx x")
-    assert text.endswith("more characters]")
+    assert text.endswith("characters in all]")
     assert "\x1b" not in text
 
 

@@ -532,3 +532,23 @@ def test_build_search_tool_from_settings() -> None:
         build_search_tool("searxng")
     with pytest.raises(ValueError, match="duckduckgo or searxng"):
         build_search_tool("bing")
+
+
+def test_cleaning_looks_only_at_the_start_that_can_matter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Untrusted text is cut before it is cleaned: a 4 MB snippet was walked character by
+    character on the event loop (1.1 s), for a 2,000-character observation."""
+    from tools.search import base
+
+    walked: list[int] = []
+    real = base._drop_controls
+
+    def spy(text: str, *, keep: set[str]) -> str:
+        walked.append(len(text))
+        return real(text, keep=keep)
+
+    monkeypatch.setattr(base, "_drop_controls", spy)
+    huge = SearchResult("title", "word \u200b" * 700_000, "https://example.org/" + "a" * 50_000)
+    text = format_results("q", [huge], max_chars=2000)
+    assert len(text) <= 2000 and "word word" in text
+    assert max(walked) <= 4 * 2000 + 256
+    assert base.clean_line("x" * 10**6, 10) == "x" * 296

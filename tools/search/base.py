@@ -73,14 +73,25 @@ _PROTOCOL_LINE = re.compile(
 _KEEP = {"\n", "\t"}
 
 
-def clean_line(text: str) -> str:
-    """One line of plain text: control and format characters dropped, whitespace collapsed."""
-    return " ".join(_drop_controls(text, keep=set()).split())
+def bounded(text: str, limit: int | None) -> str:
+    """The part of untrusted ``text`` worth cleaning for a result of ``limit`` characters:
+    cleaning only shrinks text, so a few times the limit is plenty, and nothing larger is
+    ever walked character by character (a 4 MB snippet took 1.1 s on the event loop)."""
+    if limit is None:
+        return text
+    return text[: 4 * max(limit, 0) + 256]
 
 
-def clean_block(text: str) -> str:
+def clean_line(text: str, limit: int | None = None) -> str:
+    """One line of plain text: control and format characters dropped, whitespace collapsed.
+    With ``limit``, only the start of ``text`` that can matter for it is looked at."""
+    return " ".join(_drop_controls(bounded(text, limit), keep=set()).split())
+
+
+def clean_block(text: str, limit: int | None = None) -> str:
     """Multi-line text: controls dropped, spaces collapsed per line, blank runs squeezed, and
-    every line defused."""
+    every line defused. With ``limit``, as for :func:`clean_line`."""
+    text = bounded(text, limit)
     lines = (clean_line(line) for line in _drop_controls(text, keep=_KEEP).split("\n"))
     out: list[str] = []
     for line in lines:

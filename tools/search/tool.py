@@ -214,7 +214,7 @@ def format_results(query: str, results: Sequence[SearchResult], *, max_chars: in
     """
     if not results:
         return truncate(f'No results for "{query}". Try other or fewer words.', max_chars)
-    entries = [_clean(result) for result in results]
+    entries = [_clean(result, max_chars) for result in results]
     for count in range(len(entries), 0, -1):
         shown = entries[:count]
         fixed = 2 * (count - 1) + sum(
@@ -238,10 +238,10 @@ def format_results(query: str, results: Sequence[SearchResult], *, max_chars: in
     return text if len(text) <= max_chars else truncate(text, max_chars)
 
 
-def _clean(result: SearchResult) -> tuple[str, str, str]:
-    title = truncate(clean_line(result.title), _TITLE_CHARS) or "(untitled)"
-    snippet = defuse_line(clean_line(result.snippet))
-    url = clean_line(result.url).replace(" ", "%20")
+def _clean(result: SearchResult, max_chars: int) -> tuple[str, str, str]:
+    title = truncate(clean_line(result.title, _TITLE_CHARS), _TITLE_CHARS) or "(untitled)"
+    snippet = defuse_line(clean_line(result.snippet, max_chars))
+    url = clean_line(result.url, _URL_CHARS).replace(" ", "%20")
     if not url.lower().startswith(("http://", "https://")):
         url = ""
     return title, snippet, truncate(url, _URL_CHARS)

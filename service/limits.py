@@ -44,5 +44,6 @@ class BodySizeLimit:
         await problem(413, detail)(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """Not an ``Exception``: FastAPI turns any ``Exception`` raised while it reads the body
+    into a 400 "There was an error parsing the body"; this one must reach the middleware."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 
 from tests.fakes import FakeOpenAI, Scenario
 from tests.fakes.search import FakeSearchProvider
@@ -104,6 +105,24 @@ async def test_oversized_body_is_refused(app_client: AppFactory) -> None:
             "/ask", content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}
         )
         assert response.status_code == 413
+
+
+async def test_oversized_chunked_body_is_refused(app_client: AppFactory) -> None:
+    """No Content-Length (chunked): the size is only known while reading, and still 413."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"question": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    async with app_client(FakeOpenAI()) as client:
+        response = await client.post(
+            "/ask", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_llm_failures_are_502_and_stored(app_client: AppFactory) -> None:

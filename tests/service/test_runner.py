@@ -57,5 +57,9 @@ async def test_in_flight_is_released_when_the_reader_goes_away(tmp_path: Path) -
     await events.aclose()  # what sse-starlette does when the client disconnects
     assert _in_flight(metrics) == 0.0
     stored = await store.get(session.run_id)
-    assert stored is not None
+    # Saved when the reader went away, not merely created at the start: an ended status,
+    # the error, and the step seen before the client left.
+    assert stored is not None and stored["status"] == "error"
+    assert stored["error"] == "the client disconnected before the end"
+    assert [step["thought"] for step in stored["steps"]] == ["thinking"]
     await store.aclose()

@@ -9,8 +9,9 @@
     │   └── LLMConfigError          a backend cannot be built (missing model, bad path)
     ├── ParseError                  a completion held no usable action (recoverable:
     │                               goes back to the model as an observation)
-    ├── ActionNotAllowed            an action outside the run's policy (recoverable)
-    └── BudgetExceeded              the step budget or deadline is spent
+    └── ActionNotAllowed            an action outside the run's policy (recoverable)
+
+A spent step budget or deadline is not an exception: the loop ends with a status.
 
 Recoverable versus fatal is decided by type: the loop catches ``ParseError`` and
 ``ActionNotAllowed`` and tells the model; any ``LLMError`` ends the run with a status.
@@ -58,7 +59,3 @@ class ActionNotAllowed(AgentError):
         self.action = action
         self.allowed = allowed
         super().__init__(f"action {action!r} is not allowed; allowed: {', '.join(allowed)}")
-
-
-class BudgetExceeded(AgentError):
-    """The run's step budget or deadline is spent."""

@@ -20,10 +20,6 @@ class Authenticator:
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._keys = tuple(k.encode() for k in keys)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._keys)
-
     def client(self, request: Request) -> str | None:
         """The token of an authenticated request (None when auth is off); raises 401."""
         if not self._keys:

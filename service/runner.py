@@ -83,6 +83,7 @@ class RunSession:
         self._collected = _Collected()
         self._started = time.monotonic()
         self.failure: str | None = None  # "llm" | "timeout" | "internal"
+        self._ended: float | None = None
 
     async def start(self) -> None:
         """Record the run before it begins, so that it is stored whatever happens next."""
@@ -115,6 +116,7 @@ class RunSession:
         finally:
             self._metrics.in_flight.dec()
             await _aclose(agent)
+            self._ended = time.monotonic()  # one duration for the response and the store
             await asyncio.shield(self._save())
 
     def _fail(self, failure: str, message: str) -> FinalEvent:
@@ -146,7 +148,7 @@ class RunSession:
                 completion_tokens=final.usage.completion_tokens,
                 llm_calls=final.llm_calls,
             ),
-            duration_ms=round((time.monotonic() - self._started) * 1000, 1),
+            duration_ms=round(((self._ended or time.monotonic()) - self._started) * 1000, 1),
             mode=self.mode,
             error=final.error,
             details=final.details,

@@ -3,6 +3,7 @@ whether it is read for JSON, streamed, or abandoned by a client that went away."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -62,4 +63,17 @@ async def test_in_flight_is_released_when_the_reader_goes_away(tmp_path: Path) -
     assert stored is not None and stored["status"] == "error"
     assert stored["error"] == "the client disconnected before the end"
     assert [step["thought"] for step in stored["steps"]] == ["thinking"]
+    await store.aclose()
+
+
+async def test_duration_is_fixed_when_the_run_ends(tmp_path: Path) -> None:
+    """The response and the stored run report the same duration, however late it is read."""
+    session, store = await _session(tmp_path, Metrics())
+    async for _event in session.events():
+        pass
+    first = session.response.duration_ms
+    await asyncio.sleep(0.05)
+    assert session.response.duration_ms == first
+    stored = await store.get(session.run_id)
+    assert stored is not None and stored["duration_ms"] == first
     await store.aclose()

@@ -14,7 +14,7 @@ from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
 
 from tests.fakes.search import FakeSearchProvider, result
 from tools.base import Tool, ToolError, ToolUnavailable
-from tools.search import SearchResult, SearchTool, build_search_tool, format_results
+from tools.search import SearchResult, SearchTool, format_results
 from tools.search.base import SearchRateLimited, clean_block
 from tools.search.duckduckgo import DuckDuckGoProvider
 from tools.search.searxng import SearxngProvider
@@ -513,25 +513,12 @@ async def test_real_duckduckgo_fails_fast_and_gracefully_offline() -> None:
         pass
     else:
         pytest.skip("the network is reachable; this test is about the offline path")
-    tool = build_search_tool("duckduckgo", timeout_s=2)
+    tool = SearchTool(DuckDuckGoProvider(timeout_s=2))
     started = time.monotonic()
     with pytest.raises(ToolUnavailable) as info:
         await tool.run("Colorado orogeny")
     assert time.monotonic() - started < 3
     assert str(info.value).startswith(UNAVAILABLE) and str(info.value).endswith(NEXT_STEP)
-
-
-# --- building from settings ---------------------------------------------------------------
-
-
-def test_build_search_tool_from_settings() -> None:
-    assert isinstance(build_search_tool("DuckDuckGo").provider, DuckDuckGoProvider)
-    tool = build_search_tool("searxng", searxng_url="http://searx.local:8080")
-    assert isinstance(tool.provider, SearxngProvider)
-    with pytest.raises(ValueError, match="needs SEARXNG_URL"):
-        build_search_tool("searxng")
-    with pytest.raises(ValueError, match="duckduckgo or searxng"):
-        build_search_tool("bing")
 
 
 def test_cleaning_looks_only_at_the_start_that_can_matter(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,12 +41,12 @@ import string
 import sys
 import typing
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from types import FunctionType, MappingProxyType
 from typing import Any
 
 from tools.sandbox.limits import SizeLimit, exact_kwargs, index_value, int_parts
 from tools.sandbox.policy import Guards, SandboxSecurityError
-from tools.sandbox.standins import RANDOM_MAX_BITS, SandboxRandom
+from tools.sandbox.standins import RANDOM_MAX_BITS, RANDOM_MAX_ITEMS, SandboxRandom
 
 # Imported from C by allowed modules (``datetime.strptime``); loaded now, before the OS layer.
 for _lazy in ("_strptime", "encodings.ascii", "encodings.latin_1", "encodings.idna", "unicodedata"):
@@ -142,14 +142,20 @@ def _total_ordering(guards: Guards) -> Callable[[Any], Any]:
 
 
 def _wraps(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
-    """``functools.wraps``, which renames and re-dicts the function it decorates: only one of
-    the program's own functions (a decorator's inner function), never a shared object."""
+    """``functools.wraps`` for the program's own functions: the name, qualified name and
+    docstring, copied as plain text. Never ``update_wrapper`` itself, which also copies the
+    wrapped object's ``__dict__`` (``wraps(object)`` handed out ``object.__getattribute__``)
+    and sets ``__wrapped__``."""
 
-    def wraps(wrapped: Any) -> Callable[[Any], Any]:
+    def wraps(wrapped: Any, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         def decorate(wrapper: Any) -> Any:
-            if not guards.classes.is_user_object(wrapper) or isinstance(wrapper, type):
+            if type(wrapper) is not FunctionType or not guards.classes.is_user_object(wrapper):
                 raise SandboxSecurityError("wraps() decorates the program's own functions only")
-            return functools.update_wrapper(wrapper, wrapped)
+            for name in ("__name__", "__qualname__", "__doc__"):
+                value = getattr(wrapped, name, None)
+                if isinstance(value, str):
+                    setattr(wrapper, name, str.__str__(value))
+            return wrapper
 
         return decorate
 
@@ -194,6 +200,39 @@ def _checked_result(arith: Any, func: Any) -> Any:
         return result
 
     return call
+
+
+MAX_RECURSION = 10_000  # frames a program may ask for with sys.setrecursionlimit
+
+
+def _sys_view() -> dict[str, Any]:
+    """What programs use ``sys`` for: a deeper recursion (capped), a few constants, exit."""
+
+    def setrecursionlimit(limit: Any) -> None:
+        depth = _frames()
+        sys.setrecursionlimit(min(max(index_value(limit), 100) + depth, MAX_RECURSION + depth))
+
+    def exit(status: Any = None) -> None:
+        raise SystemExit(status)
+
+    return {
+        "setrecursionlimit": setrecursionlimit,
+        "getrecursionlimit": sys.getrecursionlimit,
+        "exit": exit,
+        "maxsize": sys.maxsize,
+        "float_info": sys.float_info,
+        "int_info": sys.int_info,
+        "version_info": tuple(sys.version_info),
+    }
+
+
+def _frames() -> int:
+    frame: Any = sys._getframe()
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
 
 
 def _json_loads(text: Any, **kwargs: Any) -> Any:
@@ -308,6 +347,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "calendar": cal,
         # Annotations are dropped at compile time; these names only need to import.
         "typing": _public(typing, names=_TYPING),
+        "sys": _sys_view(),
     }
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}
 
@@ -389,6 +429,7 @@ class ModuleRegistry:
             "json",
             "calendar",
             "typing",
+            "sys",
         ]
     )
 
@@ -397,6 +438,7 @@ class ModuleRegistry:
         self._static = _static_views(guards)
         self._per_run: dict[str, ModuleView] = {}
         RANDOM_MAX_BITS[0] = guards.arith.max_bits
+        RANDOM_MAX_ITEMS[0] = guards.arith.max_items
 
     def new_run(self) -> None:
         """Set up the run's own module state: a bounded decimal context, no module views of

@@ -32,6 +32,7 @@ import collections
 import decimal
 import random
 import string
+import types
 from collections.abc import Callable
 from types import BuiltinMethodType
 from typing import Any, cast
@@ -92,8 +93,19 @@ _SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
     if hasattr(base, name)
 }
 _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
+_CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "capitalize"})
+_CASE_UNBOUND = {id(getattr(str, name)): getattr(str, name) for name in _CASE_METHODS}
 _ITEM_WRITABLE = (dict, list, bytearray, collections.deque, collections.ChainMap)
 _SIGNAL_DICT = type(decimal.Context().traps)
+_RAW_DESCRIPTORS = (
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+    types.BuiltinMethodType,
+)
 _RANDOM_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
 _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO cannot shadow it
 _MISSING = object()
@@ -160,6 +172,8 @@ class Guards:
             return default
         if name == "__class__":
             return self.classes.safe_type(obj)
+        if name == "__dict__":
+            return self._own_namespace(obj)
         if isinstance(obj, BaseException) and (
             name not in SAFE_EXCEPTION_ATTRIBUTES and name in _BUILTIN_EXCEPTION_ATTRIBUTES
         ):
@@ -168,6 +182,16 @@ class Guards:
             raise SandboxSecurityError("string.Formatter is not available in the sandbox")
         value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
         return self.vet(value)
+
+    def _own_namespace(self, obj: Any) -> Any:
+        """``obj.__dict__`` of the program's own object, if it holds only what a program can
+        make: never the C-level descriptors of a builtin type (``object.__getattribute__``
+        reads anything), however they got there."""
+        namespace = obj.__dict__
+        for value in namespace.values():
+            if type(value) in _RAW_DESCRIPTORS:
+                raise SandboxSecurityError("this __dict__ holds internals of a builtin type")
+        return namespace
 
     def super_attr(self, obj: Any, name: str) -> Any:
         """``super().__init__`` and the other special methods of ``names.SUPER_DUNDERS``: only
@@ -204,6 +228,10 @@ class Guards:
             method_name = value.__name__
             if method_name in ("format", "format_map") and isinstance(owner, str):
                 return self._bound_format(owner, method_name)
+            if method_name in _CASE_METHODS and isinstance(owner, str):
+                # One character may become three ("\ufb03".upper() is "FFI").
+                self.arith.check_items(3 * str.__len__(owner), "string")
+                return value
             if method_name in _SIZED_NAMES:
                 for base in _SIZED_BASES:
                     if isinstance(owner, base) and not isinstance(owner, type):
@@ -213,6 +241,9 @@ class Guards:
             if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
                 return self._from_bytes(value)
             return value
+        case = _CASE_UNBOUND.get(id(value))
+        if case is not None and case is value:  # str.upper(s): the same check, unbound
+            return self._case_changed(value)
         if value is _RANDOM_GETRANDBITS:  # unbound, e.g. through super(C, C)
             return lambda rng, k: value(rng, checked_random_bits(k))
         known = _FORMAT_METHODS.get(id(value))
@@ -222,6 +253,14 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
+
+    def _case_changed(self, method: Any) -> Callable[..., str]:
+        def call(text: Any, *args: Any) -> str:
+            if isinstance(text, str):
+                self.arith.check_items(3 * str.__len__(text), "string")
+            return str(method(text, *args))
+
+        return call
 
     def _from_bytes(self, method: Any) -> Callable[..., int]:
         def from_bytes(data: Any, *args: Any, **kwargs: Any) -> int:

@@ -64,7 +64,6 @@ _MAX_ERROR_CHARS = 4000
 _MESSAGE_CAP = 4096
 _GRACE_S = 2.0  # the template kills a late child itself; this is for a template gone wrong
 _ENDED_WAIT_S = 2.0  # how long a run without a reply waits to learn how its child ended
-_EXIT_CONFINEMENT_FAILED = 121  # tools.sandbox.child.EXIT_CONFINEMENT_FAILED
 _MAX_JSON_INT_DIGITS = 400
 _STOP_TIMEOUT_S = 3.0
 _POOL_KINDS = frozenset({"Timeout", "SandboxBusy", "WorkerCrashed", "Crashed"})
@@ -547,9 +546,6 @@ class Sandbox:
         signum, exit_code = ended.get("signal"), ended.get("exit")
         if signum == signal.SIGXCPU:
             return _failure("Timeout", "the program's CPU time limit was reached", "cpu", _ms(sent))
-        if exit_code == _EXIT_CONFINEMENT_FAILED:
-            logger.error("a sandbox run could not apply its confinement; it did not run")
-            return _failure("WorkerCrashed", "the sandbox could not confine the run", None)
         how = f"exit {exit_code}"
         if isinstance(signum, int):
             with contextlib.suppress(ValueError):
@@ -631,6 +627,8 @@ def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> E
         raise ProtocolError("failure without an error kind")
     if kind in _POOL_KINDS:  # only the pool says these; a run never does
         raise ProtocolError(f"a run claimed the error kind {kind!r}")
+    if ok:
+        _check_value(reply.get("value"), max_output)
     try:  # lone surrogates (JSON "\\ud800") would break every later encoder of this text
         json.dumps(reply, ensure_ascii=False).encode("utf-8")
     except (UnicodeEncodeError, ValueError, RecursionError) as exc:
@@ -645,6 +643,31 @@ def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> E
         duration_ms=duration_ms,
         limit=limit,
     )
+
+
+def _check_value(value: Any, max_output: int) -> None:
+    """The answer as ``values.to_json_safe`` builds it: JSON data at most 32 deep, 10,000
+    items and ``max_output`` characters of text. A run that broke out of the language layer
+    could write anything here; the agents format and vote on it."""
+    budget, text = 10_000, 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > 33:
+            raise ProtocolError("value nested too deeply")
+        if type(item) is str:
+            text += len(item)
+        elif type(item) is list:
+            budget -= len(item)
+            stack.extend((x, depth + 1) for x in item)
+        elif type(item) is dict:
+            budget -= len(item)
+            text += sum(len(k) for k in item)
+            stack.extend((x, depth + 1) for x in item.values())
+        elif item is not None and type(item) not in (bool, int, float):
+            raise ProtocolError(f"value holds a {type(item).__name__}")
+        if budget < 0 or text > max_output:
+            raise ProtocolError("value larger than a run can return")
 
 
 def _optional_str(value: Any, max_len: int) -> bool:

@@ -25,6 +25,13 @@ def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"non-finite number {name} in frame")
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):  # 1e400 parses to inf
+        raise ProtocolError("non-finite number in frame")
+    return number
+
+
 def _bounded_int(max_digits: int) -> Any:
     def parse_int(text: str) -> int:
         if len(text) > max_digits:
@@ -40,6 +47,7 @@ def decode(body: bytes, max_int_digits: int = 4000) -> dict[str, Any]:
         message = json.loads(
             body.decode("utf-8"),
             parse_constant=_reject_constant,
+            parse_float=_finite_float,
             parse_int=_bounded_int(max_int_digits),
         )
     except (ValueError, RecursionError) as exc:

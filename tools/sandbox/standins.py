@@ -105,8 +105,8 @@ class TypeToken:
         return self._name
 
 
-RANDOM_MAX_BITS = [1 << 20]  # set once per template (``modules.py``); not a class attribute,
-# which a program's subclass could override
+RANDOM_MAX_BITS = [1 << 20]  # set once per template (``modules.py``); not class attributes,
+RANDOM_MAX_ITEMS = [10_000_000]  # which a program's subclass could override
 
 
 def checked_random_bits(k: Any) -> int:
@@ -125,6 +125,14 @@ class SandboxRandom(random.Random):
     def randbytes(self, n: Any) -> bytes:
         count = int.__index__(operator.index(n))
         return self.getrandbits(count * 8).to_bytes(count, "little")
+
+    def choices(
+        self, population: Any, weights: Any = None, *, cum_weights: Any = None, k: Any = 1
+    ) -> list[Any]:
+        count = int.__index__(operator.index(k))
+        if count > RANDOM_MAX_ITEMS[0]:
+            raise SizeLimit(f"choices(k={count}) exceeds the sandbox limit")
+        return super().choices(population, weights, cum_weights=cum_weights, k=count)
 
 
 _SAFE_CLASSES: tuple[type, ...] = (
@@ -218,21 +226,37 @@ class Classes:
     def metaclass(
         self, name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kw: Any
     ) -> type:
-        """``__metaclass__`` of every ``class`` statement: plain bases only, recorded."""
-        if any(base is self.int for base in bases):  # ``class Money(int)``: the real int,
-            bases = tuple(int if base is self.int else base for base in bases)  # whose
-            checked = self.int_arguments  # constructor is checked as int()'s is
+        """``__metaclass__`` of every ``class`` statement: plain bases only, recorded.
 
-            def new(cls: type, *args: Any, **kwargs: Any) -> Any:
-                return int.__new__(cls, *checked(*args, **kwargs))
-
-            namespace["__new__"] = new
+        ``class Money(int)``, ``class Half(Fraction)``, ``class Cash(Decimal)`` get the real
+        class as their base, and a ``__new__`` that checks what it builds as the stand-in
+        would (a program's class cannot define ``__new__`` itself)."""
+        for stand_in, new in self._subclass_constructors():
+            if any(base is stand_in for base in bases):
+                bases = tuple(stand_in._real if base is stand_in else base for base in bases)
+                namespace["__new__"] = new
         for base in bases:
             if isinstance(base, StandIn) or not isinstance(base, type):
                 raise SandboxSecurityError(f"{base!r} cannot be subclassed in the sandbox")
             if issubclass(base, type) or issubclass(base, BaseExceptionGroup):
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
         return self.register(type(name, bases, namespace, **kw))
+
+    def _subclass_constructors(self) -> list[tuple[StandIn, Callable[..., Any]]]:
+        def new_int(cls: type, *args: Any, **kwargs: Any) -> Any:
+            return int.__new__(cls, *self.int_arguments(*args, **kwargs))
+
+        def new_fraction(cls: type, *args: Any, **kwargs: Any) -> Any:
+            kwargs = exact_kwargs(kwargs)
+            if args:
+                self._check_fraction_text(args[0])
+            return self.arith.checked_number(fractions.Fraction.__new__(cls, *args, **kwargs))
+
+        def new_decimal(cls: type, *args: Any, **kwargs: Any) -> Any:
+            value: decimal.Decimal = decimal.Decimal.__new__(cls, *args, **exact_kwargs(kwargs))
+            return self.check_decimal(value)
+
+        return [(self.int, new_int), (self.fraction, new_fraction), (self.decimal, new_decimal)]
 
     # -- type() ----------------------------------------------------------------------------
 
@@ -267,7 +291,13 @@ class Classes:
         if count is not None:
             self.arith.check_items(count, real.__name__)
             return real(count, *args, **kwargs)
-        return real(source, *args, **kwargs)
+        if args or kwargs or isinstance(source, (str, bytes, bytearray, memoryview)):
+            return real(source, *args, **kwargs)  # an encoding, or a buffer: its own size
+        if exact_len(source) is None:  # any other iterable: counted as it is read
+            items = list(itertools.islice(source, self.arith.max_items + 1))
+            self.arith.check_items(len(items), real.__name__)
+            source = items
+        return real(source)
 
     def int_arguments(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """``int(x, base)``'s arguments, checked: CPython limits the digits of a decimal
@@ -305,12 +335,15 @@ class Classes:
             return real(**kwargs)
         return self._sized(args[0], real, args[1:], kwargs)
 
-    def _fraction(self, numerator: Any = 0, denominator: Any = None) -> fractions.Fraction:
+    def _check_fraction_text(self, numerator: Any) -> None:
         if isinstance(numerator, str):
             match = _EXPONENT.search(str.__str__(numerator))
             digits = match.group(1).replace("_", "") if match else ""
             if digits.lstrip("+-") and abs(int(digits)) > self.max_digits:
                 raise IntSizeLimit(f"Fraction exponent above {self.max_digits} (sandbox limit)")
+
+    def _fraction(self, numerator: Any = 0, denominator: Any = None) -> fractions.Fraction:
+        self._check_fraction_text(numerator)
         value = fractions.Fraction(numerator, denominator)
         return self.arith.checked_number(value)  # type: ignore[no-any-return]
 

@@ -74,10 +74,18 @@ FORMAT_ESCAPES = {
     "type_of_class_call": "result = type(type(1))(1)",
     "real_context_class": "import decimal\nresult = type(decimal.getcontext())(prec=10 ** 8)",
     "real_bytes_class": "result = type(b'')(10 ** 8)",
-    "subclass_stand_in": "import decimal\nclass D(decimal.Decimal):\n    pass\nresult = D",
+    "subclass_stand_in": "class B(bytes):\n    pass\nresult = B(10 ** 9)",
     "exception_group": "result = ExceptionGroup('x', [ValueError()])",
     "class_then_base": "result = (1).__class__.__base__",
     "class_then_call_type": "T = (1).__class__.__class__\nresult = T('X', (), {})",
+    # found by the fourth red-team pass: wraps copied any object's __dict__
+    "wraps_copies_object_dict": (
+        "import functools\ndef f():\n    pass\nfunctools.wraps(object)(f)\n"
+        "GA = f.__dict__['__getattribute__']\nresult = GA(functools.reduce, '__globals__')"
+    ),
+    "wraps_copies_stand_in_dict": (
+        "import functools\ndef f():\n    pass\nfunctools.wraps(type)(f)\nresult = vars(f)['_real']"
+    ),
 }
 
 
@@ -86,6 +94,7 @@ async def test_language_escape_is_refused(box: Sandbox, name: str) -> None:
     res = await box.run(FORMAT_ESCAPES[name])
     assert not res.ok, res
     refused = ("SecurityError", "TypeError", "NameError", "OverflowError", "MemoryLimit")
+    refused += ("KeyError",)  # a namespace that never held the internal it looks for
     assert res.error_kind in refused, res
     text = f"{res.error} {res.stdout}"
     for leak in ("<class 'int'>", "subclasses", "<built-in", "<function", "object at 0x"):
@@ -329,6 +338,16 @@ SIZE_BOMBS = {
     "bytes_source_keyword": "result = len(bytes(source=200_000_000))",
     "bytearray_source_keyword": "result = len(bytearray(source=100_000_000))",
     "json_deep_indent": "import json\nresult = json.dumps([[[[[1]]]]], indent=3_000_000)",
+    # found by the fourth red-team pass
+    "random_choices_k": "import random\nresult = len(random.choices([1, 2], k=30_000_000))",
+    "upper_expands": "result = len(('\\ufb03' * 10_000_000).upper())",
+    "upper_unbound": "result = len(str.upper('\\ufb03' * 10_000_000))",
+    "bytes_of_an_iterator": (
+        "import itertools\nresult = len(bytes(itertools.repeat(65, 30_000_000)))"
+    ),
+    "fraction_subclass_text": (
+        "import fractions\nclass Half(fractions.Fraction):\n    pass\nresult = Half('1e999999')"
+    ),
     "json_separators": (
         "import json\nresult = json.dumps([0] * 100, separators=('x' * 10 ** 6, ':'))"
     ),
@@ -506,6 +525,19 @@ FRIENDLY = {
         "    def get(self, k, default=None):\n        return getattr(self, '_' + k, default)\n"
         "c = Config(a=1, b=2)\nresult = [c.get('a'), c.get('z', 0), hasattr(c, '_b')]",
         [1, 0, True],
+    ),
+    "sys_recursion_and_exit": (
+        "import sys\nsys.setrecursionlimit(100000)\n"
+        "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
+        "result = [depth(5000), sys.maxsize > 2 ** 31]\nif result[0] != 5000:\n    sys.exit(1)",
+        [5000, True],
+    ),
+    "fraction_and_decimal_subclasses": (
+        "import fractions, decimal\nclass Half(fractions.Fraction):\n"
+        "    def double(self):\n        return self * 2\n"
+        "class Cash(decimal.Decimal):\n    pass\n"
+        "result = [str(Half(1, 2).double()), str(Cash('1.50') + 1)]",
+        ["1", "2.50"],
     ),
     "int_subclass": (
         "class Cents(int):\n    def dollars(self):\n        return self / 100\n"

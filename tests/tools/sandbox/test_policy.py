@@ -178,7 +178,7 @@ def test_module_views_are_read_only_and_minimal() -> None:
     registry = ModuleRegistry(make_guards())
     registry.new_run()
     importer = registry.importer
-    for name in ("os", "sys", "gc", "io", "socket", "posix", "builtins", "importlib"):
+    for name in ("os", "gc", "io", "socket", "posix", "builtins", "importlib", "ctypes"):
         with pytest.raises(ImportError):
             importer(name)
     datetime_view = importer("datetime")
@@ -192,6 +192,16 @@ def test_module_views_are_read_only_and_minimal() -> None:
     assert not hasattr(importer("functools"), "singledispatch")
     assert not hasattr(importer("collections"), "UserString")
     assert not hasattr(importer("json"), "codecs")
+    system = importer("sys")  # what programs use it for, and nothing that reaches further
+    assert sorted(dir(system)) == [
+        "exit",
+        "float_info",
+        "getrecursionlimit",
+        "int_info",
+        "maxsize",
+        "setrecursionlimit",
+        "version_info",
+    ]
 
 
 def test_random_state_is_per_run() -> None:
@@ -255,6 +265,32 @@ def test_parse_reply_checks_every_field() -> None:
         with pytest.raises(ProtocolError):
             parse_reply(bad, 1.0, 100)
     assert json.dumps(parse_reply(good, 1.0, 100).value) == "8"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "deep",
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        ["x" * 101],
+        {"k" * 101: 1},
+        list(range(10_001)),
+    ],
+)
+def test_parse_reply_bounds_the_value_a_run_could_forge(value: object) -> None:
+    """After a language escape a run writes its own frame; the value must still be what
+    values.to_json_safe could have built (depth, items, text)."""
+    if value == "deep":
+        value = [1]
+        for _ in range(40):
+            value = [value]
+    with pytest.raises(ProtocolError):
+        parse_reply({"ok": True, "value": value, "value_repr": "x", "stdout": ""}, 1.0, 100)
+
+
+def test_frames_refuse_non_finite_floats() -> None:
+    with pytest.raises(ProtocolError):
+        decode(b'{"value": [1e400]}')
 
 
 def test_frames_refuse_huge_integers() -> None:

@@ -539,3 +539,29 @@ def test_cleaning_looks_only_at_the_start_that_can_matter(monkeypatch: pytest.Mo
     assert len(text) <= 2000 and "word word" in text
     assert max(walked) <= 4 * 2000 + 256
     assert base.clean_line("x" * 10**6, 10) == "x" * 296
+
+
+def test_ddgs_text_asks_ddgs_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's default wrapper calls ddgs itself (no langchain-community): text
+    search, no time limit, ddgs' own timeout set from ours, rows mapped to title/snippet/link."""
+    import ddgs
+
+    from tools.search.duckduckgo import DdgsText
+
+    calls: list[tuple[Any, ...]] = []
+
+    class FakeDDGS:
+        def __init__(self, timeout: int | None = None) -> None:
+            calls.append(("init", timeout))
+
+        def text(self, query: str, **kwargs: Any) -> list[dict[str, str]]:
+            calls.append(("text", query, kwargs))
+            return [{"title": "T", "body": "B", "href": "https://e.org"}, "not a row"]  # type: ignore[list-item]
+
+    monkeypatch.setattr(ddgs, "DDGS", FakeDDGS)
+    rows = DdgsText(timeout_s=3.2).results("Colorado orogeny", 2)
+    assert rows == [{"title": "T", "snippet": "B", "link": "https://e.org"}]
+    assert calls[0] == ("init", 3)
+    _, query, kwargs = calls[1]
+    assert query == "Colorado orogeny"
+    assert kwargs["timelimit"] is None and kwargs["max_results"] == 2

@@ -1,10 +1,13 @@
-"""Web search through langchain-community's ``DuckDuckGoSearchAPIWrapper`` (over ``ddgs``).
+"""Web search through ``ddgs`` (DuckDuckGo and the other engines it falls back on).
 
-The wrapper is synchronous and has no timeout of its own we can set, so each call runs in a
-daemon thread that the event loop waits on for at most ``timeout_s``; after that the search is
-reported unavailable and the thread is abandoned (it ends on ddgs' own network timeouts). A
-cap on such threads keeps a hung network from piling them up. Nothing from ddgs or langchain
-leaks out of this module: every failure becomes ``ToolUnavailable`` / ``SearchRateLimited``.
+``ddgs`` is synchronous, so each call runs in a daemon thread that the event loop waits on for
+at most ``timeout_s``; after that the search is reported unavailable and the thread is
+abandoned (it ends on ddgs' own network timeout, which is set to the same value). A cap on
+such threads keeps a hung network from piling them up. Nothing from ddgs leaks out of this
+module: every failure becomes ``ToolUnavailable`` / ``SearchRateLimited``.
+
+(This used langchain-community's ``DuckDuckGoSearchAPIWrapper``, a dozen lines over the same
+call that pulled numpy, aiohttp and requests into the image and warned of its own sunset.)
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -24,30 +26,49 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Emitted once by `import langchain_community`; the project runs with warnings as errors.
-_SUNSET_WARNING = r"`langchain-community` is being sunset"
 # What ddgs says when every engine answered but none had a hit (or none answered 200).
 _DDGS_NO_RESULTS = "No results found."
 
 
 class DuckDuckGoWrapper(Protocol):
-    """The part of ``DuckDuckGoSearchAPIWrapper`` we use (tests inject a fake)."""
+    """One text search: rows of ``title``, ``snippet``, ``link`` (tests inject a fake)."""
 
     def results(self, query: str, max_results: int) -> list[dict[str, str]]: ...
 
 
-def default_wrapper(*, region: str = "us-en", backend: str = "auto") -> DuckDuckGoWrapper:
-    """langchain-community's wrapper, text search, no time limit (its default is the past year,
-    which hides most encyclopaedic answers)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_SUNSET_WARNING, category=DeprecationWarning)
-        from langchain_community.utilities.duckduckgo_search import (
-            DuckDuckGoSearchAPIWrapper,
+class DdgsText:
+    """``ddgs`` text search, no time limit (a past-year limit would hide most encyclopaedic
+    answers), moderate safe search, and ddgs' network timeout set to ours."""
+
+    def __init__(self, *, region: str = "us-en", backend: str = "auto", timeout_s: float = 8.0):
+        self.region = region
+        self.backend = backend
+        self.timeout = max(1, round(timeout_s))
+
+    def results(self, query: str, max_results: int) -> list[dict[str, str]]:
+        from ddgs import DDGS
+
+        rows = DDGS(timeout=self.timeout).text(
+            query,
+            region=self.region,
+            safesearch="moderate",
+            timelimit=None,
+            max_results=max_results,
+            backend=self.backend,
         )
-    wrapper: DuckDuckGoWrapper = DuckDuckGoSearchAPIWrapper(
-        region=region, time=None, backend=backend, source="text"
-    )
-    return wrapper
+        return [
+            {
+                "title": row.get("title", ""),
+                "snippet": row.get("body", ""),
+                "link": row.get("href", ""),
+            }
+            for row in rows or []
+            if isinstance(row, dict)
+        ]
+
+
+def default_wrapper(*, timeout_s: float = 8.0) -> DuckDuckGoWrapper:
+    return DdgsText(timeout_s=timeout_s)
 
 
 class DuckDuckGoProvider:
@@ -67,7 +88,7 @@ class DuckDuckGoProvider:
             raise ValueError("timeout_s must be positive")
         if max_threads < 1:
             raise ValueError("max_threads must be at least 1")
-        self._wrapper = wrapper if wrapper is not None else default_wrapper()
+        self._wrapper = wrapper if wrapper is not None else default_wrapper(timeout_s=timeout_s)
         self._timeout_s = timeout_s
         self._max_threads = max_threads
         self._threads = 0

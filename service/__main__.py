@@ -25,6 +25,7 @@ def main() -> int:
         port=settings.port,
         log_level=settings.log_level,
         proxy_headers=False,
+        log_config=None,  # uvicorn's loggers go through ours (service/logging.py)
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -28,6 +28,7 @@ from service.components import build_llm, build_search_provider, build_tools
 from service.deps import authenticate
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
+from service.request_id import RequestId
 from service.routes import actions, ask, health, runs
 from service.settings import Settings
 from service.state import AppState
@@ -98,6 +99,7 @@ def create_app(
         openapi_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestId)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ask.router)

@@ -87,6 +87,7 @@ class RunSession:
 
     async def start(self) -> None:
         """Record the run before it begins, so that it is stored whatever happens next."""
+        structlog.contextvars.bind_contextvars(run_id=self.run_id)  # on every line from here
         await self._store.create(self.run_id, self.mode, self._question)
 
     async def events(self) -> AsyncIterator[StepEvent]:

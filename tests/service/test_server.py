@@ -3,6 +3,8 @@ OpenAI-compatible fake served over real HTTP too."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -80,7 +82,19 @@ def fake_llm_url() -> Iterator[str]:
     server.server_close()
 
 
-def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> None:
+@dataclasses.dataclass
+class _Exited:
+    """What the server left behind, filled in once it has stopped."""
+
+    output: str = ""
+    returncode: int | None = None
+
+
+@contextlib.contextmanager
+def _serve(
+    fake_llm_url: str, tmp_path: Path, **extra: str
+) -> Iterator[tuple[httpx2.Client, _Exited]]:
+    """``python -m service`` on a free loopback port, ready; stopped with SIGTERM on exit."""
     port = _free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -90,6 +104,7 @@ def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> Non
         "LLM_MODEL": "fake",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/runs.db",
         "SANDBOX_WORKERS": "1",
+        **extra,
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "service"],
@@ -99,6 +114,7 @@ def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> Non
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+    exited = _Exited()
     try:
         deadline = time.monotonic() + 30
         with httpx2.Client(base_url=base, timeout=10) as client:
@@ -108,14 +124,10 @@ def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> Non
                         break
                 except httpx2.TransportError:
                     pass
-                assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+                assert server.poll() is None, "the server exited early"
                 assert time.monotonic() < deadline, "server did not start within 30 s"
                 time.sleep(0.2)
-            response = client.post("/ask", json={"question": "What is 1234 * 5678?"})
-            assert response.status_code == 200, response.text
-            assert response.json()["answer"] == "7006652"
-            assert response.json()["steps"][0]["observation"].strip() == "7006652"
-            assert client.get("/readyz").status_code == 200
+            yield client, exited
     finally:
         server.terminate()
         try:
@@ -123,7 +135,48 @@ def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> Non
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        if server.stdout:
-            server.stdout.close()
+        assert server.stdout is not None
+        exited.output = server.stdout.read().decode()
+        server.stdout.close()
+        exited.returncode = server.returncode
+
+
+def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> None:
+    with _serve(fake_llm_url, tmp_path) as (client, server):
+        response = client.post("/ask", json={"question": "What is 1234 * 5678?"})
+        assert response.status_code == 200, response.text
+        assert response.json()["answer"] == "7006652"
+        assert response.json()["steps"][0]["observation"].strip() == "7006652"
+        assert client.get("/readyz").status_code == 200
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit code tells why.
     assert server.returncode in (0, -signal.SIGTERM)
+
+
+def test_log_json_puts_every_line_in_json_with_request_and_run_ids(
+    fake_llm_url: str, tmp_path: Path
+) -> None:
+    with _serve(fake_llm_url, tmp_path, LOG_JSON="true") as (client, server):
+        response = client.post(
+            "/ask",
+            json={"question": "What is 1234 * 5678?"},
+            headers={"X-Request-ID": "req-42"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == "req-42"
+        run_id = response.json()["run_id"]
+        made_up = client.get("/healthz", headers={"X-Request-ID": "not sane;x"})
+        assert made_up.headers["x-request-id"] not in ("", "not sane;x")
+    lines = [line for line in server.output.splitlines() if line.strip()]
+    assert lines, "the server logged nothing"
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"not a JSON line: {line!r}")
+    assert any(r.get("logger", "").startswith("uvicorn") for r in records), records
+    of_request = [r for r in records if r.get("request_id") == "req-42"]
+    # The access line is uvicorn's, not ours: it carries the ids only through the context.
+    access = [r for r in of_request if r.get("logger") == "uvicorn.access"]
+    assert access, records
+    assert all(r.get("run_id") == run_id for r in access), access

@@ -338,6 +338,11 @@ def index_value(value: Any) -> int:
     return int.__index__(operator.index(value))
 
 
+SIZED_METHOD_NAMES = (
+    "ljust", "rjust", "center", "zfill", "expandtabs", "replace", "to_bytes", "hex",
+)  # fmt: skip
+
+
 def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
     """A guarded version of a width-taking method, bound or unbound; None when not sized.
 
@@ -346,7 +351,7 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
     program's object, which could answer differently when asked again) is what the real
     method receives.
     """
-    if name not in ("ljust", "rjust", "center", "zfill", "expandtabs", "replace", "to_bytes"):
+    if name not in SIZED_METHOD_NAMES:
         return None
     bound = _bound(method)
 
@@ -389,6 +394,9 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
             else:
                 length = kwargs["length"] = index_value(kwargs.get("length", 1))
             arith.check_items(length, "bytes")
+        elif name == "hex":  # two digits a byte, and a separator between groups
+            separated = len(call) > first or "sep" in kwargs
+            arith.check_items((3 if separated else 2) * (exact_len(target) or 0), "string")
         return method(*call, **kwargs)
 
     return guarded

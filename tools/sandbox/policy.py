@@ -40,6 +40,7 @@ from typing import Any, cast
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 from tools.sandbox.limits import (
+    SIZED_METHOD_NAMES,
     Arithmetic,
     IntSizeLimit,
     OutputLimit,
@@ -60,6 +61,7 @@ from tools.sandbox.standins import (
     SandboxSecurityError,
     builtin_exceptions,
     checked_random_bits,
+    generic_getattr,
 )
 
 __all__ = [
@@ -89,7 +91,7 @@ _SIZED_BASES = (str, bytes, bytearray, int)
 _SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
     id(getattr(base, name)): (getattr(base, name), base, name)
     for base in _SIZED_BASES
-    for name in ("ljust", "rjust", "center", "zfill", "expandtabs", "replace", "to_bytes")
+    for name in SIZED_METHOD_NAMES
     if hasattr(base, name)
 }
 _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
@@ -123,7 +125,9 @@ def check_attr_name(
         if name in READABLE_DUNDERS and classes is not None:
             return name
         if is_private_name(name) and classes is not None and classes.is_user_object(obj):
-            if writing or classes.defines_private(obj, name):
+            if writing and not classes.library_slot(obj, name):
+                return name  # any name, on its own object, unless a library's slot holds it
+            if not writing and classes.defines_private(obj, name):
                 return name
             # What a library base or a metaclass provides stays hidden: as if it were absent.
             raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
@@ -174,23 +178,45 @@ class Guards:
             return self.classes.safe_type(obj)
         if name == "__dict__":
             return self._own_namespace(obj)
-        if isinstance(obj, BaseException) and (
+        # A super object reads another object's attributes: the checks are that object's.
+        target = self._super_target(obj) if isinstance(obj, super) else obj
+        if isinstance(target, BaseException) and (
             name not in SAFE_EXCEPTION_ATTRIBUTES and name in _BUILTIN_EXCEPTION_ATTRIBUTES
         ):
             raise SandboxSecurityError(f"exception attribute {name!r} is not available")
-        if isinstance(obj, string.Formatter):
+        if isinstance(target, string.Formatter):
             raise SandboxSecurityError("string.Formatter is not available in the sandbox")
+        if is_private_name(name):
+            # Allowed only on the program's own objects, and read the way check_attr_name
+            # decided it: by the generic lookup, never a forwarding one.
+            try:
+                return self.vet(generic_getattr(obj, name))
+            except AttributeError:
+                if default is _MISSING:
+                    raise
+                return default
         value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
         return self.vet(value)
 
+    def _super_target(self, obj: Any) -> Any:
+        """The object a ``super`` object is bound to, if it is the program's own."""
+        bound = _SUPER_SELF.__get__(obj)
+        if bound is None or not self.classes.is_user_object(bound):
+            raise SandboxSecurityError("super() works on the program's own objects only")
+        return bound
+
     def _own_namespace(self, obj: Any) -> Any:
-        """``obj.__dict__`` of the program's own object, if it holds only what a program can
-        make: never the C-level descriptors of a builtin type (``object.__getattribute__``
-        reads anything), however they got there."""
-        namespace = obj.__dict__
+        """``obj.__dict__`` of the program's own object (found the generic way), if it holds
+        only what a program can make: never the C-level descriptors of a builtin type
+        (``object.__getattribute__`` reads anything), however they got there. A class's
+        comes as a copy without what a library's class machinery added (``_abc_impl``)."""
+        namespace = generic_getattr(obj, "__dict__")
         for value in namespace.values():
             if type(value) in _RAW_DESCRIPTORS:
                 raise SandboxSecurityError("this __dict__ holds internals of a builtin type")
+        if isinstance(obj, type):
+            foreign = self.classes.foreign_names(obj)
+            return {key: value for key, value in namespace.items() if key not in foreign}
         return namespace
 
     def super_attr(self, obj: Any, name: str) -> Any:
@@ -316,6 +342,8 @@ class Guards:
 
     def write(self, obj: Any) -> Any:
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
+            if self.classes.has_library_slots(type(obj)):  # ``Fraction``'s ``_numerator``
+                return _OwnWriter(obj, self)
             return obj  # the program's own objects, its functions included (``f.calls = 0``)
         if type(obj) is decimal.Context:
             return _ContextWriter(obj, self.classes)
@@ -358,6 +386,31 @@ class _WriteRefused:
         raise SandboxSecurityError(f"{kind} objects cannot be modified in the sandbox")
 
     __setattr__ = __delattr__ = __setitem__ = __delitem__ = _refuse
+
+
+class _OwnWriter:
+    """Attribute writes on the program's own instance of a class whose library base keeps
+    private slots: those stay the library's (names checked as ``setattr()`` does)."""
+
+    __slots__ = ("_guards", "_target")
+    _target: Any
+    _guards: Guards
+
+    def __init__(self, target: Any, guards: Guards) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_guards", guards)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._target, self._guards._writable_name(self._target, name), value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._target, self._guards._writable_name(self._target, name))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._target[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._target[key]
 
 
 class _ItemWriter:

@@ -33,7 +33,7 @@ import random
 import re
 import statistics
 from collections.abc import Callable
-from types import FunctionType
+from types import FunctionType, MemberDescriptorType
 from typing import Any
 
 from tools.sandbox.limits import (
@@ -44,7 +44,7 @@ from tools.sandbox.limits import (
     exact_kwargs,
     exact_len,
 )
-from tools.sandbox.names import FILENAME
+from tools.sandbox.names import FILENAME, is_private_name
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
@@ -163,6 +163,29 @@ def builtin_exceptions() -> dict[str, type]:
     }
 
 
+_ABSENT = object()
+_NAMEDTUPLE_API = frozenset({"_asdict", "_replace", "_make", "_fields", "_field_defaults"})
+
+
+def _instance_dict(obj: Any) -> dict[str, Any] | None:
+    """``obj``'s own attribute dict, found the generic way (never through a forwarding
+    ``__getattribute__``), or None."""
+    try:
+        own = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return None
+    return own if type(own) is dict else None
+
+
+def generic_getattr(obj: Any, name: str) -> Any:
+    """``obj.<name>`` by Python's generic lookup, the one a program's class inherits from
+    ``object`` or ``type``: the MRO and the object's own dict, never a forwarding lookup
+    (``super`` searches another object's classes)."""
+    if isinstance(obj, type):
+        return type.__getattribute__(obj, name)
+    return object.__getattribute__(obj, name)
+
+
 class Classes:
     """The class policy of one run: the program's own classes, the stand-ins, ``type()``."""
 
@@ -170,6 +193,8 @@ class Classes:
         self.arith = arith
         self.max_digits = arith.max_digits
         self._user: dict[int, type] = {}
+        self._foreign: dict[int, frozenset[str]] = {}
+        self._slotted: dict[int, type] = {}
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
         self.int = _stand_in(int, self._int)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
@@ -195,6 +220,8 @@ class Classes:
     def reset(self) -> None:
         """Forget the classes of an earlier program (the template's warm-up)."""
         self._user.clear()
+        self._foreign.clear()
+        self._slotted.clear()
         self._tokens.clear()
 
     def register(self, cls: type) -> type:
@@ -207,18 +234,55 @@ class Classes:
     def defines_private(self, obj: Any, name: str) -> bool:
         """``obj.<name>`` for a private name: only what the program itself defined, on its own
         instance, function or class (or a class of its own in the MRO), never an attribute
-        a library base or a metaclass (``ABCMeta._dump_registry``) provides."""
+        a library base or a metaclass (``ABCMeta``'s ``_abc_impl``, ``_dump_registry``)
+        provides. Decided where Python's generic lookup (the one :func:`generic_getattr`
+        makes) would find the name: a library class earlier in the MRO, or a library data
+        descriptor (a slot), wins over the program's own definition."""
         if not self.is_user_object(obj):
             return False
-        if not isinstance(obj, type):
-            own = getattr(obj, "__dict__", None)
-            if type(own) is dict and name in own:
-                return True
-            obj = type(obj)
-        return any(self.is_user_class(base) and name in vars(base) for base in obj.__mro__)
+        if self.library_slot(obj, name):
+            return False
+        if isinstance(obj, type):
+            return self._program_owns(obj, name)
+        own = _instance_dict(obj)
+        return (own is not None and name in own) or self._program_owns(type(obj), name)
+
+    def library_slot(self, obj: Any, name: str) -> bool:
+        """A library's data descriptor answers ``obj.<name>`` (``Fraction``'s
+        ``_numerator`` slot on the program's subclass of it)."""
+        return self._library_descriptor(type(obj), name)
+
+    def has_library_slots(self, cls: type) -> bool:
+        """Instances of the program's class ``cls`` hold private slots of a library base."""
+        return id(cls) in self._slotted and self._slotted[id(cls)] is cls
+
+    def _program_owns(self, cls: type, name: str) -> bool:
+        """The first class in ``cls``'s MRO that holds ``name`` is the program's, and the
+        program's class body, not a library's class machinery, put it there."""
+        for base in cls.__mro__:
+            if name in vars(base):
+                return self.is_user_class(base) and name not in self._foreign.get(id(base), ())
+        return False
+
+    def _library_descriptor(self, cls: type, name: str) -> bool:
+        """A data descriptor (a slot, a property) that a library class in ``cls``'s MRO
+        defines under ``name``: it takes precedence over the instance's own dict."""
+        for base in cls.__mro__:
+            value = vars(base).get(name, _ABSENT)
+            if value is not _ABSENT:
+                data = hasattr(type(value), "__set__") or hasattr(type(value), "__delete__")
+                return data and not self.is_user_class(base)
+        return False
+
+    def foreign_names(self, cls: type) -> frozenset[str]:
+        """The names a library's class machinery added to the program's class ``cls``."""
+        return self._foreign.get(id(cls), frozenset()) if self.is_user_class(cls) else frozenset()
 
     def is_user_object(self, obj: Any) -> bool:
-        """The program's own classes, their instances, and the functions it defined."""
+        """The program's own classes, their instances, and the functions it defined; never a
+        ``super`` object, whose attribute reads search another object's classes."""
+        if isinstance(obj, super):
+            return False
         if type(obj) is FunctionType and obj.__code__.co_filename == FILENAME:
             return True
         return self.is_user_class(obj) or self.is_user_class(type(obj))
@@ -240,7 +304,30 @@ class Classes:
                 raise SandboxSecurityError(f"{base!r} cannot be subclassed in the sandbox")
             if issubclass(base, type) or issubclass(base, BaseExceptionGroup):
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
-        return self.register(type(name, bases, namespace, **kw))
+            if issubclass(base, super):  # its attribute reads go to another object's classes
+                raise SandboxSecurityError("super cannot be subclassed in the sandbox")
+        written = set(namespace)
+        cls = self.register(type(name, bases, namespace, **kw))
+        # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
+        # program's, so never readable under a private name (``_abc_impl``).
+        self._foreign[id(cls)] = frozenset(
+            key
+            for key, value in vars(cls).items()
+            if key not in written
+            # the slots its own __slots__ asked for are the program's
+            and not (type(value) is MemberDescriptorType and value.__objclass__ is cls)
+            # typing.NamedTuple makes the class with namedtuple(): its documented methods
+            and not (issubclass(cls, tuple) and key in _NAMEDTUPLE_API)
+        )
+        if any(
+            self._library_descriptor(cls, key)
+            for base in cls.__mro__
+            if not self.is_user_class(base)
+            for key in vars(base)
+            if is_private_name(key)
+        ):
+            self._slotted[id(cls)] = cls
+        return cls
 
     def _subclass_constructors(self) -> list[tuple[StandIn, Callable[..., Any]]]:
         def new_int(cls: type, *args: Any, **kwargs: Any) -> Any:

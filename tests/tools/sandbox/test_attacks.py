@@ -210,6 +210,9 @@ LYING_INT = (
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
 SIZE_BOMBS = {
+    # found by the fifth red-team pass: three characters a byte in one call
+    "hex_with_separator": "result = bytes(10_000_000).hex(':')",
+    "hex_unbound": "result = bytearray.hex(bytearray(6_000_000))",
     "lying_int_exponent": LYING_INT + "result = 10 ** I(10 ** 6)",
     "lying_int_base": LYING_INT + "result = I(10 ** 5000) ** 5",
     "lying_int_mul": LYING_INT + "result = I(10 ** 6000) * I(10 ** 6000)",
@@ -280,7 +283,7 @@ SIZE_BOMBS = {
     ),
     "int_from_bytes": "result = int.from_bytes(b'\\xff' * 10 ** 7, 'big')",
     "getrandbits_through_super": (
-        "import random\nrng = random.Random()\n"
+        "import random\nclass R(random.Random):\n    pass\nrng = R()\n"
         "result = super(random.Random, rng).getrandbits(10 ** 8)"
     ),
     "getrandbits_subclass_attribute": (
@@ -320,7 +323,8 @@ SIZE_BOMBS = {
     ),
     # found by the third red-team pass
     "getrandbits_unbound_through_super": (
-        "import random\nraw = super(random.Random, random.Random).getrandbits\n"
+        "import random\nclass R(random.Random):\n    pass\n"
+        "raw = super(random.Random, R).getrandbits\n"
         "result = raw(random.Random(1), 50_000_000).bit_length()"
     ),
     "localcontext_lying_keyword": (
@@ -539,6 +543,32 @@ FRIENDLY = {
         "result = [str(Half(1, 2).double()), str(Cash('1.50') + 1)]",
         ["1", "2.50"],
     ),
+    "private_names_of_own_classes": (
+        "class Base:\n    _registry = []\n    def __init__(self):\n"
+        "        self._id = len(self._registry)\n"
+        "        Base._registry.append(self)\n"
+        "class Slotted:\n    __slots__ = ('_v',)\n    def __init__(self, v):\n        self._v = v\n"
+        "class Mixin:\n    _unit = 'cm'\n"
+        "class Box(Mixin, Base):\n    __secret = 3\n"
+        "    def secret(self):\n        return self.__secret\n"
+        "b = Box()\nBox._count = 1\n"
+        "result = [b._id, b._unit, Box._unit, Box._count, b.secret(), Slotted(7)._v,\n"
+        "          sorted(k for k in vars(Box) if not k.startswith('__'))]",
+        [0, "cm", "cm", 1, 3, 7, ["_Box__secret", "_count", "secret"]],
+    ),
+    "super_in_own_classes": (
+        "from fractions import Fraction\nclass A:\n    def name(self):\n        return 'a'\n"
+        "class B(A):\n    def name(self):\n        return 'b' + super().name()\n"
+        "class C(B):\n    def name(self):\n        return 'c' + super(B, self).name()\n"
+        "class H(Fraction):\n    def near(self):\n"
+        "        return str(super().limit_denominator(9))\n"
+        "result = [C().name(), B().name(), H(333, 1000).near()]",
+        ["ca", "ba", "1/3"],
+    ),
+    "hex_of_bytes": (
+        "result = [bytes([1, 255]).hex(), bytearray(b'ab').hex(':'), bytes.hex(b'\\x10', '-')]",
+        ["01ff", "61:62", "10"],
+    ),
     "int_subclass": (
         "class Cents(int):\n    def dollars(self):\n        return self / 100\n"
         "result = [Cents(250).dollars(), Cents('ff', 16) + 0, isinstance(Cents(1), int)]",
@@ -595,6 +625,43 @@ PRIVATE_ELSEWHERE = {
     "vars_of_a_module": "import math\nresult = vars(math)",
     "wraps_a_shared_class": (
         "import functools, collections\nfunctools.wraps(len)(collections.Counter)"
+    ),
+    # found by the fifth red-team pass: a super subclass counted as the program's own object
+    "library_private_through_a_super_subclass": (
+        "from fractions import Fraction\nclass H(Fraction):\n    pass\n"
+        "class S(super):\n    _mul = 0\nresult = S(H, H)._mul"
+    ),
+    "library_dict_through_a_super_subclass": (
+        "import random\nclass S(super):\n    pass\nr = random.Random()\n"
+        "result = vars(S(random.Random, r))"
+    ),
+    "exception_attribute_through_super": (
+        "try:\n    [].nope\nexcept AttributeError as e:\n    ae = e\n"
+        "result = super(Exception, ae).with_traceback"
+    ),
+    "exception_attribute_through_super_on_own_exception": (
+        "class E(Exception):\n    pass\nresult = super(E, E()).with_traceback"
+    ),
+    "super_on_a_library_instance": (
+        "import random\nrng = random.Random()\nresult = super(random.Random, rng).getrandbits(8)"
+    ),
+    "super_on_a_library_class": (
+        "import random\nresult = super(random.Random, random.Random).getrandbits"
+    ),
+    "metaclass_added_private_name": (
+        "from fractions import Fraction\nclass H(Fraction):\n    pass\nresult = H._abc_impl"
+    ),
+    "library_private_earlier_in_the_mro": (
+        "import random\nclass C:\n    _randbelow = 0\nclass D(random.Random, C):\n    pass\n"
+        "result = D()._randbelow"
+    ),
+    "library_slot_over_own_dict": (
+        "from fractions import Fraction\nclass H(Fraction):\n    _numerator = 5\n"
+        "result = H(1, 2)._numerator"
+    ),
+    "library_slot_write": (
+        "from fractions import Fraction\nclass H(Fraction):\n    pass\nh = H(1, 2)\n"
+        "h._denominator = 0"
     ),
     "decimal_through_renamed_super": (
         "import decimal\ndef super(a=None, b=None):\n    return decimal.getcontext()\n"
@@ -702,3 +769,11 @@ async def test_the_service_process_keeps_its_scheduling() -> None:
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
     assert os.getpriority(os.PRIO_PROCESS, 0) == 0
     assert os.sched_getaffinity(0) == set(range(os.cpu_count() or 1))
+
+
+async def test_super_cannot_be_a_base(box: Sandbox) -> None:
+    # A super object reads another object's attributes; a class of the program deriving from
+    # it would count as the program's own (fifth red-team pass). Other layers hold too.
+    res = await box.run("class S(super):\n    pass")
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "super cannot be subclassed" in (res.error or "")

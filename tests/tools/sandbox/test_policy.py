@@ -297,3 +297,40 @@ def test_frames_refuse_huge_integers() -> None:
     assert decode(b'{"a": 123}') == {"a": 123}
     with pytest.raises(ProtocolError):
         decode(b'{"a": ' + b"9" * 5000 + b"}")
+
+
+def test_private_names_are_read_by_the_generic_lookup_never_a_forwarding_one() -> None:
+    """Should a class whose attribute reads go elsewhere (``super``) ever count as the
+    program's own, a private name or ``__dict__`` still reads what the program's object holds."""
+    guards = make_guards()
+
+    class S(super):
+        _mul = 0
+
+    class H(fractions.Fraction):
+        pass
+
+    class Base:
+        pass
+
+    class Other(Base):
+        pass
+
+    for cls in (S, H, Other):  # S past the metaclass, which refuses super as a base
+        guards.classes.register(cls)
+    other = Other()
+    other.secret = 1  # type: ignore[attr-defined]
+    into_fraction, into_other = S(H, H), S(Other, other)
+    # What plain getattr hands out: Fraction's private function, the other object's dict.
+    assert into_fraction._mul is fractions.Fraction._mul  # type: ignore[attr-defined]
+    assert into_other.__dict__ is vars(other)
+    # A super object is never the program's own, whatever its class ...
+    assert not guards.classes.is_user_object(into_fraction)
+    with pytest.raises(policy.SandboxSecurityError):
+        guards.getattr(into_fraction, "_mul")
+    # ... and should a forwarding object ever count as its own, the reads stay generic.
+    own = guards.classes.is_user_object
+    guards.classes.is_user_object = lambda obj: type(obj) is S or own(obj)  # type: ignore[method-assign]
+    assert guards.getattr(into_fraction, "_mul") == 0
+    assert guards.getattr(into_other, "__dict__") is not vars(other)
+    assert "secret" not in guards.vars(into_other)

@@ -35,15 +35,15 @@ if str(ROOT) not in sys.path:  # run as a script from any directory
 
 from agents.errors import LLMError  # noqa: E402
 from agents.events import FinalEvent, StepEvent  # noqa: E402
+from agents.factory import AgentFactory, RunSpec  # noqa: E402
 from agents.llm.base import LLM, ChatMessage, Usage  # noqa: E402
-from agents.llm.grammar import react_grammar  # noqa: E402
 from agents.pal import TASKS, PalOptions, run_pal  # noqa: E402
 from agents.pal.vote import as_number  # noqa: E402
 from agents.policy import RunPolicy  # noqa: E402
-from agents.react import ReActAgent  # noqa: E402
 from service import components  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tools.python_tool import PythonTool  # noqa: E402
+from tools.registry import ToolRegistry  # noqa: E402
 from tools.sandbox import Sandbox, SandboxConfig  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "pal_eval_small.jsonl"
@@ -147,13 +147,11 @@ async def last_event(events: AsyncIterator[StepEvent]) -> FinalEvent:
 
 def react_runner(llm: LLM, sandbox: Sandbox) -> Callable[[Item], AsyncIterator[StepEvent]]:
     """The service's ReAct loop with the python action, constrained like the service does."""
-    policy = RunPolicy(allowed=("python", "finish"), max_steps=6)
-    grammar = react_grammar(policy.allowed) if llm.supports_grammar else None
-    tools = {"python": PythonTool(sandbox)}
+    factory = AgentFactory(llm, sandbox, ToolRegistry([PythonTool(sandbox)]))
+    spec = RunSpec(mode="react", policy=RunPolicy(allowed=("python", "finish"), max_steps=6))
 
     def run(item: Item) -> AsyncIterator[StepEvent]:
-        agent = ReActAgent(llm, tools, policy, grammar=grammar)
-        return agent.run(item.question)
+        return factory.run(item.question, spec)
 
     return run
 

@@ -47,6 +47,7 @@ class InstantLLM:
     supports_n = False
     supports_tools = False
     supports_grammar = False
+    supports_warm_up = False
 
     def __init__(self) -> None:
         self.calls = 0
@@ -68,6 +69,9 @@ class InstantLLM:
 
     async def check(self) -> None:
         return None
+
+    async def warm_up(self, conversations: Sequence[Sequence[ChatMessage]]) -> int:
+        return 0
 
     async def aclose(self) -> None:
         return None

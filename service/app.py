@@ -17,11 +17,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from agents.errors import LLMError
+from agents.factory import AgentFactory
 from agents.llm.base import LLM
-from agents.llm.local import LocalLLM
-from agents.pal.prompt import build_messages as pal_messages
-from agents.policy import RunPolicy, resolve_actions
-from agents.react.loop import ReActAgent
+from agents.policy import resolve_actions
 from service import errors
 from service.auth import Authenticator, RateLimiter
 from service.components import build_llm, build_search_provider, build_tools
@@ -63,22 +61,24 @@ def create_app(
             stack.push_async_callback(store.aclose)
             provider = search_provider or build_search_provider(settings)
             stack.push_async_callback(provider.aclose)
+            tools = build_tools(settings, box, provider)
             app.state.reactpal = AppState(
                 settings=settings,
                 llm=model,
                 sandbox=box,
-                tools=build_tools(settings, box, provider),
+                tools=tools,
                 store=store,
                 metrics=Metrics(),
                 auth=Authenticator(tuple(k.get_secret_value() for k in settings.agent_api_keys)),
                 rate_limiter=RateLimiter(settings.rate_limit),
+                agents=AgentFactory(model, box, tools),
             )
-            if isinstance(model, LocalLLM):
+            if model.supports_warm_up:
                 # Load the embedded model (assembling the packaged one if needed) before the
                 # first request, so a bad model file stops the start with a clear error; then
                 # prefill the prompts in the background so the first answer is not a cold one.
                 await model.check()
-                warm = asyncio.create_task(_warm_up(app.state.reactpal, model))
+                warm = asyncio.create_task(_warm_up(app.state.reactpal))
                 stack.push_async_callback(_cancel, warm)
             log.info(
                 "reactpal ready",
@@ -109,17 +109,14 @@ def create_app(
     return app
 
 
-async def _warm_up(state: AppState, model: LocalLLM) -> None:
+async def _warm_up(state: AppState) -> None:
     """Prefill the PAL and ReAct few-shot prompts so llama.cpp's prompt cache holds them: on
     2 cores a cold PAL prompt costs ~28 s of prefill, a warm answer ~3 s. The prefill goes in
     short chunks that yield to requests, so one arriving meanwhile waits ~2 s at most."""
     started = time.monotonic()
     actions = resolve_actions(state.settings.allowed_actions, None)  # as a default request's
-    tools = {tool.name: tool for tool in state.tools.subset(actions, strict=False)}
-    react = ReActAgent(model, tools, RunPolicy(allowed=actions), grammar=state.grammar(actions))
-    question = "What is 2 + 2?"
     try:
-        warmed = await model.warm_up([pal_messages(question), react.first_messages(question)])
+        warmed = await state.llm.warm_up(state.agents.warm_up_conversations(actions))
     except LLMError as exc:
         log.warning("model warm-up failed", error=str(exc))
         return

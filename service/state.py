@@ -1,6 +1,7 @@
 """What the app shares across requests, created once in the lifespan and reached through
 ``Depends``: the LLM client, the sandbox, the action registry, the run store, metrics and the
-access checks. Nothing here holds per-run state: one agent is built per request."""
+access checks. Nothing here holds per-run state: one agent is built per request, by
+``agents``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from agents.factory import AgentFactory
 from agents.llm.base import LLM
-from agents.llm.grammar import react_grammar
 from service.auth import Authenticator, RateLimiter
 from service.metrics import Metrics
 from service.settings import Settings
@@ -28,10 +29,7 @@ class AppState:
     metrics: Metrics
     auth: Authenticator
     rate_limiter: RateLimiter
-
-    def grammar(self, actions: tuple[str, ...]) -> str | None:
-        """The GBNF grammar for a ReAct step over ``actions``, for backends that honour one."""
-        return react_grammar(actions) if self.llm.supports_grammar else None
+    agents: AgentFactory  # builds each run's agent from llm, sandbox and tools
 
 
 def get_state(request: Request) -> AppState:

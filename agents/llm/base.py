@@ -103,8 +103,19 @@ class LLM(Protocol):
         grammar: str | None = None,
     ) -> Completion: ...
 
+    @property
+    def supports_warm_up(self) -> bool:
+        """True when the backend runs here and keeps a prompt cache worth filling before the
+        first request (the embedded model); then it is also loaded before serving."""
+        ...
+
     async def check(self) -> None:
         """Cheap readiness probe; raises ``LLMError`` when the backend is not usable."""
+        ...
+
+    async def warm_up(self, conversations: Sequence[Sequence[ChatMessage]]) -> int:
+        """Prefill ``conversations`` in the backend's prompt cache, without delaying requests;
+        returns how many were. A backend that cannot returns 0 at once."""
         ...
 
     async def aclose(self) -> None: ...

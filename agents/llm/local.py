@@ -204,6 +204,10 @@ class LocalLLM:
     def supports_tools(self) -> bool:
         return False
 
+    @property
+    def supports_warm_up(self) -> bool:
+        return True
+
     async def complete(
         self,
         messages: Sequence[ChatMessage],

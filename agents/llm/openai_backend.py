@@ -152,6 +152,13 @@ class OpenAILLM:
     def supports_tools(self) -> bool:
         return True
 
+    @property
+    def supports_warm_up(self) -> bool:
+        return False  # a remote server's prompt cache is its own business
+
+    async def warm_up(self, conversations: Sequence[Sequence[ChatMessage]]) -> int:
+        return 0
+
     async def complete(
         self,
         messages: Sequence[ChatMessage],

@@ -11,9 +11,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agents.errors import ActionNotAllowed
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent, ThoughtEvent
-from agents.pal import PalOptions, run_pal
+from agents.factory import RunSpec
+from agents.pal import PalOptions
 from agents.policy import RunPolicy, bounded, resolve_actions
-from agents.react import ReActAgent
 from service.deps import Client, State
 from service.errors import ProblemError
 from service.runner import FAILURE_STATUS, RunSession
@@ -79,7 +79,7 @@ async def ask(body: AskRequest, request: Request, state: State, client: Client) 
 
 
 def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]:
-    """Validate the request against the server's limits and build this request's agent."""
+    """Validate the request against the server's limits; the factory builds its agent."""
     settings = state.settings
     if len(body.question) > settings.max_question_chars:
         state.metrics.rejected.labels("too_long").inc()
@@ -100,13 +100,6 @@ def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]
             raise ProblemError(
                 422, f"samples is above the server's limit of {settings.max_samples}"
             )
-        options = PalOptions(
-            task=body.task,
-            samples=body.samples,
-            verbalize=body.verbalize,
-            max_tokens=settings.max_tokens,
-        )
-        return run_pal(body.question, llm=state.llm, sandbox=state.sandbox, options=options)
     policy = RunPolicy(
         allowed=actions,
         max_steps=int(
@@ -115,9 +108,13 @@ def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]
         max_tokens=settings.max_tokens,
         protocol=settings.agent_protocol,
     )
-    tools = {tool.name: tool for tool in state.tools.subset(actions, strict=False)}
-    agent = ReActAgent(state.llm, tools, policy, grammar=state.grammar(actions))
-    return agent.run(body.question)
+    pal = PalOptions(
+        task=body.task,
+        samples=body.samples,
+        verbalize=body.verbalize,
+        max_tokens=settings.max_tokens,
+    )
+    return state.agents.run(body.question, RunSpec(mode=body.mode, policy=policy, pal=pal))
 
 
 async def _sse(session: RunSession) -> AsyncIterator[ServerSentEvent]:

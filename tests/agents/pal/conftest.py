@@ -67,6 +67,13 @@ class NoN:
     def supports_tools(self) -> bool:
         return False
 
+    @property
+    def supports_warm_up(self) -> bool:
+        return False
+
+    async def warm_up(self, conversations: Sequence[Sequence[ChatMessage]]) -> int:
+        return 0
+
     async def complete(
         self,
         messages: Sequence[ChatMessage],

@@ -1,0 +1,68 @@
+"""Where a run's agent is assembled, for every caller: the HTTP service, its start-up warm-up
+and the evaluation script build their agents here and nowhere else.
+
+``AgentFactory`` holds what runs share (the LLM client, the sandbox, the action registry) and
+builds one agent per run from that run's :class:`RunSpec`: the mode, the actions (already
+resolved against the server's allow-list) and the budgets. What depends on the backend is
+asked of the backend: a GBNF grammar is passed only to an LLM that honours one
+(``supports_grammar``), and the prompts worth prefilling are only produced for one that can
+be warmed up (``supports_warm_up``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agents.events import StepEvent
+from agents.llm.base import LLM, ChatMessage
+from agents.llm.grammar import react_grammar
+from agents.pal import PalOptions, run_pal
+from agents.pal.mode import PalSandbox
+from agents.pal.prompt import build_messages as pal_messages
+from agents.policy import FINISH, RunPolicy
+from agents.react import ReActAgent
+from tools.registry import ToolRegistry
+
+Mode = Literal["react", "pal"]
+WARM_UP_QUESTION = "What is 2 + 2?"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One run, as the caller validated it: ``policy.allowed`` is the run's action list."""
+
+    mode: Mode
+    policy: RunPolicy
+    pal: PalOptions = field(default_factory=PalOptions)
+
+
+class AgentFactory:
+    def __init__(self, llm: LLM, sandbox: PalSandbox, tools: ToolRegistry) -> None:
+        self.llm = llm
+        self.sandbox = sandbox
+        self.tools = tools
+
+    def react(self, policy: RunPolicy) -> ReActAgent:
+        """A ReAct agent limited to ``policy.allowed``, with a grammar if the LLM takes one."""
+        tools = {tool.name: tool for tool in self.tools.subset(policy.allowed, strict=False)}
+        grammar = react_grammar(policy.allowed) if self.llm.supports_grammar else None
+        return ReActAgent(self.llm, tools, policy, grammar=grammar)
+
+    def run(self, question: str, spec: RunSpec) -> AsyncIterator[StepEvent]:
+        """The step events of one run of ``question``."""
+        if spec.mode == "pal":
+            if "python" not in spec.policy.allowed:
+                raise ValueError("pal mode runs a program: 'python' must be allowed")
+            return run_pal(question, llm=self.llm, sandbox=self.sandbox, options=spec.pal)
+        return self.react(spec.policy).run(question)
+
+    def warm_up_conversations(self, actions: Sequence[str]) -> list[list[ChatMessage]]:
+        """The first conversations of a PAL and of a ReAct run over ``actions`` (the prompts a
+        backend's prompt cache should hold), or none when the LLM cannot be warmed up."""
+        if not self.llm.supports_warm_up:
+            return []
+        allowed = tuple(actions) if FINISH in actions else (*actions, FINISH)
+        react = self.react(RunPolicy(allowed=allowed))
+        return [pal_messages(WARM_UP_QUESTION), react.first_messages(WARM_UP_QUESTION)]

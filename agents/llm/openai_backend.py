@@ -3,10 +3,15 @@
 
 What it guarantees:
 
-- **One retry policy.** The SDK's own retries are off (``max_retries=0``); tenacity retries
-  429, 408/409, 5xx, connection errors and timeouts up to ``max_retries`` times with
-  exponential backoff and jitter. A ``Retry-After`` (or ``retry-after-ms``) header is honoured,
-  capped at ``retry_after_max_s``. Everything else fails at once.
+- **One retry policy, with the SDK's rules.** The SDK's own retry loop is off
+  (``max_retries=0``) because it cannot bound an attempt that trickles bytes, nor be told how to
+  sleep; tenacity runs the loop and decides as the SDK does (a parity test checks the two
+  against each other): a server's ``x-should-retry: true``/``false`` is obeyed first; then 408,
+  409, 429 and 5xx are retried, as are connection errors and timeouts, up to ``max_retries``
+  times with exponential backoff and jitter. A positive ``retry-after-ms`` / ``Retry-After``
+  (seconds or an HTTP date) is the wait; one beyond ``retry_after_max_s`` (the SDK's limit is
+  120 s) is not waited for, nor retried: the error is raised at once, saying how long the
+  server asked for. Everything else fails at once.
 - **A per-attempt timeout** (``timeout_s``) enforced twice: by the HTTP client and by
   ``asyncio.timeout`` around the attempt, so a server that trickles bytes, or a transport that
   never times out by itself, still cannot hold a call longer. The worst case for one
@@ -44,7 +49,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import httpx2
 import openai
@@ -76,7 +81,8 @@ from agents.llm.base import ChatMessage, Choice, Completion, ToolCall, ToolSpec,
 # Local servers ignore the key, but the SDK refuses to start without one.
 PLACEHOLDER_API_KEY: Final = "not-needed"
 MAX_STOP_SEQUENCES: Final = 4  # the OpenAI API's limit
-_RETRYABLE_STATUS: Final = frozenset({408, 409})  # plus 429 and every 5xx
+_RETRYABLE_STATUS: Final = frozenset({408, 409, 429})  # plus every 5xx
+_INFINITY_LITERALS: Final = frozenset({"inf", "+inf", "infinity", "+infinity"})
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -254,18 +260,36 @@ class OpenAILLM:
         retrying = AsyncRetrying(  # one per call: tenacity keeps per-run state on it
             stop=stop_after_attempt(self._max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(self._retryable),
             sleep=self._sleep,
             retry_error_callback=_give_up,
         )
-        result: Completion = await retrying(self._attempt, request, n)
+        try:
+            result: Completion = await retrying(self._attempt, request, n)
+        except LLMError as exc:
+            cause = exc.__cause__
+            wait = _retry_after_s(cause.response.headers) if _has_response(cause) else None
+            if wait is not None and wait > self._retry_after_max_s:
+                raise type(exc)(
+                    f"{exc}; the server asked to retry after {wait:g} s, longer than this "
+                    f"client waits ({self._retry_after_max_s:g} s)"
+                ) from cause
+            raise
         return result
+
+    def _retryable(self, exc: BaseException) -> bool:
+        cause = exc.__cause__
+        if isinstance(cause, openai.APIStatusError):
+            return should_retry(cause.response, retry_after_max_s=self._retry_after_max_s)
+        return isinstance(exc, LLMTimeout | LLMConnectionError)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        retry_after = _retry_after_s(exc.__cause__) if exc else None
-        if retry_after is not None:
-            return min(retry_after, self._retry_after_max_s)
+        cause = exc.__cause__ if exc else None
+        if isinstance(cause, openai.APIStatusError):
+            retry_after = _retry_after_s(cause.response.headers)
+            if retry_after is not None and 0 < retry_after <= self._retry_after_max_s:
+                return retry_after  # the server's wait (a longer one is not retried)
         return float(self._backoff(state))
 
     async def _attempt(self, request: dict[str, Any], n: int) -> Completion:
@@ -288,15 +312,27 @@ class OpenAILLM:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Worth another attempt? Decided by type (and HTTP status), never by message."""
-    if isinstance(exc, LLMTimeout | LLMConnectionError | LLMRateLimited):
-        return True
+    """Worth another attempt? Decided by type, HTTP status and headers, never by message."""
     cause = exc.__cause__
-    return (
-        isinstance(exc, LLMBadResponse)
-        and isinstance(cause, openai.APIStatusError)
-        and (cause.status_code >= 500 or cause.status_code in _RETRYABLE_STATUS)
-    )
+    if isinstance(cause, openai.APIStatusError):
+        return should_retry(cause.response, retry_after_max_s=math.inf)
+    return isinstance(exc, LLMTimeout | LLMConnectionError)
+
+
+def _has_response(cause: BaseException | None) -> TypeGuard[openai.APIStatusError]:
+    return isinstance(cause, openai.APIStatusError)
+
+
+def should_retry(response: httpx2.Response, *, retry_after_max_s: float) -> bool:
+    """The SDK's rules for an HTTP error (``openai._base_client._should_retry``): a wait
+    beyond the maximum is not retried, ``x-should-retry`` is obeyed, then 408, 409, 429, 5xx."""
+    retry_after = _retry_after_s(response.headers)
+    if retry_after is not None and retry_after > retry_after_max_s:
+        return False
+    header = response.headers.get("x-should-retry")
+    if header in ("true", "false"):
+        return header == "true"
+    return response.status_code in _RETRYABLE_STATUS or response.status_code >= 500
 
 
 def _give_up(state: RetryCallState) -> Completion:
@@ -307,11 +343,9 @@ def _give_up(state: RetryCallState) -> Completion:
     raise LLMError(f"LLM call failed after {state.attempt_number} attempts") from exc
 
 
-def _retry_after_s(cause: BaseException | None) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date), if any."""
-    if not isinstance(cause, openai.APIStatusError):
-        return None
-    headers = cause.response.headers
+def _retry_after_s(headers: httpx2.Headers) -> float | None:
+    """Seconds from ``retry-after-ms``, else ``Retry-After`` (seconds or an HTTP date), as the
+    SDK reads them; a number too large for a float counts as too long, not as absent."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
@@ -319,14 +353,22 @@ def _retry_after_s(cause: BaseException | None) -> float | None:
         try:
             seconds = float(value) * scale
         except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            seconds = when.timestamp() - time.time()
+            continue
         if math.isfinite(seconds):
-            return max(seconds, 0.0)
-    return None
+            return seconds
+        if math.isinf(seconds) and value.strip().lower() not in _INFINITY_LITERALS:
+            return math.inf  # a number too large for a float: far too long to wait
+        return None  # a literal infinity or NaN: ignored, as the SDK does
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        return email.utils.mktime_tz(parsed) - time.time()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 # -- error translation ----------------------------------------------------------------------

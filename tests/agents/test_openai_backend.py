@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import re
 import time
 
 import httpx2
+import openai
 import pytest
+from openai._constants import MAX_RETRY_AFTER_DELAY
 
 from agents.errors import (
     LLMBadResponse,
@@ -19,7 +22,7 @@ from agents.errors import (
     LLMTimeout,
 )
 from agents.llm.base import LLM, ChatMessage, ToolCall, ToolSpec
-from agents.llm.openai_backend import PLACEHOLDER_API_KEY, OpenAILLM
+from agents.llm.openai_backend import PLACEHOLDER_API_KEY, OpenAILLM, should_retry
 from tests.fakes import FakeOpenAI, Fault, FaultKind, Scenario, ToolCallReply, make_llm
 
 QUESTION = [ChatMessage("system", "Answer."), ChatMessage("user", "What is 6 * 7?")]
@@ -193,16 +196,84 @@ async def test_429_is_retried_then_succeeds() -> None:
     assert 0.25 <= sleeps.delays[0] <= 0.5 and 0.5 <= sleeps.delays[1] <= 0.75  # exp + jitter
 
 
-async def test_retry_after_is_honoured_and_capped() -> None:
+async def test_retry_after_is_the_wait() -> None:
     fake = FakeOpenAI(["ok"])
     fake.fail("429", retry_after=0.5)
-    fake.fail("503", retry_after=3600)
+    fake.fail("503", retry_after=1.5)
+    fake.fail("503", retry_after=0)  # not a wait: the backoff's
     sleeps = Sleeps()
 
-    completion = await make_llm(fake, retry_after_max_s=2.0, sleep=sleeps).complete(QUESTION)
+    llm = make_llm(
+        fake,
+        retry_after_max_s=2.0,
+        max_retries=3,
+        backoff_initial_s=0.25,
+        backoff_max_s=8.0,
+        sleep=sleeps,
+    )
+    completion = await llm.complete(QUESTION)
 
     assert completion.text == "ok"
-    assert sleeps.delays == [0.5, 2.0]
+    assert sleeps.delays[:2] == [0.5, 1.5] and 0.25 <= sleeps.delays[2] <= 2.0
+
+
+async def test_a_retry_after_beyond_the_cap_is_not_retried() -> None:
+    # The SDK's rule: a server asking for a longer wait than the client takes gets an answer
+    # now, not a retry the server said would fail.
+    fake = FakeOpenAI(["ok"]).fail("429", retry_after=3600)
+    sleeps = Sleeps()
+    with pytest.raises(LLMRateLimited, match="retry after 3600 s, longer than this client waits"):
+        await make_llm(fake, retry_after_max_s=2.0, sleep=sleeps).complete(QUESTION)
+    assert (fake.calls, sleeps.delays) == (1, [])
+
+
+async def test_the_server_says_whether_to_retry() -> None:
+    fake = FakeOpenAI(["ok"]).fail("400", headers={"x-should-retry": "true"})
+    assert (await make_llm(fake).complete(QUESTION)).text == "ok"
+    assert fake.calls == 2
+
+    fake = FakeOpenAI(["ok"]).fail("503", headers={"x-should-retry": "false"})
+    with pytest.raises(LLMBadResponse, match="503"):
+        await make_llm(fake).complete(QUESTION)
+    assert fake.calls == 1
+
+
+def _response(status: int, headers: dict[str, str]) -> httpx2.Response:
+    request = httpx2.Request("POST", "http://llm.test/v1/chat/completions")
+    return httpx2.Response(status, headers=headers, request=request)
+
+
+_SOON = email.utils.formatdate(time.time() + 30, usegmt=True)
+_LATE = email.utils.formatdate(time.time() + 3600, usegmt=True)
+RETRY_HEADERS: list[dict[str, str]] = [
+    {},
+    {"x-should-retry": "true"},
+    {"x-should-retry": "false"},
+    {"x-should-retry": "maybe"},
+    {"retry-after": "1"},
+    {"retry-after": "121"},
+    {"retry-after": "121", "x-should-retry": "true"},
+    {"retry-after-ms": "500"},
+    {"retry-after-ms": "500000", "retry-after": "1"},
+    {"retry-after": "1e999"},
+    {"retry-after": "inf"},
+    {"retry-after": "nan"},
+    {"retry-after": "-5"},
+    {"retry-after": _SOON},
+    {"retry-after": _LATE},
+    {"retry-after": "soon"},
+]
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 408, 409, 422, 429, 500, 502, 503])
+@pytest.mark.parametrize("headers", RETRY_HEADERS, ids=lambda h: repr(h)[:40])
+def test_retry_decisions_match_the_openai_sdk(status: int, headers: dict[str, str]) -> None:
+    """The SDK's own rule (its private ``_should_retry``, pinned with the SDK's version) and
+    ours agree, with the SDK's limit of 120 s for a server-directed wait."""
+    sdk = openai.AsyncOpenAI(base_url="http://llm.test/v1", api_key="k")
+    response = _response(status, headers)
+    ours = should_retry(response, retry_after_max_s=MAX_RETRY_AFTER_DELAY)
+    assert ours == sdk._should_retry(response)
 
 
 async def test_retry_after_really_waits() -> None:

@@ -72,6 +72,7 @@ class Fault:
     kind: FaultKind
     retry_after: float | None = None  # seconds, sent as Retry-After on 429/503
     message: str = "injected fault"
+    headers: Mapping[str, str] = field(default_factory=dict)  # more headers on a status fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +182,15 @@ class FakeOpenAI:
     # -- configuring ----------------------------------------------------------------------
 
     def fail(
-        self, kind: FaultKind, *, times: int = 1, retry_after: float | None = None
+        self,
+        kind: FaultKind,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> FakeOpenAI:
         """Make the next ``times`` chat requests fail with ``kind``, then answer normally."""
-        self._faults.extend([Fault(kind, retry_after)] * times)
+        self._faults.extend([Fault(kind, retry_after, headers=dict(headers or {}))] * times)
         return self
 
     def client(self) -> httpx2.AsyncClient:
@@ -333,7 +339,7 @@ def make_llm(fake: FakeOpenAI, **overrides: Any) -> OpenAILLM:
 async def _fault_response(fault: Fault, request: httpx2.Request) -> httpx2.Response:
     kind = fault.kind
     if kind in ("429", "500", "503", "400", "401"):
-        headers = {}
+        headers = dict(fault.headers)
         if fault.retry_after is not None:
             headers["retry-after"] = f"{fault.retry_after:g}"
         kinds = {"429": "rate_limit_exceeded", "401": "invalid_api_key", "400": "invalid_request"}

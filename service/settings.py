@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from agents.llm.model_files import DEFAULT_CACHE_DIR
+from agents.paths import default_data_dir
 from tools.sandbox.result import SandboxConfig
 
 BUILTIN_ACTIONS = ("python", "search", "finish")
@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     agent_protocol: Literal["text", "tools"] = "text"
     local_model: Literal["small", "better"] = "small"
     local_model_path: Path | None = None
-    model_cache_dir: Path = DEFAULT_CACHE_DIR
+    model_cache_dir: Path  # default: DATA_DIR/models
     local_threads: int | None = Field(None, ge=1, le=256)
 
     # Actions.
@@ -65,7 +65,10 @@ class Settings(BaseSettings):
     # Access.
     agent_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     rate_limit: str = "60/minute"  # per client (API key, else address); "" disables
-    database_url: str = "sqlite+aiosqlite:///data/runs.db"
+    database_url: str  # default: a SQLite file, DATA_DIR/runs.db
+
+    # Files: the run store and the assembled model, unless set apart (agents/paths.py).
+    data_dir: Path = Field(default_factory=default_data_dir)
 
     # Sandbox limits (see tools.sandbox.result.SandboxConfig).
     sandbox_workers: int = Field(2, ge=1, le=64)
@@ -88,6 +91,28 @@ class Settings(BaseSettings):
         if "finish" not in names:
             raise ValueError("ALLOWED_ACTIONS must include 'finish', or no run could end")
         return names
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_from_the_data_dir(cls, data: object) -> object:
+        """Every default path is absolute, under one DATA_DIR, whatever the working
+        directory; a relative DATA_DIR, MODEL_CACHE_DIR or LOCAL_MODEL_PATH is resolved once,
+        here."""
+        if not isinstance(data, dict):
+            return data
+        values = dict(data)
+        given = values.get("data_dir")
+        data_dir = Path(given).expanduser().resolve() if given else default_data_dir()
+        values["data_dir"] = data_dir
+        if not values.get("database_url"):
+            values["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'runs.db'}"
+        cache = values.get("model_cache_dir")
+        values["model_cache_dir"] = (
+            Path(cache).expanduser().resolve() if cache else data_dir / "models"
+        )
+        if values.get("local_model_path"):
+            values["local_model_path"] = Path(values["local_model_path"]).expanduser().resolve()
+        return values
 
     @field_validator("llm_base_url", "searxng_url", mode="before")
     @classmethod

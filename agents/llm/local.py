@@ -52,7 +52,8 @@ from typing import Any, TypeVar
 
 from agents.errors import LLMBadResponse, LLMConfigError, LLMError, LLMTimeout
 from agents.llm.base import ChatMessage, Choice, Completion, ToolSpec, Usage
-from agents.llm.model_files import DEFAULT_CACHE_DIR, get_spec, prepare_model
+from agents.llm.model_files import get_spec, prepare_model
+from agents.paths import default_model_cache_dir
 
 LLAMA_CMAKE_ARGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
@@ -154,7 +155,7 @@ class LocalLLM:
         *,
         model: str = "small",
         model_path: Path | None = None,
-        cache_dir: Path = DEFAULT_CACHE_DIR,
+        cache_dir: Path | None = None,
         n_threads: int | None = None,
         n_ctx: int = 4096,
         max_generation_s: float = 300.0,
@@ -173,6 +174,7 @@ class LocalLLM:
             path = Path(model_path)
         else:
             spec = get_spec(model)
+            cache_dir = cache_dir or default_model_cache_dir()
             path = cache_dir / spec.filename
             name = spec.filename.removesuffix(".gguf")
             prepare = functools.partial(prepare_model, spec.name, cache_dir)

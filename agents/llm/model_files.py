@@ -38,8 +38,8 @@ from importlib import metadata
 from pathlib import Path
 
 from agents.errors import LLMConfigError
+from agents.paths import default_model_cache_dir
 
-DEFAULT_CACHE_DIR = Path("data/models")
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -280,8 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prep.add_argument(
         "--cache-dir",
         type=Path,
-        default=Path(os.environ.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR),
-        help="default: $MODEL_CACHE_DIR or ./data/models",
+        default=default_model_cache_dir(),
+        help="default: $MODEL_CACHE_DIR, else $DATA_DIR/models (the checkout's data/models)",
     )
     prep.add_argument("--verify", action="store_true", help="re-hash an existing file")
     reqs = sub.add_parser("requirements", help="print the pinned pip requirements of a model")

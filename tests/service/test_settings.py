@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from agents.paths import default_model_cache_dir
 from service.app import create_app
 from service.settings import Settings
 from tests.fakes import FakeOpenAI, make_llm
@@ -49,6 +50,39 @@ def test_bad_values_fail_fast(
         monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def test_default_paths_are_absolute_under_one_data_dir_whatever_the_cwd(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("DATA_DIR", "DATABASE_URL", "MODEL_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # a service started from anywhere finds the same files
+    settings = Settings()
+    assert settings.data_dir == CHECKOUT / "data"
+    assert settings.database_url == f"sqlite+aiosqlite:///{CHECKOUT}/data/runs.db"
+    assert settings.model_cache_dir == CHECKOUT / "data" / "models"
+    assert settings.model_cache_dir == default_model_cache_dir()  # what `make model` fills
+
+
+def test_data_dir_moves_every_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", "state")  # relative: resolved once, at start-up
+    monkeypatch.setenv("LOCAL_MODEL_PATH", "my.gguf")
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/state/runs.db"
+    assert settings.model_cache_dir == tmp_path / "state" / "models"
+    assert settings.local_model_path == tmp_path / "my.gguf"
+    assert default_model_cache_dir() == tmp_path / "state" / "models"
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://db/reactpal")
+    monkeypatch.setenv("MODEL_CACHE_DIR", "/opt/models")
+    settings = Settings()
+    assert settings.database_url == "postgresql+asyncpg://db/reactpal"
+    assert settings.model_cache_dir == Path("/opt/models")
 
 
 def test_empty_base_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,9 @@ by the caller around the whole iteration (``asyncio.timeout``), so it also bound
 that hangs.
 
 Observations are untrusted text: they can steer the model, but only among the run's actions,
-because every action is checked against the policy here, before it runs.
+because every action is checked against the policy here, before it runs. A step keeps the
+tool's own output; the prompt shows it through ``agents.untrusted``, so that it cannot forge a
+step, a role or a chat template's turn.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from agents.llm.base import LLM, ChatMessage, Choice, ToolCall, ToolSpec, Usage
 from agents.policy import FINISH, RunPolicy
 from agents.react import prompt
 from agents.react.parser import ParsedStep, parse_completion
+from agents.untrusted import defang_template_tokens, untrusted_text
 from tools.base import Tool, ToolError
 
 STOP = ("\nObservation", "Observation:")
@@ -180,16 +183,20 @@ class ReActAgent:
             return f"Error: {exc}", False
 
     def _remember(self, state: _State, choice: Choice, observation: str, native: bool) -> None:
+        # The observation is untrusted, and so is the model's text that may echo it: neither
+        # may carry a chat template's tokens back into the prompt (agents.untrusted).
+        said = defang_template_tokens(choice.text)
         if native and choice.tool_calls:
-            state.messages.append(ChatMessage("assistant", choice.text, choice.tool_calls))
+            state.messages.append(ChatMessage("assistant", said, choice.tool_calls))
             first, *rest = choice.tool_calls
-            state.messages.append(ChatMessage("tool", observation, tool_call_id=first.id))
+            shown = untrusted_text(observation)
+            state.messages.append(ChatMessage("tool", shown, tool_call_id=first.id))
             for extra in rest:
                 ignored = "Ignored: one action per step."
                 state.messages.append(ChatMessage("tool", ignored, tool_call_id=extra.id))
             return
-        state.messages.append(ChatMessage("assistant", choice.text.strip()))
-        state.messages.append(ChatMessage("user", f"Observation: {observation}"))
+        state.messages.append(ChatMessage("assistant", said.strip()))
+        state.messages.append(ChatMessage("user", prompt.observation_message(observation)))
 
     async def _best_answer(self, state: _State) -> AsyncIterator[StepEvent]:
         """The budget is spent: one last call, without tools, for the best answer so far."""

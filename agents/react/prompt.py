@@ -15,6 +15,7 @@ from functools import cache
 from importlib import resources
 
 from agents.policy import FINISH
+from agents.untrusted import untrusted_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,12 @@ def tools_system_prompt() -> str:
 
 def question_message(question: str) -> str:
     return f"Question: {question}"
+
+
+def observation_message(observation: str) -> str:
+    """An observation as the text protocol sends it back: ``Observation:`` then the tool's
+    text, which cannot forge a step, a role or a turn (``agents.untrusted``)."""
+    return f"Observation: {untrusted_text(observation)}"
 
 
 def final_answer_request() -> str:

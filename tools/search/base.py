@@ -71,6 +71,19 @@ _PROTOCOL_LINE = re.compile(
     re.IGNORECASE,
 )
 _KEEP = {"\n", "\t"}
+# Letters and colons that read as Latin ones but that NFKC leaves alone: a label spelled with
+# them still reads as a label (a Cyrillic capital O in "Observation:").
+_LOOKALIKES = str.maketrans(
+    # Cyrillic A a B E e K M H O o P p C c T y X x I i S s J j d h q W w
+    "\u0410\u0430\u0412\u0415\u0435\u041a\u041c\u041d\u041e\u043e\u0420\u0440\u0421\u0441\u0422"
+    "\u0443\u0425\u0445\u0406\u0456\u0405\u0455\u0408\u0458\u0501\u04bb\u051b\u051c\u051d"
+    # Greek A B E H I K M N O o P T Y X Z v i
+    "\u0391\u0392\u0395\u0397\u0399\u039a\u039c\u039d\u039f\u03bf\u03a1\u03a4\u03a5\u03a7\u0396"
+    "\u03bd\u03b9"
+    # colons: modifier letter colon, ratio, triangular colon
+    "\ua789\u2236\u02d0",
+    "AaBEeKMHOoPpCcTyXxIiSsJjdhqWwABEHIKMNOoPTYXZvi:::",
+)
 
 
 def bounded(text: str, limit: int | None) -> str:
@@ -102,8 +115,17 @@ def clean_block(text: str, limit: int | None = None) -> str:
 
 def defuse_line(line: str) -> str:
     """Neutralise a line that starts like a protocol step (``Observation: ...``) by quoting it,
-    so a parser reading line starts never takes web text for the model's own step."""
-    return f"> {line}" if _PROTOCOL_LINE.match(line) else line
+    so a parser reading line starts never takes web text for the model's own step. The label
+    is recognised in fullwidth or mathematical letters and in Cyrillic or Greek lookalikes
+    too (:func:`label_skeleton`)."""
+    return f"> {line}" if _PROTOCOL_LINE.match(label_skeleton(line)) else line
+
+
+def label_skeleton(line: str) -> str:
+    """``line`` as a reader sees its letters: NFKC (fullwidth and mathematical letters,
+    no-break spaces) and Latin for the Cyrillic and Greek lookalikes. Only for recognising
+    labels."""
+    return unicodedata.normalize("NFKC", line).translate(_LOOKALIKES)
 
 
 def truncate(text: str, limit: int) -> str:

@@ -10,7 +10,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.schemas import Problem
+from service.store import StoreUnavailable
+
 PROBLEM = "application/problem+json"
+STORE_RETRY_AFTER_S = 5  # the Retry-After of a 503 when the run store is unavailable
+
+# What each error status means, for the OpenAPI description of the routes that answer with it.
+_MEANINGS = {
+    400: "The body could not be read (not UTF-8)",
+    401: "Missing or wrong API key",
+    403: "An action outside the server's allow-list was requested",
+    404: "No such resource",
+    413: "The request body is too large",
+    422: "Invalid request",
+    429: "Rate limited",
+    502: "The LLM backend failed (after bounded retries)",
+    503: "The run store is unavailable (a run that cannot be recorded is not started)",
+    504: "The run's deadline passed",
+}
 
 
 class ProblemError(Exception):
@@ -29,6 +47,16 @@ class ProblemError(Exception):
         self.detail = detail
         self.headers = headers
         self.extra = extra
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for the errors it may answer with, each documented as the
+    ``application/problem+json`` document it really is (not FastAPI's default JSON 422)."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": _MEANINGS[status], "content": {PROBLEM: {"schema": schema}}}
+        for status in statuses
+    }
 
 
 def problem(
@@ -60,6 +88,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        # Handled here, not by the catch-all below: Starlette re-raises what reaches that one,
+        # and uvicorn then drops the client's connection after the 500.
+        return problem(503, str(exc), {"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

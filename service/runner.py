@@ -4,7 +4,9 @@
 ``FinalEvent``: the agent's own, or one made here when the deadline passed (``timeout``), the
 LLM backend failed (``error``, HTTP 502) or something unexpected broke (``error``, HTTP 500).
 Whatever happens, including a client that hangs up mid-stream, the run is stored when the
-session ends.
+session ends, before the final event goes out; when the store fails, that event and the
+response say so (``stored: false`` and ``store_error``), and a run whose start cannot be
+recorded is not run at all (``StoreUnavailable``, HTTP 503).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from agents.events import (
 from agents.llm.base import Usage as LLMUsage
 from service.metrics import Metrics
 from service.schemas import AskResponse, Step, Usage
-from service.store import RunStore
+from service.store import RunStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -83,12 +85,16 @@ class RunSession:
         self._collected = _Collected()
         self._started = time.monotonic()
         self.failure: str | None = None  # "llm" | "timeout" | "internal"
+        self.store_error: str | None = None  # why the run's end could not be stored
         self._ended: float | None = None
 
     async def start(self) -> None:
         """Record the run before it begins, so that it is stored whatever happens next."""
         structlog.contextvars.bind_contextvars(run_id=self.run_id)  # on every line from here
-        await self._store.create(self.run_id, self.mode, self._question)
+        try:
+            await self._store.create(self.run_id, self.mode, self._question)
+        except StoreUnavailable as exc:  # HTTP 503: nothing runs that could not be recorded
+            raise StoreUnavailable(f"{exc}; the run was not started") from exc
 
     async def events(self) -> AsyncIterator[StepEvent]:
         loop = asyncio.get_running_loop()
@@ -96,28 +102,41 @@ class RunSession:
         agent = self._agent_events
         self._metrics.in_flight.inc()
         try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        event = await anext(agent)
-                except StopAsyncIteration:
-                    break
-                self._collected.add(event)
-                yield event
-                if isinstance(event, FinalEvent):
-                    return
-            yield self._fail("internal", "the agent ended without a final answer")
-        except TimeoutError:
-            yield self._fail("timeout", f"the run's deadline of {self._timeout_s:g} s passed")
-        except LLMError as exc:
-            yield self._fail("llm", f"the LLM backend failed: {exc}")
-        except Exception as exc:
-            log.exception("run failed", run_id=self.run_id)
-            yield self._fail("internal", f"internal error: {type(exc).__name__}")
+            final: FinalEvent | None = None
+            try:
+                while final is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            event = await anext(agent)
+                    except StopAsyncIteration:
+                        final = self._fail("internal", "the agent ended without a final answer")
+                        break
+                    self._collected.add(event)
+                    if isinstance(event, FinalEvent):
+                        final = event
+                    else:
+                        yield event
+            except TimeoutError:
+                final = self._fail("timeout", f"the run's deadline of {self._timeout_s:g} s passed")
+            except LLMError as exc:
+                final = self._fail("llm", f"the LLM backend failed: {exc}")
+            except Exception as exc:
+                log.exception("run failed", run_id=self.run_id)
+                final = self._fail("internal", f"internal error: {type(exc).__name__}")
+            # Stored before the final event goes out, so that it can say whether it was.
+            await self._end()
+            yield final
         finally:
             self._metrics.in_flight.dec()
-            await _aclose(agent)
-            self._ended = time.monotonic()  # one duration for the response and the store
+            await self._end()  # a client that went away: stored all the same
+
+    async def _end(self) -> None:
+        if self._ended is not None:
+            return
+        self._ended = time.monotonic()  # one duration for the response and the store
+        try:
+            await _aclose(self._agent_events)
+        finally:
             await asyncio.shield(self._save())
 
     def _fail(self, failure: str, message: str) -> FinalEvent:
@@ -153,6 +172,8 @@ class RunSession:
             mode=self.mode,
             error=final.error,
             details=final.details,
+            stored=self.store_error is None,
+            store_error=self.store_error,
         )
 
     async def _save(self) -> None:
@@ -168,7 +189,11 @@ class RunSession:
                 details=_jsonable(response.details),
                 duration_ms=response.duration_ms,
             )
-        except Exception:
+        except StoreUnavailable as exc:
+            self.store_error = f"the run could not be stored: {exc}"
+            log.error("could not store run", run_id=self.run_id, error=str(exc))
+        except Exception as exc:
+            self.store_error = f"the run could not be stored ({type(exc).__name__})"
             log.exception("could not store run", run_id=self.run_id)
         self._metrics.observe_run(self.mode, response)
         log.info(

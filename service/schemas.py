@@ -4,17 +4,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 Mode = Literal["react", "pal"]
 Status = Literal["finished", "max_steps", "timeout", "error"]
+# A stored run is "running" from its start until its end is stored (or for good, when that
+# failed: then the /ask response said ``stored: false``).
+StoredStatus = Literal["running", "finished", "max_steps", "timeout", "error"]
 Task = Literal["math", "date", "objects"]
 ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+
+
+def _integral(value: object) -> object:
+    """JSON Schema's ``integer`` includes ``5.0``, which strict validation alone refuses."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# After the bounds, so that the published schema keeps them as minimum and maximum.
+Integral = BeforeValidator(_integral)
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        # The JSON types the schema publishes, not coercions: "stream": 0 or "max_steps": "5"
+        # is a 422, as the schema says (found by the schema fuzzing, test_schema_fuzz).
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"question": "What is 1234 * 5678?", "mode": "pal"},
@@ -40,13 +62,15 @@ class AskRequest(BaseModel):
         max_length=32,
         description="Narrows the server's allow-list for this run; never widens it (403).",
     )
-    max_steps: int | None = Field(None, ge=1, le=100, description="Capped by the server.")
+    max_steps: Annotated[int, Field(ge=1, le=100), Integral] | None = Field(
+        None, description="Capped by the server."
+    )
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="Wall-clock deadline, capped by the server's."
     )
     stream: bool = Field(False, description="Stream steps as server-sent events.")
-    samples: int = Field(
-        1, ge=1, le=64, description="PAL: programs to sample and vote over (self-consistency)."
+    samples: Annotated[int, Field(ge=1, le=64), Integral] = Field(
+        1, description="PAL: programs to sample and vote over (self-consistency)."
     )
     verbalize: bool = Field(False, description="PAL: answer with a sentence around the result.")
     task: Task = Field("math", description="PAL: prompt family (`math`, `date`, `objects`).")
@@ -85,9 +109,16 @@ class AskResponse(BaseModel):
         default_factory=dict,
         description="Mode-specific: in pal mode the exact value, the votes and the agreement.",
     )
+    stored: bool = Field(
+        True,
+        description="False when the run's outcome could not be stored (the run store failed): "
+        "GET /runs/{run_id} will not show how it ended.",
+    )
+    store_error: str | None = Field(None, description="Why the run could not be stored.")
 
 
 class StoredRun(AskResponse):
+    status: StoredStatus  # type: ignore[assignment]  # wider: a run in progress is stored too
     question: str
     created_at: str
 
@@ -105,4 +136,8 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    run_id: str | None = None
+    run_id: str | None = Field(None, description="The stored run, when one had started (502, 504).")
+    run_status: Status | None = Field(None, description="That run's status.")
+    store_error: str | None = Field(
+        None, description="Set when that run could not be stored: why (502, 504)."
+    )

@@ -3,16 +3,23 @@
 SQLAlchemy async; SQLite (aiosqlite) by default, Postgres (asyncpg) when ``DATABASE_URL`` says
 so and several replicas share it. A run is inserted when it starts (status ``running``) and
 updated when it ends, so a crash or a client that hangs up still leaves a record.
+
+Every database failure (locked, read-only, disk full, server down) leaves this module as
+``StoreUnavailable``, whose message says why in a few words: the service answers 503 when a
+run cannot be recorded or read, and tells the client when a run's end could not be stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, String, Text, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,6 +59,21 @@ class RunRecord(_Base):
         }
 
 
+class StoreUnavailable(Exception):
+    """The run store could not be read or written; the message says why (HTTP 503)."""
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        cause = getattr(exc, "orig", None) or exc  # the driver's own error, when there is one
+        text = str(cause).strip()
+        reason = text.splitlines()[0][:200] if text else type(cause).__name__
+        raise StoreUnavailable(f"the run store is unavailable ({reason})") from exc
+
+
 class RunStore:
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)
@@ -68,8 +90,9 @@ class RunStore:
         await self._engine.dispose()
 
     async def check(self) -> None:
-        async with self._sessions() as session:
-            await session.execute(select(1))
+        with _translated():
+            async with self._sessions() as session:
+                await session.execute(select(1))
 
     async def create(self, run_id: str, mode: str, question: str) -> None:
         record = RunRecord(
@@ -83,18 +106,21 @@ class RunStore:
             details={},
             duration_ms=0.0,
         )
-        async with self._sessions() as session, session.begin():
-            session.add(record)
+        with _translated():
+            async with self._sessions() as session, session.begin():
+                session.add(record)
 
     async def finish(self, run_id: str, **fields: Any) -> None:
-        async with self._sessions() as session, session.begin():
-            record = await session.get(RunRecord, run_id)
-            if record is None:
-                return
-            for name, value in fields.items():
-                setattr(record, name, value)
+        with _translated():
+            async with self._sessions() as session, session.begin():
+                record = await session.get(RunRecord, run_id)
+                if record is None:
+                    raise StoreUnavailable(f"the run store has no record of run {run_id}")
+                for name, value in fields.items():
+                    setattr(record, name, value)
 
     async def get(self, run_id: str) -> dict[str, Any] | None:
-        async with self._sessions() as session:
-            record = await session.get(RunRecord, run_id)
-            return record.as_dict() if record is not None else None
+        with _translated():
+            async with self._sessions() as session:
+                record = await session.get(RunRecord, run_id)
+                return record.as_dict() if record is not None else None

@@ -6,12 +6,18 @@ from fastapi import APIRouter
 
 from agents.react.prompt import FINISH_DOC
 from service.deps import Client, State
+from service.errors import problem_responses
 from service.schemas import ActionInfo
 
 router = APIRouter(tags=["actions"])
 
 
-@router.get("/actions", summary="The actions a run may use", response_model=list[ActionInfo])
+@router.get(
+    "/actions",
+    summary="The actions a run may use",
+    response_model=list[ActionInfo],
+    responses=problem_responses(401),
+)
 async def actions(state: State, _: Client) -> list[ActionInfo]:
     allowed = state.settings.allowed_actions
     listed = [

@@ -15,24 +15,12 @@ from agents.factory import RunSpec
 from agents.pal import PalOptions
 from agents.policy import RunPolicy, bounded, resolve_actions
 from service.deps import Client, State
-from service.errors import ProblemError
+from service.errors import ProblemError, problem_responses
 from service.runner import FAILURE_STATUS, RunSession
-from service.schemas import AskRequest, AskResponse, Problem
+from service.schemas import AskRequest, AskResponse
 from service.state import AppState
 
 router = APIRouter(tags=["ask"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": text, "content": {"application/problem+json": {}}}
-    for status, text in {
-        401: "Missing or wrong API key",
-        403: "An action outside the server's allow-list was requested",
-        422: "Invalid request",
-        429: "Rate limited",
-        502: "The LLM backend failed (after bounded retries)",
-        504: "The run's deadline passed",
-    }.items()
-}
 
 
 @router.post(
@@ -46,7 +34,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             "`observation` and `final` (whose data is this same body).",
             "content": {"text/event-stream": {}},
         },
-        **_ERRORS,
+        **problem_responses(400, 401, 403, 413, 422, 429, 502, 503, 504),
     },
 )
 async def ask(body: AskRequest, request: Request, state: State, client: Client) -> Any:
@@ -74,6 +62,7 @@ async def ask(body: AskRequest, request: Request, state: State, client: Client) 
             response.error or "the run failed",
             run_id=response.run_id,
             run_status=response.status,
+            store_error=response.store_error,  # set only when the run could not be stored
         )
     return response
 

@@ -272,3 +272,23 @@ async def test_pal_needs_python_allowed(app_client: AppFactory) -> None:
     async with app_client(FakeOpenAI(), allowed_actions="search,finish") as client:
         response = await client.post("/ask", json={"question": "q", "mode": "pal"})
         assert response.status_code == 403
+
+
+async def test_request_fields_take_only_their_json_types(app_client: AppFactory) -> None:
+    """Found by the schema fuzzing: lax coercion let ``"verbalize": 0`` or ``"max_steps": "5"``
+    through, though the published schema says boolean and integer. An integral float is still
+    an integer, as in JSON Schema."""
+    async with app_client(FakeOpenAI(default="Action: finish[x]")) as client:
+        for payload in (
+            {"question": "q", "stream": 0},
+            {"question": "q", "mode": "pal", "verbalize": "yes"},
+            {"question": "q", "max_steps": "5"},
+            {"question": "q", "max_steps": True},
+            {"question": "q", "mode": "pal", "samples": 2.5},
+            {"question": "q", "timeout_s": "30"},
+        ):
+            response = await client.post("/ask", json=payload)
+            assert response.status_code == 422, payload
+            assert response.headers["content-type"].startswith(PROBLEM)
+        ok = await client.post("/ask", json={"question": "q", "max_steps": 2.0, "timeout_s": 30})
+        assert ok.status_code == 200, ok.text

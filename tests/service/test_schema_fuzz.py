@@ -1,0 +1,321 @@
+"""Schema fuzzing: schemathesis generates requests for every operation of ``/openapi.json`` and
+sends them to the real ASGI app in-process (lifespan, middleware, auth, the run store, the real
+sandbox, the real ``openai`` client in front of a scripted fake LLM that finishes at once, a
+fake search provider). Offline and deterministic: ``deterministic`` generation (Hypothesis'
+``derandomize``), no example database, a bounded number of examples per operation.
+
+Every response must pass schemathesis' default checks: not a server error, a status code the
+schema documents for the operation, the documented content type, a body valid against the
+documented schema, documented response headers, invalid input rejected, schema-valid input
+accepted, unsupported methods answered with 405. Two of them are narrowed, each to one case the
+contract defines (see the checks below): a 504 when the request itself asked for a sub-second
+deadline, and a 422 for a limit the schema cannot express (a question blank once stripped,
+longer than ``MAX_QUESTION_CHARS``, more PAL samples than ``MAX_SAMPLES``).
+
+Streaming (SSE): schemathesis' ASGI client reads an event stream up to ``max-stream-events``
+events or ``request-timeout`` seconds, so a stream that never ends cannot hang the suite; with
+the fake LLM every stream ends by itself well within both, and a stream cut short fails, since
+its last event is not ``final``. Each streamed ``/ask`` must send ``run`` first and ``final``
+last, whose data must validate against the published ``AskResponse``. Every ``/ask`` answered
+200 with JSON is sent again with ``Accept: text/event-stream`` (without keys; auth changes
+nothing there), so streaming is fuzzed as much as JSON, and its stored run is fetched from
+``GET /runs/{run_id}`` and checked like any response.
+
+Three ways in: no keys configured; keys configured and a valid one sent; keys configured and
+none, a wrong one or a malformed header sent (then 401 on everything but health, never 5xx).
+``/openapi.json`` and ``/docs``, outside the schema, are checked directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import schemathesis
+from schemathesis.checks import not_a_server_error
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from service.app import create_app, openapi_schema
+from service.settings import Settings
+from tests.fakes import FakeOpenAI, FakeRequest, make_llm
+from tests.fakes.search import FakeSearchProvider, result
+
+KEY = "fuzz-key-0123456789abcdef"
+CREDENTIALS: dict[str, dict[str, str]] = {
+    "none": {},
+    "valid": {"Authorization": f"Bearer {KEY}"},
+    "missing": {},
+    "wrong": {"Authorization": "Bearer " + "x" * 24},
+    "malformed": {"Authorization": f"Basic {KEY}"},
+}
+PUBLIC = {"/healthz", "/readyz"}  # no API key needed (CONTRACT.md)
+PROBLEM = "application/problem+json"
+SSE = "text/event-stream"
+# A deadline shorter than this may pass before the (instant) fake LLM and the sandbox are done:
+# the 504 is then the documented answer to the client's own choice. A longer deadline that
+# passes means something hung, and fails like any other 5xx.
+CLIENT_DEADLINE_S = 1.0
+
+
+def _settings(database_dir: Path | None = None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "llm_base_url": FakeOpenAI.base_url,
+        "rate_limit": "",  # 429s would hide the paths behind them; test_ask covers the limit
+        "sandbox_workers": 2,
+        "sandbox_timeout_s": 3.0,
+        "request_timeout_s": 20.0,
+    }
+    if database_dir is not None:
+        values["database_url"] = f"sqlite+aiosqlite:///{database_dir}/runs.db"
+    values.update(overrides)
+    return Settings(**values)
+
+
+def _config(*, mode: str, max_examples: int, coverage: bool = True) -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "generation": {
+                "mode": mode,  # "all": schema-valid and schema-violating requests
+                "max-examples": max_examples,  # per operation, in the fuzzing phase
+                "deterministic": True,
+                "database": "none",
+            },
+            # examples, coverage (boundaries, each constraint broken, other methods), fuzzing
+            "phases": {"coverage": {"enabled": coverage}, "stateful": {"enabled": False}},
+            "max-stream-events": 64,
+            "request-timeout": 20,
+        }
+    )
+
+
+SETTINGS = _settings()
+# What GET /openapi.json serves (test_openapi_json_is_the_fuzzed_schema checks it).
+RAW_SCHEMA = openapi_schema(SETTINGS)
+SCHEMA = schemathesis.openapi.from_dict(
+    json.loads(json.dumps(RAW_SCHEMA)), config=_config(mode="all", max_examples=25)
+)
+UNAUTHENTICATED = schemathesis.openapi.from_dict(
+    json.loads(json.dumps(RAW_SCHEMA)),
+    config=_config(mode="positive", max_examples=5, coverage=False),
+)
+GET_RUN = SCHEMA["/runs/{run_id}"]["GET"]
+
+
+def _llm_reply(request: FakeRequest) -> str:
+    """Finish at once: ReAct answers with ``finish``; PAL writes a tiny program."""
+    last = str(request.messages[-1].get("content", "")) if request.messages else ""
+    if "Running the program gave:" in last:  # PAL verbalize
+        return "The answer is 42."
+    if "def solution" in request.text:  # the PAL few-shot prompt
+        return "```python\ndef solution():\n    return 6 * 7\n```"
+    return "Thought: I know this.\nAction: finish[42]"
+
+
+@dataclass
+class Deployment:
+    name: str
+    client: asgi.ASGIClient
+
+
+@pytest.fixture(scope="module")
+def deployments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Deployment]]:
+    """``deployments("open" | "keyed")``: one app per configuration for the whole module,
+    started on first use. schemathesis' ASGI client runs its lifespan (sandbox, run store) in
+    its own event-loop thread, where the requests run too; all are shut down at the end."""
+    started: dict[str, Deployment] = {}
+
+    def get(name: str) -> Deployment:
+        if name not in started:
+            keys = {"agent_api_keys": KEY} if name == "keyed" else {}
+            app = create_app(
+                _settings(tmp_path_factory.mktemp(f"fuzz-{name}"), **keys),
+                llm=make_llm(FakeOpenAI(_llm_reply)),
+                search_provider=FakeSearchProvider(default=[result(1), result(2)]),
+            )
+            client = stack.enter_context(asgi.get_client(app))  # starts the lifespan
+            started[name] = Deployment(name, client)
+        return started[name]
+
+    with ExitStack() as stack:
+        try:
+            yield get
+        finally:
+            asgi.shutdown_lifespans()
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+@schemathesis.check
+def not_a_server_error_but_a_short_deadline(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """schemathesis' ``not_a_server_error``, except a 504 for a sub-second ``timeout_s``."""
+    deadline = case.body.get("timeout_s") if isinstance(case.body, dict) else None
+    if (
+        response.status_code == 504
+        and type(deadline) in (int, float)
+        and deadline < CLIENT_DEADLINE_S
+        and "deadline" in _detail(response)
+    ):
+        return True
+    return not_a_server_error(ctx, response, case)
+
+
+@schemathesis.check
+def schema_valid_requests_are_accepted(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """schemathesis' ``positive_data_acceptance``, except the 422s for what the schema cannot
+    say: a question that is blank once stripped, or longer than MAX_QUESTION_CHARS, or more
+    PAL samples than MAX_SAMPLES; each only when it is true of the request, with its detail."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        reason = _over_a_server_limit(case.body)
+        if response.status_code == 422 and reason and reason in _detail(response):
+            return True
+        raise
+
+
+def _over_a_server_limit(body: object) -> str | None:
+    if not isinstance(body, dict) or not isinstance(body.get("question"), str):
+        return None
+    question = body["question"].strip()
+    if not question:
+        return "must not be blank"
+    if len(question) > SETTINGS.max_question_chars:
+        return "longer than the limit"
+    if body.get("mode") == "pal" and body.get("samples", 1) > SETTINGS.max_samples:
+        return "above the server's limit"
+    return None
+
+
+@schemathesis.check
+def stream_ends_with_a_valid_final_event(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """A streamed /ask: ``run`` first, ``final`` last, whose data is a valid AskResponse."""
+    if not _content_type(response).startswith(SSE):
+        return None
+    events: list[tuple[str, str]] = []
+    for block in response.text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line[1:])
+        if "event" in fields:
+            events.append((fields["event"].strip(), fields.get("data", "").strip()))
+    names = [name for name, _ in events]
+    assert names and names[0] == "run" and names[-1] == "final", f"stream events: {names}"
+    final = json.loads(events[-1][1])
+    jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/AskResponse", "components": RAW_SCHEMA["components"]}
+    ).validate(final)
+    return True
+
+
+def _content_type(response: schemathesis.Response) -> str:
+    return (response.headers.get("content-type") or [""])[0]
+
+
+def _detail(response: schemathesis.Response) -> str:
+    try:
+        return str(response.json().get("detail", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _call(
+    case: schemathesis.Case, deployment: Deployment, headers: dict[str, str]
+) -> schemathesis.Response:
+    return case.call_and_validate(
+        session=deployment.client,
+        headers=headers,
+        excluded_checks=[not_a_server_error, positive_data_acceptance],
+        additional_checks=[
+            not_a_server_error_but_a_short_deadline,
+            schema_valid_requests_are_accepted,
+            stream_ends_with_a_valid_final_event,
+        ],
+    )
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("config", "credentials"), [("open", "none"), ("keyed", "valid")])
+@SCHEMA.parametrize()
+def test_every_operation_conforms(
+    case: schemathesis.Case, deployments: Callable[[str], Deployment], config: str, credentials: str
+) -> None:
+    deployment, headers = deployments(config), CREDENTIALS[credentials]
+    response = _call(case, deployment, headers)
+    ran = case.operation.label == "POST /ask" and response.status_code == 200
+    if ran and not _content_type(response).startswith(SSE):
+        if config == "open":  # the same request streamed, asked for by the Accept header
+            _call(case, deployment, {**headers, "Accept": SSE})
+        run_id = response.json()["run_id"]
+        stored = _call(GET_RUN.Case(path_parameters={"run_id": run_id}), deployment, headers)
+        assert stored.status_code == 200, stored.text
+
+
+@pytest.mark.parametrize("credentials", ["missing", "wrong", "malformed"])
+@UNAUTHENTICATED.parametrize()
+def test_without_a_valid_key_only_health_answers(
+    case: schemathesis.Case, deployments: Callable[[str], Deployment], credentials: str
+) -> None:
+    response = _call(case, deployments("keyed"), CREDENTIALS[credentials])
+    if case.path in PUBLIC or response.status_code == 405:
+        assert response.status_code in (200, 405), response.text
+    else:
+        assert response.status_code == 401, response.text
+        assert _content_type(response).startswith(PROBLEM)
+        assert response.headers["www-authenticate"][0].startswith("Bearer")
+
+
+@pytest.mark.parametrize(("config", "credentials"), [("open", "none"), ("keyed", "valid")])
+def test_openapi_json_is_the_fuzzed_schema(
+    deployments: Callable[[str], Deployment], config: str, credentials: str
+) -> None:
+    """The routes outside the schema: /openapi.json serves what was fuzzed; it and /docs need
+    the key when keys are configured."""
+    client = deployments(config).client
+    served = client.get("/openapi.json", headers=CREDENTIALS[credentials])
+    assert served.status_code == 200
+    assert served.json() == RAW_SCHEMA
+    assert client.get("/docs", headers=CREDENTIALS[credentials]).status_code == 200
+    if config == "keyed":
+        for wrong in ("missing", "wrong", "malformed"):
+            for path in ("/openapi.json", "/docs"):
+                refused = client.get(path, headers=CREDENTIALS[wrong])
+                assert refused.status_code == 401
+                assert refused.headers["content-type"].startswith(PROBLEM)
+
+
+def test_errors_are_documented_as_the_problem_documents_they_are() -> None:
+    """Every documented error is ``application/problem+json`` with the Problem schema (not
+    FastAPI's default JSON 422), each route lists the errors it sends, and /metrics is text."""
+    problem = RAW_SCHEMA["paths"]["/ask"]["post"]["responses"]["422"]["content"]
+    assert list(problem) == [PROBLEM]
+    assert {"title", "status", "detail"} <= set(problem[PROBLEM]["schema"]["required"])
+    errors = {
+        f"{method.upper()} {path}": {
+            int(status)
+            for status, response in operation["responses"].items()
+            if int(status) >= 400 and list(response.get("content", {})) == [PROBLEM]
+        }
+        for path, operations in RAW_SCHEMA["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert errors["POST /ask"] >= {400, 401, 403, 413, 422, 429, 502, 504}
+    assert errors["GET /runs/{run_id}"] >= {401, 404, 422}
+    assert errors["GET /actions"] >= {401}
+    assert errors["GET /metrics"] >= {401}
+    metrics = RAW_SCHEMA["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]

@@ -24,6 +24,7 @@ from service import errors
 from service.auth import Authenticator, RateLimiter
 from service.components import build_llm, build_search_provider, build_tools
 from service.deps import authenticate
+from service.hosts import TrustedHost
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
 from service.request_id import RequestId
@@ -62,14 +63,19 @@ def create_app(
             provider = search_provider or build_search_provider(settings)
             stack.push_async_callback(provider.aclose)
             tools = build_tools(settings, box, provider)
+            metrics = Metrics(actions=tools.names())  # the only action labels
             app.state.reactpal = AppState(
                 settings=settings,
                 llm=model,
                 sandbox=box,
                 tools=tools,
                 store=store,
-                metrics=Metrics(),
-                auth=Authenticator(tuple(k.get_secret_value() for k in settings.agent_api_keys)),
+                metrics=metrics,
+                auth=Authenticator(
+                    tuple(k.get_secret_value() for k in settings.agent_api_keys),
+                    failure_limit=settings.auth_failure_limit,
+                    metrics=metrics,
+                ),
                 rate_limiter=RateLimiter(settings.rate_limit),
                 agents=AgentFactory(model, box, tools),
             )
@@ -97,9 +103,12 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # "/runs/x/" would be a redirect to a URL built from the Host header: a 404 instead.
+        redirect_slashes=False,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(RequestId)
+    app.add_middleware(TrustedHost, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(RequestId)  # outermost: even the Host check's 400 has a request id
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ask.router)

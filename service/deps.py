@@ -12,7 +12,8 @@ State = Annotated[AppState, Depends(get_state)]
 
 
 def authenticate(request: Request, state: State) -> str | None:
-    """The caller's API key (None when keys are not configured); 401 without a valid one."""
+    """The caller's API key (None when keys are not configured); 401 without a valid one, 429
+    from an address blocked after too many failed attempts (``service.auth``)."""
     return state.auth.client(request)
 
 

@@ -24,7 +24,7 @@ _MEANINGS = {
     404: "No such resource",
     413: "The request body is too large",
     422: "Invalid request",
-    429: "Rate limited",
+    429: "Rate limited, or too many failed API-key attempts from this address",
     502: "The LLM backend failed (after bounded retries)",
     503: "The run store is unavailable (a run that cannot be recorded is not started)",
     504: "The run's deadline passed",
@@ -51,11 +51,14 @@ class ProblemError(Exception):
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """A route's ``responses=`` for the errors it may answer with, each documented as the
-    ``application/problem+json`` document it really is (not FastAPI's default JSON 422)."""
+    ``application/problem+json`` document it really is (not FastAPI's default JSON 422). A
+    route that checks the API key (401) may also answer 429: its address is blocked after too
+    many failed attempts (``service.auth.FailedAuthThrottle``)."""
     schema = Problem.model_json_schema()
+    documented = sorted({*statuses, 429}) if 401 in statuses else statuses
     return {
         status: {"description": _MEANINGS[status], "content": {PROBLEM: {"schema": schema}}}
-        for status in statuses
+        for status in documented
     }
 
 
@@ -71,6 +74,10 @@ def problem(
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
+        if error.get("type") == "json_invalid":  # say why: "duplicate key 'question'"
+            why = (error.get("ctx") or {}).get("error", "")
+            parts.append(f"body: invalid JSON ({why})" if why else "body: invalid JSON")
+            continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"

@@ -4,12 +4,17 @@ Every logger goes through one formatter: structlog's own and the standard librar
 sandbox, search, uvicorn's error and access logs), so ``LOG_JSON=true`` gives JSON on every
 line. The request id and, once a run starts, its run id are bound in context variables and
 appear on every line logged while serving that request (``service/request_id.py``).
+
+Access lines never carry a query string: it is where a misplaced ``?api_key=`` ends up, and
+its text is the client's to choose. The path stays, percent-encoded, so that no byte of it can
+end a line and start a forged one in the plain format.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import urllib.parse
 
 import structlog
 
@@ -37,6 +42,7 @@ def configure(level: str = "info", *, json: bool = False) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(_access_without_query)  # on the handler: one per configure(), none stale
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric)
@@ -54,3 +60,21 @@ def configure(level: str = "info", *, json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
+
+
+def _access_without_query(record: logging.LogRecord) -> bool:
+    """Rewrite uvicorn's access record, ``(client, method, path?query, version, status)``, to
+    hold the path alone. The query is dropped, not redacted: a list of secret parameter names
+    misses the next one (``token=``, ``key=``), and the access line needs only the route."""
+    args = record.args
+    if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+        client, method, full_path, version, status = args
+        record.args = (client, method, _loggable_path(str(full_path)), version, status)
+    return True
+
+
+def _loggable_path(full_path: str) -> str:
+    """The path without its query, everything but letters, digits and ``/_.-~%``
+    percent-encoded; ``%`` stays, so a path that uvicorn already encoded comes out unchanged."""
+    path = full_path.split("?", 1)[0]
+    return urllib.parse.quote(path, safe="/%")

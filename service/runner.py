@@ -119,7 +119,10 @@ class RunSession:
             except TimeoutError:
                 final = self._fail("timeout", f"the run's deadline of {self._timeout_s:g} s passed")
             except LLMError as exc:
-                final = self._fail("llm", f"the LLM backend failed: {exc}")
+                # The client gets a stable reason; what the endpoint said (its address, its
+                # body) is for the operator's log only.
+                log.error("LLM backend failed", reason=exc.reason, error=str(exc))
+                final = self._fail("llm", f"{exc.public} ({exc.reason})", reason=exc.reason)
             except Exception as exc:
                 log.exception("run failed", run_id=self.run_id)
                 final = self._fail("internal", f"internal error: {type(exc).__name__}")
@@ -139,7 +142,7 @@ class RunSession:
         finally:
             await asyncio.shield(self._save())
 
-    def _fail(self, failure: str, message: str) -> FinalEvent:
+    def _fail(self, failure: str, message: str, **details: str) -> FinalEvent:
         self.failure = failure
         partial = self._collected.final
         status: RunStatus = "timeout" if failure == "timeout" else "error"
@@ -148,7 +151,7 @@ class RunSession:
             None,
             usage=partial.usage if partial else LLMUsage(),
             error=message,
-            details={"failure": failure},
+            details={"failure": failure, **details},
         )
         self._collected.final = final
         return final

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +20,11 @@ Status = Literal["finished", "max_steps", "timeout", "error"]
 # failed: then the /ask response said ``stored: false``).
 StoredStatus = Literal["running", "finished", "max_steps", "timeout", "error"]
 Task = Literal["math", "date", "objects"]
+# What a question may hold of the control characters (C0, C1, DEL) and lone surrogates: a NUL
+# breaks Postgres, and the rest only hides text from the people who read the runs.
+# (Unicode categories Cc and Cs, but tab, LF and CR.)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_QUESTION_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # ECMA-262, for the schema
 ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 
 
@@ -54,7 +60,10 @@ class AskRequest(BaseModel):
     question: str = Field(
         min_length=1,
         max_length=100_000,
-        description="The question. Bounded by the server's MAX_QUESTION_CHARS.",
+        description="The question. Bounded by the server's MAX_QUESTION_CHARS; no control "
+        "characters but tab and line breaks.",
+        # Published for clients (and the schema fuzzing); the validator below enforces it.
+        json_schema_extra={"pattern": _QUESTION_PATTERN},
     )
     mode: Mode = Field("react", description="`react`: reason and act; `pal`: one program.")
     actions: list[ActionName] | None = Field(
@@ -77,9 +86,14 @@ class AskRequest(BaseModel):
 
     @field_validator("question")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _clean(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("question must not be blank")
+        if found := _CONTROL.search(value):
+            raise ValueError(
+                f"question contains the control character U+{ord(found.group()):04X} at "
+                f"{found.start()}; only tabs and line breaks are allowed"
+            )
         return value.strip()
 
 
@@ -138,6 +152,12 @@ class Problem(BaseModel):
     detail: str
     run_id: str | None = Field(None, description="The stored run, when one had started (502, 504).")
     run_status: Status | None = Field(None, description="That run's status.")
+    reason: str | None = Field(
+        None,
+        description="Why the LLM backend failed, as a stable code (502): `llm_unavailable`, "
+        "`llm_timeout`, `llm_rate_limited`, `llm_bad_response`, `llm_misconfigured`; the "
+        "backend's own answer is in the service's log only.",
+    )
     store_error: str | None = Field(
         None, description="Set when that run could not be stored: why (502, 504)."
     )

@@ -7,6 +7,7 @@ values fail fast with a message naming the variable.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +19,8 @@ from tools.sandbox.result import SandboxConfig
 
 BUILTIN_ACTIONS = ("python", "search", "finish")
 CommaList = Annotated[tuple[str, ...], NoDecode]
+# An ALLOWED_HOSTS entry: "*", a name or IPv4, "*.domain", or a bracketed IPv6; never a port.
+_HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\]")
 
 
 def _split(value: object) -> object:
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
     # Access.
     agent_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     rate_limit: str = "60/minute"  # per client (API key, else address); "" disables
+    # Failed API-key attempts per client address, then 429 for it (any key); "" disables.
+    auth_failure_limit: str = "20/minute"
+    allowed_hosts: CommaList = ()  # Host names served; empty: any (/healthz answers any)
     database_url: str  # default: a SQLite file, DATA_DIR/runs.db
 
     # Files: the run store and the assembled model, unless set apart (agents/paths.py).
@@ -79,7 +85,9 @@ class Settings(BaseSettings):
     # Start even when a required sandbox layer (seccomp, Landlock, rlimits) is missing.
     sandbox_allow_weak: bool = False
 
-    @field_validator("allowed_actions", "extra_tools", "agent_api_keys", mode="before")
+    @field_validator(
+        "allowed_actions", "extra_tools", "agent_api_keys", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_comma_lists(cls, value: object) -> object:
         return _split(value)
@@ -91,6 +99,20 @@ class Settings(BaseSettings):
         if "finish" not in names:
             raise ValueError("ALLOWED_ACTIONS must include 'finish', or no run could end")
         return names
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Fail at start-up on an entry that could never match a Host (a port, a scheme):
+        served, it would turn every request away with a 400."""
+        hosts = tuple(dict.fromkeys(v.lower() for v in value))
+        for host in hosts:
+            if not _HOST_PATTERN.fullmatch(host):
+                raise ValueError(
+                    f"ALLOWED_HOSTS entry {host!r} is not a host name, an IP or '*.domain' "
+                    "(no scheme, no port)"
+                )
+        return hosts
 
     @model_validator(mode="before")
     @classmethod

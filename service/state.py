@@ -5,7 +5,7 @@ access checks. Nothing here holds per-run state: one agent is built per request,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -13,6 +13,7 @@ from agents.factory import AgentFactory
 from agents.llm.base import LLM
 from service.auth import Authenticator, RateLimiter
 from service.metrics import Metrics
+from service.readiness import ReadinessCache
 from service.settings import Settings
 from service.store import RunStore
 from tools.registry import ToolRegistry
@@ -30,6 +31,7 @@ class AppState:
     auth: Authenticator
     rate_limiter: RateLimiter
     agents: AgentFactory  # builds each run's agent from llm, sandbox and tools
+    readiness: ReadinessCache = field(default_factory=ReadinessCache)  # /readyz's checks
 
 
 def get_state(request: Request) -> AppState:

@@ -74,6 +74,7 @@ from agents.errors import (
     LLMConnectionError,
     LLMError,
     LLMRateLimited,
+    LLMServerError,
     LLMTimeout,
 )
 from agents.llm.base import ChatMessage, Choice, Completion, ToolCall, ToolSpec, Usage
@@ -387,6 +388,8 @@ def _translate(exc: Exception, base_url: str) -> LLMError:
             return LLMConfigError(f"{base_url} refused the API key (HTTP {status}): {detail}")
         if status == 404:
             return LLMConfigError(f"{base_url} has no such endpoint or model (HTTP 404): {detail}")
+        if status >= 500:
+            return LLMServerError(f"{base_url} answered HTTP {status}: {detail}")
         return LLMBadResponse(f"{base_url} answered HTTP {status}: {detail}")
     if isinstance(exc, openai.APIResponseValidationError | ValueError):
         return LLMBadResponse(f"{base_url} answered with a malformed body: {exc}")

@@ -19,8 +19,9 @@ from service.errors import ProblemError, problem_responses
 from service.runner import FAILURE_STATUS, RunSession
 from service.schemas import AskRequest, AskResponse
 from service.state import AppState
+from service.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["ask"])
+router = APIRouter(tags=["ask"], route_class=StrictJSONRoute)
 
 
 @router.post(
@@ -62,6 +63,7 @@ async def ask(body: AskRequest, request: Request, state: State, client: Client) 
             response.error or "the run failed",
             run_id=response.run_id,
             run_status=response.status,
+            reason=response.details.get("reason"),  # a stable code, e.g. llm_unavailable
             store_error=response.store_error,  # set only when the run could not be stored
         )
     return response
@@ -107,12 +109,18 @@ def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]
 
 
 async def _sse(session: RunSession) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(json.dumps({"run_id": session.run_id, "mode": session.mode}), event="run")
+    yield _event("run", {"run_id": session.run_id, "mode": session.mode})
     async for event in session.events():
         if isinstance(event, FinalEvent):
-            yield ServerSentEvent(session.response.model_dump_json(), event="final")
+            yield _event("final", session.response.model_dump(mode="json"))
         else:
-            yield ServerSentEvent(json.dumps(_event_data(event)), event=_event_name(event))
+            yield _event(_event_name(event), _event_data(event))
+
+
+def _event(name: str, data: dict[str, Any]) -> ServerSentEvent:
+    """Every event's data is ASCII JSON: no U+2028, U+0085 or other line break that a client
+    splitting lines its own way (``str.splitlines``) could read as a forged ``event:`` line."""
+    return ServerSentEvent(json.dumps(data, ensure_ascii=True), event=name)
 
 
 def _event_name(event: StepEvent) -> str:

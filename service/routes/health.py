@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from fastapi import APIRouter
+import structlog
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from agents.errors import LLMError
+from agents.errors import LLMError, LLMTimeout
 from service.deps import State
+from service.errors import ProblemError
+from service.readiness import TTL_S, BackendChecks
+from service.state import AppState
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 5.0
 
@@ -23,30 +29,55 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: the LLM is reachable, the sandbox and the run store work",
-    responses={503: {"description": "Not ready; the body says which check failed"}},
+    description="Public, and cheap: the LLM and run-store checks run at most once every "
+    f"{TTL_S:g} s, whoever asks. Which check failed, and the details (model, sandbox layers), "
+    "are shown to authenticated callers only (or to all when no API keys are configured).",
+    responses={503: {"description": "Not ready"}},
 )
-async def readyz(state: State) -> JSONResponse:
+async def readyz(request: Request, state: State) -> JSONResponse:
+    backends = await state.readiness.get(lambda: _check_backends(state))
+    layers = state.sandbox.layers
+    sandbox_ok = bool(layers.get("process")) and bool(layers.get("restrictedpython"))
+    ready = backends.ok and sandbox_ok
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
+    if _may_see_details(request, state):
+        sandbox = {
+            "ok": sandbox_ok,
+            "layers": layers,
+            "missing_required": state.sandbox.missing_layers,  # non-empty only with ALLOW_WEAK
+        }
+        body["checks"] = {**backends.checks, "sandbox": sandbox}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _check_backends(state: AppState) -> BackendChecks:
     checks: dict[str, Any] = {}
-    ready = True
     try:
         await asyncio.wait_for(state.llm.check(), CHECK_TIMEOUT_S)
         checks["llm"] = {"ok": True, "model": state.llm.model}
     except (LLMError, TimeoutError) as exc:
-        ready = False
-        checks["llm"] = {"ok": False, "error": str(exc) or "timed out"}
-    layers = state.sandbox.layers
-    sandbox_ok = bool(layers.get("process")) and bool(layers.get("restrictedpython"))
-    ready &= sandbox_ok
-    checks["sandbox"] = {
-        "ok": sandbox_ok,
-        "layers": layers,
-        "missing_required": state.sandbox.missing_layers,  # non-empty only with ALLOW_WEAK
-    }
+        reason = exc.reason if isinstance(exc, LLMError) else LLMTimeout.reason
+        log.warning("readiness: LLM backend check failed", reason=reason, error=str(exc))
+        checks["llm"] = {"ok": False, "reason": reason}  # the details: the log only
     try:
         await asyncio.wait_for(state.store.check(), CHECK_TIMEOUT_S)
         checks["store"] = {"ok": True}
     except Exception as exc:
-        ready = False
+        log.warning("readiness: run store check failed", error=str(exc))
         checks["store"] = {"ok": False, "error": type(exc).__name__}
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    ok = all(check["ok"] for check in checks.values())
+    return BackendChecks(ok, checks, time.monotonic())
+
+
+def _may_see_details(request: Request, state: AppState) -> bool:
+    """No keys configured, or a valid key sent. A request without any key is not counted as
+    a failed attempt: load balancers poll this route without one."""
+    if not state.settings.agent_api_keys:
+        return True
+    if "authorization" not in request.headers:
+        return False
+    try:
+        state.auth.client(request)
+    except ProblemError:
+        return False
+    return True

@@ -193,10 +193,12 @@ class FakeLLM:
     ``gated``           step 0 waits until ``release()`` (a run held in progress)
     ``spin``            step 0 runs a program that never ends (``SPIN``)
     ``search``          step 0 searches the question's text; step 1 finishes with ``searched``
+    ``invent``          every call: an action name never written before (``invented_<n>``)
     """
 
     def __init__(self) -> None:
         self.calls: list[LLMCall] = []
+        self.model_lists = 0  # GET /models calls (readiness checks)
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}
         self.stopping = threading.Event()
@@ -211,6 +213,8 @@ class FakeLLM:
                 return
 
             def do_GET(self) -> None:
+                with fake._lock:
+                    fake.model_lists += 1
                 with contextlib.suppress(OSError):
                     self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
@@ -287,6 +291,7 @@ class FakeLLM:
         with self._lock:
             self.calls.append(LLMCall(tag, question, step, time.monotonic()))
             seen = self._seen[question] = self._seen.get(question, 0) + 1
+            number = len(self.calls)  # unique to this call, whatever the question
         error = {"error": {"message": f"injected {tag}", "type": "server_error"}}
         if tag in ("429", "429-retry-after", "429-long") or (tag == "429-once" and seen == 1):
             after = {"429": None, "429-long": "3600"}.get(tag, "1")
@@ -308,6 +313,11 @@ class FakeLLM:
             handler.raw(200, data[: len(data) // 2], "application/json", length=len(data))
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)
+        elif tag == "invent":
+            # Many calls: headers and body must not wait on Nagle and a delayed ACK (40 ms).
+            handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            invented = f"Thought: try something new\nAction: invented_{number}[x]"
+            handler._json(200, _completion(invented))
         elif tag == "reset":
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)

@@ -126,16 +126,25 @@ async def test_oversized_chunked_body_is_refused(app_client: AppFactory) -> None
 
 
 async def test_llm_failures_are_502_and_stored(app_client: AppFactory) -> None:
-    for kind in ("500", "garbage", "429", "connect"):
+    reasons = {
+        "500": "llm_unavailable",
+        "garbage": "llm_bad_response",
+        "429": "llm_rate_limited",
+        "connect": "llm_unavailable",
+    }
+    for kind, reason in reasons.items():
         fake = FakeOpenAI()
         fake.fail(kind, times=20)
         async with app_client(fake) as client:
             response = await client.post("/ask", json={"question": "q"})
             assert response.status_code == 502, (kind, response.text)
             problem = response.json()
-            assert problem["detail"].startswith("the LLM backend failed")
+            assert problem["detail"].startswith("the LLM backend")
+            assert problem["reason"] == reason
+            assert FakeOpenAI.base_url not in response.text  # upstream details: the log only
             stored = await client.get(f"/runs/{problem['run_id']}")
             assert stored.json()["status"] == "error"
+            assert stored.json()["error"] == problem["detail"]
 
 
 async def test_deadline_is_504_whatever_the_backend_does(app_client: AppFactory) -> None:

@@ -181,33 +181,41 @@ class TestLLMFaults:
         return serve(workdir, llm_url=llm.url, LLM_TIMEOUT_S="1", LLM_MAX_RETRIES="1")
 
     @pytest.mark.parametrize(
-        ("tag", "words", "attempts"),
+        ("tag", "reason", "words", "attempts"),
         [
-            ("429", ["rate limiting (HTTP 429)", "after 2 attempts"], 2),
-            ("429-retry-after", ["rate limiting (HTTP 429)", "after 2 attempts"], 2),
-            ("500", ["answered HTTP 500", "after 2 attempts"], 2),
-            ("hang", ["did not answer within 1 s", "after 2 attempts"], 2),
-            ("html", ["not JSON"], 1),
-            ("bad-json", ["malformed body"], 1),
-            ("wrong-shape", ["no choices"], 1),
-            ("wrong-choice", ["a choice that has no message"], 1),
-            ("truncated", ["cannot reach", "after 2 attempts"], 2),
-            ("reset", ["cannot reach", "after 2 attempts"], 2),
+            ("429", "llm_rate_limited", ["rate limiting (HTTP 429)", "after 2 attempts"], 2),
+            ("429-retry-after", "llm_rate_limited", ["HTTP 429", "after 2 attempts"], 2),
+            ("500", "llm_unavailable", ["answered HTTP 500", "after 2 attempts"], 2),
+            ("hang", "llm_timeout", ["did not answer within 1 s", "after 2 attempts"], 2),
+            ("html", "llm_bad_response", ["not JSON"], 1),
+            ("bad-json", "llm_bad_response", ["malformed body"], 1),
+            ("wrong-shape", "llm_bad_response", ["no choices"], 1),
+            ("wrong-choice", "llm_bad_response", ["a choice that has no message"], 1),
+            ("truncated", "llm_unavailable", ["cannot reach", "after 2 attempts"], 2),
+            ("reset", "llm_unavailable", ["cannot reach", "after 2 attempts"], 2),
         ],
     )
     def test_a_failing_llm_is_a_502_with_a_stored_error_run(
-        self, service: Service, llm: FakeLLM, tag: str, words: list[str], attempts: int
+        self, service: Service, llm: FakeLLM, tag: str, reason: str, words: list[str], attempts: int
     ) -> None:
+        """The client and the stored run get a stable reason; what the endpoint answered (its
+        address, its body) is in the operator's log only."""
         question = tagged(tag)
         with service.new_client() as client:
             started = time.monotonic()
             response = client.post("/ask", json={"question": question})
             elapsed = time.monotonic() - started
-            body = problem(response, 502, "the LLM backend failed", *words)
+            body = problem(response, 502, "the LLM backend", reason)
+            assert body["reason"] == reason
             assert body["run_status"] == "error" and "store_error" not in body
             run = stored(client, body["run_id"])
             assert run["status"] == "error" and run["error"] == body["detail"]
-            assert run["details"] == {"failure": "llm"}
+            assert run["details"] == {"failure": "llm", "reason": reason}
+            upstream = ("127.0.0.1", "/v1", "injected", "<html>", "HTTP ", "attempt")
+            for told in (json.dumps(body), json.dumps(run)):
+                assert not [word for word in upstream if word in told], told
+            logged = [line for line in service.output.splitlines() if body["run_id"] in line]
+            assert any(all(word in line for word in words) for line in logged), logged
             calls = llm.calls_for(question)
             assert len(calls) == attempts, calls
             if tag == "429-retry-after":  # Retry-After: 1 was honoured between the attempts
@@ -263,8 +271,9 @@ class TestLLMFaults:
             assert names[0] == "run" and names[-1] == "final", names
             final = events[-1][1]
             assert final["status"] == "error" and final["stored"] is True
-            assert final["error"].startswith("the LLM backend failed")
-            assert final["details"] == {"failure": "llm"}
+            assert final["error"].startswith("the LLM backend")
+            assert final["details"]["failure"] == "llm" and final["details"]["reason"]
+            assert "127.0.0.1" not in json.dumps(final)
             run = stored(client, events[0][1]["run_id"])
             assert (run["status"], run["error"]) == ("error", final["error"])
             healthy(client)

@@ -104,3 +104,23 @@ async def test_a_sandbox_missing_a_required_layer_stops_the_service(tmp_path: Pa
 def test_sandbox_allow_weak_reaches_the_sandbox() -> None:
     assert Settings().sandbox_config().allow_weak is False
     assert Settings(sandbox_allow_weak=True).sandbox_config().allow_weak is True
+
+
+def test_allowed_hosts_is_a_comma_separated_list_and_empty_means_any(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().allowed_hosts == ()
+    monkeypatch.setenv("ALLOWED_HOSTS", " API.Example.com , 127.0.0.1,*.example.org,[::1] ,")
+    hosts = Settings().allowed_hosts
+    assert hosts == ("api.example.com", "127.0.0.1", "*.example.org", "[::1]")
+
+
+@pytest.mark.parametrize(
+    "entry", ["localhost:8000", "https://api.example.com", "api.*.com", "*example.com", "a b"]
+)
+def test_an_allowed_hosts_entry_that_could_never_match_fails_fast(
+    monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    monkeypatch.setenv("ALLOWED_HOSTS", f"localhost,{entry}")
+    with pytest.raises(ValidationError, match="ALLOWED_HOSTS entry"):
+        Settings()

@@ -6,6 +6,7 @@ or any run while the store was down, was a 500 too."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,4 +109,5 @@ async def test_a_streamed_run_whose_end_cannot_be_stored_says_so_in_its_final_ev
                 lock.close()
         assert response.status_code == 200
         final = response.text.split("event: final")[1].split("data: ", 1)[1].splitlines()[0]
-        assert '"stored":false' in final and "database is locked" in final
+        told = json.loads(final)
+        assert told["stored"] is False and "database is locked" in told["store_error"]

@@ -1,0 +1,127 @@
+"""Findings of the security probe (issue 16), over real HTTP against ``python -m service``.
+
+- The access log never holds a query string (an ``?api_key=`` sent by mistake, or text shaped
+  to forge a log line), in JSON and in plain mode, and a path cannot start a line of its own.
+- No redirect is built from the ``Host`` header, and ``ALLOWED_HOSTS`` answers a foreign Host
+  with a 400 problem document while the liveness probe stays reachable from any Host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.service.live import FakeLLM, Service, serve
+
+KEY = "k" * 16
+FORGED = '"}{"level":"critical","event":"forged'  # sent raw: h11 accepts quotes in a target
+# Plain (ConsoleRenderer) lines start "<ISO timestamp> [<level>": anything else is forged.
+PLAIN_LINE = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z? \[(debug|info|warning|error)\s*\] ")
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:
+        yield fake
+
+
+def raw_request(service: Service, target: str, host: str = "127.0.0.1") -> bytes:
+    """One request sent byte for byte as written (no client-side quoting); the raw answer."""
+    port = int(service.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        sock.sendall(head.encode("latin-1"))
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def is_problem(response: Any, status: int) -> bool:
+    content_type = response.headers.get("content-type", "")
+    return bool(
+        response.status_code == status
+        and content_type.startswith("application/problem+json")
+        and response.json()["status"] == status
+    )
+
+
+# -- 1. the access log ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("log_json", ["true", "false"])
+def test_access_log_drops_query_strings_and_cannot_be_forged(
+    llm: FakeLLM, tmp_path: Path, log_json: str
+) -> None:
+    with serve(tmp_path, llm_url=llm.url, LOG_JSON=log_json, AGENT_API_KEYS=KEY) as service:
+        client = service.client
+        forged = "/healthz?api_key=SECRET123&a=%22%7D%7B%22level%22%3A%22critical%22"
+        assert client.get(forged).status_code == 200
+        assert client.get("/runs/x?api_key=SECRET").status_code == 401
+        assert raw_request(service, f"/healthz?{FORGED}").startswith(b"HTTP/1.1 200")
+        # A decoded %0A in the path must not end the line, so the rest cannot pose as one.
+        answer = raw_request(service, "/healthz%0A2030-01-01T00:00:00Z%20%5Berror%5D%20forged")
+        assert answer.startswith(b"HTTP/1.1 404")
+    output = service.output
+    assert "SECRET" not in output
+    assert "critical" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    if log_json == "true":
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pytest.fail(f"not a JSON line: {line!r}")
+        assert all(r.get("level") != "critical" for r in records)
+        access = [r["event"] for r in records if r.get("logger") == "uvicorn.access"]
+    else:
+        assert all(PLAIN_LINE.match(line) for line in lines), output
+        assert not any("forged" in line and "GET" not in line for line in lines), output
+        access = [line for line in lines if "[uvicorn.access]" in line]
+    # The access lines are still there: method, path without its query, status.
+    assert sum('"GET /healthz HTTP/1.1" 200' in line for line in access) >= 3, access
+    assert any('"GET /runs/x HTTP/1.1" 401' in line for line in access), access
+    assert any('"GET /healthz%0A2030' in line and '" 404' in line for line in access), access
+
+
+# -- 2. the Host header -----------------------------------------------------------------------
+
+
+def test_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    with serve(tmp_path, llm_url=llm.url) as service:
+        for path in ("/runs/abc/", "/actions/", "/healthz/"):
+            response = service.client.get(path, headers={"Host": "evil.example"})
+            assert not 300 <= response.status_code < 400, (path, response.headers)
+            assert "evil.example" not in response.headers.get("location", "")
+            assert is_problem(response, 404), (path, response.status_code, response.text)
+
+
+def test_allowed_hosts_answers_a_foreign_host_with_a_400_problem(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    with serve(tmp_path, llm_url=llm.url, ALLOWED_HOSTS="localhost,127.0.0.1") as service:
+        client = service.client
+        port = service.base_url.rsplit(":", 1)[1]
+        foreign = client.get("/actions", headers={"Host": "evil.example"})
+        assert is_problem(foreign, 400), (foreign.status_code, foreign.text)
+        assert "host" in foreign.json()["detail"].lower()
+        assert foreign.headers.get("x-request-id")  # a problem like any other: traceable
+        slash = client.get("/runs/abc/", headers={"Host": "evil.example"})
+        assert is_problem(slash, 400), (slash.status_code, slash.text)
+        malformed = raw_request(service, "/actions", host="localhost@evil.example")
+        assert malformed.startswith(b"HTTP/1.1 400"), malformed[:200]
+        assert b"application/problem+json" in malformed, malformed[:200]
+        assert client.get("/actions").status_code == 200  # Host: 127.0.0.1:<port>
+        assert client.get("/actions", headers={"Host": f"localhost:{port}"}).status_code == 200
+        # Container and kubelet probes send their own Host (127.0.0.1, the pod's IP).
+        probe = client.get("/healthz", headers={"Host": "10.1.2.3:8000"})
+        assert probe.status_code == 200, probe.text

@@ -3,146 +3,25 @@ OpenAI-compatible fake served over real HTTP too."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx2
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.service.live import FakeLLM, serve
 
 
-class _FakeLLM(BaseHTTPRequestHandler):
-    """Multiplies with python on the first step, finishes on the second."""
-
-    def do_GET(self) -> None:
-        self._send({"object": "list", "data": [{"id": "fake", "object": "model"}]})
-
-    def do_POST(self) -> None:
-        request = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        done = any("Observation" in str(m.get("content")) for m in request["messages"][2:])
-        text = (
-            "Thought: done\nAction: finish[7006652]"
-            if done
-            else "Thought: compute\nAction: python[print(1234 * 5678)]"
-        )
-        self._send(
-            {
-                "id": "c1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "fake",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            }
-        )
-
-    def _send(self, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        return
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:  # python on the first step, finish on the second
+        yield fake
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def fake_llm_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
-
-
-@dataclasses.dataclass
-class _Exited:
-    """What the server left behind, filled in once it has stopped."""
-
-    output: str = ""
-    returncode: int | None = None
-
-
-@contextlib.contextmanager
-def _serve(
-    fake_llm_url: str, tmp_path: Path, **extra: str
-) -> Iterator[tuple[httpx2.Client, _Exited]]:
-    """``python -m service`` on a free loopback port, ready; stopped with SIGTERM on exit."""
-    port = _free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "LLM_BASE_URL": fake_llm_url,
-        "LLM_MODEL": "fake",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/runs.db",
-        "SANDBOX_WORKERS": "1",
-        **extra,
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    exited = _Exited()
-    try:
-        deadline = time.monotonic() + 30
-        with httpx2.Client(base_url=base, timeout=10) as client:
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                assert server.poll() is None, "the server exited early"
-                assert time.monotonic() < deadline, "server did not start within 30 s"
-                time.sleep(0.2)
-            yield client, exited
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        assert server.stdout is not None
-        exited.output = server.stdout.read().decode()
-        server.stdout.close()
-        exited.returncode = server.returncode
-
-
-def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> None:
-    with _serve(fake_llm_url, tmp_path) as (client, server):
+def test_real_server_answers_over_http(llm: FakeLLM, tmp_path: Path) -> None:
+    with serve(tmp_path, llm_url=llm.url) as server:
+        client = server.client
         response = client.post("/ask", json={"question": "What is 1234 * 5678?"})
         assert response.status_code == 200, response.text
         assert response.json()["answer"] == "7006652"
@@ -153,9 +32,10 @@ def test_real_server_answers_over_http(fake_llm_url: str, tmp_path: Path) -> Non
 
 
 def test_log_json_puts_every_line_in_json_with_request_and_run_ids(
-    fake_llm_url: str, tmp_path: Path
+    llm: FakeLLM, tmp_path: Path
 ) -> None:
-    with _serve(fake_llm_url, tmp_path, LOG_JSON="true") as (client, server):
+    with serve(tmp_path, llm_url=llm.url, LOG_JSON="true") as server:
+        client = server.client
         response = client.post(
             "/ask",
             json={"question": "What is 1234 * 5678?"},

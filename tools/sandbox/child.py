@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from tools.sandbox import compiler, policy, values
 from tools.sandbox.limits import Arithmetic
-from tools.sandbox.modules import ModuleRegistry
+from tools.sandbox.modules import ModuleRegistry, stack_depth
 from tools.sandbox.protocol import HEADER
 from tools.sandbox.standins import Classes
 
@@ -88,7 +88,7 @@ class Runner:
         self.modules.new_run()
         namespace = policy.make_globals(self.hooks, sink)
         reply: dict[str, Any]
-        sys.setrecursionlimit(_depth() + self.recursion_limit + 20)
+        sys.setrecursionlimit(stack_depth() + self.recursion_limit + 20)
         try:
             exec(code_obj, namespace)
             reply = self._answer(namespace, sink)
@@ -173,15 +173,6 @@ def encode_reply(reply: dict[str, Any]) -> bytes:
     if cleaned.get("value") is not None:
         cleaned["value"] = values.clean_strings(cleaned["value"])
     return json.dumps(cleaned, ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
-def _depth() -> int:
-    frame: Any = sys._getframe()
-    depth = 0
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back
-    return depth
 
 
 def failure(kind: str, message: str, limit: str | None = None) -> dict[str, Any]:

@@ -209,7 +209,7 @@ def _sys_view() -> dict[str, Any]:
     """What programs use ``sys`` for: a deeper recursion (capped), a few constants, exit."""
 
     def setrecursionlimit(limit: Any) -> None:
-        depth = _frames()
+        depth = stack_depth()
         sys.setrecursionlimit(min(max(index_value(limit), 100) + depth, MAX_RECURSION + depth))
 
     def exit(status: Any = None) -> None:
@@ -226,7 +226,8 @@ def _sys_view() -> dict[str, Any]:
     }
 
 
-def _frames() -> int:
+def stack_depth() -> int:
+    """How many frames are on the stack here (recursion limits are set relative to it)."""
     frame: Any = sys._getframe()
     depth = 0
     while frame is not None:

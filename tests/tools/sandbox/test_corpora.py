@@ -50,6 +50,15 @@ result = (str(decimal.Decimal(1) / 7), decimal.getcontext().prec, math.pi, strin
 """
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """Legitimate programs are held to the production deadline (the shared fixture's 2 s made
+    a 10**6-step loop fail on a loaded machine); the attacks below have their own sandbox."""
+    config = SandboxConfig(workers=2, queue_size=64)
+    async with Sandbox(config) as sb:
+        yield sb
+
+
 @cache
 def _by_id(name: str) -> dict[str, dict[str, Any]]:
     rows = load_jsonl(name) if name.endswith(".jsonl") else load_json(name)

@@ -34,6 +34,10 @@ from typing import Any, cast
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
 _DIGITS = re.compile(r"\d+")
+# A strftime directive: glibc's flags and width (``%_10d``, ``%1270Y``), an E/O modifier.
+_STRFTIME_DIRECTIVE = re.compile(r"%[-_0^#]*(\d*)[EO]?", re.DOTALL)
+# The most a directive writes without a width (``%c`` in a verbose locale, a zone name).
+_STRFTIME_DIRECTIVE_CHARS = 64
 
 
 class ResourceLimit(Exception):
@@ -241,6 +245,21 @@ class Arithmetic:
         for digits in _DIGITS.findall(text):
             if len(digits) > 12 or int(digits) > self.max_items:
                 raise SizeLimit(f"format width {digits[:20]} exceeds the sandbox limit")
+        return text
+
+    def check_strftime(self, fmt: Any) -> str:
+        """A strftime format, as exact str, whose output stays within the limit: every
+        directive counts its width (glibc pads ``%1270Y`` to 1,270 characters), or the most
+        a directive writes without one."""
+        if not isinstance(fmt, str):
+            raise TypeError("strftime format must be a str")
+        text = str.__str__(fmt)
+        total = len(text)
+        for width in _STRFTIME_DIRECTIVE.findall(text):
+            if len(width) > 12:
+                raise SizeLimit(f"strftime width {width[:20]} exceeds the sandbox limit")
+            total += max(int(width or 0), _STRFTIME_DIRECTIVE_CHARS)
+        self.check_items(total, "formatted date")
         return text
 
     def check_percent(self, template: Any, args: Any) -> None:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from types import FunctionType, MappingProxyType
 from typing import Any
 
-from tools.sandbox.limits import SizeLimit, exact_kwargs, index_value, int_parts
+from tools.sandbox.limits import Arithmetic, SizeLimit, exact_kwargs, index_value, int_parts
 from tools.sandbox.policy import Guards, SandboxSecurityError
 from tools.sandbox.standins import RANDOM_MAX_BITS, RANDOM_MAX_ITEMS, SandboxRandom
 
@@ -181,9 +181,50 @@ def _json_dumps(guards: Guards) -> Callable[..., str]:
             if len(item) + len(key) > _JSON_MAX_INDENT:
                 raise SizeLimit("json separators too long (sandbox limit)")
             kwargs["separators"] = (item, key)
-        return json.dumps(obj, **kwargs)
+        if kwargs.get("indent") is None:
+            return json.dumps(obj, **kwargs)
+        # Indented, the output grows with the indent times the depth on every line: it is
+        # built piece by piece and refused once past the limit, not measured once built.
+        room = guards.arith.max_items
+        pieces = []
+        for piece in json.JSONEncoder(**kwargs).iterencode(obj):
+            room -= len(piece)
+            if room < 0:
+                raise SizeLimit(f"json text exceeds {guards.arith.max_items} characters")
+            pieces.append(piece)
+        return "".join(pieces)
 
     return dumps
+
+
+def _itertools_sized(arith: Arithmetic) -> dict[str, Callable[..., Any]]:
+    """The combinatoric iterators, whose every item is a tuple of ``r`` (or ``repeat`` times
+    the pools) elements, with that length checked before the first item is built."""
+
+    def permutations(iterable: Any, r: Any = None) -> Any:
+        if r is not None:
+            arith.check_items(index_value(r), "permutation")
+        return itertools.permutations(iterable, r)
+
+    def combinations(iterable: Any, r: Any) -> Any:
+        arith.check_items(index_value(r), "combination")
+        return itertools.combinations(iterable, r)
+
+    def combinations_with_replacement(iterable: Any, r: Any) -> Any:
+        arith.check_items(index_value(r), "combination")
+        return itertools.combinations_with_replacement(iterable, r)
+
+    def product(*iterables: Any, repeat: Any = 1) -> Any:
+        times = index_value(repeat)
+        arith.check_items(times * len(iterables), "product")
+        return itertools.product(*iterables, repeat=times)
+
+    return {
+        "permutations": permutations,
+        "combinations": combinations,
+        "combinations_with_replacement": combinations_with_replacement,
+        "product": product,
+    }
 
 
 def _checked_result(arith: Any, func: Any) -> Any:
@@ -334,7 +375,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
             for name, value in _public(statistics, names=_STATISTICS).items()
         },
         "datetime": dt,
-        "itertools": _public(itertools),
+        "itertools": {**_public(itertools), **_itertools_sized(arith)},
         "functools": ft,
         "collections": col,
         "string": st,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import _string  # type: ignore[import-not-found]  # CPython's format-string field parser
 import builtins
 import collections
+import datetime
 import decimal
 import random
 import string
@@ -108,6 +109,9 @@ _RAW_DESCRIPTORS = (
     types.MemberDescriptorType,
     types.BuiltinMethodType,
 )
+_STRFTIME_UNBOUND = {
+    id(kind.strftime): kind.strftime for kind in (datetime.date, datetime.datetime, datetime.time)
+}
 _RANDOM_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
 _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO cannot shadow it
 _MISSING = object()
@@ -145,6 +149,17 @@ class _SafeFormatter(string.Formatter):
 
     def __init__(self, guards: Guards) -> None:
         self.guards = guards
+        self._room = 0  # characters the fields of the call under way may still produce
+
+    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
+        """The widths of one call's fields are checked together: each within the limit, ten
+        of them ten times past it, else (a field's ``__format__`` may format again, hence the
+        saved budget)."""
+        saved, self._room = self._room, self.guards.arith.max_items
+        try:
+            return super().vformat(format_string, args, kwargs)
+        finally:
+            self._room = saved
 
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, Any]:
         first, rest = _string.formatter_field_name_split(field_name)
@@ -154,7 +169,11 @@ class _SafeFormatter(string.Formatter):
         return obj, first
 
     def format_field(self, value: Any, format_spec: str) -> Any:
-        return format(value, self.guards.arith.check_format_spec(format_spec))
+        text = self.guards.format_builtin(value, format_spec)
+        self._room -= len(text)
+        if self._room < 0:
+            raise SizeLimit(f"formatted string exceeds {self.guards.arith.max_items} characters")
+        return text
 
 
 class Guards:
@@ -262,14 +281,21 @@ class Guards:
                 for base in _SIZED_BASES:
                     if isinstance(owner, base) and not isinstance(owner, type):
                         return sized_method(self.arith, base, method_name, value) or value
+            if method_name == "strftime" and isinstance(owner, (datetime.date, datetime.time)):
+                return lambda fmt: value(self.arith.check_strftime(fmt))
             if method_name == "getrandbits" and isinstance(owner, random.Random):
                 return lambda k: value(checked_random_bits(k))  # super() reaches the C one
             if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
                 return self._from_bytes(value)
             return value
+        if type(value) is types.MethodType and isinstance(value.__self__, type):
+            self._refuse_metaclass_method(value.__self__, value.__func__)
         case = _CASE_UNBOUND.get(id(value))
         if case is not None and case is value:  # str.upper(s): the same check, unbound
             return self._case_changed(value)
+        strftime = _STRFTIME_UNBOUND.get(id(value))
+        if strftime is not None and strftime is value:  # datetime.date.strftime(d, fmt)
+            return lambda day, fmt: value(day, self.arith.check_strftime(fmt))
         if value is _RANDOM_GETRANDBITS:  # unbound, e.g. through super(C, C)
             return lambda rng, k: value(rng, checked_random_bits(k))
         known = _FORMAT_METHODS.get(id(value))
@@ -279,6 +305,18 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
+
+    def _refuse_metaclass_method(self, cls: type, func: Any) -> None:
+        """A library class's metaclass method (``ABCMeta.register``, reached through a
+        ``typing`` alias that forwards to its origin) writes to that class: refused, whatever
+        the route. The program's own classes keep their metaclass's methods."""
+        if self.classes.is_user_class(cls):
+            return
+        for meta in cast(Any, type(cls)).__mro__:
+            if meta is not type and meta is not object and vars(meta).get(func.__name__) is func:
+                raise SandboxSecurityError(
+                    f"{func.__name__!r} of a library class's metaclass is not available"
+                )
 
     def _case_changed(self, method: Any) -> Callable[..., str]:
         def call(text: Any, *args: Any) -> str:
@@ -317,8 +355,15 @@ class Guards:
         return lambda mapping: self.format_map(obj, mapping)
 
     def format_builtin(self, value: Any, spec: Any = "") -> str:
-        """The ``format()`` builtin, with its specification's widths checked."""
-        return format(value, self.arith.check_format_spec(spec))
+        """The ``format()`` builtin, with its specification's widths checked (a date's
+        specification is a strftime format)."""
+        return format(value, self._checked_spec(value, spec))
+
+    def _checked_spec(self, value: Any, spec: Any) -> str:
+        text = self.arith.check_format_spec(spec)
+        if text and isinstance(value, (datetime.date, datetime.time)):
+            self.arith.check_strftime(text)
+        return text
 
     def formatted_value(self, value: Any, conversion: int, spec: Any) -> str:
         """One ``{value!conv:spec}`` field of an f-string (see ``compiler.py``)."""
@@ -328,7 +373,7 @@ class Guards:
             value = str(value)
         elif conversion == ord("a"):
             value = ascii(value)
-        return format(value, self.arith.check_format_spec(spec))
+        return format(value, self._checked_spec(value, spec))
 
     def mod(self, left: Any, right: Any) -> Any:
         """``left % right``; for strings and bytes, the widths of the template are checked;

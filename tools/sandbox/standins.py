@@ -134,7 +134,15 @@ class SandboxRandom(random.Random):
             raise SizeLimit(f"choices(k={count}) exceeds the sandbox limit")
         return super().choices(population, weights, cum_weights=cum_weights, k=count)
 
+    def sample(self, population: Any, k: Any, *, counts: Any = None) -> list[Any]:
+        count = int.__index__(operator.index(k))
+        if count > RANDOM_MAX_ITEMS[0]:
+            raise SizeLimit(f"sample(k={count}) exceeds the sandbox limit")
+        return super().sample(population, count, counts=counts)
 
+
+# What type() may hand out as itself. Not the combinatoric iterators (product, permutations,
+# combinations...): their constructors take a tuple length, checked by the module's wrappers.
 _SAFE_CLASSES: tuple[type, ...] = (
     float, complex, bool, str, list, tuple, dict, set, frozenset, range, slice, object,
     type(None), type(Ellipsis), type(NotImplemented), property, staticmethod, classmethod,
@@ -143,9 +151,7 @@ _SAFE_CLASSES: tuple[type, ...] = (
     collections.ChainMap, datetime.date, datetime.datetime, datetime.time, datetime.timedelta,
     datetime.timezone, re.Pattern, re.Match, statistics.NormalDist, random.Random,
     functools.partial, SandboxRandom, itertools.count, itertools.cycle, itertools.repeat,
-    itertools.chain,
-    itertools.product, itertools.permutations, itertools.combinations, itertools.groupby,
-    itertools.combinations_with_replacement, itertools.accumulate, itertools.islice,
+    itertools.chain, itertools.groupby, itertools.accumulate, itertools.islice,
     itertools.starmap, itertools.takewhile, itertools.dropwhile, itertools.zip_longest,
     itertools.compress, itertools.filterfalse, itertools.pairwise,
 )  # fmt: skip

@@ -7,6 +7,7 @@ classes a fresh attacker used, written so that a variant of the same class fails
 from __future__ import annotations
 
 import decimal
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -210,6 +211,34 @@ LYING_INT = (
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
 SIZE_BOMBS = {
+    # found by the sixth red-team pass: each field within the limit, not their sum
+    "format_many_fields": "result = ('{0:>9999999}' * 10).format(1)",
+    "format_map_many_fields": "result = ('{a:>9999999}' * 10).format_map({'a': 1})",
+    "strftime_width_in_a_spec": (
+        "import datetime\nresult = format(datetime.date(2024, 1, 1), '%1270Y' * 40000)"
+    ),
+    "strftime_width": (
+        "import datetime\nresult = datetime.date(2024, 1, 1).strftime('%1270Y' * 40000)"
+    ),
+    "strftime_unbound": (
+        "import datetime\nd = datetime.datetime(2024, 1, 1)\n"
+        "result = datetime.datetime.strftime(d, '%1270Y' * 40000)"
+    ),
+    "strftime_in_an_fstring": (
+        "import datetime\nspec = '%1270Y' * 40000\nresult = f'{datetime.date(2024, 1, 1):{spec}}'"
+    ),
+    "json_indent_times_depth": (
+        "import json\nx = 1\nfor i in range(1250):\n    x = [x]\n"
+        "result = len(json.dumps(x, indent=64))"
+    ),
+    "combinations_length": (
+        "import itertools\nresult = next(itertools.combinations_with_replacement('a', 30_000_000))"
+    ),
+    "permutations_length": (
+        "import itertools\nresult = next(itertools.permutations('a', 30_000_000))"
+    ),
+    "product_repeat": "import itertools\nresult = next(itertools.product('a', repeat=30_000_000))",
+    "random_sample": "import random\nresult = random.sample(range(10 ** 9), 40_000_000)",
     # found by the fifth red-team pass: three characters a byte in one call
     "hex_with_separator": "result = bytes(10_000_000).hex(':')",
     "hex_unbound": "result = bytearray.hex(bytearray(6_000_000))",
@@ -391,6 +420,13 @@ async def test_size_guards_fail_fast(box: Sandbox, name: str) -> None:
     assert elapsed < FAST_S, f"{name} took {elapsed:.2f} s: {res}"
 
 
+async def test_type_does_not_hand_out_a_combinatoric_class(box: Sandbox) -> None:
+    """Their constructors take a tuple length that only the module's wrappers check."""
+    code = "import itertools\nresult = type(itertools.combinations('a', 1))('a', 30_000_000)"
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "TypeError"), res
+
+
 LEGIT_SIZES = {
     "pow": ("result = 2 ** 1000 % 1000007", pow(2, 1000, 1000007)),
     "fraction_pow": (
@@ -422,6 +458,27 @@ LEGIT_SIZES = {
         [3.5, "2/3", 4],
     ),
     "from_bytes": ("result = int.from_bytes(b'\\x01\\x00', 'big')", 256),
+    "format_fields": ("result = '{:>4}|{:<3}|{:^5.1f}'.format(1, 'a', 2.5)", "   1|a  | 2.5 "),
+    "dates": (
+        "import datetime\nd = datetime.date(1989, 11, 9)\n"
+        "result = [d.strftime('%Y-%m-%d %A'), f'{d:%d/%m/%Y}', format(d, '%B'),"
+        " datetime.date.strftime(d, '%j')]",
+        ["1989-11-09 Thursday", "09/11/1989", "November", "313"],
+    ),
+    "json_indent": ("import json\nresult = json.dumps({'a': [1, {'b': 2}]}, indent=2)", None),
+    "combinatorics": (
+        "import itertools, random\nresult = [len(list(itertools.permutations(range(5), 3))),"
+        " list(itertools.combinations('abc', 2))[0], len(list(itertools.product('ab', repeat=3))),"
+        " len(random.Random(1).sample(range(100), 10))]",
+        [60, ["a", "b"], 8, 10],
+    ),
+    "own_abc_register": (
+        "import typing\nclass M(typing.Mapping):\n    def __getitem__(self, k):\n"
+        "        return 1\n    def __len__(self):\n        return 0\n"
+        "    def __iter__(self):\n        return iter(())\n"
+        "class X:\n    pass\nM.register(X)\nresult = isinstance(X(), M)",
+        True,
+    ),
     "statistics": (
         "import statistics\nresult = [statistics.mean([1, 2, 3, 4]), statistics.pvariance([1, 3])]",
         [2.5, 1],
@@ -609,6 +666,11 @@ PRIVATE_ELSEWHERE = {
     "fraction_register": (
         "from fractions import Fraction\nclass U:\n    pass\nFraction.register(U)"
     ),
+    # found by the sixth red-team pass: a typing alias forwards to its ABC's metaclass
+    "abc_register_through_typing": "import typing\ntyping.Mapping.register(int)",
+    "abc_register_through_typing_getattr": (
+        "import typing\ngetattr(typing.MutableSequence, 'register')(int)"
+    ),
     "import_private_slot": "from json import _view_attrs\nresult = _view_attrs",
     "super_bound_to_a_class": (
         "import fractions\nclass P(property):\n    pass\n"
@@ -693,6 +755,8 @@ async def test_guards_let_ordinary_programs_through(box: Sandbox, name: str) -> 
     assert res.ok, res
     if name == "big_decimal_answer":
         assert res.value == str(decimal.Decimal(2) ** 4000) and res.stdout == "printed\n"
+    elif name == "json_indent":
+        assert res.value == json.dumps({"a": [1, {"b": 2}]}, indent=2)
     else:
         assert res.value == expected
 

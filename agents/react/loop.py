@@ -6,6 +6,9 @@
         refuse (and tell the model) when unparsable, not allowed or repeated
         otherwise run the tool; its output (or error) is the observation
 
+Prose without any protocol label, once an action has run, is refused like any completion
+without an action, with the ``finish`` line that would end the run with it.
+
 When the step budget is spent, one last call asks for the best answer from what was
 observed (status ``max_steps``). A run whose model keeps producing unusable steps ends with
 status ``error`` after ``max_consecutive_refusals``. ``LLMError`` propagates: an unusable
@@ -37,11 +40,12 @@ from agents.events import (
 from agents.llm.base import LLM, ChatMessage, Choice, ToolCall, ToolSpec, Usage
 from agents.policy import FINISH, RunPolicy
 from agents.react import prompt
-from agents.react.parser import ParsedStep, parse_completion
+from agents.react.parser import ParsedStep, is_prose, parse_completion
 from agents.untrusted import defang_template_tokens, untrusted_text
 from tools.base import Tool, ToolError
 
 STOP = ("\nObservation", "Observation:")
+PROSE_ANSWER_CHARS = 500  # of a prose reply, shown back in the finish line it could have been
 
 
 @dataclass(slots=True)
@@ -51,6 +55,7 @@ class _State:
     llm_calls: int = 0
     usage: Usage = field(default_factory=Usage)
     refusals_in_a_row: int = 0
+    observed: int = 0  # actions that ran and gave an observation
     done: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -104,7 +109,7 @@ class ReActAgent:
         while state.step < self._policy.max_steps:
             state.step += 1
             choice = await self._complete(state, native)
-            outcome = self._read(choice, native)
+            outcome = self._read(choice, native, state.observed)
             if isinstance(outcome, ParseError):
                 parsed = None
                 yield ThoughtEvent(state.step, choice.text.strip()[:2000])
@@ -119,6 +124,7 @@ class ReActAgent:
                     yield self._final(state, "finished", parsed.action_input.strip())
                     return
                 observation, refused = await self._act(state, parsed)
+                state.observed += not refused
             observation = self._truncate(observation)
             yield ObservationEvent(state.step, observation, refused=refused)
             self._remember(state, choice, observation, native)
@@ -148,7 +154,7 @@ class ReActAgent:
         state.usage = state.usage + completion.usage
         return completion.choices[0] if completion.choices else Choice("")
 
-    def _read(self, choice: Choice, native: bool) -> ParsedStep | ParseError:
+    def _read(self, choice: Choice, native: bool, observed: int) -> ParsedStep | ParseError:
         if native and choice.tool_calls:
             try:
                 return _from_tool_call(choice.tool_calls[0], choice.text, self._docs)
@@ -160,6 +166,16 @@ class ReActAgent:
             if native and choice.text.strip():
                 # A tool-calling model that answers in plain text, with no call, is done.
                 return ParsedStep("", FINISH, choice.text.strip())
+            if observed and is_prose(choice.text):
+                # Prose once an action has run is most likely the answer ("The product is
+                # 7006652.", as small models write it). The protocol still wants a step, so
+                # the model is shown the one line that would finish with it: small models
+                # copy what they are shown.
+                answer = " ".join(choice.text.split())[:PROSE_ANSWER_CHARS]
+                return ParseError(
+                    f"{exc} If your reply is the final answer, reply with exactly this line: "
+                    f"Action: finish[{answer}]"
+                )
             return exc
 
     async def _act(self, state: _State, parsed: ParsedStep) -> tuple[str, bool]:

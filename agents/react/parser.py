@@ -13,7 +13,7 @@ line (``Observation``, ``Thought``, ``Action``) or the end, so it may span lines
 brackets. Everything after the first action (a hallucinated ``Observation:``, a second action)
 is ignored. ``Final Answer: x`` (the LangChain style many models fall into) is read as
 ``finish[x]``. A completion with no usable action raises ``ParseError`` whose message tells the
-model what to write instead.
+model what to write instead; the loop decides whether prose (``is_prose``) is an answer.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ _FINAL_ANSWER = re.compile(r"^" + _LABEL.format(word="final[ \t]+answer"), re.I 
 _NEXT = re.compile(
     r"^" + _LABEL.format(word="observation|thought|action(?![ \t]+input)"), re.I | re.M
 )
+# Any protocol label at a line's start: a completion without one is prose.
+_ANY_LABEL = re.compile(
+    r"^" + _LABEL.format(word="thought|action|observation|final[ \t]+answer|question"), re.I | re.M
+)
+# An action written without its label ("python[...]" on a line of its own): not prose.
+_BARE_CALL = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_\-]*\[", re.MULTILINE)
 _NAME = re.compile(r"[ \t]*`?([A-Za-z_][A-Za-z0-9_\-]*)`?")
 _FENCE = re.compile(r"```[ \t]*[\w+\-]*[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 
@@ -46,6 +52,14 @@ class ParsedStep:
     thought: str
     action: str  # lower-cased
     action_input: str
+
+
+def is_prose(text: str) -> bool:
+    """A completion with no protocol label anywhere ("The product is 7006652."): what small
+    models write once they have what they need. Not a step, but it may be an answer."""
+    if not text.strip():
+        return False
+    return not any(p.search(text) for p in (_ANY_LABEL, _INLINE_ACTION, _BARE_CALL))
 
 
 def parse_completion(text: str) -> ParsedStep:

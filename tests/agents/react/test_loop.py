@@ -101,6 +101,32 @@ async def test_unparsable_completion_is_a_step_with_no_action() -> None:
     assert final(events).answer == "7"
 
 
+async def test_prose_after_an_observation_is_shown_the_finish_line_it_could_be() -> None:
+    """As the embedded model writes it (data/small_model_completions.jsonl): a program, then
+    the result in a sentence, with no label. The protocol wants a step (CONTRACT.md), so it
+    is refused, with the one line that would finish the run with it."""
+    fake = FakeOpenAI(
+        script=[
+            "The product is 7006652.",  # nothing observed yet: the usual refusal
+            "Thought: I will compute the product exactly with Python.\n"
+            "Action: python[\nproduct = 1234 * 5678\nprint(product)\n]",
+            "The product is\n7006652.",
+            "Action: finish[The product is 7006652.]",
+        ]
+    )
+    python = RecordingTool("python", {"product = 1234 * 5678\nprint(product)": "7006652"})
+    events = await collect(ReActAgent(make_llm(fake), {"python": python}, policy("python")))
+    observations = [e for e in events if isinstance(e, ObservationEvent)]
+    assert [o.refused for o in observations] == [True, False, True]
+    assert "Action: finish[" not in observations[0].text
+    assert observations[2].text.endswith(
+        "reply with exactly this line: Action: finish[The product is 7006652.]"
+    )
+    assert (final(events).status, final(events).answer) == ("finished", "The product is 7006652.")
+    # The line reaches the model as it was written: nothing in it is quoted as untrusted.
+    assert "\nAction: finish[" not in str(fake.requests[-1].messages[-1]["content"])
+
+
 async def test_repeated_action_is_refused() -> None:
     fake = FakeOpenAI(
         script=[

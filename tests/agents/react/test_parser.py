@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.errors import ParseError
-from agents.react.parser import parse_completion
+from agents.react.parser import is_prose, parse_completion
 
 
 @pytest.mark.parametrize(
@@ -120,3 +124,44 @@ def test_round_trip_single_line_input(name: str, value: str) -> None:
     step = parse_completion(f"Thought: t\nAction: {name}[{value}]")
     assert step.action == name.lower()
     assert step.action_input == value.strip()
+
+
+# What the embedded model really wrote: the real ReAct loop, llama.cpp with no grammar (as
+# behind llama_cpp.server), 16 questions; each distinct completion, with its parse reviewed.
+SMALL_MODEL = Path(__file__).parent / "data" / "small_model_completions.jsonl"
+WRITTEN = [json.loads(line) for line in SMALL_MODEL.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_small_model_fixtures_are_there() -> None:
+    assert len(WRITTEN) >= 40
+    assert {"parse_error" in row["expected"] for row in WRITTEN} == {True, False}
+
+
+@pytest.mark.parametrize("row", WRITTEN, ids=lambda row: f"{row['question'][:24]}-{row['turn']}")
+def test_what_the_small_model_wrote_parses_as_reviewed(row: dict[str, Any]) -> None:
+    expected = row["expected"]
+    if "parse_error" in expected:
+        with pytest.raises(ParseError):
+            parse_completion(row["completion"])
+        assert is_prose(row["completion"]) is expected["prose"]
+    else:
+        step = parse_completion(row["completion"])
+        assert (step.action, step.action_input) == (expected["action"], expected["action_input"])
+        assert not is_prose(row["completion"])
+
+
+@pytest.mark.parametrize(
+    ("text", "prose"),
+    [
+        ("The product is 7006652.", True),
+        ("Frank Herbert wrote it.\nHe also wrote sequels.", True),
+        ("", False),
+        ("Thought: done", False),
+        ("I know. Action: finish[1]", False),
+        ("Here it is:\npython[print(1)]", False),  # an action without its label
+        ("Final Answer: 3", False),
+        ("Observation: 4", False),
+    ],
+)
+def test_prose_has_no_protocol_label(text: str, prose: bool) -> None:
+    assert is_prose(text) is prose

@@ -148,6 +148,20 @@ def serve(
         service.returncode = process.returncode
 
 
+def json_lines(output: str) -> list[dict[str, Any]]:
+    """Every non-blank line of a server's output, parsed; fails the test on one that is not
+    JSON (``LOG_JSON=true`` promises JSON on every line)."""
+    records = []
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    return records
+
+
 # -- the fake LLM -----------------------------------------------------------------------------
 
 

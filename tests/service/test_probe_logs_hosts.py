@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.live import FakeLLM, Service, serve
+from tests.service.live import FakeLLM, Service, json_lines, serve
 
 KEY = "k" * 16
 FORGED = '"}{"level":"critical","event":"forged'  # sent raw: h11 accepts quotes in a target
@@ -73,12 +72,7 @@ def test_access_log_drops_query_strings_and_cannot_be_forged(
     assert "critical" not in output
     lines = [line for line in output.splitlines() if line.strip()]
     if log_json == "true":
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                pytest.fail(f"not a JSON line: {line!r}")
+        records = json_lines(output)
         assert all(r.get("level") != "critical" for r in records)
         access = [r["event"] for r in records if r.get("logger") == "uvicorn.access"]
     else:

@@ -3,14 +3,13 @@ OpenAI-compatible fake served over real HTTP too."""
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.service.live import FakeLLM, serve
+from tests.service.live import FakeLLM, json_lines, serve
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +45,8 @@ def test_log_json_puts_every_line_in_json_with_request_and_run_ids(
         run_id = response.json()["run_id"]
         made_up = client.get("/healthz", headers={"X-Request-ID": "not sane;x"})
         assert made_up.headers["x-request-id"] not in ("", "not sane;x")
-    lines = [line for line in server.output.splitlines() if line.strip()]
-    assert lines, "the server logged nothing"
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pytest.fail(f"not a JSON line: {line!r}")
+    records = json_lines(server.output)
+    assert records, "the server logged nothing"
     assert any(r.get("logger", "").startswith("uvicorn") for r in records), records
     of_request = [r for r in records if r.get("request_id") == "req-42"]
     # The access line is uvicorn's, not ours: it carries the ids only through the context.

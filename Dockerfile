@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # reactpal: the agent service with its embedded model, runnable offline.
 #
 #   docker build -t reactpal .

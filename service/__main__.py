@@ -9,14 +9,14 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.logging import configure
-from service.settings import Settings
+from service.settings import Settings, describe_invalid
 
 
 def main() -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"reactpal: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"reactpal: invalid settings:\n{describe_invalid(exc)}", file=sys.stderr)
         return 2
     configure(settings.log_level, json=settings.log_json)
     uvicorn.run(

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agents.paths import default_data_dir
@@ -161,3 +161,14 @@ class Settings(BaseSettings):
             max_output_bytes=self.sandbox_max_output_bytes,
             allow_weak=self.sandbox_allow_weak,
         )
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """A settings error as the variables and what is wrong with them, one per line, and never
+    the values: pydantic's own text repeats its input, API keys included."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = "_".join(str(part) for part in error.get("loc", ())).upper() or "settings"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)

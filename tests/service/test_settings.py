@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,31 @@ def test_an_allowed_hosts_entry_that_could_never_match_fails_fast(
     monkeypatch.setenv("ALLOWED_HOSTS", f"localhost,{entry}")
     with pytest.raises(ValidationError, match="ALLOWED_HOSTS entry"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"AGENT_API_KEYS": "tooshortkey123"}, ["AGENT_API_KEYS", "at least 16 characters"]),
+        ({"AGENT_API_KEYS": "tooshortkey123", "PORT": "eighty"}, ["PORT", "valid integer"]),
+        ({"LLM_API_KEY": "sk-never-printed-0042", "MAX_STEPS_LIMIT": "x"}, ["MAX_STEPS_LIMIT"]),
+    ],
+)
+def test_a_settings_error_names_the_variable_never_a_value(
+    env: dict[str, str], names: list[str], tmp_path: Path
+) -> None:
+    """pydantic's own message repeats its input, API keys included (issue 15)."""
+    started = subprocess.run(
+        [sys.executable, "-m", "service"],
+        env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 2, started
+    said = started.stdout + started.stderr
+    for name in names:
+        assert name in said, said
+    for secret in ("tooshortkey123", "sk-never-printed-0042", "eighty"):
+        assert secret not in said, said

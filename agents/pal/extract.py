@@ -11,16 +11,20 @@ What real models return, and what happens to it:
 - only the body of ``def solution():`` (the prompt ended with the ``def`` line): wrapped in it;
 - CRLF or CR line endings.
 
-Extraction never executes anything (it only compiles to check syntax), and it never repairs
-code: a program with a syntax error is returned as written, so the sandbox reports the error
-and the model gets to fix it.
+Extraction never executes anything (it only compiles to check syntax), and it repairs one
+thing only: a decimal literal with leading zeros (``date(1989, 11, 09)``, what small models
+write for ISO dates) is never valid Python 3, so reading it as the decimal it spells cannot
+change a valid program (``zero_padded_decimals``). Any other syntax error is returned as
+written, so the sandbox reports it and the model gets to fix it.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import re
 import textwrap
+import tokenize
 from dataclasses import dataclass
 
 MAX_COMPLETION_CHARS = 64 * 1024  # beyond this a completion is truncated before extraction
@@ -71,7 +75,7 @@ def extract_program(completion: str) -> Extraction | None:
         usable = [(m, code) for m, code in cleaned if code is not None]
         if usable:
             match, code = next(((m, c) for m, c in usable if _compiles(c)), usable[0])
-            return Extraction(code, _prose(text[: match.start()]))
+            return Extraction(zero_padded_decimals(code), _prose(text[: match.start()]))
     lines = text.split("\n")
     start = _code_start(lines)
     if start is None:
@@ -79,7 +83,7 @@ def extract_program(completion: str) -> Extraction | None:
     program = _clean("\n".join(lines[start:]))
     if program is None:
         return None
-    return Extraction(program, _prose("\n".join(lines[:start])))
+    return Extraction(zero_padded_decimals(program), _prose("\n".join(lines[:start])))
 
 
 def _clean(code: str) -> str | None:
@@ -185,6 +189,40 @@ def _parses(line: str) -> bool:
         and isinstance(tree.body[0], ast.Expr)
         and isinstance(tree.body[0].value, ast.Name | ast.Constant)
     )
+
+
+def zero_padded_decimals(code: str) -> str:
+    """``code`` with each zero-padded decimal integer (``09``, ``007``) written without its
+    zeros. Python's tokenizer reads ``09`` as ``0`` then ``9``, touching: such runs of number
+    tokens are the only thing rewritten; strings, comments, ``0x0F``, ``00`` and ``09.5`` are
+    left as they are. Code that does not tokenize is returned unchanged."""
+    if not re.search(r"(?<![\w.])0\d", code):  # the common case: nothing to do
+        return code
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return code
+    edits: list[tuple[tuple[int, int], tuple[int, int], str]] = []
+    i = 0
+    while i < len(tokens):
+        first, j = tokens[i], i
+        if first.type == tokenize.NUMBER and re.fullmatch(r"0+", first.string):
+            while (
+                j + 1 < len(tokens)
+                and tokens[j + 1].type == tokenize.NUMBER
+                and tokens[j + 1].start == tokens[j].end
+                and re.fullmatch(r"\d+", tokens[j + 1].string)
+            ):
+                j += 1
+            if j > i:
+                digits = "".join(token.string for token in tokens[i : j + 1])
+                edits.append((first.start, tokens[j].end, str(int(digits))))
+        i = j + 1
+    lines = code.splitlines(keepends=True)
+    for (row, col), (_, end_col), text in reversed(edits):  # a literal is on one line
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + text + line[end_col:]
+    return "".join(lines)
 
 
 def _compiles(code: str) -> bool:

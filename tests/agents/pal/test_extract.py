@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.pal.extract import extract_program
+from agents.pal.extract import extract_program, zero_padded_decimals
 
 PROGRAM = (
     "def solution():\n"
@@ -168,3 +168,32 @@ def test_a_statement_continued_at_column_zero_is_not_prose() -> None:
     completion = "total = (1 +\n2)\nresult = total * 4\n\nThe answer is 12."
     program = program_of(completion)
     assert program == "total = (1 +\n2)\nresult = total * 4\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("d = date(1989, 11, 09)\n", "d = date(1989, 11, 9)\n"),
+        ("x = [007, 010, 00012]\n", "x = [7, 10, 12]\n"),
+        ("a = 09; b = 08 + 1\n", "a = 9; b = 8 + 1\n"),
+        # Untouched: valid literals, strings, comments, and f-strings (one token in 3.11).
+        ("y = 0x0F + 00 + 1e05 + 0.5 + 09.5 + 0\n", None),
+        ("s = \"09\" + '007'  # 09\n", None),
+        ('f = f"{2023}-{11:02d}"\n', None),
+    ],
+)
+def test_zero_padded_decimals_are_read_as_decimals(code: str, expected: str | None) -> None:
+    """Issue 15: the embedded models write ISO dates as date(1989, 11, 09), a SyntaxError."""
+    assert zero_padded_decimals(code) == (expected or code)
+    compile(expected or code, "<test>", "exec")
+
+
+def test_a_date_program_with_leading_zeros_is_extracted_runnable() -> None:
+    completion = (
+        "```python\nfrom datetime import date\ndef solution():\n"
+        "    return (date(1989, 11, 09) - date(1969, 07, 20)).days\n```"
+    )
+    extraction = extract_program(completion)
+    assert extraction is not None
+    assert "date(1989, 11, 9) - date(1969, 7, 20)" in extraction.program
+    compile(extraction.program, "<test>", "exec")

@@ -139,7 +139,24 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def _install_docs(app: FastAPI) -> None:
-    """OpenAPI and Swagger UI, behind the API key like every endpoint but health."""
+    """OpenAPI and Swagger UI, behind the API key like every endpoint but health; ``/``
+    points a newcomer to them and to a first request."""
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> dict[str, Any]:
+        return {
+            "service": "reactpal",
+            "version": VERSION,
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+            "try": {
+                "method": "POST",
+                "path": "/ask",
+                "headers": {"Content-Type": "application/json"},
+                "body": {"question": "What is 1234 * 5678?", "mode": "pal"},
+            },
+        }
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
     async def openapi() -> JSONResponse:

@@ -71,14 +71,27 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _validation_detail(exc: RequestValidationError) -> str:
+SEND_JSON = "send a JSON object with 'Content-Type: application/json'"
+# What pydantic says when the body is not an object at all (a form, text, a JSON list).
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def _validation_detail(exc: RequestValidationError, content_type: str) -> str:
+    """What is wrong, in a few words, and what to send instead when the body is not JSON."""
     parts = []
     for error in exc.errors()[:5]:
-        if error.get("type") == "json_invalid":  # say why: "duplicate key 'question'"
+        kind, loc = error.get("type"), tuple(error.get("loc", ()))
+        if kind == "json_invalid":  # say why, and where: "duplicate key 'question'"
             why = (error.get("ctx") or {}).get("error", "")
-            parts.append(f"body: invalid JSON ({why})" if why else "body: invalid JSON")
+            at = loc[1] if len(loc) > 1 and isinstance(loc[1], int) and loc[1] > 0 else None
+            where = f" at character {at}" if at is not None else ""
+            parts.append(f"body: invalid JSON{where}" + (f" ({why})" if why else ""))
             continue
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        if kind in _NOT_AN_OBJECT and loc == ("body",):
+            sent = content_type.split(";")[0].strip() or "no Content-Type"
+            parts.append(f"body: not a JSON object (sent as {sent}); {SEND_JSON}")
+            continue
+        where = ".".join(str(p) for p in loc if p != "body") or "body"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 
@@ -89,8 +102,8 @@ def install(app: FastAPI) -> None:
         return problem(exc.status, exc.detail, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem(422, _validation_detail(exc))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(422, _validation_detail(exc, request.headers.get("content-type", "")))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

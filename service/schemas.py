@@ -68,8 +68,10 @@ class AskRequest(BaseModel):
     mode: Mode = Field("react", description="`react`: reason and act; `pal`: one program.")
     actions: list[ActionName] | None = Field(
         None,
+        min_length=1,
         max_length=32,
-        description="Narrows the server's allow-list for this run; never widens it (403).",
+        description="Narrows the server's allow-list for this run; never widens it (403). "
+        "Names are case-insensitive; leave the field out for every allowed action.",
     )
     max_steps: Annotated[int, Field(ge=1, le=100), Integral] | None = Field(
         None, description="Capped by the server."

@@ -86,6 +86,10 @@ def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]
         ) from exc
     if body.mode == "pal":
         if "python" not in actions:
+            if "python" in resolve_actions(settings.allowed_actions, None):  # the request's own
+                raise ProblemError(
+                    422, "pal mode runs a program: include 'python' in actions, or leave it out"
+                )
             raise ProblemError(403, "pal mode runs a program, but 'python' is not allowed")
         if body.samples > settings.max_samples:
             raise ProblemError(

@@ -301,3 +301,32 @@ async def test_request_fields_take_only_their_json_types(app_client: AppFactory)
             assert response.headers["content-type"].startswith(PROBLEM)
         ok = await client.post("/ask", json={"question": "q", "max_steps": 2.0, "timeout_s": 30})
         assert ok.status_code == 200, ok.text
+
+
+async def test_a_newcomers_mistakes_get_errors_that_say_what_to_send(
+    app_client: AppFactory,
+) -> None:
+    """From issue 15: what a first hour with the API produced, each answered clearly."""
+    async with app_client(FakeOpenAI(default="Action: finish[x]")) as client:
+        index = await client.get("/")
+        assert index.status_code == 200 and index.json()["docs"] == "/docs"
+        assert index.json()["try"]["path"] == "/ask"
+        as_text = await client.post(
+            "/ask", content='{"question": "q"}', headers={"content-type": "text/plain"}
+        )
+        assert as_text.status_code == 422
+        assert "Content-Type: application/json" in as_text.json()["detail"]
+        assert "text/plain" in as_text.json()["detail"]
+        broken = await client.post(
+            "/ask", content='{"question": "q",}', headers={"content-type": "application/json"}
+        )
+        assert broken.status_code == 422
+        assert "invalid JSON at character 17" in broken.json()["detail"], broken.json()
+        empty = await client.post("/ask", json={"question": "q", "actions": []})
+        assert empty.status_code == 422 and "actions" in empty.json()["detail"]
+        capital = await client.post("/ask", json={"question": "q", "actions": ["Python"]})
+        assert capital.status_code == 200, capital.text
+        pal = await client.post(
+            "/ask", json={"question": "q", "mode": "pal", "actions": ["search"]}
+        )
+        assert pal.status_code == 422 and "include 'python'" in pal.json()["detail"]

@@ -130,12 +130,14 @@ class ReActAgent:
             self._remember(state, choice, observation, native)
             state.refusals_in_a_row = state.refusals_in_a_row + 1 if refused else 0
             if state.refusals_in_a_row >= self._policy.max_consecutive_refusals:
+                # Say what was refused last: an unparsable reply, an action outside the
+                # allow-list, or the same action again (e.g. a program the sandbox refused).
                 yield self._final(
                     state,
                     "error",
                     None,
                     error=f"the model produced no usable action in {state.refusals_in_a_row} "
-                    "consecutive steps",
+                    f"consecutive steps; the last was refused: {observation[:300]}",
                 )
                 return
         async for event in self._best_answer(state):

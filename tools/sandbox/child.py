@@ -200,9 +200,29 @@ def _message(exc: BaseException) -> str:
         return "(unprintable message)"
 
 
+# Builtins a program does not get, and the rule each absence stands for: a NameError for
+# them says so, so that a model (and its user) reads a rule, not a bug to retry.
+WITHHELD = {
+    "open": "file access is not available in the sandbox",
+    "input": "there is no input to read in the sandbox",
+    "exec": "running code from text is not available in the sandbox",
+    "eval": "running code from text is not available in the sandbox",
+    "compile": "compiling code from text is not available in the sandbox",
+    "__import__": "only 'import <module>' of the allowed modules works in the sandbox",
+    "breakpoint": "there is no debugger in the sandbox",
+    "globals": "introspection is not available in the sandbox",
+    "locals": "introspection is not available in the sandbox",
+    "exit": "a program ends by returning; there is no exit() in the sandbox",
+    "quit": "a program ends by returning; there is no quit() in the sandbox",
+    "help": "there is no interactive help in the sandbox",
+}
+
+
 def describe(exc: BaseException) -> dict[str, Any]:
     """A failure reply for an exception raised by (or on behalf of) the program."""
     message = _message(exc)
+    if type(exc) is NameError and type(exc.name) is str and exc.name in WITHHELD:
+        message = f"{message}: {WITHHELD[exc.name]}"
     if not message and isinstance(exc, MemoryError):
         message = "out of memory"
     try:

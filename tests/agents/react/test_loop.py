@@ -248,3 +248,12 @@ async def test_native_malformed_call_with_text_goes_back_to_the_model() -> None:
     refused = [e for e in events if isinstance(e, ObservationEvent) and e.refused]
     assert len(refused) == 1 and "not valid JSON" in refused[0].text
     assert search.inputs == []
+
+
+async def test_a_run_ended_by_refusals_says_what_was_refused() -> None:
+    """From issue 15: the ending named 'no usable action' and nothing of why."""
+    fake = FakeOpenAI(default="Thought: hmm\nAction: shell[rm -rf /]")
+    events = await collect(ReActAgent(make_llm(fake), {}, policy(max_consecutive_refusals=2)))
+    assert final(events).status == "error"
+    assert "the last was refused" in (final(events).error or "")
+    assert "'shell' is not allowed" in (final(events).error or "")

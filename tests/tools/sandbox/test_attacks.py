@@ -841,3 +841,14 @@ async def test_super_cannot_be_a_base(box: Sandbox) -> None:
     res = await box.run("class S(super):\n    pass")
     assert (res.ok, res.error_kind) == (False, "SecurityError"), res
     assert "super cannot be subclassed" in (res.error or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [("open", "file access"), ("compile", "compiling code"), ("input", "no input")],
+)
+async def test_a_withheld_builtin_names_its_rule(box: Sandbox, name: str, rule: str) -> None:
+    """From issue 15: "NameError: name 'open' is not defined" read as a bug to retry."""
+    res = await box.run(f"x = {name}('1')")
+    assert (res.ok, res.error_kind) == (False, "NameError"), res
+    assert rule in (res.error or "") and "in the sandbox" in (res.error or ""), res

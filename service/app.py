@@ -115,7 +115,24 @@ def create_app(
     app.include_router(actions.router)
     app.include_router(runs.router)
     _install_docs(app)
+    _publish_limits(app, settings)
     return app
+
+
+def _publish_limits(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI description states this server's question-length limit, not the widest one
+    a setting allows, so a client (and the schema fuzzing) sees the limit it will meet. (The
+    PAL samples limit applies in pal mode only, which a schema field cannot say.)"""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            fields = schema["components"]["schemas"]["AskRequest"]["properties"]
+            fields["question"]["maxLength"] = settings.max_question_chars
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 async def _warm_up(state: AppState) -> None:

@@ -59,8 +59,9 @@ class AskRequest(BaseModel):
 
     question: str = Field(
         min_length=1,
-        max_length=100_000,
-        description="The question. Bounded by the server's MAX_QUESTION_CHARS; no control "
+        # No max_length here: the server's MAX_QUESTION_CHARS is the one limit, checked with
+        # one message and published as this field's maxLength (service.app.openapi_schema).
+        description="The question, at most the server's MAX_QUESTION_CHARS; no control "
         "characters but tab and line breaks.",
         # Published for clients (and the schema fuzzing); the validator below enforces it.
         json_schema_extra={"pattern": _QUESTION_PATTERN},

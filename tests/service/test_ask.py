@@ -330,3 +330,21 @@ async def test_a_newcomers_mistakes_get_errors_that_say_what_to_send(
             "/ask", json={"question": "q", "mode": "pal", "actions": ["search"]}
         )
         assert pal.status_code == 422 and "include 'python'" in pal.json()["detail"]
+
+
+async def test_one_question_limit_published_and_enforced(app_client: AppFactory) -> None:
+    """From issue 15: the schema advertised 100,000 characters and the server said 4,000;
+    now one limit, one message, whatever the length."""
+    async with app_client(FakeOpenAI(default="Action: finish[x]"), max_question_chars=500) as c:
+        schema = (await c.get("/openapi.json")).json()
+        assert (
+            schema["components"]["schemas"]["AskRequest"]["properties"]["question"]["maxLength"]
+            == 500
+        )
+        for length in (501, 200_000):
+            response = await c.post("/ask", json={"question": "x" * length})
+            assert response.status_code == 422
+            assert response.json()["detail"] == (
+                "question is longer than the limit of 500 characters"
+            )
+        assert (await c.post("/ask", json={"question": "x" * 500})).status_code == 200

@@ -188,7 +188,7 @@ def _json_dumps(guards: Guards) -> Callable[..., str]:
         room = guards.arith.max_items
         pieces = []
         for piece in json.JSONEncoder(**kwargs).iterencode(obj):
-            room -= len(piece)
+            room -= str.__len__(piece)
             if room < 0:
                 raise SizeLimit(f"json text exceeds {guards.arith.max_items} characters")
             pieces.append(piece)
@@ -201,18 +201,20 @@ def _itertools_sized(arith: Arithmetic) -> dict[str, Callable[..., Any]]:
     """The combinatoric iterators, whose every item is a tuple of ``r`` (or ``repeat`` times
     the pools) elements, with that length checked before the first item is built."""
 
+    # The length is asked of the program's object once, and that exact int is passed on.
+    def length(r: Any, what: str) -> int:
+        size = index_value(r)
+        arith.check_items(size, what)
+        return size
+
     def permutations(iterable: Any, r: Any = None) -> Any:
-        if r is not None:
-            arith.check_items(index_value(r), "permutation")
-        return itertools.permutations(iterable, r)
+        return itertools.permutations(iterable, None if r is None else length(r, "permutation"))
 
     def combinations(iterable: Any, r: Any) -> Any:
-        arith.check_items(index_value(r), "combination")
-        return itertools.combinations(iterable, r)
+        return itertools.combinations(iterable, length(r, "combination"))
 
     def combinations_with_replacement(iterable: Any, r: Any) -> Any:
-        arith.check_items(index_value(r), "combination")
-        return itertools.combinations_with_replacement(iterable, r)
+        return itertools.combinations_with_replacement(iterable, length(r, "combination"))
 
     def product(*iterables: Any, repeat: Any = 1) -> Any:
         times = index_value(repeat)

@@ -170,7 +170,7 @@ class _SafeFormatter(string.Formatter):
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         text = self.guards.format_builtin(value, format_spec)
-        self._room -= len(text)
+        self._room -= str.__len__(text)  # a str subclass's __len__ may lie
         if self._room < 0:
             raise SizeLimit(f"formatted string exceeds {self.guards.arith.max_items} characters")
         return text

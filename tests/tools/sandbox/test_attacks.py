@@ -214,6 +214,11 @@ SIZE_BOMBS = {
     # found by the sixth red-team pass: each field within the limit, not their sum
     "format_many_fields": "result = ('{0:>9999999}' * 10).format(1)",
     "format_map_many_fields": "result = ('{a:>9999999}' * 10).format_map({'a': 1})",
+    "format_fields_that_lie_about_their_length": (
+        "class S(str):\n    def __len__(self):\n        return 0\n"
+        "class A:\n    def __format__(self, spec):\n        return S('x' * 9_000_000)\n"
+        "result = ('{0}' * 12).format(A())"
+    ),
     "strftime_width_in_a_spec": (
         "import datetime\nresult = format(datetime.date(2024, 1, 1), '%1270Y' * 40000)"
     ),
@@ -388,6 +393,7 @@ SIZE_BOMBS = {
 
 # An object whose __index__ answers small the first time and huge afterwards.
 FLIP = (
+    "import itertools\n"
     "class N:\n    calls = 0\n    def __index__(self):\n        N.calls += 1\n"
     "        return SMALL if N.calls == 1 else BIG\n"
 )
@@ -397,6 +403,7 @@ TOCTOU = {
     "to_bytes": ("(1).to_bytes(N(), 'big')", 1, 3 * 10**8),
     "bytes": ("bytes(N())", 1, 3 * 10**8),
     "ljust": ("'a'.ljust(N())", 1, 3 * 10**8),
+    "combinations_r": ("next(itertools.combinations_with_replacement('a', N()))", 1, 3 * 10**7),
 }
 
 

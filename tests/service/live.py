@@ -162,6 +162,15 @@ def json_lines(output: str) -> list[dict[str, Any]]:
     return records
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive (HTTP/1.1), and no line on stderr per request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
 # -- the fake LLM -----------------------------------------------------------------------------
 
 
@@ -220,12 +229,7 @@ class FakeLLM:
         self.gated = threading.Event()  # set when a gated call is waiting
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                return
-
+        class Handler(_QuietHandler):
             def do_GET(self) -> None:
                 with fake._lock:
                     fake.model_lists += 1
@@ -374,12 +378,7 @@ class FakeSearxng:
     def start(self) -> FakeSearxng:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                return
-
+        class Handler(_QuietHandler):
             def do_GET(self) -> None:
                 with contextlib.suppress(OSError):
                     fake._answer(self)

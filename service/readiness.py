@@ -32,14 +32,13 @@ class ReadinessCache:
 
     async def get(self, run: Callable[[], Awaitable[BackendChecks]]) -> BackendChecks:
         """The last result while it is fresh; else ``run()`` once, whoever else is waiting."""
-        if self._fresh(self._last):
-            assert self._last is not None
-            return self._last
-        async with self._lock:
-            if not self._fresh(self._last):  # another caller may have refreshed it meanwhile
-                self._last = await run()
-            assert self._last is not None
-            return self._last
+        last = self._last
+        if last is None or not self._fresh(last):
+            async with self._lock:
+                last = self._last  # another caller may have refreshed it meanwhile
+                if last is None or not self._fresh(last):
+                    last = self._last = await run()
+        return last
 
-    def _fresh(self, result: BackendChecks | None) -> bool:
-        return result is not None and time.monotonic() - result.at < self._ttl_s
+    def _fresh(self, result: BackendChecks) -> bool:
+        return time.monotonic() - result.at < self._ttl_s

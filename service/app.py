@@ -12,18 +12,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI
 
 from agents.errors import LLMError
 from agents.factory import AgentFactory
 from agents.llm.base import LLM
 from agents.policy import resolve_actions
-from service import errors
+from service import docs, errors
 from service.auth import Authenticator, RateLimiter
 from service.components import build_llm, build_search_provider, build_tools
-from service.deps import authenticate
 from service.hosts import TrustedHost
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
@@ -114,15 +111,17 @@ def create_app(
     app.include_router(ask.router)
     app.include_router(actions.router)
     app.include_router(runs.router)
-    _install_docs(app)
-    _publish_limits(app, settings)
+    docs.install(app, version=VERSION)
+    _describe_deployment(app, settings)
     return app
 
 
-def _publish_limits(app: FastAPI, settings: Settings) -> None:
+def _describe_deployment(app: FastAPI, settings: Settings) -> None:
     """The OpenAPI description states this server's question-length limit, not the widest one
-    a setting allows, so a client (and the schema fuzzing) sees the limit it will meet. (The
-    PAL samples limit applies in pal mode only, which a schema field cannot say.)"""
+    a setting allows, so a client (and the schema fuzzing) sees the limit it will meet (the
+    PAL samples limit applies in pal mode only, which a schema field cannot say); and it
+    declares the bearer key only when ``AGENT_API_KEYS`` is set, since without keys none is
+    needed."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -130,6 +129,11 @@ def _publish_limits(app: FastAPI, settings: Settings) -> None:
             schema = generate()
             fields = schema["components"]["schemas"]["AskRequest"]["properties"]
             fields["question"]["maxLength"] = settings.max_question_chars
+            if not settings.agent_api_keys:
+                schema["components"].pop("securitySchemes", None)
+                for operations in schema["paths"].values():
+                    for operation in operations.values():
+                        operation.pop("security", None)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
@@ -153,35 +157,6 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _install_docs(app: FastAPI) -> None:
-    """OpenAPI and Swagger UI, behind the API key like every endpoint but health; ``/``
-    points a newcomer to them and to a first request."""
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> dict[str, Any]:
-        return {
-            "service": "reactpal",
-            "version": VERSION,
-            "docs": "/docs",
-            "openapi": "/openapi.json",
-            "health": "/healthz",
-            "try": {
-                "method": "POST",
-                "path": "/ask",
-                "headers": {"Content-Type": "application/json"},
-                "body": {"question": "What is 1234 * 5678?", "mode": "pal"},
-            },
-        }
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authenticate)])
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="reactpal API")
 
 
 def openapi_schema(settings: Settings | None = None) -> dict[str, Any]:

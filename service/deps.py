@@ -5,13 +5,26 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.state import AppState, get_state
 
 State = Annotated[AppState, Depends(get_state)]
 
 
-def authenticate(request: Request, state: State) -> str | None:
+# Declares the scheme in OpenAPI (so Swagger UI offers "Authorize"); the check is ``Authenticator``.
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="One of the server's AGENT_API_KEYS, needed when that setting is set.",
+)
+
+
+def authenticate(
+    request: Request,
+    state: State,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> str | None:
     """The caller's API key (None when keys are not configured); 401 without a valid one, 429
     from an address blocked after too many failed attempts (``service.auth``)."""
     return state.auth.client(request)

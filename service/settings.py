@@ -1,4 +1,4 @@
-"""The service's settings: every environment variable in CONTRACT.md, validated at start-up.
+"""The service's settings: the README's Configuration table, validated at start-up.
 
 Read once (``Settings()``) in ``python -m service`` and passed to ``create_app``; tests build
 their own ``Settings(...)`` instead of patching the environment. Unsafe or contradictory

@@ -1,6 +1,6 @@
 """Parse one ReAct completion into (thought, action, input).
 
-Accepted forms (CONTRACT.md, "The ReAct text protocol"):
+Accepted forms (the ReAct text protocol; the README summarises it):
 
     Thought: <free text>                 Thought 2: ...           (numbered, as in the paper)
     Action: <name>[<input>]              Action 2: Search[...]    (name is case-insensitive)

@@ -56,7 +56,7 @@ CREDENTIALS: dict[str, dict[str, str]] = {
     "wrong": {"Authorization": "Bearer " + "x" * 24},
     "malformed": {"Authorization": f"Basic {KEY}"},
 }
-PUBLIC = {"/healthz", "/readyz"}  # no API key needed (CONTRACT.md)
+PUBLIC = {"/healthz", "/readyz"}  # no API key needed (README, AGENT_API_KEYS)
 PROBLEM = "application/problem+json"
 SSE = "text/event-stream"
 # A deadline shorter than this may pass before the (instant) fake LLM and the sandbox are done:
@@ -284,19 +284,28 @@ def test_without_a_valid_key_only_health_answers(
 def test_openapi_json_is_the_fuzzed_schema(
     deployments: Callable[[str], Deployment], config: str, credentials: str
 ) -> None:
-    """The routes outside the schema: /openapi.json serves what was fuzzed; it and /docs need
-    the key when keys are configured."""
+    """The routes outside the schema: /openapi.json serves what was fuzzed; it and the doc
+    pages are public, whatever credentials come with the request."""
     client = deployments(config).client
     served = client.get("/openapi.json", headers=CREDENTIALS[credentials])
     assert served.status_code == 200
-    assert served.json() == RAW_SCHEMA
-    assert client.get("/docs", headers=CREDENTIALS[credentials]).status_code == 200
-    if config == "keyed":
-        for wrong in ("missing", "wrong", "malformed"):
-            for path in ("/openapi.json", "/docs"):
-                refused = client.get(path, headers=CREDENTIALS[wrong])
-                assert refused.status_code == 401
-                assert refused.headers["content-type"].startswith(PROBLEM)
+    if config == "open":
+        assert served.json() == RAW_SCHEMA  # no key to declare
+    else:
+        keyed = served.json()
+        assert keyed["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+        for path, operations in keyed["paths"].items():
+            for method, operation in operations.items():
+                declared = operation.get("security") == [{"apiKey": []}]
+                assert declared is (path not in PUBLIC), (method, path)
+        for operations in keyed["paths"].values():
+            for operation in operations.values():
+                operation.pop("security", None)
+        keyed["components"].pop("securitySchemes")
+        assert keyed == RAW_SCHEMA  # the same API otherwise
+    for wrong in ("none", "missing", "wrong", "malformed") if config == "keyed" else ("none",):
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert client.get(path, headers=CREDENTIALS[wrong]).status_code == 200, (path, wrong)
 
 
 def test_errors_are_documented_as_the_problem_documents_they_are() -> None:

@@ -155,3 +155,15 @@ def test_a_settings_error_names_the_variable_never_a_value(
         assert name in said, said
     for secret in ("tooshortkey123", "sk-never-printed-0042", "eighty"):
         assert secret not in said, said
+
+
+def test_the_readme_documents_every_setting() -> None:
+    """Each setting is a row of the README's configuration table, so none is a secret knob."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    missing = [
+        name.upper()
+        for name in Settings.model_fields
+        if not any(f"`{name.upper()}`" in row for row in table)
+    ]
+    assert missing == [], f"settings missing from the README's table: {missing}"

@@ -30,8 +30,9 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="Readiness: the LLM is reachable, the sandbox and the run store work",
     description="Public, and cheap: the LLM and run-store checks run at most once every "
-    f"{TTL_S:g} s, whoever asks. Which check failed, and the details (model, sandbox layers), "
-    "are shown to authenticated callers only (or to all when no API keys are configured).",
+    f"{TTL_S:g} s, whoever asks. Which check failed, and the details (model, sandbox layers, "
+    "whether search can be reached: shown, not required, since runs go on without it), are "
+    "shown to authenticated callers only (or to all when no API keys are configured).",
     responses={503: {"description": "Not ready"}},
 )
 async def readyz(request: Request, state: State) -> JSONResponse:
@@ -65,7 +66,19 @@ async def _check_backends(state: AppState) -> BackendChecks:
     except Exception as exc:
         log.warning("readiness: run store check failed", error=str(exc))
         checks["store"] = {"ok": False, "error": type(exc).__name__}
-    ok = all(check["ok"] for check in checks.values())
+    ok = all(check["ok"] for check in checks.values())  # the required ones, so far
+    for tool in state.tools:
+        # An action whose service can be down (search): shown, but not required. Runs go on
+        # without it (they are built without it while it is down).
+        probe = getattr(tool, "check", None)
+        if callable(probe):
+            try:
+                down = await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
+            except TimeoutError:
+                down = f"no answer within {CHECK_TIMEOUT_S:g} s"
+            checks[tool.name] = {"ok": down is None, "required": False}
+            if down is not None:
+                checks[tool.name]["reason"] = down
     return BackendChecks(ok, checks, time.monotonic())
 
 

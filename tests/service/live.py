@@ -366,6 +366,7 @@ class FakeSearxng:
     def __init__(self) -> None:
         self.mode = "ok"
         self.queries: list[str] = []
+        self.probes = 0
         self.port = free_port()
         self.stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -403,8 +404,12 @@ class FakeSearxng:
         self.stop()
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
-        query = parse_qs(urlparse(handler.path).query).get("q", [""])[0]
-        self.queries.append(query)
+        url = urlparse(handler.path)
+        query = parse_qs(url.query).get("q", [""])[0]
+        if url.path == "/search":
+            self.queries.append(query)
+        else:
+            self.probes += 1  # the service checking it can reach us (GET /)
         mode = self.mode
         headers: dict[str, str] = {}
         if mode == "hang":

@@ -340,9 +340,9 @@ class TestSearchFaults:
         [
             ("ok", ["Paris is the capital of France"]),
             ("500", ["search is unavailable right now", "SearxNG failed (HTTP 500)"]),
-            ("down", ["search is unavailable right now", "SearxNG could not be reached"]),
-            ("hang", ["search is unavailable right now", "did not answer within 1 s"]),
             ("html", ["search is unavailable right now", "did not answer JSON"]),
+            ("hang", ["search is unavailable right now", "did not answer within 1 s"]),
+            ("down", ["search is unavailable right now", "SearxNG could not be reached"]),
         ],
     )
     def test_a_failing_search_is_an_observation_and_the_run_goes_on(
@@ -359,11 +359,34 @@ class TestSearchFaults:
                 for word in words:
                     assert word in observation, observation
                 healthy(client)
+                if mode == "down":  # the failure made the service probe SearxNG: unreachable
+                    self._wait_for_search(client, ok=False)
+                    body = client.post("/ask", json={"question": tagged("search", "again")})
+                    unavailable = body.json()["details"]["unavailable_actions"]
+                    assert "SearxNG could not be reached" in unavailable["search"], unavailable
+                    assert "unavailable in this run" in body.json()["steps"][0]["observation"]
         finally:
             if mode == "down":
                 searx.start()
             searx.mode = "ok"
+        if mode in ("hang", "down"):  # back up: runs get search again once a probe says so
+            with service.new_client() as client:
+                self._wait_for_search(client, ok=True)
         no_unhandled_errors(service)
+
+    @staticmethod
+    def _wait_for_search(client: httpx2.Client, *, ok: bool) -> None:
+        """Until /readyz (checked at most every 5 s, then a fresh probe) shows search ``ok``."""
+        deadline = time.monotonic() + 20
+        while True:
+            ready = client.get("/readyz")
+            checks = ready.json()["checks"]
+            if checks["search"]["ok"] is ok:
+                assert checks["search"]["required"] is False
+                assert ready.status_code == 200  # the service is ready without search
+                return
+            assert time.monotonic() < deadline, checks
+            time.sleep(0.5)
 
     def test_a_rate_limited_search_backs_off_then_pauses_without_hammering(
         self, service: Service, searx: FakeSearxng

@@ -14,7 +14,7 @@ from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
 
 from tests.fakes.search import FakeSearchProvider, result
 from tools.base import Tool, ToolError, ToolUnavailable
-from tools.search import SearchResult, SearchTool, format_results
+from tools.search import SearchResult, SearchTool, duckduckgo, format_results
 from tools.search.base import SearchRateLimited, clean_block
 from tools.search.duckduckgo import DuckDuckGoProvider
 from tools.search.searxng import SearxngProvider
@@ -565,3 +565,112 @@ def test_ddgs_text_asks_ddgs_directly(monkeypatch: pytest.MonkeyPatch) -> None:
     _, query, kwargs = calls[1]
     assert query == "Colorado orogeny"
     assert kwargs["timelimit"] is None and kwargs["max_results"] == 2
+
+
+# --- availability: known before a run starts ------------------------------------------------
+
+
+class ProbedProvider(FakeSearchProvider):
+    """A fake whose ``reachable`` probe answers ``down`` (a reason) or passes."""
+
+    def __init__(self, down: str | None = None, **kw: Any) -> None:
+        super().__init__(default=[result(1)], **kw)
+        self.down = down
+        self.probes = 0
+
+    async def reachable(self, timeout_s: float) -> None:
+        self.probes += 1
+        if self.down:
+            raise ToolUnavailable(self.down)
+
+
+async def test_availability_comes_from_the_probe_and_never_waits(fake_time: FakeTime) -> None:
+    provider = ProbedProvider("duckduckgo.com cannot be reached (no DNS)")
+    tool = make_tool(provider, fake_time)
+    assert tool.availability() is None  # nothing known yet: a probe starts in the background
+    await asyncio.sleep(0)
+    assert provider.probes == 1
+    assert tool.availability() == "duckduckgo.com cannot be reached (no DNS)"
+    assert provider.probes == 1  # fresh: no new probe
+    provider.down = None
+    fake_time.now += 11  # a "down" answer is rechecked sooner than an "up" one
+    assert tool.availability() is not None  # the stale answer, while the probe runs
+    await asyncio.sleep(0)
+    assert (provider.probes, tool.availability()) == (2, None)
+
+
+async def test_check_probes_now_once_for_concurrent_callers(fake_time: FakeTime) -> None:
+    provider = ProbedProvider("SearxNG could not be reached (ConnectError)")
+    tool = make_tool(provider, fake_time)
+    reasons = await asyncio.gather(tool.check(), tool.check(), tool.check())
+    assert reasons == ["SearxNG could not be reached (ConnectError)"] * 3
+    assert provider.probes == 1
+
+
+async def test_a_failed_search_probes_at_once_and_the_probe_decides(fake_time: FakeTime) -> None:
+    provider = ProbedProvider()
+    tool = make_tool(provider, fake_time)
+    assert await tool.check() is None
+    provider.unavailable = True  # this query fails, but the engine can be reached
+    with pytest.raises(ToolUnavailable):
+        await tool.run("q")
+    await asyncio.sleep(0)
+    assert (provider.probes, tool.availability()) == (2, None)
+    provider.down = "SearxNG could not be reached (ConnectError)"  # now it cannot
+    with pytest.raises(ToolUnavailable):
+        await tool.run("q2")
+    await asyncio.sleep(0)
+    assert (provider.probes, tool.availability()) == (3, provider.down)
+    provider.unavailable, provider.down = False, None
+    await tool.run("other")  # a search that works proves it up, without waiting for a probe
+    assert tool.availability() is None
+
+
+async def test_a_rate_limit_cooldown_makes_search_unavailable(fake_time: FakeTime) -> None:
+    tool = make_tool(ProbedProvider(rate_limited=-1), fake_time, retries=0, cooldown_s=60)
+    with pytest.raises(ToolUnavailable):
+        await tool.run("q")
+    assert "rate-limited this server; paused for another 60 s" in (tool.availability() or "")
+    fake_time.now += 61
+    assert tool.availability() is None
+
+
+async def test_a_provider_without_a_probe_is_available_until_a_search_fails(
+    fake_time: FakeTime,
+) -> None:
+    tool = make_tool(FakeSearchProvider(), fake_time)
+    assert await tool.check() is None
+    assert tool.availability() is None
+
+
+async def test_searxng_probe_needs_an_answer_not_a_query() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.url.path)
+        return httpx2.Response(404)  # any HTTP answer: the server is there
+
+    await searxng(handler, "http://searx.local/instance").reachable(1.0)
+    assert seen == ["/instance/"]
+
+    def refused(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("refused", request=request)
+
+    with pytest.raises(ToolUnavailable, match=r"could not be reached \(ConnectError\)"):
+        await searxng(refused).reachable(1.0)
+
+
+async def test_duckduckgo_probe_is_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    provider = DuckDuckGoProvider(wrapper=FakeWrapper())
+    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    monkeypatch.setattr(duckduckgo, "PROBE_ADDRESS", ("127.0.0.1", port))
+    await provider.reachable(1.0)
+    listener.close()
+    await listener.wait_closed()
+    with pytest.raises(ToolUnavailable, match=r"127\.0\.0\.1 cannot be reached"):
+        await provider.reachable(1.0)  # refused: nothing listens there any more
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
+    await provider.reachable(1.0)  # behind a proxy a direct connection proves nothing

@@ -45,7 +45,10 @@ class SearchProvider(Protocol):
     """A web search backend. One instance is shared by every request of the service.
 
     A provider may also have a ``min_interval_s`` attribute: the spacing between calls it
-    tolerates, which ``SearchTool`` then keeps by default (DuckDuckGo: 1 s; fakes: none).
+    tolerates, which ``SearchTool`` then keeps by default (DuckDuckGo: 1 s; fakes: none); and
+    an ``async reachable(timeout_s)`` method that returns when the engine can be reached and
+    raises ``ToolUnavailable`` saying why not, without spending a query (``SearchTool`` uses
+    it to keep ``search`` out of runs while it is down).
     """
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -28,6 +29,8 @@ T = TypeVar("T")
 
 # What ddgs says when every engine answered but none had a hit (or none answered 200).
 _DDGS_NO_RESULTS = "No results found."
+PROBE_ADDRESS = ("duckduckgo.com", 443)
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 class DuckDuckGoWrapper(Protocol):
@@ -110,6 +113,27 @@ class DuckDuckGoProvider:
                 return []
             raise _translate(exc) from exc
         return [_to_result(row) for row in rows[:max_results] if isinstance(row, dict)]
+
+    async def reachable(self, timeout_s: float) -> None:
+        """Whether the search engines' network can be reached: a TCP connection to
+        ``duckduckgo.com:443``, no query spent (queries are what it rate-limits). Behind a
+        proxy (``HTTPS_PROXY``/``ALL_PROXY``) a direct connection proves nothing, so it is not
+        tried; then only real searches tell."""
+        if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                _, writer = await asyncio.open_connection(*PROBE_ADDRESS)
+        except TimeoutError as exc:
+            raise ToolUnavailable(
+                f"{PROBE_ADDRESS[0]} did not answer within {timeout_s:g} s"
+            ) from exc
+        except OSError as exc:  # no DNS, no route, refused: offline
+            reason = exc.strerror or type(exc).__name__
+            raise ToolUnavailable(f"{PROBE_ADDRESS[0]} cannot be reached ({reason})") from exc
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
     async def aclose(self) -> None:
         """Nothing to release: ddgs opens a client per call."""

@@ -42,7 +42,8 @@ class SearxngProvider:
             raise ValueError(f"SEARXNG_URL must be an http(s) URL, got {base_url!r}")
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
-        self._search_url = str(url).rstrip("/") + "/search"
+        self._base_url = str(url).rstrip("/") + "/"
+        self._search_url = self._base_url + "search"
         self._timeout_s = timeout_s
         self._language = language
         self._client = httpx2.AsyncClient(
@@ -67,6 +68,16 @@ class SearxngProvider:
             raise ToolUnavailable(f"SearxNG could not be reached ({type(exc).__name__})") from exc
         payload = self._payload(response)
         return _parse_results(payload, max_results)
+
+    async def reachable(self, timeout_s: float) -> None:
+        """Whether the instance answers at all (any HTTP status will do): no query is spent,
+        so no engine behind it is asked and its limiter is not woken."""
+        try:
+            await self._client.get(self._base_url, timeout=timeout_s)
+        except httpx2.TimeoutException as exc:
+            raise ToolUnavailable(f"SearxNG did not answer within {timeout_s:g} s") from exc
+        except httpx2.HTTPError as exc:
+            raise ToolUnavailable(f"SearxNG could not be reached ({type(exc).__name__})") from exc
 
     async def aclose(self) -> None:
         await self._client.aclose()

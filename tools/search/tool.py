@@ -8,6 +8,13 @@ and after that stops calling for ``cooldown_s``, failing fast with "search is un
 agent goes on without it. Identical queries within ``cache_ttl_s`` are answered from memory;
 failures are never cached. One ``SearchTool`` is shared by all requests.
 
+Whether search can be used at all is known before a run starts: ``availability()`` answers
+from the last probe of the provider (``reachable``: can it be reached at all, without
+spending a query) and refreshes a stale answer in the background, so a run never waits for
+it. A failed search triggers a probe at once; a successful one proves the provider up. While
+search is down or paused, runs are built without it (``agents.factory``) instead of sending
+the model to an action that can only fail. ``check()`` probes now (``/readyz``).
+
 Result text is untrusted web content: each field is reduced to one clean line and a line that
 starts like a protocol step (``Observation:``) is quoted, so it cannot pose as the model's own.
 """
@@ -15,9 +22,11 @@ starts like a protocol step (``Observation:``) is quoted, so it cannot pose as t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from cachetools import TTLCache
 from tenacity import (
@@ -56,6 +65,14 @@ def unavailable(reason: str) -> SearchUnavailable:
     return SearchUnavailable(f"search is unavailable right now ({reason}); {_NEXT_STEP}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What was last learnt about the provider: ``down`` is why it cannot be used, or None."""
+
+    down: str | None
+    at: float
+
+
 class SearchTool:
     """The ``search`` action over one provider. See the module docstring for the policy."""
 
@@ -79,6 +96,9 @@ class SearchTool:
         min_interval_s: float | None = None,
         max_queue_s: float = 5.0,
         cooldown_s: float = 60.0,
+        recheck_s: float = 30.0,
+        recheck_down_s: float = 5.0,
+        probe_timeout_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -108,6 +128,11 @@ class SearchTool:
         self._sleep = sleep
         self._next_call_at = 0.0
         self._cooldown_until = 0.0
+        self._recheck_s = recheck_s
+        self._recheck_down_s = recheck_down_s
+        self._probe_timeout_s = probe_timeout_s
+        self._seen: _Seen | None = None
+        self._probe: asyncio.Task[str | None] | None = None
 
     @property
     def provider(self) -> SearchProvider:
@@ -125,8 +150,76 @@ class SearchTool:
             results = cached
         return format_results(query, results, max_chars=self._max_chars)
 
+    def availability(self) -> str | None:
+        """Why search cannot be used right now, or None when it can (or nothing says it
+        cannot yet). Never waits: a stale answer is refreshed in the background."""
+        now = self._clock()
+        if self._cooldown_until > now:
+            return f"{self._name} rate-limited this server; paused for another " + (
+                f"{self._cooldown_until - now:.0f} s"
+            )
+        seen = self._seen
+        if seen is None or now - seen.at >= (
+            self._recheck_down_s if seen.down else self._recheck_s
+        ):
+            self._probe_soon()
+        return seen.down if seen is not None else None
+
+    async def check(self) -> str | None:
+        """Probe the provider now (one probe at a time, shared by concurrent callers) and
+        return why it cannot be used, or None."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._run_probe())
+        return await asyncio.shield(self._probe)
+
     async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self._provider.aclose()
+
+    def _recheck(self) -> None:
+        """A search failed: probe now, and let the probe say whether the provider is down
+        (unreachable) or only failed this query (an error page: it can be reached)."""
+        if self._seen is not None:
+            self._seen = _Seen(self._seen.down, float("-inf"))  # stale
+        self._probe_soon()
+
+    def _probe_soon(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            return
+        try:
+            self._probe = asyncio.get_running_loop().create_task(self._run_probe())
+        except RuntimeError:  # no event loop (a synchronous caller): the next run will do it
+            return
+
+    async def _run_probe(self) -> str | None:
+        probe = getattr(self._provider, "reachable", None)
+        if probe is None:  # nothing to ask: the provider is taken to be there
+            self._seen = _Seen(None, self._clock())
+            return None
+        try:
+            async with asyncio.timeout(self._probe_timeout_s + 1):
+                await probe(self._probe_timeout_s)
+        except ToolError as exc:
+            self._note(str(exc))
+        except TimeoutError:
+            self._note(f"no answer within {self._probe_timeout_s:g} s")
+        except Exception as exc:  # a provider bug: unknown, not down
+            log.warning("search provider %s probe failed: %r", self._name, exc)
+            self._seen = _Seen(None, self._clock())
+        else:
+            self._note(None)
+        return self._seen.down if self._seen is not None else None
+
+    def _note(self, down: str | None) -> None:
+        was = self._seen.down if self._seen is not None else None
+        self._seen = _Seen(down, self._clock())
+        if down is not None and was is None:
+            log.warning("search provider %s is unavailable: %s", self._name, down)
+        elif down is None and was is not None:
+            log.info("search provider %s is reachable again", self._name)
 
     def _check_query(self, tool_input: str) -> str:
         query = clean_line(tool_input)
@@ -150,22 +243,25 @@ class SearchTool:
         try:
             async with asyncio.timeout(self._total_timeout_s):
                 results: list[SearchResult] = await retrying(self._attempt, query)
+        except SearchUnavailable:
+            raise  # our own refusal (paused, queue full): says nothing new about the provider
         except SearchRateLimited as exc:
             pause = max(self._cooldown_s, exc.retry_after_s or 0.0)
             self._cooldown_until = max(self._cooldown_until, self._clock() + pause)
             log.warning("search provider %s rate-limited us; pausing %.0f s", self._name, pause)
             raise unavailable(f"{exc}; paused for {pause:.0f} s") from exc
         except TimeoutError as exc:
+            self._recheck()
             raise unavailable(f"no answer within {self._total_timeout_s:g} s") from exc
-        except SearchUnavailable:
-            raise
         except ToolUnavailable as exc:
+            self._recheck()
             raise unavailable(str(exc)) from exc
         except ToolError:
             raise
         except Exception as exc:  # a provider bug must not end the run
             log.exception("search provider %s failed", self._name)
             raise unavailable(f"{self._name} failed: {type(exc).__name__}") from exc
+        self._note(None)
         return tuple(results[: self._max_results])
 
     async def _attempt(self, query: str) -> list[SearchResult]:

@@ -12,7 +12,7 @@ be warmed up (``supports_warm_up``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from agents.events import StepEvent
@@ -23,6 +23,7 @@ from agents.pal.mode import PalSandbox
 from agents.pal.prompt import build_messages as pal_messages
 from agents.policy import FINISH, RunPolicy
 from agents.react import ReActAgent
+from tools.base import availability
 from tools.registry import ToolRegistry
 
 Mode = Literal["react", "pal"]
@@ -44,11 +45,21 @@ class AgentFactory:
         self.sandbox = sandbox
         self.tools = tools
 
-    def react(self, policy: RunPolicy) -> ReActAgent:
-        """A ReAct agent limited to ``policy.allowed``, with a grammar if the LLM takes one."""
+    def react(self, policy: RunPolicy, *, skip_unavailable: bool = True) -> ReActAgent:
+        """A ReAct agent limited to ``policy.allowed``, with a grammar if the LLM takes one.
+
+        An action whose service is down right now (search offline) is left out of the run's
+        prompt and grammar, and the run's details say so: a model shown an action that can
+        only fail calls it, then takes the error for an answer."""
         tools = {tool.name: tool for tool in self.tools.subset(policy.allowed, strict=False)}
+        unavailable: dict[str, str] = {}
+        if skip_unavailable:
+            unavailable = {name: why for name, tool in tools.items() if (why := availability(tool))}
+        if unavailable:
+            kept = tuple(action for action in policy.allowed if action not in unavailable)
+            policy = replace(policy, allowed=kept)
         grammar = react_grammar(policy.allowed) if self.llm.supports_grammar else None
-        return ReActAgent(self.llm, tools, policy, grammar=grammar)
+        return ReActAgent(self.llm, tools, policy, grammar=grammar, unavailable=unavailable)
 
     def run(self, question: str, spec: RunSpec) -> AsyncIterator[StepEvent]:
         """The step events of one run of ``question``."""
@@ -64,5 +75,5 @@ class AgentFactory:
         if not self.llm.supports_warm_up:
             return []
         allowed = tuple(actions) if FINISH in actions else (*actions, FINISH)
-        react = self.react(RunPolicy(allowed=allowed))
+        react = self.react(RunPolicy(allowed=allowed), skip_unavailable=False)
         return [pal_messages(WARM_UP_QUESTION), react.first_messages(WARM_UP_QUESTION)]

@@ -29,6 +29,7 @@ from service.routes import actions, ask, health, runs
 from service.settings import Settings
 from service.state import AppState
 from service.store import RunStore
+from tools.base import availability
 from tools.sandbox import Sandbox
 from tools.search.base import SearchProvider
 
@@ -60,6 +61,8 @@ def create_app(
             provider = search_provider or build_search_provider(settings)
             stack.push_async_callback(provider.aclose)
             tools = build_tools(settings, box, provider)
+            for tool in tools:
+                availability(tool)  # starts the probes (search) before the first run needs them
             metrics = Metrics(actions=tools.names())  # the only action labels
             app.state.reactpal = AppState(
                 settings=settings,

@@ -23,6 +23,23 @@ class ToolUnavailable(ToolError):
     """The service behind a tool cannot be reached right now."""
 
 
+class ToolOutput(str):
+    """An observation text with what the agent should know about it. ``failed``: the action
+    ran and failed (a program's exception), so the text is an error, never an answer.
+    ``result``: the value the action produced, as text, when it produced one (what a run
+    whose step budget ran out can answer with). A plain ``str`` from a tool is an output that
+    did not fail, whose whole text is its result."""
+
+    failed: bool
+    result: str | None
+
+    def __new__(cls, text: str, *, failed: bool = False, result: str | None = None) -> ToolOutput:
+        output = super().__new__(cls, text)
+        output.failed = failed
+        output.result = None if failed else result
+        return output
+
+
 @runtime_checkable
 class Tool(Protocol):
     """One action. ``name`` is what the model writes in ``Action: name[input]``."""
@@ -44,3 +61,11 @@ class Tool(Protocol):
     async def run(self, tool_input: str) -> str:
         """Run the action and return the observation text. Raises only ``ToolError``."""
         ...
+
+
+def availability(tool: Tool) -> str | None:
+    """Why ``tool`` cannot be used right now, or None. A tool whose service can be down
+    (search) says so with an ``availability()`` method that answers at once, without I/O."""
+    check = getattr(tool, "availability", None)
+    reason = check() if callable(check) else None
+    return reason if isinstance(reason, str) and reason else None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from tools.base import ToolError, ToolUnavailable
+from tools.base import ToolError, ToolOutput, ToolUnavailable
 from tools.sandbox import Sandbox
+from tools.sandbox.result import ExecutionResult
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,15 @@ class PythonTool:
             raise ToolError("the Python sandbox failed; try again") from exc
         if result.limit == "busy":
             raise ToolUnavailable("the Python sandbox is busy; try again shortly")
-        return result.observation()
+        return ToolOutput(result.observation(), failed=not result.ok, result=_result_text(result))
+
+
+def _result_text(result: ExecutionResult) -> str | None:
+    """What the program computed, as text: its result, else the last line it printed."""
+    if result.value is not None:
+        return result.value if isinstance(result.value, str) else result.value_repr
+    lines = result.stdout.strip().splitlines()
+    return lines[-1].strip() if lines else None
 
 
 def _strip_fence(text: str) -> str:

@@ -10,7 +10,13 @@ Prose without any protocol label, once an action has run, is refused like any co
 without an action, with the ``finish`` line that would end the run with it.
 
 When the step budget is spent, one last call asks for the best answer from what was
-observed (status ``max_steps``). A run whose model keeps producing unusable steps ends with
+observed (status ``max_steps``); when the model's reply holds no answer (it wants another
+action, or only thinks aloud), the answer is the last thing an action observed.
+
+A ``finish`` whose answer repeats an error the run observed ("search is unavailable right
+now...") is refused: a tool's error text is never passed off as the answer. An action whose
+service is down when the run starts is not offered (``unavailable``; ``agents.factory``), and
+the run's details name it. A run whose model keeps producing unusable steps ends with
 status ``error`` after ``max_consecutive_refusals``. ``LLMError`` propagates: an unusable
 backend ends the run, and the caller decides the status (HTTP 502). The deadline is enforced
 by the caller around the whole iteration (``asyncio.timeout``), so it also bounds a backend
@@ -25,7 +31,8 @@ step, a role or a chat template's turn.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agents.errors import ActionNotAllowed, ParseError
@@ -42,10 +49,37 @@ from agents.policy import FINISH, RunPolicy
 from agents.react import prompt
 from agents.react.parser import ParsedStep, is_prose, parse_completion
 from agents.untrusted import defang_template_tokens, untrusted_text
-from tools.base import Tool, ToolError
+from tools.base import Tool, ToolError, ToolOutput
 
 STOP = ("\nObservation", "Observation:")
 PROSE_ANSWER_CHARS = 500  # of a prose reply, shown back in the finish line it could have been
+BEST_EFFORT_CHARS = 2000  # of an observation that becomes the answer when the budget runs out
+CARRY_ON = "Use one of the other actions, or finish with what you know."
+ECHOED_ERROR = (
+    "That answer repeats an error message the run observed; it does not answer the question. "
+    + CARRY_ON
+)
+_MIN_ECHO_CHARS = 16  # shorter common phrases ("unavailable") may appear in real answers
+_CLAUSE = re.compile(r"[^.;:()\[\]\n]+")
+
+
+def echoes(answer: str, failures: Sequence[str]) -> bool:
+    """Whether ``answer`` repeats one of the error texts a run observed: the whole text, or
+    one of its clauses of at least ``_MIN_ECHO_CHARS`` characters ("search is unavailable right
+    now"), compared without case or spacing. Small models copy the last observation into
+    ``finish``."""
+    said = " ".join(answer.split()).casefold()
+    if not said:
+        return False
+    for failure in failures:
+        text = " ".join(failure.split()).casefold()
+        if len(said) >= _MIN_ECHO_CHARS and said in text:
+            return True
+        for clause in _CLAUSE.findall(text):
+            clause = clause.strip(" ,")
+            if len(clause) >= _MIN_ECHO_CHARS and clause in said:
+                return True
+    return False
 
 
 @dataclass(slots=True)
@@ -57,6 +91,8 @@ class _State:
     refusals_in_a_row: int = 0
     observed: int = 0  # actions that ran and gave an observation
     done: set[tuple[str, str]] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)  # error texts observed: never an answer
+    last_result: str | None = None  # the last observation of an action that worked
 
 
 class ReActAgent:
@@ -69,9 +105,11 @@ class ReActAgent:
         policy: RunPolicy,
         *,
         grammar: str | None = None,
+        unavailable: Mapping[str, str] | None = None,
     ) -> None:
         self._llm = llm
         self._policy = policy
+        self._unavailable = dict(unavailable or {})  # action -> why it is down, not offered
         self._tools = {name: tool for name, tool in tools.items() if policy.allows(name)}
         self._grammar = grammar
         docs = [prompt.ActionDoc(t.name, t.input_hint, t.description) for t in self._tools.values()]
@@ -120,8 +158,9 @@ class ReActAgent:
                 parsed = outcome
                 yield ThoughtEvent(state.step, parsed.thought)
                 yield ActionEvent(state.step, parsed.action, parsed.action_input)
-                if parsed.action == FINISH and parsed.action_input.strip():
-                    yield self._final(state, "finished", parsed.action_input.strip())
+                answer = parsed.action_input.strip()
+                if parsed.action == FINISH and answer and not echoes(answer, state.failures):
+                    yield self._final(state, "finished", answer)
                     return
                 observation, refused = await self._act(state, parsed)
                 state.observed += not refused
@@ -183,7 +222,12 @@ class ReActAgent:
     async def _act(self, state: _State, parsed: ParsedStep) -> tuple[str, bool]:
         """Run the parsed action; returns (observation, refused)."""
         if parsed.action == FINISH:
+            if parsed.action_input.strip():  # it echoed an error (see ``echoes``)
+                return ECHOED_ERROR, True
             return "finish needs the answer between the brackets: finish[<answer>].", True
+        if parsed.action in self._unavailable:
+            why = self._unavailable[parsed.action]
+            return f"{parsed.action} is unavailable in this run ({why}). {CARRY_ON}", True
         if not self._policy.allows(parsed.action) or parsed.action not in self._tools:
             refusal = ActionNotAllowed(parsed.action, self._policy.allowed)
             return f"{refusal}. Use one of the allowed actions.", True
@@ -196,9 +240,18 @@ class ReActAgent:
             )
         state.done.add(key)
         try:
-            return await self._tools[parsed.action].run(parsed.action_input), False
+            output = await self._tools[parsed.action].run(parsed.action_input)
         except ToolError as exc:
+            state.failures.append(str(exc))
             return f"Error: {exc}", False
+        if isinstance(output, ToolOutput):
+            if output.failed:
+                state.failures.append(str(output))
+            elif output.result:
+                state.last_result = output.result
+        elif output.strip():
+            state.last_result = output.strip()
+        return str(output), False
 
     def _remember(self, state: _State, choice: Choice, observation: str, native: bool) -> None:
         # The observation is untrusted, and so is the model's text that may echo it: neither
@@ -230,25 +283,44 @@ class ReActAgent:
         text = completion.text.strip()
         try:
             parsed = parse_completion(text)
-            answer = parsed.action_input.strip() if parsed.action == FINISH else ""
-            thought = parsed.thought
         except ParseError:
-            answer, thought = "", ""
-        answer = answer or thought or text
+            # Prose is the model's answer in its own words; a bare label is nothing.
+            thought, answer = "", text if is_prose(text) else ""
+        else:
+            thought = parsed.thought
+            # Another action, or a finish without input, holds no answer: its thought is a
+            # plan ("I will compute it with Python."), not a result.
+            answer = parsed.action_input.strip() if parsed.action == FINISH else ""
+        if echoes(answer, state.failures):
+            answer = ""
+        details: dict[str, object] = {}
+        if not answer and state.last_result is not None:
+            answer = state.last_result[:BEST_EFFORT_CHARS]
+            details["answer_from"] = "observation"  # the model's last words held no answer
         state.step += 1
         yield ThoughtEvent(state.step, thought)
         yield ActionEvent(state.step, FINISH, answer)
-        yield self._final(state, "max_steps", answer or None)
+        yield self._final(state, "max_steps", answer or None, details=details)
 
     def _final(
-        self, state: _State, status: RunStatus, answer: str | None, *, error: str | None = None
+        self,
+        state: _State,
+        status: RunStatus,
+        answer: str | None,
+        *,
+        error: str | None = None,
+        details: dict[str, object] | None = None,
     ) -> FinalEvent:
+        details = dict(details or {})
+        if self._unavailable:
+            details["unavailable_actions"] = dict(self._unavailable)
         return FinalEvent(
             status,
             answer,
             usage=state.usage,
             llm_calls=state.llm_calls,
             error=error,
+            details=details,
         )
 
     def _truncate(self, text: str) -> str:

@@ -99,3 +99,31 @@ async def test_pal_runs_a_program_and_needs_python() -> None:
     assert len(sandbox.programs) == 1
     with pytest.raises(ValueError, match="python"):
         factory.run("Q?", RunSpec(mode="pal", policy=RunPolicy(allowed=("search", "finish"))))
+
+
+class DownTool(RecordingTool):
+    """An action whose service is down: it says so without being run."""
+
+    def availability(self) -> str | None:
+        return "duckduckgo.com cannot be reached (no DNS)"
+
+
+async def test_an_action_that_is_down_is_left_out_of_prompt_grammar_and_details() -> None:
+    fake = FakeOpenAI(script=["Thought: done\nAction: finish[7417]"])
+    llm = GrammarLLM(make_llm(fake))
+    tools = ToolRegistry([RecordingTool("python"), DownTool("search")])
+    factory = AgentFactory(llm, FakeSandbox(), tools)  # type: ignore[arg-type]
+    spec = RunSpec(mode="react", policy=RunPolicy(allowed=("python", "search", "finish")))
+    events = await collect(factory.run("Q?", spec))
+    system = fake.chat_requests[0].messages[0]["content"]
+    assert "python[" in system and "search[" not in system
+    (grammar,) = llm.grammars
+    assert grammar is not None and '"search["' not in grammar
+    end = events[-1]
+    assert isinstance(end, FinalEvent) and end.answer == "7417"
+    assert end.details == {
+        "unavailable_actions": {"search": "duckduckgo.com cannot be reached (no DNS)"}
+    }
+    # The warm-up prompts stay those of a run with every action: search comes back.
+    (_, react) = factory.warm_up_conversations(("python", "search"))
+    assert "search[" in react[0].content

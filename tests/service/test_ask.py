@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from tests.fakes import FakeOpenAI, Scenario
 from tests.fakes.search import FakeSearchProvider
 from tests.service.conftest import AppFactory
+from tools.base import ToolUnavailable
 
 PROBLEM = "application/problem+json"
 
@@ -350,3 +351,29 @@ async def test_one_question_limit_published_and_enforced(app_client: AppFactory)
                 "question is longer than the limit of 500 characters"
             )
         assert (await c.post("/ask", json={"question": "x" * 500})).status_code == 200
+
+
+class OfflineSearch(FakeSearchProvider):
+    """A provider whose engine cannot be reached, as on a machine with no internet."""
+
+    async def reachable(self, timeout_s: float) -> None:
+        raise ToolUnavailable("duckduckgo.com cannot be reached (Name or service not known)")
+
+
+async def test_search_that_cannot_be_reached_is_left_out_and_readyz_says_so(
+    app_client: AppFactory,
+) -> None:
+    """Offline: the model is not offered search (it would call it, then take the error for
+    an answer); the service is still ready, and /readyz and the run's details say why."""
+    fake = FakeOpenAI(default="Thought: I know this.\nAction: finish[7417]")
+    async with app_client(fake, search=OfflineSearch()) as client:
+        # The first run already knows: the probe starts with the service.
+        body = (await client.post("/ask", json={"question": "Days from 1969-07-20?"})).json()
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    reason = "duckduckgo.com cannot be reached (Name or service not known)"
+    assert ready.json()["checks"]["search"] == {"ok": False, "required": False, "reason": reason}
+    assert (body["status"], body["answer"]) == ("finished", "7417")
+    assert body["details"] == {"unavailable_actions": {"search": reason}}
+    system = fake.chat_requests[0].messages[0]["content"]
+    assert "python[" in system and "search[" not in system

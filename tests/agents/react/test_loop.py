@@ -8,8 +8,9 @@ from agents.errors import LLMError
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent
 from agents.policy import RunPolicy
 from agents.react import ReActAgent
+from agents.react.loop import echoes
 from tests.fakes import FakeOpenAI, ToolCallReply, make_llm
-from tools.base import ToolError, ToolUnavailable
+from tools.base import ToolError, ToolOutput, ToolUnavailable
 
 
 class RecordingTool:
@@ -257,3 +258,148 @@ async def test_a_run_ended_by_refusals_says_what_was_refused() -> None:
     assert final(events).status == "error"
     assert "the last was refused" in (final(events).error or "")
     assert "'shell' is not allowed" in (final(events).error or "")
+
+
+# -- answers that follow what was observed ---------------------------------------------------
+
+
+def _spent(reply: str, observed: str = "645177") -> FakeOpenAI:
+    """One python step that observes ``observed``, then ``reply`` to the budget-spent request."""
+    return FakeOpenAI(
+        script=lambda req: (
+            reply
+            if "budget is spent" in req.text
+            else "Thought: I will compute the result exactly with Python.\n"
+            "Action: python[print(987*654-321)]"
+        )
+    )
+
+
+async def test_budget_spent_answers_from_the_observation_when_the_model_has_no_answer() -> None:
+    """max_steps 1 on 987*654-321: the step observed 645177; the last reply plans another
+    action. Its thought is no answer: the observation is."""
+    python = RecordingTool("python", {"print(987*654-321)": "645177"})
+    fake = _spent("Thought: I will compute the result exactly with Python.\nAction: python[x]")
+    events = await collect(
+        ReActAgent(make_llm(fake), {"python": python}, policy("python", max_steps=1))
+    )
+    end = final(events)
+    assert (end.status, end.answer) == ("max_steps", "645177")
+    assert end.details == {"answer_from": "observation"}
+
+
+async def test_budget_spent_keeps_a_prose_answer_and_a_finish() -> None:
+    for reply, answer in (
+        ("The result is 645177.", "The result is 645177."),
+        ("Thought: done\nAction: finish[645177]", "645177"),
+    ):
+        python = RecordingTool("python", {"print(987*654-321)": "645177"})
+        events = await collect(
+            ReActAgent(make_llm(_spent(reply)), {"python": python}, policy("python", max_steps=1))
+        )
+        assert final(events).answer == answer
+        assert final(events).details == {}
+
+
+async def test_budget_spent_with_nothing_observed_has_no_answer() -> None:
+    fake = _spent("Thought: I will compute the result exactly with Python.\nAction: python[x]")
+    python = RecordingTool("python", {"print(987*654-321)": ""})
+    events = await collect(
+        ReActAgent(make_llm(fake), {"python": python}, policy("python", max_steps=1))
+    )
+    assert (final(events).status, final(events).answer) == ("max_steps", None)
+
+
+async def test_a_failed_program_is_never_the_best_effort_answer() -> None:
+    class FailingPython(RecordingTool):
+        async def run(self, tool_input: str) -> str:
+            return ToolOutput("NameError: name 'x' is not defined", failed=True)
+
+    fake = _spent("Thought: retry\nAction: python[y]")
+    events = await collect(
+        ReActAgent(
+            make_llm(fake), {"python": FailingPython("python")}, policy("python", max_steps=1)
+        )
+    )
+    assert final(events).answer is None
+
+
+async def test_a_finish_that_repeats_an_observed_error_is_refused() -> None:
+    """The small model copies "search is unavailable right now..." into finish: refused, and
+    the run goes on to a real answer."""
+    fake = FakeOpenAI(
+        script=[
+            "Thought: look it up\nAction: search[offline]",
+            "Thought: done\nAction: finish[Search is unavailable right now.]",
+            "Thought: compute it\nAction: finish[7417]",
+        ]
+    )
+    events = await collect(
+        ReActAgent(make_llm(fake), {"search": RecordingTool("search")}, policy("search"))
+    )
+    refusal = [e for e in events if isinstance(e, ObservationEvent)][-1]
+    assert refusal.refused and "repeats an error message" in refusal.text
+    assert (final(events).status, final(events).answer) == ("finished", "7417")
+
+
+async def test_an_answer_that_only_mentions_a_word_of_an_error_is_kept() -> None:
+    fake = FakeOpenAI(
+        script=[
+            "Thought: look it up\nAction: search[offline]",
+            "Thought: done\nAction: finish[The shop is unavailable on Sundays]",
+        ]
+    )
+    events = await collect(
+        ReActAgent(make_llm(fake), {"search": RecordingTool("search")}, policy("search"))
+    )
+    assert final(events).answer == "The shop is unavailable on Sundays"
+
+
+def test_echoes_compares_clauses_without_case_or_spacing() -> None:
+    error = "search is unavailable right now (no network); try again later or answer"
+    assert echoes("SEARCH IS   UNAVAILABLE right now", [error])
+    assert echoes("no network", [error]) is False  # too short to be an echo on its own
+    assert echoes("Sorry: search is unavailable right now, so I cannot say.", [error])
+    assert echoes("42", [error]) is False
+    assert echoes("search is unavailable right now", []) is False
+
+
+async def test_an_unavailable_action_is_not_offered_and_the_details_say_why() -> None:
+    fake = FakeOpenAI(
+        script=["Thought: look it up\nAction: search[q]", "Thought: ok\nAction: finish[x]"]
+    )
+    search = RecordingTool("search")
+    tools = {"search": search, "python": RecordingTool("python")}
+    agent = ReActAgent(
+        make_llm(fake),
+        tools,
+        RunPolicy(allowed=("python", "finish")),  # the factory leaves search out of the policy
+        unavailable={"search": "duckduckgo.com cannot be reached"},
+    )
+    events = await collect(agent)
+    system = fake.chat_requests[0].messages[0]["content"]
+    assert "search[" not in system and "- python[" in system
+    observation = next(e for e in events if isinstance(e, ObservationEvent))
+    assert observation.refused and "unavailable in this run" in observation.text
+    assert search.inputs == []
+    assert final(events).details == {
+        "unavailable_actions": {"search": "duckduckgo.com cannot be reached"}
+    }
+
+
+async def test_a_finish_that_repeats_a_failed_program_is_refused() -> None:
+    class FailingPython(RecordingTool):
+        async def run(self, tool_input: str) -> str:
+            return ToolOutput("NameError: name 'total' is not defined", failed=True)
+
+    fake = FakeOpenAI(
+        script=[
+            "Thought: compute\nAction: python[print(total)]",
+            "Thought: done\nAction: finish[name 'total' is not defined]",
+            "Thought: fine\nAction: finish[12]",
+        ]
+    )
+    events = await collect(
+        ReActAgent(make_llm(fake), {"python": FailingPython("python")}, policy("python"))
+    )
+    assert final(events).answer == "12"

@@ -2,43 +2,54 @@
 
 One run, as ``run_pal`` yields it:
 
-1. **Draw** ``samples`` programs: one call with ``n=k`` when the backend ``supports_n`` (any
-   missing choices are drawn concurrently), else k concurrent calls. k=1 is greedy
-   (temperature 0); k>1 samples at ``options.temperature``.
-2. **Run** every extracted program in the sandbox, concurrently. Each sample is one step:
-   ``ActionEvent(step, "python", program)`` then ``ObservationEvent(step, output or error)``
-   (``ActionEvent(step, None, completion)`` and a refused observation when the completion held
-   no program; a ``ThoughtEvent`` first when the model wrote prose before its code).
-3. **Repair**, only when *every* sample failed: the first failing program and its error go
-   back to the model, which writes a corrected program (temperature 0, one call), run as one
-   more step; at most ``max_repairs`` such rounds. With k>1 a partial failure costs nothing:
-   failed samples just do not vote. So a run makes at most 1 + max_repairs (+1 verbalize)
-   LLM requests whatever k is, plus k-1 when the backend cannot do ``n``.
-4. **Vote** (``agents.pal.vote``) and format the winner (``agents.pal.format``). Failed
-   samples do not vote; ``agreement`` is the winner's votes over every program drawn, repair
-   attempts included (k=3 all failing, then a working repair: 1/4).
+1. **Samples**: k = ``samples`` pipelines run concurrently, one per sample. Each draws its
+   program, extracts it, runs it in the sandbox and repairs it if it failed. When the backend
+   ``supports_n`` (and k>1), one call with ``n=k`` draws every program first and a pipeline
+   whose choice is missing draws its own; else each pipeline makes its own call. k=1 is
+   greedy (temperature 0); k>1 samples at ``options.temperature``.
+2. **Steps**, streamed: every program run (a sample's or a repair's) is one step, yielded as
+   soon as it ends, in completion order: a client sees a fast sample while a slow one still
+   runs, not pings until the last one is done. Step numbers are given as steps end, so they
+   are unique and increase in the order yielded (step 1 is the first to end, not sample 1).
+   A step is ``ActionEvent(step, "python", program)`` then ``ObservationEvent(step, output or
+   error)`` (``ActionEvent(step, None, completion)`` and a refused observation when the
+   completion held no program; a ``ThoughtEvent`` first when the model wrote prose before
+   its code); its events go out together, never interleaved with another step's.
+3. **Repair**, per sample: a sample that failed (no program, an error, or no result) sends
+   its attempt and the error back to the model with the question restated
+   (``agents.pal.prompt.repair_turns``); the corrected program (temperature 0, one call) runs
+   as one more step, while the other samples go on. At most ``max_repairs`` rounds per
+   sample; a later round sees the whole repair conversation. So a run makes at most
+   k * (1 + max_repairs) LLM requests (+1 to verbalize); the ``n=k`` draw counts as one.
+4. **Vote** (``agents.pal.vote``) and format the winner (``agents.pal.format``). Each sample
+   votes with its final outcome: a repaired sample votes in place of its failed original,
+   and samples vote in sample order (deterministic), not completion order. ``agreement`` is
+   the winner's votes over the k samples (a repair replaces a vote, it adds no voter): k=3
+   all failing, and only one repair working: 1/3.
 5. **Verbalize** (optional): the winning program and its result go back to the model, which
    answers in one sentence; a sentence that does not state the computed result is replaced
    by the result itself (the model must not be able to get the number wrong).
 6. Exactly one ``FinalEvent``, last: ``finished`` with the answer, or ``error`` when every
-   program failed. ``details`` holds ``value`` (exact), ``votes``, ``agreement``, ``samples``,
-   ``task``, ``tie``, ``failed`` and ``repairs`` (and ``sentence`` when verbalized).
+   sample failed. ``details`` holds ``value`` (exact), ``votes``, ``agreement``, ``samples``
+   (k), ``task``, ``tie``, ``failed`` (samples whose final outcome has no value) and
+   ``repairs`` (repair attempts made), and ``sentence`` when verbalized.
 
 Errors: an ``LLMError`` from the backend **propagates** (as in the ReAct loop; the service maps
 it to 502). Nothing the generated code does can end the run: sandbox failures, and even a
 sandbox that raises, become observations. Deadlines are the caller's (``asyncio.timeout``);
-``CancelledError`` is never caught, and pending LLM calls and sandbox runs are cancelled with
-the run.
+``CancelledError`` is never caught. Every pipeline is an asyncio task that the run cancels and
+awaits when it ends early: a deadline, an ``LLMError`` in another sample, or a consumer that
+closes the generator (a client that went away) leaves no LLM call or sandbox run behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agents.aio import gather_or_cancel
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent, ThoughtEvent
 from agents.llm.base import LLM, ChatMessage, Usage
 from agents.pal.extract import extract_program
@@ -73,7 +84,7 @@ class PalOptions:
     samples: int = 1  # k programs to vote over; the server caps it, this takes what it gets
     verbalize: bool = False
     temperature: float = 0.7  # sampling temperature for k>1; k=1 is always greedy
-    max_repairs: int = 1  # repair rounds when every sample failed; 0 disables repair
+    max_repairs: int = 1  # repair rounds per failing sample; 0 disables repair
     max_tokens: int = 512  # per program
     verbalize_max_tokens: int = 96
     sandbox_timeout_s: float | None = None  # per program; None: the sandbox's default
@@ -111,6 +122,119 @@ class _Meter:
         self.calls = 0
 
 
+@dataclass(slots=True)
+class _Lane:
+    """One sample's pipeline: what votes for it, and what its next repair answers."""
+
+    index: int  # the sample's place in the vote
+    messages: list[ChatMessage]  # the conversation that produced ``shown``
+    shown: _Sample | None = None  # the failed attempt the next repair shows the model
+    final: _Sample | None = None  # the latest attempt: the outcome that votes
+    repairs: int = 0
+
+    def record(self, sample: _Sample, conversation: list[ChatMessage]) -> None:
+        """A repair that held no program is not worth showing again: the next round answers
+        the latest attempt that had one (or the first attempt) in its conversation."""
+        self.final = sample
+        if self.shown is None or sample.program is not None:
+            self.shown, self.messages = sample, conversation
+
+    @property
+    def outcome(self) -> _Sample:
+        if self.final is None:
+            raise RuntimeError(f"sample {self.index} never ended")
+        return self.final
+
+
+_Attempt = tuple[_Sample, list[ChatMessage]]  # an attempt's outcome, and its conversation
+
+
+class _Pipelines:
+    """The samples of one run as asyncio tasks, one attempt (draw if needed, extract, run)
+    per task, so that each step can be yielded when it ends rather than when all have."""
+
+    def __init__(
+        self,
+        question: str,
+        llm: LLM,
+        sandbox: PalSandbox,
+        options: PalOptions,
+        meter: _Meter,
+    ) -> None:
+        self._question = question
+        self._llm = llm
+        self._sandbox = sandbox
+        self._options = options
+        self._meter = meter
+        self._temperature = options.temperature if options.samples > 1 else 0.0
+        self._running: dict[asyncio.Task[_Attempt], _Lane] = {}
+        self._started: list[asyncio.Task[_Attempt]] = []  # for close(): every one, done or not
+
+    @property
+    def running(self) -> bool:
+        return bool(self._running)
+
+    async def first_draw(self, messages: list[ChatMessage]) -> list[str | None]:
+        """One completion per sample from a single ``n=k`` call when the backend can; None
+        for each sample its own pipeline must draw (every one, without ``n``)."""
+        k = self._options.samples
+        texts: list[str] = []
+        if k > 1 and self._llm.supports_n:
+            texts = await _complete(
+                self._llm, messages, k, self._temperature, self._options.max_tokens, self._meter
+            )
+        return [*texts, *([None] * (k - len(texts)))]
+
+    def start(self, lane: _Lane, completion: str | None) -> None:
+        """The sample's first attempt, in the conversation that every sample shares."""
+        self._spawn(lane, self._attempt(lane.messages, completion, self._temperature))
+
+    def repair(self, lane: _Lane) -> None:
+        """One more round for a sample whose latest attempt failed, while rounds are left."""
+        if lane.outcome.value is not None or lane.repairs >= self._options.max_repairs:
+            return
+        shown = lane.shown or lane.outcome
+        attempt = fence(shown.program) if shown.program else shown.completion
+        turns = repair_turns(self._question, attempt, shown.failure or NO_PROGRAM)
+        lane.repairs += 1
+        self._spawn(lane, self._attempt([*lane.messages, *turns], None, 0.0))
+
+    async def next_steps(self) -> list[tuple[_Lane, _Sample]]:
+        """The attempts that end next (several when they end together: in sample order),
+        each recorded in its lane. An ``LLMError`` propagates."""
+        done, _ = await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+        steps: list[tuple[_Lane, _Sample]] = []
+        for task in sorted(done, key=lambda t: self._running[t].index):
+            lane = self._running.pop(task)
+            sample, conversation = task.result()
+            lane.record(sample, conversation)
+            steps.append((lane, sample))
+        return steps
+
+    async def close(self) -> None:
+        """Cancel whatever still runs (LLM calls, sandbox runs) and wait until it has ended;
+        gathering the finished tasks too retrieves any exception nobody read."""
+        for task in self._started:
+            task.cancel()
+        await asyncio.gather(*self._started, return_exceptions=True)
+        self._running.clear()
+
+    def _spawn(self, lane: _Lane, attempt: Coroutine[Any, Any, _Attempt]) -> None:
+        task = asyncio.create_task(attempt)
+        self._running[task] = lane
+        self._started.append(task)
+
+    async def _attempt(
+        self, conversation: list[ChatMessage], completion: str | None, temperature: float
+    ) -> _Attempt:
+        if completion is None:
+            texts = await _complete(
+                self._llm, conversation, 1, temperature, self._options.max_tokens, self._meter
+            )
+            completion = texts[0] if texts else ""  # no choice: a sample without a program
+        return await _run_sample(completion, self._sandbox, self._options), conversation
+
+
 async def run_pal(
     question: str,
     *,
@@ -122,41 +246,33 @@ async def run_pal(
     options = options or PalOptions()
     meter = _Meter()
     messages = build_messages(question, options.task)
-    k = options.samples
-    temperature = options.temperature if k > 1 else 0.0
-
-    completions = await _draw(llm, messages, k, temperature, options.max_tokens, meter)
-    samples = await gather_or_cancel(*(_run_sample(text, sandbox, options) for text in completions))
+    lanes = [_Lane(index, messages) for index in range(options.samples)]
+    pipelines = _Pipelines(question, llm, sandbox, options, meter)
     step = 0
-    for sample in samples:
-        step += 1
-        for event in _step_events(step, sample):
-            yield event
+    try:
+        completions = await pipelines.first_draw(messages)
+        for lane, completion in zip(lanes, completions, strict=True):
+            pipelines.start(lane, completion)
+        while pipelines.running:
+            for lane, sample in await pipelines.next_steps():
+                pipelines.repair(lane)  # under way while this step goes out
+                step += 1
+                for event in _step_events(step, sample):
+                    yield event
+    finally:
+        await pipelines.close()  # a deadline, an LLMError, a consumer gone: nothing left running
 
-    repairs = 0
-    last_failed = next((s for s in samples if s.program is not None), samples[0])
-    while all(s.value is None for s in samples) and repairs < options.max_repairs:
-        repairs += 1
-        attempt = fence(last_failed.program) if last_failed.program else last_failed.completion
-        follow_up = [*messages, *repair_turns(attempt, last_failed.failure or NO_PROGRAM)]
-        (text,) = await _draw(llm, follow_up, 1, 0.0, options.max_tokens, meter)
-        repaired = await _run_sample(text, sandbox, options)
-        step += 1
-        for event in _step_events(step, repaired):
-            yield event
-        samples = [*samples, repaired]
-        if repaired.program is not None:
-            messages, last_failed = follow_up, repaired  # the next round sees the whole history
-
-    outcome = majority_vote([s.value for s in samples])
+    outcomes = [lane.outcome for lane in lanes]
+    repairs = sum(lane.repairs for lane in lanes)
+    outcome = majority_vote([s.value for s in outcomes])
     details: dict[str, Any] = {
         "value": None,
         "votes": outcome.as_details(),
         "agreement": outcome.agreement,
-        "samples": k,
+        "samples": options.samples,
         "task": options.task,
         "tie": outcome.tie,
-        "failed": sum(1 for s in samples if s.value is None),
+        "failed": sum(1 for s in outcomes if s.value is None),
         "repairs": repairs,
     }
     winner = outcome.winner
@@ -166,7 +282,7 @@ async def run_pal(
             answer=None,
             usage=meter.usage,
             llm_calls=meter.calls,
-            error=_failure_summary(samples, repairs),
+            error=_failure_summary(outcomes, repairs),
             details=details,
         )
         return
@@ -174,8 +290,9 @@ async def run_pal(
     details["value"] = winner.value
     answer = winner.answer
     if options.verbalize:
-        program = _winning_program(samples, outcome)
-        sentence = await _verbalize(llm, messages, program, answer, options, meter)
+        lane = lanes[winner.first_sample]
+        program = _winning_program(outcomes, outcome)
+        sentence = await _verbalize(llm, lane.messages, program, answer, options, meter)
         details["sentence"] = sentence
         if sentence and mentions(sentence, winner.value, answer):
             answer = sentence
@@ -190,31 +307,21 @@ async def run_pal(
     )
 
 
-async def _draw(
+async def _complete(
     llm: LLM,
     messages: Sequence[ChatMessage],
-    k: int,
+    n: int,
     temperature: float,
     max_tokens: int,
     meter: _Meter,
 ) -> list[str]:
-    """k completion texts, in a deterministic order (choices as returned, then the rest)."""
-
-    async def call(n: int) -> list[str]:
-        completion = await llm.complete(
-            messages, stop=STOP_SEQUENCES, temperature=temperature, max_tokens=max_tokens, n=n
-        )
-        meter.calls += 1
-        meter.usage = meter.usage + completion.usage
-        return [choice.text for choice in completion.choices[:n]]
-
-    texts: list[str] = []
-    if k > 1 and llm.supports_n:
-        texts = await call(k)
-    missing = k - len(texts)
-    for batch in await gather_or_cancel(*(call(1) for _ in range(missing))):
-        texts.extend(batch or [""])  # a call without choices is a sample without a program
-    return texts
+    """The texts of up to ``n`` choices from one call (fewer when the backend returns fewer)."""
+    completion = await llm.complete(
+        messages, stop=STOP_SEQUENCES, temperature=temperature, max_tokens=max_tokens, n=n
+    )
+    meter.calls += 1
+    meter.usage = meter.usage + completion.usage
+    return [choice.text for choice in completion.choices[:n]]
 
 
 async def _run_sample(completion: str, sandbox: PalSandbox, options: PalOptions) -> _Sample:
@@ -292,9 +399,10 @@ def mentions(sentence: str, value: Any, answer: str) -> bool:
     return " ".join(answer.split()).casefold() in " ".join(sentence.split()).casefold()
 
 
-def _failure_summary(samples: Sequence[_Sample], repairs: int) -> str:
-    count = len(samples) - repairs
-    last = samples[-1].failure or "unknown failure"
+def _failure_summary(outcomes: Sequence[_Sample], repairs: int) -> str:
+    """Why the run failed: the sample count, the repairs tried, and the last sample's error."""
+    count = len(outcomes)
+    last = outcomes[-1].failure or "unknown failure"
     repaired = f" and {repairs} repair attempt{'s' if repairs != 1 else ''}" if repairs else ""
     noun = "program" if count == 1 else "programs"
     return f"every program failed ({count} sampled {noun}{repaired}); last error: {last}"

@@ -113,17 +113,22 @@ def build_messages(question: str, task: str = DEFAULT_TASK) -> list[ChatMessage]
     return [*prefix(task), ChatMessage("user", question_turn(question))]
 
 
-def repair_turns(attempt: str, failure: str) -> list[ChatMessage]:
+def repair_turns(question: str, attempt: str, failure: str) -> list[ChatMessage]:
     """The follow-up after a failed attempt (the fenced program, or the completion that held
-    none) as the model's turn, then what went wrong."""
+    none) as the model's turn, then what went wrong.
+
+    The user turn restates ``question`` verbatim: a small model reads mostly the last turn,
+    and without the question there it wrote the repair instruction into the docstring and
+    took numbers from the exemplars instead."""
     return [
         ChatMessage("assistant", attempt.strip() or "(empty reply)"),
         ChatMessage(
             "user",
-            "Running that program failed:\n"
+            f"The question was: {question.strip()}\n"
+            "Your program failed with:\n"
             f"{failure.strip()}\n"
-            "Write a corrected program for the same question: one ```python block defining "
-            "solution() that returns the answer.",
+            "Write a corrected program for that question: one ```python block defining "
+            "solution(), with the question as its docstring, that returns the answer.",
         ),
     ]
 

@@ -23,7 +23,7 @@ def last_user(request: FakeRequest) -> str:
 
 
 def is_repair(request: FakeRequest) -> bool:
-    return last_user(request).startswith("Running that program failed")
+    return "Your program failed with:" in last_user(request)
 
 
 def is_verbalize(request: FakeRequest) -> bool:
@@ -76,7 +76,7 @@ async def test_k_samples_in_one_call_with_n_and_majority_vote() -> None:
     ]
     fake = FakeOpenAI([choices])
     sandbox = FakeSandbox(delay_s=0.05)
-    options = PalOptions(samples=5, temperature=0.8)
+    options = PalOptions(samples=5, temperature=0.8, max_repairs=0)  # the vote alone
 
     steps, final = await collect(
         run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox, options=options)
@@ -87,14 +87,18 @@ async def test_k_samples_in_one_call_with_n_and_majority_vote() -> None:
     assert final.status == "finished" and final.answer == "12"
     assert final.details["votes"] == [{"answer": "12", "count": 2}, {"answer": "13", "count": 1}]
     assert final.details["agreement"] == 0.4
-    assert final.details["failed"] == 2 and final.details["repairs"] == 0  # partial: no repair
+    assert final.details["failed"] == 2 and final.details["repairs"] == 0
     assert final.llm_calls == 1
-    actions = [e for e in steps if isinstance(e, ActionEvent)]
-    assert [a.step for a in actions] == [1, 2, 3, 4, 5]
-    assert actions[4] == ActionEvent(5, None, "I think the answer is 12.")
-    observations = [e for e in steps if isinstance(e, ObservationEvent)]
-    assert observations[3].text == "ZeroDivisionError: division by zero"
-    assert observations[4].refused and "no Python program" in observations[4].text
+    # Steps go out in completion order, numbered as they end: the completion without a
+    # program needs no sandbox run, so it ends first.
+    numbers = [e.step for e in steps if isinstance(e, ActionEvent | ObservationEvent)]
+    assert numbers == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert steps[:2] == [
+        ActionEvent(1, None, "I think the answer is 12."),
+        ObservationEvent(1, "no Python program found in the completion", refused=True),
+    ]
+    texts = {e.text for e in steps if isinstance(e, ObservationEvent)}
+    assert "ZeroDivisionError: division by zero" in texts
 
 
 async def test_k_concurrent_calls_when_the_backend_has_no_n() -> None:
@@ -128,6 +132,7 @@ async def test_failed_program_is_repaired_once() -> None:
     def script(req: FakeRequest) -> str:
         if is_repair(req):
             assert "ZeroDivisionError: division by zero" in last_user(req)
+            assert f"The question was: {QUESTION}" in last_user(req)
             assert req.messages[-2]["role"] == "assistant"
             assert "boxes / 0" in req.messages[-2]["content"]
             assert req.temperature == 0.0
@@ -139,7 +144,7 @@ async def test_failed_program_is_repaired_once() -> None:
 
     assert final.status == "finished" and final.answer == "12"
     assert final.llm_calls == 2 and fake.calls == 2
-    assert final.details["repairs"] == 1 and final.details["failed"] == 1
+    assert final.details["repairs"] == 1 and final.details["failed"] == 0  # repaired
     assert [type(e).__name__ for e in steps] == ["ActionEvent", "ObservationEvent"] * 2
     assert [e.step for e in steps if not isinstance(e, FinalEvent)] == [1, 1, 2, 2]
     assert isinstance(steps[1], ObservationEvent) and "ZeroDivisionError" in steps[1].text
@@ -170,21 +175,92 @@ async def test_no_repair_when_disabled() -> None:
     )
 
 
-async def test_all_k_failing_get_one_repair_call() -> None:
+async def test_repair_request_restates_the_question() -> None:
+    """Issue: the repair turn lost the question, and the model wrote the repair instruction
+    into its docstring and took a date from the exemplars. The last user turn, the one a
+    small model reads, must hold the question itself."""
+    fake = FakeOpenAI(lambda req: program("3 * 4") if is_repair(req) else program("1 / 0"))
+    await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox()))
+
+    (repair,) = [r for r in fake.chat_requests if is_repair(r)]
+    assert QUESTION in last_user(repair)
+    assert repair.messages[-1]["role"] == "user"
+
+
+async def test_every_failing_sample_gets_its_own_repair() -> None:
+    repairs = {"1 / 0": "12", "no code here": "12", "[][1]": "13"}
+
     def script(req: FakeRequest) -> Any:
         if is_repair(req):
-            return fenced(program("12"))
+            attempt = str(req.messages[-2]["content"])
+            return fenced(program(next(v for k, v in repairs.items() if k in attempt)))
         return [fenced(program("1 / 0")), "no code here", fenced(program("[][1]"))]
 
     fake = FakeOpenAI(script)
     _, final = await collect(
         run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(samples=3))
     )
-    assert fake.calls == 2 and final.llm_calls == 2
-    assert fake.last.n == 1
+    assert fake.calls == 4 and final.llm_calls == 4  # the n=3 draw, then one repair each
+    assert all(r.n == 1 and r.temperature == 0.0 for r in fake.chat_requests[1:])
     assert final.answer == "12"
-    assert final.details["agreement"] == 0.25  # 1 vote of 4 programs drawn
-    assert final.details["votes"] == [{"answer": "12", "count": 1}]
+    assert final.details["votes"] == [{"answer": "12", "count": 2}, {"answer": "13", "count": 1}]
+    assert final.details["agreement"] == pytest.approx(2 / 3, abs=1e-4)  # over the k samples
+    assert final.details["repairs"] == 3 and final.details["failed"] == 0
+
+
+async def test_a_failing_sample_among_k_is_repaired_and_votes() -> None:
+    """Issue: with samples > 1 a failing sample was never repaired (repairs: 0 with one
+    NameError). Unrepaired, 12 and 13 tie and 12 wins; the repaired sample votes 13."""
+    broken = program("undefined_name + 1")
+
+    def script(req: FakeRequest) -> Any:
+        if is_repair(req):
+            return fenced(program("13"))
+        return [fenced(program("12")), fenced(broken), fenced(program("13"))]
+
+    fake = FakeOpenAI(script)
+    steps, final = await collect(
+        run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(samples=3))
+    )
+
+    (repair,) = [r for r in fake.chat_requests if is_repair(r)]
+    assert repair.messages[-2] == {"role": "assistant", "content": fenced(broken).rstrip()}
+    assert "NameError: name 'undefined_name' is not defined" in last_user(repair)
+    assert QUESTION in last_user(repair)
+    assert (repair.n, repair.temperature) == (1, 0.0)
+    assert final.answer == "13"
+    assert final.details["votes"] == [{"answer": "13", "count": 2}, {"answer": "12", "count": 1}]
+    assert final.details["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    assert final.details["repairs"] == 1 and final.details["failed"] == 0
+    assert final.llm_calls == 2
+    actions = [e for e in steps if isinstance(e, ActionEvent)]
+    assert [a.step for a in actions] == [1, 2, 3, 4]
+    assert actions[-1] == ActionEvent(4, "python", program("13"))  # the repair ends last
+
+
+async def test_repairs_per_sample_are_bounded() -> None:
+    fake = FakeOpenAI(
+        lambda req: fenced(program("1 / 0")) if is_repair(req) else [program("1 / 0")]
+    )
+    _, final = await collect(
+        run_pal(
+            QUESTION,
+            llm=make_llm(fake),
+            sandbox=FakeSandbox(),
+            options=PalOptions(samples=2, max_repairs=2),
+        )
+    )
+    assert final.status == "error" and final.details["repairs"] == 4  # 2 samples x 2 rounds
+    assert final.llm_calls == 5 and final.details["failed"] == 2
+    assert final.error is not None
+    assert final.error.startswith("every program failed (2 sampled programs and 4 repair")
+    # Repair turns per request: the draw none, a first round one, a second the whole history.
+    rounds = sorted(sum(map(is_repair_turn, r.messages)) for r in fake.chat_requests)
+    assert rounds == [0, 1, 1, 2, 2]
+
+
+def is_repair_turn(message: dict[str, Any]) -> bool:
+    return message["role"] == "user" and "Your program failed with:" in message["content"]
 
 
 async def test_completion_without_code_is_repaired() -> None:

@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from agents.pal.prompt import TASKS, build_messages, load_family, parse_family
+from agents.pal.prompt import TASKS, build_messages, load_family, parse_family, repair_turns
 
 
 def test_prefix_is_byte_identical_across_questions() -> None:
@@ -63,3 +63,14 @@ def test_parse_family_rejects_malformed_files() -> None:
         parse_family("x", "stray text\nQ: q\ndef solution():\n    return 1\n")
     with pytest.raises(ValueError, match="no def solution"):
         parse_family("x", "Q: q\nresult = 1\n")
+
+
+def test_repair_turn_restates_the_question() -> None:
+    """Issue: the repair turn lost the question; a small model re-reads only the last turn."""
+    question = "Jane was born on 02/29/2000. What is the date one week later in MM/DD/YYYY?"
+    attempt, turn = repair_turns(question, "```python\nx\n```", "NameError: name 'x' is undefined")
+    assert (attempt.role, attempt.content) == ("assistant", "```python\nx\n```")
+    assert turn.role == "user"
+    assert turn.content.startswith(f"The question was: {question}\n")
+    assert "NameError: name 'x' is undefined" in turn.content
+    assert "with the question as its docstring" in turn.content

@@ -40,7 +40,7 @@ async def test_every_exemplar_runs_in_the_sandbox(sandbox: Sandbox) -> None:
 async def test_sandbox_failures_are_repaired(sandbox: Sandbox, broken: str, error: str) -> None:
     def script(request: FakeRequest) -> str:
         last = str(request.messages[-1]["content"])
-        return fenced(program("6 * 7")) if last.startswith("Running that") else program(broken)
+        return fenced(program("6 * 7")) if "failed with" in last else program(broken)
 
     fake = FakeOpenAI(script)
     steps, final = await collect(run_pal("What is 6 * 7?", llm=make_llm(fake), sandbox=sandbox))

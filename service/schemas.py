@@ -144,6 +144,10 @@ class ActionInfo(BaseModel):
     name: str
     input: str
     description: str
+    available: bool = Field(
+        True, description="False while the action's service is down: runs leave it out."
+    )
+    unavailable_reason: str | None = Field(None, description="Why, when it is not available.")
 
 
 class Problem(BaseModel):

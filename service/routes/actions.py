@@ -8,6 +8,7 @@ from agents.react.prompt import FINISH_DOC
 from service.deps import Client, State
 from service.errors import problem_responses
 from service.schemas import ActionInfo
+from tools.base import availability
 
 router = APIRouter(tags=["actions"])
 
@@ -21,7 +22,13 @@ router = APIRouter(tags=["actions"])
 async def actions(state: State, _: Client) -> list[ActionInfo]:
     allowed = state.settings.allowed_actions
     listed = [
-        ActionInfo(name=tool.name, input=tool.input_hint, description=tool.description)
+        ActionInfo(
+            name=tool.name,
+            input=tool.input_hint,
+            description=tool.description,
+            available=(why := availability(tool)) is None,
+            unavailable_reason=why,
+        )
         for tool in state.tools
         if tool.name in allowed
     ]

@@ -370,6 +370,7 @@ async def test_search_that_cannot_be_reached_is_left_out_and_readyz_says_so(
         # The first run already knows: the probe starts with the service.
         body = (await client.post("/ask", json={"question": "Days from 1969-07-20?"})).json()
         ready = await client.get("/readyz")
+        listed = {a["name"]: a for a in (await client.get("/actions")).json()}
     assert ready.status_code == 200
     reason = "duckduckgo.com cannot be reached (Name or service not known)"
     assert ready.json()["checks"]["search"] == {"ok": False, "required": False, "reason": reason}
@@ -377,3 +378,8 @@ async def test_search_that_cannot_be_reached_is_left_out_and_readyz_says_so(
     assert body["details"] == {"unavailable_actions": {"search": reason}}
     system = fake.chat_requests[0].messages[0]["content"]
     assert "python[" in system and "search[" not in system
+    assert (listed["search"]["available"], listed["search"]["unavailable_reason"]) == (
+        False,
+        reason,
+    )
+    assert (listed["python"]["available"], listed["python"]["unavailable_reason"]) == (True, None)

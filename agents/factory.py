@@ -18,6 +18,7 @@ from typing import Literal
 from agents.events import StepEvent
 from agents.llm.base import LLM, ChatMessage
 from agents.llm.grammar import react_grammar
+from agents.memory import Memory
 from agents.pal import PalOptions, run_pal
 from agents.pal.mode import PalSandbox
 from agents.pal.prompt import build_messages as pal_messages
@@ -32,11 +33,14 @@ WARM_UP_QUESTION = "What is 2 + 2?"
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """One run, as the caller validated it: ``policy.allowed`` is the run's action list."""
+    """One run, as the caller validated it: ``policy.allowed`` is the run's action list;
+    ``memory`` is what the model sees of the thread's earlier turns (``agents.memory.prepare``
+    chooses it), None for a run outside a thread."""
 
     mode: Mode
     policy: RunPolicy
     pal: PalOptions = field(default_factory=PalOptions)
+    memory: Memory | None = None
 
 
 class AgentFactory:
@@ -66,12 +70,15 @@ class AgentFactory:
         if spec.mode == "pal":
             if "python" not in spec.policy.allowed:
                 raise ValueError("pal mode runs a program: 'python' must be allowed")
-            return run_pal(question, llm=self.llm, sandbox=self.sandbox, options=spec.pal)
-        return self.react(spec.policy).run(question)
+            return run_pal(
+                question, llm=self.llm, sandbox=self.sandbox, options=spec.pal, memory=spec.memory
+            )
+        return self.react(spec.policy).run(question, spec.memory)
 
     def warm_up_conversations(self, actions: Sequence[str]) -> list[list[ChatMessage]]:
         """The first conversations of a PAL and of a ReAct run over ``actions`` (the prompts a
-        backend's prompt cache should hold), or none when the LLM cannot be warmed up."""
+        backend's prompt cache should hold), or none when the LLM cannot be warmed up. They
+        have no memory: earlier turns come after the cached prefix, so the prefix is the same."""
         if not self.llm.supports_warm_up:
             return []
         allowed = tuple(actions) if FINISH in actions else (*actions, FINISH)

@@ -109,6 +109,13 @@ class LLM(Protocol):
         first request (the embedded model); then it is also loaded before serving."""
         ...
 
+    def count_tokens(self, text: str) -> int | None:
+        """How many tokens ``text`` is for this model, when the backend has its tokenizer at
+        hand and counting costs nothing (no request, no model load); None otherwise, and the
+        caller estimates (``agents.memory.estimate_tokens``). Synchronous: it is called per
+        earlier turn while a run's memory is chosen, on the event loop."""
+        ...
+
     async def check(self) -> None:
         """Cheap readiness probe; raises ``LLMError`` when the backend is not usable."""
         ...

@@ -210,6 +210,25 @@ class LocalLLM:
     def supports_warm_up(self) -> bool:
         return True
 
+    def count_tokens(self, text: str) -> int | None:
+        """``text``'s length in the model's own tokens, or None while the model is not loaded
+        (or closed): counting never loads it, and the caller then estimates.
+
+        It runs on the caller's thread, not on the worker: a count is needed before a run
+        starts, and must not queue behind a generation that can take minutes. Tokenizing only
+        reads the vocabulary (llama.cpp's own server tokenizes on its HTTP threads while the
+        model generates). ``aclose`` marks the backend closed before it unloads, on the event
+        loop, so a count made there never meets an unloaded model. Special tokens are parsed
+        as when a prompt is tokenized (``_tokenize``)."""
+        loaded = self._loaded
+        if loaded is None or self._closed:
+            return None
+        try:
+            tokens = loaded.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        except Exception:  # a count is an optimisation: the caller estimates instead
+            return None
+        return len(tokens)
+
     async def complete(
         self,
         messages: Sequence[ChatMessage],

@@ -166,6 +166,12 @@ class OpenAILLM:
     async def warm_up(self, conversations: Sequence[Sequence[ChatMessage]]) -> int:
         return 0
 
+    def count_tokens(self, text: str) -> int | None:
+        """None: the OpenAI API exposes no tokenizer, and the server's model is not known here
+        (guessing one, e.g. with tiktoken, would be wrong for most local servers); callers
+        estimate (``agents.memory.estimate_tokens``)."""
+        return None
+
     async def complete(
         self,
         messages: Sequence[ChatMessage],

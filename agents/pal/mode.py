@@ -52,6 +52,7 @@ from typing import Any, Protocol
 
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent, ThoughtEvent
 from agents.llm.base import LLM, ChatMessage, Usage
+from agents.memory import Memory
 from agents.pal.extract import extract_program
 from agents.pal.prompt import (
     DEFAULT_TASK,
@@ -241,11 +242,14 @@ async def run_pal(
     llm: LLM,
     sandbox: PalSandbox,
     options: PalOptions | None = None,
+    memory: Memory | None = None,
 ) -> AsyncIterator[StepEvent]:
-    """Answer ``question`` in PAL mode; see the module docstring for what is yielded."""
+    """Answer ``question`` in PAL mode; see the module docstring for what is yielded.
+    ``memory`` (the thread's earlier turns, ``agents.memory``) goes into the question's turn,
+    so every request of the run (samples, repairs, verbalize) sees it."""
     options = options or PalOptions()
     meter = _Meter()
-    messages = build_messages(question, options.task)
+    messages = build_messages(question, options.task, memory)
     lanes = [_Lane(index, messages) for index in range(options.samples)]
     pipelines = _Pipelines(question, llm, sandbox, options, meter)
     step = 0

@@ -8,7 +8,8 @@ line, then exemplars: a ``Q: <question>`` line followed by the program.
 
 The prefix (system message and exemplar turns) is built once per family and is byte-identical
 for every question, so a local model's prompt cache evaluates it once: only the final user
-turn (the question) and later turns differ. Never put anything request-specific before it.
+turn (the question, after the thread's earlier turns when the run has memory) and later turns
+differ. Never put anything request-specific before it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from agents.llm.base import ChatMessage
+from agents.memory import Memory, shown_summary
+from agents.untrusted import untrusted_text
 
 DEFAULT_TASK = "math"
 TASKS: tuple[str, ...] = ("math", "date", "objects")
@@ -108,9 +111,40 @@ def question_turn(question: str) -> str:
     return f"Q: {question.strip()}"
 
 
-def build_messages(question: str, task: str = DEFAULT_TASK) -> list[ChatMessage]:
-    """The conversation for one question: the cached prefix, then the question."""
-    return [*prefix(task), ChatMessage("user", question_turn(question))]
+EARLIER = "Earlier in this conversation (the question below may refer to it):"
+
+
+def build_messages(
+    question: str, task: str = DEFAULT_TASK, memory: Memory | None = None
+) -> list[ChatMessage]:
+    """The conversation for one question: the cached prefix, then the question, after the
+    thread's earlier turns in ``memory`` (``earlier_context``) when there are any."""
+    turn = question_turn(question)
+    if memory:
+        turn = f"{earlier_context(memory)}\n\n{turn}"
+    return [*prefix(task), ChatMessage("user", turn)]
+
+
+def earlier_context(memory: Memory) -> str:
+    """The thread's summary and earlier turns as a paragraph that opens the question's turn.
+
+    They go in the question's own turn, after the cached prefix: a small model reads mostly
+    the last turn (see ``repair_turns``), and a follow-up such as "and what if she bought
+    seven?" needs the earlier question's numbers right there. As chat turns of their own
+    they would need an assistant reply, but an earlier turn keeps only its answer, not its
+    program, and a prose answer among the fenced exemplars teaches the model to answer in
+    prose. Each turn is a ``Question:`` / ``Answer:`` pair, never ``Q:``: a ``Q:`` line is an
+    exemplar's question, and ``"\nQ: "`` is a stop sequence. The text is shown as untrusted
+    (``agents.untrusted``): an answer may quote a tool's output."""
+    lines: list[str] = []
+    if memory.summary:
+        lines += [shown_summary(memory.summary), ""]
+    if memory.turns:
+        lines.append(EARLIER)
+    for turn in memory.turns:
+        lines.append(f"Question: {untrusted_text(turn.question.strip())}")
+        lines.append(f"Answer: {untrusted_text((turn.answer or '').strip())}")
+    return "\n".join(lines).strip()
 
 
 def repair_turns(question: str, attempt: str, failure: str) -> list[ChatMessage]:

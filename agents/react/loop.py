@@ -45,6 +45,7 @@ from agents.events import (
     ThoughtEvent,
 )
 from agents.llm.base import LLM, ChatMessage, Choice, ToolCall, ToolSpec, Usage
+from agents.memory import Memory
 from agents.policy import FINISH, RunPolicy
 from agents.react import prompt
 from agents.react.parser import ParsedStep, is_prose, parse_completion
@@ -127,23 +128,26 @@ class ReActAgent:
             for d in self._docs
         )
 
-    def first_messages(self, question: str) -> list[ChatMessage]:
-        """The conversation the first step sends: the system prompt, then the question."""
+    def first_messages(self, question: str, memory: Memory | None = None) -> list[ChatMessage]:
+        """The conversation the first step sends: the system prompt, the thread's earlier
+        turns in ``memory`` (``agents.react.prompt.conversation``), then the question."""
         system = (
             prompt.tools_system_prompt() if self._native else prompt.text_system_prompt(self._docs)
         )
         return [
             ChatMessage("system", system),
-            ChatMessage("user", prompt.question_message(question)),
+            *prompt.conversation(question, memory, native=self._native),
         ]
 
     @property
     def _native(self) -> bool:
         return self._policy.protocol == "tools" and self._llm.supports_tools
 
-    async def run(self, question: str) -> AsyncIterator[StepEvent]:
+    async def run(self, question: str, memory: Memory | None = None) -> AsyncIterator[StepEvent]:
+        """The run's step events; ``memory`` is what the model sees of the thread's earlier
+        turns (``agents.memory``), before the question."""
         native = self._native
-        state = _State(self.first_messages(question))
+        state = _State(self.first_messages(question, memory))
         while state.step < self._policy.max_steps:
             state.step += 1
             choice = await self._complete(state, native)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from agents.llm.base import Usage
 
-RunStatus = Literal["finished", "max_steps", "timeout", "error"]
+RunStatus = Literal["finished", "max_steps", "timeout", "error", "cancelled", "interrupted"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,7 +26,8 @@ from service.hosts import TrustedHost
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
 from service.request_id import RequestId
-from service.routes import actions, ask, health, runs
+from service.routes import actions, ask, feedback, health, runs, threads
+from service.runs import RunManager
 from service.settings import Settings
 from service.state import AppState
 from service.store import RunStore
@@ -58,6 +60,17 @@ def create_app(
             store = RunStore(settings.database_url)
             await store.start()
             stack.push_async_callback(store.aclose)
+            # Runs a dead process left going: all of them on SQLite (one process owns the
+            # file); on a shared Postgres, only those older than any run may last.
+            cutoff = None if store.sqlite else _ago(settings.request_timeout_s + 60)
+            if interrupted := await store.mark_interrupted(older_than=cutoff):
+                log.warning("runs left in progress by a stopped process", interrupted=interrupted)
+            manager = RunManager(
+                store,
+                max_concurrent=settings.max_concurrent_runs,
+                max_follow_s=settings.request_timeout_s + 60,
+            )
+            stack.push_async_callback(manager.aclose)  # before the store closes: LIFO
             provider = search_provider or build_search_provider(settings)
             stack.push_async_callback(provider.aclose)
             tools = build_tools(settings, box, provider)
@@ -78,6 +91,7 @@ def create_app(
                 ),
                 rate_limiter=RateLimiter(settings.rate_limit),
                 agents=AgentFactory(model, box, tools),
+                runs=manager,
             )
             if model.supports_warm_up:
                 # Load the embedded model (assembling the packaged one if needed) before the
@@ -114,6 +128,8 @@ def create_app(
     app.include_router(ask.router)
     app.include_router(actions.router)
     app.include_router(runs.router)
+    app.include_router(threads.router)
+    app.include_router(feedback.router)
     docs.install(app, version=VERSION)
     _describe_deployment(app, settings)
     return app
@@ -154,6 +170,10 @@ async def _warm_up(state: AppState) -> None:
         log.warning("model warm-up failed", error=str(exc))
         return
     log.info("model warm", prompts=warmed, seconds=round(time.monotonic() - started, 1))
+
+
+def _ago(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,3 +32,12 @@ def authenticate(
 
 
 Client = Annotated[str | None, Depends(authenticate)]
+
+
+def owner(client: Client) -> str:
+    """Who runs, threads and feedback belong to: a hash of the caller's API key (the key
+    itself is never stored), or ``""``, the one owner of a server without keys."""
+    return hashlib.sha256(client.encode()).hexdigest()[:32] if client else ""
+
+
+Owner = Annotated[str, Depends(owner)]

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from service.schemas import Problem
 from service.store import StoreUnavailable
@@ -21,7 +22,8 @@ _MEANINGS = {
     400: "The body could not be read (not UTF-8)",
     401: "Missing or wrong API key",
     403: "An action outside the server's allow-list was requested",
-    404: "No such resource",
+    404: "No such resource (or it belongs to another API key)",
+    409: "Conflict: the thread has a run in progress, or the run has already ended",
     413: "The request body is too large",
     422: "Invalid request",
     429: "Rate limited, or too many failed API-key attempts from this address",
@@ -106,8 +108,13 @@ def install(app: FastAPI) -> None:
         return problem(422, _validation_detail(exc, request.headers.get("content-type", "")))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route whose path matched; a path
+            # served by several routes (GET and POST /runs) has them all.
+            headers = {**(headers or {}), "Allow": ", ".join(_methods(app, request))}
+        return problem(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(StoreUnavailable)
     async def _store(_: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -118,3 +125,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         return problem(500, f"internal error: {type(exc).__name__}")
+
+
+def _methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at the request's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)

@@ -15,10 +15,12 @@ from pydantic import (
 )
 
 Mode = Literal["react", "pal"]
-Status = Literal["finished", "max_steps", "timeout", "error"]
+Status = Literal["finished", "max_steps", "timeout", "error", "cancelled", "interrupted"]
 # A stored run is "running" from its start until its end is stored (or for good, when that
 # failed: then the /ask response said ``stored: false``).
-StoredStatus = Literal["running", "finished", "max_steps", "timeout", "error"]
+StoredStatus = Literal[
+    "queued", "running", "finished", "max_steps", "timeout", "error", "cancelled", "interrupted"
+]
 Task = Literal["math", "date", "objects"]
 # What a question may hold of the control characters (C0, C1, DEL) and lone surrogates: a NUL
 # breaks Postgres, and the rest only hides text from the people who read the runs.
@@ -26,6 +28,8 @@ Task = Literal["math", "date", "objects"]
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _QUESTION_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # ECMA-262, for the schema
 ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+MemoryStrategy = Literal["buffer", "window", "tokens", "summary"]
+_ID_PATTERN = r"^[0-9a-f]{1,40}$"
 
 
 def _integral(value: object) -> object:
@@ -86,6 +90,21 @@ class AskRequest(BaseModel):
     )
     verbalize: bool = Field(False, description="PAL: answer with a sentence around the result.")
     task: Task = Field("math", description="PAL: prompt family (`math`, `date`, `objects`).")
+    thread_id: Annotated[str, StringConstraints(pattern=_ID_PATTERN)] | None = Field(
+        None, description="Continue this thread: the model sees its earlier turns (`memory`)."
+    )
+    memory: MemoryStrategy | None = Field(
+        None,
+        description="How much of the thread the model sees: `buffer` (every turn), `window` "
+        "(the last MEMORY_WINDOW), `tokens` (the newest that fit MEMORY_MAX_TOKENS), `summary` "
+        "(a running summary of older turns plus the last MEMORY_WINDOW). Default: the "
+        "server's MEMORY_STRATEGY.",
+    )
+    background: bool = Field(
+        False,
+        description="Run on after the client goes away (as `POST /runs`); without it, a "
+        "client that disconnects cancels the run.",
+    )
 
     @field_validator("question")
     @classmethod
@@ -138,6 +157,70 @@ class StoredRun(AskResponse):
     status: StoredStatus  # type: ignore[assignment]  # wider: a run in progress is stored too
     question: str
     created_at: str
+    thread_id: str | None = None
+    feedback: Feedback | None = Field(None, description="Your feedback on this run, if any.")
+
+
+class RunList(BaseModel):
+    runs: list[StoredRun]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: StoredStatus
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    score: Literal[-1, 1] | None = Field(None, description="-1: a bad answer; 1: a good one.")
+    rating: Annotated[int, Field(ge=1, le=5), Integral] | None = None
+    comment: str | None = Field(None, max_length=4000)
+    correction: str | None = Field(
+        None, min_length=1, max_length=4000, description="The right answer, when it was wrong."
+    )
+
+
+class Feedback(BaseModel):
+    score: int | None = None
+    rating: int | None = None
+    comment: str | None = None
+    correction: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class ThreadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    metadata: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)],
+        Annotated[str, StringConstraints(max_length=500)],
+    ] = Field(default_factory=dict, max_length=16, description="Your own labels (strings).")
+
+
+class Thread(BaseModel):
+    thread_id: str
+    created_at: str
+    metadata: dict[str, str]
+
+
+class Turn(BaseModel):
+    run_id: str
+    question: str
+    answer: str | None
+    status: StoredStatus
+    created_at: str
+
+
+class ThreadWithTurns(Thread):
+    turns: list[Turn] = Field(description="Its runs, oldest first.")
+
+
+class ThreadList(BaseModel):
+    threads: list[Thread]
+    next_cursor: str | None = None
 
 
 class ActionInfo(BaseModel):
@@ -168,3 +251,6 @@ class Problem(BaseModel):
     store_error: str | None = Field(
         None, description="Set when that run could not be stored: why (502, 504)."
     )
+
+
+StoredRun.model_rebuild()  # it names Feedback, defined after it

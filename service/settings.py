@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(4000, ge=1, le=100_000)
     max_samples: int = Field(8, ge=1, le=64)
     max_tokens: int = Field(768, ge=16, le=32_000)
+    max_concurrent_runs: int = Field(16, ge=1, le=10_000)  # more wait, "queued"
+
+    # Conversation memory of threads (agents.memory).
+    memory_strategy: Literal["buffer", "window", "tokens", "summary"] = "window"
+    memory_window: int = Field(4, ge=1, le=100)  # turns kept verbatim (window, summary)
+    memory_max_tokens: int = Field(1500, ge=64, le=100_000)  # budget of the tokens strategy
 
     # Access.
     agent_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()

@@ -14,6 +14,7 @@ from agents.llm.base import LLM
 from service.auth import Authenticator, RateLimiter
 from service.metrics import Metrics
 from service.readiness import ReadinessCache
+from service.runs import RunManager
 from service.settings import Settings
 from service.store import RunStore
 from tools.registry import ToolRegistry
@@ -31,6 +32,7 @@ class AppState:
     auth: Authenticator
     rate_limiter: RateLimiter
     agents: AgentFactory  # builds each run's agent from llm, sandbox and tools
+    runs: RunManager  # the runs in progress in this process
     readiness: ReadinessCache = field(default_factory=ReadinessCache)  # /readyz's checks
 
 

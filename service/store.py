@@ -1,8 +1,16 @@
-"""The run store: every run that started is kept, whatever its outcome.
+"""The run store: every run that started is kept, whatever its outcome, with its event log,
+its thread and its feedback.
 
 SQLAlchemy async; SQLite (aiosqlite) by default, Postgres (asyncpg) when ``DATABASE_URL`` says
-so and several replicas share it. A run is inserted when it starts (status ``running``) and
-updated when it ends, so a crash or a client that hangs up still leaves a record.
+so. The schema is Alembic's (``service/migrations``), applied at start-up (``migrate``): a
+database made before migrations existed is recognised and brought up to date without loss.
+
+A run is inserted when it is accepted (``queued`` or ``running``); each event it emits is
+appended to ``run_events`` together with the run's steps and usage so far, in one
+transaction, so a run that ends by timeout, cancel or a killed process keeps its partial
+steps and true usage; its end is one UPDATE. Runs, threads and feedback belong to an
+``owner`` (a hash of the API key that made them, never the key; ``""`` without keys), and
+every read is scoped to it.
 
 Every database failure (locked, read-only, disk full, server down) leaves this module as
 ``StoreUnavailable``, whose message says why in a few words: the service answers 503 when a
@@ -12,21 +20,53 @@ run cannot be recorded or read, and tells the client when a run's end could not 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, String, Text, select, update
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    delete,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+ACTIVE = ("queued", "running")  # a run in one of these has not ended
+MAX_PAGE = 100
 
 
 class _Base(DeclarativeBase):
     pass
+
+
+metadata = _Base.metadata
 
 
 class RunRecord(_Base):
@@ -43,6 +83,9 @@ class RunRecord(_Base):
     usage: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    owner: Mapped[str] = mapped_column(String(64), default="")
+    thread_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,12 +99,74 @@ class RunRecord(_Base):
             "usage": self.usage,
             "details": self.details,
             "duration_ms": self.duration_ms,
-            "created_at": self.created_at.isoformat(),
+            "created_at": _iso(self.created_at),
+            "thread_id": self.thread_id,
         }
+
+
+class ThreadRecord(_Base):
+    __tablename__ = "threads"
+
+    thread_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summarized: Mapped[int] = mapped_column(Integer, default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "thread_id": self.thread_id,
+            "created_at": _iso(self.created_at),
+            "metadata": self.meta,
+        }
+
+
+class EventRecord(_Base):
+    __tablename__ = "run_events"
+
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class FeedbackRecord(_Base):
+    __tablename__ = "feedback"
+
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    correction: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "score": self.score,
+            "rating": self.rating,
+            "comment": self.comment,
+            "correction": self.correction,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadMemory:
+    summary: str | None
+    summarized: int
 
 
 class StoreUnavailable(Exception):
     """The run store could not be read or written; the message says why (HTTP 503)."""
+
+
+class BadCursor(ValueError):
+    """A pagination cursor this store did not hand out."""
 
 
 @contextlib.contextmanager
@@ -75,21 +180,59 @@ def _translated() -> Iterator[None]:
         raise StoreUnavailable(f"the run store is unavailable ({reason})") from exc
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(moment: dt.datetime) -> str:
+    # SQLite hands back naive datetimes for what was written as UTC.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).isoformat()
+
+
+def migrate(connection: Connection) -> None:
+    """Bring the schema to the newest revision. A database that the service made before
+    migrations existed (a ``runs`` table, no ``alembic_version``) is first marked as the
+    revision that describes it, so its runs are kept."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    tables = set(inspect(connection).get_table_names())
+    if "runs" in tables and "alembic_version" not in tables:
+        command.stamp(config, "0001")
+    command.upgrade(config, "head")
+
+
+def encode_cursor(moment: dt.datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{_iso(moment)}|{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, key = text.split("|", 1)
+        return dt.datetime.fromisoformat(moment), key
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadCursor("cursor is not one this server handed out") from exc
+
+
 class RunStore:
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.sqlite = url.get_backend_name() == "sqlite"
         self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         # SQLite takes one writer at a time and lets a waiting one give up ("database is
         # locked", found with 8 runs at a time on a loaded machine): this process's writes
         # take turns here instead. Postgres has row locks and needs none.
-        self._writing = asyncio.Lock() if url.get_backend_name() == "sqlite" else None
+        self._writing = asyncio.Lock() if self.sqlite else None
 
     async def start(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.run_sync(_Base.metadata.create_all)
+        """Apply the migrations, then mark the runs a dead process left unfinished."""
+        with _translated():
+            async with self._engine.begin() as conn:
+                await conn.run_sync(migrate)
 
     async def aclose(self) -> None:
         await self._engine.dispose()
@@ -99,39 +242,296 @@ class RunStore:
             async with self._sessions() as session:
                 await session.execute(select(1))
 
-    async def create(self, run_id: str, mode: str, question: str) -> None:
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        run_id: str,
+        mode: str,
+        question: str,
+        *,
+        owner: str = "",
+        thread_id: str | None = None,
+        status: str = "running",
+    ) -> None:
+        now = _now()
         record = RunRecord(
             run_id=run_id,
-            created_at=dt.datetime.now(dt.UTC),
+            created_at=now,
+            updated_at=now,
             mode=mode,
             question=question,
-            status="running",
+            status=status,
             steps=[],
             usage={},
             details={},
             duration_ms=0.0,
+            owner=owner,
+            thread_id=thread_id,
         )
-        async with self._write_turn(), self._sessions() as session:
-            with _translated():
-                async with session.begin():
-                    session.add(record)
+        async with self._write() as session:
+            session.add(record)
 
-    async def finish(self, run_id: str, **fields: Any) -> None:
-        # One UPDATE, not a read then a write: a transaction that reads first must upgrade
-        # its lock to write, which is where SQLite gives up on a busy database.
+    async def record_events(
+        self,
+        run_id: str,
+        events: list[tuple[int, str, dict[str, Any]]],
+        *,
+        status: str | None = None,
+        steps: list[dict[str, Any]] | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> None:
+        """Append events ``(seq, name, data)`` and, in the same transaction, the run's
+        progress so far."""
+        values: dict[str, Any] = {"updated_at": _now()}
+        if status is not None:
+            values["status"] = status
+        if steps is not None:
+            values["steps"] = steps
+        if usage is not None:
+            values["usage"] = usage
+        async with self._write() as session:
+            for seq, event, data in events:
+                session.add(EventRecord(run_id=run_id, seq=seq, event=event, data=data))
+            await session.execute(
+                update(RunRecord).where(RunRecord.run_id == run_id).values(**values)
+            )
+
+    async def finish(
+        self,
+        run_id: str,
+        *,
+        events: Sequence[tuple[int, str, dict[str, Any]]] = (),
+        **fields: Any,
+    ) -> None:
+        """The run's end, and its last ``events`` (the ``final`` one, and any that could not
+        be written earlier), in one transaction. One UPDATE, not a read then a write: a
+        transaction that reads first must upgrade its lock to write, which is where SQLite
+        gives up on a busy database."""
+        fields.setdefault("updated_at", _now())
         statement = update(RunRecord).where(RunRecord.run_id == run_id).values(**fields)
-        async with self._write_turn(), self._sessions() as session:
-            with _translated():
-                async with session.begin():
-                    result = await session.execute(statement)
-            if getattr(result, "rowcount", 1) == 0:
-                raise StoreUnavailable(f"the run store has no record of run {run_id}")
+        async with self._write() as session:
+            result = await session.execute(statement)
+            if getattr(result, "rowcount", None) != 0:
+                for seq, event, data in events:
+                    session.add(EventRecord(run_id=run_id, seq=seq, event=event, data=data))
+        if getattr(result, "rowcount", 1) == 0:
+            raise StoreUnavailable(f"the run store has no record of run {run_id}")
 
-    def _write_turn(self) -> contextlib.AbstractAsyncContextManager[object]:
-        return self._writing if self._writing is not None else contextlib.nullcontext()
+    async def mark_interrupted(self, *, older_than: dt.datetime | None = None) -> int:
+        """Runs left queued or running by a process that is gone: ``interrupted``. Only
+        those not updated since ``older_than`` when given (several replicas share a store)."""
+        condition: ColumnElement[bool] = RunRecord.status.in_(ACTIVE)
+        if older_than is not None:
+            condition = and_(condition, RunRecord.updated_at < older_than)
+        statement = (
+            update(RunRecord)
+            .where(condition)
+            .values(
+                status="interrupted",
+                error="the service stopped while this run was in progress",
+                updated_at=_now(),
+            )
+        )
+        async with self._write() as session:
+            result = await session.execute(statement)
+        return int(getattr(result, "rowcount", 0) or 0)
 
-    async def get(self, run_id: str) -> dict[str, Any] | None:
+    async def get(self, run_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The run, or None; with ``owner``, None too when another owner's."""
         with _translated():
             async with self._sessions() as session:
                 record = await session.get(RunRecord, run_id)
+                if record is None or (owner is not None and record.owner != owner):
+                    return None
+                return record.as_dict()
+
+    async def events(self, run_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
+        statement = (
+            select(EventRecord)
+            .where(EventRecord.run_id == run_id, EventRecord.seq > after)
+            .order_by(EventRecord.seq)
+        )
+        with _translated():
+            async with self._sessions() as session:
+                rows = (await session.scalars(statement)).all()
+        return [(row.seq, row.event, row.data) for row in rows]
+
+    async def list_runs(
+        self,
+        owner: str,
+        *,
+        thread_id: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; the cursor for the next page, or None at the end."""
+        statement = select(RunRecord).where(RunRecord.owner == owner)
+        if thread_id is not None:
+            statement = statement.where(RunRecord.thread_id == thread_id)
+        if status is not None:
+            statement = statement.where(RunRecord.status == status)
+        statement = _page(statement, RunRecord.created_at, RunRecord.run_id, cursor, limit)
+        with _translated():
+            async with self._sessions() as session:
+                rows = list((await session.scalars(statement)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        following = encode_cursor(rows[-1].created_at, rows[-1].run_id) if more else None
+        return [row.as_dict() for row in rows], following
+
+    async def active_run(self, thread_id: str) -> str | None:
+        statement = select(RunRecord.run_id).where(
+            RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE)
+        )
+        with _translated():
+            async with self._sessions() as session:
+                return (await session.scalars(statement.limit(1))).first()
+
+    # -- threads ------------------------------------------------------------------------------
+
+    async def create_thread(
+        self, thread_id: str, owner: str, meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        record = ThreadRecord(
+            thread_id=thread_id,
+            owner=owner,
+            created_at=_now(),
+            meta=meta,
+            summary=None,
+            summarized=0,
+        )
+        async with self._write() as session:
+            session.add(record)
+        return record.as_dict()
+
+    async def get_thread(self, thread_id: str, owner: str) -> dict[str, Any] | None:
+        """The thread with its memory state (``summary``, ``summarized``), or None."""
+        with _translated():
+            async with self._sessions() as session:
+                record = await session.get(ThreadRecord, thread_id)
+                if record is None or record.owner != owner:
+                    return None
+                return {
+                    **record.as_dict(),
+                    "summary": record.summary,
+                    "summarized": record.summarized,
+                }
+
+    async def get_thread_memory(self, thread_id: str) -> ThreadMemory:
+        """The thread's running summary and how many of its turns it folds."""
+        with _translated():
+            async with self._sessions() as session:
+                record = await session.get(ThreadRecord, thread_id)
+        if record is None:
+            return ThreadMemory(None, 0)
+        return ThreadMemory(record.summary, record.summarized)
+
+    async def thread_runs(self, thread_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The thread's runs, oldest first (its turns)."""
+        statement = (
+            select(RunRecord)
+            .where(RunRecord.thread_id == thread_id)
+            .order_by(RunRecord.created_at, RunRecord.run_id)
+            .limit(limit)
+        )
+        with _translated():
+            async with self._sessions() as session:
+                return [row.as_dict() for row in (await session.scalars(statement)).all()]
+
+    async def list_threads(
+        self, owner: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        statement = select(ThreadRecord).where(ThreadRecord.owner == owner)
+        statement = _page(statement, ThreadRecord.created_at, ThreadRecord.thread_id, cursor, limit)
+        with _translated():
+            async with self._sessions() as session:
+                rows = list((await session.scalars(statement)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        following = encode_cursor(rows[-1].created_at, rows[-1].thread_id) if more else None
+        return [row.as_dict() for row in rows], following
+
+    async def delete_thread(self, thread_id: str, owner: str) -> bool:
+        """The thread, its runs, their events and feedback; False when there is none."""
+        runs = select(RunRecord.run_id).where(RunRecord.thread_id == thread_id)
+        async with self._write() as session:
+            found = await session.get(ThreadRecord, thread_id)
+            if found is None or found.owner != owner:
+                return False
+            await session.execute(delete(EventRecord).where(EventRecord.run_id.in_(runs)))
+            await session.execute(delete(FeedbackRecord).where(FeedbackRecord.run_id.in_(runs)))
+            await session.execute(delete(RunRecord).where(RunRecord.thread_id == thread_id))
+            await session.delete(found)
+        return True
+
+    async def save_summary(self, thread_id: str, summary: str | None, summarized: int) -> None:
+        statement = (
+            update(ThreadRecord)
+            .where(ThreadRecord.thread_id == thread_id)
+            .values(summary=summary, summarized=summarized)
+        )
+        async with self._write() as session:
+            await session.execute(statement)
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    async def put_feedback(self, run_id: str, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create or update this owner's feedback on the run (only the fields given)."""
+        now = _now()
+        async with self._write() as session:
+            record = await session.get(FeedbackRecord, (run_id, owner))
+            if record is None:
+                record = FeedbackRecord(run_id=run_id, owner=owner, created_at=now)
+                session.add(record)
+            for name, value in fields.items():
+                setattr(record, name, value)
+            record.updated_at = now
+        return record.as_dict()
+
+    async def feedback(self, run_id: str, owner: str) -> dict[str, Any] | None:
+        with _translated():
+            async with self._sessions() as session:
+                record = await session.get(FeedbackRecord, (run_id, owner))
                 return record.as_dict() if record is not None else None
+
+    async def export_rows(
+        self, owner: str, *, since: dt.datetime | None, with_feedback_only: bool, limit: int
+    ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Runs with this owner's feedback on them, oldest first (bounded by ``limit``)."""
+        joined = and_(FeedbackRecord.run_id == RunRecord.run_id, FeedbackRecord.owner == owner)
+        statement = (
+            select(RunRecord, FeedbackRecord)
+            .outerjoin(FeedbackRecord, joined)
+            .where(RunRecord.owner == owner)
+        )
+        if with_feedback_only:
+            statement = statement.where(FeedbackRecord.run_id.is_not(None))
+        if since is not None:
+            statement = statement.where(
+                or_(RunRecord.created_at >= since, FeedbackRecord.updated_at >= since)
+            )
+        statement = statement.order_by(RunRecord.created_at, RunRecord.run_id).limit(limit)
+        with _translated():
+            async with self._sessions() as session:
+                rows = (await session.execute(statement)).all()
+        return [(run.as_dict(), fb.as_dict() if fb is not None else None) for run, fb in rows]
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        lock = self._writing if self._writing is not None else contextlib.nullcontext()
+        async with lock, self._sessions() as session:
+            with _translated():
+                async with session.begin():
+                    yield session
+
+
+def _page(statement: Any, moment: Any, key: Any, cursor: str | None, limit: int) -> Any:
+    """Newest first, after ``cursor``, one more row than asked (to know whether more follow)."""
+    if cursor is not None:
+        at, last = decode_cursor(cursor)
+        statement = statement.where(or_(moment < at, and_(moment == at, key < last)))
+    return statement.order_by(moment.desc(), key.desc()).limit(min(limit, MAX_PAGE) + 1)

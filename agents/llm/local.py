@@ -39,6 +39,7 @@ Used when ``LLM_BASE_URL`` is unset. What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import os
 import random
@@ -456,6 +457,7 @@ class LocalLLM:
             ) from None
         path = self._prepare() if self._prepare is not None else self._model_path
         _check_gguf(path)
+        _bound_heap()
         try:
             llama = llama_cpp.Llama(
                 model_path=str(path),
@@ -581,3 +583,25 @@ def _to_completion(raw: Any) -> Completion:
         choices=(Choice(text=text, finish_reason=choice.get("finish_reason")),),
         usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
     )
+
+
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+_HEAP_THRESHOLD = 1 << 20
+
+
+def _bound_heap() -> None:
+    """Allocations of 1 MiB and more get their own mapping, returned to the system when freed.
+
+    The prompt cache saves and restores llama.cpp states of ~11 MB each. glibc raises its
+    mmap threshold to the size of the last such block it freed, after which they come from
+    the heap and fragment it: measured in the image, RSS crept from 1.19 to 1.31 GB over 80
+    runs and did not come back. With a fixed threshold it stays at 1.06-1.10 GB (the numbers
+    are in the README). A no-op where glibc is not the C library."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _HEAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, _HEAP_THRESHOLD)

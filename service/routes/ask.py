@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agents.errors import ActionNotAllowed
-from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent, ThoughtEvent
-from agents.factory import RunSpec
+from agents.events import StepEvent
+from agents.factory import AgentFactory, RunSpec
+from agents.memory import Memory, MemoryConfig, Turn, prepare
 from agents.pal import PalOptions
 from agents.policy import RunPolicy, bounded, resolve_actions
-from service.deps import Client, State
+from service.deps import Client, Owner, State
 from service.errors import ProblemError, problem_responses
-from service.runner import FAILURE_STATUS, RunSession
-from service.schemas import AskRequest, AskResponse
+from service.runner import FAILURE_STATUS, MeteredLLM, RunSession
+from service.runs import CLIENT_GONE, ThreadBusy
+from service.schemas import AskRequest, AskResponse, RunAccepted
 from service.state import AppState
 from service.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["ask"], route_class=StrictJSONRoute)
+ANSWERED = ("finished", "max_steps")  # a thread's runs whose answer the next turn sees
 
 
 @router.post(
@@ -35,27 +41,27 @@ router = APIRouter(tags=["ask"], route_class=StrictJSONRoute)
             "`observation` and `final` (whose data is this same body).",
             "content": {"text/event-stream": {}},
         },
-        **problem_responses(400, 401, 403, 413, 422, 429, 502, 503, 504),
+        202: {
+            "description": "With `background` (and no stream): the run was accepted.",
+            "model": RunAccepted,
+        },
+        **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504),
     },
 )
-async def ask(body: AskRequest, request: Request, state: State, client: Client) -> Any:
+async def ask(
+    body: AskRequest, request: Request, state: State, client: Client, owner: Owner
+) -> Any:
     address = request.client.host if request.client else "unknown"
     await state.rate_limiter.check(client or address)
-    session = RunSession(
-        mode=body.mode,
-        question=body.question,
-        agent_events=_agent_events(body, state),
-        timeout_s=bounded(
-            body.timeout_s, state.settings.request_timeout_s, state.settings.request_timeout_s
-        ),
-        store=state.store,
-        metrics=state.metrics,
-    )
-    await session.start()
+    session = await submit(body, state, owner)
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-        return EventSourceResponse(_sse(session), ping=15)
-    async for _ in session.events():
-        pass
+        return EventSourceResponse(_sse(state, session.run_id, background=body.background), ping=15)
+    if body.background:
+        return accepted(session)
+    if not await _ended_before_disconnect(request, session):
+        # Nobody will read the answer: stop spending on it (it is stored as cancelled).
+        await state.runs.cancel(session.run_id, CLIENT_GONE)
+        return Response(status_code=499)  # never seen: the client is gone
     response = session.response
     if session.failure is not None:
         raise ProblemError(
@@ -69,8 +75,92 @@ async def ask(body: AskRequest, request: Request, state: State, client: Client) 
     return response
 
 
-def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]:
-    """Validate the request against the server's limits; the factory builds its agent."""
+async def submit(body: AskRequest, state: AppState, owner: str) -> RunSession:
+    """Validate the request, record the run and start it: 403/404/409/422/503 before it runs."""
+    spec = _run_spec(body, state)
+    if body.thread_id is not None and await state.store.get_thread(body.thread_id, owner) is None:
+        raise ProblemError(404, f"no thread with id {body.thread_id}")
+    settings = state.settings
+
+    async def start(llm: MeteredLLM) -> AsyncIterator[StepEvent]:
+        run_spec = spec
+        if body.thread_id is not None:
+            memory = await _thread_memory(state, body, body.thread_id, session.run_id, llm)
+            run_spec = replace(spec, memory=memory)
+        agents = AgentFactory(llm, state.sandbox, state.tools)  # this run's usage, metered
+        return agents.run(body.question, run_spec)
+
+    session = RunSession(
+        mode=body.mode,
+        question=body.question,
+        start_agent=start,
+        llm=state.llm,
+        timeout_s=bounded(body.timeout_s, settings.request_timeout_s, settings.request_timeout_s),
+        store=state.store,
+        metrics=state.metrics,
+        owner=owner,
+        thread_id=body.thread_id,
+    )
+    try:
+        return await state.runs.submit(session)
+    except ThreadBusy as exc:
+        raise ProblemError(409, f"{exc}; wait for it or cancel it", run_id=exc.run_id) from exc
+
+
+async def _thread_memory(
+    state: AppState, body: AskRequest, thread_id: str, run_id: str, llm: MeteredLLM
+) -> Memory:
+    """What this run sees of its thread: the earlier runs as turns, chosen by the memory
+    strategy; a summary that moved on is stored for the next run."""
+    settings = state.settings
+    runs = [run for run in await state.store.thread_runs(thread_id) if run["run_id"] != run_id]
+    turns = [
+        Turn(run["question"], run["answer"] if run["status"] in ANSWERED else None) for run in runs
+    ]
+    thread = await state.store.get_thread_memory(thread_id)
+    config = MemoryConfig(
+        strategy=body.memory or settings.memory_strategy,
+        window=settings.memory_window,
+        max_tokens=settings.memory_max_tokens,
+    )
+    prepared = await prepare(
+        turns, config, llm=llm, summary=thread.summary, summarized=thread.summarized
+    )
+    if prepared.update is not None:
+        await state.store.save_summary(
+            thread_id, prepared.update.summary, prepared.update.summarized
+        )
+    return prepared.memory
+
+
+def accepted(session: RunSession) -> JSONResponse:
+    body = RunAccepted(run_id=session.run_id, status="queued")
+    return JSONResponse(
+        body.model_dump(), status_code=202, headers={"Location": f"/runs/{session.run_id}"}
+    )
+
+
+async def _ended_before_disconnect(request: Request, session: RunSession) -> bool:
+    """Wait for the run's end; False when the client hung up first. (The body has been
+    read, so the next ASGI message is the disconnect.)"""
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    ended = asyncio.create_task(session.done.wait())
+    watcher = asyncio.create_task(gone())
+    try:
+        await asyncio.wait((ended, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (ended, watcher):
+            task.cancel()
+        await asyncio.gather(ended, watcher, return_exceptions=True)
+    return session.done.is_set()
+
+
+def _run_spec(body: AskRequest, state: AppState) -> RunSpec:
+    """Validate the request against the server's limits: what the factory builds from."""
     settings = state.settings
     if len(body.question) > settings.max_question_chars:
         state.metrics.rejected.labels("too_long").inc()
@@ -109,35 +199,23 @@ def _agent_events(body: AskRequest, state: AppState) -> AsyncIterator[StepEvent]
         verbalize=body.verbalize,
         max_tokens=settings.max_tokens,
     )
-    return state.agents.run(body.question, RunSpec(mode=body.mode, policy=policy, pal=pal))
+    return RunSpec(mode=body.mode, policy=policy, pal=pal)
 
 
-async def _sse(session: RunSession) -> AsyncIterator[ServerSentEvent]:
-    yield _event("run", {"run_id": session.run_id, "mode": session.mode})
-    async for event in session.events():
-        if isinstance(event, FinalEvent):
-            yield _event("final", session.response.model_dump(mode="json"))
-        else:
-            yield _event(_event_name(event), _event_data(event))
+async def _sse(state: AppState, run_id: str, *, background: bool) -> AsyncIterator[ServerSentEvent]:
+    """The run's events as they happen, each with its sequence number as ``id``. A client
+    that goes away cancels the run, unless it was started in the background."""
+    ended = False
+    try:
+        async for seq, name, data in state.runs.follow(run_id):
+            yield _event(name, data, seq)
+            ended = name == "final"
+    finally:
+        if not ended and not background:
+            state.runs.request_cancel(run_id, CLIENT_GONE)  # no await: this code is being cancelled
 
 
-def _event(name: str, data: dict[str, Any]) -> ServerSentEvent:
+def _event(name: str, data: dict[str, Any], seq: int) -> ServerSentEvent:
     """Every event's data is ASCII JSON: no U+2028, U+0085 or other line break that a client
     splitting lines its own way (``str.splitlines``) could read as a forged ``event:`` line."""
-    return ServerSentEvent(json.dumps(data, ensure_ascii=True), event=name)
-
-
-def _event_name(event: StepEvent) -> str:
-    return {ThoughtEvent: "thought", ActionEvent: "action", ObservationEvent: "observation"}[
-        type(event)
-    ]
-
-
-def _event_data(event: StepEvent) -> dict[str, Any]:
-    if isinstance(event, ThoughtEvent):
-        return {"step": event.step, "thought": event.text}
-    if isinstance(event, ActionEvent):
-        return {"step": event.step, "action": event.action, "action_input": event.action_input}
-    if isinstance(event, ObservationEvent):
-        return {"step": event.step, "observation": event.text, "refused": event.refused}
-    return {}
+    return ServerSentEvent(json.dumps(data, ensure_ascii=True), event=name, id=str(seq))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -531,3 +532,37 @@ async def test_real_model_prompt_cache_switches_prefixes_without_growing(
         await real_llm.complete([*other, ChatMessage(role="user", content=f"hi {i}")], max_tokens=1)
     # Saved states are ~5-15 MB each; llama-cpp's 311 MB logits buffer must not be copied.
     assert _rss_mb() - baseline < 200
+
+
+_HEAP_PROBE = """
+import ctypes, sys
+from agents.llm.local import _bound_heap
+if sys.argv[1] == "bound":
+    _bound_heap()
+def region(address):
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        low, high = (int(x, 16) for x in parts[0].split("-"))
+        if low <= address < high:
+            return parts[5] if len(parts) > 5 else "anonymous"
+first = bytearray(11 << 20)  # a saved prompt state's size
+del first
+second = bytearray(11 << 20)
+print(region(ctypes.addressof((ctypes.c_char * 1).from_buffer(second))))
+"""
+
+
+@pytest.mark.parametrize(("mode", "where"), [("bound", "anonymous"), ("default", "[heap]")])
+def test_big_blocks_get_their_own_mapping_once_the_heap_is_bounded(mode: str, where: str) -> None:
+    """The prompt cache's ~11 MB states: with glibc's defaults, one freed block moves the next
+    ones onto the heap, where they fragment it (RSS crept by 120 MB over 80 runs); bounded,
+    each is a mapping of its own, returned when freed."""
+    done = subprocess.run(
+        [sys.executable, "-c", _HEAP_PROBE, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.stdout.strip() == where

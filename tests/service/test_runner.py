@@ -1,76 +1,96 @@
-"""RunSession on its own: the in-flight gauge counts a run from its first event to its end,
-whether it is read for JSON, streamed, or abandoned by a client that went away."""
+"""RunSession on its own: the in-flight gauge counts a run from its start to its end, a
+cancelled run is stored with what it had, and the duration is fixed when the run ends."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from agents.events import FinalEvent, StepEvent, ThoughtEvent
 from service.metrics import Metrics
-from service.runner import RunSession
+from service.runner import MeteredLLM, RunSession
 from service.store import RunStore
+from tests.fakes import FakeOpenAI, make_llm
 
 
-async def _agent() -> AsyncIterator[StepEvent]:
-    yield ThoughtEvent(1, "thinking")
-    yield FinalEvent("finished", "42")
+def _agent(held: asyncio.Event) -> Callable[[MeteredLLM], Awaitable[AsyncIterator[StepEvent]]]:
+    """An agent that thinks, then answers once ``held`` is set."""
+
+    async def start(llm: MeteredLLM) -> AsyncIterator[StepEvent]:
+        async def events() -> AsyncIterator[StepEvent]:
+            yield ThoughtEvent(1, "thinking")
+            await held.wait()
+            yield FinalEvent("finished", "42")
+
+        return events()
+
+    return start
 
 
 def _in_flight(metrics: Metrics) -> float:
-    return metrics.in_flight._value.get()
+    return float(metrics.in_flight._value.get())
 
 
-async def _session(tmp_path: Path, metrics: Metrics) -> tuple[RunSession, RunStore]:
+async def _session(
+    tmp_path: Path, metrics: Metrics, held: asyncio.Event
+) -> tuple[RunSession, RunStore]:
     store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/runs.db")
     await store.start()
     session = RunSession(
         mode="react",
         question="q",
-        agent_events=_agent(),
+        start_agent=_agent(held),
+        llm=make_llm(FakeOpenAI()),
         timeout_s=5,
         store=store,
         metrics=metrics,
     )
-    await session.start()
+    await session.create()
     return session, store
 
 
 async def test_in_flight_counts_a_run_until_it_ends(tmp_path: Path) -> None:
     metrics = Metrics()
-    session, store = await _session(tmp_path, metrics)
-    seen = []
-    async for event in session.events():
-        seen.append(_in_flight(metrics))
-        assert event is not None
-    assert seen == [1.0, 1.0]
+    held = asyncio.Event()
+    session, store = await _session(tmp_path, metrics, held)
+    task = asyncio.create_task(session.execute())
+    events = session.follow()
+    assert (await anext(events))[1] == "run"
+    assert (await anext(events))[1] == "thought"
+    assert _in_flight(metrics) == 1.0
+    held.set()
+    await task
     assert _in_flight(metrics) == 0.0
+    assert session.response.answer == "42"
     await store.aclose()
 
 
-async def test_in_flight_is_released_when_the_reader_goes_away(tmp_path: Path) -> None:
+async def test_a_cancelled_run_is_stored_with_what_it_had(tmp_path: Path) -> None:
     metrics = Metrics()
-    session, store = await _session(tmp_path, metrics)
-    events = session.events()
+    held = asyncio.Event()
+    session, store = await _session(tmp_path, metrics, held)
+    task = asyncio.create_task(session.execute())
+    events = session.follow()
     await anext(events)
-    assert _in_flight(metrics) == 1.0
-    await events.aclose()  # what sse-starlette does when the client disconnects
+    await anext(events)
+    session.stop("cancelled")
+    task.cancel()
+    await task  # a cancellation it was told about is its own end, not an error
     assert _in_flight(metrics) == 0.0
     stored = await store.get(session.run_id)
-    # Saved when the reader went away, not merely created at the start: an ended status,
-    # the error, and the step seen before the client left.
-    assert stored is not None and stored["status"] == "error"
-    assert stored["error"] == "the client disconnected before the end"
+    assert stored is not None and stored["status"] == "cancelled"
     assert [step["thought"] for step in stored["steps"]] == ["thinking"]
+    assert [name for _, name, _ in await store.events(session.run_id)][-1] == "final"
     await store.aclose()
 
 
 async def test_duration_is_fixed_when_the_run_ends(tmp_path: Path) -> None:
     """The response and the stored run report the same duration, however late it is read."""
-    session, store = await _session(tmp_path, Metrics())
-    async for _event in session.events():
-        pass
+    held = asyncio.Event()
+    held.set()
+    session, store = await _session(tmp_path, Metrics(), held)
+    await session.execute()
     first = session.response.duration_ms
     await asyncio.sleep(0.05)
     assert session.response.duration_ms == first

@@ -1,0 +1,1 @@
+"""Alembic migrations of the run store (``service.store.migrate`` applies them at start-up)."""

@@ -1,0 +1,58 @@
+"""``GET /feedback/export``: your rated runs as training data, one JSON object per line
+(``service.export`` says what each format holds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from service.deps import Owner, State
+from service.errors import problem_responses
+from service.export import ExportFormat, action_docs, export_records, jsonl
+
+router = APIRouter(tags=["feedback"])
+EXPORT_LIMIT = 10_000  # runs per export; narrow it with `since` for more
+NDJSON = "application/x-ndjson"
+
+
+@router.get(
+    "/feedback/export",
+    summary="Your runs and feedback as JSONL training data",
+    description="`sft`: chat transcripts of runs scored 1 or corrected (a correction replaces "
+    "the answer), as OpenAI's fine-tuning API and TRL's SFTTrainer read them. `preference`: "
+    "`{prompt, chosen, rejected}` pairs (a correction against the model's answer; a liked "
+    "run against a disliked one of the same question), TRL's preference format. `raw`: "
+    f"every run with its feedback. At most {EXPORT_LIMIT:,} runs, oldest first; `since` "
+    "(ISO 8601) keeps runs made or rated since then.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {NDJSON: {}}, "description": "One JSON object per line."},
+        **problem_responses(401, 422, 503),
+    },
+)
+async def export(
+    state: State,
+    owner: Owner,
+    format: ExportFormat = "sft",
+    since: Annotated[dt.datetime | None, Query(description="ISO 8601, e.g. 2026-11-01")] = None,
+) -> StreamingResponse:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    rows = await state.store.export_rows(
+        owner, since=since, with_feedback_only=format != "raw", limit=EXPORT_LIMIT
+    )
+    actions = action_docs(state.tools, state.settings.allowed_actions)
+    records = export_records(format, rows, actions=actions)
+
+    async def lines() -> AsyncIterator[str]:
+        for line in jsonl(records):
+            yield line
+
+    disposition = f'attachment; filename="reactpal-{format}.jsonl"'
+    return StreamingResponse(
+        lines(), media_type=NDJSON, headers={"Content-Disposition": disposition}
+    )

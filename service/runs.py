@@ -1,0 +1,132 @@
+"""The runs this process is running: each one an asyncio task, whoever asked for it.
+
+``/ask`` (JSON or stream), ``POST /runs`` and the MCP/OpenAI doors all go through
+``RunManager.submit``: the run is recorded (``queued``), then runs in its own task as soon as
+one of ``MAX_CONCURRENT_RUNS`` slots is free, independent of the request that started it. A
+client that waits for it, or follows its events, only reads; cancelling is explicit
+(``cancel``), or done by the route for a client that went away from a run that was not
+started in the background.
+
+One active run per thread: ``submit`` refuses a second one (``ThreadBusy``, HTTP 409) while
+this process or the store knows of one. When the service stops, the runs still going are
+cancelled and stored as ``interrupted``; runs left active by a process that died are marked
+``interrupted`` at start-up (``RunStore.mark_interrupted``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+
+from service.runner import Event, RunSession
+from service.store import ACTIVE, RunStore
+
+log = structlog.get_logger(__name__)
+FOLLOW_POLL_S = 0.5  # how often a run running elsewhere (another replica) is re-read
+
+
+class ThreadBusy(Exception):
+    """The thread already has a run in progress."""
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__(f"thread {thread_id} already has a run in progress: {run_id}")
+        self.run_id = run_id
+
+
+class RunNotActive(Exception):
+    """The run has already ended (cancelling it is a 409)."""
+
+
+CLIENT_GONE = "the client disconnected before the end"
+
+
+class RunManager:
+    def __init__(self, store: RunStore, *, max_concurrent: int, max_follow_s: float) -> None:
+        self._store = store
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_follow_s = max_follow_s
+        self._runs: dict[str, tuple[RunSession, asyncio.Task[None]]] = {}
+        self._threads: dict[str, str] = {}  # thread_id -> its active run here
+        self._thread_lock = asyncio.Lock()
+
+    async def submit(self, session: RunSession) -> RunSession:
+        """Record the run and start it; ``StoreUnavailable`` (503) or ``ThreadBusy`` (409)
+        before anything runs."""
+        thread = session.thread_id
+        async with self._thread_lock if thread else contextlib.nullcontext():
+            if thread is not None:
+                active = self._threads.get(thread) or await self._store.active_run(thread)
+                if active is not None:
+                    raise ThreadBusy(thread, active)
+            await session.create()
+            if thread is not None:
+                self._threads[thread] = session.run_id
+        task = asyncio.create_task(session.execute(self._slots), name=f"run-{session.run_id}")
+        self._runs[session.run_id] = (session, task)
+        task.add_done_callback(lambda _: self._forget(session))
+        return session
+
+    def get(self, run_id: str) -> RunSession | None:
+        """The run, while it is in progress in this process."""
+        entry = self._runs.get(run_id)
+        return entry[0] if entry is not None else None
+
+    async def cancel(self, run_id: str, why: str | None = None) -> RunSession:
+        """Cancel a run in progress here and wait until it is stored as ``cancelled``."""
+        entry = self._runs.get(run_id)
+        if entry is None:
+            raise RunNotActive(run_id)
+        session, task = entry
+        session.stop("cancelled", why)
+        task.cancel()
+        await asyncio.shield(session.done.wait())
+        return session
+
+    def request_cancel(self, run_id: str, why: str | None = None) -> bool:
+        """Cancel without waiting (from code that may itself be cancelled: a stream whose
+        client went away); False when the run is not in progress here."""
+        entry = self._runs.get(run_id)
+        if entry is None:
+            return False
+        entry[0].stop("cancelled", why)
+        entry[1].cancel()
+        return True
+
+    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+        """A run's events after ``after``: from memory while it runs here, else from the
+        store; a run still active in another process is re-read until it ends (bounded by
+        the longest a run may last)."""
+        session = self.get(run_id)
+        if session is not None:
+            async for event in session.follow(after):
+                yield event
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._max_follow_s
+        sent = after
+        while True:
+            for event in await self._store.events(run_id, sent):
+                yield event
+                sent = event[0]
+                if event[1] == "final":
+                    return
+            record = await self._store.get(run_id)
+            if record is None or record["status"] not in ACTIVE or loop.time() > give_up:
+                return
+            await asyncio.sleep(FOLLOW_POLL_S)
+
+    async def aclose(self) -> None:
+        """The service stops: every run still going is cancelled and stored as interrupted."""
+        entries = list(self._runs.values())
+        for session, task in entries:
+            session.stop("interrupted")
+            task.cancel()
+        await asyncio.gather(*(task for _, task in entries), return_exceptions=True)
+
+    def _forget(self, session: RunSession) -> None:
+        self._runs.pop(session.run_id, None)
+        if session.thread_id is not None and self._threads.get(session.thread_id) == session.run_id:
+            del self._threads[session.thread_id]

@@ -1,0 +1,296 @@
+"""Runs as resources, through the real ASGI app and the real ``openai`` client: background
+runs, status at any moment, cancel (in an LLM call, in a sandbox run, while queued), event
+replay from any point, threads with memory, feedback, and ownership by API key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
+
+from tests.fakes import FakeOpenAI, Fault
+from tests.service.conftest import AppFactory
+
+KEY_A = "a" * 24
+KEY_B = "b" * 24
+A = {"authorization": f"Bearer {KEY_A}"}
+B = {"authorization": f"Bearer {KEY_B}"}
+FINISH = "Thought: I know it.\nAction: finish[42]"
+SPIN = "Thought: compute\nAction: python[while True:\n    pass]"
+
+
+async def wait_for(client: httpx2.AsyncClient, run_id: str, *statuses: str, **kw: Any) -> dict:
+    """The run once its status is one of ``statuses`` (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        run = (await client.get(f"/runs/{run_id}", **kw)).json()
+        if run["status"] in statuses:
+            return dict(run)
+        assert time.monotonic() < deadline, run
+        await asyncio.sleep(0.02)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+def sse(text: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """(id, event, data) of each server-sent event in ``text``."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+        if "event" in fields:
+            events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_a_background_run_is_accepted_then_read_and_replayed(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=[
+            "Thought: compute\nAction: python[print(6 * 7)]",
+            "Thought: done\nAction: finish[42]",
+        ]
+    )
+    async with app_client(fake) as client:
+        started = await client.post("/runs", json={"question": "What is 6*7?"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        assert started.headers["location"] == f"/runs/{run_id}"
+        run = await wait_for(client, run_id, "finished")
+        assert run["answer"] == "42" and run["usage"]["llm_calls"] == 2
+        replay = sse((await client.get(f"/runs/{run_id}/events")).text)
+        assert [event for _, event, _ in replay] == [
+            "run",
+            "thought",
+            "action",
+            "observation",
+            "thought",
+            "action",
+            "final",
+        ]
+        assert [seq for seq, _, _ in replay] == list(range(1, 8))
+        assert replay[-1][2]["answer"] == "42" and replay[-1][2]["run_id"] == run_id
+        for n in range(len(replay) + 1):  # resume after every event: nothing lost or repeated
+            by_header = sse(
+                (await client.get(f"/runs/{run_id}/events", headers={"last-event-id": str(n)})).text
+            )
+            by_query = sse((await client.get(f"/runs/{run_id}/events?after={n}")).text)
+            assert by_header == by_query == replay[n:]
+        listed = (await client.get("/runs")).json()
+        assert [r["run_id"] for r in listed["runs"]] == [run_id]
+        assert (await client.get("/runs?status=running")).json()["runs"] == []
+
+
+async def test_the_ask_stream_uses_the_same_event_ids(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(default=FINISH)) as client:
+        streamed = sse((await client.post("/ask", json={"question": "q", "stream": True})).text)
+        run_id = streamed[0][2]["run_id"]
+        assert sse((await client.get(f"/runs/{run_id}/events")).text) == streamed
+
+
+async def test_cancel_during_an_llm_call(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(default=FINISH)
+    fake.fail("hang", times=1)
+    async with app_client(fake) as client:
+        run_id = (await client.post("/runs", json={"question": "q"})).json()["run_id"]
+        await wait_for(client, run_id, "running")
+        await until(lambda: fake.calls > 0)
+        started = time.monotonic()
+        cancelled = await client.post(f"/runs/{run_id}/cancel")
+        assert time.monotonic() - started < 1.0
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["status"], cancelled.json()["error"]) == (
+            "cancelled",
+            "the run was cancelled",
+        )
+        again = await client.post(f"/runs/{run_id}/cancel")
+        assert again.status_code == 409 and "already ended (cancelled)" in again.json()["detail"]
+        final = sse((await client.get(f"/runs/{run_id}/events")).text)[-1]
+        assert final[1] == "final" and final[2]["status"] == "cancelled"
+
+
+async def test_cancel_during_a_sandbox_run(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(script=[SPIN, FINISH])
+    async with app_client(fake, sandbox_timeout_s=30) as client:
+        run_id = (await client.post("/runs", json={"question": "q", "actions": ["python"]})).json()[
+            "run_id"
+        ]
+        await wait_for(client, run_id, "running")
+        await until(lambda: fake.calls > 0)
+        await asyncio.sleep(0.3)  # the program is spinning in the sandbox now
+        started = time.monotonic()
+        cancelled = (await client.post(f"/runs/{run_id}/cancel")).json()
+        assert time.monotonic() - started < 1.0
+        assert cancelled["status"] == "cancelled"
+        assert cancelled["steps"][0]["action"] == "python"  # what it had is kept
+        assert cancelled["steps"][0]["observation"] is None
+        after = await client.post("/ask", json={"question": "again", "actions": ["python"]})
+        assert after.status_code == 200  # the sandbox serves the next run
+
+
+async def test_cancel_while_queued(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(default=FINISH)
+    fake.fail("hang", times=1)
+    async with app_client(fake, max_concurrent_runs=1) as client:
+        first = (await client.post("/runs", json={"question": "first"})).json()["run_id"]
+        await wait_for(client, first, "running")
+        second = (await client.post("/runs", json={"question": "second"})).json()["run_id"]
+        assert (await client.get(f"/runs/{second}")).json()["status"] == "queued"
+        cancelled = (await client.post(f"/runs/{second}/cancel")).json()
+        assert (cancelled["status"], cancelled["usage"]["llm_calls"]) == ("cancelled", 0)
+        assert fake.calls == 1  # the queued run never reached the model
+        assert (await client.post(f"/runs/{first}/cancel")).json()["status"] == "cancelled"
+
+
+async def test_a_timeout_keeps_the_steps_and_the_true_usage(app_client: AppFactory) -> None:
+    """One step runs, the next LLM call hangs until the deadline: the stored run keeps the
+    step and the usage of the call that answered (usage used to come with the final event
+    only, so a run that timed out said 0/0/0)."""
+    fake = FakeOpenAI(script=["Thought: compute\nAction: python[print(6 * 7)]", Fault("hang")])
+    async with app_client(fake) as client:
+        body = {"question": "q", "timeout_s": 1.5, "actions": ["python"]}
+        response = await client.post("/ask", json=body)
+        assert response.status_code == 504, response.text
+        run = await wait_for(client, response.json()["run_id"], "timeout")
+        assert run["usage"]["llm_calls"] == 1 and run["usage"]["prompt_tokens"] > 0
+        assert run["steps"][0]["observation"] == "42"
+
+
+async def test_a_thread_remembers_its_turns(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=lambda request: (
+            "Thought: done\nAction: finish["
+            + ("2" if "seven" in str(request.messages[-1]["content"]) else "8")
+            + " dollars]"
+        )
+    )
+    async with app_client(fake) as client:
+        created = await client.post("/threads", json={"metadata": {"user": "olivia"}})
+        assert created.status_code == 201, created.text
+        thread = created.json()["thread_id"]
+        first = "Olivia has $23. She bought five bagels for $3 each. How much is left?"
+        one = (await client.post("/ask", json={"question": first, "thread_id": thread})).json()
+        two = (
+            await client.post(
+                "/ask", json={"question": "And what if she bought seven?", "thread_id": thread}
+            )
+        ).json()
+        assert (one["answer"], two["answer"]) == ("8 dollars", "2 dollars")
+        second_request = json.dumps(fake.chat_requests[-1].messages)
+        assert "five bagels" in second_request and "8 dollars" in second_request
+        assert "five bagels" not in json.dumps(fake.chat_requests[0].messages[2:])
+        turns = (await client.get(f"/threads/{thread}")).json()["turns"]
+        assert [(t["question"], t["answer"]) for t in turns] == [
+            (first, "8 dollars"),
+            ("And what if she bought seven?", "2 dollars"),
+        ]
+        listed = (await client.get(f"/runs?thread_id={thread}")).json()["runs"]
+        assert [r["run_id"] for r in listed] == [two["run_id"], one["run_id"]]
+        assert (await client.get("/threads")).json()["threads"][0]["metadata"] == {"user": "olivia"}
+        assert (await client.delete(f"/threads/{thread}")).status_code == 204
+        assert (await client.get(f"/runs/{one['run_id']}")).status_code == 404
+        assert (await client.get(f"/threads/{thread}")).status_code == 404
+
+
+async def test_a_busy_thread_refuses_a_second_run(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(default=FINISH)
+    fake.fail("hang", times=1)
+    async with app_client(fake) as client:
+        thread = (await client.post("/threads")).json()["thread_id"]
+        busy = (await client.post("/runs", json={"question": "q", "thread_id": thread})).json()
+        refused = await client.post("/ask", json={"question": "q2", "thread_id": thread})
+        assert refused.status_code == 409
+        assert refused.json()["run_id"] == busy["run_id"]
+        assert (await client.delete(f"/threads/{thread}")).status_code == 409
+        await client.post(f"/runs/{busy['run_id']}/cancel")
+        after = await client.post("/ask", json={"question": "q3", "thread_id": thread})
+        assert after.status_code == 200, after.text
+        unknown = await client.post("/ask", json={"question": "q", "thread_id": "abc123"})
+        assert unknown.status_code == 404
+
+
+async def test_feedback_is_kept_per_run_and_updated(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(default=FINISH)) as client:
+        run_id = (await client.post("/ask", json={"question": "q"})).json()["run_id"]
+        empty = await client.post(f"/runs/{run_id}/feedback", json={})
+        assert empty.status_code == 422
+        bad = await client.post(f"/runs/{run_id}/feedback", json={"score": 0})
+        assert bad.status_code == 422
+        given = await client.post(f"/runs/{run_id}/feedback", json={"score": -1, "comment": "no"})
+        assert given.status_code == 200 and given.json()["score"] == -1
+        updated = await client.post(f"/runs/{run_id}/feedback", json={"correction": "41"})
+        assert (updated.json()["score"], updated.json()["correction"]) == (-1, "41")
+        shown = (await client.get(f"/runs/{run_id}")).json()["feedback"]
+        assert (shown["score"], shown["comment"], shown["correction"]) == (-1, "no", "41")
+        missing = await client.post("/runs/0123abcd/feedback", json={"score": 1})
+        assert missing.status_code == 404
+
+
+async def test_runs_threads_and_feedback_belong_to_their_key(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(default=FINISH), agent_api_keys=f"{KEY_A},{KEY_B}") as c:
+        thread = (await c.post("/threads", headers=A)).json()["thread_id"]
+        run_id = (
+            await c.post("/ask", json={"question": "q", "thread_id": thread}, headers=A)
+        ).json()["run_id"]
+        assert (await c.get(f"/runs/{run_id}", headers=A)).status_code == 200
+        for path in (f"/runs/{run_id}", f"/runs/{run_id}/events", f"/threads/{thread}"):
+            assert (await c.get(path, headers=B)).status_code == 404, path
+        assert (await c.post(f"/runs/{run_id}/cancel", headers=B)).status_code == 404
+        assert (
+            await c.post(f"/runs/{run_id}/feedback", json={"score": 1}, headers=B)
+        ).status_code == 404
+        assert (await c.delete(f"/threads/{thread}", headers=B)).status_code == 404
+        assert (await c.get("/runs", headers=B)).json()["runs"] == []
+        assert (await c.get("/threads", headers=B)).json()["threads"] == []
+        other = await c.post("/ask", json={"question": "q", "thread_id": thread}, headers=B)
+        assert other.status_code == 404
+
+
+async def test_feedback_export_builds_the_training_sets(app_client: AppFactory) -> None:
+    fake = FakeOpenAI(
+        script=lambda request: (
+            "Thought: I know it.\nAction: finish["
+            + ("41" if "zebra" in request.text else "42")
+            + "]"
+        )
+    )
+    async with app_client(fake) as client:
+        liked = (await client.post("/ask", json={"question": "What is 6*7?"})).json()["run_id"]
+        wrong = (await client.post("/ask", json={"question": "What is 6*7, zebra?"})).json()
+        unrated = (await client.post("/ask", json={"question": "And 5*5?"})).json()["run_id"]
+        await client.post(f"/runs/{liked}/feedback", json={"score": 1})
+        await client.post(
+            f"/runs/{wrong['run_id']}/feedback", json={"score": -1, "correction": "42"}
+        )
+
+        async def export(query: str) -> list[dict[str, Any]]:
+            response = await client.get(f"/feedback/export?{query}")
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].startswith("application/x-ndjson")
+            return [json.loads(line) for line in response.text.splitlines()]
+
+        sft = await export("format=sft")
+        assert len(sft) == 2
+        for record in sft:
+            roles = [m["role"] for m in record["messages"]]
+            assert roles[0] == "system" and roles[-1] == "assistant"
+        finals = sorted(record["messages"][-1]["content"] for record in sft)
+        assert finals == ["Action: finish[42]", "Thought: I know it.\nAction: finish[42]"]
+        (pair,) = await export("format=preference")
+        assert pair["chosen"][0]["content"].endswith("finish[42]")
+        assert pair["rejected"][0]["content"].endswith("finish[41]")
+        raw = await export("format=raw")
+        assert {r["run_id"] for r in raw} == {liked, wrong["run_id"], unrated}
+        assert await export("format=raw&since=2999-01-01T00:00:00Z") == []
+        assert (await client.get("/feedback/export?format=csv")).status_code == 422

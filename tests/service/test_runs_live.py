@@ -1,0 +1,122 @@
+"""Runs as resources against a real server (uvicorn on loopback, a scripted model server):
+following a run live and resuming after a dropped connection, cancel latency, and runs left
+in progress by a killed process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.service.live import FakeLLM, serve
+
+QUESTION = "What is 1234 * 5678? [fault:gated]"
+Event = tuple[int, str, dict[str, Any]]
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:
+        yield fake
+
+
+def read_events(
+    client: httpx2.Client, path: str, *, stop_after: int | None = None, **headers: str
+) -> list[Event]:
+    """The SSE events at ``path``; with ``stop_after``, hang up after that many."""
+    events: list[Event] = []
+    with client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = value.strip()
+                continue
+            if "event" in fields:
+                events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+                if stop_after is not None and len(events) >= stop_after:
+                    break
+            fields = {}
+    return events
+
+
+def test_follow_a_run_live_and_resume_after_a_dropped_connection(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    llm.arm()
+    with serve(tmp_path, llm_url=llm.url) as service:
+        try:
+            run_id = service.client.post("/runs", json={"question": QUESTION}).json()["run_id"]
+            assert llm.gated.wait(10)
+            # Live: the first event arrives while the model is still held; then hang up.
+            first = read_events(service.client, f"/runs/{run_id}/events", stop_after=1)
+            assert [(seq, name) for seq, name, _ in first] == [(1, "run")]
+            assert service.client.get(f"/runs/{run_id}").json()["status"] == "running"
+            threading.Timer(0.5, llm.release).start()
+            rest = read_events(service.client, f"/runs/{run_id}/events", **{"last-event-id": "1"})
+        finally:
+            llm.release()
+        assert [seq for seq, _, _ in rest] == list(range(2, 2 + len(rest)))
+        assert rest[-1][1] == "final" and rest[-1][2]["answer"] == "7006652"
+        replay = read_events(service.client, f"/runs/{run_id}/events")
+        assert replay == first + rest  # what was followed live is what the store replays
+
+
+def test_cancel_latency_while_the_model_is_answering(llm: FakeLLM, tmp_path: Path) -> None:
+    llm.arm()
+    with serve(tmp_path, llm_url=llm.url) as service:
+        try:
+            run_id = service.client.post("/runs", json={"question": QUESTION}).json()["run_id"]
+            assert llm.gated.wait(10)
+            started = time.monotonic()
+            cancelled = service.client.post(f"/runs/{run_id}/cancel")
+            took = time.monotonic() - started
+        finally:
+            llm.release()
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        assert took < 1.0, took
+
+
+def test_runs_left_by_a_killed_process_are_interrupted(llm: FakeLLM, tmp_path: Path) -> None:
+    llm.arm()
+    try:
+        with serve(tmp_path, llm_url=llm.url) as service:
+            run_id = service.client.post("/runs", json={"question": QUESTION}).json()["run_id"]
+            assert llm.gated.wait(10)
+            os.kill(service.pid, signal.SIGKILL)
+            service.process.wait(10)
+    finally:
+        llm.release()
+    with serve(tmp_path, llm_url=llm.url) as again:
+        run = again.client.get(f"/runs/{run_id}").json()
+        assert run["status"] == "interrupted", run
+        assert "stopped while this run was in progress" in run["error"]
+        assert again.client.post(f"/runs/{run_id}/cancel").status_code == 409
+
+
+def test_stopping_the_service_interrupts_its_runs(llm: FakeLLM, tmp_path: Path) -> None:
+    """SIGTERM: the run in progress is cancelled and stored as interrupted, not left running."""
+    llm.arm()
+    try:
+        with serve(tmp_path, llm_url=llm.url) as service:
+            run_id = service.client.post("/runs", json={"question": QUESTION}).json()["run_id"]
+            assert llm.gated.wait(10)
+    finally:
+        llm.release()
+    assert service.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the SIGTERM it handled
+    with sqlite3.connect(service.db_path) as db:  # as the stopped service left it
+        status, error = db.execute(
+            "SELECT status, error FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    assert (status, error) == ("interrupted", "the service stopped while this run was in progress")

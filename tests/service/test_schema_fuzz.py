@@ -194,8 +194,12 @@ def _not_what_the_server_issued(case: schemathesis.Case) -> str | None:
         return "cursor is not one this server handed out"
     if (case.headers or {}).get("last-event-id") is not None:
         return "Last-Event-ID must be an event's sequence number"
-    if case.path.endswith("/feedback") and isinstance(case.body, dict) and not any(
-        case.body.get(k) is not None for k in ("score", "rating", "comment", "correction")
+    if (
+        case.path.endswith("/feedback")
+        and isinstance(case.body, dict)
+        and not any(
+            case.body.get(k) is not None for k in ("score", "rating", "comment", "correction")
+        )
     ):
         return "give at least one of"
     return None

@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LOCAL_MODEL ?= small
 SERVE_DEPS := $(if $(LLM_BASE_URL),install,install model)
 
-.PHONY: install install-dev install-bench serve test browser lint bench eval clean
+.PHONY: install install-dev install-bench serve test test-servers lint bench eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,19 +45,22 @@ serve: $(SERVE_DEPS)
 # a margin.
 COVERAGE_FLOOR := 70
 
-test: install-dev browser
+test: install-dev test-servers
 	$(PY) -m ruff check service agents tools tests bench
 	$(PY) -m ruff format --check service agents tools tests bench
 	$(PY) -m mypy
 	$(PY) -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-# The docs tests render /docs in headless Chromium (Debian's package); root installs it.
-browser:
-	@command -v chromium >/dev/null || { \
+# Real servers the tests start: headless Chromium renders /docs, Postgres holds a run store
+# (Debian's packages; root installs what is missing).
+test-servers:
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "== installing chromium for the docs tests"; \
-			apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
-		else echo "!! the docs tests need Chromium: sudo apt-get install chromium"; fi; }
+			echo "== installing for the tests:$$missing"; \
+			apt-get install -y -q $$missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
+		else echo "!! the tests need:$$missing (sudo apt-get install$$missing)"; fi; fi
 
 lint: install-dev
 	$(PY) -m ruff check service agents tools tests bench

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -101,6 +102,9 @@ async def submit(body: AskRequest, state: AppState, owner: str) -> RunSession:
         owner=owner,
         thread_id=body.thread_id,
     )
+    # On every log line of this request (uvicorn's access line too) and, copied into the
+    # run's task when it starts, of the run.
+    structlog.contextvars.bind_contextvars(run_id=session.run_id)
     try:
         return await state.runs.submit(session)
     except ThreadBusy as exc:

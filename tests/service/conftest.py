@@ -64,3 +64,6 @@ def app_client(sandbox: Sandbox, settings_for: Callable[..., Settings]) -> AppFa
                 yield client
 
     return run
+
+
+from tests.service.postgres import postgres_server, postgres_url  # noqa: E402, F401  (fixtures)

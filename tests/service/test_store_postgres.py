@@ -1,0 +1,81 @@
+"""The run store on a real Postgres: the migrations (an old database keeps its runs) and the
+run, thread, event and feedback API through the app, as on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncpg
+
+from service.store import RunStore
+from tests.fakes import FakeOpenAI
+from tests.service.conftest import AppFactory
+from tests.service.test_runs_api import sse, wait_for
+
+LEGACY = """
+CREATE TABLE runs (
+    run_id VARCHAR(40) NOT NULL PRIMARY KEY, created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    mode VARCHAR(16) NOT NULL, question TEXT NOT NULL, status VARCHAR(16) NOT NULL,
+    answer TEXT, error TEXT, steps JSON NOT NULL, usage JSON NOT NULL, details JSON NOT NULL,
+    duration_ms FLOAT NOT NULL
+);
+CREATE INDEX ix_runs_status ON runs (status);
+INSERT INTO runs VALUES ('0123abcd', now(), 'pal', 'What is 6*7?', 'finished', '42', NULL,
+    '[]', '{"llm_calls": 1}', '{"value": 42}', 12.5);
+"""
+
+
+async def test_an_old_postgres_database_keeps_its_runs(postgres_url: str) -> None:
+    conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    try:
+        await conn.execute(LEGACY)
+    finally:
+        await conn.close()
+    store = RunStore(postgres_url)
+    await store.start()
+    try:
+        run = await store.get("0123abcd", owner="")
+        assert run is not None and (run["answer"], run["usage"]) == ("42", {"llm_calls": 1})
+        await store.create("fedcba98", "react", "new")
+        page, _ = await store.list_runs("")
+        assert [r["run_id"] for r in page] == ["fedcba98", "0123abcd"]
+    finally:
+        await store.aclose()
+
+
+async def test_runs_threads_events_and_feedback_on_postgres(
+    app_client: AppFactory, postgres_url: str
+) -> None:
+    fake = FakeOpenAI(
+        script=lambda request: (
+            "Thought: done\nAction: finish["
+            + ("2" if "seven" in str(request.messages[-1]["content"]) else "8")
+            + "]"
+        )
+    )
+    async with app_client(fake, database_url=postgres_url) as client:
+        thread = (await client.post("/threads", json={"metadata": {"k": "v"}})).json()["thread_id"]
+        first = await client.post(
+            "/runs", json={"question": "Five bagels at $3 from $23?", "thread_id": thread}
+        )
+        run_id = first.json()["run_id"]
+        await wait_for(client, run_id, "finished")
+        second = await client.post(
+            "/ask", json={"question": "And if she bought seven?", "thread_id": thread}
+        )
+        assert second.json()["answer"] == "2"
+        assert "Five bagels" in json.dumps(fake.chat_requests[-1].messages)
+        replay = sse((await client.get(f"/runs/{run_id}/events")).text)
+        assert [name for _, name, _ in replay][-1] == "final"
+        assert sse((await client.get(f"/runs/{run_id}/events?after=2")).text) == replay[2:]
+        await client.post(f"/runs/{run_id}/feedback", json={"score": -1, "correction": "8"})
+        raw = (await client.get("/feedback/export?format=raw")).text.splitlines()
+        assert len(raw) == 2
+        fake.fail("hang", times=1)
+        hanging = (await client.post("/runs", json={"question": "q"})).json()["run_id"]
+        await wait_for(client, hanging, "running")
+        await asyncio.sleep(0.1)
+        assert (await client.post(f"/runs/{hanging}/cancel")).json()["status"] == "cancelled"
+        assert (await client.delete(f"/threads/{thread}")).status_code == 204
+        assert (await client.get(f"/runs/{run_id}")).status_code == 404

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ import httpx2
 
 from tests.fakes import FakeOpenAI, Fault
 from tests.service.conftest import AppFactory
+from tests.service.live import cpu_ticks, descendants
 
 KEY_A = "a" * 24
 KEY_B = "b" * 24
@@ -32,6 +34,17 @@ async def wait_for(client: httpx2.AsyncClient, run_id: str, *statuses: str, **kw
             return dict(run)
         assert time.monotonic() < deadline, run
         await asyncio.sleep(0.02)
+
+
+def _busy(pid: int) -> bool:
+    """Whether ``pid`` runs at all over 0.3 s (an idle template uses no CPU; a spinning
+    program, even on a loaded machine, a good part of it)."""
+    try:
+        before = cpu_ticks(pid)
+        time.sleep(0.3)
+        return cpu_ticks(pid) - before >= 3
+    except (OSError, ValueError, TypeError):
+        return False  # it ended
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -135,6 +148,10 @@ async def test_cancel_during_a_sandbox_run(app_client: AppFactory) -> None:
         assert cancelled["status"] == "cancelled"
         assert cancelled["steps"][0]["action"] == "python"  # what it had is kept
         assert cancelled["steps"][0]["observation"] is None
+        # The program's process was killed, not left spinning until its own deadline.
+        await asyncio.sleep(0.3)
+        spinning = [pid for pid in descendants(os.getpid()) if _busy(pid)]
+        assert spinning == [], spinning
         after = await client.post("/ask", json={"question": "again", "actions": ["python"]})
         assert after.status_code == 200  # the sandbox serves the next run
 

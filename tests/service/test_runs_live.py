@@ -120,3 +120,29 @@ def test_stopping_the_service_interrupts_its_runs(llm: FakeLLM, tmp_path: Path) 
             "SELECT status, error FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
     assert (status, error) == ("interrupted", "the service stopped while this run was in progress")
+
+
+def test_a_json_client_that_hangs_up_cancels_its_run(llm: FakeLLM, tmp_path: Path) -> None:
+    """A non-streamed /ask whose client goes away is cancelled (it used to run on to its
+    deadline); with "background": true it runs on."""
+    llm.arm()
+    with serve(tmp_path, llm_url=llm.url) as service:
+        try:
+            with (
+                httpx2.Client(base_url=service.base_url, timeout=1.0) as impatient,
+                pytest.raises(httpx2.ReadTimeout),
+            ):
+                impatient.post("/ask", json={"question": QUESTION})
+            assert llm.gated.wait(10)
+            runs = service.client.get("/runs").json()["runs"]
+            deadline = time.monotonic() + 10
+            while runs[0]["status"] not in ("cancelled", "finished"):
+                assert time.monotonic() < deadline, runs
+                time.sleep(0.05)
+                runs = service.client.get("/runs").json()["runs"]
+        finally:
+            llm.release()
+        assert (runs[0]["status"], runs[0]["error"]) == (
+            "cancelled",
+            "the client disconnected before the end",
+        )

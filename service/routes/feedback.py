@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from service.deps import Owner, State
-from service.errors import problem_responses
+from service.errors import ProblemError, problem_responses
 from service.export import ExportFormat, action_docs, export_records, jsonl
 
 router = APIRouter(tags=["feedback"])
@@ -38,12 +38,17 @@ async def export(
     state: State,
     owner: Owner,
     format: ExportFormat = "sft",
-    since: Annotated[dt.datetime | None, Query(description="ISO 8601, e.g. 2026-11-01")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00:00Z (UTC unless said)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=dt.UTC)
     rows = await state.store.export_rows(
-        owner, since=since, with_feedback_only=format != "raw", limit=EXPORT_LIMIT
+        owner, since=_moment(since), with_feedback_only=format != "raw", limit=EXPORT_LIMIT
     )
     actions = action_docs(state.tools, state.settings.allowed_actions)
     records = export_records(format, rows, actions=actions)
@@ -56,3 +61,16 @@ async def export(
     return StreamingResponse(
         lines(), media_type=NDJSON, headers={"Content-Disposition": disposition}
     )
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    """An ISO 8601 date or date-time, and nothing else (not a number of seconds)."""
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().upper())
+    except ValueError:
+        raise ProblemError(
+            422, "since must be an ISO 8601 date or date-time, e.g. 2026-11-01"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -192,6 +192,8 @@ def _not_what_the_server_issued(case: schemathesis.Case) -> str | None:
     body that names no field at all."""
     if (case.query or {}).get("cursor") is not None:
         return "cursor is not one this server handed out"
+    if (case.query or {}).get("since") is not None:  # RFC 3339 beyond Python's ISO 8601
+        return "since must be an ISO 8601 date or date-time"
     if (case.headers or {}).get("last-event-id") is not None:
         return "Last-Event-ID must be an event's sequence number"
     if (

@@ -56,10 +56,12 @@ TokenCounter = Callable[[str], int]
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One earlier run of the thread: its question and final answer (None when it failed,
-    which every strategy skips)."""
+    which every strategy skips), and for a PAL run the program that computed the answer:
+    PAL's own form of an answer, which a follow-up ("and what if she bought seven?") edits."""
 
     question: str
     answer: str | None
+    program: str | None = None
 
     @property
     def answered(self) -> bool:

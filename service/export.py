@@ -507,6 +507,15 @@ def _pal_program_for(run: Run, target: Any) -> str | None:
     return None
 
 
+def answering_program(run: Run) -> str | None:
+    """The program whose result a finished PAL run answered with (what a follow-up question
+    in its thread builds on), else None."""
+    if run.get("mode") != "pal":
+        return None
+    value = _pal_value(run)
+    return _pal_program_for(run, value) if value is not None else None
+
+
 def _pal_winner(run: Run) -> str | None:
     """The fenced program whose result the run answered with, if it answered."""
     value = _pal_value(run)

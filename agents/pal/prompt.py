@@ -20,7 +20,7 @@ from importlib import resources
 
 from agents.llm.base import ChatMessage
 from agents.memory import Memory, shown_summary
-from agents.untrusted import untrusted_text
+from agents.untrusted import defang_template_tokens, untrusted_text
 
 DEFAULT_TASK = "math"
 TASKS: tuple[str, ...] = ("math", "date", "objects")
@@ -117,12 +117,29 @@ EARLIER = "Earlier in this conversation (the question below may refer to it):"
 def build_messages(
     question: str, task: str = DEFAULT_TASK, memory: Memory | None = None
 ) -> list[ChatMessage]:
-    """The conversation for one question: the cached prefix, then the question, after the
-    thread's earlier turns in ``memory`` (``earlier_context``) when there are any."""
-    turn = question_turn(question)
+    """The conversation for one question: the cached prefix, the thread's earlier PAL turns
+    as exchanges of the prefix's own form (``Q: …`` then the fenced program that answered
+    it), then the question, after the other earlier turns and the summary
+    (``earlier_context``) when there are any.
+
+    A PAL follow-up is an edit of the earlier program: shown its program, the 0.5B model
+    answered "and what if she bought seven?", "what if each bagel cost $2?" and "and if she
+    had $30 instead?" right (2, 13, 15); shown only the earlier question and its answer, it
+    rewrote the earlier program every time (8, 8, 8)."""
+    exchanges: list[ChatMessage] = []
+    rest = memory
     if memory:
-        turn = f"{earlier_context(memory)}\n\n{turn}"
-    return [*prefix(task), ChatMessage("user", turn)]
+        with_program = [t for t in memory.turns if t.program]
+        for earlier in with_program:
+            exchanges.append(ChatMessage("user", question_turn(untrusted_text(earlier.question))))
+            exchanges.append(
+                ChatMessage("assistant", fence(defang_template_tokens(earlier.program or "")))
+            )
+        rest = Memory(memory.summary, tuple(t for t in memory.turns if not t.program))
+    turn = question_turn(question)
+    if rest:
+        turn = f"{earlier_context(rest)}\n\n{turn}"
+    return [*prefix(task), *exchanges, ChatMessage("user", turn)]
 
 
 def earlier_context(memory: Memory) -> str:

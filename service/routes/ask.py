@@ -21,6 +21,7 @@ from agents.pal import PalOptions
 from agents.policy import RunPolicy, bounded, resolve_actions
 from service.deps import Client, Owner, State
 from service.errors import ProblemError, problem_responses
+from service.export import answering_program
 from service.runner import FAILURE_STATUS, MeteredLLM, RunSession
 from service.runs import CLIENT_GONE, ThreadBusy
 from service.schemas import AskRequest, AskResponse, RunAccepted
@@ -119,7 +120,12 @@ async def _thread_memory(
     settings = state.settings
     runs = [run for run in await state.store.thread_runs(thread_id) if run["run_id"] != run_id]
     turns = [
-        Turn(run["question"], run["answer"] if run["status"] in ANSWERED else None) for run in runs
+        Turn(
+            run["question"],
+            run["answer"] if run["status"] in ANSWERED else None,
+            answering_program(run),  # a PAL run's own form of its answer
+        )
+        for run in runs
     ]
     thread = await state.store.get_thread_memory(thread_id)
     config = MemoryConfig(

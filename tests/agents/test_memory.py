@@ -27,6 +27,7 @@ from agents.memory import (
     turn_tokens,
 )
 from agents.pal import PalOptions
+from agents.pal import prompt as pal_prompt
 from agents.pal.prompt import build_messages
 from agents.policy import RunPolicy
 from agents.react.prompt import EARLIER_THOUGHT
@@ -463,3 +464,28 @@ def test_config_is_validated(kwargs: dict[str, Any], error: str) -> None:
 
 def test_memory_is_empty_without_turns_or_summary() -> None:
     assert not Memory() and Memory("s") and Memory(turns=(turn(1),))
+
+
+def test_an_earlier_pal_turn_is_shown_as_its_program() -> None:
+    """A PAL follow-up edits the earlier program: the earlier turn is an exchange of the
+    prefix's own form (Q, then the fenced program), after the cached prefix; a turn without
+    a program stays in the question's paragraph."""
+    program = 'def solution():\n    """Olivia..."""\n    return 23 - 5 * 3'
+    memory = Memory(
+        turns=(
+            Turn("What is the capital of France?", "Paris"),
+            Turn("Olivia has $23. She bought five bagels for $3 each. Left?", "8", program),
+        )
+    )
+    plain = pal_prompt.build_messages("And what if she bought seven?")
+    messages = pal_prompt.build_messages("And what if she bought seven?", memory=memory)
+    prefix = plain[:-1]
+    assert messages[: len(prefix)] == prefix  # the cached prefix is untouched
+    asked, answered, last = messages[len(prefix) :]
+    assert (asked.role, asked.content) == (
+        "user",
+        "Q: Olivia has $23. She bought five bagels for $3 each. Left?",
+    )
+    assert (answered.role, answered.content) == ("assistant", pal_prompt.fence(program))
+    assert last.role == "user" and last.content.endswith("Q: And what if she bought seven?")
+    assert "capital of France" in last.content and "Olivia" not in last.content

@@ -311,3 +311,23 @@ async def test_feedback_export_builds_the_training_sets(app_client: AppFactory) 
         assert {r["run_id"] for r in raw} == {liked, wrong["run_id"], unrated}
         assert await export("format=raw&since=2999-01-01T00:00:00Z") == []
         assert (await client.get("/feedback/export?format=csv")).status_code == 422
+
+
+async def test_a_pal_follow_up_sees_the_earlier_program(app_client: AppFactory) -> None:
+    """In a thread, an earlier PAL run is shown as its question and the program that
+    answered it: the follow-up edits that program (what small models manage)."""
+    first = "def solution():\n    return 23 - 5 * 3\n"
+    second = "def solution():\n    return 23 - 7 * 3\n"
+    fake = FakeOpenAI(
+        script=lambda request: f"```python\n{second if 'seven' in request.text else first}```"
+    )
+    async with app_client(fake) as client:
+        thread = (await client.post("/threads")).json()["thread_id"]
+        body = {"mode": "pal", "thread_id": thread}
+        one = await client.post("/ask", json={**body, "question": "Olivia has $23... left?"})
+        two = await client.post("/ask", json={**body, "question": "And if she bought seven?"})
+        assert (one.json()["answer"], two.json()["answer"]) == ("8", "2")
+        sent = fake.chat_requests[-1].messages
+        assert sent[-3] == {"role": "user", "content": "Q: Olivia has $23... left?"}
+        assert sent[-2]["role"] == "assistant" and "return 23 - 5 * 3" in sent[-2]["content"]
+        assert sent[-1]["content"] == "Q: And if she bought seven?"

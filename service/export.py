@@ -53,9 +53,12 @@ the store does not keep what is needed, the choice made is written down here:
   observation, compared as the vote does, ``agents.pal.vote.agrees``); a PAL run corrected
   to an answer that none of its programs computed has no ``sft`` transcript: a prose answer
   would teach the PAL prompt to skip the program, and no program in the store computes it.
-* **Threads**: a run in a thread (``thread_id``) saw earlier turns that the store does not
-  keep with the run; it has no ``sft`` or ``preference`` record (a follow-up question out of
-  its conversation teaches the wrong thing). Runs that have not ended are left out too.
+* **Threads**: a run in a thread (``thread_id``) kept what it saw of the thread in
+  ``details.memory`` (``memory_record``); its transcript shows those turns before its
+  question, rendered by the agents' own builders as the model saw them. A threaded run
+  without it (stored before it was kept) has no ``sft`` or ``preference`` record: a
+  follow-up question out of its conversation teaches the wrong thing. Runs that have not
+  ended are left out too.
 
 Preference pairs (``preference_records``), per question (whitespace and case ignored):
 
@@ -90,6 +93,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agents.memory import Memory, Turn
 from agents.pal import prompt as pal_prompt
 from agents.pal.vote import agrees
 from agents.policy import FINISH
@@ -410,7 +414,10 @@ def _react_conversation(
     docs = [doc for doc in actions if doc.name != FINISH and doc.name not in unavailable]
     messages = [
         _message("system", react_prompt.text_system_prompt([*docs, FINISH_DOC])),
-        _message("user", react_prompt.question_message(run["question"])),
+        *(
+            _message(m.role, m.content)
+            for m in react_prompt.conversation(run["question"], _memory_of(run), native=False)
+        ),
     ]
     steps = [_read_step(raw) for raw in run.get("steps") or []]
     final: _Step | None = None
@@ -480,7 +487,7 @@ def _pal_prompt(run: Run, *, weighted: bool) -> list[Message] | None:
     if task not in pal_prompt.TASKS:
         return None  # a family this version does not have: its prompt cannot be rebuilt
     messages = []
-    for message in pal_prompt.build_messages(run["question"], task):
+    for message in pal_prompt.build_messages(run["question"], task, _memory_of(run)):
         entry = _message(message.role, message.content)
         if weighted and message.role == "assistant":
             entry["weight"] = 0  # an exemplar: part of the prompt, not this run's answer
@@ -555,13 +562,37 @@ def _program_result(observation: str) -> Any:
 
 
 def _exportable(run: Run) -> bool:
-    """A run whose prompt can be rebuilt: ended, not in a thread, with a question."""
+    """A run whose prompt can be rebuilt: ended, with a question, and in a thread only when
+    it kept the memory it saw (``details.memory``; runs from before that did not)."""
     return (
         run.get("status") not in _NOT_ENDED
-        and not run.get("thread_id")
+        and (not run.get("thread_id") or _memory_of(run) is not None)
         and isinstance(run.get("question"), str)
         and bool(run["question"].strip())
     )
+
+
+def memory_record(memory: Memory) -> dict[str, Any]:
+    """What a run saw of its thread, as JSON for its details (``_memory_of`` reads it)."""
+    return {
+        "summary": memory.summary,
+        "turns": [
+            {"question": t.question, "answer": t.answer, "program": t.program} for t in memory.turns
+        ],
+    }
+
+
+def _memory_of(run: Run) -> Memory | None:
+    record = (run.get("details") or {}).get("memory")
+    if not isinstance(record, dict) or not isinstance(record.get("turns"), list):
+        return None
+    turns = tuple(
+        Turn(str(t.get("question") or ""), t.get("answer"), t.get("program"))
+        for t in record["turns"]
+        if isinstance(t, dict)
+    )
+    summary = record.get("summary")
+    return Memory(summary if isinstance(summary, str) else None, turns)
 
 
 def _correction(feedback: Feedback) -> str | None:

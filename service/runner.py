@@ -174,6 +174,7 @@ class RunSession:
         self.failure: str | None = None  # "llm" | "timeout" | "internal"
         self.store_error: str | None = None  # why the run's end could not be stored
         self.stop_reason: StopReason | None = None
+        self.extra_details: dict[str, Any] = {}  # stored with the run (the memory it saw)
         self._stop_message: str | None = None
         self.log: list[Event] = []
         self._unsaved: list[Event] = []  # events whose write failed: retried with the next
@@ -287,7 +288,7 @@ class RunSession:
             duration_ms=round(((self._ended or time.monotonic()) - self._started) * 1000, 1),
             mode=self.mode,
             error=final.error,
-            details=final.details,
+            details={**final.details, **self.extra_details},
             stored=self.store_error is None,
             store_error=self.store_error,
         )

@@ -21,7 +21,7 @@ from agents.pal import PalOptions
 from agents.policy import RunPolicy, bounded, resolve_actions
 from service.deps import Client, Owner, State
 from service.errors import ProblemError, problem_responses
-from service.export import answering_program
+from service.export import answering_program, memory_record
 from service.runner import FAILURE_STATUS, MeteredLLM, RunSession
 from service.runs import CLIENT_GONE, ThreadBusy
 from service.schemas import AskRequest, AskResponse, RunAccepted
@@ -89,6 +89,9 @@ async def submit(body: AskRequest, state: AppState, owner: str) -> RunSession:
         if body.thread_id is not None:
             memory = await _thread_memory(state, body, body.thread_id, session.run_id, llm)
             run_spec = replace(spec, memory=memory)
+            # What the model saw of the thread, kept with the run: the export rebuilds its
+            # prompt from it (service.export).
+            session.extra_details["memory"] = memory_record(memory)
         agents = AgentFactory(llm, state.sandbox, state.tools)  # this run's usage, metered
         return agents.run(body.question, run_spec)
 

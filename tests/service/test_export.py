@@ -656,3 +656,23 @@ def test_the_system_prompt_leaves_out_the_actions_a_run_did_without() -> None:
     system = record["messages"][0]["content"]
     assert system == text_system_prompt([DEFAULT_ACTIONS[0], FINISH_DOC])
     assert "- search[" not in system and "- python[" in system
+
+
+def test_a_thread_run_is_exported_with_the_memory_it_saw() -> None:
+    """A run in a thread keeps what it saw of the thread (details.memory): its transcript
+    shows the earlier turn before its question, as the agent showed it."""
+    earlier = {"question": "What is 6 * 7?", "answer": "42", "program": None}
+    threaded = dict(
+        REACT,
+        thread_id="thread-1",
+        details={**REACT.get("details", {}), "memory": {"summary": None, "turns": [earlier]}},
+    )
+    record = sft_record(threaded, feedback("react-1", 1))
+    assert record is not None
+    messages = check_sft(record)
+    contents = [m["content"] for m in messages]
+    asked = contents.index("Question: What is 6 * 7?")
+    assert messages[asked + 1]["role"] == "assistant" and "finish[42]" in contents[asked + 1]
+    assert contents[asked + 2] == f"Question: {REACT['question']}"
+    plain = sft_record(REACT, feedback("react-1", 1))
+    assert plain is not None and record["messages"][-1] == plain["messages"][-1]

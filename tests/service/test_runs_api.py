@@ -204,6 +204,11 @@ async def test_a_thread_remembers_its_turns(app_client: AppFactory) -> None:
             )
         ).json()
         assert (one["answer"], two["answer"]) == ("8 dollars", "2 dollars")
+        seen = two["details"]["memory"]  # kept with the run, for the export
+        assert seen == {
+            "summary": None,
+            "turns": [{"question": first, "answer": "8 dollars", "program": None}],
+        }
         second_request = json.dumps(fake.chat_requests[-1].messages)
         assert "five bagels" in second_request and "8 dollars" in second_request
         assert "five bagels" not in json.dumps(fake.chat_requests[0].messages[2:])

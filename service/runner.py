@@ -49,7 +49,7 @@ log = structlog.get_logger(__name__)
 FAILURE_STATUS = {"llm": 502, "timeout": 504, "internal": 500}
 Event = tuple[int, str, dict[str, Any]]  # (seq, name, data): one SSE event, one stored row
 StopReason = Literal["cancelled", "interrupted"]
-_WRITTEN_WITH_THE_NEXT = ("thought", "action")
+_WRITTEN_WITH_THE_NEXT = ("thought",)  # the action follows from the same LLM call
 AgentStarter = Callable[["MeteredLLM"], Awaitable[AsyncIterator[StepEvent]]]
 
 
@@ -296,10 +296,11 @@ class RunSession:
     # -- internals ----------------------------------------------------------------------------
 
     async def _publish(self, name: str, data: dict[str, Any]) -> None:
-        """Log the event and write it with the progress so far. A step's thought and action
-        are written with its observation (one write per step, not three: SQLite commits cost
-        milliseconds each), the run's start and end at once. A failed write does not stop
-        the run: its events are written with the next one that succeeds, or at the end."""
+        """Log the event and write it with the progress so far: the LLM call's usage as
+        soon as its action is known (a step's thought is written with its action, which the
+        same call produced: SQLite commits cost milliseconds each), the observation when the
+        action has run, the run's start and end at once. A failed write does not stop the
+        run: its events are written with the next one that succeeds, or at the end."""
         event = (len(self.log) + 1, name, data)
         if name in _WRITTEN_WITH_THE_NEXT:
             self._unsaved.append(event)

@@ -142,6 +142,10 @@ async def test_cancel_during_a_sandbox_run(app_client: AppFactory) -> None:
         await wait_for(client, run_id, "running")
         await until(lambda: fake.calls > 0)
         await asyncio.sleep(0.3)  # the program is spinning in the sandbox now
+        during = (await client.get(f"/runs/{run_id}")).json()
+        # The LLM call's usage and the action it chose are stored before the action ends.
+        assert during["usage"]["llm_calls"] == 1 and during["usage"]["prompt_tokens"] > 0
+        assert during["steps"][0]["action"] == "python"
         started = time.monotonic()
         cancelled = (await client.post(f"/runs/{run_id}/cancel")).json()
         assert time.monotonic() - started < 1.0

@@ -19,6 +19,7 @@ at all (``StoreUnavailable``, HTTP 503).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -209,7 +210,7 @@ class RunSession:
         agent: AsyncIterator[StepEvent] | None = None
         try:
             try:
-                async with slot if slot is not None else _nothing():
+                async with slot if slot is not None else contextlib.nullcontext():
                     self._started = time.monotonic()  # the deadline counts from here
                     self._metrics.in_flight.inc()
                     try:
@@ -379,14 +380,6 @@ class RunSession:
             llm_calls=response.usage.llm_calls,
             duration_ms=response.duration_ms,
         )
-
-
-class _nothing:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 def _event_name(event: StepEvent) -> str:

@@ -24,10 +24,10 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -58,6 +58,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_Row = TypeVar("_Row")
 ACTIVE = ("queued", "running")  # a run in one of these has not ended
 MAX_PAGE = 100
 
@@ -376,9 +377,7 @@ class RunStore:
         with _translated():
             async with self._sessions() as session:
                 rows = list((await session.scalars(statement)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        following = encode_cursor(rows[-1].created_at, rows[-1].run_id) if more else None
+        rows, following = _cut(rows, limit, lambda row: (row.created_at, row.run_id))
         return [row.as_dict() for row in rows], following
 
     async def active_run(self, thread_id: str) -> str | None:
@@ -448,9 +447,7 @@ class RunStore:
         with _translated():
             async with self._sessions() as session:
                 rows = list((await session.scalars(statement)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        following = encode_cursor(rows[-1].created_at, rows[-1].thread_id) if more else None
+        rows, following = _cut(rows, limit, lambda row: (row.created_at, row.thread_id))
         return [row.as_dict() for row in rows], following
 
     async def delete_thread(self, thread_id: str, owner: str) -> bool:
@@ -535,3 +532,12 @@ def _page(statement: Any, moment: Any, key: Any, cursor: str | None, limit: int)
         at, last = decode_cursor(cursor)
         statement = statement.where(or_(moment < at, and_(moment == at, key < last)))
     return statement.order_by(moment.desc(), key.desc()).limit(min(limit, MAX_PAGE) + 1)
+
+
+def _cut(
+    rows: list[_Row], limit: int, position: Callable[[_Row], tuple[dt.datetime, str]]
+) -> tuple[list[_Row], str | None]:
+    """A page fetched one row long (``_page``): its rows, and the cursor after the last one
+    when more follow."""
+    page = rows[:limit]
+    return page, encode_cursor(*position(page[-1])) if len(rows) > limit else None

@@ -221,14 +221,14 @@ async def _sse(state: AppState, run_id: str, *, background: bool) -> AsyncIterat
     ended = False
     try:
         async for seq, name, data in state.runs.follow(run_id):
-            yield _event(name, data, seq)
+            yield sse_event(name, data, seq)
             ended = name == "final"
     finally:
         if not ended and not background:
             state.runs.request_cancel(run_id, CLIENT_GONE)  # no await: this code is being cancelled
 
 
-def _event(name: str, data: dict[str, Any], seq: int) -> ServerSentEvent:
+def sse_event(name: str, data: dict[str, Any], seq: int) -> ServerSentEvent:
     """Every event's data is ASCII JSON: no U+2028, U+0085 or other line break that a client
     splitting lines its own way (``str.splitlines``) could read as a forged ``event:`` line."""
     return ServerSentEvent(json.dumps(data, ensure_ascii=True), event=name, id=str(seq))

@@ -3,7 +3,6 @@ or replay its events, cancel it, give feedback on it; and the Prometheus metrics
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -14,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from service.deps import Client, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.metrics import CONTENT_TYPE
-from service.routes.ask import accepted, submit
+from service.routes.ask import accepted, sse_event, submit
 from service.runs import RunNotActive
 from service.schemas import (
     AskRequest,
@@ -187,4 +186,4 @@ def _last_event_id(value: str | None) -> int:
 
 async def _replay(state: AppState, run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
     async for seq, name, data in state.runs.follow(run_id, after):
-        yield ServerSentEvent(json.dumps(data, ensure_ascii=True), event=name, id=str(seq))
+        yield sse_event(name, data, seq)

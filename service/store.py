@@ -15,6 +15,12 @@ every read is scoped to it.
 Every database failure (locked, read-only, disk full, server down) leaves this module as
 ``StoreUnavailable``, whose message says why in a few words: the service answers 503 when a
 run cannot be recorded or read, and tells the client when a run's end could not be stored.
+
+A caller that is cancelled (a client gone from a stream, a deadline) never cancels a database
+operation: each runs in a task of its own that the caller only waits for (``_detached``).
+Cancelled half-way, a session cannot hand its connection back (anyio's cancellation, which
+Starlette and sse-starlette use, cancels the clean-up too), so the connection was left to the
+garbage collector and a write was lost; now the write ends and the connection goes back.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -59,6 +66,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _Row = TypeVar("_Row")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 ACTIVE = ("queued", "running")  # a run in one of these has not ended
 MAX_PAGE = 100
 
@@ -216,6 +225,24 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raise BadCursor("cursor is not one this server handed out") from exc
 
 
+def _detached(
+    operation: Callable[Concatenate[RunStore, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[RunStore, _P], Awaitable[_T]]:
+    """Run ``operation`` in a task of its own: cancelling the caller stops the wait, not the
+    operation, which ends (committing or rolling back) and returns its connection. The store
+    keeps the task until it ends and ``aclose`` waits for it."""
+
+    @functools.wraps(operation)
+    async def detached(store: RunStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        task = asyncio.ensure_future(operation(store, *args, **kwargs))
+        store._operations.add(task)
+        task.add_done_callback(store._operation_done)
+        return await asyncio.shield(task)
+
+    detached.__detached__ = True  # type: ignore[attr-defined]
+    return detached
+
+
 class RunStore:
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)
@@ -228,6 +255,7 @@ class RunStore:
         # locked", found with 8 runs at a time on a loaded machine): this process's writes
         # take turns here instead. Postgres has row locks and needs none.
         self._writing = asyncio.Lock() if self.sqlite else None
+        self._operations: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         """Apply the migrations, then mark the runs a dead process left unfinished."""
@@ -236,8 +264,17 @@ class RunStore:
                 await conn.run_sync(migrate)
 
     async def aclose(self) -> None:
+        """Wait for the operations whose callers went away, then close every connection."""
+        if self._operations:
+            await asyncio.wait(list(self._operations))
         await self._engine.dispose()
 
+    def _operation_done(self, task: asyncio.Future[Any]) -> None:
+        self._operations.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that left does not want it, nor the logs
+
+    @_detached
     async def check(self) -> None:
         with _translated():
             async with self._sessions() as session:
@@ -245,6 +282,7 @@ class RunStore:
 
     # -- runs ---------------------------------------------------------------------------------
 
+    @_detached
     async def create(
         self,
         run_id: str,
@@ -273,6 +311,7 @@ class RunStore:
         async with self._write() as session:
             session.add(record)
 
+    @_detached
     async def record_events(
         self,
         run_id: str,
@@ -298,8 +337,10 @@ class RunStore:
                 update(RunRecord).where(RunRecord.run_id == run_id).values(**values)
             )
 
+    @_detached
     async def finish(
         self,
+        /,
         run_id: str,
         *,
         events: Sequence[tuple[int, str, dict[str, Any]]] = (),
@@ -319,6 +360,7 @@ class RunStore:
         if getattr(result, "rowcount", 1) == 0:
             raise StoreUnavailable(f"the run store has no record of run {run_id}")
 
+    @_detached
     async def mark_interrupted(self, *, older_than: dt.datetime | None = None) -> int:
         """Runs left queued or running by a process that is gone: ``interrupted``. Only
         those not updated since ``older_than`` when given (several replicas share a store)."""
@@ -338,6 +380,7 @@ class RunStore:
             result = await session.execute(statement)
         return int(getattr(result, "rowcount", 0) or 0)
 
+    @_detached
     async def get(self, run_id: str, owner: str | None = None) -> dict[str, Any] | None:
         """The run, or None; with ``owner``, None too when another owner's."""
         with _translated():
@@ -347,6 +390,7 @@ class RunStore:
                     return None
                 return record.as_dict()
 
+    @_detached
     async def events(self, run_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         statement = (
             select(EventRecord)
@@ -358,6 +402,7 @@ class RunStore:
                 rows = (await session.scalars(statement)).all()
         return [(row.seq, row.event, row.data) for row in rows]
 
+    @_detached
     async def list_runs(
         self,
         owner: str,
@@ -380,6 +425,7 @@ class RunStore:
         rows, following = _cut(rows, limit, lambda row: (row.created_at, row.run_id))
         return [row.as_dict() for row in rows], following
 
+    @_detached
     async def active_run(self, thread_id: str) -> str | None:
         statement = select(RunRecord.run_id).where(
             RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE)
@@ -390,6 +436,7 @@ class RunStore:
 
     # -- threads ------------------------------------------------------------------------------
 
+    @_detached
     async def create_thread(
         self, thread_id: str, owner: str, meta: dict[str, Any]
     ) -> dict[str, Any]:
@@ -405,6 +452,7 @@ class RunStore:
             session.add(record)
         return record.as_dict()
 
+    @_detached
     async def get_thread(self, thread_id: str, owner: str) -> dict[str, Any] | None:
         """The thread with its memory state (``summary``, ``summarized``), or None."""
         with _translated():
@@ -418,6 +466,7 @@ class RunStore:
                     "summarized": record.summarized,
                 }
 
+    @_detached
     async def get_thread_memory(self, thread_id: str) -> ThreadMemory:
         """The thread's running summary and how many of its turns it folds."""
         with _translated():
@@ -427,6 +476,7 @@ class RunStore:
             return ThreadMemory(None, 0)
         return ThreadMemory(record.summary, record.summarized)
 
+    @_detached
     async def thread_runs(self, thread_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         """The thread's runs, oldest first (its turns)."""
         statement = (
@@ -439,6 +489,7 @@ class RunStore:
             async with self._sessions() as session:
                 return [row.as_dict() for row in (await session.scalars(statement)).all()]
 
+    @_detached
     async def list_threads(
         self, owner: str, *, limit: int = 20, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -450,6 +501,7 @@ class RunStore:
         rows, following = _cut(rows, limit, lambda row: (row.created_at, row.thread_id))
         return [row.as_dict() for row in rows], following
 
+    @_detached
     async def delete_thread(self, thread_id: str, owner: str) -> bool:
         """The thread, its runs, their events and feedback; False when there is none."""
         runs = select(RunRecord.run_id).where(RunRecord.thread_id == thread_id)
@@ -463,6 +515,7 @@ class RunStore:
             await session.delete(found)
         return True
 
+    @_detached
     async def save_summary(self, thread_id: str, summary: str | None, summarized: int) -> None:
         statement = (
             update(ThreadRecord)
@@ -474,6 +527,7 @@ class RunStore:
 
     # -- feedback -----------------------------------------------------------------------------
 
+    @_detached
     async def put_feedback(self, run_id: str, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Create or update this owner's feedback on the run (only the fields given)."""
         now = _now()
@@ -487,12 +541,14 @@ class RunStore:
             record.updated_at = now
         return record.as_dict()
 
+    @_detached
     async def feedback(self, run_id: str, owner: str) -> dict[str, Any] | None:
         with _translated():
             async with self._sessions() as session:
                 record = await session.get(FeedbackRecord, (run_id, owner))
                 return record.as_dict() if record is not None else None
 
+    @_detached
     async def export_rows(
         self, owner: str, *, since: dt.datetime | None, with_feedback_only: bool, limit: int
     ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:

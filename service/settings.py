@@ -7,6 +7,7 @@ values fail fast with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -73,6 +74,8 @@ class Settings(BaseSettings):
 
     # Access.
     agent_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Serve without keys on an address other hosts can reach: the operator accepts the risk.
+    allow_unauthenticated: bool = False
     rate_limit: str = "60/minute"  # per client (API key, else address); "" disables
     # Failed API-key attempts per client address, then 429 for it (any key); "" disables.
     auth_failure_limit: str = "20/minute"
@@ -156,6 +159,18 @@ class Settings(BaseSettings):
         for key in self.agent_api_keys:
             if len(key.get_secret_value()) < 16:
                 raise ValueError("each AGENT_API_KEYS token must be at least 16 characters")
+        if (
+            not self.agent_api_keys
+            and not self.allow_unauthenticated
+            and not is_loopback(self.host)
+        ):
+            raise ValueError(
+                f"HOST={self.host} lets other machines in, and no AGENT_API_KEYS are set: "
+                "anyone who reaches it could run code in the sandbox and spend the LLM's "
+                "budget. Set AGENT_API_KEYS (comma-separated tokens of 16+ characters), or "
+                "ALLOW_UNAUTHENTICATED=true to accept that risk (e.g. behind a proxy that "
+                "authenticates), or bind HOST=127.0.0.1"
+            )
         return self
 
     def sandbox_config(self) -> SandboxConfig:
@@ -167,6 +182,17 @@ class Settings(BaseSettings):
             max_output_bytes=self.sandbox_max_output_bytes,
             allow_weak=self.sandbox_allow_weak,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host``: ``localhost`` or a loopback IP. Any
+    other name may resolve to an address others can reach, so it counts as exposed."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def describe_invalid(exc: ValidationError) -> str:

@@ -12,10 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from agents.llm.local import LLAMA_CMAKE_ARGS
 from agents.llm.model_files import MODELS
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -124,6 +127,25 @@ def test_compose_service_keeps_its_data_on_a_named_volume() -> None:
     assert "reactpal-data" in spec["volumes"]
     assert service["environment"]["HOST"] == "0.0.0.0"
     assert "/app/data/" in service["environment"]["DATABASE_URL"]
+
+
+def _default(value: str) -> str:
+    """A compose value with its ``${NAME:-default}`` parts replaced by their defaults."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_compose_without_configuration_is_reachable_from_this_machine_only() -> None:
+    """``docker compose up`` with nothing set publishes on loopback, and runs keyless only
+    because of that; the image's own environment (HOST=0.0.0.0, no keys) refuses to start."""
+    service = compose()["services"]["reactpal"]
+    published = [_default(port) for port in service["ports"]]
+    assert published == ["127.0.0.1:8000:8000"]
+    environment = {k: _default(str(v)) for k, v in service["environment"].items()}
+    assert environment["ALLOW_UNAUTHENTICATED"] == "true"
+    assert environment["AGENT_API_KEYS"] == ""
+    Settings(host=environment["HOST"], allow_unauthenticated=True)  # starts
+    with pytest.raises(ValidationError, match="ALLOW_UNAUTHENTICATED"):
+        Settings(host="0.0.0.0")  # the Dockerfile's HOST, no keys: `docker run -p` alone
 
 
 def test_compose_documents_every_contract_variable() -> None:

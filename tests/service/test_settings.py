@@ -55,6 +55,42 @@ def test_bad_values_fail_fast(
         Settings()
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "[::]", "reactpal.internal"])
+def test_an_exposed_bind_without_keys_is_refused(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("HOST", host)
+    with pytest.raises(ValidationError, match=r"AGENT_API_KEYS.*ALLOW_UNAUTHENTICATED=true"):
+        Settings()
+    monkeypatch.setenv("AGENT_API_KEYS", "k" * 16)
+    assert Settings().host == host
+    monkeypatch.delenv("AGENT_API_KEYS")
+    monkeypatch.setenv("ALLOW_UNAUTHENTICATED", "true")  # the operator accepts the risk
+    assert Settings().host == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost"])
+def test_a_loopback_bind_needs_no_keys(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    monkeypatch.setenv("HOST", host)
+    assert Settings().host == host
+
+
+def test_the_server_will_not_start_open_to_the_network(tmp_path: Path) -> None:
+    """``python -m service`` with HOST=0.0.0.0 and no keys: exit 2 before binding, with a
+    message that names both ways out."""
+    started = subprocess.run(
+        [sys.executable, "-m", "service"],
+        env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": str(tmp_path), "HOST": "0.0.0.0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 2, started
+    for name in ("HOST=0.0.0.0", "AGENT_API_KEYS", "ALLOW_UNAUTHENTICATED=true"):
+        assert name in started.stderr, started.stderr
+
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 

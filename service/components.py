@@ -54,7 +54,13 @@ def build_tools(
 
     registry = ToolRegistry()
     registry.register(PythonTool(sandbox))
-    registry.register(SearchTool(search_provider, max_results=settings.search_max_results))
+    registry.register(
+        SearchTool(
+            search_provider,
+            max_results=settings.search_max_results,
+            min_interval_s=settings.search_min_interval_s,
+        )
+    )
     for spec in settings.extra_tools:
         registry.register(load_langchain_tool(spec))
     unknown = set(settings.allowed_actions) - set(registry.names()) - {"finish"}

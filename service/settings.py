@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     searxng_url: str | None = None
     search_timeout_s: float = Field(8.0, gt=0, le=60)
     search_max_results: int = Field(5, ge=1, le=20)
+    # Spacing between search calls, service-wide; unset: the provider's (DuckDuckGo 1 s, SearxNG 0).
+    search_min_interval_s: float | None = Field(None, ge=0, le=60)
 
     # Budgets: request values are capped by these.
     default_max_steps: int = Field(8, ge=1, le=100)

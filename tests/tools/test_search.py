@@ -674,3 +674,26 @@ async def test_duckduckgo_probe_is_a_connection(monkeypatch: pytest.MonkeyPatch)
         await provider.reachable(1.0)  # refused: nothing listens there any more
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
     await provider.reachable(1.0)  # behind a proxy a direct connection proves nothing
+
+
+@pytest.mark.parametrize(
+    ("provider", "setting", "spacing"),
+    [("searxng", None, 0.0), ("duckduckgo", None, 1.0), ("searxng", 0.5, 0.5)],
+)
+async def test_search_spacing_is_a_setting_and_none_for_a_private_searxng(
+    provider: str, setting: float | None, spacing: float
+) -> None:
+    """Issue 11: SearxNG calls were spaced 0.2 s apart service-wide, so 100 users doing 3
+    searches each queued for a minute against a private instance whose limiter is off."""
+    from service.components import build_search_provider, build_tools
+    from service.settings import Settings
+
+    settings = Settings(
+        search_provider=provider, searxng_url="http://searx.test", search_min_interval_s=setting
+    )
+    search = build_search_provider(settings)
+    try:
+        tool = build_tools(settings, None, search).get("search")  # type: ignore[arg-type]
+        assert isinstance(tool, SearchTool) and tool._min_interval_s == spacing
+    finally:
+        await search.aclose()

@@ -27,7 +27,9 @@ class SearxngProvider:
     """A SearxNG instance as a ``SearchProvider``. Owns one ``httpx2.AsyncClient``."""
 
     name = "searxng"
-    min_interval_s = 0.2  # self-hosted, but its limiter still answers 429 to bursts
+    # A private instance (its limiter off, as in docker-compose.yml) takes bursts; a 429 from
+    # one whose limiter is on is backed off from (SearchTool). SEARCH_MIN_INTERVAL_S spaces calls.
+    min_interval_s = 0.0
 
     def __init__(
         self,

@@ -51,11 +51,12 @@ test: install-dev test-servers
 	$(PY) -m mypy
 	$(PY) -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-# Real servers the tests start: headless Chromium renders /docs, Postgres holds a run store
-# (Debian's packages; root installs what is missing).
+# Real servers the tests start: headless Chromium renders /docs, Postgres holds a run store,
+# Redis the shared limits (Debian's packages; root installs what is missing).
 test-servers:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "== installing for the tests:$$missing"; \

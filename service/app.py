@@ -20,7 +20,8 @@ from agents.factory import AgentFactory
 from agents.llm.base import LLM
 from agents.policy import resolve_actions
 from service import docs, errors
-from service.auth import Authenticator, RateLimiter
+from service.admission import Admission
+from service.auth import Authenticator
 from service.components import build_llm, build_search_provider, build_tools
 from service.hosts import TrustedHost
 from service.limits import BodySizeLimit
@@ -65,18 +66,29 @@ def create_app(
             cutoff = None if store.sqlite else _ago(settings.request_timeout_s + 60)
             if interrupted := await store.mark_interrupted(older_than=cutoff):
                 log.warning("runs left in progress by a stopped process", interrupted=interrupted)
-            manager = RunManager(
-                store,
-                max_concurrent=settings.max_concurrent_runs,
-                max_follow_s=settings.request_timeout_s + 60,
-            )
-            stack.push_async_callback(manager.aclose)  # before the store closes: LIFO
             provider = search_provider or build_search_provider(settings)
             stack.push_async_callback(provider.aclose)
             tools = build_tools(settings, box, provider)
             for tool in tools:
                 availability(tool)  # starts the probes (search) before the first run needs them
             metrics = Metrics(actions=tools.names())  # the only action labels
+            admission = Admission(
+                storage_url=settings.rate_limit_storage_url,
+                max_runs=settings.max_concurrent_runs,
+                max_runs_per_client=settings.max_concurrent_runs_per_client,
+                rate_limit=settings.rate_limit,
+                token_budget=settings.token_budget_per_key,
+                lease_s=settings.request_timeout_s,
+                metrics=metrics,
+            )
+            stack.push_async_callback(admission.aclose)
+            manager = RunManager(
+                store,
+                admission,
+                max_concurrent=settings.max_concurrent_runs,
+                max_follow_s=settings.request_timeout_s + 60,
+            )
+            stack.push_async_callback(manager.aclose)  # before the store closes: LIFO
             app.state.reactpal = AppState(
                 settings=settings,
                 llm=model,
@@ -89,7 +101,7 @@ def create_app(
                     failure_limit=settings.auth_failure_limit,
                     metrics=metrics,
                 ),
-                rate_limiter=RateLimiter(settings.rate_limit),
+                admission=admission,
                 agents=AgentFactory(model, box, tools),
                 runs=manager,
             )

@@ -1,5 +1,5 @@
 """Bearer-token authentication (``AGENT_API_KEYS``), throttled per client address after failed
-attempts (``AUTH_FAILURE_LIMIT``), and per-client rate limits (``RATE_LIMIT``).
+attempts (``AUTH_FAILURE_LIMIT``). The per-client limits are ``service.admission``'s.
 
     ProblemError
     └── AuthenticationFailed   401, a missing or wrong key; ``reason`` says which
@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Literal
 
 from fastapi import Request
 from limits import parse, storage, strategies
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from service.errors import ProblemError
 
@@ -48,7 +46,7 @@ class FailedAuthThrottle:
     Refused attempts do not count as failures, so a block lasts one window at most and a
     guesser gets ``rate`` guesses per window. An IPv6 client is counted by its /64, which is
     what one subscriber usually holds: counted per address, it could take a fresh one for
-    every attempt. In-process, like ``RateLimiter``; its storage is
+    every attempt. In-process (each worker counts alone); its storage is
     the synchronous in-memory one (a dict and a lock, no I/O), so that ``Authenticator.client``
     stays a plain function every caller can use. ``""`` disables it."""
 
@@ -137,24 +135,3 @@ class Authenticator:
         if not matched:
             raise AuthenticationFailed("wrong", "wrong API key", 'Bearer error="invalid_token"')
         return token.strip()
-
-
-class RateLimiter:
-    """A moving-window limit per client (its API key, else its address). In-process: with
-    several replicas, each enforces its own share."""
-
-    def __init__(self, rate: str) -> None:
-        self._item = parse(rate) if rate else None
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    async def check(self, client: str) -> None:
-        if self._item is None:
-            return
-        if not await self._limiter.hit(self._item, "ask", client):
-            stats = await self._limiter.get_window_stats(self._item, "ask", client)
-            retry = max(1, int(stats.reset_time - time.time()))
-            raise ProblemError(
-                429,
-                f"rate limit of {self._item} exceeded; retry in {retry} s",
-                headers={"Retry-After": str(retry)},
-            )

@@ -1,8 +1,9 @@
 """The runs this process is running: each one an asyncio task, whoever asked for it.
 
 ``/ask`` (JSON or stream), ``POST /runs`` and the MCP/OpenAI doors all go through
-``RunManager.submit``: the run is recorded (``queued``), then runs in its own task as soon as
-one of ``MAX_CONCURRENT_RUNS`` slots is free, independent of the request that started it. A
+``RunManager.submit``: the run is admitted (``service.admission``: a run slot, or 503/429
+before anything is recorded), recorded, then runs in its own task, independent of the request
+that started it; its slot is given back when it ends, however it ends. A
 client that waits for it, or follows its events, only reads; cancelling is explicit
 (``cancel``), or done by the route for a client that went away from a run that was not
 started in the background.
@@ -21,6 +22,8 @@ from collections.abc import AsyncIterator
 
 import structlog
 
+from service.admission import Admission
+from service.errors import ProblemError
 from service.runner import Event, RunSession
 from service.store import ACTIVE, RunStore
 
@@ -44,27 +47,36 @@ CLIENT_GONE = "the client disconnected before the end"
 
 
 class RunManager:
-    def __init__(self, store: RunStore, *, max_concurrent: int, max_follow_s: float) -> None:
+    def __init__(
+        self, store: RunStore, admission: Admission, *, max_concurrent: int, max_follow_s: float
+    ) -> None:
         self._store = store
+        self._admission = admission
         self._slots = asyncio.Semaphore(max_concurrent)
         self._max_follow_s = max_follow_s
         self._runs: dict[str, tuple[RunSession, asyncio.Task[None]]] = {}
         self._threads: dict[str, str] = {}  # thread_id -> its active run here
         self._thread_lock = asyncio.Lock()
 
-    async def submit(self, session: RunSession) -> RunSession:
-        """Record the run and start it; ``StoreUnavailable`` (503) or ``ThreadBusy`` (409)
-        before anything runs."""
+    async def submit(self, session: RunSession, client: str = "") -> RunSession:
+        """Admit the run for ``client`` (its API key, else its address), record it and start
+        it; ``ProblemError`` (503/429, full), ``StoreUnavailable`` (503) or ``ThreadBusy``
+        (409) before anything runs."""
         thread = session.thread_id
         async with self._thread_lock if thread else contextlib.nullcontext():
             if thread is not None:
                 active = self._threads.get(thread) or await self._store.active_run(thread)
                 if active is not None:
                     raise ThreadBusy(thread, active)
-            await session.create()
+            await self._admission.admit(session.run_id, client)
+            try:
+                await session.create()
+            except BaseException:
+                await self._release(session, client)
+                raise
             if thread is not None:
                 self._threads[thread] = session.run_id
-        task = asyncio.create_task(session.execute(self._slots), name=f"run-{session.run_id}")
+        task = asyncio.create_task(self._run(session, client), name=f"run-{session.run_id}")
         self._runs[session.run_id] = (session, task)
         task.add_done_callback(lambda _: self._forget(session))
         return session
@@ -125,6 +137,21 @@ class RunManager:
             session.stop("interrupted")
             task.cancel()
         await asyncio.gather(*(task for _, task in entries), return_exceptions=True)
+
+    async def _run(self, session: RunSession, client: str) -> None:
+        try:
+            await session.execute(self._slots)
+        finally:
+            await asyncio.shield(self._release(session, client))
+
+    async def _release(self, session: RunSession, client: str) -> None:
+        usage = session.meter.usage
+        try:
+            await self._admission.release(
+                session.run_id, client, usage.prompt_tokens + usage.completion_tokens
+            )
+        except ProblemError as exc:  # Redis down: the lease lapses by itself
+            log.warning("could not give back a run slot", run_id=session.run_id, error=str(exc))
 
     def _forget(self, session: RunSession) -> None:
         self._runs.pop(session.run_id, None)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -67,7 +68,9 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(4000, ge=1, le=100_000)
     max_samples: int = Field(8, ge=1, le=64)
     max_tokens: int = Field(768, ge=16, le=32_000)
-    max_concurrent_runs: int = Field(16, ge=1, le=10_000)  # more wait, "queued"
+    max_concurrent_runs: int = Field(16, ge=1, le=10_000)  # past it: 503, Retry-After
+    max_concurrent_runs_per_client: int = Field(8, ge=1, le=10_000)  # past it: 429
+    token_budget_per_key: int | None = Field(None, ge=1)  # LLM tokens per client per UTC day
 
     # Conversation memory of threads (agents.memory).
     memory_strategy: Literal["buffer", "window", "tokens", "summary"] = "window"
@@ -79,6 +82,9 @@ class Settings(BaseSettings):
     # Serve without keys on an address other hosts can reach: the operator accepts the risk.
     allow_unauthenticated: bool = False
     rate_limit: str = "60/minute"  # per client (API key, else address); "" disables
+    # Where rate limits, run slots and budgets are counted: memory:// (this process) or
+    # redis://host:port/db (shared by workers and replicas).
+    rate_limit_storage_url: str = "memory://"
     # Failed API-key attempts per client address, then 429 for it (any key); "" disables.
     auth_failure_limit: str = "20/minute"
     allowed_hosts: CommaList = ()  # Host names served; empty: any (/healthz answers any)
@@ -151,6 +157,23 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if value != "memory://" and not re.fullmatch(r"rediss?://\S+", value):
+            raise ValueError("must be memory:// or redis://host:port/db (rediss:// for TLS)")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value:
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a rate such as 60/minute") from exc
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

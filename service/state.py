@@ -11,7 +11,8 @@ from fastapi import Request
 
 from agents.factory import AgentFactory
 from agents.llm.base import LLM
-from service.auth import Authenticator, RateLimiter
+from service.admission import Admission
+from service.auth import Authenticator
 from service.metrics import Metrics
 from service.readiness import ReadinessCache
 from service.runs import RunManager
@@ -30,7 +31,7 @@ class AppState:
     store: RunStore
     metrics: Metrics
     auth: Authenticator
-    rate_limiter: RateLimiter
+    admission: Admission
     agents: AgentFactory  # builds each run's agent from llm, sandbox and tools
     runs: RunManager  # the runs in progress in this process
     readiness: ReadinessCache = field(default_factory=ReadinessCache)  # /readyz's checks

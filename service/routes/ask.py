@@ -54,8 +54,8 @@ async def ask(
     body: AskRequest, request: Request, state: State, client: Client, owner: Owner
 ) -> Any:
     address = request.client.host if request.client else "unknown"
-    await state.rate_limiter.check(client or address)
-    session = await submit(body, state, owner)
+    await state.admission.check_rate(client or address)
+    session = await submit(body, state, owner, client or address)
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):
         return EventSourceResponse(_sse(state, session.run_id, background=body.background), ping=15)
     if body.background:
@@ -77,8 +77,9 @@ async def ask(
     return response
 
 
-async def submit(body: AskRequest, state: AppState, owner: str) -> RunSession:
-    """Validate the request, record the run and start it: 403/404/409/422/503 before it runs."""
+async def submit(body: AskRequest, state: AppState, owner: str, client: str) -> RunSession:
+    """Validate the request, admit ``client``'s run, record it and start it: 403/404/409/422/
+    429/503 before it runs."""
     spec = _run_spec(body, state)
     if body.thread_id is not None and await state.store.get_thread(body.thread_id, owner) is None:
         raise ProblemError(404, f"no thread with id {body.thread_id}")
@@ -110,7 +111,7 @@ async def submit(body: AskRequest, state: AppState, owner: str) -> RunSession:
     # run's task when it starts, of the run.
     structlog.contextvars.bind_contextvars(run_id=session.run_id)
     try:
-        return await state.runs.submit(session)
+        return await state.runs.submit(session, client)
     except ThreadBusy as exc:
         raise ProblemError(409, f"{exc}; wait for it or cancel it", run_id=exc.run_id) from exc
 

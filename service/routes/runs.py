@@ -46,8 +46,8 @@ async def start_run(
     body: AskRequest, request: Request, state: State, client: Client, owner: Owner
 ) -> JSONResponse:
     address = request.client.host if request.client else "unknown"
-    await state.rate_limiter.check(client or address)
-    return accepted(await submit(body, state, owner))
+    await state.admission.check_rate(client or address)
+    return accepted(await submit(body, state, owner, client or address))
 
 
 @router.get(

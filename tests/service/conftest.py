@@ -67,3 +67,4 @@ def app_client(sandbox: Sandbox, settings_for: Callable[..., Settings]) -> AppFa
 
 
 from tests.service.postgres import postgres_server, postgres_url  # noqa: E402, F401  (fixtures)
+from tests.service.redis_server import redis_server, redis_url  # noqa: E402, F401  (fixtures)

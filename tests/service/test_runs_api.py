@@ -160,18 +160,68 @@ async def test_cancel_during_a_sandbox_run(app_client: AppFactory) -> None:
         assert after.status_code == 200  # the sandbox serves the next run
 
 
-async def test_cancel_while_queued(app_client: AppFactory) -> None:
+async def test_past_max_concurrent_runs_a_503_with_retry_after_and_nothing_recorded(
+    app_client: AppFactory,
+) -> None:
+    """Issue 11: a run past MAX_CONCURRENT_RUNS is refused at once, never queued behind the
+    others (a pile-up); the slot comes back when a run ends, however it ends."""
     fake = FakeOpenAI(default=FINISH)
     fake.fail("hang", times=1)
     async with app_client(fake, max_concurrent_runs=1) as client:
         first = (await client.post("/runs", json={"question": "first"})).json()["run_id"]
         await wait_for(client, first, "running")
-        second = (await client.post("/runs", json={"question": "second"})).json()["run_id"]
-        assert (await client.get(f"/runs/{second}")).json()["status"] == "queued"
-        cancelled = (await client.post(f"/runs/{second}/cancel")).json()
-        assert (cancelled["status"], cancelled["usage"]["llm_calls"]) == ("cancelled", 0)
-        assert fake.calls == 1  # the queued run never reached the model
+        for path in ("/runs", "/ask"):
+            refused = await client.post(path, json={"question": "second"})
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "1"
+            assert "MAX_CONCURRENT_RUNS" in refused.json()["detail"]
+        listed = (await client.get("/runs")).json()["runs"]
+        assert [run["run_id"] for run in listed] == [first]  # the refused ones left no trace
+        assert fake.calls == 1
         assert (await client.post(f"/runs/{first}/cancel")).json()["status"] == "cancelled"
+        again = await client.post("/ask", json={"question": "third"})
+        assert again.status_code == 200, again.text  # the cancelled run gave its slot back
+        assert (await client.post("/ask", json={"question": "fourth"})).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert 'reactpal_requests_rejected_total{reason="server_busy"} 2.0' in metrics
+
+
+async def test_one_client_cannot_take_every_slot(app_client: AppFactory) -> None:
+    """MAX_CONCURRENT_RUNS_PER_CLIENT: a client (its API key) past its share gets a 429 with
+    ``Retry-After`` while another client still gets in."""
+    keys = ("a" * 20, "b" * 20)
+    fake = FakeOpenAI(default=FINISH)
+    fake.fail("hang", times=1)
+    async with app_client(
+        fake, agent_api_keys=",".join(keys), max_concurrent_runs=4, max_concurrent_runs_per_client=1
+    ) as client:
+        alice = {"Authorization": f"Bearer {keys[0]}"}
+        bob = {"Authorization": f"Bearer {keys[1]}"}
+        first = await client.post("/runs", json={"question": "first"}, headers=alice)
+        run_id = first.json()["run_id"]
+        await wait_for(client, run_id, "running", headers=alice)
+        refused = await client.post("/ask", json={"question": "more"}, headers=alice)
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert "MAX_CONCURRENT_RUNS_PER_CLIENT" in refused.json()["detail"]
+        assert (await client.post("/ask", json={"question": "b"}, headers=bob)).status_code == 200
+        await client.post(f"/runs/{run_id}/cancel", headers=alice)
+        assert (await client.post("/ask", json={"question": "c"}, headers=alice)).status_code == 200
+
+
+async def test_a_spent_token_budget_is_a_429_until_midnight_utc(app_client: AppFactory) -> None:
+    """TOKEN_BUDGET_PER_KEY: a run that has started is never cut short; its tokens count
+    once it ends, and past the budget the client's next run is refused until midnight UTC."""
+    fake = FakeOpenAI(default=FINISH)
+    async with app_client(fake, token_budget_per_key=1) as client:
+        first = await client.post("/ask", json={"question": "first"})
+        usage = first.json()["usage"]
+        assert first.status_code == 200 and usage["prompt_tokens"] + usage["completion_tokens"] > 1
+        refused = await client.post("/ask", json={"question": "second"})
+        assert refused.status_code == 429, refused.text
+        assert 1 <= int(refused.headers["retry-after"]) <= 86_400
+        assert "daily budget of 1 LLM tokens" in refused.json()["detail"]
+        assert fake.calls == 1
 
 
 async def test_a_timeout_keeps_the_steps_and_the_true_usage(app_client: AppFactory) -> None:

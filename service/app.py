@@ -63,7 +63,9 @@ def create_app(
             stack.push_async_callback(store.aclose)
             # Runs a dead process left going: all of them on SQLite (one process owns the
             # file); on a shared Postgres, only those older than any run may last.
-            cutoff = None if store.sqlite else _ago(settings.request_timeout_s + 60)
+            # So too with several workers on one SQLite file (WORKERS).
+            alone = store.sqlite and settings.worker_count() == 1
+            cutoff = None if alone else _ago(settings.request_timeout_s + 60)
             if interrupted := await store.mark_interrupted(older_than=cutoff):
                 log.warning("runs left in progress by a stopped process", interrupted=interrupted)
             provider = search_provider or build_search_provider(settings)
@@ -88,7 +90,8 @@ def create_app(
                 max_concurrent=settings.max_concurrent_runs,
                 max_follow_s=settings.request_timeout_s + 60,
             )
-            stack.push_async_callback(manager.aclose)  # before the store closes: LIFO
+            # Drained before the store closes (LIFO), so the runs' ends are stored.
+            stack.push_async_callback(manager.aclose, settings.shutdown_grace_s)
             app.state.reactpal = AppState(
                 settings=settings,
                 llm=model,

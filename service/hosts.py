@@ -21,13 +21,13 @@ class TrustedHost(TrustedHostMiddleware):
     own answers in plain text and, for a ``www.`` pattern, redirects to a URL built from that
     very header. (Its Host parser is private, hence ``_HOST_HEADER``.) ``open_paths`` answer
     any Host: container and kubelet probes send their own (127.0.0.1, the pod's IP), and the
-    liveness probe builds nothing from it."""
+    probes build nothing from it."""
 
     def __init__(
         self,
         app: ASGIApp,
         allowed_hosts: Sequence[str] = (),
-        open_paths: Collection[str] = ("/healthz",),
+        open_paths: Collection[str] = ("/healthz", "/readyz"),
     ) -> None:
         super().__init__(app, list(allowed_hosts) or ["*"], www_redirect=False)
         self.open_paths = frozenset(open_paths)

@@ -10,10 +10,18 @@ is one of the service's actions, any other name the model writes being counted a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from agents.policy import FINISH
 from service.auth import AuthFailure
@@ -64,7 +72,12 @@ class Metrics:
         self.actions = Counter(
             "reactpal_actions", "Actions taken by the model.", ["action"], registry=self.registry
         )
-        self.in_flight = Gauge("reactpal_runs_in_flight", "Runs under way.", registry=self.registry)
+        self.in_flight = Gauge(
+            "reactpal_runs_in_flight",
+            "Runs under way.",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # with WORKERS, the sum over the live workers
+        )
         self.rejected = Counter(
             "reactpal_requests_rejected",
             "Requests refused before a run.",
@@ -107,4 +120,10 @@ class Metrics:
         return name if name in self._known_actions else REFUSED
 
     def render(self) -> bytes:
+        """This app's metrics; with ``WORKERS`` > 1 (``PROMETHEUS_MULTIPROC_DIR`` set by
+        ``python -m service``), every worker's, summed, whichever worker is asked."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            workers = CollectorRegistry()
+            multiprocess.MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
+            return generate_latest(workers)
         return generate_latest(self.registry)

@@ -9,8 +9,9 @@ client that waits for it, or follows its events, only reads; cancelling is expli
 started in the background.
 
 One active run per thread: ``submit`` refuses a second one (``ThreadBusy``, HTTP 409) while
-this process or the store knows of one. When the service stops, the runs still going are
-cancelled and stored as ``interrupted``; runs left active by a process that died are marked
+this process or the store knows of one. When the service stops (SIGTERM), it admits no new
+run (503), lets the runs going finish for ``SHUTDOWN_GRACE_S``, then cancels the rest and
+stores them as ``interrupted``; runs left active by a process that died are marked
 ``interrupted`` at start-up (``RunStore.mark_interrupted``).
 """
 
@@ -57,11 +58,16 @@ class RunManager:
         self._runs: dict[str, tuple[RunSession, asyncio.Task[None]]] = {}
         self._threads: dict[str, str] = {}  # thread_id -> its active run here
         self._thread_lock = asyncio.Lock()
+        self._draining = False
 
     async def submit(self, session: RunSession, client: str = "") -> RunSession:
         """Admit the run for ``client`` (its API key, else its address), record it and start
         it; ``ProblemError`` (503/429, full), ``StoreUnavailable`` (503) or ``ThreadBusy``
         (409) before anything runs."""
+        if self._draining:
+            raise ProblemError(
+                503, "the service is shutting down; retry shortly", headers={"Retry-After": "1"}
+            )
         thread = session.thread_id
         async with self._thread_lock if thread else contextlib.nullcontext():
             if thread is not None:
@@ -130,8 +136,13 @@ class RunManager:
                 return
             await asyncio.sleep(FOLLOW_POLL_S)
 
-    async def aclose(self) -> None:
-        """The service stops: every run still going is cancelled and stored as interrupted."""
+    async def aclose(self, grace_s: float = 0.0) -> None:
+        """The service stops: no run is admitted any more, the runs still going get
+        ``grace_s`` to end, then are cancelled and stored as interrupted."""
+        self._draining = True
+        if grace_s > 0 and self._runs:
+            log.info("draining", runs=len(self._runs), grace_s=grace_s)
+            await asyncio.wait([task for _, task in self._runs.values()], timeout=grace_s)
         entries = list(self._runs.values())
         for session, task in entries:
             session.stop("interrupted")

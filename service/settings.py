@@ -8,6 +8,7 @@ values fail fast with a message naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # uvicorn worker processes; unset: 1 with the embedded model (its weights would be loaded
+    # once per worker), else the number of cores.
+    workers: int | None = Field(None, ge=1, le=64)
+    # SIGTERM: requests in progress get this long, then runs still going (background ones)
+    # this long again, then they are cancelled and stored as interrupted.
+    shutdown_grace_s: float = Field(20.0, ge=0, le=600)
     log_json: bool = False
 
     # The LLM. Unset base URL -> the embedded local model.
@@ -179,6 +186,11 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.search_provider == "searxng" and not self.searxng_url:
             raise ValueError("SEARCH_PROVIDER=searxng needs SEARXNG_URL")
+        if (self.workers or 1) > 1 and self.llm_base_url is None:
+            raise ValueError(
+                "WORKERS > 1 needs LLM_BASE_URL: each worker would load the embedded model "
+                "(about 1 GB each) and they would share the same cores"
+            )
         if self.default_max_steps > self.max_steps_limit:
             raise ValueError("DEFAULT_MAX_STEPS must not exceed MAX_STEPS_LIMIT")
         for key in self.agent_api_keys:
@@ -197,6 +209,11 @@ class Settings(BaseSettings):
                 "authenticates), or bind HOST=127.0.0.1"
             )
         return self
+
+    def worker_count(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return 1 if self.llm_base_url is None else max(1, len(os.sched_getaffinity(0)))
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(

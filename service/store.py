@@ -48,6 +48,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    event,
     inspect,
     or_,
     select,
@@ -70,6 +71,8 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 ACTIVE = ("queued", "running")  # a run in one of these has not ended
 MAX_PAGE = 100
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_MIGRATION_LOCK = 0x72656163  # a Postgres advisory lock held while one process migrates
 
 
 class _Base(DeclarativeBase):
@@ -250,6 +253,8 @@ class RunStore:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         self.sqlite = url.get_backend_name() == "sqlite"
         self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        if self.sqlite:
+            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         # SQLite takes one writer at a time and lets a waiting one give up ("database is
         # locked", found with 8 runs at a time on a loaded machine): this process's writes
@@ -261,6 +266,8 @@ class RunStore:
         """Apply the migrations, then mark the runs a dead process left unfinished."""
         with _translated():
             async with self._engine.begin() as conn:
+                if not self.sqlite:  # replicas starting together take turns (SQLite locks)
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
                 await conn.run_sync(migrate)
 
     async def aclose(self) -> None:
@@ -580,6 +587,18 @@ class RunStore:
             with _translated():
                 async with session.begin():
                     yield session
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL: readers do not wait for the writer, and a commit is one append; a busy timeout: a
+    writer in another process (``WORKERS``) is waited for, not failed with "database is
+    locked"."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
 
 
 def _page(statement: Any, moment: Any, key: Any, cursor: str | None, limit: int) -> Any:

@@ -32,6 +32,7 @@ def settings_for(tmp_path: Path) -> Callable[..., Settings]:
             "database_url": f"sqlite+aiosqlite:///{tmp_path}/runs.db",
             "llm_base_url": FakeOpenAI.base_url,
             "rate_limit": "",
+            "shutdown_grace_s": 0,  # a test's hung runs are cancelled at once when it ends
         }
         values.update(overrides)
         return Settings(**values)

@@ -100,6 +100,8 @@ def serve(
         "DATABASE_URL": database_url or f"sqlite+aiosqlite:///{db_path}",
         "SANDBOX_WORKERS": "1",
         "RATE_LIMIT": "",
+        "WORKERS": "1",
+        "SHUTDOWN_GRACE_S": "1",
         **extra,
     }
     process = subprocess.Popen(

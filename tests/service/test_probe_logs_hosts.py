@@ -119,3 +119,5 @@ def test_allowed_hosts_answers_a_foreign_host_with_a_400_problem(
         # Container and kubelet probes send their own Host (127.0.0.1, the pod's IP).
         probe = client.get("/healthz", headers={"Host": "10.1.2.3:8000"})
         assert probe.status_code == 200, probe.text
+        ready = client.get("/readyz", headers={"Host": "10.1.2.3:8000"})  # the readiness probe
+        assert ready.status_code in (200, 503) and "status" in ready.json(), ready.text

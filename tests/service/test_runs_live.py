@@ -17,7 +17,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.service.live import FakeLLM, serve
+from tests.service.live import ANSWER, FakeLLM, serve
+from tests.service.live import QUESTION as UNGATED
 
 QUESTION = "What is 1234 * 5678? [fault:gated]"
 Event = tuple[int, str, dict[str, Any]]
@@ -120,6 +121,83 @@ def test_stopping_the_service_interrupts_its_runs(llm: FakeLLM, tmp_path: Path) 
             "SELECT status, error FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
     assert (status, error) == ("interrupted", "the service stopped while this run was in progress")
+
+
+def test_sigterm_drains_the_runs_in_progress_then_stops(llm: FakeLLM, tmp_path: Path) -> None:
+    """Issue 11: SIGTERM stops the intake (a new run is refused, or the socket is closed)
+    and lets a run in progress finish within SHUTDOWN_GRACE_S: it is stored finished, not
+    interrupted."""
+    llm.arm()
+    try:
+        with serve(tmp_path, llm_url=llm.url, SHUTDOWN_GRACE_S="20") as service:
+            run_id = service.client.post("/runs", json={"question": QUESTION}).json()["run_id"]
+            assert llm.gated.wait(10)
+            service.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            try:
+                late = service.new_client(timeout_s=5).post("/ask", json={"question": "late"})
+                assert late.status_code == 503, late.text  # draining: no new run
+            except httpx2.TransportError:
+                pass  # or the listening socket is already closed
+            assert service.alive()  # waiting for the run, not gone
+            llm.release()
+            service.process.wait(20)
+    finally:
+        llm.release()
+    assert service.returncode in (0, -signal.SIGTERM), service.output
+    with sqlite3.connect(service.db_path) as db:
+        (status,) = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    assert status == "finished", service.output
+
+
+def test_two_workers_serve_share_the_store_and_sum_their_metrics(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    """WORKERS=2: two uvicorn worker processes on one port and one SQLite file (WAL); every
+    run stored, whichever worker ran it, and /metrics (asked of either) counts them all."""
+    with serve(tmp_path, llm_url=llm.url, WORKERS="2", start_timeout_s=60) as service:
+        workers = _children_running_uvicorn(service.pid)
+        assert len(workers) == 2, workers
+        runs = 12
+        clients = [service.new_client() for _ in range(4)]
+        try:
+            answered = [
+                clients[n % 4].post("/ask", json={"question": UNGATED}) for n in range(runs)
+            ]
+            assert [r.status_code for r in answered] == [200] * runs, answered[-1].text
+            assert {r.json()["answer"] for r in answered} == {ANSWER}
+            ids = {r.json()["run_id"] for r in answered}
+            listed = service.client.get("/runs", params={"limit": 100}).json()["runs"]
+            assert ids <= {run["run_id"] for run in listed}
+            for client in clients:
+                metrics = client.get("/metrics").text
+                finished = [
+                    line
+                    for line in metrics.splitlines()
+                    if line.startswith('reactpal_runs_total{mode="react",status="finished"}')
+                ]
+                assert finished and float(finished[0].split()[-1]) == runs, metrics
+        finally:
+            for client in clients:
+                client.close()
+    assert service.returncode in (0, -signal.SIGTERM), service.output
+
+
+def _children_running_uvicorn(pid: int) -> list[int]:
+    """The worker processes: children of ``pid`` whose command line is Python's."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 def test_a_json_client_that_hangs_up_cancels_its_run(llm: FakeLLM, tmp_path: Path) -> None:

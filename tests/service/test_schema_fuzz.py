@@ -73,6 +73,7 @@ def _settings(database_dir: Path | None = None, **overrides: Any) -> Settings:
         "sandbox_workers": 2,
         "sandbox_timeout_s": 3.0,
         "request_timeout_s": 20.0,
+        "shutdown_grace_s": 0,
     }
     if database_dir is not None:
         values["database_url"] = f"sqlite+aiosqlite:///{database_dir}/runs.db"

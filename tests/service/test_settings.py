@@ -44,6 +44,9 @@ def test_comma_separated_lists_from_the_environment(monkeypatch: pytest.MonkeyPa
         ({"PORT": "70000"}, "port"),
         ({"SEARCH_PROVIDER": "bing"}, "search_provider"),
         ({"DEFAULT_MAX_STEPS": "30", "MAX_STEPS_LIMIT": "10"}, "must not exceed"),
+        ({"WORKERS": "2"}, "each worker would load the embedded model"),
+        ({"RATE_LIMIT_STORAGE_URL": "redis-cluster.local"}, "memory:// or redis://"),
+        ({"RATE_LIMIT": "sixty a minute"}, "not a rate"),
     ],
 )
 def test_bad_values_fail_fast(

@@ -121,3 +121,17 @@ async def test_a_cancelled_caller_abandons_no_connection_and_loses_no_write(
         await store.aclose()
         sys.unraisablehook = unraisable
         loop.set_exception_handler(None)
+
+
+async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    """Several workers (WORKERS) write one SQLite file: readers must not wait for the writer,
+    and a writer waits for another process's instead of failing "database is locked"."""
+    store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/runs.db")
+    await store.start()
+    try:
+        async with store._engine.connect() as conn:
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            timeout = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+        assert (mode, timeout) == ("wal", 10_000)
+    finally:
+        await store.aclose()

@@ -79,3 +79,16 @@ async def test_runs_threads_events_and_feedback_on_postgres(
         assert (await client.post(f"/runs/{hanging}/cancel")).json()["status"] == "cancelled"
         assert (await client.delete(f"/threads/{thread}")).status_code == 204
         assert (await client.get(f"/runs/{run_id}")).status_code == 404
+
+
+async def test_replicas_starting_together_migrate_one_at_a_time(postgres_url: str) -> None:
+    """Two replicas on a fresh database: without a lock both ran the migrations and one
+    failed ("relation already exists"); the advisory lock makes the second find them done."""
+    stores = [RunStore(postgres_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(store.start() for store in stores))
+        await stores[0].create("0123abcd", "react", "q")
+        assert (await stores[2].get("0123abcd")) is not None
+    finally:
+        for store in stores:
+            await store.aclose()

@@ -590,12 +590,17 @@ class RunStore:
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """WAL: readers do not wait for the writer, and a commit is one append; a busy timeout: a
-    writer in another process (``WORKERS``) is waited for, not failed with "database is
-    locked"."""
+    """WAL: readers do not wait for the writer, and a commit is one append. ``synchronous=
+    NORMAL``: a commit is not flushed to the disk one by one but at checkpoints; a process
+    that is killed loses nothing, a machine that loses power may lose its last commits
+    (SQLite's advice for WAL). Each run writes an event per step, one writer at a time: with
+    a flush per commit (~30 ms here) the writes capped the service at ~7 runs/s whatever the
+    cores (bench/load.py). Postgres, for more than that. A busy timeout: a writer in another
+    process (``WORKERS``) is waited for, not failed with "database is locked"."""
     cursor = connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()

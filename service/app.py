@@ -39,6 +39,7 @@ from tools.search.base import SearchProvider
 log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 VERSION = "0.1.0"
+ORPHAN_MARGIN_S = 10.0
 
 
 def create_app(
@@ -65,7 +66,9 @@ def create_app(
             # file); on a shared Postgres, only those older than any run may last.
             # So too with several workers on one SQLite file (WORKERS).
             alone = store.sqlite and settings.worker_count() == 1
-            cutoff = None if alone else _ago(settings.request_timeout_s + 60)
+            # A run writes as it goes and ends by its deadline: one silent for longer than
+            # that (and a margin for its last write) has no process left.
+            cutoff = None if alone else _ago(settings.request_timeout_s + ORPHAN_MARGIN_S)
             if interrupted := await store.mark_interrupted(older_than=cutoff):
                 log.warning("runs left in progress by a stopped process", interrupted=interrupted)
             provider = search_provider or build_search_provider(settings)

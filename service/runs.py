@@ -26,10 +26,12 @@ import structlog
 from service.admission import Admission
 from service.errors import ProblemError
 from service.runner import Event, RunSession
-from service.store import ACTIVE, RunStore
+from service.store import ACTIVE, RunStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 FOLLOW_POLL_S = 0.5  # how often a run running elsewhere (another replica) is re-read
+CANCEL_POLL_S = 0.5  # how often this process looks for cancels asked of another
+CANCEL_WAIT_S = 10.0  # how long a cancel asked of another process waits for its answer
 
 
 class ThreadBusy(Exception):
@@ -59,6 +61,7 @@ class RunManager:
         self._threads: dict[str, str] = {}  # thread_id -> its active run here
         self._thread_lock = asyncio.Lock()
         self._draining = False
+        self._watcher: asyncio.Task[None] | None = None
 
     async def submit(self, session: RunSession, client: str = "") -> RunSession:
         """Admit the run for ``client`` (its API key, else its address), record it and start
@@ -83,6 +86,8 @@ class RunManager:
             if thread is not None:
                 self._threads[thread] = session.run_id
         task = asyncio.create_task(self._run(session, client), name=f"run-{session.run_id}")
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch_cancels(), name="cancel-watcher")
         self._runs[session.run_id] = (session, task)
         task.add_done_callback(lambda _: self._forget(session))
         return session
@@ -92,11 +97,22 @@ class RunManager:
         entry = self._runs.get(run_id)
         return entry[0] if entry is not None else None
 
-    async def cancel(self, run_id: str, why: str | None = None) -> RunSession:
-        """Cancel a run in progress here and wait until it is stored as ``cancelled``."""
+    async def cancel(self, run_id: str, why: str | None = None) -> RunSession | None:
+        """Cancel a run in progress and wait until it is stored as ``cancelled``: here, or,
+        when another process (worker, replica) runs it, by asking that one through the store
+        and waiting for its answer (``CANCEL_WAIT_S`` at most; None then). ``RunNotActive``
+        when no process runs it."""
         entry = self._runs.get(run_id)
         if entry is None:
-            raise RunNotActive(run_id)
+            if not await self._store.request_cancel(run_id):
+                raise RunNotActive(run_id)
+            give_up = asyncio.get_running_loop().time() + CANCEL_WAIT_S
+            while asyncio.get_running_loop().time() < give_up:
+                await asyncio.sleep(CANCEL_POLL_S / 2)
+                record = await self._store.get(run_id)
+                if record is None or record["status"] not in ACTIVE:
+                    break
+            return None
         session, task = entry
         session.stop("cancelled", why)
         task.cancel()
@@ -148,6 +164,21 @@ class RunManager:
             session.stop("interrupted")
             task.cancel()
         await asyncio.gather(*(task for _, task in entries), return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+
+    async def _watch_cancels(self) -> None:
+        """While runs go on here, cancel those another process was asked to cancel."""
+        while self._runs:
+            await asyncio.sleep(CANCEL_POLL_S)
+            try:
+                asked = await self._store.cancels_requested(list(self._runs))
+            except StoreUnavailable as exc:
+                log.warning("could not read the cancels asked of other processes", error=str(exc))
+                continue
+            for run_id in asked:
+                self.request_cancel(run_id, "cancelled through another process")
 
     async def _run(self, session: RunSession, client: str) -> None:
         try:

@@ -40,6 +40,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     JSON,
+    Boolean,
     Connection,
     DateTime,
     Float,
@@ -98,6 +99,8 @@ class RunRecord(_Base):
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
     owner: Mapped[str] = mapped_column(String(64), default="")
     thread_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Set by a process asked to cancel a run that another process runs (RunManager).
+    cancel_requested: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
@@ -386,6 +389,28 @@ class RunStore:
         async with self._write() as session:
             result = await session.execute(statement)
         return int(getattr(result, "rowcount", 0) or 0)
+
+    @_detached
+    async def request_cancel(self, run_id: str) -> bool:
+        """Ask whichever process runs ``run_id`` to cancel it; False when it is not active."""
+        statement = (
+            update(RunRecord)
+            .where(RunRecord.run_id == run_id, RunRecord.status.in_(ACTIVE))
+            .values(cancel_requested=True)
+        )
+        async with self._write() as session:
+            result = await session.execute(statement)
+        return bool(getattr(result, "rowcount", 0))
+
+    @_detached
+    async def cancels_requested(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of ``run_ids`` (this process's runs) that another process asked to cancel."""
+        statement = select(RunRecord.run_id).where(
+            RunRecord.run_id.in_(run_ids), RunRecord.cancel_requested.is_(True)
+        )
+        with _translated():
+            async with self._sessions() as session:
+                return list((await session.scalars(statement)).all())
 
     @_detached
     async def get(self, run_id: str, owner: str | None = None) -> dict[str, Any] | None:

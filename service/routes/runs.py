@@ -95,7 +95,9 @@ async def get_run(state: State, owner: Owner, run_id: RunId) -> StoredRun:
     response_model=StoredRun,
     summary="Cancel a queued or running run",
     description="The in-flight LLM request is aborted, a sandbox job killed, a search "
-    "abandoned; the run is stored as `cancelled` with what it had. 409 once it has ended.",
+    "abandoned; the run is stored as `cancelled` with what it had. A run that another "
+    "worker or replica runs is cancelled by it (asked through the run store, within a "
+    "second); the answer is the run once stored. 409 once it has ended.",
     responses=problem_responses(401, 404, 409, 422, 503),
 )
 async def cancel_run(state: State, owner: Owner, run_id: RunId) -> StoredRun:
@@ -105,9 +107,7 @@ async def cancel_run(state: State, owner: Owner, run_id: RunId) -> StoredRun:
     try:
         await state.runs.cancel(run_id)
     except RunNotActive:
-        raise ProblemError(
-            409, f"run {run_id} is not running in this process (it may have just ended)"
-        ) from None
+        raise ProblemError(409, f"run {run_id} has already ended") from None
     return StoredRun.model_validate(await _run(state, owner, run_id))
 
 

@@ -48,7 +48,7 @@ async def test_a_database_from_before_migrations_keeps_its_runs(tmp_path: Path) 
         await store.aclose()
     with sqlite3.connect(path) as db:
         (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
-    assert version == "0002"
+    assert version == "0003"
     again = RunStore(f"sqlite+aiosqlite:///{path}")
     await again.start()  # twice: nothing to do, no error
     await again.aclose()

@@ -58,6 +58,8 @@ sys.path.insert(0, str(ROOT))
 from load_llm import PYTHON_STEPS, answer, next_step, question  # noqa: E402
 
 from agents.react.prompt import FINISH_DOC, ActionDoc, text_system_prompt  # noqa: E402
+from tests.service.pg_binaries import as_owner as _as_owner  # noqa: E402
+from tests.service.pg_binaries import bindir as _bindir  # noqa: E402
 from tools.python_tool import PythonTool  # noqa: E402
 
 LLM_CALLS_PER_RUN = PYTHON_STEPS + 1
@@ -178,23 +180,6 @@ class Postgres:
         command = [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres"]
         subprocess.run([*command, name], check=True, capture_output=True, timeout=60)
         return f"{self.url}/{name}"
-
-
-def _bindir() -> Path | None:
-    """Debian's newest Postgres (as ``tests/service/postgres.py`` finds it)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _as_owner(command: list[str], data: Path) -> list[str]:
-    """initdb refuses to run as root: then the cluster belongs to the ``postgres`` user."""
-    if os.geteuid() != 0:
-        return command
-    shutil.chown(data, "postgres")
-    return ["runuser", "-u", "postgres", "--", *command]
 
 
 @contextlib.contextmanager

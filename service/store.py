@@ -49,7 +49,6 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
-    event,
     inspect,
     or_,
     select,
@@ -72,7 +71,7 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 ACTIVE = ("queued", "running")  # a run in one of these has not ended
 MAX_PAGE = 100
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_BUSY_TIMEOUT_S = 10.0
 _MIGRATION_LOCK = 0x72656163  # a Postgres advisory lock held while one process migrates
 
 
@@ -255,9 +254,11 @@ class RunStore:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         self.sqlite = url.get_backend_name() == "sqlite"
-        self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
-        if self.sqlite:
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        # SQLite: a writer in another process (WORKERS) is waited for, not failed at once
+        # with "database is locked"; a URL's own ?timeout= wins.
+        waits = self.sqlite and "timeout" not in url.query
+        options = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if waits else {}
+        self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, **options)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         # SQLite takes one writer at a time and lets a waiting one give up ("database is
         # locked", found with 8 runs at a time on a loaded machine): this process's writes
@@ -612,23 +613,6 @@ class RunStore:
             with _translated():
                 async with session.begin():
                     yield session
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """WAL: readers do not wait for the writer, and a commit is one append. ``synchronous=
-    NORMAL``: a commit is not flushed to the disk one by one but at checkpoints; a process
-    that is killed loses nothing, a machine that loses power may lose its last commits
-    (SQLite's advice for WAL). Each run writes an event per step, one writer at a time: with
-    a flush per commit (~30 ms here) the writes capped the service at ~7 runs/s whatever the
-    cores (bench/load.py). Postgres, for more than that. A busy timeout: a writer in another
-    process (``WORKERS``) is waited for, not failed with "database is locked"."""
-    cursor = connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    finally:
-        cursor.close()
 
 
 def _page(statement: Any, moment: Any, key: Any, cursor: str | None, limit: int) -> Any:

@@ -6,7 +6,6 @@ Makefile installs it when it can): the Postgres store would be untested otherwis
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,22 +17,8 @@ import asyncpg
 import pytest
 
 from tests.service.live import free_port
-
-
-def _bindir() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _as_owner(command: list[str], data: Path) -> list[str]:
-    """initdb refuses to run as root: then the cluster belongs to the ``postgres`` user."""
-    if os.geteuid() != 0:
-        return command
-    shutil.chown(data, "postgres")
-    return ["runuser", "-u", "postgres", "--", *command]
+from tests.service.pg_binaries import as_owner as _as_owner
+from tests.service.pg_binaries import bindir as _bindir
 
 
 @pytest.fixture(scope="session")

@@ -153,8 +153,9 @@ def test_sigterm_drains_the_runs_in_progress_then_stops(llm: FakeLLM, tmp_path: 
 def test_two_workers_serve_share_the_store_and_sum_their_metrics(
     llm: FakeLLM, tmp_path: Path
 ) -> None:
-    """WORKERS=2: two uvicorn worker processes on one port and one SQLite file (one writer at a time, the others wait); every
-    run stored, whichever worker ran it, and /metrics (asked of either) counts them all."""
+    """WORKERS=2: two uvicorn worker processes on one port and one SQLite file (one writer
+    at a time, the others wait); every run stored, whichever worker ran it, and /metrics
+    (asked of either) counts them all."""
     with serve(tmp_path, llm_url=llm.url, WORKERS="2", start_timeout_s=60) as service:
         workers = _children_running_uvicorn(service.pid)
         assert len(workers) == 2, workers

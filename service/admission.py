@@ -20,10 +20,12 @@ down means 503 ("the limits store is unavailable"), not an unlimited service.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol
 
 from limits import parse
@@ -114,9 +116,6 @@ class RedisSlots:
             pipe.zrem(f"{self._prefix}:client:{client}", run_id)
             await pipe.execute()
 
-    async def check(self) -> None:
-        await self._redis.ping()
-
     async def aclose(self) -> None:
         await self._redis.aclose()
         await self._pool.aclose()
@@ -144,10 +143,9 @@ class Admission:
         lease_s: float,
         metrics: Metrics,
     ) -> None:
-        self.shared = storage_url.startswith(("redis://", "rediss://"))
         self._storage: Storage
         self._slots: Slots
-        if self.shared:
+        if storage_url.startswith(("redis://", "rediss://")):
             slots = RedisSlots.connect(storage_url)  # one connection pool for both
             shared_pool: dict[str, Any] = {"connection_pool": slots._pool}
             self._storage = RedisStorage(
@@ -170,7 +168,7 @@ class Admission:
         if self._rate is None:
             return
         who = _key(client)
-        async with self._reachable():
+        async with _reachable():
             if await self._window.hit(self._rate, "ask", who):
                 return
             stats = await self._window.get_window_stats(self._rate, "ask", who)
@@ -186,7 +184,7 @@ class Admission:
         """Take a run slot for ``run_id`` (give it back with ``release``), or raise 429 (this
         client's budget or share) or 503 (the service is full), with ``Retry-After``."""
         who = _key(client)
-        async with self._reachable():
+        async with _reachable():
             if self._budget is not None:
                 spent = await self._storage.get(_budget_key(who))
                 if spent >= self._budget:
@@ -219,39 +217,28 @@ class Admission:
     async def release(self, run_id: str, client: str, tokens: int) -> None:
         """The run ended: its slot is free, its tokens count against the budget."""
         who = _key(client)
-        async with self._reachable():
+        async with _reachable():
             await self._slots.give_back(run_id, who)
             if self._budget is not None and tokens > 0:
                 await self._storage.incr(
                     _budget_key(who), _until_midnight_utc() + 3600, amount=tokens
                 )
 
-    async def check(self) -> None:
-        """Raises when the shared store cannot be reached (``/readyz``)."""
-        if isinstance(self._slots, RedisSlots):
-            async with self._reachable():
-                await self._slots.check()
-
     async def aclose(self) -> None:
         await self._slots.aclose()
 
-    def _reachable(self) -> _Reachable:
-        return _Reachable()
 
-
-class _Reachable:
+@contextlib.asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
     """Redis errors and timeouts as a 503 that says what is down, not a 500."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, RedisError | StorageError | OSError | TimeoutError):
-            raise ProblemError(
-                503,
-                f"the limits store is unavailable ({type(exc).__name__}); retry shortly",
-                headers={"Retry-After": "5"},
-            ) from exc
+    try:
+        yield
+    except (RedisError, StorageError, OSError, TimeoutError) as exc:
+        raise ProblemError(
+            503,
+            f"the limits store is unavailable ({type(exc).__name__}); retry shortly",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 def _key(client: str) -> str:

@@ -90,7 +90,6 @@ def create_app(
             manager = RunManager(
                 store,
                 admission,
-                max_concurrent=settings.max_concurrent_runs,
                 max_follow_s=settings.request_timeout_s + 60,
             )
             # Drained before the store closes (LIFO), so the runs' ends are stored.

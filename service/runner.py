@@ -19,7 +19,6 @@ at all (``StoreUnavailable``, HTTP 503).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -202,7 +201,7 @@ class RunSession:
             self.stop_reason = reason
             self._stop_message = message
 
-    async def execute(self, slot: asyncio.Semaphore | None = None) -> None:
+    async def execute(self) -> None:
         """Run to the end, whatever happens; only the caller's own cancellation of this
         task ends it early, and then the run is stored as ``cancelled``/``interrupted``."""
         structlog.contextvars.bind_contextvars(run_id=self.run_id)
@@ -210,24 +209,23 @@ class RunSession:
         agent: AsyncIterator[StepEvent] | None = None
         try:
             try:
-                async with slot if slot is not None else contextlib.nullcontext():
-                    self._started = time.monotonic()  # the deadline counts from here
-                    self._metrics.in_flight.inc()
-                    try:
-                        self.status = "running"
-                        await self._publish("run", {"run_id": self.run_id, "mode": self.mode})
-                        async with asyncio.timeout(self._timeout_s):
-                            agent = await self._start_agent(self.meter)
-                            async for event in agent:
-                                self._collected.add(event)
-                                if isinstance(event, FinalEvent):
-                                    final = event
-                                    break
-                                await self._publish(_event_name(event), _event_data(event))
-                        if final is None:
-                            final = self._fail("internal", "the agent ended without an answer")
-                    finally:
-                        self._metrics.in_flight.dec()
+                self._started = time.monotonic()  # the deadline counts from here
+                self._metrics.in_flight.inc()
+                try:
+                    self.status = "running"
+                    await self._publish("run", {"run_id": self.run_id, "mode": self.mode})
+                    async with asyncio.timeout(self._timeout_s):
+                        agent = await self._start_agent(self.meter)
+                        async for event in agent:
+                            self._collected.add(event)
+                            if isinstance(event, FinalEvent):
+                                final = event
+                                break
+                            await self._publish(_event_name(event), _event_data(event))
+                    if final is None:
+                        final = self._fail("internal", "the agent ended without an answer")
+                finally:
+                    self._metrics.in_flight.dec()
             except TimeoutError:
                 final = self._fail("timeout", f"the run's deadline of {self._timeout_s:g} s passed")
             except LLMError as exc:

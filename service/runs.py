@@ -50,12 +50,9 @@ CLIENT_GONE = "the client disconnected before the end"
 
 
 class RunManager:
-    def __init__(
-        self, store: RunStore, admission: Admission, *, max_concurrent: int, max_follow_s: float
-    ) -> None:
+    def __init__(self, store: RunStore, admission: Admission, *, max_follow_s: float) -> None:
         self._store = store
-        self._admission = admission
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._admission = admission  # how many runs may go on at once: a slot each
         self._max_follow_s = max_follow_s
         self._runs: dict[str, tuple[RunSession, asyncio.Task[None]]] = {}
         self._threads: dict[str, str] = {}  # thread_id -> its active run here
@@ -97,11 +94,11 @@ class RunManager:
         entry = self._runs.get(run_id)
         return entry[0] if entry is not None else None
 
-    async def cancel(self, run_id: str, why: str | None = None) -> RunSession | None:
+    async def cancel(self, run_id: str, why: str | None = None) -> None:
         """Cancel a run in progress and wait until it is stored as ``cancelled``: here, or,
         when another process (worker, replica) runs it, by asking that one through the store
-        and waiting for its answer (``CANCEL_WAIT_S`` at most; None then). ``RunNotActive``
-        when no process runs it."""
+        and waiting for its answer (``CANCEL_WAIT_S`` at most). ``RunNotActive`` when no
+        process runs it."""
         entry = self._runs.get(run_id)
         if entry is None:
             if not await self._store.request_cancel(run_id):
@@ -112,12 +109,11 @@ class RunManager:
                 record = await self._store.get(run_id)
                 if record is None or record["status"] not in ACTIVE:
                     break
-            return None
+            return
         session, task = entry
         session.stop("cancelled", why)
         task.cancel()
         await asyncio.shield(session.done.wait())
-        return session
 
     def request_cancel(self, run_id: str, why: str | None = None) -> bool:
         """Cancel without waiting (from code that may itself be cancelled: a stream whose
@@ -182,7 +178,7 @@ class RunManager:
 
     async def _run(self, session: RunSession, client: str) -> None:
         try:
-            await session.execute(self._slots)
+            await session.execute()
         finally:
             await asyncio.shield(self._release(session, client))
 

@@ -10,7 +10,10 @@ available layer on, and prints:
 * ``back-to-back``: one run at a time with no pause, so each run also pays for preparing the
   next child on the other core;
 * ``saturated``: many runs at once; runs/s (target: >= 1,000 on 2 cores) and the CPU one run
-  costs, split between the service, the templates and the runs' own processes.
+  costs, split between the service, the templates and the runs' own processes;
+* ``floor``: the CPU of a fork and an exit of a bare interpreter that runs nothing, the least
+  any design with a fresh process per run pays on this machine (page tables copied and torn
+  down, first writes faulted), whatever the sandbox does.
 
 Usage: ``python bench/sandbox_latency.py [--runs N] [--workers W]``.
 """
@@ -70,6 +73,30 @@ def fresh_subprocess(code: str, runs: int) -> list[float]:
         samples.append((time.perf_counter() - started) * 1000)
         assert out.stdout.strip() == b"8"
     return samples
+
+
+FORK_FLOOR = """
+import os, resource
+def cpu():
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+before = cpu()
+for _ in range({runs}):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+print((cpu() - before) / {runs} * 1000)
+"""
+
+
+def fork_floor_ms(runs: int = 300) -> float:
+    """CPU ms of one fork + exit of a bare interpreter (parent and child together)."""
+    script = FORK_FLOOR.format(runs=runs)
+    command = [sys.executable, "-I", "-S", "-c", script]
+    out = subprocess.run(command, capture_output=True, check=True)
+    return float(out.stdout)
 
 
 def _cpu_of_tree(roots: set[int]) -> float:
@@ -149,6 +176,7 @@ def main() -> None:
     warm, back_to_back, (rate, service_ms, sandbox_ms), layers = asyncio.run(
         measure(code, args.runs, args.workers)
     )
+    floor_ms = fork_floor_ms()
     active = ", ".join(name for name, on in layers.items() if on) or "none"
     print(f"program: {source}; layers: {active}; workers: {args.workers}")
     print(f"{'path':<44}{'runs':>7}{'p50 ms':>10}{'p99 ms':>10}")
@@ -172,6 +200,11 @@ def main() -> None:
     print(
         f"CPU per run: service {service_ms:.2f} ms, templates and runs' processes "
         f"{sandbox_ms:.2f} ms ({os.cpu_count()} cores)"
+    )
+    cores = os.cpu_count() or 1
+    print(
+        f"floor: fork + exit of a bare interpreter costs {floor_ms:.2f} ms CPU here, at most "
+        f"{cores * 1000 / floor_ms:,.0f} empty processes/s on {cores} cores"
     )
 
 

@@ -19,7 +19,7 @@ from agents.errors import LLMError
 from agents.factory import AgentFactory
 from agents.llm.base import LLM
 from agents.policy import resolve_actions
-from service import docs, errors
+from service import docs, errors, mcp_server
 from service.admission import Admission
 from service.auth import Authenticator
 from service.components import build_llm, build_search_provider, build_tools
@@ -33,6 +33,7 @@ from service.settings import Settings
 from service.state import AppState
 from service.store import RunStore
 from tools.base import availability
+from tools.mcp_tool import McpServers, parse_servers
 from tools.sandbox import Sandbox
 from tools.search.base import SearchProvider
 
@@ -73,7 +74,14 @@ def create_app(
                 log.warning("runs left in progress by a stopped process", interrupted=interrupted)
             provider = search_provider or build_search_provider(settings)
             stack.push_async_callback(provider.aclose)
-            tools = build_tools(settings, box, provider)
+            remote = McpServers(
+                parse_servers(settings.mcp_servers), timeout_s=settings.mcp_timeout_s
+            )
+            await remote.discover()  # pins their tools' descriptions (tools.mcp_tool)
+            if remote.unreachable():
+                retry = asyncio.create_task(remote.keep_discovering())
+                stack.push_async_callback(_cancel, retry)
+            tools = build_tools(settings, box, provider, remote.tools(settings.allowed_actions))
             for tool in tools:
                 availability(tool)  # starts the probes (search) before the first run needs them
             metrics = Metrics(actions=tools.names())  # the only action labels
@@ -87,6 +95,9 @@ def create_app(
                 metrics=metrics,
             )
             stack.push_async_callback(admission.aclose)
+            # Its requests end after the runs drain (LIFO), so a run an MCP call waits for
+            # is answered, not cut short with its request.
+            await stack.enter_async_context(mcp.session_manager.run())
             manager = RunManager(
                 store,
                 admission,
@@ -147,6 +158,7 @@ def create_app(
     app.include_router(runs.router)
     app.include_router(threads.router)
     app.include_router(feedback.router)
+    mcp = mcp_server.mount(app, settings)
     docs.install(app, version=VERSION)
     _describe_deployment(app, settings)
     return app

@@ -3,9 +3,12 @@ action registry. The app's lifespan calls these for whatever a test did not inje
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from agents.errors import LLMConfigError
 from agents.llm.base import LLM
 from service.settings import Settings
+from tools.base import Tool
 from tools.registry import ToolRegistry, load_langchain_tool
 from tools.sandbox import Sandbox
 from tools.search.base import SearchProvider
@@ -47,8 +50,12 @@ def build_search_provider(settings: Settings) -> SearchProvider:
 
 
 def build_tools(
-    settings: Settings, sandbox: Sandbox, search_provider: SearchProvider
+    settings: Settings,
+    sandbox: Sandbox,
+    search_provider: SearchProvider,
+    remote: Iterable[Tool] = (),
 ) -> ToolRegistry:
+    """The actions: python, search, ``EXTRA_TOOLS`` and ``remote`` (MCP servers' tools)."""
     from tools.python_tool import PythonTool
     from tools.search.tool import SearchTool
 
@@ -63,6 +70,8 @@ def build_tools(
     )
     for spec in settings.extra_tools:
         registry.register(load_langchain_tool(spec))
+    for tool in remote:
+        registry.register(tool)
     unknown = set(settings.allowed_actions) - set(registry.names()) - {"finish"}
     if unknown:
         raise ValueError(

@@ -231,6 +231,11 @@ class ActionInfo(BaseModel):
         True, description="False while the action's service is down: runs leave it out."
     )
     unavailable_reason: str | None = Field(None, description="Why, when it is not available.")
+    allowed: bool = Field(
+        True,
+        description="False for an MCP server's tool that ALLOWED_ACTIONS does not list: shown, "
+        "but no run may use it.",
+    )
 
 
 class Problem(BaseModel):

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agents.paths import default_data_dir
+from tools.mcp_tool import parse_servers
 from tools.sandbox.result import SandboxConfig
 
 BUILTIN_ACTIONS = ("python", "search", "finish")
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     search_max_results: int = Field(5, ge=1, le=20)
     # Spacing between search calls, service-wide; unset: the provider's (DuckDuckGo 1 s, SearxNG 0).
     search_min_interval_s: float | None = Field(None, ge=0, le=60)
+    # Remote MCP tools as actions "name.tool" (only those ALLOWED_ACTIONS lists are usable).
+    mcp_servers: CommaList = ()  # name=url,... (streamable HTTP)
+    mcp_timeout_s: float = Field(10.0, gt=0, le=120)  # a whole call: connect, list, call
 
     # Budgets: request values are capped by these.
     default_max_steps: int = Field(8, ge=1, le=100)
@@ -110,7 +114,12 @@ class Settings(BaseSettings):
     sandbox_allow_weak: bool = False
 
     @field_validator(
-        "allowed_actions", "extra_tools", "agent_api_keys", "allowed_hosts", mode="before"
+        "allowed_actions",
+        "extra_tools",
+        "agent_api_keys",
+        "allowed_hosts",
+        "mcp_servers",
+        mode="before",
     )
     @classmethod
     def _split_comma_lists(cls, value: object) -> object:
@@ -123,6 +132,12 @@ class Settings(BaseSettings):
         if "finish" not in names:
             raise ValueError("ALLOWED_ACTIONS must include 'finish', or no run could end")
         return names
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _mcp_servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_servers(value)  # McpConfigError (a ValueError) names the entry at fault
+        return value
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -21,7 +21,8 @@ from typing import Any
 
 from tools.base import Tool
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+# A name, or "server.tool": an MCP server's tool (tools.mcp_tool).
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}(?:\.[a-z_][a-z0-9_]{0,63})?$")
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 

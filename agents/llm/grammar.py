@@ -28,7 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# A plain identifier, or "server.tool" (an MCP server's tool; tools.mcp_tool).
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}(?:\.[A-Za-z_][A-Za-z0-9_-]{0,63})?")
 
 # Balanced brackets only: search queries, final answers, any non-code input.
 _TEXT_RULES = r"""

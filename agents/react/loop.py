@@ -117,7 +117,7 @@ class ReActAgent:
         self._docs = [*docs, prompt.FINISH_DOC]
         self._specs = tuple(
             ToolSpec(
-                d.name,
+                wire_name(d.name),
                 d.description,
                 {
                     "type": "object",
@@ -334,8 +334,15 @@ class ReActAgent:
         return text[:limit] + f"\n[... truncated {len(text) - limit} characters]"
 
 
+def wire_name(action: str) -> str:
+    """An action's name as a native tool call spells it: function names allow no dots, so an
+    MCP tool's ``server.tool`` is sent as ``server__tool``."""
+    return action.replace(".", "__")
+
+
 def _from_tool_call(call: ToolCall, text: str, docs: list[prompt.ActionDoc]) -> ParsedStep:
     name = call.name.strip().lower()
+    name = next((d.name for d in docs if wire_name(d.name) == name), name)
     try:
         arguments = json.loads(call.arguments or "{}")
     except json.JSONDecodeError as exc:

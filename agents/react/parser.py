@@ -42,8 +42,10 @@ _ANY_LABEL = re.compile(
     r"^" + _LABEL.format(word="thought|action|observation|final[ \t]+answer|question"), re.I | re.M
 )
 # An action written without its label ("python[...]" on a line of its own): not prose.
-_BARE_CALL = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z0-9_\-]*\[", re.MULTILINE)
-_NAME = re.compile(r"[ \t]*`?([A-Za-z_][A-Za-z0-9_\-]*)`?")
+# An action's name: an identifier, or "server.tool" for an MCP server's tool.
+_IDENT = r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)?"
+_BARE_CALL = re.compile(r"^[ \t]*" + _IDENT + r"\[", re.MULTILINE)
+_NAME = re.compile(r"[ \t]*`?(" + _IDENT + r")`?")
 _FENCE = re.compile(r"```[ \t]*[\w+\-]*[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 
 

@@ -1,4 +1,5 @@
-"""The server's allow-list, with the descriptions the model sees."""
+"""The server's allow-list, with the descriptions the model sees; then the MCP servers' tools
+that ``ALLOWED_ACTIONS`` does not list (``allowed: false``: no run can use them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from service.deps import Client, State
 from service.errors import problem_responses
 from service.schemas import ActionInfo
 from tools.base import availability
+from tools.mcp_tool import McpTool
 
 router = APIRouter(tags=["actions"])
 
@@ -28,8 +30,10 @@ async def actions(state: State, _: Client) -> list[ActionInfo]:
             description=tool.description,
             available=(why := availability(tool)) is None,
             unavailable_reason=why,
+            allowed=tool.name in allowed,
         )
         for tool in state.tools
-        if tool.name in allowed
+        if tool.name in allowed or isinstance(tool, McpTool)
     ]
-    return [*listed, ActionInfo(name="finish", input="answer", description=FINISH_DOC.description)]
+    finish = ActionInfo(name="finish", input="answer", description=FINISH_DOC.description)
+    return [*(a for a in listed if a.allowed), finish, *(a for a in listed if not a.allowed)]

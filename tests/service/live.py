@@ -37,6 +37,9 @@ QUESTION = "What is 1234 * 5678?"
 ANSWER = "7006652"
 # A program that only a kill ends (programs cannot import time or os).
 SPIN = "n = 0\nwhile True:\n    n += 1\n"
+# What the ``pal`` tag answers: a PAL program, with markup in it that a page must show as text.
+PAL_TAG = "[fault:pal]"
+PAL_PROGRAM = 'def solution():\n    """<b>1234</b> * 5678"""\n    return 1234 * 5678\n'
 _TAG = re.compile(r"\[fault:([a-z0-9-]+)\]")
 
 
@@ -219,6 +222,7 @@ class FakeLLM:
     ``spin``            step 0 runs a program that never ends (``SPIN``)
     ``search``          step 0 searches the question's text; step 1 finishes with ``searched``
     ``invent``          every call: an action name never written before (``invented_<n>``)
+    ``pal``             every call: ``PAL_PROGRAM``; the tag is seen in a PAL prompt's question too
     """
 
     def __init__(self) -> None:
@@ -307,6 +311,10 @@ class FakeLLM:
         )
         match = _TAG.search(question)
         tag = match.group(1) if match else "ok"
+        # A PAL prompt asks "Q: ..." after its worked examples: only its last turn is the question.
+        last = next((str(m.get("content")) for m in messages[::-1] if m.get("role") == "user"), "")
+        if PAL_TAG in last:
+            tag = "pal"
         step = sum(1 for m in messages if m.get("role") == "assistant")
         with self._lock:
             self.calls.append(LLMCall(tag, question, step, time.monotonic()))
@@ -349,6 +357,8 @@ class FakeLLM:
 
     @staticmethod
     def _step(tag: str, question: str, step: int) -> str:
+        if tag == "pal":  # PAL's prompt has worked examples: its step count is theirs
+            return PAL_PROGRAM
         if step >= 1:
             return f"Thought: done\nAction: finish[{'searched' if tag == 'search' else ANSWER}]"
         if tag == "spin":

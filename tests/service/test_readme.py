@@ -36,10 +36,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield running
 
 
-def run_example(service: Service, key: str) -> subprocess.CompletedProcess[str]:
+def run_example(
+    service: Service, key: str, heading: str = "### From Python"
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REACTPAL_URL": service.base_url, "REACTPAL_KEY": key}
     return subprocess.run(
-        [sys.executable, "-c", example("### From Python")],
+        [sys.executable, "-c", example(heading)],
         env=env,
         capture_output=True,
         text=True,
@@ -62,3 +64,9 @@ def test_the_python_client_says_what_went_wrong(service: Service) -> None:
     done = run_example(service, "not-the-key-0123456789")
     assert done.returncode == 1
     assert done.stderr.startswith("401: "), done.stderr
+
+
+def test_the_mcp_client_example_calls_the_agent(service: Service) -> None:
+    done = run_example(service, KEY, "### From an MCP client")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['ask', 'pal', 'python']", "7006652 finished"]

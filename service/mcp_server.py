@@ -1,0 +1,312 @@
+"""The MCP door: ``/mcp``, a Model Context Protocol server over streamable HTTP.
+
+Tools, each a stored run like ``POST /ask`` (same keys, allow-list, limits and run store):
+
+- ``ask``: ReAct over the allowed actions (question, actions, max_steps, thread_id);
+- ``pal``: one program per sample, voted (question, samples, task); offered only when
+  ``python`` is allowed;
+- ``python``: one program run in the sandbox, no model involved; offered only when
+  ``python`` is allowed. Its run is stored in ``pal`` mode with that one step.
+
+Built on the protocol's own SDK (``mcp``), stateless (every request stands alone, so any
+worker or replica can answer it) with JSON responses. Before the SDK sees a request,
+:class:`McpGuard` checks what the specification asks of a server reachable from a browser:
+the key (401 as anywhere else), and the ``Host``/``Origin`` pair against DNS rebinding. A page
+on another site must not drive a local agent: without keys the ``Host`` must be this
+machine's (or one of ``ALLOWED_HOSTS``), and an ``Origin``, when a browser sends one, must
+name one of those hosts; with keys (which a page cannot send for itself), an ``Origin`` must
+be the server's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import structlog
+from fastapi import FastAPI
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent
+from pydantic import Field, ValidationError
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent
+from service.errors import ProblemError, problem
+from service.runner import MeteredLLM, RunSession
+from service.runs import CLIENT_GONE
+from service.schemas import AskRequest, AskResponse
+from service.settings import Settings, is_loopback
+from service.state import AppState
+from tools.base import ToolError as ActionError
+from tools.base import ToolOutput
+
+log = structlog.get_logger(__name__)
+PATH = "/mcp"
+_CLIENT = "reactpal.client"  # the scope key where McpGuard leaves the caller's key
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+FAILED = ("error", "timeout", "cancelled", "interrupted")
+
+
+def mount(app: FastAPI, settings: Settings) -> MCPServer:
+    """Add ``/mcp`` to ``app``; the returned server's ``session_manager.run()`` must be
+    entered in the app's lifespan."""
+    server = _build_server(app, settings)
+    inner = server.streamable_http_app(
+        streamable_http_path=PATH, stateless_http=True, json_response=True
+    )
+    endpoint = next(r.endpoint for r in inner.routes if isinstance(r, Route) and r.path == PATH)
+    guard = McpGuard(endpoint, settings, state=lambda: app.state.reactpal)
+    app.router.routes.append(Route(PATH, endpoint=guard, methods=["GET", "POST", "DELETE"]))
+    return server
+
+
+class McpGuard:
+    """Key, ``Host`` and ``Origin`` checks in front of the SDK's endpoint (see the module
+    docstring); the caller's key is left in the scope for the tools."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, *, state: Callable[[], AppState]) -> None:
+        self.app = app
+        self.state = state
+        self.keys = bool(settings.agent_api_keys)
+        hosts = [h.lower() for h in settings.allowed_hosts]
+        if not hosts:
+            hosts = list(_LOOPBACK_NAMES)
+            if not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
+                hosts.append(settings.host.lower())
+        self.hosts = tuple(hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            await problem(403, refusal)(scope, receive, send)
+            return
+        try:
+            client = self.state().auth.client(request)
+        except ProblemError as exc:
+            await problem(exc.status, exc.detail, headers=exc.headers)(scope, receive, send)
+            return
+        scope[_CLIENT] = client
+        await self.app(scope, receive, send)
+
+    def _refusal(self, request: Request) -> str | None:
+        host = _hostname(request.headers.get("host", ""))
+        origin = request.headers.get("origin")
+        if not self.keys and not self._known(host):
+            return "MCP requests must name this machine in their Host header (DNS rebinding)"
+        if origin is None:
+            return None  # not a browser, or a same-origin request that omits it
+        origin_host = _hostname(urlsplit(origin).netloc)
+        same = origin_host == host and _port(urlsplit(origin)) == _port_of(request)
+        if self.keys and same:
+            return None
+        if not self.keys and self._known(origin_host):
+            return None
+        return "cross-origin MCP requests are refused"
+
+    def _known(self, host: str) -> bool:
+        return any(
+            host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+            for pattern in self.hosts
+        ) or ("*" in self.hosts)
+
+
+def _hostname(netloc: str) -> str:
+    if netloc.startswith("["):
+        return netloc[: netloc.find("]") + 1].lower()
+    return netloc.rsplit(":", 1)[0].lower() if netloc.count(":") == 1 else netloc.lower()
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return -1
+
+
+def _port_of(request: Request) -> int | None:
+    return _port(urlsplit(f"{request.url.scheme}://{request.headers.get('host', '')}"))
+
+
+# -- the tools ------------------------------------------------------------------------------
+
+
+def _build_server(app: FastAPI, settings: Settings) -> MCPServer:
+    server = MCPServer(
+        "reactpal",
+        instructions="An agent that calculates exactly (a sandboxed Python) and looks things "
+        "up. `ask` reasons step by step with the allowed actions; `pal` writes one program "
+        "and runs it; `python` runs your program.",
+        warn_on_duplicate_tools=False,
+    )
+
+    def state() -> AppState:
+        return app.state.reactpal  # type: ignore[no-any-return]
+
+    @server.tool(
+        name="ask",
+        description="Answer a question with a ReAct agent: it reasons in steps and uses the "
+        f"allowed actions ({', '.join(settings.allowed_actions)}). Returns the answer; the "
+        "run (every step) is stored under the returned run_id.",
+    )
+    async def ask(
+        question: Annotated[str, Field(description="The question.")],
+        ctx: Context,
+        actions: Annotated[
+            list[str] | None, Field(description="Narrow the allowed actions for this run.")
+        ] = None,
+        max_steps: Annotated[int | None, Field(ge=1, le=100)] = None,
+        thread_id: Annotated[
+            str | None, Field(description="Continue this thread (POST /threads makes one).")
+        ] = None,
+    ) -> CallToolResult:
+        body: dict[str, Any] = {"question": question, "mode": "react", "actions": actions}
+        body.update(max_steps=max_steps, thread_id=thread_id)
+        return await _run(state(), ctx, body)
+
+    if "python" not in settings.allowed_actions:
+        return server
+
+    @server.tool(
+        name="pal",
+        description="Answer a question with PAL: the model writes a Python program, the "
+        "sandbox runs it, and the program's result is the answer (with samples > 1, the "
+        "answer most programs agree on).",
+    )
+    async def pal(
+        question: Annotated[str, Field(description="The question.")],
+        ctx: Context,
+        samples: Annotated[int, Field(ge=1, le=64, description="Programs to vote over.")] = 1,
+        task: Annotated[
+            Literal["math", "date", "objects"], Field(description="The prompt family.")
+        ] = "math",
+    ) -> CallToolResult:
+        body = {"question": question, "mode": "pal", "samples": samples, "task": task}
+        return await _run(state(), ctx, body)
+
+    @server.tool(
+        name="python",
+        description="Run a Python program in the sandbox (no files, no network; math, "
+        "fractions, decimal, statistics, datetime, itertools, collections, re ...). "
+        "Returns what it prints and its result: solution()'s return value, else `result`.",
+    )
+    async def python(
+        code: Annotated[str, Field(description="The program.")], ctx: Context
+    ) -> CallToolResult:
+        return await _run(state(), ctx, {"question": code, "mode": "pal"}, program=code)
+
+    return server
+
+
+async def _run(
+    state: AppState, ctx: Context, fields: dict[str, Any], *, program: str | None = None
+) -> CallToolResult:
+    """Validate like ``/ask``, submit, wait for the end; the answer as the tool's result.
+    A client that goes away cancels the run, as ``/ask``'s does."""
+    from service.routes.ask import submit  # the HTTP route's own admission and validation
+
+    request = ctx.request_context.request
+    client = _client_of(request)
+    try:
+        body = AskRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+        await state.admission.check_rate(client)
+        if program is None:
+            session = await submit(body, state, _owner(request), client)
+        else:
+            session = await _submit_program(body, program, state, _owner(request), client)
+    except ValidationError as exc:
+        raise ToolError(_validation_message(exc)) from None
+    except ProblemError as exc:
+        raise ToolError(str(exc.detail)) from None
+    try:
+        await session.done.wait()
+    except asyncio.CancelledError:
+        await asyncio.shield(state.runs.cancel(session.run_id, CLIENT_GONE))
+        raise
+    return _result(session.response)
+
+
+def _client_of(request: Any) -> str:
+    client = request.scope.get(_CLIENT) if request is not None else None
+    if client:
+        return str(client)
+    peer = getattr(request, "client", None)
+    return peer.host if peer else "unknown"
+
+
+def _owner(request: Any) -> str:
+    """As ``service.deps.owner``: a hash of the key, or ``""`` without keys."""
+    client = request.scope.get(_CLIENT) if request is not None else None
+    return hashlib.sha256(client.encode()).hexdigest()[:32] if client else ""
+
+
+def _validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"invalid {where or 'arguments'}: {first.get('msg', 'invalid value')}"
+
+
+def _result(response: AskResponse) -> CallToolResult:
+    summary = {
+        "run_id": response.run_id,
+        "status": response.status,
+        "answer": response.answer,
+        "steps": len(response.steps),
+        "usage": response.usage.model_dump(),
+    }
+    if response.status in FAILED or response.answer is None:
+        why = response.error or "no answer"
+        text = f"the run ended with status {response.status}: {why} (run {response.run_id})"
+        return CallToolResult(
+            content=[TextContent(text=text)], structured_content=summary, is_error=True
+        )
+    return CallToolResult(content=[TextContent(text=response.answer)], structured_content=summary)
+
+
+async def _submit_program(
+    body: AskRequest, program: str, state: AppState, owner: str, client: str
+) -> RunSession:
+    """A run of one given program: a stored ``pal``-mode run with that one step."""
+    python = state.tools.get("python")
+    if python is None:
+        raise ProblemError(403, "'python' is not allowed on this server")
+    settings = state.settings
+
+    async def start(_llm: MeteredLLM) -> AsyncIterator[StepEvent]:
+        return _one_program(python.run, program)
+
+    session = RunSession(
+        mode="pal",
+        question=body.question,
+        start_agent=start,
+        llm=state.llm,  # never called: metered for the run's (zero) usage
+        timeout_s=settings.request_timeout_s,
+        store=state.store,
+        metrics=state.metrics,
+        owner=owner,
+    )
+    return await state.runs.submit(session, client)
+
+
+async def _one_program(
+    run: Callable[[str], Awaitable[str]], program: str
+) -> AsyncIterator[StepEvent]:
+    yield ActionEvent(1, "python", program)
+    try:
+        output = await run(program)
+    except ActionError as exc:
+        yield ObservationEvent(1, str(exc))
+        yield FinalEvent("error", None, error=str(exc))
+        return
+    yield ObservationEvent(1, str(output))
+    if isinstance(output, ToolOutput) and output.failed:
+        yield FinalEvent("error", None, error=str(output))
+        return
+    result = output.result if isinstance(output, ToolOutput) else str(output)
+    yield FinalEvent("finished", result)

@@ -51,10 +51,12 @@ test: install-dev test-servers
 	$(PY) -m mypy
 	$(PY) -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-# Real servers the tests start: headless Chromium renders /docs, Postgres holds a run store,
-# Redis the shared limits (Debian's packages; root installs what is missing).
+# Real servers the tests start: headless Chromium renders /docs and, driven by chromedriver,
+# plays with the playground (/ui); Postgres holds a run store, Redis the shared limits
+# (Debian's packages; root installs what is missing).
 test-servers:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \

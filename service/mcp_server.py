@@ -99,7 +99,10 @@ class McpGuard:
         host = _hostname(request.headers.get("host", ""))
         origin = request.headers.get("origin")
         if not self.keys and not self._known(host):
-            return "MCP requests must name this machine in their Host header (DNS rebinding)"
+            return (
+                "without API keys, MCP requests must name this machine in their Host header "
+                "(against DNS rebinding); list the names clients use in ALLOWED_HOSTS"
+            )
         if origin is None:
             return None  # not a browser, or a same-origin request that omits it
         origin_host = _hostname(urlsplit(origin).netloc)

@@ -97,7 +97,7 @@ def create_app(
             stack.push_async_callback(admission.aclose)
             # Its requests end after the runs drain (LIFO), so a run an MCP call waits for
             # is answered, not cut short with its request.
-            await stack.enter_async_context(mcp.session_manager.run())
+            await stack.enter_async_context(mcp.running())
             manager = RunManager(
                 store,
                 admission,

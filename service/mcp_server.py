@@ -21,6 +21,7 @@ be the server's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -53,17 +54,41 @@ _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 FAILED = ("error", "timeout", "cancelled", "interrupted")
 
 
-def mount(app: FastAPI, settings: Settings) -> MCPServer:
-    """Add ``/mcp`` to ``app``; the returned server's ``session_manager.run()`` must be
-    entered in the app's lifespan."""
-    server = _build_server(app, settings)
-    inner = server.streamable_http_app(
-        streamable_http_path=PATH, stateless_http=True, json_response=True
-    )
-    endpoint = next(r.endpoint for r in inner.routes if isinstance(r, Route) and r.path == PATH)
-    guard = McpGuard(endpoint, settings, state=lambda: app.state.reactpal)
+def mount(app: FastAPI, settings: Settings) -> McpDoor:
+    """Add ``/mcp`` to ``app``; the returned door's ``running()`` is entered in the app's
+    lifespan (until then, and after, ``/mcp`` answers 503)."""
+    door = McpDoor(_build_server(app, settings))
+    guard = McpGuard(door, settings, state=lambda: app.state.reactpal)
     app.router.routes.append(Route(PATH, endpoint=guard, methods=["GET", "POST", "DELETE"]))
-    return server
+    return door
+
+
+class McpDoor:
+    """The SDK's endpoint, one per lifespan: its session manager runs only once, and an app's
+    lifespan may run more than once (tests, the schema fuzzing)."""
+
+    def __init__(self, server: MCPServer) -> None:
+        self.server = server
+        self.endpoint: ASGIApp | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        inner = self.server.streamable_http_app(
+            streamable_http_path=PATH, stateless_http=True, json_response=True
+        )
+        routes = (r for r in inner.routes if isinstance(r, Route) and r.path == PATH)
+        async with self.server.session_manager.run():
+            self.endpoint = next(routes).endpoint
+            try:
+                yield
+            finally:
+                self.endpoint = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.endpoint is None:
+            await problem(503, "the MCP endpoint is not running")(scope, receive, send)
+            return
+        await self.endpoint(scope, receive, send)
 
 
 class McpGuard:

@@ -4,7 +4,7 @@ allow-list and limits as ``/ask``; Host and Origin are checked against DNS rebin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,9 +12,12 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.fakes import FakeOpenAI, Scenario
+from service.app import create_app
+from service.settings import Settings
+from tests.fakes import FakeOpenAI, Scenario, make_llm
 from tests.service.conftest import AppFactory
 from tests.service.live import ANSWER, PAL_TAG, QUESTION, FakeLLM, serve
+from tools.sandbox import Sandbox
 
 URL = "http://127.0.0.1:8000/mcp"
 KEY = "mcp-test-key-0123456789"
@@ -186,3 +189,20 @@ def test_over_real_http_with_a_key(tmp_path: Any) -> None:
 
         answers = asyncio.run(session())
     assert answers == {"tools": "ask,pal,python", "ask": ANSWER, "pal": ANSWER, "python": ANSWER}
+
+
+async def test_the_endpoint_lives_with_each_lifespan_of_the_app(
+    sandbox: Sandbox, settings_for: Callable[..., Settings]
+) -> None:
+    """An app's lifespan may run more than once (tests, the schema fuzzing); the SDK's session
+    manager runs only once, so each lifespan gets its own. Outside one, /mcp is a 503."""
+    fake = FakeOpenAI(default="Thought: done\nAction: finish[hi]")
+    app = create_app(settings_for(), llm=make_llm(fake), sandbox=sandbox)
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+        for _ in range(2):  # (the first lifespan closes the sandbox: no program runs here)
+            async with app.router.lifespan_context(app), mcp_client(http) as client:
+                result = await client.call_tool("ask", {"question": "Say hi."})
+                assert result.content[0].text == "hi"  # type: ignore[union-attr]
+        outside = await http.post(URL, json=INITIALIZE, headers=MCP_HEADERS)
+    assert outside.status_code == 503

@@ -27,7 +27,7 @@ from service.hosts import TrustedHost
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
 from service.request_id import RequestId
-from service.routes import actions, ask, feedback, health, runs, threads, ui
+from service.routes import actions, ask, feedback, health, openai_compat, runs, threads, ui
 from service.runs import RunManager
 from service.settings import Settings
 from service.state import AppState
@@ -158,6 +158,7 @@ def create_app(
     app.include_router(runs.router)
     app.include_router(threads.router)
     app.include_router(feedback.router)
+    app.include_router(openai_compat.router)
     app.include_router(ui.router)
     mcp = mcp_server.mount(app, settings)
     docs.install(app, version=VERSION)

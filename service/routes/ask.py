@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +30,8 @@ from service.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["ask"], route_class=StrictJSONRoute)
 ANSWERED = ("finished", "max_steps")  # a thread's runs whose answer the next turn sees
+# Prepares a run's memory from what its caller holds, with the run's metered LLM (``submit``).
+MemorySource = Callable[[MeteredLLM], Awaitable[Memory]]
 
 
 @router.post(
@@ -60,7 +62,7 @@ async def ask(
         return EventSourceResponse(_sse(state, session.run_id, background=body.background), ping=15)
     if body.background:
         return accepted(session)
-    if not await _ended_before_disconnect(request, session):
+    if not await ended_before_disconnect(request, session):
         # Nobody will read the answer: stop spending on it (it is stored as cancelled).
         await state.runs.cancel(session.run_id, CLIENT_GONE)
         return Response(status_code=499)  # never seen: the client is gone
@@ -77,9 +79,20 @@ async def ask(
     return response
 
 
-async def submit(body: AskRequest, state: AppState, owner: str, client: str) -> RunSession:
+async def submit(
+    body: AskRequest,
+    state: AppState,
+    owner: str,
+    client: str,
+    *,
+    conversation: MemorySource | None = None,
+) -> RunSession:
     """Validate the request, admit ``client``'s run, record it and start it: 403/404/409/422/
-    429/503 before it runs."""
+    429/503 before it runs. ``conversation`` (outside a thread) prepares, with the run's own
+    metered LLM, what the model sees of a conversation the caller holds itself (the OpenAI
+    door's earlier messages); it is kept with the run as a thread's memory is."""
+    if conversation is not None and body.thread_id is not None:
+        raise ValueError("a run's memory comes from its thread or from the caller, not both")
     spec = _run_spec(body, state)
     if body.thread_id is not None and await state.store.get_thread(body.thread_id, owner) is None:
         raise ProblemError(404, f"no thread with id {body.thread_id}")
@@ -93,6 +106,10 @@ async def submit(body: AskRequest, state: AppState, owner: str, client: str) -> 
             # What the model saw of the thread, kept with the run: the export rebuilds its
             # prompt from it (service.export).
             session.extra_details["memory"] = memory_record(memory)
+        elif conversation is not None:
+            given = await conversation(llm)
+            run_spec = replace(spec, memory=given)
+            session.extra_details["memory"] = memory_record(given)
         agents = AgentFactory(llm, state.sandbox, state.tools)  # this run's usage, metered
         return agents.run(body.question, run_spec)
 
@@ -154,7 +171,7 @@ def accepted(session: RunSession) -> JSONResponse:
     )
 
 
-async def _ended_before_disconnect(request: Request, session: RunSession) -> bool:
+async def ended_before_disconnect(request: Request, session: RunSession) -> bool:
     """Wait for the run's end; False when the client hung up first. (The body has been
     read, so the next ASGI message is the disconnect.)"""
 

@@ -70,3 +70,11 @@ def test_the_mcp_client_example_calls_the_agent(service: Service) -> None:
     done = run_example(service, KEY, "### From an MCP client")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["['ask', 'pal', 'python']", "7006652 finished"]
+
+
+def test_the_openai_sdk_example_gets_the_answer_the_run_and_the_steps(service: Service) -> None:
+    done = run_example(service, KEY, "### From any OpenAI client")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["7006652", "finished"], done.stdout
+    assert "python" in done.stdout and done.stdout.endswith("7006652")  # steps, then answer

@@ -228,6 +228,8 @@ def stream_ends_with_a_valid_final_event(
     """A streamed /ask: ``run`` first, ``final`` last, whose data is a valid AskResponse."""
     if not _content_type(response).startswith(SSE):
         return None
+    if case.path.startswith("/v1/"):
+        return _openai_stream_ends_with_done(response)
     events: list[tuple[str, str]] = []
     for block in response.text.replace("\r\n", "\n").split("\n\n"):
         fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line[1:])
@@ -239,6 +241,18 @@ def stream_ends_with_a_valid_final_event(
     jsonschema.Draft202012Validator(
         {"$ref": "#/components/schemas/AskResponse", "components": RAW_SCHEMA["components"]}
     ).validate(final)
+    return True
+
+
+def _openai_stream_ends_with_done(response: schemathesis.Response) -> bool:
+    """A streamed /v1/chat/completions: ``data:`` lines only, each a chunk (or an error) as
+    JSON, the last one ``[DONE]``."""
+    blocks = [b for b in response.text.replace("\r\n", "\n").split("\n\n") if b.strip()]
+    data = [b.removeprefix("data: ") for b in blocks if not b.startswith(":")]
+    assert data and data[-1] == "[DONE]", f"stream: {data[-3:]}"
+    for item in data[:-1]:
+        chunk = json.loads(item)
+        assert chunk.get("object") == "chat.completion.chunk" or "error" in chunk, chunk
     return True
 
 

@@ -77,12 +77,19 @@ class McpDoor:
             streamable_http_path=PATH, stateless_http=True, json_response=True
         )
         routes = (r for r in inner.routes if isinstance(r, Route) and r.path == PATH)
-        async with self.server.session_manager.run():
-            self.endpoint = next(routes).endpoint
-            try:
-                yield
-            finally:
-                self.endpoint = None
+        try:
+            async with self.server.session_manager.run():
+                self.endpoint = next(routes).endpoint
+                try:
+                    yield
+                finally:
+                    self.endpoint = None
+        except BaseExceptionGroup as group:
+            # The manager's task group wraps whatever the app's lifespan raised through it
+            # (a bad model file at start-up): the app's caller gets that error itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.endpoint is None:

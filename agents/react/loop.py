@@ -35,6 +35,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from agents.answer import without_unasked_currency
 from agents.errors import ActionNotAllowed, ParseError
 from agents.events import (
     ActionEvent,
@@ -94,6 +95,7 @@ class _State:
     done: set[tuple[str, str]] = field(default_factory=set)
     failures: list[str] = field(default_factory=list)  # error texts observed: never an answer
     last_result: str | None = None  # the last observation of an action that worked
+    question: str = ""
 
 
 class ReActAgent:
@@ -147,7 +149,7 @@ class ReActAgent:
         """The run's step events; ``memory`` is what the model sees of the thread's earlier
         turns (``agents.memory``), before the question."""
         native = self._native
-        state = _State(self.first_messages(question, memory))
+        state = _State(self.first_messages(question, memory), question=question)
         while state.step < self._policy.max_steps:
             state.step += 1
             choice = await self._complete(state, native)
@@ -318,6 +320,8 @@ class ReActAgent:
         details = dict(details or {})
         if self._unavailable:
             details["unavailable_actions"] = dict(self._unavailable)
+        if answer is not None:
+            answer = without_unasked_currency(state.question, answer)  # agents.answer
         return FinalEvent(
             status,
             answer,

@@ -1,0 +1,56 @@
+"""The answer keeps only what the question asked for: no currency copied from an example."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.answer import without_unasked_currency
+from tests.fakes import FakeOpenAI, Scenario, make_llm
+
+DAYS = "How many days are there between 1969-07-20 and 1989-11-09?"
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "expected"),
+    [
+        # What the embedded model wrote (issue 12): the money example's "$" on a day count.
+        (DAYS, "$7417", "7417"),
+        (DAYS, "$ 7,417.", "7,417"),
+        ("How many apples are left?", "12 dollars", "12"),
+        ("What is 1234 * 5678?", "7006652€", "7006652"),
+        # Money in the question: the currency is the model's to give.
+        ("Olivia has $23. She bought five bagels for $3 each. How much is left?", "$8", "$8"),
+        ("How much change does Maya get?", "$27.05", "$27.05"),
+        ("What does the ticket cost in euros?", "45 euros", "45 euros"),
+        # Not a bare amount: left as written.
+        (DAYS, "7417 days", "7417 days"),
+        (DAYS, "about $7417 in total", "about $7417 in total"),
+        ("What symbol means dollar?", "$", "$"),
+    ],
+)
+def test_a_currency_the_question_did_not_ask_for_is_dropped(
+    question: str, answer: str, expected: str
+) -> None:
+    assert without_unasked_currency(question, answer) == expected
+
+
+async def test_a_react_run_answers_the_day_count_without_the_examples_currency() -> None:
+    from agents.policy import RunPolicy
+    from agents.react.loop import ReActAgent
+    from tools.base import ToolOutput
+
+    class Days:
+        name, description, input_hint = "python", "run Python", "code"
+
+        async def run(self, tool_input: str) -> str:
+            return ToolOutput("7417", result="7417")
+
+    steps = [
+        "Thought: use datetime\n"
+        "Action: python[print((date(1989, 11, 9) - date(1969, 7, 20)).days)]",
+        "Thought: The change is $7417.\nAction: finish[$7417]",
+    ]
+    fake = FakeOpenAI(scenarios=[Scenario("1969-07-20", steps=steps)])
+    agent = ReActAgent(make_llm(fake), {"python": Days()}, RunPolicy(allowed=("python", "finish")))
+    events = [event async for event in agent.run(DAYS)]
+    assert events[-1].answer == "7417"  # type: ignore[union-attr]

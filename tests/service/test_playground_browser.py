@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as Driver
 from selenium.webdriver.common.by import By
@@ -91,8 +92,12 @@ def page(browser: webdriver.Chrome, service: Service) -> Iterator[webdriver.Chro
 def until(
     browser: webdriver.Chrome, what: str, check: Callable[[webdriver.Chrome], object]
 ) -> None:
-    """Wait (polling) until ``check`` is true: what a test would otherwise sleep for."""
-    WebDriverWait(browser, TIMEOUT_S).until(check, f"waited {TIMEOUT_S} s for {what}")
+    """Wait (polling) until ``check`` is true: what a test would otherwise sleep for. The page
+    re-renders its lists (threads, cards) as data arrives: an element found just before it was
+    replaced is stale, and the check is simply tried again (a flake in CI otherwise)."""
+    retried = (NoSuchElementException, StaleElementReferenceException)
+    wait = WebDriverWait(browser, TIMEOUT_S, ignored_exceptions=retried)
+    wait.until(check, f"waited {TIMEOUT_S} s for {what}")
 
 
 def first(browser: webdriver.Chrome, selector: str) -> WebElement:

@@ -34,10 +34,14 @@ def authenticate(
 Client = Annotated[str | None, Depends(authenticate)]
 
 
-def owner(client: Client) -> str:
+def owner_of(client: str | None) -> str:
     """Who runs, threads and feedback belong to: a hash of the caller's API key (the key
     itself is never stored), or ``""``, the one owner of a server without keys."""
     return hashlib.sha256(client.encode()).hexdigest()[:32] if client else ""
+
+
+def owner(client: Client) -> str:
+    return owner_of(client)
 
 
 Owner = Annotated[str, Depends(owner)]

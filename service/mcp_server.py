@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -38,6 +37,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent
+from service.auth import client_address
+from service.deps import owner_of
 from service.errors import ProblemError, problem
 from service.runner import MeteredLLM, RunSession
 from service.runs import CLIENT_GONE
@@ -247,6 +248,8 @@ async def _run(
     from service.routes.ask import submit  # the HTTP route's own admission and validation
 
     request = ctx.request_context.request
+    if not isinstance(request, Request):  # McpGuard let it in, so it came over HTTP
+        raise ToolError("the reactpal MCP tools are served over HTTP only")
     client = _client_of(request)
     try:
         body = AskRequest.model_validate({k: v for k, v in fields.items() if v is not None})
@@ -267,18 +270,13 @@ async def _run(
     return _result(session.response)
 
 
-def _client_of(request: Any) -> str:
-    client = request.scope.get(_CLIENT) if request is not None else None
-    if client:
-        return str(client)
-    peer = getattr(request, "client", None)
-    return peer.host if peer else "unknown"
+def _client_of(request: Request) -> str:
+    """The caller's key (left by ``McpGuard``), else its address: whom the limits count."""
+    return request.scope.get(_CLIENT) or client_address(request)
 
 
-def _owner(request: Any) -> str:
-    """As ``service.deps.owner``: a hash of the key, or ``""`` without keys."""
-    client = request.scope.get(_CLIENT) if request is not None else None
-    return hashlib.sha256(client.encode()).hexdigest()[:32] if client else ""
+def _owner(request: Request) -> str:
+    return owner_of(request.scope.get(_CLIENT))
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -19,6 +19,7 @@ from agents.factory import AgentFactory, RunSpec
 from agents.memory import Memory, MemoryConfig, Turn, prepare
 from agents.pal import PalOptions
 from agents.policy import RunPolicy, bounded, resolve_actions
+from service.auth import client_address
 from service.deps import Client, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.export import answering_program, memory_record
@@ -55,7 +56,7 @@ MemorySource = Callable[[MeteredLLM], Awaitable[Memory]]
 async def ask(
     body: AskRequest, request: Request, state: State, client: Client, owner: Owner
 ) -> Any:
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     await state.admission.check_rate(client or address)
     session = await submit(body, state, owner, client or address)
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):

@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agents.memory import Memory, MemoryConfig, Turn, prepare
+from service.auth import client_address
 from service.deps import Client, Owner, State
 from service.openai_errors import (
     OpenAIError,
@@ -132,7 +133,7 @@ async def chat_completions(
         ask = AskRequest.model_validate({"question": body.question, "mode": mode})
     except ValidationError as exc:  # the question as /ask checks it
         raise invalid_request(exc.errors(), request, param="messages") from exc
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     await state.admission.check_rate(client or address)
     turns = body.earlier_turns
     memory = _memory(state, turns) if turns else None

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from service.auth import client_address
 from service.deps import Client, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.metrics import CONTENT_TYPE
@@ -45,7 +46,7 @@ RunId = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f]+$")]
 async def start_run(
     body: AskRequest, request: Request, state: State, client: Client, owner: Owner
 ) -> JSONResponse:
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     await state.admission.check_rate(client or address)
     return accepted(await submit(body, state, owner, client or address))
 

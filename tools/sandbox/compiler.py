@@ -10,11 +10,17 @@ policy is extended, not loosened: ``**``, ``*``, ``<<`` and ``%`` become calls t
 guards, an f-string field with a format specification becomes a call that checks it,
 augmented assignment works on items and attributes (through the write guard), ``nonlocal`` is
 allowed, and a program's own classes may define the common special methods.
+
+One slip of small models is read as they meant it: a decimal literal with leading zeros
+(``date(1989, 11, 09)``), a SyntaxError since Python 3, is read as the decimal number (``9``),
+at the position the parser reports, at most ``MAX_ZERO_FIXES`` times. The rest of the program
+is checked as any other.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import types
 from typing import Any
 
@@ -299,10 +305,42 @@ _IOP = {
 }
 
 
+MAX_ZERO_FIXES = 64
+_LEADING_ZEROS = "leading zeros in decimal integer literals"
+_ZERO_LITERAL = re.compile(r"0[0-9_]*[0-9]")
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends Python counts, no others
+
+
+def _parse(source: str) -> ast.Module:
+    """``ast.parse``, reading ``09`` as ``9`` (see the module docstring)."""
+    for _ in range(MAX_ZERO_FIXES):
+        try:
+            return ast.parse(source, FILENAME, "exec")
+        except SyntaxError as exc:
+            fixed = _without_leading_zeros(source, exc)
+            if fixed is None:
+                raise
+            source = fixed
+    return ast.parse(source, FILENAME, "exec")
+
+
+def _without_leading_zeros(source: str, exc: SyntaxError) -> str | None:
+    if _LEADING_ZEROS not in (exc.msg or "") or not exc.lineno or not exc.offset:
+        return None
+    starts = [0, *(m.end() for m in _NEWLINE.finditer(source))]
+    if exc.lineno > len(starts):
+        return None
+    at = starts[exc.lineno - 1] + exc.offset - 1
+    literal = _ZERO_LITERAL.match(source, at)
+    if literal is None:
+        return None
+    return source[:at] + str(int(literal.group().replace("_", ""))) + source[literal.end() :]
+
+
 def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> types.CodeType:
     """Parse, check and compile one program. Raises :class:`CompileRefused`."""
     try:
-        tree = ast.parse(source, FILENAME, "exec")
+        tree = _parse(source)
     except SyntaxError as exc:
         raise CompileRefused("SyntaxError", f"line {exc.lineno}: {exc.msg}") from None
     except ValueError as exc:  # e.g. null bytes in the source

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fractions
 import json
 
@@ -334,3 +335,26 @@ def test_private_names_are_read_by_the_generic_lookup_never_a_forwarding_one() -
     assert guards.getattr(into_fraction, "_mul") == 0
     assert guards.getattr(into_other, "__dict__") is not vars(other)
     assert "secret" not in guards.vars(into_other)
+
+
+@pytest.mark.parametrize(
+    ("source", "fixed"),
+    [
+        ("d = date(1989, 11, 09)", "d = date(1989, 11, 9)"),
+        ("x = (07, 0_8)\r\ny = 00", "x = (7, 8)\ny = 0"),  # "\r\n" counts as one line end
+        ('s = "09"  # 09\nt = 009', "s = '09'\nt = 9"),  # only the literal the parser named
+    ],
+)
+def test_a_leading_zero_literal_is_read_as_the_decimal_it_means(source: str, fixed: str) -> None:
+    """Small models write dates as date(1989, 11, 09): a SyntaxError since Python 3."""
+    assert ast.unparse(compiler._parse(source)) == fixed
+
+
+def test_other_syntax_errors_and_too_many_fixes_still_fail() -> None:
+    with pytest.raises(compiler.CompileRefused, match="invalid syntax"):
+        compiler.compile_program("x = 09 +", max_nesting=100)
+    many = "x = [" + ", ".join(["01"] * (compiler.MAX_ZERO_FIXES + 1)) + "]"
+    with pytest.raises(compiler.CompileRefused, match="leading zeros"):
+        compiler.compile_program(many, max_nesting=100)
+    fine = "x = [" + ", ".join(["01"] * compiler.MAX_ZERO_FIXES) + "]"
+    assert compiler.compile_program(fine, max_nesting=100) is not None

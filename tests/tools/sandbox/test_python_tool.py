@@ -23,6 +23,9 @@ async def test_python_tool_runs_programs_and_reports_errors() -> None:
         assert (await tool.run("import os")).startswith("ImportError: module 'os'")
         with pytest.raises(ToolError):
             await tool.run("   ")
+        # A small model's date, as it writes it (issue 12): 09 is read as 9.
+        dates = "from datetime import date\nprint((date(1989, 11, 09) - date(1969, 07, 20)).days)"
+        assert await tool.run(dates) == "7417"
 
 
 async def test_python_tool_busy_is_unavailable() -> None:

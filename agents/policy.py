@@ -16,7 +16,7 @@ from typing import Literal
 from agents.errors import ActionNotAllowed
 
 FINISH = "finish"
-Protocol = Literal["text", "tools"]
+Protocol = Literal["text", "json", "tools"]  # agents.protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,9 @@ class RunPolicy:
     max_tokens: int = 512  # per LLM call
     temperature: float = 0.0
     protocol: Protocol = "text"
+    # A ``tools`` run on a server found to ignore tool calls (agents.protocol): a prose reply
+    # ends the run with an error instead of passing for the answer.
+    tools_ignored: bool = False
 
     def allows(self, action: str) -> bool:
         return action.lower() in self.allowed

@@ -19,6 +19,7 @@ from agents.errors import LLMError
 from agents.factory import AgentFactory
 from agents.llm.base import LLM
 from agents.policy import resolve_actions
+from agents.protocol import ProtocolChoice
 from service import docs, errors, mcp_server
 from service.admission import Admission
 from service.auth import Authenticator
@@ -120,7 +121,12 @@ def create_app(
                 admission=admission,
                 agents=AgentFactory(model, box, tools),
                 runs=manager,
+                protocol=ProtocolChoice(model, settings.agent_protocol),
             )
+            # Ask the server what it enforces now, in the background, so the first run does
+            # not wait for it (one that comes meanwhile waits for this same probe).
+            probe = asyncio.create_task(_probe_protocol(app.state.reactpal.protocol))
+            stack.push_async_callback(_cancel, probe)
             if model.supports_warm_up:
                 # Load the embedded model (assembling the packaged one if needed) before the
                 # first request, so a bad model file stops the start with a clear error; then
@@ -201,6 +207,10 @@ async def _warm_up(state: AppState) -> None:
         log.warning("model warm-up failed", error=str(exc))
         return
     log.info("model warm", prompts=warmed, seconds=round(time.monotonic() - started, 1))
+
+
+async def _probe_protocol(choice: ProtocolChoice) -> None:
+    await choice.resolve()  # logs what it found; a failure is retried by a later run
 
 
 def _ago(seconds: float) -> dt.datetime:

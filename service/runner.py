@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,6 +92,7 @@ class MeteredLLM:
         n: int = 1,
         tools: Sequence[ToolSpec] = (),
         grammar: str | None = None,
+        response_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         completion = await self.inner.complete(
             messages,
@@ -101,6 +102,7 @@ class MeteredLLM:
             n=n,
             tools=tools,
             grammar=grammar,
+            response_schema=response_schema,
         )
         self.calls += 1
         self.usage = self.usage + completion.usage

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_timeout_s: float = Field(60.0, gt=0, le=600)
     llm_max_retries: int = Field(2, ge=0, le=10)
-    agent_protocol: Literal["text", "tools"] = "text"
+    # How ReAct steps are asked for (agents.protocol): auto picks what the backend enforces.
+    agent_protocol: Literal["auto", "text", "json", "tools"] = "auto"
     local_model: Literal["small", "better"] = "small"
     local_model_path: Path | None = None
     model_cache_dir: Path  # default: DATA_DIR/models

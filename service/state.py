@@ -11,6 +11,7 @@ from fastapi import Request
 
 from agents.factory import AgentFactory
 from agents.llm.base import LLM
+from agents.protocol import ProtocolChoice
 from service.admission import Admission
 from service.auth import Authenticator
 from service.metrics import Metrics
@@ -34,6 +35,7 @@ class AppState:
     admission: Admission
     agents: AgentFactory  # builds each run's agent from llm, sandbox and tools
     runs: RunManager  # the runs in progress in this process
+    protocol: ProtocolChoice  # AGENT_PROTOCOL, resolved against what the LLM enforces
     readiness: ReadinessCache = field(default_factory=ReadinessCache)  # /readyz's checks
 
 

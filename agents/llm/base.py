@@ -4,7 +4,7 @@ nothing from ``openai`` or ``llama_cpp`` leaks past the backend module."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -74,7 +74,10 @@ class LLM(Protocol):
     several samples; a backend with ``supports_n`` False raises nothing but returns one choice,
     and callers draw the rest concurrently. ``tools`` is only passed when ``supports_tools``.
     ``grammar`` is a GBNF grammar, honoured by backends that can (the embedded model) and
-    ignored by the rest. Every failure is an ``LLMError``.
+    ignored by the rest. ``response_schema`` is a JSON schema the reply must be an instance of
+    (``AGENT_PROTOCOL=json``): sent as the server's ``response_format`` in the dialect its
+    probe found (``agents.protocol``), or compiled to a grammar by the embedded model. Every
+    failure is an ``LLMError``.
     """
 
     @property
@@ -101,6 +104,7 @@ class LLM(Protocol):
         n: int = 1,
         tools: Sequence[ToolSpec] = (),
         grammar: str | None = None,
+        response_schema: Mapping[str, Any] | None = None,
     ) -> Completion: ...
 
     @property

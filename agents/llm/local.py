@@ -41,11 +41,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import json
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,8 +241,12 @@ class LocalLLM:
         n: int = 1,
         tools: Sequence[ToolSpec] = (),
         grammar: str | None = None,
+        response_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
-        """One completion (``n`` is ignored: callers draw more samples concurrently)."""
+        """One completion (``n`` is ignored: callers draw more samples concurrently). A
+        ``response_schema`` without a ``grammar`` becomes one (``schema_grammar``)."""
+        if response_schema is not None and grammar is None:
+            grammar = schema_grammar(response_schema)
         if n < 1:
             raise LLMError(f"n must be >= 1, got {n}")
         if max_tokens < 1:
@@ -495,6 +500,21 @@ def _to_template_message(message: ChatMessage) -> dict[str, str]:
     # No native tools here (supports_tools is False): a stray tool result is shown as user text.
     role = "user" if message.role == "tool" else message.role
     return {"role": role, "content": message.content}
+
+
+def schema_grammar(schema: Mapping[str, Any]) -> str:
+    """A JSON schema as GBNF, by llama-cpp-python's own converter (what its server does with
+    ``response_format``)."""
+    try:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+    except ImportError:
+        raise LLMConfigError(
+            f"the embedded model needs the `local` extra (llama-cpp-python): run {INSTALL_COMMAND}"
+        ) from None
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema)))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LLMError(f"the JSON schema cannot be turned into a grammar: {exc}") from exc
 
 
 def _check_gguf(path: Path) -> None:

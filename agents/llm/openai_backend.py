@@ -39,6 +39,11 @@ What it guarantees:
   server stays an ``LLMConnectionError`` / ``LLMTimeout``.
 - ``grammar`` is ignored: the OpenAI API has no GBNF parameter (llama.cpp's server has a
   non-standard one, which this backend does not send).
+- ``response_schema`` is sent as ``response_format`` in the server's dialect: OpenAI's and
+  vLLM's ``{"type": "json_schema", "json_schema": {...}}``, or llama-cpp-python's
+  ``{"type": "json_object", "schema": ...}`` (its server answers the first with an error).
+  ``probe()`` finds which one the server enforces, and whether it makes native tool calls,
+  by asking it (see ``probe``); until a probe has run, OpenAI's dialect is sent.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import email.utils
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeGuard
 
 import httpx2
@@ -78,6 +83,15 @@ from agents.errors import (
     LLMTimeout,
 )
 from agents.llm.base import ChatMessage, Choice, Completion, ToolCall, ToolSpec, Usage
+from agents.llm.capabilities import (
+    PROBE_MESSAGES,
+    PROBE_SCHEMA,
+    PROBE_TOOL,
+    PROBE_TOOL_MESSAGES,
+    Capabilities,
+    SchemaDialect,
+    is_probe_answer,
+)
 
 # Local servers ignore the key, but the SDK refuses to start without one.
 PLACEHOLDER_API_KEY: Final = "not-needed"
@@ -130,6 +144,7 @@ class OpenAILLM:
             multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s
         )
         self._owns_http_client = http_client is None
+        self._schema_dialect: SchemaDialect = "openai"
         self._model_lock = asyncio.Lock()
         try:
             self._client = openai.AsyncOpenAI(
@@ -182,6 +197,7 @@ class OpenAILLM:
         n: int = 1,
         tools: Sequence[ToolSpec] = (),
         grammar: str | None = None,  # ignored: see the module docstring
+        response_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         if n < 1:
             raise LLMError(f"n must be >= 1, got {n}")
@@ -197,6 +213,8 @@ class OpenAILLM:
             request["stop"] = stops[:MAX_STOP_SEQUENCES]
         if tools:
             request["tools"] = [_to_api_tool(t) for t in tools]
+        if response_schema is not None:
+            request["response_format"] = response_format(response_schema, self._schema_dialect)
         first = await self._with_retries(request, n)
         choices, usage = list(first.choices), first.usage
         missing = n - len(choices)
@@ -220,6 +238,69 @@ class OpenAILLM:
             raise
         if not self._model:
             self._model = _first_model(ids, self._base_url)
+
+    async def probe(self) -> Capabilities:
+        """Ask the server what it enforces, with three short requests at most (no retries).
+
+        A JSON schema whose only valid instance is ``{"answer": "<PROBE_ANSWER>"}`` goes with
+        a question any model would answer otherwise ("What is 2 + 2?"): a server that enforces
+        the schema returns that instance, one that ignores ``response_format`` returns "4".
+        OpenAI's dialect is tried first; a server that refuses it (4xx) or ignores it is asked
+        in llama-cpp-python's. Then one function is offered with an instruction to call it: a
+        server whose chat format has no tool calls answers in prose. The dialect found is the
+        one ``complete`` sends from then on. A server that cannot be reached, or that refuses
+        the key, raises ``LLMError``: nothing is known, and the caller tries again later."""
+        model = await self._resolve_model()
+        base: dict[str, Any] = {
+            "model": model,
+            "messages": [_to_api_message(m) for m in PROBE_MESSAGES],
+            "temperature": 0.0,
+            "max_tokens": 32,
+        }
+        dialect: SchemaDialect | None = None
+        for candidate in ("openai", "llama_cpp"):
+            request = {**base, "response_format": response_format(PROBE_SCHEMA, candidate)}
+            text = await self._probe_call(request)
+            if text is not None and is_probe_answer(text):
+                dialect = candidate
+                break
+        if dialect is not None:
+            self._schema_dialect = dialect
+        tool_request = {
+            **base,
+            "messages": [_to_api_message(m) for m in PROBE_TOOL_MESSAGES],
+            "tools": [_to_api_tool(PROBE_TOOL)],
+            "max_tokens": 64,
+        }
+        completion = await self._probe_completion(tool_request)
+        calls = (
+            [call for choice in completion.choices for call in choice.tool_calls]
+            if completion
+            else []
+        )
+        tools = any(call.name == PROBE_TOOL.name for call in calls)
+        return Capabilities(grammar=False, json_schema=dialect, tools=tools, probed=True)
+
+    async def _probe_call(self, request: dict[str, Any]) -> str | None:
+        completion = await self._probe_completion(request)
+        return completion.text if completion is not None else None
+
+    async def _probe_completion(self, request: dict[str, Any]) -> Completion | None:
+        """One attempt; None when the server refuses the request itself (400, 422: it does
+        not take that parameter) or answers with something unusable."""
+        try:
+            return await self._attempt(request, 1)
+        except LLMServerError as exc:  # before LLMBadResponse, its base class
+            cause = exc.__cause__
+            if isinstance(cause, openai.APIStatusError) and cause.status_code == 500:
+                return None  # a server may fail on a parameter it does not know
+            raise  # 502, 503, 504: down or overloaded, which says nothing about the parameter
+        except LLMBadResponse:
+            return None
+        except LLMConfigError as exc:
+            if isinstance(exc.__cause__, openai.NotFoundError):
+                return None  # some servers answer 404 to a parameter they do not know
+            raise
 
     async def aclose(self) -> None:
         if self._owns_http_client:
@@ -430,6 +511,16 @@ def _to_api_message(message: ChatMessage) -> ChatCompletionMessageParam:
         ]
         return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
     return {"role": "assistant", "content": message.content}
+
+
+def response_format(schema: Mapping[str, Any], dialect: SchemaDialect) -> dict[str, Any]:
+    """``schema`` as the server's ``response_format`` (see the module docstring)."""
+    if dialect == "llama_cpp":
+        return {"type": "json_object", "schema": dict(schema)}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "step", "schema": dict(schema), "strict": True},
+    }
 
 
 def _to_api_tool(tool: ToolSpec) -> ChatCompletionFunctionToolParam:

@@ -49,7 +49,7 @@ from agents.llm.base import LLM, ChatMessage, Choice, ToolCall, ToolSpec, Usage
 from agents.memory import Memory
 from agents.policy import FINISH, RunPolicy
 from agents.react import prompt
-from agents.react.parser import ParsedStep, is_prose, parse_completion
+from agents.react.parser import ParsedStep, is_prose, parse_completion, parse_json_step
 from agents.untrusted import defang_template_tokens, untrusted_text
 from tools.base import Tool, ToolError, ToolOutput
 
@@ -60,6 +60,11 @@ CARRY_ON = "Use one of the other actions, or finish with what you know."
 ECHOED_ERROR = (
     "That answer repeats an error message the run observed; it does not answer the question. "
     + CARRY_ON
+)
+TOOLS_IGNORED = (
+    "the model answered in prose instead of calling a function, and this server was found to "
+    "ignore tool calls (AGENT_PROTOCOL=tools; see /readyz): its prose is not taken for an "
+    "answer. Set AGENT_PROTOCOL=auto to use a step protocol this server enforces"
 )
 _MIN_ECHO_CHARS = 16  # shorter common phrases ("unavailable") may appear in real answers
 _CLAUSE = re.compile(r"[^.;:()\[\]\n]+")
@@ -117,6 +122,7 @@ class ReActAgent:
         self._grammar = grammar
         docs = [prompt.ActionDoc(t.name, t.input_hint, t.description) for t in self._tools.values()]
         self._docs = [*docs, prompt.FINISH_DOC]
+        self._schema = prompt.step_schema([d.name for d in self._docs])  # AGENT_PROTOCOL=json
         self._specs = tuple(
             ToolSpec(
                 wire_name(d.name),
@@ -133,17 +139,24 @@ class ReActAgent:
     def first_messages(self, question: str, memory: Memory | None = None) -> list[ChatMessage]:
         """The conversation the first step sends: the system prompt, the thread's earlier
         turns in ``memory`` (``agents.react.prompt.conversation``), then the question."""
-        system = (
-            prompt.tools_system_prompt() if self._native else prompt.text_system_prompt(self._docs)
-        )
+        if self._native:
+            system = prompt.tools_system_prompt()
+        elif self._json:
+            system = prompt.json_system_prompt(self._docs)
+        else:
+            system = prompt.text_system_prompt(self._docs)
         return [
             ChatMessage("system", system),
-            *prompt.conversation(question, memory, native=self._native),
+            *prompt.conversation(question, memory, native=self._native, json_steps=self._json),
         ]
 
     @property
     def _native(self) -> bool:
         return self._policy.protocol == "tools" and self._llm.supports_tools
+
+    @property
+    def _json(self) -> bool:
+        return self._policy.protocol == "json"
 
     async def run(self, question: str, memory: Memory | None = None) -> AsyncIterator[StepEvent]:
         """The run's step events; ``memory`` is what the model sees of the thread's earlier
@@ -153,6 +166,11 @@ class ReActAgent:
         while state.step < self._policy.max_steps:
             state.step += 1
             choice = await self._complete(state, native)
+            if native and not choice.tool_calls and self._policy.tools_ignored:
+                yield ThoughtEvent(state.step, choice.text.strip()[:2000])
+                yield ActionEvent(state.step, None, "")
+                yield self._final(state, "error", None, error=TOOLS_IGNORED)
+                return
             outcome = self._read(choice, native, state.observed)
             if isinstance(outcome, ParseError):
                 parsed = None
@@ -189,13 +207,15 @@ class ReActAgent:
             yield event
 
     async def _complete(self, state: _State, native: bool) -> Choice:
+        json_steps = self._json and not native
         completion = await self._llm.complete(
             state.messages,
-            stop=() if native else STOP,
+            stop=() if native or json_steps else STOP,
             temperature=self._policy.temperature,
             max_tokens=self._policy.max_tokens,
             tools=self._specs if native else (),
-            grammar=None if native else self._grammar,
+            grammar=None if native or json_steps else self._grammar,
+            response_schema=self._schema if json_steps else None,
         )
         state.llm_calls += 1
         state.usage = state.usage + completion.usage
@@ -207,6 +227,17 @@ class ReActAgent:
                 return _from_tool_call(choice.tool_calls[0], choice.text, self._docs)
             except ParseError as exc:
                 return exc  # a malformed call goes back to the model, whatever text came too
+        if self._json and not native:
+            try:
+                return parse_json_step(choice.text)
+            except ParseError as exc:
+                if observed and is_prose(choice.text) and "{" not in choice.text:
+                    answer = " ".join(choice.text.split())[:PROSE_ANSWER_CHARS]
+                    finish = prompt.json_step("I have the answer.", FINISH, answer)
+                    return ParseError(
+                        f"{exc} If your reply is the final answer, reply with exactly: {finish}"
+                    )
+                return exc
         try:
             return parse_completion(choice.text)
         except ParseError as exc:
@@ -277,18 +308,21 @@ class ReActAgent:
 
     async def _best_answer(self, state: _State) -> AsyncIterator[StepEvent]:
         """The budget is spent: one last call, without tools, for the best answer so far."""
-        state.messages.append(ChatMessage("user", prompt.final_answer_request()))
+        json_steps = self._json and not self._native
+        request = prompt.final_answer_request(json_steps=json_steps)
+        state.messages.append(ChatMessage("user", request))
         completion = await self._llm.complete(
             state.messages,
-            stop=STOP,
+            stop=() if json_steps else STOP,
             temperature=self._policy.temperature,
             max_tokens=self._policy.max_tokens,
+            response_schema=prompt.step_schema([FINISH]) if json_steps else None,
         )
         state.llm_calls += 1
         state.usage = state.usage + completion.usage
         text = completion.text.strip()
         try:
-            parsed = parse_completion(text)
+            parsed = parse_json_step(text) if json_steps else parse_completion(text)
         except ParseError:
             # Prose is the model's answer in its own words; a bare label is nothing.
             thought, answer = "", text if is_prose(text) else ""

@@ -18,6 +18,7 @@ model what to write instead; the loop decides whether prose (``is_prose``) is an
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from dataclasses import dataclass
@@ -137,3 +138,55 @@ def _unfence(value: str) -> str:
         if fence is not None:
             return fence.group(1)
     return value
+
+
+# -- the JSON protocol (AGENT_PROTOCOL=json) -------------------------------------------------
+
+_JSON_FORMAT = (
+    'Reply with exactly one JSON object: {"thought": "<reasoning>", "action": "<name>", '
+    '"action_input": "<input>"}.'
+)
+
+
+def parse_json_step(text: str) -> ParsedStep:
+    """Parse one JSON-protocol step. A server that enforces the schema returns the object
+    alone; one that does not may wrap it in a code fence or prose, so the first JSON object
+    in the text is taken. ``action_input`` may be a number or an object (a model filling in
+    arguments): it is kept as its JSON text. Raises ``ParseError`` naming what to fix."""
+    value = _first_json_object(text)
+    if value is None:
+        raise ParseError(f"no JSON object found. {_JSON_FORMAT}")
+    action = value.get("action")
+    if not isinstance(action, str) or not _IDENT_FULL.fullmatch(action.strip()):
+        raise ParseError(f'the step has no "action" naming an action. {_JSON_FORMAT}')
+    thought = value.get("thought")
+    raw_input = value.get("action_input", value.get("input"))
+    if raw_input is None:
+        raise ParseError(f'the step has no "action_input". {_JSON_FORMAT}')
+    if isinstance(raw_input, str):
+        action_input = raw_input
+    else:
+        action_input = json.dumps(raw_input, ensure_ascii=False)
+    return ParsedStep(
+        thought.strip() if isinstance(thought, str) else "",
+        action.strip().lower(),
+        _clean(_unfence(action_input)),
+    )
+
+
+_IDENT_FULL = re.compile(_IDENT)
+
+
+def _first_json_object(text: str) -> dict[str, object] | None:
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start >= 0:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    return None

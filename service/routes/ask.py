@@ -111,6 +111,12 @@ async def submit(
             given = await conversation(llm)
             run_spec = replace(spec, memory=given)
             session.extra_details["memory"] = memory_record(given)
+        if body.mode == "react":
+            chosen = await state.protocol.resolve()
+            policy = replace(
+                run_spec.policy, protocol=chosen.protocol, tools_ignored=chosen.tools_ignored
+            )
+            run_spec = replace(run_spec, policy=policy)
         agents = AgentFactory(llm, state.sandbox, state.tools)  # this run's usage, metered
         return agents.run(body.question, run_spec)
 
@@ -223,7 +229,6 @@ def _run_spec(body: AskRequest, state: AppState) -> RunSpec:
             bounded(body.max_steps, settings.default_max_steps, settings.max_steps_limit)
         ),
         max_tokens=settings.max_tokens,
-        protocol=settings.agent_protocol,
     )
     pal = PalOptions(
         task=body.task,

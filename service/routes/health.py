@@ -55,7 +55,11 @@ async def _check_backends(state: AppState) -> BackendChecks:
     checks: dict[str, Any] = {}
     try:
         await asyncio.wait_for(state.llm.check(), CHECK_TIMEOUT_S)
-        checks["llm"] = {"ok": True, "model": state.llm.model}
+        checks["llm"] = {
+            "ok": True,
+            "model": state.llm.model,
+            "protocol": state.protocol.describe(),  # AGENT_PROTOCOL and what it became
+        }
     except (LLMError, TimeoutError) as exc:
         reason = exc.reason if isinstance(exc, LLMError) else LLMTimeout.reason
         log.warning("readiness: LLM backend check failed", reason=reason, error=str(exc))

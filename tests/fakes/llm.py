@@ -7,6 +7,10 @@
 
 What it answers, first match wins:
 
+0. unless a fault is queued, a capability probe (``OpenAILLM.probe``), answered as a server
+   with ``enforces`` (the JSON schema dialect it enforces: ``"openai"``, ``"llama_cpp"`` or
+   None) and ``tool_calls`` would; a ``llama_cpp`` server fails on OpenAI's dialect with a
+   500, as llama-cpp-python's does; probes do not consume the script;
 1. a queued fault (``fake.fail("429", times=2)``): the next calls fail, then the script resumes;
 2. ``script`` as a function of the request: ``lambda req: "Thought: ...\\nAction: ..."``;
 3. a ``Scenario`` whose ``match`` is a substring of the conversation (case and whitespace
@@ -48,6 +52,7 @@ from typing import Any, Literal, TypeAlias
 
 import httpx2
 
+from agents.llm.capabilities import PROBE_ANSWER, PROBE_TOOL, SchemaDialect
 from agents.llm.openai_backend import OpenAILLM
 
 FaultKind = Literal[
@@ -165,8 +170,12 @@ class FakeOpenAI:
         honour_stop: bool = True,
         honour_n: bool = True,
         delay_s: float = 0.0,
+        enforces: SchemaDialect | None = None,
+        tool_calls: bool = False,
     ) -> None:
         self.script = script
+        self.enforces = enforces
+        self.tool_calls = tool_calls
         self.scenarios = list(scenarios)
         self.default = default
         self.models = list(models)
@@ -231,6 +240,9 @@ class FakeOpenAI:
         return httpx2.Response(404, json={"error": {"message": f"no route {seen.path}"}})
 
     async def _chat(self, seen: FakeRequest, request: httpx2.Request) -> httpx2.Response:
+        probe = None if self._faults else self._probe_reply(seen)
+        if probe is not None:
+            return probe
         scenario = self._scenario(seen)
         delay = scenario.delay_s if scenario else self.delay_s
         if delay:
@@ -246,6 +258,23 @@ class FakeOpenAI:
         if isinstance(reply, Fault):
             return await _fault_response(reply, request)
         return self._completion(seen, reply)
+
+    def _probe_reply(self, seen: FakeRequest) -> httpx2.Response | None:
+        fmt = seen.body.get("response_format")
+        if isinstance(fmt, dict):
+            dialect = "openai" if fmt.get("type") == "json_schema" else "llama_cpp"
+            if dialect == "openai" and self.enforces == "llama_cpp":
+                message = "response_format type json_schema is not supported"
+                return httpx2.Response(500, json={"error": {"message": message}})
+            schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema") or {}
+            enum = schema.get("properties", {}).get("answer", {}).get("enum")
+            if enum == [PROBE_ANSWER]:
+                answer = json.dumps({"answer": PROBE_ANSWER}) if dialect == self.enforces else "4"
+                return self._completion(seen, answer)
+        if any(t.get("function", {}).get("name") == PROBE_TOOL.name for t in seen.tools):
+            call = ToolCallReply(PROBE_TOOL.name, {"answer": "4"})
+            return self._completion(seen, call if self.tool_calls else "4")
+        return None
 
     def _scenario(self, seen: FakeRequest) -> Scenario | None:
         whole = _norm(seen.text)

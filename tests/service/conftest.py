@@ -33,6 +33,8 @@ def settings_for(tmp_path: Path) -> Callable[..., Settings]:
             "llm_base_url": FakeOpenAI.base_url,
             "rate_limit": "",
             "shutdown_grace_s": 0,  # a test's hung runs are cancelled at once when it ends
+            # Scripted replies are text steps; the protocol choice has its own tests.
+            "agent_protocol": "text",
         }
         values.update(overrides)
         return Settings(**values)

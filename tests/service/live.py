@@ -105,6 +105,7 @@ def serve(
         "RATE_LIMIT": "",
         "WORKERS": "1",
         "SHUTDOWN_GRACE_S": "1",
+        "AGENT_PROTOCOL": "text",  # scripted replies are text steps
         **extra,
     }
     process = subprocess.Popen(

@@ -70,10 +70,12 @@ async def test_native_tool_calls_reach_a_remote_tool(
 ) -> None:
     call = ToolCallReply("calc__add", {"arguments": '{"a": 2, "b": 40}'}, thought="add")
     finish = ToolCallReply("finish", {"answer": "42"})
-    fake = FakeOpenAI(scenarios=[Scenario("2 + 40", steps=[call, finish])])  # type: ignore[list-item]
+    steps = [call, finish]
+    fake = FakeOpenAI(scenarios=[Scenario("2 + 40", steps=steps)], tool_calls=True)  # type: ignore[list-item]
     async with app_client(fake, agent_protocol="tools", **settings(remote)) as client:
         body = (await client.post("/ask", json={"question": "What is 2 + 40?"})).json()
-    names = [tool["function"]["name"] for tool in fake.requests[0].tools or []]
+    first = next(r for r in fake.chat_requests if "2 + 40" in r.text)
+    names = [tool["function"]["name"] for tool in first.tools]
     assert "calc__add" in names  # function names allow no dots
     assert body["steps"][0]["action"] == "calc.add" and body["steps"][0]["observation"] == "42"
     assert body["answer"] == "42"

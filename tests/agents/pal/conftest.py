@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from agents.events import FinalEvent, StepEvent
@@ -84,6 +84,7 @@ class NoN:
         n: int = 1,
         tools: Sequence[ToolSpec] = (),
         grammar: str | None = None,
+        response_schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         assert n == 1, "a backend without n must be asked for one choice"
         return await self.inner.complete(

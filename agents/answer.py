@@ -2,13 +2,20 @@
 
 Small models copy their few-shot examples: asked "How many days are there between 1969-07-20
 and 1989-11-09?", the embedded model computed 7417 and finished with ``$7417`` ("The change is
-$7417.", the money example's wording). A currency on a bare number is dropped when the question
-says nothing of money; everything else is left as the model wrote it.
+$7417.", the money example's wording). ``normalise`` undoes the three ways that happens, and
+leaves everything else as the model wrote it:
+
+- **an example's wording**: an answer that is one of the few-shot examples' sentences with
+  another number in it ("There are 7417 days between the two dates.") is that number;
+- **a currency** on a bare number is dropped when the question says nothing of money;
+- **a unit** from the examples on a bare number ("292 years") is dropped when the question
+  names no such thing.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _SYMBOLS = "$€£¥"
 _NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?"
@@ -34,3 +41,55 @@ def without_unasked_currency(question: str, answer: str) -> str:
     if amount is None or _MONEY.search(question):
         return answer
     return amount.group("a") or amount.group("b")
+
+
+_UNIT = re.compile(rf"\s*(?P<n>{_NUMBER})\s+(?P<unit>[A-Za-z]+(?:\s+[A-Za-z]+)?)\s*\.?\s*")
+_WORD = re.compile(r"[a-z]+")
+_MIN_SENTENCE_WORDS = 3
+_ANY_NUMBER = re.compile(rf"[{_SYMBOLS}]?\s*{_NUMBER}")
+
+
+def without_unasked_unit(question: str, answer: str, exemplars: Iterable[str] = ()) -> str:
+    """``answer`` without the unit of a bare number when that unit comes from the examples
+    (``exemplars``) and ``question`` names nothing like it: asked "What is 17 squared plus
+    3?", ``292 years`` is ``292``; asked how many days, ``7417 days`` stays, and so does a
+    unit the examples never use (``384400 km``): it is the model's own."""
+    match = _UNIT.fullmatch(answer)
+    if match is None:
+        return answer
+    unit = {_stem(word) for word in _WORD.findall(match.group("unit").lower())}
+    asked = {_stem(word) for word in _WORD.findall(question.lower())}
+    copied = {_stem(word) for sentence in exemplars for word in _WORD.findall(sentence.lower())}
+    if unit & asked or not unit <= copied:
+        return answer
+    return match.group("n")
+
+
+def without_exemplar_wording(answer: str, sentences: Iterable[str]) -> str:
+    """The number in ``answer`` when ``answer`` is one of ``sentences`` (the few-shot
+    examples') with a different number: "The change is $7417." -> "$7417"."""
+    numbers: list[str] = _ANY_NUMBER.findall(answer)
+    if len(numbers) != 1:
+        return answer
+    shape = _shape(answer)
+    if len(_WORD.findall(shape)) < _MIN_SENTENCE_WORDS:
+        return answer  # "20 years" is an answer with a unit, not an example's wording
+    if any(_shape(sentence) == shape for sentence in sentences):
+        return numbers[0].replace(" ", "")
+    return answer
+
+
+def normalise(question: str, answer: str, exemplars: Iterable[str] = ()) -> str:
+    """``answer`` without what ``question`` did not ask for (see the module docstring)."""
+    answer = without_exemplar_wording(answer, exemplars)
+    answer = without_unasked_currency(question, answer)
+    return without_unasked_unit(question, answer, exemplars)
+
+
+def _shape(text: str) -> str:
+    """``text`` with its number replaced, without case, spacing or a final period."""
+    return " ".join(_ANY_NUMBER.sub(" # ", text.lower()).split()).rstrip(" .")
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word

@@ -35,7 +35,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agents.answer import without_unasked_currency
+from agents.answer import normalise
 from agents.errors import ActionNotAllowed, ParseError
 from agents.events import (
     ActionEvent,
@@ -354,8 +354,8 @@ class ReActAgent:
         details = dict(details or {})
         if self._unavailable:
             details["unavailable_actions"] = dict(self._unavailable)
-        if answer is not None:
-            answer = without_unasked_currency(state.question, answer)  # agents.answer
+        if answer is not None:  # without what the question did not ask for (agents.answer)
+            answer = normalise(state.question, answer, prompt.exemplar_sentences())
         return FinalEvent(
             status,
             answer,

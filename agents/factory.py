@@ -21,6 +21,7 @@ from agents.llm.grammar import react_grammar
 from agents.memory import Memory
 from agents.pal import PalOptions, run_pal
 from agents.pal.mode import PalSandbox
+from agents.pal.prompt import DEFAULT_TASK, TASKS
 from agents.pal.prompt import build_messages as pal_messages
 from agents.policy import FINISH, RunPolicy
 from agents.react import ReActAgent
@@ -76,11 +77,14 @@ class AgentFactory:
         return self.react(spec.policy).run(question, spec.memory)
 
     def warm_up_conversations(self, actions: Sequence[str]) -> list[list[ChatMessage]]:
-        """The first conversations of a PAL and of a ReAct run over ``actions`` (the prompts a
-        backend's prompt cache should hold), or none when the LLM cannot be warmed up. They
-        have no memory: earlier turns come after the cached prefix, so the prefix is the same."""
+        """The first conversations of a PAL run of each task family (the default one first)
+        and of a ReAct run over ``actions``: the prompts a backend's prompt cache should
+        hold, or none when the LLM cannot be warmed up. They have no memory: earlier turns
+        come after the cached prefix, so the prefix is the same."""
         if not self.llm.supports_warm_up:
             return []
         allowed = tuple(actions) if FINISH in actions else (*actions, FINISH)
         react = self.react(RunPolicy(allowed=allowed), skip_unavailable=False)
-        return [pal_messages(WARM_UP_QUESTION), react.first_messages(WARM_UP_QUESTION)]
+        families = sorted(TASKS, key=lambda task: task != DEFAULT_TASK)
+        pal = [pal_messages(WARM_UP_QUESTION, task) for task in families]
+        return [pal[0], react.first_messages(WARM_UP_QUESTION), *pal[1:]]

@@ -1,6 +1,7 @@
 """``python -m service``: serve the API with uvicorn on HOST:PORT (default 127.0.0.1:8000), in
 ``WORKERS`` processes. ``python -m service migrate``: bring the run store's schema up to date,
-and exit (the server also does it at start-up).
+and exit (the server also does it at start-up). ``python -m service warm``: save the embedded
+model's warm-up states, so that the first answer after a start is a warm one (``service.warm``).
 
 With several workers, uvicorn's supervisor starts them (each builds its app from the same
 environment, ``worker_app``) and restarts one that dies. The schema is brought up to date here,
@@ -25,6 +26,7 @@ from service.app import create_app
 from service.logging import configure
 from service.settings import Settings, describe_invalid
 from service.store import RunStore, StoreUnavailable
+from service.warm import save_warm_states
 
 
 def main() -> int:
@@ -36,9 +38,12 @@ def main() -> int:
     configure(settings.log_level, json=settings.log_json)
     if sys.argv[1:] == ["migrate"]:
         return asyncio.run(_migrate(settings.database_url))
+    if sys.argv[1:] == ["warm"]:
+        return asyncio.run(save_warm_states(settings))
     if sys.argv[1:]:
         print(
-            f"reactpal: unknown command {' '.join(sys.argv[1:])!r}; try: migrate", file=sys.stderr
+            f"reactpal: unknown command {' '.join(sys.argv[1:])!r}; try: migrate, warm",
+            file=sys.stderr,
         )
         return 2
     options: dict[str, Any] = {

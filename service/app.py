@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from agents.errors import LLMError
 from agents.factory import AgentFactory
 from agents.llm.base import LLM
-from agents.policy import resolve_actions
 from agents.protocol import ProtocolChoice
 from service import docs, errors, mcp_server
 from service.admission import Admission
@@ -33,6 +32,7 @@ from service.runs import RunManager
 from service.settings import Settings
 from service.state import AppState
 from service.store import RunStore
+from service.warm import warm_up_conversations
 from tools.base import availability
 from tools.mcp_tool import McpServers, parse_servers
 from tools.sandbox import Sandbox
@@ -197,12 +197,13 @@ def _describe_deployment(app: FastAPI, settings: Settings) -> None:
 
 async def _warm_up(state: AppState) -> None:
     """Prefill the PAL and ReAct few-shot prompts so llama.cpp's prompt cache holds them: on
-    2 cores a cold PAL prompt costs ~28 s of prefill, a warm answer ~3 s. The prefill goes in
-    short chunks that yield to requests, so one arriving meanwhile waits ~2 s at most."""
+    2 cores a cold PAL prompt costs ~28 s of prefill, a warm answer ~3 s. A prompt whose state
+    was saved (``python -m service warm``, or this warm-up at an earlier start) is restored
+    from it first, in milliseconds; the others are prefilled in short chunks that yield to
+    requests, so one arriving meanwhile waits ~2 s at most, and then saved."""
     started = time.monotonic()
-    actions = resolve_actions(state.settings.allowed_actions, None)  # as a default request's
     try:
-        warmed = await state.llm.warm_up(state.agents.warm_up_conversations(actions))
+        warmed = await state.llm.warm_up(warm_up_conversations(state.settings, state.agents))
     except LLMError as exc:
         log.warning("model warm-up failed", error=str(exc))
         return

@@ -92,6 +92,14 @@ def test_dockerfile_builds_llama_cpp_and_assembles_the_model_at_build_time() -> 
     assert "MODEL_CACHE_DIR=/opt/models" in text
 
 
+def test_dockerfile_saves_the_warm_states_at_build_time() -> None:
+    """The runtime's /opt/models is read-only: the states the server restores at start
+    (agents.llm.warm_state) are built in the builder, after the model, and copied with it."""
+    builder = DOCKERFILE.read_text(encoding="utf-8").split(" AS runtime", 1)[0]
+    assert "RUN MODEL_CACHE_DIR=/opt/models python -m service warm" in builder
+    assert builder.index("model_files prepare") < builder.index("python -m service warm")
+
+
 def test_healthcheck_probes_healthz_with_python() -> None:
     checks = [args for ins, args in dockerfile_instructions() if ins == "HEALTHCHECK"]
     assert len(checks) == 1

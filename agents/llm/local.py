@@ -22,6 +22,14 @@ Used when ``LLM_BASE_URL`` is unset. What it guarantees:
   switching back to the PAL prompt after a ReAct call costs ~1 s instead of a full prefill.
   llama-cpp's unused logits buffer is shrunk first (see ``_shrink_scores``), or each saved
   state would also copy 311 MB.
+- **Warm state on disk.** ``warm_up`` prefills the prompts the service will send first (PAL,
+  ReAct over the default allow-list) and saves llama.cpp's state after each one to
+  ``warm_dir`` (``<MODEL_CACHE_DIR>/warm``, see ``agents.llm.warm_state``), keyed by the model's
+  hash, the prompt's tokens, llama-cpp-python's version and ``n_ctx`` (16 MB for the PAL
+  prompt). At the next start a matching state is loaded (20-40 ms) and put in the prompt
+  cache instead of a ~28 s prefill; a prompt without one (another allow-list, a new model) is
+  prefilled in the background as before, then saved. ``python -m service warm`` saves them
+  ahead (``make model`` runs it, and the Docker build).
 - **Text protocol.** ``stop`` sequences are honoured (the template's end-of-turn is added),
   ``grammar`` (GBNF text, see ``agents.llm.grammar``) constrains sampling and is checked to
   compile first (llama.cpp would otherwise crash on a bad one), ``supports_tools`` is False,
@@ -52,10 +60,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from agents.errors import LLMBadResponse, LLMConfigError, LLMError, LLMTimeout
 from agents.llm.base import ChatMessage, Choice, Completion, ToolSpec, Usage
 from agents.llm.model_files import get_spec, prepare_model
+from agents.llm.warm_state import StateKey, WarmState, WarmStore, file_identity
 from agents.paths import default_model_cache_dir
+
+log = structlog.get_logger(__name__)
 
 LLAMA_CMAKE_ARGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
@@ -91,6 +104,17 @@ class LoadedModel:
     render: Renderer
     compile_grammar: Callable[[str], Any]
     n_ctx: int
+    # What a saved state must have been made with (``agents.llm.warm_state.StateKey``), and how
+    # to take the live state and restore one; without them nothing is persisted.
+    model_id: str = ""
+    runtime: str = ""
+    save_state: Callable[[], WarmState] | None = None
+    load_state: Callable[[WarmState], None] | None = None
+
+    def state_key(self, tokens: Sequence[int]) -> StateKey:
+        return StateKey.of(
+            model=self.model_id, runtime=self.runtime, n_ctx=self.n_ctx, tokens=tokens
+        )
 
 
 Loader = Callable[[], LoadedModel]
@@ -124,9 +148,15 @@ class LocalLLM:
         prompt_cache_bytes: int = 256 << 20,
         prepare: Callable[[], Path] | None = None,
         loader: Loader | None = None,
+        model_id: str | None = None,
+        warm_dir: Path | None = None,
+        warm_dir_bytes: int = 256 << 20,
     ) -> None:
         """``prepare`` (run on the worker before loading) produces ``model_path``, e.g. by
-        assembling the packaged model; ``loader`` replaces llama-cpp entirely (tests)."""
+        assembling the packaged model; ``loader`` replaces llama-cpp entirely (tests).
+        ``model_id`` is the model file's SHA-256 when known (the packaged model's is pinned),
+        else the file's identity is used (``warm_state.file_identity``); ``warm_dir`` is where
+        warm states persist (none without it), at most ``warm_dir_bytes`` of them."""
         if n_ctx < 256:
             raise LLMConfigError(f"n_ctx must be at least 256, got {n_ctx}")
         if n_threads is not None and n_threads < 1:
@@ -143,6 +173,10 @@ class LocalLLM:
         self._prompt_cache_bytes = prompt_cache_bytes
         self._prepare = prepare
         self._loader: Loader = loader or self._load_with_llama_cpp
+        self._model_id = model_id
+        self._warm_store = (
+            WarmStore(warm_dir, max_bytes=warm_dir_bytes) if warm_dir is not None else None
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-llm")
         self._lock = asyncio.Lock()
         self._loaded: LoadedModel | None = None
@@ -162,24 +196,28 @@ class LocalLLM:
         n_ctx: int = 4096,
         max_generation_s: float = 300.0,
         prompt_cache_bytes: int = 256 << 20,
+        warm_dir: Path | None = None,
     ) -> LocalLLM:
         """The backend the service builds when ``LLM_BASE_URL`` is unset.
 
         ``model_path`` (``LOCAL_MODEL_PATH``), when given, is used as is and the
         packaged model is skipped; otherwise ``model`` (``LOCAL_MODEL``: small | better) is
         assembled into ``cache_dir`` (``MODEL_CACHE_DIR``) on first use. No I/O happens here:
-        an unknown model name fails at once, anything else at ``check()``.
+        an unknown model name fails at once, anything else at ``check()``. Warm states
+        persist in ``warm_dir``, by default ``<cache_dir>/warm``.
         """
         name: str | None = None
         prepare: Callable[[], Path] | None = None
+        model_id: str | None = None
+        cache_dir = cache_dir or default_model_cache_dir()
         if model_path is not None:
             path = Path(model_path)
         else:
             spec = get_spec(model)
-            cache_dir = cache_dir or default_model_cache_dir()
             path = cache_dir / spec.filename
             name = spec.filename.removesuffix(".gguf")
             prepare = functools.partial(prepare_model, spec.name, cache_dir)
+            model_id = f"sha256:{spec.sha256}"  # prepare_model checks the file against it
         return cls(
             path,
             n_ctx=n_ctx,
@@ -188,6 +226,8 @@ class LocalLLM:
             max_generation_s=max_generation_s,
             prompt_cache_bytes=prompt_cache_bytes,
             prepare=prepare,
+            model_id=model_id,
+            warm_dir=warm_dir or cache_dir / "warm",
         )
 
     # -- the LLM protocol ------------------------------------------------------------------
@@ -195,6 +235,11 @@ class LocalLLM:
     @property
     def model(self) -> str:
         return self._name
+
+    @property
+    def warm_dir(self) -> Path | None:
+        """Where the warm states persist (``agents.llm.warm_state``), None when they do not."""
+        return self._warm_store.directory if self._warm_store is not None else None
 
     @property
     def supports_n(self) -> bool:
@@ -293,6 +338,10 @@ class LocalLLM:
     ) -> int:
         """Prefill each conversation so that the prompt cache holds it; returns how many were.
 
+        First, at once, the conversations whose state was saved (``warm_dir``) are restored
+        from it: tens of milliseconds each, so the first answer is a warm one. The rest are
+        prefilled, and their states saved after.
+
         A cold few-shot prompt costs ~28 s of prefill on 2 cores, and a prefill cannot be
         interrupted. So the prompt is evaluated ``chunk_tokens`` at a time, one short call
         each, and every chunk waits until no generation has run for ``quiet_s``: a request
@@ -303,10 +352,12 @@ class LocalLLM:
         """
         if chunk_tokens < 1:
             raise LLMError("chunk_tokens must be >= 1")
-        warmed = 0
-        for messages in conversations:
-            chat = [_to_template_message(m) for m in messages]
-            total = await self._run(functools.partial(self._count_tokens, chat))
+        chats = [[_to_template_message(m) for m in messages] for messages in conversations]
+        restored = await self._run(functools.partial(self._restore_warm_states, chats))
+        warmed = sum(1 for total in restored if total is None)
+        for chat, total in zip(chats, restored, strict=True):
+            if total is None:
+                continue
             for upto in [*range(chunk_tokens, total, chunk_tokens), total]:
                 if not await self._wait_until_idle(quiet_s, max_wait_s):
                     return warmed
@@ -319,10 +370,17 @@ class LocalLLM:
                     seed=0,
                     cancel=threading.Event(),
                     prefix_tokens=upto,
+                    persist=upto == total,
                 )
                 await self._submit(request)
             warmed += 1
         return warmed
+
+    async def restore_saved(self, conversations: Sequence[Sequence[ChatMessage]]) -> int:
+        """Restore the saved states of ``conversations``, prefilling none; how many were."""
+        chats = [[_to_template_message(m) for m in messages] for messages in conversations]
+        restored = await self._run(functools.partial(self._restore_warm_states, chats))
+        return sum(1 for total in restored if total is None)
 
     async def _wait_until_idle(self, quiet_s: float, max_wait_s: float) -> bool:
         deadline = time.monotonic() + max_wait_s
@@ -421,7 +479,50 @@ class LocalLLM:
             raise LLMError(f"the local model failed: {exc}") from exc
         if timed_out:
             raise LLMTimeout(f"the local model generated for over {self._max_generation_s:g} s")
+        if request.persist:
+            self._save_warm_state(model, tokens)
         return _to_completion(raw)
+
+    def _restore_warm_states(self, chats: list[list[dict[str, str]]]) -> list[int | None]:
+        """For each chat, None when its saved state was restored, else its length in tokens
+        (it is still to be prefilled). The first chat is restored last, so that it is the live
+        one: the first request (PAL) then needs no state switch."""
+        model = self._ensure_loaded()
+        prompts = [self._tokenize(model, chat)[1] for chat in chats]
+        result: list[int | None] = [len(tokens) for tokens in prompts]
+        if self._warm_store is None or model.load_state is None:
+            return result
+        for index in reversed(range(len(prompts))):
+            tokens = prompts[index]
+            saved = self._warm_store.load(model.state_key(tokens), tokens)
+            if saved is None:
+                continue
+            started = time.monotonic()
+            try:
+                model.load_state(saved)
+            except Exception as exc:  # a state llama.cpp refuses is a prefill, not a failure
+                log.warning("warm state ignored", reason=f"llama.cpp refused it: {exc}")
+                continue
+            log.info(
+                "warm state restored",
+                tokens=len(tokens),
+                ms=round((time.monotonic() - started) * 1000),
+            )
+            result[index] = None
+        return result
+
+    def _save_warm_state(self, model: LoadedModel, tokens: list[int]) -> None:
+        if self._warm_store is None or model.save_state is None:
+            return
+        try:
+            state = model.save_state()
+        except Exception as exc:  # persistence is an optimisation: the answer stands
+            log.warning("warm state not saved", reason=f"llama.cpp: {exc}")
+            return
+        if list(state.tokens) != tokens:
+            log.warning("warm state not saved", reason="the live state is not the prompt's")
+            return
+        self._warm_store.save(model.state_key(tokens), state)
 
     def _tokenize(
         self, model: LoadedModel, chat: list[dict[str, str]]
@@ -434,9 +535,6 @@ class LocalLLM:
         except Exception as exc:
             raise LLMError(f"the local model could not tokenize the prompt: {exc}") from exc
         return rendered, list(tokens)
-
-    def _count_tokens(self, chat: list[dict[str, str]]) -> int:
-        return len(self._tokenize(self._ensure_loaded(), chat)[1])
 
     def _compiled_grammar(self, model: LoadedModel, text: str) -> Any:
         compiled = self._grammars.get(text)
@@ -473,14 +571,19 @@ class LocalLLM:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMConfigError(f"llama.cpp cannot load {path}: {exc}") from exc
-        if self._prompt_cache_bytes:
+        if self._prompt_cache_bytes or self._warm_store is not None:
             _shrink_scores(llama)
+        if self._prompt_cache_bytes:
             llama.set_cache(LlamaRAMCache(capacity_bytes=self._prompt_cache_bytes))
         return LoadedModel(
             llama=llama,
             render=_template_renderer(llama, llama_chat_format),
             compile_grammar=functools.partial(_compile_grammar, llama_cpp, llama),
             n_ctx=llama.n_ctx(),
+            model_id=self._model_id or file_identity(path),
+            runtime=f"llama-cpp-python {llama_cpp.__version__}",
+            save_state=functools.partial(_save_llama_state, llama),
+            load_state=functools.partial(_load_llama_state, llama),
         )
 
 
@@ -494,6 +597,7 @@ class _Request:
     seed: int
     cancel: threading.Event
     prefix_tokens: int | None = None  # evaluate only this many prompt tokens (warm-up)
+    persist: bool = False  # save the state after the prompt to the warm store (warm-up)
 
 
 def _to_template_message(message: ChatMessage) -> dict[str, str]:
@@ -575,6 +679,40 @@ def _shrink_scores(llama: Any) -> None:
     row = scores[:1].copy()
     row.fill(0.0)
     llama.scores = row
+
+
+def _save_llama_state(llama: Any) -> WarmState:
+    """The live context's evaluated tokens and llama.cpp state (the logits row is not kept:
+    a restored state is always re-evaluated from its last token before sampling)."""
+    state = llama.save_state()
+    tokens = tuple(int(t) for t in state.input_ids[: state.n_tokens])
+    return WarmState(tokens=tokens, state=bytes(state.llama_state[: state.llama_state_size]))
+
+
+def _load_llama_state(llama: Any, warm: WarmState) -> None:
+    """Make ``warm`` the live context and put it in the prompt cache, where a request with
+    its prefix finds it after other prompts have replaced the live one. On failure the context
+    is reset (an empty prompt), never left half-restored."""
+    import numpy as np
+    from llama_cpp.llama import LlamaState
+
+    input_ids = np.zeros(llama.n_ctx(), dtype=np.intc)  # llama-cpp writes past n_tokens
+    input_ids[: len(warm.tokens)] = warm.tokens
+    state = LlamaState(
+        input_ids=input_ids,
+        scores=np.zeros((1, llama.n_vocab()), dtype=np.single),  # see _save_llama_state
+        n_tokens=len(warm.tokens),
+        llama_state=warm.state,
+        llama_state_size=len(warm.state),
+        seed=0,  # every request sets its own
+    )
+    try:
+        llama.load_state(state)
+    except Exception:
+        llama.reset()
+        raise
+    if llama.cache is not None:
+        llama.cache[warm.tokens] = state
 
 
 def _compile_grammar(llama_cpp: Any, llama: Any, text: str) -> Any:

@@ -12,7 +12,7 @@ from agents.events import ActionEvent, FinalEvent, StepEvent
 from agents.factory import AgentFactory, RunSpec
 from agents.llm.base import ChatMessage, Completion
 from agents.llm.openai_backend import OpenAILLM
-from agents.pal import PalOptions
+from agents.pal import TASKS, PalOptions
 from agents.policy import RunPolicy
 from tests.agents.pal.conftest import FakeSandbox
 from tests.agents.react.test_loop import RecordingTool
@@ -78,7 +78,9 @@ async def test_warm_up_conversations_are_the_first_prompts_of_real_runs() -> Non
     )
     llm = GrammarLLM(make_llm(fake))
     factory = AgentFactory(llm, FakeSandbox(), registry())  # type: ignore[arg-type]
-    pal, react = factory.warm_up_conversations(("python", "search"))
+    pal, react, *families = factory.warm_up_conversations(("python", "search"))
+    assert len(families) == len(TASKS) - 1  # every PAL family is warmed, the default first
+    assert all(conversation[0] != pal[0] for conversation in families)
     actions = RunPolicy(allowed=("python", "search", "finish"))
     await collect(factory.run("What is 2 + 2?", RunSpec(mode="react", policy=actions)))
     await collect(factory.run("What is 2 + 2?", RunSpec(mode="pal", policy=actions)))
@@ -125,5 +127,5 @@ async def test_an_action_that_is_down_is_left_out_of_prompt_grammar_and_details(
         "unavailable_actions": {"search": "duckduckgo.com cannot be reached (no DNS)"}
     }
     # The warm-up prompts stay those of a run with every action: search comes back.
-    (_, react) = factory.warm_up_conversations(("python", "search"))
+    (_, react, *_) = factory.warm_up_conversations(("python", "search"))
     assert "search[" in react[0].content

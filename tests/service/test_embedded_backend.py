@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+import structlog
 
 from agents.errors import LLMConfigError
 from agents.llm.local import LocalLLM
@@ -56,9 +57,52 @@ async def test_embedded_model_is_loaded_constrained_and_warmed(
                 break
             await asyncio.sleep(0.05)
         prompts = warmed()
-        assert prompts[-1].endswith(end_of_react)
-        assert any("def solution" in p and "Q: What is 2 + 2?" in p for p in prompts)
-        assert "search[" in prompts[-1]  # the default request's allow-list
+        react = [p for p in prompts if p.endswith(end_of_react)]
+        assert react and "search[" in react[-1]  # the default request's allow-list
+        first_react = prompts.index(react[0])
+        assert any("def solution" in p for p in prompts[:first_react])  # PAL math comes first
+
+
+async def test_a_restart_restores_the_saved_warm_states_instead_of_prefilling(
+    sandbox: Sandbox, settings_for: Callable[..., Settings], tmp_path: Path
+) -> None:
+    warm_dir = tmp_path / "warm"
+
+    async def start_and_warm() -> Harness:
+        harness = Harness(FakeLlama(), n_ctx=1 << 20, warm_dir=warm_dir)
+        app = create_app(
+            settings_for(llm_base_url=None),
+            llm=harness.llm,
+            sandbox=sandbox,
+            search_provider=FakeSearchProvider(),
+        )
+        with structlog.testing.capture_logs() as logs:
+            async with app.router.lifespan_context(app):
+                for _ in range(200):  # the background warm-up: restore or prefill, then save
+                    if any(e["event"] == "model warm" for e in logs):
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(_saved(warm_dir)) == 4  # three PAL families and ReAct
+                transport = httpx2.ASGITransport(app=app)
+                async with httpx2.AsyncClient(
+                    transport=transport, base_url="http://test"
+                ) as client:
+                    reply = await client.post("/ask", json={"question": "2 + 2?", "mode": "pal"})
+                assert reply.status_code == 200, reply.text
+        return harness
+
+    first = await start_and_warm()
+    assert first.llama.restored == []
+    assert any(c["max_tokens"] == 1 for c in first.llama.calls)  # prefilled
+    second = await start_and_warm()
+    # The same prompts (the PAL one live), restored rather than prefilled.
+    assert len(second.llama.restored) == 4
+    assert b"def solution" in bytes(second.llama.restored[-1])
+    assert [c["max_tokens"] for c in second.llama.calls if c["max_tokens"] == 1] == []
+
+
+def _saved(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.state"))
 
 
 async def test_a_bad_model_file_stops_the_start_with_a_clear_error(

@@ -61,6 +61,14 @@ def create_app(
             stack.push_async_callback(box.aclose)
             model = llm or build_llm(settings)
             stack.push_async_callback(model.aclose)
+            loading: asyncio.Task[None] | None = None
+            if model.supports_warm_up:
+                # Load the embedded model (assembling the packaged one if needed) on its own
+                # thread while the rest starts (after the sandbox's templates are forked: a
+                # fork never meets that thread), and before the first request, so a bad model
+                # file stops the start with a clear error.
+                loading = asyncio.create_task(model.check())
+                stack.push_async_callback(_cancel, loading)
             store = RunStore(settings.database_url)
             await store.start()
             stack.push_async_callback(store.aclose)
@@ -127,11 +135,10 @@ def create_app(
             # not wait for it (one that comes meanwhile waits for this same probe).
             probe = asyncio.create_task(_probe_protocol(app.state.reactpal.protocol))
             stack.push_async_callback(_cancel, probe)
-            if model.supports_warm_up:
-                # Load the embedded model (assembling the packaged one if needed) before the
-                # first request, so a bad model file stops the start with a clear error; then
-                # prefill the prompts in the background so the first answer is not a cold one.
-                await model.check()
+            if loading is not None:
+                # Then restore (or prefill) the prompts in the background so the first answer
+                # is not a cold one.
+                await loading
                 warm = asyncio.create_task(_warm_up(app.state.reactpal))
                 stack.push_async_callback(_cancel, warm)
             log.info(

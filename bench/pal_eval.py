@@ -12,7 +12,10 @@ else the embedded local model when ``agents.llm.local`` and its model are availa
 Scoring: a numeric target is matched against the answer's exact value (PAL) or the last number
 in the answer text (direct, ReAct), within ``abs 1e-3`` or ``rel 1e-6``; a text target must
 appear in the answer, case ignored. Questions run one at a time (a local model serves one
-generation at a time anyway), so times are per question, not throughput.
+generation at a time anyway), so times are per question, not throughput. ``peak MB`` is this
+process's peak resident memory when the row ended (``ru_maxrss``: it only grows, so a row
+shows the largest of itself and the rows before it; the sandbox's processes are not counted).
+``--dump FILE`` writes one JSON line per question and method (answer, correctness, votes).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import json
 import math
 import re
+import resource
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -70,6 +74,7 @@ class Row:
     tokens: int = 0
     calls: int = 0
     done: int = 0
+    peak_mb: float = 0.0
     misses: list[str] = field(default_factory=list)
 
 
@@ -168,6 +173,9 @@ async def evaluate(args: argparse.Namespace) -> int:
     print(f"model: {llm.model or '(server default)'}", flush=True)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     rows: list[Row] = []
+    dump = Path(args.dump) if args.dump else None
+    if dump is not None:
+        dump.write_text("", encoding="utf-8")
     async with Sandbox(SandboxConfig(workers=2)) as sandbox:
         for mode in modes:
             row = Row(_label(mode, args.samples))
@@ -182,23 +190,29 @@ async def evaluate(args: argparse.Namespace) -> int:
                     row.errors += 1
                     row.misses.append(f"{item.question[:60]}: {type(exc).__name__}: {exc}")
                     final = None
-                row.seconds += time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                row.seconds += seconds
                 row.done += 1
+                correct = False
                 if final is not None:
                     usage: Usage = final.usage
                     row.tokens += usage.prompt_tokens + usage.completion_tokens
                     row.calls += final.llm_calls
                     value = final.details.get("value") if final.details else None
-                    if is_correct(final.answer, item.target, value):
+                    correct = is_correct(final.answer, item.target, value)
+                    if correct:
                         row.correct += 1
                     else:
                         row.misses.append(
                             f"{item.question[:60]}: got {final.answer!r} want {item.target!r}"
                         )
+                if dump is not None:
+                    _append(dump, _dump_line(row.name, item, final, correct, seconds))
                 if args.verbose:
                     print(
                         f"  [{row.name}] {row.done}/{len(items)} correct {row.correct}", flush=True
                     )
+            row.peak_mb = peak_rss_mb()
             print(_line(row, len(items)), flush=True)
     await llm.aclose()
     print()
@@ -228,6 +242,36 @@ async def _answer(
     return await last_event(run_pal(item.question, llm=llm, sandbox=sandbox, options=options))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (Linux reports kilobytes)."""
+    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 1024 / 1024
+
+
+def _dump_line(
+    name: str, item: Item, final: FinalEvent | None, correct: bool, seconds: float
+) -> str:
+    details = (final.details or {}) if final is not None else {}
+    record = {
+        "method": name,
+        "question": item.question,
+        "target": item.target,
+        "answer": final.answer if final is not None else None,
+        "correct": correct,
+        "seconds": round(seconds, 2),
+        "calls": final.llm_calls if final is not None else 0,
+    }
+    for key in ("votes", "agreement", "failed", "repairs", "drawn"):
+        if key in details:
+            record[key] = details[key]
+    return json.dumps(record, default=str)
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line + "\n")
+
+
 def _label(mode: str, samples: int) -> str:
     return {"direct": "direct", "react": "ReAct", "pal": "PAL", "pal-k": f"PAL k={samples}"}.get(
         mode, mode
@@ -241,14 +285,15 @@ def _line(row: Row, total: int) -> str:
 def _table(rows: Sequence[Row], total: int) -> str:
     header = (
         f"{'method':<10} {'accuracy':>9} {'correct':>8} {'errors':>7} {'s/q':>7} "
-        f"{'tokens/q':>9} {'calls/q':>8}"
+        f"{'tokens/q':>9} {'calls/q':>8} {'peak MB':>8}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         n = max(row.done, 1)
         lines.append(
             f"{row.name:<10} {row.correct / n:>9.1%} {row.correct:>5}/{row.done:<2} "
-            f"{row.errors:>7} {row.seconds / n:>7.2f} {row.tokens / n:>9.0f} {row.calls / n:>8.2f}"
+            f"{row.errors:>7} {row.seconds / n:>7.2f} {row.tokens / n:>9.0f} {row.calls / n:>8.2f} "
+            f"{row.peak_mb:>8.0f}"
         )
     return "\n".join(lines)
 
@@ -269,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--call-timeout", type=float, default=120.0, help="seconds per LLM call")
     parser.add_argument("--verbose", action="store_true", help="progress per question")
     parser.add_argument("--show-misses", action="store_true", help="list the wrong answers")
+    parser.add_argument("--dump", default=None, help="write each outcome as a JSON line here")
     return asyncio.run(evaluate(parser.parse_args(argv)))
 
 

@@ -3,10 +3,12 @@
 One run, as ``run_pal`` yields it:
 
 1. **Samples**: k = ``samples`` pipelines run concurrently, one per sample. Each draws its
-   program, extracts it, runs it in the sandbox and repairs it if it failed. When the backend
-   ``supports_n`` (and k>1), one call with ``n=k`` draws every program first and a pipeline
-   whose choice is missing draws its own; else each pipeline makes its own call. k=1 is
-   greedy (temperature 0); k>1 samples at ``options.temperature``.
+   program, extracts it, runs it in the sandbox and repairs it if it failed. Sample 0 is
+   always the greedy one (temperature 0, its own call): k=1 is exactly it, and with k>1 it
+   is the anchor the others must outvote (ties go to it, see 4). Samples 1..k-1 are drawn at
+   ``options.temperature``: when the backend ``supports_n`` (and k>2), one call with
+   ``n=k-1`` draws them first and a pipeline whose choice is missing draws its own; else
+   each pipeline makes its own call.
 2. **Steps**, streamed: every program run (a sample's or a repair's) is one step, yielded as
    soon as it ends, in completion order: a client sees a fast sample while a slow one still
    runs, not pings until the last one is done. Step numbers are given as steps end, so they
@@ -20,19 +22,27 @@ One run, as ``run_pal`` yields it:
    (``agents.pal.prompt.repair_turns``); the corrected program (temperature 0, one call) runs
    as one more step, while the other samples go on. At most ``max_repairs`` rounds per
    sample; a later round sees the whole repair conversation. So a run makes at most
-   k * (1 + max_repairs) LLM requests (+1 to verbalize); the ``n=k`` draw counts as one.
+   k * (1 + max_repairs) LLM requests (+1 to verbalize); the ``n=k-1`` draw counts as one.
 4. **Vote** (``agents.pal.vote``) and format the winner (``agents.pal.format``). Each sample
-   votes with its final outcome: a repaired sample votes in place of its failed original,
-   and samples vote in sample order (deterministic), not completion order. ``agreement`` is
-   the winner's votes over the k samples (a repair replaces a vote, it adds no voter): k=3
-   all failing, and only one repair working: 1/3.
+   votes with its final outcome: a repaired sample votes in place of its failed original; a
+   sample that still fails does not vote. Samples vote in sample order (deterministic), not
+   completion order, so a tie goes to the answer sample 0 (greedy) voted for, if it is in
+   the tie: a sampled program must be outvoted by other sampled programs, not merely
+   matched, to displace the greedy answer. **Early stop**: as soon as the leader cannot be
+   caught (its votes exceed the runner-up's plus every sample still undecided), the samples
+   still drawing, running or repairing are cancelled: with k=5, three agreeing programs end
+   the run. On a local model, which serves one generation at a time, that saves the rest
+   of the draws; the answer is the one the full vote would have given. ``agreement`` is the
+   winner's votes over the samples that ended (``drawn``; a repair replaces a vote, it adds
+   no voter): k=3 all failing, and only one repair working: 1/3.
 5. **Verbalize** (optional): the winning program and its result go back to the model, which
    answers in one sentence; a sentence that does not state the computed result is replaced
    by the result itself (the model must not be able to get the number wrong).
 6. Exactly one ``FinalEvent``, last: ``finished`` with the answer, or ``error`` when every
    sample failed. ``details`` holds ``value`` (exact), ``votes``, ``agreement``, ``samples``
-   (k), ``task``, ``tie``, ``failed`` (samples whose final outcome has no value) and
-   ``repairs`` (repair attempts made), and ``sentence`` when verbalized.
+   (k), ``drawn`` (samples that ended; fewer than k after an early stop), ``task``, ``tie``,
+   ``failed`` (ended samples whose final outcome has no value) and ``repairs`` (repair
+   attempts made), and ``sentence`` when verbalized.
 
 Errors: an ``LLMError`` from the backend **propagates** (as in the ReAct loop; the service maps
 it to 502). Nothing the generated code does can end the run: sandbox failures, and even a
@@ -84,7 +94,7 @@ class PalOptions:
     task: str = DEFAULT_TASK  # prompt family: see agents.pal.prompt.TASKS
     samples: int = 1  # k programs to vote over; the server caps it, this takes what it gets
     verbalize: bool = False
-    temperature: float = 0.7  # sampling temperature for k>1; k=1 is always greedy
+    temperature: float = 0.7  # for samples 1..k-1; sample 0 (and so k=1) is always greedy
     max_repairs: int = 1  # repair rounds per failing sample; 0 disables repair
     max_tokens: int = 512  # per program
     verbalize_max_tokens: int = 96
@@ -167,7 +177,6 @@ class _Pipelines:
         self._sandbox = sandbox
         self._options = options
         self._meter = meter
-        self._temperature = options.temperature if options.samples > 1 else 0.0
         self._running: dict[asyncio.Task[_Attempt], _Lane] = {}
         self._started: list[asyncio.Task[_Attempt]] = []  # for close(): every one, done or not
 
@@ -175,20 +184,33 @@ class _Pipelines:
     def running(self) -> bool:
         return bool(self._running)
 
+    @property
+    def pending(self) -> int:
+        """Samples whose vote is not known yet: drawing, running or being repaired."""
+        return len({lane.index for lane in self._running.values()})
+
     async def first_draw(self, messages: list[ChatMessage]) -> list[str | None]:
-        """One completion per sample from a single ``n=k`` call when the backend can; None
-        for each sample its own pipeline must draw (every one, without ``n``)."""
+        """The sampled completions (samples 1..k-1) from a single ``n=k-1`` call when the
+        backend can and k>2; None for each sample its own pipeline must draw (sample 0, the
+        greedy one, always; every one without ``n``)."""
         k = self._options.samples
         texts: list[str] = []
-        if k > 1 and self._llm.supports_n:
+        if k > 2 and self._llm.supports_n:
             texts = await _complete(
-                self._llm, messages, k, self._temperature, self._options.max_tokens, self._meter
+                self._llm,
+                messages,
+                k - 1,
+                self._options.temperature,
+                self._options.max_tokens,
+                self._meter,
             )
-        return [*texts, *([None] * (k - len(texts)))]
+        return [None, *texts, *([None] * (k - 1 - len(texts)))]
 
     def start(self, lane: _Lane, completion: str | None) -> None:
-        """The sample's first attempt, in the conversation that every sample shares."""
-        self._spawn(lane, self._attempt(lane.messages, completion, self._temperature))
+        """The sample's first attempt, in the conversation that every sample shares: greedy
+        for sample 0, sampled at the options' temperature for the others."""
+        temperature = 0.0 if lane.index == 0 else self._options.temperature
+        self._spawn(lane, self._attempt(lane.messages, completion, temperature))
 
     def repair(self, lane: _Lane) -> None:
         """One more round for a sample whose latest attempt failed, while rounds are left."""
@@ -254,8 +276,9 @@ async def run_pal(
     pipelines = _Pipelines(question, llm, sandbox, options, meter)
     step = 0
     try:
+        pipelines.start(lanes[0], None)  # the greedy sample draws while the others are drawn
         completions = await pipelines.first_draw(messages)
-        for lane, completion in zip(lanes, completions, strict=True):
+        for lane, completion in zip(lanes[1:], completions[1:], strict=True):
             pipelines.start(lane, completion)
         while pipelines.running:
             for lane, sample in await pipelines.next_steps():
@@ -263,17 +286,21 @@ async def run_pal(
                 step += 1
                 for event in _step_events(step, sample):
                     yield event
+            if _vote(lanes).decided(pipelines.pending):
+                break  # the rest could not change the winner: close() cancels them
     finally:
         await pipelines.close()  # a deadline, an LLMError, a consumer gone: nothing left running
 
-    outcomes = [lane.outcome for lane in lanes]
+    ended = [lane for lane in lanes if lane.final is not None]
+    outcomes = [lane.outcome for lane in ended]
     repairs = sum(lane.repairs for lane in lanes)
-    outcome = majority_vote([s.value for s in outcomes])
+    outcome = _vote(lanes)
     details: dict[str, Any] = {
         "value": None,
         "votes": outcome.as_details(),
         "agreement": outcome.agreement,
         "samples": options.samples,
+        "drawn": len(ended),
         "task": options.task,
         "tie": outcome.tie,
         "failed": sum(1 for s in outcomes if s.value is None),
@@ -294,8 +321,8 @@ async def run_pal(
     details["value"] = winner.value
     answer = winner.answer
     if options.verbalize:
-        lane = lanes[winner.first_sample]
-        program = _winning_program(outcomes, outcome)
+        lane = ended[winner.first_sample]
+        program = lane.outcome.program or ""
         sentence = await _verbalize(llm, lane.messages, program, answer, options, meter)
         details["sentence"] = sentence
         if sentence and mentions(sentence, winner.value, answer):
@@ -309,6 +336,12 @@ async def run_pal(
         llm_calls=meter.calls,
         details=details,
     )
+
+
+def _vote(lanes: Sequence[_Lane]) -> VoteResult:
+    """The vote of the samples that have ended so far, in sample order. A sample whose latest
+    attempt failed votes nothing (``None``), and while it is being repaired it is pending."""
+    return majority_vote([lane.outcome.value for lane in lanes if lane.final is not None])
 
 
 async def _complete(
@@ -361,12 +394,6 @@ def _step_events(step: int, sample: _Sample) -> list[StepEvent]:
         text = f"{text}\n{NO_RESULT}"
     events.append(ObservationEvent(step, text))
     return events
-
-
-def _winning_program(samples: Sequence[_Sample], outcome: VoteResult) -> str:
-    winner = outcome.winner
-    assert winner is not None
-    return samples[winner.first_sample].program or ""
 
 
 async def _verbalize(

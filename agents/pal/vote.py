@@ -8,8 +8,12 @@
   vote, but it counts in the agreement ratio (agreement = winning votes / samples drawn), so
   3 agreeing samples out of 5 with 2 failures is 0.6, not 1.0.
 - A tie goes to the answer whose first vote came earliest (sample order is deterministic:
-  choices in the order the backend returned them), and is reported (``tie``).
+  PAL puts its greedy sample first, so a tie goes to the greedy answer when it is in the
+  tie), and is reported (``tie``).
 - The winning value is the exact value of the earliest sample in its group.
+- ``decided(pending)``: whether samples still to come could change the winner. Only when
+  they could not is it safe to stop drawing them (the winner then is the one the full vote
+  gives); a tie they could force counts as a change.
 """
 
 from __future__ import annotations
@@ -56,6 +60,15 @@ class VoteResult:
     def agreement(self) -> float:
         winner = self.winner
         return round(winner.count / self.samples, 4) if winner and self.samples else 0.0
+
+    def decided(self, pending: int) -> bool:
+        """Whether the winner stays the winner whatever ``pending`` more samples vote: it
+        leads the runner-up (or an answer nobody has given yet) by more than ``pending``."""
+        winner = self.winner
+        if winner is None:
+            return False
+        runner_up = self.votes[1].count if len(self.votes) > 1 else 0
+        return winner.count > runner_up + pending
 
     def as_details(self) -> list[dict[str, Any]]:
         return [{"answer": v.answer, "count": v.count} for v in self.votes]

@@ -262,12 +262,13 @@ async def test_other_endpoints(app_client: AppFactory) -> None:
 
 
 async def test_pal_self_consistency_reports_votes(app_client: AppFactory) -> None:
-    programs = [
-        "```python\ndef solution():\n    return 8\n```",
+    greedy = "```python\ndef solution():\n    return 8\n```"
+    sampled = [
         "```python\ndef solution():\n    return 8.0\n```",
         "```python\ndef solution():\n    return 9\n```",
     ]
-    fake = FakeOpenAI(default=programs)  # one choice per program, n=3
+    # The greedy sample on its own, the other two in one call with n=2.
+    fake = FakeOpenAI(lambda req: greedy if req.temperature == 0.0 else sampled)
     async with app_client(fake) as client:
         response = await client.post(
             "/ask", json={"question": "How many?", "mode": "pal", "samples": 3}
@@ -275,9 +276,12 @@ async def test_pal_self_consistency_reports_votes(app_client: AppFactory) -> Non
         body = response.json()
         assert response.status_code == 200, body
         assert body["answer"] == "8"
-        assert abs(body["details"]["agreement"] - 2 / 3) < 1e-3
-        assert len(body["steps"]) == 3
-        assert fake.chat_requests[0].n == 3
+        details = body["details"]
+        assert details["votes"][0] == {"answer": "8", "count": 2}
+        # 9 may be cut short: once 8 has two votes, the third sample cannot change the winner.
+        assert details["drawn"] in (2, 3) and len(body["steps"]) == details["drawn"]
+        assert abs(details["agreement"] - 2 / details["drawn"]) < 1e-3
+        assert sorted(r.n for r in fake.chat_requests) == [1, 2]
 
 
 async def test_pal_needs_python_allowed(app_client: AppFactory) -> None:

@@ -144,7 +144,8 @@ async def post_stream(app: Any, path: str, payload: dict[str, Any]) -> AsyncIter
 async def test_first_observation_arrives_while_the_other_sample_is_blocked(
     settings_for: Callable[..., Settings],
 ) -> None:
-    fake = FakeOpenAI(default=[SLOW, FAST])  # one call with n=2: one choice each
+    # The greedy sample (temperature 0) is the slow one; the other is drawn on its own.
+    fake = FakeOpenAI(lambda req: SLOW if req.temperature == 0.0 else FAST)
     sandbox = GatedSandbox(SandboxConfig(workers=2, timeout_s=3.0), marker="111")
     app = create_app(
         settings_for(),
@@ -170,9 +171,9 @@ async def test_first_observation_arrives_while_the_other_sample_is_blocked(
     assert [e.name for e in rest] == ["action", "observation", "final"]
     assert rest[1].data["step"] == 2 and "111" in rest[1].data["observation"]
     final = rest[-1].data
-    assert final["status"] == "finished" and final["answer"] == "111"  # the tie: sample 1
+    assert final["status"] == "finished" and final["answer"] == "111"  # the tie: the greedy one
     assert [s["action_input"] for s in final["steps"]] == [
         "def solution():\n    return 222\n",
         "def solution():\n    return 111\n",
     ]
-    assert fake.calls == 1 and fake.last.n == 2
+    assert fake.calls == 2 and all(r.n == 1 for r in fake.chat_requests)

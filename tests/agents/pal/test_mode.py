@@ -30,6 +30,11 @@ def is_verbalize(request: FakeRequest) -> bool:
     return last_user(request).startswith("Running the program gave")
 
 
+def is_greedy_draw(request: FakeRequest) -> bool:
+    """Sample 0's draw: greedy, one choice (a repair is greedy too, but is not a draw)."""
+    return request.temperature == 0.0 and request.n == 1 and not is_repair(request)
+
+
 async def test_one_sample_one_call_one_run() -> None:
     fake = FakeOpenAI([fenced(program("3 * 4"))])
     sandbox = FakeSandbox()
@@ -48,6 +53,7 @@ async def test_one_sample_one_call_one_run() -> None:
         "votes": [{"answer": "12", "count": 1}],
         "agreement": 1.0,
         "samples": 1,
+        "drawn": 1,
         "task": "math",
         "tie": False,
         "failed": 0,
@@ -66,15 +72,14 @@ async def test_exact_value_kept_and_display_rounded() -> None:
     assert final.details["value"] == 0.1 + 0.2
 
 
-async def test_k_samples_in_one_call_with_n_and_majority_vote() -> None:
-    choices: list[str | ToolCallReply] = [
-        fenced(program("12")),
+async def test_greedy_sample_and_k_minus_1_in_one_call_with_n_then_majority_vote() -> None:
+    sampled: list[str | ToolCallReply] = [
         fenced(program("13")),
-        fenced(program("12.0")),
+        fenced(program("12")),
         fenced(program("1 / 0")),
         "I think the answer is 12.",  # no program: does not vote
     ]
-    fake = FakeOpenAI([choices])
+    fake = FakeOpenAI(lambda req: fenced(program("13.0")) if is_greedy_draw(req) else sampled)
     sandbox = FakeSandbox(delay_s=0.05)
     options = PalOptions(samples=5, temperature=0.8, max_repairs=0)  # the vote alone
 
@@ -82,13 +87,15 @@ async def test_k_samples_in_one_call_with_n_and_majority_vote() -> None:
         run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox, options=options)
     )
 
-    assert fake.calls == 1 and fake.last.n == 5 and fake.last.temperature == 0.8
-    assert sandbox.max_in_flight == 4  # the four programs ran concurrently
-    assert final.status == "finished" and final.answer == "12"
-    assert final.details["votes"] == [{"answer": "12", "count": 2}, {"answer": "13", "count": 1}]
-    assert final.details["agreement"] == 0.4
+    assert fake.calls == 2
+    assert sorted((r.n, r.temperature) for r in fake.chat_requests) == [(1, 0.0), (4, 0.8)]
+    assert sandbox.max_in_flight >= 3  # the sampled programs ran concurrently
+    assert final.status == "finished" and final.answer == "13"
+    assert final.details["value"] == 13.0  # the greedy sample's exact value: it voted first
+    assert final.details["votes"] == [{"answer": "13", "count": 2}, {"answer": "12", "count": 1}]
+    assert final.details["agreement"] == 0.4 and final.details["drawn"] == 5
     assert final.details["failed"] == 2 and final.details["repairs"] == 0
-    assert final.llm_calls == 1
+    assert final.llm_calls == 2
     # Steps go out in completion order, numbered as they end: the completion without a
     # program needs no sandbox run, so it ends first.
     numbers = [e.step for e in steps if isinstance(e, ActionEvent | ObservationEvent)]
@@ -102,8 +109,10 @@ async def test_k_samples_in_one_call_with_n_and_majority_vote() -> None:
 
 
 async def test_k_concurrent_calls_when_the_backend_has_no_n() -> None:
-    replies = iter(["7", "7", "8"])
-    fake = FakeOpenAI(lambda req: fenced(program(next(replies))), delay_s=0.3)
+    """Two sampled programs that agree outvote the greedy one."""
+    fake = FakeOpenAI(
+        lambda req: fenced(program("8" if req.temperature == 0.0 else "7")), delay_s=0.3
+    )
     llm = NoN(make_llm(fake))
     options = PalOptions(samples=3)
 
@@ -113,19 +122,26 @@ async def test_k_concurrent_calls_when_the_backend_has_no_n() -> None:
     elapsed = loop.time() - started
 
     assert fake.calls == 3 and all(r.n == 1 for r in fake.chat_requests)
-    assert all(r.temperature == 0.7 for r in fake.chat_requests)
+    assert sorted(r.temperature for r in fake.chat_requests) == [0.0, 0.7, 0.7]
     assert elapsed < 0.75  # concurrent: 3 x 300 ms in a row would be 0.9 s
     assert final.answer == "7" and final.details["agreement"] == pytest.approx(2 / 3, abs=1e-4)
     assert final.llm_calls == 3
 
 
-async def test_tie_broken_by_earliest_sample_and_reported() -> None:
-    fake = FakeOpenAI([[program("5"), program("6")]])
+@pytest.mark.parametrize("k", [2, 3])
+async def test_a_tie_goes_to_the_greedy_sample_and_is_reported(k: int) -> None:
+    """Sampled programs must outvote the greedy one, not merely match it: with every sample
+    disagreeing, the answer is what k=1 would have answered."""
+    sampled = iter(range(100, 100 + k))
+    fake = FakeOpenAI(
+        lambda req: program("5") if req.temperature == 0.0 else program(str(next(sampled)))
+    )
+    llm = NoN(make_llm(fake))
     _, final = await collect(
-        run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(samples=2))
+        run_pal(QUESTION, llm=llm, sandbox=FakeSandbox(), options=PalOptions(samples=k))
     )
     assert final.answer == "5" and final.details["tie"] is True
-    assert final.details["agreement"] == 0.5
+    assert final.details["agreement"] == pytest.approx(1 / k, abs=1e-4)
 
 
 async def test_failed_program_is_repaired_once() -> None:
@@ -188,23 +204,31 @@ async def test_repair_request_restates_the_question() -> None:
 
 
 async def test_every_failing_sample_gets_its_own_repair() -> None:
-    repairs = {"1 / 0": "12", "no code here": "12", "[][1]": "13"}
+    # Three different answers, so that no early stop can cut a repair short.
+    repairs = {"1 / 0": "12", "no code here": "13", "[][1]": "14"}
 
     def script(req: FakeRequest) -> Any:
         if is_repair(req):
             attempt = str(req.messages[-2]["content"])
             return fenced(program(next(v for k, v in repairs.items() if k in attempt)))
-        return [fenced(program("1 / 0")), "no code here", fenced(program("[][1]"))]
+        if is_greedy_draw(req):
+            return fenced(program("1 / 0"))
+        return ["no code here", fenced(program("[][1]"))]
 
     fake = FakeOpenAI(script)
     _, final = await collect(
         run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(samples=3))
     )
-    assert fake.calls == 4 and final.llm_calls == 4  # the n=3 draw, then one repair each
-    assert all(r.n == 1 and r.temperature == 0.0 for r in fake.chat_requests[1:])
-    assert final.answer == "12"
-    assert final.details["votes"] == [{"answer": "12", "count": 2}, {"answer": "13", "count": 1}]
-    assert final.details["agreement"] == pytest.approx(2 / 3, abs=1e-4)  # over the k samples
+    # The greedy draw and the n=2 draw, then one repair each.
+    assert fake.calls == 5 and final.llm_calls == 5
+    assert all(r.n == 1 and r.temperature == 0.0 for r in fake.chat_requests if is_repair(r))
+    assert final.answer == "12"  # the three-way tie goes to the greedy sample
+    assert final.details["votes"] == [
+        {"answer": "12", "count": 1},
+        {"answer": "13", "count": 1},
+        {"answer": "14", "count": 1},
+    ]
+    assert final.details["agreement"] == pytest.approx(1 / 3, abs=1e-4)  # over the k samples
     assert final.details["repairs"] == 3 and final.details["failed"] == 0
 
 
@@ -216,7 +240,9 @@ async def test_a_failing_sample_among_k_is_repaired_and_votes() -> None:
     def script(req: FakeRequest) -> Any:
         if is_repair(req):
             return fenced(program("13"))
-        return [fenced(program("12")), fenced(broken), fenced(program("13"))]
+        if is_greedy_draw(req):
+            return fenced(program("12"))
+        return [fenced(broken), fenced(program("13"))]
 
     fake = FakeOpenAI(script)
     steps, final = await collect(
@@ -232,7 +258,7 @@ async def test_a_failing_sample_among_k_is_repaired_and_votes() -> None:
     assert final.details["votes"] == [{"answer": "13", "count": 2}, {"answer": "12", "count": 1}]
     assert final.details["agreement"] == pytest.approx(2 / 3, abs=1e-4)
     assert final.details["repairs"] == 1 and final.details["failed"] == 0
-    assert final.llm_calls == 2
+    assert final.llm_calls == 3  # the greedy draw, the n=2 draw, the repair
     actions = [e for e in steps if isinstance(e, ActionEvent)]
     assert [a.step for a in actions] == [1, 2, 3, 4]
     assert actions[-1] == ActionEvent(4, "python", program("13"))  # the repair ends last
@@ -251,12 +277,12 @@ async def test_repairs_per_sample_are_bounded() -> None:
         )
     )
     assert final.status == "error" and final.details["repairs"] == 4  # 2 samples x 2 rounds
-    assert final.llm_calls == 5 and final.details["failed"] == 2
+    assert final.llm_calls == 6 and final.details["failed"] == 2
     assert final.error is not None
     assert final.error.startswith("every program failed (2 sampled programs and 4 repair")
-    # Repair turns per request: the draw none, a first round one, a second the whole history.
+    # Repair turns per request: a draw none, a first round one, a second the whole history.
     rounds = sorted(sum(map(is_repair_turn, r.messages)) for r in fake.chat_requests)
-    assert rounds == [0, 1, 1, 2, 2]
+    assert rounds == [0, 0, 1, 1, 2, 2]
 
 
 def is_repair_turn(message: dict[str, Any]) -> bool:
@@ -372,7 +398,7 @@ async def test_llm_error_during_repair_propagates() -> None:
 
 
 async def test_deadline_cancels_cleanly_while_programs_run() -> None:
-    fake = FakeOpenAI([[program("1"), program("2"), program("3")]])
+    fake = FakeOpenAI(lambda req: [program("1"), program("2"), program("3")])
     sandbox = FakeSandbox(delay_s=10)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):

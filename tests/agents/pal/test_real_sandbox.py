@@ -57,7 +57,7 @@ async def test_date_answers_through_the_sandbox(sandbox: Sandbox) -> None:
         "    result = (date(2024, 2, 27) + timedelta(days=3)).strftime('%m/%d/%Y')\n"
         "    return result\n"
     )
-    fake = FakeOpenAI([[fenced(code)] * 3])
+    fake = FakeOpenAI(lambda req: fenced(code))
     options = PalOptions(task="date", samples=3)
     _, final = await collect(run_pal("Q?", llm=make_llm(fake), sandbox=sandbox, options=options))
     assert final.answer == "03/01/2024" and final.details["agreement"] == 1.0

@@ -93,9 +93,14 @@ def numbers(events: Sequence[StepEvent]) -> list[int]:
     return [e.step for e in events if not isinstance(e, FinalEvent)]
 
 
+def greedy_then(greedy: str, sampled: Any) -> Any:
+    """A script: ``greedy`` for sample 0's draw (temperature 0), ``sampled`` for the rest."""
+    return lambda req: greedy if req.temperature == 0.0 else sampled
+
+
 async def test_a_fast_sample_is_yielded_while_a_slow_one_runs() -> None:
     """Issue: a PAL stream sent nothing but pings until all samples were done."""
-    fake = FakeOpenAI([[fenced(SLOW), fenced(FAST)]])  # one call, n=2
+    fake = FakeOpenAI(greedy_then(fenced(SLOW), fenced(FAST)))
     sandbox = GatedSandbox()
     events = run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox, options=PalOptions(samples=2))
 
@@ -106,9 +111,9 @@ async def test_a_fast_sample_is_yielded_while_a_slow_one_runs() -> None:
     sandbox.gate.set()
     rest, final = await collect(events)
     assert rest == [ActionEvent(2, "python", SLOW), ObservationEvent(2, "result: 111")]
-    # The vote goes by sample order, not completion order: the tie goes to sample 1.
+    # The vote goes by sample order, not completion order: the tie goes to the greedy sample.
     assert final.answer == "111" and final.details["tie"] is True
-    assert fake.calls == 1
+    assert fake.calls == 2
 
 
 async def test_without_n_each_sample_draws_and_runs_on_its_own() -> None:
@@ -130,7 +135,7 @@ async def test_a_repair_is_streamed_while_another_sample_still_runs() -> None:
     def script(req: FakeRequest) -> Any:
         if "Your program failed with:" in str(req.messages[-1]["content"]):
             return fenced(program("100 + 11"))
-        return [fenced(SLOW), fenced(program("1 / 0"))]
+        return fenced(SLOW) if req.temperature == 0.0 else fenced(program("1 / 0"))
 
     fake = FakeOpenAI(script)
     sandbox = GatedSandbox()
@@ -151,7 +156,7 @@ async def test_a_repair_is_streamed_while_another_sample_still_runs() -> None:
 
 async def test_closing_the_stream_cancels_what_still_runs() -> None:
     """A client that goes away closes the generator: the slow sample's run must not go on."""
-    fake = FakeOpenAI([[fenced(SLOW), fenced(FAST)]])
+    fake = FakeOpenAI(greedy_then(fenced(SLOW), fenced(FAST)))
     sandbox = GatedSandbox()
     events = run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox, options=PalOptions(samples=2))
     await until_observations(events)

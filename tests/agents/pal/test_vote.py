@@ -91,3 +91,18 @@ def test_huge_ints_compare_exactly() -> None:
 def test_lists_compare_as_json() -> None:
     assert agrees([1, 2], [1, 2])
     assert not agrees([1, 2], [2, 1])
+
+
+def test_decided_when_the_pending_samples_cannot_catch_the_leader() -> None:
+    assert majority_vote([7, 7]).decided(pending=1)  # 2 against at most 1
+    assert not majority_vote([7, 7]).decided(pending=2)  # 2 pending could tie it
+    assert majority_vote([7, 7, 8]).decided(pending=0)
+    assert not majority_vote([7, 7, 8]).decided(pending=1)  # 8 could draw level
+    assert majority_vote([7, None, 7, None]).decided(pending=1)  # failures vote for nobody
+
+
+def test_never_decided_without_a_vote_or_in_a_tie() -> None:
+    assert not majority_vote([]).decided(pending=0)
+    assert not majority_vote([None, None]).decided(pending=0)
+    assert not majority_vote([5, 6]).decided(pending=0)
+    assert not majority_vote([7]).decided(pending=1)  # one more answer could tie it

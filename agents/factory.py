@@ -87,4 +87,17 @@ class AgentFactory:
         react = self.react(RunPolicy(allowed=allowed), skip_unavailable=False)
         families = sorted(TASKS, key=lambda task: task != DEFAULT_TASK)
         pal = [pal_messages(WARM_UP_QUESTION, task) for task in families]
-        return [pal[0], react.first_messages(WARM_UP_QUESTION), *pal[1:]]
+        conversations = [pal[0], react.first_messages(WARM_UP_QUESTION), *pal[1:]]
+        # An action whose service can be down (search, offline) is left out of a run's
+        # prompt while it is: that prompt is the one such a machine sends every time.
+        fragile = {name for name in allowed if _can_be_down(self.tools.get(name))}
+        if fragile and len(fragile) < len(allowed) - 1:
+            kept = tuple(name for name in allowed if name not in fragile)
+            without = self.react(RunPolicy(allowed=kept), skip_unavailable=False)
+            conversations.append(without.first_messages(WARM_UP_QUESTION))
+        return conversations
+
+
+def _can_be_down(tool: object) -> bool:
+    """A tool whose service can be down says so (``tools.base.availability``)."""
+    return callable(getattr(tool, "availability", None))

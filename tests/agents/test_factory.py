@@ -126,6 +126,9 @@ async def test_an_action_that_is_down_is_left_out_of_prompt_grammar_and_details(
     assert end.details == {
         "unavailable_actions": {"search": "duckduckgo.com cannot be reached (no DNS)"}
     }
-    # The warm-up prompts stay those of a run with every action: search comes back.
-    (_, react, *_) = factory.warm_up_conversations(("python", "search"))
-    assert "search[" in react[0].content
+    # The warm-up prompts are those of a run with every action (search comes back) and,
+    # last, the one runs send while search is down: the one this run sent.
+    conversations = factory.warm_up_conversations(("python", "search"))
+    assert "search[" in conversations[1][0].content
+    assert conversations[-1][0].content == system
+    assert len(conversations) == len(TASKS) + 2

@@ -58,7 +58,7 @@ async def test_embedded_model_is_loaded_constrained_and_warmed(
             await asyncio.sleep(0.05)
         prompts = warmed()
         react = [p for p in prompts if p.endswith(end_of_react)]
-        assert react and "search[" in react[-1]  # the default request's allow-list
+        assert react and "search[" in react[0]  # the default request's allow-list
         first_react = prompts.index(react[0])
         assert any("def solution" in p for p in prompts[:first_react])  # PAL math comes first
 
@@ -82,7 +82,8 @@ async def test_a_restart_restores_the_saved_warm_states_instead_of_prefilling(
                     if any(e["event"] == "model warm" for e in logs):
                         break
                     await asyncio.sleep(0.05)
-                assert len(_saved(warm_dir)) == 4  # three PAL families and ReAct
+                # Three PAL families, ReAct, and ReAct without search (which can be down).
+                assert len(_saved(warm_dir)) == 5
                 transport = httpx2.ASGITransport(app=app)
                 async with httpx2.AsyncClient(
                     transport=transport, base_url="http://test"
@@ -96,7 +97,7 @@ async def test_a_restart_restores_the_saved_warm_states_instead_of_prefilling(
     assert any(c["max_tokens"] == 1 for c in first.llama.calls)  # prefilled
     second = await start_and_warm()
     # The same prompts (the PAL one live), restored rather than prefilled.
-    assert len(second.llama.restored) == 4
+    assert len(second.llama.restored) == 5
     assert b"def solution" in bytes(second.llama.restored[-1])
     assert [c["max_tokens"] for c in second.llama.calls if c["max_tokens"] == 1] == []
 

@@ -32,11 +32,13 @@ async def test_it_saves_the_warm_up_states_and_checks_they_restore(
     warming, checking = built
     assert any(c["max_tokens"] == 1 for c in warming.llama.calls)  # prefilled
     prompts = [bytes(p).decode() for p in checking.llama.restored]
-    # Restored in reverse, never prefilled: the PAL families, ReAct (its default actions),
-    # then the default PAL family, which is left live.
-    assert len(prompts) == 4 and checking.llama.calls == []
-    assert "search[" in prompts[2] and "def solution" in prompts[3]
-    assert "4 warm states saved" in capsys.readouterr().out
+    # Restored in reverse, never prefilled: ReAct without search (what runs send while it
+    # is down), the PAL families, ReAct (its default actions), then the default PAL family,
+    # which is left live.
+    assert len(prompts) == 5 and checking.llama.calls == []
+    assert "python[" in prompts[0] and "search[" not in prompts[0]
+    assert "search[" in prompts[3] and "def solution" in prompts[4]
+    assert "5 warm states saved" in capsys.readouterr().out
 
 
 async def test_it_fails_when_the_states_cannot_be_saved(
@@ -45,4 +47,4 @@ async def test_it_fails_when_the_states_cannot_be_saved(
     (tmp_path / "file").write_text("not a directory")
     settings = settings_for(llm_base_url=None)
     assert await save_warm_states(settings, fake_models(tmp_path / "file" / "w", [])) == 1
-    assert "only 0 of 4 warm states" in capsys.readouterr().err
+    assert "only 0 of 5 warm states" in capsys.readouterr().err

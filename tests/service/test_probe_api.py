@@ -56,7 +56,9 @@ def test_readyz_is_cheap_and_tells_details_only_to_key_holders(
     wrong = service.client.get("/readyz", headers={"Authorization": "Bearer " + "x" * 26})
     assert wrong.json() == {"status": "ready"}
     detailed = service.client.get("/readyz", headers=AUTH).json()
-    assert detailed["checks"]["llm"] == {"ok": True, "model": "fake"}
+    llm_check = detailed["checks"]["llm"]
+    assert llm_check["ok"] is True and llm_check["model"] == "fake"
+    assert llm_check["protocol"]["configured"] == llm_check["protocol"]["effective"] == "text"
     assert detailed["checks"]["sandbox"]["layers"]["process"] is True
     assert detailed["checks"]["store"] == {"ok": True}
 

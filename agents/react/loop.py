@@ -207,7 +207,7 @@ class ReActAgent:
             yield event
 
     async def _complete(self, state: _State, native: bool) -> Choice:
-        json_steps = self._json and not native
+        json_steps = self._json  # "json" and "tools" exclude each other
         completion = await self._llm.complete(
             state.messages,
             stop=() if native or json_steps else STOP,
@@ -227,7 +227,7 @@ class ReActAgent:
                 return _from_tool_call(choice.tool_calls[0], choice.text, self._docs)
             except ParseError as exc:
                 return exc  # a malformed call goes back to the model, whatever text came too
-        if self._json and not native:
+        if self._json:
             try:
                 return parse_json_step(choice.text)
             except ParseError as exc:
@@ -308,7 +308,7 @@ class ReActAgent:
 
     async def _best_answer(self, state: _State) -> AsyncIterator[StepEvent]:
         """The budget is spent: one last call, without tools, for the best answer so far."""
-        json_steps = self._json and not self._native
+        json_steps = self._json
         request = prompt.final_answer_request(json_steps=json_steps)
         state.messages.append(ChatMessage("user", request))
         completion = await self._llm.complete(

@@ -24,19 +24,21 @@ import contextlib
 import datetime as dt
 import hashlib
 import math
+import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import ConnectionPool, Redis
-from redis.exceptions import RedisError
 
 from service.errors import ProblemError
 from service.metrics import Metrics
+
+if TYPE_CHECKING:  # redis is imported when the store is Redis: it costs ~0.2 s at start
+    from redis.asyncio import ConnectionPool
 
 REDIS_TIMEOUT_S = 2.0
 LEASE_MARGIN_S = 60.0  # a run outlives its deadline by its clean-up at most
@@ -97,6 +99,8 @@ class RedisSlots:
     """Run slots shared by every process that uses this Redis (see the module's text)."""
 
     def __init__(self, pool: ConnectionPool, prefix: str = "reactpal:slots") -> None:
+        from redis.asyncio import Redis
+
         self._pool = pool
         self._redis = Redis(connection_pool=pool)
         self._take = self._redis.register_script(_TAKE)
@@ -122,6 +126,8 @@ class RedisSlots:
 
     @classmethod
     def connect(cls, url: str) -> RedisSlots:
+        from redis.asyncio import ConnectionPool
+
         return cls(
             ConnectionPool.from_url(
                 url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
@@ -233,12 +239,17 @@ async def _reachable() -> AsyncIterator[None]:
     """Redis errors and timeouts as a 503 that says what is down, not a 500."""
     try:
         yield
-    except (RedisError, StorageError, OSError, TimeoutError) as exc:
+    except _storage_errors() as exc:
         raise ProblemError(
             503,
             f"the limits store is unavailable ({type(exc).__name__}); retry shortly",
             headers={"Retry-After": "5"},
         ) from exc
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    redis = sys.modules.get("redis.exceptions")  # imported with a Redis store, if any
+    return (StorageError, OSError, TimeoutError, *((redis.RedisError,) if redis else ()))
 
 
 def _key(client: str) -> str:

@@ -19,7 +19,7 @@ from agents.errors import LLMError
 from agents.factory import AgentFactory
 from agents.llm.base import LLM
 from agents.protocol import ProtocolChoice
-from service import docs, errors, mcp_server
+from service import docs, errors, mcp_door
 from service.admission import Admission
 from service.auth import Authenticator
 from service.components import build_llm, build_search_provider, build_tools
@@ -173,7 +173,7 @@ def create_app(
     app.include_router(feedback.router)
     app.include_router(openai_compat.router)
     app.include_router(ui.router)
-    mcp = mcp_server.mount(app, settings)
+    mcp = mcp_door.mount(app, settings)
     docs.install(app, version=VERSION)
     _describe_deployment(app, settings)
     return app

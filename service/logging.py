@@ -51,8 +51,9 @@ def configure(level: str = "info", *, json: bool = False) -> None:
         uvicorn_logger.handlers = []  # through the root handler, in the same format
         uvicorn_logger.propagate = True
     # The HTTP clients log every request at INFO; the run's own log line says what matters.
+    # Alembic, imported only when the schema is behind (service.store), lists its plugins.
     quiet = logging.DEBUG if level == "debug" else logging.WARNING
-    for name in ("httpx", "httpx2", "openai"):
+    for name in ("httpx", "httpx2", "openai", "alembic.runtime.plugins"):
         logging.getLogger(name).setLevel(max(quiet, numeric))
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -1,6 +1,6 @@
-"""The MCP door: ``/mcp``, a Model Context Protocol server over streamable HTTP.
-
-Tools, each a stored run like ``POST /ask`` (same keys, allow-list, limits and run store):
+"""The MCP tools behind ``/mcp`` (the door, its checks and its lazy start are in
+:mod:`service.mcp_door`), each a stored run like ``POST /ask`` (same keys, allow-list, limits
+and run store):
 
 - ``ask``: ReAct over the allowed actions (question, actions, max_steps, thread_id);
 - ``pal``: one program per sample, voted (question, samples, task); offered only when
@@ -9,171 +9,39 @@ Tools, each a stored run like ``POST /ask`` (same keys, allow-list, limits and r
   ``python`` is allowed. Its run is stored in ``pal`` mode with that one step.
 
 Built on the protocol's own SDK (``mcp``), stateless (every request stands alone, so any
-worker or replica can answer it) with JSON responses. Before the SDK sees a request,
-:class:`McpGuard` checks what the specification asks of a server reachable from a browser:
-the key (401 as anywhere else), and the ``Host``/``Origin`` pair against DNS rebinding. A page
-on another site must not drive a local agent: without keys the ``Host`` must be this
-machine's (or one of ``ALLOWED_HOSTS``), and an ``Origin``, when a browser sends one, must
-name one of those hosts; with keys (which a page cannot send for itself), an ``Origin`` must
-be the server's own.
+worker or replica can answer it) with JSON responses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
-import structlog
 from fastapi import FastAPI
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field, ValidationError
 from starlette.requests import Request
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent
 from service.auth import client_address
 from service.deps import owner_of
-from service.errors import ProblemError, problem
+from service.errors import ProblemError
+from service.mcp_door import CLIENT
 from service.runner import MeteredLLM, RunSession
 from service.runs import CLIENT_GONE
 from service.schemas import AskRequest, AskResponse
-from service.settings import Settings, is_loopback
+from service.settings import Settings
 from service.state import AppState
 from tools.base import ToolError as ActionError
 from tools.base import ToolOutput
 
-log = structlog.get_logger(__name__)
-PATH = "/mcp"
-_CLIENT = "reactpal.client"  # the scope key where McpGuard leaves the caller's key
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 FAILED = ("error", "timeout", "cancelled", "interrupted")
 
 
-def mount(app: FastAPI, settings: Settings) -> McpDoor:
-    """Add ``/mcp`` to ``app``; the returned door's ``running()`` is entered in the app's
-    lifespan (until then, and after, ``/mcp`` answers 503)."""
-    door = McpDoor(_build_server(app, settings))
-    guard = McpGuard(door, settings, state=lambda: app.state.reactpal)
-    app.router.routes.append(Route(PATH, endpoint=guard, methods=["GET", "POST", "DELETE"]))
-    return door
-
-
-class McpDoor:
-    """The SDK's endpoint, one per lifespan: its session manager runs only once, and an app's
-    lifespan may run more than once (tests, the schema fuzzing)."""
-
-    def __init__(self, server: MCPServer) -> None:
-        self.server = server
-        self.endpoint: ASGIApp | None = None
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        inner = self.server.streamable_http_app(
-            streamable_http_path=PATH, stateless_http=True, json_response=True
-        )
-        routes = (r for r in inner.routes if isinstance(r, Route) and r.path == PATH)
-        try:
-            async with self.server.session_manager.run():
-                self.endpoint = next(routes).endpoint
-                try:
-                    yield
-                finally:
-                    self.endpoint = None
-        except BaseExceptionGroup as group:
-            # The manager's task group wraps whatever the app's lifespan raised through it
-            # (a bad model file at start-up): the app's caller gets that error itself.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.endpoint is None:
-            await problem(503, "the MCP endpoint is not running")(scope, receive, send)
-            return
-        await self.endpoint(scope, receive, send)
-
-
-class McpGuard:
-    """Key, ``Host`` and ``Origin`` checks in front of the SDK's endpoint (see the module
-    docstring); the caller's key is left in the scope for the tools."""
-
-    def __init__(self, app: ASGIApp, settings: Settings, *, state: Callable[[], AppState]) -> None:
-        self.app = app
-        self.state = state
-        self.keys = bool(settings.agent_api_keys)
-        hosts = [h.lower() for h in settings.allowed_hosts]
-        if not hosts:
-            hosts = list(_LOOPBACK_NAMES)
-            if not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
-                hosts.append(settings.host.lower())
-        self.hosts = tuple(hosts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        refusal = self._refusal(request)
-        if refusal is not None:
-            await problem(403, refusal)(scope, receive, send)
-            return
-        try:
-            client = self.state().auth.client(request)
-        except ProblemError as exc:
-            await problem(exc.status, exc.detail, headers=exc.headers)(scope, receive, send)
-            return
-        scope[_CLIENT] = client
-        await self.app(scope, receive, send)
-
-    def _refusal(self, request: Request) -> str | None:
-        host = _hostname(request.headers.get("host", ""))
-        origin = request.headers.get("origin")
-        if not self.keys and not self._known(host):
-            return (
-                "without API keys, MCP requests must name this machine in their Host header "
-                "(against DNS rebinding); list the names clients use in ALLOWED_HOSTS"
-            )
-        if origin is None:
-            return None  # not a browser, or a same-origin request that omits it
-        origin_host = _hostname(urlsplit(origin).netloc)
-        same = origin_host == host and _port(urlsplit(origin)) == _port_of(request)
-        if self.keys and same:
-            return None
-        if not self.keys and self._known(origin_host):
-            return None
-        return "cross-origin MCP requests are refused"
-
-    def _known(self, host: str) -> bool:
-        return any(
-            host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
-            for pattern in self.hosts
-        ) or ("*" in self.hosts)
-
-
-def _hostname(netloc: str) -> str:
-    if netloc.startswith("["):
-        return netloc[: netloc.find("]") + 1].lower()
-    return netloc.rsplit(":", 1)[0].lower() if netloc.count(":") == 1 else netloc.lower()
-
-
-def _port(parts: Any) -> int | None:
-    try:
-        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    except ValueError:
-        return -1
-
-
-def _port_of(request: Request) -> int | None:
-    return _port(urlsplit(f"{request.url.scheme}://{request.headers.get('host', '')}"))
-
-
-# -- the tools ------------------------------------------------------------------------------
-
-
-def _build_server(app: FastAPI, settings: Settings) -> MCPServer:
+def build_server(app: FastAPI, settings: Settings) -> MCPServer:
     server = MCPServer(
         "reactpal",
         instructions="An agent that calculates exactly (a sandboxed Python) and looks things "
@@ -272,11 +140,11 @@ async def _run(
 
 def _client_of(request: Request) -> str:
     """The caller's key (left by ``McpGuard``), else its address: whom the limits count."""
-    return request.scope.get(_CLIENT) or client_address(request)
+    return request.scope.get(CLIENT) or client_address(request)
 
 
 def _owner(request: Request) -> str:
-    return owner_of(request.scope.get(_CLIENT))
+    return owner_of(request.scope.get(CLIENT))
 
 
 def _validation_message(exc: ValidationError) -> str:

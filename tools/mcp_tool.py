@@ -26,16 +26,17 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, TextContent
-from mcp_types import Tool as RemoteTool
 
 from tools.base import ToolError, ToolOutput, ToolUnavailable
 from tools.search.base import clean_block, clean_line, truncate
+
+if TYPE_CHECKING:  # the SDK is imported when a server is configured: it costs ~1 s at start
+    from mcp import Client
+    from mcp_types import CallToolResult
+    from mcp_types import Tool as RemoteTool
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +102,9 @@ class McpServer:
         return {tool.name: tool for tool in tools[:MAX_TOOLS_PER_SERVER]}
 
     def _client(self) -> Client:
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
         return Client(
             streamable_http_client(self.spec.url),
             read_timeout_seconds=self.timeout_s,
@@ -281,6 +285,8 @@ def _type_of(spec: Any) -> str:
 
 
 def _observation(result: CallToolResult) -> str:
+    from mcp_types import TextContent
+
     parts: list[str] = []
     for block in result.content:
         if isinstance(block, TextContent):

@@ -47,15 +47,17 @@ Used when ``LLM_BASE_URL`` is unset. What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
+import io
 import json
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -180,6 +182,7 @@ class LocalLLM:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-llm")
         self._lock = asyncio.Lock()
         self._loaded: LoadedModel | None = None
+        self._loading: Future[LoadedModel] | None = None
         self._grammars: dict[str, Any] = {}
         self._active: threading.Event | None = None
         self._closed = False
@@ -397,12 +400,23 @@ class LocalLLM:
                 raise LLMError("the local model has been closed")
             return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
+    def start_loading(self) -> None:
+        """Begin loading the model on its own thread and return at once, so that loading
+        overlaps what the caller does next (``python -m service`` imports the app meanwhile);
+        :meth:`check` waits for it, and gets its error."""
+        if self._loading is None and self._loaded is None and not self._closed:
+            self._loading = self._executor.submit(self._ensure_loaded)
+
     async def check(self) -> None:
         """Load (and, for the packaged model, assemble) the model if not done yet."""
         if self._loaded is not None:
             return
         if self._closed:
             raise LLMConfigError("the local model has been closed")
+        if self._loading is not None:  # start_loading's: once (a failed load is tried again)
+            loading, self._loading = self._loading, None
+            await asyncio.wrap_future(loading)
+            return
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._ensure_loaded)
 
@@ -561,16 +575,27 @@ class LocalLLM:
         path = self._prepare() if self._prepare is not None else self._model_path
         _check_gguf(path)
         _bound_heap()
+        _route_llama_logs(llama_cpp)
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self._n_ctx,
-                n_threads=self._n_threads,
-                n_threads_batch=self._n_threads,
-                verbose=False,
-            )
+            # verbose=False would point the process's stdout and stderr at /dev/null while the
+            # model loads, and with them the log lines of everything that runs meanwhile (the
+            # model loads as the server starts: service.__main__). Its C logs go through
+            # _route_llama_logs instead, and its Python prints, about the model's metadata,
+            # are dropped here.
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self._n_ctx,
+                    n_threads=self._n_threads,
+                    n_threads_batch=self._n_threads,
+                    verbose=True,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMConfigError(f"llama.cpp cannot load {path}: {exc}") from exc
+        llama.verbose = False  # no timings printed per completion
         if self._prompt_cache_bytes or self._warm_store is not None:
             _shrink_scores(llama)
         if self._prompt_cache_bytes:
@@ -746,6 +771,25 @@ def _to_completion(raw: Any) -> Completion:
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
 _HEAP_THRESHOLD = 1 << 20
+
+
+_LLAMA_LOG_ERROR = 4  # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT (ggml.h)
+_log_callback: Any = None  # the C callback, kept alive for as long as llama.cpp may call it
+
+
+def _route_llama_logs(llama_cpp: Any) -> None:
+    """llama.cpp's own log lines: its errors into ours, the rest (per-layer loading, timings)
+    dropped. Set once per process, before the first model loads."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    def forward(level: int, text: bytes, _user_data: Any) -> None:
+        if level == _LLAMA_LOG_ERROR:
+            log.warning("llama.cpp", message=text.decode("utf-8", "replace").strip())
+
+    _log_callback = llama_cpp.llama_log_callback(forward)
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
 def _bound_heap() -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,44 @@ async def test_a_failing_load_is_a_config_error_and_is_retried() -> None:
     with pytest.raises(LLMConfigError):
         await llm.complete(QUESTION)
     assert attempts == 2
+    await llm.aclose()
+
+
+async def test_start_loading_overlaps_the_caller_and_check_waits_for_that_load() -> None:
+    release = threading.Event()
+    h = Harness(FakeLlama())
+    load = h.load
+
+    def slow_load() -> LoadedModel:
+        release.wait(5)
+        return load()
+
+    h.llm._loader = slow_load
+    h.llm.start_loading()  # returns at once: the load waits for release
+    h.llm.start_loading()  # a second call starts nothing more
+    checking = asyncio.create_task(h.llm.check())
+    await asyncio.sleep(0.05)
+    assert not checking.done()
+    release.set()
+    await checking
+    await h.llm.complete(QUESTION)
+    assert h.loads == 1
+    await h.llm.aclose()
+
+
+async def test_a_failed_start_loading_is_reported_by_check_without_loading_again() -> None:
+    attempts = 0
+
+    def loader() -> LoadedModel:
+        nonlocal attempts
+        attempts += 1
+        raise OSError("disk on fire")
+
+    llm = LocalLLM(Path("m.gguf"), loader=loader)
+    llm.start_loading()
+    with pytest.raises(LLMConfigError, match="disk on fire"):
+        await llm.check()
+    assert attempts == 1
     await llm.aclose()
 
 
@@ -566,3 +605,40 @@ def test_big_blocks_get_their_own_mapping_once_the_heap_is_bounded(mode: str, wh
         cwd=Path(__file__).parents[2],
     )
     assert done.stdout.strip() == where
+
+
+@pytest.mark.local_model
+def test_loading_the_real_model_leaves_stderr_alone() -> None:
+    """The model loads while the server starts (service.__main__): whatever the server logs
+    meanwhile must reach stderr, so llama.cpp may not point it at /dev/null as it loads."""
+    program = """
+import asyncio, os, sys, threading
+from pathlib import Path
+from agents.llm.local import LocalLLM
+llm = LocalLLM.from_settings(cache_dir=Path(sys.argv[1]))
+llm.start_loading()
+async def main():
+    checking = asyncio.ensure_future(llm.check())
+    written = 0
+    while not checking.done():
+        os.write(2, b"still-here\\n")
+        written += 1
+        await asyncio.sleep(0.005)
+    await checking
+    print(written)
+    await llm.aclose()
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(_cache_dir())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = int(done.stdout.split()[-1])
+    assert written > 5  # the load took long enough for the check to mean something
+    assert done.stderr.count("still-here") == written
+    assert "llama_model_loader" not in done.stderr  # its own chatter stays out
+

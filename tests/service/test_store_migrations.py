@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.store import BadCursor, RunStore
+from service.store import MIGRATIONS, SCHEMA_HEAD, BadCursor, RunStore
 
 # The runs table exactly as the service created it before migrations (SQLAlchemy create_all).
 LEGACY = """
@@ -100,3 +100,31 @@ def test_migrate_command_brings_a_database_up_to_date(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "runs.db") as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     assert {"runs", "threads", "run_events", "feedback", "alembic_version"} <= tables
+
+
+def test_schema_head_is_alembics_newest_revision() -> None:
+    """A store at SCHEMA_HEAD starts without Alembic: the constant must follow every migration."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_HEAD]
+
+
+async def test_a_database_behind_the_head_is_migrated_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    first = RunStore(f"sqlite+aiosqlite:///{path}")
+    await first.start()
+    await first.aclose()
+    with sqlite3.connect(path) as db:  # as a service one migration older left it
+        db.execute("ALTER TABLE runs DROP COLUMN cancel_requested")
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    again = RunStore(f"sqlite+aiosqlite:///{path}")
+    await again.start()
+    await again.aclose()
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert "cancel_requested" in columns
+    assert version == SCHEMA_HEAD

@@ -1,0 +1,200 @@
+"""The MCP door: ``/mcp``, a Model Context Protocol server over streamable HTTP (the tools
+are in :mod:`service.mcp_server`).
+
+Before the SDK sees a request, :class:`McpGuard` checks what the specification asks of a
+server reachable from a browser: the key (401 as anywhere else), and the ``Host``/``Origin``
+pair against DNS rebinding. A page on another site must not drive a local agent: without keys
+the ``Host`` must be this machine's (or one of ``ALLOWED_HOSTS``), and an ``Origin``, when a
+browser sends one, must name one of those hosts; with keys (which a page cannot send for
+itself), an ``Origin`` must be the server's own.
+
+The SDK (``mcp``) takes about a second of CPU to import, a fifth of the embedded model's
+cold-start budget (issue 12), so :class:`McpDoor` loads it and starts its session manager on
+the first request to ``/mcp``, not at start-up: a server nobody asks over MCP never pays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import structlog
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import ProblemError, problem
+from service.settings import Settings, is_loopback
+from service.state import AppState
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+log = structlog.get_logger(__name__)
+PATH = "/mcp"
+CLIENT = "reactpal.client"  # the scope key where McpGuard leaves the caller's key
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+START_TIMEOUT_S = 30.0  # importing the SDK and starting its session manager
+
+
+def mount(app: FastAPI, settings: Settings) -> McpDoor:
+    """Add ``/mcp`` to ``app``; the returned door's ``running()`` is entered in the app's
+    lifespan (until then, and after, ``/mcp`` answers 503)."""
+    door = McpDoor(lambda: _build_server(app, settings))
+    guard = McpGuard(door, settings, state=lambda: app.state.reactpal)
+    app.router.routes.append(Route(PATH, endpoint=guard, methods=["GET", "POST", "DELETE"]))
+    return door
+
+
+def _build_server(app: FastAPI, settings: Settings) -> MCPServer:
+    from service.mcp_server import build_server  # the SDK: imported here, on first use
+
+    return build_server(app, settings)
+
+
+class McpDoor:
+    """The SDK's endpoint, started on the first request of each lifespan (the SDK's session
+    manager runs only once, and an app's lifespan may run more than once: tests, the schema
+    fuzzing). Its session manager runs in a task of its own, which the lifespan's end stops."""
+
+    def __init__(self, build: Callable[[], MCPServer]) -> None:
+        self.build = build
+        self.endpoint: ASGIApp | None = None
+        self._open = False
+        self._starting: asyncio.Lock | None = None
+        self._stop: asyncio.Event | None = None
+        self._serving: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self._open, self._starting = True, asyncio.Lock()
+        try:
+            yield
+        finally:
+            self._open = False
+            self.endpoint = None
+            if self._serving is not None and self._stop is not None:
+                self._stop.set()
+                with contextlib.suppress(Exception):
+                    await self._serving
+            self._serving = self._stop = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoint or await self._start()
+        if endpoint is None:
+            await problem(503, "the MCP endpoint is not running")(scope, receive, send)
+            return
+        await endpoint(scope, receive, send)
+
+    async def _start(self) -> ASGIApp | None:
+        if not self._open or self._starting is None:
+            return None
+        async with self._starting:
+            if self.endpoint is not None or not self._open:
+                return self.endpoint
+            try:
+                async with asyncio.timeout(START_TIMEOUT_S):
+                    # Imported on a thread: the event loop goes on serving meanwhile.
+                    server = await asyncio.to_thread(self.build)
+                    self.endpoint = await self._serve(server)
+            except Exception:
+                log.exception("the MCP endpoint could not start")
+                return None
+            return self.endpoint
+
+    async def _serve(self, server: MCPServer) -> ASGIApp:
+        inner = server.streamable_http_app(
+            streamable_http_path=PATH, stateless_http=True, json_response=True
+        )
+        endpoint = next(r.endpoint for r in inner.routes if isinstance(r, Route) and r.path == PATH)
+        ready, stop = asyncio.Event(), asyncio.Event()
+
+        async def serve() -> None:
+            async with server.session_manager.run():
+                ready.set()
+                await stop.wait()
+
+        task = asyncio.create_task(serve(), name="mcp-session-manager")
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiting.cancel()
+            await task  # raises what stopped it
+            raise RuntimeError("the MCP session manager stopped as it started")
+        self._serving, self._stop = task, stop
+        return endpoint
+
+
+class McpGuard:
+    """Key, ``Host`` and ``Origin`` checks in front of the SDK's endpoint (see the module
+    docstring); the caller's key is left in the scope for the tools."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, *, state: Callable[[], AppState]) -> None:
+        self.app = app
+        self.state = state
+        self.keys = bool(settings.agent_api_keys)
+        hosts = [h.lower() for h in settings.allowed_hosts]
+        if not hosts:
+            hosts = list(_LOOPBACK_NAMES)
+            if not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
+                hosts.append(settings.host.lower())
+        self.hosts = tuple(hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            await problem(403, refusal)(scope, receive, send)
+            return
+        try:
+            client = self.state().auth.client(request)
+        except ProblemError as exc:
+            await problem(exc.status, exc.detail, headers=exc.headers)(scope, receive, send)
+            return
+        scope[CLIENT] = client
+        await self.app(scope, receive, send)
+
+    def _refusal(self, request: Request) -> str | None:
+        host = _hostname(request.headers.get("host", ""))
+        origin = request.headers.get("origin")
+        if not self.keys and not self._known(host):
+            return (
+                "without API keys, MCP requests must name this machine in their Host header "
+                "(against DNS rebinding); list the names clients use in ALLOWED_HOSTS"
+            )
+        if origin is None:
+            return None  # not a browser, or a same-origin request that omits it
+        origin_host = _hostname(urlsplit(origin).netloc)
+        same = origin_host == host and _port(urlsplit(origin)) == _port_of(request)
+        if self.keys and same:
+            return None
+        if not self.keys and self._known(origin_host):
+            return None
+        return "cross-origin MCP requests are refused"
+
+    def _known(self, host: str) -> bool:
+        return any(
+            host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+            for pattern in self.hosts
+        ) or ("*" in self.hosts)
+
+
+def _hostname(netloc: str) -> str:
+    if netloc.startswith("["):
+        return netloc[: netloc.find("]") + 1].lower()
+    return netloc.rsplit(":", 1)[0].lower() if netloc.count(":") == 1 else netloc.lower()
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return -1
+
+
+def _port_of(request: Request) -> int | None:
+    return _port(urlsplit(f"{request.url.scheme}://{request.headers.get('host', '')}"))

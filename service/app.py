@@ -57,16 +57,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             box = sandbox or Sandbox(settings.sandbox_config())
-            await box.start()
             stack.push_async_callback(box.aclose)
+            # Its templates (child processes) start while the rest is set up, and the
+            # embedded model's warm states are restored: awaited before serving.
+            starting = asyncio.create_task(box.start())
+            stack.push_async_callback(_cancel, starting)
             model = llm or build_llm(settings)
             stack.push_async_callback(model.aclose)
             loading: asyncio.Task[None] | None = None
             if model.supports_warm_up:
                 # Load the embedded model (assembling the packaged one if needed) on its own
-                # thread while the rest starts (after the sandbox's templates are forked: a
-                # fork never meets that thread), and before the first request, so a bad model
-                # file stops the start with a clear error.
+                # thread while the rest starts (python -m service began it earlier still:
+                # LocalLLM.start_loading), and before the first request, so a bad model file
+                # stops the start with a clear error.
                 loading = asyncio.create_task(model.check())
                 stack.push_async_callback(_cancel, loading)
             store = RunStore(settings.database_url)
@@ -141,6 +144,7 @@ def create_app(
                 await loading
                 warm = asyncio.create_task(_warm_up(app.state.reactpal))
                 stack.push_async_callback(_cancel, warm)
+            await starting
             log.info(
                 "reactpal ready",
                 llm=model.model,

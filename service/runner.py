@@ -79,6 +79,10 @@ class MeteredLLM:
         return self.inner.supports_grammar
 
     @property
+    def supports_prefill(self) -> bool:
+        return self.inner.supports_prefill
+
+    @property
     def supports_warm_up(self) -> bool:
         return self.inner.supports_warm_up
 

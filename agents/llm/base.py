@@ -108,6 +108,14 @@ class LLM(Protocol):
     ) -> Completion: ...
 
     @property
+    def supports_prefill(self) -> bool:
+        """True when a final ``assistant`` message is continued rather than answered: the
+        completion is what the model writes after that message's text (the text itself is
+        not repeated). Then a caller may give the start of the reply instead of having the
+        model generate it (PAL's program header, ``agents.pal.mode``)."""
+        ...
+
+    @property
     def supports_warm_up(self) -> bool:
         """True when the backend runs here and keeps a prompt cache worth filling before the
         first request (the embedded model); then it is also loaded before serving."""

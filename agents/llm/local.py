@@ -257,6 +257,10 @@ class LocalLLM:
         return False
 
     @property
+    def supports_prefill(self) -> bool:
+        return True  # _tokenize: the prompt ends inside the assistant's turn
+
+    @property
     def supports_warm_up(self) -> bool:
         return True
 
@@ -541,7 +545,11 @@ class LocalLLM:
     def _tokenize(
         self, model: LoadedModel, chat: list[dict[str, str]]
     ) -> tuple[RenderedPrompt, list[int]]:
-        rendered = model.render(chat)
+        if chat and chat[-1]["role"] == "assistant":  # continued, not answered (prefill)
+            start = model.render(chat[:-1])
+            rendered = RenderedPrompt(start.text + chat[-1]["content"], start.stop, start.add_bos)
+        else:
+            rendered = model.render(chat)
         try:
             tokens = model.llama.tokenize(
                 rendered.text.encode("utf-8"), add_bos=rendered.add_bos, special=True

@@ -175,6 +175,10 @@ class OpenAILLM:
         return True
 
     @property
+    def supports_prefill(self) -> bool:
+        return False  # servers differ: most answer a final assistant message with a new turn
+
+    @property
     def supports_warm_up(self) -> bool:
         return False  # a remote server's prompt cache is its own business
 

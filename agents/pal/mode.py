@@ -71,6 +71,7 @@ from agents.pal.prompt import (
     fence,
     load_family,
     repair_turns,
+    reply_start,
     verbalize_turns,
 )
 from agents.pal.vote import VoteResult, agrees, as_number, majority_vote
@@ -173,6 +174,8 @@ class _Pipelines:
         meter: _Meter,
     ) -> None:
         self._question = question
+        # Every call's reply starts the same way; a backend that continues a reply is given it.
+        self._start = reply_start(question) if llm.supports_prefill else None
         self._llm = llm
         self._sandbox = sandbox
         self._options = options
@@ -203,6 +206,7 @@ class _Pipelines:
                 self._options.temperature,
                 self._options.max_tokens,
                 self._meter,
+                self._start,
             )
         return [None, *texts, *([None] * (k - 1 - len(texts)))]
 
@@ -252,7 +256,13 @@ class _Pipelines:
     ) -> _Attempt:
         if completion is None:
             texts = await _complete(
-                self._llm, conversation, 1, temperature, self._options.max_tokens, self._meter
+                self._llm,
+                conversation,
+                1,
+                temperature,
+                self._options.max_tokens,
+                self._meter,
+                self._start,
             )
             completion = texts[0] if texts else ""  # no choice: a sample without a program
         return await _run_sample(completion, self._sandbox, self._options), conversation
@@ -351,14 +361,19 @@ async def _complete(
     temperature: float,
     max_tokens: int,
     meter: _Meter,
+    start: str | None = None,
 ) -> list[str]:
-    """The texts of up to ``n`` choices from one call (fewer when the backend returns fewer)."""
+    """The texts of up to ``n`` choices from one call (fewer when the backend returns fewer).
+    With ``start`` (``reply_start``), the model continues a reply that begins with it, and
+    each text is the whole reply."""
+    if start is not None:
+        messages = [*messages, ChatMessage("assistant", start)]
     completion = await llm.complete(
         messages, stop=STOP_SEQUENCES, temperature=temperature, max_tokens=max_tokens, n=n
     )
     meter.calls += 1
     meter.usage = meter.usage + completion.usage
-    return [choice.text for choice in completion.choices[:n]]
+    return [(start or "") + choice.text for choice in completion.choices[:n]]
 
 
 async def _run_sample(completion: str, sandbox: PalSandbox, options: PalOptions) -> _Sample:

@@ -68,6 +68,26 @@ async def test_request_is_rendered_and_passed_through() -> None:
     await h.llm.aclose()
 
 
+async def test_a_final_assistant_message_is_continued_not_answered() -> None:
+    h = Harness(FakeLlama())
+    assert h.llm.supports_prefill
+    start = '```python\ndef solution():\n    """What is 6 * 7'
+    await h.llm.complete([*QUESTION, ChatMessage("assistant", start)])
+    prompt = bytes(h.llama.calls[0]["prompt"]).decode()
+    assert (
+        prompt
+        == chatml(
+            [
+                {"role": "system", "content": "You answer."},
+                {"role": "user", "content": "What is 6 * 7?"},
+            ]
+        ).text
+        + start
+    )  # inside the assistant's turn: no end of turn, no new turn after it
+    assert h.llama.calls[0]["stop"] == ["<|im_end|>"]
+    await h.llm.aclose()
+
+
 async def test_n_is_ignored_and_without_grammar_none_is_passed() -> None:
     h = Harness(FakeLlama())
     result = await h.llm.complete(QUESTION, n=3)
@@ -642,3 +662,22 @@ asyncio.run(main())
     assert done.stderr.count("still-here") == written
     assert "llama_model_loader" not in done.stderr  # its own chatter stays out
 
+
+@pytest.mark.local_model
+async def test_the_pal_reply_start_tokenizes_as_the_start_of_the_whole_program(
+    real_llm: LocalLLM,
+) -> None:
+    """reply_start cuts at a boundary of the model's tokenizer: the prompt it makes is, token
+    for token, the start of the prompt the whole reply would make (else the model continues
+    from a split it never saw in training)."""
+    from agents.pal.prompt import TASKS, fence, load_family, reply_start
+
+    tokenize = real_llm._ensure_loaded().llama.tokenize
+    for task in TASKS:
+        for exemplar in load_family(task).exemplars:
+            whole = fence(exemplar.program)
+            start = reply_start(exemplar.question)
+            assert start is not None
+            head = tokenize(start.encode(), add_bos=False, special=True)
+            full = tokenize(whole.encode(), add_bos=False, special=True)
+            assert full[: len(head)] == head, exemplar.question

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from agents.events import FinalEvent, StepEvent
-from agents.llm.base import LLM, ChatMessage, Completion, ToolSpec
+from agents.llm.base import LLM, ChatMessage, Choice, Completion, ToolSpec
 from tools.sandbox.result import ExecutionResult
 
 
@@ -68,6 +68,10 @@ class NoN:
         return False
 
     @property
+    def supports_prefill(self) -> bool:
+        return False
+
+    @property
     def supports_warm_up(self) -> bool:
         return False
 
@@ -96,6 +100,44 @@ class NoN:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class Continues(NoN):
+    """A backend that continues a final assistant message (``supports_prefill``), over a
+    scripted one that writes whole replies: it sends the conversation without that message
+    and answers with what the script wrote after it, which must begin with it."""
+
+    def __init__(self, inner: LLM) -> None:
+        super().__init__(inner)
+        self.starts: list[str | None] = []
+
+    @property
+    def supports_prefill(self) -> bool:
+        return True
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        n: int = 1,
+        tools: Sequence[ToolSpec] = (),
+        grammar: str | None = None,
+        response_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        start = messages[-1].content if messages[-1].role == "assistant" else None
+        self.starts.append(start)
+        if start is not None:
+            messages = messages[:-1]
+        whole = await super().complete(
+            messages, stop=stop, temperature=temperature, max_tokens=max_tokens
+        )
+        if start is None:
+            return whole
+        assert whole.text.startswith(start), (start, whole.text)
+        return Completion((Choice(whole.text[len(start) :]),), whole.usage)
 
 
 async def collect(events: AsyncIterator[StepEvent]) -> tuple[list[StepEvent], FinalEvent]:

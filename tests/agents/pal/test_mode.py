@@ -11,7 +11,7 @@ from agents.errors import LLMError
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, ThoughtEvent
 from agents.pal import PalOptions, run_pal
 from agents.pal.prompt import STOP_SEQUENCES
-from tests.agents.pal.conftest import FakeSandbox, NoN, collect, fenced, program
+from tests.agents.pal.conftest import Continues, FakeSandbox, NoN, collect, fenced, program
 from tests.fakes import FakeOpenAI, FakeRequest, ToolCallReply, make_llm
 from tools.sandbox.result import ExecutionResult
 
@@ -437,3 +437,35 @@ def test_options_are_validated() -> None:
         PalOptions(task="poetry")
     with pytest.raises(ValueError, match="max_repairs"):
         PalOptions(max_repairs=-1)
+
+
+async def test_a_backend_that_continues_replies_is_given_the_program_header() -> None:
+    """It reads the fence, def solution() and the restated question instead of writing them;
+    the program that runs is the whole reply."""
+    whole = program("3 * 4", doc=QUESTION)
+    fake = FakeOpenAI([fenced(whole)])
+    llm = Continues(make_llm(fake))
+    sandbox = FakeSandbox()
+
+    steps, final = await collect(run_pal(QUESTION, llm=llm, sandbox=sandbox))
+
+    assert llm.starts == [f'```python\ndef solution():\n    """{QUESTION.removesuffix("?")}']
+    assert fake.last.messages[-1] == {"role": "user", "content": f"Q: {QUESTION}"}
+    assert steps[0] == ActionEvent(1, "python", whole)
+    assert sandbox.programs == [whole]
+    assert final.answer == "12"
+
+
+async def test_samples_and_repairs_are_given_the_header_too() -> None:
+    broken = program("1 / 0", doc=QUESTION)
+    fixed = program("3 * 4", doc=QUESTION)
+
+    def script(request: FakeRequest) -> str:
+        return fenced(fixed if is_repair(request) or request.temperature > 0 else broken)
+
+    llm = Continues(make_llm(FakeOpenAI(script)))
+    _, final = await collect(
+        run_pal(QUESTION, llm=llm, sandbox=FakeSandbox(), options=PalOptions(samples=3))
+    )
+    assert final.answer == "12"
+    assert len(llm.starts) == 4 and len(set(llm.starts)) == 1 and llm.starts[0]

@@ -6,7 +6,15 @@ import ast
 
 import pytest
 
-from agents.pal.prompt import TASKS, build_messages, load_family, parse_family, repair_turns
+from agents.pal.prompt import (
+    TASKS,
+    build_messages,
+    fence,
+    load_family,
+    parse_family,
+    repair_turns,
+    reply_start,
+)
 
 
 def test_prefix_is_byte_identical_across_questions() -> None:
@@ -74,3 +82,46 @@ def test_repair_turn_restates_the_question() -> None:
     assert turn.content.startswith(f"The question was: {question}\n")
     assert "NameError: name 'x' is undefined" in turn.content
     assert "with the question as its docstring" in turn.content
+
+
+@pytest.mark.parametrize(
+    ("question", "start"),
+    [
+        ("What is 1234 * 5678?", '"""What is 1234 * 5678'),
+        ("  How many apples remain.  ", '"""How many apples remain'),
+        ("Compute 17 squared", '"""Compute 17 squared'),
+        ('What does "ab" spell?', '"""What does "ab" spell'),
+        ('Spell "ab"', '"""Spell "ab'),
+        ("Combien coûte 3 fois 4 €?", '"""Combien coûte 3 fois 4'),
+    ],
+)
+def test_reply_start_restates_the_question_up_to_its_last_letter_or_digit(
+    question: str, start: str
+) -> None:
+    assert reply_start(question) == f"```python\ndef solution():\n    {start}"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "a\\b?",  # a backslash would be read as an escape
+        'say """ twice',
+        "two\nlines?",
+        "cr\rhere",
+        "<|im_start|>system?",
+        "???",
+        "",
+    ],
+)
+def test_no_reply_start_when_the_question_cannot_be_a_docstring(question: str) -> None:
+    assert reply_start(question) is None
+
+
+def test_reply_start_matches_every_exemplar() -> None:
+    """The start is how the exemplars' replies begin, to the letter: else it teaches another
+    format than the few-shot prompt shows."""
+    for task in TASKS:
+        for exemplar in load_family(task).exemplars:
+            start = reply_start(exemplar.question)
+            assert start is not None, exemplar.question
+            assert fence(exemplar.program).startswith(start), exemplar.question

@@ -45,7 +45,11 @@ One run, as ``run_pal`` yields it:
    attempts made), and ``sentence`` when verbalized.
 
 Errors: an ``LLMError`` from the backend **propagates** (as in the ReAct loop; the service maps
-it to 502). Nothing the generated code does can end the run: sandbox failures, and even a
+it to 502), except that with k>1 a sample whose own call failed (``LLMTimeout``: a generation
+past the time limit; ``LLMBadResponse`` other than a server error: a reply that could not be
+used) votes nothing: it is a step whose observation says so, it is not repaired, and the
+other samples decide; only when every sample's call failed does the first error propagate.
+Nothing the generated code does can end the run: sandbox failures, and even a
 sandbox that raises, become observations. Deadlines are the caller's (``asyncio.timeout``);
 ``CancelledError`` is never caught. Every pipeline is an asyncio task that the run cancels and
 awaits when it ends early: a deadline, an ``LLMError`` in another sample, or a consumer that
@@ -60,6 +64,7 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agents.errors import LLMBadResponse, LLMError, LLMServerError, LLMTimeout
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent, ThoughtEvent
 from agents.llm.base import LLM, ChatMessage, Usage
 from agents.memory import Memory
@@ -120,6 +125,7 @@ class _Sample:
     result: ExecutionResult | None
     failure: str | None  # why it failed, as shown to the model
     preamble: str = ""  # prose the model wrote before its code
+    error: LLMError | None = None  # the model's call failed (k>1): nothing was drawn
 
     @property
     def value(self) -> Any:
@@ -220,6 +226,8 @@ class _Pipelines:
         """One more round for a sample whose latest attempt failed, while rounds are left."""
         if lane.outcome.value is not None or lane.repairs >= self._options.max_repairs:
             return
+        if lane.outcome.error is not None:
+            return  # the model failed, not the program: showing it nothing would not help
         shown = lane.shown or lane.outcome
         attempt = fence(shown.program) if shown.program else shown.completion
         turns = repair_turns(self._question, attempt, shown.failure or NO_PROGRAM)
@@ -255,15 +263,21 @@ class _Pipelines:
         self, conversation: list[ChatMessage], completion: str | None, temperature: float
     ) -> _Attempt:
         if completion is None:
-            texts = await _complete(
-                self._llm,
-                conversation,
-                1,
-                temperature,
-                self._options.max_tokens,
-                self._meter,
-                self._start,
-            )
+            try:
+                texts = await _complete(
+                    self._llm,
+                    conversation,
+                    1,
+                    temperature,
+                    self._options.max_tokens,
+                    self._meter,
+                    self._start,
+                )
+            except (LLMTimeout, LLMBadResponse) as exc:
+                if self._options.samples == 1 or isinstance(exc, LLMServerError):
+                    raise  # k=1 has no other sample; a server error is not this draw's
+                failure = f"the model failed to write this sample: {exc}"
+                return _Sample("", None, None, failure, error=exc), conversation
             completion = texts[0] if texts else ""  # no choice: a sample without a program
         return await _run_sample(completion, self._sandbox, self._options), conversation
 
@@ -317,6 +331,10 @@ async def run_pal(
         "repairs": repairs,
     }
     winner = outcome.winner
+    if winner is None and outcomes and all(s.error is not None for s in outcomes):
+        error = outcomes[0].error
+        assert error is not None
+        raise error  # no sample was drawn at all: the backend's failure, as with k=1
     if winner is None:
         yield FinalEvent(
             status="error",
@@ -394,6 +412,8 @@ async def _run_sample(completion: str, sandbox: PalSandbox, options: PalOptions)
 
 
 def _step_events(step: int, sample: _Sample) -> list[StepEvent]:
+    if sample.error is not None:
+        return [ActionEvent(step, None, ""), ObservationEvent(step, sample.failure or "")]
     if sample.program is None:
         return [
             ActionEvent(step, None, sample.completion),

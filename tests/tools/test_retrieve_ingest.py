@@ -1,0 +1,224 @@
+"""Reading documents for retrieval: the kind told by content, the text of real PDF, HTML and
+Markdown files made here, passages that point back into it, and clear refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fpdf import FPDF
+
+from tools.retrieve.chunk import chunk
+from tools.retrieve.extract import IngestError, detect, html_text, sections
+
+MARKDOWN = """# Freedonia handbook
+
+Freedonia is a small country.
+
+## Geography
+
+The capital of Freedonia is Fredville, on the river Marx.
+
+### Climate
+
+Winters are mild; summers are dry.
+
+```python
+# not a heading: inside a code block
+print("hello")
+```
+
+## Economy
+
+Freedonia exports mustard and tin.
+"""
+
+HTML = """<!DOCTYPE html>
+<html><head><title>Ignored title</title><style>body { color: red }</style>
+<script>var secret = "should not be indexed";</script></head>
+<body>
+<h1>Sylvania</h1>
+<p>Sylvania is Freedonia's neighbour.</p>
+<h2>Rivers</h2>
+<p>The longest river of Sylvania is the <b>Trentino</b>, 412 km long.</p>
+<ul><li>first tributary: Chico</li><li>second tributary: Harpo</li></ul>
+<table><tr><th>year</th><th>tons</th></tr><tr><td>1933</td><td>7</td></tr></table>
+<!-- a comment that should not be indexed -->
+</body></html>
+"""
+
+
+def make_pdf(pages: list[str], *, password: str | None = None) -> bytes:
+    """A real PDF with one text page per entry (fpdf2, core font)."""
+    pdf = FPDF()
+    if password is not None:
+        pdf.set_encryption(owner_password="owner", user_password=password)
+    pdf.set_font("Helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, text)
+    return bytes(pdf.output())
+
+
+def test_the_kind_is_told_by_the_content_not_the_name() -> None:
+    pdf = make_pdf(["hello"])
+    assert detect(pdf, "notes.txt", "text/plain") == "pdf"
+    assert detect(HTML.encode(), "page.txt") == "html"
+    assert detect(b"  <html><body><p>x</p></body></html>") == "html"
+    assert detect(MARKDOWN.encode()) == "markdown"  # headings and a fence
+    assert detect(b"just words", "notes.md") == "markdown"  # only the name can tell
+    assert detect(b"just words", None, "text/markdown") == "markdown"
+    assert detect(b"just words\nand more") == "text"
+    assert detect("\ufeffwith a BOM".encode()) == "text"
+    assert detect("utf-16 text".encode("utf-16")) == "text"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n" + bytes(range(256)),  # an image
+        b"PK\x03\x04" + bytes(200),  # a zip (docx, xlsx)
+        "caf\xe9 latin-1".encode("latin-1"),  # not UTF-8: refused, not guessed
+        b"text with a \x00 NUL",
+    ],
+)
+def test_what_is_not_text_markdown_html_or_pdf_is_415(data: bytes) -> None:
+    with pytest.raises(IngestError) as caught:
+        detect(data, "file.txt")
+    assert caught.value.status == 415
+
+
+async def test_markdown_passages_know_their_headings_and_offsets() -> None:
+    found = await sections(MARKDOWN.encode(), "markdown", max_pages=10)
+    passages = chunk(found, "markdown", size=120, overlap=20)
+    assert len(passages) > 3
+    for passage in passages:
+        assert MARKDOWN[passage.start : passage.end] == passage.text
+        assert passage.page is None
+    capital = next(p for p in passages if "Fredville" in p.text)
+    assert capital.heading == "Freedonia handbook / Geography"
+    exports = next(p for p in passages if "mustard" in p.text)
+    assert exports.heading == "Freedonia handbook / Economy"  # Climate (###) was closed
+    code = next(p for p in passages if "print(" in p.text)
+    assert "not a heading" not in (code.heading or "")
+
+
+async def test_html_is_read_as_its_visible_text_with_headings() -> None:
+    found = await sections(HTML.encode(), "html", max_pages=10)
+    text = found[0].text
+    assert "# Sylvania" in text and "## Rivers" in text
+    assert "The longest river of Sylvania is the Trentino, 412 km long." in text
+    assert "first tributary: Chico" in text and "1933" in text
+    for hidden in ("secret", "color: red", "Ignored title", "a comment"):
+        assert hidden not in text
+    passages = chunk(found, "html", size=100, overlap=10)
+    river = next(p for p in passages if "Trentino" in p.text)
+    assert river.heading == "Sylvania / Rivers"
+    assert text[river.start : river.end] == river.text
+
+
+async def test_pdf_pages_are_read_with_their_numbers() -> None:
+    pages = [
+        "Chapter one. The treaty was signed in Fredville.",
+        "Chapter two. The tin mines of Sylvania employ 3200 people.",
+        "Chapter three. Mustard prices doubled in 1933.",
+    ]
+    found = await sections(make_pdf(pages), "pdf", max_pages=10)
+    assert [section.page for section in found] == [1, 2, 3]
+    passages = chunk(found, "pdf")
+    mines = next(p for p in passages if "tin mines" in p.text)
+    assert mines.page == 2 and "3200 people" in mines.text
+    section = found[1].text
+    assert section[mines.start : mines.end] == mines.text
+
+
+async def test_a_broken_pdf_is_a_clear_422_from_the_child_process() -> None:
+    broken = make_pdf(["some text"])[:200]  # cut short
+    with pytest.raises(IngestError) as caught:
+        await sections(b"%PDF-1.4\n" + broken[9:], "pdf", max_pages=10)
+    assert caught.value.status == 422
+
+
+async def test_an_encrypted_pdf_is_refused() -> None:
+    with pytest.raises(IngestError) as caught:
+        await sections(make_pdf(["secret"], password="pw"), "pdf", max_pages=10)
+    assert caught.value.status == 422 and "password" in str(caught.value)
+
+
+async def test_too_many_pages_is_413() -> None:
+    with pytest.raises(IngestError) as caught:
+        await sections(make_pdf(["a", "b", "c"]), "pdf", max_pages=2)
+    assert caught.value.status == 413 and "3 pages" in str(caught.value)
+
+
+async def test_a_pdf_without_text_is_422() -> None:
+    pdf = FPDF()
+    pdf.add_page()  # a blank page: what a scan without OCR gives
+    with pytest.raises(IngestError) as caught:
+        await sections(bytes(pdf.output()), "pdf", max_pages=10)
+    assert caught.value.status == 422 and "OCR" in str(caught.value)
+
+
+def test_the_parsing_child_runs_under_memory_and_cpu_limits() -> None:
+    """What confines the child that parses HTML and PDF (a hostile file's endless loop or
+    bomb costs that process): its address space and CPU time are capped before it reads the
+    file. Read from /proc while the real child waits for its input."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tools.retrieve.extract", "pdf", "10"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        limits: dict[str, str] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = Path(f"/proc/{child.pid}/limits").read_text().splitlines()
+            limits = {line[:26].strip(): line[26:].split()[0] for line in lines[1:]}
+            if limits.get("Max address space") != "unlimited":
+                break
+            time.sleep(0.05)
+        assert int(limits["Max address space"]) <= 2 * 1024**3
+        assert int(limits["Max cpu time"]) <= 120
+    finally:
+        child.kill()
+        child.communicate()
+
+
+async def test_a_parse_that_takes_too_long_is_stopped() -> None:
+    with pytest.raises(IngestError) as caught:
+        await sections(make_pdf(["x"] * 30), "pdf", max_pages=100, timeout_s=0.01)
+    assert caught.value.status == 422 and "longer than" in str(caught.value)
+
+
+async def test_deeply_nested_html_is_refused_cleanly() -> None:
+    nested = ("<div>" * 50_000 + "deep" + "</div>" * 50_000).encode()
+    try:
+        found = await sections(nested, "html", max_pages=10)
+    except IngestError as exc:
+        assert exc.status == 422
+    else:
+        assert "deep" in found[0].text
+
+
+async def test_an_empty_document_is_422() -> None:
+    with pytest.raises(IngestError) as caught:
+        await sections(b"  \n\n ", "text", max_pages=10)
+    assert caught.value.status == 422
+    with pytest.raises(IngestError):
+        await sections(b"<html><body><script>x()</script></body></html>", "html", max_pages=10)
+
+
+def test_html_text_keeps_paragraphs_apart() -> None:
+    text = html_text("<p>one</p><p>two<br>three</p><h3>Four</h3>five")
+    assert text == "one\n\ntwo\nthree\n\n### Four\n\nfive"
+
+
+def test_too_many_passages_is_413() -> None:
+    from tools.retrieve.extract import Section
+
+    with pytest.raises(IngestError) as caught:
+        chunk([Section("word " * 10_000)], "text", size=100, overlap=0, max_chunks=50)
+    assert caught.value.status == 413

@@ -1,0 +1,1 @@
+"""The ``retrieve`` action: passages from an operator's own documents (see ``tool``)."""

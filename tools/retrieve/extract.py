@@ -1,0 +1,295 @@
+"""From an uploaded file to text: what kind of document it is (told by its content, not its
+name), and its text, page by page for a PDF.
+
+Plain text and Markdown are decoded here. HTML and PDF are parsed by third-party code
+(BeautifulSoup, pypdf) that has had denial-of-service bugs on crafted files (pypdf's endless
+loops and decompression bombs), so they are parsed in a child process
+(``python -m tools.retrieve.extract KIND MAX_PAGES``, the file on stdin, JSON on stdout) under a
+memory and CPU limit and a wall-clock timeout: a hostile file costs that process, never the
+service.
+
+    ValueError
+    └── IngestError          the file cannot be ingested; ``status`` is the HTTP answer
+                             (413 too large, 415 not a supported kind, 422 no usable text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import re
+import resource
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["text", "markdown", "html", "pdf"]
+KINDS: tuple[Kind, ...] = ("text", "markdown", "html", "pdf")
+MEDIA_TYPES: dict[Kind, str] = {
+    "text": "text/plain",
+    "markdown": "text/markdown",
+    "html": "text/html",
+    "pdf": "application/pdf",
+}
+_MARKDOWN_NAMES = (".md", ".markdown", ".mdown", ".mkd")
+_HTML_START = re.compile(
+    rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body|meta|title|h[1-6]|p|div|table)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_MARKDOWN_SIGNS = re.compile(r"^(?:#{1,6} \S|```|\s{0,3}[-*+] \S|\s{0,3}\d+\. \S|>\s)", re.M)
+_CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
+_CHILD_CPU_S = 60
+
+
+class IngestError(ValueError):
+    """A document that cannot be ingested; ``status``: 413, 415 or 422."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A stretch of a document's text: a PDF page (``page`` counts from 1), or the whole text
+    of another kind (``page`` None)."""
+
+    text: str
+    page: int | None = None
+
+
+def detect(data: bytes, filename: str | None = None, declared: str | None = None) -> Kind:
+    """The document's kind, from its bytes. The name and the declared media type only choose
+    between kinds the content cannot tell apart (Markdown or plain text). Raises
+    ``IngestError(415)`` for anything else (images, archives, office files, other binary)."""
+    head = data[:1024]
+    if head.lstrip(b"\x00\t\n\r\x0c ").startswith(b"%PDF-"):
+        return "pdf"
+    text = decode(data)
+    if _HTML_START.match(head.decode("utf-8", "replace").encode()) or (
+        (declared or "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
+        and "<" in text[:4096]
+    ):
+        return "html"
+    hint = (declared or "").split(";")[0].strip().lower()
+    named = (filename or "").lower().endswith(_MARKDOWN_NAMES)
+    if named or hint == "text/markdown" or len(_MARKDOWN_SIGNS.findall(text[:20_000])) >= 2:
+        return "markdown"
+    return "text"
+
+
+def decode(data: bytes) -> str:
+    """Text from bytes: UTF-8 (with or without a BOM), or UTF-16/32 with a BOM. Anything else
+    (binary, or a legacy code page) is refused with 415 rather than guessed."""
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise IngestError(415, f"the file is not valid {codec} text: {exc.reason}") from exc
+            break
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise IngestError(
+                415,
+                "unsupported file: not a PDF, and not UTF-8 text (binary or another encoding); "
+                "supported: plain text, Markdown, HTML and PDF",
+            ) from exc
+    if "\x00" in text:
+        raise IngestError(415, "unsupported file: it holds NUL characters (binary data)")
+    return text
+
+
+async def sections(
+    data: bytes, kind: Kind, *, max_pages: int, timeout_s: float = 60.0
+) -> list[Section]:
+    """The document's text: one section per PDF page, else one. HTML and PDF are parsed in a
+    confined child process (see the module docstring). Raises ``IngestError``."""
+    if kind in ("text", "markdown"):
+        found = [Section(decode(data))]
+    else:
+        found = await _parse_in_child(data, kind, max_pages=max_pages, timeout_s=timeout_s)
+    if not any(section.text.strip() for section in found):
+        why = " (a scanned PDF needs OCR first)" if kind == "pdf" else ""
+        raise IngestError(422, f"the {kind} document holds no text{why}")
+    return found
+
+
+async def _parse_in_child(
+    data: bytes, kind: Kind, *, max_pages: int, timeout_s: float
+) -> list[Section]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tools.retrieve.extract",
+        kind,
+        str(max_pages),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(data), timeout_s)
+    except TimeoutError as exc:
+        raise IngestError(422, f"parsing the {kind} file took longer than {timeout_s:g} s") from exc
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    try:
+        reply = json.loads(out)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reply"]
+        raise IngestError(422, f"the {kind} file could not be parsed ({tail[0][:200]})")
+    if "error" in reply:
+        raise IngestError(int(reply.get("status", 422)), str(reply["error"]))
+    return [Section(str(item["text"]), item.get("page")) for item in reply["sections"]]
+
+
+def _confine_child() -> None:  # pragma: no cover - runs in the child, before it reads
+    resource.setrlimit(resource.RLIMIT_AS, (_CHILD_MEMORY_BYTES, _CHILD_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_CPU, (_CHILD_CPU_S, _CHILD_CPU_S))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def pdf_pages(data: bytes, max_pages: int) -> list[Section]:
+    """Each page's text, through pypdf. Raises ``IngestError`` for an encrypted, broken or
+    too long PDF."""
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise IngestError(422, "the PDF is encrypted with a password")
+        count = len(reader.pages)
+        if count > max_pages:
+            raise IngestError(413, f"the PDF has {count} pages; the limit is {max_pages}")
+        return [
+            Section(page.extract_text() or "", number)
+            for number, page in enumerate(reader.pages, start=1)
+        ]
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, IngestError):
+            raise
+        raise IngestError(422, f"the PDF cannot be read: {str(exc)[:200]}") from exc
+
+
+_BLOCKS = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "ul",
+    ]
+)
+_DROPPED = frozenset(
+    ["script", "style", "noscript", "template", "head", "svg", "canvas", "iframe", "object"]
+)
+
+
+def html_text(html: str) -> str:
+    """The visible text of an HTML page as Markdown-like text: headings as ``#`` lines (so the
+    Markdown splitter keeps sections together), one block per paragraph, table cells apart;
+    scripts, styles and the head dropped."""
+    from bs4 import BeautifulSoup
+    from bs4.element import Comment, Doctype, NavigableString, Tag
+
+    soup = BeautifulSoup(html, "html.parser")
+    out: list[str] = []
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, (Comment, Doctype)):
+                continue
+            if isinstance(child, NavigableString):
+                out.append(str(child))
+                continue
+            if not isinstance(child, Tag) or child.name in _DROPPED:
+                continue
+            name = child.name
+            if len(name) == 2 and name[0] == "h" and name[1] in "123456":
+                title = " ".join(child.get_text(" ").split())
+                if title:
+                    out.append(f"\n\n{'#' * int(name[1])} {title}\n\n")
+                continue
+            if name == "br":
+                out.append("\n")
+            elif name in ("td", "th"):
+                out.append(" | ")
+            block = name in _BLOCKS
+            if block:
+                out.append("\n\n" if name != "li" else "\n- ")
+            walk(child)
+            if block:
+                out.append("\n\n" if name != "li" else "\n")
+
+    walk(soup)
+    lines = (" ".join(line.split()) for line in "".join(out).split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _child_main(argv: Sequence[str]) -> int:  # pragma: no cover - run as a subprocess
+    _confine_child()
+    sys.setrecursionlimit(4_000)  # deeper nesting: a clean 422, not a crash
+    kind, max_pages = argv[0], int(argv[1])
+    data = sys.stdin.buffer.read()
+    try:
+        if kind == "pdf":
+            found = pdf_pages(data, max_pages)
+        elif kind == "html":
+            found = [Section(html_text(decode(data)))]
+        else:
+            raise IngestError(415, f"no parser for {kind!r}")
+        reply: dict[str, object] = {
+            "sections": [{"text": section.text, "page": section.page} for section in found]
+        }
+    except IngestError as exc:
+        reply = {"error": str(exc), "status": exc.status}
+    except RecursionError:
+        reply = {"error": f"the {kind} file is nested too deeply to read", "status": 422}
+    except MemoryError:
+        reply = {"error": f"the {kind} file needs too much memory to read", "status": 422}
+    sys.stdout.write(json.dumps(reply))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(_child_main(sys.argv[1:]))

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from agents.events import StepEvent
+from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent
 from agents.llm.base import LLM, ChatMessage
 from agents.llm.grammar import react_grammar
 from agents.memory import Memory
@@ -25,8 +25,9 @@ from agents.pal.prompt import DEFAULT_TASK, TASKS
 from agents.pal.prompt import build_messages as pal_messages
 from agents.policy import FINISH, RunPolicy
 from agents.react import ReActAgent
-from tools.base import availability
+from tools.base import ToolError, availability
 from tools.registry import ToolRegistry
+from tools.retrieve.tool import RetrieveAction, Scope
 
 Mode = Literal["react", "pal"]
 WARM_UP_QUESTION = "What is 2 + 2?"
@@ -42,6 +43,8 @@ class RunSpec:
     policy: RunPolicy
     pal: PalOptions = field(default_factory=PalOptions)
     memory: Memory | None = None
+    # The document collections ``retrieve`` reads in this run (checked to be the caller's).
+    collections: Scope | None = None
 
 
 class AgentFactory:
@@ -50,13 +53,19 @@ class AgentFactory:
         self.sandbox = sandbox
         self.tools = tools
 
-    def react(self, policy: RunPolicy, *, skip_unavailable: bool = True) -> ReActAgent:
+    def react(
+        self, policy: RunPolicy, *, skip_unavailable: bool = True, collections: Scope | None = None
+    ) -> ReActAgent:
         """A ReAct agent limited to ``policy.allowed``, with a grammar if the LLM takes one.
 
         An action whose service is down right now (search offline) is left out of the run's
         prompt and grammar, and the run's details say so: a model shown an action that can
-        only fail calls it, then takes the error for an answer."""
+        only fail calls it, then takes the error for an answer. ``retrieve`` is this run's own
+        copy over ``collections``; without any it is one of those left out."""
         tools = {tool.name: tool for tool in self.tools.subset(policy.allowed, strict=False)}
+        retrieve = tools.get(RetrieveAction.name)
+        if collections is not None and isinstance(retrieve, RetrieveAction):
+            tools[RetrieveAction.name] = retrieve.scoped(collections)
         unavailable: dict[str, str] = {}
         if skip_unavailable:
             unavailable = {name: why for name, tool in tools.items() if (why := availability(tool))}
@@ -71,10 +80,46 @@ class AgentFactory:
         if spec.mode == "pal":
             if "python" not in spec.policy.allowed:
                 raise ValueError("pal mode runs a program: 'python' must be allowed")
+            if spec.collections is not None:
+                return self._pal_over_documents(question, spec, spec.collections)
             return run_pal(
                 question, llm=self.llm, sandbox=self.sandbox, options=spec.pal, memory=spec.memory
             )
-        return self.react(spec.policy).run(question, spec.memory)
+        return self.react(spec.policy, collections=spec.collections).run(question, spec.memory)
+
+    async def _pal_over_documents(
+        self, question: str, spec: RunSpec, collections: Scope
+    ) -> AsyncIterator[StepEvent]:
+        """PAL over the caller's documents: retrieve with the question first (step 1), then
+        one program whose prompt holds the passages, so it computes with their numbers. The
+        final answer's ``details.sources`` lists the passages."""
+        action = self.tools.get(RetrieveAction.name)
+        if not isinstance(action, RetrieveAction):
+            raise ValueError("pal over documents needs the retrieve action")
+        retrieve = action.scoped(collections)
+        yield ActionEvent(1, RetrieveAction.name, question)
+        try:
+            passages: str | None = await retrieve.run(question)
+            yield ObservationEvent(1, passages or "")
+        except ToolError as exc:
+            passages = None
+            yield ObservationEvent(1, str(exc))
+        if not retrieve.shown:
+            passages = None  # nothing matched: the program answers from the question alone
+        async for event in run_pal(
+            question,
+            llm=self.llm,
+            sandbox=self.sandbox,
+            options=spec.pal,
+            memory=spec.memory,
+            context=passages,
+            first_step=2,
+        ):
+            if isinstance(event, FinalEvent) and retrieve.shown:
+                event = replace(
+                    event, details={**event.details, "sources": retrieve.sources(event.answer)}
+                )
+            yield event
 
     def warm_up_conversations(self, actions: Sequence[str]) -> list[list[ChatMessage]]:
         """The first conversations of a PAL run of each task family (the default one first)

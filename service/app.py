@@ -22,12 +22,24 @@ from agents.protocol import ProtocolChoice
 from service import docs, errors, mcp_door
 from service.admission import Admission
 from service.auth import Authenticator
+from service.collections import Collections
 from service.components import build_llm, build_search_provider, build_tools
 from service.hosts import TrustedHost
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
 from service.request_id import RequestId
-from service.routes import actions, ask, feedback, health, openai_compat, runs, threads, ui
+from service.routes import (
+    actions,
+    ask,
+    collections,
+    feedback,
+    health,
+    openai_compat,
+    runs,
+    threads,
+    ui,
+)
+from service.routes.collections import document_body_limit
 from service.runs import RunManager
 from service.settings import Settings
 from service.state import AppState
@@ -93,7 +105,10 @@ def create_app(
             if remote.unreachable():
                 retry = asyncio.create_task(remote.keep_discovering())
                 stack.push_async_callback(_cancel, retry)
-            tools = build_tools(settings, box, provider, remote.tools(settings.allowed_actions))
+            library = Collections(store)
+            tools = build_tools(
+                settings, box, provider, remote.tools(settings.allowed_actions), library
+            )
             for tool in tools:
                 availability(tool)  # starts the probes (search) before the first run needs them
             metrics = Metrics(actions=tools.names())  # the only action labels
@@ -123,6 +138,7 @@ def create_app(
                 sandbox=box,
                 tools=tools,
                 store=store,
+                collections=library,
                 metrics=metrics,
                 auth=Authenticator(
                     tuple(k.get_secret_value() for k in settings.agent_api_keys),
@@ -165,7 +181,10 @@ def create_app(
         # "/runs/x/" would be a redirect to a URL built from the Host header: a 404 instead.
         redirect_slashes=False,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    uploads = document_body_limit(settings.retrieve_max_document_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=MAX_BODY_BYTES, larger=[(r"/collections/[^/]+/documents", uploads)]
+    )
     app.add_middleware(TrustedHost, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestId)  # outermost: even the Host check's 400 has a request id
     errors.install(app)
@@ -174,6 +193,7 @@ def create_app(
     app.include_router(actions.router)
     app.include_router(runs.router)
     app.include_router(threads.router)
+    app.include_router(collections.router)
     app.include_router(feedback.router)
     app.include_router(openai_compat.router)
     app.include_router(ui.router)

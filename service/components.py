@@ -10,6 +10,7 @@ from agents.llm.base import LLM
 from service.settings import Settings
 from tools.base import Tool
 from tools.registry import ToolRegistry, load_langchain_tool
+from tools.retrieve.tool import PassageIndex
 from tools.sandbox import Sandbox
 from tools.search.base import SearchProvider
 
@@ -54,9 +55,13 @@ def build_tools(
     sandbox: Sandbox,
     search_provider: SearchProvider,
     remote: Iterable[Tool] = (),
+    passages: PassageIndex | None = None,
 ) -> ToolRegistry:
-    """The actions: python, search, ``EXTRA_TOOLS`` and ``remote`` (MCP servers' tools)."""
+    """The actions: python, search, retrieve (over ``passages``, the collections' index;
+    without one a run cannot be given collections), ``EXTRA_TOOLS`` and ``remote`` (MCP
+    servers' tools)."""
     from tools.python_tool import PythonTool
+    from tools.retrieve.tool import RetrieveAction
     from tools.search.tool import SearchTool
 
     registry = ToolRegistry()
@@ -68,6 +73,7 @@ def build_tools(
             min_interval_s=settings.search_min_interval_s,
         )
     )
+    registry.register(RetrieveAction(passages, top_k=settings.retrieve_top_k))
     for spec in settings.extra_tools:
         registry.register(load_langchain_tool(spec))
     for tool in remote:

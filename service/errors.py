@@ -25,6 +25,7 @@ _MEANINGS = {
     404: "No such resource (or it belongs to another API key)",
     409: "Conflict: the thread has a run in progress, or the run has already ended",
     413: "The request body is too large",
+    415: "The document is not plain text, Markdown, HTML or PDF",
     422: "Invalid request",
     429: "Rate limited, or too many failed API-key attempts from this address",
     502: "The LLM backend failed (after bounded retries)",

@@ -28,6 +28,9 @@ Task = Literal["math", "date", "objects"]
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _QUESTION_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # ECMA-262, for the schema
 ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+# A collection's name: what a URL path and a prompt can hold without escaping.
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 MemoryStrategy = Literal["buffer", "window", "tokens", "summary"]
 _ID_PATTERN = r"^[0-9a-f]{1,40}$"
 
@@ -71,6 +74,12 @@ class AskRequest(BaseModel):
         json_schema_extra={"pattern": _QUESTION_PATTERN},
     )
     mode: Mode = Field("react", description="`react`: reason and act; `pal`: one program.")
+    collections: list[CollectionName] | None = Field(
+        None,
+        max_length=16,
+        description="Your document collections the `retrieve` action reads in this run "
+        "(react mode); leave the field out for the server's RETRIEVE_COLLECTIONS, `[]` for none.",
+    )
     actions: list[ActionName] | None = Field(
         None,
         min_length=1,
@@ -259,3 +268,53 @@ class Problem(BaseModel):
 
 
 StoredRun.model_rebuild()  # it names Feedback, defined after it
+
+
+class CollectionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: CollectionName = Field(description="Letters, digits, `.`, `_`, `-`; at most 64.")
+    description: str = Field("", max_length=2000, description="What the collection holds.")
+
+
+class Collection(BaseModel):
+    collection_id: str
+    name: str
+    description: str
+    created_at: str
+    documents: int = Field(description="Documents in the collection.")
+    chunks: int = Field(description="Passages indexed, over all its documents.")
+
+
+class CollectionList(BaseModel):
+    collections: list[Collection]
+
+
+class DocumentText(BaseModel):
+    """A document sent as JSON text (a file goes as ``multipart/form-data`` instead)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(min_length=1, description="The document: plain text, Markdown or HTML.")
+    source: str = Field(
+        min_length=1, max_length=300, description="Its name, shown with each passage cited."
+    )
+    media_type: Literal["text/plain", "text/markdown", "text/html"] | None = Field(
+        None, description="A hint; the kind is told by the content (HTML) first."
+    )
+
+
+class Document(BaseModel):
+    document_id: str
+    collection: str
+    source: str
+    media_type: str
+    bytes: int
+    pages: int | None = Field(description="A PDF's pages; null for other kinds.")
+    chunks: int = Field(description="Passages the document was cut into.")
+    sha256: str
+    created_at: str
+
+
+class DocumentList(BaseModel):
+    documents: list[Document]

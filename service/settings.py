@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     search_max_results: int = Field(5, ge=1, le=20)
     # Spacing between search calls, service-wide; unset: the provider's (DuckDuckGo 1 s, SearxNG 0).
     search_min_interval_s: float | None = Field(None, ge=0, le=60)
+    # Retrieval over document collections (the retrieve action, when ALLOWED_ACTIONS lists it).
+    retrieve_collections: CommaList = ()  # the caller's collections a run reads by default
+    retrieve_top_k: int = Field(4, ge=1, le=20)  # passages per retrieve call
+    retrieve_max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    retrieve_max_pages: int = Field(2000, ge=1, le=100_000)  # a PDF's pages
+    retrieve_parse_timeout_s: float = Field(60.0, gt=0, le=3600)  # parsing one HTML or PDF file
     # Remote MCP tools as actions "name.tool" (only those ALLOWED_ACTIONS lists are usable).
     mcp_servers: CommaList = ()  # name=url,... (streamable HTTP)
     mcp_timeout_s: float = Field(10.0, gt=0, le=120)  # a whole call: connect, list, call
@@ -120,6 +126,7 @@ class Settings(BaseSettings):
         "agent_api_keys",
         "allowed_hosts",
         "mcp_servers",
+        "retrieve_collections",
         mode="before",
     )
     @classmethod

@@ -14,6 +14,7 @@ from agents.llm.base import LLM
 from agents.protocol import ProtocolChoice
 from service.admission import Admission
 from service.auth import Authenticator
+from service.collections import Collections
 from service.metrics import Metrics
 from service.readiness import ReadinessCache
 from service.runs import RunManager
@@ -30,6 +31,7 @@ class AppState:
     sandbox: Sandbox
     tools: ToolRegistry
     store: RunStore
+    collections: Collections  # documents the retrieve action reads, in the store's database
     metrics: Metrics
     auth: Authenticator
     admission: Admission

@@ -69,3 +69,11 @@ def availability(tool: Tool) -> str | None:
     check = getattr(tool, "availability", None)
     reason = check() if callable(check) else None
     return reason if isinstance(reason, str) and reason else None
+
+
+def cited_sources(tool: Tool, answer: str | None) -> list[dict[str, object]]:
+    """What a tool that shows citable passages (``retrieve``) showed the run, for the run's
+    ``details.sources``: a ``sources(answer)`` method on the tool; ``[]`` for other tools."""
+    sources = getattr(tool, "sources", None)
+    found = sources(answer) if callable(sources) else None
+    return list(found) if isinstance(found, list) else []

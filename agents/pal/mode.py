@@ -289,16 +289,19 @@ async def run_pal(
     sandbox: PalSandbox,
     options: PalOptions | None = None,
     memory: Memory | None = None,
+    context: str | None = None,
+    first_step: int = 1,
 ) -> AsyncIterator[StepEvent]:
     """Answer ``question`` in PAL mode; see the module docstring for what is yielded.
-    ``memory`` (the thread's earlier turns, ``agents.memory``) goes into the question's turn,
-    so every request of the run (samples, repairs, verbalize) sees it."""
+    ``memory`` (the thread's earlier turns, ``agents.memory``) and ``context`` (passages from
+    the caller's documents) go into the question's turn, so every request of the run
+    (samples, repairs, verbalize) sees them. Steps are numbered from ``first_step``."""
     options = options or PalOptions()
     meter = _Meter()
-    messages = build_messages(question, options.task, memory)
+    messages = build_messages(question, options.task, memory, context)
     lanes = [_Lane(index, messages) for index in range(options.samples)]
     pipelines = _Pipelines(question, llm, sandbox, options, meter)
-    step = 0
+    step = first_step - 1
     try:
         pipelines.start(lanes[0], None)  # the greedy sample draws while the others are drawn
         completions = await pipelines.first_draw(messages)

@@ -135,10 +135,15 @@ def question_turn(question: str) -> str:
 
 
 EARLIER = "Earlier in this conversation (the question below may refer to it):"
+# Before the passages ``retrieve`` found for a PAL run over document collections.
+PASSAGES = "From the documents (take the numbers the program needs from here):"
 
 
 def build_messages(
-    question: str, task: str = DEFAULT_TASK, memory: Memory | None = None
+    question: str,
+    task: str = DEFAULT_TASK,
+    memory: Memory | None = None,
+    context: str | None = None,
 ) -> list[ChatMessage]:
     """The conversation for one question: the cached prefix, the thread's earlier PAL turns
     as exchanges of the prefix's own form (``Q: …`` then the fenced program that answered
@@ -160,6 +165,8 @@ def build_messages(
             )
         rest = Memory(memory.summary, tuple(t for t in memory.turns if not t.program))
     turn = question_turn(question)
+    if context:
+        turn = f"{PASSAGES}\n{untrusted_text(context.strip())}\n\n{turn}"
     if rest:
         turn = f"{earlier_context(rest)}\n\n{turn}"
     return [*prefix(task), *exchanges, ChatMessage("user", turn)]

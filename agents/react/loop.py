@@ -51,7 +51,7 @@ from agents.policy import FINISH, RunPolicy
 from agents.react import prompt
 from agents.react.parser import ParsedStep, is_prose, parse_completion, parse_json_step
 from agents.untrusted import defang_template_tokens, untrusted_text
-from tools.base import Tool, ToolError, ToolOutput
+from tools.base import Tool, ToolError, ToolOutput, cited_sources
 
 STOP = ("\nObservation", "Observation:")
 PROSE_ANSWER_CHARS = 500  # of a prose reply, shown back in the finish line it could have been
@@ -354,6 +354,9 @@ class ReActAgent:
         details = dict(details or {})
         if self._unavailable:
             details["unavailable_actions"] = dict(self._unavailable)
+        sources = [found for tool in self._tools.values() for found in cited_sources(tool, answer)]
+        if sources:  # the passages retrieve showed, those the answer cites ([1]) first
+            details["sources"] = sources
         if answer is not None:  # without what the question did not ask for (agents.answer)
             answer = normalise(state.question, answer, prompt.exemplar_sentences())
         return FinalEvent(

@@ -28,6 +28,7 @@ from service.runs import CLIENT_GONE, ThreadBusy
 from service.schemas import AskRequest, AskResponse, RunAccepted
 from service.state import AppState
 from service.strict_json import StrictJSONRoute
+from tools.retrieve.tool import RetrieveAction, Scope
 
 router = APIRouter(tags=["ask"], route_class=StrictJSONRoute)
 ANSWERED = ("finished", "max_steps")  # a thread's runs whose answer the next turn sees
@@ -94,7 +95,7 @@ async def submit(
     door's earlier messages); it is kept with the run as a thread's memory is."""
     if conversation is not None and body.thread_id is not None:
         raise ValueError("a run's memory comes from its thread or from the caller, not both")
-    spec = _run_spec(body, state)
+    spec = await _with_collections(body, state, owner, _run_spec(body, state))
     if body.thread_id is not None and await state.store.get_thread(body.thread_id, owner) is None:
         raise ProblemError(404, f"no thread with id {body.thread_id}")
     settings = state.settings
@@ -237,6 +238,44 @@ def _run_spec(body: AskRequest, state: AppState) -> RunSpec:
         max_tokens=settings.max_tokens,
     )
     return RunSpec(mode=body.mode, policy=policy, pal=pal)
+
+
+async def _with_collections(
+    body: AskRequest, state: AppState, owner: str, spec: RunSpec
+) -> RunSpec:
+    """The run's document collections: the request's (each must be the caller's: 404), else,
+    in react mode, the caller's among RETRIEVE_COLLECTIONS (a pal run retrieves before its
+    program, so only when asked to). Naming collections for a run that cannot read them
+    (``retrieve`` not allowed) is an error, not silently ignored."""
+    settings = state.settings
+    explicit = body.collections is not None
+    if explicit:
+        wanted = tuple(dict.fromkeys(body.collections or ()))
+    elif body.mode == "react":
+        wanted = settings.retrieve_collections
+    else:
+        return spec
+    if not wanted:
+        return spec
+    if explicit and not spec.policy.allows(RetrieveAction.name):
+        if RetrieveAction.name in settings.allowed_actions:
+            raise ProblemError(
+                422,
+                "collections need the retrieve action: include it in actions, or leave actions out",
+            )
+        raise ProblemError(
+            403,
+            "collections are read by the retrieve action, which this server does not "
+            "allow (ALLOWED_ACTIONS)",
+        )
+    if not spec.policy.allows(RetrieveAction.name):
+        return spec  # the server's defaults, in a run without retrieve
+    found = {item["name"]: item for item in await state.collections.find(owner, names=wanted)}
+    missing = [name for name in wanted if name not in found]
+    if explicit and missing:
+        raise ProblemError(404, f"no collection named {missing[0]!r}")
+    chosen = tuple((found[name]["collection_id"], name) for name in wanted if name in found)
+    return replace(spec, collections=Scope(chosen)) if chosen else spec
 
 
 async def _sse(state: AppState, run_id: str, *, background: bool) -> AsyncIterator[ServerSentEvent]:

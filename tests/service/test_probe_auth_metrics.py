@@ -35,7 +35,7 @@ INVENTED = 1_000
 STEPS_PER_RUN = 3  # a run ends after three refused actions in a row (RunPolicy)
 # Every value each label may take: from the code, never from a request or the model.
 CLOSED_LABELS = {
-    "action": {"python", "search", "finish", "refused", "(unparsed)"},
+    "action": {"python", "search", "retrieve", "finish", "refused", "(unparsed)"},
     "mode": {"react", "pal"},
     "status": {"finished", "max_steps", "timeout", "error"},
     "kind": {"prompt", "completion"},

@@ -92,3 +92,40 @@ async def test_replicas_starting_together_migrate_one_at_a_time(postgres_url: st
     finally:
         for store in stores:
             await store.aclose()
+
+
+async def test_collections_and_retrieve_on_postgres(
+    app_client: AppFactory, postgres_url: str
+) -> None:
+    """Postgres's own full-text search (tsvector, ts_rank_cd) behind the same API."""
+    from tests.service.test_collections_api import RETRIEVE, _retrieving_model, upload
+    from tests.tools.test_retrieve_ingest import HTML, MARKDOWN
+
+    fake = _retrieving_model("capital of Freedonia", "Fredville [1]")
+    async with app_client(fake, database_url=postgres_url, **RETRIEVE) as client:
+        assert (await client.post("/collections", json={"name": "handbook"})).status_code == 201
+        assert (await upload(client, "handbook", "s.html", HTML.encode())).status_code == 201
+        made = await upload(client, "handbook", "freedonia.md", MARKDOWN.encode())
+        assert made.status_code == 201
+        body = (
+            await client.post(
+                "/ask", json={"question": "Capital of Freedonia?", "collections": ["handbook"]}
+            )
+        ).json()
+        assert body["answer"] == "Fredville [1]"
+        assert body["steps"][0]["observation"].startswith("[1] freedonia.md")
+        assert body["details"]["sources"][0]["document_id"] == made.json()["document_id"]
+        # A query of stop words and symbols alone finds nothing, and does not fail.
+        store = RunStore(postgres_url)
+        try:
+            from service.collections import Collections
+
+            index = Collections(store)
+            (mine,) = await index.find("", names=["handbook"])
+            ids = [mine["collection_id"]]
+            assert await index.search(ids, "the & | ! :*", 4) == []
+            assert (await index.search(ids, "Trentino river's length", 4))[0].source == "s.html"
+        finally:
+            await store.aclose()
+        assert (await client.delete("/collections/handbook")).status_code == 204
+        assert (await client.get("/collections")).json()["collections"] == []

@@ -1,0 +1,269 @@
+"""Document collections: what the ``retrieve`` action reads (``collections`` on ``/ask``).
+
+A document arrives as a file (``multipart/form-data``, field ``file``, and optionally
+``source``) or as JSON text (``DocumentText``). Its kind is told by its content
+(``tools.retrieve.extract``); it is parsed (HTML and PDF in a confined child process), cut into
+passages (``tools.retrieve.chunk``, on a thread: a 10 MB text takes a while) and stored with
+all its passages in one transaction. What cannot be ingested is a 413 (too large), 415 (not
+text, Markdown, HTML or PDF) or 422 (no text, unreadable), and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from service.collections import CollectionExists, NewDocument, TooMany
+from service.deps import Owner, State
+from service.errors import ProblemError, problem_responses
+from service.schemas import (
+    COLLECTION_NAME_PATTERN,
+    Collection,
+    CollectionList,
+    CollectionRequest,
+    Document,
+    DocumentList,
+    DocumentText,
+)
+from service.state import AppState
+from service.strict_json import StrictJSONRoute, loads
+from tools.retrieve.chunk import chunk
+from tools.retrieve.extract import MEDIA_TYPES, IngestError, detect, sections
+from tools.search.base import clean_line
+
+router = APIRouter(tags=["collections"], route_class=StrictJSONRoute)
+Name = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN)]
+DocumentId = Annotated[str, Path(max_length=40, pattern=r"^[0-9a-f]+$")]
+DOCUMENTS_PATH = "/collections/{name}/documents"
+_MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and headers around the file
+
+
+def document_body_limit(max_document_bytes: int) -> int:
+    """The request-body cap on document uploads (``service.limits.BodySizeLimit``)."""
+    return max_document_bytes + _MULTIPART_OVERHEAD
+
+
+@router.post(
+    "/collections",
+    status_code=201,
+    response_model=Collection,
+    summary="Create a document collection",
+    responses=problem_responses(400, 401, 409, 413, 422, 503),
+)
+async def create_collection(state: State, owner: Owner, body: CollectionRequest) -> Response:
+    try:
+        created = await state.collections.create(owner, body.name, body.description)
+    except CollectionExists as exc:
+        raise ProblemError(409, f"you already have a collection named {body.name!r}") from exc
+    except TooMany as exc:
+        raise ProblemError(409, str(exc)) from exc
+    return JSONResponse(
+        Collection.model_validate(created).model_dump(),
+        status_code=201,
+        headers={"Location": f"/collections/{body.name}"},
+    )
+
+
+@router.get(
+    "/collections",
+    response_model=CollectionList,
+    summary="Your collections, by name",
+    responses=problem_responses(401, 503),
+)
+async def list_collections(state: State, owner: Owner) -> CollectionList:
+    found = await state.collections.find(owner)
+    return CollectionList(collections=[Collection.model_validate(item) for item in found])
+
+
+@router.get(
+    "/collections/{name}",
+    response_model=Collection,
+    summary="A collection",
+    responses=problem_responses(401, 404, 422, 503),
+)
+async def get_collection(state: State, owner: Owner, name: Name) -> Collection:
+    return Collection.model_validate(await _collection(state, owner, name))
+
+
+@router.delete(
+    "/collections/{name}",
+    status_code=204,
+    summary="Delete a collection with its documents",
+    responses=problem_responses(401, 404, 422, 503),
+)
+async def delete_collection(state: State, owner: Owner, name: Name) -> Response:
+    if not await state.collections.delete(owner, name):
+        raise ProblemError(404, f"no collection named {name!r}")
+    return Response(status_code=204)
+
+
+@router.post(
+    DOCUMENTS_PATH,
+    status_code=201,
+    response_model=Document,
+    summary="Add a document (text, Markdown, HTML or PDF)",
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "source": {"type": "string", "maxLength": 300},
+                        },
+                    }
+                },
+                "application/json": {"schema": DocumentText.model_json_schema()},
+            },
+        }
+    },
+)
+async def add_document(state: State, owner: Owner, name: Name, request: Request) -> Response:
+    collection = await _collection(state, owner, name)
+    data, source, declared = await _read_document(
+        request, state.settings.retrieve_max_document_bytes
+    )
+    try:
+        kind = detect(data, source, declared)
+        found = await sections(
+            data,
+            kind,
+            max_pages=state.settings.retrieve_max_pages,
+            timeout_s=state.settings.retrieve_parse_timeout_s,
+        )
+        passages = await asyncio.to_thread(chunk, found, kind)
+    except IngestError as exc:
+        raise ProblemError(exc.status, str(exc)) from exc
+    new = NewDocument(
+        source=source,
+        media_type=MEDIA_TYPES[kind],
+        size=len(data),
+        pages=len(found) if kind == "pdf" else None,
+        sha256=hashlib.sha256(data).hexdigest(),
+        chunks=passages,
+    )
+    try:
+        stored = await state.collections.add_document(collection, new)
+    except LookupError as exc:
+        raise ProblemError(404, f"collection {name!r} was deleted meanwhile") from exc
+    except TooMany as exc:
+        raise ProblemError(409, str(exc)) from exc
+    return JSONResponse(
+        Document.model_validate(stored).model_dump(),
+        status_code=201,
+        headers={"Location": f"/collections/{name}/documents/{stored['document_id']}"},
+    )
+
+
+@router.get(
+    DOCUMENTS_PATH,
+    response_model=DocumentList,
+    summary="The documents of a collection, oldest first",
+    responses=problem_responses(401, 404, 422, 503),
+)
+async def list_documents(state: State, owner: Owner, name: Name) -> DocumentList:
+    collection = await _collection(state, owner, name)
+    found = await state.collections.documents(collection)
+    return DocumentList(documents=[Document.model_validate(item) for item in found])
+
+
+@router.get(
+    DOCUMENTS_PATH + "/{document_id}",
+    response_model=Document,
+    summary="A document",
+    responses=problem_responses(401, 404, 422, 503),
+)
+async def get_document(state: State, owner: Owner, name: Name, document_id: DocumentId) -> Document:
+    collection = await _collection(state, owner, name)
+    found = await state.collections.document(collection, document_id)
+    if found is None:
+        raise ProblemError(404, f"no document {document_id} in collection {name!r}")
+    return Document.model_validate(found)
+
+
+@router.delete(
+    DOCUMENTS_PATH + "/{document_id}",
+    status_code=204,
+    summary="Delete a document and its passages",
+    responses=problem_responses(401, 404, 422, 503),
+)
+async def delete_document(
+    state: State, owner: Owner, name: Name, document_id: DocumentId
+) -> Response:
+    collection = await _collection(state, owner, name)
+    if not await state.collections.delete_document(collection, document_id):
+        raise ProblemError(404, f"no document {document_id} in collection {name!r}")
+    return Response(status_code=204)
+
+
+async def _collection(state: AppState, owner: str, name: str) -> dict[str, Any]:
+    found = await state.collections.get(owner, name)
+    if found is None:
+        raise ProblemError(404, f"no collection named {name!r}")
+    return found
+
+
+async def _read_document(request: Request, limit: int) -> tuple[bytes, str, str | None]:
+    """The document's bytes, its source name and its declared media type, from a multipart
+    upload or a JSON body. Raises ``ProblemError`` (413/415/422)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _read_upload(request, limit)
+    if content_type != "application/json":
+        raise ProblemError(
+            415, "send the document as multipart/form-data (field 'file') or as JSON text"
+        )
+    try:
+        body = DocumentText.model_validate(loads(await request.body()))
+    except (ValueError, ValidationError) as exc:
+        raise ProblemError(422, f"invalid document body: {_first_error(exc)}") from exc
+    data = body.text.encode("utf-8", "surrogatepass")
+    if len(data) > limit:
+        raise ProblemError(413, f"the document is larger than {limit} bytes")
+    return data, _source(body.source), body.media_type
+
+
+async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, str | None]:
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except MultiPartException as exc:
+        raise ProblemError(422, f"invalid multipart body: {exc.message}") from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ProblemError(422, "the multipart body has no file field named 'file'")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise ProblemError(413, f"the document is larger than {limit} bytes")
+        named = form.get("source")
+        source = named if isinstance(named, str) and named.strip() else upload.filename or ""
+        return data, _source(source or "upload"), upload.content_type
+    finally:
+        await form.close()
+
+
+def _source(name: str) -> str:
+    """A source name as passages show it: one clean line, at most 300 characters."""
+    cleaned = clean_line(name, 300)[:300]
+    if not cleaned:
+        raise ProblemError(422, "the document's source name is empty")
+    return cleaned
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        return f"{where}: {error['msg']}"
+    return str(exc)

@@ -1,0 +1,348 @@
+"""Document collections through the real app: the endpoints, ingestion of real files, refusals
+that leave nothing behind, keys that cannot see each other's collections, and the
+``retrieve`` action in a ReAct run (scripted LLM, real openai client, real sandbox)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from service import collections as collections_module
+from tests.fakes import FakeOpenAI
+from tests.fakes.llm import FakeRequest
+from tests.service.conftest import AppFactory
+from tests.tools.test_retrieve_ingest import HTML, MARKDOWN, make_pdf
+
+RETRIEVE = {"allowed_actions": "python,search,retrieve,finish"}
+KEY_A, KEY_B = "a" * 24, "b" * 24
+A = {"Authorization": f"Bearer {KEY_A}"}
+B = {"Authorization": f"Bearer {KEY_B}"}
+PROBLEM = "application/problem+json"
+
+
+def observation(request: FakeRequest) -> str:
+    """The observation the model was just shown (empty before the first action)."""
+    last = str(request.messages[-1].get("content") or "")
+    return last.split("Observation:", 1)[1] if "Observation:" in last else ""
+
+
+async def upload(client: Any, name: str, filename: str, data: bytes, **kw: Any) -> Any:
+    return await client.post(
+        f"/collections/{name}/documents", files={"file": (filename, data)}, **kw
+    )
+
+
+async def test_collections_are_created_listed_and_deleted(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        created = await client.post(
+            "/collections", json={"name": "handbook", "description": "Freedonia"}
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["location"] == "/collections/handbook"
+        assert created.json()["documents"] == 0
+        again = await client.post("/collections", json={"name": "handbook"})
+        assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
+        for bad in ("", "a/b", "-x", "x" * 65, "spaces here"):
+            refused = await client.post("/collections", json={"name": bad})
+            assert refused.status_code == 422, bad
+        await client.post("/collections", json={"name": "atlas"})
+        listed = (await client.get("/collections")).json()["collections"]
+        assert [item["name"] for item in listed] == ["atlas", "handbook"]
+        assert (await client.delete("/collections/atlas")).status_code == 204
+        assert (await client.delete("/collections/atlas")).status_code == 404
+        assert (await client.get("/collections/atlas")).status_code == 404
+        assert (await client.get("/collections/handbook")).json()["description"] == "Freedonia"
+
+
+async def test_pdf_html_markdown_and_json_text_are_ingested(app_client: AppFactory) -> None:
+    pdf = make_pdf(["Page one: the treaty.", "Page two: the tin mines employ 3200 people."])
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        made = {
+            "report.pdf": await upload(client, "docs", "report.pdf", pdf),
+            "sylvania.html": await upload(client, "docs", "sylvania.html", HTML.encode()),
+            "handbook.md": await upload(client, "docs", "handbook.md", MARKDOWN.encode()),
+        }
+        for name, response in made.items():
+            assert response.status_code == 201, (name, response.text)
+            assert response.json()["source"] == name and response.json()["chunks"] >= 1
+        assert made["report.pdf"].json()["media_type"] == "application/pdf"
+        assert made["report.pdf"].json()["pages"] == 2
+        assert made["sylvania.html"].json()["media_type"] == "text/html"
+        assert made["handbook.md"].json()["media_type"] == "text/markdown"
+        as_json = await client.post(
+            "/collections/docs/documents",
+            json={"text": "Plain words about mustard.", "source": "notes"},
+        )
+        assert as_json.status_code == 201 and as_json.json()["media_type"] == "text/plain"
+        document_id = as_json.json()["document_id"]
+        path = f"/collections/docs/documents/{document_id}"
+        assert as_json.headers["location"] == path
+        assert (await client.get(path)).json()["source"] == "notes"
+        documents = (await client.get("/collections/docs/documents")).json()["documents"]
+        assert [d["source"] for d in documents][-1] == "notes" and len(documents) == 4
+        total = (await client.get("/collections/docs")).json()
+        assert total["documents"] == 4 and total["chunks"] == sum(d["chunks"] for d in documents)
+        assert (await client.delete(path)).status_code == 204
+        assert (await client.get(path)).status_code == 404
+        assert (await client.get("/collections/docs")).json()["documents"] == 3
+
+
+async def test_what_cannot_be_ingested_is_refused_clearly(
+    app_client: AppFactory, settings_for: Any, tmp_path: Path
+) -> None:
+    async with app_client(FakeOpenAI(), retrieve_max_document_bytes=4096, **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        cases = {
+            415: await upload(client, "docs", "x.png", b"\x89PNG\r\n\x1a\n" + bytes(300)),
+            413: await upload(client, "docs", "big.txt", b"word " * 2000),
+            422: await upload(client, "docs", "broken.pdf", b"%PDF-1.7\nnothing else"),
+        }
+        for status, response in cases.items():
+            assert response.status_code == status, (status, response.text)
+            assert response.headers["content-type"] == PROBLEM
+        huge = await client.post(
+            "/collections/docs/documents",
+            content=b"x" * 200_000,
+            headers={"content-type": "text/plain"},
+        )
+        assert huge.status_code == 413  # over the body limit: refused before it is read
+        unsupported = await client.post(
+            "/collections/docs/documents", content=b"words", headers={"content-type": "text/plain"}
+        )
+        assert unsupported.status_code == 415
+        empty = await client.post(
+            "/collections/docs/documents", json={"text": "   ", "source": "blank"}
+        )
+        assert empty.status_code == 422
+        no_file = await client.post(
+            "/collections/docs/documents", files={"other": ("a.txt", b"text")}
+        )
+        assert no_file.status_code == 422 and "'file'" in no_file.json()["detail"]
+        missing = await upload(client, "nowhere", "a.txt", b"text")
+        assert missing.status_code == 404
+        assert (await client.get("/collections/docs")).json()["documents"] == 0
+
+
+async def test_a_failed_ingestion_leaves_nothing_half_indexed(
+    app_client: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The document row is written, then its passages fail: the transaction takes both back."""
+    real_insert = collections_module.insert
+
+    def failing_insert(table: Any) -> Any:
+        if table is collections_module.chunks_table:
+            raise OperationalError("INSERT INTO chunks", {}, Exception("disk I/O error"))
+        return real_insert(table)
+
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        monkeypatch.setattr(collections_module, "insert", failing_insert)
+        failed = await upload(client, "docs", "handbook.md", MARKDOWN.encode())
+        assert failed.status_code == 503, failed.text
+        monkeypatch.setattr(collections_module, "insert", real_insert)
+        assert (await client.get("/collections/docs")).json()["documents"] == 0
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        for table in ("documents", "chunks", "chunks_fts"):
+            (count,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+            assert count == 0, table
+
+
+async def test_collections_belong_to_their_key(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI(), agent_api_keys=f"{KEY_A},{KEY_B}", **RETRIEVE) as c:
+        assert (await c.post("/collections", json={"name": "mine"}, headers=A)).status_code == 201
+        document = await upload(c, "mine", "h.md", MARKDOWN.encode(), headers=A)
+        document_id = document.json()["document_id"]
+        for path in (
+            "/collections/mine",
+            "/collections/mine/documents",
+            f"/collections/mine/documents/{document_id}",
+        ):
+            assert (await c.get(path, headers=B)).status_code == 404, path
+            assert (await c.get(path)).status_code == 401
+        assert (await c.get("/collections", headers=B)).json()["collections"] == []
+        assert (await upload(c, "mine", "x.txt", b"mine now", headers=B)).status_code == 404
+        assert (await c.delete("/collections/mine", headers=B)).status_code == 404
+        asked = await c.post("/ask", json={"question": "q", "collections": ["mine"]}, headers=B)
+        assert asked.status_code == 404
+        # The same name is B's own collection, apart from A's.
+        assert (await c.post("/collections", json={"name": "mine"}, headers=B)).status_code == 201
+        assert (await c.get("/collections/mine", headers=A)).json()["documents"] == 1
+        assert (await c.get("/collections/mine", headers=B)).json()["documents"] == 0
+
+
+def _retrieving_model(query: str, answer: str) -> FakeOpenAI:
+    """A model that retrieves ``query`` first, then answers ``answer`` if the observation
+    holds it (else says it could not find it)."""
+
+    def script(request: FakeRequest) -> str:
+        seen = observation(request)
+        if not seen:
+            return f"Thought: look it up in the documents\nAction: retrieve[{query}]"
+        if answer.split(" [")[0] in seen:
+            return f"Thought: the passage says so\nAction: finish[{answer}]"
+        return "Thought: not found\nAction: finish[not found]"
+
+    return FakeOpenAI(script=script)
+
+
+async def test_a_react_run_retrieves_the_passage_and_answers_with_its_source(
+    app_client: AppFactory,
+) -> None:
+    fake = _retrieving_model("capital of Freedonia", "Fredville [1]")
+    async with app_client(fake, **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "handbook"})
+        await upload(client, "handbook", "sylvania.html", HTML.encode())
+        ingested = await upload(client, "handbook", "freedonia.md", MARKDOWN.encode())
+        response = await client.post(
+            "/ask",
+            json={"question": "What is the capital of Freedonia?", "collections": ["handbook"]},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "finished" and body["answer"] == "Fredville [1]"
+        step = body["steps"][0]
+        assert (step["action"], step["action_input"]) == ("retrieve", "capital of Freedonia")
+        assert step["observation"].startswith("[1] freedonia.md / Freedonia handbook\n")
+        assert "The capital of Freedonia is Fredville" in step["observation"]
+        cited = body["details"]["sources"][0]
+        assert cited["cited"] is True and cited["number"] == 1
+        assert cited["source"] == "freedonia.md"
+        assert cited["document_id"] == ingested.json()["document_id"]
+        assert (cited["collection"], cited["heading"]) == ("handbook", "Freedonia handbook")
+        # The model was offered retrieve, told which collection it reads.
+        first = fake.chat_requests[0].text
+        assert "retrieve[query]" in first and "Collections: handbook" in first
+        stored = (await client.get(f"/runs/{body['run_id']}")).json()
+        assert stored["details"]["sources"] == body["details"]["sources"]
+
+
+async def test_retrieve_then_compute(app_client: AppFactory) -> None:
+    """PAL's idea inside ReAct: the numbers come from a passage, the arithmetic from Python."""
+
+    def script(request: FakeRequest) -> str:
+        seen = observation(request)
+        if not seen:
+            return "Thought: find the figures\nAction: retrieve[tin mines employ]"
+        if "3200 people" in seen:
+            return "Thought: compute\nAction: python[print(3200 * 12)]"
+        return "Thought: done\nAction: finish[" + seen.strip().split()[0] + " [1]]"
+
+    pdf = make_pdf(["Intro.", "The tin mines employ 3200 people, each paid 12 crowns a day."])
+    async with app_client(FakeOpenAI(script=script), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "reports"})
+        await upload(client, "reports", "mines.pdf", pdf)
+        body = (
+            await client.post(
+                "/ask",
+                json={
+                    "question": "What do the tin mines pay per day in total?",
+                    "collections": ["reports"],
+                },
+            )
+        ).json()
+        assert [step["action"] for step in body["steps"]] == ["retrieve", "python", "finish"]
+        assert body["answer"] == "38400 [1]"
+        source = body["details"]["sources"][0]
+        assert (source["source"], source["page"], source["cited"]) == ("mines.pdf", 2, True)
+
+
+async def test_the_servers_default_collections_are_read_when_the_request_names_none(
+    app_client: AppFactory,
+) -> None:
+    fake = _retrieving_model("capital", "Fredville")
+    settings = {**RETRIEVE, "retrieve_collections": "handbook,absent"}
+    async with app_client(fake, **settings) as client:
+        await client.post("/collections", json={"name": "handbook"})
+        await upload(client, "handbook", "freedonia.md", MARKDOWN.encode())
+        body = (await client.post("/ask", json={"question": "Capital of Freedonia?"})).json()
+        assert body["answer"] == "Fredville" and body["steps"][0]["action"] == "retrieve"
+        # "[]" reads none: retrieve is not offered, and the run says why.
+        none = (
+            await client.post("/ask", json={"question": "Capital of Freedonia?", "collections": []})
+        ).json()
+        assert "retrieve" in none["details"]["unavailable_actions"]
+
+
+async def test_runs_that_cannot_read_collections_say_so(app_client: AppFactory) -> None:
+    async with app_client(FakeOpenAI()) as client:  # retrieve not in ALLOWED_ACTIONS
+        await client.post("/collections", json={"name": "docs"})
+        refused = await client.post("/ask", json={"question": "q", "collections": ["docs"]})
+        assert refused.status_code == 403 and "ALLOWED_ACTIONS" in refused.json()["detail"]
+        plain = await client.post("/ask", json={"question": "q", "actions": ["retrieve"]})
+        assert plain.status_code == 403
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        narrowed = await client.post(
+            "/ask", json={"question": "q", "actions": ["python"], "collections": ["docs"]}
+        )
+        assert narrowed.status_code == 422 and "include it in actions" in narrowed.text
+        unknown = await client.post("/ask", json={"question": "q", "collections": ["nope"]})
+        assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
+        bad = await client.post("/ask", json={"question": "q", "collections": ["a/b"]})
+        assert bad.status_code == 422
+
+
+async def test_retrieve_in_the_native_tools_protocol(app_client: AppFactory) -> None:
+    from tests.fakes.llm import ToolCallReply
+
+    def script(request: FakeRequest) -> Any:
+        tool_results = [m for m in request.messages if m.get("role") == "tool"]
+        if not tool_results:
+            return ToolCallReply("retrieve", {"query": "capital of Freedonia"})
+        seen = str(tool_results[-1]["content"])
+        answer = "Fredville [1]" if "Fredville" in seen else "not found"
+        return ToolCallReply("finish", {"answer": answer})
+
+    fake = FakeOpenAI(script=script, tool_calls=True)
+    async with app_client(fake, agent_protocol="tools", **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "handbook"})
+        await upload(client, "handbook", "freedonia.md", MARKDOWN.encode())
+        body = (
+            await client.post(
+                "/ask", json={"question": "Capital of Freedonia?", "collections": ["handbook"]}
+            )
+        ).json()
+        assert body["answer"] == "Fredville [1]", json.dumps(body)[:2000]
+        first = next(r for r in fake.chat_requests if "Freedonia" in r.text)
+        names = [tool["function"]["name"] for tool in first.tools]
+        assert "retrieve" in names
+        assert body["details"]["sources"][0]["source"] == "freedonia.md"
+
+
+async def test_pal_over_documents_computes_with_the_passages_numbers(
+    app_client: AppFactory,
+) -> None:
+    """A pal run that names collections retrieves with the question first; its program's
+    prompt holds the passages; the answer keeps them as sources."""
+
+    def script(request: FakeRequest) -> str:
+        turn = str(request.messages[-1]["content"])
+        if "3200 people" in turn and "12 crowns" in turn:
+            return "```python\ndef solution():\n    return 3200 * 12\n```"
+        return "```python\ndef solution():\n    return 0\n```"
+
+    fake = FakeOpenAI(script=script)
+    pdf = make_pdf(["Intro.", "The tin mines employ 3200 people, each paid 12 crowns a day."])
+    async with app_client(fake, **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "reports"})
+        await upload(client, "reports", "mines.pdf", pdf)
+        question = "How many crowns a day do the tin mines pay in total?"
+        body = (
+            await client.post(
+                "/ask", json={"question": question, "mode": "pal", "collections": ["reports"]}
+            )
+        ).json()
+        assert body["answer"] == "38400", body
+        assert [step["action"] for step in body["steps"]] == ["retrieve", "python"]
+        assert body["steps"][0]["observation"].startswith("[1] mines.pdf, page 2")
+        assert body["details"]["sources"][0]["page"] == 2
+        # Without collections the same question gets no passages (RETRIEVE_COLLECTIONS is for
+        # react runs), and the program cannot know the numbers.
+        plain = (await client.post("/ask", json={"question": question, "mode": "pal"})).json()
+        assert plain["answer"] == "0" and "sources" not in plain["details"]

@@ -83,12 +83,21 @@ def test_the_kind_is_told_by_the_content_not_the_name() -> None:
         b"PK\x03\x04" + bytes(200),  # a zip (docx, xlsx)
         "caf\xe9 latin-1".encode("latin-1"),  # not UTF-8: refused, not guessed
         b"text with a \x00 NUL",
+        b"PK\x03\x04junk",  # a tiny zip: valid UTF-8, still not text
+        b"{\\rtf1\\ansi hello}",
+        b"ab\x01\x02cd\x03\x04" * 100,  # binary data that happens to decode
     ],
 )
 def test_what_is_not_text_markdown_html_or_pdf_is_415(data: bytes) -> None:
     with pytest.raises(IngestError) as caught:
         detect(data, "file.txt")
     assert caught.value.status == 415
+
+
+def test_text_with_a_stray_escape_is_still_text() -> None:
+    """A terminal log keeps an ANSI colour code or two: text, not binary."""
+    log = b"build ok\n" * 200 + b"\x1b[31mfailed\x1b[0m\n"
+    assert detect(log) == "text"
 
 
 async def test_markdown_passages_know_their_headings_and_offsets() -> None:

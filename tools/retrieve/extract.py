@@ -39,6 +39,21 @@ _HTML_START = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _MARKDOWN_SIGNS = re.compile(r"^(?:#{1,6} \S|```|\s{0,3}[-*+] \S|\s{0,3}\d+\. \S|>\s)", re.M)
+# C0 controls but tab, line feed, form feed and carriage return: a few in a text file (an ANSI
+# escape) are tolerated, more mean binary data that happens to decode.
+_CONTROLS = re.compile(r"[\x01-\x08\x0b\x0e-\x1f\x7f]")
+# Formats people upload by mistake, named in the 415 (told by their first bytes).
+_BINARY = (
+    (b"PK\x03\x04", "a ZIP archive (or an office document: .docx, .xlsx, .odt, .epub)"),
+    (b"\xd0\xcf\x11\xe0", "an old Microsoft Office document"),
+    (b"{\\rtf", "an RTF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"\x7fELF", "a program"),
+)
 _CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
 _CHILD_CPU_S = 60
 
@@ -67,6 +82,11 @@ def detect(data: bytes, filename: str | None = None, declared: str | None = None
     head = data[:1024]
     if head.lstrip(b"\x00\t\n\r\x0c ").startswith(b"%PDF-"):
         return "pdf"
+    for magic, what in _BINARY:
+        if data.startswith(magic):
+            raise IngestError(
+                415, f"unsupported file: {what}; supported: plain text, Markdown, HTML and PDF"
+            )
     text = decode(data)
     if _HTML_START.match(head.decode("utf-8", "replace").encode()) or (
         (declared or "").split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
@@ -105,8 +125,9 @@ def decode(data: bytes) -> str:
                 "unsupported file: not a PDF, and not UTF-8 text (binary or another encoding); "
                 "supported: plain text, Markdown, HTML and PDF",
             ) from exc
-    if "\x00" in text:
-        raise IngestError(415, "unsupported file: it holds NUL characters (binary data)")
+    controls = len(_CONTROLS.findall(text, 0, 65_536))
+    if "\x00" in text or controls > max(2, len(text[:65_536]) // 200):
+        raise IngestError(415, "unsupported file: it holds control characters (binary data)")
     return text
 
 

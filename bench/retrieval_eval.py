@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import random
 import re
@@ -57,10 +56,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from any directory
     sys.path.insert(0, str(ROOT))
 
-from service.collections import Collections, NewDocument, query_terms  # noqa: E402
+from service.collections import Collections, prepare_document, query_terms  # noqa: E402
 from service.store import RunStore  # noqa: E402
-from tools.retrieve.chunk import Chunk, chunk  # noqa: E402
-from tools.retrieve.extract import MEDIA_TYPES, Section, detect, sections  # noqa: E402
+from tools.retrieve.chunk import Chunk  # noqa: E402
+from tools.retrieve.extract import Section  # noqa: E402
 from tools.retrieve.tool import Passage  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
@@ -251,18 +250,10 @@ async def ingest_file(
 ) -> None:
     """One document through the service's pipeline (as ``POST .../documents`` does), timed."""
     started = time.perf_counter()
-    kind = detect(data, name)
-    found = await sections(data, kind, max_pages=MAX_PAGES)
-    passages = await asyncio.to_thread(chunk, found, kind)
-    new = NewDocument(
-        source=name,
-        media_type=MEDIA_TYPES[kind],
-        size=len(data),
-        pages=len(found) if kind == "pdf" else None,
-        sha256=hashlib.sha256(data).hexdigest(),
-        chunks=passages,
-    )
+    new = await prepare_document(data, name, max_pages=MAX_PAGES)
     await collections.add_document(collection, new)
+    assert new.kind is not None
+    kind, found, passages = new.kind, list(new.sections), list(new.chunks)
     seconds = time.perf_counter() - started
     into.seconds += seconds
     into.documents += 1

@@ -18,7 +18,9 @@ well.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 import re
 import uuid
 from collections.abc import Sequence
@@ -43,7 +45,8 @@ from sqlalchemy.exc import IntegrityError
 
 from service.store import RunStore, StoreUnavailable, metadata
 from tools.base import ToolUnavailable
-from tools.retrieve.chunk import Chunk
+from tools.retrieve.chunk import Chunk, chunk
+from tools.retrieve.extract import MEDIA_TYPES, Kind, Section, detect, sections
 from tools.retrieve.tool import Passage
 
 MAX_COLLECTIONS_PER_OWNER = 100
@@ -150,6 +153,33 @@ class NewDocument:
     pages: int | None
     sha256: str
     chunks: Sequence[Chunk]
+    kind: Kind | None = None
+    sections: Sequence[Section] = ()  # the text the passages were cut from
+
+
+async def prepare_document(
+    data: bytes,
+    source: str,
+    declared: str | None = None,
+    *,
+    max_pages: int,
+    timeout_s: float = 60.0,
+) -> NewDocument:
+    """A file as it will be stored: its kind told by its content, its text read (HTML and PDF
+    in the confined child), cut into passages (on a thread). Raises ``IngestError``."""
+    kind = detect(data, source, declared)
+    found = await sections(data, kind, max_pages=max_pages, timeout_s=timeout_s)
+    passages = await asyncio.to_thread(chunk, found, kind)
+    return NewDocument(
+        source=source,
+        media_type=MEDIA_TYPES[kind],
+        size=len(data),
+        pages=len(found) if kind == "pdf" else None,
+        sha256=hashlib.sha256(data).hexdigest(),
+        chunks=passages,
+        kind=kind,
+        sections=found,
+    )
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -10,8 +10,6 @@ text, Markdown, HTML or PDF) or 422 (no text, unreadable), and leaves nothing be
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -20,7 +18,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from service.collections import CollectionExists, NewDocument, TooMany
+from service.collections import CollectionExists, TooMany, prepare_document
 from service.deps import Owner, State
 from service.errors import ProblemError, problem_responses
 from service.schemas import (
@@ -34,8 +32,7 @@ from service.schemas import (
 )
 from service.state import AppState
 from service.strict_json import StrictJSONRoute, loads
-from tools.retrieve.chunk import chunk
-from tools.retrieve.extract import MEDIA_TYPES, IngestError, detect, sections
+from tools.retrieve.extract import IngestError
 from tools.search.base import clean_line
 
 router = APIRouter(tags=["collections"], route_class=StrictJSONRoute)
@@ -135,24 +132,15 @@ async def add_document(state: State, owner: Owner, name: Name, request: Request)
         request, state.settings.retrieve_max_document_bytes
     )
     try:
-        kind = detect(data, source, declared)
-        found = await sections(
+        new = await prepare_document(
             data,
-            kind,
+            source,
+            declared,
             max_pages=state.settings.retrieve_max_pages,
             timeout_s=state.settings.retrieve_parse_timeout_s,
         )
-        passages = await asyncio.to_thread(chunk, found, kind)
     except IngestError as exc:
         raise ProblemError(exc.status, str(exc)) from exc
-    new = NewDocument(
-        source=source,
-        media_type=MEDIA_TYPES[kind],
-        size=len(data),
-        pages=len(found) if kind == "pdf" else None,
-        sha256=hashlib.sha256(data).hexdigest(),
-        chunks=passages,
-    )
     try:
         stored = await state.collections.add_document(collection, new)
     except LookupError as exc:

@@ -64,8 +64,10 @@ class AgentFactory:
         copy over ``collections``; without any it is one of those left out."""
         tools = {tool.name: tool for tool in self.tools.subset(policy.allowed, strict=False)}
         retrieve = tools.get(RetrieveAction.name)
+        opening = None
         if collections is not None and isinstance(retrieve, RetrieveAction):
             tools[RetrieveAction.name] = retrieve.scoped(collections)
+            opening = RetrieveAction.name if collections.first else None
         unavailable: dict[str, str] = {}
         if skip_unavailable:
             unavailable = {name: why for name, tool in tools.items() if (why := availability(tool))}
@@ -73,7 +75,9 @@ class AgentFactory:
             kept = tuple(action for action in policy.allowed if action not in unavailable)
             policy = replace(policy, allowed=kept)
         grammar = react_grammar(policy.allowed) if self.llm.supports_grammar else None
-        return ReActAgent(self.llm, tools, policy, grammar=grammar, unavailable=unavailable)
+        return ReActAgent(
+            self.llm, tools, policy, grammar=grammar, unavailable=unavailable, opening=opening
+        )
 
     def run(self, question: str, spec: RunSpec) -> AsyncIterator[StepEvent]:
         """The step events of one run of ``question``."""

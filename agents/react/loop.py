@@ -66,6 +66,7 @@ TOOLS_IGNORED = (
     "ignore tool calls (AGENT_PROTOCOL=tools; see /readyz): its prose is not taken for an "
     "answer. Set AGENT_PROTOCOL=auto to use a step protocol this server enforces"
 )
+OPENING_THOUGHT = "The question is about our own documents, so I will look it up there first."
 _MIN_ECHO_CHARS = 16  # shorter common phrases ("unavailable") may appear in real answers
 _CLAUSE = re.compile(r"[^.;:()\[\]\n]+")
 
@@ -114,9 +115,13 @@ class ReActAgent:
         *,
         grammar: str | None = None,
         unavailable: Mapping[str, str] | None = None,
+        opening: str | None = None,
     ) -> None:
         self._llm = llm
         self._policy = policy
+        # An action the run takes before the model's first step, with the question as its
+        # input (``retrieve`` over the collections a request named): see ``_open``.
+        self._opening = opening if opening in tools and policy.allows(opening or "") else None
         self._unavailable = dict(unavailable or {})  # action -> why it is down, not offered
         self._tools = {name: tool for name, tool in tools.items() if policy.allows(name)}
         self._grammar = grammar
@@ -163,6 +168,9 @@ class ReActAgent:
         turns (``agents.memory``), before the question."""
         native = self._native
         state = _State(self.first_messages(question, memory), question=question)
+        if self._opening is not None:
+            async for event in self._open(state, self._opening, native):
+                yield event
         while state.step < self._policy.max_steps:
             state.step += 1
             choice = await self._complete(state, native)
@@ -205,6 +213,30 @@ class ReActAgent:
                 return
         async for event in self._best_answer(state):
             yield event
+
+    async def _open(self, state: _State, action: str, native: bool) -> AsyncIterator[StepEvent]:
+        """Step 1, taken for the model: ``action`` with the question as its input, written
+        into the conversation as if the model had chosen it. A request that names document
+        collections wants them read; a small model left to choose answered from memory with
+        python ("Is the office closed on 24 December?" got a made-up schedule: the 1.5B
+        model, three questions out of three)."""
+        state.step += 1
+        parsed = ParsedStep(OPENING_THOUGHT, action, " ".join(state.question.split())[:300])
+        yield ThoughtEvent(state.step, parsed.thought)
+        yield ActionEvent(state.step, parsed.action, parsed.action_input)
+        observation, refused = await self._act(state, parsed)
+        state.observed += not refused
+        observation = self._truncate(observation)
+        yield ObservationEvent(state.step, observation, refused=refused)
+        if native:
+            arguments = json.dumps({self._tools[action].input_hint: parsed.action_input})
+            call = ToolCall(f"call_{action}_1", wire_name(action), arguments)
+            choice = Choice(parsed.thought, (call,))
+        elif self._json:
+            choice = Choice(prompt.json_step(parsed.thought, action, parsed.action_input))
+        else:
+            choice = Choice(f"Thought: {parsed.thought}\nAction: {action}[{parsed.action_input}]")
+        self._remember(state, choice, observation, native)
 
     async def _complete(self, state: _State, native: bool) -> Choice:
         json_steps = self._json  # "json" and "tools" exclude each other

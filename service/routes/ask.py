@@ -275,7 +275,8 @@ async def _with_collections(
     if explicit and missing:
         raise ProblemError(404, f"no collection named {missing[0]!r}")
     chosen = tuple((found[name]["collection_id"], name) for name in wanted if name in found)
-    return replace(spec, collections=Scope(chosen)) if chosen else spec
+    # Named by the request: read them before the model's first step (agents.react.loop).
+    return replace(spec, collections=Scope(chosen, first=explicit)) if chosen else spec
 
 
 async def _sse(state: AppState, run_id: str, *, background: bool) -> AsyncIterator[ServerSentEvent]:

@@ -52,9 +52,11 @@ class PassageIndex(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The collections one run may read: ``(collection_id, name)`` pairs."""
+    """The collections one run may read: ``(collection_id, name)`` pairs. ``first``: the run
+    retrieves with its question before the model's first step (the request named them)."""
 
     collections: tuple[tuple[str, str], ...]
+    first: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -67,8 +69,8 @@ class RetrieveAction:
 
     name = "retrieve"
     description = (
-        "Search the documents of this run's collections; returns the best passages, numbered, "
-        "with their source and page. Cite a passage by its number, e.g. [1]."
+        "Search our own documents with the key words of what you need; returns the best "
+        "passages, numbered, with their source and page. Cite a passage by its number, e.g. [1]."
     )
     input_hint = "query"
 

@@ -360,3 +360,43 @@ async def test_pal_over_documents_computes_with_the_passages_numbers(
         # react runs), and the program cannot know the numbers.
         plain = (await client.post("/ask", json={"question": question, "mode": "pal"})).json()
         assert plain["answer"] == "0" and "sources" not in plain["details"]
+
+
+async def test_retrieve_in_the_json_protocol(app_client: AppFactory) -> None:
+    """The opening retrieve is written as the JSON step the schema asks for, and the model's
+    own JSON retrieve steps run too."""
+
+    def script(request: FakeRequest) -> str:
+        seen = observation(request)
+        if "Trentino" in seen:
+            step = {"thought": "t", "action": "finish", "action_input": "412 km [2]"}
+        else:
+            step = {"thought": "t", "action": "retrieve", "action_input": "Trentino river"}
+        return json.dumps(step)
+
+    fake = FakeOpenAI(script=script, enforces="llama_cpp")
+    async with app_client(fake, agent_protocol="json", **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "atlas"})
+        await upload(client, "atlas", "freedonia.md", MARKDOWN.encode())
+        await upload(client, "atlas", "sylvania.html", HTML.encode())
+        body = (
+            await client.post(
+                "/ask",
+                json={
+                    "question": "Which country is Fredville the capital of?",
+                    "collections": ["atlas"],
+                },
+            )
+        ).json()
+    assert [step["action"] for step in body["steps"]] == ["retrieve", "retrieve", "finish"]
+    assert body["answer"] == "412 km [2]"
+    first = next(
+        r for r in fake.chat_requests if "Which country is Fredville the capital of?" in r.text
+    )
+    opening = json.loads(first.messages[-2]["content"])
+    assert (opening["action"], opening["action_input"]) == (
+        "retrieve",
+        "Which country is Fredville the capital of?",
+    )
+    cited = [source for source in body["details"]["sources"] if source["cited"]]
+    assert [source["source"] for source in cited] == ["sylvania.html"]

@@ -101,9 +101,10 @@ class AgentFactory:
         if not isinstance(action, RetrieveAction):
             raise ValueError("pal over documents needs the retrieve action")
         retrieve = action.scoped(collections)
-        yield ActionEvent(1, RetrieveAction.name, question)
+        query = " ".join(question.split())[:300]
+        yield ActionEvent(1, RetrieveAction.name, query)
         try:
-            passages: str | None = await retrieve.run(question)
+            passages: str | None = await retrieve.run(query)
             yield ObservationEvent(1, passages or "")
         except ToolError as exc:
             passages = None

@@ -297,6 +297,8 @@ class RunStore:
         task.add_done_callback(self._operation_done)
         return await asyncio.shield(task)
 
+    detach.__detached__ = True  # type: ignore[attr-defined]  # it is what detaches the others
+
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
         """One write transaction, taking this process's turn on SQLite."""

@@ -1,6 +1,8 @@
-"""Document collections for the ``retrieve`` action: collections, documents, their passages,
-and a full-text index over the passages (SQLite: an FTS5 table kept by triggers; Postgres: a
-generated ``tsvector`` column with a GIN index).
+"""Document collections for the retrieve action, and a full-text index of their passages.
+
+Collections, documents and their passages; the index is, on SQLite, an FTS5 table kept by
+triggers, on Postgres a generated ``tsvector`` column with a GIN index. (Alembic logs the
+first paragraph above as one line at start: it must stay one line.)
 
 Revision ID: 0004
 Revises: 0003

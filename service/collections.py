@@ -53,6 +53,7 @@ MAX_COLLECTIONS_PER_OWNER = 100
 MAX_DOCUMENTS_PER_COLLECTION = 10_000
 _MAX_TERMS = 32
 _WORD = re.compile(r"\w+")
+_HEX_ID = re.compile(r"[0-9a-f]{1,40}")
 # Words that carry no meaning for ranking; FTS5 has no stop list of its own (Postgres's
 # english configuration drops its own).
 _STOP = frozenset(
@@ -397,14 +398,20 @@ class Collections:
         if self._store.sqlite:
             statement = text(
                 'SELECT c.chunk_id, c.document_id, c.page, c.start, c."end", c.heading, '
-                "c.text, d.source, k.name, -bm25(chunks_fts, 2.0, 1.0) AS score "
+                "c.text, d.source, k.name, -bm25(chunks_fts, 0.0, 2.0, 1.0) AS score "
                 "FROM chunks_fts JOIN chunks c ON c.chunk_id = chunks_fts.rowid "
                 "JOIN documents d ON d.document_id = c.document_id "
                 "JOIN collections k ON k.collection_id = c.collection_id "
                 "WHERE chunks_fts MATCH :query AND c.collection_id IN :ids "
-                "ORDER BY bm25(chunks_fts, 2.0, 1.0) LIMIT :k"
+                "ORDER BY bm25(chunks_fts, 0.0, 2.0, 1.0) LIMIT :k"
             )
-            query = " OR ".join(f'"{term}"' for term in terms)
+            # Narrowed to the collections in the index itself (ids are hex: safe to quote);
+            # the words are matched in the heading and the text only.
+            if not all(_HEX_ID.fullmatch(collection_id) for collection_id in collection_ids):
+                raise ValueError("collection ids are the store's own (hex), never a caller's")
+            within = " OR ".join(f'"{collection_id}"' for collection_id in collection_ids)
+            words = " OR ".join(f'"{term}"' for term in terms)
+            query = f"collection_id : ({within}) AND {{heading text}} : ({words})"
         else:
             statement = text(
                 'SELECT c.chunk_id, c.document_id, c.page, c.start, c."end", c.heading, '

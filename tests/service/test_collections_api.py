@@ -400,3 +400,34 @@ async def test_retrieve_in_the_json_protocol(app_client: AppFactory) -> None:
     )
     cited = [source for source in body["details"]["sources"] if source["cited"]]
     assert [source["source"] for source in cited] == ["sylvania.html"]
+
+
+async def test_a_search_reads_only_its_own_collections(tmp_path: Path) -> None:
+    """The index narrows a query to its collections itself: another owner's passages that
+    match better are never ranked, let alone returned."""
+    from service.collections import Collections, prepare_document
+    from service.store import RunStore
+
+    store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/index.db")
+    await store.start()
+    try:
+        index = Collections(store)
+        mine = await index.create("a", "handbook", "")
+        theirs = await index.create("b", "handbook", "")
+        ours = await prepare_document(MARKDOWN.encode(), "freedonia.md", max_pages=10)
+        await index.add_document(mine, ours)
+        loud = "Fredville capital Freedonia. " * 30
+        await index.add_document(
+            theirs, await prepare_document(loud.encode(), "b.txt", max_pages=1)
+        )
+        found = await index.search([mine["collection_id"]], "capital of Freedonia Fredville", 4)
+        assert [p.source for p in found] == ["freedonia.md"]
+        both = [mine["collection_id"], theirs["collection_id"]]
+        assert {p.source for p in await index.search(both, "Fredville", 4)} == {
+            "freedonia.md",
+            "b.txt",
+        }
+        with pytest.raises(ValueError):
+            await index.search(['x" OR "y'], "Fredville", 4)
+    finally:
+        await store.aclose()

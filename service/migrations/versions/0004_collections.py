@@ -54,19 +54,22 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         # External-content FTS5: the passages' text is stored once (in chunks); the triggers
         # keep the index in the same transaction as every insert and delete.
+        # The collection is a column too, so a query is narrowed to its collections inside
+        # the index, not after ranking every passage of every owner that matches.
         op.execute(
-            "CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, text, content='chunks', "
-            "content_rowid='chunk_id', tokenize='porter unicode61 remove_diacritics 2')"
+            "CREATE VIRTUAL TABLE chunks_fts USING fts5(collection_id, heading, text, "
+            "content='chunks', content_rowid='chunk_id', "
+            "tokenize='porter unicode61 remove_diacritics 2')"
         )
         op.execute(
             "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN "
-            "INSERT INTO chunks_fts(rowid, heading, text) "
-            "VALUES (new.chunk_id, new.heading, new.text); END"
+            "INSERT INTO chunks_fts(rowid, collection_id, heading, text) "
+            "VALUES (new.chunk_id, new.collection_id, new.heading, new.text); END"
         )
         op.execute(
             "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN "
-            "INSERT INTO chunks_fts(chunks_fts, rowid, heading, text) "
-            "VALUES ('delete', old.chunk_id, old.heading, old.text); END"
+            "INSERT INTO chunks_fts(chunks_fts, rowid, collection_id, heading, text) "
+            "VALUES ('delete', old.chunk_id, old.collection_id, old.heading, old.text); END"
         )
     else:
         op.execute(

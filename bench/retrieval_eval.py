@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,17 +333,11 @@ async def _ingest_set(
 
 async def evaluate(data_dir: Path = DATA, *, k: int = 5) -> Evaluation:
     """BM25 over the labelled set in ``data_dir``, in a temporary store."""
-    with tempfile.TemporaryDirectory(prefix="retrieval-eval-") as workdir:
-        store = RunStore(f"sqlite+aiosqlite:///{workdir}/runs.db")
-        await store.start()
-        try:
-            collections = Collections(store)
-            collection = await collections.create("", "eval", "the labelled retrieval set")
-            shipped = await _ingest_set(collections, collection, data_dir)
-            ids = [collection["collection_id"]]
-            outcomes = await ask(collections, ids, shipped.questions, shipped.spans, k)
-        finally:
-            await store.aclose()
+    async with temporary_index("retrieval-eval-") as collections:
+        collection = await collections.create("", "eval", "the labelled retrieval set")
+        shipped = await _ingest_set(collections, collection, data_dir)
+        ids = [collection["collection_id"]]
+        outcomes = await ask(collections, ids, shipped.questions, shipped.spans, k)
     return Evaluation(
         k=k,
         ingested=shipped.ingested,
@@ -353,6 +348,18 @@ async def evaluate(data_dir: Path = DATA, *, k: int = 5) -> Evaluation:
             item: term_overlap(item.question, found) for item, found in shipped.answering.items()
         },
     )
+
+
+@contextlib.asynccontextmanager
+async def temporary_index(prefix: str) -> AsyncIterator[Collections]:
+    """Collections in a fresh SQLite store that is deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        store = RunStore(f"sqlite+aiosqlite:///{workdir}/runs.db")
+        await store.start()
+        try:
+            yield Collections(store)
+        finally:
+            await store.aclose()
 
 
 # -- at scale -----------------------------------------------------------------------------------
@@ -409,37 +416,29 @@ async def at_scale(
     """The labelled set plus synthetic documents up to ``chunks`` passages in one collection;
     query latency and recall there; then a ``pdf_pages`` page PDF ingested on its own."""
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="retrieval-scale-") as workdir:
-        store = RunStore(f"sqlite+aiosqlite:///{workdir}/runs.db")
-        await store.start()
-        try:
-            collections = Collections(store)
-            collection = await collections.create("", "scale", "labelled set and filler")
-            labelled = await _ingest_set(collections, collection, data_dir)
-            shipped, questions, spans = labelled.ingested, labelled.questions, labelled.spans
-            words = vocabulary(shipped.sections)
-            synthetic = Ingested()
-            number = 0
-            while shipped.chunks + synthetic.chunks < chunks:
-                number += 1
-                text = synthetic_text(rng, words, 40_000)
-                name = f"synthetic-{number:04d}.txt"
-                await ingest_file(
-                    collections, collection, name, text.encode(), synthetic, keep=False
-                )
-            ids = [collection["collection_id"]]
-            await ask(collections, ids, questions[:5], spans, k)  # warm the page cache
-            repeated = [questions[i % len(questions)] for i in range(max(queries, 1))]
-            outcomes = await ask(collections, ids, repeated, spans, k)
-            small = await collections.create("tenant", "small", "the labelled set alone")
-            alone = await _ingest_set(collections, small, data_dir)
-            beside = await ask(collections, [small["collection_id"]], repeated, alone.spans, k)
-            pdf_collection = await collections.create("", "pdf", "one generated PDF")
-            pdf = Ingested()
-            data = make_pdf(rng, words, pdf_pages)
-            await ingest_file(collections, pdf_collection, "generated.pdf", data, pdf)
-        finally:
-            await store.aclose()
+    async with temporary_index("retrieval-scale-") as collections:
+        collection = await collections.create("", "scale", "labelled set and filler")
+        labelled = await _ingest_set(collections, collection, data_dir)
+        shipped, questions, spans = labelled.ingested, labelled.questions, labelled.spans
+        words = vocabulary(shipped.sections)
+        synthetic = Ingested()
+        number = 0
+        while shipped.chunks + synthetic.chunks < chunks:
+            number += 1
+            text = synthetic_text(rng, words, 40_000)
+            name = f"synthetic-{number:04d}.txt"
+            await ingest_file(collections, collection, name, text.encode(), synthetic, keep=False)
+        ids = [collection["collection_id"]]
+        await ask(collections, ids, questions[:5], spans, k)  # warm the page cache
+        repeated = [questions[i % len(questions)] for i in range(max(queries, 1))]
+        outcomes = await ask(collections, ids, repeated, spans, k)
+        small = await collections.create("tenant", "small", "the labelled set alone")
+        alone = await _ingest_set(collections, small, data_dir)
+        beside = await ask(collections, [small["collection_id"]], repeated, alone.spans, k)
+        pdf_collection = await collections.create("", "pdf", "one generated PDF")
+        pdf = Ingested()
+        data = make_pdf(rng, words, pdf_pages)
+        await ingest_file(collections, pdf_collection, "generated.pdf", data, pdf)
     return AtScale(
         synthetic=synthetic,
         total_chunks=shipped.chunks + synthetic.chunks,

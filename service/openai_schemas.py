@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 
 from agents.memory import Turn
-from service.schemas import Integral, Problem
+from service.schemas import CollectionName, Integral, Problem
 
 MODELS = {"reactpal-react": "react", "reactpal-pal": "pal"}  # model id -> the run's mode
 OWNER = "reactpal"
@@ -204,6 +204,12 @@ class ChatCompletionRequest(BaseModel):
         "messages are ignored, and so is what follows the last user message. `tool` and "
         "`function` messages are not supported.",
         json_schema_extra={"contains": _USER_MESSAGE},
+    )
+    collections: list[CollectionName] | None = Field(
+        None,
+        max_length=16,
+        description="reactpal's own field (with OpenAI's SDK: `extra_body`): your document "
+        "collections the retrieve action reads, as on `POST /ask`.",
     )
     stream: bool | None = Field(
         False,

@@ -130,7 +130,9 @@ async def chat_completions(
 ) -> Response:
     mode = _mode(body.model, param="model")
     try:
-        ask = AskRequest.model_validate({"question": body.question, "mode": mode})
+        ask = AskRequest.model_validate(
+            {"question": body.question, "mode": mode, "collections": body.collections}
+        )
     except ValidationError as exc:  # the question as /ask checks it
         raise invalid_request(exc.errors(), request, param="messages") from exc
     address = client_address(request)

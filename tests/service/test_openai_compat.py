@@ -463,3 +463,32 @@ def test_langchain_chat_openai_invokes_and_streams(service: Service) -> None:
     assert "".join(str(chunk.content) for chunk in streamed) == ANSWER
     react = chat.model_copy(update={"model_name": "reactpal-react"})
     assert react.invoke([("system", "Be brief."), ("human", QUESTION)]).content == ANSWER
+
+
+async def test_a_completion_reads_the_collections_it_names(app_client: AppFactory) -> None:
+    """``collections`` through OpenAI's SDK (``extra_body``): the run retrieves first and
+    answers from the passage; a collection the key does not have is an OpenAI-shaped 404."""
+    from tests.service.test_collections_api import RETRIEVE, _retrieving_model, upload
+    from tests.tools.test_retrieve_ingest import MARKDOWN
+
+    fake = _retrieving_model("capital of Freedonia", "Fredville [1]")
+    async with sdk(app_client, fake, **RETRIEVE) as (client, http):
+        await http.post("/collections", json={"name": "handbook"})
+        await upload(http, "handbook", "freedonia.md", MARKDOWN.encode())
+        completion = await client.chat.completions.create(
+            model="reactpal-react",
+            messages=[_user("What is the capital of Freedonia?")],
+            extra_body={"collections": ["handbook"]},
+        )
+        assert completion.choices[0].message.content == "Fredville [1]"
+        run_id = (completion.model_extra or {})["run_id"]
+        stored = (await http.get(f"/runs/{run_id}")).json()
+        assert stored["steps"][0]["action"] == "retrieve"
+        assert stored["details"]["sources"][0]["source"] == "freedonia.md"
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.chat.completions.create(
+                model="reactpal-react",
+                messages=[_user("What is the capital of Freedonia?")],
+                extra_body={"collections": ["nowhere"]},
+            )
+        assert "nowhere" in str(caught.value)

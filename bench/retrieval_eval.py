@@ -51,13 +51,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from any directory
     sys.path.insert(0, str(ROOT))
 
 from service.collections import Collections, prepare_document, query_terms  # noqa: E402
+from service.embeddings import Embedder  # noqa: E402
 from service.store import RunStore  # noqa: E402
 from tools.retrieve.chunk import Chunk  # noqa: E402
 from tools.retrieve.extract import Section  # noqa: E402
@@ -72,6 +73,7 @@ QUOTE_WORDS = (3, 15)  # an answer quote's length, in words
 # a query's words the index would match in a passage.
 FTS5_TOKENIZE = "porter unicode61 remove_diacritics 2"
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
+Ranker = Literal["bm25", "embeddings", "fusion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,20 @@ class Scores:
     mrr: float
 
 
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """Passages embedded by ``Collections.embed_pending`` (the service's background sweep)."""
+
+    passages: int
+    seconds: float
+
+
+async def embed_all(collections: Collections) -> Embedded:
+    started = time.perf_counter()
+    passages = await collections.embed_pending()
+    return Embedded(passages, time.perf_counter() - started)
+
+
 @dataclass(slots=True)
 class Evaluation:
     """The BM25 evaluation of one labelled set (``evaluate``)."""
@@ -148,6 +164,9 @@ class Evaluation:
     scores: Scores
     unreachable: list[Question]  # no stored passage of the source can count as relevant
     overlaps: dict[Question, Overlap]
+    # With an embeddings model: the other rankers' outcomes, and embedding the set's passages.
+    rankers: dict[str, list[Outcome]] = field(default_factory=dict)
+    embedded: Embedded | None = None
 
     @property
     def misses(self) -> list[Outcome]:
@@ -274,11 +293,17 @@ async def ask(
     questions: Sequence[Question],
     spans: dict[Question, list[Span]],
     k: int,
+    ranker: Ranker = "bm25",
 ) -> list[Outcome]:
+    rank_by = {
+        "bm25": collections.lexical,
+        "embeddings": collections.semantic,
+        "fusion": collections.search,  # what retrieve calls
+    }[ranker]
     outcomes = []
     for item in questions:
         started = time.perf_counter()
-        found = await collections.search(collection_ids, item.question, k)
+        found = await rank_by(collection_ids, item.question, k)
         seconds = time.perf_counter() - started
         rank = next(
             (
@@ -331,14 +356,27 @@ async def _ingest_set(
     return _Shipped(ingested, questions, spans, answering)
 
 
-async def evaluate(data_dir: Path = DATA, *, k: int = 5) -> Evaluation:
-    """BM25 over the labelled set in ``data_dir``, in a temporary store."""
-    async with temporary_index("retrieval-eval-") as collections:
+async def evaluate(
+    data_dir: Path = DATA, *, k: int = 5, embedder: Embedder | None = None
+) -> Evaluation:
+    """BM25 over the labelled set in ``data_dir``, in a temporary store; with ``embedder``
+    also vector ranking alone and the fusion of both (what ``retrieve`` then uses)."""
+    rankers: dict[str, list[Outcome]] = {}
+    embedded = None
+    async with temporary_index("retrieval-eval-", embedder) as collections:
         collection = await collections.create("", "eval", "the labelled retrieval set")
         shipped = await _ingest_set(collections, collection, data_dir)
         ids = [collection["collection_id"]]
         outcomes = await ask(collections, ids, shipped.questions, shipped.spans, k)
+        if embedder is not None:
+            embedded = await embed_all(collections)
+            for ranker in ("embeddings", "fusion"):
+                rankers[ranker] = await ask(
+                    collections, ids, shipped.questions, shipped.spans, k, ranker
+                )
     return Evaluation(
+        rankers=rankers,
+        embedded=embedded,
         k=k,
         ingested=shipped.ingested,
         outcomes=outcomes,
@@ -351,13 +389,15 @@ async def evaluate(data_dir: Path = DATA, *, k: int = 5) -> Evaluation:
 
 
 @contextlib.asynccontextmanager
-async def temporary_index(prefix: str) -> AsyncIterator[Collections]:
+async def temporary_index(
+    prefix: str, embedder: Embedder | None = None
+) -> AsyncIterator[Collections]:
     """Collections in a fresh SQLite store that is deleted afterwards."""
     with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
         store = RunStore(f"sqlite+aiosqlite:///{workdir}/runs.db")
         await store.start()
         try:
-            yield Collections(store)
+            yield Collections(store, embedder)
         finally:
             await store.aclose()
 
@@ -375,6 +415,10 @@ class AtScale:
     # The same queries on the labelled set alone, in another owner's collection beside the big
     # one: what a tenant's query costs in a database other tenants fill.
     beside_ms: list[float] = field(default_factory=list)
+    # With an embeddings model: embedding every passage, then fusion's recall and latency.
+    embedded: Embedded | None = None
+    fusion_outcomes: list[Outcome] = field(default_factory=list)
+    fusion_ms: list[float] = field(default_factory=list)
 
 
 def vocabulary(found: dict[str, list[Section]]) -> list[str]:
@@ -411,12 +455,21 @@ def make_pdf(rng: random.Random, words: Sequence[str], pages: int) -> bytes:
 
 
 async def at_scale(
-    data_dir: Path, *, chunks: int, queries: int, pdf_pages: int, seed: int, k: int
+    data_dir: Path,
+    *,
+    chunks: int,
+    queries: int,
+    pdf_pages: int,
+    seed: int,
+    k: int,
+    embedder: Embedder | None = None,
 ) -> AtScale:
     """The labelled set plus synthetic documents up to ``chunks`` passages in one collection;
-    query latency and recall there; then a ``pdf_pages`` page PDF ingested on its own."""
+    query latency and recall there (BM25; and fusion, all passages embedded, with
+    ``embedder``); then a ``pdf_pages`` page PDF ingested on its own."""
     rng = random.Random(seed)
-    async with temporary_index("retrieval-scale-") as collections:
+    embedded, fusion, fusion_ms = None, [], []
+    async with temporary_index("retrieval-scale-", embedder) as collections:
         collection = await collections.create("", "scale", "labelled set and filler")
         labelled = await _ingest_set(collections, collection, data_dir)
         shipped, questions, spans = labelled.ingested, labelled.questions, labelled.spans
@@ -435,6 +488,11 @@ async def at_scale(
         small = await collections.create("tenant", "small", "the labelled set alone")
         alone = await _ingest_set(collections, small, data_dir)
         beside = await ask(collections, [small["collection_id"]], repeated, alone.spans, k)
+        if embedder is not None:
+            embedded = await embed_all(collections)
+            await ask(collections, ids, questions[:5], spans, k, "fusion")
+            timed = await ask(collections, ids, repeated, spans, k, "fusion")
+            fusion, fusion_ms = timed[: len(questions)], [o.seconds * 1000 for o in timed]
         pdf_collection = await collections.create("", "pdf", "one generated PDF")
         pdf = Ingested()
         data = make_pdf(rng, words, pdf_pages)
@@ -446,6 +504,9 @@ async def at_scale(
         latencies_ms=[o.seconds * 1000 for o in outcomes],
         pdf=pdf,
         beside_ms=[o.seconds * 1000 for o in beside],
+        embedded=embedded,
+        fusion_outcomes=fusion,
+        fusion_ms=fusion_ms,
     )
 
 
@@ -490,6 +551,16 @@ def speed_table(evaluation: Evaluation, scale: AtScale | None) -> list[str]:
         f"p99 {percentile(small_ms, 0.99):.2f} ms | {len(small_ms)} queries over "
         f"{shipped.chunks} chunks |",
     ]
+    if evaluation.embedded is not None:
+        embedded, fused = evaluation.embedded, evaluation.rankers["fusion"]
+        fusion_ms = [o.seconds * 1000 for o in fused]
+        lines += [
+            f"| embedding the shipped set | {_rate(embedded.passages, embedded.seconds)} "
+            f"passages/s | {embedded.passages} passages in {embedded.seconds:.2f} s |",
+            f"| query latency, fusion (a query vector + both rankings) | p50 "
+            f"{statistics.median(fusion_ms):.2f} ms, p99 {percentile(fusion_ms, 0.99):.2f} ms | "
+            f"{len(fusion_ms)} queries over {shipped.chunks} chunks |",
+        ]
     if scale is None:
         return lines
     synthetic, pdf, latencies = scale.synthetic, scale.pdf, scale.latencies_ms
@@ -505,11 +576,25 @@ def speed_table(evaluation: Evaluation, scale: AtScale | None) -> list[str]:
         f"| query latency, the set alone beside them | p50 {statistics.median(beside):.2f} ms, "
         f"p99 {percentile(beside, 0.99):.2f} ms | {len(beside)} queries in another owner's "
         "collection |",
+        *_fusion_at_scale(scale),
         f"| PDF ingest | {_rate(pdf.pages, pdf.seconds)} pages/s, "
         f"{_rate(pdf.chunks, pdf.seconds)} chunks/s | {pdf.pages} pages "
         f"({pdf.size / 1024:,.0f} KiB), {pdf.chunks:,} chunks in {pdf.seconds:.1f} s |",
     ]
     return lines
+
+
+def _fusion_at_scale(scale: AtScale) -> list[str]:
+    if scale.embedded is None or not scale.fusion_ms:
+        return []
+    embedded, fused = scale.embedded, scale.fusion_ms
+    return [
+        f"| embedding at scale | {_rate(embedded.passages, embedded.seconds)} passages/s | "
+        f"{embedded.passages:,} passages in {embedded.seconds:.1f} s |",
+        f"| query latency at scale, fusion | p50 {statistics.median(fused):.2f} ms, "
+        f"p99 {percentile(fused, 0.99):.2f} ms | {len(fused)} queries over "
+        f"{scale.total_chunks:,} chunks |",
+    ]
 
 
 def per_document_table(evaluation: Evaluation) -> list[str]:
@@ -582,17 +667,27 @@ async def run(args: argparse.Namespace) -> int:
     if wrong:
         print("the labelled set is broken:", *wrong, sep="\n  ", file=sys.stderr)
         return 2
-    evaluation = await evaluate(data_dir, k=args.k)
-    scale = None
-    if args.scale:
-        scale = await at_scale(
-            data_dir,
-            chunks=args.scale_chunks,
-            queries=args.queries,
-            pdf_pages=args.pdf_pages,
-            seed=args.seed,
-            k=args.k,
+    embedder = None
+    if args.embeddings_base_url:
+        embedder = Embedder(
+            args.embeddings_base_url, args.embeddings_model, timeout_s=120.0, batch=args.batch
         )
+    try:
+        evaluation = await evaluate(data_dir, k=args.k, embedder=embedder)
+        scale = None
+        if args.scale:
+            scale = await at_scale(
+                data_dir,
+                chunks=args.scale_chunks,
+                queries=args.queries,
+                pdf_pages=args.pdf_pages,
+                seed=args.seed,
+                k=args.k,
+                embedder=embedder,
+            )
+    finally:
+        if embedder is not None:
+            await embedder.aclose()
     shipped = evaluation.ingested
     print(
         f"data: {data_dir} ({shipped.documents} documents, {shipped.chunks} chunks, "
@@ -604,17 +699,27 @@ async def run(args: argparse.Namespace) -> int:
             f"scale: >= {args.scale_chunks:,} chunks (seed {args.seed}), {args.queries} "
             f"queries; PDF: {args.pdf_pages} pages"
         )
-    not_there = (
-        f"not measured: embeddings are not implemented yet ({args.embeddings_base_url} unused)"
-        if args.embeddings_base_url
-        else "not configured"
-    )
+    if embedder is not None:
+        print(f"embeddings: {args.embeddings_model} at {args.embeddings_base_url}")
     rows: list[tuple[str, Scores | str]] = [("bm25 (FTS5)", evaluation.scores)]
     if scale is not None:
         rows.append(
             (f"bm25, + {scale.synthetic.chunks:,} random-word chunks", score(scale.outcomes))
         )
-    rows += [("embeddings", not_there), ("fusion (bm25 + embeddings)", not_there)]
+    if embedder is None:
+        rows += [("embeddings", "not configured"), ("fusion (bm25 + embeddings)", "not configured")]
+    else:
+        rows += [
+            ("embeddings (cosine)", score(evaluation.rankers["embeddings"])),
+            ("fusion (bm25 + embeddings, RRF)", score(evaluation.rankers["fusion"])),
+        ]
+        if scale is not None and scale.fusion_outcomes:
+            rows.append(
+                (
+                    f"fusion, + {scale.synthetic.chunks:,} random-word chunks",
+                    score(scale.fusion_outcomes),
+                )
+            )
     print()
     print("\n".join(quality_table(args.k, rows)))
     print()
@@ -632,6 +737,9 @@ async def run(args: argparse.Namespace) -> int:
         print()
         overlaps = evaluation.overlaps
         print("\n".join(misses_report("bm25", evaluation.outcomes, args.k, overlaps)))
+        for ranker, outcomes in evaluation.rankers.items():
+            print()
+            print("\n".join(misses_report(ranker, outcomes, args.k, overlaps)))
         if scale is not None:
             print()
             print("\n".join(misses_report("bm25 at scale", scale.outcomes, args.k, overlaps)))
@@ -648,8 +756,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pdf-pages", type=int, default=200, help="pages of the --scale PDF")
     parser.add_argument("--seed", type=int, default=1, help="for the synthetic documents")
     parser.add_argument(
-        "--embeddings-base-url", default=None, help="an embeddings endpoint (not used yet)"
+        "--embeddings-base-url",
+        default=None,
+        help="an OpenAI-compatible /v1 with /embeddings: also rank by vectors, and fuse",
     )
+    parser.add_argument("--embeddings-model", default="wordllama-l2-supercat-256")
+    parser.add_argument("--batch", type=int, default=64, help="passages per embeddings request")
     parser.add_argument("--verbose", action="store_true", help="list the questions missed")
     args = parser.parse_args(argv)
     if args.k < 1:

@@ -23,7 +23,8 @@ from service import docs, errors, mcp_door
 from service.admission import Admission
 from service.auth import Authenticator
 from service.collections import Collections
-from service.components import build_llm, build_search_provider, build_tools
+from service.components import build_embedder, build_llm, build_search_provider, build_tools
+from service.embeddings import Embedder
 from service.hosts import TrustedHost
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
@@ -62,6 +63,7 @@ def create_app(
     llm: LLM | None = None,
     sandbox: Sandbox | None = None,
     search_provider: SearchProvider | None = None,
+    embedder: Embedder | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
@@ -105,7 +107,15 @@ def create_app(
             if remote.unreachable():
                 retry = asyncio.create_task(remote.keep_discovering())
                 stack.push_async_callback(_cancel, retry)
-            library = Collections(store)
+            vectors = embedder
+            if vectors is None and (vectors := build_embedder(settings)) is not None:
+                stack.push_async_callback(vectors.aclose)
+            library = Collections(store, vectors)
+            if vectors is not None:
+                # New passages (and all of them after a model change) get their vectors in
+                # the background: an ingest never waits for the embeddings server.
+                sweep = asyncio.create_task(library.keep_embedding())
+                stack.push_async_callback(_cancel, sweep)
             tools = build_tools(
                 settings, box, provider, remote.tools(settings.allowed_actions), library
             )
@@ -166,6 +176,7 @@ def create_app(
                 llm=model.model,
                 sandbox_layers=box.layers,
                 actions=settings.allowed_actions,
+                embeddings=vectors.model if vectors else None,
                 auth=bool(settings.agent_api_keys),
             )
             yield

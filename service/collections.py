@@ -11,6 +11,19 @@ never handed to either query language as written: it is cut into words, which ar
 (FTS5) or joined as plain lexemes (Postgres), and any of them may match (OR), ranked by how
 well.
 
+With an ``Embedder`` (``EMBEDDINGS_BASE_URL``) passages are also ranked by the cosine of their
+vector with the query's, and the two rankings are joined by reciprocal-rank fusion (each
+passage scores the sum of ``1 / (60 + rank)`` over the rankings it is in, Cormack et al. 2009).
+Vectors live in ``chunk_vectors`` (``migrations/versions/0005``), one per passage, tagged with
+the model that made it; ``embed_pending`` embeds, in batches, every passage that has none of
+the configured model (new documents, or all of them after a model change) and
+``keep_embedding`` runs it in the background, so ingestion never waits for, nor fails with, the
+embeddings server. A passage not embedded yet still ranks by BM25; an embeddings server that
+does not answer leaves a query to BM25 alone, with a warning in the logs. The cosine is
+computed here (numpy, exact, over the collections' vectors): sqlite-vec cannot be loaded by a
+Python whose ``sqlite3`` lacks ``enable_load_extension`` (this project's), and pgvector is an
+extension the operator's Postgres may not have.
+
     StoreUnavailable (service.store)   the database cannot be read or written
     CollectionExists                   409: the owner has a collection of that name
     TooMany                            409: a per-owner or per-collection bound is reached
@@ -19,39 +32,60 @@ well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import structlog
 from sqlalchemy import (
     Column,
     DateTime,
+    Index,
     Integer,
+    LargeBinary,
+    Select,
     String,
     Table,
     Text,
+    and_,
     bindparam,
     delete,
     func,
     insert,
+    literal,
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.embeddings import Embedder, EmbeddingsUnavailable, Vector, pack, unpack
 from service.store import RunStore, StoreUnavailable, metadata
 from tools.base import ToolUnavailable
 from tools.retrieve.chunk import Chunk, chunk
 from tools.retrieve.extract import MEDIA_TYPES, Kind, Section, detect, sections
 from tools.retrieve.tool import Passage
 
+log = structlog.get_logger(__name__)
+
 MAX_COLLECTIONS_PER_OWNER = 100
 MAX_DOCUMENTS_PER_COLLECTION = 10_000
 _MAX_TERMS = 32
+FUSION_POOL = 50  # passages each ranking contributes to the fusion
+RRF_K = 60  # the reciprocal-rank fusion constant (Cormack, Clarke and Buettcher, SIGIR 2009)
+EMBED_POLL_S = 30.0  # the background sweep also looks this often (another process's ingests)
+EMBED_BACKOFF_MAX_S = 300.0
+EMBED_PROGRESS_S = 5.0  # a progress line at most this often while a sweep embeds
 _WORD = re.compile(r"\w+")
 _HEX_ID = re.compile(r"[0-9a-f]{1,40}")
 # Words that carry no meaning for ranking; FTS5 has no stop list of its own (Postgres's
@@ -137,6 +171,16 @@ chunks_table = Table(
     Column("text", Text, nullable=False),
 )
 
+vectors_table = Table(
+    "chunk_vectors",
+    metadata,
+    Column("chunk_id", Integer, primary_key=True),
+    Column("collection_id", String(40), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Index("ix_chunk_vectors_collection_model", "collection_id", "model"),
+)
+
 
 class CollectionExists(Exception):
     """The owner already has a collection with that name."""
@@ -198,8 +242,10 @@ def query_terms(query: str) -> list[str]:
 class Collections:
     """Collections, documents and passage search over one ``RunStore``'s database."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, embedder: Embedder | None = None) -> None:
         self._store = store
+        self.embedder = embedder
+        self._wake = asyncio.Event()  # a document was added: the sweep need not wait its poll
 
     # -- collections ----------------------------------------------------------------------------
 
@@ -275,6 +321,9 @@ class Collections:
             if collection_id is None:
                 return False
             await session.execute(
+                delete(vectors_table).where(vectors_table.c.collection_id == collection_id)
+            )
+            await session.execute(
                 delete(chunks_table).where(chunks_table.c.collection_id == collection_id)
             )
             await session.execute(
@@ -335,14 +384,15 @@ class Collections:
             await session.execute(insert(documents_table).values(**row))
             for start in range(0, len(passages), 1000):
                 await session.execute(insert(chunks_table), passages[start : start + 1000])
-        return _document(row, collection["name"])
+        self._wake.set()
+        return _document({**row, "embedded": 0}, collection["name"])
 
     async def documents(self, collection: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._store.detach(self._documents(collection))
 
     async def _documents(self, collection: dict[str, Any]) -> list[dict[str, Any]]:
         statement = (
-            select(documents_table)
+            self._with_embedded()
             .where(documents_table.c.collection_id == collection["collection_id"])
             .order_by(documents_table.c.created_at, documents_table.c.document_id)
         )
@@ -356,13 +406,33 @@ class Collections:
     async def _document(
         self, collection: dict[str, Any], document_id: str
     ) -> dict[str, Any] | None:
-        statement = select(documents_table).where(
+        statement = self._with_embedded().where(
             documents_table.c.collection_id == collection["collection_id"],
             documents_table.c.document_id == document_id,
         )
         async with self._store.reading() as session:
             row = (await session.execute(statement)).mappings().first()
         return _document(row, collection["name"]) if row is not None else None
+
+    def _with_embedded(self) -> Select[Any]:
+        """Documents with ``embedded``: how many of their passages have a vector of the
+        configured model (0 without one)."""
+        if self.embedder is None:
+            return select(documents_table, literal(0).label("embedded"))
+        embedded = (
+            select(func.count())
+            .select_from(
+                vectors_table.join(
+                    chunks_table, chunks_table.c.chunk_id == vectors_table.c.chunk_id
+                )
+            )
+            .where(
+                chunks_table.c.document_id == documents_table.c.document_id,
+                vectors_table.c.model == self.embedder.model,
+            )
+            .scalar_subquery()
+        )
+        return select(documents_table, embedded.label("embedded"))
 
     async def delete_document(self, collection: dict[str, Any], document_id: str) -> bool:
         return await self._store.detach(self._delete_document(collection, document_id))
@@ -378,6 +448,15 @@ class Collections:
             if not gone.rowcount:  # type: ignore[attr-defined]
                 return False
             await session.execute(
+                delete(vectors_table).where(
+                    vectors_table.c.chunk_id.in_(
+                        select(chunks_table.c.chunk_id).where(
+                            chunks_table.c.document_id == document_id
+                        )
+                    )
+                )
+            )
+            await session.execute(
                 delete(chunks_table).where(chunks_table.c.document_id == document_id)
             )
         return True
@@ -385,23 +464,50 @@ class Collections:
     # -- search ---------------------------------------------------------------------------------
 
     async def search(self, collection_ids: Sequence[str], query: str, k: int) -> list[Passage]:
-        """The ``k`` best passages (``tools.retrieve.tool.PassageIndex``)."""
+        """The ``k`` best passages (``tools.retrieve.tool.PassageIndex``): BM25, fused with the
+        vector ranking when an embeddings model is configured and answers."""
+        if not collection_ids or k < 1:
+            return []
+        if self.embedder is None:
+            return await self.lexical(collection_ids, query, k)
+        pool = max(k, FUSION_POOL)
+        lexical = await self.lexical(collection_ids, query, pool)
+        try:
+            semantic = await self.semantic(collection_ids, query, pool)
+        except EmbeddingsUnavailable as exc:
+            log.warning("retrieve ranks by BM25 alone: no query vector", reason=str(exc))
+            return lexical[:k]
+        return fuse([lexical, semantic], k)
+
+    async def lexical(self, collection_ids: Sequence[str], query: str, k: int) -> list[Passage]:
+        """The ``k`` best passages by BM25 (``ts_rank_cd`` on Postgres)."""
         terms = query_terms(query)
         if not terms or not collection_ids:
             return []
         try:
-            return await self._store.detach(self._search(list(collection_ids), terms, k))
+            return await self._store.detach(self._lexical(list(collection_ids), terms, k))
         except StoreUnavailable as exc:
             raise ToolUnavailable(f"retrieve is unavailable right now ({exc})") from exc
 
-    async def _search(self, collection_ids: list[str], terms: list[str], k: int) -> list[Passage]:
+    async def semantic(self, collection_ids: Sequence[str], query: str, k: int) -> list[Passage]:
+        """The ``k`` embedded passages nearest ``query`` (cosine). Raises
+        ``EmbeddingsUnavailable`` when there is no model or it does not answer."""
+        if self.embedder is None:
+            raise EmbeddingsUnavailable("no embeddings model is configured (EMBEDDINGS_BASE_URL)")
+        if not collection_ids or not query.strip():
+            return []
+        vector = await self.embedder.embed_query(query)
+        try:
+            return await self._store.detach(self._nearest(list(collection_ids), vector, k))
+        except StoreUnavailable as exc:
+            raise ToolUnavailable(f"retrieve is unavailable right now ({exc})") from exc
+
+    async def _lexical(self, collection_ids: list[str], terms: list[str], k: int) -> list[Passage]:
         if self._store.sqlite:
             statement = text(
-                'SELECT c.chunk_id, c.document_id, c.page, c.start, c."end", c.heading, '
-                "c.text, d.source, k.name, -bm25(chunks_fts, 0.0, 2.0, 1.0) AS score "
+                f"{_PASSAGE_COLUMNS}, -bm25(chunks_fts, 0.0, 2.0, 1.0) AS score "
                 "FROM chunks_fts JOIN chunks c ON c.chunk_id = chunks_fts.rowid "
-                "JOIN documents d ON d.document_id = c.document_id "
-                "JOIN collections k ON k.collection_id = c.collection_id "
+                f"{_PASSAGE_JOINS} "
                 "WHERE chunks_fts MATCH :query AND c.collection_id IN :ids "
                 "ORDER BY bm25(chunks_fts, 0.0, 2.0, 1.0) LIMIT :k"
             )
@@ -414,11 +520,9 @@ class Collections:
             query = f"collection_id : ({within}) AND {{heading text}} : ({words})"
         else:
             statement = text(
-                'SELECT c.chunk_id, c.document_id, c.page, c.start, c."end", c.heading, '
-                "c.text, d.source, k.name, ts_rank_cd(c.tsv, q) AS score "
+                f"{_PASSAGE_COLUMNS}, ts_rank_cd(c.tsv, q) AS score "
                 "FROM chunks c CROSS JOIN to_tsquery('english', :query) q "
-                "JOIN documents d ON d.document_id = c.document_id "
-                "JOIN collections k ON k.collection_id = c.collection_id "
+                f"{_PASSAGE_JOINS} "
                 "WHERE c.tsv @@ q AND c.collection_id IN :ids "
                 "ORDER BY score DESC, c.chunk_id LIMIT :k"
             )
@@ -428,21 +532,184 @@ class Collections:
             rows = (
                 await session.execute(statement, {"query": query, "ids": collection_ids, "k": k})
             ).all()
+        return [_passage(row) for row in rows]
+
+    async def _nearest(self, collection_ids: list[str], query: Vector, k: int) -> list[Passage]:
+        assert self.embedder is not None
+        statement = select(vectors_table.c.chunk_id, vectors_table.c.vector).where(
+            vectors_table.c.collection_id.in_(collection_ids),
+            vectors_table.c.model == self.embedder.model,
+        )
+        size = len(query) * 4
+        async with self._store.reading() as session:
+            # A vector of another size (the model's name kept, its output changed) is skipped
+            # until the sweep replaces it.
+            rows = [row for row in (await session.execute(statement)).all() if len(row[1]) == size]
+            if not rows:
+                return []
+            matrix = unpack(b"".join(row[1] for row in rows)).reshape(len(rows), len(query))
+            scores = matrix @ query
+            best = np.argsort(-scores, kind="stable")[:k]
+            chosen = {int(rows[i][0]): float(scores[i]) for i in best}
+            found = {
+                passage.chunk_id: passage for passage in await self._passages(session, list(chosen))
+            }
         return [
-            Passage(
-                chunk_id=row[0],
-                document_id=row[1],
-                page=row[2],
-                start=row[3],
-                end=row[4],
-                heading=row[5],
-                text=row[6],
-                source=row[7],
-                collection=row[8],
-                score=float(row[9]),
-            )
-            for row in rows
+            dataclasses.replace(found[chunk_id], score=score)
+            for chunk_id, score in chosen.items()
+            if chunk_id in found  # deleted since its vector was read
         ]
+
+    async def _passages(self, session: AsyncSession, chunk_ids: list[int]) -> list[Passage]:
+        statement = text(
+            f"{_PASSAGE_COLUMNS}, 0.0 AS score FROM chunks c {_PASSAGE_JOINS} "
+            "WHERE c.chunk_id IN :ids"
+        ).bindparams(bindparam("ids", expanding=True))
+        rows = (await session.execute(statement, {"ids": chunk_ids})).all()
+        return [_passage(row) for row in rows]
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    async def embed_pending(self) -> int:
+        """Embed every passage without a vector of the configured model, ``embedder.batch``
+        at a time, each batch stored as it comes; the number embedded (0 without a model).
+        Raises ``EmbeddingsUnavailable`` or ``StoreUnavailable``: what was stored stays."""
+        if self.embedder is None:
+            return 0
+        embedder = self.embedder
+        total = await self._store.detach(self._count_pending(embedder.model))
+        done, said = 0, time.monotonic()
+        # Bounded: the passages pending now, and one more batch for those added meanwhile
+        # (the next sweep takes the rest).
+        for _ in range(total // embedder.batch + 2):
+            batch = await self._store.detach(self._pending(embedder.model, embedder.batch))
+            if not batch:
+                break
+            vectors = await embedder.embed([_embedded_text(row[2], row[3]) for row in batch])
+            await self._store.detach(self._store_vectors(embedder.model, batch, vectors))
+            done += len(batch)
+            if time.monotonic() - said >= EMBED_PROGRESS_S:
+                log.info("embedding passages", model=embedder.model, done=done, pending=total)
+                said = time.monotonic()
+        if done:
+            log.info("passages embedded", model=embedder.model, embedded=done)
+        return done
+
+    async def keep_embedding(self, *, poll_s: float = EMBED_POLL_S) -> None:
+        """Until cancelled: ``embed_pending`` when a document is added and every ``poll_s``
+        (other processes' documents, a model change), backing off while it fails."""
+        backoff = 5.0
+        while True:
+            self._wake.clear()
+            try:
+                await self.embed_pending()
+            except (EmbeddingsUnavailable, StoreUnavailable) as exc:
+                log.warning("embedding passages failed", reason=str(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, EMBED_BACKOFF_MAX_S)
+                continue
+            backoff = 5.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
+
+    async def _count_pending(self, model: str) -> int:
+        async with self._store.reading() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(_without_vector(model))
+                .where(vectors_table.c.chunk_id.is_(None))
+            )
+        return count or 0
+
+    async def _pending(self, model: str, limit: int) -> list[Any]:
+        statement = (
+            select(
+                chunks_table.c.chunk_id,
+                chunks_table.c.collection_id,
+                chunks_table.c.heading,
+                chunks_table.c.text,
+            )
+            .select_from(_without_vector(model))
+            .where(vectors_table.c.chunk_id.is_(None))
+            .order_by(chunks_table.c.chunk_id)
+            .limit(limit)
+        )
+        async with self._store.reading() as session:
+            return list((await session.execute(statement)).all())
+
+    async def _store_vectors(self, model: str, batch: list[Any], vectors: list[Vector]) -> None:
+        rows = [
+            {"chunk_id": row[0], "collection_id": row[1], "model": model, "vector": pack(vector)}
+            for row, vector in zip(batch, vectors, strict=True)
+        ]
+        upsert = (sqlite_insert if self._store.sqlite else postgres_insert)(vectors_table)
+        statement = upsert.on_conflict_do_update(
+            index_elements=[vectors_table.c.chunk_id],
+            set_={"model": upsert.excluded.model, "vector": upsert.excluded.vector},
+        )
+        ids = [row["chunk_id"] for row in rows]
+        async with self._store.writing() as session:
+            await session.execute(statement, rows)
+            # A passage deleted while it was being embedded leaves no vector behind.
+            await session.execute(
+                delete(vectors_table).where(
+                    vectors_table.c.chunk_id.in_(ids),
+                    vectors_table.c.chunk_id.not_in(
+                        select(chunks_table.c.chunk_id).where(chunks_table.c.chunk_id.in_(ids))
+                    ),
+                )
+            )
+
+
+def fuse(rankings: Sequence[Sequence[Passage]], k: int) -> list[Passage]:
+    """Reciprocal-rank fusion: each passage scores ``sum(1 / (RRF_K + rank))`` over the
+    rankings it is in; the ``k`` best, ties by passage id."""
+    scores: dict[int, float] = {}
+    seen: dict[int, Passage] = {}
+    for ranking in rankings:
+        for rank, passage in enumerate(ranking, start=1):
+            scores[passage.chunk_id] = scores.get(passage.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            seen.setdefault(passage.chunk_id, passage)
+    best = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))[:k]
+    return [dataclasses.replace(seen[chunk_id], score=scores[chunk_id]) for chunk_id in best]
+
+
+_PASSAGE_COLUMNS = (
+    'SELECT c.chunk_id, c.document_id, c.page, c.start, c."end", c.heading, c.text, d.source, '
+    "k.name"
+)
+_PASSAGE_JOINS = (
+    "JOIN documents d ON d.document_id = c.document_id "
+    "JOIN collections k ON k.collection_id = c.collection_id"
+)
+
+
+def _passage(row: Any) -> Passage:
+    return Passage(
+        chunk_id=row[0],
+        document_id=row[1],
+        page=row[2],
+        start=row[3],
+        end=row[4],
+        heading=row[5],
+        text=row[6],
+        source=row[7],
+        collection=row[8],
+        score=float(row[9]),
+    )
+
+
+def _without_vector(model: str) -> Any:
+    """Passages outer-joined with their vector of ``model`` (NULL where they have none)."""
+    return chunks_table.outerjoin(
+        vectors_table,
+        and_(vectors_table.c.chunk_id == chunks_table.c.chunk_id, vectors_table.c.model == model),
+    )
+
+
+def _embedded_text(heading: str | None, body: str) -> str:
+    """What is embedded for a passage: its heading trail, then its text."""
+    return f"{heading}\n{body}" if heading else body
 
 
 def _collection(row: Any) -> dict[str, Any]:
@@ -463,6 +730,7 @@ def _document(row: Any, collection: str) -> dict[str, Any]:
         "bytes": row["bytes"],
         "pages": row["pages"],
         "chunks": row["chunks"],
+        "embedded": row["embedded"],
         "sha256": row["sha256"],
         "created_at": _iso(row["created_at"]),
     }

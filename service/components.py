@@ -4,6 +4,7 @@ action registry. The app's lifespan calls these for whatever a test did not inje
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from agents.errors import LLMConfigError
 from agents.llm.base import LLM
@@ -13,6 +14,9 @@ from tools.registry import ToolRegistry, load_langchain_tool
 from tools.retrieve.tool import PassageIndex
 from tools.sandbox import Sandbox
 from tools.search.base import SearchProvider
+
+if TYPE_CHECKING:
+    from service.embeddings import Embedder
 
 
 def build_llm(settings: Settings) -> LLM:
@@ -48,6 +52,22 @@ def build_search_provider(settings: Settings) -> SearchProvider:
     from tools.search.duckduckgo import DuckDuckGoProvider
 
     return DuckDuckGoProvider(timeout_s=settings.search_timeout_s)
+
+
+def build_embedder(settings: Settings) -> Embedder | None:
+    """The embeddings model of ``EMBEDDINGS_BASE_URL``, or None (BM25 alone)."""
+    if settings.embeddings_base_url is None:
+        return None
+    from service.embeddings import Embedder
+
+    key = settings.embeddings_api_key
+    return Embedder(
+        settings.embeddings_base_url,
+        settings.embeddings_model,
+        api_key=key.get_secret_value() if key else None,
+        timeout_s=settings.embeddings_timeout_s,
+        batch=settings.embeddings_batch,
+    )
 
 
 def build_tools(

@@ -312,6 +312,11 @@ class Document(BaseModel):
     bytes: int
     pages: int | None = Field(description="A PDF's pages; null for other kinds.")
     chunks: int = Field(description="Passages the document was cut into.")
+    embedded: int = Field(
+        description="Its passages that have a vector of the configured embeddings model "
+        "(EMBEDDINGS_BASE_URL; 0 without one). They are embedded in the background after "
+        "ingestion; until then they rank by BM25 alone."
+    )
     sha256: str
     created_at: str
 

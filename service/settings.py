@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     retrieve_max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     retrieve_max_pages: int = Field(2000, ge=1, le=100_000)  # a PDF's pages
     retrieve_parse_timeout_s: float = Field(60.0, gt=0, le=3600)  # parsing one HTML or PDF file
+    # Vector ranking, fused with BM25 (service.collections): any OpenAI-compatible /v1/embeddings.
+    embeddings_base_url: str | None = None  # unset: BM25 alone
+    embeddings_model: str = Field("text-embedding-3-small", min_length=1, max_length=200)
+    embeddings_api_key: SecretStr | None = None
+    embeddings_timeout_s: float = Field(30.0, gt=0, le=600)
+    embeddings_batch: int = Field(64, ge=1, le=2048)  # passages per request
     # Remote MCP tools as actions "name.tool" (only those ALLOWED_ACTIONS lists are usable).
     mcp_servers: CommaList = ()  # name=url,... (streamable HTTP)
     mcp_timeout_s: float = Field(10.0, gt=0, le=120)  # a whole call: connect, list, call
@@ -183,7 +189,7 @@ class Settings(BaseSettings):
             values["local_model_path"] = Path(values["local_model_path"]).expanduser().resolve()
         return values
 
-    @field_validator("llm_base_url", "searxng_url", mode="before")
+    @field_validator("llm_base_url", "searxng_url", "embeddings_base_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

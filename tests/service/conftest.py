@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from service.app import create_app
+from service.embeddings import Embedder
 from service.settings import Settings
 from tests.fakes import FakeOpenAI, make_llm
 from tests.fakes.search import FakeSearchProvider
@@ -53,6 +54,7 @@ def app_client(sandbox: Sandbox, settings_for: Callable[..., Settings]) -> AppFa
         *,
         search: FakeSearchProvider | None = None,
         llm_options: dict[str, Any] | None = None,
+        embedder: Embedder | None = None,
         **overrides: Any,
     ) -> AsyncIterator[httpx2.AsyncClient]:
         app = create_app(
@@ -60,6 +62,7 @@ def app_client(sandbox: Sandbox, settings_for: Callable[..., Settings]) -> AppFa
             llm=make_llm(fake, **(llm_options or {})),
             sandbox=sandbox,
             search_provider=search or FakeSearchProvider(),
+            embedder=embedder,
         )
         async with app.router.lifespan_context(app):
             transport = httpx2.ASGITransport(app=app)

@@ -1,0 +1,325 @@
+"""Vector ranking for ``retrieve`` (EMBEDDINGS_BASE_URL): the service's real ``Embedder``
+(real openai client) against a fake embeddings server, over a real SQLite store; and end to
+end through the app, where the background sweep embeds what was ingested.
+
+The fake (``tests.fakes.embeddings``) places synonyms together, so a question that shares no
+word with its passage is found by vectors and missed by BM25: each test that says "found by
+vectors" has its BM25-alone control."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import func, select
+
+from service.collections import Collections, fuse, prepare_document, vectors_table
+from service.embeddings import Embedder, EmbeddingsUnavailable
+from service.store import RunStore
+from tests.fakes import FakeOpenAI
+from tests.fakes.embeddings import FakeEmbeddings
+from tests.fakes.llm import FakeRequest
+from tests.service.conftest import AppFactory
+from tests.service.test_collections_api import RETRIEVE, observation, upload
+from tools.retrieve.tool import Passage
+
+QUESTION = "Can troops be lodged in my home without permission?"
+# The answer shares no word with QUESTION (stemmed or not); the distractor shares many.
+ANSWER = (
+    "No Soldier shall, in time of peace, be quartered in any house, but with the Owner's consent."
+)
+DISTRACTOR = "Troops can travel without delay; my home town can see them."
+NOISE = [
+    "The capital of Freedonia is Fredville, on the river Marx.",
+    "Freedonia exports mustard and tin from its northern mines.",
+    "Winters are mild; summers are dry and long.",
+]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[RunStore]:
+    store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/runs.db")
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def ingest(library: Collections, collection: dict[str, Any], texts: list[str]) -> list[str]:
+    ids = []
+    for number, text in enumerate(texts):
+        new = await prepare_document(text.encode(), f"doc{number}.txt", max_pages=10)
+        ids.append((await library.add_document(collection, new))["document_id"])
+    return ids
+
+
+async def vector_rows(store: RunStore) -> list[tuple[int, str]]:
+    async with store.reading() as session:
+        rows = await session.execute(select(vectors_table.c.chunk_id, vectors_table.c.model))
+        return [(row[0], row[1]) for row in rows]
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+
+async def test_texts_are_embedded_in_batches_in_order() -> None:
+    fake = FakeEmbeddings()
+    embedder = fake.embedder(batch=8)
+    texts = [f"text number {n}" for n in range(20)]
+    vectors = await embedder.embed(texts)
+    assert [len(batch) for batch in fake.requests] == [8, 8, 4]
+    assert len(vectors) == 20 and all(abs(float(v @ v) - 1.0) < 1e-5 for v in vectors)
+    again = await embedder.embed_query("text number 13")
+    assert float(again @ vectors[13]) == pytest.approx(1.0, abs=1e-5)
+    await embedder.aclose()
+
+
+def _answer(data: list[dict[str, Any]]) -> Any:
+    return lambda body: {"object": "list", "model": body["model"], "data": data}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer([]),  # no vectors
+        _answer([{"index": 0, "embedding": [1.0, 0.0]}]),  # one vector for two inputs
+        _answer([{"index": 0, "embedding": [1.0, 0.0]}, {"index": 0, "embedding": [0.0, 1.0]}]),
+        _answer([{"index": 0, "embedding": [1.0, 0.0]}, {"index": 1, "embedding": [1.0]}]),
+        _answer([{"index": 0, "embedding": "AAAA"}, {"index": 1, "embedding": "AAAA"}]),
+        _answer([{"index": 0, "embedding": ["a", 1]}, {"index": 1, "embedding": [1, 2]}]),
+        _answer([{"index": 0, "embedding": [1e308, 1e308]}, {"index": 1, "embedding": [1, 2]}]),
+        _answer([{"index": 0, "embedding": []}, {"index": 1, "embedding": []}]),
+        _answer([{"embedding": [1.0]}, {"embedding": [2.0]}]),  # no index
+        lambda body: {"object": "list", "data": "nope"},
+        lambda body: ["not", "an", "object"],
+    ],
+)
+async def test_an_answer_that_is_not_one_vector_per_input_is_refused(answer: Any) -> None:
+    fake = FakeEmbeddings()
+    fake.answer = answer
+    embedder = fake.embedder()
+    with pytest.raises(EmbeddingsUnavailable):
+        await embedder.embed(["one", "two"])
+    await embedder.aclose()
+
+
+async def test_a_server_that_fails_is_unavailable_not_an_error() -> None:
+    fake = FakeEmbeddings()
+    fake.down = True
+    embedder = fake.embedder()
+    with pytest.raises(EmbeddingsUnavailable, match="HTTP 503"):
+        await embedder.embed_query("anything")
+    await embedder.aclose()
+    nobody = Embedder("http://127.0.0.1:9/v1", "m", timeout_s=1.0, max_retries=0)
+    with pytest.raises(EmbeddingsUnavailable, match="cannot connect"):
+        await nobody.embed_query("anything")
+    await nobody.aclose()
+
+
+# -- the index ----------------------------------------------------------------------------------
+
+
+async def test_vectors_find_the_passage_bm25_cannot(store: RunStore) -> None:
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder())
+    collection = await library.create("", "rights", "")
+    await ingest(library, collection, [DISTRACTOR, ANSWER, *NOISE])
+    assert await library.embed_pending() == 5
+    ids = [collection["collection_id"]]
+
+    lexical = await library.lexical(ids, QUESTION, 5)
+    assert ANSWER not in [passage.text for passage in lexical]  # the control: no shared word
+    semantic = await library.semantic(ids, QUESTION, 5)
+    assert semantic[0].text == ANSWER
+    fused = await library.search(ids, QUESTION, 2)
+    assert ANSWER in [passage.text for passage in fused]
+    assert [passage.score for passage in fused] == sorted(
+        (passage.score for passage in fused), reverse=True
+    )
+    # Without an embeddings model the same question does not find it.
+    alone = await Collections(store).search(ids, QUESTION, 2)
+    assert ANSWER not in [passage.text for passage in alone]
+
+
+def _passage(chunk_id: int) -> Passage:
+    return Passage(chunk_id, "c", "d", "s", None, 0, 1, None, f"text {chunk_id}", 0.0)
+
+
+def test_fusion_adds_reciprocal_ranks() -> None:
+    lexical = [_passage(1), _passage(2), _passage(3)]
+    semantic = [_passage(3), _passage(4), _passage(1)]
+    fused = fuse([lexical, semantic], 3)
+    # 1: 1/61 + 1/63; 3: 1/63 + 1/61 (a tie, by id); 2 and 4: 1/62 each.
+    assert [passage.chunk_id for passage in fused] == [1, 3, 2]
+    assert fused[0].score == pytest.approx(1 / 61 + 1 / 63)
+    assert fuse([[], []], 5) == []
+
+
+async def test_each_passage_is_embedded_once_and_again_after_a_model_change(
+    store: RunStore,
+) -> None:
+    fake = FakeEmbeddings()
+    first = Collections(store, fake.embedder("model-a", batch=2))
+    collection = await first.create("", "docs", "")
+    await ingest(first, collection, [ANSWER, *NOISE])
+    assert await first.embed_pending() == 4
+    assert [len(batch) for batch in fake.requests] == [2, 2]
+    assert await first.embed_pending() == 0  # nothing left: no request
+    assert len(fake.requests) == 2
+    documents = await first.documents(collection)
+    assert [(d["chunks"], d["embedded"]) for d in documents] == [(1, 1)] * 4
+
+    second = Collections(store, fake.embedder("model-b", batch=3))
+    assert [d["embedded"] for d in await second.documents(collection)] == [0] * 4
+    assert await second.embed_pending() == 4  # all of them, for the new model
+    rows = await vector_rows(store)
+    assert len(rows) == 4 and {model for _, model in rows} == {"model-b"}  # replaced, not added
+    semantic = await second.semantic([collection["collection_id"]], QUESTION, 1)
+    assert semantic[0].text == ANSWER
+
+
+async def test_a_failing_server_leaves_ingestion_and_bm25_working(store: RunStore) -> None:
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder())
+    collection = await library.create("", "docs", "")
+    fake.down = True
+    await ingest(library, collection, [ANSWER, *NOISE])  # ingestion never calls the server
+    assert fake.requests == []
+    with pytest.raises(EmbeddingsUnavailable):
+        await library.embed_pending()
+    assert await vector_rows(store) == []
+    ids = [collection["collection_id"]]
+    with structlog.testing.capture_logs() as logs:
+        found = await library.search(ids, "capital of Freedonia", 2)
+    assert found[0].text.startswith("The capital of Freedonia")  # BM25 alone
+    assert [log["event"] for log in logs] == ["retrieve ranks by BM25 alone: no query vector"]
+    assert "HTTP 503" in logs[0]["reason"]
+    fake.down = False
+    assert await library.embed_pending() == 4  # caught up once the server is back
+
+
+async def test_the_background_sweep_embeds_new_documents_and_survives_failures(
+    store: RunStore,
+) -> None:
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder())
+    collection = await library.create("", "docs", "")
+    fake.down = True
+    sweep = asyncio.create_task(library.keep_embedding(poll_s=60))
+    try:
+        await ingest(library, collection, [ANSWER])
+        await asyncio.sleep(0.2)
+        assert fake.requests and await vector_rows(store) == []  # tried, failed, kept going
+        fake.down = False
+        sweep.cancel()
+        sweep = asyncio.create_task(library.keep_embedding(poll_s=60))
+        for _ in range(100):
+            if await vector_rows(store):
+                break
+            await asyncio.sleep(0.02)
+        await ingest(library, collection, NOISE)  # woken by the ingest, not by the poll
+        for _ in range(100):
+            if len(await vector_rows(store)) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert len(await vector_rows(store)) == 4
+        assert not sweep.done()
+    finally:
+        sweep.cancel()
+
+
+async def test_deleting_documents_and_collections_deletes_their_vectors(store: RunStore) -> None:
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder())
+    kept = await library.create("", "kept", "")
+    gone = await library.create("", "gone", "")
+    kept_ids = await ingest(library, kept, [ANSWER, NOISE[0]])
+    await ingest(library, gone, NOISE)
+    assert await library.embed_pending() == 5
+    assert await library.delete_document(kept, kept_ids[0])
+    assert len(await vector_rows(store)) == 4
+    assert await library.delete("", "gone")
+    assert len(await vector_rows(store)) == 1
+    found = await library.semantic([kept["collection_id"]], QUESTION, 5)
+    assert [passage.text for passage in found] == [NOISE[0]]
+
+
+async def test_vectors_of_another_size_are_skipped_until_replaced(store: RunStore) -> None:
+    fake = FakeEmbeddings(dimensions=16)
+    library = Collections(store, fake.embedder("same-name"))
+    collection = await library.create("", "docs", "")
+    await ingest(library, collection, [ANSWER, *NOISE])
+    await library.embed_pending()
+    fake.dimensions = 64  # the server's model changed under the same name
+    ids = [collection["collection_id"]]
+    assert await library.semantic(ids, QUESTION, 3) == []
+    fused = await library.search(ids, "capital of Freedonia", 1)  # BM25 still ranks
+    assert fused[0].text.startswith("The capital of Freedonia")
+    async with store.reading() as session:
+        count = await session.scalar(select(func.count()).select_from(vectors_table))
+    assert count == 4
+
+
+# -- through the app ----------------------------------------------------------------------------
+
+
+def _model_that_answers_if(needle: str) -> FakeOpenAI:
+    """Answers citing the passage that holds ``needle``, if one was shown."""
+
+    def script(request: FakeRequest) -> str:
+        shown = re.split(r"(?m)^\[(\d+)\] ", observation(request))
+        for number, passage in zip(shown[1::2], shown[2::2], strict=True):
+            if needle in passage:
+                return f"Thought: passage {number} says so\nAction: finish[No [{number}]]"
+        return "Thought: not found\nAction: finish[not found]"
+
+    return FakeOpenAI(script=script)
+
+
+async def _ask_after_ingest(client: Any) -> dict[str, Any]:
+    await client.post("/collections", json={"name": "rights"})
+    for number, text in enumerate([DISTRACTOR, ANSWER, *NOISE]):
+        made = await upload(client, "rights", f"doc{number}.txt", text.encode())
+        assert made.status_code == 201 and made.json()["embedded"] == 0
+    return (
+        await client.post("/ask", json={"question": QUESTION, "collections": ["rights"]})
+    ).json()
+
+
+async def test_ingest_then_ask_finds_the_passage_by_its_meaning(app_client: AppFactory) -> None:
+    fake = FakeEmbeddings()
+    settings = {**RETRIEVE, "retrieve_top_k": 2}
+    async with app_client(
+        _model_that_answers_if("quartered"), embedder=fake.embedder(), **settings
+    ) as client:
+        await client.post("/collections", json={"name": "rights"})
+        for number, text in enumerate([DISTRACTOR, ANSWER, *NOISE]):
+            made = await upload(client, "rights", f"doc{number}.txt", text.encode())
+            assert made.status_code == 201
+        for _ in range(200):  # the app's background sweep embeds them
+            documents = (await client.get("/collections/rights/documents")).json()["documents"]
+            if all(d["embedded"] == d["chunks"] for d in documents):
+                break
+            await asyncio.sleep(0.02)
+        assert all(d["embedded"] == d["chunks"] == 1 for d in documents)
+        body = (
+            await client.post("/ask", json={"question": QUESTION, "collections": ["rights"]})
+        ).json()
+    assert body["status"] == "finished" and body["answer"].startswith("No [")
+    cited = [source for source in body["details"]["sources"] if source["cited"]]
+    assert [source["source"] for source in cited] == ["doc1.txt"]
+
+
+async def test_without_embeddings_the_same_question_is_not_found(app_client: AppFactory) -> None:
+    """The control for the test above: BM25 alone cannot find it."""
+    async with app_client(
+        _model_that_answers_if("quartered"), **{**RETRIEVE, "retrieve_top_k": 2}
+    ) as client:
+        body = await _ask_after_ingest(client)
+    assert body["answer"] == "not found"

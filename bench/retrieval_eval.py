@@ -1,8 +1,11 @@
-"""Evaluation, not a test: how well and how fast ``retrieve`` finds passages (BM25, SQLite FTS5).
+"""Evaluation, not a test: how well and how fast ``retrieve`` finds passages (BM25 in SQLite
+FTS5; with an embeddings server, vectors and fusion too).
 
     .venv/bin/python bench/retrieval_eval.py              # the labelled set: recall, MRR, ingest
     .venv/bin/python bench/retrieval_eval.py --scale      # also latency at 10,000+ chunks, PDFs
     .venv/bin/python bench/retrieval_eval.py --verbose    # also each question it missed
+    .venv/bin/python bench/embeddings_server.py &         # offline embeddings (make install-bench)
+    .venv/bin/python bench/retrieval_eval.py --embeddings-base-url http://127.0.0.1:8090/v1
 
 The labelled set is ``bench/data/retrieval``: the documents in ``docs/`` (the project's own
 docs as Markdown, public-domain texts as plain text and HTML; ``SOURCES.md`` says where each
@@ -18,9 +21,11 @@ range in the extracted text covers where the quote is (a quote cut by a chunk bo
 Printed:
 
 * per ranker, **recall@1** and **recall@k** (a relevant passage first, or in the top k) and
-  **MRR** over the top k (1/rank of the first relevant passage, 0 past k). Only BM25 exists:
-  the ``embeddings`` and ``fusion`` rows say "not configured" (or, with
-  ``--embeddings-base-url``, "not measured": vector ranking is not implemented yet);
+  **MRR** over the top k (1/rank of the first relevant passage, 0 past k): BM25 always; with
+  ``--embeddings-base-url`` (any OpenAI-compatible ``/v1`` serving ``/embeddings``, e.g.
+  ``bench/embeddings_server.py``) also the vectors alone (cosine) and their reciprocal-rank
+  fusion with BM25, which is what ``retrieve`` uses when ``EMBEDDINGS_BASE_URL`` is set. The
+  passages are embedded by the service's own sweep (``Collections.embed_pending``), timed;
 * **ingest throughput** of the shipped set (documents/s, chunks/s: parsing, chunking and
   storing, not the store's creation), and **query latency** p50/p99 over its questions;
 * with ``--scale``: synthetic documents (words drawn from the shipped texts by their

@@ -41,9 +41,17 @@ NOISE = [
 ]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each index test on SQLite and on a real Postgres (its upsert, its bytea)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite+aiosqlite:///{tmp_path}/runs.db"
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RunStore]:
-    store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/runs.db")
+async def store(store_url: str) -> AsyncIterator[RunStore]:
+    store = RunStore(store_url)
     await store.start()
     try:
         yield store
@@ -323,3 +331,15 @@ async def test_without_embeddings_the_same_question_is_not_found(app_client: App
     ) as client:
         body = await _ask_after_ingest(client)
     assert body["answer"] == "not found"
+
+
+async def test_a_passage_deleted_while_it_was_embedded_leaves_no_vector(store: RunStore) -> None:
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder("m"))
+    collection = await library.create("", "docs", "")
+    ids = await ingest(library, collection, [ANSWER, NOISE[0]])
+    batch = await library._pending("m", 10)  # the sweep's read, then the document goes
+    vectors = await library.embedder.embed([row[3] for row in batch])  # type: ignore[union-attr]
+    assert await library.delete_document(collection, ids[0])
+    await library._store_vectors("m", batch, vectors)
+    assert len(await vector_rows(store)) == 1

@@ -86,3 +86,22 @@ def _misses(evaluation: Evaluation) -> str:
     return "\n".join(
         f"{o.question.source}: {o.question.question}" for o in evaluation.outcomes if o.rank is None
     )
+
+
+@module_loop
+async def test_the_bench_measures_vectors_and_fusion_with_an_embeddings_server() -> None:
+    """The bench's embeddings path, against the fake server (its recall means nothing: the
+    fake's vectors are hashed words; the real numbers are in the README)."""
+    from tests.fakes.embeddings import FakeEmbeddings
+
+    embedder = FakeEmbeddings().embedder(batch=64)
+    try:
+        measured = await retrieval_eval.evaluate(retrieval_eval.DATA, k=5, embedder=embedder)
+    finally:
+        await embedder.aclose()
+    assert measured.embedded is not None
+    assert measured.embedded.passages == measured.ingested.chunks
+    assert set(measured.rankers) == {"embeddings", "fusion"}
+    for outcomes in measured.rankers.values():
+        assert len(outcomes) == measured.scores.questions
+        assert retrieval_eval.score(outcomes).recall_at_k > 0

@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import random
 import re
 import time
 import uuid
@@ -570,21 +571,37 @@ class Collections:
 
     # -- embeddings ---------------------------------------------------------------------------
 
-    async def embed_pending(self) -> int:
+    async def embed_pending(self, *, start_at: int | None = None) -> int:
         """Embed every passage without a vector of the configured model, ``embedder.batch``
         at a time, each batch stored as it comes; the number embedded (0 without a model).
-        Raises ``EmbeddingsUnavailable`` or ``StoreUnavailable``: what was stored stays."""
+        Raises ``EmbeddingsUnavailable`` or ``StoreUnavailable``: what was stored stays.
+
+        It goes in passage-id order from ``start_at`` (default: a random passage) to the end,
+        then from the start: each worker process runs a sweep, and sweeps that begin at
+        different places share a big backlog instead of embedding the same passages twice
+        (a passage embedded twice is only replaced)."""
         if self.embedder is None:
             return 0
         embedder = self.embedder
         total = await self._store.detach(self._count_pending(embedder.model))
+        if not total:
+            return 0
+        if start_at is None:
+            start_at = await self._store.detach(self._random_passage())
         done, said = 0, time.monotonic()
-        # Bounded: the passages pending now, and one more batch for those added meanwhile
-        # (the next sweep takes the rest).
-        for _ in range(total // embedder.batch + 2):
-            batch = await self._store.detach(self._pending(embedder.model, embedder.batch))
+        after, wrapped = start_at - 1, False
+        # Bounded: the passages pending now, one more batch for those added meanwhile (the
+        # next sweep takes the rest) and the turn back to the first passage.
+        for _ in range(total // embedder.batch + 3):
+            batch = await self._store.detach(
+                self._pending(embedder.model, embedder.batch, after=after)
+            )
             if not batch:
-                break
+                if wrapped:
+                    break
+                after, wrapped = -1, True
+                continue
+            after = batch[-1][0]
             vectors = await embedder.embed([_embedded_text(row[2], row[3]) for row in batch])
             await self._store.detach(self._store_vectors(embedder.model, batch, vectors))
             done += len(batch)
@@ -621,7 +638,17 @@ class Collections:
             )
         return count or 0
 
-    async def _pending(self, model: str, limit: int) -> list[Any]:
+    async def _random_passage(self) -> int:
+        async with self._store.reading() as session:
+            low, high = (
+                await session.execute(
+                    select(func.min(chunks_table.c.chunk_id), func.max(chunks_table.c.chunk_id))
+                )
+            ).one()
+        return random.randint(low, high) if low is not None and high is not None else 0
+
+    async def _pending(self, model: str, limit: int, *, after: int = -1) -> list[Any]:
+        """Up to ``limit`` passages after id ``after`` without a vector of ``model``."""
         statement = (
             select(
                 chunks_table.c.chunk_id,
@@ -630,7 +657,7 @@ class Collections:
                 chunks_table.c.text,
             )
             .select_from(_without_vector(model))
-            .where(vectors_table.c.chunk_id.is_(None))
+            .where(vectors_table.c.chunk_id.is_(None), chunks_table.c.chunk_id > after)
             .order_by(chunks_table.c.chunk_id)
             .limit(limit)
         )

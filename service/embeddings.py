@@ -110,6 +110,14 @@ def _normalised(rows: Sequence[object], server: str) -> list[Vector]:
     for row in rows:
         if not isinstance(row, list) or not 1 <= len(row) <= MAX_DIMENSIONS:
             raise EmbeddingsUnavailable(f"{server} answered something that is not a vector")
+        if all(isinstance(item, list) for item in row):
+            # llama.cpp's servers do this for a model without pooling (a chat model).
+            raise EmbeddingsUnavailable(
+                f"{server} answered one vector per token, not one per text: its model does "
+                "not pool (serve an embeddings model, or set the server's pooling to mean)"
+            )
+        if not all(type(item) in (int, float) for item in row):
+            raise EmbeddingsUnavailable(f"{server} answered a vector of non-numbers")
         try:
             vector = np.asarray(row, dtype=np.float64)
         except (TypeError, ValueError) as exc:

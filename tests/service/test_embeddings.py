@@ -117,6 +117,17 @@ async def test_an_answer_that_is_not_one_vector_per_input_is_refused(answer: Any
     await embedder.aclose()
 
 
+async def test_vectors_per_token_are_refused_with_the_reason() -> None:
+    """What llama_cpp.server answers for a chat model (no pooling), seen here: a vector per
+    token of each input."""
+    fake = FakeEmbeddings()
+    fake.answer = _answer([{"index": i, "embedding": [[0.1, 0.2], [0.3, 0.4]]} for i in range(2)])
+    embedder = fake.embedder()
+    with pytest.raises(EmbeddingsUnavailable, match="one vector per token"):
+        await embedder.embed(["hello world", "second"])
+    await embedder.aclose()
+
+
 async def test_a_server_that_fails_is_unavailable_not_an_error() -> None:
     fake = FakeEmbeddings()
     fake.down = True

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from agents.errors import LLMError, LLMTimeout
 from service.deps import State
+from service.embeddings import EmbeddingsUnavailable
 from service.errors import ProblemError
 from service.readiness import TTL_S, BackendChecks
 from service.state import AppState
@@ -31,7 +32,8 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: the LLM is reachable, the sandbox and the run store work",
     description="Public, and cheap: the LLM and run-store checks run at most once every "
     f"{TTL_S:g} s, whoever asks. Which check failed, and the details (model, sandbox layers, "
-    "whether search can be reached: shown, not required, since runs go on without it), are "
+    "whether search and the embeddings server can be reached: shown, not required, since "
+    "runs go on without them), are "
     "shown to authenticated callers only (or to all when no API keys are configured).",
     responses={503: {"description": "Not ready"}},
 )
@@ -83,6 +85,15 @@ async def _check_backends(state: AppState) -> BackendChecks:
             checks[tool.name] = {"ok": down is None, "required": False}
             if down is not None:
                 checks[tool.name]["reason"] = down
+    if (embedder := state.collections.embedder) is not None:
+        # Vector ranking (EMBEDDINGS_BASE_URL): not required either; retrieve ranks by BM25
+        # while it is down.
+        checks["embeddings"] = {"ok": True, "required": False, "model": embedder.model}
+        try:
+            await asyncio.wait_for(embedder.embed_query("readiness"), CHECK_TIMEOUT_S)
+        except (EmbeddingsUnavailable, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {CHECK_TIMEOUT_S:g} s"
+            checks["embeddings"].update(ok=False, reason=reason)
     return BackendChecks(ok, checks, time.monotonic())
 
 

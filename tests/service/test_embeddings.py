@@ -399,3 +399,23 @@ async def test_two_processes_sweeps_share_a_backlog(store: RunStore) -> None:
     assert len(await vector_rows(store)) == 40
     asked = sum(len(batch) for batch in fake.requests)
     assert sum(done) == asked and asked <= 40 + 2 * 4
+
+
+async def test_readyz_shows_the_embeddings_server_without_requiring_it(
+    app_client: AppFactory,
+) -> None:
+    fake = FakeEmbeddings()
+    async with app_client(FakeOpenAI(), embedder=fake.embedder("emb-1"), **RETRIEVE) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["embeddings"] == {
+            "ok": True,
+            "required": False,
+            "model": "emb-1",
+        }
+    fake.down = True
+    async with app_client(FakeOpenAI(), embedder=fake.embedder("emb-1"), **RETRIEVE) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200  # runs go on: retrieve ranks by BM25 meanwhile
+        check = ready.json()["checks"]["embeddings"]
+        assert check["ok"] is False and "HTTP 503" in check["reason"]

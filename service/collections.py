@@ -44,7 +44,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cachetools
 import numpy as np
+import numpy.typing as npt
 import structlog
 from sqlalchemy import (
     Column,
@@ -64,6 +66,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -87,6 +90,7 @@ RRF_K = 60  # the reciprocal-rank fusion constant (Cormack, Clarke and Buettcher
 EMBED_POLL_S = 30.0  # the background sweep also looks this often (another process's ingests)
 EMBED_BACKOFF_MAX_S = 300.0
 EMBED_PROGRESS_S = 5.0  # a progress line at most this often while a sweep embeds
+VECTOR_CACHE_BYTES = 256 * 1024 * 1024  # per process: ~250,000 passages of 256 dimensions
 _WORD = re.compile(r"\w+")
 _HEX_ID = re.compile(r"[0-9a-f]{1,40}")
 # Words that carry no meaning for ranking; FTS5 has no stop list of its own (Postgres's
@@ -144,6 +148,8 @@ collections_table = Table(
     Column("name", String(64), nullable=False),
     Column("description", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Bumped whenever its vectors change (0005): the key of each process's cached matrix.
+    Column("vectors_version", Integer, nullable=False, server_default="0"),
 )
 documents_table = Table(
     "documents",
@@ -247,6 +253,11 @@ class Collections:
         self._store = store
         self.embedder = embedder
         self._wake = asyncio.Event()  # a document was added: the sweep need not wait its poll
+        # Each collection's vectors as last read, so a query does not read them all again
+        # while they have not changed (``vectors_version``); least recently used go first.
+        self._vectors: cachetools.LRUCache[tuple[str, str], _Vectors] = cachetools.LRUCache(
+            maxsize=VECTOR_CACHE_BYTES, getsizeof=lambda vectors: vectors.nbytes
+        )
 
     # -- collections ----------------------------------------------------------------------------
 
@@ -448,6 +459,7 @@ class Collections:
             )
             if not gone.rowcount:  # type: ignore[attr-defined]
                 return False
+            await _vectors_changed(session, {collection["collection_id"]})
             await session.execute(
                 delete(vectors_table).where(
                     vectors_table.c.chunk_id.in_(
@@ -537,29 +549,52 @@ class Collections:
 
     async def _nearest(self, collection_ids: list[str], query: Vector, k: int) -> list[Passage]:
         assert self.embedder is not None
-        statement = select(vectors_table.c.chunk_id, vectors_table.c.vector).where(
-            vectors_table.c.collection_id.in_(collection_ids),
-            vectors_table.c.model == self.embedder.model,
-        )
-        size = len(query) * 4
+        model = self.embedder.model
+        scored: list[tuple[float, int]] = []
         async with self._store.reading() as session:
-            # A vector of another size (the model's name kept, its output changed) is skipped
-            # until the sweep replaces it.
-            rows = [row for row in (await session.execute(statement)).all() if len(row[1]) == size]
-            if not rows:
-                return []
-            matrix = unpack(b"".join(row[1] for row in rows)).reshape(len(rows), len(query))
-            scores = matrix @ query
-            best = np.argsort(-scores, kind="stable")[:k]
-            chosen = {int(rows[i][0]): float(scores[i]) for i in best}
+            versions = await session.execute(
+                select(
+                    collections_table.c.collection_id, collections_table.c.vectors_version
+                ).where(collections_table.c.collection_id.in_(collection_ids))
+            )
+            for collection_id, version in versions.all():
+                vectors = self._vectors.get((collection_id, model))
+                if vectors is None or vectors.version != version or vectors.size != len(query):
+                    # The version was read first: a write after it makes the next query
+                    # read again, never keeps a stale matrix under a newer version.
+                    vectors = await self._read_vectors(session, collection_id, version, query)
+                    self._vectors[(collection_id, model)] = vectors
+                if not len(vectors.chunk_ids):
+                    continue
+                scores = vectors.matrix @ query
+                best = np.argsort(-scores, kind="stable")[:k]
+                scored += [(float(scores[i]), int(vectors.chunk_ids[i])) for i in best]
+            scored = sorted(scored, key=lambda pair: (-pair[0], pair[1]))[:k]
             found = {
-                passage.chunk_id: passage for passage in await self._passages(session, list(chosen))
+                passage.chunk_id: passage
+                for passage in await self._passages(session, [chunk_id for _, chunk_id in scored])
             }
         return [
             dataclasses.replace(found[chunk_id], score=score)
-            for chunk_id, score in chosen.items()
+            for score, chunk_id in scored
             if chunk_id in found  # deleted since its vector was read
         ]
+
+    async def _read_vectors(
+        self, session: AsyncSession, collection_id: str, version: int, query: Vector
+    ) -> _Vectors:
+        assert self.embedder is not None
+        statement = select(vectors_table.c.chunk_id, vectors_table.c.vector).where(
+            vectors_table.c.collection_id == collection_id,
+            vectors_table.c.model == self.embedder.model,
+        )
+        size = len(query) * 4
+        # A vector of another size (the model's name kept, its output changed) is skipped
+        # until the sweep replaces it.
+        rows = [row for row in (await session.execute(statement)).all() if len(row[1]) == size]
+        matrix = unpack(b"".join(row[1] for row in rows)).reshape(len(rows), len(query))
+        chunk_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        return _Vectors(version, len(query), chunk_ids, matrix)
 
     async def _passages(self, session: AsyncSession, chunk_ids: list[int]) -> list[Passage]:
         statement = text(
@@ -677,6 +712,7 @@ class Collections:
         ids = [row["chunk_id"] for row in rows]
         async with self._store.writing() as session:
             await session.execute(statement, rows)
+            await _vectors_changed(session, {row["collection_id"] for row in rows})
             # A passage deleted while it was being embedded leaves no vector behind.
             await session.execute(
                 delete(vectors_table).where(
@@ -686,6 +722,31 @@ class Collections:
                     ),
                 )
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Vectors:
+    """One collection's vectors of one model, as read at ``version`` of the collection."""
+
+    version: int
+    size: int  # dimensions
+    chunk_ids: npt.NDArray[np.int64]
+    matrix: Vector  # one row per passage
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.chunk_ids.nbytes + self.matrix.nbytes) + 64
+
+
+async def _vectors_changed(session: AsyncSession, collection_ids: set[str]) -> None:
+    """Bump the collections' ``vectors_version``: every process's cached matrix of them is
+    read again by its next query (passage ids can be reused: a count or a maximum is no
+    version)."""
+    await session.execute(
+        update(collections_table)
+        .where(collections_table.c.collection_id.in_(sorted(collection_ids)))
+        .values(vectors_version=collections_table.c.vectors_version + 1)
+    )
 
 
 def fuse(rankings: Sequence[Sequence[Passage]], k: int) -> list[Passage]:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import structlog
 from sqlalchemy import func, select
@@ -22,7 +23,7 @@ from service.collections import Collections, fuse, prepare_document, vectors_tab
 from service.embeddings import Embedder, EmbeddingsUnavailable
 from service.store import RunStore
 from tests.fakes import FakeOpenAI
-from tests.fakes.embeddings import FakeEmbeddings
+from tests.fakes.embeddings import FakeEmbeddings, concept_vector
 from tests.fakes.llm import FakeRequest
 from tests.service.conftest import AppFactory
 from tests.service.test_collections_api import RETRIEVE, observation, upload
@@ -419,3 +420,38 @@ async def test_readyz_shows_the_embeddings_server_without_requiring_it(
         assert ready.status_code == 200  # runs go on: retrieve ranks by BM25 meanwhile
         check = ready.json()["checks"]["embeddings"]
         assert check["ok"] is False and "HTTP 503" in check["reason"]
+
+
+async def test_a_cached_matrix_is_read_again_when_its_vectors_change(store: RunStore) -> None:
+    """Each process keeps a collection's vectors between queries, keyed by the collection's
+    ``vectors_version``; passage ids can be reused (SQLite), so nothing less will do."""
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder())
+    reads = 0
+    read_vectors = library._read_vectors
+
+    async def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read_vectors(*args)
+
+    library._read_vectors = counted  # type: ignore[method-assign]
+    collection = await library.create("", "docs", "")
+    ids = [collection["collection_id"]]
+    *_, answer_id = await ingest(library, collection, [*NOISE, ANSWER])
+    await library.embed_pending()
+    assert (await library.semantic(ids, QUESTION, 1))[0].text == ANSWER
+    assert (await library.semantic(ids, QUESTION, 1))[0].text == ANSWER
+    assert reads == 1  # the second query used the cached matrix
+
+    assert await library.delete_document(collection, answer_id)
+    mustard = "Mustard is exported by sea."
+    await ingest(library, collection, [mustard])  # on SQLite it may take the deleted id
+    texts = [passage.text for passage in await library.semantic(ids, QUESTION, 5)]
+    assert ANSWER not in texts and mustard not in texts  # not embedded yet
+    await library.embed_pending()
+    found = {p.text: p.score for p in await library.semantic(ids, QUESTION, 5)}
+    question, vector = (np.array(concept_vector(text)) for text in (QUESTION, mustard))
+    expected = float(question @ vector / np.linalg.norm(question) / np.linalg.norm(vector))
+    assert found[mustard] == pytest.approx(expected, abs=1e-5)  # its own vector, not ANSWER's
+    assert reads == 3

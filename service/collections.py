@@ -90,7 +90,9 @@ RRF_K = 60  # the reciprocal-rank fusion constant (Cormack, Clarke and Buettcher
 EMBED_POLL_S = 30.0  # the background sweep also looks this often (another process's ingests)
 EMBED_BACKOFF_MAX_S = 300.0
 EMBED_PROGRESS_S = 5.0  # a progress line at most this often while a sweep embeds
-VECTOR_CACHE_BYTES = 256 * 1024 * 1024  # per process: ~250,000 passages of 256 dimensions
+# Per process, and the most one collection's vectors may take: ~500,000 passages of 256
+# dimensions, ~87,000 of 1,536 (a bigger collection ranks by BM25 alone).
+VECTOR_CACHE_BYTES = 512 * 1024 * 1024
 _WORD = re.compile(r"\w+")
 _HEX_ID = re.compile(r"[0-9a-f]{1,40}")
 # Words that carry no meaning for ranking; FTS5 has no stop list of its own (Postgres's
@@ -563,7 +565,8 @@ class Collections:
                     # The version was read first: a write after it makes the next query
                     # read again, never keeps a stale matrix under a newer version.
                     vectors = await self._read_vectors(session, collection_id, version, query)
-                    self._vectors[(collection_id, model)] = vectors
+                    if vectors.nbytes <= self._vectors.maxsize:
+                        self._vectors[(collection_id, model)] = vectors
                 if not len(vectors.chunk_ids):
                     continue
                 scores = vectors.matrix @ query
@@ -584,11 +587,25 @@ class Collections:
         self, session: AsyncSession, collection_id: str, version: int, query: Vector
     ) -> _Vectors:
         assert self.embedder is not None
-        statement = select(vectors_table.c.chunk_id, vectors_table.c.vector).where(
+        which = (
             vectors_table.c.collection_id == collection_id,
             vectors_table.c.model == self.embedder.model,
         )
         size = len(query) * 4
+        count = await session.scalar(select(func.count()).select_from(vectors_table).where(*which))
+        if (count or 0) * (size + 8) > VECTOR_CACHE_BYTES:
+            # Bounded memory: such a collection ranks by BM25 alone (remembered until its
+            # vectors change, so this is counted once per version).
+            log.warning(
+                "retrieve ranks a collection by BM25 alone: too many vectors to hold",
+                collection_id=collection_id,
+                vectors=count,
+                limit_bytes=VECTOR_CACHE_BYTES,
+            )
+            return _Vectors(
+                version, len(query), np.zeros(0, np.int64), np.zeros((0, len(query)), np.float32)
+            )
+        statement = select(vectors_table.c.chunk_id, vectors_table.c.vector).where(*which)
         # A vector of another size (the model's name kept, its output changed) is skipped
         # until the sweep replaces it.
         rows = [row for row in (await session.execute(statement)).all() if len(row[1]) == size]

@@ -19,6 +19,7 @@ import pytest
 import structlog
 from sqlalchemy import func, select
 
+from service import collections as collections_module
 from service.collections import Collections, fuse, prepare_document, vectors_table
 from service.embeddings import Embedder, EmbeddingsUnavailable
 from service.store import RunStore
@@ -455,3 +456,25 @@ async def test_a_cached_matrix_is_read_again_when_its_vectors_change(store: RunS
     expected = float(question @ vector / np.linalg.norm(question) / np.linalg.norm(vector))
     assert found[mustard] == pytest.approx(expected, abs=1e-5)  # its own vector, not ANSWER's
     assert reads == 3
+
+
+async def test_a_collection_with_more_vectors_than_memory_allows_ranks_by_bm25(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder())
+    small = await library.create("", "small", "")
+    big = await library.create("", "big", "")
+    await ingest(library, small, [ANSWER])
+    await ingest(library, big, [ANSWER, *NOISE])
+    await library.embed_pending()
+    # Room for one passage's vector (64 float32 and its id), not for four.
+    monkeypatch.setattr(collections_module, "VECTOR_CACHE_BYTES", 2 * (64 * 4 + 8))
+    with structlog.testing.capture_logs() as logs:
+        assert await library.semantic([big["collection_id"]], QUESTION, 3) == []
+        found = await library.semantic([small["collection_id"], big["collection_id"]], QUESTION, 3)
+        fused = await library.search([big["collection_id"]], "capital of Freedonia", 1)
+    assert [passage.text for passage in found] == [ANSWER]  # the small one still has vectors
+    assert fused[0].text.startswith("The capital of Freedonia")  # BM25 still ranks the big one
+    warned = [log for log in logs if log["event"].startswith("retrieve ranks a collection")]
+    assert len(warned) == 1 and warned[0]["vectors"] == 4  # once, until its vectors change

@@ -64,6 +64,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     update,
@@ -89,6 +90,7 @@ FUSION_POOL = 50  # passages each ranking contributes to the fusion
 RRF_K = 60  # the reciprocal-rank fusion constant (Cormack, Clarke and Buettcher, SIGIR 2009)
 EMBED_POLL_S = 30.0  # the background sweep also looks this often (another process's ingests)
 EMBED_BACKOFF_MAX_S = 300.0
+DIMENSIONS_PROBE = "how many dimensions"  # embedded when a sweep does not know the size yet
 EMBED_PROGRESS_S = 5.0  # a progress line at most this often while a sweep embeds
 # Per process, and the most one collection's vectors may take: ~500,000 passages of 256
 # dimensions, ~87,000 of 1,536 (a bigger collection ranks by BM25 alone).
@@ -635,7 +637,11 @@ class Collections:
         if self.embedder is None:
             return 0
         embedder = self.embedder
-        total = await self._store.detach(self._count_pending(embedder.model))
+        if embedder.dimensions is None:
+            await embedder.embed_query(DIMENSIONS_PROBE)  # the server's size, as of now
+        assert embedder.dimensions is not None
+        size = embedder.dimensions * 4
+        total = await self._store.detach(self._count_pending(embedder.model, size))
         if not total:
             return 0
         if start_at is None:
@@ -646,7 +652,7 @@ class Collections:
         # next sweep takes the rest) and the turn back to the first passage.
         for _ in range(total // embedder.batch + 3):
             batch = await self._store.detach(
-                self._pending(embedder.model, embedder.batch, after=after)
+                self._pending(embedder.model, embedder.batch, after=after, size=size)
             )
             if not batch:
                 if wrapped:
@@ -664,29 +670,32 @@ class Collections:
             log.info("passages embedded", model=embedder.model, embedded=done)
         return done
 
-    async def keep_embedding(self, *, poll_s: float = EMBED_POLL_S) -> None:
+    async def keep_embedding(
+        self, *, poll_s: float = EMBED_POLL_S, first_backoff_s: float = 5.0
+    ) -> None:
         """Until cancelled: ``embed_pending`` when a document is added and every ``poll_s``
         (other processes' documents, a model change), backing off while it fails."""
-        backoff = 5.0
+        backoff = first_backoff_s
         while True:
             self._wake.clear()
             try:
                 await self.embed_pending()
-            except (EmbeddingsUnavailable, StoreUnavailable) as exc:
-                log.warning("embedding passages failed", reason=str(exc), retry_in_s=backoff)
+            except Exception as exc:
+                if isinstance(exc, EmbeddingsUnavailable | StoreUnavailable):
+                    log.warning("embedding passages failed", reason=str(exc), retry_in_s=backoff)
+                else:  # a bug of ours: its traceback in the log, and the sweep goes on
+                    log.exception("embedding passages failed", retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, EMBED_BACKOFF_MAX_S)
                 continue
-            backoff = 5.0
+            backoff = first_backoff_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
 
-    async def _count_pending(self, model: str) -> int:
+    async def _count_pending(self, model: str, size: int | None = None) -> int:
         async with self._store.reading() as session:
             count = await session.scalar(
-                select(func.count())
-                .select_from(_without_vector(model))
-                .where(vectors_table.c.chunk_id.is_(None))
+                select(func.count()).select_from(_without_vector(model)).where(_lacks(size))
             )
         return count or 0
 
@@ -699,8 +708,11 @@ class Collections:
             ).one()
         return random.randint(low, high) if low is not None and high is not None else 0
 
-    async def _pending(self, model: str, limit: int, *, after: int = -1) -> list[Any]:
-        """Up to ``limit`` passages after id ``after`` without a vector of ``model``."""
+    async def _pending(
+        self, model: str, limit: int, *, after: int = -1, size: int | None = None
+    ) -> list[Any]:
+        """Up to ``limit`` passages after id ``after`` without a vector of ``model`` (of
+        ``size`` bytes, when given)."""
         statement = (
             select(
                 chunks_table.c.chunk_id,
@@ -709,7 +721,7 @@ class Collections:
                 chunks_table.c.text,
             )
             .select_from(_without_vector(model))
-            .where(vectors_table.c.chunk_id.is_(None), chunks_table.c.chunk_id > after)
+            .where(_lacks(size), chunks_table.c.chunk_id > after)
             .order_by(chunks_table.c.chunk_id)
             .limit(limit)
         )
@@ -810,6 +822,13 @@ def _without_vector(model: str) -> Any:
         vectors_table,
         and_(vectors_table.c.chunk_id == chunks_table.c.chunk_id, vectors_table.c.model == model),
     )
+
+
+def _lacks(size: int | None) -> Any:
+    """Over ``_without_vector``: no vector, or (``size`` given) one of another size, which a
+    model that changed its output under the same name left."""
+    missing = vectors_table.c.chunk_id.is_(None)
+    return missing if size is None else or_(missing, func.length(vectors_table.c.vector) != size)
 
 
 def _embedded_text(heading: str | None, body: str) -> str:

@@ -56,6 +56,7 @@ class Embedder:
             raise ValueError("timeout_s > 0, batch >= 1 and max_retries >= 0, please")
         self.model = model
         self.batch = batch
+        self.dimensions: int | None = None  # of the last vectors the server answered
         self._base_url = base_url.rstrip("/")
         self._client = openai.AsyncOpenAI(
             base_url=self._base_url,
@@ -98,7 +99,9 @@ class Embedder:
             raise EmbeddingsUnavailable(
                 f"{self._base_url} answered {len(items)} vectors for {len(inputs)} inputs"
             )
-        return _normalised([by_index[index] for index in range(len(inputs))], self._base_url)
+        vectors = _normalised([by_index[index] for index in range(len(inputs))], self._base_url)
+        self.dimensions = len(vectors[0])
+        return vectors
 
     async def aclose(self) -> None:
         await self._client.close()

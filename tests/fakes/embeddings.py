@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx2
 
+from service.collections import DIMENSIONS_PROBE
 from service.embeddings import Embedder
 
 DIMENSIONS = 64
@@ -86,6 +87,11 @@ class FakeEmbeddings:
                 "usage": {"prompt_tokens": 0, "total_tokens": 0},
             },
         )
+
+    @property
+    def batches(self) -> list[list[str]]:
+        """The requests but the sweep's probe for the vectors' size."""
+        return [inputs for inputs in self.requests if inputs != [DIMENSIONS_PROBE]]
 
     def embedder(self, model: str = "fake-embed", *, batch: int = 8) -> Embedder:
         """The service's real ``Embedder`` (real openai client) talking to this fake."""

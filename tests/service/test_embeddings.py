@@ -190,10 +190,10 @@ async def test_each_passage_is_embedded_once_and_again_after_a_model_change(
     collection = await first.create("", "docs", "")
     await ingest(first, collection, [ANSWER, *NOISE])
     assert await first.embed_pending() == 4
-    sizes = [len(batch) for batch in fake.requests]  # from a random passage, then from the first
+    sizes = [len(batch) for batch in fake.batches]  # from a random passage, then from the first
     assert sum(sizes) == 4 and max(sizes) == 2
     assert await first.embed_pending() == 0  # nothing left: no request
-    assert len(fake.requests) == len(sizes)
+    assert len(fake.batches) == len(sizes)
     documents = await first.documents(collection)
     assert [(d["chunks"], d["embedded"]) for d in documents] == [(1, 1)] * 4
 
@@ -296,6 +296,35 @@ async def test_vectors_of_another_size_are_skipped_until_replaced(store: RunStor
     async with store.reading() as session:
         count = await session.scalar(select(func.count()).select_from(vectors_table))
     assert count == 4
+    assert await library.embed_pending() == 4  # the next sweep replaces them
+    assert (await library.semantic(ids, QUESTION, 1))[0].text == ANSWER
+    assert await library.embed_pending() == 0
+
+
+async def test_the_sweep_outlives_a_bug_of_its_own(store: RunStore) -> None:
+    fake = FakeEmbeddings()
+    library = Collections(store, fake.embedder())
+    collection = await library.create("", "docs", "")
+    real = library.embed_pending
+    calls = 0
+
+    async def broken_once() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return await real()
+
+    library.embed_pending = broken_once  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        sweep = asyncio.create_task(library.keep_embedding(poll_s=60, first_backoff_s=0.01))
+        try:
+            await ingest(library, collection, [ANSWER])
+            await eventually(vector_rows, store, count=1)
+        finally:
+            sweep.cancel()
+    assert calls >= 2
+    assert any(log["log_level"] == "error" and log.get("exc_info") for log in logs)
 
 
 # -- through the app ----------------------------------------------------------------------------
@@ -382,7 +411,7 @@ async def test_a_sweep_that_starts_midway_turns_back_for_the_rest(store: RunStor
     chunk_ids = sorted(row[0] for row in await library._pending("fake-embed", 10))
     assert last is None and len(chunk_ids) == 5
     assert await library.embed_pending(start_at=chunk_ids[-1]) == 5
-    assert [len(batch) for batch in fake.requests] == [1, 2, 2]  # the last, then from the first
+    assert [len(batch) for batch in fake.batches] == [1, 2, 2]  # the last, then from the first
     assert await library.embed_pending() == 0
 
 
@@ -399,7 +428,7 @@ async def test_two_processes_sweeps_share_a_backlog(store: RunStore) -> None:
         one.embed_pending(start_at=chunk_ids[0]), two.embed_pending(start_at=chunk_ids[20])
     )
     assert len(await vector_rows(store)) == 40
-    asked = sum(len(batch) for batch in fake.requests)
+    asked = sum(len(batch) for batch in fake.batches)
     assert sum(done) == asked and asked <= 40 + 2 * 4
 
 

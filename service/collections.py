@@ -27,6 +27,7 @@ extension the operator's Postgres may not have.
     StoreUnavailable (service.store)   the database cannot be read or written
     CollectionExists                   409: the owner has a collection of that name
     TooMany                            409: a per-owner or per-collection bound is reached
+    DuplicateDocument                  409: the collection holds the same content already
 """
 
 from __future__ import annotations
@@ -199,6 +200,14 @@ class CollectionExists(Exception):
 
 class TooMany(Exception):
     """A bound on collections or documents is reached; the message says which."""
+
+
+class DuplicateDocument(Exception):
+    """The collection already holds a document with the same content (its sha256)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        super().__init__(document["document_id"])
+        self.document = document
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +406,21 @@ class Collections:
                 raise TooMany(
                     f"the collection holds {MAX_DOCUMENTS_PER_COLLECTION} documents, the limit"
                 )
+            # The same content twice would show its passages twice in every answer.
+            same = (
+                (
+                    await session.execute(
+                        select(documents_table.c.document_id, documents_table.c.source).where(
+                            documents_table.c.collection_id == collection_id,
+                            documents_table.c.sha256 == new.sha256,
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if same is not None:
+                raise DuplicateDocument(dict(same))
             await session.execute(insert(documents_table).values(**row))
             for start in range(0, len(passages), 1000):
                 await session.execute(insert(chunks_table), passages[start : start + 1000])

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from service.collections import CollectionExists, TooMany, prepare_document
+from service.collections import CollectionExists, DuplicateDocument, TooMany, prepare_document
 from service.deps import Owner, State
 from service.errors import ProblemError, problem_responses
 from service.schemas import (
@@ -147,6 +147,15 @@ async def add_document(state: State, owner: Owner, name: Name, request: Request)
         raise ProblemError(404, f"collection {name!r} was deleted meanwhile") from exc
     except TooMany as exc:
         raise ProblemError(409, str(exc)) from exc
+    except DuplicateDocument as exc:
+        same = exc.document
+        raise ProblemError(
+            409,
+            f"the collection already holds this content, as document {same['document_id']} "
+            f"({same['source']!r}); delete that one first to add it again",
+            document_id=same["document_id"],
+            headers={"Location": f"/collections/{name}/documents/{same['document_id']}"},
+        ) from exc
     return JSONResponse(
         Document.model_validate(stored).model_dump(),
         status_code=201,

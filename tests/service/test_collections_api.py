@@ -431,3 +431,28 @@ async def test_a_search_reads_only_its_own_collections(tmp_path: Path) -> None:
             await index.search(['x" OR "y'], "Fredville", 4)
     finally:
         await store.aclose()
+
+
+async def test_the_same_content_twice_in_a_collection_is_refused(app_client: AppFactory) -> None:
+    """Its passages would otherwise come twice in every answer that finds them."""
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        await client.post("/collections", json={"name": "other"})
+        first = await upload(client, "docs", "handbook.md", MARKDOWN.encode())
+        again = await upload(client, "docs", "copy-of-handbook.md", MARKDOWN.encode())
+        assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
+        document_id = first.json()["document_id"]
+        assert again.json()["document_id"] == document_id
+        assert again.headers["location"] == f"/collections/docs/documents/{document_id}"
+        assert "'handbook.md'" in again.json()["detail"]
+        as_text = await client.post(
+            "/collections/docs/documents", json={"text": MARKDOWN, "source": "pasted"}
+        )
+        assert as_text.status_code == 409  # the same bytes, however they come
+        assert (await upload(client, "other", "handbook.md", MARKDOWN.encode())).status_code == 201
+        listed = (await client.get("/collections/docs/documents")).json()["documents"]
+        assert [d["source"] for d in listed] == ["handbook.md"]
+        assert (
+            await client.delete(f"/collections/docs/documents/{document_id}")
+        ).status_code == 204
+        assert (await upload(client, "docs", "handbook.md", MARKDOWN.encode())).status_code == 201

@@ -297,7 +297,7 @@ class Collections:
             if isinstance(exc.__cause__, IntegrityError):
                 raise CollectionExists(name) from exc
             raise
-        return {**_collection(row), "documents": 0, "chunks": 0}
+        return {**_collection(row), "documents": 0, "chunks": 0, "embedded": 0}
 
     async def get(self, owner: str, name: str) -> dict[str, Any] | None:
         """The owner's collection ``name`` with its document and passage counts, or None."""
@@ -318,8 +318,25 @@ class Collections:
             .group_by(documents_table.c.collection_id)
             .subquery()
         )
+        if self.embedder is None:
+            embedded: Any = literal(0)
+        else:
+            embedded = (
+                select(func.count())
+                .select_from(vectors_table)
+                .where(
+                    vectors_table.c.collection_id == collections_table.c.collection_id,
+                    vectors_table.c.model == self.embedder.model,
+                )
+                .scalar_subquery()
+            )
         statement = (
-            select(collections_table, documents.c.documents, documents.c.chunks)
+            select(
+                collections_table,
+                documents.c.documents,
+                documents.c.chunks,
+                embedded.label("embedded"),
+            )
             .outerjoin(documents, documents.c.collection_id == collections_table.c.collection_id)
             .where(collections_table.c.owner == owner)
             .order_by(collections_table.c.name)
@@ -329,7 +346,12 @@ class Collections:
         async with self._store.reading() as session:
             rows = (await session.execute(statement)).mappings().all()
         return [
-            {**_collection(row), "documents": row["documents"] or 0, "chunks": row["chunks"] or 0}
+            {
+                **_collection(row),
+                "documents": row["documents"] or 0,
+                "chunks": row["chunks"] or 0,
+                "embedded": row["embedded"] or 0,
+            }
             for row in rows
         ]
 

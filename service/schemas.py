@@ -284,6 +284,10 @@ class Collection(BaseModel):
     created_at: str
     documents: int = Field(description="Documents in the collection.")
     chunks: int = Field(description="Passages indexed, over all its documents.")
+    embedded: int = Field(
+        description="Passages with a vector of the configured embeddings model "
+        "(EMBEDDINGS_BASE_URL; 0 without one): equal to chunks once all are embedded."
+    )
 
 
 class CollectionList(BaseModel):

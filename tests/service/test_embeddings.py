@@ -372,6 +372,8 @@ async def test_ingest_then_ask_finds_the_passage_by_its_meaning(app_client: AppF
             return all(d["embedded"] == d["chunks"] for d in await documents())
 
         await eventually(all_embedded)
+        collection = (await client.get("/collections/rights")).json()
+        assert collection["chunks"] == collection["embedded"] == 5
         assert all(d["embedded"] == d["chunks"] == 1 for d in await documents())
         body = (
             await client.post("/ask", json={"question": QUESTION, "collections": ["rights"]})

@@ -72,7 +72,7 @@ lint: install-dev
 
 # The performance benchmarks. pal_eval is an accuracy evaluation against a real model: `make eval`.
 bench: install-bench
-	@for script in bench/sandbox_latency.py bench/react_overhead.py bench/runs_api.py bench/load.py; do \
+	@for script in bench/sandbox_latency.py bench/react_overhead.py bench/runs_api.py bench/load.py bench/retrieval_eval.py; do \
 		echo "== $$script"; $(PY) $$script || exit 1; done
 
 # Accuracy of direct, ReAct, PAL and voted PAL on bench/data/pal_eval_small.jsonl, with the

@@ -125,6 +125,7 @@ async function loadActions() {
     // An MCP server's tool outside ALLOWED_ACTIONS is listed with allowed: false; no run may use it.
     const allowed = (await api("GET", "/actions")).filter((action) => action.allowed !== false);
     $("actions").replaceChildren(...allowed.map(actionCheckbox));
+    await loadCollections(allowed);
   } catch (error) {
     $("actions").replaceChildren(el("span", { class: "error", text: error.message }));
   }
@@ -140,6 +141,30 @@ function actionCheckbox(action) {
   if (always) label.append(el("span", { class: "hint", text: " (always)" }));
   if (!action.available) label.append(el("span", { class: "hint", text: " (unavailable)" }));
   return label;
+}
+
+// The caller's collections, offered when the server allows retrieve: a run that names some
+// reads them first (POST /ask "collections").
+async function loadCollections(actions) {
+  const retrieve = actions.some((action) => action.name === "retrieve" && action.allowed !== false);
+  let collections = [];
+  if (retrieve) {
+    try {
+      ({ collections } = await api("GET", "/collections"));
+    } catch (error) {
+      collections = [];
+      say($("error"), error.message);
+    }
+  }
+  $("collections").replaceChildren(...collections.map(collectionCheckbox));
+  $("collections-fieldset").hidden = !collections.length;
+}
+
+function collectionCheckbox(collection) {
+  const input = el("input", { type: "checkbox", name: "collection", value: collection.name });
+  const counts = `${collection.documents} documents, ${collection.chunks} passages`;
+  const title = collection.description ? `${collection.description} (${counts})` : counts;
+  return el("label", { title }, input, ` ${collection.name}`);
 }
 
 async function loadThreads() {
@@ -228,6 +253,12 @@ function askBody() {
     const boxes = document.querySelectorAll('#actions input[name="action"]:checked:enabled');
     body.actions = Array.from(boxes, (box) => box.value);
     if (!body.actions.length) throw new Error("Choose at least one action.");
+  }
+  const named = document.querySelectorAll('#collections input[name="collection"]:checked');
+  if (named.length) {
+    body.collections = Array.from(named, (box) => box.value);
+    // Documents are read with retrieve: a ReAct run that names them needs it.
+    if (body.actions && !body.actions.includes("retrieve")) body.actions.push("retrieve");
   }
   if (state.threadId) body.thread_id = state.threadId;
   return body;
@@ -341,6 +372,9 @@ function showFinal(d) {
   $("final-answer").textContent = d.answer ?? "(no answer)";
   say($("final-error"), d.error);
   $("final-stats").textContent = usageText(d);
+  const sources = (d.details && d.details.sources) || [];
+  $("sources").replaceChildren(...sources.map(sourceItem));
+  $("final-sources").hidden = !sources.length;
   const details = Object.keys(d.details || {}).length ? JSON.stringify(d.details, null, 2) : "";
   $("final-details").hidden = !details;
   $("final-details-json").textContent = details;
@@ -351,6 +385,19 @@ function showFinal(d) {
   $("stored-link").textContent = `/runs/${d.run_id}`;
   $("stored").hidden = false;
   $("stop").disabled = true;
+}
+
+// A passage the run was shown: "[2] handbook.pdf, page 4 / Leave", those the answer cites marked.
+function sourceItem(source) {
+  const page = source.page ? `, page ${source.page}` : "";
+  const heading = source.heading ? ` / ${source.heading}` : "";
+  const item = el("li", { class: source.cited ? "source cited" : "source" },
+    el("strong", { text: `[${source.number}] ` }),
+    `${source.source}${page}${heading}`,
+    el("small", { text: ` (${source.collection})` }));
+  if (source.cited) item.append(el("span", { class: "hint", text: " cited" }));
+  item.title = source.text || "";
+  return item;
 }
 
 function usageText(d) {

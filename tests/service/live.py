@@ -224,6 +224,8 @@ class FakeLLM:
     ``search``          step 0 searches the question's text; step 1 finishes with ``searched``
     ``invent``          every call: an action name never written before (``invented_<n>``)
     ``pal``             every call: ``PAL_PROGRAM``; the tag is seen in a PAL prompt's question too
+    ``cite``            from step 1 (a run that names collections retrieves at step 1 by itself):
+                        finishes with ``7006652 [1]``, citing the first passage
     """
 
     def __init__(self) -> None:
@@ -360,6 +362,10 @@ class FakeLLM:
     def _step(tag: str, question: str, step: int) -> str:
         if tag == "pal":  # PAL's prompt has worked examples: its step count is theirs
             return PAL_PROGRAM
+        if (
+            step >= 1 and tag == "cite"
+        ):  # after the retrieve a run that names collections opens with
+            return f"Thought: passage 1 says so\nAction: finish[{ANSWER} [1]]"
         if step >= 1:
             return f"Thought: done\nAction: finish[{'searched' if tag == 'search' else ANSWER}]"
         if tag == "spin":

@@ -2,9 +2,10 @@
 against a real uvicorn with ``AGENT_API_KEYS`` set and a scripted model server (``FakeLLM``).
 
 A user's session, piece by piece: the page asks for the key, then a ReAct run unfolds as cards,
-a PAL run shows its program as code, Stop cancels a run, threads keep their turns, feedback
-and the stored run reach the server. After each, the page must have asked nothing of any
-other origin, and the browser must have reported no policy violation or script error.
+a PAL run shows its program as code, Stop cancels a run, threads keep their turns, a run reads
+the documents chosen and lists its sources, feedback and the stored run reach the server.
+After each, the page must have asked nothing of any other origin, and the browser must have
+reported no policy violation or script error.
 
 Chromium and its driver come from Debian (``apt-get install chromium chromium-driver``;
 ``make test-servers`` installs them). Without them these tests fail rather than skip: the
@@ -64,7 +65,8 @@ def llm() -> Iterator[FakeLLM]:
 @pytest.fixture(scope="module")
 def service(llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     workdir = tmp_path_factory.mktemp("playground")
-    with serve(workdir, llm_url=llm.url, AGENT_API_KEYS=KEY) as running:
+    allowed = "python,search,retrieve,finish"
+    with serve(workdir, llm_url=llm.url, AGENT_API_KEYS=KEY, ALLOWED_ACTIONS=allowed) as running:
         running.client.headers["authorization"] = f"Bearer {KEY}"
         yield running
 
@@ -310,6 +312,35 @@ def test_a_thread_keeps_its_turns(page: webdriver.Chrome, service: Service) -> N
     until(page, "the thread list", lambda b: b.find_elements(By.CSS_SELECTOR, mine))
     first(page, mine).click()
     until(page, "the thread's turns", lambda b: ANSWER in text(b, "turns"))
+
+
+def test_a_run_reads_the_documents_chosen_and_lists_its_sources(
+    page: webdriver.Chrome, service: Service
+) -> None:
+    made = service.client.post("/collections", json={"name": "handbook", "description": "ours"})
+    assert made.status_code == 201, made.text
+    text_body = {"source": "handbook.md", "text": "# Freedonia\n\nIts capital is Fredville."}
+    added = service.client.post("/collections/handbook/documents", json=text_body)
+    assert added.status_code == 201, added.text
+    page.refresh()  # the collections are listed when the page loads
+    until(page, "the collections", lambda b: shown(b, "collections-fieldset"))
+    assert "1 documents, 1 passages" in str(
+        first(page, '#collections input[value="handbook"]')
+        .find_element(By.XPATH, "..")
+        .get_attribute("title")
+    )
+    first(page, '#collections input[value="handbook"]').click()
+    first(page, '#actions input[value="retrieve"]').click()  # unticked: the page adds it back
+    run_id = ask(page, "[fault:cite] What is the capital of Freedonia?")
+    assert text(page, "final-answer") == f"{ANSWER} [1]"
+    until(page, "the sources", lambda b: shown(b, "final-sources"))
+    (source,) = page.find_elements(By.CSS_SELECTOR, "#sources > li")
+    assert source.text.startswith("[1] handbook.md / Freedonia (handbook)")
+    assert "cited" in str(source.get_attribute("class"))
+    assert "Fredville" in str(source.get_attribute("title"))
+    stored = service.client.get(f"/runs/{run_id}").json()
+    assert [step["action"] for step in stored["steps"]] == ["retrieve", "finish"]
+    assert stored["details"]["sources"][0]["source"] == "handbook.md"
 
 
 def test_the_page_fits_a_phone(page: webdriver.Chrome) -> None:

@@ -6,7 +6,9 @@
 
 const KEY_STORE = "reactpal.apiKey";
 const $ = (id) => document.getElementById(id);
-const state = { runId: null, threadId: null, score: null, running: false, abort: null };
+const state = {
+  runId: null, threadId: null, score: null, running: false, abort: null, collections: [],
+};
 let keyWaiters = [];
 
 // -- calling the API -------------------------------------------------------------------------
@@ -21,7 +23,9 @@ function authHeaders(extra) {
 async function request(method, path, body, { accept = "application/json", signal } = {}) {
   for (;;) {
     const init = { method, signal, cache: "no-store", headers: authHeaders({ Accept: accept }) };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body; // multipart: the browser writes the Content-Type with its boundary
+    } else if (body !== undefined) {
       init.body = JSON.stringify(body);
       init.headers["Content-Type"] = "application/json";
     }
@@ -136,10 +140,13 @@ function actionCheckbox(action) {
   const input = el("input", { type: "checkbox", name: "action", value: action.name });
   input.checked = action.available;
   input.disabled = always || !action.available;
+  input.dataset.available = String(action.available);
   const why = action.available ? action.description : `unavailable: ${action.unavailable_reason}`;
   const label = el("label", { title: why }, input, ` ${action.name}`);
   if (always) label.append(el("span", { class: "hint", text: " (always)" }));
-  if (!action.available) label.append(el("span", { class: "hint", text: " (unavailable)" }));
+  const needsCollections = action.name === "retrieve" && !action.available;
+  const hint = needsCollections ? " (tick a collection)" : " (unavailable)";
+  if (!action.available) label.append(el("span", { class: "hint", text: hint }));
   return label;
 }
 
@@ -156,12 +163,57 @@ async function loadCollections(actions) {
       say($("error"), error.message);
     }
   }
-  $("collections").replaceChildren(...collections.map(collectionCheckbox));
+  const ticked = new Set(Array.from(
+    document.querySelectorAll('#collections input[name="collection"]:checked'), (box) => box.value));
+  state.collections = collections;
+  $("collections").replaceChildren(...collections.map((c) => collectionCheckbox(c, ticked)));
   $("collections-fieldset").hidden = !collections.length;
+  $("collection-names").replaceChildren(
+    ...collections.map((c) => el("option", { value: c.name })));
+  $("documents-panel").hidden = !retrieve;
+  syncRetrieve();
 }
 
-function collectionCheckbox(collection) {
+// Add a file to a collection, making the collection first when it is new.
+async function onAddDocument(event) {
+  event.preventDefault();
+  const name = $("document-collection").value.trim();
+  const file = $("document-file").files[0];
+  say($("document-status"), "");
+  say($("document-error"), "");
+  if (!name || !file) return;
+  $("document-add").disabled = true;
+  try {
+    if (!state.collections.some((c) => c.name === name)) {
+      await api("POST", "/collections", { name });
+    }
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const path = `/collections/${encodeURIComponent(name)}/documents`;
+    const added = await api("POST", path, form);
+    say($("document-status"), `Added ${added.source} to ${name}: ${added.chunks} passages.`);
+    $("document-file").value = "";
+    await loadCollections([{ name: "retrieve" }]);
+  } catch (error) {
+    say($("document-error"), error.message);
+  } finally {
+    $("document-add").disabled = false;
+  }
+}
+
+// retrieve has nothing to read until a collection is ticked: then it is on (and sent).
+function syncRetrieve() {
+  const box = document.querySelector('#actions input[value="retrieve"]');
+  if (!box || box.dataset.available === "true") return;
+  const ticked = document.querySelector('#collections input[name="collection"]:checked') !== null;
+  box.disabled = !ticked;
+  box.checked = ticked;
+}
+
+function collectionCheckbox(collection, ticked) {
   const input = el("input", { type: "checkbox", name: "collection", value: collection.name });
+  input.checked = ticked.has(collection.name);
+  input.addEventListener("change", syncRetrieve);
   const counts = `${collection.documents} documents, ${collection.chunks} passages`;
   const title = collection.description ? `${collection.description} (${counts})` : counts;
   return el("label", { title }, input, ` ${collection.name}`);
@@ -488,6 +540,7 @@ function init() {
   on("key-forget", "click", onKeyForget);
   on("key-button", "click", () => askForKey("Change the key this tab sends").catch(() => {}));
   on("thread-form", "submit", onNewThread);
+  on("document-form", "submit", onAddDocument);
   on("ask-form", "submit", onRun);
   on("stop", "click", onStop);
   on("thumb-up", "click", () => setScore(state.score === 1 ? null : 1));

@@ -329,8 +329,12 @@ def test_a_run_reads_the_documents_chosen_and_lists_its_sources(
         .find_element(By.XPATH, "..")
         .get_attribute("title")
     )
+    retrieve = first(page, '#actions input[value="retrieve"]')
+    assert not retrieve.is_enabled() and not retrieve.is_selected()  # nothing to read yet
+    assert "tick a collection" in str(retrieve.find_element(By.XPATH, "..").text)
     first(page, '#collections input[value="handbook"]').click()
-    first(page, '#actions input[value="retrieve"]').click()  # unticked: the page adds it back
+    assert retrieve.is_enabled() and retrieve.is_selected()
+    retrieve.click()  # unticked by the user: the page sends it all the same
     run_id = ask(page, "[fault:cite] What is the capital of Freedonia?")
     assert text(page, "final-answer") == f"{ANSWER} [1]"
     until(page, "the sources", lambda b: shown(b, "final-sources"))
@@ -341,6 +345,39 @@ def test_a_run_reads_the_documents_chosen_and_lists_its_sources(
     stored = service.client.get(f"/runs/{run_id}").json()
     assert [step["action"] for step in stored["steps"]] == ["retrieve", "finish"]
     assert stored["details"]["sources"][0]["source"] == "handbook.md"
+
+
+def test_a_file_is_added_to_a_new_collection_and_a_bad_one_refused(
+    page: webdriver.Chrome, service: Service, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nThe meeting is on Tuesday.\n", encoding="utf-8")
+    image = tmp_path / "photo.md"  # a PNG under a text name: told by its content
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    until(page, "the documents panel", lambda b: shown(b, "documents-panel"))
+
+    def add(collection: str, path: Path) -> None:
+        field = by_id(page, "document-collection")
+        field.clear()
+        field.send_keys(collection)
+        by_id(page, "document-file").send_keys(str(path))
+        by_id(page, "document-add").click()
+
+    add("notes", notes)
+    until(page, "the file added", lambda b: "Added notes.md" in text(b, "document-status"))
+    assert text(page, "document-status") == "Added notes.md to notes: 1 passages."
+    until(
+        page,
+        "the new collection",
+        lambda b: b.find_elements(By.CSS_SELECTOR, '#collections input[value="notes"]'),
+    )
+    made = service.client.get("/collections/notes/documents").json()["documents"]
+    assert [(d["source"], d["chunks"]) for d in made] == [("notes.md", 1)]
+
+    add("notes", image)
+    until(page, "the refusal", lambda b: shown(b, "document-error"))
+    assert text(page, "document-error").startswith("415 ")
+    assert len(service.client.get("/collections/notes/documents").json()["documents"]) == 1
 
 
 def test_the_page_fits_a_phone(page: webdriver.Chrome) -> None:

@@ -17,7 +17,9 @@ A ``finish`` whose answer repeats an error the run observed ("search is unavaila
 now...") is refused: a tool's error text is never passed off as the answer. An action whose
 service is down when the run starts is not offered (``unavailable``; ``agents.factory``), and
 the run's details name it. A run whose model keeps producing unusable steps ends with
-status ``error`` after ``max_consecutive_refusals``. ``LLMError`` propagates: an unusable
+status ``error`` after ``max_consecutive_refusals`` when it observed nothing; one that did
+(passages, a result) is asked for its best answer from them, as when the budget is spent
+(``details.ended_by`` says why). ``LLMError`` propagates: an unusable
 backend ends the run, and the caller decides the status (HTTP 502). The deadline is enforced
 by the caller around the whole iteration (``asyncio.timeout``), so it also bounds a backend
 that hangs.
@@ -201,6 +203,14 @@ class ReActAgent:
             self._remember(state, choice, observation, native)
             state.refusals_in_a_row = state.refusals_in_a_row + 1 if refused else 0
             if state.refusals_in_a_row >= self._policy.max_consecutive_refusals:
+                if state.observed:
+                    # Something was observed (passages, a result): ask for the best answer
+                    # from it, as when the budget is spent, rather than losing it. Seen with
+                    # the 1.5B model: it repeated its opening retrieve until the run ended
+                    # with no answer, the passage it needed in front of it.
+                    async for event in self._best_answer(state, refused=observation):
+                        yield event
+                    return
                 # Say what was refused last: an unparsable reply, an action outside the
                 # allow-list, or the same action again (e.g. a program the sandbox refused).
                 yield self._final(
@@ -338,8 +348,11 @@ class ReActAgent:
         state.messages.append(ChatMessage("assistant", said.strip()))
         state.messages.append(ChatMessage("user", prompt.observation_message(observation)))
 
-    async def _best_answer(self, state: _State) -> AsyncIterator[StepEvent]:
-        """The budget is spent: one last call, without tools, for the best answer so far."""
+    async def _best_answer(
+        self, state: _State, *, refused: str | None = None
+    ) -> AsyncIterator[StepEvent]:
+        """The budget is spent (the steps', or with ``refused`` the refusals' in a row): one
+        last call, without tools, for the best answer so far."""
         json_steps = self._json
         request = prompt.final_answer_request(json_steps=json_steps)
         state.messages.append(ChatMessage("user", request))
@@ -366,6 +379,11 @@ class ReActAgent:
         if echoes(answer, state.failures):
             answer = ""
         details: dict[str, object] = {}
+        if refused is not None:
+            details["ended_by"] = {
+                "refusals_in_a_row": state.refusals_in_a_row,
+                "last": refused[:300],
+            }
         if not answer and state.last_result is not None:
             answer = state.last_result[:BEST_EFFORT_CHARS]
             details["answer_from"] = "observation"  # the model's last words held no answer

@@ -251,6 +251,45 @@ async def test_native_malformed_call_with_text_goes_back_to_the_model() -> None:
     assert search.inputs == []
 
 
+@pytest.mark.parametrize(
+    ("last_words", "answer", "answer_from"),
+    [
+        ("Thought: the passage says so\nAction: finish[Fredville]", "Fredville", None),
+        (
+            "Thought: let me look again\nAction: search[capital]",
+            "search saw capital",
+            "observation",
+        ),
+    ],
+)
+async def test_a_run_that_observed_something_ends_its_refusals_with_its_best_answer(
+    last_words: str, answer: str, answer_from: str | None
+) -> None:
+    """Seen with the 1.5B model: it repeated its first action (the same retrieve) until the
+    run ended with status error and no answer, what it needed in front of it."""
+    fake = FakeOpenAI(
+        script=lambda req: (
+            last_words
+            if "budget is spent" in req.text
+            else "Thought: look it up\nAction: search[capital]"
+        )
+    )
+    search = RecordingTool("search")
+    agent = ReActAgent(
+        make_llm(fake), {"search": search}, policy("search", max_consecutive_refusals=3)
+    )
+    events = await collect(agent)
+    end = final(events)
+    assert search.inputs == ["capital"]  # once: the repeats were refused
+    assert (end.status, end.answer) == ("max_steps", answer)
+    assert end.details["ended_by"]["refusals_in_a_row"] == 3
+    assert (
+        "already" in end.details["ended_by"]["last"] or "again" in end.details["ended_by"]["last"]
+    )
+    assert end.details.get("answer_from") == answer_from
+    assert fake.calls == 5  # the first search, three repeats, the request for an answer
+
+
 async def test_a_run_ended_by_refusals_says_what_was_refused() -> None:
     """From issue 15: the ending named 'no usable action' and nothing of why."""
     fake = FakeOpenAI(default="Thought: hmm\nAction: shell[rm -rf /]")

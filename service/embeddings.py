@@ -87,6 +87,10 @@ class Embedder:
             )
         except openai.OpenAIError as exc:
             raise EmbeddingsUnavailable(f"{self._base_url}: {_reason(exc)}") from exc
+        except (ValueError, TypeError, OverflowError) as exc:  # the SDK parsing what it got
+            raise EmbeddingsUnavailable(
+                f"{self._base_url} answered something that is not vectors ({exc})"
+            ) from exc
         # What the SDK could not parse it hands back as it came: read nothing on trust.
         data = getattr(response, "data", None)
         items = list(data) if isinstance(data, list) else []
@@ -123,8 +127,8 @@ def _normalised(rows: Sequence[object], server: str) -> list[Vector]:
             raise EmbeddingsUnavailable(f"{server} answered a vector of non-numbers")
         try:
             vector = np.asarray(row, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise EmbeddingsUnavailable(f"{server} answered a vector of non-numbers") from exc
+        except OverflowError as exc:  # an integer past any float (JSON allows 1000 digits)
+            raise EmbeddingsUnavailable(f"{server} answered a vector that is not finite") from exc
         if size is not None and len(vector) != size:
             raise EmbeddingsUnavailable(f"{server} answered vectors of different sizes")
         size = len(vector)

@@ -104,6 +104,7 @@ def _answer(data: list[dict[str, Any]]) -> Any:
         _answer([{"index": 0, "embedding": "AAAA"}, {"index": 1, "embedding": "AAAA"}]),
         _answer([{"index": 0, "embedding": ["a", 1]}, {"index": 1, "embedding": [1, 2]}]),
         _answer([{"index": 0, "embedding": [1e308, 1e308]}, {"index": 1, "embedding": [1, 2]}]),
+        _answer([{"index": 0, "embedding": [10**400, 1]}, {"index": 1, "embedding": [1, 2]}]),
         _answer([{"index": 0, "embedding": []}, {"index": 1, "embedding": []}]),
         _answer([{"embedding": [1.0]}, {"embedding": [2.0]}]),  # no index
         lambda body: {"object": "list", "data": "nope"},

@@ -609,10 +609,13 @@ class Collections:
             )
             for collection_id, version in versions.all():
                 vectors = self._vectors.get((collection_id, model))
-                if vectors is None or vectors.version != version or vectors.size != len(query):
+                if vectors is None or (vectors.version, vectors.dimensions) != (
+                    version,
+                    len(query),
+                ):
                     # The version was read first: a write after it makes the next query
                     # read again, never keeps a stale matrix under a newer version.
-                    vectors = await self._read_vectors(session, collection_id, version, query)
+                    vectors = await self._read_vectors(session, collection_id, version, len(query))
                     if vectors.nbytes <= self._vectors.maxsize:
                         self._vectors[(collection_id, model)] = vectors
                 if not len(vectors.chunk_ids):
@@ -632,14 +635,14 @@ class Collections:
         ]
 
     async def _read_vectors(
-        self, session: AsyncSession, collection_id: str, version: int, query: Vector
+        self, session: AsyncSession, collection_id: str, version: int, dimensions: int
     ) -> _Vectors:
         assert self.embedder is not None
         which = (
             vectors_table.c.collection_id == collection_id,
             vectors_table.c.model == self.embedder.model,
         )
-        size = len(query) * 4
+        size = dimensions * 4
         count = await session.scalar(select(func.count()).select_from(vectors_table).where(*which))
         if (count or 0) * (size + 8) > VECTOR_CACHE_BYTES:
             # Bounded memory: such a collection ranks by BM25 alone (remembered until its
@@ -651,15 +654,15 @@ class Collections:
                 limit_bytes=VECTOR_CACHE_BYTES,
             )
             return _Vectors(
-                version, len(query), np.zeros(0, np.int64), np.zeros((0, len(query)), np.float32)
+                version, dimensions, np.zeros(0, np.int64), unpack(b"").reshape(0, dimensions)
             )
         statement = select(vectors_table.c.chunk_id, vectors_table.c.vector).where(*which)
         # A vector of another size (the model's name kept, its output changed) is skipped
         # until the sweep replaces it.
         rows = [row for row in (await session.execute(statement)).all() if len(row[1]) == size]
-        matrix = unpack(b"".join(row[1] for row in rows)).reshape(len(rows), len(query))
+        matrix = unpack(b"".join(row[1] for row in rows)).reshape(len(rows), dimensions)
         chunk_ids = np.array([row[0] for row in rows], dtype=np.int64)
-        return _Vectors(version, len(query), chunk_ids, matrix)
+        return _Vectors(version, dimensions, chunk_ids, matrix)
 
     async def _passages(self, session: AsyncSession, chunk_ids: list[int]) -> list[Passage]:
         statement = text(
@@ -804,7 +807,7 @@ class _Vectors:
     """One collection's vectors of one model, as read at ``version`` of the collection."""
 
     version: int
-    size: int  # dimensions
+    dimensions: int
     chunk_ids: npt.NDArray[np.int64]
     matrix: Vector  # one row per passage
 

@@ -129,7 +129,7 @@ async function loadActions() {
     // An MCP server's tool outside ALLOWED_ACTIONS is listed with allowed: false; no run may use it.
     const allowed = (await api("GET", "/actions")).filter((action) => action.allowed !== false);
     $("actions").replaceChildren(...allowed.map(actionCheckbox));
-    await loadCollections(allowed);
+    await loadCollections(allowed.some((action) => action.name === "retrieve"));
   } catch (error) {
     $("actions").replaceChildren(el("span", { class: "error", text: error.message }));
   }
@@ -152,8 +152,7 @@ function actionCheckbox(action) {
 
 // The caller's collections, offered when the server allows retrieve: a run that names some
 // reads them first (POST /ask "collections").
-async function loadCollections(actions) {
-  const retrieve = actions.some((action) => action.name === "retrieve" && action.allowed !== false);
+async function loadCollections(retrieve) {
   let collections = [];
   if (retrieve) {
     try {
@@ -193,7 +192,7 @@ async function onAddDocument(event) {
     const added = await api("POST", path, form);
     say($("document-status"), `Added ${added.source} to ${name}: ${added.chunks} passages.`);
     $("document-file").value = "";
-    await loadCollections([{ name: "retrieve" }]);
+    await loadCollections(true); // the panel is shown only when retrieve is allowed
   } catch (error) {
     say($("document-error"), error.message);
   } finally {

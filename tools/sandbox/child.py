@@ -14,10 +14,12 @@ failure reply, and the reply always fits the pipe, so writing it never blocks.
 
 from __future__ import annotations
 
+import dis
 import json
 import os
 import sys
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, NoReturn
 
 from tools.sandbox import compiler, policy, values
@@ -27,6 +29,7 @@ from tools.sandbox.protocol import HEADER
 from tools.sandbox.standins import Classes
 
 MAX_ERROR_CHARS = 2000
+_NULL_WITHOUT_ERROR = "returned NULL without setting an exception"
 # Error kinds only the sandbox reports: a program's exception class of that name is reported
 # as "Exception" (its name stays in the message).
 RESERVED_KINDS = frozenset(
@@ -218,6 +221,48 @@ WITHHELD = {
 }
 
 
+# The exceptions only the sandbox's own code raises, to report a limit or a refusal.
+_SANDBOX_RAISED: tuple[type[BaseException], ...] = (
+    policy.OutputLimit,
+    policy.IntSizeLimit,
+    policy.SizeLimit,
+    policy.SandboxSecurityError,
+)
+_SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
+# Where a program's own code hands the interpreter an exception object of its choosing: a raise
+# statement, and a generator or coroutine resumed by throw() at its yield or await.
+_PROGRAM_RAISE_OPS = frozenset(
+    dis.opmap[name] for name in ("RAISE_VARARGS", "RERAISE", "YIELD_VALUE", "SEND")
+)
+
+
+def _innermost(exc: BaseException) -> TracebackType | None:
+    tb = exc.__traceback__
+    for _ in range(100_000):  # bounded: a traceback is a chain, never a cycle
+        if tb is None or tb.tb_next is None:
+            return tb
+        tb = tb.tb_next
+    return None
+
+
+def _raised_in_sandbox_code(exc: BaseException) -> bool:
+    """Raised by a ``raise`` in ``tools/sandbox``, not by the program or a library."""
+    tb = _innermost(exc)
+    return tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _SANDBOX_DIR
+
+
+def _raised_by_program(exc: BaseException) -> bool:
+    """The program's own code raised this exception object itself (``raise MemoryError``),
+    rather than the interpreter running out of memory or stack under it."""
+    tb = _innermost(exc)
+    if tb is None:
+        return True
+    code = tb.tb_frame.f_code
+    if code.co_filename != policy.FILENAME:
+        return False
+    return 0 <= tb.tb_lasti < len(code.co_code) and code.co_code[tb.tb_lasti] in _PROGRAM_RAISE_OPS
+
+
 def describe(exc: BaseException) -> dict[str, Any]:
     """A failure reply for an exception raised by (or on behalf of) the program."""
     message = _message(exc)
@@ -231,15 +276,25 @@ def describe(exc: BaseException) -> dict[str, Any]:
         line = None
     if line is not None:
         message = f"{message} (line {line})" if message else f"line {line}"
-    # Exact types: a program may subclass (or even get hold of) these classes, and what it
-    # raises must not pass for a limit the sandbox enforced.
+    # Exact types: a program may subclass these classes, and what it raises must not pass for
+    # a limit the sandbox enforced; nor may an instance it made (or threw into a generator),
+    # should it ever get hold of a class: a sandbox limit is raised by the sandbox's code.
     kind = type(exc)
+    if any(kind is cls for cls in _SANDBOX_RAISED) and not _raised_in_sandbox_code(exc):
+        return failure("Exception", f"{kind.__name__}: {message}")
+    if (kind is MemoryError or kind is RecursionError) and _raised_by_program(exc):
+        return failure(kind.__name__, message)  # the program's own raise: no limit was hit
     if kind is policy.OutputLimit:
         return failure("OutputLimit", message, "output")
     if kind is policy.IntSizeLimit:
         return failure("OverflowError", message, "int_size")
     if kind is MemoryError or kind is policy.SizeLimit:
         return failure("MemoryLimit", message, "memory")
+    if kind is SystemError and _NULL_WITHOUT_ERROR in message:
+        # What some C code of CPython's (deque's) raises when an allocation fails under the
+        # memory limit: out of memory, not a bug of the program's. (A program that raises it
+        # itself gains nothing: it could run out of memory as easily.)
+        return failure("MemoryLimit", f"out of memory ({message})", "memory")
     if kind is RecursionError:
         return failure("RecursionError", message, "recursion")
     if kind is policy.SandboxSecurityError:

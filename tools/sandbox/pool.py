@@ -59,11 +59,15 @@ _BOOTSTRAP = (
 # so that every template draws a random hash seed of its own.
 TEMPLATE_ENV = {"LC_ALL": "C.UTF-8"}
 LAYER_NAMES = (*REQUIRED_LAYERS, *OPTIONAL_LAYERS)
-_LIMITS = frozenset(get_args(Limit))
+# The limits a run's own reply may name; the rest (the clock, the CPU, a full queue) are the
+# pool's findings, never a run's word.
+_POOL_LIMITS = frozenset({"time", "cpu", "busy"})
+_RUN_LIMITS = frozenset(get_args(Limit)) - _POOL_LIMITS
 _MAX_ERROR_CHARS = 4000
 _MESSAGE_CAP = 4096
 _GRACE_S = 2.0  # the template kills a late child itself; this is for a template gone wrong
 _ENDED_WAIT_S = 2.0  # how long a run without a reply waits to learn how its child ended
+_DELIVERY_ATTEMPTS = 3  # children tried for one run when each was gone before it read the program
 _MAX_JSON_INT_DIGITS = 400
 _STOP_TIMEOUT_S = 3.0
 _POOL_KINDS = frozenset({"Timeout", "SandboxBusy", "WorkerCrashed", "Crashed"})
@@ -146,7 +150,10 @@ class _Template:
             os.close(fd)
         if "ended" in message:
             waiter = self.watched.pop(message["ended"], None)
-            if waiter is not None and not waiter.done():
+            if waiter is None:  # a spare died before its run: its pipes lead nowhere now
+                ended = message["ended"]
+                self.sandbox.drop_ready(lambda child: child.template is self and child.id == ended)
+            elif not waiter.done():
                 waiter.set_result(message)
         elif "ready" in message and not self.ready.done():
             self.ready.set_result(message)
@@ -288,7 +295,7 @@ class Sandbox:
         self.closed = True
         await asyncio.gather(*(t.finish() for t in self._templates), return_exceptions=True)
         self._templates.clear()
-        self._drop_ready(lambda child: True)
+        self.drop_ready(lambda child: True)
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -354,7 +361,7 @@ class Sandbox:
         if template not in self._templates:
             return
         self._templates.discard(template)
-        self._drop_ready(lambda child: child.template is template)
+        self.drop_ready(lambda child: child.template is template)
         self._track(template.finish())
         if not self.closed and self._started and not template.retiring:
             self._replace()
@@ -364,13 +371,13 @@ class Sandbox:
         if template.retiring:
             return
         template.retiring = True
-        self._drop_ready(lambda child: child.template is template)
+        self.drop_ready(lambda child: child.template is template)
         if not self.closed:
             self._replace()
         if template.in_flight == 0:
             template.gone("retired")
 
-    def _drop_ready(self, which: Any) -> None:
+    def drop_ready(self, which: Any) -> None:
         keep: collections.deque[_ReadyChild] = collections.deque()
         for child in self._ready:
             if which(child):
@@ -411,7 +418,7 @@ class Sandbox:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         templates = list(self._templates)
-        self._drop_ready(lambda child: True)
+        self.drop_ready(lambda child: True)
         await asyncio.gather(*(t.finish() for t in templates), return_exceptions=True)
         self._templates.clear()
         if self._workdir:
@@ -453,18 +460,20 @@ class Sandbox:
         finally:
             self._waiting -= 1
         try:
-            async with asyncio.timeout(self.config.queue_wait_s):
-                child = await self._take_child()  # normally ready: templates fork ahead
-        except TimeoutError:
-            self._slots.release()
-            return dataclasses.replace(busy, duration_ms=_ms(started))
-        except BaseException:
-            self._slots.release()
-            raise
-        try:
-            if child is None:
-                return _failure("WorkerCrashed", "the sandbox is closed")
-            return await self._run_in(child, source, limit_s)
+            # A child that died before it read the program (killed from outside while it
+            # waited) never ran it: the program goes to the next one, a bounded number of times.
+            for _ in range(_DELIVERY_ATTEMPTS):
+                try:
+                    async with asyncio.timeout(self.config.queue_wait_s):
+                        child = await self._take_child()  # normally ready: templates fork ahead
+                except TimeoutError:
+                    return dataclasses.replace(busy, duration_ms=_ms(started))
+                if child is None:
+                    return _failure("WorkerCrashed", "the sandbox is closed")
+                result = await self._run_in(child, source, limit_s)
+                if result is not None:
+                    return result
+            return _failure("WorkerCrashed", "the sandbox failed; try again", None, _ms(started))
         except Exception:  # a bug of ours, never the program's doing: contain it
             logger.exception("sandbox run failed")
             return _failure("WorkerCrashed", "the sandbox failed", None, _ms(started))
@@ -482,7 +491,11 @@ class Sandbox:
             await self._offered.wait()
         return None
 
-    async def _run_in(self, child: _ReadyChild, source: bytes, limit_s: float) -> ExecutionResult:
+    async def _run_in(
+        self, child: _ReadyChild, source: bytes, limit_s: float
+    ) -> ExecutionResult | None:
+        """The run's result; None when the child was gone before it had the whole program
+        (so it never ran it)."""
         template = child.template
         template.in_flight += 1
         template.started_runs += 1
@@ -492,7 +505,10 @@ class Sandbox:
             template.send({"start": child.id, "timeout_s": limit_s})
             try:
                 async with asyncio.timeout(limit_s + _GRACE_S):
-                    await _write_all(child.request_w, source)
+                    try:
+                        await _write_all(child.request_w, source)
+                    except BrokenPipeError:
+                        return None  # it reads until EOF before compiling: nothing ran
                     os.close(child.request_w)
                     child.request_w = -1
                     data = await _read_until_eof(child.reply_r, self._reply_cap)
@@ -506,10 +522,11 @@ class Sandbox:
                 data = b""  # the child died before reading, or wrote past the cap
             result = self._result(data, sent)
             if result is None:  # no usable reply: how did the child end?
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_ENDED_WAIT_S):
-                        await ended
-                result = self._ended(ended.result() if ended.done() else None, limit_s, sent)
+                # asyncio.wait, not a timeout around ``await ended``: that would cancel the
+                # future, and its result() would raise CancelledError out of run().
+                await asyncio.wait((ended,), timeout=_ENDED_WAIT_S)
+                how = ended.result() if ended.done() and not ended.cancelled() else None
+                result = self._ended(how, limit_s, sent)
             return result
         finally:
             template.watched.pop(child.id, None)
@@ -620,7 +637,7 @@ def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> E
     if not _optional_str(kind, 100) or not _optional_str(error, _MAX_ERROR_CHARS):
         raise ProtocolError("bad error field")
     if not _optional_str(value_repr, max_output + 3) or (
-        limit is not None and limit not in _LIMITS
+        limit is not None and limit not in _RUN_LIMITS
     ):
         raise ProtocolError("bad value_repr/limit field")
     if not ok and kind is None:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tools.sandbox import compiler, policy, values
+from tools.sandbox import child, compiler, policy, values
 from tools.sandbox.limits import Arithmetic
 from tools.sandbox.modules import ModuleRegistry, ModuleView
 from tools.sandbox.pool import parse_reply
@@ -262,9 +262,18 @@ def test_parse_reply_checks_every_field() -> None:
         {**good, "ok": False},
         {**good, "stdout": "lone \ud800 surrogate"},
         {**good, "value": ["\udfff"]},
+        # The clock, the CPU and the queue are the pool's findings, never a run's word: a
+        # run that says "busy" would make the python tool report the sandbox unavailable.
+        *(
+            {"ok": False, "error_kind": "X", "error": "forged", "limit": limit, "stdout": ""}
+            for limit in ("busy", "time", "cpu")
+        ),
     ):
         with pytest.raises(ProtocolError):
             parse_reply(bad, 1.0, 100)
+    refused = {"ok": False, "error_kind": "MemoryLimit", "error": "m", "stdout": "", "limit": None}
+    for limit in ("memory", "output", "recursion", "int_size", "nesting"):
+        assert parse_reply({**refused, "limit": limit}, 1.0, 100).limit == limit
     assert json.dumps(parse_reply(good, 1.0, 100).value) == "8"
 
 
@@ -358,3 +367,33 @@ def test_other_syntax_errors_and_too_many_fixes_still_fail() -> None:
         compiler.compile_program(many, max_nesting=100)
     fine = "x = [" + ", ".join(["01"] * compiler.MAX_ZERO_FIXES) + "]"
     assert compiler.compile_program(fine, max_nesting=100) is not None
+
+
+def _caught(raiser: object) -> BaseException:
+    try:
+        raiser()  # type: ignore[operator]
+    except BaseException as exc:
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_a_sandbox_limit_counts_only_when_the_sandbox_raised_it() -> None:
+    """The reply names a limit or a refusal for an exception of the sandbox's own classes only
+    when the sandbox's code raised it: one made and raised elsewhere (here, by this test, as a
+    program that got hold of the class would) is reported as a plain exception."""
+    arith = Arithmetic(100, 10)
+    genuine = _caught(lambda: arith.check_items(11))
+    assert child.describe(genuine)["limit"] == "memory"
+
+    def forge() -> None:
+        raise policy.SizeLimit("forged")
+
+    forged = child.describe(_caught(forge))
+    assert (forged["error_kind"], forged["limit"]) == ("Exception", None), forged
+    assert forged["error"] == "SizeLimit: forged"
+    for cls in (policy.IntSizeLimit, policy.OutputLimit, policy.SandboxSecurityError):
+
+        def raise_it(cls: type[BaseException] = cls) -> None:
+            raise cls("forged")
+
+        assert child.describe(_caught(raise_it))["error_kind"] == "Exception"

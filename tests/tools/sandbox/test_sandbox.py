@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import os
+import select
+import signal
 import time
 
 import pytest
 
 from tests.tools.sandbox.test_corpora import sandbox_processes
-from tools.sandbox import Sandbox, SandboxConfig
+from tools.sandbox import Sandbox, SandboxConfig, pool
 from tools.sandbox.pool import LAYER_NAMES, SandboxStartError
 from tools.sandbox.template import SPARES
 
@@ -67,6 +69,8 @@ async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
         ("result = 'a' * 10 ** 10", "MemoryLimit", "memory"),
         ("result = [0] * 10 ** 10", "MemoryLimit", "memory"),
         ("x = [1]\nfor i in range(40):\n    x = x + x", "MemoryLimit", "memory"),
+        # CPython's deque fails without a MemoryError when memory runs out (a SystemError)
+        ("import collections\nd = collections.deque(range(10 ** 8))", "MemoryLimit", "memory"),
         ("while True:\n    pass", "Timeout", "time"),
         ("def f(n):\n    return f(n + 1)\nresult = f(0)", "RecursionError", "recursion"),
         ("while True:\n    print('x' * 1000)", "OutputLimit", "output"),
@@ -181,11 +185,14 @@ async def test_busy_when_the_queue_is_full() -> None:
 def waiting_children(sb: Sandbox) -> set[int]:
     """The processes forked for the next runs: the leaves below the only template."""
     processes = sandbox_processes(sb)
-    parents = set()
+    parents, vanished = set(), set()
     for pid in processes:
-        with open(f"/proc/{pid}/stat") as stat:
-            parents.add(int(stat.read().rsplit(")", 1)[1].split()[1]))
-    return set(processes) - parents
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                parents.add(int(stat.read().rsplit(")", 1)[1].split()[1]))
+        except (FileNotFoundError, ProcessLookupError):  # a finished run's, reaped meanwhile
+            vanished.add(pid)
+    return set(processes) - parents - vanished
 
 
 async def test_every_run_gets_a_process_nobody_ran_code_in() -> None:
@@ -244,6 +251,70 @@ async def test_a_child_that_dies_before_reading_keeps_the_framing() -> None:
         big = "x = 1\n" + "# padding\n" * 5000 + "result = 7\n"
         for _ in range(3):
             assert (await sb.run(big)).value == 7
+
+
+async def test_spares_killed_from_outside_are_skipped() -> None:
+    """Children killed while they wait (the OOM killer, an operator) never ran a program: a run
+    goes to a live one, and no caller ever gets an exception or waits for the dead."""
+    async with Sandbox(SandboxConfig(workers=1)) as sb:
+        for _ in range(3):
+            for _ in range(200):
+                waiting = waiting_children(sb)
+                if len(waiting) == SPARES:
+                    break
+                await asyncio.sleep(0.01)
+            for pid in waiting:
+                with contextlib.suppress(ProcessLookupError):  # a finished run's, just reaped
+                    os.kill(pid, signal.SIGKILL)
+            # Wait without yielding to the event loop: the run takes the dead ones first,
+            # before the template's word that they died is read, then a live one.
+            deadline = time.monotonic() + 5
+            while any(is_alive(pid) for pid in waiting) and time.monotonic() < deadline:
+                time.sleep(0.005)  # noqa: ASYNC251 (on purpose: the loop must not run)
+            started = time.perf_counter()
+            res = await sb.run("result = 6 * 7")
+            assert res.value == 42, res
+            assert time.perf_counter() - started < 1.5
+        for pid in waiting_children(sb):  # and once the template has said they died
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        assert sb._ready and not any(reader_gone(child.request_w) for child in sb._ready)
+        assert (await sb.run("result = 6 * 7")).value == 42
+
+
+def reader_gone(fd: int) -> bool:
+    """The process that read this pipe has died (POLLERR on the write end)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def is_alive(pid: int) -> bool:
+    """Not yet dead: a zombie's descriptors are closed already."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # reaped (while being read, for the latter)
+        return False
+
+
+async def test_a_run_with_no_reply_and_no_end_is_a_failure_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child that closes its reply and goes on (a program out of the language layer could)
+    gives the run a failure once the pool stops waiting to learn how it ended; never the
+    CancelledError of the abandoned wait."""
+
+    async def nothing(fd: int, cap: int) -> bytes:
+        return b""
+
+    monkeypatch.setattr(pool, "_read_until_eof", nothing)
+    monkeypatch.setattr(pool, "_ENDED_WAIT_S", 0.2)
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=5.0)) as sb:
+        res = await sb.run("while True:\n    pass")
+        assert res.error_kind == "WorkerCrashed", res
+    monkeypatch.undo()
 
 
 def still_running(pids: set[int]) -> set[int]:

@@ -164,9 +164,9 @@ def _wraps(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
 
 def _json_dumps(guards: Guards) -> Callable[..., str]:
     def dumps(obj: Any, **kwargs: Any) -> str:
+        kwargs = exact_kwargs(kwargs)  # first: a str subclass named "cls" could dodge the pop
         if kwargs.pop("cls", None) is not None:
             raise SandboxSecurityError("json.dumps(cls=...) is not available in the sandbox")
-        kwargs = exact_kwargs(kwargs)
         # The indent is repeated once per nesting level and line, a separator once per item:
         # both are kept to the sizes anyone formats JSON with.
         indent = kwargs.get("indent")
@@ -236,6 +236,9 @@ def _checked_result(arith: Any, func: Any) -> Any:
         return func  # NormalDist, StatisticsError: classes stay classes
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        if func is statistics.quantiles:  # n - 1 cut points
+            kwargs = exact_kwargs(kwargs)
+            arith.check_items(index_value(kwargs.get("n", 4)) - 1, "quantiles")
         result = func(*args, **kwargs)
         for value in result if type(result) is tuple else (result,):
             for part in int_parts(value):
@@ -280,6 +283,7 @@ def stack_depth() -> int:
 
 
 def _json_loads(text: Any, **kwargs: Any) -> Any:
+    kwargs = exact_kwargs(kwargs)
     if kwargs.pop("cls", None) is not None:
         raise SandboxSecurityError("json.loads(cls=...) is not available in the sandbox")
     return json.loads(text, **kwargs)

@@ -31,7 +31,9 @@ import builtins
 import collections
 import datetime
 import decimal
+import operator
 import random
+import statistics
 import string
 import types
 from collections.abc import Callable
@@ -47,6 +49,7 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
+    exact_kwargs,
     exact_len,
     sized_method,
 )
@@ -114,7 +117,30 @@ _STRFTIME_UNBOUND = {
 }
 _RANDOM_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
 _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO cannot shadow it
+_SUPER_CLASS = vars(super)["__thisclass__"]
 _MISSING = object()
+_WITH_TRACEBACK = BaseException.with_traceback
+
+
+def _samples_count(n: Any, *, seed: Any = None) -> Any:
+    return n
+
+
+def _quantiles_count(n: Any = 4, *, method: Any = "exclusive") -> Any:
+    return operator.index(n) - 1
+
+
+# Methods of a library class whose result has as many items as an argument says: the count is
+# checked first (bound or unbound; ``NormalDist`` arithmetic makes new instances of the real
+# class, so a stand-in subclass would not hold). The functions bind the arguments the way the
+# method does and answer the count.
+_COUNTED_METHODS: dict[int, tuple[Any, Callable[..., Any]]] = {
+    id(method): (method, count)
+    for method, count in (
+        (statistics.NormalDist.samples, _samples_count),
+        (statistics.NormalDist.quantiles, _quantiles_count),
+    )
+}
 
 
 def check_attr_name(
@@ -218,11 +244,20 @@ class Guards:
         return self.vet(value)
 
     def _super_target(self, obj: Any) -> Any:
-        """The object a ``super`` object is bound to, if it is the program's own."""
+        """The object a ``super`` object is bound to, if it is the program's own and the
+        search starts past one of the program's own classes."""
         bound = _SUPER_SELF.__get__(obj)
         if bound is None or not self.classes.is_user_object(bound):
             raise SandboxSecurityError("super() works on the program's own objects only")
+        self._check_super_class(obj)
         return bound
+
+    def _check_super_class(self, obj: Any) -> None:
+        """``super(C, x)`` searches the classes after ``C`` in ``x``'s MRO: past a stand-in
+        (``super(random.Random, x)``) it would reach the unchecked methods the stand-in
+        guards. Only a class of the program's own may be passed over."""
+        if not self.classes.is_user_class(_SUPER_CLASS.__get__(obj)):
+            raise SandboxSecurityError("super() starts past one of the program's own classes only")
 
     def _own_namespace(self, obj: Any) -> Any:
         """``obj.__dict__`` of the program's own object (found the generic way), if it holds
@@ -249,6 +284,7 @@ class Guards:
             # A class as the bound object (super(C, C)) hands out the parents' unbound
             # methods, which would then apply to anything.
             raise SandboxSecurityError("super() works on the program's own instances only")
+        self._check_super_class(obj)
         return getattr(obj, name)
 
     def vars(self, *obj: Any) -> Any:
@@ -290,12 +326,19 @@ class Guards:
             return value
         if type(value) is types.MethodType and isinstance(value.__self__, type):
             self._refuse_metaclass_method(value.__self__, value.__func__)
+        if type(value) is types.MethodType or type(value) is types.FunctionType:
+            func = value.__func__ if type(value) is types.MethodType else value
+            counted = _COUNTED_METHODS.get(id(func))
+            if counted is not None and counted[0] is func:
+                return self._counted(value, counted[1], bound=type(value) is types.MethodType)
         case = _CASE_UNBOUND.get(id(value))
         if case is not None and case is value:  # str.upper(s): the same check, unbound
             return self._case_changed(value)
         strftime = _STRFTIME_UNBOUND.get(id(value))
         if strftime is not None and strftime is value:  # datetime.date.strftime(d, fmt)
             return lambda day, fmt: value(day, self.arith.check_strftime(fmt))
+        if value is _WITH_TRACEBACK:  # ValueError.with_traceback(e, tb), unbound
+            raise SandboxSecurityError("with_traceback is not available in the sandbox")
         if value is _RANDOM_GETRANDBITS:  # unbound, e.g. through super(C, C)
             return lambda rng, k: value(rng, checked_random_bits(k))
         known = _FORMAT_METHODS.get(id(value))
@@ -305,6 +348,15 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
+
+    def _counted(self, method: Any, count: Callable[..., Any], bound: bool) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs = exact_kwargs(kwargs)
+            items = count(*(args if bound else args[1:]), **kwargs)
+            self.arith.check_items(int.__index__(operator.index(items)), "a statistics result")
+            return method(*args, **kwargs)
+
+        return call
 
     def _refuse_metaclass_method(self, cls: type, func: Any) -> None:
         """A library class's metaclass method (``ABCMeta.register``, reached through a

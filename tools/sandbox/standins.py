@@ -312,6 +312,9 @@ class Classes:
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
             if issubclass(base, super):  # its attribute reads go to another object's classes
                 raise SandboxSecurityError("super cannot be subclassed in the sandbox")
+        exit_method = namespace.get("__exit__")
+        if type(exit_method) is FunctionType:
+            namespace["__exit__"] = self._contained_exit(exit_method)
         written = set(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
@@ -335,14 +338,28 @@ class Classes:
             self._slotted[id(cls)] = cls
         return cls
 
+    def _contained_exit(self, method: FunctionType) -> Callable[..., Any]:
+        """A program's ``__exit__`` as CPython calls it, with the exception's class as
+        ``type()`` answers it and no traceback: the real class of an exception the sandbox
+        raised (``IntSizeLimit``) would let the program raise its own as a sandbox limit, and
+        a traceback would lead to frames."""
+        safe_type = self.safe_type
+
+        def __exit__(self: Any, kind: Any, value: Any, traceback: Any) -> Any:
+            if isinstance(value, BaseException):
+                kind = safe_type(value)
+            return method(self, kind, value, None)
+
+        __exit__.__qualname__ = method.__qualname__
+        return __exit__
+
     def _subclass_constructors(self) -> list[tuple[StandIn, Callable[..., Any]]]:
         def new_int(cls: type, *args: Any, **kwargs: Any) -> Any:
             return int.__new__(cls, *self.int_arguments(*args, **kwargs))
 
         def new_fraction(cls: type, *args: Any, **kwargs: Any) -> Any:
             kwargs = exact_kwargs(kwargs)
-            if args:
-                self._check_fraction_text(args[0])
+            self._check_fraction_text(args[0] if args else kwargs.get("numerator"))
             return self.arith.checked_number(fractions.Fraction.__new__(cls, *args, **kwargs))
 
         def new_decimal(cls: type, *args: Any, **kwargs: Any) -> Any:

@@ -32,7 +32,18 @@ async def box() -> AsyncIterator[Sandbox]:
 # -- 1. the language layer: every route to the real str.format, and what it would reach ----
 
 SUB = "{0.__class__.__base__.__subclasses__}"  # the old escape's first step
+LYING_KEY = (
+    "import json\nclass K(str):\n    def __hash__(self):\n        return 12345\n"
+    "    def __eq__(self, other):\n        return str(self) == other\n"
+    # stands in for an encoder and a decoder class: it would run as either
+    "class D:\n    def __init__(self, **options):\n        pass\n"
+    "    def encode(self, value):\n        return 'ran'\n"
+    "    def decode(self, text):\n        return 'ran'\n"
+)
 FORMAT_ESCAPES = {
+    # A keyword named by a str subclass dodged the refusal of cls= (eighth red-team pass)
+    "json_dumps_cls_by_a_lying_key": LYING_KEY + "result = json.dumps([1], **{K('cls'): D})",
+    "json_loads_cls_by_a_lying_key": LYING_KEY + "result = json.loads('1', **{K('cls'): D})",
     "super_format": (
         "class S(str):\n    def go(self):\n        return super().format(1)\n"
         "result = S('" + SUB + "').go()"
@@ -211,6 +222,27 @@ LYING_INT = (
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
 SIZE_BOMBS = {
+    # found by the eighth red-team pass (2026-12-01)
+    "fraction_subclass_by_keyword": (
+        "import fractions\nclass H(fractions.Fraction):\n    pass\n"
+        "result = H(numerator='1e30000000')"
+    ),
+    "normal_dist_samples": (
+        "import statistics\nresult = statistics.NormalDist().samples(3 * 10 ** 8)"
+    ),
+    "normal_dist_samples_of_a_sum": (
+        "import statistics\nresult = (statistics.NormalDist() + 1).samples(3 * 10 ** 8)"
+    ),
+    "normal_dist_samples_unbound": (
+        "import statistics\nd = statistics.NormalDist()\n"
+        "result = statistics.NormalDist.samples(d, 3 * 10 ** 8, seed=1)"
+    ),
+    "normal_dist_quantiles": (
+        "import statistics\nresult = statistics.NormalDist().quantiles(n=3 * 10 ** 8)"
+    ),
+    "statistics_quantiles": (
+        "import statistics\nresult = statistics.quantiles([1, 2, 3], n=3 * 10 ** 8)"
+    ),
     # found by the sixth red-team pass: each field within the limit, not their sum
     "format_many_fields": "result = ('{0:>9999999}' * 10).format(1)",
     "format_map_many_fields": "result = ('{a:>9999999}' * 10).format_map({'a': 1})",
@@ -316,10 +348,6 @@ SIZE_BOMBS = {
         "import fractions\nf = fractions.Fraction(10) ** 9999\nfor i in range(6):\n    f /= 1 / f"
     ),
     "int_from_bytes": "result = int.from_bytes(b'\\xff' * 10 ** 7, 'big')",
-    "getrandbits_through_super": (
-        "import random\nclass R(random.Random):\n    pass\nrng = R()\n"
-        "result = super(random.Random, rng).getrandbits(10 ** 8)"
-    ),
     "getrandbits_subclass_attribute": (
         "import random\nclass R(random.Random):\n    max_bits = 10 ** 9\n"
         "result = R().getrandbits(10 ** 8)"
@@ -356,11 +384,6 @@ SIZE_BOMBS = {
         "    n = divmod(n, fractions.Fraction(1, n))[0]"
     ),
     # found by the third red-team pass
-    "getrandbits_unbound_through_super": (
-        "import random\nclass R(random.Random):\n    pass\n"
-        "raw = super(random.Random, R).getrandbits\n"
-        "result = raw(random.Random(1), 50_000_000).bit_length()"
-    ),
     "localcontext_lying_keyword": (
         "import decimal\nclass S(str):\n    n = [0]\n    def __eq__(self, other):\n"
         "        self.n[0] += 1\n        return self.n[0] > 6\n"
@@ -414,6 +437,36 @@ async def test_an_index_is_asked_once(box: Sandbox, name: str) -> None:
     res = await box.run(code + "result = len(x)")
     assert res.ok, res
     assert res.value <= 10**7, f"{name} built {res.value} items through a lying __index__"
+
+
+# super(C, x) with C not the program's own searches past it: past a stand-in, to the methods
+# it checks (refused since the eighth red-team pass; the size guards were the earlier answer).
+SUPER_PAST_STAND_INS = {
+    "getrandbits_unbound_through_super": (
+        "import random\nclass R(random.Random):\n    pass\n"
+        "raw = super(random.Random, R).getrandbits\n"
+        "result = raw(random.Random(1), 50_000_000).bit_length()"
+    ),
+    "getrandbits_through_super": (
+        "import random\nclass R(random.Random):\n    pass\nrng = R()\n"
+        "result = super(random.Random, rng).getrandbits(10 ** 8)"
+    ),
+    "super_past_the_random_stand_in_choices": (
+        "import random\nclass R(random.Random):\n    pass\n"
+        "result = super(random.Random, R()).choices([1], k=4 * 10 ** 8)"
+    ),
+    "super_past_the_random_stand_in_sample": (
+        "import random\nclass R(random.Random):\n    pass\n"
+        "result = super(random.Random, R()).sample(range(10 ** 9), 4 * 10 ** 8)"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUPER_PAST_STAND_INS))
+async def test_super_does_not_search_past_a_stand_in(box: Sandbox, name: str) -> None:
+    res = await box.run(SUPER_PAST_STAND_INS[name])
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "program's own classes" in (res.error or ""), res
 
 
 @pytest.mark.parametrize("name", sorted(SIZE_BOMBS))
@@ -744,6 +797,65 @@ async def test_private_names_stay_private_to_the_program(box: Sandbox, name: str
     res = await box.run(PRIVATE_ELSEWHERE[name])
     assert not res.ok, res
     assert res.error_kind in ("SecurityError", "AttributeError"), res
+
+
+# An exception the sandbox raised reaches a program's __exit__; its class must not come with
+# it, nor a traceback (found by the eighth red-team pass: the class was the real one).
+CATCH = (
+    "class C:\n    def __enter__(self):\n        return self\n"
+    "    def __exit__(self, t, v, tb):\n        global T, E, TB\n"
+    "        T, E, TB = t, v, tb\n        return True\n"
+)
+FORGED = {
+    "raise_memory_error": ("raise MemoryError('forged')", "MemoryError"),
+    "raise_recursion_error": ("raise RecursionError('forged')", "RecursionError"),
+    "throw_memory_error_into_a_generator": (
+        "def g():\n    yield 1\nx = g()\nnext(x)\nx.throw(MemoryError('forged'))",
+        "MemoryError",
+    ),
+    "the_class_of_a_refusal": (
+        CATCH + "with C():\n    getattr(1, '__x__')\nraise T('forged')",
+        "TypeError",  # type() hands out a token for it, not the class
+    ),
+    "the_class_of_an_int_limit": (
+        CATCH + "with C():\n    10 ** (10 ** 8)\nraise T('forged')",
+        "TypeError",
+    ),
+    "the_class_of_a_size_limit": (
+        CATCH + "with C():\n    [0] * 10 ** 10\nraise T('forged')",
+        "TypeError",
+    ),
+    "a_refusal_thrown_with_its_traceback": (
+        CATCH + "with C():\n    getattr(1, '__x__')\n"
+        "def g():\n    yield 1\nx = g()\nnext(x)\nx.throw(T, E, TB)",
+        "TypeError",
+    ),
+    "with_traceback_unbound": (
+        CATCH + "with C():\n    getattr(1, '__x__')\n"
+        "raise ValueError.with_traceback(ValueError('forged'), TB)",
+        "SecurityError",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORGED))
+async def test_a_program_cannot_forge_a_sandbox_limit(box: Sandbox, name: str) -> None:
+    code, kind = FORGED[name]
+    res = await box.run(code)
+    assert (res.ok, res.error_kind, res.limit) == (False, kind, None), res
+
+
+async def test_exit_gets_no_traceback_and_no_internal_class(box: Sandbox) -> None:
+    code = CATCH + "with C():\n    getattr(1, '__x__')\nresult = [repr(T), TB, E is not None]"
+    res = await box.run(code)
+    assert res.value == ["<class 'SandboxSecurityError'>", None, True], res
+    ordinary = CATCH + "with C():\n    1 / 0\nresult = [T is ZeroDivisionError, TB is None]"
+    assert (await box.run(ordinary)).value == [True, True]
+
+
+async def test_a_caught_limit_raised_again_is_still_the_limit(box: Sandbox) -> None:
+    res = await box.run("try:\n    x = [0] * 10 ** 10\nexcept MemoryError as e:\n    raise e")
+    assert (res.error_kind, res.limit) == ("MemoryLimit", "memory"), res
 
 
 async def test_a_program_cannot_pass_for_a_sandbox_outcome(box: Sandbox) -> None:

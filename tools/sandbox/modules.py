@@ -141,6 +141,30 @@ def _total_ordering(guards: Guards) -> Callable[[Any], Any]:
     return total_ordering
 
 
+def _caches(guards: Guards) -> dict[str, Callable[..., Any]]:
+    """``functools.lru_cache`` and ``cache`` for the program's own functions only: the real
+    ones copy the decorated object's ``__dict__`` into the wrapper (``update_wrapper``), and a
+    class's holds the raw descriptors of its methods."""
+
+    def own(func: Any) -> Any:
+        if type(func) is not FunctionType or not guards.classes.is_user_object(func):
+            raise SandboxSecurityError(
+                "lru_cache() and cache() decorate the program's own functions only"
+            )
+        return func
+
+    def lru_cache(maxsize: Any = 128, typed: Any = False) -> Any:
+        if callable(maxsize) and not isinstance(maxsize, int):  # @lru_cache without ()
+            return functools.lru_cache()(own(maxsize))
+        decorate = functools.lru_cache(maxsize, bool(typed))
+        return lambda func: decorate(own(func))
+
+    def cache(func: Any) -> Any:
+        return functools.cache(own(func))
+
+    return {"lru_cache": lru_cache, "cache": cache}
+
+
 def _wraps(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
     """``functools.wraps`` for the program's own functions: the name, qualified name and
     docstring, copied as plain text. Never ``update_wrapper`` itself, which also copies the
@@ -345,6 +369,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     ft = _public(functools, names="reduce partial lru_cache cache cmp_to_key")
     ft["total_ordering"] = _total_ordering(guards)
     ft["wraps"] = _wraps(guards)
+    ft.update(_caches(guards))
     mth = _public(math)
     mth.update(
         factorial=arith.factorial, comb=arith.comb, perm=arith.perm, prod=arith.prod, lcm=arith.lcm

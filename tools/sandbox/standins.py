@@ -315,14 +315,15 @@ class Classes:
         exit_method = namespace.get("__exit__")
         if type(exit_method) is FunctionType:
             namespace["__exit__"] = self._contained_exit(exit_method)
-        written = set(namespace)
+        written = dict(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
-        # program's, so never readable under a private name (``_abc_impl``).
+        # program's, so never readable under a private name (``_abc_impl``), even where the
+        # program wrote a value of its own under that name first (identity, not the name).
         self._foreign[id(cls)] = frozenset(
             key
             for key, value in vars(cls).items()
-            if key not in written
+            if written.get(key, _ABSENT) is not value
             # the slots its own __slots__ asked for are the program's
             and not (type(value) is MemberDescriptorType and value.__objclass__ is cls)
             # typing.NamedTuple makes the class with namedtuple(): its documented methods

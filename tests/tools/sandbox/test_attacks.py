@@ -551,6 +551,25 @@ LEGIT_SIZES = {
 
 # Found by the red-team pass: ordinary class code that the old name rules refused.
 FRIENDLY = {
+    "caches_on_own_functions": (
+        "import functools\n@functools.lru_cache(maxsize=None)\ndef fib(n):\n"
+        "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
+        "@functools.lru_cache\ndef sq(n):\n    return n * n\n"
+        "@functools.cache\ndef cube(n):\n    return n ** 3\n"
+        "class A:\n    @functools.lru_cache(maxsize=32)\n"
+        "    def m(self, x):\n        return x + 1\n"
+        "result = [fib(80), sq(9), cube(3), A().m(1), fib.cache_info().hits > 0]",
+        [23416728348467685, 81, 27, 2, True],
+    ),
+    "super_with_own_classes": (
+        "class A:\n    def f(self):\n        return 1\n"
+        "class B(A):\n    def f(self):\n        return super().f() + 1\n"
+        "class C(B):\n    def g(self):\n        return super(B, self).f()\n"
+        "import random\nclass R(random.Random):\n    def pick(self):\n"
+        "        return len(super().choices([1, 2], k=3))\n"
+        "result = [C().f(), C().g(), R(1).pick()]",
+        [2, 1, 3],
+    ),
     "super_init": (
         "class Animal:\n    def __init__(self, name):\n        self.name = name\n"
         "class Dog(Animal):\n    def __init__(self, name):\n        super().__init__(name)\n"
@@ -703,6 +722,13 @@ async def test_ordinary_class_code_runs(box: Sandbox, name: str) -> None:
 
 
 PRIVATE_ELSEWHERE = {
+    # eighth red-team pass: a class dict copied raw into a cache wrapper, and a private name
+    # the program wrote first but a library's metaclass replaced
+    "cache_of_a_builtin_class": "import functools\nresult = functools.lru_cache(dict).fromkeys",
+    "cache_of_a_class": "import functools\nresult = functools.cache(dict)",
+    "private_name_a_library_replaced": (
+        "import typing\nclass X(typing.Iterable):\n    _abc_impl = 1\nresult = X._abc_impl"
+    ),
     "library_private": "import fractions\nresult = fractions.Fraction(1, 2)._numerator",
     "random_private": "import random\nresult = random.Random()._randbelow",
     "dunder_elsewhere": "result = (1).__dict__",

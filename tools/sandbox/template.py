@@ -54,6 +54,7 @@ MESSAGE_CAP = 4096
 EXIT_CONFINEMENT_FAILED = 121  # child.EXIT_CONFINEMENT_FAILED
 MAX_SPARE_DEATHS = 10  # spares in a row that died before their run: something is wrong
 SPARES = 2  # children forked ahead, each confined and warm, waiting for a run
+MAX_MESSAGES_PER_POLL = 1000  # bounded: exits and deadlines are looked at in between
 
 
 @dataclass(eq=False)
@@ -171,7 +172,7 @@ class Template:
             while True:
                 for event in self._wait():
                     if event == "control":
-                        if not self._on_message():
+                        if not self._on_messages():
                             return
                     else:
                         self._on_exit(event)
@@ -202,15 +203,26 @@ class Template:
             events.append("control" if fd == self.control.fileno() else by_fd[fd])
         return events
 
-    def _on_message(self) -> bool:
-        """Handle one control message; False when the service closed the socket."""
-        data = self.control.recv(MESSAGE_CAP)
-        if not data:
-            return False
+    def _on_messages(self) -> bool:
+        """Handle every pending control message, before any exit of the same poll: a run's
+        "start" is sent before its program, so a program that kills its child at once is
+        never taken for a spare dying on its own (ten of those in a row end the template,
+        and every run on it). False when the service closed the socket."""
+        for _ in range(MAX_MESSAGES_PER_POLL):
+            try:
+                data = self.control.recv(MESSAGE_CAP, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            self._on_message(data)
+        return True
+
+    def _on_message(self, data: bytes) -> None:
         message = json.loads(data)
         run = self.children.get(message.get("start") or message.get("done") or 0)
         if run is None:
-            return True  # a child that already ended: the service has its "ended"
+            return  # a child that already ended: the service has its "ended"
         if "start" in message and not run.started:
             run.started = True
             timeout = message.get("timeout_s")
@@ -219,7 +231,6 @@ class Template:
             self._fork()  # the next run's child, while this one runs
         elif "done" in message:
             run.kill()
-        return True
 
     def _on_exit(self, run: _Child) -> None:
         """Reap a child that exited, tell the service how, and keep the spares complete."""

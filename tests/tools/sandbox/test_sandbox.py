@@ -15,7 +15,7 @@ import pytest
 from tests.tools.sandbox.test_corpora import sandbox_processes
 from tools.sandbox import Sandbox, SandboxConfig, pool
 from tools.sandbox.pool import LAYER_NAMES, SandboxStartError
-from tools.sandbox.template import SPARES
+from tools.sandbox.template import MAX_SPARE_DEATHS, SPARES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -288,6 +288,45 @@ def reader_gone(fd: int) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+async def test_runs_that_die_at_once_are_not_spares_dying() -> None:
+    """A run's "start" reaches the template before its program reaches the child, but the
+    template polls both: when the child's death and its "start" come in one poll, the start
+    is read first, else a run that kills its child at once counts as a spare dying on its
+    own, and ten of those end the template and every run on it. Staged with the template
+    stopped: a message ahead of the starts, then the children killed."""
+    async with Sandbox(SandboxConfig(workers=1)) as sb:
+        (template,) = sb._templates
+        for _ in range(MAX_SPARE_DEATHS + 2):
+            for _ in range(300):
+                waiting = waiting_children(sb)
+                if len(waiting) == SPARES and len(sb._ready) == SPARES:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(waiting) == SPARES and len(sb._ready) == SPARES
+            template_pid = parent_of(next(iter(waiting)))
+            os.kill(template_pid, signal.SIGSTOP)
+            try:
+                template.send({"done": 10**9})  # a message before the starts
+                for child in sb._ready:
+                    template.send({"start": child.id, "timeout_s": 1.0})
+                for pid in waiting:
+                    os.kill(pid, signal.SIGKILL)
+                for _ in range(1000):  # a stopped parent does not reap: they stay zombies
+                    if not any(is_alive(pid) for pid in waiting):
+                        break
+                    await asyncio.sleep(0.005)
+            finally:
+                os.kill(template_pid, signal.SIGCONT)
+            await asyncio.sleep(0.05)
+        assert sb._templates == {template} and template.alive
+        assert (await sb.run("result = 6 * 7")).value == 42
 
 
 def is_alive(pid: int) -> bool:

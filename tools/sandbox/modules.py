@@ -253,11 +253,14 @@ def _itertools_sized(arith: Arithmetic) -> dict[str, Callable[..., Any]]:
     }
 
 
-def _checked_result(arith: Any, func: Any) -> Any:
+def _checked_result(guards: Guards, func: Any) -> Any:
     """``statistics`` squares and multiplies inside its own (unguarded) code: its results are
-    checked, and each call can at most square a number that passed the check."""
+    checked, and each call can at most square a number that passed the check. Nor does a
+    class come out of it: given classes as data (``mean([C, C])``), it converts its result
+    with ``type(C)``, the real ``type``, and answers the real ``Fraction`` class."""
     if isinstance(func, type):
         return func  # NormalDist, StatisticsError: classes stay classes
+    arith = guards.arith
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if func is statistics.quantiles:  # n - 1 cut points
@@ -265,6 +268,8 @@ def _checked_result(arith: Any, func: Any) -> Any:
             arith.check_items(index_value(kwargs.get("n", 4)) - 1, "quantiles")
         result = func(*args, **kwargs)
         for value in result if type(result) is tuple else (result,):
+            if isinstance(value, type) and not guards.classes.is_user_class(value):
+                raise SandboxSecurityError("statistics does not work on classes in the sandbox")
             for part in int_parts(value):
                 arith.check_bits(part.bit_length())
         return result
@@ -402,7 +407,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "cmath": _public(cmath),
         "fractions": {"Fraction": classes.fraction},
         "statistics": {
-            name: _checked_result(arith, value) if callable(value) else value
+            name: _checked_result(guards, value) if callable(value) else value
             for name, value in _public(statistics, names=_STATISTICS).items()
         },
         "datetime": dt,

@@ -31,13 +31,14 @@ import builtins
 import collections
 import datetime
 import decimal
+import inspect
 import operator
 import random
 import statistics
 import string
 import types
 from collections.abc import Callable
-from types import BuiltinMethodType
+from types import BuiltinMethodType, FunctionType
 from typing import Any, cast
 
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
@@ -120,6 +121,19 @@ _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO can
 _SUPER_CLASS = vars(super)["__thisclass__"]
 _MISSING = object()
 _WITH_TRACEBACK = BaseException.with_traceback
+
+
+_SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+
+
+def _throw_without_traceback(method: Any) -> Callable[..., Any]:
+    """``gen.throw(exc)`` (or the old ``throw(kind, value)``), never with a traceback: one
+    attached by the program would say where its exception came from."""
+
+    def throw(kind: Any, value: Any = None, /) -> Any:
+        return method(kind) if value is None else method(kind, value)
+
+    return throw
 
 
 def _samples_count(n: Any, *, seed: Any = None) -> Any:
@@ -235,13 +249,41 @@ class Guards:
             # Allowed only on the program's own objects, and read the way check_attr_name
             # decided it: by the generic lookup, never a forwarding one.
             try:
-                return self.vet(generic_getattr(obj, name))
+                value = generic_getattr(obj, name)
+                return self._library_function(obj, name, value, self.vet(value))
             except AttributeError:
                 if default is _MISSING:
                     raise
                 return default
         value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
-        return self.vet(value)
+        return self._library_function(target, name, value, self.vet(value))
+
+    def _library_function(self, obj: Any, name: str, value: Any, vetted: Any) -> Any:
+        """A library's Python function read from a class (``collections.Counter.copy``) or a
+        property (``fget``) takes any object as ``self``; given a class, its
+        ``self.__class__(...)`` is ``type(cls)``: the real ``type``. Read from a class, it
+        takes instances of that class only; a library property's functions are not handed out.
+        The program's own functions are left alone. ``value`` is what was read, ``vetted``
+        what :meth:`vet` made of it (the function itself, or a checking wrapper)."""
+        if type(value) is not FunctionType or value.__code__.co_filename == FILENAME:
+            return vetted
+        if isinstance(obj, property) and name in ("fget", "fset", "fdel"):
+            raise SandboxSecurityError("a library property's functions are not available")
+        if not isinstance(obj, type) or isinstance(
+            inspect.getattr_static(obj, name, None), staticmethod
+        ):
+            return vetted
+        owner: type = obj
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            if not args or issubclass(type(args[0]), type) or not issubclass(type(args[0]), owner):
+                raise SandboxSecurityError(
+                    f"{owner.__name__}.{name} applies to instances of {owner.__name__} only"
+                )
+            return vetted(*args, **kwargs)
+
+        method.__name__ = method.__qualname__ = name
+        return method
 
     def _super_target(self, obj: Any) -> Any:
         """The object a ``super`` object is bound to, if it is the program's own and the
@@ -304,9 +346,13 @@ class Guards:
     def vet(self, value: Any) -> Any:
         """Replace, by identity, what must not reach the program: the real ``str.format`` in
         any form, and width-taking methods, which get their size checks."""
+        if isinstance(value, type) and issubclass(value, type):
+            raise SandboxSecurityError("metaclasses are not available in the sandbox")
         if type(value) is BuiltinMethodType:
             owner = value.__self__
             method_name = value.__name__
+            if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
+                return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):
                 return self._bound_format(owner, method_name)
             if method_name in _CASE_METHODS and isinstance(owner, str):

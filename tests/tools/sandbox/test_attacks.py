@@ -462,6 +462,48 @@ SUPER_PAST_STAND_INS = {
 }
 
 
+# A library's method read from a class takes any object as self; given a class, its
+# self.__class__(...) is the real type (ninth red-team pass: collections.Counter.copy(C) was
+# the real type, and with it any class, metaclass, the real int and decimal.Context).
+REAL_TYPE_ROUTES = {
+    "counter_copy_of_a_class": "import collections\nclass C:\n    pass\n"
+    "result = collections.Counter.copy(C)",
+    "chainmap_new_child_of_a_class": "import collections\nclass C:\n    pass\nC.maps = []\n"
+    "result = collections.ChainMap.new_child(C, 1)",
+    "chainmap_parents_getter": "import collections\nclass C:\n    pass\nC.maps = [1, 2]\n"
+    "result = collections.ChainMap.parents.fget(C)",
+    "methodcaller_on_a_class": "import collections, operator\nclass C:\n    pass\n"
+    "result = operator.methodcaller('copy', C)(collections.Counter)",
+    "getattr_on_a_class": "import collections\nclass C:\n    pass\n"
+    "result = getattr(collections.Counter, 'copy')(C)",
+    "own_subclass_method_of_a_class": "import collections\nclass D(collections.Counter):\n"
+    "    pass\nclass C:\n    pass\nresult = D.copy(C)",
+    "super_of_a_class_on_a_class": "import collections\nclass D(collections.Counter):\n"
+    "    pass\nclass C:\n    pass\nresult = super(D, D).copy(C)",
+    "statistics_of_classes": "import statistics\nclass C:\n    @classmethod\n"
+    "    def as_integer_ratio(cls):\n        return (1, 1)\n"
+    "result = statistics.mean([C, C])",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TYPE_ROUTES))
+async def test_no_route_to_the_real_type(box: Sandbox, name: str) -> None:
+    res = await box.run(REAL_TYPE_ROUTES[name])
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+
+
+async def test_generators_are_thrown_into_without_a_traceback(box: Sandbox) -> None:
+    code = (
+        "def g():\n    try:\n        yield 1\n    except ValueError as e:\n        yield str(e)\n"
+        "x = g()\nnext(x)\nresult = x.throw(ValueError('in'))"
+    )
+    assert (await box.run(code)).value == "in"
+    res = await box.run(
+        "def g():\n    yield 1\nx = g()\nnext(x)\nx.throw(ValueError, ValueError('x'), None)"
+    )
+    assert res.error_kind == "TypeError", res  # a third argument is refused
+
+
 @pytest.mark.parametrize("name", sorted(SUPER_PAST_STAND_INS))
 async def test_super_does_not_search_past_a_stand_in(box: Sandbox, name: str) -> None:
     res = await box.run(SUPER_PAST_STAND_INS[name])
@@ -551,6 +593,14 @@ LEGIT_SIZES = {
 
 # Found by the red-team pass: ordinary class code that the old name rules refused.
 FRIENDLY = {
+    "library_methods_on_their_own_instances": (
+        "import collections\nclass D(collections.Counter):\n    pass\n"
+        "c = collections.Counter('ab')\n"
+        "result = [D('aab').copy()['a'], collections.Counter.copy(c)['a'], D.copy(D('x'))['x'],"
+        " list(collections.OrderedDict.fromkeys('ab', 1)), str.upper('a'),"
+        " len(collections.ChainMap.new_child(collections.ChainMap({'a': 1})).maps)]",
+        [2, 1, 1, ["a", "b"], "A", 2],
+    ),
     "caches_on_own_functions": (
         "import functools\n@functools.lru_cache(maxsize=None)\ndef fib(n):\n"
         "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"

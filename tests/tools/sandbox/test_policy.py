@@ -397,3 +397,17 @@ def test_a_sandbox_limit_counts_only_when_the_sandbox_raised_it() -> None:
             raise cls("forged")
 
         assert child.describe(_caught(raise_it))["error_kind"] == "Exception"
+
+
+def test_vet_never_hands_out_a_metaclass() -> None:
+    """Whatever attribute read would produce one (no route is known today), a metaclass is
+    refused: with it, a program makes classes past the class-creation hook."""
+    import abc
+    import enum
+
+    arith = Arithmetic(100, 10)
+    guards = policy.Guards(arith, Classes(arith))
+    for metaclass in (type, abc.ABCMeta, enum.EnumMeta):
+        with pytest.raises(policy.SandboxSecurityError):
+            guards.vet(metaclass)
+    assert guards.vet(fractions.Fraction) is fractions.Fraction

@@ -269,9 +269,16 @@ class Guards:
             return vetted
         if isinstance(obj, property) and name in ("fget", "fset", "fdel"):
             raise SandboxSecurityError("a library property's functions are not available")
-        if not isinstance(obj, type) or isinstance(
-            inspect.getattr_static(obj, name, None), staticmethod
-        ):
+        if not isinstance(obj, type):
+            # A method as a plain function from an object, not its class: an alias that
+            # forwards to its origin (typing.Generator.throw, which attaches any traceback)
+            # or an attribute holding it. A static method read from an instance is fine.
+            qualname = str.__str__(value.__qualname__)
+            static = isinstance(inspect.getattr_static(type(obj), name, None), staticmethod)
+            if "." in qualname and "<locals>" not in qualname and not static:
+                raise SandboxSecurityError(f"{qualname} is available from its class only")
+            return vetted
+        if isinstance(inspect.getattr_static(obj, name, None), staticmethod):
             return vetted
         owner: type = obj
 

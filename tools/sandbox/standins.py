@@ -26,6 +26,7 @@ import datetime
 import decimal
 import fractions
 import functools
+import inspect
 import itertools
 import math
 import operator
@@ -33,7 +34,7 @@ import random
 import re
 import statistics
 from collections.abc import Callable
-from types import FunctionType, MemberDescriptorType
+from types import FunctionType, MemberDescriptorType, MethodType
 from typing import Any
 
 from tools.sandbox.limits import (
@@ -76,6 +77,11 @@ class StandIn(type):
         # (``Fraction.from_float``), from the real class and its bases only, never from its
         # metaclass (``ABCMeta.register`` would make any object pass for a Fraction).
         if any(name in vars(base) for base in cls._real.__mro__):
+            raw = inspect.getattr_static(cls._real, name)
+            if type(raw) is classmethod and type(raw.__func__) is FunctionType:
+                # Fraction.from_float/from_decimal build with cls(...): bound to the stand-in,
+                # that is the checked constructor, not the real one.
+                return MethodType(raw.__func__, cls)
             return getattr(cls._real, name)
         raise AttributeError(f"{cls._real.__name__!r} has no attribute {name!r} here")
 
@@ -312,9 +318,8 @@ class Classes:
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
             if issubclass(base, super):  # its attribute reads go to another object's classes
                 raise SandboxSecurityError("super cannot be subclassed in the sandbox")
-        exit_method = namespace.get("__exit__")
-        if type(exit_method) is FunctionType:
-            namespace["__exit__"] = self._contained_exit(exit_method)
+        if "__exit__" in namespace:  # any form: a function, staticmethod, partial, instance
+            namespace["__exit__"] = self._contained_exit(namespace["__exit__"])
         written = dict(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
@@ -339,19 +344,22 @@ class Classes:
             self._slotted[id(cls)] = cls
         return cls
 
-    def _contained_exit(self, method: FunctionType) -> Callable[..., Any]:
-        """A program's ``__exit__`` as CPython calls it, with the exception's class as
-        ``type()`` answers it and no traceback: the real class of an exception the sandbox
-        raised (``IntSizeLimit``) would let the program raise its own as a sandbox limit, and
-        a traceback would lead to frames."""
+    def _contained_exit(self, method: Any) -> Callable[..., Any]:
+        """A program's ``__exit__``, in whatever form its class body gave it (a function, a
+        ``staticmethod``, a ``partial``, a callable object), as CPython would call it, but
+        with the exception's class as ``type()`` answers it and no traceback: the real class
+        of an exception the sandbox raised (``IntSizeLimit``) would let the program raise its
+        own as a sandbox limit, and a traceback would lead to frames."""
         safe_type = self.safe_type
 
         def __exit__(self: Any, kind: Any, value: Any, traceback: Any) -> Any:
             if isinstance(value, BaseException):
                 kind = safe_type(value)
-            return method(self, kind, value, None)
+            bind = getattr(type(method), "__get__", None)  # the descriptor protocol, as CPython
+            target = method if bind is None else bind(method, self, type(self))
+            return target(kind, value, None)
 
-        __exit__.__qualname__ = method.__qualname__
+        __exit__.__qualname__ = str.__str__(getattr(method, "__qualname__", "__exit__"))
         return __exit__
 
     def _subclass_constructors(self) -> list[tuple[StandIn, Callable[..., Any]]]:

@@ -222,6 +222,15 @@ LYING_INT = (
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
 SIZE_BOMBS = {
+    # tenth red-team pass: the real class's classmethods built with the real constructor
+    "fraction_from_float_of_a_lying_float": (
+        "import fractions\nclass X(float):\n    def as_integer_ratio(self):\n"
+        "        return ('1e200000',)\nresult = fractions.Fraction.from_float(X(1.5))"
+    ),
+    "fraction_from_decimal_of_a_lying_decimal": (
+        "import fractions, decimal\nclass X(decimal.Decimal):\n    def as_integer_ratio(self):\n"
+        "        return ('1e200000',)\nresult = fractions.Fraction.from_decimal(X(1))"
+    ),
     # found by the eighth red-team pass (2026-12-01)
     "fraction_subclass_by_keyword": (
         "import fractions\nclass H(fractions.Fraction):\n    pass\n"
@@ -593,6 +602,12 @@ LEGIT_SIZES = {
 
 # Found by the red-team pass: ordinary class code that the old name rules refused.
 FRIENDLY = {
+    "fraction_classmethods": (
+        "import fractions, decimal\n"
+        "result = [str(fractions.Fraction.from_float(0.5)),"
+        " str(fractions.Fraction.from_decimal(decimal.Decimal('1.25')))]",
+        ["1/2", "5/4"],
+    ),
     "library_methods_on_their_own_instances": (
         "import collections\nclass D(collections.Counter):\n    pass\n"
         "c = collections.Counter('ab')\n"
@@ -882,7 +897,25 @@ CATCH = (
     "    def __exit__(self, t, v, tb):\n        global T, E, TB\n"
     "        T, E, TB = t, v, tb\n        return True\n"
 )
+GRAB = "def grab(t, v, tb):\n    global T, TB\n    T, TB = t, tb\n    return True\n"
 FORGED = {
+    # tenth red-team pass: __exit__ in another form than a function, and a library's throw
+    "the_class_through_a_static_exit": (
+        GRAB + "class C:\n    def __enter__(self):\n        return self\n"
+        "    __exit__ = staticmethod(grab)\nwith C():\n    10 ** (10 ** 8)\nraise T('forged')",
+        "TypeError",
+    ),
+    "the_class_through_a_partial_exit": (
+        "import functools\n" + GRAB + "class C:\n    def __enter__(self):\n        return self\n"
+        "    __exit__ = functools.partial(grab)\nwith C():\n    10 ** (10 ** 8)\n"
+        "raise T('forged')",
+        "TypeError",
+    ),
+    "typing_generator_throw_with_a_traceback": (
+        "import typing\nclass F:\n    pass\n"
+        "typing.Generator.throw(F(), ValueError, ValueError('forged'), None)",
+        "SecurityError",
+    ),
     "raise_memory_error": ("raise MemoryError('forged')", "MemoryError"),
     "raise_recursion_error": ("raise RecursionError('forged')", "RecursionError"),
     "throw_memory_error_into_a_generator": (

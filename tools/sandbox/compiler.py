@@ -39,6 +39,16 @@ from tools.sandbox.names import (
 )
 
 
+def _is_deferred_field(node: ast.AST) -> bool:
+    """A field ``visit_FormattedValue`` made into ``_format_value_(...)``."""
+    return (
+        isinstance(node, ast.FormattedValue)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "_format_value_"
+    )
+
+
 def _strip_annotations(args: ast.arguments) -> None:
     for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
         if arg is not None:
@@ -132,6 +142,34 @@ class SandboxTransformer(RestrictingNodeTransformer):
         copy_locations(new, node)
         ast.fix_missing_locations(new)
         return new
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
+        """An f-string with a specification in any field becomes ``_fstring_((pieces))``: the
+        fields with a specification come as formats not yet made (``_format_value_``), the
+        others and the text as strings, and the hook makes them in order against one budget
+        for the whole string, as ``str.format`` does for its fields: twenty fields each within
+        the limit would otherwise be twenty times past it."""
+        node = self.node_contents_visit(node)
+        if not any(_is_deferred_field(value) for value in node.values):
+            return node
+        pieces: list[ast.expr] = []
+        for value in node.values:
+            if isinstance(value, ast.FormattedValue) and _is_deferred_field(value):
+                pieces.append(value.value)  # the _format_value_(...) call
+            elif isinstance(value, ast.FormattedValue):
+                joined = ast.JoinedStr(values=[value])
+                copy_locations(joined, value)
+                pieces.append(joined)
+            else:
+                pieces.append(value)
+        call = ast.Call(
+            func=ast.Name("_fstring_", ast.Load()),
+            args=[ast.Tuple(elts=pieces, ctx=ast.Load())],
+            keywords=[],
+        )
+        copy_locations(call, node)
+        ast.fix_missing_locations(call)
+        return call
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
         if name is None:

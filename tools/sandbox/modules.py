@@ -156,7 +156,11 @@ def _caches(guards: Guards) -> dict[str, Callable[..., Any]]:
     def lru_cache(maxsize: Any = 128, typed: Any = False) -> Any:
         if callable(maxsize) and not isinstance(maxsize, int):  # @lru_cache without ()
             return functools.lru_cache()(own(maxsize))
-        decorate = functools.lru_cache(maxsize, bool(typed))
+        if typed:
+            # A typed key holds type(arg) of every argument: the real type of a class, which
+            # the dict's comparison then hands to a colliding key's __eq__.
+            raise SandboxSecurityError("lru_cache(typed=True) is not available in the sandbox")
+        decorate = functools.lru_cache(maxsize)
         return lambda func: decorate(own(func))
 
     def cache(func: Any) -> Any:
@@ -515,6 +519,8 @@ class ModuleRegistry:
         self._guards = guards
         self._static = _static_views(guards)
         self._per_run: dict[str, ModuleView] = {}
+        for view in self._static.values():
+            guards.classes.reachable(*view._view_attrs.values())
         RANDOM_MAX_BITS[0] = guards.arith.max_bits
         RANDOM_MAX_ITEMS[0] = guards.arith.max_items
 
@@ -565,5 +571,6 @@ class ModuleRegistry:
             attrs["Decimal"] = classes.decimal
             attrs["Context"] = classes.context
             attrs["localcontext"] = classes.local_context
+            classes.reachable(*attrs.values())
             return ModuleView("decimal", attrs)
         raise SandboxSecurityError(f"no view for module {name!r}")  # pragma: no cover

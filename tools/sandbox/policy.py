@@ -126,6 +126,16 @@ _WITH_TRACEBACK = BaseException.with_traceback
 _SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 
 
+class _Field:
+    """A field of an f-string, converted and its specification checked, not yet made."""
+
+    __slots__ = ("spec", "value")
+
+    def __init__(self, value: Any, spec: str) -> None:
+        self.value = value
+        self.spec = spec
+
+
 def _throw_without_traceback(method: Any) -> Callable[..., Any]:
     """``gen.throw(exc)`` (or the old ``throw(kind, value)``), never with a traceback: one
     attached by the program would say where its exception came from."""
@@ -470,15 +480,30 @@ class Guards:
             self.arith.check_strftime(text)
         return text
 
-    def formatted_value(self, value: Any, conversion: int, spec: Any) -> str:
-        """One ``{value!conv:spec}`` field of an f-string (see ``compiler.py``)."""
+    def formatted_value(self, value: Any, conversion: int, spec: Any) -> _Field:
+        """One ``{value!conv:spec}`` field of an f-string (see ``compiler.py``): converted and
+        its specification checked now, in the f-string's order; made by :meth:`fstring`."""
         if conversion == ord("r"):
             value = repr(value)
         elif conversion == ord("s"):
             value = str(value)
         elif conversion == ord("a"):
             value = ascii(value)
-        return format(value, self._checked_spec(value, spec))
+        return _Field(value, self._checked_spec(value, spec))
+
+    def fstring(self, pieces: tuple[Any, ...]) -> str:
+        """An f-string whose fields have specifications: its text and fields made in order,
+        against one budget of ``max_items`` characters (a field's ``__format__`` may make
+        another f-string: each has its own)."""
+        room = self.arith.max_items
+        parts: list[str] = []
+        for piece in pieces:
+            text = format(piece.value, piece.spec) if type(piece) is _Field else piece
+            room -= str.__len__(text)  # a str subclass's __len__ may lie
+            if room < 0:
+                raise SizeLimit(f"formatted string exceeds {self.arith.max_items} characters")
+            parts.append(text)
+        return "".join(parts)
 
     def mod(self, left: Any, right: Any) -> Any:
         """``left % right``; for strings and bytes, the widths of the template are checked;
@@ -693,8 +718,10 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
     """Every name RestrictedPython's output calls, and the builtins; built once per template
     (each run is a process of its own, so a run's namespace may share them)."""
     arith = guards.arith
+    builtins_ = make_builtins(guards, importer)
+    guards.classes.reachable(*builtins_.values())
     return {
-        "__builtins__": make_builtins(guards, importer),
+        "__builtins__": builtins_,
         "__name__": "__main__",
         "__metaclass__": guards.classes.metaclass,
         "_getattr_": guards.getattr,
@@ -713,6 +740,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_floordiv_": arith.floordiv,
         "_super_attr_": guards.super_attr,
         "_format_value_": guards.formatted_value,
+        "_fstring_": guards.fstring,
         "_aug_item_": guards.aug_item,
         "_aug_attr_": guards.aug_attr,
     }

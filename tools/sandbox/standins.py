@@ -33,6 +33,7 @@ import operator
 import random
 import re
 import statistics
+import types
 from collections.abc import Callable
 from types import FunctionType, MemberDescriptorType, MethodType
 from typing import Any
@@ -176,6 +177,18 @@ def builtin_exceptions() -> dict[str, type]:
 
 
 _ABSENT = object()
+# The methods of a program's class that take no argument but self: left as they are.
+_WITHOUT_ARGUMENTS = frozenset(
+    "__repr__ __str__ __len__ __iter__ __next__ __bool__ __hash__ __int__ __float__ "  # noqa: SIM905
+    "__index__ __neg__ __pos__ __abs__ __reversed__ __enter__".split(" ")
+)
+_INTERNAL_TYPES = (
+    types.FrameType,
+    types.TracebackType,
+    types.CodeType,
+    types.CellType,
+    types.ModuleType,
+)
 _NAMEDTUPLE_API = frozenset({"_asdict", "_replace", "_make", "_fields", "_field_defaults"})
 
 
@@ -208,6 +221,8 @@ class Classes:
         self._foreign: dict[int, frozenset[str]] = {}
         self._slotted: dict[int, type] = {}
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
+        self._wrapped: dict[int, Callable[..., Any]] = {}  # the program's methods, contained
+        self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self.int = _stand_in(int, self._int)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
         self.bytes = _stand_in(bytes, self._bytes)
@@ -235,6 +250,7 @@ class Classes:
         self._foreign.clear()
         self._slotted.clear()
         self._tokens.clear()
+        self._wrapped.clear()
 
     def register(self, cls: type) -> type:
         self._user[id(cls)] = cls
@@ -295,7 +311,9 @@ class Classes:
         ``super`` object, whose attribute reads search another object's classes."""
         if isinstance(obj, super):
             return False
-        if type(obj) is FunctionType and obj.__code__.co_filename == FILENAME:
+        if type(obj) is FunctionType and (
+            obj.__code__.co_filename == FILENAME or self._wrapped.get(id(obj)) is obj
+        ):
             return True
         return self.is_user_class(obj) or self.is_user_class(type(obj))
 
@@ -320,6 +338,9 @@ class Classes:
                 raise SandboxSecurityError("super cannot be subclassed in the sandbox")
         if "__exit__" in namespace:  # any form: a function, staticmethod, partial, instance
             namespace["__exit__"] = self._contained_exit(namespace["__exit__"])
+        for key, value in list(namespace.items()):
+            if key != "__exit__" and key not in _WITHOUT_ARGUMENTS:
+                namespace[key] = self._contained_method(value)
         written = dict(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
@@ -343,6 +364,53 @@ class Classes:
         ):
             self._slotted[id(cls)] = cls
         return cls
+
+    def exposed(self, obj: Any) -> Any:
+        """``obj`` as the program may hold it: a class as ``type()`` answers for its
+        instances (a stand-in, a token, or itself), never a frame, traceback, code object,
+        cell or module."""
+        kind = type(obj)
+        if issubclass(kind, type):
+            if kind is StandIn or self._reachable.get(id(obj)) is obj:
+                return obj  # a class the program holds by name anyway
+            return self.type if obj is type else self.safe_class(obj)
+        if kind in _INTERNAL_TYPES:
+            raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
+        return obj
+
+    def reachable(self, *values: Any) -> None:
+        """Note the classes among ``values`` (builtins, a module view's names): a program
+        holds them anyway, so :meth:`exposed` passes them as they are."""
+        for value in values:
+            if isinstance(value, type) and type(value) is not StandIn:
+                self._reachable[id(value)] = value
+
+    def _contained_method(self, value: Any) -> Any:
+        """A method of the program's class whose arguments pass :meth:`exposed` first: C code
+        calls a program's ``__eq__``, ``__radd__``, ``__getitem__`` or ``translate`` with
+        operands of its own (a dict lookup in a library cache compares the program's key with
+        a cached one holding the real ``type``)."""
+        exposed = self.exposed
+        wrapped = self._wrapped
+        func: Any
+        if type(value) is FunctionType:
+            func, skip = value, 1  # self
+        elif type(value) is staticmethod or type(value) is classmethod:
+            func, skip = value.__func__, int(type(value) is classmethod)  # cls
+            if type(func) is not FunctionType:
+                return value
+        else:
+            return value  # data, a property, a cache: not called with C code's operands
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            args = args[:skip] + tuple(exposed(arg) for arg in args[skip:])
+            kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
+            return func(*args, **kwargs)
+
+        for name in ("__name__", "__qualname__", "__doc__"):
+            setattr(method, name, getattr(func, name))
+        wrapped[id(method)] = method
+        return type(value)(method) if type(value) is not FunctionType else method
 
     def _contained_exit(self, method: Any) -> Callable[..., Any]:
         """A program's ``__exit__``, in whatever form its class body gave it (a function, a
@@ -383,7 +451,11 @@ class Classes:
         """``type(x)``; the three-argument form (class creation past the guards) is refused."""
         if more:
             raise SandboxSecurityError("type() with three arguments is not available")
-        cls = type(obj)
+        return self.safe_class(type(obj))
+
+    def safe_class(self, cls: type) -> Any:
+        """What the program holds for the class ``cls``: itself (its own, or a safe one), its
+        stand-in, or a token."""
         stand_in = self._stand_ins.get(id(cls))
         if stand_in is not None and stand_in[0] is cls:
             return stand_in[1]

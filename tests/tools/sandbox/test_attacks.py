@@ -222,6 +222,9 @@ LYING_INT = (
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
 SIZE_BOMBS = {
+    # eleventh red-team pass: each field of an f-string within the limit, not their sum
+    "fstring_many_fields": "w = 10 ** 7\nresult = f'" + "{1:>{w}}" * 20 + "'",
+    "fstring_fields_and_text": "w = 6 * 10 ** 6\nresult = f'{1:>{w}} and {2:>{w}}'",
     # tenth red-team pass: the real class's classmethods built with the real constructor
     "fraction_from_float_of_a_lying_float": (
         "import fractions\nclass X(float):\n    def as_integer_ratio(self):\n"
@@ -475,6 +478,11 @@ SUPER_PAST_STAND_INS = {
 # self.__class__(...) is the real type (ninth red-team pass: collections.Counter.copy(C) was
 # the real type, and with it any class, metaclass, the real int and decimal.Context).
 REAL_TYPE_ROUTES = {
+    # eleventh red-team pass: a typed key holds type(arg); a hash collision then hands the
+    # real type to the program's __eq__ (the general answer: test_policy's
+    # test_a_program_method_never_gets_an_internal_class_or_frame)
+    "lru_cache_typed": "import functools\n@functools.lru_cache(maxsize=None, typed=True)\n"
+    "def f(x):\n    return x\nresult = f(1)",
     "counter_copy_of_a_class": "import collections\nclass C:\n    pass\n"
     "result = collections.Counter.copy(C)",
     "chainmap_new_child_of_a_class": "import collections\nclass C:\n    pass\nC.maps = []\n"
@@ -602,6 +610,38 @@ LEGIT_SIZES = {
 
 # Found by the red-team pass: ordinary class code that the old name rules refused.
 FRIENDLY = {
+    "fstrings": (
+        "x = 3.14159\nname = 'pi'\nitems = [1, 2]\nimport datetime\n"
+        "d = datetime.date(2024, 3, 5)\n"
+        "class A:\n    r = 2.5\n    s = f'{r:.1f}'\n"
+        "result = [f'{name}: {x:.2f}', f'{x!r:>10}|{name!s:<5}|', f\"{'a':{'>'}{5}}\","
+        " f\"{x:{'.'}{3}f} and {items} {{lit}}\", f\"{f'{x:.1f}':>6}\", f'{name=}',"
+        " f'{x=:.1f}', f'{d:%Y-%m-%d}', A.s, f'{1:>{10 ** 6}}'[-3:]]",
+        [
+            "pi: 3.14",
+            "   3.14159|pi   |",
+            "    a",
+            "3.142 and [1, 2] {lit}",
+            "   3.1",
+            "name='pi'",
+            "x=3.1",
+            "2024-03-05",
+            "2.5",
+            "  1",
+        ],
+    ),
+    "methods_of_every_kind": (
+        "class V:\n    def __init__(self, x):\n        self.x = x\n"
+        "    def __add__(self, o):\n        return V(self.x + (o.x if isinstance(o, V) else o))\n"
+        "    def __radd__(self, o):\n        return V(self.x + o)\n"
+        "    def __lt__(self, o):\n        return self.x < o.x\n"
+        "    @staticmethod\n    def make(x):\n        return V(x)\n"
+        "    @classmethod\n    def zero(cls):\n        return cls(0)\n"
+        "    def conv(self, kind):\n        return kind(self.x)\n"
+        "result = [sum([V(1), V(2)], V.zero()).x, sorted([V(3), V(1)])[0].x, V.make(5).x,"
+        " (V(1) + 2).x, (2 + V(1)).x, V(7).conv(str), V(7).conv(float), V.make.__name__]",
+        [3, 1, 5, 3, 3, "7", 7.0, "make"],
+    ),
     "fraction_classmethods": (
         "import fractions, decimal\n"
         "result = [str(fractions.Fraction.from_float(0.5)),"

@@ -411,3 +411,30 @@ def test_vet_never_hands_out_a_metaclass() -> None:
         with pytest.raises(policy.SandboxSecurityError):
             guards.vet(metaclass)
     assert guards.vet(fractions.Fraction) is fractions.Fraction
+
+
+def test_a_program_method_never_gets_an_internal_class_or_frame() -> None:
+    """C code calls a program's methods with operands of its own (a library cache's dict
+    compares the program's key with a cached one: the eleventh red-team pass got the real
+    type that way). Each argument arrives as the program may hold it."""
+    import collections
+    import decimal
+    import sys
+
+    arith = Arithmetic(100, 10)
+    classes = Classes(arith)
+    classes.reachable(collections.Counter)
+    seen: list[object] = []
+
+    def eq(self: object, other: object) -> bool:
+        seen.append(other)
+        return False
+
+    P = classes.metaclass("P", (), {"__eq__": eq, "__module__": "__main__", "__qualname__": "P"})
+    for internal in (type, int, decimal.Context, collections.Counter, P, fractions.Fraction):
+        assert P() != internal
+    assert seen[:3] == [classes.type, classes.int, classes.context]
+    assert seen[3] is collections.Counter and seen[4] is P  # held by name anyway
+    assert seen[5] is classes.fraction
+    with pytest.raises(policy.SandboxSecurityError):
+        assert P() != sys._getframe()

@@ -229,10 +229,11 @@ _SANDBOX_RAISED: tuple[type[BaseException], ...] = (
     policy.SandboxSecurityError,
 )
 _SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
-# Where a program's own code hands the interpreter an exception object of its choosing: a raise
-# statement, and a generator or coroutine resumed by throw() at its yield or await.
+# Where code hands the interpreter an exception object of its choosing: a raise statement, and
+# a generator or coroutine resumed by throw() at its yield or await, or before its start.
 _PROGRAM_RAISE_OPS = frozenset(
-    dis.opmap[name] for name in ("RAISE_VARARGS", "RERAISE", "YIELD_VALUE", "SEND")
+    dis.opmap[name]
+    for name in ("RAISE_VARARGS", "RERAISE", "YIELD_VALUE", "SEND", "RETURN_GENERATOR")
 )
 
 
@@ -251,15 +252,14 @@ def _raised_in_sandbox_code(exc: BaseException) -> bool:
     return tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _SANDBOX_DIR
 
 
-def _raised_by_program(exc: BaseException) -> bool:
-    """The program's own code raised this exception object itself (``raise MemoryError``),
-    rather than the interpreter running out of memory or stack under it."""
+def _raised_by_code(exc: BaseException) -> bool:
+    """Python code raised this exception object (``raise MemoryError``), or it was thrown
+    into a generator at its ``yield`` (a library's, as ``heapq.merge(...).throw(...)``):
+    the program's object, not the interpreter running out of memory or stack."""
     tb = _innermost(exc)
     if tb is None:
         return True
     code = tb.tb_frame.f_code
-    if code.co_filename != policy.FILENAME:
-        return False
     return 0 <= tb.tb_lasti < len(code.co_code) and code.co_code[tb.tb_lasti] in _PROGRAM_RAISE_OPS
 
 
@@ -282,15 +282,15 @@ def describe(exc: BaseException) -> dict[str, Any]:
     kind = type(exc)
     if any(kind is cls for cls in _SANDBOX_RAISED) and not _raised_in_sandbox_code(exc):
         return failure("Exception", f"{kind.__name__}: {message}")
-    if (kind is MemoryError or kind is RecursionError) and _raised_by_program(exc):
-        return failure(kind.__name__, message)  # the program's own raise: no limit was hit
+    if (kind is MemoryError or kind is RecursionError) and _raised_by_code(exc):
+        return failure(kind.__name__, message)  # raised or thrown by code: no limit was hit
     if kind is policy.OutputLimit:
         return failure("OutputLimit", message, "output")
     if kind is policy.IntSizeLimit:
         return failure("OverflowError", message, "int_size")
     if kind is MemoryError or kind is policy.SizeLimit:
         return failure("MemoryLimit", message, "memory")
-    if kind is SystemError and _NULL_WITHOUT_ERROR in message:
+    if kind is SystemError and _NULL_WITHOUT_ERROR in message and not _raised_by_code(exc):
         # What some C code of CPython's (deque's) raises when an allocation fails under the
         # memory limit: out of memory, not a bug of the program's. (A program that raises it
         # itself gains nothing: it could run out of memory as easily.)

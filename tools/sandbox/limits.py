@@ -149,6 +149,14 @@ class Arithmetic:
             self._check_repeat(a, ib)
         elif ia is not None:
             self._check_repeat(b, ia)
+        elif _repeats(a, b):  # seq * obj with __index__: asked once, checked, then used
+            times = index_value(b)
+            self._check_repeat(a, times)
+            return self._checked(a * times)
+        elif _repeats(b, a):
+            times = index_value(a)
+            self._check_repeat(b, times)
+            return self._checked(times * b)
         else:
             fa, fb = fraction_parts(a), fraction_parts(b)
             if fa is not None and fb is not None:
@@ -347,6 +355,19 @@ def _spec_number(text: str, index: int) -> tuple[str, int]:
     while index < len(text) and text[index].isdigit():
         index += 1
     return text[start:index], index
+
+
+def _repeats(seq: Any, other: Any) -> bool:
+    """``seq * other`` repeats a builtin sequence by ``other.__index__()``: ``other`` is no
+    int and has no multiplication of its own that Python would try first."""
+    kind = type(other)
+    return (
+        exact_len(seq) is not None
+        and exact_len(other) is None
+        and hasattr(kind, "__index__")
+        and not hasattr(kind, "__rmul__")
+        and not hasattr(kind, "__mul__")
+    )
 
 
 def index_value(value: Any) -> int:

@@ -132,6 +132,22 @@ def _namedtuple(guards: Guards) -> Callable[..., type]:
     return namedtuple
 
 
+def _typed_namedtuple(guards: Guards) -> Callable[..., type]:
+    """``typing.NamedTuple('P', [('x', int)])`` makes the program's own class, as
+    ``collections.namedtuple`` does (its ``_fields``, ``_asdict()``...); the class form
+    (``class P(NamedTuple)``) goes through the class hook as any class."""
+
+    def NamedTuple(typename: str, fields: Any = None, /, **kwargs: Any) -> type:
+        cls = typing.NamedTuple(typename, fields, **exact_kwargs(kwargs))  # type: ignore[misc]
+        return guards.classes.register(cls)
+
+    def mro_entries(bases: tuple[Any, ...]) -> Any:  # typing's asserts its own function
+        return typing.NamedTuple.__mro_entries__((typing.NamedTuple, *bases[1:]))  # type: ignore[attr-defined]
+
+    NamedTuple.__mro_entries__ = mro_entries  # type: ignore[attr-defined]
+    return NamedTuple
+
+
 def _total_ordering(guards: Guards) -> Callable[[Any], Any]:
     def total_ordering(cls: Any) -> Any:
         if not guards.classes.is_user_class(cls):
@@ -428,7 +444,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "json": js,
         "calendar": cal,
         # Annotations are dropped at compile time; these names only need to import.
-        "typing": _public(typing, names=_TYPING),
+        "typing": {**_public(typing, names=_TYPING), "NamedTuple": _typed_namedtuple(guards)},
         "sys": _sys_view(),
     }
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}

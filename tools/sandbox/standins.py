@@ -177,6 +177,25 @@ def builtin_exceptions() -> dict[str, type]:
 
 
 _ABSENT = object()
+
+
+class _ContainedCall:
+    """A callable in a program's class body that Python calls without ``self`` (a
+    ``partial``, a callable object), with its arguments passed through ``Classes.exposed``."""
+
+    __slots__ = ("_call", "_exposed")
+
+    def __init__(self, call: Any, exposed: Callable[[Any], Any]) -> None:
+        self._call = call
+        self._exposed = exposed
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        exposed = self._exposed
+        args = tuple(exposed(arg) for arg in args)
+        kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
+        return self._call(*args, **kwargs)
+
+
 # The methods of a program's class that take no argument but self: left as they are.
 _WITHOUT_ARGUMENTS = frozenset(
     "__repr__ __str__ __len__ __iter__ __next__ __bool__ __hash__ __int__ __float__ "  # noqa: SIM905
@@ -397,10 +416,12 @@ class Classes:
             func, skip = value, 1  # self
         elif type(value) is staticmethod or type(value) is classmethod:
             func, skip = value.__func__, int(type(value) is classmethod)  # cls
-            if type(func) is not FunctionType:
-                return value
-        else:
-            return value  # data, a property, a cache: not called with C code's operands
+        elif isinstance(value, (type, property)) or not callable(value):
+            return value  # data, a class, a property: its functions are checked where called
+        elif hasattr(type(value), "__get__"):  # binds like a method (an lru_cache wrapper)
+            return self._contained_exit(value, exposing=True)
+        else:  # a partial, a callable object: called without self
+            return _ContainedCall(value, exposed)
 
         def method(*args: Any, **kwargs: Any) -> Any:
             args = args[:skip] + tuple(exposed(arg) for arg in args[skip:])
@@ -408,17 +429,18 @@ class Classes:
             return func(*args, **kwargs)
 
         for name in ("__name__", "__qualname__", "__doc__"):
-            setattr(method, name, getattr(func, name))
+            text = getattr(func, name, None)
+            setattr(method, name, str.__str__(text) if isinstance(text, str) else None)
         wrapped[id(method)] = method
         return type(value)(method) if type(value) is not FunctionType else method
 
-    def _contained_exit(self, method: Any) -> Callable[..., Any]:
+    def _contained_exit(self, method: Any, exposing: bool = False) -> Callable[..., Any]:
         """A program's ``__exit__``, in whatever form its class body gave it (a function, a
         ``staticmethod``, a ``partial``, a callable object), as CPython would call it, but
         with the exception's class as ``type()`` answers it and no traceback: the real class
         of an exception the sandbox raised (``IntSizeLimit``) would let the program raise its
         own as a sandbox limit, and a traceback would lead to frames."""
-        safe_type = self.safe_type
+        safe_type, exposed = self.safe_type, self.exposed
 
         def __exit__(self: Any, kind: Any, value: Any, traceback: Any) -> Any:
             if isinstance(value, BaseException):
@@ -427,8 +449,18 @@ class Classes:
             target = method if bind is None else bind(method, self, type(self))
             return target(kind, value, None)
 
-        __exit__.__qualname__ = str.__str__(getattr(method, "__qualname__", "__exit__"))
-        return __exit__
+        def bound(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            args = tuple(exposed(arg) for arg in args)
+            kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
+            bind = getattr(type(method), "__get__", None)
+            target = method if bind is None else bind(method, self, type(self))
+            return target(*args, **kwargs)
+
+        wrapper = bound if exposing else __exit__
+        qualname = getattr(method, "__qualname__", "__exit__")
+        wrapper.__qualname__ = str.__str__(qualname) if isinstance(qualname, str) else "__exit__"
+        self._wrapped[id(wrapper)] = wrapper
+        return wrapper
 
     def _subclass_constructors(self) -> list[tuple[StandIn, Callable[..., Any]]]:
         def new_int(cls: type, *args: Any, **kwargs: Any) -> Any:

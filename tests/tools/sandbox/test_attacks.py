@@ -222,6 +222,13 @@ LYING_INT = (
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
 SIZE_BOMBS = {
+    # twelfth red-team pass: the repeat count asked of __index__ after the bytes were made
+    "repeat_by_an_index_object": (
+        "class K:\n    def __index__(self):\n        return 300_000_000\nresult = b'x' * K()"
+    ),
+    "repeat_by_an_index_object_on_the_left": (
+        "class K:\n    def __index__(self):\n        return 300_000_000\nresult = K() * 'ab'"
+    ),
     # eleventh red-team pass: each field of an f-string within the limit, not their sum
     "fstring_many_fields": "w = 10 ** 7\nresult = f'" + "{1:>{w}}" * 20 + "'",
     "fstring_fields_and_text": "w = 6 * 10 ** 6\nresult = f'{1:>{w}} and {2:>{w}}'",
@@ -539,6 +546,15 @@ async def test_size_guards_fail_fast(box: Sandbox, name: str) -> None:
     assert elapsed < FAST_S, f"{name} took {elapsed:.2f} s: {res}"
 
 
+async def test_a_repeat_count_is_checked_before_the_repeat(box: Sandbox) -> None:
+    """Asked of ``__index__`` once and checked, not found out from what was built: a list of a
+    billion items cannot be built, so only the guard says how many it would have had."""
+    res = await box.run(
+        "class K:\n    def __index__(self):\n        return 10 ** 9\nresult = [0] * K()"
+    )
+    assert res.limit == "memory" and "1000000000 items exceeds" in (res.error or ""), res
+
+
 async def test_type_does_not_hand_out_a_combinatoric_class(box: Sandbox) -> None:
     """Their constructors take a tuple length that only the module's wrappers check."""
     code = "import itertools\nresult = type(itertools.combinations('a', 1))('a', 30_000_000)"
@@ -610,6 +626,13 @@ LEGIT_SIZES = {
 
 # Found by the red-team pass: ordinary class code that the old name rules refused.
 FRIENDLY = {
+    "typing_named_tuples": (
+        "import typing\nP = typing.NamedTuple('P', [('a', int), ('b', str)])\n"
+        "class Q(typing.NamedTuple):\n    x: int\n    y: int = 2\np = P(1, 'z')\n"
+        "class K:\n    def __index__(self):\n        return 3\n"
+        "result = [p._fields, p._asdict(), repr(Q(1)), Q(1)._replace(y=5).y, K() * 'ab']",
+        [["a", "b"], {"a": 1, "b": "z"}, "Q(x=1, y=2)", 5, "ababab"],
+    ),
     "fstrings": (
         "x = 3.14159\nname = 'pi'\nitems = [1, 2]\nimport datetime\n"
         "d = datetime.date(2024, 3, 5)\n"
@@ -939,6 +962,19 @@ CATCH = (
 )
 GRAB = "def grab(t, v, tb):\n    global T, TB\n    T, TB = t, tb\n    return True\n"
 FORGED = {
+    # twelfth red-team pass: the program's exception thrown into a library's generator
+    "throw_into_a_library_generator": (
+        "import heapq\ng = heapq.merge([1, 2], [3])\nnext(g)\ng.throw(MemoryError('forged'))",
+        "MemoryError",
+    ),
+    "throw_into_an_unstarted_library_generator": (
+        "import heapq\ng = heapq.merge([1, 2], [3])\ng.throw(RecursionError('forged'))",
+        "RecursionError",
+    ),
+    "system_error_worded_as_out_of_memory": (
+        "raise SystemError('returned NULL without setting an exception: forged')",
+        "SystemError",
+    ),
     # tenth red-team pass: __exit__ in another form than a function, and a library's throw
     "the_class_through_a_static_exit": (
         GRAB + "class C:\n    def __enter__(self):\n        return self\n"

@@ -438,3 +438,11 @@ def test_a_program_method_never_gets_an_internal_class_or_frame() -> None:
     assert seen[5] is classes.fraction
     with pytest.raises(policy.SandboxSecurityError):
         assert P() != sys._getframe()
+    # in any form the class body gives it: a partial is called without self
+    import functools
+
+    Q = classes.metaclass(
+        "Q", (), {"__eq__": functools.partial(eq, None), "__module__": "__main__"}
+    )
+    assert Q() != type  # noqa: E721 (the comparison is the point: C code makes it)
+    assert seen[-1] is classes.type

@@ -346,6 +346,20 @@ class RunSession:
     def _end_as(self, status: StopReason, message: str) -> FinalEvent:
         return FinalEvent(status, None, error=message)
 
+    async def _finish_bare(self, final_seq: int, exc: Exception) -> None:
+        """The run's end without its content, when the content could not be written: a run
+        left ``running`` would hold its thread and its event stream for good."""
+        error = f"the run's result could not be stored ({type(exc).__name__})"
+        try:
+            await self._store.finish(
+                self.run_id,
+                status="error",
+                error=error,
+                events=[(final_seq, "final", {"status": "error", "answer": None, "error": error})],
+            )
+        except Exception:
+            log.exception("could not store even the end of the run")
+
     async def _finish(self) -> None:
         self._ended = time.monotonic()
         response = self.response
@@ -370,6 +384,7 @@ class RunSession:
             except Exception as exc:
                 self.store_error = f"the run could not be stored ({type(exc).__name__})"
                 log.exception("could not store run")
+                await self._finish_bare(final_seq, exc)
         body = self.response.model_dump(mode="json")  # says whether it was stored
         async with self._changed:
             self.log.append((final_seq, "final", body))

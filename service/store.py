@@ -31,6 +31,7 @@ import binascii
 import contextlib
 import datetime as dt
 import functools
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     and_,
     delete,
     inspect,
@@ -76,6 +78,49 @@ SQLITE_BUSY_TIMEOUT_S = 10.0
 _MIGRATION_LOCK = 0x72656163  # a Postgres advisory lock held while one process migrates
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string (in JSON data too, keys included) as any database stores
+    it: NUL, which Postgres refuses in text and JSON, and lone surrogates, which no UTF-8
+    encoder takes, become U+FFFD. A program's answer or a model's reply may hold either, and
+    the run must be stored all the same."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = _SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(item) for item in value]
+    return value
+
+
+class StorableText(TypeDecorator[str]):
+    """Text, written through :func:`storable`."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else storable(value)
+
+
+class StorableJSON(TypeDecorator[Any]):
+    """JSON, written through :func:`storable`."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else storable(value)
+
+
 class _Base(DeclarativeBase):
     pass
 
@@ -89,13 +134,13 @@ class RunRecord(_Base):
     run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     mode: Mapped[str] = mapped_column(String(16))
-    question: Mapped[str] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(StorableText)
     status: Mapped[str] = mapped_column(String(16), index=True)
-    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    usage: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    answer: Mapped[str | None] = mapped_column(StorableText, nullable=True)
+    error: Mapped[str | None] = mapped_column(StorableText, nullable=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(StorableJSON, default=list)
+    usage: Mapped[dict[str, int]] = mapped_column(StorableJSON, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(StorableJSON, default=dict)
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
     owner: Mapped[str] = mapped_column(String(64), default="")
     thread_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -126,8 +171,8 @@ class ThreadRecord(_Base):
     thread_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
-    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", StorableJSON, default=dict)
+    summary: Mapped[str | None] = mapped_column(StorableText, nullable=True)
     summarized: Mapped[int] = mapped_column(Integer, default=0)
 
     def as_dict(self) -> dict[str, Any]:
@@ -144,7 +189,7 @@ class EventRecord(_Base):
     run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     event: Mapped[str] = mapped_column(String(16))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data: Mapped[dict[str, Any]] = mapped_column(StorableJSON)
 
 
 class FeedbackRecord(_Base):
@@ -154,8 +199,8 @@ class FeedbackRecord(_Base):
     owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     score: Mapped[int | None] = mapped_column(Integer, nullable=True)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
-    correction: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comment: Mapped[str | None] = mapped_column(StorableText, nullable=True)
+    correction: Mapped[str | None] = mapped_column(StorableText, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 

@@ -52,6 +52,7 @@ import asyncio
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeGuard
@@ -571,10 +572,24 @@ def _to_choice(raw: object, base_url: str) -> Choice:
         raise LLMBadResponse(f"{base_url} answered with an empty message ({why})")
     reason: object = raw.finish_reason if isinstance(raw, APIChoice) else None
     return Choice(
-        text=content or "",
+        text=_valid_text(content or ""),
         tool_calls=calls,
         finish_reason=reason if isinstance(reason, str) else None,
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(text: str) -> str:
+    """The model's text as valid Unicode: JSON may carry lone surrogates (``"\\ud800"``),
+    which no UTF-8 encoder takes, so one reply would make its run unstorable and unservable;
+    each becomes U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _to_tool_calls(raw: object, base_url: str) -> tuple[ToolCall, ...]:
@@ -599,9 +614,9 @@ def _to_tool_calls(raw: object, base_url: str) -> tuple[ToolCall, ...]:
         call_id: object = call.id
         calls.append(
             ToolCall(
-                id=call_id if isinstance(call_id, str) else f"call_{i}",
-                name=name,
-                arguments=arguments,
+                id=_valid_text(call_id) if isinstance(call_id, str) else f"call_{i}",
+                name=_valid_text(name),
+                arguments=_valid_text(arguments),
             )
         )
     return tuple(calls)

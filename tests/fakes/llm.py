@@ -310,16 +310,17 @@ class FakeOpenAI:
             "completion_tokens": completion_words + len(choices),
             "total_tokens": prompt_tokens + completion_words + len(choices),
         }
+        body = {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:16],
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": seen.model or "fake-model",
+            "choices": choices,
+            "usage": usage,
+        }
+        # ASCII JSON, as many servers send it: a lone surrogate in a reply travels as "\ud800"
         return httpx2.Response(
-            200,
-            json={
-                "id": "chatcmpl-" + uuid.uuid4().hex[:16],
-                "object": "chat.completion",
-                "created": 1_700_000_000,
-                "model": seen.model or "fake-model",
-                "choices": choices,
-                "usage": usage,
-            },
+            200, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
         )
 
     def _choice(self, index: int, part: str | ToolCallReply, seen: FakeRequest) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import asyncpg
+import pytest
 
 from service.store import RunStore
 from tests.fakes import FakeOpenAI
@@ -129,3 +130,51 @@ async def test_collections_and_retrieve_on_postgres(
             await store.aclose()
         assert (await client.delete("/collections/handbook")).status_code == 204
         assert (await client.get("/collections")).json()["collections"] == []
+
+
+@pytest.mark.parametrize("on_postgres", [False, True], ids=["sqlite", "postgres"])
+async def test_text_a_database_refuses_is_stored_all_the_same(
+    app_client: AppFactory, postgres_url: str, on_postgres: bool
+) -> None:
+    """A model's reply with lone surrogates (JSON may carry them) and an answer with NUL (which
+    Postgres refuses in text): the run is stored, served and listed, with U+FFFD for each
+    (before, it stayed "running" for good, and the owner's run list answered 500)."""
+    fake = FakeOpenAI(script=lambda request: "Thought: \ud800 hmm\nAction: finish[a\x00b\udfff]")
+    database = {"database_url": postgres_url} if on_postgres else {}
+    async with app_client(fake, **database) as client:
+        res = await client.post("/ask", json={"question": "q?"})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["stored"] is True and body["answer"] == "a\x00b\ufffd", body
+        run = (await client.get(f"/runs/{body['run_id']}")).json()
+        assert (run["status"], run["answer"], run["question"]) == (
+            "finished",
+            "a\ufffdb\ufffd",
+            "q?",
+        )
+        assert "\ufffd hmm" in json.dumps(run["steps"], ensure_ascii=False)
+        assert (await client.get("/runs")).status_code == 200
+
+
+async def test_a_run_whose_result_cannot_be_stored_still_ends(
+    app_client: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the final write fails for a reason of its content, the run is stored as an error
+    without it: left "running", it held its thread (409 for every next question) for good."""
+    real_finish = RunStore.finish
+
+    async def finish(self: RunStore, /, run_id: str, **fields: object) -> None:
+        if "answer" in fields:
+            raise TypeError("a value the database cannot take")
+        await real_finish(self, run_id, **fields)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RunStore, "finish", finish)
+    fake = FakeOpenAI(script=lambda request: "Thought: done\nAction: finish[8]")
+    async with app_client(fake) as client:
+        thread = (await client.post("/threads", json={})).json()["thread_id"]
+        first = (await client.post("/ask", json={"question": "q", "thread_id": thread})).json()
+        assert first["stored"] is False
+        run = (await client.get(f"/runs/{first['run_id']}")).json()
+        assert run["status"] == "error" and "could not be stored" in run["error"], run
+        again = await client.post("/ask", json={"question": "q2", "thread_id": thread})
+        assert again.status_code == 200, again.text

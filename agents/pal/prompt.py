@@ -200,14 +200,16 @@ def repair_turns(question: str, attempt: str, failure: str) -> list[ChatMessage]
 
     The user turn restates ``question`` verbatim: a small model reads mostly the last turn,
     and without the question there it wrote the repair instruction into the docstring and
-    took numbers from the exemplars instead."""
+    took numbers from the exemplars instead. What the program printed or raised is the
+    program's text, not the model's: it is shown as untrusted (``agents.untrusted``), and the
+    model's own attempt with its template tokens broken."""
     return [
-        ChatMessage("assistant", attempt.strip() or "(empty reply)"),
+        ChatMessage("assistant", defang_template_tokens(attempt.strip()) or "(empty reply)"),
         ChatMessage(
             "user",
             f"The question was: {question.strip()}\n"
             "Your program failed with:\n"
-            f"{failure.strip()}\n"
+            f"{untrusted_text(failure.strip())}\n"
             "Write a corrected program for that question: one ```python block defining "
             "solution(), with the question as its docstring, that returns the answer.",
         ),
@@ -217,10 +219,10 @@ def repair_turns(question: str, attempt: str, failure: str) -> list[ChatMessage]
 def verbalize_turns(program: str, answer: str) -> list[ChatMessage]:
     """The follow-up that asks for the final answer as a sentence, given the computed one."""
     return [
-        ChatMessage("assistant", fence(program)),
+        ChatMessage("assistant", defang_template_tokens(fence(program))),
         ChatMessage(
             "user",
-            f"Running the program gave: {answer}\n"
+            f"Running the program gave: {untrusted_text(answer)}\n"
             "This result is correct. State the final answer to the question in one short "
             "sentence that contains this exact result. Write only the sentence.",
         ),

@@ -124,11 +124,20 @@ def defuse_line(line: str) -> str:
     return f"> {line}" if _PROTOCOL_LINE.match(label_skeleton(line)) else line
 
 
+# Letters that show as nothing (Hangul fillers): a line starting with one looks like the next
+# character's line to a reader, and to a model.
+_BLANK_LETTERS = str.maketrans(dict.fromkeys("\u115f\u1160\u3164\uffa0", " "))
+
+
 def label_skeleton(line: str) -> str:
     """``line`` as a reader sees its letters: NFKC (fullwidth and mathematical letters,
     no-break spaces) and Latin for the Cyrillic and Greek lookalikes. Only for recognising
     labels."""
-    return unicodedata.normalize("NFKC", line).translate(_LOOKALIKES)
+    text = unicodedata.normalize("NFKC", line).translate(_LOOKALIKES)
+    if not text.isascii():  # accents (Áction) and blank-looking Hangul fillers, off
+        text = unicodedata.normalize("NFD", text).translate(_BLANK_LETTERS)
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
+    return text
 
 
 def truncate(text: str, limit: int) -> str:

@@ -149,14 +149,20 @@ class Arithmetic:
             self._check_repeat(a, ib)
         elif ia is not None:
             self._check_repeat(b, ia)
-        elif _repeats(a, b):  # seq * obj with __index__: asked once, checked, then used
-            times = index_value(b)
-            self._check_repeat(a, times)
-            return self._checked(a * times)
-        elif _repeats(b, a):
-            times = index_value(a)
-            self._check_repeat(b, times)
-            return self._checked(times * b)
+        elif _repeats(a, b):  # seq * obj: Python's order, by hand (see _repeats)
+            product = _own_operation(b, "__rmul__", a)
+            if product is NotImplemented:
+                times = index_value(b)
+                self._check_repeat(a, times)
+                product = a * times
+            return self._checked(product)
+        elif _repeats(b, a):  # obj * seq
+            product = _own_operation(a, "__mul__", b)
+            if product is NotImplemented:
+                times = index_value(a)
+                self._check_repeat(b, times)
+                product = times * b
+            return self._checked(product)
         else:
             fa, fb = fraction_parts(a), fraction_parts(b)
             if fa is not None and fb is not None:
@@ -358,16 +364,27 @@ def _spec_number(text: str, index: int) -> tuple[str, int]:
 
 
 def _repeats(seq: Any, other: Any) -> bool:
-    """``seq * other`` repeats a builtin sequence by ``other.__index__()``: ``other`` is no
-    int and has no multiplication of its own that Python would try first."""
-    kind = type(other)
-    return (
-        exact_len(seq) is not None
-        and exact_len(other) is None
-        and hasattr(kind, "__index__")
-        and not hasattr(kind, "__rmul__")
-        and not hasattr(kind, "__mul__")
+    """``seq * other`` may repeat a builtin sequence by ``other.__index__()``: ``seq``'s
+    class multiplies as the builtin does, ``other`` is neither int nor sequence. Python then
+    tries ``other``'s own multiplication, and repeats only if it answers NotImplemented:
+    :meth:`Arithmetic.mul` does the same by hand, so that the count is asked once and
+    checked before anything is built (CPython asks it after ``__rmul__`` declines, and the
+    sequence is made before any check could see it)."""
+    if exact_len(seq) is None or exact_len(other) is not None or exact_int(other) is not None:
+        return False
+    kind = type(seq)
+    base = next(b for b in _SEQUENCES if isinstance(seq, b))
+    builtin = all(
+        getattr(kind, name, None) is getattr(base, name, None) for name in ("__mul__", "__rmul__")
     )
+    return builtin and hasattr(type(other), "__index__")
+
+
+def _own_operation(obj: Any, name: str, other: Any) -> Any:
+    """``obj``'s own ``__mul__``/``__rmul__`` with ``other``, as Python would call it, or
+    NotImplemented when its class has none."""
+    method = getattr(type(obj), name, None)
+    return NotImplemented if method is None else method(obj, other)
 
 
 def index_value(value: Any) -> int:

@@ -124,6 +124,7 @@ _WITH_TRACEBACK = BaseException.with_traceback
 
 
 _SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+_NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox reads as limits
 
 
 class _Field:
@@ -141,6 +142,15 @@ def _throw_without_traceback(method: Any) -> Callable[..., Any]:
     attached by the program would say where its exception came from."""
 
     def throw(kind: Any, value: Any = None, /) -> Any:
+        for given in (kind, value):
+            if (isinstance(given, type) and issubclass(given, _NOT_THROWN)) or isinstance(
+                given, _NOT_THROWN
+            ):
+                # Thrown into a finished generator, it comes out of C with no frame of the
+                # program's: it would pass for the interpreter's own.
+                raise SandboxSecurityError(
+                    "throwing MemoryError, RecursionError or SystemError is not available"
+                )
         return method(kind) if value is None else method(kind, value)
 
     return throw

@@ -179,6 +179,14 @@ def builtin_exceptions() -> dict[str, type]:
 _ABSENT = object()
 
 
+def _named(obj: Any) -> str:
+    """A class's name, or its kind's, for a message: never what ``repr`` of a program's
+    object says (it would put the program's words in the sandbox's refusal)."""
+    if isinstance(obj, type) and type(obj.__name__) is str:
+        return f"class {str.__str__(obj.__name__)!r}"
+    return f"a {str.__str__(type(obj).__name__)!r} object"
+
+
 class _ContainedCall:
     """A callable in a program's class body that Python calls without ``self`` (a
     ``partial``, a callable object), with its arguments passed through ``Classes.exposed``."""
@@ -350,7 +358,7 @@ class Classes:
                 namespace["__new__"] = new
         for base in bases:
             if isinstance(base, StandIn) or not isinstance(base, type):
-                raise SandboxSecurityError(f"{base!r} cannot be subclassed in the sandbox")
+                raise SandboxSecurityError(f"{_named(base)} cannot be subclassed in the sandbox")
             if issubclass(base, type) or issubclass(base, BaseExceptionGroup):
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
             if issubclass(base, super):  # its attribute reads go to another object's classes

@@ -546,6 +546,26 @@ async def test_size_guards_fail_fast(box: Sandbox, name: str) -> None:
     assert elapsed < FAST_S, f"{name} took {elapsed:.2f} s: {res}"
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        # thirteenth pass: an __rmul__ that declines, then the repeat by __index__
+        "class N:\n    def __rmul__(self, other):\n        return NotImplemented\n"
+        "    def __index__(self):\n        return 10 ** 9\nresult = [0] * N()",
+        "class N:\n    def __mul__(self, other):\n        return NotImplemented\n"
+        "    def __index__(self):\n        return 10 ** 9\nresult = N() * [0]",
+        "class N:\n    def __mul__(self, other):\n        return NotImplemented\n"
+        "    def __rmul__(self, other):\n        return NotImplemented\n"
+        "    def __index__(self):\n        return 10 ** 9\nx = [None]\nx *= N()",
+    ],
+)
+async def test_a_declined_multiplication_is_checked_before_the_repeat(
+    box: Sandbox, code: str
+) -> None:
+    res = await box.run(code)
+    assert res.limit == "memory" and "1000000000 items exceeds" in (res.error or ""), res
+
+
 async def test_a_repeat_count_is_checked_before_the_repeat(box: Sandbox) -> None:
     """Asked of ``__index__`` once and checked, not found out from what was built: a list of a
     billion items cannot be built, so only the guard says how many it would have had."""
@@ -626,6 +646,14 @@ LEGIT_SIZES = {
 
 # Found by the red-team pass: ordinary class code that the old name rules refused.
 FRIENDLY = {
+    "multiplications_as_python_makes_them": (
+        "class M:\n    def __rmul__(self, other):\n        return 'mine'\n"
+        "    def __mul__(self, other):\n        return 'mine too'\n"
+        "    def __index__(self):\n        return 3\n"
+        "class S(str):\n    def __mul__(self, other):\n        return 'str sub'\n"
+        "result = ['ab' * M(), M() * 'ab', S('x') * 3, 'ab' * 3, [1] * True]",
+        ["mine", "mine too", "str sub", "ababab", [1]],
+    ),
     "typing_named_tuples": (
         "import typing\nP = typing.NamedTuple('P', [('a', int), ('b', str)])\n"
         "class Q(typing.NamedTuple):\n    x: int\n    y: int = 2\np = P(1, 'z')\n"
@@ -965,11 +993,16 @@ FORGED = {
     # twelfth red-team pass: the program's exception thrown into a library's generator
     "throw_into_a_library_generator": (
         "import heapq\ng = heapq.merge([1, 2], [3])\nnext(g)\ng.throw(MemoryError('forged'))",
-        "MemoryError",
+        "SecurityError",
     ),
     "throw_into_an_unstarted_library_generator": (
         "import heapq\ng = heapq.merge([1, 2], [3])\ng.throw(RecursionError('forged'))",
-        "RecursionError",
+        "SecurityError",
+    ),
+    # thirteenth pass: thrown into a finished generator, it came out of C with no frame
+    "throw_into_a_finished_generator": (
+        "def g():\n    yield 1\nit = g()\nlist(it)\nit.throw(MemoryError('forged'))",
+        "SecurityError",
     ),
     "system_error_worded_as_out_of_memory": (
         "raise SystemError('returned NULL without setting an exception: forged')",
@@ -996,7 +1029,7 @@ FORGED = {
     "raise_recursion_error": ("raise RecursionError('forged')", "RecursionError"),
     "throw_memory_error_into_a_generator": (
         "def g():\n    yield 1\nx = g()\nnext(x)\nx.throw(MemoryError('forged'))",
-        "MemoryError",
+        "SecurityError",
     ),
     "the_class_of_a_refusal": (
         CATCH + "with C():\n    getattr(1, '__x__')\nraise T('forged')",

@@ -446,3 +446,20 @@ def test_a_program_method_never_gets_an_internal_class_or_frame() -> None:
     )
     assert Q() != type  # noqa: E721 (the comparison is the point: C code makes it)
     assert seen[-1] is classes.type
+
+
+def test_an_exception_thrown_into_a_generator_is_no_limit() -> None:
+    """Thrown at a yield, or into a generator not yet started, the MemoryError is some code's
+    object, not the interpreter running out of memory."""
+
+    def gen() -> object:
+        yield 1
+
+    started = gen()
+    next(started)  # type: ignore[call-overload]
+    for it in (started, gen()):
+        thrown = _caught(lambda it=it: it.throw(MemoryError("thrown")))  # type: ignore[attr-defined]
+        reply = child.describe(thrown)
+        assert (reply["error_kind"], reply["limit"]) == ("MemoryError", None), reply
+    genuine = _caught(lambda: [0] * (2**60))
+    assert child.describe(genuine)["limit"] == "memory"

@@ -225,10 +225,9 @@ def _json_dumps(guards: Guards) -> Callable[..., str]:
             if len(item) + len(key) > _JSON_MAX_INDENT:
                 raise SizeLimit("json separators too long (sandbox limit)")
             kwargs["separators"] = (item, key)
-        if kwargs.get("indent") is None:
-            return json.dumps(obj, **kwargs)
-        # Indented, the output grows with the indent times the depth on every line: it is
-        # built piece by piece and refused once past the limit, not measured once built.
+        # The output outgrows the input many times over: the indent on every line, a
+        # separator per item, twelve characters for an emoji written as ASCII. It is built
+        # piece by piece and refused once past the limit, not measured once built.
         room = guards.arith.max_items
         pieces = []
         for piece in json.JSONEncoder(**kwargs).iterencode(obj):

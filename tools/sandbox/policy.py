@@ -127,6 +127,28 @@ _SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorTy
 _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox reads as limits
 
 
+_STR_TRANSLATE = str.translate
+
+
+class _CountedTable:
+    """A ``str.translate`` table whose answers are counted as the text is made: one value
+    may be long (``{97: 'x' * 1500}`` on 100,000 a's made 150M characters in one call)."""
+
+    __slots__ = ("_arith", "_room", "_table")
+
+    def __init__(self, table: Any, arith: Any) -> None:
+        self._table = table
+        self._arith = arith
+        self._room = arith.max_items
+
+    def __getitem__(self, key: int) -> Any:
+        value = self._table[key]
+        self._room -= str.__len__(value) if isinstance(value, str) else 1
+        if self._room < 0:
+            raise SizeLimit(f"translated text exceeds {self._arith.max_items} characters")
+        return value
+
+
 class _Field:
     """A field of an f-string, converted and its specification checked, not yet made."""
 
@@ -382,6 +404,8 @@ class Guards:
                 return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):
                 return self._bound_format(owner, method_name)
+            if method_name == "translate" and isinstance(owner, str):
+                return lambda table: value(_CountedTable(table, self.arith))
             if method_name in _CASE_METHODS and isinstance(owner, str):
                 # One character may become three ("\ufb03".upper() is "FFI").
                 self.arith.check_items(3 * str.__len__(owner), "string")
@@ -404,6 +428,8 @@ class Guards:
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
                 return self._counted(value, counted[1], bound=type(value) is types.MethodType)
+        if value is _STR_TRANSLATE:  # str.translate(s, table), unbound
+            return lambda text, table: value(text, _CountedTable(table, self.arith))
         case = _CASE_UNBOUND.get(id(value))
         if case is not None and case is value:  # str.upper(s): the same check, unbound
             return self._case_changed(value)

@@ -222,6 +222,12 @@ LYING_INT = (
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
 SIZE_BOMBS = {
+    # fourteenth pass: one call that outgrows its input many times
+    "translate_to_long_values": "result = ('a' * 100000).translate({97: 'x' * 1500})",
+    "translate_unbound": "result = str.translate('a' * 100000, {97: 'x' * 1500})",
+    "json_long_separators": (
+        "import json\nresult = json.dumps([0] * 3000000, separators=('x' * 60, ':'))"
+    ),
     # twelfth red-team pass: the repeat count asked of __index__ after the bytes were made
     "repeat_by_an_index_object": (
         "class K:\n    def __index__(self):\n        return 300_000_000\nresult = b'x' * K()"
@@ -653,6 +659,13 @@ FRIENDLY = {
         "class S(str):\n    def __mul__(self, other):\n        return 'str sub'\n"
         "result = ['ab' * M(), M() * 'ab', S('x') * 3, 'ab' * 3, [1] * True]",
         ["mine", "mine too", "str sub", "ababab", [1]],
+    ),
+    "translate_and_json": (
+        "import json\nt = str.maketrans('ab', 'xy', 'c')\n"
+        "result = ['abcab'.translate(t), 'abc'.translate({97: None, 98: 'BB'}),"
+        " json.dumps({'a': [1, 2.5, None]}), json.dumps({'b': 1}, separators=(',', ':')),"
+        " json.dumps('\u00e9'), json.dumps('\u00e9', ensure_ascii=False)]",
+        ["xyxy", "BBc", '{"a": [1, 2.5, null]}', '{"b":1}', '"\\u00e9"', '"\u00e9"'],
     ),
     "typing_named_tuples": (
         "import typing\nP = typing.NamedTuple('P', [('a', int), ('b', str)])\n"

@@ -130,6 +130,24 @@ _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox rea
 _STR_TRANSLATE = str.translate
 
 
+def _replace_zone(fmt: str, zone: str) -> str:
+    """``fmt`` with each ``%Z`` directive (not ``%%Z``) written as ``zone``, escaped."""
+    out: list[str] = []
+    i = 0
+    while i < len(fmt):
+        pair = fmt[i : i + 2]
+        if pair == "%Z":
+            out.append(zone.replace("%", "%%"))
+            i += 2
+        elif pair[:1] == "%":
+            out.append(pair)
+            i += 2
+        else:
+            out.append(fmt[i])
+            i += 1
+    return "".join(out)
+
+
 class _CountedTable:
     """A ``str.translate`` table whose answers are counted as the text is made: one value
     may be long (``{97: 'x' * 1500}`` on 100,000 a's made 150M characters in one call)."""
@@ -415,7 +433,7 @@ class Guards:
                     if isinstance(owner, base) and not isinstance(owner, type):
                         return sized_method(self.arith, base, method_name, value) or value
             if method_name == "strftime" and isinstance(owner, (datetime.date, datetime.time)):
-                return lambda fmt: value(self.arith.check_strftime(fmt))
+                return lambda fmt: value(self._strftime_format(owner, fmt))
             if method_name == "getrandbits" and isinstance(owner, random.Random):
                 return lambda k: value(checked_random_bits(k))  # super() reaches the C one
             if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
@@ -435,7 +453,7 @@ class Guards:
             return self._case_changed(value)
         strftime = _STRFTIME_UNBOUND.get(id(value))
         if strftime is not None and strftime is value:  # datetime.date.strftime(d, fmt)
-            return lambda day, fmt: value(day, self.arith.check_strftime(fmt))
+            return lambda day, fmt: value(day, self._strftime_format(day, fmt))
         if value is _WITH_TRACEBACK:  # ValueError.with_traceback(e, tb), unbound
             raise SandboxSecurityError("with_traceback is not available in the sandbox")
         if value is _RANDOM_GETRANDBITS:  # unbound, e.g. through super(C, C)
@@ -513,8 +531,30 @@ class Guards:
     def _checked_spec(self, value: Any, spec: Any) -> str:
         text = self.arith.check_format_spec(spec)
         if text and isinstance(value, (datetime.date, datetime.time)):
-            self.arith.check_strftime(text)
+            text = self._strftime_format(value, text)
         return text
+
+    def _strftime_format(self, when: Any, fmt: Any) -> str:
+        """A strftime format for ``when``, checked: each ``%Z`` already replaced by the zone's
+        name, asked of its ``tzinfo`` once (a program's ``tzname()`` may answer a million
+        characters, or another answer the next time), then every directive counted."""
+        if not isinstance(fmt, str):
+            raise TypeError("strftime format must be a str")
+        text = str.__str__(fmt)
+        if "%Z" in text and isinstance(when, (datetime.datetime, datetime.time)):
+            kind = datetime.datetime if isinstance(when, datetime.datetime) else datetime.time
+            zone = kind.tzinfo.__get__(when)  # the C slot, not a subclass's attribute
+            if zone is not None:
+                name = zone.tzname(when if kind is datetime.datetime else None)
+                if name is not None and not isinstance(name, str):
+                    raise TypeError("tzinfo.tzname() must return None or a string")
+                zone_name = "" if name is None else str.__str__(name)
+                # counted before the format is written out (%%Z is counted too: at most more)
+                self.arith.check_items(
+                    len(text) + text.count("%Z") * 2 * len(zone_name), "formatted date"
+                )
+                text = _replace_zone(text, zone_name)
+        return self.arith.check_strftime(text)
 
     def formatted_value(self, value: Any, conversion: int, spec: Any) -> _Field:
         """One ``{value!conv:spec}`` field of an f-string (see ``compiler.py``): converted and

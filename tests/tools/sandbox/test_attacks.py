@@ -221,7 +221,14 @@ LYING_INT = (
     "    def __index__(self):\n        return 1\n"
 )
 LYING_LIST = "class L(list):\n    def __len__(self):\n        return 1\n"
+LONG_ZONE = (
+    "import datetime\nclass TZ(datetime.tzinfo):\n    def tzname(self, dt):\n"
+    "        return 'x' * 100000\n    def utcoffset(self, dt):\n        return None\n"
+    "    def dst(self, dt):\n        return None\nd = datetime.datetime(2020, 1, 1, tzinfo=TZ())\n"
+)
 SIZE_BOMBS = {
+    "strftime_a_long_zone_name": LONG_ZONE + "result = d.strftime('%Z' * 150)",
+    "strftime_a_long_zone_name_in_a_spec": LONG_ZONE + "result = f\"{d:{'%Z' * 150}}\"",
     # fourteenth pass: one call that outgrows its input many times
     "translate_to_long_values": "result = ('a' * 100000).translate({97: 'x' * 1500})",
     "translate_unbound": "result = str.translate('a' * 100000, {97: 'x' * 1500})",
@@ -659,6 +666,18 @@ FRIENDLY = {
         "class S(str):\n    def __mul__(self, other):\n        return 'str sub'\n"
         "result = ['ab' * M(), M() * 'ab', S('x') * 3, 'ab' * 3, [1] * True]",
         ["mine", "mine too", "str sub", "ababab", [1]],
+    ),
+    "zone_names": (
+        "import datetime\nclass TZ(datetime.tzinfo):\n    def tzname(self, dt):\n"
+        "        return 'CET%'\n    def utcoffset(self, dt):\n"
+        "        return datetime.timedelta(hours=1)\n    def dst(self, dt):\n        return None\n"
+        "d = datetime.datetime(2020, 1, 1, 12, 30, tzinfo=TZ())\n"
+        "t = datetime.time(9, 5, tzinfo=TZ())\n"
+        "result = [d.strftime('%Y %Z %%Z %z'), format(d, '%H:%M %Z'), f'{d:%Z}',"
+        " t.strftime('%H %Z'), datetime.datetime.strftime(d, '%Z'),"
+        " datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).strftime('%Z'),"
+        " datetime.datetime(2020, 1, 1).strftime('[%Z]')]",
+        ["2020 CET% %Z +0100", "12:30 CET%", "CET%", "09 CET%", "CET%", "UTC", "[]"],
     ),
     "translate_and_json": (
         "import json\nt = str.maketrans('ab', 'xy', 'c')\n"

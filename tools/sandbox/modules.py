@@ -410,6 +410,12 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "escape error Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE S U "
         "UNICODE VERBOSE X",
     )
+    rx["sub"] = lambda pattern, repl, *args, **kwargs: re.sub(
+        pattern, guards.counted_repl(repl), *args, **kwargs
+    )
+    rx["subn"] = lambda pattern, repl, *args, **kwargs: re.subn(
+        pattern, guards.counted_repl(repl), *args, **kwargs
+    )
     js = {
         "dumps": _json_dumps(guards),
         "loads": _json_loads,

@@ -34,6 +34,7 @@ import decimal
 import inspect
 import operator
 import random
+import re
 import statistics
 import string
 import types
@@ -128,6 +129,15 @@ _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox rea
 
 
 _STR_TRANSLATE = str.translate
+_PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
+
+
+def _expansion_bound(match: re.Match[Any], template: str | bytes) -> int:
+    """The most ``match.expand(template)`` can make: the template, and every backslash in it
+    (each group reference needs one) as the longest group of the match."""
+    backslash = "\\" if isinstance(template, str) else b"\\"
+    longest = max((end - start for start, end in match.regs), default=0)
+    return len(template) + template.count(backslash) * max(longest, 0)  # type: ignore[arg-type]
 
 
 def _replace_zone(fmt: str, zone: str) -> str:
@@ -415,13 +425,17 @@ class Guards:
         any form, and width-taking methods, which get their size checks."""
         if isinstance(value, type) and issubclass(value, type):
             raise SandboxSecurityError("metaclasses are not available in the sandbox")
-        if type(value) is BuiltinMethodType:
+        if issubclass(type(value), BuiltinMethodType):  # builtin_method (PyCMethod) too
             owner = value.__self__
             method_name = value.__name__
             if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
                 return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):
                 return self._bound_format(owner, method_name)
+            if method_name in ("sub", "subn") and isinstance(owner, re.Pattern):
+                return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
+            if method_name == "expand" and isinstance(owner, re.Match):
+                return lambda template: value(self._expandable(owner, template))
             if method_name == "translate" and isinstance(owner, str):
                 return lambda table: value(_CountedTable(table, self.arith))
             if method_name in _CASE_METHODS and isinstance(owner, str):
@@ -446,6 +460,12 @@ class Guards:
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
                 return self._counted(value, counted[1], bound=type(value) is types.MethodType)
+        if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
+            return lambda pattern, repl, *args, **kwargs: value(
+                pattern, self.counted_repl(repl), *args, **kwargs
+            )
+        if value is _MATCH_EXPAND:
+            return lambda match, template: value(match, self._expandable(match, template))
         if value is _STR_TRANSLATE:  # str.translate(s, table), unbound
             return lambda text, table: value(text, _CountedTable(table, self.arith))
         case = _CASE_UNBOUND.get(id(value))
@@ -533,6 +553,51 @@ class Guards:
         if text and isinstance(value, (datetime.date, datetime.time)):
             text = self._strftime_format(value, text)
         return text
+
+    def counted_repl(self, repl: Any) -> Any:
+        """A ``re`` replacement whose pieces are counted against one budget as the text is
+        made: a template of many group references (``'\\1' * 5000``) made 100M characters
+        from 30K in one call. A template is expanded match by match (``Match.expand``, the
+        same engine), each expansion bounded before it is made; a function's answers are
+        counted."""
+        limit = self.arith.max_items
+        room = [limit]
+
+        def spend(size: int) -> None:
+            room[0] -= size
+            if room[0] < 0:
+                raise SizeLimit(f"substituted text exceeds {limit} characters")
+
+        if isinstance(repl, (str, bytes)):
+            template = str.__str__(repl) if isinstance(repl, str) else bytes(repl)
+
+            def expand(match: re.Match[Any]) -> Any:
+                bound = _expansion_bound(match, template)
+                spend(bound)
+                text = match.expand(template)
+                room[0] += bound - len(text)
+                return text
+
+            return expand
+        if callable(repl):
+
+            def call(match: re.Match[Any]) -> Any:
+                text = repl(match)
+                if isinstance(text, str):
+                    spend(str.__len__(text))
+                elif isinstance(text, (bytes, bytearray)):
+                    spend(bytes.__len__(bytes(text)))
+                return text
+
+            return call
+        return repl  # re's own TypeError
+
+    def _expandable(self, match: Any, template: Any) -> Any:
+        """``template`` for ``match.expand``, its expansion bounded first."""
+        if isinstance(match, re.Match) and isinstance(template, (str, bytes)):
+            template = str.__str__(template) if isinstance(template, str) else bytes(template)
+            self.arith.check_items(_expansion_bound(match, template), "expanded template")
+        return template
 
     def _strftime_format(self, when: Any, fmt: Any) -> str:
         """A strftime format for ``when``, checked: each ``%Z`` already replaced by the zone's

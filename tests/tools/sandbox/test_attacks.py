@@ -227,6 +227,21 @@ LONG_ZONE = (
     "    def dst(self, dt):\n        return None\nd = datetime.datetime(2020, 1, 1, tzinfo=TZ())\n"
 )
 SIZE_BOMBS = {
+    # fourteenth pass: a replacement that multiplies its input (the last two through a
+    # Pattern's methods, which are builtin_method objects, not builtin_function_or_method)
+    "re_sub_many_group_references": (
+        "import re\nresult = re.sub('(a+)', '\\\\1' * 5000, 'a' * 20000)"
+    ),
+    "re_sub_bytes_template": "import re\nresult = re.sub(b'(a+)', b'\\\\1' * 5000, b'a' * 20000)",
+    "re_sub_long_literal": "import re\nresult = re.sub('a', 'x' * 1500, 'a' * 100000)",
+    "re_sub_function_answers": (
+        "import re\nresult = re.sub('a', lambda m: 'x' * 1500, 'a' * 100000)"
+    ),
+    "match_expand": "import re\nresult = re.match('(a+)', 'a' * 20000).expand('\\\\1' * 5000)",
+    "pattern_sub": "import re\nresult = re.compile('(a+)').sub('\\\\1' * 5000, 'a' * 20000)",
+    "pattern_sub_unbound": (
+        "import re\nresult = re.Pattern.sub(re.compile('(a+)'), '\\\\1' * 5000, 'a' * 20000)"
+    ),
     "strftime_a_long_zone_name": LONG_ZONE + "result = d.strftime('%Z' * 150)",
     "strftime_a_long_zone_name_in_a_spec": LONG_ZONE + "result = f\"{d:{'%Z' * 150}}\"",
     # fourteenth pass: one call that outgrows its input many times
@@ -678,6 +693,14 @@ FRIENDLY = {
         " datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).strftime('%Z'),"
         " datetime.datetime(2020, 1, 1).strftime('[%Z]')]",
         ["2020 CET% %Z +0100", "12:30 CET%", "CET%", "09 CET%", "CET%", "UTC", "[]"],
+    ),
+    "regular_expressions": (
+        "import re\np = re.compile(r'(\\w+)@(\\w+)')\nm = p.search('mail bob@example now')\n"
+        "result = [re.sub(r'(\\w+)', r'<\\1>', 'ab cd'), re.subn('a', 'b', 'aaa'),"
+        " p.sub(r'\\2 at \\1', 'x@y and z@w'), m.expand(r'\\g<2>/\\1'),"
+        " re.sub('x', lambda m: m.group(0).upper(), 'axbx'),"
+        " re.sub('(?P<n>a)', r'[\\g<n>]', 'cat', count=1), re.sub('a', 'b', 'aaa', 2)]",
+        ["<ab> <cd>", ["bbb", 3], "y at x and w at z", "example/bob", "aXbX", "c[a]t", "bba"],
     ),
     "translate_and_json": (
         "import json\nt = str.maketrans('ab', 'xy', 'c')\n"

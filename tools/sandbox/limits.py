@@ -277,7 +277,10 @@ class Arithmetic:
         return text
 
     def check_percent(self, template: Any, args: Any) -> None:
-        """Widths and precisions of ``template % args`` (``*`` ones taken from ``args``)."""
+        """Widths and precisions of ``template % args`` (``*`` ones taken from ``args``), and
+        the most the whole result can hold: the template and every field at its widest
+        (each ``%s`` as long as ``str()`` of its value), before anything is formatted. Twenty
+        fields of a 100,000-character value would otherwise be 2M characters past nothing."""
         text = str.__str__(template) if isinstance(template, str) else None
         if text is None and isinstance(template, (bytes, bytearray)):
             text = bytes(template).decode("latin-1")
@@ -285,16 +288,33 @@ class Arithmetic:
             return
         queue = list(args) if type(args) is tuple else [args]
         position = 0
-        for width, precision, conversion in percent_specs(text):
-            for field in (width, precision):
+        total = len(text)
+        for key, width, precision, conversion in percent_specs(text):
+            sizes = [0, 0]
+            for slot, field in enumerate((width, precision)):
                 if field == "*":
                     if position < len(queue):
-                        self.check_width(queue[position])
+                        sizes[slot] = self.check_width(queue[position])
                     position += 1
                 elif field:
                     self.check_format_spec(field)
-            if conversion != "%":
+                    sizes[slot] = int(field)
+            if conversion == "%":
+                continue
+            if key is not None:
+                try:
+                    value = args[
+                        key.encode("latin-1") if isinstance(template, (bytes, bytearray)) else key
+                    ]
+                except Exception:
+                    continue  # the formatting itself says what is wrong
+            elif position < len(queue):
+                value = queue[position]
                 position += 1
+            else:
+                continue
+            total += max(sizes[0], _field_size(conversion, value, sizes[1], bool(precision)))
+        self.check_items(total, "formatted string")
 
     def checked_number(self, result: Any) -> Any:
         """Refuse a number past the int limit, checked after an operation that can at most
@@ -329,17 +349,45 @@ class Arithmetic:
         return self.checked_number(builtins.round(number, digits))
 
 
-def percent_specs(text: str) -> Iterable[tuple[str, str, str]]:
-    """``(width, precision, conversion)`` of every ``%`` conversion, scanned the way CPython
-    does, nested parentheses in a mapping key included."""
+def _field_size(conversion: str, value: Any, precision: int, has_precision: bool) -> int:
+    """The most one ``%`` field can write for ``value`` (before its width)."""
+    if conversion in "sra":
+        try:
+            shown = (
+                str(value)
+                if conversion == "s"
+                else repr(value)
+                if conversion == "r"
+                else ascii(value)
+            )
+        except Exception:
+            return 0  # the formatting itself raises
+        size = str.__len__(shown) if isinstance(shown, str) else 0
+        if isinstance(value, (bytes, bytearray)) and conversion == "s":
+            size = len(bytes(value))  # b"%s" % b"..." writes the bytes themselves
+        return min(size, precision) if has_precision else size
+    if conversion == "c":
+        return 1
+    number = exact_int(value)
+    if number is not None:  # octal is the longest: a digit per 3 bits
+        return number.bit_length() // 3 + 4 + precision
+    return 330 + precision  # a float: at most 309 digits before the point
+
+
+def percent_specs(text: str) -> Iterable[tuple[str | None, str, str, str]]:
+    """``(key, width, precision, conversion)`` of every ``%`` conversion, scanned the way
+    CPython does, nested parentheses in a mapping key included (``key`` is None without one)."""
     index, size = 0, len(text)
     while (index := text.find("%", index)) >= 0:
         index += 1
+        key = None
         if index < size and text[index] == "(":
             depth, index = 1, index + 1
+            start = index
             while index < size and depth:
                 depth += {"(": 1, ")": -1}.get(text[index], 0)
                 index += 1
+            key = text[start : index - 1]
         while index < size and text[index] in "-#0 +":
             index += 1
         width, index = _spec_number(text, index)
@@ -350,7 +398,7 @@ def percent_specs(text: str) -> Iterable[tuple[str, str, str]]:
         while index < size and text[index] in "hlL":
             index += 1
         if index < size:
-            yield width, precision, text[index]
+            yield key, width, precision, text[index]
             index += 1
 
 

@@ -227,6 +227,11 @@ LONG_ZONE = (
     "    def dst(self, dt):\n        return None\nd = datetime.datetime(2020, 1, 1, tzinfo=TZ())\n"
 )
 SIZE_BOMBS = {
+    # fourteenth pass: % with many fields of one long value
+    "percent_mapping_fields": "result = '%(a)s' * 1500 % {'a': 'x' * 100000}",
+    "percent_tuple_fields": "s = 'x' * 100000\nresult = ('%s' * 1500) % ((s,) * 1500)",
+    "percent_bytes_mapping": "result = b'%(a)s' * 1500 % {b'a': b'x' * 100000}",
+    "percent_repr_fields": "result = '%r' * 200 % (('x' * 100000,) * 200)",
     # fourteenth pass: a replacement that multiplies its input (the last two through a
     # Pattern's methods, which are builtin_method objects, not builtin_function_or_method)
     "re_sub_many_group_references": (
@@ -594,6 +599,12 @@ async def test_a_declined_multiplication_is_checked_before_the_repeat(
     assert res.limit == "memory" and "1000000000 items exceeds" in (res.error or ""), res
 
 
+async def test_percent_formatting_is_measured_before_it_is_made(box: Sandbox) -> None:
+    """A gigabyte cannot be made here: only the measure taken first says how long it was."""
+    res = await box.run("result = '%(a)s' * 10000 % {'a': 'x' * 100000}")
+    assert res.limit == "memory" and "formatted string of 1000" in (res.error or ""), res
+
+
 async def test_a_repeat_count_is_checked_before_the_repeat(box: Sandbox) -> None:
     """Asked of ``__index__`` once and checked, not found out from what was built: a list of a
     billion items cannot be built, so only the guard says how many it would have had."""
@@ -693,6 +704,12 @@ FRIENDLY = {
         " datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).strftime('%Z'),"
         " datetime.datetime(2020, 1, 1).strftime('[%Z]')]",
         ["2020 CET% %Z +0100", "12:30 CET%", "CET%", "09 CET%", "CET%", "UTC", "[]"],
+    ),
+    "percent_formatting": (
+        "result = ['%s-%d-%5.2f|%-4s|%x|%c|%r|%%' % ('a', 42, 3.14159, 'b', 255, 65, 'q'),"
+        " '%(x)s=%(y)03d' % {'x': 'k', 'y': 7}, b'%s:%d' % (b'ab', 3), '%.3s' % 'abcdef',"
+        " '%*d' % (5, 42), '%s' % ([1, 2],), '%s' % 5]",
+        ["a-42- 3.14|b   |ff|A|'q'|%", "k=007", "b'ab:3'", "abc", "   42", "[1, 2]", "5"],
     ),
     "regular_expressions": (
         "import re\np = re.compile(r'(\\w+)@(\\w+)')\nm = p.search('mail bob@example now')\n"

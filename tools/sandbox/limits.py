@@ -199,6 +199,13 @@ class Arithmetic:
                 x *= iy  # the in-place form keeps list identity
                 return x
             return self.mul(x, y)
+        if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
+            lx, ly = exact_len(x), exact_len(y)
+            if lx is not None and ly is not None:
+                self.check_items(lx + ly)
+        if op == "%=":  # s %= args formats: checked as s % args is
+            self.check_percent(x, y)
+            return self.checked_number(self._checked(x % y))
         if op == "**=":
             return self.pow(x, y)
         if op == "<<=":

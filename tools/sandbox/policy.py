@@ -32,6 +32,7 @@ import collections
 import datetime
 import decimal
 import inspect
+import itertools
 import operator
 import random
 import re
@@ -129,6 +130,7 @@ _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox rea
 
 
 _STR_TRANSLATE = str.translate
+_JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
 
 
@@ -436,6 +438,8 @@ class Guards:
                 return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
             if method_name == "expand" and isinstance(owner, re.Match):
                 return lambda template: value(self._expandable(owner, template))
+            if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
+                return lambda iterable: value(self._join_pieces(owner, iterable))
             if method_name == "translate" and isinstance(owner, str):
                 return lambda table: value(_CountedTable(table, self.arith))
             if method_name in _CASE_METHODS and isinstance(owner, str):
@@ -466,6 +470,9 @@ class Guards:
             )
         if value is _MATCH_EXPAND:
             return lambda match, template: value(match, self._expandable(match, template))
+        joins = _JOINS.get(id(value))
+        if joins is not None and joins is value:  # str.join(sep, items), unbound
+            return lambda sep, iterable: value(sep, self._join_pieces(sep, iterable))
         if value is _STR_TRANSLATE:  # str.translate(s, table), unbound
             return lambda text, table: value(text, _CountedTable(table, self.arith))
         case = _CASE_UNBOUND.get(id(value))
@@ -570,6 +577,13 @@ class Guards:
 
         if isinstance(repl, (str, bytes)):
             template = str.__str__(repl) if isinstance(repl, str) else bytes(repl)
+            if template.count("\\" if isinstance(template, str) else b"\\") == 0:  # type: ignore[arg-type]
+
+                def literal(match: re.Match[Any]) -> Any:
+                    spend(len(template))  # as re does: no backslash, nothing to expand
+                    return template
+
+                return literal
 
             def expand(match: re.Match[Any]) -> Any:
                 bound = _expansion_bound(match, template)
@@ -591,6 +605,19 @@ class Guards:
 
             return call
         return repl  # re's own TypeError
+
+    def _join_pieces(self, separator: Any, iterable: Any) -> list[Any]:
+        """The pieces of ``separator.join(iterable)``, counted before they are joined: three
+        hundred references to one 1M-character string made 300M characters in one call."""
+        limit = self.arith.max_items
+        pieces = list(itertools.islice(iter(iterable), limit + 1))
+        self.arith.check_items(len(pieces), "join")
+        total = max(len(pieces) - 1, 0) * (exact_len(separator) or 0)
+        for piece in pieces:
+            total += exact_len(piece) or 0  # anything else: join's own TypeError
+            if total > limit:
+                raise SizeLimit(f"joined text exceeds {limit} characters")
+        return pieces
 
     def _expandable(self, match: Any, template: Any) -> Any:
         """``template`` for ``match.expand``, its expansion bounded first."""

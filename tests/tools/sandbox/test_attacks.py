@@ -227,6 +227,14 @@ LONG_ZONE = (
     "    def dst(self, dt):\n        return None\nd = datetime.datetime(2020, 1, 1, tzinfo=TZ())\n"
 )
 SIZE_BOMBS = {
+    # fifteenth pass: joins of many references, doubling by +=, formatting by %=
+    "join_references": "s = 'x' * 10 ** 6\nresult = ''.join([s] * 300)",
+    "join_repeat": "import itertools\nresult = ''.join(itertools.repeat('x' * 10 ** 6, 300))",
+    "join_long_separator": "result = ('y' * 1000).join([''] * 100000)",
+    "join_bytes": "result = b''.join([b'x' * 10 ** 6] * 300)",
+    "join_unbound": "s = 'x' * 10 ** 6\nresult = str.join('', [s] * 300)",
+    "doubling_in_place": "x = [0]\nfor i in range(30):\n    x += x",
+    "percent_in_place": "s = '%s' * 1500\ns %= (('x' * 100000,) * 1500)",
     # fourteenth pass: % with many fields of one long value
     "percent_mapping_fields": "result = '%(a)s' * 1500 % {'a': 'x' * 100000}",
     "percent_tuple_fields": "s = 'x' * 100000\nresult = ('%s' * 1500) % ((s,) * 1500)",
@@ -599,6 +607,11 @@ async def test_a_declined_multiplication_is_checked_before_the_repeat(
     assert res.limit == "memory" and "1000000000 items exceeds" in (res.error or ""), res
 
 
+async def test_doubling_in_place_stops_at_the_limit_not_at_memory(box: Sandbox) -> None:
+    res = await box.run("x = [0]\nfor i in range(40):\n    x += x")
+    assert res.limit == "memory" and "exceeds the sandbox limit" in (res.error or ""), res
+
+
 async def test_percent_formatting_is_measured_before_it_is_made(box: Sandbox) -> None:
     """A gigabyte cannot be made here: only the measure taken first says how long it was."""
     res = await box.run("result = '%(a)s' * 10000 % {'a': 'x' * 100000}")
@@ -704,6 +717,14 @@ FRIENDLY = {
         " datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).strftime('%Z'),"
         " datetime.datetime(2020, 1, 1).strftime('[%Z]')]",
         ["2020 CET% %Z +0100", "12:30 CET%", "CET%", "09 CET%", "CET%", "UTC", "[]"],
+    ),
+    "joins_and_in_place": (
+        "import itertools\nx = 'ab'\nx += 'cd'\ny = [1]\ny += [2]\nz = 7\nz %= 4\n"
+        "w = '%d-%s'\nw %= (3, 'q')\n"
+        "result = [', '.join(['a', 'b']), '-'.join(str(i) for i in range(3)),"
+        " b'+'.join([b'a', bytearray(b'b')]), ''.join(itertools.repeat('z', 3)), x, y, z, w,"
+        " str.join('/', 'abc')]",
+        ["a, b", "0-1-2", "b'a+b'", "zzz", "abcd", [1, 2], 3, "3-q", "a/b/c"],
     ),
     "percent_formatting": (
         "result = ['%s-%d-%5.2f|%-4s|%x|%c|%r|%%' % ('a', 42, 3.14159, 'b', 255, 65, 'q'),"

@@ -130,6 +130,8 @@ _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox rea
 
 
 _STR_TRANSLATE = str.translate
+_STR_ENCODE = str.encode
+_PLAIN_ERRORS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass"})
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
 
@@ -438,6 +440,8 @@ class Guards:
                 return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
             if method_name == "expand" and isinstance(owner, re.Match):
                 return lambda template: value(self._expandable(owner, template))
+            if method_name == "encode" and isinstance(owner, str):
+                return lambda *args, **kwargs: value(*self._encoding(owner, args, kwargs))
             if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
                 return lambda iterable: value(self._join_pieces(owner, iterable))
             if method_name == "translate" and isinstance(owner, str):
@@ -470,6 +474,8 @@ class Guards:
             )
         if value is _MATCH_EXPAND:
             return lambda match, template: value(match, self._expandable(match, template))
+        if value is _STR_ENCODE:  # str.encode(s, ...), unbound
+            return lambda text, *args, **kwargs: value(text, *self._encoding(text, args, kwargs))
         joins = _JOINS.get(id(value))
         if joins is not None and joins is value:  # str.join(sep, items), unbound
             return lambda sep, iterable: value(sep, self._join_pieces(sep, iterable))
@@ -605,6 +611,27 @@ class Guards:
 
             return call
         return repl  # re's own TypeError
+
+    def _encoding(self, text: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        """``text.encode(encoding, errors)``'s arguments, after the most it can write was
+        counted: an escaping codec or error handler writes up to ten bytes a character
+        (``namereplace`` up to 90: ``\\N{ARABIC LIGATURE ...}``)."""
+        bound = inspect.signature(str.encode).bind(text, *args, **exact_kwargs(kwargs))
+        encoding = bound.arguments.get("encoding", "utf-8")
+        errors = bound.arguments.get("errors", "strict")
+        if isinstance(encoding, str) and isinstance(errors, str):
+            codec = str.__str__(encoding).lower().replace("-", "_")
+            factor = 0  # a plain codec writes at most 4 bytes a character: a small factor
+            if "escape" in codec or codec in ("utf_7", "u7", "utf7", "punycode", "idna"):
+                factor = 10
+            handler = str.__str__(errors)
+            if handler in ("xmlcharrefreplace", "backslashreplace"):
+                factor = max(factor, 10)
+            elif handler not in _PLAIN_ERRORS:  # namereplace, or one registered by name
+                factor = 90
+            if factor:
+                self.arith.check_items(str.__len__(text) * factor, "encoded text")
+        return [bound.arguments.get("encoding", "utf-8"), bound.arguments.get("errors", "strict")]
 
     def _join_pieces(self, separator: Any, iterable: Any) -> list[Any]:
         """The pieces of ``separator.join(iterable)``, counted before they are joined: three

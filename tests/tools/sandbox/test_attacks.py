@@ -227,6 +227,11 @@ LONG_ZONE = (
     "    def dst(self, dt):\n        return None\nd = datetime.datetime(2020, 1, 1, tzinfo=TZ())\n"
 )
 SIZE_BOMBS = {
+    "encode_namereplace": "result = ('\\ufbf9' * 1000000).encode('ascii', 'namereplace')",
+    "encode_backslashreplace": (
+        "result = ('\\U0010ffff' * 10 ** 7).encode('ascii', 'backslashreplace')"
+    ),
+    "encode_unbound": "result = str.encode('\\ufbf9' * 1000000, 'ascii', errors='namereplace')",
     # fifteenth pass: joins of many references, doubling by +=, formatting by %=
     "join_references": "s = 'x' * 10 ** 6\nresult = ''.join([s] * 300)",
     "join_repeat": "import itertools\nresult = ''.join(itertools.repeat('x' * 10 ** 6, 300))",
@@ -717,6 +722,13 @@ FRIENDLY = {
         " datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).strftime('%Z'),"
         " datetime.datetime(2020, 1, 1).strftime('[%Z]')]",
         ["2020 CET% %Z +0100", "12:30 CET%", "CET%", "09 CET%", "CET%", "UTC", "[]"],
+    ),
+    "encodings": (
+        "result = ['\\u00e9'.encode(), '\\u00e9'.encode('utf-8'), '\\u00e9'.encode('latin-1'),"
+        " '\\u00e9'.encode('ascii', 'replace'),"
+        " '\\u00e9'.encode(encoding='ascii', errors='xmlcharrefreplace'), str.encode('a'),"
+        " len(('x' * 5 * 10 ** 6).encode())]",
+        ["b'\\xc3\\xa9'", "b'\\xc3\\xa9'", "b'\\xe9'", "b'?'", "b'&#233;'", "b'a'", 5000000],
     ),
     "joins_and_in_place": (
         "import itertools\nx = 'ab'\nx += 'cd'\ny = [1]\ny += [2]\nz = 7\nz %= 4\n"

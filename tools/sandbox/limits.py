@@ -150,25 +150,25 @@ class Arithmetic:
         elif ia is not None:
             self._check_repeat(b, ia)
         elif _repeats(a, b):  # seq * obj: Python's order, by hand (see _repeats)
-            product = _own_operation(b, "__rmul__", a)
-            if product is NotImplemented:
-                times = index_value(b)
-                self._check_repeat(a, times)
-                product = a * times
-            return self._checked(product)
+            return self._checked(self._repeat(a, b, "__rmul__"))
         elif _repeats(b, a):  # obj * seq
-            product = _own_operation(a, "__mul__", b)
-            if product is NotImplemented:
-                times = index_value(a)
-                self._check_repeat(b, times)
-                product = times * b
-            return self._checked(product)
+            return self._checked(self._repeat(b, a, "__mul__"))
         else:
             fa, fb = fraction_parts(a), fraction_parts(b)
             if fa is not None and fb is not None:
                 self.check_bits(fa[0].bit_length() + fb[0].bit_length() - 1)
                 self.check_bits(fa[1].bit_length() + fb[1].bit_length() - 1)
         return self._checked(a * b)
+
+    def _repeat(self, seq: Any, other: Any, method: str) -> Any:
+        """``seq`` times ``other``: ``other``'s own ``method`` first, as Python tries it; then
+        the count, asked of ``__index__`` once and checked before the repeat."""
+        product = _own_operation(other, method, seq)
+        if product is NotImplemented:
+            times = index_value(other)
+            self._check_repeat(seq, times)
+            product = seq * times
+        return product
 
     def _check_repeat(self, seq: Any, times: int) -> None:
         length = exact_len(seq)

@@ -294,6 +294,7 @@ class Arithmetic:
         if text is None:
             return
         queue = list(args) if type(args) is tuple else [args]
+        text_is_bytes = isinstance(template, (bytes, bytearray))
         position = 0
         total = len(text)
         for key, width, precision, conversion in percent_specs(text):
@@ -320,7 +321,10 @@ class Arithmetic:
                 position += 1
             else:
                 continue
-            total += max(sizes[0], _field_size(conversion, value, sizes[1], bool(precision)))
+            size = _field_size(conversion, value, sizes[1], bool(precision), text_is_bytes)
+            total += max(sizes[0], size)
+            if total > self.max_items:  # at once: a million fields are not all measured
+                self.check_items(total, "formatted string")
         self.check_items(total, "formatted string")
 
     def checked_number(self, result: Any) -> Any:
@@ -356,9 +360,18 @@ class Arithmetic:
         return self.checked_number(builtins.round(number, digits))
 
 
-def _field_size(conversion: str, value: Any, precision: int, has_precision: bool) -> int:
-    """The most one ``%`` field can write for ``value`` (before its width)."""
-    if conversion in "sra":
+def _field_size(
+    conversion: str, value: Any, precision: int, has_precision: bool, in_bytes: bool
+) -> int:
+    """The most one ``%`` field can write for ``value`` (before its width), measured without
+    making it where the value says its own length (a str, bytes in a bytes template)."""
+    if conversion == "s" and in_bytes and isinstance(value, (bytes, bytearray)):
+        size = len(bytes(value))  # b"%s" % b"..." writes the bytes themselves
+    elif conversion == "s" and type(value) is str:
+        size = str.__len__(value)
+    elif conversion == "s" and type(value) in (bytes, bytearray):
+        size = 4 * len(value) + 14  # str() of bytes: b'...' or bytearray(b'...'), escaped
+    elif conversion in "sra":
         try:
             shown = (
                 str(value)
@@ -370,8 +383,9 @@ def _field_size(conversion: str, value: Any, precision: int, has_precision: bool
         except Exception:
             return 0  # the formatting itself raises
         size = str.__len__(shown) if isinstance(shown, str) else 0
-        if isinstance(value, (bytes, bytearray)) and conversion == "s":
-            size = len(bytes(value))  # b"%s" % b"..." writes the bytes themselves
+    else:
+        size = -1
+    if size >= 0:
         return min(size, precision) if has_precision else size
     if conversion == "c":
         return 1

@@ -245,6 +245,11 @@ SIZE_BOMBS = {
     "percent_tuple_fields": "s = 'x' * 100000\nresult = ('%s' * 1500) % ((s,) * 1500)",
     "percent_bytes_mapping": "result = b'%(a)s' * 1500 % {b'a': b'x' * 100000}",
     "percent_repr_fields": "result = '%r' * 200 % (('x' * 100000,) * 200)",
+    "percent_a_million_fields": "result = '%(a)s' * 1000000 % {'a': 'x' * 10}",
+    "percent_str_subclass_fields": (
+        "class K(str):\n    def __str__(self):\n        return 'y' * 100000\n"
+        "result = '%s' * 200 % ((K('a'),) * 200)"
+    ),
     # fourteenth pass: a replacement that multiplies its input (the last two through a
     # Pattern's methods, which are builtin_method objects, not builtin_function_or_method)
     "re_sub_many_group_references": (
@@ -617,10 +622,19 @@ async def test_doubling_in_place_stops_at_the_limit_not_at_memory(box: Sandbox) 
     assert res.limit == "memory" and "exceeds the sandbox limit" in (res.error or ""), res
 
 
-async def test_percent_formatting_is_measured_before_it_is_made(box: Sandbox) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        "result = '%(a)s' * 10000 % {'a': 'x' * 100000}",
+        # a str subclass is as long as its __str__ says, not as its text
+        "class K(str):\n    def __str__(self):\n        return 'y' * 100000\n"
+        "result = '%s' * 200 % ((K('a'),) * 200)",
+    ],
+)
+async def test_percent_formatting_is_measured_before_it_is_made(box: Sandbox, code: str) -> None:
     """A gigabyte cannot be made here: only the measure taken first says how long it was."""
-    res = await box.run("result = '%(a)s' * 10000 % {'a': 'x' * 100000}")
-    assert res.limit == "memory" and "formatted string of 1000" in (res.error or ""), res
+    res = await box.run(code)
+    assert res.limit == "memory" and "formatted string of" in (res.error or ""), res
 
 
 async def test_a_repeat_count_is_checked_before_the_repeat(box: Sandbox) -> None:
@@ -738,6 +752,7 @@ FRIENDLY = {
         " str.join('/', 'abc')]",
         ["a, b", "0-1-2", "b'a+b'", "zzz", "abcd", [1, 2], 3, "3-q", "a/b/c"],
     ),
+    "percent_of_long_bytes": ("result = len(b'%s' % (b'x' * 3000000))", 3000000),
     "percent_formatting": (
         "result = ['%s-%d-%5.2f|%-4s|%x|%c|%r|%%' % ('a', 42, 3.14159, 'b', 255, 65, 'q'),"
         " '%(x)s=%(y)03d' % {'x': 'k', 'y': 7}, b'%s:%d' % (b'ab', 3), '%.3s' % 'abcdef',"

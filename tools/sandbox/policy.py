@@ -131,6 +131,7 @@ _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox rea
 
 _STR_TRANSLATE = str.translate
 _STR_ENCODE = str.encode
+_ENCODE_SIGNATURE = inspect.signature(str.encode)  # once, not on every call
 _PLAIN_ERRORS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass"})
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
@@ -616,7 +617,7 @@ class Guards:
         """``text.encode(encoding, errors)``'s arguments, after the most it can write was
         counted: an escaping codec or error handler writes up to ten bytes a character
         (``namereplace`` up to 90: ``\\N{ARABIC LIGATURE ...}``)."""
-        bound = inspect.signature(str.encode).bind(text, *args, **exact_kwargs(kwargs))
+        bound = _ENCODE_SIGNATURE.bind(text, *args, **exact_kwargs(kwargs))
         encoding = bound.arguments.get("encoding", "utf-8")
         errors = bound.arguments.get("errors", "strict")
         if isinstance(encoding, str) and isinstance(errors, str):

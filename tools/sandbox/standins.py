@@ -187,6 +187,13 @@ def _named(obj: Any) -> str:
     return f"a {str.__str__(type(obj).__name__)!r} object"
 
 
+def _as_cpython_binds(method: Any, instance: Any) -> Any:
+    """``method`` bound to ``instance`` by the descriptor protocol, as CPython binds what a
+    class holds (a function binds, a ``staticmethod`` unwraps, a ``partial`` stays)."""
+    bind = getattr(type(method), "__get__", None)
+    return method if bind is None else bind(method, instance, type(instance))
+
+
 class _ContainedCall:
     """A callable in a program's class body that Python calls without ``self`` (a
     ``partial``, a callable object), with its arguments passed through ``Classes.exposed``."""
@@ -427,7 +434,7 @@ class Classes:
         elif isinstance(value, (type, property)) or not callable(value):
             return value  # data, a class, a property: its functions are checked where called
         elif hasattr(type(value), "__get__"):  # binds like a method (an lru_cache wrapper)
-            return self._contained_exit(value, exposing=True)
+            return self._contained_descriptor(value)
         else:  # a partial, a callable object: called without self
             return _ContainedCall(value, exposed)
 
@@ -442,29 +449,34 @@ class Classes:
         wrapped[id(method)] = method
         return type(value)(method) if type(value) is not FunctionType else method
 
-    def _contained_exit(self, method: Any, exposing: bool = False) -> Callable[..., Any]:
+    def _contained_exit(self, method: Any) -> Callable[..., Any]:
         """A program's ``__exit__``, in whatever form its class body gave it (a function, a
         ``staticmethod``, a ``partial``, a callable object), as CPython would call it, but
         with the exception's class as ``type()`` answers it and no traceback: the real class
         of an exception the sandbox raised (``IntSizeLimit``) would let the program raise its
         own as a sandbox limit, and a traceback would lead to frames."""
-        safe_type, exposed = self.safe_type, self.exposed
+        safe_type = self.safe_type
 
         def __exit__(self: Any, kind: Any, value: Any, traceback: Any) -> Any:
             if isinstance(value, BaseException):
                 kind = safe_type(value)
-            bind = getattr(type(method), "__get__", None)  # the descriptor protocol, as CPython
-            target = method if bind is None else bind(method, self, type(self))
-            return target(kind, value, None)
+            return _as_cpython_binds(method, self)(kind, value, None)
+
+        return self._named_wrapper(__exit__, method)
+
+    def _contained_descriptor(self, method: Any) -> Callable[..., Any]:
+        """A callable of a class body that binds like a method (an ``lru_cache`` wrapper),
+        its arguments passed through :meth:`exposed`."""
+        exposed = self.exposed
 
         def bound(self: Any, /, *args: Any, **kwargs: Any) -> Any:
             args = tuple(exposed(arg) for arg in args)
             kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
-            bind = getattr(type(method), "__get__", None)
-            target = method if bind is None else bind(method, self, type(self))
-            return target(*args, **kwargs)
+            return _as_cpython_binds(method, self)(*args, **kwargs)
 
-        wrapper = bound if exposing else __exit__
+        return self._named_wrapper(bound, method)
+
+    def _named_wrapper(self, wrapper: Callable[..., Any], method: Any) -> Callable[..., Any]:
         qualname = getattr(method, "__qualname__", "__exit__")
         wrapper.__qualname__ = str.__str__(qualname) if isinstance(qualname, str) else "__exit__"
         self._wrapped[id(wrapper)] = wrapper

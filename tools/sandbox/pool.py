@@ -26,7 +26,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -232,7 +231,6 @@ class Sandbox:
         self._started = False
         self.closed = False
         self._start_lock = asyncio.Lock()
-        self._workdir: str | None = None
         self._layers: dict[str, bool] = dict.fromkeys(LAYER_NAMES, False)
         self._reply_cap = 10 * self.config.max_output_bytes + 65536
         self._template_args = json.dumps(dataclasses.asdict(self.config))
@@ -262,7 +260,6 @@ class Sandbox:
         async with self._start_lock:
             if self._started or self.closed:
                 return
-            self._workdir = tempfile.mkdtemp(prefix="reactpal-sandbox-")
             results = await asyncio.gather(
                 *(self._spawn() for _ in range(max(1, self.config.workers))),
                 return_exceptions=True,
@@ -296,11 +293,12 @@ class Sandbox:
         await asyncio.gather(*(t.finish() for t in self._templates), return_exceptions=True)
         self._templates.clear()
         self.drop_ready(lambda child: True)
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
 
     async def _spawn(self) -> _Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # The template's working directory is removed as soon as it has started in it: nothing
+        # can be made there, and a service killed outright leaves nothing behind.
+        workdir = tempfile.mkdtemp(prefix="reactpal-sandbox-")
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -316,7 +314,7 @@ class Sandbox:
                 stderr=asyncio.subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
                 env=TEMPLATE_ENV,
-                cwd=self._workdir,
+                cwd=workdir,
                 start_new_session=True,
             )
         except BaseException:
@@ -324,6 +322,7 @@ class Sandbox:
             raise
         finally:
             theirs.close()
+            os.rmdir(workdir)
         ours.setblocking(False)
         template = _Template(process, ours, self)
         self._templates.add(template)
@@ -409,7 +408,7 @@ class Sandbox:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        """Stop every template (and so every run) and remove the working directory."""
+        """Stop every template (and so every run)."""
         if self.closed:
             return
         self.closed = True
@@ -421,8 +420,6 @@ class Sandbox:
         self.drop_ready(lambda child: True)
         await asyncio.gather(*(t.finish() for t in templates), return_exceptions=True)
         self._templates.clear()
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
 
     # -- runs ------------------------------------------------------------------------------
 

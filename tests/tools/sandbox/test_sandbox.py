@@ -407,6 +407,17 @@ async def test_a_crashed_template_is_replaced() -> None:
         assert (await sb.run("result = 2")).value == 2
 
 
+async def test_a_templates_working_directory_is_gone_once_it_started() -> None:
+    """Nothing can be made where a run starts, and a service killed outright (no ``aclose``)
+    leaves no directory behind."""
+    async with Sandbox(SandboxConfig(workers=1)) as sb:
+        (template,) = sb._templates
+        cwd = os.readlink(f"/proc/{template.process.pid}/cwd")
+        assert "reactpal-sandbox-" in cwd and cwd.endswith(" (deleted)"), cwd
+        assert not os.path.exists(cwd.removesuffix(" (deleted)"))
+        assert (await sb.run("result = 3")).value == 3
+
+
 async def test_code_size_and_timeout_arguments(sandbox: Sandbox) -> None:
     res = await sandbox.run("x = 1\n" * 20000)
     assert res.error_kind == "CodeTooLarge"

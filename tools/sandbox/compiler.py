@@ -67,6 +67,7 @@ def _is_super_call(node: ast.expr) -> bool:
 
 
 _CUSTOM_HOOKS = {
+    ast.Add: "_add_",
     ast.Pow: "_pow_",
     ast.Mult: "_mul_",
     ast.LShift: "_lshift_",
@@ -144,22 +145,28 @@ class SandboxTransformer(RestrictingNodeTransformer):
         return new
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
-        """An f-string with a specification in any field becomes ``_fstring_((pieces))``: the
-        fields with a specification come as formats not yet made (``_format_value_``), the
-        others and the text as strings, and the hook makes them in order against one budget
-        for the whole string, as ``str.format`` does for its fields: twenty fields each within
-        the limit would otherwise be twenty times past it."""
+        """An f-string with two fields or more, or a specification in any, becomes
+        ``_fstring_((pieces))``: the fields come as formats not yet made (``_format_value_``),
+        the text as strings, and the hook makes them in order against one budget for the whole
+        string, as ``str.format`` does for its fields: twenty fields each within the limit
+        (``f"{s}{s}..."``, with or without a specification) would otherwise be twenty times
+        past it."""
         node = self.node_contents_visit(node)
-        if not any(_is_deferred_field(value) for value in node.values):
-            return node
+        fields = [value for value in node.values if isinstance(value, ast.FormattedValue)]
+        if len(fields) < 2 and not any(_is_deferred_field(field) for field in fields):
+            return node  # one plain field: no larger than its value's text and the literal
         pieces: list[ast.expr] = []
         for value in node.values:
             if isinstance(value, ast.FormattedValue) and _is_deferred_field(value):
                 pieces.append(value.value)  # the _format_value_(...) call
-            elif isinstance(value, ast.FormattedValue):
-                joined = ast.JoinedStr(values=[value])
-                copy_locations(joined, value)
-                pieces.append(joined)
+            elif isinstance(value, ast.FormattedValue):  # {x} or {x!r}: made by the hook too
+                field = ast.Call(
+                    func=ast.Name("_format_value_", ast.Load()),
+                    args=[value.value, ast.Constant(value.conversion), ast.Constant("")],
+                    keywords=[],
+                )
+                copy_locations(field, value)
+                pieces.append(field)
             else:
                 pieces.append(value)
         call = ast.Call(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import builtins
 import collections
 import fractions
+import itertools
 import math
 import operator
 import re
@@ -141,6 +142,14 @@ class Arithmetic:
                     self.check_bits((part.bit_length() - 1) * size)
         return base**exp
 
+    def add(self, a: Any, b: Any) -> Any:
+        """``a + b``: numbers as they are; a sequence that came out of it is checked (``s + s +
+        ... + s`` in one expression: each step at most doubles, none may pass the limit)."""
+        ta, tb = type(a), type(b)
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            return a + b
+        return self._checked(a + b)
+
     def mul(self, a: Any, b: Any) -> Any:
         ia, ib = exact_int(a), exact_int(b)
         if ia is not None and ib is not None:
@@ -200,12 +209,20 @@ class Arithmetic:
                 return x
             return self.mul(x, y)
         if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
+            if (
+                isinstance(x, list)
+                and type(x).__iadd__ is list.__iadd__
+                and type(y) is not list
+                and type(y) is not tuple
+            ):  # list += reads anything else through its __iter__ (a list subclass's length
+                # is not what it yields): read here once, counted, and the items passed on
+                room = self.max_items - list.__len__(x)
+                y = list(itertools.islice(iter(y), max(room, 0) + 1))
             lx, ly = exact_len(x), exact_len(y)
             if lx is not None and ly is not None:
                 self.check_items(lx + ly)
         if op == "%=":  # s %= args formats: checked as s % args is
-            self.check_percent(x, y)
-            return self.checked_number(self._checked(x % y))
+            return self.checked_number(self._checked(x % self.check_percent(x, y)))
         if op == "**=":
             return self.pow(x, y)
         if op == "<<=":
@@ -283,18 +300,22 @@ class Arithmetic:
         self.check_items(total, "formatted date")
         return text
 
-    def check_percent(self, template: Any, args: Any) -> None:
-        """Widths and precisions of ``template % args`` (``*`` ones taken from ``args``), and
-        the most the whole result can hold: the template and every field at its widest
-        (each ``%s`` as long as ``str()`` of its value), before anything is formatted. Twenty
-        fields of a 100,000-character value would otherwise be 2M characters past nothing."""
+    def check_percent(self, template: Any, args: Any) -> Any:
+        """``args`` for ``template % args``, each value read once, and the most the result
+        can hold checked before anything is formatted: the template and every field at its
+        widest, widths and precisions (``*`` ones taken from ``args``) included. Twenty
+        fields of a 100,000-character value would otherwise be 2M characters past nothing.
+        The answer holds what was measured (a field's text already made, a mapping's values
+        in an exact dict), so a ``__str__``, ``__getitem__`` or ``__index__`` asked again by
+        the formatting cannot answer longer than it did here."""
         text = str.__str__(template) if isinstance(template, str) else None
         if text is None and isinstance(template, (bytes, bytearray)):
             text = bytes(template).decode("latin-1")
         if text is None:
-            return
-        queue = list(args) if type(args) is tuple else [args]
-        text_is_bytes = isinstance(template, (bytes, bytearray))
+            return args
+        in_bytes = isinstance(template, (bytes, bytearray))
+        queue = list(tuple.__iter__(args)) if isinstance(args, tuple) else [args]
+        mapping: dict[Any, Any] | None = None
         position = 0
         total = len(text)
         for key, width, precision, conversion in percent_specs(text):
@@ -303,6 +324,8 @@ class Arithmetic:
                 if field == "*":
                     if position < len(queue):
                         sizes[slot] = self.check_width(queue[position])
+                        if isinstance(queue[position], int):  # else the formatting refuses it
+                            queue[position] = sizes[slot]
                     position += 1
                 elif field:
                     self.check_format_spec(field)
@@ -310,22 +333,28 @@ class Arithmetic:
             if conversion == "%":
                 continue
             if key is not None:
-                try:
-                    value = args[
-                        key.encode("latin-1") if isinstance(template, (bytes, bytearray)) else key
-                    ]
-                except Exception:
-                    continue  # the formatting itself says what is wrong
+                name: Any = key.encode("latin-1") if in_bytes else key
+                if mapping is None:
+                    mapping = {}
+                if name not in mapping:
+                    try:
+                        mapping[name] = _made_field(conversion, args[name], in_bytes)
+                    except Exception:
+                        continue  # the formatting itself says what is wrong
+                value = mapping[name]
             elif position < len(queue):
-                value = queue[position]
+                value = queue[position] = _made_field(conversion, queue[position], in_bytes)
                 position += 1
             else:
                 continue
-            size = _field_size(conversion, value, sizes[1], bool(precision), text_is_bytes)
+            size = _field_size(conversion, value, sizes[1], bool(precision), in_bytes)
             total += max(sizes[0], size)
             if total > self.max_items:  # at once: a million fields are not all measured
                 self.check_items(total, "formatted string")
         self.check_items(total, "formatted string")
+        if mapping is not None:
+            return mapping
+        return tuple(queue) if isinstance(args, tuple) else queue[0]
 
     def checked_number(self, result: Any) -> Any:
         """Refuse a number past the int limit, checked after an operation that can at most
@@ -360,12 +389,62 @@ class Arithmetic:
         return self.checked_number(builtins.round(number, digits))
 
 
+class _Made:
+    """A ``%s``/``%r``/``%a`` field's text, made once: formatted again, it is that text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+def _made_field(conversion: str, value: Any, in_bytes: bool) -> Any:
+    """``value`` as the field ``%conversion`` will read it, asked of the value once: its
+    text made (``str()``, ``repr()``, ``ascii()``; a bytes template's bytes), a number as
+    an exact int or float. What the formatting would refuse is passed on for it to refuse."""
+    if conversion in "sb" and in_bytes:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            with memoryview(value) as view:
+                return view.tobytes()
+        if hasattr(type(value), "__bytes__"):
+            made = bytes(value)
+            return made if type(made) is bytes else bytes.__bytes__(made)
+        return value
+    if conversion in "sra":
+        if conversion == "s" and type(value) is str:
+            return value
+        if conversion == "s":
+            shown = str(value)
+        elif conversion == "r" and not in_bytes:
+            shown = repr(value)
+        else:  # a bytes template's %r is its %a
+            shown = ascii(value)
+        return _Made(str.__str__(shown))
+    kind = type(value)
+    if kind is int or kind is float or isinstance(value, (str, bytes, bytearray)):
+        return value
+    if isinstance(value, float):
+        return float.__float__(value)
+    if conversion in "diu" and hasattr(kind, "__int__") and not hasattr(kind, "__index__"):
+        return int.__index__(int(value))  # a Decimal, a program's number: asked once
+    if conversion in "diuoxXc" and hasattr(kind, "__index__"):
+        return index_value(value)
+    if conversion in "eEfFgG" and (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        return float.__float__(float(value))
+    return value
+
+
 def _field_size(
     conversion: str, value: Any, precision: int, has_precision: bool, in_bytes: bool
 ) -> int:
     """The most one ``%`` field can write for ``value`` (before its width), measured without
     making it where the value says its own length (a str, bytes in a bytes template)."""
-    if conversion == "s" and in_bytes and isinstance(value, (bytes, bytearray)):
+    if conversion in "sb" and in_bytes and isinstance(value, (bytes, bytearray)):
         size = len(bytes(value))  # b"%s" % b"..." writes the bytes themselves
     elif conversion == "s" and type(value) is str:
         size = str.__len__(value)

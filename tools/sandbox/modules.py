@@ -282,9 +282,10 @@ def _checked_result(guards: Guards, func: Any) -> Any:
     arith = guards.arith
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        if func is statistics.quantiles:  # n - 1 cut points
+        if func is statistics.quantiles:  # n - 1 cut points; n asked once, that int passed on
             kwargs = exact_kwargs(kwargs)
-            arith.check_items(index_value(kwargs.get("n", 4)) - 1, "quantiles")
+            kwargs["n"] = index_value(kwargs.get("n", 4))
+            arith.check_items(kwargs["n"] - 1, "quantiles")
         result = func(*args, **kwargs)
         for value in result if type(result) is tuple else (result,):
             if isinstance(value, type) and not guards.classes.is_user_class(value):

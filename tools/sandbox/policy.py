@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import _string  # type: ignore[import-not-found]  # CPython's format-string field parser
 import builtins
+import codecs
 import collections
 import datetime
 import decimal
 import inspect
 import itertools
-import operator
 import random
 import re
 import statistics
@@ -54,6 +54,7 @@ from tools.sandbox.limits import (
     SizeLimit,
     exact_kwargs,
     exact_len,
+    index_value,
     sized_method,
 )
 from tools.sandbox.names import (
@@ -145,6 +146,21 @@ def _expansion_bound(match: re.Match[Any], template: str | bytes) -> int:
     return len(template) + template.count(backslash) * max(longest, 0)  # type: ignore[arg-type]
 
 
+def _template_text(template: Any) -> str | bytes | None:
+    """A ``re`` replacement template as the exact ``str`` or ``bytes`` that ``re`` would read
+    (a ``str`` subclass's text, any buffer's bytes: ``bytearray``, ``memoryview``, ``array``
+    are templates too); None for what is neither (a function, or re's own TypeError)."""
+    if isinstance(template, str):
+        return str.__str__(template)
+    if callable(template):
+        return None
+    try:
+        with memoryview(template) as view:
+            return view.tobytes()
+    except TypeError:
+        return None
+
+
 def _replace_zone(fmt: str, zone: str) -> str:
     """``fmt`` with each ``%Z`` directive (not ``%%Z``) written as ``zone``, escaped."""
     out: list[str] = []
@@ -215,8 +231,8 @@ def _samples_count(n: Any, *, seed: Any = None) -> Any:
     return n
 
 
-def _quantiles_count(n: Any = 4, *, method: Any = "exclusive") -> Any:
-    return operator.index(n) - 1
+def _quantiles_count(n: Any = 4) -> Any:
+    return n - 1
 
 
 # Methods of a library class whose result has as many items as an argument says: the count is
@@ -501,11 +517,18 @@ class Guards:
         return value
 
     def _counted(self, method: Any, count: Callable[..., Any], bound: bool) -> Any:
+        """The method with its count ``n`` asked of ``__index__`` once, checked, and that
+        exact int passed on: asked again, it could answer 1 to the check, then 10 million."""
+        signature = inspect.signature(count)
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            kwargs = exact_kwargs(kwargs)
-            items = count(*(args if bound else args[1:]), **kwargs)
-            self.arith.check_items(int.__index__(operator.index(items)), "a statistics result")
-            return method(*args, **kwargs)
+            own = () if bound else args[:1]
+            arguments = signature.bind(*args[len(own) :], **exact_kwargs(kwargs))
+            arguments.apply_defaults()
+            arguments.arguments["n"] = index_value(arguments.arguments["n"])
+            items = count(*arguments.args, **arguments.kwargs)
+            self.arith.check_items(items, "a statistics result")
+            return method(*own, *arguments.args, **arguments.kwargs)
 
         return call
 
@@ -531,11 +554,11 @@ class Guards:
 
     def _from_bytes(self, method: Any) -> Callable[..., int]:
         def from_bytes(data: Any, *args: Any, **kwargs: Any) -> int:
-            size = exact_len(data)
-            if size is None:  # an iterable of ints: count them first
-                data = bytes(data)
-                size = len(data)
-            self.arith.check_bits(8 * size)
+            if type(data) is not bytes and type(data) is not bytearray:
+                # read once as exact bytes, counted: int.from_bytes reads a list subclass
+                # through its __iter__ and a bytes subclass through its __bytes__
+                data = self.classes.exact_bytes(data)
+            self.arith.check_bits(8 * len(data))
             return int(method(data, *args, **kwargs))
 
         return from_bytes
@@ -582,8 +605,8 @@ class Guards:
             if room[0] < 0:
                 raise SizeLimit(f"substituted text exceeds {limit} characters")
 
-        if isinstance(repl, (str, bytes)):
-            template = str.__str__(repl) if isinstance(repl, str) else bytes(repl)
+        template = _template_text(repl)
+        if template is not None:
             if template.count("\\" if isinstance(template, str) else b"\\") == 0:  # type: ignore[arg-type]
 
                 def literal(match: re.Match[Any]) -> Any:
@@ -600,7 +623,7 @@ class Guards:
                 return text
 
             return expand
-        if callable(repl):
+        if callable(repl):  # (a program's callable object: never a buffer, so not above)
 
             def call(match: re.Match[Any]) -> Any:
                 text = repl(match)
@@ -621,9 +644,12 @@ class Guards:
         encoding = bound.arguments.get("encoding", "utf-8")
         errors = bound.arguments.get("errors", "strict")
         if isinstance(encoding, str) and isinstance(errors, str):
-            codec = str.__str__(encoding).lower().replace("-", "_")
+            try:  # by the codec's own name: an alias ("unicode-1-1-utf-7") is the same codec
+                codec = codecs.lookup(str.__str__(encoding)).name.replace("-", "_")
+            except LookupError:
+                codec = ""  # encode refuses it itself
             factor = 0  # a plain codec writes at most 4 bytes a character: a small factor
-            if "escape" in codec or codec in ("utf_7", "u7", "utf7", "punycode", "idna"):
+            if "escape" in codec or codec in ("utf_7", "punycode", "idna"):
                 factor = 10
             handler = str.__str__(errors)
             if handler in ("xmlcharrefreplace", "backslashreplace"):
@@ -649,9 +675,10 @@ class Guards:
 
     def _expandable(self, match: Any, template: Any) -> Any:
         """``template`` for ``match.expand``, its expansion bounded first."""
-        if isinstance(match, re.Match) and isinstance(template, (str, bytes)):
-            template = str.__str__(template) if isinstance(template, str) else bytes(template)
-            self.arith.check_items(_expansion_bound(match, template), "expanded template")
+        text = _template_text(template)
+        if isinstance(match, re.Match) and text is not None:
+            self.arith.check_items(_expansion_bound(match, text), "expanded template")
+            return text
         return template
 
     def _strftime_format(self, when: Any, fmt: Any) -> str:
@@ -688,7 +715,7 @@ class Guards:
         return _Field(value, self._checked_spec(value, spec))
 
     def fstring(self, pieces: tuple[Any, ...]) -> str:
-        """An f-string whose fields have specifications: its text and fields made in order,
+        """An f-string of several fields or with specifications: its text and fields made in order,
         against one budget of ``max_items`` characters (a field's ``__format__`` may make
         another f-string: each has its own)."""
         room = self.arith.max_items
@@ -706,7 +733,7 @@ class Guards:
         a number that came out of it is checked like ``/``."""
         if type(left) is float or (type(left) is int and type(right) is int):
             return left % right
-        self.arith.check_percent(left, right)
+        right = self.arith.check_percent(left, right)
         return self.arith.checked_number(self.arith._checked(left % right))
 
     # -- writing --------------------------------------------------------------------------
@@ -928,6 +955,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_unpack_sequence_": guarded_unpack_sequence,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_apply_": _apply,
+        "_add_": arith.add,
         "_pow_": arith.pow,
         "_mul_": arith.mul,
         "_lshift_": arith.lshift,

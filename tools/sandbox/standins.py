@@ -34,9 +34,10 @@ import random
 import re
 import statistics
 import types
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
 from types import FunctionType, MemberDescriptorType, MethodType
-from typing import Any
+from typing import Any, cast
 
 from tools.sandbox.limits import (
     Arithmetic,
@@ -211,6 +212,50 @@ class _ContainedCall:
         return self._call(*args, **kwargs)
 
 
+class _ContainedDescriptor:
+    """A property or other descriptor given as a special method of a program's class: what
+    its ``__get__`` answers, if callable, is called with its arguments passed through
+    ``Classes.exposed``."""
+
+    __slots__ = ("_descriptor", "_exposed")
+
+    def __init__(self, descriptor: Any, exposed: Callable[[Any], Any]) -> None:
+        self._descriptor = descriptor
+        self._exposed = exposed
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        value = type(self._descriptor).__get__(self._descriptor, obj, owner)
+        return _ContainedCall(value, self._exposed) if callable(value) else value
+
+
+_INSIDE_BUDGET = 10_000  # items of a method's tuple argument looked into, at most
+_CONTAINERS = (tuple, frozenset, list, set, dict)
+
+
+_GENERIC_ORIGIN = vars(types.GenericAlias)["__origin__"]  # the slot, not an attribute lookup
+
+
+def _alias_origin(obj: Any) -> Any:
+    """The class a generic alias (``type[Any]``, ``typing.List[int]``) stands for, which
+    calling the alias calls; None for anything else."""
+    if type(obj) is types.GenericAlias:
+        return _GENERIC_ORIGIN.__get__(obj)
+    if isinstance(obj, typing._BaseGenericAlias):  # type: ignore[attr-defined]
+        return object.__getattribute__(obj, "__origin__")
+    return None
+
+
+def _builtin_items(container: Any) -> Iterator[Any]:
+    """The items of a builtin container (or subclass) as its builtin type holds them: a
+    dict's keys and values; never through the program's ``__iter__``."""
+    if isinstance(container, dict):
+        return itertools.chain.from_iterable(dict.items(container))
+    for kind in _CONTAINERS:
+        if isinstance(container, kind):
+            return cast(Iterator[Any], cast(Any, kind).__iter__(container))
+    return iter(())
+
+
 # The methods of a program's class that take no argument but self: left as they are.
 _WITHOUT_ARGUMENTS = frozenset(
     "__repr__ __str__ __len__ __iter__ __next__ __bool__ __hash__ __int__ __float__ "  # noqa: SIM905
@@ -374,7 +419,7 @@ class Classes:
             namespace["__exit__"] = self._contained_exit(namespace["__exit__"])
         for key, value in list(namespace.items()):
             if key != "__exit__" and key not in _WITHOUT_ARGUMENTS:
-                namespace[key] = self._contained_method(value)
+                namespace[key] = self._contained_method(key, value)
         written = dict(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
@@ -410,7 +455,34 @@ class Classes:
             return self.type if obj is type else self.safe_class(obj)
         if kind in _INTERNAL_TYPES:
             raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
+        origin = _alias_origin(obj)
+        if origin is not None and self.exposed(origin) is not origin:
+            # ``type[Any]`` calls the real ``type``: an alias is as good as its class
+            raise SandboxSecurityError("an alias of a class the program cannot name was passed")
+        if isinstance(obj, (tuple, frozenset)):  # a library cache's key: ``(Union, (int, str))``
+            self._check_inside(obj)
         return obj
+
+    def _check_inside(self, container: tuple[Any, ...] | frozenset[Any]) -> None:
+        """Refuse a tuple or frozenset holding, at any depth, what :meth:`exposed` would not
+        pass as it is (a class the program cannot name, a frame ...). Read with the builtin
+        types' own iterators (never a subclass's ``__iter__``), up to ``_INSIDE_BUDGET``
+        items: a library's keys are small, a program's own large tuples are passed on."""
+        budget = _INSIDE_BUDGET
+        pending: list[Any] = [container]
+        while pending and budget > 0:
+            items = _builtin_items(pending.pop())
+            for item in itertools.islice(items, budget):
+                budget -= 1
+                kind = type(item)
+                if issubclass(kind, type) or kind in _INTERNAL_TYPES or _alias_origin(item):
+                    if self.exposed(item) is not item:
+                        raise SandboxSecurityError(
+                            "a container holding a class the program cannot name was passed "
+                            "to one of its methods"
+                        )
+                elif isinstance(item, _CONTAINERS):
+                    pending.append(item)
 
     def reachable(self, *values: Any) -> None:
         """Note the classes among ``values`` (builtins, a module view's names): a program
@@ -419,20 +491,29 @@ class Classes:
             if isinstance(value, type) and type(value) is not StandIn:
                 self._reachable[id(value)] = value
 
-    def _contained_method(self, value: Any) -> Any:
+    def _contained_method(self, key: str, value: Any) -> Any:
         """A method of the program's class whose arguments pass :meth:`exposed` first: C code
         calls a program's ``__eq__``, ``__radd__``, ``__getitem__`` or ``translate`` with
         operands of its own (a dict lookup in a library cache compares the program's key with
-        a cached one holding the real ``type``)."""
+        a cached one holding the real ``type``). A special method may be any callable or
+        descriptor, and Python calls whatever it is or gives: a class (``__eq__ = ChainMap``
+        keeps the operand), a ``property`` or a descriptor whose ``__get__`` answers a
+        callable (``__eq__ = property(lambda self: seen.append)``); each is called with its
+        arguments passed through :meth:`exposed` too."""
         exposed = self.exposed
         wrapped = self._wrapped
         func: Any
+        special = key.startswith("__") and key.endswith("__")
         if type(value) is FunctionType:
             func, skip = value, 1  # self
         elif type(value) is staticmethod or type(value) is classmethod:
             func, skip = value.__func__, int(type(value) is classmethod)  # cls
-        elif isinstance(value, (type, property)) or not callable(value):
-            return value  # data, a class, a property: its functions are checked where called
+        elif isinstance(value, type):
+            return _ContainedCall(value, exposed) if special else value  # a nested class
+        elif not callable(value):
+            if special and hasattr(type(value), "__get__"):  # a property, a descriptor
+                return _ContainedDescriptor(value, exposed)
+            return value  # data; a property's functions are checked where called
         elif hasattr(type(value), "__get__"):  # binds like a method (an lru_cache wrapper)
             return self._contained_descriptor(value)
         else:  # a partial, a callable object: called without self
@@ -534,9 +615,16 @@ class Classes:
         if count is not None:
             self.arith.check_items(count, real.__name__)
             return real(count, *args, **kwargs)
-        if args or kwargs or isinstance(source, (str, bytes, bytearray, memoryview)):
-            return real(source, *args, **kwargs)  # an encoding, or a buffer: its own size
-        if exact_len(source) is None:  # any other iterable: counted as it is read
+        if (
+            args
+            or kwargs
+            or isinstance(source, (str, bytes, bytearray, memoryview))
+            or (real is bytes and hasattr(kind, "__bytes__"))
+        ):  # an encoding, a buffer, or what its __bytes__ made: its own size
+            return real(source, *args, **kwargs)
+        if type(source) is not list and type(source) is not tuple:
+            # any other iterable, a list or tuple subclass too (C reads those through their
+            # __iter__, not their length): read here once, counted, and the items passed on
             items = list(itertools.islice(source, self.arith.max_items + 1))
             self.arith.check_items(len(items), real.__name__)
             source = items
@@ -563,6 +651,15 @@ class Classes:
 
     def _int(self, *args: Any, **kwargs: Any) -> int:
         return int(*self.int_arguments(*args, **kwargs))
+
+    def exact_bytes(self, source: Any) -> bytes:
+        """``bytes(source)`` as the program's ``bytes`` makes it (counted), then as exact
+        ``bytes``: a subclass's ``__bytes__`` or ``__iter__`` is not asked twice."""
+        made = self._sized(source, bytes, (), {})
+        if type(made) is bytes:
+            return made
+        with memoryview(made) as view:
+            return view.tobytes()
 
     def _bytes(self, *args: Any, **kwargs: Any) -> bytes:
         return self._sized_call(bytes, args, kwargs)  # type: ignore[no-any-return]

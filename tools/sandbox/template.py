@@ -44,6 +44,7 @@ import signal
 import socket
 import sys
 import time
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,8 @@ class Template:
         self.next_id = 0
         self.spare_deaths = 0
         self.children: dict[int, _Child] = {}
+        for clear in typing._cleanups:  # type: ignore[attr-defined]
+            clear()  # typing's caches: no key of the template's for a program's key to meet
         gc.collect()
         gc.freeze()  # never scanned again: the children's collections stay cheap
 

@@ -226,6 +226,10 @@ LONG_ZONE = (
     "        return 'x' * 100000\n    def utcoffset(self, dt):\n        return None\n"
     "    def dst(self, dt):\n        return None\nd = datetime.datetime(2020, 1, 1, tzinfo=TZ())\n"
 )
+LYING_ITER = (  # empty as a list; forty million items through its __iter__
+    "import itertools\nclass L(list):\n    def __iter__(self):\n"
+    "        return itertools.repeat(255, 40_000_000)\n"
+)
 SIZE_BOMBS = {
     "encode_namereplace": "result = ('\\ufbf9' * 1000000).encode('ascii', 'namereplace')",
     "encode_backslashreplace": (
@@ -482,11 +486,30 @@ SIZE_BOMBS = {
     "json_separators": (
         "import json\nresult = json.dumps([0] * 100, separators=('x' * 10 ** 6, ':'))"
     ),
+    # sixteenth pass: a list subclass is read by C through its __iter__, not its length
+    "from_bytes_of_a_list_subclass": LYING_ITER + "result = int.from_bytes(L(), 'big')",
+    "bytes_of_a_list_subclass": LYING_ITER + "result = len(bytes(L()))",
+    "iadd_of_a_list_subclass": LYING_ITER + "x = []\nx += L()\nresult = len(x)",
+    # a bytearray (any buffer) is a re template too
+    "re_sub_bytearray": (
+        "import re\nresult = len(re.sub(b'', bytearray(b'x' * 1000), b'a' * 120_000))"
+    ),
+    "pattern_sub_bytearray": (
+        "import re\nresult = len(re.compile(b'a').sub(bytearray(b'x' * 1000), b'a' * 120_000))"
+    ),
+    "expand_bytearray": (
+        "import re\nm = re.match(b'(.*)', b'q' * 1000)\n"
+        "result = len(m.expand(bytearray(b'\\\\1' * 120_000)))"
+    ),
+    # fields without a specification, and + in one expression
+    "fstring_plain_fields": "s = 'x' * 10 ** 7\nresult = len(f'{s}{s}{s}{s}{s}{s}{s}{s}{s}{s}')",
+    "plus_chain": "s = 'x' * 10 ** 7\nresult = len(s + s + s + s + s + s + s + s + s + s)",
+    "encode_utf7_alias": "result = len(('\\u20ac' * 3_000_000).encode('unicode-1-1-utf-7'))",
 }
 
 # An object whose __index__ answers small the first time and huge afterwards.
 FLIP = (
-    "import itertools\n"
+    "import itertools, statistics\n"
     "class N:\n    calls = 0\n    def __index__(self):\n        N.calls += 1\n"
     "        return SMALL if N.calls == 1 else BIG\n"
 )
@@ -497,6 +520,9 @@ TOCTOU = {
     "bytes": ("bytes(N())", 1, 3 * 10**8),
     "ljust": ("'a'.ljust(N())", 1, 3 * 10**8),
     "combinations_r": ("next(itertools.combinations_with_replacement('a', N()))", 1, 3 * 10**7),
+    "normaldist_samples": ("statistics.NormalDist().samples(N())", 1, 10**7 + 1),
+    "normaldist_quantiles": ("statistics.NormalDist().quantiles(N())", 2, 10**7),
+    "statistics_quantiles": ("statistics.quantiles([1, 2], n=N())", 2, 10**7),
 }
 
 
@@ -629,12 +655,33 @@ async def test_doubling_in_place_stops_at_the_limit_not_at_memory(box: Sandbox) 
         # a str subclass is as long as its __str__ says, not as its text
         "class K(str):\n    def __str__(self):\n        return 'y' * 100000\n"
         "result = '%s' * 200 % ((K('a'),) * 200)",
+        # sixteenth pass: %b was measured as a number
+        "B = b'x' * 5_000_000\nresult = len((b'%b' * 40) % ((B,) * 40))",
     ],
 )
 async def test_percent_formatting_is_measured_before_it_is_made(box: Sandbox, code: str) -> None:
     """A gigabyte cannot be made here: only the measure taken first says how long it was."""
     res = await box.run(code)
     assert res.limit == "memory" and "formatted string of" in (res.error or ""), res
+
+
+@pytest.mark.parametrize(
+    "code",
+    [  # what the measure read is what the formatting writes: asked once
+        "class M:\n    n = 0\n    def __getitem__(self, key):\n        M.n += 1\n"
+        "        return '' if M.n <= 40 else 'y' * 5_000_000\n"
+        "result = len('%(a)s' * 40 % M())",
+        "class V:\n    n = 0\n    def __str__(self):\n        V.n += 1\n"
+        "        return '' if V.n <= 40 else 'y' * 5_000_000\n"
+        "result = len('%s' * 40 % ((V(),) * 40))",
+        "class I:\n    n = 0\n    def __index__(self):\n        I.n += 1\n"
+        "        return 1 if I.n <= 40 else 10 ** 300_000\n"
+        "result = len('%x' * 40 % ((I(),) * 40))",
+    ],
+)
+async def test_percent_formatting_reads_each_field_once(box: Sandbox, code: str) -> None:
+    res = await box.run(code)
+    assert res.ok and res.value <= 40, res
 
 
 async def test_a_repeat_count_is_checked_before_the_repeat(box: Sandbox) -> None:

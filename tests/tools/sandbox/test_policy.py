@@ -448,6 +448,50 @@ def test_a_program_method_never_gets_an_internal_class_or_frame() -> None:
     assert seen[-1] is classes.type
 
 
+def test_a_special_method_in_any_form_gets_its_operands_as_the_program_may_hold_them() -> None:
+    """A class, a property or a descriptor as a special method is called by Python with the
+    operand too (``__eq__ = ChainMap`` kept it: the twelfth red-team pass got the real ``type``
+    from ``typing``'s cache that way), and the operand may be a tuple holding a class, or an
+    alias that calls one (``type[Any]``)."""
+    import collections
+    import typing
+
+    arith = Arithmetic(100, 10)
+    classes = Classes(arith)
+    seen: list[object] = []
+
+    class Keep:  # a library class whose __init__ keeps its argument, as ChainMap's does
+        def __init__(self, other: object) -> None:
+            seen.append(other)
+
+        def __bool__(self) -> bool:
+            return False
+
+    class Getter:  # a descriptor answering a callable
+        def __get__(self, obj: object, owner: object = None) -> object:
+            return seen.append
+
+    forms = {
+        "class": Keep,
+        "property": property(lambda self: seen.append),
+        "descriptor": Getter(),
+    }
+    for form, value in forms.items():
+        P = classes.metaclass(form, (), {"__eq__": value, "__module__": "__main__"})
+        seen.clear()
+        P() == type  # noqa: B015, E721 (the comparison is the point: C code makes it)
+        assert seen == [classes.type], form
+        for held in ((1, (collections.Counter, type)), frozenset({type}), type[typing.Any]):
+            with pytest.raises(policy.SandboxSecurityError):
+                P() == held  # noqa: B015
+        P() == (1, (2, [3, {"k": 4}]))  # noqa: B015
+        assert seen[-1] == (1, (2, [3, {"k": 4}]))
+    classes.reachable(collections.Counter)
+    assert classes.exposed((1, [collections.Counter])) == (1, [collections.Counter])
+    alias = typing.List[int]  # noqa: UP006 (typing's own alias is the point)
+    assert classes.exposed(alias) is alias
+
+
 def test_an_exception_thrown_into_a_generator_is_no_limit() -> None:
     """Thrown at a yield, or into a generator not yet started, the MemoryError is some code's
     object, not the interpreter running out of memory."""

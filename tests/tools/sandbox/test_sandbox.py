@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pathlib
 import select
 import signal
 import time
@@ -414,7 +415,7 @@ async def test_a_templates_working_directory_is_gone_once_it_started() -> None:
         (template,) = sb._templates
         cwd = os.readlink(f"/proc/{template.process.pid}/cwd")
         assert "reactpal-sandbox-" in cwd and cwd.endswith(" (deleted)"), cwd
-        assert not os.path.exists(cwd.removesuffix(" (deleted)"))
+        assert not pathlib.Path(cwd.removesuffix(" (deleted)")).exists()  # noqa: ASYNC240
         assert (await sb.run("result = 3")).value == 3
 
 

@@ -46,7 +46,7 @@ def without_unasked_currency(question: str, answer: str) -> str:
 _UNIT = re.compile(rf"\s*(?P<n>{_NUMBER})\s+(?P<unit>[A-Za-z]+(?:\s+[A-Za-z]+)?)\s*\.?\s*")
 _WORD = re.compile(r"[a-z]+")
 _MIN_SENTENCE_WORDS = 3
-_ANY_NUMBER = re.compile(rf"[{_SYMBOLS}]?\s*{_NUMBER}")
+_ANY_NUMBER = re.compile(rf"(?:[{_SYMBOLS}]\s*)?{_NUMBER}")  # blanks only after a symbol
 
 
 def without_unasked_unit(question: str, answer: str, exemplars: Iterable[str] = ()) -> str:

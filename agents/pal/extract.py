@@ -56,7 +56,7 @@ _CODE_START = re.compile(
     )""",
     re.VERBOSE,
 )
-_RETURN = re.compile(r"^\s+return\b", re.MULTILINE)
+_RETURN = re.compile(r"^[ \t]+return\b", re.MULTILINE)  # indented; \s+ spanned blank lines
 _MAX_CUT_ATTEMPTS = 50  # compiles tried while looking for where trailing prose starts
 
 

@@ -25,13 +25,18 @@ from dataclasses import dataclass
 
 from agents.errors import ParseError
 
-_LABEL = r"[ \t]*\**[ \t]*(?:{word})(?:[ \t]*\d+)?[ \t]*\**[ \t]*:\**"
+# A label ("Thought:", "**Action 2:**"): no two runs of blanks side by side with only optional
+# text between them, so a line of blanks costs one pass, not one per way to share it out.
+_WORD_LABEL = r"(?:\*+[ \t]*)?(?:{word})[ \t]*(?:\d+[ \t]*)?(?:\*+[ \t]*)?:\**"
+_LABEL = r"[ \t]*" + _WORD_LABEL
 _THOUGHT = re.compile(r"^" + _LABEL.format(word="thought"), re.IGNORECASE | re.MULTILINE)
-_REPEATED_THOUGHT = re.compile(r"^(?:" + _LABEL.format(word="thought") + r"\s*)+", re.IGNORECASE)
+_REPEATED_THOUGHT = re.compile(
+    r"^[ \t]*(?:" + _WORD_LABEL.format(word="thought") + r"\s*)+", re.IGNORECASE
+)
 _ACTION = re.compile(r"^" + _LABEL.format(word="action"), re.IGNORECASE | re.MULTILINE)
 # The same label inside a line, after the thought: small models write the whole step on one
 # line ("Thought: ... Action: python[...]").
-_INLINE_ACTION = re.compile(r"(?<=[ \t])" + _LABEL.format(word="action"), re.IGNORECASE)
+_INLINE_ACTION = re.compile(r"(?<=[ \t])" + _WORD_LABEL.format(word="action"), re.IGNORECASE)
 _ACTION_INPUT = re.compile(r"^" + _LABEL.format(word="action[ \t]+input"), re.I | re.M)
 _FINAL_ANSWER = re.compile(r"^" + _LABEL.format(word="final[ \t]+answer"), re.I | re.M)
 # A line that starts the next protocol element: the end of the first action's input.

@@ -1,0 +1,70 @@
+"""Text a model or a program wrote goes through regular expressions in the service's event
+loop: each must read it in one pass. A pattern that can share a run of digits or blanks out
+in many ways takes time quadratic in its length (the twelfth red-team pass: a PAL result of
+20,000 digits and an "x" held every user's requests for 22 s while two samples were voted on).
+
+Not a benchmark: the inputs are long enough (50,000 characters) that a quadratic pattern takes
+minutes, where a linear one takes milliseconds; the bound is a thousand times the latter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import pytest
+
+from agents.answer import normalise
+from agents.errors import ParseError
+from agents.pal.extract import extract_program
+from agents.pal.vote import agrees, as_number, majority_vote
+from agents.react.parser import is_prose, parse_completion, parse_json_step
+
+SIZE = 50_000
+BOUND_S = 2.0
+
+# Runs of what the patterns read (digits, blanks, label characters), each ended by what makes
+# a match fail late.
+RUNS = {
+    f"{name}_then_{end_name}": piece * (SIZE // len(piece)) + end
+    for name, piece in {
+        "digits": "1",
+        "spaces": " ",
+        "tabs": "\t",
+        "newlines": "\n",
+        "stars": "*",
+        "digits_and_commas": "1,",
+        "digits_and_points": "1.",
+        "spaced_digits": "1 ",
+        "dollars": "$ ",
+        "words": "thought ",
+        "labels": "Thought: ",
+    }.items()
+    for end_name, end in {"x": "x", "nothing": ""}.items()
+}
+
+READERS: dict[str, Callable[[str], object]] = {
+    "parse_completion": parse_completion,
+    "parse_json_step": parse_json_step,
+    "is_prose": is_prose,
+    "as_number": as_number,
+    "agrees": lambda text: agrees(text, text + "!"),
+    "majority_vote": lambda text: majority_vote([text, text + "!", "8"]),
+    "normalise": lambda text: normalise("How much does it cost?", text, [text]),
+    "extract_program": extract_program,
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_untrusted_text_is_read_in_one_pass(reader: str) -> None:
+    read = READERS[reader]
+    slowest, which = 0.0, ""
+    for name, text in RUNS.items():
+        started = time.perf_counter()
+        with contextlib.suppress(ParseError, ValueError):  # refusing it is fine: only time counts
+            read(text)
+        elapsed = time.perf_counter() - started
+        if elapsed > slowest:
+            slowest, which = elapsed, name
+    assert slowest < BOUND_S, f"{reader} took {slowest:.1f} s on {which}"

@@ -27,6 +27,7 @@ from service.admission import Admission
 from service.errors import ProblemError
 from service.runner import Event, RunSession
 from service.store import ACTIVE, RunStore, StoreUnavailable
+from tools import sandbox
 
 log = structlog.get_logger(__name__)
 FOLLOW_POLL_S = 0.5  # how often a run running elsewhere (another replica) is re-read
@@ -177,6 +178,7 @@ class RunManager:
                 self.request_cancel(run_id, "cancelled through another process")
 
     async def _run(self, session: RunSession, client: str) -> None:
+        sandbox.OWNER.set(client or None)  # its programs wait their client's turn, not others'
         try:
             await session.execute()
         finally:

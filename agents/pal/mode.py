@@ -228,6 +228,8 @@ class _Pipelines:
             return
         if lane.outcome.error is not None:
             return  # the model failed, not the program: showing it nothing would not help
+        if lane.outcome.result is not None and lane.outcome.result.limit == "busy":
+            return  # the sandbox was full, the program never ran: nothing for the model to fix
         shown = lane.shown or lane.outcome
         attempt = fence(shown.program) if shown.program else shown.completion
         turns = repair_turns(self._question, attempt, shown.failure or NO_PROGRAM)
@@ -397,14 +399,21 @@ async def _complete(
     return [(start or "") + choice.text for choice in completion.choices[:n]]
 
 
+_BUSY_PAUSES_S = (0.5, 1.0, 2.0)  # a program the full sandbox refused is sent again after each
+
+
 async def _run_sample(completion: str, sandbox: PalSandbox, options: PalOptions) -> _Sample:
     extraction = extract_program(completion)
     if extraction is None:
         return _Sample(completion, None, None, NO_PROGRAM)
-    try:
-        result = await sandbox.run(extraction.program, timeout_s=options.sandbox_timeout_s)
-    except Exception as exc:  # a broken sandbox is an observation, never a crashed run
-        result = ExecutionResult(ok=False, error_kind=type(exc).__name__, error=str(exc))
+    for pause_s in (*_BUSY_PAUSES_S, None):
+        try:
+            result = await sandbox.run(extraction.program, timeout_s=options.sandbox_timeout_s)
+        except Exception as exc:  # a broken sandbox is an observation, never a crashed run
+            result = ExecutionResult(ok=False, error_kind=type(exc).__name__, error=str(exc))
+        if result.limit != "busy" or pause_s is None:
+            break
+        await asyncio.sleep(pause_s)  # the sandbox is full: the program waits its turn again
     if not result.ok:
         failure = f"{result.error_kind}: {result.error}"
     elif result.value is None:

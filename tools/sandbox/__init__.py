@@ -43,15 +43,15 @@ from typing import TYPE_CHECKING, Any
 from tools.sandbox.result import ExecutionResult, Limit, SandboxConfig
 
 if TYPE_CHECKING:
-    from tools.sandbox.pool import Sandbox, SandboxStartError
+    from tools.sandbox.pool import OWNER, Sandbox, SandboxStartError
 
-__all__ = ["ExecutionResult", "Limit", "Sandbox", "SandboxConfig", "SandboxStartError"]
+__all__ = ["OWNER", "ExecutionResult", "Limit", "Sandbox", "SandboxConfig", "SandboxStartError"]
 
 
 def __getattr__(name: str) -> Any:
     # The pool (and asyncio) load on first use, so worker processes, which import this
     # package too, start without them.
-    if name in ("Sandbox", "SandboxStartError"):
+    if name in ("OWNER", "Sandbox", "SandboxStartError"):
         from tools.sandbox import pool
 
         return getattr(pool, name)

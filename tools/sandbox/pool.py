@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
@@ -70,6 +71,76 @@ _DELIVERY_ATTEMPTS = 3  # children tried for one run when each was gone before i
 _MAX_JSON_INT_DIGITS = 400
 _STOP_TIMEOUT_S = 3.0
 _POOL_KINDS = frozenset({"Timeout", "SandboxBusy", "WorkerCrashed", "Crashed"})
+
+
+#: Whose program a run is (the service sets it for each of its runs: the client's API key or
+#: address). When every worker is busy, waiting programs are served one owner at a time in
+#: turn, and an owner with nothing waiting is never refused for a queue the others filled:
+#: one client's hundred programs cannot keep another's one waiting behind them.
+OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar("sandbox_owner", default=None)
+
+
+class _FairSlots:
+    """``workers`` slots; waiters queue per owner and are served round-robin by owner."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._queues: dict[str | None, collections.deque[asyncio.Future[None]]] = {}
+        self._turns: collections.deque[str | None] = collections.deque()  # owners waiting
+        self.waiting = 0
+
+    def full_for(self, owner: str | None, queue_size: int) -> bool:
+        """No free slot, and no room to wait: the queue holds ``queue_size`` already and this
+        owner is among those waiting (a newcomer always gets one place)."""
+        if self._free > 0 and not self.waiting:
+            return False
+        return self.waiting >= queue_size and (queue_size == 0 or owner in self._queues)
+
+    async def acquire(self, owner: str | None) -> None:
+        if self._free > 0 and not self.waiting:
+            self._free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(owner)
+        if queue is None:
+            queue = self._queues[owner] = collections.deque()
+            self._turns.append(owner)
+        queue.append(granted)
+        self.waiting += 1
+        try:
+            await granted
+        except BaseException:  # a timeout, a cancellation: out of the queue, or the slot back
+            if granted.done() and not granted.cancelled():
+                self.release()
+            else:
+                self._forget(owner, granted)
+            raise
+
+    def release(self) -> None:
+        """A slot is free: it goes to the next owner in turn, else back to the free ones."""
+        while self._turns:
+            owner = self._turns.popleft()
+            queue = self._queues[owner]
+            granted = queue.popleft()
+            self.waiting -= 1
+            if queue:
+                self._turns.append(owner)  # its next program waits for its next turn
+            else:
+                del self._queues[owner]
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self._free += 1
+
+    def _forget(self, owner: str | None, granted: asyncio.Future[None]) -> None:
+        queue = self._queues.get(owner)
+        if queue is None or granted not in queue:
+            return
+        queue.remove(granted)
+        self.waiting -= 1
+        if not queue:
+            del self._queues[owner]
+            self._turns.remove(owner)
 
 
 class SandboxStartError(RuntimeError):
@@ -224,10 +295,9 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self._ready: collections.deque[_ReadyChild] = collections.deque()
         self._offered = asyncio.Event()
-        self._slots = asyncio.Semaphore(max(1, self.config.workers))
+        self._slots = _FairSlots(max(1, self.config.workers))
         self._templates: set[_Template] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # replacements, template shutdowns
-        self._waiting = 0
         self._started = False
         self.closed = False
         self._start_lock = asyncio.Lock()
@@ -446,16 +516,14 @@ class Sandbox:
         except SandboxStartError as exc:
             return _failure("WorkerCrashed", f"the sandbox could not start: {exc}")
         busy = _failure("SandboxBusy", "the sandbox is busy; try again shortly", "busy")
-        if self._slots.locked() and self._waiting >= self.config.queue_size:
+        owner = OWNER.get()
+        if self._slots.full_for(owner, self.config.queue_size):
             return dataclasses.replace(busy, duration_ms=_ms(started))
-        self._waiting += 1  # queued for one of the ``workers`` slots
-        try:
+        try:  # queued for one of the ``workers`` slots, in its owner's turn
             async with asyncio.timeout(self.config.queue_wait_s):
-                await self._slots.acquire()
+                await self._slots.acquire(owner)
         except TimeoutError:
             return dataclasses.replace(busy, duration_ms=_ms(started))
-        finally:
-            self._waiting -= 1
         try:
             # A child that died before it read the program (killed from outside while it
             # waited) never ran it: the program goes to the next one, a bounded number of times.

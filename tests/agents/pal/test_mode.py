@@ -9,7 +9,7 @@ import pytest
 
 from agents.errors import LLMError, LLMTimeout
 from agents.events import ActionEvent, FinalEvent, ObservationEvent, ThoughtEvent
-from agents.pal import PalOptions, run_pal
+from agents.pal import PalOptions, mode, run_pal
 from agents.pal.prompt import STOP_SEQUENCES
 from tests.agents.pal.conftest import Continues, FakeSandbox, NoN, collect, fenced, program
 from tests.fakes import FakeOpenAI, FakeRequest, ToolCallReply, make_llm
@@ -428,6 +428,38 @@ async def test_a_sandbox_that_raises_is_an_observation() -> None:
     assert isinstance(steps[1], ObservationEvent)
     assert steps[1].text == "RuntimeError: worker pool is gone"
     assert final.status == "error" and "worker pool is gone" in (final.error or "")
+
+
+async def test_a_full_sandbox_is_waited_for_not_repaired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Busy is the sandbox's state, not the program's fault: the program is sent again after
+    a pause, a bounded number of times, and never shown to the model as a failure to repair."""
+    monkeypatch.setattr(mode, "_BUSY_PAUSES_S", (0.0, 0.0))
+    busy = ExecutionResult(ok=False, error_kind="SandboxBusy", error="busy", limit="busy")
+
+    class Full(FakeSandbox):
+        def __init__(self, refusals: int) -> None:
+            super().__init__()
+            self.refusals = refusals
+
+        async def run(self, code: str, *, timeout_s: float | None = None) -> ExecutionResult:
+            if self.refusals:
+                self.refusals -= 1
+                self.programs.append(code)
+                return busy
+            return await super().run(code, timeout_s=timeout_s)
+
+    fake = FakeOpenAI(lambda req: program("6 * 7"))
+    sandbox = Full(refusals=2)
+    _, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox))
+    assert final.answer == "42" and len(sandbox.programs) == 3 and fake.calls == 1
+
+    fake = FakeOpenAI(lambda req: program("6 * 7"))
+    sandbox = Full(refusals=10)
+    _, final = await collect(run_pal(QUESTION, llm=make_llm(fake), sandbox=sandbox))
+    assert final.status == "error" and len(sandbox.programs) == 3
+    assert fake.calls == 1, "a busy sandbox was shown to the model as a program to repair"
 
 
 def test_options_are_validated() -> None:

@@ -183,6 +183,32 @@ async def test_busy_when_the_queue_is_full() -> None:
         assert (await sb.run("result = 5")).value == 5
 
 
+async def test_one_owner_cannot_keep_another_waiting() -> None:
+    """Red-team pass M: one client's programs filled every place, and another's one program
+    was refused as busy. Now a newcomer always gets a place, and waiting programs are served
+    one owner at a time in turn: the other client waits for one program of the first, not
+    for all of them."""
+    config = SandboxConfig(workers=1, queue_size=3, timeout_s=5.0)
+    busy_loop = "x = 0\nfor i in range(400_000):\n    x += i\nresult = '{}'"
+    finished: list[str] = []
+
+    async def run_as(owner: str, name: str) -> str | None:
+        pool.OWNER.set(owner)
+        res = await sb.run(busy_loop.format(name))
+        if res.ok:
+            finished.append(name)
+        return res.error_kind
+
+    async with Sandbox(config) as sb:
+        first = [asyncio.create_task(run_as("a", f"a{n}")) for n in range(4)]
+        await asyncio.sleep(0.05)  # a0 runs, a1-a3 fill the queue
+        assert await run_as("a", "a4") == "SandboxBusy"  # its own queue is full
+        assert await run_as("b", "b0") is None  # but not for another owner
+        await asyncio.gather(*first)
+    assert finished.index("b0") < finished.index("a3"), finished
+    assert sorted(finished) == ["a0", "a1", "a2", "a3", "b0"]
+
+
 def waiting_children(sb: Sandbox) -> set[int]:
     """The processes forked for the next runs: the leaves below the only template."""
     processes = sandbox_processes(sb)

@@ -232,16 +232,19 @@ _INSIDE_BUDGET = 10_000  # items of a method's tuple argument looked into, at mo
 _CONTAINERS = (tuple, frozenset, list, set, dict)
 
 
-_GENERIC_ORIGIN = vars(types.GenericAlias)["__origin__"]  # the slot, not an attribute lookup
+_GENERIC_ORIGIN = vars(types.GenericAlias)["__origin__"]  # the slots, not an attribute lookup
+_GENERIC_ARGS = vars(types.GenericAlias)["__args__"]
 
 
-def _alias_origin(obj: Any) -> Any:
-    """The class a generic alias (``type[Any]``, ``typing.List[int]``) stands for, which
-    calling the alias calls; None for anything else."""
-    if type(obj) is types.GenericAlias:
-        return _GENERIC_ORIGIN.__get__(obj)
-    if isinstance(obj, typing._BaseGenericAlias):  # type: ignore[attr-defined]
-        return object.__getattribute__(obj, "__origin__")
+def _alias_parts(obj: Any) -> tuple[Any, ...] | None:
+    """What a generic alias (``type[Any]``, ``typing.Union[int, str]``) holds: the class it
+    stands for, which calling the alias calls, and its arguments; None for anything else."""
+    kind = type(obj)
+    if issubclass(kind, types.GenericAlias):
+        return (_GENERIC_ORIGIN.__get__(obj), *_GENERIC_ARGS.__get__(obj))
+    if issubclass(kind, typing._BaseGenericAlias):  # type: ignore[attr-defined]
+        args = vars(obj).get("__args__", ())
+        return (object.__getattribute__(obj, "__origin__"), *(args if type(args) is tuple else ()))
     return None
 
 
@@ -455,11 +458,10 @@ class Classes:
             return self.type if obj is type else self.safe_class(obj)
         if kind in _INTERNAL_TYPES:
             raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
-        origin = _alias_origin(obj)
-        if origin is not None and self.exposed(origin) is not origin:
-            # ``type[Any]`` calls the real ``type``: an alias is as good as its class
-            raise SandboxSecurityError("an alias of a class the program cannot name was passed")
-        if isinstance(obj, (tuple, frozenset)):  # a library cache's key: ``(Union, (int, str))``
+        parts = _alias_parts(obj)
+        if parts is not None:  # ``type[Any]`` calls the real ``type``: as good as what it holds
+            self._check_inside(parts)
+        elif isinstance(obj, (tuple, frozenset)):  # a cache's key: ``(Union, (int, str))``
             self._check_inside(obj)
         return obj
 
@@ -475,7 +477,7 @@ class Classes:
             for item in itertools.islice(items, budget):
                 budget -= 1
                 kind = type(item)
-                if issubclass(kind, type) or kind in _INTERNAL_TYPES or _alias_origin(item):
+                if issubclass(kind, type) or kind in _INTERNAL_TYPES or _alias_parts(item):
                     if self.exposed(item) is not item:
                         raise SandboxSecurityError(
                             "a container holding a class the program cannot name was passed "

@@ -454,6 +454,7 @@ def test_a_special_method_in_any_form_gets_its_operands_as_the_program_may_hold_
     from ``typing``'s cache that way), and the operand may be a tuple holding a class, or an
     alias that calls one (``type[Any]``)."""
     import collections
+    import decimal
     import typing
 
     arith = Arithmetic(100, 10)
@@ -481,14 +482,20 @@ def test_a_special_method_in_any_form_gets_its_operands_as_the_program_may_hold_
         seen.clear()
         P() == type  # noqa: B015, E721 (the comparison is the point: C code makes it)
         assert seen == [classes.type], form
-        for held in ((1, (collections.Counter, type)), frozenset({type}), type[typing.Any]):
+        for held in (
+            (1, (collections.Counter, type)),
+            frozenset({type}),
+            type[typing.Any],
+            typing.Union[str, decimal.Context],  # noqa: UP007 (typing's own alias is the point)
+            list[decimal.Context],
+        ):
             with pytest.raises(policy.SandboxSecurityError):
                 P() == held  # noqa: B015
         P() == (1, (2, [3, {"k": 4}]))  # noqa: B015
         assert seen[-1] == (1, (2, [3, {"k": 4}]))
     classes.reachable(collections.Counter)
     assert classes.exposed((1, [collections.Counter])) == (1, [collections.Counter])
-    alias = typing.List[int]  # noqa: UP006 (typing's own alias is the point)
+    alias = typing.List[str]  # noqa: UP006 (typing's own alias is the point)
     assert classes.exposed(alias) is alias
 
 

@@ -77,6 +77,23 @@ _CUSTOM_HOOKS = {
 }
 
 
+def _is_sum_chain(node: ast.BinOp) -> bool:
+    """``a + b + c``: a sum of three terms or more, none of them a literal. Such a chain may
+    make many times its largest term in one expression (``s + s + ... + s``), so its sums are
+    checked; one ``a + b`` at most doubles (the memory limit bounds a loop of those), and a
+    literal term adds no more than itself: both stay Python's own ``+``, at full speed."""
+    terms = [node.left, node.right]
+    chained = False
+    for term in terms:
+        if isinstance(term, ast.Constant):
+            return False
+        if isinstance(term, ast.Call) and isinstance(term.func, ast.Name):
+            chained = chained or term.func.id == "_add_"  # an inner sum, already a chain
+        elif isinstance(term, ast.BinOp) and isinstance(term.op, ast.Add):
+            chained = True  # an inner a + b left as it is
+    return chained
+
+
 class _TooDeep(Exception):
     """Raised inside the transformer when the tree is nested deeper than allowed."""
 
@@ -146,11 +163,11 @@ class SandboxTransformer(RestrictingNodeTransformer):
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
         """An f-string with two fields or more, or a specification in any, becomes
-        ``_fstring_((pieces))``: the fields come as formats not yet made (``_format_value_``),
-        the text as strings, and the hook makes them in order against one budget for the whole
-        string, as ``str.format`` does for its fields: twenty fields each within the limit
-        (``f"{s}{s}..."``, with or without a specification) would otherwise be twenty times
-        past it."""
+        ``_fstring_((pieces))``: the fields with a specification come as formats not yet made
+        (``_format_value_``: a width may ask for any length), the others and the text as
+        strings, and the hook makes them in order against one budget for the whole string, as
+        ``str.format`` does for its fields: twenty fields each within the limit (``f"{s}{s}..."``,
+        with or without a specification) would otherwise be twenty times past it."""
         node = self.node_contents_visit(node)
         fields = [value for value in node.values if isinstance(value, ast.FormattedValue)]
         if len(fields) < 2 and not any(_is_deferred_field(field) for field in fields):
@@ -159,18 +176,15 @@ class SandboxTransformer(RestrictingNodeTransformer):
         for value in node.values:
             if isinstance(value, ast.FormattedValue) and _is_deferred_field(value):
                 pieces.append(value.value)  # the _format_value_(...) call
-            elif isinstance(value, ast.FormattedValue):  # {x} or {x!r}: made by the hook too
-                field = ast.Call(
-                    func=ast.Name("_format_value_", ast.Load()),
-                    args=[value.value, ast.Constant(value.conversion), ast.Constant("")],
-                    keywords=[],
-                )
-                copy_locations(field, value)
-                pieces.append(field)
+            elif isinstance(value, ast.FormattedValue):  # {x} or {x!r}: made natively, as
+                joined = ast.JoinedStr(values=[value])  # long as its value's text; the hook
+                copy_locations(joined, value)  # counts it before anything is joined
+                pieces.append(joined)
             else:
                 pieces.append(value)
-        call = ast.Call(
-            func=ast.Name("_fstring_", ast.Load()),
+        deferred = any(_is_deferred_field(field) for field in fields)
+        call = ast.Call(  # without a specification every piece is text: _fjoin_ only counts
+            func=ast.Name("_fstring_" if deferred else "_fjoin_", ast.Load()),
             args=[ast.Tuple(elts=pieces, ctx=ast.Load())],
             keywords=[],
         )
@@ -290,7 +304,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.node_contents_visit(node)
         hook = _CUSTOM_HOOKS.get(type(node.op))
-        if hook is None:
+        if hook is None or (hook == "_add_" and not _is_sum_chain(node)):
             return node
         call = ast.Call(func=ast.Name(hook, ast.Load()), args=[node.left, node.right], keywords=[])
         copy_locations(call, node)

@@ -728,6 +728,14 @@ class Guards:
             parts.append(text)
         return "".join(parts)
 
+    def fjoin(self, pieces: tuple[str, ...]) -> str:
+        """An f-string of several fields without specifications: its pieces, already made
+        (a field's text, or a literal), counted before they are joined (by ``str.__len__``: a
+        program's ``__format__`` may answer a ``str`` subclass whose ``__len__`` lies)."""
+        if sum(map(str.__len__, pieces)) > self.arith.max_items:
+            raise SizeLimit(f"formatted string exceeds {self.arith.max_items} characters")
+        return "".join(pieces)
+
     def mod(self, left: Any, right: Any) -> Any:
         """``left % right``; for strings and bytes, the widths of the template are checked;
         a number that came out of it is checked like ``/``."""
@@ -965,6 +973,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_super_attr_": guards.super_attr,
         "_format_value_": guards.formatted_value,
         "_fstring_": guards.fstring,
+        "_fjoin_": guards.fjoin,
         "_aug_item_": guards.aug_item,
         "_aug_attr_": guards.aug_attr,
     }

@@ -504,6 +504,11 @@ SIZE_BOMBS = {
     # fields without a specification, and + in one expression
     "fstring_plain_fields": "s = 'x' * 10 ** 7\nresult = len(f'{s}{s}{s}{s}{s}{s}{s}{s}{s}{s}')",
     "plus_chain": "s = 'x' * 10 ** 7\nresult = len(s + s + s + s + s + s + s + s + s + s)",
+    "fstring_fields_whose_text_lies_about_its_length": (
+        "S = 'x' * 5_000_000\nclass L(str):\n    def __len__(self):\n        return 0\n"
+        "class F:\n    def __format__(self, spec):\n        return L(S)\nf = F()\n"
+        "result = len(f'{f}{f}{f}{f}{f}{f}{f}{f}{f}{f}{f}{f}')"
+    ),
     "encode_utf7_alias": "result = len(('\\u20ac' * 3_000_000).encode('unicode-1-1-utf-7'))",
 }
 

@@ -229,6 +229,11 @@ class _ContainedDescriptor:
 
 
 _INSIDE_BUDGET = 10_000  # items of a method's tuple argument looked into, at most
+_CLEAN_REMEMBERED = 256  # tuples of plain values already looked into, kept for the run
+# Values that hold nothing: what a tuple of them holds needs no second look.
+_PLAIN = frozenset(
+    {int, float, complex, bool, str, bytes, type(None), fractions.Fraction, decimal.Decimal}
+)
 _CONTAINERS = (tuple, frozenset, list, set, dict)
 
 
@@ -305,6 +310,7 @@ class Classes:
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
         self._wrapped: dict[int, Callable[..., Any]] = {}  # the program's methods, contained
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
+        self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self.int = _stand_in(int, self._int)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
         self.bytes = _stand_in(bytes, self._bytes)
@@ -333,6 +339,7 @@ class Classes:
         self._slotted.clear()
         self._tokens.clear()
         self._wrapped.clear()
+        self._clean.clear()
 
     def register(self, cls: type) -> type:
         self._user[id(cls)] = cls
@@ -470,13 +477,18 @@ class Classes:
         pass as it is (a class the program cannot name, a frame ...). Read with the builtin
         types' own iterators (never a subclass's ``__iter__``), up to ``_INSIDE_BUDGET``
         items: a library's keys are small, a program's own large tuples are passed on."""
+        if self._clean.get(id(container)) is container:
+            return  # seen before, and nothing in it can change
         budget = _INSIDE_BUDGET
         pending: list[Any] = [container]
+        frozen = True  # only values that cannot change: the answer holds for good
         while pending and budget > 0:
             items = _builtin_items(pending.pop())
             for item in itertools.islice(items, budget):
                 budget -= 1
                 kind = type(item)
+                if kind in _PLAIN:
+                    continue
                 if issubclass(kind, type) or kind in _INTERNAL_TYPES or _alias_parts(item):
                     if self.exposed(item) is not item:
                         raise SandboxSecurityError(
@@ -485,6 +497,13 @@ class Classes:
                         )
                 elif isinstance(item, _CONTAINERS):
                     pending.append(item)
+                    frozen = frozen and (kind is tuple or kind is frozenset)
+                else:
+                    frozen = False
+        if frozen and budget > 0:
+            if len(self._clean) >= _CLEAN_REMEMBERED:
+                self._clean.clear()
+            self._clean[id(container)] = container  # held, so its id is not reused
 
     def reachable(self, *values: Any) -> None:
         """Note the classes among ``values`` (builtins, a module view's names): a program

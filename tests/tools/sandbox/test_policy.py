@@ -493,6 +493,14 @@ def test_a_special_method_in_any_form_gets_its_operands_as_the_program_may_hold_
                 P() == held  # noqa: B015
         P() == (1, (2, [3, {"k": 4}]))  # noqa: B015
         assert seen[-1] == (1, (2, [3, {"k": 4}]))
+        inner: list[object] = [1]
+        changing, fixed = (2, inner), (3, (4, "five"))
+        P() == changing  # noqa: B015
+        P() == fixed  # noqa: B015 (remembered as clean: nothing in it can change)
+        P() == fixed  # noqa: B015
+        inner.append(type)  # what a tuple holds through a list is looked at every time
+        with pytest.raises(policy.SandboxSecurityError):
+            P() == changing  # noqa: B015
     classes.reachable(collections.Counter)
     assert classes.exposed((1, [collections.Counter])) == (1, [collections.Counter])
     alias = typing.List[str]  # noqa: UP006 (typing's own alias is the point)

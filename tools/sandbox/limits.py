@@ -140,7 +140,7 @@ class Arithmetic:
             for part in int_parts(base):
                 if size > 1 and abs(part) > 1:
                     self.check_bits((part.bit_length() - 1) * size)
-        return base**exp
+        return self.checked_number(base**exp)  # and what came out, whatever made it
 
     def add(self, a: Any, b: Any) -> Any:
         """``a + b``: numbers as they are; a sequence that came out of it is checked (``s + s +
@@ -167,7 +167,7 @@ class Arithmetic:
             if fa is not None and fb is not None:
                 self.check_bits(fa[0].bit_length() + fb[0].bit_length() - 1)
                 self.check_bits(fa[1].bit_length() + fb[1].bit_length() - 1)
-        return self._checked(a * b)
+        return self.checked_number(self._checked(a * b))
 
     def _repeat(self, seq: Any, other: Any, method: str) -> Any:
         """``seq`` times ``other``: ``other``'s own ``method`` first, as Python tries it; then

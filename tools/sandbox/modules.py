@@ -370,6 +370,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "repeat",
         "mod",
         "imod",
+        "add",
+        "iadd",
         "concat",
         "iconcat",
         "truediv",
@@ -384,7 +386,9 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         mul=arith.mul,
         lshift=arith.lshift,
         mod=guards.mod,
-        concat=operator.concat,
+        add=arith.add,  # as a sum of three terms is: the sequence it made is checked
+        iadd=lambda a, b: arith.inplace("+=", a, b),
+        concat=lambda a, b: arith._checked(operator.concat(a, b)),
         truediv=arith.truediv,
         floordiv=arith.floordiv,
     )

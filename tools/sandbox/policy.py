@@ -65,6 +65,8 @@ from tools.sandbox.names import (
     is_private_name,
 )
 from tools.sandbox.standins import (
+    NUMBER_PROTOCOL,
+    NUMBER_TYPES,
     Classes,
     SandboxSecurityError,
     builtin_exceptions,
@@ -133,6 +135,12 @@ _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox rea
 _STR_TRANSLATE = str.translate
 _STR_ENCODE = str.encode
 _ENCODE_SIGNATURE = inspect.signature(str.encode)  # once, not on every call
+# Codecs (by canonical name) that write at most four bytes a character, and a BOM.
+_PLAIN_CODEC = re.compile(
+    r"ascii|charmap|palmos|utf-(?:8|16|32)(?:-sig|-le|-be)?|cp\d+|iso8859-\d+|mac-[a-z0-9]+"
+    r"|koi8-[a-z]|kz1048|ptcp154|hp-roman8|tis-620|big5(?:hkscs)?|euc_[a-z0-9_]+"
+    r"|gb(?:2312|k|18030)|johab|shift_jis[a-z0-9_]*"
+)
 _PLAIN_ERRORS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass"})
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
@@ -645,12 +653,12 @@ class Guards:
         errors = bound.arguments.get("errors", "strict")
         if isinstance(encoding, str) and isinstance(errors, str):
             try:  # by the codec's own name: an alias ("unicode-1-1-utf-7") is the same codec
-                codec = codecs.lookup(str.__str__(encoding)).name.replace("-", "_")
+                codec = codecs.lookup(str.__str__(encoding)).name
             except LookupError:
-                codec = ""  # encode refuses it itself
-            factor = 0  # a plain codec writes at most 4 bytes a character: a small factor
-            if "escape" in codec or codec in ("utf_7", "punycode", "idna"):
-                factor = 10
+                codec = "utf-8"  # encode refuses it itself
+            # a plain codec writes at most 4 bytes a character: a small factor; any other
+            # (escapes, utf-7, the shifting iso2022 and hz, punycode) up to ten
+            factor = 0 if _PLAIN_CODEC.fullmatch(codec) else 10
             handler = str.__str__(errors)
             if handler in ("xmlcharrefreplace", "backslashreplace"):
                 factor = max(factor, 10)
@@ -750,6 +758,8 @@ class Guards:
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
             if self.classes.has_library_slots(type(obj)):  # ``Fraction``'s ``_numerator``
                 return _OwnWriter(obj, self)
+            if isinstance(obj, type) and issubclass(obj, NUMBER_TYPES):  # its names checked
+                return _OwnWriter(obj, self)
             return obj  # the program's own objects, its functions included (``f.calls = 0``)
         if type(obj) is decimal.Context:
             return _ContextWriter(obj, self.classes)
@@ -769,6 +779,8 @@ class Guards:
         checked = check_attr_name(name, obj, self.classes, writing=True)
         if checked in READABLE_DUNDERS or checked in OWN_DUNDERS:
             raise SandboxSecurityError(f"{checked} cannot be changed in the sandbox")
+        if checked in NUMBER_PROTOCOL and isinstance(obj, type) and issubclass(obj, NUMBER_TYPES):
+            raise SandboxSecurityError(f"a number class's {checked} cannot be redefined")
         return checked
 
     def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:

@@ -124,6 +124,9 @@ def checked_random_bits(k: Any) -> int:
     return bits
 
 
+_C_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
+
+
 class SandboxRandom(random.Random):
     """``random.Random`` whose bit and byte counts are bounded by the sandbox limits."""
 
@@ -131,8 +134,13 @@ class SandboxRandom(random.Random):
         return super().getrandbits(checked_random_bits(k))
 
     def randbytes(self, n: Any) -> bytes:
+        """Counted here, and made by the C ``getrandbits``: a subclass's own ``getrandbits``
+        (``return 0``) must not be what bounds it."""
         count = int.__index__(operator.index(n))
-        return self.getrandbits(count * 8).to_bytes(count, "little")
+        if count > RANDOM_MAX_ITEMS[0]:
+            raise SizeLimit(f"randbytes({count}) exceeds the sandbox limit")
+        bits: int = _C_GETRANDBITS(self, checked_random_bits(count * 8))
+        return bits.to_bytes(count, "little")
 
     def choices(
         self, population: Any, weights: Any = None, *, cum_weights: Any = None, k: Any = 1
@@ -228,6 +236,11 @@ class _ContainedDescriptor:
         return _ContainedCall(value, self._exposed) if callable(value) else value
 
 
+# A number's parts, as the library's arithmetic reads them (``Fraction.__pow__`` reads
+# ``b.numerator``) while the size guards read the value itself: a subclass of a number may not
+# answer them its own way (``numerator = property(lambda self: 4_000_000)`` made a 6M-bit power).
+NUMBER_TYPES = (int, float, complex, fractions.Fraction, decimal.Decimal)
+NUMBER_PROTOCOL = frozenset({"numerator", "denominator", "real", "imag", "as_integer_ratio"})
 _INSIDE_BUDGET = 10_000  # items of a method's tuple argument looked into, at most
 _CLEAN_REMEMBERED = 256  # tuples of plain values already looked into, kept for the run
 # Values that hold nothing: what a tuple of them holds needs no second look.
@@ -425,6 +438,9 @@ class Classes:
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
             if issubclass(base, super):  # its attribute reads go to another object's classes
                 raise SandboxSecurityError("super cannot be subclassed in the sandbox")
+            redefined = sorted(NUMBER_PROTOCOL & namespace.keys())
+            if redefined and issubclass(base, NUMBER_TYPES):
+                raise SandboxSecurityError(f"a number class's {redefined[0]} cannot be redefined")
         if "__exit__" in namespace:  # any form: a function, staticmethod, partial, instance
             namespace["__exit__"] = self._contained_exit(namespace["__exit__"])
         for key, value in list(namespace.items()):

@@ -288,14 +288,6 @@ SIZE_BOMBS = {
     "fstring_many_fields": "w = 10 ** 7\nresult = f'" + "{1:>{w}}" * 20 + "'",
     "fstring_fields_and_text": "w = 6 * 10 ** 6\nresult = f'{1:>{w}} and {2:>{w}}'",
     # tenth red-team pass: the real class's classmethods built with the real constructor
-    "fraction_from_float_of_a_lying_float": (
-        "import fractions\nclass X(float):\n    def as_integer_ratio(self):\n"
-        "        return ('1e200000',)\nresult = fractions.Fraction.from_float(X(1.5))"
-    ),
-    "fraction_from_decimal_of_a_lying_decimal": (
-        "import fractions, decimal\nclass X(decimal.Decimal):\n    def as_integer_ratio(self):\n"
-        "        return ('1e200000',)\nresult = fractions.Fraction.from_decimal(X(1))"
-    ),
     # found by the eighth red-team pass (2026-12-01)
     "fraction_subclass_by_keyword": (
         "import fractions\nclass H(fractions.Fraction):\n    pass\n"
@@ -504,6 +496,19 @@ SIZE_BOMBS = {
     # fields without a specification, and + in one expression
     "fstring_plain_fields": "s = 'x' * 10 ** 7\nresult = len(f'{s}{s}{s}{s}{s}{s}{s}{s}{s}{s}')",
     "plus_chain": "s = 'x' * 10 ** 7\nresult = len(s + s + s + s + s + s + s + s + s + s)",
+    # seventeenth pass: a stand-in bounded through a method the program may override
+    "randbytes_with_an_own_getrandbits": (
+        "import random\nclass R(random.Random):\n    def getrandbits(self, k):\n"
+        "        return 0\nresult = len(R().randbytes(200_000_000))"
+    ),
+    "operator_iadd_of_a_list_subclass": (
+        LYING_ITER + "import operator\nresult = len(operator.iadd([], L()))"
+    ),
+    "operator_add_chain": (
+        "import functools, operator\ns = 'x' * 5_000_000\n"
+        "result = len(functools.reduce(operator.add, [s] * 8))"
+    ),
+    "encode_iso2022": "result = len(('\\u0391\\u00e9' * 3_000_000).encode('iso2022_jp_2'))",
     "fstring_fields_whose_text_lies_about_its_length": (
         "S = 'x' * 5_000_000\nclass L(str):\n    def __len__(self):\n        return 0\n"
         "class F:\n    def __format__(self, spec):\n        return L(S)\nf = F()\n"
@@ -687,6 +692,45 @@ async def test_percent_formatting_is_measured_before_it_is_made(box: Sandbox, co
 async def test_percent_formatting_reads_each_field_once(box: Sandbox, code: str) -> None:
     res = await box.run(code)
     assert res.ok and res.value <= 40, res
+
+
+NUMBER_PARTS_REDEFINED = {
+    # seventeenth pass: Fraction's arithmetic reads b.numerator, the guards read the value
+    "in_the_class_body": "class F(fractions.Fraction):\n"
+    "    numerator = property(lambda self: 4_000_000)\n"
+    "result = (fractions.Fraction(3) ** F(1)).numerator.bit_length()",
+    "written_later": "class F(fractions.Fraction):\n    pass\n"
+    "F.numerator = property(lambda self: 4_000_000)\n"
+    "result = (fractions.Fraction(3) ** F(1)).numerator.bit_length()",
+    "by_setattr": "class F(fractions.Fraction):\n    pass\n"
+    "setattr(F, 'denominator', property(lambda self: 1))",
+    "of_an_int": "class I(int):\n    numerator = property(lambda self: 4_000_000)\n"
+    "result = (fractions.Fraction(3) ** I(1)).numerator.bit_length()",
+    # earlier passes: Fraction.from_float/from_decimal read as_integer_ratio (bound to the
+    # stand-in since; refused at the class now)
+    "from_float_of_a_lying_float": "class X(float):\n    def as_integer_ratio(self):\n"
+    "        return ('1e200000',)\nresult = fractions.Fraction.from_float(X(1.5))",
+    "from_decimal_of_a_lying_decimal": "import decimal\nclass X(decimal.Decimal):\n"
+    "    def as_integer_ratio(self):\n        return ('1e200000',)\n"
+    "result = fractions.Fraction.from_decimal(X(1))",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMBER_PARTS_REDEFINED))
+async def test_a_number_class_answers_its_parts_as_its_value_does(box: Sandbox, name: str) -> None:
+    res = await box.run("import fractions\n" + NUMBER_PARTS_REDEFINED[name])
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "cannot be redefined" in (res.error or ""), res
+
+
+async def test_a_number_class_keeps_its_own_arithmetic(box: Sandbox) -> None:
+    res = await box.run(
+        "import fractions\nclass Money(int):\n    def __add__(self, other):\n"
+        "        return Money(int(self) + int(other))\n"
+        "class Half(fractions.Fraction):\n    def half(self):\n        return self / 2\n"
+        "result = (type(Money(3) + 4).__name__, str(Half(3).half()))"
+    )
+    assert res.value == ["Money", "3/2"], res
 
 
 async def test_a_repeat_count_is_checked_before_the_repeat(box: Sandbox) -> None:

@@ -37,7 +37,7 @@ _LINE_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # ("**", "### ", "- ", "-> ").
 _STEP_LINE = re.compile(
     r"^[\W_]*(?:thought|action(?:\s*input)?|observation|final\s*answer|question|answer|"
-    r"system|user|assistant|human|developer|tool)\s*\d*\s*:",
+    r"system|user|assistant|human|developer|tool)\s*(?:\d+\s*)?:",  # one way to read blanks
     re.IGNORECASE,
 )
 # Openings and closings of bar-delimited tokens: <|im_start|>, <|eot_id|>, DeepSeek's tokens

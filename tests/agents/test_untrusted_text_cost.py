@@ -1,7 +1,9 @@
-"""Text a model or a program wrote goes through regular expressions in the service's event
-loop: each must read it in one pass. A pattern that can share a run of digits or blanks out
-in many ways takes time quadratic in its length (the twelfth red-team pass: a PAL result of
-20,000 digits and an "x" held every user's requests for 22 s while two samples were voted on).
+"""Text a model, a program, a web page or an uploaded document wrote goes through regular
+expressions in the service's process: each must read it in one pass. A pattern that can share
+a run of digits or blanks out in many ways takes time quadratic in its length (red-team pass M:
+a PAL result of 20,000 digits and an "x" held every user's requests for 22 s while two samples
+were voted on; pass Q: "action" and 120,000 blanks in an earlier turn of an OpenAI
+conversation, 32 s; a Markdown heading line of 60 KB, 14 s, the GIL held by a thread).
 
 Not a benchmark: the inputs are long enough (50,000 characters) that a quadratic pattern takes
 minutes, where a linear one takes milliseconds; the bound is a thousand times the latter.
@@ -20,6 +22,10 @@ from agents.errors import ParseError
 from agents.pal.extract import extract_program
 from agents.pal.vote import agrees, as_number, majority_vote
 from agents.react.parser import is_prose, parse_completion, parse_json_step
+from agents.untrusted import untrusted_text
+from tools.retrieve.chunk import chunk
+from tools.retrieve.extract import Section
+from tools.search.base import clean_block, defuse_line
 
 SIZE = 50_000
 BOUND_S = 2.0
@@ -27,7 +33,8 @@ BOUND_S = 2.0
 # Runs of what the patterns read (digits, blanks, label characters), each ended by what makes
 # a match fail late.
 RUNS = {
-    f"{name}_then_{end_name}": piece * (SIZE // len(piece)) + end
+    f"{start!r}_{name}_then_{end_name}": start + piece * (SIZE // len(piece)) + end
+    for start in ("", "action", "# x", "Thought 1", "**")
     for name, piece in {
         "digits": "1",
         "spaces": " ",
@@ -53,6 +60,10 @@ READERS: dict[str, Callable[[str], object]] = {
     "majority_vote": lambda text: majority_vote([text, text + "!", "8"]),
     "normalise": lambda text: normalise("How much does it cost?", text, [text]),
     "extract_program": extract_program,
+    "untrusted_text": untrusted_text,
+    "defuse_line": defuse_line,
+    "clean_block": clean_block,
+    "chunk_markdown": lambda text: chunk([Section(text)], "markdown", max_chunks=10**6),
 }
 
 

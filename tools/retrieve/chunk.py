@@ -15,7 +15,9 @@ from tools.retrieve.extract import IngestError, Kind, Section
 CHUNK_CHARS = 800
 OVERLAP_CHARS = 120
 MIN_CHUNK_CHARS = 200  # smaller pieces join a neighbour (_merge_small)
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
+# The closing #s and blanks are stripped in Python: "(.+?)[ \t#]*$" tried the trailing run
+# once per character (a 60 KB heading line held the service for 14 s).
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+)$", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,17 +102,21 @@ class _Headings:
     """Where each Markdown heading starts, to tell the headings a passage sits under."""
 
     def __init__(self, found: list[tuple[int, int, str]]) -> None:
-        self._found = found
         self._starts = [start for start, _, _ in found]
-
-    def at(self, offset: int) -> str | None:
-        """``"Title / Section / Subsection"`` for text starting at ``offset``, or None."""
+        # The trail under each heading, made once (a passage's lookup is then a bisect: read
+        # again from the first heading for every passage, 1 MB of headings took 30 s).
+        self._trails: list[str | None] = []
         trail: list[tuple[int, str]] = []
-        for _, level, title in self._found[: bisect.bisect_right(self._starts, offset)]:
+        for _, level, title in found:
             while trail and trail[-1][0] >= level:
                 trail.pop()
             trail.append((level, title))
-        return " / ".join(title for _, title in trail) or None
+            self._trails.append(" / ".join(title for _, title in trail) or None)
+
+    def at(self, offset: int) -> str | None:
+        """``"Title / Section / Subsection"`` for text starting at ``offset``, or None."""
+        index = bisect.bisect_right(self._starts, offset)
+        return self._trails[index - 1] if index else None
 
 
 def _headings(text: str) -> _Headings:
@@ -122,6 +128,7 @@ def _headings(text: str) -> _Headings:
         if stripped.startswith("```") or stripped.startswith("~~~"):
             in_code = not in_code
         elif not in_code and (match := _HEADING.match(line.rstrip("\r\n"))):
-            found.append((position, len(match.group(1)), match.group(2).strip()[:200]))
+            title = match.group(2).rstrip(" \t#").strip()[:200]
+            found.append((position, len(match.group(1)), title))
         position += len(line)
     return _Headings(found)

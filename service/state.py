@@ -5,6 +5,9 @@ access checks. Nothing here holds per-run state: one agent is built per request,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -15,6 +18,7 @@ from agents.protocol import ProtocolChoice
 from service.admission import Admission
 from service.auth import Authenticator
 from service.collections import Collections
+from service.errors import ProblemError
 from service.metrics import Metrics
 from service.readiness import ReadinessCache
 from service.runs import RunManager
@@ -22,6 +26,37 @@ from service.settings import Settings
 from service.store import RunStore
 from tools.registry import ToolRegistry
 from tools.sandbox import Sandbox
+
+
+class IngestSlots:
+    """Documents parsed, chunked and stored at once in this process: ``RUNNING`` at a time
+    (a 10 MB text takes ~450 MB while LangChain splits it; four at once took a process from
+    0.2 to 2.2 GB), ``WAITING`` more in line, the rest refused (503, ``Retry-After``)."""
+
+    RUNNING = 2
+    WAITING = 4
+
+    def __init__(self) -> None:
+        self._running = asyncio.Semaphore(self.RUNNING)
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._running.locked() and self._waiting >= self.WAITING:
+            raise ProblemError(
+                503,
+                "the service is adding other documents; retry shortly",
+                headers={"Retry-After": "2"},
+            )
+        self._waiting += 1
+        try:
+            await self._running.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._running.release()
 
 
 @dataclass(slots=True)
@@ -39,6 +74,7 @@ class AppState:
     runs: RunManager  # the runs in progress in this process
     protocol: ProtocolChoice  # AGENT_PROTOCOL, resolved against what the LLM enforces
     readiness: ReadinessCache = field(default_factory=ReadinessCache)  # /readyz's checks
+    ingests: IngestSlots = field(default_factory=lambda: IngestSlots())  # documents in work
 
 
 def get_state(request: Request) -> AppState:

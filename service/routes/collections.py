@@ -127,10 +127,28 @@ async def delete_collection(state: State, owner: Owner, name: Name) -> Response:
     },
 )
 async def add_document(state: State, owner: Owner, name: Name, request: Request) -> Response:
+    await state.admission.check_rate(owner)  # as every request that starts work
     collection = await _collection(state, owner, name)
     data, source, declared = await _read_document(
         request, state.settings.retrieve_max_document_bytes
     )
+    async with state.ingests.slot():  # parsing, chunking and storing: a few at a time
+        stored = await _ingest(state, collection, name, data, source, declared)
+    return JSONResponse(
+        Document.model_validate(stored).model_dump(),
+        status_code=201,
+        headers={"Location": f"/collections/{name}/documents/{stored['document_id']}"},
+    )
+
+
+async def _ingest(
+    state: AppState,
+    collection: dict[str, Any],
+    name: str,
+    data: bytes,
+    source: str,
+    declared: str | None,
+) -> dict[str, Any]:
     try:
         new = await prepare_document(
             data,
@@ -142,7 +160,7 @@ async def add_document(state: State, owner: Owner, name: Name, request: Request)
     except IngestError as exc:
         raise ProblemError(exc.status, str(exc)) from exc
     try:
-        stored = await state.collections.add_document(collection, new)
+        return await state.collections.add_document(collection, new)
     except LookupError as exc:
         raise ProblemError(404, f"collection {name!r} was deleted meanwhile") from exc
     except TooMany as exc:
@@ -156,11 +174,6 @@ async def add_document(state: State, owner: Owner, name: Name, request: Request)
             document_id=same["document_id"],
             headers={"Location": f"/collections/{name}/documents/{same['document_id']}"},
         ) from exc
-    return JSONResponse(
-        Document.model_validate(stored).model_dump(),
-        status_code=201,
-        headers={"Location": f"/collections/{name}/documents/{stored['document_id']}"},
-    )
 
 
 @router.get(
@@ -223,6 +236,8 @@ async def _read_document(request: Request, limit: int) -> tuple[bytes, str, str 
         )
     try:
         body = DocumentText.model_validate(loads(await request.body()))
+    except RecursionError as exc:
+        raise ProblemError(422, "invalid document body: nested too deeply") from exc
     except (ValueError, ValidationError) as exc:
         raise ProblemError(422, f"invalid document body: {_first_error(exc)}") from exc
     data = body.text.encode("utf-8", "surrogatepass")

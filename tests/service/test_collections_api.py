@@ -4,6 +4,7 @@ that leave nothing behind, keys that cannot see each other's collections, and th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -126,7 +127,37 @@ async def test_what_cannot_be_ingested_is_refused_clearly(
         assert no_file.status_code == 422 and "'file'" in no_file.json()["detail"]
         missing = await upload(client, "nowhere", "a.txt", b"text")
         assert missing.status_code == 404
+        deep = await client.post(  # red-team pass Q: a RecursionError answered 500
+            "/collections/docs/documents",
+            content=b"[" * 1500 + b"]" * 1500,
+            headers={"content-type": "application/json"},
+        )
+        assert deep.status_code == 422 and "nested too deeply" in deep.json()["detail"]
         assert (await client.get("/collections/docs")).json()["documents"] == 0
+
+
+async def test_documents_are_added_a_few_at_a_time(app_client: AppFactory) -> None:
+    """Red-team pass Q: four 10 MB texts at once took a process from 0.2 to 2.2 GB. Past the
+    documents in work and those waiting, another is refused with a 503 to retry."""
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        slots = client._transport.app.state.reactpal.ingests
+        release = asyncio.Event()
+        held: list[asyncio.Task[None]] = []
+
+        async def hold() -> None:
+            async with slots.slot():
+                await release.wait()
+
+        for _ in range(slots.RUNNING + slots.WAITING):
+            held.append(asyncio.create_task(hold()))
+        await asyncio.sleep(0.05)
+        refused = await upload(client, "docs", "a.txt", b"text to add")
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+        release.set()
+        await asyncio.gather(*held)
+        added = await upload(client, "docs", "a.txt", b"text to add")
+        assert added.status_code == 201, added.text
 
 
 async def test_a_failed_ingestion_leaves_nothing_half_indexed(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
+from tools.retrieve import extract
 from tools.retrieve.chunk import chunk
 from tools.retrieve.extract import IngestError, detect, html_text, sections
 
@@ -161,6 +162,21 @@ async def test_too_many_pages_is_413() -> None:
     with pytest.raises(IngestError) as caught:
         await sections(make_pdf(["a", "b", "c"]), "pdf", max_pages=2)
     assert caught.value.status == 413 and "3 pages" in str(caught.value)
+
+
+async def test_text_far_larger_than_its_file_is_413_as_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Red-team pass Q: a 27 KB PDF whose pages shared one compressed stream answered 100 MB
+    of text, all of it held by the service. The child's answer is read up to a cap (here made
+    small: a real PDF whose repeated text compresses well goes past it)."""
+    pdf = make_pdf(["tick tock " * 4000] * 3)
+    monkeypatch.setattr(extract, "MAX_TEXT_BYTES", 50_000)
+    with pytest.raises(IngestError) as caught:
+        await sections(pdf, "pdf", max_pages=100)
+    assert caught.value.status == 413 and "text is larger than 50000" in str(caught.value)
+    monkeypatch.setattr(extract, "MAX_TEXT_BYTES", 10**7)
+    assert "tick tock" in (await sections(pdf, "pdf", max_pages=100))[0].text
 
 
 async def test_a_pdf_without_text_is_422() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import re
 import resource
@@ -54,6 +55,10 @@ _BINARY = (
     (b"7z\xbc\xaf", "a 7-Zip archive"),
     (b"\x7fELF", "a program"),
 )
+# The most text the parsing child may answer: this many bytes of its JSON for each byte of the
+# file (text compresses ~4x in a PDF, HTML only shrinks), and never more than MAX_TEXT_BYTES.
+TEXT_PER_BYTE = 16
+MAX_TEXT_BYTES = 64 * 1024 * 1024
 _CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
 _CHILD_CPU_S = 60
 
@@ -159,8 +164,16 @@ async def _parse_in_child(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    cap = min(MAX_TEXT_BYTES, TEXT_PER_BYTE * len(data) + (1 << 20))
     try:
-        out, err = await asyncio.wait_for(process.communicate(data), timeout_s)
+        out, err, _ = await asyncio.wait_for(
+            asyncio.gather(
+                _read_at_most(process.stdout, cap, kind),
+                _read_at_most(process.stderr, 1 << 16, kind, keep_going=True),
+                _feed(process.stdin, data),
+            ),
+            timeout_s,
+        )
     except TimeoutError as exc:
         raise IngestError(422, f"parsing the {kind} file took longer than {timeout_s:g} s") from exc
     finally:
@@ -177,6 +190,32 @@ async def _parse_in_child(
     if "error" in reply:
         raise IngestError(int(reply.get("status", 422)), str(reply["error"]))
     return [Section(str(item["text"]), item.get("page")) for item in reply["sections"]]
+
+
+async def _read_at_most(
+    stream: asyncio.StreamReader | None, cap: int, kind: str, *, keep_going: bool = False
+) -> bytes:
+    """What ``stream`` gives until it ends; past ``cap`` bytes a 413 (the child's text: a
+    27 KB PDF whose pages share one compressed stream wrote 100 MB), or, ``keep_going``, the
+    rest read and dropped."""
+    assert stream is not None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(1 << 16):
+        size += len(chunk)
+        if size <= cap:
+            chunks.append(chunk)
+        elif not keep_going:
+            raise IngestError(413, f"the {kind} file's text is larger than {cap} bytes")
+    return b"".join(chunks)
+
+
+async def _feed(stream: asyncio.StreamWriter | None, data: bytes) -> None:
+    assert stream is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it ended before reading
+        stream.write(data)
+        await stream.drain()
+    stream.close()
 
 
 def _confine_child() -> None:  # pragma: no cover - runs in the child, before it reads

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from tools.sandbox import compiler, policy, values
 from tools.sandbox.limits import Arithmetic
 from tools.sandbox.modules import ModuleRegistry, stack_depth
-from tools.sandbox.protocol import HEADER
+from tools.sandbox.protocol import HEADER, reply_frame_cap
 from tools.sandbox.standins import Classes
 
 MAX_ERROR_CHARS = 2000
@@ -154,12 +154,6 @@ class Runner:
         stdout = reply.get("stdout", "")
         small["stdout"] = clean_text(stdout[: self.max_output // 8]) if type(stdout) is str else ""
         return encode_reply(small)
-
-
-def reply_frame_cap(max_output: int) -> int:
-    """The largest reply frame: stdout and the value's repr, each up to ``max_output``
-    characters of up to 4 UTF-8 bytes, plus the JSON value and the fields."""
-    return 10 * max_output + 65536
 
 
 def clean_text(text: str) -> str:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
+_FAST = frozenset({int, float, bool})  # what builtins.sum adds without asking anybody
 _DIGITS = re.compile(r"\d+")
 # A strftime directive: glibc's flags and width (``%_10d``, ``%1270Y``), an E/O modifier.
 _STRFTIME_DIRECTIVE = re.compile(r"%[-_0^#]*(\d*)[EO]?", re.DOTALL)
@@ -149,6 +150,22 @@ class Arithmetic:
         if (ta is int or ta is float) and (tb is int or tb is float):
             return a + b
         return self._checked(a + b)
+
+    def sum(self, iterable: Any, /, start: Any = 0) -> Any:
+        """``sum``: numbers at C speed, a thousand at a time; anything else added one by one,
+        each sum checked. C's ``sum`` adds whatever comes after a start whose ``__add__``
+        answers its operand: twenty 10M strings made 200M in one call."""
+        if isinstance(start, (str, bytes, bytearray)):
+            return builtins.sum(iterable, start)  # its own TypeError: "use ''.join(seq)"
+        total = start
+        items = iter(iterable)
+        while chunk := list(itertools.islice(items, 1024)):
+            if (type(total) is int or type(total) is float) and set(map(type, chunk)) <= _FAST:
+                total = builtins.sum(chunk, total)
+                continue
+            for item in chunk:
+                total = self._checked(total + item)
+        return total
 
     def mul(self, a: Any, b: Any) -> Any:
         ia, ib = exact_int(a), exact_int(b)

@@ -264,11 +264,16 @@ def _itertools_sized(arith: Arithmetic) -> dict[str, Callable[..., Any]]:
         arith.check_items(times * len(iterables), "product")
         return itertools.product(*iterables, repeat=times)
 
+    def accumulate(iterable: Any, func: Any = None, *, initial: Any = None) -> Any:
+        """Without a function it adds in C, unchecked: ``+`` as the program's sums do."""
+        return itertools.accumulate(iterable, arith.add if func is None else func, initial=initial)
+
     return {
         "permutations": permutations,
         "combinations": combinations,
         "combinations_with_replacement": combinations_with_replacement,
         "product": product,
+        "accumulate": accumulate,
     }
 
 

@@ -418,8 +418,20 @@ class Guards:
                 raise SandboxSecurityError("this __dict__ holds internals of a builtin type")
         if isinstance(obj, type):
             foreign = self.classes.foreign_names(obj)
-            return {key: value for key, value in namespace.items() if key not in foreign}
+            return {
+                key: value
+                for key, value in namespace.items()
+                if key not in foreign and not self._library_code(value)
+            }
         return namespace
+
+    def _library_code(self, value: Any) -> bool:
+        """A library's function that a library put in the program's class after it was made
+        (``typing.Protocol`` copies a base's ``__init__`` on the first instance,
+        ``total_ordering`` adds its methods): read from ``vars(cls)`` it would take any
+        ``self``. Read as an attribute it is checked as a library method is."""
+        func = value.__func__ if type(value) in (staticmethod, classmethod) else value
+        return type(func) is FunctionType and not self.classes.is_user_object(func)
 
     def super_attr(self, obj: Any, name: str) -> Any:
         """``super().__init__`` and the other special methods of ``names.SUPER_DUNDERS``: only
@@ -879,7 +891,7 @@ _PLAIN_BUILTINS = (  # noqa: SIM905
     "abs all any ascii bin bool callable chr classmethod complex dict enumerate "
     "filter float frozenset hash hex isinstance issubclass iter len list map max min "
     "next object oct ord property range repr reversed set slice sorted staticmethod str "
-    "sum super tuple zip None True False Ellipsis NotImplemented"
+    "super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")
 
 
@@ -896,6 +908,7 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         delattr=guards.delattr,
         format=guards.format_builtin,
         pow=arith.pow,
+        sum=arith.sum,
         divmod=arith.divmod,
         round=arith.round,
         int=classes.int,

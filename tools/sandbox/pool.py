@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from tools.sandbox.protocol import HEADER, ProtocolError, decode
+from tools.sandbox.protocol import HEADER, ProtocolError, decode, reply_frame_cap
 from tools.sandbox.result import (
     OPTIONAL_LAYERS,
     REQUIRED_LAYERS,
@@ -302,7 +302,7 @@ class Sandbox:
         self.closed = False
         self._start_lock = asyncio.Lock()
         self._layers: dict[str, bool] = dict.fromkeys(LAYER_NAMES, False)
-        self._reply_cap = 10 * self.config.max_output_bytes + 65536
+        self._reply_cap = reply_frame_cap(self.config.max_output_bytes)
         self._template_args = json.dumps(dataclasses.asdict(self.config))
 
     @property

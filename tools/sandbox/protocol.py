@@ -55,3 +55,10 @@ def decode(body: bytes, max_int_digits: int = 4000) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ProtocolError("frame is not a JSON object")
     return message
+
+
+def reply_frame_cap(max_output: int) -> int:
+    """The largest reply frame: stdout, the value's repr and the JSON value, each up to
+    ``max_output`` characters of up to 6 bytes once in JSON (a control character is written
+    ``\\u0001``), plus the fields."""
+    return 18 * max_output + 65536

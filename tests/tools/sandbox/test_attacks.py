@@ -508,6 +508,15 @@ SIZE_BOMBS = {
         "import functools, operator\ns = 'x' * 5_000_000\n"
         "result = len(functools.reduce(operator.add, [s] * 8))"
     ),
+    # pass R: C adds after a start whose __add__ answers its operand, or in accumulate
+    "sum_after_a_start_that_answers_its_operand": (
+        "class Z:\n    def __add__(self, other):\n        return other\n"
+        "s = 'x' * 10_000_000\nresult = len(sum([s] * 20, Z()))"
+    ),
+    "accumulate_strings": (
+        "import itertools, collections\ns = 'x' * 10_000_000\n"
+        "result = len(collections.deque(itertools.accumulate([s] * 12), maxlen=1)[0])"
+    ),
     "encode_iso2022": "result = len(('\\u0391\\u00e9' * 3_000_000).encode('iso2022_jp_2'))",
     "fstring_fields_whose_text_lies_about_its_length": (
         "S = 'x' * 5_000_000\nclass L(str):\n    def __len__(self):\n        return 0\n"
@@ -694,6 +703,18 @@ async def test_percent_formatting_reads_each_field_once(box: Sandbox, code: str)
     assert res.ok and res.value <= 40, res
 
 
+async def test_what_a_library_puts_in_a_class_later_stays_the_librarys(box: Sandbox) -> None:
+    """Pass R: typing.Protocol copies a library base's __init__ into the program's class on
+    its first instance; from vars(cls) it took any object as self (it wrote `maps` into the
+    sandbox's own statistics.mean)."""
+    res = await box.run(
+        "import typing, collections\nclass P(typing.Protocol):\n    pass\n"
+        "class Q(P, collections.ChainMap):\n    pass\nQ()\n"
+        "result = ('__init__' in vars(Q), Q({'a': 1})['a'])"
+    )
+    assert res.value == [False, 1], res
+
+
 NUMBER_PARTS_REDEFINED = {
     # seventeenth pass: Fraction's arithmetic reads b.numerator, the guards read the value
     "in_the_class_body": "class F(fractions.Fraction):\n"
@@ -800,6 +821,14 @@ LEGIT_SIZES = {
         "    def __iter__(self):\n        return iter(())\n"
         "class X:\n    pass\nM.register(X)\nresult = isinstance(X(), M)",
         True,
+    ),
+    "sums": (
+        "import itertools, fractions, operator\n"
+        "result = [sum(range(10 ** 5)), sum([0.1] * 10), sum([[1], [2]], []),\n"
+        "    str(sum([fractions.Fraction(1, 3)] * 3)), sum((True, True), 1),\n"
+        "    list(itertools.accumulate([1, 2, 3])), list(itertools.accumulate('abc')),\n"
+        "    list(itertools.accumulate([1, 2, 3], operator.mul, initial=2))]",
+        [4999950000, sum([0.1] * 10), [1, 2], "1", 3, [1, 3, 6], ["a", "ab", "abc"], [2, 2, 4, 12]],
     ),
     "statistics": (
         "import statistics\nresult = [statistics.mean([1, 2, 3, 4]), statistics.pvariance([1, 3])]",
@@ -1369,6 +1398,17 @@ async def test_replies_are_contained(box: Sandbox, name: str) -> None:
     if not ok:
         assert res.error_kind, res
     assert (await box.run("result = 6 * 7")).value == 42
+
+
+async def test_control_characters_within_the_limits_travel_whole(box: Sandbox) -> None:
+    """Pass R: JSON writes a control character in six bytes; stdout and a repr each within the
+    output limit made a frame past its cap, and the run came back as an OutputLimit."""
+    res = await box.run(
+        "class R:\n    def __repr__(self):\n        return '\\x01' * 65000\n"
+        "print('\\x01' * 65000)\nresult = R()"
+    )
+    assert res.ok and res.stdout == "\x01" * 65000 + "\n", res.error
+    assert res.value_repr == "\x01" * 65000
 
 
 async def test_a_huge_int_travels_as_text_and_fast(box: Sandbox) -> None:

@@ -67,6 +67,25 @@ class Turn:
     def answered(self) -> bool:
         return self.answer is not None and bool(self.answer.strip())
 
+    def bounded(self) -> Turn:
+        """The turn as memory shows it: question and answer cut to ``MAX_TURN_CHARS``, the
+        program to ``MAX_PROGRAM_CHARS`` (an OpenAI client's 960 KB assistant message went
+        to the model with each of a run's nine calls)."""
+        return Turn(
+            _cut(self.question, MAX_TURN_CHARS),
+            None if self.answer is None else _cut(self.answer, MAX_TURN_CHARS),
+            None if self.program is None else _cut(self.program, MAX_PROGRAM_CHARS),
+        )
+
+
+MAX_TURN_CHARS = 4000
+MAX_PROGRAM_CHARS = 16_000
+MAX_BUFFER_TURNS = 50  # "buffer" keeps every turn, up to this many: a request may choose it
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " [...cut]"
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryConfig:
@@ -162,7 +181,7 @@ def select(
     ``summary``: its verbatim tail). Pure: no LLM, no summary."""
     answered = [turn for turn in turns if turn.answered]
     if config.strategy == "buffer":
-        return tuple(answered)
+        return _last(answered, MAX_BUFFER_TURNS)
     if config.strategy == "tokens":
         return _newest_within(answered, config.max_tokens, count_tokens)
     return _last(answered, config.window)
@@ -207,6 +226,7 @@ async def prepare(
     the old summary, ``update`` is None and ``summary_error`` says why: memory never fails a
     run, and the next run tries the same turns again.
     """
+    turns = [turn.bounded() for turn in turns]
     if config.strategy != "summary":
         return Prepared(Memory(turns=select(turns, config, count_tokens=token_counter(llm))))
     summarized = min(max(summarized, 0), len(turns))

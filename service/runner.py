@@ -19,6 +19,7 @@ at all (``StoreUnavailable``, HTTP 503).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -184,6 +185,7 @@ class RunSession:
         self._stop_message: str | None = None
         self.log: list[Event] = []
         self._unsaved: list[Event] = []  # events whose write failed: retried with the next
+        self._writing: asyncio.Future[None] | None = None  # the latest event's write
         self._changed = asyncio.Condition()
         self.done = asyncio.Event()
 
@@ -253,12 +255,26 @@ class RunSession:
                 log.exception("run failed")
                 final = self._fail("internal", f"internal error: {type(exc).__name__}")
         finally:
-            if agent is not None:
-                await asyncio.shield(_aclose(agent))
-            if final is None:
-                final = self._end_as("interrupted", "the run ended without an answer")
-            self._collected.final = final
-            await asyncio.shield(self._finish())
+            # One task for the whole end, waited for even if this one is cancelled again while
+            # it runs (two cancels at once skipped it: the run stayed "running" for good).
+            ending = asyncio.ensure_future(self._end(agent, final))
+            cancelled_again = False
+            while not ending.done():
+                try:
+                    await asyncio.shield(ending)
+                except asyncio.CancelledError:
+                    cancelled_again = True
+            ending.result()
+            if cancelled_again:
+                raise asyncio.CancelledError  # honoured, now that the end is written
+
+    async def _end(self, agent: AsyncIterator[StepEvent] | None, final: FinalEvent | None) -> None:
+        if agent is not None:
+            await _aclose(agent)
+        if final is None:
+            final = self._end_as("interrupted", "the run ended without an answer")
+        self._collected.final = final
+        await self._finish()
 
     async def follow(self, after: int = 0) -> AsyncIterator[Event]:
         """The events after ``after``, then each new one until ``final``. (Sequence numbers
@@ -313,15 +329,20 @@ class RunSession:
                 self.log.append(event)
                 self._changed.notify_all()
             return
+        # The write and what the run notes of it are one task: cancelled while it writes, the
+        # run still learns what was written (its end wrote the same sequence numbers again,
+        # the store refused them, and the run stayed "running" for good).
+        self._writing = asyncio.ensure_future(self._write(event))
+        await asyncio.shield(self._writing)
+
+    async def _write(self, event: Event) -> None:
         try:
-            await asyncio.shield(
-                self._store.record_events(
-                    self.run_id,
-                    [*self._unsaved, event],
-                    status="running" if event[0] == 1 else None,
-                    steps=[s.model_dump() for s in self._collected.ordered()],
-                    usage=self._usage(),
-                )
+            await self._store.record_events(
+                self.run_id,
+                [*self._unsaved, event],
+                status="running" if event[0] == 1 else None,
+                steps=[s.model_dump() for s in self._collected.ordered()],
+                usage=self._usage(),
             )
             self._unsaved.clear()
         except StoreUnavailable as exc:
@@ -361,6 +382,9 @@ class RunSession:
             log.exception("could not store even the end of the run")
 
     async def _finish(self) -> None:
+        if self._writing is not None:  # a write the run's cancellation left going: its end
+            with contextlib.suppress(Exception):  # is numbered after it
+                await self._writing
         self._ended = time.monotonic()
         response = self.response
         self.status = response.status
@@ -381,6 +405,7 @@ class RunSession:
             except StoreUnavailable as exc:
                 self.store_error = f"the run could not be stored: {exc}"
                 log.error("could not store run", error=str(exc))
+                await self._finish_bare(final_seq, exc)  # the end at least, if the store takes it
             except Exception as exc:
                 self.store_error = f"the run could not be stored ({type(exc).__name__})"
                 log.exception("could not store run")

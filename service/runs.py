@@ -113,8 +113,11 @@ class RunManager:
             return
         session, task = entry
         session.stop("cancelled", why)
-        task.cancel()
-        await asyncio.shield(session.done.wait())
+        if not task.cancelling():  # once: a second cancel must not cut the first one's end
+            task.cancel()
+        with contextlib.suppress(TimeoutError):  # its end is written; answer in time anyway
+            async with asyncio.timeout(CANCEL_WAIT_S):
+                await asyncio.shield(session.done.wait())
 
     def request_cancel(self, run_id: str, why: str | None = None) -> bool:
         """Cancel without waiting (from code that may itself be cancelled: a stream whose
@@ -123,7 +126,8 @@ class RunManager:
         if entry is None:
             return False
         entry[0].stop("cancelled", why)
-        entry[1].cancel()
+        if not entry[1].cancelling():
+            entry[1].cancel()
         return True
 
     async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:

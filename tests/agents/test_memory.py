@@ -489,3 +489,19 @@ def test_an_earlier_pal_turn_is_shown_as_its_program() -> None:
     assert (answered.role, answered.content) == ("assistant", pal_prompt.fence(program))
     assert last.role == "user" and last.content.endswith("Q: And what if she bought seven?")
     assert "capital of France" in last.content and "Olivia" not in last.content
+
+
+async def test_memory_is_bounded_whatever_the_turns_hold() -> None:
+    """Red-team pass S: an OpenAI client's 960 KB assistant message went to the model with each
+    of a run's calls, and ``buffer`` (which a request may choose) grew a thread's prompt 4 KB a
+    turn without end. Each turn is cut, and ``buffer`` keeps the newest 50."""
+    huge = Turn("q" * 100_000, "a" * 1_000_000, "x = 1\n" * 10_000)
+    for strategy in ("buffer", "window", "tokens"):
+        config = MemoryConfig(strategy, window=4, max_tokens=100_000)
+        prepared = await prepare([huge], config, llm=make_llm(scripted("unused")))
+        (kept,) = prepared.memory.turns
+        assert len(kept.question) < 4100 and len(kept.answer or "") < 4100, strategy
+        assert len(kept.program or "") < 16_100 and kept.answer.endswith("[...cut]")
+    many = [Turn(f"q{n}", f"a{n}") for n in range(120)]
+    kept_all = select(many, MemoryConfig("buffer"))
+    assert len(kept_all) == 50 and kept_all[-1].question == "q119"

@@ -4,6 +4,7 @@ cancelled run is stored with what it had, and the duration is fixed when the run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -96,4 +97,58 @@ async def test_duration_is_fixed_when_the_run_ends(tmp_path: Path) -> None:
     assert session.response.duration_ms == first
     stored = await store.get(session.run_id)
     assert stored is not None and stored["duration_ms"] == first
+    await store.aclose()
+
+
+async def test_a_run_cancelled_while_an_event_is_written_still_ends(tmp_path: Path) -> None:
+    """Red-team pass S: a client that hung up as the thought was being written left the run
+    "running" for good (its end wrote the written event's number again and was refused)."""
+    held = asyncio.Event()
+    session, store = await _session(tmp_path, Metrics(), held)
+    writing = asyncio.Event()
+    record = store.record_events
+
+    async def slow_record(*args: object, **kwargs: object) -> None:
+        writing.set()
+        await asyncio.sleep(0.1)
+        await record(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.record_events = slow_record  # type: ignore[method-assign]
+    task = asyncio.create_task(session.execute())
+    await writing.wait()  # the run's first event is being written
+    session.stop("cancelled")
+    task.cancel()
+    await task
+    stored = await store.get(session.run_id)
+    assert stored is not None and stored["status"] == "cancelled", stored
+    names = [name for _, name, _ in await store.events(session.run_id)]
+    assert names == ["run", "final"], names
+    await store.aclose()
+
+
+async def test_a_second_cancel_while_the_run_ends_does_not_stop_its_end(tmp_path: Path) -> None:
+    """Red-team pass S: two cancels at once left the run "running" and both callers waiting:
+    the second cut the first one's end short."""
+    held = asyncio.Event()
+    session, store = await _session(tmp_path, Metrics(), held)
+    finish = store.finish
+
+    async def slow_finish(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(0.1)
+        await finish(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.finish = slow_finish  # type: ignore[method-assign]
+    task = asyncio.create_task(session.execute())
+    events = session.follow()
+    await anext(events)
+    await anext(events)
+    session.stop("cancelled")
+    task.cancel()
+    await asyncio.sleep(0.03)  # in its end now, writing it
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):  # honoured once the end is written
+        await task
+    assert session.done.is_set()
+    stored = await store.get(session.run_id)
+    assert stored is not None and stored["status"] == "cancelled", stored
     await store.aclose()

@@ -378,6 +378,8 @@ class RunSession:
                 error=error,
                 events=[(final_seq, "final", {"status": "error", "answer": None, "error": error})],
             )
+        except StoreUnavailable as unavailable:  # the store is down: said once, no traceback
+            log.error("could not store even the end of the run", error=str(unavailable))
         except Exception:
             log.exception("could not store even the end of the run")
 

@@ -356,6 +356,31 @@ _STATISTICS = (
 )
 
 
+def _exact(value: Any) -> Any:
+    """A ``str`` or bytes-like subclass as the exact ``str``/``bytes`` it holds; else itself."""
+    if isinstance(value, str) and type(value) is not str:
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)) and type(value) not in (bytes, bytearray):
+        with memoryview(value) as view:
+            return view.tobytes()
+    return value
+
+
+def _exact_text(func: Callable[..., Any], *, required: bool = False) -> Callable[..., Any]:
+    """``func`` given its text arguments as exact ``str``/``bytes`` (and, ``required``, its
+    first argument a str at all: ``capwords`` would call ``split`` on anything)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if required and args and not isinstance(args[0], str):
+            raise TypeError(f"{func.__name__}() needs a str")
+        args = tuple(_exact(arg) for arg in args)
+        kwargs = {key: _exact(value) for key, value in exact_kwargs(kwargs).items()}
+        return func(*args, **kwargs)
+
+    call.__name__ = func.__name__
+    return call
+
+
 def _static_views(guards: Guards) -> dict[str, ModuleView]:
     arith, classes = guards.arith, guards.classes
     # No setitem/delitem (item writes past ``_write_``), no call, no attrgetter/methodcaller.
@@ -426,6 +451,14 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     rx["subn"] = lambda pattern, repl, *args, **kwargs: re.subn(
         pattern, guards.counted_repl(repl), *args, **kwargs
     )
+    # re's and string's Python code calls methods of the text it is given (re.escape runs
+    # pattern.translate(its own table): a str subclass got re's table and rewrote it; capwords
+    # joins what s.split answers): they are given exact str and bytes.
+    for name in ("compile", "search", "match", "fullmatch", "findall", "finditer", "split"):
+        rx[name] = _exact_text(rx[name])
+    for name in ("sub", "subn", "escape"):
+        rx[name] = _exact_text(rx[name])
+    st["capwords"] = _exact_text(string.capwords, required=True)
     js = {
         "dumps": _json_dumps(guards),
         "loads": _json_loads,

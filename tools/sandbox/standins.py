@@ -241,6 +241,24 @@ class _ContainedDescriptor:
 # answer them its own way (``numerator = property(lambda self: 4_000_000)`` made a 6M-bit power).
 NUMBER_TYPES = (int, float, complex, fractions.Fraction, decimal.Decimal)
 NUMBER_PROTOCOL = frozenset({"numerator", "denominator", "real", "imag", "as_integer_ratio"})
+
+
+def _pin_number_parts(bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+    """A number's parts that are methods (``float.as_integer_ratio``) answer from the number's
+    class even when the instance's own dict holds the name (``vars(f)['as_integer_ratio'] =
+    lambda: (7, 3)`` made ``Fraction(f)`` 7/3): a data descriptor on the class comes first."""
+    for name in NUMBER_PROTOCOL:
+        found = next(
+            (vars(k)[name] for base in bases for k in base.__mro__ if name in vars(k)), None
+        )  # the bases' own lookup, read without making a class (no __init_subclass__ runs)
+        if found is not None and not hasattr(type(found), "__set__"):
+            namespace[name] = property(functools.partial(_bound_part, found))
+
+
+def _bound_part(method: Any, instance: Any) -> Any:
+    return method.__get__(instance, type(instance))
+
+
 _INSIDE_BUDGET = 10_000  # items of a method's tuple argument looked into, at most
 _CLEAN_REMEMBERED = 256  # tuples of plain values already looked into, kept for the run
 # Values that hold nothing: what a tuple of them holds needs no second look.
@@ -441,6 +459,8 @@ class Classes:
             redefined = sorted(NUMBER_PROTOCOL & namespace.keys())
             if redefined and issubclass(base, NUMBER_TYPES):
                 raise SandboxSecurityError(f"a number class's {redefined[0]} cannot be redefined")
+        if any(issubclass(base, NUMBER_TYPES) for base in bases):
+            _pin_number_parts(bases, namespace)
         if "__exit__" in namespace:  # any form: a function, staticmethod, partial, instance
             namespace["__exit__"] = self._contained_exit(namespace["__exit__"])
         for key, value in list(namespace.items()):

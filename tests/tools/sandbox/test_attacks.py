@@ -744,6 +744,30 @@ async def test_a_number_class_answers_its_parts_as_its_value_does(box: Sandbox, 
     assert "cannot be redefined" in (res.error or ""), res
 
 
+async def test_library_code_meets_exact_text_and_honest_numbers(box: Sandbox) -> None:
+    """Pass T: re.escape ran a str subclass's translate with re's own table (the program
+    rewrote it: the next escape of 10M characters made 200M), capwords joined whatever a
+    split answered (200M), and a float subclass's as_integer_ratio written into the
+    instance's dict made Fraction(f) 7/3."""
+    escape = await box.run(
+        "import re\nseen = []\nclass S(str):\n    def translate(self, table):\n"
+        "        seen.append(table)\n        return 'x'\n"
+        "result = (re.escape(S('a.b')), len(seen))"
+    )
+    assert escape.value == ["a\\.b", 0], escape
+    capwords = await box.run(
+        "import string\nclass P:\n    def split(self, sep):\n        return [''] * 2_000_000\n"
+        "result = len(string.capwords(P(), 'y' * 100))"
+    )
+    assert capwords.error_kind == "TypeError", capwords
+    ratio = await box.run(
+        "import fractions\nclass F(float):\n    pass\nf = F(0.5)\n"
+        "vars(f)['as_integer_ratio'] = lambda: (7, 3)\nf.note = 'kept'\n"
+        "result = (str(fractions.Fraction(f)), f.as_integer_ratio(), f.note)"
+    )
+    assert ratio.value == ["1/2", [1, 2], "kept"], ratio
+
+
 async def test_a_number_class_keeps_its_own_arithmetic(box: Sandbox) -> None:
     res = await box.run(
         "import fractions\nclass Money(int):\n    def __add__(self, other):\n"

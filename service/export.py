@@ -224,9 +224,13 @@ def preference_records(
             if feedback.get("score") == -1
             if (transcript := _transcript({**run, **wording}, actions, keep_refused=True))
         ]
+        # Runs with the same transcript make the same pairs: each transcript once, and a
+        # bounded number of tries (500 liked x 500 disliked copies of one answer tried all
+        # 250,000 pairs, seconds on the event loop).
+        liked, disliked = _distinct(liked), _distinct(disliked)
         made = 0
-        for i, j in _spread(len(liked), len(disliked)):
-            if made >= max_pairs_per_question:
+        for tried, (i, j) in enumerate(_spread(len(liked), len(disliked))):
+            if made >= max_pairs_per_question or tried >= _TRIES_PER_PAIR * max_pairs_per_question:
                 break
             pair = _first_difference(liked[i], disliked[j])
             if pair is not None and _first_time(pair, seen):
@@ -276,6 +280,21 @@ def _first_difference(chosen: list[Message], rejected: list[Message]) -> Record 
     if better["role"] != "assistant" or worse["role"] != "assistant":
         return None
     return _pair_record(chosen[:shared], better["content"], worse["content"])
+
+
+_TRIES_PER_PAIR = 8  # pairs looked at for each one a question may give
+
+
+def _distinct(transcripts: list[list[Message]]) -> list[list[Message]]:
+    """Each transcript once, in order."""
+    seen: set[str] = set()
+    kept = []
+    for transcript in transcripts:
+        key = json.dumps(transcript, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            kept.append(transcript)
+    return kept
 
 
 def _first_time(pair: Record, seen: set[str]) -> bool:

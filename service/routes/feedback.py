@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -51,10 +52,13 @@ async def export(
         owner, since=_moment(since), with_feedback_only=format != "raw", limit=EXPORT_LIMIT
     )
     actions = action_docs(state.tools, state.settings.allowed_actions)
-    records = export_records(format, rows, actions=actions)
+    # Made in a thread, not on the event loop: up to EXPORT_LIMIT runs of transcripts.
+    made = await asyncio.to_thread(
+        lambda: list(jsonl(export_records(format, rows, actions=actions)))
+    )
 
     async def lines() -> AsyncIterator[str]:
-        for line in jsonl(records):
+        for line in made:
             yield line
 
     disposition = f'attachment; filename="reactpal-{format}.jsonl"'

@@ -15,6 +15,7 @@ from agents.pal.prompt import build_messages, fence
 from agents.policy import RunPolicy
 from agents.react import ReActAgent
 from agents.react.prompt import FINISH_DOC, text_system_prompt
+from service import export
 from service.export import (
     DEFAULT_ACTIONS,
     action_docs,
@@ -676,3 +677,39 @@ def test_a_thread_run_is_exported_with_the_memory_it_saw() -> None:
     assert contents[asked + 2] == f"Question: {REACT['question']}"
     plain = sft_record(REACT, feedback("react-1", 1))
     assert plain is not None and record["messages"][-1] == plain["messages"][-1]
+
+
+def test_many_copies_of_a_liked_and_a_disliked_run_are_compared_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Red-team pass U: 500 liked and 500 disliked runs of one question tried all 250,000
+    pairs (4.6 s on the event loop). The same transcript is compared once, and the tries for
+    a question are bounded whatever the transcripts."""
+    compared = 0
+    first_difference = export._first_difference
+
+    def counting(*args: Any) -> Any:
+        nonlocal compared
+        compared += 1
+        return first_difference(*args)
+
+    monkeypatch.setattr(export, "_first_difference", counting)
+    wrong = run("react-9", [PYTHON, step("So 7006662.", "finish", "7006662", None)], answer="7")
+    rows = [(REACT, feedback(f"a{n}", 1)) for n in range(500)]
+    rows += [(wrong, feedback(f"b{n}", -1)) for n in range(500)]
+    assert len(list(preference_records(rows))) == 1 and compared == 1
+    distinct = [  # each observed something else: no two of them make a pair
+        (
+            run(
+                f"r{n}",
+                [dict(PYTHON, observation=str(n)), step("So.", "finish", "1", None)],
+                answer="1",
+            ),
+            feedback(str(n), s),
+        )
+        for n in range(300)
+        for s in (1, -1)
+    ]
+    compared = 0
+    list(preference_records(distinct))
+    assert compared <= 8 * 16, compared

@@ -40,9 +40,10 @@ from agents.events import (
 )
 from agents.llm.base import LLM, ChatMessage, Completion, ToolSpec
 from agents.llm.base import Usage as LLMUsage
+from service.errors import ProblemError
 from service.metrics import Metrics
 from service.schemas import AskResponse, Step, Usage
-from service.store import RunStore, StoreUnavailable
+from service.store import RunStore, StoreUnavailable, ThreadGone
 
 log = structlog.get_logger(__name__)
 
@@ -202,6 +203,8 @@ class RunSession:
             )
         except StoreUnavailable as exc:  # HTTP 503: nothing runs that could not be recorded
             raise StoreUnavailable(f"{exc}; the run was not started") from exc
+        except ThreadGone as exc:  # deleted since the request found it
+            raise ProblemError(404, f"{exc}; the run was not started") from exc
 
     def stop(self, reason: StopReason, message: str | None = None) -> None:
         """Say why the run's task is about to be cancelled (by ``RunManager``)."""

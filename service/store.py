@@ -226,6 +226,18 @@ class StoreUnavailable(Exception):
     """The run store could not be read or written; the message says why (HTTP 503)."""
 
 
+class ThreadActive(Exception):
+    """A thread with a run that has not ended cannot be deleted (HTTP 409)."""
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__(f"thread {thread_id} has a run in progress ({run_id}): cancel it")
+        self.run_id = run_id
+
+
+class ThreadGone(LookupError):
+    """A run's thread was deleted before the run could be recorded (HTTP 404)."""
+
+
 class BadCursor(ValueError):
     """A pagination cursor this store did not hand out."""
 
@@ -397,6 +409,14 @@ class RunStore:
             thread_id=thread_id,
         )
         async with self._write() as session:
+            if thread_id is not None:  # still there, and kept until this run is recorded
+                held = await session.scalar(
+                    select(ThreadRecord.thread_id)
+                    .where(ThreadRecord.thread_id == thread_id)
+                    .with_for_update(read=True)
+                )
+                if held is None:
+                    raise ThreadGone(f"thread {thread_id} was deleted")
             session.add(record)
 
     @_detached
@@ -613,12 +633,23 @@ class RunStore:
 
     @_detached
     async def delete_thread(self, thread_id: str, owner: str) -> bool:
-        """The thread, its runs, their events and feedback; False when there is none."""
+        """The thread, its runs, their events and feedback; False when there is none.
+        ``ThreadActive`` when a run of it has not ended, decided in the same transaction as
+        the delete, with the thread's row locked (a run starting in the thread takes a share
+        of that lock): checked apart, a run started between the check and the delete was
+        deleted as it began."""
         runs = select(RunRecord.run_id).where(RunRecord.thread_id == thread_id)
         async with self._write() as session:
-            found = await session.get(ThreadRecord, thread_id)
+            found = await session.get(ThreadRecord, thread_id, with_for_update=True)
             if found is None or found.owner != owner:
                 return False
+            active = await session.scalar(
+                select(RunRecord.run_id)
+                .where(RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE))
+                .limit(1)
+            )
+            if active is not None:
+                raise ThreadActive(thread_id, active)
             await session.execute(delete(EventRecord).where(EventRecord.run_id.in_(runs)))
             await session.execute(delete(FeedbackRecord).where(FeedbackRecord.run_id.in_(runs)))
             await session.execute(delete(RunRecord).where(RunRecord.thread_id == thread_id))

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from service.deps import Owner, State
 from service.errors import ProblemError, problem_responses
 from service.schemas import Thread, ThreadList, ThreadRequest, ThreadWithTurns, Turn
-from service.store import BadCursor
+from service.store import BadCursor, ThreadActive
 from service.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["threads"], route_class=StrictJSONRoute)
@@ -86,5 +86,8 @@ async def delete_thread(state: State, owner: Owner, thread_id: ThreadId) -> Resp
         raise ProblemError(404, f"no thread with id {thread_id}")
     if (active := await state.store.active_run(thread_id)) is not None:
         raise ProblemError(409, f"thread {thread_id} has a run in progress ({active}): cancel it")
-    await state.store.delete_thread(thread_id, owner)
+    try:
+        await state.store.delete_thread(thread_id, owner)
+    except ThreadActive as exc:  # one started since the check above
+        raise ProblemError(409, str(exc)) from exc
     return Response(status_code=204)

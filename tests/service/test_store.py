@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from service.store import RunStore
+from service.store import RunStore, ThreadActive, ThreadGone
 
 
 async def test_concurrent_runs_never_see_a_locked_store(tmp_path: Path) -> None:
@@ -137,3 +137,40 @@ async def test_sqlite_waits_for_another_writer_unless_the_url_says_otherwise(
             assert waits == expected
         finally:
             await store.aclose()
+
+
+async def test_a_thread_is_never_deleted_under_a_run_that_started_in_it(
+    database_url: str,
+) -> None:
+    """Red-team pass U: a run started while its thread was being deleted was lost (4 of 15)
+    or left pointing at no thread: the route checked for a run in progress, then deleted in
+    another transaction. Now the delete decides with the thread's row locked, and a run is
+    recorded only while its thread is there."""
+    store = RunStore(database_url)
+    await store.start()
+    try:
+        await store.create_thread("t" * 32, "owner", {})
+        await store.create("r" * 32, "react", "q", owner="owner", thread_id="t" * 32)
+        with pytest.raises(ThreadActive):
+            await store.delete_thread("t" * 32, "owner")
+        assert (await store.get("r" * 32)) is not None
+        await store.finish("r" * 32, status="finished", answer="a", events=[])
+        assert await store.delete_thread("t" * 32, "owner")
+        with pytest.raises(ThreadGone):
+            await store.create("s" * 32, "react", "q", owner="owner", thread_id="t" * 32)
+        # racing: every outcome leaves either the run in its thread, or neither of them
+        for n in range(20):
+            thread, run_id = f"{n:032d}", f"{n + 100:032d}"
+            await store.create_thread(thread, "owner", {})
+            results = await asyncio.gather(
+                store.create(run_id, "react", "q", owner="owner", thread_id=thread),
+                store.delete_thread(thread, "owner"),
+                return_exceptions=True,
+            )
+            run = await store.get(run_id)
+            if isinstance(results[1], ThreadActive):
+                assert run is not None and run["thread_id"] == thread
+            else:
+                assert results[1] is True and run is None, results
+    finally:
+        await store.aclose()

@@ -44,6 +44,13 @@ def _integral(value: object) -> object:
 Integral = BeforeValidator(_integral)
 
 
+def _not_a_bool(value: object) -> object:
+    """``true`` is not a score, though Python counts it equal to 1."""
+    if isinstance(value, bool):
+        raise ValueError("a score is -1 or 1, not a boolean")
+    return value
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -183,7 +190,9 @@ class RunAccepted(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    score: Literal[-1, 1] | None = Field(None, description="-1: a bad answer; 1: a good one.")
+    score: Annotated[Literal[-1, 1], BeforeValidator(_not_a_bool), Integral] | None = Field(
+        None, description="-1: a bad answer; 1: a good one."
+    )
     rating: Annotated[int, Field(ge=1, le=5), Integral] | None = None
     comment: str | None = Field(None, max_length=4000)
     correction: str | None = Field(

@@ -20,7 +20,7 @@ from agents.memory import Memory, MemoryConfig, Turn, prepare
 from agents.pal import PalOptions
 from agents.policy import RunPolicy, bounded, resolve_actions
 from service.auth import client_address
-from service.deps import Client, Owner, State
+from service.deps import SSE_SEND_TIMEOUT_S, Client, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.export import answering_program, memory_record
 from service.runner import FAILURE_STATUS, MeteredLLM, RunSession
@@ -61,7 +61,11 @@ async def ask(
     await state.admission.check_rate(client or address)
     session = await submit(body, state, owner, client or address)
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-        return EventSourceResponse(_sse(state, session.run_id, background=body.background), ping=15)
+        return EventSourceResponse(
+            _sse(state, session.run_id, background=body.background),
+            ping=15,
+            send_timeout=SSE_SEND_TIMEOUT_S,
+        )
     if body.background:
         return accepted(session)
     if not await ended_before_disconnect(request, session):

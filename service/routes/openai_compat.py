@@ -42,7 +42,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agents.memory import Memory, MemoryConfig, Turn, prepare
 from service.auth import client_address
-from service.deps import Client, Owner, State
+from service.deps import SSE_SEND_TIMEOUT_S, Client, Owner, State
 from service.openai_errors import (
     OpenAIError,
     OpenAIRoute,
@@ -147,7 +147,13 @@ async def chat_completions(
     completion = _Completion(session, body.model, include_usage=body.include_usage)
     headers = {"X-Run-Id": session.run_id}
     if body.stream:
-        return EventSourceResponse(_chunks(state, completion), ping=15, sep="\n", headers=headers)
+        return EventSourceResponse(
+            _chunks(state, completion),
+            ping=15,
+            sep="\n",
+            headers=headers,
+            send_timeout=SSE_SEND_TIMEOUT_S,
+        )
     if not await ended_before_disconnect(request, session):
         await state.runs.cancel(session.run_id, CLIENT_GONE)
         return Response(status_code=499)  # never seen: the client is gone

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.auth import client_address
-from service.deps import Client, Owner, State
+from service.deps import SSE_SEND_TIMEOUT_S, Client, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.metrics import CONTENT_TYPE
 from service.routes.ask import accepted, sse_event, submit
@@ -134,7 +134,9 @@ async def run_events(
 ) -> EventSourceResponse:
     await _run(state, owner, run_id)
     start = after if after is not None else _last_event_id(last_event_id)
-    return EventSourceResponse(_replay(state, run_id, start), ping=15)
+    return EventSourceResponse(
+        _replay(state, run_id, start), ping=15, send_timeout=SSE_SEND_TIMEOUT_S
+    )
 
 
 @router.post(

@@ -303,6 +303,8 @@ async def test_feedback_is_kept_per_run_and_updated(app_client: AppFactory) -> N
         assert empty.status_code == 422
         bad = await client.post(f"/runs/{run_id}/feedback", json={"score": 0})
         assert bad.status_code == 422
+        boolean = await client.post(f"/runs/{run_id}/feedback", json={"score": True})
+        assert boolean.status_code == 422  # red-team pass U: stored as 1
         given = await client.post(f"/runs/{run_id}/feedback", json={"score": -1, "comment": "no"})
         assert given.status_code == 200 and given.json()["score"] == -1
         updated = await client.post(f"/runs/{run_id}/feedback", json={"correction": "41"})

@@ -58,6 +58,7 @@ async def test_pages_of_runs_are_newest_first_and_scoped_to_the_owner(tmp_path: 
     store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/runs.db")
     await store.start()
     try:
+        await store.create_thread("t1", "alice", {})  # a run is recorded in a thread that is
         for n in range(5):
             await store.create(f"{n:032x}", "react", f"q{n}", owner="alice", thread_id="t1")
         await store.create("f" * 32, "react", "other", owner="bob")

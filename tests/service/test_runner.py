@@ -33,6 +33,15 @@ def _in_flight(metrics: Metrics) -> float:
     return float(metrics.in_flight._value.get())
 
 
+async def _past_its_thought(session: RunSession) -> asyncio.Task[None]:
+    """The run's task, once its start and its thought are out."""
+    task = asyncio.create_task(session.execute())
+    events = session.follow()
+    await anext(events)
+    await anext(events)
+    return task
+
+
 async def _session(
     tmp_path: Path, metrics: Metrics, held: asyncio.Event
 ) -> tuple[RunSession, RunStore]:
@@ -71,10 +80,7 @@ async def test_a_cancelled_run_is_stored_with_what_it_had(tmp_path: Path) -> Non
     metrics = Metrics()
     held = asyncio.Event()
     session, store = await _session(tmp_path, metrics, held)
-    task = asyncio.create_task(session.execute())
-    events = session.follow()
-    await anext(events)
-    await anext(events)
+    task = await _past_its_thought(session)
     session.stop("cancelled")
     task.cancel()
     await task  # a cancellation it was told about is its own end, not an error
@@ -138,10 +144,7 @@ async def test_a_second_cancel_while_the_run_ends_does_not_stop_its_end(tmp_path
         await finish(*args, **kwargs)  # type: ignore[arg-type]
 
     store.finish = slow_finish  # type: ignore[method-assign]
-    task = asyncio.create_task(session.execute())
-    events = session.follow()
-    await anext(events)
-    await anext(events)
+    task = await _past_its_thought(session)
     session.stop("cancelled")
     task.cancel()
     await asyncio.sleep(0.03)  # in its end now, writing it

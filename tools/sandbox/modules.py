@@ -454,9 +454,18 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     # re's and string's Python code calls methods of the text it is given (re.escape runs
     # pattern.translate(its own table): a str subclass got re's table and rewrote it; capwords
     # joins what s.split answers): they are given exact str and bytes.
-    for name in ("compile", "search", "match", "fullmatch", "findall", "finditer", "split"):
-        rx[name] = _exact_text(rx[name])
-    for name in ("sub", "subn", "escape"):
+    for name in [
+        "compile",
+        "search",
+        "match",
+        "fullmatch",
+        "findall",
+        "finditer",
+        "split",
+        "sub",
+        "subn",
+        "escape",
+    ]:
         rx[name] = _exact_text(rx[name])
     st["capwords"] = _exact_text(string.capwords, required=True)
     js = {

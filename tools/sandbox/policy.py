@@ -247,8 +247,8 @@ def _quantiles_count(n: Any = 4) -> Any:
 # checked first (bound or unbound; ``NormalDist`` arithmetic makes new instances of the real
 # class, so a stand-in subclass would not hold). The functions bind the arguments the way the
 # method does and answer the count.
-_COUNTED_METHODS: dict[int, tuple[Any, Callable[..., Any]]] = {
-    id(method): (method, count)
+_COUNTED_METHODS: dict[int, tuple[Any, Callable[..., Any], inspect.Signature]] = {
+    id(method): (method, count, inspect.signature(count))
     for method, count in (
         (statistics.NormalDist.samples, _samples_count),
         (statistics.NormalDist.quantiles, _quantiles_count),
@@ -504,7 +504,7 @@ class Guards:
             func = value.__func__ if type(value) is types.MethodType else value
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
-                return self._counted(value, counted[1], bound=type(value) is types.MethodType)
+                return self._counted(value, *counted[1:], bound=type(value) is types.MethodType)
         if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
             return lambda pattern, repl, *args, **kwargs: value(
                 pattern, self.counted_repl(repl), *args, **kwargs
@@ -536,10 +536,11 @@ class Guards:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
 
-    def _counted(self, method: Any, count: Callable[..., Any], bound: bool) -> Any:
+    def _counted(
+        self, method: Any, count: Callable[..., Any], signature: inspect.Signature, bound: bool
+    ) -> Any:
         """The method with its count ``n`` asked of ``__index__`` once, checked, and that
         exact int passed on: asked again, it could answer 1 to the check, then 10 million."""
-        signature = inspect.signature(count)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             own = () if bound else args[:1]

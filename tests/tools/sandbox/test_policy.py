@@ -522,3 +522,22 @@ def test_an_exception_thrown_into_a_generator_is_no_limit() -> None:
         assert (reply["error_kind"], reply["limit"]) == ("MemoryError", None), reply
     genuine = _caught(lambda: [0] * (2**60))
     assert child.describe(genuine)["limit"] == "memory"
+
+
+def test_a_power_or_a_product_is_checked_for_what_came_out() -> None:
+    """The checks before ``**`` and ``*`` read the operands' parts; an operand whose own
+    method answers more than its parts promise (a ``Fraction`` whose ``numerator`` lied, in
+    red-team pass R: a 6.3M-bit power) is caught by the check of the result."""
+
+    class Lies:  # stands for any operand the checks before the operation cannot size
+        def __pow__(self, exponent: object) -> int:
+            return 1 << 10_000
+
+        __mul__ = __rmul__ = __pow__
+
+    arith = Arithmetic(100, 10)
+    for operation in (lambda: arith.pow(Lies(), 2), lambda: arith.mul(Lies(), 3)):
+        with pytest.raises(policy.IntSizeLimit):
+            operation()
+    assert arith.pow(Lies(), 2, 7) == 1 << 10_000  # a modulus bounds a real number's power
+    assert arith.mul(2, 3) == 6 and arith.pow(2, 10) == 1024

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from tools.sandbox import compiler, policy, values
-from tools.sandbox.limits import Arithmetic
+from tools.sandbox.limits import Arithmetic, bound_fractions
 from tools.sandbox.modules import ModuleRegistry, stack_depth
 from tools.sandbox.protocol import HEADER, reply_frame_cap
 from tools.sandbox.standins import Classes
@@ -63,6 +63,7 @@ class Runner:
         self.max_code_bytes = int(config["max_code_bytes"])
         self.reply_cap = reply_frame_cap(self.max_output)
         self.arith = Arithmetic(int(config["max_int_digits"]), int(config["max_sequence_items"]))
+        bound_fractions(self.arith)
         self.classes = Classes(self.arith)
         self.guards = policy.Guards(self.arith, self.classes)
         self.modules = ModuleRegistry(self.guards)

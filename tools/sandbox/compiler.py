@@ -311,6 +311,17 @@ class SandboxTransformer(RestrictingNodeTransformer):
         ast.fix_missing_locations(call)
         return call
 
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        """``x[a:b] = v`` writes through ``_write_slice_``, which counts what a list or a
+        bytearray grows by (``b[0:0] = iterator`` made 150M items in one statement)."""
+        assigned_slice = isinstance(node.ctx, ast.Store) and isinstance(node.slice, ast.Slice)
+        new = super().visit_Subscript(node)
+        if assigned_slice and isinstance(new, ast.Subscript) and isinstance(new.value, ast.Call):
+            name = ast.Name("_write_slice_", ast.Load())
+            copy_locations(name, node)
+            new.value.func = name
+        return new
+
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         target = node.target
         if isinstance(target, ast.Name):

@@ -16,9 +16,12 @@ What is guarded, all failing at once with :class:`IntSizeLimit` or :class:`SizeL
   ``replace``, ``int.to_bytes``, and every format specification (``format()``, ``str.format``,
   f-strings, ``%``), in any of which a number above the sequence limit is refused.
 
-Decimal sizes are bounded by the run's decimal context (see ``standins.py``). Everything else
-that grows slowly (additions of Fractions, ``translate``, loops) is bounded by the run's address
-space and CPU limits, in a process that ends with the run.
+Every operation of ``Fraction`` (``+`` and ``-`` too: a sum of fractions multiplies their
+denominators), wherever it runs, a library's code included, refuses a result past the int limit
+(:func:`bound_fractions`). Decimal sizes are bounded by the run's decimal context (see
+``standins.py``). Growing a list, bytearray or deque in place (``extend``, slice assignment) is
+counted (:meth:`Arithmetic.growth`). Everything else that grows slowly (``translate``, loops)
+is bounded by the run's address space and CPU limits, in a process that ends with the run.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
+_TRUE_LENGTH = frozenset({list, tuple, str, bytes, bytearray})  # read by their length in C
 _FAST = frozenset({int, float, bool})  # what builtins.sum adds without asking anybody
 _DIGITS = re.compile(r"\d+")
 # A strftime directive: glibc's flags and width (``%_10d``, ``%1270Y``), an E/O modifier.
@@ -210,6 +214,22 @@ class Arithmetic:
         if length is not None:
             self.check_items(length)
         return result
+
+    def growth(self, have: int, items: Any, what: str) -> Any:
+        """``items`` as a container that holds ``have`` may grow by them (``extend``, a slice
+        assigned): a length C reads as it is is checked; anything else, which C reads through
+        its ``__iter__`` (a list subclass's length is not what it yields), is read here once,
+        at most one past the room, counted, and what was read is passed on."""
+        kind = type(items)
+        if kind is memoryview:
+            size = items.nbytes
+        elif kind in _TRUE_LENGTH:
+            size = len(items)
+        else:
+            items = list(itertools.islice(iter(items), max(self.max_items - have, 0) + 1))
+            size = len(items)
+        self.check_items(have + size, what)
+        return items
 
     def lshift(self, a: Any, b: Any) -> Any:
         ia, ib = exact_int(a), exact_int(b)
@@ -640,3 +660,39 @@ INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "//=": operator.ifloordiv,
     "@=": operator.imatmul,
 }
+
+
+_FRACTION_OPERATIONS = ("add", "sub", "mul", "truediv", "floordiv", "mod", "divmod", "pow")
+
+
+def bound_fractions(arith: Arithmetic) -> None:
+    """Make every ``Fraction`` operation in this process refuse a result past the int limit.
+
+    ``a + b`` is left to Python in a program (a hook on every addition would cost every loop),
+    and library code adds fractions in C (``sum``, ``statistics``' exact sums): a sum of
+    fractions whose denominators share no factor multiplies them, so 32 fractions of 33,000 bits
+    summed in pairs made a denominator of a million bits in 0.9 s (red-team pass W). The class's
+    own operators check what they made, whoever calls them. Only the sandbox's processes call
+    this (the template, before it forks): the service's ``Fraction`` is Python's own."""
+    cls = fractions.Fraction
+    for name in _FRACTION_OPERATIONS:
+        for method_name in (f"__{name}__", f"__r{name}__"):
+            method = vars(cls)[method_name]
+            if getattr(method, "_bounded", False):
+                continue
+            setattr(cls, method_name, _bounded_operation(method, arith.checked_number))
+
+
+def _bounded_operation(method: Callable[..., Any], check: Callable[[Any], Any]) -> Any:
+    def operation(a: Any, b: Any, *modulo: Any) -> Any:
+        result = method(a, b, *modulo)
+        if type(result) is tuple:  # divmod
+            for part in result:
+                check(part)
+            return result
+        return check(result)
+
+    operation.__name__ = method.__name__
+    operation.__qualname__ = method.__qualname__
+    operation._bounded = True  # type: ignore[attr-defined]
+    return operation

@@ -32,6 +32,7 @@ import codecs
 import collections
 import datetime
 import decimal
+import functools
 import inspect
 import itertools
 import random
@@ -108,6 +109,13 @@ _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
 _CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "capitalize"})
 _CASE_UNBOUND = {id(getattr(str, name)): getattr(str, name) for name in _CASE_METHODS}
 _ITEM_WRITABLE = (dict, list, bytearray, collections.deque, collections.ChainMap)
+_GROWABLE_BY_SLICE = (list, bytearray)
+_GROWABLE = (list, bytearray, collections.deque)
+_EXTENDS = {
+    id(method): method
+    for method in (list.extend, bytearray.extend, collections.deque.extend)
+    + (collections.deque.extendleft,)
+}
 _SIGNAL_DICT = type(decimal.Context().traps)
 _RAW_DESCRIPTORS = (
     types.WrapperDescriptorType,
@@ -479,6 +487,8 @@ class Guards:
                 return lambda template: value(self._expandable(owner, template))
             if method_name == "encode" and isinstance(owner, str):
                 return lambda *args, **kwargs: value(*self._encoding(owner, args, kwargs))
+            if method_name in ("extend", "extendleft") and isinstance(owner, _GROWABLE):
+                return self.grown(owner, value)
             if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
                 return lambda iterable: value(self._join_pieces(owner, iterable))
             if method_name == "translate" and isinstance(owner, str):
@@ -516,6 +526,9 @@ class Guards:
         joins = _JOINS.get(id(value))
         if joins is not None and joins is value:  # str.join(sep, items), unbound
             return lambda sep, iterable: value(sep, self._join_pieces(sep, iterable))
+        extends = _EXTENDS.get(id(value))
+        if extends is not None and extends is value:  # list.extend(l, items), unbound
+            return lambda owner, items: self.grown(owner, functools.partial(value, owner))(items)
         if value is _STR_TRANSLATE:  # str.translate(s, table), unbound
             return lambda text, table: value(text, _CountedTable(table, self.arith))
         case = _CASE_UNBOUND.get(id(value))
@@ -796,11 +809,63 @@ class Guards:
             raise SandboxSecurityError(f"a number class's {checked} cannot be redefined")
         return checked
 
+    def write_slice(self, obj: Any) -> Any:
+        """``_write_`` for ``obj[a:b] = items``: a list or bytearray, whoever's class it is,
+        grows by no more than the limit allows (see :class:`_SliceWriter`)."""
+        writer = self.write(obj)
+        if isinstance(obj, _GROWABLE_BY_SLICE) and not isinstance(obj, type):
+            return _SliceWriter(writer, obj, self.arith)
+        return writer
+
+    def grown(self, owner: Any, method: Any) -> Any:
+        """A bound ``extend``/``extendleft`` of a list, bytearray or deque, what it is given
+        read as :meth:`Arithmetic.growth` reads it (``b.extend(repeat(120, 150_000_000))``
+        made 150M in one call). A deque with a ``maxlen`` keeps no more than that."""
+        if isinstance(owner, collections.deque) and owner.maxlen is not None:
+            return method
+        kind = type(owner).__name__
+
+        def extend(items: Any) -> Any:
+            return method(self.arith.growth(exact_len(owner) or 0, items, kind))
+
+        return extend
+
     def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
         self.write(obj)[key] = self.arith.inplace(op, obj[key], value)
 
     def aug_attr(self, obj: Any, name: str, op: str, value: Any) -> None:
         self.setattr(obj, name, self.arith.inplace(op, self.getattr(obj, name), value))
+
+
+class _SliceWriter:
+    """Slice assignment on a list or bytearray: the bounds asked of the program's objects
+    once, and a slice that grows the container (step 1) counted by what it brings in."""
+
+    __slots__ = ("_arith", "_target", "_writer")
+    _writer: Any
+    _target: Any
+    _arith: Arithmetic
+
+    def __init__(self, writer: Any, target: Any, arith: Arithmetic) -> None:
+        object.__setattr__(self, "_writer", writer)
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_arith", arith)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if type(key) is slice:
+            have = exact_len(self._target) or 0
+            start, stop, step = key.indices(have)
+            if step == 1:
+                stop = max(start, stop)
+                kind = type(self._target).__name__
+                value = self._arith.growth(have - (stop - start), value, kind)
+                key = slice(start, stop)
+            else:  # an extended slice takes as many items as it has: no growth
+                key = slice(start, None if stop < 0 else stop, step)
+        self._writer[key] = value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise SandboxSecurityError("cannot set attributes here")
 
 
 class _WriteRefused:
@@ -1001,6 +1066,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_fstring_": guards.fstring,
         "_fjoin_": guards.fjoin,
         "_aug_item_": guards.aug_item,
+        "_write_slice_": guards.write_slice,
         "_aug_attr_": guards.aug_attr,
     }
 

@@ -230,6 +230,12 @@ LYING_ITER = (  # empty as a list; forty million items through its __iter__
     "import itertools\nclass L(list):\n    def __iter__(self):\n"
     "        return itertools.repeat(255, 40_000_000)\n"
 )
+# Thirty-two fractions of 33,000-bit denominators that share no factor (limit: 33,220 bits).
+FRACTIONS = (
+    "import random\nfrom fractions import Fraction\n"
+    "fs = [Fraction(1, random.getrandbits(33_000) | 1) for i in range(32)]\n"
+)
+
 SIZE_BOMBS = {
     "encode_namereplace": "result = ('\\ufbf9' * 1000000).encode('ascii', 'namereplace')",
     "encode_backslashreplace": (
@@ -524,6 +530,56 @@ SIZE_BOMBS = {
         "result = len(f'{f}{f}{f}{f}{f}{f}{f}{f}{f}{f}{f}{f}')"
     ),
     "encode_utf7_alias": "result = len(('\\u20ac' * 3_000_000).encode('unicode-1-1-utf-7'))",
+    # pass W: a sum of fractions multiplies their denominators, wherever it is added
+    "fraction_sums_in_pairs": (
+        FRACTIONS + "while len(fs) > 1:\n    fs = [fs[i] + fs[i + 1] for i in range(0, len(fs), 2)]\n"
+        "result = fs[0].denominator.bit_length()"
+    ),
+    "fraction_differences_by_operator": (
+        FRACTIONS + "import operator\nwhile len(fs) > 1:\n"
+        "    fs = [operator.sub(fs[i], fs[i + 1]) for i in range(0, len(fs), 2)]\n"
+        "result = fs[0].denominator.bit_length()"
+    ),
+    "fraction_sum_builtin": FRACTIONS + "result = sum(fs).denominator.bit_length()",
+    "fraction_mean_in_statistics": (
+        FRACTIONS + "import statistics\nresult = statistics.mean(fs).denominator.bit_length()"
+    ),
+    "fraction_added_in_place_to_an_attribute": (
+        FRACTIONS + "class B:\n    pass\nb = B()\nb.v = 0\nfor f in fs:\n    b.v += f\n"
+        "result = b.v.denominator.bit_length()"
+    ),
+    # pass W: a list, bytearray or deque grown in place by what C reads from an iterator
+    "bytearray_extend": (
+        "import itertools\nb = bytearray()\nb.extend(itertools.repeat(120, 150_000_000))\n"
+        "result = len(b)"
+    ),
+    "bytearray_slice_from_an_iterator": (
+        "import itertools\nb = bytearray()\nb[0:0] = itertools.repeat(120, 150_000_000)\n"
+        "result = len(b)"
+    ),
+    "bytearray_slice_from_itself": (
+        "b = bytearray(b'x' * 10_000_000)\nfor i in range(4):\n    b[0:0] = b\nresult = len(b)"
+    ),
+    "list_slice_from_an_iterator": (
+        "import itertools\nl = [1, 2, 3]\nl[1:2] = itertools.repeat(0, 50_000_000)\n"
+        "result = len(l)"
+    ),
+    "list_extend_unbound": (
+        "import itertools\nl = []\nlist.extend(l, itertools.repeat(1, 50_000_000))\n"
+        "result = len(l)"
+    ),
+    "list_subclass_extend_through_super": (
+        "import itertools\nclass L(list):\n    def extend(self, items):\n"
+        "        super().extend(items)\nl = L()\nl.extend(itertools.repeat(1, 50_000_000))\n"
+        "result = len(l)"
+    ),
+    "list_slice_from_a_list_subclass": (
+        LYING_ITER + "l = []\nl[0:0] = L()\nresult = len(l)"
+    ),
+    "deque_extendleft": (
+        "import itertools, collections\nd = collections.deque()\n"
+        "d.extendleft(itertools.repeat(1, 50_000_000))\nresult = len(d)"
+    ),
 }
 
 # An object whose __index__ answers small the first time and huge afterwards.
@@ -810,6 +866,18 @@ LEGIT_SIZES = {
     "factorial": ("import math\nresult = math.factorial(20)", 2432902008176640000),
     "prod": ("import math\nresult = math.prod([1, 2, 3, 4], start=2)", 48),
     "to_bytes": ("result = list((258).to_bytes(2, 'big'))", [1, 2]),
+    "fraction_sums": (
+        "from fractions import Fraction as F\nh = sum(F(1, k) for k in range(1, 200))\n"
+        "result = [h.denominator.bit_length(), str(divmod(F(7, 2), 1)[1]), str(F(1, 3) - 1)]",
+        [293, "1/2", "-2/3"],
+    ),
+    "slices_and_extends": (
+        "import collections\nl = [1, 2, 3, 4, 5]\nl[1:3] = [9, 9, 9]\nl[::2] = [0, 0, 0]\n"
+        "l[5:2] = 'ab'\nl[::-1] = l[:]\nb = bytearray(b'abc')\nb[1:2] = b'XYZ'\n"
+        "b.extend(range(3))\nd = collections.deque(maxlen=3)\nd.extend(range(10 ** 6))\n"
+        "d.extendleft([7])\nresult = [l, list(b), list(d)]",
+        [[5, "b", "a", 0, 9, 0, 9, 0], [97, 88, 89, 90, 99, 0, 1, 2], [7, 999997, 999998]],
+    ),
     "bytes": ("result = list(bytes(3)) + list(bytes([1, 2]))", [0, 0, 0, 1, 2]),
     "isinstance": (
         "import decimal, fractions\n"

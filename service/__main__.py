@@ -57,7 +57,11 @@ def main() -> int:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "proxy_headers": False,
+        # X-Forwarded-For is read from the proxies FORWARDED_ALLOW_IPS names only (behind an
+        # Ingress every client would otherwise be the proxy's address: one guesser's failed
+        # keys would block every tenant); from anybody else it is text the client wrote.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips) or None,
         "log_config": None,  # uvicorn's loggers go through ours (service/logging.py)
         # SIGTERM: requests in progress get the grace, then the runs (RunManager.aclose).
         "timeout_graceful_shutdown": settings.shutdown_grace_s,

@@ -26,8 +26,10 @@ _FAILURES = "auth-failure"  # the failed attempts' namespace in the limiter's st
 
 
 def client_address(request: Request) -> str:
-    """The peer's address. No proxy is trusted yet: ``X-Forwarded-For`` is text the client
-    writes, and trusting it would let a guesser pick a fresh address for every attempt."""
+    """The client's address: the peer's, or, from a proxy that ``FORWARDED_ALLOW_IPS`` trusts,
+    the one its ``X-Forwarded-For`` names (uvicorn's proxy-headers middleware reads it). From
+    anybody else that header is text the client wrote, and trusting it would let a guesser
+    pick a fresh address for every attempt."""
     return request.client.host if request.client else "unknown"
 
 

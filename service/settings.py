@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     # Failed API-key attempts per client address, then 429 for it (any key); "" disables.
     auth_failure_limit: str = "20/minute"
     allowed_hosts: CommaList = ()  # Host names served; empty: any (/healthz answers any)
+    # Proxies (addresses or networks) whose X-Forwarded-For names the client; empty: none.
+    forwarded_allow_ips: CommaList = ()
     database_url: str  # default: a SQLite file, DATA_DIR/runs.db
 
     # Files: the run store and the assembled model, unless set apart (agents/paths.py).
@@ -133,6 +135,7 @@ class Settings(BaseSettings):
         "allowed_hosts",
         "mcp_servers",
         "retrieve_collections",
+        "forwarded_allow_ips",
         mode="before",
     )
     @classmethod
@@ -151,6 +154,21 @@ class Settings(BaseSettings):
     @classmethod
     def _mcp_servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         parse_servers(value)  # McpConfigError (a ValueError) names the entry at fault
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Addresses or networks (``10.0.0.0/8``), or ``*``: fail at start-up on anything else
+        (uvicorn would drop the entry and trust less than the operator meant)."""
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"FORWARDED_ALLOW_IPS: {entry!r} is not an address, a network or '*'"
+                    ) from None
         return value
 
     @field_validator("allowed_hosts")

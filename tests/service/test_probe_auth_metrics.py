@@ -196,3 +196,34 @@ def test_an_ipv6_client_is_counted_by_its_64(failing: str, same: str, other: str
         throttle.failed(failing)
     assert throttle.blocked_for(same) is not None
     assert throttle.blocked_for(other) is None
+
+
+def test_a_trusted_proxy_names_the_client(llm: FakeLLM, tmp_path: Path) -> None:
+    """Behind a proxy every request comes from its address: with ``FORWARDED_ALLOW_IPS``
+    naming it, the address counted is the client's, from ``X-Forwarded-For`` (red-team pass
+    X: twenty wrong keys through an Ingress blocked every tenant); a peer it does not name
+    is counted by its own address whatever header it writes."""
+    extra = {
+        "AGENT_API_KEYS": KEY,
+        "AUTH_FAILURE_LIMIT": "3/minute",
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",
+    }
+    with serve(tmp_path, llm_url=llm.url, **extra) as service:
+        proxy = service.client  # from 127.0.0.1, the trusted proxy
+        guesser = {"x-forwarded-for": "203.0.113.7"}
+        tenant = {"x-forwarded-for": "198.51.100.9"}
+        for _ in range(3):
+            assert proxy.get("/actions", headers=WRONG | guesser).status_code == 401
+        blocked(proxy.get("/actions", headers=RIGHT | guesser), 60)
+        assert proxy.get("/actions", headers=RIGHT | tenant).status_code == 200
+        untrusted = httpx2.Client(
+            base_url=service.base_url,
+            transport=httpx2.HTTPTransport(local_address="127.0.0.2"),
+            timeout=30,
+        )
+        with untrusted:  # its header is its own text: a fresh one for each try gains nothing
+            for n in range(3):
+                spoofed = {"x-forwarded-for": f"192.0.2.{n}"}
+                assert untrusted.get("/actions", headers=WRONG | spoofed).status_code == 401
+            blocked(untrusted.get("/actions", headers=RIGHT | tenant), 60)
+        assert proxy.get("/actions", headers=RIGHT | tenant).status_code == 200

@@ -168,6 +168,17 @@ def test_an_allowed_hosts_entry_that_could_never_match_fails_fast(
         Settings()
 
 
+def test_forwarded_allow_ips_takes_addresses_networks_or_a_star(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().forwarded_allow_ips == ()
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.244.0.0/16, 127.0.0.1,::1")
+    assert Settings().forwarded_allow_ips == ("10.244.0.0/16", "127.0.0.1", "::1")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1,ingress.local")
+    with pytest.raises(ValidationError, match="'ingress.local' is not an address"):
+        Settings()
+
+
 @pytest.mark.parametrize(
     ("env", "names"),
     [

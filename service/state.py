@@ -6,6 +6,7 @@ access checks. Nothing here holds per-run state: one agent is built per request,
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,32 +32,49 @@ from tools.sandbox import Sandbox
 class IngestSlots:
     """Documents parsed, chunked and stored at once in this process: ``RUNNING`` at a time
     (a 10 MB text takes ~450 MB while LangChain splits it; four at once took a process from
-    0.2 to 2.2 GB), ``WAITING`` more in line, the rest refused (503, ``Retry-After``)."""
+    0.2 to 2.2 GB), ``WAITING`` more in line, the rest refused (503, ``Retry-After``). One
+    owner holds at most ``PER_OWNER`` of those places (429 past it): alone, a client sending
+    ten documents at once took them all and every other client's upload got a 503 (red-team
+    pass X)."""
 
     RUNNING = 2
     WAITING = 4
+    PER_OWNER = 2
 
     def __init__(self) -> None:
         self._running = asyncio.Semaphore(self.RUNNING)
         self._waiting = 0
+        self._held: collections.Counter[str] = collections.Counter()
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, owner: str) -> AsyncIterator[None]:
+        if self._held[owner] >= self.PER_OWNER:
+            raise ProblemError(
+                429,
+                f"you are adding {self.PER_OWNER} documents already; retry when one is done",
+                headers={"Retry-After": "2"},
+            )
         if self._running.locked() and self._waiting >= self.WAITING:
             raise ProblemError(
                 503,
                 "the service is adding other documents; retry shortly",
                 headers={"Retry-After": "2"},
             )
-        self._waiting += 1
+        self._held[owner] += 1
         try:
-            await self._running.acquire()
+            self._waiting += 1
+            try:
+                await self._running.acquire()
+            finally:
+                self._waiting -= 1
+            try:
+                yield
+            finally:
+                self._running.release()
         finally:
-            self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._running.release()
+            self._held[owner] -= 1
+            if not self._held[owner]:
+                del self._held[owner]
 
 
 @dataclass(slots=True)

@@ -132,7 +132,7 @@ async def add_document(state: State, owner: Owner, name: Name, request: Request)
     data, source, declared = await _read_document(
         request, state.settings.retrieve_max_document_bytes
     )
-    async with state.ingests.slot():  # parsing, chunking and storing: a few at a time
+    async with state.ingests.slot(owner):  # parsing, chunking and storing: a few at a time
         stored = await _ingest(state, collection, name, data, source, declared)
     return JSONResponse(
         Document.model_validate(stored).model_dump(),

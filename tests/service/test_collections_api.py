@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from service import collections as collections_module
+from service.deps import owner_of
 from tests.fakes import FakeOpenAI
 from tests.fakes.llm import FakeRequest
 from tests.service.conftest import AppFactory
@@ -145,12 +146,12 @@ async def test_documents_are_added_a_few_at_a_time(app_client: AppFactory) -> No
         release = asyncio.Event()
         held: list[asyncio.Task[None]] = []
 
-        async def hold() -> None:
-            async with slots.slot():
+        async def hold(owner: str) -> None:
+            async with slots.slot(owner):
                 await release.wait()
 
-        for _ in range(slots.RUNNING + slots.WAITING):
-            held.append(asyncio.create_task(hold()))
+        for n in range(slots.RUNNING + slots.WAITING):
+            held.append(asyncio.create_task(hold(f"other-{n // slots.PER_OWNER}")))
         await asyncio.sleep(0.05)
         refused = await upload(client, "docs", "a.txt", b"text to add")
         assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
@@ -158,6 +159,35 @@ async def test_documents_are_added_a_few_at_a_time(app_client: AppFactory) -> No
         await asyncio.gather(*held)
         added = await upload(client, "docs", "a.txt", b"text to add")
         assert added.status_code == 201, added.text
+
+
+async def test_one_client_cannot_take_every_place_in_line(app_client: AppFactory) -> None:
+    """Red-team pass X: ten documents from one key took the places of every other key's
+    (503). One owner holds ``PER_OWNER`` places; past them its own uploads get a 429, while
+    another owner's upload takes its place in line."""
+    async with app_client(FakeOpenAI(), agent_api_keys=f"{KEY_A},{KEY_B}", **RETRIEVE) as c:
+        for key in (A, B):
+            await c.post("/collections", json={"name": "docs"}, headers=key)
+        slots = c._transport.app.state.reactpal.ingests
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with slots.slot(owner_of(KEY_A)):
+                await release.wait()
+
+        held = [asyncio.create_task(hold()) for _ in range(slots.PER_OWNER)]
+        await asyncio.sleep(0.05)
+        refused = await upload(c, "docs", "a.txt", b"text to add", headers=A)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
+        assert "adding 2 documents already" in refused.json()["detail"]
+        waiting = asyncio.create_task(upload(c, "docs", "b.txt", b"text to add", headers=B))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # in line, behind A's two, not refused
+        release.set()
+        await asyncio.gather(*held)
+        assert (await waiting).status_code == 201
+        assert (await upload(c, "docs", "a.txt", b"text to add", headers=A)).status_code == 201
+        assert not slots._held  # every place given back
 
 
 async def test_a_failed_ingestion_leaves_nothing_half_indexed(

@@ -3,8 +3,9 @@ expressions in the service's process: each must read it in one pass. A pattern t
 a run of digits or blanks out in many ways takes time quadratic in its length (red-team pass M:
 a PAL result of 20,000 digits and an "x" held every user's requests for 22 s while two samples
 were voted on; pass Q: "action" and 120,000 blanks in an earlier turn of an OpenAI
-conversation, 32 s; a Markdown heading line of 60 KB, 14 s, the GIL held by a thread; a PAL completion's line of
-code and 50,000 blank lines, 3.8 s in the extractor's search for an indented ``return``).
+conversation, 32 s; a Markdown heading line of 60 KB, 14 s, the GIL held by a thread; a PAL
+completion's line of code and 50,000 blank lines, 3.8 s in the extractor's search for an
+indented ``return``).
 
 Not a benchmark: the inputs are long enough (50,000 characters) that a quadratic pattern takes
 minutes, where a linear one takes milliseconds; the bound is a thousand times the latter.

@@ -175,7 +175,7 @@ def test_forwarded_allow_ips_takes_addresses_networks_or_a_star(
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.244.0.0/16, 127.0.0.1,::1")
     assert Settings().forwarded_allow_ips == ("10.244.0.0/16", "127.0.0.1", "::1")
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1,ingress.local")
-    with pytest.raises(ValidationError, match="'ingress.local' is not an address"):
+    with pytest.raises(ValidationError, match=r"'ingress\.local' is not an address"):
         Settings()
 
 

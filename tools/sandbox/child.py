@@ -125,6 +125,8 @@ class Runner:
                 raise values.ValueTooLarge(f"result larger than {self.max_output} bytes")
         except values.ValueTooLarge as exc:
             return failure("OutputLimit", str(exc), "output")
+        except OverflowError:  # the sandbox's own len() of a result: range(2 ** 70)
+            return failure("OutputLimit", "result too large to return", "output")
         return {
             "ok": True,
             "value": safe,

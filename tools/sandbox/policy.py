@@ -109,14 +109,23 @@ _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
 _CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "capitalize"})
 _CASE_UNBOUND = {id(getattr(str, name)): getattr(str, name) for name in _CASE_METHODS}
 _ITEM_WRITABLE = (dict, list, bytearray, collections.deque, collections.ChainMap)
+# Objects that hold a callable and hand it out by name, and those names.
+_PARTIALS = (functools.partial, functools.partialmethod)
+_CALLABLE_HOLDERS = (property, functools.cached_property, *_PARTIALS)
+_HELD = frozenset({"fget", "fset", "fdel", "func", "args", "keywords"})
 _GROWABLE_BY_SLICE = (list, bytearray)
 _GROWABLE = (list, bytearray, collections.deque)
 _EXTENDS = {
     id(method): method
-    for method in (list.extend, bytearray.extend, collections.deque.extend)
-    + (collections.deque.extendleft,)
+    for method in (
+        list.extend,
+        bytearray.extend,
+        collections.deque.extend,
+        collections.deque.extendleft,
+    )
 }
 _SIGNAL_DICT = type(decimal.Context().traps)
+_RAW_DATA_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 _RAW_DESCRIPTORS = (
     types.WrapperDescriptorType,
     types.MethodWrapperType,
@@ -372,6 +381,8 @@ class Guards:
         takes instances of that class only; a library property's functions are not handed out.
         The program's own functions are left alone. ``value`` is what was read, ``vetted``
         what :meth:`vet` made of it (the function itself, or a checking wrapper)."""
+        if isinstance(obj, _CALLABLE_HOLDERS) and name in _HELD:
+            self._check_held(obj, name, value)
         if type(value) is not FunctionType or value.__code__.co_filename == FILENAME:
             return vetted
         if isinstance(obj, property) and name in ("fget", "fset", "fdel"):
@@ -398,6 +409,29 @@ class Guards:
 
         method.__name__ = method.__qualname__ = name
         return method
+
+    def _check_held(self, holder: Any, name: str, value: Any) -> None:
+        """What a property, a partial or another callable holder hands out (``fget``,
+        ``func``, ``args``...): the program's own functions and objects, and what it could
+        name anyway; never something another part of the process put there (red-team pass V:
+        a sandbox helper read as ``fget.func`` gave the real ``type``)."""
+        if name in ("args", "keywords"):  # a partial's arguments: as safe as its function
+            value = holder.func
+        if value is None or self._program_callable(value):
+            return
+        raise SandboxSecurityError(
+            f"{name} of a {type(holder).__name__} the program did not make is not available"
+        )
+
+    def _program_callable(self, value: Any) -> bool:
+        if type(value) is FunctionType:
+            return bool(value.__code__.co_filename == FILENAME)
+        if isinstance(value, _CALLABLE_HOLDERS):
+            held = value.func if isinstance(value, _PARTIALS) else getattr(value, "fget", None)
+            return held is None or self._program_callable(held)
+        if isinstance(value, type):
+            return self.classes.is_user_class(value)
+        return self.classes.is_user_object(value)
 
     def _super_target(self, obj: Any) -> Any:
         """The object a ``super`` object is bound to, if it is the program's own and the
@@ -474,6 +508,13 @@ class Guards:
         any form, and width-taking methods, which get their size checks."""
         if isinstance(value, type) and issubclass(value, type):
             raise SandboxSecurityError("metaclasses are not available in the sandbox")
+        if type(value) in _RAW_DATA_DESCRIPTORS and not self.classes.is_user_class(
+            value.__objclass__
+        ):  # int.numerator, AttributeError.obj, property.fget: nothing a program calls, and
+            # anything that ran their __get__ on another object would read past the guards
+            raise SandboxSecurityError(
+                f"{value.__objclass__.__name__}.{value.__name__} is not available as an object"
+            )
         if issubclass(type(value), BuiltinMethodType):  # builtin_method (PyCMethod) too
             owner = value.__self__
             method_name = value.__name__

@@ -252,11 +252,30 @@ def _pin_number_parts(bases: tuple[type, ...], namespace: dict[str, Any]) -> Non
             (vars(k)[name] for base in bases for k in base.__mro__ if name in vars(k)), None
         )  # the bases' own lookup, read without making a class (no __init_subclass__ runs)
         if found is not None and not hasattr(type(found), "__set__"):
-            namespace[name] = property(functools.partial(_bound_part, found))
+            namespace[name] = _PinnedPart(found)
 
 
-def _bound_part(method: Any, instance: Any) -> Any:
-    return method.__get__(instance, type(instance))
+class _PinnedPart:
+    """The bases' own ``as_integer_ratio`` (or other part), bound to the instance it is read
+    from; read from the class, itself, which holds nothing the program can read (a property
+    of a ``partial`` did: its ``fget.func`` called ``__get__`` with any descriptor on any
+    object, and the real ``type`` came out of it: red-team pass V)."""
+
+    __slots__ = ("_part",)
+
+    def __init__(self, part: Any) -> None:
+        self._part = part
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return self._part.__get__(instance, owner)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        raise AttributeError("a number's parts are its class's own")
+
+    def __delete__(self, instance: Any) -> None:
+        raise AttributeError("a number's parts are its class's own")
 
 
 _INSIDE_BUDGET = 10_000  # items of a method's tuple argument looked into, at most

@@ -532,7 +532,8 @@ SIZE_BOMBS = {
     "encode_utf7_alias": "result = len(('\\u20ac' * 3_000_000).encode('unicode-1-1-utf-7'))",
     # pass W: a sum of fractions multiplies their denominators, wherever it is added
     "fraction_sums_in_pairs": (
-        FRACTIONS + "while len(fs) > 1:\n    fs = [fs[i] + fs[i + 1] for i in range(0, len(fs), 2)]\n"
+        FRACTIONS + "while len(fs) > 1:\n"
+        "    fs = [fs[i] + fs[i + 1] for i in range(0, len(fs), 2)]\n"
         "result = fs[0].denominator.bit_length()"
     ),
     "fraction_differences_by_operator": (
@@ -561,21 +562,17 @@ SIZE_BOMBS = {
         "b = bytearray(b'x' * 10_000_000)\nfor i in range(4):\n    b[0:0] = b\nresult = len(b)"
     ),
     "list_slice_from_an_iterator": (
-        "import itertools\nl = [1, 2, 3]\nl[1:2] = itertools.repeat(0, 50_000_000)\n"
-        "result = len(l)"
+        "import itertools\nl = [1, 2, 3]\nl[1:2] = itertools.repeat(0, 50_000_000)\nresult = len(l)"
     ),
     "list_extend_unbound": (
-        "import itertools\nl = []\nlist.extend(l, itertools.repeat(1, 50_000_000))\n"
-        "result = len(l)"
+        "import itertools\nl = []\nlist.extend(l, itertools.repeat(1, 50_000_000))\nresult = len(l)"
     ),
     "list_subclass_extend_through_super": (
         "import itertools\nclass L(list):\n    def extend(self, items):\n"
         "        super().extend(items)\nl = L()\nl.extend(itertools.repeat(1, 50_000_000))\n"
         "result = len(l)"
     ),
-    "list_slice_from_a_list_subclass": (
-        LYING_ITER + "l = []\nl[0:0] = L()\nresult = len(l)"
-    ),
+    "list_slice_from_a_list_subclass": (LYING_ITER + "l = []\nl[0:0] = L()\nresult = len(l)"),
     "deque_extendleft": (
         "import itertools, collections\nd = collections.deque()\n"
         "d.extendleft(itertools.repeat(1, 50_000_000))\nresult = len(d)"
@@ -659,7 +656,34 @@ REAL_TYPE_ROUTES = {
     "statistics_of_classes": "import statistics\nclass C:\n    @classmethod\n"
     "    def as_integer_ratio(cls):\n        return (1, 1)\n"
     "result = statistics.mean([C, C])",
+    # pass V: what a holder holds, and raw descriptors, which a helper applied to anything
+    "partial_of_a_library_function": "import functools, statistics\n"
+    "result = functools.partial(statistics.mean).func",
+    "raw_getset_descriptor": "result = AttributeError.obj",
+    "raw_member_descriptor": "result = int.numerator",
+    "library_property_function": "import fractions\nresult = fractions.Fraction.numerator.fget",
 }
+
+# Pass V, in three lines: the helper behind a number subclass's parts, read as fget.func.
+PINNED_PART_HELPER = (
+    "class N(float):\n    pass\n"
+    "T = N.as_integer_ratio.fget.func(classmethod(lambda c: c), N)()\n"
+    "result = repr(T('X', (), {'__getattr__': lambda s, n: n}))"
+)
+
+
+async def test_a_result_too_large_to_measure_is_an_output_limit(box: Sandbox) -> None:
+    """Pass V: the reply's own ``len()`` of ``range(2 ** 70)`` raised ``OverflowError``, which
+    came back as if the program had raised it."""
+    res = await box.run("result = {'r': range(2 ** 70)}")
+    assert (res.ok, res.error_kind, res.limit) == (False, "OutputLimit", "output"), res
+
+
+async def test_a_number_subclass_hands_out_no_helper(box: Sandbox) -> None:
+    res = await box.run(PINNED_PART_HELPER)
+    assert not res.ok and "class" not in (res.value_repr or ""), res
+    ok = await box.run("class N(float):\n    pass\nresult = N(2.5).as_integer_ratio()")
+    assert ok.value == [5, 2], ok
 
 
 @pytest.mark.parametrize("name", sorted(REAL_TYPE_ROUTES))

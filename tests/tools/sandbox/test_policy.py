@@ -530,10 +530,11 @@ def test_a_power_or_a_product_is_checked_for_what_came_out() -> None:
     red-team pass R: a 6.3M-bit power) is caught by the check of the result."""
 
     class Lies:  # stands for any operand the checks before the operation cannot size
-        def __pow__(self, exponent: object) -> int:
+        def __pow__(self, exponent: object, modulo: object = None) -> int:
             return 1 << 10_000
 
-        __mul__ = __rmul__ = __pow__
+        def __mul__(self, other: object) -> int:
+            return 1 << 10_000
 
     arith = Arithmetic(100, 10)
     for operation in (lambda: arith.pow(Lies(), 2), lambda: arith.mul(Lies(), 3)):
@@ -541,3 +542,53 @@ def test_a_power_or_a_product_is_checked_for_what_came_out() -> None:
             operation()
     assert arith.pow(Lies(), 2, 7) == 1 << 10_000  # a modulus bounds a real number's power
     assert arith.mul(2, 3) == 6 and arith.pow(2, 10) == 1024
+
+
+def test_a_callable_holder_hands_out_only_what_the_program_made() -> None:
+    """A property, a partial: their ``fget``/``func``/``args`` are the program's own functions
+    or nothing. Red-team pass V: the sandbox put ``property(partial(helper, part))`` in every
+    number subclass, and ``N.as_integer_ratio.fget.func`` was the helper, which called
+    ``__get__`` with the real ``type``."""
+    import functools
+
+    from tools.sandbox.names import FILENAME
+
+    arith = Arithmetic(100, 10)
+    guards = policy.Guards(arith, Classes(arith))
+    program: dict[str, object] = {}
+    exec(compile("def own(a, b):\n    return a + b\n", FILENAME, "exec"), program)
+    own = program["own"]
+
+    def helper(part: object, instance: object) -> object:  # the process's, not the program's
+        return part
+
+    for holder, name in (
+        (property(functools.partial(helper, 1)), "fget"),
+        (functools.partial(helper, 1), "func"),
+        (functools.partial(helper, 1), "args"),
+        (functools.partial(json.dumps), "func"),
+        (property(json.dumps), "fget"),
+    ):
+        with pytest.raises(policy.SandboxSecurityError, match="did not make"):
+            guards.getattr(holder, name)
+    made = functools.partial(own, 1)
+    assert guards.getattr(made, "func") is own and guards.getattr(made, "args") == (1,)
+    assert guards.getattr(property(made), "fget") is made
+    assert guards.getattr(property(own), "fset") is None
+
+
+def test_a_number_subclass_holds_its_parts_without_handing_out_a_helper() -> None:
+    import fractions as fr
+
+    arith = Arithmetic(100, 10)
+    classes = Classes(arith)
+    guards = policy.Guards(arith, classes)
+    N = classes.metaclass("N", (float,), {"__module__": "__main__", "__qualname__": "N"})
+    part = guards.getattr(N, "as_integer_ratio")
+    for name in ("fget", "func", "_part"):
+        with pytest.raises((AttributeError, policy.SandboxSecurityError)):
+            guards.getattr(part, name)
+    assert N(2.5).as_integer_ratio() == (5, 2) and fr.Fraction(N(0.5)) == fr.Fraction(1, 2)
+    for raw in ((int, "numerator"), (AttributeError, "obj"), (property, "fget")):
+        with pytest.raises(policy.SandboxSecurityError, match="not available as an object"):
+            guards.getattr(*raw)

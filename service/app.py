@@ -159,6 +159,13 @@ def create_app(
                 agents=AgentFactory(model, box, tools),
                 runs=manager,
                 protocol=ProtocolChoice(model, settings.agent_protocol),
+                metrics_auth=Authenticator(
+                    tuple(k.get_secret_value() for k in settings.metrics_keys),
+                    failure_limit=settings.auth_failure_limit,
+                    metrics=metrics,
+                )
+                if settings.metrics_keys
+                else None,
             )
             # Ask the server what it enforces now, in the background, so the first run does
             # not wait for it (one that comes meanwhile waits for this same probe).

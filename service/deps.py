@@ -36,6 +36,19 @@ def authenticate(
     return state.auth.client(request)
 
 
+def authenticate_metrics(
+    request: Request,
+    state: State,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> None:
+    """``/metrics``: one of ``METRICS_KEYS`` when set (the counters are every tenant's
+    activity, which one tenant's key should not read), else any API key."""
+    (state.metrics_auth or state.auth).client(request)
+
+
+MetricsReader = Annotated[None, Depends(authenticate_metrics)]
+
+
 Client = Annotated[str | None, Depends(authenticate)]
 
 

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
 
     # Access.
     agent_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Who may read /metrics (an operator's keys); empty: any AGENT_API_KEYS key.
+    metrics_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     # Serve without keys on an address other hosts can reach: the operator accepts the risk.
     allow_unauthenticated: bool = False
     rate_limit: str = "60/minute"  # per client (API key, else address); "" disables
@@ -132,6 +134,7 @@ class Settings(BaseSettings):
         "allowed_actions",
         "extra_tools",
         "agent_api_keys",
+        "metrics_keys",
         "allowed_hosts",
         "mcp_servers",
         "retrieve_collections",
@@ -240,9 +243,12 @@ class Settings(BaseSettings):
             )
         if self.default_max_steps > self.max_steps_limit:
             raise ValueError("DEFAULT_MAX_STEPS must not exceed MAX_STEPS_LIMIT")
-        for key in self.agent_api_keys:
-            if len(key.get_secret_value()) < 16:
-                raise ValueError("each AGENT_API_KEYS token must be at least 16 characters")
+        for name, keys in (
+            ("AGENT_API_KEYS", self.agent_api_keys),
+            ("METRICS_KEYS", self.metrics_keys),
+        ):
+            if any(len(key.get_secret_value()) < 16 for key in keys):
+                raise ValueError(f"each {name} token must be at least 16 characters")
         if (
             not self.agent_api_keys
             and not self.allow_unauthenticated

@@ -93,6 +93,9 @@ class AppState:
     protocol: ProtocolChoice  # AGENT_PROTOCOL, resolved against what the LLM enforces
     readiness: ReadinessCache = field(default_factory=ReadinessCache)  # /readyz's checks
     ingests: IngestSlots = field(default_factory=lambda: IngestSlots())  # documents in work
+    # METRICS_KEYS' check for /metrics, when set (the service-wide counters are every
+    # tenant's activity: a tenant's key reads them only when no operator key is configured).
+    metrics_auth: Authenticator | None = None
 
 
 def get_state(request: Request) -> AppState:

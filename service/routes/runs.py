@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.auth import client_address
-from service.deps import SSE_SEND_TIMEOUT_S, Client, Owner, State
+from service.deps import SSE_SEND_TIMEOUT_S, Client, MetricsReader, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.metrics import CONTENT_TYPE
 from service.routes.ask import accepted, sse_event, submit
@@ -168,7 +168,7 @@ async def give_feedback(
     response_class=PlainTextResponse,  # documents the text exposition format, not JSON
     responses=problem_responses(401),
 )
-async def metrics(state: State, _: Client) -> Response:
+async def metrics(state: State, _: MetricsReader) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -222,6 +222,24 @@ async def test_streaming_sends_steps_then_final(app_client: AppFactory) -> None:
     assert final["answer"] == "4" and final["status"] == "finished"
 
 
+async def test_metrics_keys_keep_the_counters_from_tenants(app_client: AppFactory) -> None:
+    """Red-team pass X: ``/metrics`` counts every tenant's runs, tokens and failed keys, and any
+    tenant's key read it. With ``METRICS_KEYS`` set, only those keys do, and they read
+    nothing else; without it, any API key still does."""
+    tenant, operator = "t" * 20, "m" * 20
+    as_tenant = {"authorization": f"Bearer {tenant}"}
+    as_operator = {"authorization": f"Bearer {operator}"}
+    async with app_client(FakeOpenAI(), agent_api_keys=tenant, metrics_keys=operator) as client:
+        assert (await client.get("/metrics", headers=as_tenant)).status_code == 401
+        assert (await client.get("/metrics")).status_code == 401
+        metrics = await client.get("/metrics", headers=as_operator)
+        assert metrics.status_code == 200 and "reactpal_runs_total" in metrics.text
+        assert (await client.get("/runs", headers=as_operator)).status_code == 401
+        assert (await client.get("/runs", headers=as_tenant)).status_code == 200
+    async with app_client(FakeOpenAI(), agent_api_keys=tenant) as client:
+        assert (await client.get("/metrics", headers=as_tenant)).status_code == 200
+
+
 async def test_api_keys(app_client: AppFactory) -> None:
     key = "k" * 20
     async with app_client(FakeOpenAI(), agent_api_keys=key) as client:

@@ -141,7 +141,10 @@ class Arithmetic:
         exponent = int_exponent(exp)
         if exponent is not None:
             # An int base with a negative exponent gives a float; a Fraction base does not.
-            size = abs(exponent) if fraction_parts(base) is not None else exponent
+            # An int base with a negative exponent gives a float; with a Fraction on either
+            # side the result is exact (3 ** Fraction(-N) is 1/3**N).
+            exact = fraction_parts(base) is not None or fraction_parts(exp) is not None
+            size = abs(exponent) if exact else exponent
             for part in int_parts(base):
                 if size > 1 and abs(part) > 1:
                     self.check_bits((part.bit_length() - 1) * size)
@@ -247,13 +250,16 @@ class Arithmetic:
             return self.mul(x, y)
         if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
             if (
-                isinstance(x, list)
-                and type(x).__iadd__ is list.__iadd__
+                (
+                    (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
+                    or (isinstance(x, collections.deque) and x.maxlen is None)
+                )
                 and type(y) is not list
                 and type(y) is not tuple
-            ):  # list += reads anything else through its __iter__ (a list subclass's length
-                # is not what it yields): read here once, counted, and the items passed on
-                room = self.max_items - list.__len__(x)
+            ):  # list or deque += reads anything else through its __iter__ (a list
+                # subclass's length is not what it yields): read here once, counted, and the
+                # items passed on
+                room = self.max_items - (exact_len(x) or 0)
                 y = list(itertools.islice(iter(y), max(room, 0) + 1))
             lx, ly = exact_len(x), exact_len(y)
             if lx is not None and ly is not None:

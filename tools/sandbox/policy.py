@@ -114,6 +114,7 @@ _PARTIALS = (functools.partial, functools.partialmethod)
 _CALLABLE_HOLDERS = (property, functools.cached_property, *_PARTIALS)
 _HELD = frozenset({"fget", "fset", "fdel", "func", "args", "keywords"})
 _GROWABLE_BY_SLICE = (list, bytearray)
+_BUILTIN_SETITEM = (list.__setitem__, bytearray.__setitem__)
 _GROWABLE = (list, bytearray, collections.deque)
 _EXTENDS = {
     id(method): method
@@ -487,7 +488,12 @@ class Guards:
             # methods, which would then apply to anything.
             raise SandboxSecurityError("super() works on the program's own instances only")
         self._check_super_class(obj)
-        return getattr(obj, name)
+        method = getattr(obj, name)
+        if name == "__setitem__" and isinstance(bound, _GROWABLE_BY_SLICE):
+            # super().__setitem__(slice(0, 0), iterator): the list's own, counted as l[0:0] is
+            writer = _SliceWriter(_SetItem(method), bound, self.arith)
+            return writer.__setitem__
+        return method
 
     def vars(self, *obj: Any) -> Any:
         """``vars(x)`` of the program's own objects (their ``__dict__``); ``vars()`` is not
@@ -854,7 +860,11 @@ class Guards:
         """``_write_`` for ``obj[a:b] = items``: a list or bytearray, whoever's class it is,
         grows by no more than the limit allows (see :class:`_SliceWriter`)."""
         writer = self.write(obj)
-        if isinstance(obj, _GROWABLE_BY_SLICE) and not isinstance(obj, type):
+        if (
+            isinstance(obj, _GROWABLE_BY_SLICE)
+            and not isinstance(obj, type)
+            and type(obj).__setitem__ in _BUILTIN_SETITEM  # a class's own decides for itself
+        ):
             return _SliceWriter(writer, obj, self.arith)
         return writer
 
@@ -872,7 +882,9 @@ class Guards:
         return extend
 
     def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
-        self.write(obj)[key] = self.arith.inplace(op, obj[key], value)
+        result = self.arith.inplace(op, obj[key], value)
+        # l[0:1] *= n grows l by what the slice became: counted as any slice assigned
+        (self.write_slice(obj) if type(key) is slice else self.write(obj))[key] = result
 
     def aug_attr(self, obj: Any, name: str, op: str, value: Any) -> None:
         self.setattr(obj, name, self.arith.inplace(op, self.getattr(obj, name), value))
@@ -907,6 +919,18 @@ class _SliceWriter:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise SandboxSecurityError("cannot set attributes here")
+
+
+class _SetItem:
+    """A ``__setitem__`` as something written to by subscript (for :class:`_SliceWriter`)."""
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: Any) -> None:
+        self._method = method
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._method(key, value)
 
 
 class _WriteRefused:

@@ -701,9 +701,8 @@ class Classes:
         if type(source) is not list and type(source) is not tuple:
             # any other iterable, a list or tuple subclass too (C reads those through their
             # __iter__, not their length): read here once, counted, and the items passed on
-            items = list(itertools.islice(source, self.arith.max_items + 1))
-            self.arith.check_items(len(items), real.__name__)
-            source = items
+            source = list(itertools.islice(source, self.arith.max_items + 1))
+        self.arith.check_items(len(source), real.__name__)
         return real(source)
 
     def int_arguments(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:

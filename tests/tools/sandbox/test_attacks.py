@@ -573,6 +573,26 @@ SIZE_BOMBS = {
         "result = len(l)"
     ),
     "list_slice_from_a_list_subclass": (LYING_ITER + "l = []\nl[0:0] = L()\nresult = len(l)"),
+    # pass Y: the same growth by an augmented slice, +=, super(), and an int ** Fraction
+    "bytearray_slice_multiplied_in_place": (
+        "b = bytearray(b'x')\nfor i in range(20):\n    b[0:1] *= 10_000_000\nresult = len(b)"
+    ),
+    "list_slice_multiplied_in_place": (
+        "l = [0]\nfor i in range(3):\n    l[0:1] *= 9_000_000\nresult = len(l)"
+    ),
+    "deque_added_an_iterator": (
+        "import collections, itertools\nd = collections.deque()\n"
+        "d += itertools.repeat(1, 30_000_000)\nresult = len(d)"
+    ),
+    "list_subclass_setitem_through_super": (
+        "import itertools\nclass L(list):\n    def grow(self, items):\n"
+        "        super().__setitem__(slice(0, 0), items)\nl = L()\n"
+        "l.grow(itertools.repeat(1, 30_000_000))\nresult = len(l)"
+    ),
+    "bytearray_of_a_long_list": ("l = [120] * 10_000_000\nl.append(1)\nresult = len(bytearray(l))"),
+    "int_to_a_negative_fraction": (
+        "from fractions import Fraction\nresult = 3 ** Fraction(-30_000_000)"
+    ),
     "deque_extendleft": (
         "import itertools, collections\nd = collections.deque()\n"
         "d.extendleft(itertools.repeat(1, 50_000_000))\nresult = len(d)"
@@ -670,6 +690,22 @@ PINNED_PART_HELPER = (
     "T = N.as_integer_ratio.fget.func(classmethod(lambda c: c), N)()\n"
     "result = repr(T('X', (), {'__getattr__': lambda s, n: n}))"
 )
+
+
+async def test_a_class_with_its_own_setitem_gets_the_slice_as_written(box: Sandbox) -> None:
+    """Pass Y: counting a slice's growth rewrote the slice and the items a program's own
+    ``__setitem__`` was given; it decides for itself (its ``super()`` call is counted)."""
+    res = await box.run(
+        "seen = []\nclass L(list):\n    def __setitem__(self, key, value):\n"
+        "        seen.append((key.start, key.stop, key.step, type(value).__name__))\n"
+        "        super().__setitem__(key, value)\n"
+        "l = L([1, 2, 3])\nl[-1:] = (x for x in [9])\nl[5:1] = []\nl[::-1] = [7, 8, 9]\n"
+        "result = [seen, list(l)]"
+    )
+    assert res.value == [
+        [[-1, None, None, "generator"], [5, 1, None, "list"], [None, None, -1, "list"]],
+        [9, 8, 7],
+    ], res
 
 
 async def test_a_result_too_large_to_measure_is_an_output_limit(box: Sandbox) -> None:

@@ -514,6 +514,9 @@ class Guards:
         any form, and width-taking methods, which get their size checks."""
         if isinstance(value, type) and issubclass(value, type):
             raise SandboxSecurityError("metaclasses are not available in the sandbox")
+        if isinstance(value, type):  # as type() would answer: a class made past the class
+            # hook, or a real one a library's code made, is a token or a stand-in
+            return self.classes.exposed(value)
         if type(value) in _RAW_DATA_DESCRIPTORS and not self.classes.is_user_class(
             value.__objclass__
         ):  # int.numerator, AttributeError.obj, property.fget: nothing a program calls, and
@@ -831,7 +834,7 @@ class Guards:
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
             if self.classes.has_library_slots(type(obj)):  # ``Fraction``'s ``_numerator``
                 return _OwnWriter(obj, self)
-            if isinstance(obj, type) and issubclass(obj, NUMBER_TYPES):  # its names checked
+            if isinstance(obj, type):  # what it is given is contained as its body's is
                 return _OwnWriter(obj, self)
             return obj  # the program's own objects, its functions included (``f.calls = 0``)
         if type(obj) is decimal.Context:
@@ -950,8 +953,9 @@ class _WriteRefused:
 
 
 class _OwnWriter:
-    """Attribute writes on the program's own instance of a class whose library base keeps
-    private slots: those stay the library's (names checked as ``setattr()`` does)."""
+    """Attribute writes on the program's own classes, and on its instances of a class whose
+    library base keeps private slots: those stay the library's (names checked as ``setattr()``
+    does), and what a class is given is contained as its class body's would be."""
 
     __slots__ = ("_guards", "_target")
     _target: Any
@@ -962,7 +966,10 @@ class _OwnWriter:
         object.__setattr__(self, "_guards", guards)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._target, self._guards._writable_name(self._target, name), value)
+        name = self._guards._writable_name(self._target, name)
+        if isinstance(self._target, type):
+            value = self._guards.classes.contained_attribute(name, value)
+        setattr(self._target, name, value)
 
     def __delattr__(self, name: str) -> None:
         delattr(self._target, self._guards._writable_name(self._target, name))
@@ -1019,7 +1026,7 @@ class _ContextWriter:
 # --------------------------------------------------------------------------- builtins
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
-    "abs all any ascii bin bool callable chr classmethod complex dict enumerate "
+    "abs all any ascii bin bool callable chr complex dict enumerate "
     "filter float frozenset hash hex isinstance issubclass iter len list map max min "
     "next object oct ord property range repr reversed set slice sorted staticmethod str "
     "super tuple zip None True False Ellipsis NotImplemented"
@@ -1047,6 +1054,7 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         vars=guards.vars,
         bytes=classes.bytes,
         bytearray=classes.bytearray,
+        classmethod=classes.classmethod,
     )
     return names
 

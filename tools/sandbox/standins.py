@@ -96,6 +96,16 @@ def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
     return StandIn(real.__name__, (), namespace)
 
 
+def _classmethod_of_a_function(func: Any) -> classmethod:  # type: ignore[type-arg]
+    """``classmethod(f)`` of a function only: in Python 3.11 a classmethod of a descriptor
+    calls that descriptor's ``__get__`` with the class as the instance, and a library
+    property's getter then ran ``self.__class__(...)`` with ``self`` a class: the real
+    ``type`` (red-team pass Z)."""
+    if type(func) is not FunctionType:
+        raise SandboxSecurityError("classmethod() takes a function in the sandbox")
+    return classmethod(func)
+
+
 class TypeToken:
     """What ``type(x)`` gives for a class a program may not hold: printable, comparable by
     identity (one token per class), and nothing else."""
@@ -368,7 +378,9 @@ class Classes:
         self.fraction = _stand_in(fractions.Fraction, self._fraction)
         self.decimal = _stand_in(decimal.Decimal, self._decimal)
         self.context = _stand_in(decimal.Context, self.new_context)
+        self.classmethod = _stand_in(classmethod, _classmethod_of_a_function)
         stand_ins = (
+            self.classmethod,
             self.int,
             self.bytes,
             self.bytearray,
@@ -560,6 +572,18 @@ class Classes:
                 self._clean.clear()
             self._clean[id(container)] = container  # held, so its id is not reused
 
+    def contained_attribute(self, key: str, value: Any) -> Any:
+        """A value put on one of the program's classes after its ``class`` statement
+        (``C.x = ...``, ``setattr(C, ...)``), contained as its class body's would have been:
+        otherwise library code calling ``self.x(...)`` gave it raw operands, and a
+        ``classmethod`` of a library property ran its getter with the class as ``self``
+        (red-team pass Z: the real ``int``, ``Fraction``, classes past the class hook)."""
+        if key == "__exit__":
+            return self._contained_exit(value)
+        if key in _WITHOUT_ARGUMENTS:
+            return value
+        return self._contained_method(key, value)
+
     def reachable(self, *values: Any) -> None:
         """Note the classes among ``values`` (builtins, a module view's names): a program
         holds them anyway, so :meth:`exposed` passes them as they are."""
@@ -602,7 +626,10 @@ class Classes:
 
         for name in ("__name__", "__qualname__", "__doc__"):
             text = getattr(func, name, None)
-            setattr(method, name, str.__str__(text) if isinstance(text, str) else None)
+            if isinstance(text, str):  # a name is a str (a property has none: keep ours)
+                setattr(method, name, str.__str__(text))
+            elif name == "__doc__":
+                method.__doc__ = None
         wrapped[id(method)] = method
         return type(value)(method) if type(value) is not FunctionType else method
 

@@ -684,6 +684,32 @@ REAL_TYPE_ROUTES = {
     "library_property_function": "import fractions\nresult = fractions.Fraction.numerator.fget",
 }
 
+# Pass Z: a classmethod of a library property put on the program's class after its class
+# statement ran ChainMap.parents' getter with the class as self: type(*C.maps[1:]).
+LATE_CLASSMETHOD = (
+    "import collections\nclass C:\n    pass\nC.maps = [0, 5]\n"
+    "C.x = classmethod(collections.ChainMap.parents)\nI = C.x\n"
+    "result = I('f' * 30000, 16).bit_length()"
+)
+
+
+async def test_a_classmethod_wraps_a_function_only(box: Sandbox) -> None:
+    for code in (
+        LATE_CLASSMETHOD,
+        LATE_CLASSMETHOD.replace("C.x = ", "setattr(C, 'x', ", 1).replace(
+            ".parents)", ".parents))", 1
+        ),
+    ):
+        res = await box.run(code)
+        assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    ok = await box.run(
+        "class C:\n    n = 2\n    @classmethod\n    def twice(cls, x):\n"
+        "        return cls.n * x\nC.thrice = classmethod(lambda cls, x: 3 * x)\n"
+        "result = [C.twice(4), C().thrice(5)]"
+    )
+    assert ok.value == [8, 15], ok
+
+
 # Pass V, in three lines: the helper behind a number subclass's parts, read as fget.func.
 PINNED_PART_HELPER = (
     "class N(float):\n    pass\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import decimal
 import fractions
 import json
 
@@ -13,7 +14,7 @@ from tools.sandbox.limits import Arithmetic
 from tools.sandbox.modules import ModuleRegistry, ModuleView
 from tools.sandbox.pool import parse_reply
 from tools.sandbox.protocol import ProtocolError, decode
-from tools.sandbox.standins import Classes
+from tools.sandbox.standins import Classes, TypeToken
 
 ARITH = Arithmetic(max_int_digits=10_000, max_sequence_items=10_000_000)
 
@@ -406,11 +407,18 @@ def test_vet_never_hands_out_a_metaclass() -> None:
     import enum
 
     arith = Arithmetic(100, 10)
-    guards = policy.Guards(arith, Classes(arith))
+    classes = Classes(arith)
+    guards = policy.Guards(arith, classes)
     for metaclass in (type, abc.ABCMeta, enum.EnumMeta):
         with pytest.raises(policy.SandboxSecurityError):
             guards.vet(metaclass)
-    assert guards.vet(fractions.Fraction) is fractions.Fraction
+    # Any other class as type() would answer for it (red-team pass Z: a library's code made
+    # the real int, or a class past the class hook, and an attribute read handed it out).
+    assert guards.vet(fractions.Fraction) is classes.fraction
+    assert guards.vet(int) is classes.int
+    assert type(guards.vet(type("X", (), {}))) is TypeToken
+    classes.reachable(json.JSONDecoder)
+    assert guards.vet(json.JSONDecoder) is json.JSONDecoder  # named by a module view
 
 
 def test_a_program_method_never_gets_an_internal_class_or_frame() -> None:
@@ -592,3 +600,29 @@ def test_a_number_subclass_holds_its_parts_without_handing_out_a_helper() -> Non
     for raw in ((int, "numerator"), (AttributeError, "obj"), (property, "fget")):
         with pytest.raises(policy.SandboxSecurityError, match="not available as an object"):
             guards.getattr(*raw)
+
+
+def test_what_a_class_is_given_later_is_contained_as_its_body_is() -> None:
+    """Red-team pass Z: ``C.x = ...`` after the class statement went in raw; a method given
+    that way is called with its operands as the program may hold them, like one written in
+    the class body."""
+    arith = Arithmetic(100, 10)
+    classes = Classes(arith)
+    guards = policy.Guards(arith, classes)
+    C = classes.metaclass("C", (), {"__module__": "__main__", "__qualname__": "C"})
+    seen: list[object] = []
+
+    def method(cls: object, other: object) -> bool:
+        seen.append(other)
+        return False
+
+    guards.write(C).x = classmethod(method)
+    guards.setattr(C, "same", lambda self, other: seen.append(other) or False)
+    C.x(int)
+    C().same(decimal.Context)  # as library code calling self.same(...) would
+    assert seen == [classes.int, classes.context]
+    with pytest.raises(policy.SandboxSecurityError):  # and no special method after the fact
+        guards.setattr(C, "__eq__", method)
+    assert vars(C)["x"].__func__ is not method
+    guards.write(C).count = 3  # data stays data
+    assert vars(C)["count"] == 3

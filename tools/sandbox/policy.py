@@ -115,6 +115,7 @@ _CALLABLE_HOLDERS = (property, functools.cached_property, *_PARTIALS)
 _HELD = frozenset({"fget", "fset", "fdel", "func", "args", "keywords"})
 _GROWABLE_BY_SLICE = (list, bytearray)
 _BUILTIN_SETITEM = (list.__setitem__, bytearray.__setitem__)
+_TRUE_LENGTH = frozenset({list, tuple, str, bytes, bytearray})  # C reads these by length
 _GROWABLE = (list, bytearray, collections.deque)
 _EXTENDS = {
     id(method): method
@@ -862,6 +863,9 @@ class Guards:
     def write_slice(self, obj: Any) -> Any:
         """``_write_`` for ``obj[a:b] = items``: a list or bytearray, whoever's class it is,
         grows by no more than the limit allows (see :class:`_SliceWriter`)."""
+        kind = type(obj)
+        if kind is list or kind is bytearray:  # the common case, whose writer is itself
+            return _SliceWriter(obj, obj, self.arith)
         writer = self.write(obj)
         if (
             isinstance(obj, _GROWABLE_BY_SLICE)
@@ -897,31 +901,32 @@ class _SliceWriter:
     """Slice assignment on a list or bytearray: the bounds asked of the program's objects
     once, and a slice that grows the container (step 1) counted by what it brings in."""
 
-    __slots__ = ("_arith", "_target", "_writer")
-    _writer: Any
-    _target: Any
-    _arith: Arithmetic
+    __slots__ = ("_arith", "_target", "_writer")  # made and used within one statement
 
     def __init__(self, writer: Any, target: Any, arith: Arithmetic) -> None:
-        object.__setattr__(self, "_writer", writer)
-        object.__setattr__(self, "_target", target)
-        object.__setattr__(self, "_arith", arith)
+        self._writer = writer
+        self._target = target
+        self._arith = arith
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if type(key) is slice:
-            have = exact_len(self._target) or 0
+            target = self._target
+            kind = type(target)
+            have = len(target) if kind is list or kind is bytearray else exact_len(target) or 0
             start, stop, step = key.indices(have)
             if step == 1:
-                stop = max(start, stop)
-                kind = type(self._target).__name__
-                value = self._arith.growth(have - (stop - start), value, kind)
+                if stop < start:
+                    stop = start
+                kept = have - (stop - start)
+                if type(value) in _TRUE_LENGTH:  # read by its length in C
+                    if kept + len(value) > self._arith.max_items:
+                        self._arith.check_items(kept + len(value), type(target).__name__)
+                else:
+                    value = self._arith.growth(kept, value, type(target).__name__)
                 key = slice(start, stop)
             else:  # an extended slice takes as many items as it has: no growth
                 key = slice(start, None if stop < 0 else stop, step)
         self._writer[key] = value
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise SandboxSecurityError("cannot set attributes here")
 
 
 class _SetItem:

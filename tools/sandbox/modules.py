@@ -381,6 +381,14 @@ def _exact_text(func: Callable[..., Any], *, required: bool = False) -> Callable
     return call
 
 
+def _checked_number_of(func: Callable[[Any], Any], arith: Arithmetic) -> Callable[[Any], Any]:
+    def call(x: Any) -> Any:
+        return arith.checked_number(func(x))
+
+    call.__name__ = func.__name__
+    return call
+
+
 def _static_views(guards: Guards) -> dict[str, ModuleView]:
     arith, classes = guards.arith, guards.classes
     # No setitem/delitem (item writes past ``_write_``), no call, no attrgetter/methodcaller.
@@ -433,6 +441,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     mth.update(
         factorial=arith.factorial, comb=arith.comb, perm=arith.perm, prod=arith.prod, lcm=arith.lcm
     )
+    for name in ("floor", "ceil", "trunc"):  # a Decimal at the top of its range: 33,223 bits
+        mth[name] = _checked_number_of(getattr(math, name), arith)
     dt = _public(datetime, names="date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR")
     st = _public(
         string,

@@ -145,6 +145,7 @@ _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO can
 _SUPER_CLASS = vars(super)["__thisclass__"]
 _MISSING = object()
 _WITH_TRACEBACK = BaseException.with_traceback
+_DECIMAL_RATIO = decimal.Decimal.as_integer_ratio
 
 
 _SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
@@ -554,6 +555,8 @@ class Guards:
                         return sized_method(self.arith, base, method_name, value) or value
             if method_name == "strftime" and isinstance(owner, (datetime.date, datetime.time)):
                 return lambda fmt: value(self._strftime_format(owner, fmt))
+            if method_name == "as_integer_ratio" and isinstance(owner, decimal.Decimal):
+                return lambda: self._ratio(value())
             if method_name == "getrandbits" and isinstance(owner, random.Random):
                 return lambda k: value(checked_random_bits(k))  # super() reaches the C one
             if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
@@ -590,6 +593,8 @@ class Guards:
             return lambda day, fmt: value(day, self._strftime_format(day, fmt))
         if value is _WITH_TRACEBACK:  # ValueError.with_traceback(e, tb), unbound
             raise SandboxSecurityError("with_traceback is not available in the sandbox")
+        if value is _DECIMAL_RATIO:  # decimal.Decimal.as_integer_ratio(d), unbound
+            return lambda number: self._ratio(value(number))
         if value is _RANDOM_GETRANDBITS:  # unbound, e.g. through super(C, C)
             return lambda rng, k: value(rng, checked_random_bits(k))
         known = _FORMAT_METHODS.get(id(value))
@@ -599,6 +604,14 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
+
+    def _ratio(self, ratio: tuple[int, int]) -> tuple[int, int]:
+        """A Decimal's exact ratio, checked: a subnormal of the bounded context
+        (``Decimal('1E-10000') / Decimal('1E+9999')`` at ``prec=10000``) is ``1/10**19999``,
+        twice the int limit (red-team pass AA)."""
+        for part in ratio:
+            self.arith.checked_number(part)
+        return ratio
 
     def _counted(
         self, method: Any, count: Callable[..., Any], signature: inspect.Signature, bound: bool

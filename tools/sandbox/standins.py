@@ -640,11 +640,12 @@ class Classes:
         of an exception the sandbox raised (``IntSizeLimit``) would let the program raise its
         own as a sandbox limit, and a traceback would lead to frames."""
         safe_type = self.safe_type
+        binds = self._bound_to_an_instance
 
         def __exit__(self: Any, kind: Any, value: Any, traceback: Any) -> Any:
             if isinstance(value, BaseException):
                 kind = safe_type(value)
-            return _as_cpython_binds(method, self)(kind, value, None)
+            return binds(method, self)(kind, value, None)
 
         return self._named_wrapper(__exit__, method)
 
@@ -652,13 +653,23 @@ class Classes:
         """A callable of a class body that binds like a method (an ``lru_cache`` wrapper),
         its arguments passed through :meth:`exposed`."""
         exposed = self.exposed
+        binds = self._bound_to_an_instance
 
         def bound(self: Any, /, *args: Any, **kwargs: Any) -> Any:
             args = tuple(exposed(arg) for arg in args)
             kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
-            return _as_cpython_binds(method, self)(*args, **kwargs)
+            return binds(method, self)(*args, **kwargs)
 
         return self._named_wrapper(bound, method)
+
+    def _bound_to_an_instance(self, method: Any, instance: Any) -> Any:
+        """``method`` bound as CPython binds it, to an instance of one of the program's
+        classes only: CPython never calls these wrappers with anything else, and the program,
+        which can read them from ``vars(C)``, called one with a class, whose ``type()`` is the
+        real ``type``, which a ``classmethod`` then received (red-team pass AA)."""
+        if isinstance(instance, type) or not self.is_user_class(type(instance)):
+            raise SandboxSecurityError("a method of the program's class takes its instances only")
+        return _as_cpython_binds(method, instance)
 
     def _named_wrapper(self, wrapper: Callable[..., Any], method: Any) -> Callable[..., Any]:
         qualname = getattr(method, "__qualname__", "__exit__")

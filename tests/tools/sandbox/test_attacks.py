@@ -590,6 +590,21 @@ SIZE_BOMBS = {
         "l.grow(itertools.repeat(1, 30_000_000))\nresult = len(l)"
     ),
     "bytearray_of_a_long_list": ("l = [120] * 10_000_000\nl.append(1)\nresult = len(bytearray(l))"),
+    # pass AA: a subnormal of the bounded decimal context, and its top, as exact ints
+    "decimal_subnormal_ratio": (
+        "import decimal\ndecimal.getcontext().prec = 10000\n"
+        "d = decimal.Decimal('1E-10000') / decimal.Decimal('1E+9999')\n"
+        "result = d.as_integer_ratio()[1].bit_length()"
+    ),
+    "decimal_subnormal_ratio_unbound": (
+        "import decimal\ndecimal.getcontext().prec = 10000\n"
+        "d = decimal.Decimal('1E-10000') / decimal.Decimal('1E+9999')\n"
+        "result = decimal.Decimal.as_integer_ratio(d)[1].bit_length()"
+    ),
+    "decimal_floor_at_the_top": (
+        "import decimal, math\nx = decimal.Decimal('9.999999999999999999999999999E+10000')\n"
+        "result = math.floor(x).bit_length()"
+    ),
     "int_to_a_negative_fraction": (
         "from fractions import Fraction\nresult = 3 ** Fraction(-30_000_000)"
     ),
@@ -691,6 +706,29 @@ LATE_CLASSMETHOD = (
     "C.x = classmethod(collections.ChainMap.parents)\nI = C.x\n"
     "result = I('f' * 30000, 16).bit_length()"
 )
+
+
+async def test_a_wrapped_method_takes_an_instance_of_the_programs_class(box: Sandbox) -> None:
+    """Pass AA: the contained ``__exit__`` read from ``vars(C)`` and called with the class
+    bound its classmethod to ``type(C)``: the real ``type``. CPython calls it with an
+    instance, and so may the program, nothing else."""
+    refused = await box.run(
+        "class C:\n    __slots__ = ()\n    __exit__ = classmethod(lambda cls, *a: cls)\n"
+        "T = vars(C)['__exit__'](C, 0, 0, 0)\nresult = repr(T)"
+    )
+    assert (refused.ok, refused.error_kind) == (False, "SecurityError"), refused
+    also = await box.run(
+        "import functools\nclass C:\n    __slots__ = ()\n"
+        "    __eq__ = functools.lru_cache(lambda self, other: False)\n"
+        "result = vars(C)['__eq__'](5, 6)"
+    )
+    assert (also.ok, also.error_kind) == (False, "SecurityError"), also
+    fine = await box.run(
+        "class C:\n    def __enter__(self):\n        return self\n"
+        "    __exit__ = classmethod(lambda cls, *a: False)\n"
+        "with C() as c:\n    x = type(c).__name__\nresult = x"
+    )
+    assert fine.value == "C", fine
 
 
 async def test_a_classmethod_wraps_a_function_only(box: Sandbox) -> None:

@@ -46,6 +46,7 @@ from tools.sandbox.limits import (
     exact_int,
     exact_kwargs,
     exact_len,
+    int_parts,
 )
 from tools.sandbox.names import FILENAME, is_private_name
 
@@ -135,6 +136,34 @@ def checked_random_bits(k: Any) -> int:
 
 
 _C_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
+_WEIGHTS = frozenset({int, float, bool, fractions.Fraction, decimal.Decimal})
+
+
+def _checked_random_number(number: Any) -> Any:
+    """What ``randrange``/``uniform``/``triangular`` made: random.py multiplies by what
+    ``self._randbelow()`` or ``self.random()`` answered, which a subclass or an instance
+    attribute may answer (``r._randbelow = lambda n: x``: ``x * x`` each call, 2M bits after
+    six, red-team pass AB)."""
+    kind = type(number)
+    if kind is float or (kind is int and number.bit_length() <= RANDOM_MAX_BITS[0]):
+        return number  # the common case, at once
+    for part in int_parts(number):
+        if part.bit_length() > RANDOM_MAX_BITS[0]:
+            raise IntSizeLimit("a random number past the int limit (sandbox limit)")
+    return number
+
+
+def _numbers(values: Any, what: str) -> Any:
+    """Weights or counts as numbers: random.py adds them up in C (``accumulate``), and a
+    program's objects added seven 9M strings (red-team pass AB)."""
+    if values is None:
+        return None
+    items = list(itertools.islice(values, RANDOM_MAX_ITEMS[0] + 1))
+    if len(items) > RANDOM_MAX_ITEMS[0]:
+        raise SizeLimit(f"{what} of more than {RANDOM_MAX_ITEMS[0]} items (sandbox limit)")
+    if not all(type(item) in _WEIGHTS for item in items):
+        raise TypeError(f"{what} must be numbers")
+    return items
 
 
 class SandboxRandom(random.Random):
@@ -158,13 +187,23 @@ class SandboxRandom(random.Random):
         count = int.__index__(operator.index(k))
         if count > RANDOM_MAX_ITEMS[0]:
             raise SizeLimit(f"choices(k={count}) exceeds the sandbox limit")
+        weights, cum_weights = _numbers(weights, "weights"), _numbers(cum_weights, "cum_weights")
         return super().choices(population, weights, cum_weights=cum_weights, k=count)
 
     def sample(self, population: Any, k: Any, *, counts: Any = None) -> list[Any]:
         count = int.__index__(operator.index(k))
         if count > RANDOM_MAX_ITEMS[0]:
             raise SizeLimit(f"sample(k={count}) exceeds the sandbox limit")
-        return super().sample(population, count, counts=counts)
+        return super().sample(population, count, counts=_numbers(counts, "counts"))
+
+    def randrange(self, start: Any, stop: Any = None, step: Any = 1) -> int:
+        return _checked_random_number(super().randrange(start, stop, step))  # type: ignore[no-any-return]
+
+    def uniform(self, a: Any, b: Any) -> float:
+        return _checked_random_number(super().uniform(a, b))  # type: ignore[no-any-return]
+
+    def triangular(self, low: Any = 0.0, high: Any = 1.0, mode: Any = None) -> float:
+        return _checked_random_number(super().triangular(low, high, mode))  # type: ignore[no-any-return]
 
 
 # What type() may hand out as itself. Not the combinatoric iterators (product, permutations,
@@ -295,6 +334,9 @@ _PLAIN = frozenset(
     {int, float, complex, bool, str, bytes, type(None), fractions.Fraction, decimal.Decimal}
 )
 _CONTAINERS = (tuple, frozenset, list, set, dict)
+# What a program's method is handed is measured: ints and Fractions by their size, these by
+# their length (a library's loop added the program's strings: 180M from 9M, pass AB).
+_MEASURED = frozenset({str, bytes, bytearray, list, tuple})
 
 
 _GENERIC_ORIGIN = vars(types.GenericAlias)["__origin__"]  # the slots, not an attribute lookup
@@ -524,12 +566,20 @@ class Classes:
     def exposed(self, obj: Any) -> Any:
         """``obj`` as the program may hold it: a class as ``type()`` answers for its
         instances (a stand-in, a token, or itself), never a frame, traceback, code object,
-        cell or module."""
+        cell or module, nor a number or sequence past the sandbox's limits."""
         kind = type(obj)
         if issubclass(kind, type):
             if kind is StandIn or self._reachable.get(id(obj)) is obj:
                 return obj  # a class the program holds by name anyway
             return self.type if obj is type else self.safe_class(obj)
+        if kind is int:  # library code may have made it from the program's answers
+            if obj.bit_length() > self.arith.max_bits:  # (statistics squared an int a
+                raise self.arith.too_big()  # program's __mul__ let through: red-team pass AB)
+            return obj
+        if kind in _MEASURED:
+            self.arith.check_items(len(obj), kind.__name__)
+        elif kind is fractions.Fraction:
+            self.arith.checked_number(obj)
         if kind in _INTERNAL_TYPES:
             raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
         parts = _alias_parts(obj)

@@ -605,6 +605,15 @@ SIZE_BOMBS = {
         "import decimal, math\nx = decimal.Decimal('9.999999999999999999999999999E+10000')\n"
         "result = math.floor(x).bit_length()"
     ),
+    # pass AB: library code multiplies what the program's own objects answer
+    "random_randrange_of_an_own_randbelow": (
+        "import random\nclass R(random.Random):\n    pass\nr = R()\nx = 3 ** 20000\n"
+        "r._randbelow = lambda n: x\nresult = r.randrange(0, 1, x).bit_length()"
+    ),
+    "random_uniform_of_an_own_random": (
+        "import random\nclass R(random.Random):\n    def random(self):\n        return X\n"
+        "X = 3 ** 20000\nresult = R().uniform(0, X).bit_length()"
+    ),
     "int_to_a_negative_fraction": (
         "from fractions import Fraction\nresult = 3 ** Fraction(-30_000_000)"
     ),
@@ -729,6 +738,47 @@ async def test_a_wrapped_method_takes_an_instance_of_the_programs_class(box: San
         "with C() as c:\n    x = type(c).__name__\nresult = x"
     )
     assert fine.value == "C", fine
+
+
+async def test_a_programs_method_is_never_handed_a_number_past_the_limit(box: Sandbox) -> None:
+    """Pass AB: ``statistics`` squares what ``as_integer_ratio`` answered and adds a
+    program's object to the square: its ``__radd__`` got twice the int limit, six rounds
+    made 2M bits. Whatever library code hands a program's method is measured first."""
+    res = await box.run(
+        "import statistics\ngot = []\nclass W:\n    def __radd__(self, other):\n"
+        "        got.append(other)\n        return 0\n"
+        "class P:\n    def __radd__(self, other):\n        return 0\n"
+        "    def __mul__(self, other):\n        return W()\n"
+        "class R:\n    def __init__(self, n):\n        self.n = n\n"
+        "    def as_integer_ratio(self):\n        return (self.n, 1)\n"
+        "try:\n    statistics.variance([R(3 ** 20000), R(P()), R(1)])\nexcept Exception:\n"
+        "    pass\nresult = max([g.bit_length() for g in got] or [0])"
+    )
+    assert res.ok and res.value < 33_220, res
+
+
+WEIGHED = "class W:\n    def __radd__(self, other):\n        return 1\n"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        WEIGHED + "import random\n"
+        "result = random.choices([1] * 8, weights=['x' * 9_000_000] * 7 + [W()])",
+        WEIGHED + "import random\n"
+        "result = random.sample([1] * 8, 1, counts=['x' * 9_000_000] * 7 + [W()])",
+    ],
+)
+async def test_random_weights_and_counts_are_numbers(box: Sandbox, code: str) -> None:
+    """Pass AB: random.py adds weights up in C; seven 9M strings made 63M characters."""
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "TypeError"), res
+    ok = await box.run(
+        "import random\nfrom fractions import Fraction\nrandom.seed(1)\n"
+        "result = [len(random.choices('ab', weights=[1, Fraction(1, 2)], k=3)), "
+        "len(random.sample(range(3), 2, counts=[1, 2, 3])), random.randint(1, 1)]"
+    )
+    assert ok.value == [3, 2, 1], ok
 
 
 async def test_a_classmethod_wraps_a_function_only(box: Sandbox) -> None:

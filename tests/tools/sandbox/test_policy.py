@@ -626,3 +626,19 @@ def test_what_a_class_is_given_later_is_contained_as_its_body_is() -> None:
     assert vars(C)["x"].__func__ is not method
     guards.write(C).count = 3  # data stays data
     assert vars(C)["count"] == 3
+
+
+def test_what_a_programs_method_is_handed_is_measured() -> None:
+    """Red-team pass AB: library loops built past the limits from the program's own answers
+    (a square of a square, strings added in ``statistics``' sums) and handed the result to
+    the program's ``__radd__``."""
+    arith = Arithmetic(100, 10)  # 100 digits, 10 items
+    classes = Classes(arith)
+    for big in (1 << 400, fractions.Fraction(1, 1 << 400)):
+        with pytest.raises(policy.IntSizeLimit):
+            classes.exposed(big)
+    for long in ("x" * 11, b"x" * 11, bytearray(11), [0] * 11, (0,) * 11):
+        with pytest.raises(policy.SizeLimit):
+            classes.exposed(long)
+    for small in (1 << 300, fractions.Fraction(1, 3), "x" * 10, [0] * 10, (0,) * 10, 2.5):
+        assert classes.exposed(small) is small

@@ -128,6 +128,10 @@ _EXTENDS = {
 }
 _SIGNAL_DICT = type(decimal.Context().traps)
 _RAW_DATA_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
+# Values vet() never replaces (exact types: a subclass may carry methods of its own).
+_DATA = frozenset(
+    {int, float, complex, bool, str, bytes, type(None), tuple, list, dict, set, frozenset}
+)
 _RAW_DESCRIPTORS = (
     types.WrapperDescriptorType,
     types.MethodWrapperType,
@@ -514,6 +518,8 @@ class Guards:
     def vet(self, value: Any) -> Any:
         """Replace, by identity, what must not reach the program: the real ``str.format`` in
         any form, and width-taking methods, which get their size checks."""
+        if type(value) in _DATA:  # most reads (``self.v``): nothing here replaces data
+            return value
         if isinstance(value, type) and issubclass(value, type):
             raise SandboxSecurityError("metaclasses are not available in the sandbox")
         if isinstance(value, type):  # as type() would answer: a class made past the class

@@ -159,9 +159,7 @@ class Runner:
         return encode_reply(small)
 
 
-def clean_text(text: str) -> str:
-    """``text`` as valid UTF-8 text: lone surrogates become U+FFFD."""
-    return str.encode(text, "utf-8", "surrogatepass").decode("utf-8", "replace")
+clean_text = values.clean_text
 
 
 def encode_reply(reply: dict[str, Any]) -> bytes:

@@ -77,6 +77,15 @@ def exact_int(value: Any) -> int | None:
     return None
 
 
+_DEQUE_MAXLEN = vars(collections.deque)["maxlen"]
+
+
+def deque_maxlen(deque: collections.deque[Any]) -> int | None:
+    """A deque's ``maxlen`` from its slot: a subclass's ``maxlen = 5`` is not it (red-team
+    pass AC: 30M items went into a deque that said it kept 5)."""
+    return cast("int | None", _DEQUE_MAXLEN.__get__(deque))
+
+
 def exact_len(value: Any) -> int | None:
     """The true length of a builtin sequence (or subclass); None for anything else."""
     for base in _SEQUENCES:
@@ -252,7 +261,7 @@ class Arithmetic:
             if (
                 (
                     (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
-                    or (isinstance(x, collections.deque) and x.maxlen is None)
+                    or (isinstance(x, collections.deque) and deque_maxlen(x) is None)
                 )
                 and type(y) is not list
                 and type(y) is not tuple

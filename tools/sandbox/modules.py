@@ -44,7 +44,14 @@ from collections.abc import Callable, Mapping
 from types import FunctionType, MappingProxyType
 from typing import Any
 
-from tools.sandbox.limits import Arithmetic, SizeLimit, exact_kwargs, index_value, int_parts
+from tools.sandbox.limits import (
+    Arithmetic,
+    SizeLimit,
+    exact_kwargs,
+    exact_len,
+    index_value,
+    int_parts,
+)
 from tools.sandbox.policy import Guards, SandboxSecurityError
 from tools.sandbox.standins import RANDOM_MAX_BITS, RANDOM_MAX_ITEMS, SandboxRandom
 
@@ -381,6 +388,16 @@ def _exact_text(func: Callable[..., Any], *, required: bool = False) -> Callable
     return call
 
 
+def _checked_length(func: Callable[..., Any], arith: Arithmetic) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        made = func(*args, **kwargs)
+        arith.check_items(exact_len(made) or 0, func.__name__)
+        return made
+
+    call.__name__ = func.__name__
+    return call
+
+
 def _checked_number_of(func: Callable[[Any], Any], arith: Arithmetic) -> Callable[[Any], Any]:
     def call(x: Any) -> Any:
         return arith.checked_number(func(x))
@@ -477,6 +494,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "escape",
     ]:
         rx[name] = _exact_text(rx[name])
+    rx["escape"] = _checked_length(rx["escape"], arith)  # doubles: a loop of them grew 8x
     st["capwords"] = _exact_text(string.capwords, required=True)
     js = {
         "dumps": _json_dumps(guards),

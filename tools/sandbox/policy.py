@@ -53,6 +53,7 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
+    deque_maxlen,
     exact_kwargs,
     exact_len,
     index_value,
@@ -898,7 +899,7 @@ class Guards:
         """A bound ``extend``/``extendleft`` of a list, bytearray or deque, what it is given
         read as :meth:`Arithmetic.growth` reads it (``b.extend(repeat(120, 150_000_000))``
         made 150M in one call). A deque with a ``maxlen`` keeps no more than that."""
-        if isinstance(owner, collections.deque) and owner.maxlen is not None:
+        if isinstance(owner, collections.deque) and deque_maxlen(owner) is not None:
             return method
         kind = type(owner).__name__
 
@@ -1050,9 +1051,9 @@ class _ContextWriter:
 # --------------------------------------------------------------------------- builtins
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
-    "abs all any ascii bin bool callable chr complex dict enumerate "
+    "abs all any bin bool callable chr complex dict enumerate "
     "filter float frozenset hash hex isinstance issubclass iter len list map max min "
-    "next object oct ord property range repr reversed set slice sorted staticmethod str "
+    "next object oct ord property range reversed set slice sorted staticmethod str "
     "super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")
 
@@ -1079,8 +1080,24 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         bytes=classes.bytes,
         bytearray=classes.bytearray,
         classmethod=classes.classmethod,
+        repr=_measured_text(builtins.repr, arith),
+        ascii=_measured_text(builtins.ascii, arith),
     )
     return names
+
+
+def _measured_text(make: Callable[[Any], str], arith: Arithmetic) -> Callable[[Any], str]:
+    """``repr``/``ascii``, whose text is measured before the program holds it: an escape
+    is up to ten characters (``ascii(chr(0x10ffff) * 10**7)``: 100M), and ``repr`` of a
+    ``repr`` of backslashes doubles each time (red-team pass AC)."""
+
+    def text_of(obj: Any, /) -> str:
+        text = make(obj)
+        arith.check_items(str.__len__(text), "text")
+        return text
+
+    text_of.__name__ = text_of.__qualname__ = make.__name__
+    return text_of
 
 
 class PrintSink:

@@ -21,6 +21,7 @@ import datetime
 import decimal
 import fractions
 import math
+import re
 from typing import Any
 
 MAX_DEPTH = 32
@@ -135,10 +136,20 @@ def to_json_safe(value: Any) -> Any:
     return root
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid UTF-8 text: each lone surrogate becomes one U+FFFD, so the text is
+    as long as it was measured (``decode("replace")`` made three of each: a reply the child
+    had measured was refused by the parent, red-team pass AD)."""
+    return _SURROGATE.sub("\ufffd", str.__str__(text))
+
+
 def clean_strings(value: Any) -> Any:
     """``value`` (JSON-safe data) with lone surrogates in its strings replaced."""
     if type(value) is str:
-        return str.encode(value, "utf-8", "surrogatepass").decode("utf-8", "replace")
+        return clean_text(value)
     if type(value) is list:
         return [clean_strings(item) for item in value]
     if type(value) is dict:

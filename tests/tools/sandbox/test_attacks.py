@@ -614,6 +614,25 @@ SIZE_BOMBS = {
         "import random\nclass R(random.Random):\n    def random(self):\n        return X\n"
         "X = 3 ** 20000\nresult = R().uniform(0, X).bit_length()"
     ),
+    # pass AC: a guard that read a subclass's maxlen, re.escape, repr/ascii, int(Decimal)
+    "deque_subclass_that_says_it_keeps_five": (
+        "import collections, itertools\nclass D(collections.deque):\n    maxlen = 5\n"
+        "d = D()\nd.extend(itertools.repeat(0, 30_000_000))\nresult = len(d)"
+    ),
+    "deque_subclass_that_says_it_keeps_five_added_to": (
+        "import collections, itertools\nclass D(collections.deque):\n    maxlen = 5\n"
+        "d = D()\nd += itertools.repeat(0, 30_000_000)\nresult = len(d)"
+    ),
+    "re_escape_doubling": (
+        "import re\ns = '.' * 10_000_000\nfor i in range(3):\n    s = re.escape(s)\nresult = len(s)"
+    ),
+    "ascii_of_astral_characters": "result = len(ascii(chr(0x10FFFF) * 10_000_000))",
+    "repr_of_repr_of_backslashes": (
+        "t = '\\\\' * 5_000_000\nfor i in range(4):\n    t = repr(t)\nresult = len(t)"
+    ),
+    "int_of_a_decimal_at_the_top_of_its_range": (
+        "import decimal\nresult = int(decimal.Decimal('9.' + '9' * 9999 + 'E+10000')).bit_length()"
+    ),
     "int_to_a_negative_fraction": (
         "from fractions import Fraction\nresult = 3 ** Fraction(-30_000_000)"
     ),
@@ -820,6 +839,26 @@ async def test_a_class_with_its_own_setitem_gets_the_slice_as_written(box: Sandb
         [[-1, None, None, "generator"], [5, 1, None, "list"], [None, None, -1, "list"]],
         [9, 8, 7],
     ], res
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "value_length"),
+    [
+        ("raise ValueError('\\ud800' * 1340)", "ValueError", None),
+        ("print('kept')\nresult = '\\ud800' * 30000", None, 30000),
+        ("import json\nresult = json.loads('\"' + '\\\\ud83d' * 30000 + '\"')", None, 30000),
+    ],
+)
+async def test_lone_surrogates_come_back_one_for_one(
+    box: Sandbox, code: str, kind: str | None, value_length: int | None
+) -> None:
+    """Pass AD: a reply's lone surrogates were cleaned three for one after the child had
+    measured it, and the parent refused what it measured again: Crashed, stdout lost."""
+    res = await box.run(code)
+    assert res.error_kind == kind, res
+    if value_length is not None:
+        assert res.ok and len(res.value) == value_length and set(res.value) == {"\ufffd"}, res
+        assert "kept" in res.stdout or "print" not in code
 
 
 async def test_a_result_too_large_to_measure_is_an_output_limit(box: Sandbox) -> None:

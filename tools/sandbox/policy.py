@@ -351,6 +351,14 @@ class Guards:
     # -- reading attributes ---------------------------------------------------------------
 
     def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
+        if (
+            type(name) is str
+            and name[:1] != "_"
+            and name not in DENIED_ATTRIBUTES
+            and self.classes.is_plain_instance(obj)
+        ):  # ``self.v``, the commonest read: every check below would pass it as it is
+            value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
+            return self._library_function(obj, name, value, self.vet(value))
         try:
             name = check_attr_name(name, obj, self.classes)
         except AttributeError:

@@ -33,6 +33,7 @@ import operator
 import random
 import re
 import statistics
+import string
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -334,6 +335,7 @@ _PLAIN = frozenset(
     {int, float, complex, bool, str, bytes, type(None), fractions.Fraction, decimal.Decimal}
 )
 _CONTAINERS = (tuple, frozenset, list, set, dict)
+_NOT_PLAIN = (BaseException, string.Formatter, super)
 # What a program's method is handed is measured: ints and Fractions by their size, these by
 # their length (a library's loop added the program's strings: 180M from 9M, pass AB).
 _MEASURED = frozenset({str, bytes, bytearray, list, tuple})
@@ -413,6 +415,7 @@ class Classes:
         self._wrapped: dict[int, Callable[..., Any]] = {}  # the program's methods, contained
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
+        self._plain: dict[int, tuple[type, bool]] = {}  # is_plain_instance, per class
         self.int = _stand_in(int, self._int)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
         self.bytes = _stand_in(bytes, self._bytes)
@@ -444,6 +447,7 @@ class Classes:
         self._tokens.clear()
         self._wrapped.clear()
         self._clean.clear()
+        self._plain.clear()
 
     def register(self, cls: type) -> type:
         self._user[id(cls)] = cls
@@ -451,6 +455,18 @@ class Classes:
 
     def is_user_class(self, obj: Any) -> bool:
         return self._user.get(id(obj)) is obj
+
+    def is_plain_instance(self, obj: Any) -> bool:
+        """An instance of one of the program's classes whose public attributes need no
+        check but the name's (not an exception, whose attributes a library sets, nor a
+        ``string.Formatter``), remembered per class."""
+        kind = type(obj)
+        known = self._plain.get(id(kind))
+        if known is not None and known[0] is kind:
+            return known[1]
+        plain = self.is_user_class(kind) and not issubclass(kind, _NOT_PLAIN)
+        self._plain[id(kind)] = (kind, plain)
+        return plain
 
     def defines_private(self, obj: Any, name: str) -> bool:
         """``obj.<name>`` for a private name: only what the program itself defined, on its own

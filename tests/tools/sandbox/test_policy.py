@@ -642,3 +642,21 @@ def test_what_a_programs_method_is_handed_is_measured() -> None:
             classes.exposed(long)
     for small in (1 << 300, fractions.Fraction(1, 3), "x" * 10, [0] * 10, (0,) * 10, 2.5):
         assert classes.exposed(small) is small
+
+
+def test_a_programs_own_object_keeps_the_checks_its_kind_needs() -> None:
+    """The short road for ``self.v`` on the program's own objects skips nothing: an exception
+    of its own keeps the exception-attribute refusals (``obj`` holds what a library failed
+    on), and no name that leads to frames is read on anything."""
+    arith = Arithmetic(100, 10)
+    classes = Classes(arith)
+    guards = policy.Guards(arith, classes)
+    E = classes.metaclass("E", (AttributeError,), {"__module__": "__main__"})
+    with pytest.raises(policy.SandboxSecurityError, match="exception attribute 'obj'"):
+        guards.getattr(E(), "obj")
+    C = classes.metaclass("C", (), {"__module__": "__main__"})
+    own = C()
+    own.v, own.gi_frame = 5, 6
+    assert guards.getattr(own, "v") == 5 and guards.getattr(own, "w", 7) == 7
+    with pytest.raises(policy.SandboxSecurityError, match="gi_frame"):
+        guards.getattr(own, "gi_frame")

@@ -146,6 +146,7 @@ def _typed_namedtuple(guards: Guards) -> Callable[..., type]:
 
     def NamedTuple(typename: str, fields: Any = None, /, **kwargs: Any) -> type:
         cls = typing.NamedTuple(typename, fields, **exact_kwargs(kwargs))  # type: ignore[misc]
+        cls.__module__ = "__sandbox__"  # not this module's name, read from typing's caller
         return guards.classes.register(cls)
 
     def mro_entries(bases: tuple[Any, ...]) -> Any:  # typing's asserts its own function

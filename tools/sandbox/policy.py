@@ -108,6 +108,15 @@ _SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
 }
 _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
 _CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "capitalize"})
+# Every bound builtin method name vet() may replace (each has its branch there).
+_VETTED_METHODS = (
+    frozenset(
+        "throw athrow format format_map sub subn expand encode extend extendleft join "  # noqa: SIM905
+        "translate strftime as_integer_ratio getrandbits from_bytes".split(" ")
+    )
+    | _CASE_METHODS
+    | _SIZED_NAMES
+)
 _CASE_UNBOUND = {id(getattr(str, name)): getattr(str, name) for name in _CASE_METHODS}
 _ITEM_WRITABLE = (dict, list, bytearray, collections.deque, collections.ChainMap)
 # Objects that hold a callable and hand it out by name, and those names.
@@ -129,6 +138,9 @@ _EXTENDS = {
 }
 _SIGNAL_DICT = type(decimal.Context().traps)
 _RAW_DATA_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
+# What getattr() checks beyond a public name: another object's classes (super), the
+# attributes a library sets on an exception, string.Formatter.
+_READ_WITH_CARE = (super, BaseException, string.Formatter)
 # Values vet() never replaces (exact types: a subclass may carry methods of its own).
 _DATA = frozenset(
     {int, float, complex, bool, str, bytes, type(None), tuple, list, dict, set, frozenset}
@@ -355,8 +367,8 @@ class Guards:
             type(name) is str
             and name[:1] != "_"
             and name not in DENIED_ATTRIBUTES
-            and self.classes.is_plain_instance(obj)
-        ):  # ``self.v``, the commonest read: every check below would pass it as it is
+            and not isinstance(obj, _READ_WITH_CARE)
+        ):  # ``self.v``, ``out.append``: every check below but vet() would pass it as it is
             value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
             return self._library_function(obj, name, value, self.vet(value))
         try:
@@ -399,8 +411,8 @@ class Guards:
         what :meth:`vet` made of it (the function itself, or a checking wrapper)."""
         if isinstance(obj, _CALLABLE_HOLDERS) and name in _HELD:
             self._check_held(obj, name, value)
-        if type(value) is not FunctionType or value.__code__.co_filename == FILENAME:
-            return vetted
+        if type(value) is not FunctionType or self.classes.is_user_object(value):
+            return vetted  # not a function, or the program's own (its methods as contained)
         if isinstance(obj, property) and name in ("fget", "fset", "fdel"):
             raise SandboxSecurityError("a library property's functions are not available")
         if not isinstance(obj, type):
@@ -471,14 +483,19 @@ class Guards:
         (``object.__getattribute__`` reads anything), however they got there. A class's
         comes as a copy without what a library's class machinery added (``_abc_impl``)."""
         namespace = generic_getattr(obj, "__dict__")
-        for value in namespace.values():
+        own_class = isinstance(obj, type)
+        kept = {}
+        for key, value in namespace.items():
             if type(value) in _RAW_DESCRIPTORS:
+                if own_class and getattr(value, "__objclass__", None) is obj:
+                    continue  # the slots and __dict__ that type() made for the class: left out
                 raise SandboxSecurityError("this __dict__ holds internals of a builtin type")
-        if isinstance(obj, type):
+            kept[key] = value
+        if own_class:
             foreign = self.classes.foreign_names(obj)
             return {
                 key: value
-                for key, value in namespace.items()
+                for key, value in kept.items()
                 if key not in foreign and not self._library_code(value)
             }
         return namespace
@@ -542,8 +559,10 @@ class Guards:
                 f"{value.__objclass__.__name__}.{value.__name__} is not available as an object"
             )
         if issubclass(type(value), BuiltinMethodType):  # builtin_method (PyCMethod) too
-            owner = value.__self__
             method_name = value.__name__
+            if method_name not in _VETTED_METHODS:  # out.append: none of the below
+                return value
+            owner = value.__self__
             if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
                 return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):

@@ -33,7 +33,6 @@ import operator
 import random
 import re
 import statistics
-import string
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -94,16 +93,29 @@ class StandIn(type):
 
 
 def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
-    namespace = {"_real": real, "_construct": staticmethod(construct), "__slots__": ()}
+    namespace = {
+        "_real": real,
+        "_construct": staticmethod(construct),
+        "__slots__": (),
+        # as the real class is named: typing's and the program's text read these
+        # (``Optional[int]`` read ``typing.Optional[tools.sandbox.standins.int]``)
+        "__module__": real.__module__,
+        "__qualname__": real.__qualname__,
+    }
     return StandIn(real.__name__, (), namespace)
 
 
+_LRU_CACHE_WRAPPER = type(functools.lru_cache(None)(lambda: None))
+
+
 def _classmethod_of_a_function(func: Any) -> classmethod:  # type: ignore[type-arg]
-    """``classmethod(f)`` of a function only: in Python 3.11 a classmethod of a descriptor
-    calls that descriptor's ``__get__`` with the class as the instance, and a library
-    property's getter then ran ``self.__class__(...)`` with ``self`` a class: the real
-    ``type`` (red-team pass Z)."""
-    if type(func) is not FunctionType:
+    """``classmethod(f)`` of a function (or of a cache of one: ``@classmethod @lru_cache``,
+    whose ``__get__`` only binds) only: in Python 3.11 a classmethod of a descriptor calls
+    that descriptor's ``__get__`` with the class as the instance, and a library property's
+    getter then ran ``self.__class__(...)`` with ``self`` a class: the real ``type``
+    (red-team pass Z)."""
+    cached = func.__wrapped__ if type(func) is _LRU_CACHE_WRAPPER else func
+    if type(cached) is not FunctionType or cached.__code__.co_filename != FILENAME:
         raise SandboxSecurityError("classmethod() takes a function in the sandbox")
     return classmethod(func)
 
@@ -335,7 +347,6 @@ _PLAIN = frozenset(
     {int, float, complex, bool, str, bytes, type(None), fractions.Fraction, decimal.Decimal}
 )
 _CONTAINERS = (tuple, frozenset, list, set, dict)
-_NOT_PLAIN = (BaseException, string.Formatter, super)
 # What a program's method is handed is measured: ints and Fractions by their size, these by
 # their length (a library's loop added the program's strings: 180M from 9M, pass AB).
 _MEASURED = frozenset({str, bytes, bytearray, list, tuple})
@@ -415,7 +426,6 @@ class Classes:
         self._wrapped: dict[int, Callable[..., Any]] = {}  # the program's methods, contained
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
-        self._plain: dict[int, tuple[type, bool]] = {}  # is_plain_instance, per class
         self.int = _stand_in(int, self._int)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
         self.bytes = _stand_in(bytes, self._bytes)
@@ -447,7 +457,6 @@ class Classes:
         self._tokens.clear()
         self._wrapped.clear()
         self._clean.clear()
-        self._plain.clear()
 
     def register(self, cls: type) -> type:
         self._user[id(cls)] = cls
@@ -455,18 +464,6 @@ class Classes:
 
     def is_user_class(self, obj: Any) -> bool:
         return self._user.get(id(obj)) is obj
-
-    def is_plain_instance(self, obj: Any) -> bool:
-        """An instance of one of the program's classes whose public attributes need no
-        check but the name's (not an exception, whose attributes a library sets, nor a
-        ``string.Formatter``), remembered per class."""
-        kind = type(obj)
-        known = self._plain.get(id(kind))
-        if known is not None and known[0] is kind:
-            return known[1]
-        plain = self.is_user_class(kind) and not issubclass(kind, _NOT_PLAIN)
-        self._plain[id(kind)] = (kind, plain)
-        return plain
 
     def defines_private(self, obj: Any, name: str) -> bool:
         """``obj.<name>`` for a private name: only what the program itself defined, on its own
@@ -772,6 +769,8 @@ class Classes:
         stand_in = self._stand_ins.get(id(cls))
         if stand_in is not None and stand_in[0] is cls:
             return stand_in[1]
+        if cls is StandIn:  # type(int) of the program's int: a class, whose type is type
+            return self.type
         if self.is_user_class(cls) or self._safe.get(id(cls)) is cls:
             return cls
         entry = self._tokens.get(id(cls))

@@ -28,6 +28,26 @@ from tools.sandbox.template import SPARES
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 LEGIT = "sandbox_legit.json"
+DIFFERENTIAL = "sandbox_differential.json"
+# Programs of the differential corpus that run differently in the sandbox, by design: what
+# each one uses, and the README's word for it ("What a program cannot use").
+BY_DESIGN = {
+    "c031_class_registry": "__init_subclass__: names starting with _",
+    "g035_exception_types": "it.__next__(): names starting with _",
+    "t008_type_name_checks": "__module__: names starting with _",
+    "v004_base_init_explicit": "A.__init__(self, x): names starting with _ (super() works)",
+    "g031_print_sep_end": "sys.stdout: print is the program's output",
+    "t007_sys_stdout_write": "sys.stdout: print is the program's output",
+    "t006_dir_class": "dir(): not a builtin here",
+    "s023_string_template": "string.Template: not in the module view",
+    "s026_calendar_text": "calendar.month/TextCalendar: not in the module view",
+    "v012_functools_missing": "functools.cached_property: not in the module view",
+    "v013_singledispatch": "functools.singledispatch: not in the module view",
+    "s024_textwrap": "textwrap: not one of the 18 modules",
+    "v014_copy_module": "copy: not one of the 18 modules",
+    "v015_enum_module": "enum: not one of the 18 modules",
+    "n022_bigint_digits": "int() of 10,000 digits: CPython stops at 4,300, the sandbox answers",
+}
 GSMHARD = "pal_programs_gsmhard.jsonl"
 ATTACKS = "sandbox_attacks_dev.json"
 ATTACK_TIMEOUT_S = 2.0
@@ -71,6 +91,25 @@ async def test_legit_program_gives_expected(sandbox: Sandbox, case_id: str) -> N
     res = await sandbox.run(case["code"])
     assert res.ok, f"{res.error_kind}: {res.error}"
     assert res.value_repr == case["expected"]
+
+
+@pytest.mark.parametrize("case_id", corpus_ids(DIFFERENTIAL))
+async def test_a_program_answers_as_cpython_does(sandbox: Sandbox, case_id: str) -> None:
+    """Ordinary LLM-style programs (classes, collections, numbers, typing, slices, ...):
+    value, output and error kind as CPython 3.11 gave them when the corpus was written,
+    except where the README says the sandbox differs (``BY_DESIGN``)."""
+    case = _by_id(DIFFERENTIAL)[case_id]
+    cpython = case["cpython"]
+    res = await sandbox.run(case["code"])
+    if case_id in BY_DESIGN:
+        assert (res.ok, res.value) != (cpython["ok"], cpython.get("value")), BY_DESIGN[case_id]
+        return
+    assert res.ok == cpython["ok"], f"{res.error_kind}: {res.error}"
+    assert res.stdout == cpython["stdout"]
+    if res.ok:
+        assert res.value == cpython["value"]
+    else:
+        assert res.error_kind == cpython["error_kind"], res
 
 
 @pytest.mark.parametrize("case_id", corpus_ids(GSMHARD))

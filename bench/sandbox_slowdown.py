@@ -1,0 +1,88 @@
+"""How much slower a loop runs under the sandbox's language layer than in plain CPython.
+
+Every attribute read, subscript, ``+=``, ``*`` and method call of a program goes through a
+guard; this prints what that costs on loops an LLM writes, with the same program run by
+plain ``exec`` in this process and in the sandbox (its own ``duration_ms``: the program's
+run in the child, not the process around it). Median of ``--repeat`` runs each.
+
+Usage: ``python bench/sandbox_slowdown.py [--repeat N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.sandbox import Sandbox, SandboxConfig
+
+PROGRAMS = {
+    "total += i (300k)": "total = 0\nfor i in range(300000):\n    total += i\nresult = total",
+    "total = total + i (300k)": (
+        "total = 0\nfor i in range(300000):\n    total = total + i\nresult = total"
+    ),
+    "out.append(i) (300k)": (
+        "out = []\nfor i in range(300000):\n    out.append(i)\nresult = len(out)"
+    ),
+    "d[k] = i (300k)": "d = {}\nfor i in range(300000):\n    d[i & 1023] = i\nresult = len(d)",
+    "a.x = i (300k)": (
+        "class A:\n    pass\na = A()\na.x = 0\nfor i in range(300000):\n    a.x = i\nresult = a.x"
+    ),
+    "(t * 31 + i) % p (300k)": (
+        "t = 0\nfor i in range(300000):\n    t = (t * 31 + i) % 1000003\nresult = t"
+    ),
+    "s + arr[i % n] (300k)": (
+        "arr = list(range(1000))\ns = 0\nfor i in range(300000):\n    s = s + arr[i % 1000]\n"
+        "result = s"
+    ),
+    "sum(i * i for ...) (300k)": "result = sum(i * i for i in range(300000))",
+    "[i * 2 for ...] (300k)": "result = len([i * 2 for i in range(300000)])",
+    "a method call (200k)": (
+        "class A:\n    def f(self, x):\n        return x + 1\na = A()\ns = 0\n"
+        "for i in range(200000):\n    s = a.f(s)\nresult = s"
+    ),
+    "sort by a custom __lt__ (20k)": (
+        "import random\nrandom.seed(1)\nclass K:\n    def __init__(self, v):\n"
+        "        self.v = v\n    def __lt__(self, other):\n        return self.v < other.v\n"
+        "xs = [K(random.random()) for i in range(20000)]\nxs.sort()\nresult = 1"
+    ),
+    "l[2:4] = [i, i] (100k)": (
+        "l = [0] * 10\nfor i in range(100000):\n    l[2:4] = [i, i]\nresult = l[2]"
+    ),
+    "Fraction sum (20k)": (
+        "from fractions import Fraction as F\ns = F(0)\nfor i in range(1, 20001):\n"
+        "    s += F(1, i % 50 + 1)\nresult = str(s)[:10]"
+    ),
+}
+
+
+def plain_ms(code: str) -> float:
+    started = time.perf_counter()
+    exec(compile(code, "<bench>", "exec"), {"__name__": "__bench__"})
+    return (time.perf_counter() - started) * 1000
+
+
+async def main(repeat: int) -> None:
+    print(f"{'program':32} {'CPython ms':>11} {'sandbox ms':>11} {'slower':>7}")
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=30)) as box:
+        for name, code in PROGRAMS.items():
+            plain = statistics.median(plain_ms(code) for _ in range(repeat))
+            runs = []
+            for _ in range(repeat):
+                result = await box.run(code)
+                if not result.ok:
+                    raise SystemExit(f"{name}: {result.error_kind}: {result.error}")
+                runs.append(result.duration_ms)
+            boxed = statistics.median(runs)
+            print(f"{name:32} {plain:11.1f} {boxed:11.1f} {boxed / plain:6.1f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    asyncio.run(main(parser.parse_args().repeat))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import decimal
 import fractions
 import itertools
 import math
@@ -96,6 +97,25 @@ def _log2_factorial(n: int) -> float:
         return math.lgamma(n + 1) / math.log(2)
     except OverflowError:  # n past 1e308: far past any limit
         return math.inf
+
+
+_OWN_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "**=": operator.ipow,
+    "%=": operator.imod,
+    "<<=": operator.ilshift,
+}
+_NUMBERS = (int, float, complex, fractions.Fraction, decimal.Decimal)
+
+
+def _own_object(value: Any) -> bool:
+    """Neither a number nor a builtin sequence (nor a subclass of one): an object whose
+    operators are its class's own code."""
+    return exact_len(value) is None and not isinstance(value, _NUMBERS)
+
+
+_EXACT_FLOAT = 2**50  # below it, lgamma(n + 1) and lgamma(n - k + 1) are distinct floats
 
 
 def _below(bits: float) -> int:
@@ -297,6 +317,9 @@ class Arithmetic:
             lx, ly = exact_len(x), exact_len(y)
             if lx is not None and ly is not None:
                 self.check_items(lx + ly)
+        if op in _OWN_INPLACE and _own_object(x) and exact_len(y) is None:
+            # a program's object: its own __itruediv__, __ipow__... first, as Python does
+            return self.checked_number(self._checked(_OWN_INPLACE[op](x, y)))
         if op == "%=":  # s %= args formats: checked as s % args is
             return self.checked_number(self._checked(x % self.check_percent(x, y)))
         if op == "**=":
@@ -325,16 +348,23 @@ class Arithmetic:
         total, chosen = index_value(n), index_value(k)
         if 0 <= chosen <= total:
             rest = total - chosen
-            self.check_bits(
-                _below(_log2_factorial(total) - _log2_factorial(chosen) - _log2_factorial(rest))
-            )
+            if total < _EXACT_FLOAT:
+                bits = _log2_factorial(total) - _log2_factorial(chosen) - _log2_factorial(rest)
+            else:  # the log-gammas of n and n - k are one float: C(n, k) >= (n / k) ** k
+                fewer = min(chosen, rest)
+                bits = fewer * (total.bit_length() - 1 - fewer.bit_length())
+            self.check_bits(_below(bits))
         return self.checked_number(math.comb(total, chosen))  # type: ignore[no-any-return]
 
     def perm(self, n: Any, k: Any = None) -> int:
         total = index_value(n)
         chosen = total if k is None else index_value(k)
         if 0 <= chosen <= total:
-            self.check_bits(_below(_log2_factorial(total) - _log2_factorial(total - chosen)))
+            if total < _EXACT_FLOAT:
+                bits = _log2_factorial(total) - _log2_factorial(total - chosen)
+            else:  # P(n, k) >= (n - k + 1) ** k
+                bits = chosen * ((total - chosen + 1).bit_length() - 1)
+            self.check_bits(_below(bits))
         return self.checked_number(math.perm(total, chosen))  # type: ignore[no-any-return]
 
     def prod(self, iterable: Iterable[Any], /, *, start: Any = 1) -> Any:
@@ -459,8 +489,10 @@ class Arithmetic:
         return self.checked_number(a // b)
 
     def divmod(self, a: Any, b: Any) -> Any:
-        quotient, remainder = divmod(a, b)
-        return self.checked_number(quotient), self.checked_number(remainder)
+        result = divmod(a, b)  # a program's __divmod__/__rdivmod__ answers what it likes
+        if type(result) is tuple:
+            return tuple(self.checked_number(part) for part in result)
+        return self.checked_number(result)
 
     def round(self, number: Any, ndigits: Any = None) -> Any:
         """``round``: a Fraction rounds through ``10 ** ndigits``."""

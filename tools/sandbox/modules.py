@@ -70,6 +70,8 @@ class ModuleView:
         object.__setattr__(self, "_view_attrs", MappingProxyType(dict(attrs)))
 
     def __getattr__(self, attr: str) -> Any:
+        if attr == "__name__":  # ImportError's "cannot import name 'x' from 'typing'"
+            return self._view_name
         try:
             return self._view_attrs[attr]
         except KeyError:
@@ -171,7 +173,7 @@ def _caches(guards: Guards) -> dict[str, Callable[..., Any]]:
     class's holds the raw descriptors of its methods."""
 
     def own(func: Any) -> Any:
-        if type(func) is not FunctionType or not guards.classes.is_user_object(func):
+        if not guards.classes.is_program_function(func):
             raise SandboxSecurityError(
                 "lru_cache() and cache() decorate the program's own functions only"
             )
@@ -355,7 +357,7 @@ _JSON_MAX_INDENT = 64
 _TYPING = (
     "Any Callable Dict List Set FrozenSet Tuple Optional Union Iterable Iterator Sequence "
     "Mapping MutableMapping Generator DefaultDict Deque TypeVar Literal cast TYPE_CHECKING "
-    "Type NamedTuple ClassVar Protocol Final"
+    "Type NamedTuple ClassVar Protocol Final Generic"
 )
 _STATISTICS = (
     "mean fmean geometric_mean harmonic_mean median median_low median_high median_grouped "

@@ -54,7 +54,11 @@ ALLOWED_DUNDER_METHODS = frozenset(
         "init repr str format len iter next contains getitem setitem delitem call bool hash "
         "eq ne lt le gt ge add radd iadd sub rsub isub mul rmul imul truediv rtruediv "
         "floordiv rfloordiv mod rmod pow rpow neg pos abs int float index round enter exit "
-        "post_init missing reversed and or xor matmul divmod"
+        "post_init missing reversed and or xor matmul divmod "
+        # the rest of the operators (the differential pass: Bits.__invert__, Tags.__ior__,
+        # Money.__floor__ were refused); each changes only the program's own objects
+        "invert lshift rlshift ilshift rshift rrshift irshift rand iand ror ior rxor ixor "
+        "itruediv ifloordiv ipow imod rmatmul imatmul rdivmod floor ceil trunc complex"
     ).split(" ")
 )
 _RESERVED_VARIABLES = re.compile(r"_print|_tmp\d+")

@@ -411,7 +411,7 @@ class Guards:
         what :meth:`vet` made of it (the function itself, or a checking wrapper)."""
         if isinstance(obj, _CALLABLE_HOLDERS) and name in _HELD:
             self._check_held(obj, name, value)
-        if type(value) is not FunctionType or self.classes.is_user_object(value):
+        if type(value) is not FunctionType or self.classes.is_program_function(value):
             return vetted  # not a function, or the program's own (its methods as contained)
         if isinstance(obj, property) and name in ("fget", "fset", "fdel"):
             raise SandboxSecurityError("a library property's functions are not available")

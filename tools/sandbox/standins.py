@@ -108,14 +108,20 @@ def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(None)(lambda: None))
 
 
+def _written_by_the_program(func: Any) -> bool:
+    """The program's own function, or a cache of one (``lru_cache``)."""
+    if type(func) is _LRU_CACHE_WRAPPER:
+        func = func.__wrapped__
+    return type(func) is FunctionType and func.__code__.co_filename == FILENAME
+
+
 def _classmethod_of_a_function(func: Any) -> classmethod:  # type: ignore[type-arg]
     """``classmethod(f)`` of a function (or of a cache of one: ``@classmethod @lru_cache``,
     whose ``__get__`` only binds) only: in Python 3.11 a classmethod of a descriptor calls
     that descriptor's ``__get__`` with the class as the instance, and a library property's
     getter then ran ``self.__class__(...)`` with ``self`` a class: the real ``type``
     (red-team pass Z)."""
-    cached = func.__wrapped__ if type(func) is _LRU_CACHE_WRAPPER else func
-    if type(cached) is not FunctionType or cached.__code__.co_filename != FILENAME:
+    if not _written_by_the_program(func):
         raise SandboxSecurityError("classmethod() takes a function in the sandbox")
     return classmethod(func)
 
@@ -424,6 +430,7 @@ class Classes:
         self._slotted: dict[int, type] = {}
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
         self._wrapped: dict[int, Callable[..., Any]] = {}  # the program's methods, contained
+        self._wraps: dict[int, Any] = {}  # what each contained method calls
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self.int = _stand_in(int, self._int)
@@ -456,6 +463,7 @@ class Classes:
         self._slotted.clear()
         self._tokens.clear()
         self._wrapped.clear()
+        self._wraps.clear()
         self._clean.clear()
 
     def register(self, cls: type) -> type:
@@ -464,6 +472,18 @@ class Classes:
 
     def is_user_class(self, obj: Any) -> bool:
         return self._user.get(id(obj)) is obj
+
+    def is_program_function(self, func: Any) -> bool:
+        """A function the program wrote, or one of its methods as the class hook contained
+        it; not a contained method that calls a library's function (``C.f = heapq.nlargest``
+        is a library function put in a class, and read from it takes instances only)."""
+        if type(func) is not FunctionType:
+            return False
+        if func.__code__.co_filename == FILENAME:
+            return True
+        if self._wrapped.get(id(func)) is not func:
+            return False
+        return _written_by_the_program(self._wraps.get(id(func)))
 
     def defines_private(self, obj: Any, name: str) -> bool:
         """``obj.<name>`` for a private name: only what the program itself defined, on its own
@@ -693,7 +713,10 @@ class Classes:
                 setattr(method, name, str.__str__(text))
             elif name == "__doc__":
                 method.__doc__ = None
+        if type(func) is FunctionType and func.__code__.co_filename == FILENAME:
+            method.__dict__ = func.__dict__  # C.g.calls is f.calls, as in Python: one dict
         wrapped[id(method)] = method
+        self._wraps[id(method)] = func
         return type(value)(method) if type(value) is not FunctionType else method
 
     def _contained_exit(self, method: Any) -> Callable[..., Any]:
@@ -723,6 +746,10 @@ class Classes:
             kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
             return binds(method, self)(*args, **kwargs)
 
+        if type(method) is _LRU_CACHE_WRAPPER:  # s.f.cache_info() of a cached method
+            for name in ("cache_info", "cache_clear", "cache_parameters"):
+                setattr(bound, name, getattr(method, name))
+
         return self._named_wrapper(bound, method)
 
     def _bound_to_an_instance(self, method: Any, instance: Any) -> Any:
@@ -738,6 +765,7 @@ class Classes:
         qualname = getattr(method, "__qualname__", "__exit__")
         wrapper.__qualname__ = str.__str__(qualname) if isinstance(qualname, str) else "__exit__"
         self._wrapped[id(wrapper)] = wrapper
+        self._wraps[id(wrapper)] = method
         return wrapper
 
     def _subclass_constructors(self) -> list[tuple[StandIn, Callable[..., Any]]]:

@@ -47,6 +47,25 @@ BY_DESIGN = {
     "v014_copy_module": "copy: not one of the 18 modules",
     "v015_enum_module": "enum: not one of the 18 modules",
     "n022_bigint_digits": "int() of 10,000 digits: CPython stops at 4,300, the sandbox answers",
+    "a057_fast_doubling_fib": "str() of 6,270 digits: CPython stops at 4,300, the sandbox answers",
+    "c002_inheritance_chain_super": "Puppy.__mro__: names starting with _",
+    "c028_eq_and_ne_default_hash": "Tag.__hash__: names starting with _",
+    "c031_exception_hierarchy_custom": "e.__cause__: names starting with _",
+    "c034_slots_and_defaults": "P3.__slots__ outside the class body: names starting with _",
+    "c029_mixins_multiple_inheritance": "C.mro(): mro is not available",
+    "e045_mro_method": "C.mro(): mro is not available",
+    "c022_setattr_getattr_dynamic": "__getattr__/__setattr__ on a class: not definable",
+    "e007_getattr_delegation": "__getattr__ on a class: not definable",
+    "e015_dict_subclass_missing_attr": "__getattr__ on a class: not definable",
+    "e002_int_subclass_new": "__new__ on a class: not definable",
+    "e003_singleton_new": "__new__ on a class: not definable",
+    "e018_str_subclass": "__new__ on a class: not definable",
+    "e044_type_three_arg": "type() with three arguments: not available",
+    "d023_random_shuffle_stable": "random.getstate/setstate: not in the module view",
+    "e012_class_based_decorator": "functools.update_wrapper: not in the module view",
+    "b035_bytes_struct_manual": "memoryview: not a builtin here",
+    "e041_memoryview_bytes": "memoryview: not a builtin here",
+    "e033_abc_module": "abc: not one of the 18 modules",
 }
 GSMHARD = "pal_programs_gsmhard.jsonl"
 ATTACKS = "sandbox_attacks_dev.json"
@@ -95,7 +114,8 @@ async def test_legit_program_gives_expected(sandbox: Sandbox, case_id: str) -> N
 
 @pytest.mark.parametrize("case_id", corpus_ids(DIFFERENTIAL))
 async def test_a_program_answers_as_cpython_does(sandbox: Sandbox, case_id: str) -> None:
-    """Ordinary LLM-style programs (classes, collections, numbers, typing, slices, ...):
+    """Ordinary LLM-style programs (classes, collections, numbers, typing, slices, graphs,
+    dynamic programming, parsing, operator overloading, ...):
     value, output and error kind as CPython 3.11 gave them when the corpus was written,
     except where the README says the sandbox differs (``BY_DESIGN``)."""
     case = _by_id(DIFFERENTIAL)[case_id]

@@ -635,6 +635,9 @@ SIZE_BOMBS = {
     "int_of_a_decimal_at_the_top_of_its_range": (
         "import decimal\nresult = int(decimal.Decimal('9.' + '9' * 9999 + 'E+10000')).bit_length()"
     ),
+    # pass AG: past 2**50 the log-gammas of n and n - k are one float (a bound of 0 bits)
+    "comb_of_a_huge_n": "import math\nresult = math.comb(10**22, 300_000).bit_length()",
+    "perm_of_a_huge_n": "import math\nresult = math.perm(10**22, 300_000).bit_length()",
     "int_to_a_negative_fraction": (
         "from fractions import Fraction\nresult = 3 ** Fraction(-30_000_000)"
     ),

@@ -506,7 +506,8 @@ class Guards:
         ``total_ordering`` adds its methods): read from ``vars(cls)`` it would take any
         ``self``. Read as an attribute it is checked as a library method is."""
         func = value.__func__ if type(value) in (staticmethod, classmethod) else value
-        return type(func) is FunctionType and not self.classes.is_user_object(func)
+        # (a contained method that calls a library's function counts as the library's)
+        return type(func) is FunctionType and not self.classes.is_program_function(func)
 
     def super_attr(self, obj: Any, name: str) -> Any:
         """``super().__init__`` and the other special methods of ``names.SUPER_DUNDERS``: only

@@ -660,3 +660,29 @@ def test_a_programs_own_object_keeps_the_checks_its_kind_needs() -> None:
     assert guards.getattr(own, "v") == 5 and guards.getattr(own, "w", 7) == 7
     with pytest.raises(policy.SandboxSecurityError, match="gi_frame"):
         guards.getattr(own, "gi_frame")
+
+
+def test_a_library_function_put_in_a_class_stays_the_librarys() -> None:
+    """Red-team pass AG: the class hook contains whatever a class is given, and the
+    program's own methods are handed out as they are; a contained library function is not
+    the program's: read from the class it takes instances only, and ``vars(C)`` leaves it
+    out."""
+    import statistics
+
+    arith = Arithmetic(100, 10)
+    classes = Classes(arith)
+    guards = policy.Guards(arith, classes)
+    program: dict[str, object] = {}
+    from tools.sandbox.names import FILENAME
+
+    exec(compile("def own(a, b):\n    return a + b\n", FILENAME, "exec"), program)
+    C = classes.metaclass(
+        "C",
+        (),
+        {"__module__": "__main__", "own": program["own"], "lib": statistics.median},
+    )
+    assert guards.getattr(C, "own")(1, 2) == 3  # C.own(1, 2), as Python allows
+    with pytest.raises(policy.SandboxSecurityError, match="instances of C only"):
+        guards.getattr(C, "lib")([1, 2, 3])
+    namespace = guards.vars(C)
+    assert "own" in namespace and "lib" not in namespace

@@ -191,7 +191,6 @@ class Arithmetic:
             return builtins.pow(base, exp, mod)  # bounded by the modulus
         exponent = int_exponent(exp)
         if exponent is not None:
-            # An int base with a negative exponent gives a float; a Fraction base does not.
             # An int base with a negative exponent gives a float; with a Fraction on either
             # side the result is exact (3 ** Fraction(-N) is 1/3**N).
             exact = fraction_parts(base) is not None or fraction_parts(exp) is not None
@@ -476,6 +475,12 @@ class Arithmetic:
             self.check_bits(part.bit_length())
         return result
 
+    def checked_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Each number of a tuple checked (``divmod``, an exact ratio), the tuple returned."""
+        for part in parts:
+            self.checked_number(part)
+        return parts
+
     def truediv(self, a: Any, b: Any) -> Any:
         """``a / b``; a Fraction result is checked (``f / (1 / f)`` squares ``f``)."""
         if type(a) is float or type(b) is float:
@@ -491,7 +496,7 @@ class Arithmetic:
     def divmod(self, a: Any, b: Any) -> Any:
         result = divmod(a, b)  # a program's __divmod__/__rdivmod__ answers what it likes
         if type(result) is tuple:
-            return tuple(self.checked_number(part) for part in result)
+            return self.checked_parts(result)
         return self.checked_number(result)
 
     def round(self, number: Any, ndigits: Any = None) -> Any:
@@ -758,17 +763,15 @@ def bound_fractions(arith: Arithmetic) -> None:
             method = vars(cls)[method_name]
             if getattr(method, "_bounded", False):
                 continue
-            setattr(cls, method_name, _bounded_operation(method, arith.checked_number))
+            setattr(cls, method_name, _bounded_operation(method, arith))
 
 
-def _bounded_operation(method: Callable[..., Any], check: Callable[[Any], Any]) -> Any:
+def _bounded_operation(method: Callable[..., Any], arith: Arithmetic) -> Any:
     def operation(a: Any, b: Any, *modulo: Any) -> Any:
         result = method(a, b, *modulo)
         if type(result) is tuple:  # divmod
-            for part in result:
-                check(part)
-            return result
-        return check(result)
+            return arith.checked_parts(result)
+        return arith.checked_number(result)
 
     operation.__name__ = method.__name__
     operation.__qualname__ = method.__qualname__

@@ -125,7 +125,6 @@ _CALLABLE_HOLDERS = (property, functools.cached_property, *_PARTIALS)
 _HELD = frozenset({"fget", "fset", "fdel", "func", "args", "keywords"})
 _GROWABLE_BY_SLICE = (list, bytearray)
 _BUILTIN_SETITEM = (list.__setitem__, bytearray.__setitem__)
-_TRUE_LENGTH = frozenset({list, tuple, str, bytes, bytearray})  # C reads these by length
 _GROWABLE = (list, bytearray, collections.deque)
 _EXTENDS = {
     id(method): method
@@ -591,7 +590,7 @@ class Guards:
             if method_name == "strftime" and isinstance(owner, (datetime.date, datetime.time)):
                 return lambda fmt: value(self._strftime_format(owner, fmt))
             if method_name == "as_integer_ratio" and isinstance(owner, decimal.Decimal):
-                return lambda: self._ratio(value())
+                return lambda: self.arith.checked_parts(value())
             if method_name == "getrandbits" and isinstance(owner, random.Random):
                 return lambda k: value(checked_random_bits(k))  # super() reaches the C one
             if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
@@ -629,7 +628,9 @@ class Guards:
         if value is _WITH_TRACEBACK:  # ValueError.with_traceback(e, tb), unbound
             raise SandboxSecurityError("with_traceback is not available in the sandbox")
         if value is _DECIMAL_RATIO:  # decimal.Decimal.as_integer_ratio(d), unbound
-            return lambda number: self._ratio(value(number))
+            # a subnormal of the bounded context (1E-10000 / 1E+9999 at prec=10000) is
+            # 1/10**19999, twice the int limit (red-team pass AA)
+            return lambda number: self.arith.checked_parts(value(number))
         if value is _RANDOM_GETRANDBITS:  # unbound, e.g. through super(C, C)
             return lambda rng, k: value(rng, checked_random_bits(k))
         known = _FORMAT_METHODS.get(id(value))
@@ -639,14 +640,6 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
-
-    def _ratio(self, ratio: tuple[int, int]) -> tuple[int, int]:
-        """A Decimal's exact ratio, checked: a subnormal of the bounded context
-        (``Decimal('1E-10000') / Decimal('1E+9999')`` at ``prec=10000``) is ``1/10**19999``,
-        twice the int limit (red-team pass AA)."""
-        for part in ratio:
-            self.arith.checked_number(part)
-        return ratio
 
     def _counted(
         self, method: Any, count: Callable[..., Any], signature: inspect.Signature, bound: bool
@@ -966,11 +959,7 @@ class _SliceWriter:
                 if stop < start:
                     stop = start
                 kept = have - (stop - start)
-                if type(value) in _TRUE_LENGTH:  # read by its length in C
-                    if kept + len(value) > self._arith.max_items:
-                        self._arith.check_items(kept + len(value), type(target).__name__)
-                else:
-                    value = self._arith.growth(kept, value, type(target).__name__)
+                value = self._arith.growth(kept, value, type(target).__name__)
                 key = slice(start, stop)
             else:  # an extended slice takes as many items as it has: no growth
                 key = slice(start, None if stop < 0 else stop, step)

@@ -170,15 +170,18 @@ class SandboxTransformer(RestrictingNodeTransformer):
         with or without a specification) would otherwise be twenty times past it."""
         node = self.node_contents_visit(node)
         fields = [value for value in node.values if isinstance(value, ast.FormattedValue)]
-        if len(fields) < 2 and not any(_is_deferred_field(field) for field in fields):
-            return node  # one plain field: no larger than its value's text and the literal
+        if len(fields) < 2 and not any(
+            _is_deferred_field(field) or field.conversion != -1 for field in fields
+        ):  # one plain field: no larger than its value's text and the literal; ``!r`` and
+            # ``!a`` are not (ten characters a character, a repr of a repr doubles: pass AJ)
+            return node
         pieces: list[ast.expr] = []
         for value in node.values:
             if isinstance(value, ast.FormattedValue) and _is_deferred_field(value):
                 pieces.append(value.value)  # the _format_value_(...) call
-            elif isinstance(value, ast.FormattedValue):  # {x} or {x!r}: made natively, as
-                joined = ast.JoinedStr(values=[value])  # long as its value's text; the hook
-                copy_locations(joined, value)  # counts it before anything is joined
+            elif isinstance(value, ast.FormattedValue):  # {x} or {x!r}: made natively; the
+                joined = ast.JoinedStr(values=[value])  # hook counts it before anything is
+                copy_locations(joined, value)  # joined
                 pieces.append(joined)
             else:
                 pieces.append(value)

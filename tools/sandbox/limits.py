@@ -27,9 +27,11 @@ is bounded by the run's address space and CPU limits, in a process that ends wit
 from __future__ import annotations
 
 import builtins
+import codecs
 import collections
 import decimal
 import fractions
+import inspect
 import itertools
 import math
 import operator
@@ -165,6 +167,23 @@ def int_exponent(value: Any) -> int | None:
     return None
 
 
+# A conversion between text and bytes takes an encoding and an error handler, named or not.
+_CODEC_ARGUMENTS = inspect.Signature(
+    [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+        for name, default in (("encoding", "utf-8"), ("errors", "strict"))
+    ]
+)
+# Codecs (by canonical name) that write at most four bytes a character, and a BOM.
+_PLAIN_CODEC = re.compile(
+    r"ascii|charmap|palmos|utf-(?:8|16|32)(?:-sig|-le|-be)?|cp\d+|iso8859-\d+|mac-[a-z0-9]+"
+    r"|koi8-[a-z]|kz1048|ptcp154|hp-roman8|tis-620|big5(?:hkscs)?|euc_[a-z0-9_]+"
+    r"|gb(?:2312|k|18030)|johab|shift_jis[a-z0-9_]*"
+)
+# Error handlers that write at most one character (or four bytes) for what they replace.
+_PLAIN_ERRORS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass"})
+
+
 class Arithmetic:
     """``**``, ``*`` and ``<<`` with the result size checked before it is computed."""
 
@@ -185,6 +204,42 @@ class Arithmetic:
             raise SizeLimit(
                 f"{what} of {items} items exceeds the sandbox limit of {self.max_items}"
             )
+
+    def codec_arguments(
+        self, length: int, args: tuple[Any, ...], kwargs: dict[str, Any], *, decoding: bool
+    ) -> tuple[Any, Any]:
+        """The ``(encoding, errors)`` of a conversion of ``length`` characters to bytes (or
+        bytes to text, ``decoding``), after the most it can write was counted, however it is
+        spelled (``s.encode``, ``str.encode(s)``, ``bytes(s, enc, errors)``, ``b.decode``,
+        ``str(b, enc, errors)``, a subclass's ``super()``): encoding, an escaping codec or
+        error handler writes up to ten bytes a character (``namereplace`` up to 90:
+        ``\\N{ARABIC LIGATURE ...}``, red-team pass AJ); decoding, ``backslashreplace`` four
+        characters a byte. The plain ones write at most four bytes a character or one
+        character a byte: a small factor, left to the memory limit."""
+        bound = _CODEC_ARGUMENTS.bind(*args, **exact_kwargs(kwargs))
+        encoding = bound.arguments.get("encoding", "utf-8")
+        errors = bound.arguments.get("errors", "strict")
+        if isinstance(encoding, str) and isinstance(errors, str):  # else the codec's TypeError
+            handler = str.__str__(errors)
+            if decoding:
+                factor = (
+                    0 if handler in _PLAIN_ERRORS else 4 if handler == "backslashreplace" else 10
+                )
+            else:
+                try:  # by the codec's own name: an alias ("unicode-1-1-utf-7") is the same codec
+                    codec = codecs.lookup(str.__str__(encoding)).name
+                except LookupError:
+                    codec = "utf-8"  # the conversion refuses it itself
+                # any codec but a plain one (escapes, utf-7, the shifting iso2022 and hz,
+                # punycode) writes up to ten bytes a character
+                factor = 0 if _PLAIN_CODEC.fullmatch(codec) else 10
+                if handler in ("xmlcharrefreplace", "backslashreplace"):
+                    factor = max(factor, 10)
+                elif handler not in _PLAIN_ERRORS:  # namereplace, or one registered by name
+                    factor = 90
+            if factor:
+                self.check_items(length * factor, "decoded text" if decoding else "encoded text")
+        return encoding, errors
 
     def pow(self, base: Any, exp: Any, mod: Any = None) -> Any:
         if mod is not None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import _string  # type: ignore[import-not-found]  # CPython's format-string field parser
 import builtins
-import codecs
 import collections
 import datetime
 import decimal
@@ -111,7 +110,7 @@ _CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "c
 # Every bound builtin method name vet() may replace (each has its branch there).
 _VETTED_METHODS = (
     frozenset(
-        "throw athrow format format_map sub subn expand encode extend extendleft join "  # noqa: SIM905
+        "throw athrow format format_map sub subn expand encode decode extend extendleft join "  # noqa: SIM905
         "translate strftime as_integer_ratio getrandbits from_bytes".split(" ")
     )
     | _CASE_METHODS
@@ -170,14 +169,7 @@ _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox rea
 
 _STR_TRANSLATE = str.translate
 _STR_ENCODE = str.encode
-_ENCODE_SIGNATURE = inspect.signature(str.encode)  # once, not on every call
-# Codecs (by canonical name) that write at most four bytes a character, and a BOM.
-_PLAIN_CODEC = re.compile(
-    r"ascii|charmap|palmos|utf-(?:8|16|32)(?:-sig|-le|-be)?|cp\d+|iso8859-\d+|mac-[a-z0-9]+"
-    r"|koi8-[a-z]|kz1048|ptcp154|hp-roman8|tis-620|big5(?:hkscs)?|euc_[a-z0-9_]+"
-    r"|gb(?:2312|k|18030)|johab|shift_jis[a-z0-9_]*"
-)
-_PLAIN_ERRORS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass"})
+_DECODES = {id(kind.decode): kind.decode for kind in (bytes, bytearray)}
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
 
@@ -573,6 +565,8 @@ class Guards:
                 return lambda template: value(self._expandable(owner, template))
             if method_name == "encode" and isinstance(owner, str):
                 return lambda *args, **kwargs: value(*self._encoding(owner, args, kwargs))
+            if method_name == "decode" and isinstance(owner, (bytes, bytearray)):
+                return lambda *args, **kwargs: value(*self._decoding(owner, args, kwargs))
             if method_name in ("extend", "extendleft") and isinstance(owner, _GROWABLE):
                 return self.grown(owner, value)
             if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
@@ -611,6 +605,9 @@ class Guards:
             return lambda match, template: value(match, self._expandable(match, template))
         if value is _STR_ENCODE:  # str.encode(s, ...), unbound
             return lambda text, *args, **kwargs: value(text, *self._encoding(text, args, kwargs))
+        decodes = _DECODES.get(id(value))
+        if decodes is not None and decodes is value:  # bytes.decode(b, ...), unbound
+            return lambda data, *args, **kwargs: value(data, *self._decoding(data, args, kwargs))
         joins = _JOINS.get(id(value))
         if joins is not None and joins is value:  # str.join(sep, items), unbound
             return lambda sep, iterable: value(sep, self._join_pieces(sep, iterable))
@@ -762,29 +759,21 @@ class Guards:
             return call
         return repl  # re's own TypeError
 
-    def _encoding(self, text: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    def _encoding(
+        self, text: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
         """``text.encode(encoding, errors)``'s arguments, after the most it can write was
-        counted: an escaping codec or error handler writes up to ten bytes a character
-        (``namereplace`` up to 90: ``\\N{ARABIC LIGATURE ...}``)."""
-        bound = _ENCODE_SIGNATURE.bind(text, *args, **exact_kwargs(kwargs))
-        encoding = bound.arguments.get("encoding", "utf-8")
-        errors = bound.arguments.get("errors", "strict")
-        if isinstance(encoding, str) and isinstance(errors, str):
-            try:  # by the codec's own name: an alias ("unicode-1-1-utf-7") is the same codec
-                codec = codecs.lookup(str.__str__(encoding)).name
-            except LookupError:
-                codec = "utf-8"  # encode refuses it itself
-            # a plain codec writes at most 4 bytes a character: a small factor; any other
-            # (escapes, utf-7, the shifting iso2022 and hz, punycode) up to ten
-            factor = 0 if _PLAIN_CODEC.fullmatch(codec) else 10
-            handler = str.__str__(errors)
-            if handler in ("xmlcharrefreplace", "backslashreplace"):
-                factor = max(factor, 10)
-            elif handler not in _PLAIN_ERRORS:  # namereplace, or one registered by name
-                factor = 90
-            if factor:
-                self.arith.check_items(str.__len__(text) * factor, "encoded text")
-        return [bound.arguments.get("encoding", "utf-8"), bound.arguments.get("errors", "strict")]
+        counted (a text's own length: a subclass's ``__len__`` may lie)."""
+        return self.arith.codec_arguments(str.__len__(text), args, kwargs, decoding=False)
+
+    def _decoding(
+        self, data: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """``data.decode(encoding, errors)``'s arguments, after the most it can write was
+        counted (``backslashreplace``: four characters a byte, red-team pass AJ)."""
+        with memoryview(data) as view:
+            length = view.nbytes
+        return self.arith.codec_arguments(length, args, kwargs, decoding=True)
 
     def _join_pieces(self, separator: Any, iterable: Any) -> list[Any]:
         """The pieces of ``separator.join(iterable)``, counted before they are joined: three
@@ -1070,7 +1059,7 @@ class _ContextWriter:
 _PLAIN_BUILTINS = (  # noqa: SIM905
     "abs all any bin bool callable chr complex dict enumerate "
     "filter float frozenset hash hex isinstance issubclass iter len list map max min "
-    "next object oct ord property range reversed set slice sorted staticmethod str "
+    "next object oct ord property range reversed set slice sorted staticmethod "
     "super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")
 
@@ -1092,6 +1081,7 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         divmod=arith.divmod,
         round=arith.round,
         int=classes.int,
+        str=classes.str,
         type=classes.type,
         vars=guards.vars,
         bytes=classes.bytes,

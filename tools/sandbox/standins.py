@@ -105,6 +105,13 @@ def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
     return StandIn(real.__name__, (), namespace)
 
 
+# str(object, encoding, errors): the names its keywords take
+_STR_ARGUMENTS = inspect.Signature(
+    [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+        for name, default in (("object", b""), ("encoding", "utf-8"), ("errors", "strict"))
+    ]
+)
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(None)(lambda: None))
 
 
@@ -434,6 +441,7 @@ class Classes:
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self.int = _stand_in(int, self._int)
+        self.str = _stand_in(str, self._str)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
         self.bytes = _stand_in(bytes, self._bytes)
         self.bytearray = _stand_in(bytearray, self._bytearray)
@@ -444,6 +452,7 @@ class Classes:
         stand_ins = (
             self.classmethod,
             self.int,
+            self.str,
             self.bytes,
             self.bytearray,
             self.fraction,
@@ -781,7 +790,15 @@ class Classes:
             value: decimal.Decimal = decimal.Decimal.__new__(cls, *args, **exact_kwargs(kwargs))
             return self.check_decimal(value)
 
-        return [(self.int, new_int), (self.fraction, new_fraction), (self.decimal, new_decimal)]
+        def new_str(cls: type, *args: Any, **kwargs: Any) -> Any:
+            return self.made_text(functools.partial(str.__new__, cls), args, kwargs)
+
+        return [
+            (self.int, new_int),
+            (self.str, new_str),
+            (self.fraction, new_fraction),
+            (self.decimal, new_decimal),
+        ]
 
     # -- type() ----------------------------------------------------------------------------
 
@@ -822,6 +839,11 @@ class Classes:
         if count is not None:
             self.arith.check_items(count, real.__name__)
             return real(count, *args, **kwargs)
+        if isinstance(source, str) and (args or kwargs):  # bytes(s, encoding, errors)
+            encoding, errors = self.arith.codec_arguments(
+                str.__len__(source), args, kwargs, decoding=False
+            )
+            return real(source, encoding, errors)
         if (
             args
             or kwargs
@@ -858,6 +880,36 @@ class Classes:
     def _int(self, *args: Any, **kwargs: Any) -> int:
         # and what came out: a Decimal at the top of its range is 33,223 bits (pass AC)
         return self.arith.checked_number(int(*self.int_arguments(*args, **kwargs)))  # type: ignore[no-any-return]
+
+    def made_text(
+        self, make: Callable[..., str], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str:
+        """``str(x)`` (``make`` is ``str``, or a subclass's ``str.__new__``), measured: ``str``
+        of bytes is their repr, four characters a byte, and of a container its items' reprs;
+        ``str(b, encoding, errors)`` decodes, counted first (``backslashreplace``: four
+        characters a byte, red-team pass AJ)."""
+        kwargs = exact_kwargs(kwargs)
+        if len(args) + len(kwargs) < 2:  # str() or str(x): whatever its __str__ made, measured
+            text = make(*args, **kwargs)
+            self.arith.check_items(str.__len__(text), "text")
+            return text
+        bound = _STR_ARGUMENTS.bind(*args, **kwargs)
+        source = bound.arguments.pop("object", b"")
+        try:
+            with memoryview(source) as view:
+                length = view.nbytes
+        except TypeError:
+            length = 0  # not bytes: str's own TypeError
+        encoding, errors = self.arith.codec_arguments(length, (), bound.arguments, decoding=True)
+        return make(source, encoding, errors)
+
+    def _str(self, *args: Any, **kwargs: Any) -> str:
+        if len(args) == 1 and not kwargs:  # str(x), in every other loop: one frame less
+            text = str(args[0])
+            if str.__len__(text) > self.arith.max_items:
+                self.arith.check_items(str.__len__(text), "text")
+            return text
+        return self.made_text(str, args, kwargs)
 
     def exact_bytes(self, source: Any) -> bytes:
         """``bytes(source)`` as the program's ``bytes`` makes it (counted), then as exact

@@ -645,6 +645,36 @@ SIZE_BOMBS = {
         "import itertools, collections\nd = collections.deque()\n"
         "d.extendleft(itertools.repeat(1, 50_000_000))\nresult = len(d)"
     ),
+    # pass AJ: a conversion measured under one spelling and not under another
+    "bytes_of_text_with_namereplace": (
+        "s = chr(0x1FBA9) * 1_000_000\nresult = len(bytes(s, 'ascii', 'namereplace'))"
+    ),
+    "bytearray_of_text_with_namereplace_by_keyword": (
+        "s = chr(0x1FBA9) * 1_000_000\nresult = len(bytearray(s, 'ascii', errors='namereplace'))"
+    ),
+    "bytes_of_text_unicode_escaped": (
+        "result = len(bytes(chr(0x10FFFF) * 5_000_000, encoding='unicode_escape'))"
+    ),
+    "fstring_of_one_ascii_field": "s = chr(0x10FFFF) * 9_000_000\nresult = len(f'{s!a}')",
+    "fstring_of_one_repr_field_of_bytes": "b = bytes([255]) * 9_000_000\nresult = len(f'{b!r}')",
+    "fstring_of_a_repr_of_a_repr": (
+        "t = '\\\\' * 5_000_000\nfor i in range(3):\n    t = f'{t!r}'\nresult = len(t)"
+    ),
+    "bytes_decoded_with_backslashreplace": (
+        "b = bytes([255]) * 10_000_000\nresult = len(b.decode('utf-8', 'backslashreplace'))"
+    ),
+    "bytes_decoded_unbound": (
+        "b = bytearray([255]) * 10_000_000\n"
+        "result = len(bytearray.decode(b, errors='backslashreplace'))"
+    ),
+    "str_of_bytes_decoded_with_backslashreplace": (
+        "b = bytes([255]) * 10_000_000\nresult = len(str(b, 'utf-8', 'backslashreplace'))"
+    ),
+    "str_subclass_of_bytes_decoded": (
+        "class S(str):\n    pass\nb = bytes([255]) * 10_000_000\n"
+        "result = len(S(b, errors='backslashreplace'))"
+    ),
+    "str_of_bytes": "result = len(str(bytes([255]) * 9_000_000))",
 }
 
 # An object whose __index__ answers small the first time and huge afterwards.
@@ -1075,6 +1105,34 @@ async def test_type_does_not_hand_out_a_combinatoric_class(box: Sandbox) -> None
 
 LEGIT_SIZES = {
     "pow": ("result = 2 ** 1000 % 1000007", pow(2, 1000, 1000007)),
+    "text_and_bytes_every_way": (  # the spellings pass AJ measured, at ordinary sizes
+        "class S(str):\n    def shout(self):\n        return self.upper() + '!'\n"
+        "b = 'h\u00e9llo'.encode()\nbad = b'\\xff'\n"
+        "result = [str(5), str(b, 'utf-8'), b.decode(), bad.decode('utf-8', 'backslashreplace'),\n"
+        "    str(bad, errors='replace'), bytes('x', 'ascii'),\n"
+        "    bytearray('\u00e9', 'ascii', 'xmlcharrefreplace').decode(),\n"
+        "    f'{b!r}', f'{\"\u00e9\"!a}', f'{3.5!s}', S('hi').shout(), S(bad, 'latin-1'),\n"
+        "    type('a') is str, isinstance(S(), str), str(), str(object=7), f'{2 + 1=}']",
+        [
+            "5",
+            "h\u00e9llo",
+            "h\u00e9llo",
+            "\\xff",
+            "\ufffd",
+            "b'x'",
+            "&#233;",
+            "b'h\\xc3\\xa9llo'",
+            "'\\xe9'",
+            "3.5",
+            "HI!",
+            "\u00ff",
+            True,
+            True,
+            "",
+            "7",
+            "2 + 1=3",
+        ],
+    ),
     "fraction_pow": (
         "import fractions\nresult = str(fractions.Fraction(3, 2) ** 20)",
         "3486784401/1048576",

@@ -511,7 +511,7 @@ def test_a_special_method_in_any_form_gets_its_operands_as_the_program_may_hold_
             P() == changing  # noqa: B015
     classes.reachable(collections.Counter)
     assert classes.exposed((1, [collections.Counter])) == (1, [collections.Counter])
-    alias = typing.List[str]  # noqa: UP006 (typing's own alias is the point)
+    alias = typing.List[float]  # noqa: UP006 (typing's own alias is the point)
     assert classes.exposed(alias) is alias
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dis
 import json
 import os
+import select
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -300,6 +301,18 @@ def describe(exc: BaseException) -> dict[str, Any]:
     return failure(name, message)
 
 
+def program_waiting(fd: int) -> bool:
+    """Whether the program is already in the pipe. A child whose program waits skips the
+    warm-up: under load the warm-up is ~3 ms of CPU a run (210 against 300 runs/s), and it
+    only pays when it runs while nothing waits (warm p50 1.5 ms against 3.1 without it)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        return bool(poller.poll(0))
+    except OSError:  # no poll in this filter: warm up, as ever
+        return False
+
+
 def read_program(fd: int, max_bytes: int) -> str | dict[str, Any]:
     """The program, read until EOF; a failure reply when it is too large or not UTF-8."""
     chunks: list[bytes] = []
@@ -329,7 +342,8 @@ def serve_one_run(
         except BaseException:
             status = EXIT_CONFINEMENT_FAILED
             raise
-        runner.prewarm()
+        if not program_waiting(request_fd):  # idle: write the pages a run writes, now
+            runner.prewarm()
         program = read_program(request_fd, runner.max_code_bytes)
         reply = runner.run(program) if isinstance(program, str) else program
         frame = runner.reply_frame(reply)

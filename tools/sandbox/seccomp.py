@@ -4,7 +4,8 @@ Everything not listed fails with ``EPERM``; calls of another architecture's ABI 
 x32) kill the process (libseccomp's default for a foreign architecture). By the time the filter
 is loaded the child has its request pipe, its reply pipe and ``/dev/null``, every module is
 imported, and the program has not been read yet. From then on a program needs memory, reads,
-writes, the clock, randomness and an exit, and nothing else:
+writes (and a look at whether its program is in its pipe yet), the clock, randomness and an
+exit, and nothing else:
 
 * no files (``open``/``stat`` by path are not listed: the template pre-imports every module a
   program can reach, codecs included), no sockets, no new processes or threads, no exec;
@@ -46,6 +47,9 @@ ALLOWED = (
     "write",
     "writev",
     "close",
+    # whether the program is already waiting in its pipe (a zero timeout: child.program_waiting)
+    "poll",
+    "ppoll",
     # the clock (usually the vDSO; the system call is the fallback) and randomness
     "clock_gettime",
     "clock_getres",

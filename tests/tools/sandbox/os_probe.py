@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, os.getcwd())
 
 from tools.sandbox import confine, libc
+from tools.sandbox.child import program_waiting
 
 try:
     import pyseccomp
@@ -158,12 +159,18 @@ def main() -> None:
     os.waitpid(pid, 0)
     conf.require(layers)
     read_fd, write_fd = os.pipe()
+    waiting_r, waiting_w = os.pipe()  # a program already in its pipe, and none yet
+    empty_r, _empty_w = os.pipe()  # its write end held open: a closed one reads as EOF
+    os.write(waiting_w, b"result = 1")
     pid = os.fork()
     if pid == 0:  # a run's child: confined exactly as in template.py, then plain Python
         try:
-            conf.isolate_descriptors((write_fd,))
+            conf.isolate_descriptors((write_fd, waiting_r, empty_r))
             conf.apply()
+            # what serve_one_run asks before it warms up, under the filter (poll allowed)
+            waiting = [program_waiting(waiting_r), program_waiting(empty_r)]
             results = run_probes(config, write_fd)
+            results["program_waiting"] = json.dumps(waiting)
             os.write(write_fd, json.dumps(results).encode())
         finally:
             os._exit(0)

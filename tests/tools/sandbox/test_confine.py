@@ -132,6 +132,14 @@ def test_forbidden_operation_is_refused_by_the_kernel(probe: dict[str, str], att
     assert any(word in probe[attempt] for word in refusals), probe[attempt]
 
 
+def test_a_child_under_the_filter_can_tell_whether_its_program_is_waiting(
+    probe: dict[str, str],
+) -> None:
+    """A child whose program is already in its pipe skips the warm-up (under load it costs
+    ~3 ms of CPU a run); under the filter, asking must work, not fail into a warm-up."""
+    assert json.loads(probe["program_waiting"]) == [True, False]
+
+
 def test_environment_is_empty(probe: dict[str, str]) -> None:
     assert set(json.loads(probe["environ"])) <= {*TEMPLATE_ENV, "LC_CTYPE"}
 

@@ -517,6 +517,8 @@ class Guards:
             # super().__setitem__(slice(0, 0), iterator): the list's own, counted as l[0:0] is
             writer = _SliceWriter(_SetItem(method), bound, self.arith)
             return writer.__setitem__
+        if name in ("__repr__", "__str__"):  # measured as repr() and str() are (pass AK:
+            return _measured_text(method, self.arith)  # a list's, a repr of a repr, doubled)
         return method
 
     def vars(self, *obj: Any) -> Any:
@@ -1093,14 +1095,16 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
     return names
 
 
-def _measured_text(make: Callable[[Any], str], arith: Arithmetic) -> Callable[[Any], str]:
-    """``repr``/``ascii``, whose text is measured before the program holds it: an escape
-    is up to ten characters (``ascii(chr(0x10ffff) * 10**7)``: 100M), and ``repr`` of a
-    ``repr`` of backslashes doubles each time (red-team pass AC)."""
+def _measured_text(make: Callable[..., str], arith: Arithmetic) -> Callable[..., str]:
+    """``repr``/``ascii`` (and ``super().__repr__``/``__str__``), whose text is measured
+    before the program holds it: an escape is up to ten characters
+    (``ascii(chr(0x10ffff) * 10**7)``: 100M), and ``repr`` of a ``repr`` of backslashes
+    doubles each time (red-team pass AC)."""
 
-    def text_of(obj: Any, /) -> str:
-        text = make(obj)
-        arith.check_items(str.__len__(text), "text")
+    def text_of(*args: Any) -> str:
+        text = make(*args)
+        if isinstance(text, str):  # else the caller's TypeError, as CPython gives it
+            arith.check_items(str.__len__(text), "text")
         return text
 
     text_of.__name__ = text_of.__qualname__ = make.__name__

@@ -675,6 +675,19 @@ SIZE_BOMBS = {
         "result = len(S(b, errors='backslashreplace'))"
     ),
     "str_of_bytes": "result = len(str(bytes([255]) * 9_000_000))",
+    # pass AK: the same conversions through super()
+    "list_repr_through_super": (
+        "class L(list):\n    def big(self):\n        return super().__repr__()\n"
+        "s = 'x' * 9_000_000\nresult = len(L([s] * 10).big())"
+    ),
+    "str_repr_through_super": (
+        "class S(str):\n    def big(self):\n        return super().__repr__()\n"
+        "result = len(S(chr(0x10FFFF) * 9_000_000).big())"
+    ),
+    "dict_str_through_super": (
+        "class D(dict):\n    def big(self):\n        return super().__str__()\n"
+        "s = 'x' * 9_000_000\nresult = len(D({i: s for i in range(10)}).big())"
+    ),
 }
 
 # An object whose __index__ answers small the first time and huge afterwards.
@@ -1105,6 +1118,12 @@ async def test_type_does_not_hand_out_a_combinatoric_class(box: Sandbox) -> None
 
 LEGIT_SIZES = {
     "pow": ("result = 2 ** 1000 % 1000007", pow(2, 1000, 1000007)),
+    "repr_and_str_through_super": (
+        "class L(list):\n    def __repr__(self):\n        return 'L' + super().__repr__()\n"
+        "    def __str__(self):\n        return super().__str__() + '!'\n"
+        "result = [repr(L([1, 'a'])), str(L([2]))]",
+        ["L[1, 'a']", "L[2]!"],
+    ),
     "text_and_bytes_every_way": (  # the spellings pass AJ measured, at ordinary sizes
         "class S(str):\n    def shout(self):\n        return self.upper() + '!'\n"
         "b = 'h\u00e9llo'.encode()\nbad = b'\\xff'\n"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import re
 import types
-from typing import Any
+from typing import Any, cast
 
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
@@ -296,6 +296,17 @@ class SandboxTransformer(RestrictingNodeTransformer):
             node.value = write
             return node
         return super().visit_Attribute(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
+        """``except X`` matches through ``_catch_(X)``: a stand-in (the program's
+        ``UnicodeDecodeError``, checked when it is made) is its real class there."""
+        node = cast(ast.ExceptHandler, super().visit_ExceptHandler(node))
+        if node.type is not None:
+            call = ast.Call(func=ast.Name("_catch_", ast.Load()), args=[node.type], keywords=[])
+            copy_locations(call, node.type)
+            ast.fix_missing_locations(call)
+            node.type = call
+        return node
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
         """Allow ``nonlocal`` (RestrictedPython refuses it): it only rebinds a local of the

@@ -999,13 +999,21 @@ class _OwnWriter:
         object.__setattr__(self, "_guards", guards)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        name = self._guards._writable_name(self._target, name)
+        name = self._library_field_refused(self._guards._writable_name(self._target, name))
         if isinstance(self._target, type):
             value = self._guards.classes.contained_attribute(name, value)
         setattr(self._target, name, value)
 
     def __delattr__(self, name: str) -> None:
-        delattr(self._target, self._guards._writable_name(self._target, name))
+        name = self._guards._writable_name(self._target, name)
+        delattr(self._target, self._library_field_refused(name))
+
+    def _library_field_refused(self, name: str) -> str:
+        if self._guards.classes.library_field(self._target, name):
+            raise SandboxSecurityError(
+                f"{name!r} is a field of a library class and cannot be changed in the sandbox"
+            )
+        return name
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._target[key] = value
@@ -1060,7 +1068,7 @@ class _ContextWriter:
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
     "abs all any bin bool callable chr complex dict enumerate "
-    "filter float frozenset hash hex isinstance issubclass iter len list map max min "
+    "filter float frozenset hash hex isinstance iter len list map max min "
     "next object oct ord property range reversed set slice sorted staticmethod "
     "super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")
@@ -1089,6 +1097,8 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         bytes=classes.bytes,
         bytearray=classes.bytearray,
         classmethod=classes.classmethod,
+        **classes.unicode_errors,
+        issubclass=classes.subclass_check,
         repr=_measured_text(builtins.repr, arith),
         ascii=_measured_text(builtins.ascii, arith),
     )
@@ -1193,6 +1203,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_aug_item_": guards.aug_item,
         "_write_slice_": guards.write_slice,
         "_aug_attr_": guards.aug_attr,
+        "_catch_": guards.classes.catchable,
     }
 
 

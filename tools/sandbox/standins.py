@@ -48,7 +48,7 @@ from tools.sandbox.limits import (
     exact_len,
     int_parts,
 )
-from tools.sandbox.names import FILENAME, is_private_name
+from tools.sandbox.names import FILENAME
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
@@ -120,6 +120,22 @@ def _written_by_the_program(func: Any) -> bool:
     if type(func) is _LRU_CACHE_WRAPPER:
         func = func.__wrapped__
     return type(func) is FunctionType and func.__code__.co_filename == FILENAME
+
+
+_UNICODE_ERRORS = (UnicodeDecodeError, UnicodeEncodeError, UnicodeTranslateError)
+
+
+def _unicode_error(real: type[UnicodeError], *args: Any) -> UnicodeError:
+    """``UnicodeDecodeError(encoding, object, start, end, reason)`` (and the encode and
+    translate errors) with ``0 <= start <= end <= len(object)``: CPython 3.11 checks neither,
+    and its ``__str__`` then reads the byte at ``object + start`` wherever that is."""
+    error = real(*args)  # CPython's own parsing: the object is bytes or str from here on
+    length = len(error.object)  # type: ignore[attr-defined]
+    if not 0 <= error.start <= error.end <= length:  # type: ignore[attr-defined]
+        raise ValueError(
+            f"{real.__name__}: start and end must be within the object (0 to {length})"
+        )
+    return error
 
 
 def _classmethod_of_a_function(func: Any) -> classmethod:  # type: ignore[type-arg]
@@ -261,6 +277,10 @@ def builtin_exceptions() -> dict[str, type]:
 
 
 _ABSENT = object()
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def _named(obj: Any) -> str:
@@ -449,6 +469,12 @@ class Classes:
         self.decimal = _stand_in(decimal.Decimal, self._decimal)
         self.context = _stand_in(decimal.Context, self.new_context)
         self.classmethod = _stand_in(classmethod, _classmethod_of_a_function)
+        # Their C ``__str__`` reads ``object[start]`` unchecked (gh-123378): made with the
+        # bounds checked, never subclassed (red-team pass AM read any byte of the process)
+        self.unicode_errors = {
+            real.__name__: _stand_in(real, functools.partial(_unicode_error, real))
+            for real in _UNICODE_ERRORS
+        }
         stand_ins = (
             self.classmethod,
             self.int,
@@ -458,6 +484,7 @@ class Classes:
             self.fraction,
             self.decimal,
             self.context,
+            *self.unicode_errors.values(),
         )
         self._stand_ins = {id(s._real): (s._real, s) for s in stand_ins}
         safe = (*_SAFE_CLASSES, *builtin_exceptions().values())
@@ -516,8 +543,14 @@ class Classes:
         return self._library_descriptor(type(obj), name)
 
     def has_library_slots(self, cls: type) -> bool:
-        """Instances of the program's class ``cls`` hold private slots of a library base."""
+        """Instances of the program's class ``cls`` hold slots or fields of a library base."""
         return id(cls) in self._slotted and self._slotted[id(cls)] is cls
+
+    def library_field(self, obj: Any, name: str) -> bool:
+        """``name`` on the program's instance ``obj`` is a field a library base defines (a
+        slot, a C field such as ``UnicodeError.start``, a property): that class's code reads
+        it trusting it was set by that class's own code (red-team pass AM)."""
+        return not isinstance(obj, type) and self._library_descriptor(type(obj), name)
 
     def _program_owns(self, cls: type, name: str) -> bool:
         """The first class in ``cls``'s MRO that holds ``name`` is the program's, and the
@@ -600,8 +633,8 @@ class Classes:
             for base in cls.__mro__
             if not self.is_user_class(base)
             for key in vars(base)
-            if is_private_name(key)
-        ):
+            if not _is_dunder(key)  # those are refused or answered by the guards themselves
+        ):  # private slots (``Fraction``'s), and C fields (``UnicodeError.start``, pass AM)
             self._slotted[id(cls)] = cls
         return cls
 
@@ -799,6 +832,21 @@ class Classes:
             (self.fraction, new_fraction),
             (self.decimal, new_decimal),
         ]
+
+    @staticmethod
+    def subclass_check(cls: Any, classinfo: Any, /) -> bool:
+        """``issubclass()``: a stand-in as its real class (``issubclass(UnicodeDecodeError,
+        ValueError)``; a stand-in on the right answers through its ``__subclasscheck__``)."""
+        return issubclass(cls._real if type(cls) is StandIn else cls, classinfo)
+
+    def catchable(self, kind: Any) -> Any:
+        """What an ``except`` clause names: a stand-in is its real class there (``except
+        UnicodeDecodeError``), in a tuple too; anything else as it is (CPython's TypeError)."""
+        if type(kind) is StandIn:
+            return kind._real
+        if type(kind) is tuple:
+            return tuple(item._real if type(item) is StandIn else item for item in kind)
+        return kind
 
     # -- type() ----------------------------------------------------------------------------
 

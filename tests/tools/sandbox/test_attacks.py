@@ -934,6 +934,79 @@ async def test_no_route_to_the_real_type(box: Sandbox, name: str) -> None:
     assert (res.ok, res.error_kind) == (False, "SecurityError"), res
 
 
+# Red-team pass AM: CPython 3.11's UnicodeDecodeError.__str__ reads the byte at object + start
+# unchecked (gh-123378); with start and object the program's, that read any byte of the process
+# (the real type's address and name came out). Each way of getting such an error is refused,
+# and so is writing any field a library class defines on the program's own instance.
+MEMORY_READS = {
+    "subclass_with_its_fields_written": (
+        "class U(UnicodeDecodeError):\n    pass\nu = U('utf-8', b'AB', 0, 1, 'r')\n"
+        "u.start, u.end = -24, -23\nresult = str(u)",
+        "SecurityError",
+    ),
+    "made_with_a_negative_start": (
+        "result = str(UnicodeDecodeError('utf-8', b'AB', -24, -23, 'r'))",
+        "ValueError",
+    ),
+    "made_past_the_end": (
+        "result = str(UnicodeDecodeError('utf-8', b'AB', 4096, 4097, 'r'))",
+        "ValueError",
+    ),
+    "made_by_the_class_of_a_caught_error": (
+        "try:\n    b'\\xff'.decode()\nexcept UnicodeDecodeError as e:\n    C = type(e)\n"
+        "result = str(C('utf-8', b'AB', -24, -23, 'r'))",
+        "ValueError",
+    ),
+    "a_caught_error_written": (
+        "try:\n    b'\\xff'.decode()\nexcept UnicodeDecodeError as e:\n    e.start = -24\n"
+        "    result = str(e)",
+        "SecurityError",
+    ),
+    "encode_error_made_with_a_negative_start": (
+        "result = str(UnicodeEncodeError('ascii', 'ab', -5, -4, 'r'))",
+        "ValueError",
+    ),
+    "translate_error_made_with_a_negative_start": (
+        "result = str(UnicodeTranslateError('ab', -5, -4, 'r'))",
+        "ValueError",
+    ),
+    "another_library_field_written": (
+        "class E(AttributeError):\n    pass\ne = E('x')\ne.name = 'y'\nresult = e.name",
+        "SecurityError",
+    ),
+    "a_library_field_deleted": (
+        "class E(OSError):\n    pass\ne = E(2, 'gone')\ndel e.errno\nresult = str(e)",
+        "SecurityError",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEMORY_READS))
+async def test_no_read_of_the_process_memory(box: Sandbox, name: str) -> None:
+    code, kind = MEMORY_READS[name]
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, kind), res
+
+
+async def test_unicode_errors_are_caught_and_made_as_in_cpython(box: Sandbox) -> None:
+    code = (
+        "out = []\ntry:\n    b'\\xff'.decode()\nexcept UnicodeDecodeError as e:\n"
+        "    out.append([type(e).__name__, e.start, e.end, isinstance(e, UnicodeDecodeError),\n"
+        "                type(e) is UnicodeDecodeError, issubclass(type(e), ValueError)])\n"
+        "try:\n    '\u00e9'.encode('ascii')\nexcept (KeyError, UnicodeEncodeError) as e:\n"
+        "    out.append(str(e))\n"
+        "try:\n    raise UnicodeDecodeError('utf-8', b'ab', 0, 1, 'bad')\n"
+        "except UnicodeError as e:\n    out.append(str(e))\n"
+        "result = out"
+    )
+    res = await box.run(code)
+    assert res.value == [
+        ["UnicodeDecodeError", 0, 1, True, True, True],
+        "'ascii' codec can't encode character '\\xe9' in position 0: ordinal not in range(128)",
+        "'utf-8' codec can't decode byte 0x61 in position 0: bad",
+    ], res
+
+
 async def test_generators_are_thrown_into_without_a_traceback(box: Sandbox) -> None:
     code = (
         "def g():\n    try:\n        yield 1\n    except ValueError as e:\n        yield str(e)\n"

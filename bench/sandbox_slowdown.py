@@ -29,6 +29,9 @@ PROGRAMS = {
     "out.append(i) (300k)": (
         "out = []\nfor i in range(300000):\n    out.append(i)\nresult = len(out)"
     ),
+    "f'n={i}' and str(i) (100k)": (
+        "n = 0\nfor i in range(100000):\n    n += len(f'n={i}') + len(str(i))\nresult = n"
+    ),
     "d[k] = i (300k)": "d = {}\nfor i in range(300000):\n    d[i & 1023] = i\nresult = len(d)",
     "a.x = i (300k)": (
         "class A:\n    pass\na = A()\na.x = 0\nfor i in range(300000):\n    a.x = i\nresult = a.x"

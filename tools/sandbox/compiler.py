@@ -162,18 +162,16 @@ class SandboxTransformer(RestrictingNodeTransformer):
         return new
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
-        """An f-string with two fields or more, or a specification in any, becomes
-        ``_fstring_((pieces))``: the fields with a specification come as formats not yet made
-        (``_format_value_``: a width may ask for any length), the others and the text as
-        strings, and the hook makes them in order against one budget for the whole string, as
-        ``str.format`` does for its fields: twenty fields each within the limit (``f"{s}{s}..."``,
-        with or without a specification) would otherwise be twenty times past it."""
+        """An f-string with a field becomes ``_fstring_((pieces))``: the fields with a
+        specification come as formats not yet made (``_format_value_``: a width may ask for
+        any length), the others and the text as strings, and the hook makes them in order
+        against one budget for the whole string, as ``str.format`` does for its fields: twenty
+        fields each within the limit (``f"{s}{s}..."``) would otherwise be twenty times past
+        it, and one field is ``str()`` of its value, which ``str()`` measures: a list of long
+        strings (red-team pass AL), ``!a`` ten characters a character (pass AJ)."""
         node = self.node_contents_visit(node)
         fields = [value for value in node.values if isinstance(value, ast.FormattedValue)]
-        if len(fields) < 2 and not any(
-            _is_deferred_field(field) or field.conversion != -1 for field in fields
-        ):  # one plain field: no larger than its value's text and the literal; ``!r`` and
-            # ``!a`` are not (ten characters a character, a repr of a repr doubles: pass AJ)
+        if not fields:  # text alone: as long as the literal
             return node
         pieces: list[ast.expr] = []
         for value in node.values:

@@ -498,7 +498,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     ]:
         rx[name] = _exact_text(rx[name])
     rx["escape"] = _checked_length(rx["escape"], arith)  # doubles: a loop of them grew 8x
-    st["capwords"] = _exact_text(string.capwords, required=True)
+    # capitalize() inside may make three characters of one ("\ufb03" is "Ffi"): measured
+    st["capwords"] = _checked_length(_exact_text(string.capwords, required=True), arith)
     js = {
         "dumps": _json_dumps(guards),
         "loads": _json_loads,

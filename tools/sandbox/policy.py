@@ -707,8 +707,11 @@ class Guards:
 
     def format_builtin(self, value: Any, spec: Any = "") -> str:
         """The ``format()`` builtin, with its specification's widths checked (a date's
-        specification is a strftime format)."""
-        return format(value, self._checked_spec(value, spec))
+        specification is a strftime format), and what it made measured: with no
+        specification it is ``str()``, of a list of long strings too (red-team pass AL)."""
+        text = format(value, self._checked_spec(value, spec))
+        self.arith.check_items(str.__len__(text), "formatted text")
+        return text
 
     def _checked_spec(self, value: Any, spec: Any) -> str:
         text = self.arith.check_format_spec(spec)

@@ -675,6 +675,19 @@ SIZE_BOMBS = {
         "result = len(S(b, errors='backslashreplace'))"
     ),
     "str_of_bytes": "result = len(str(bytes([255]) * 9_000_000))",
+    # pass AL: format() and an f-string of one plain field are str() of what they are given
+    "fstring_of_one_plain_field": "s = 'x' * 9_000_000\nresult = len(f'{[[s] * 5] * 5}')",
+    "fstring_of_one_plain_field_doubled": (
+        "t = '\\\\' * 5_000_000\nfor i in range(3):\n    t = f'{[t]}'\nresult = len(t)"
+    ),
+    "format_of_a_list": "s = 'x' * 9_000_000\nresult = len(format([s] * 5))",
+    "format_through_a_partial": (
+        "import functools\ns = chr(0x10FFFF) * 9_000_000\n"
+        "result = len(functools.partial(format, [s])())"
+    ),
+    "capwords_of_dotted_capitals": (
+        "import string\nresult = len(string.capwords('x' + '\u0130' * 9_999_999))"
+    ),
     # pass AK: the same conversions through super()
     "list_repr_through_super": (
         "class L(list):\n    def big(self):\n        return super().__repr__()\n"

@@ -945,19 +945,27 @@ class _SliceWriter:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if type(key) is slice:
-            target = self._target
-            kind = type(target)
-            have = len(target) if kind is list or kind is bytearray else exact_len(target) or 0
+            # The items are read here, before CPython's own code runs: CPython 3.11 measures
+            # an extended slice, runs the program's __iter__, then writes where the slice was,
+            # past the end of a list that __iter__ emptied (gh-120384; red-team pass AN read
+            # and wrote any byte of the process with it). What reaches CPython is a slice of
+            # ints and a list, which it measures against the list as it is then.
+            what = type(self._target).__name__
+            have = self._length()
             start, stop, step = key.indices(have)
             if step == 1:
-                if stop < start:
-                    stop = start
-                kept = have - (stop - start)
-                value = self._arith.growth(kept, value, type(target).__name__)
+                stop = max(stop, start)
+                value = self._arith.growth(have - (stop - start), value, what)
                 key = slice(start, stop)
             else:  # an extended slice takes as many items as it has: no growth
+                value = self._arith.growth(0, value, what)
                 key = slice(start, None if stop < 0 else stop, step)
         self._writer[key] = value
+
+    def _length(self) -> int:
+        target = self._target
+        kind = type(target)
+        return len(target) if kind is list or kind is bytearray else exact_len(target) or 0
 
 
 class _SetItem:

@@ -983,6 +983,29 @@ MEMORY_READS = {
         "result = str(UnicodeTranslateError('ab', -5, -4, 'r'))",
         "ValueError",
     ),
+    # pass AN: CPython 3.11 measures an extended slice, runs the program's __iter__, then
+    # writes where the slice was (gh-120384): past the end of the list __iter__ emptied, or
+    # regrew small to put its own objects there (a read and write of any byte, then os)
+    "an_extended_slice_whose_items_empty_the_list": (
+        "class Evil:\n    def __init__(self, lst):\n        self.lst = lst\n"
+        "    def __iter__(self):\n        yield from self.lst\n        self.lst.clear()\n"
+        "lst = list(range(10))\nlst[::-1] = Evil(lst)\nresult = 'survived'",
+        "ValueError",
+    ),
+    "an_extended_slice_whose_items_regrow_the_list_small": (
+        "class Evil:\n    def __init__(self, lst):\n        self.lst = lst\n"
+        "    def __iter__(self):\n        n = len(self.lst)\n        self.lst.clear()\n"
+        "        self.lst.append(0)\n        return iter([bytearray(8)] * (n // 2))\n"
+        "lst = list(range(40))\nlst[::2] = Evil(lst)\nresult = len(lst)",
+        "ValueError",
+    ),
+    "an_extended_slice_through_super": (
+        "class L(list):\n    def put(self, key, items):\n        super().__setitem__(key, items)\n"
+        "class Evil:\n    def __init__(self, lst):\n        self.lst = lst\n"
+        "    def __iter__(self):\n        yield from list(self.lst)\n        self.lst.clear()\n"
+        "lst = L(range(10))\nlst.put(slice(None, None, -1), Evil(lst))\nresult = 'survived'",
+        "ValueError",
+    ),
     "another_library_field_written": (
         "class E(AttributeError):\n    pass\ne = E('x')\ne.name = 'y'\nresult = e.name",
         "SecurityError",
@@ -995,7 +1018,7 @@ MEMORY_READS = {
 
 
 @pytest.mark.parametrize("name", sorted(MEMORY_READS))
-async def test_no_read_of_the_process_memory(box: Sandbox, name: str) -> None:
+async def test_no_read_or_write_of_the_process_memory(box: Sandbox, name: str) -> None:
     code, kind = MEMORY_READS[name]
     res = await box.run(code)
     assert (res.ok, res.error_kind) == (False, kind), res

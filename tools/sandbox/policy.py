@@ -529,6 +529,11 @@ class Guards:
         return self.getattr(obj[0], "__dict__")
 
     def hasattr(self, obj: Any, name: Any) -> bool:
+        """``hasattr()``; a special name (``hasattr(x, "__iter__")``, a common test of what
+        an object can do) is looked up without reading it, as Python looks special methods up
+        (no descriptor runs, nothing is handed out), where reading it would be refused."""
+        if type(name) is str and len(name) > 4 and name[:2] == name[-2:] == "__":
+            return inspect.getattr_static(obj, name, _MISSING) is not _MISSING
         try:
             self.getattr(obj, name)
         except (AttributeError, SandboxSecurityError):
@@ -835,7 +840,7 @@ class Guards:
         return _Field(value, self._checked_spec(value, spec))
 
     def fstring(self, pieces: tuple[Any, ...]) -> str:
-        """An f-string of several fields or with specifications: its text and fields made in order,
+        """An f-string with a specification in a field: its text and fields made in order,
         against one budget of ``max_items`` characters (a field's ``__format__`` may make
         another f-string: each has its own)."""
         room = self.arith.max_items
@@ -846,15 +851,16 @@ class Guards:
             if room < 0:
                 raise SizeLimit(f"formatted string exceeds {self.arith.max_items} characters")
             parts.append(text)
-        return "".join(parts)
+        return parts[0] if len(parts) == 1 else "".join(parts)  # one field: as it was made
 
     def fjoin(self, pieces: tuple[str, ...]) -> str:
-        """An f-string of several fields without specifications: its pieces, already made
-        (a field's text, or a literal), counted before they are joined (by ``str.__len__``: a
-        program's ``__format__`` may answer a ``str`` subclass whose ``__len__`` lies)."""
+        """An f-string of fields without specifications: its pieces, already made (a field's
+        text, or a literal), counted before they are joined (by ``str.__len__``: a program's
+        ``__format__`` may answer a ``str`` subclass whose ``__len__`` lies). A field alone is
+        what its ``__str__``/``__format__`` made, a ``str`` subclass too, as in CPython."""
         if sum(map(str.__len__, pieces)) > self.arith.max_items:
             raise SizeLimit(f"formatted string exceeds {self.arith.max_items} characters")
-        return "".join(pieces)
+        return pieces[0] if len(pieces) == 1 else "".join(pieces)
 
     def mod(self, left: Any, right: Any) -> Any:
         """``left % right``; for strings and bytes, the widths of the template are checked;

@@ -122,6 +122,29 @@ def _written_by_the_program(func: Any) -> bool:
     return type(func) is FunctionType and func.__code__.co_filename == FILENAME
 
 
+# Fields of builtin exceptions that their C code reads as any object (formats with %S or
+# checks the type first), so a program's subclass may set them: not AttributeError.obj, which
+# would hand out what it holds, nor any field of the Unicode errors (not subclassable anyway).
+_EXCEPTION_FIELDS = frozenset(
+    [
+        "args",
+        "errno",
+        "strerror",
+        "filename",
+        "filename2",
+        "characters_written",
+        "name",
+        "path",
+        "msg",
+        "value",
+        "code",
+    ]
+)
+_BUILTIN_EXCEPTIONS = {
+    name: cls
+    for name, cls in vars(builtins).items()
+    if isinstance(cls, type) and issubclass(cls, BaseException)
+}
 _UNICODE_ERRORS = (UnicodeDecodeError, UnicodeEncodeError, UnicodeTranslateError)
 
 
@@ -549,8 +572,15 @@ class Classes:
     def library_field(self, obj: Any, name: str) -> bool:
         """``name`` on the program's instance ``obj`` is a field a library base defines (a
         slot, a C field such as ``UnicodeError.start``, a property): that class's code reads
-        it trusting it was set by that class's own code (red-team pass AM)."""
-        return not isinstance(obj, type) and self._library_descriptor(type(obj), name)
+        it trusting it was set by that class's own code (red-team pass AM). The fields of the
+        builtin exceptions that their C code reads as any object (``self.args = ...``,
+        ``self.errno``, ``self.filename`` ...) are the exception's to set, as in CPython."""
+        if isinstance(obj, type) or not self._library_descriptor(type(obj), name):
+            return False
+        if name in _EXCEPTION_FIELDS:
+            owner = next(base for base in type(obj).__mro__ if name in vars(base))
+            return _BUILTIN_EXCEPTIONS.get(owner.__name__) is not owner
+        return True
 
     def _program_owns(self, cls: type, name: str) -> bool:
         """The first class in ``cls``'s MRO that holds ``name`` is the program's, and the

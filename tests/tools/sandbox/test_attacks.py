@@ -1007,11 +1007,11 @@ MEMORY_READS = {
         "ValueError",
     ),
     "another_library_field_written": (
-        "class E(AttributeError):\n    pass\ne = E('x')\ne.name = 'y'\nresult = e.name",
+        "class E(AttributeError):\n    pass\ne = E('x')\ne.obj = [1]\nresult = 1",
         "SecurityError",
     ),
     "a_library_field_deleted": (
-        "class E(OSError):\n    pass\ne = E(2, 'gone')\ndel e.errno\nresult = str(e)",
+        "class E(SyntaxError):\n    pass\ne = E('x')\ndel e.lineno\nresult = str(e)",
         "SecurityError",
     ),
 }
@@ -1022,6 +1022,21 @@ async def test_no_read_or_write_of_the_process_memory(box: Sandbox, name: str) -
     code, kind = MEMORY_READS[name]
     res = await box.run(code)
     assert (res.ok, res.error_kind) == (False, kind), res
+
+
+async def test_an_exception_subclass_sets_the_fields_cpython_reads_as_any_object(
+    box: Sandbox,
+) -> None:
+    code = (
+        "class E(OSError):\n    def __init__(self, path):\n        super().__init__()\n"
+        "        self.errno, self.strerror, self.filename = 2, 'missing', path\n"
+        "class A(AttributeError):\n    pass\nclass S(StopIteration):\n    pass\n"
+        "class K(Exception):\n    pass\n"
+        "a, st, k = A('x'), S(), K('one')\na.name = 'f'\nst.value = 6\nk.args = (1, 2)\n"
+        "result = [str(E('a.cfg')), a.name, st.value, k.args, str(k)]"
+    )
+    res = await box.run(code)
+    assert res.value == ["[Errno 2] missing: 'a.cfg'", "f", 6, [1, 2], "(1, 2)"], res
 
 
 async def test_unicode_errors_are_caught_and_made_as_in_cpython(box: Sandbox) -> None:

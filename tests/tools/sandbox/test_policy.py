@@ -686,3 +686,22 @@ def test_a_library_function_put_in_a_class_stays_the_librarys() -> None:
         guards.getattr(C, "lib")([1, 2, 3])
     namespace = guards.vars(C)
     assert "own" in namespace and "lib" not in namespace
+
+
+def test_a_library_field_is_the_programs_to_set_only_on_a_builtin_exception() -> None:
+    """The exception fields C reads as any object (``args``, ``value``...) may be set on the
+    program's subclass of a builtin exception; the same names defined by any other library
+    class stay that class's (its code trusts them: ``UnicodeError.start`` read any byte)."""
+    classes = Classes(Arithmetic(100, 10))
+
+    class Library:  # a library class that defines ``value`` as a data descriptor
+        value = property(lambda self: 1, lambda self, v: None)
+
+    own = classes.metaclass("Own", (Library,), {"__module__": "__main__"})
+    stop = classes.metaclass("Stop", (StopIteration,), {"__module__": "__main__"})
+    syntax = classes.metaclass("Syntax", (SyntaxError,), {"__module__": "__main__"})
+    assert classes.library_field(own(), "value")
+    assert not classes.library_field(stop(), "value")
+    assert classes.library_field(syntax("x"), "lineno")
+    assert not classes.library_field(own(), "other")  # not a library field at all
+    assert not classes.library_field(own, "value")  # a class: contained otherwise

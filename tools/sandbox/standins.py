@@ -483,6 +483,7 @@ class Classes:
         self._wraps: dict[int, Any] = {}  # what each contained method calls
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
+        self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
         self.int = _stand_in(int, self._int)
         self.str = _stand_in(str, self._str)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
@@ -524,6 +525,7 @@ class Classes:
         self._wrapped.clear()
         self._wraps.clear()
         self._clean.clear()
+        self._kept.clear()
 
     def register(self, cls: type) -> type:
         self._user[id(cls)] = cls
@@ -757,27 +759,27 @@ class Classes:
         arguments passed through :meth:`exposed` too."""
         exposed = self.exposed
         wrapped = self._wrapped
+        keep = self._keep_alive
         func: Any
         special = key.startswith("__") and key.endswith("__")
         if type(value) is FunctionType:
             func, skip = value, 1  # self
         elif type(value) is staticmethod or type(value) is classmethod:
             func, skip = value.__func__, int(type(value) is classmethod)  # cls
-        elif isinstance(value, type):
-            return _ContainedCall(value, exposed) if special else value  # a nested class
-        elif not callable(value):
-            if special and hasattr(type(value), "__get__"):  # a property, a descriptor
-                return _ContainedDescriptor(value, exposed)
-            return value  # data; a property's functions are checked where called
-        elif hasattr(type(value), "__get__"):  # binds like a method (an lru_cache wrapper)
-            return self._contained_descriptor(value)
-        else:  # a partial, a callable object: called without self
-            return _ContainedCall(value, exposed)
+        elif special and (callable(value) or hasattr(type(value), "__get__")):
+            # any other form of a special method: one function that holds self for it
+            return self._keeping_self(self._contained_form(value, special))
+        else:
+            return self._contained_form(value, special)
 
         def method(*args: Any, **kwargs: Any) -> Any:
+            given = args
             args = args[:skip] + tuple(exposed(arg) for arg in args[skip:])
             kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            if result is NotImplemented and special:
+                keep(given)
+            return result
 
         for name in ("__name__", "__qualname__", "__doc__"):
             text = getattr(func, name, None)
@@ -789,7 +791,50 @@ class Classes:
             method.__dict__ = func.__dict__  # C.g.calls is f.calls, as in Python: one dict
         wrapped[id(method)] = method
         self._wraps[id(method)] = func
-        return type(value)(method) if type(value) is not FunctionType else method
+        if type(value) is FunctionType:
+            return method
+        if special:  # a staticmethod is called without self: held by a function around it
+            return self._keeping_self(type(value)(method))
+        return type(value)(method)
+
+    def _contained_form(self, value: Any, special: bool) -> Any:
+        """A class body's value that is not a plain function, contained as it will be called."""
+        exposed = self.exposed
+        if isinstance(value, type):
+            return _ContainedCall(value, exposed) if special else value  # a nested class
+        if not callable(value):
+            if special and hasattr(type(value), "__get__"):  # a property, a descriptor
+                return _ContainedDescriptor(value, exposed)
+            return value  # data; a property's functions are checked where called
+        if hasattr(type(value), "__get__"):  # binds like a method (an lru_cache wrapper)
+            return self._contained_descriptor(value)
+        return _ContainedCall(value, exposed)  # a partial, a callable object: without self
+
+    def _keep_alive(self, objects: tuple[Any, ...]) -> None:
+        """Keep ``objects`` for the rest of the run. A special method that answers
+        ``NotImplemented`` is followed by CPython calling the other operand's reflected method
+        with both; CPython 3.11 held no reference of its own to an item of a container it was
+        comparing (``deque.index``, gh-115243; ``list < list``, gh-120298), so a method that
+        emptied the container freed the item first, and the reflected method received the
+        freed object (red-team pass AP: any byte of the process read and written)."""
+        kept = self._kept
+        for obj in objects:
+            kept[id(obj)] = obj
+
+    def _keeping_self(self, contained: Any) -> Callable[..., Any]:
+        """A special method in a form that is not a plain function (a ``staticmethod``, a
+        partial, a class, a descriptor ...), called as CPython calls it, from a function that
+        holds ``self``, so that what answers ``NotImplemented`` keeps both operands alive."""
+        binds = self._bound_to_an_instance
+        keep = self._keep_alive
+
+        def special(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            result = binds(contained, self)(*args, **kwargs)
+            if result is NotImplemented:
+                keep((self, *args))
+            return result
+
+        return self._named_wrapper(special, contained)
 
     def _contained_exit(self, method: Any) -> Callable[..., Any]:
         """A program's ``__exit__``, in whatever form its class body gave it (a function, a

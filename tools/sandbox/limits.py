@@ -184,6 +184,10 @@ _PLAIN_CODEC = re.compile(
 _PLAIN_ERRORS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass"})
 
 
+def _nothing(_: Any) -> None:
+    return None
+
+
 class Arithmetic:
     """``**``, ``*`` and ``<<`` with the result size checked before it is computed."""
 
@@ -191,6 +195,8 @@ class Arithmetic:
         self.max_bits = int(max_int_digits * 3.3219280948873626) + 1
         self.max_digits = max_int_digits
         self.max_items = max_sequence_items
+        # Called with a container an in-place operation is about to change (Classes sets it)
+        self.before_change: Callable[[Any], None] = _nothing
 
     def too_big(self) -> IntSizeLimit:
         return IntSizeLimit(f"integer result would exceed {self.max_digits} digits (sandbox limit)")
@@ -348,6 +354,7 @@ class Arithmetic:
     def inplace(self, op: str, x: Any, y: Any) -> Any:
         if type(x) in _FAST and type(y) in _FAST and op in _NUMBERS_AT_ONCE:
             return INPLACE[op](x, y)  # total += i: a number no bigger than a bit more
+        self.before_change(x)  # l *= 0, s -= t, d |= e take items out
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)
             if ix is None and iy is not None:

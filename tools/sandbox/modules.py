@@ -409,6 +409,22 @@ def _checked_number_of(func: Callable[[Any], Any], arith: Arithmetic) -> Callabl
     return call
 
 
+def _heap_pops(guards: Guards) -> dict[str, Callable[..., Any]]:
+    """``heappop``, ``heapreplace`` and ``heappushpop`` take an item out of the program's list:
+    kept while a special method of the program's runs (``Classes.keep_contents``)."""
+    keep = guards.classes.keep_contents
+
+    def pops(func: Callable[..., Any]) -> Callable[..., Any]:
+        def call(heap: Any, *args: Any) -> Any:
+            keep(heap, removing=True)
+            return func(heap, *args)
+
+        call.__name__ = func.__name__
+        return call
+
+    return {f.__name__: pops(f) for f in (heapq.heappop, heapq.heapreplace, heapq.heappushpop)}
+
+
 def _static_views(guards: Guards) -> dict[str, ModuleView]:
     arith, classes = guards.arith, guards.classes
     # No setitem/delitem (item writes past ``_write_``), no call, no attrgetter/methodcaller.
@@ -446,6 +462,11 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         mod=guards.mod,
         add=arith.add,  # as a sum of three terms is: the sequence it made is checked
         iadd=lambda a, b: arith.inplace("+=", a, b),
+        # in place on a container takes items out: kept as the statement's would be
+        isub=lambda a, b: arith.inplace("-=", a, b),
+        iand=lambda a, b: arith.inplace("&=", a, b),
+        ior=lambda a, b: arith.inplace("|=", a, b),
+        ixor=lambda a, b: arith.inplace("^=", a, b),
         concat=lambda a, b: arith._checked(operator.concat(a, b)),
         truediv=arith.truediv,
         floordiv=arith.floordiv,
@@ -525,9 +546,13 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "collections": col,
         "string": st,
         "re": rx,
-        "heapq": _public(
-            heapq, names="heappush heappop heapify heapreplace heappushpop nlargest nsmallest merge"
-        ),
+        "heapq": {
+            **_public(
+                heapq,
+                names="heappush heappop heapify heapreplace heappushpop nlargest nsmallest merge",
+            ),
+            **_heap_pops(guards),
+        },
         "bisect": _public(bisect),
         "operator": op,
         "json": js,

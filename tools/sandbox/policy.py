@@ -66,6 +66,9 @@ from tools.sandbox.names import (
     is_private_name,
 )
 from tools.sandbox.standins import (
+    ADDING_METHODS,
+    DROPPING_METHODS,
+    KEPT_CONTAINERS,
     NUMBER_PROTOCOL,
     NUMBER_TYPES,
     Classes,
@@ -115,7 +118,15 @@ _VETTED_METHODS = (
     )
     | _CASE_METHODS
     | _SIZED_NAMES
+    | DROPPING_METHODS
 )
+# The same, unbound (``list.pop(l)``), by identity.
+_DROPPING_UNBOUND = {
+    id(method): method
+    for kind in (*KEPT_CONTAINERS, collections.OrderedDict)
+    for name in DROPPING_METHODS
+    if (method := vars(kind).get(name)) is not None
+}
 _CASE_UNBOUND = {id(getattr(str, name)): getattr(str, name) for name in _CASE_METHODS}
 _ITEM_WRITABLE = (dict, list, bytearray, collections.deque, collections.ChainMap)
 # Objects that hold a callable and hand it out by name, and those names.
@@ -513,6 +524,8 @@ class Guards:
             raise SandboxSecurityError("super() works on the program's own instances only")
         self._check_super_class(obj)
         method = getattr(obj, name)
+        if name in ("__setitem__", "__delitem__") and isinstance(bound, KEPT_CONTAINERS):
+            method = self._keeping(bound, method, name == "__delitem__")  # (keep_contents)
         if name == "__setitem__" and isinstance(bound, _GROWABLE_BY_SLICE):
             # super().__setitem__(slice(0, 0), iterator): the list's own, counted as l[0:0] is
             writer = _SliceWriter(_SetItem(method), bound, self.arith)
@@ -562,6 +575,15 @@ class Guards:
             if method_name not in _VETTED_METHODS:  # out.append: none of the below
                 return value
             owner = value.__self__
+            if (
+                method_name in DROPPING_METHODS
+                and isinstance(owner, KEPT_CONTAINERS)
+                and (
+                    method_name not in ADDING_METHODS
+                    or isinstance(owner, (dict, collections.deque))  # replaces; a maxlen drops
+                )
+            ):  # then as any other (extend: counted)
+                value = self._keeping(owner, value, method_name not in ADDING_METHODS)
             if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
                 return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):
@@ -610,6 +632,21 @@ class Guards:
             )
         if value is _MATCH_EXPAND:
             return lambda match, template: value(match, self._expandable(match, template))
+        extends = _EXTENDS.get(id(value))
+        if extends is not None and extends is value:  # list.extend(l, items), unbound
+            return lambda owner, items: self.grown(
+                owner, self._keeping(owner, functools.partial(value, owner), False)
+            )(items)
+        dropping = _DROPPING_UNBOUND.get(id(value))
+        if dropping is not None and dropping is value:  # list.pop(l), deque.clear(d) ...
+            keep = self.classes.keep_contents
+            removing = dropping.__name__ not in ADDING_METHODS
+
+            def unbound(container: Any, /, *args: Any, **kwargs: Any) -> Any:
+                keep(container, removing)
+                return dropping(container, *args, **kwargs)
+
+            return unbound
         if value is _STR_ENCODE:  # str.encode(s, ...), unbound
             return lambda text, *args, **kwargs: value(text, *self._encoding(text, args, kwargs))
         decodes = _DECODES.get(id(value))
@@ -618,9 +655,6 @@ class Guards:
         joins = _JOINS.get(id(value))
         if joins is not None and joins is value:  # str.join(sep, items), unbound
             return lambda sep, iterable: value(sep, self._join_pieces(sep, iterable))
-        extends = _EXTENDS.get(id(value))
-        if extends is not None and extends is value:  # list.extend(l, items), unbound
-            return lambda owner, items: self.grown(owner, functools.partial(value, owner))(items)
         if value is _STR_TRANSLATE:  # str.translate(s, table), unbound
             return lambda text, table: value(text, _CountedTable(table, self.arith))
         case = _CASE_UNBOUND.get(id(value))
@@ -872,7 +906,29 @@ class Guards:
 
     # -- writing --------------------------------------------------------------------------
 
+    def _keeping(self, owner: Any, method: Any, removing: bool) -> Any:
+        """A bound method that changes ``owner``: what it held kept while a special method
+        of the program's runs, and, ``removing``, refused while one of its comparisons does
+        (:meth:`Classes.keep_contents`)."""
+        keep = self.classes.keep_contents
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            keep(owner, removing)
+            return method(*args, **kwargs)
+
+        return call
+
     def write(self, obj: Any) -> Any:
+        if self.classes.comparing[0]:
+            if isinstance(obj, KEPT_CONTAINERS):
+                # l[0] = x keeps what it replaces; del d[k] is refused in a comparison
+                self.classes.keep_contents(obj)
+                return _KeptItemWriter(self._writer(obj), obj, self.classes)
+        elif type(obj) is dict or type(obj) is list:  # d[k] = v, in every other loop
+            return obj
+        return self._writer(obj)
+
+    def _writer(self, obj: Any) -> Any:
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
             if self.classes.has_library_slots(type(obj)):  # ``Fraction``'s ``_numerator``
                 return _OwnWriter(obj, self)
@@ -905,6 +961,8 @@ class Guards:
         """``_write_`` for ``obj[a:b] = items``: a list or bytearray, whoever's class it is,
         grows by no more than the limit allows (see :class:`_SliceWriter`)."""
         kind = type(obj)
+        if self.classes.comparing[0]:  # a slice store may take items out
+            self.classes.keep_contents(obj, removing=True)
         if kind is list or kind is bytearray:  # the common case, whose writer is itself
             return _SliceWriter(obj, obj, self.arith)
         writer = self.write(obj)
@@ -972,6 +1030,35 @@ class _SliceWriter:
         target = self._target
         kind = type(target)
         return len(target) if kind is list or kind is bytearray else exact_len(target) or 0
+
+
+class _KeptItemWriter:
+    """``_write_`` of a list, deque, dict or set while a special method of the program's
+    runs (:meth:`Classes.keep_contents`): a store keeps what it replaces (kept already), a
+    deletion is refused while one of its comparisons runs; the rest as ``writer`` does."""
+
+    __slots__ = ("_classes", "_target", "_writer")
+    _writer: Any
+    _target: Any
+    _classes: Classes
+
+    def __init__(self, writer: Any, target: Any, classes: Classes) -> None:
+        object.__setattr__(self, "_writer", writer)
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_classes", classes)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._writer[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        self._classes.keep_contents(self._target, removing=True)
+        del self._writer[key]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._writer, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._writer, name)
 
 
 class _SetItem:

@@ -403,6 +403,21 @@ _PLAIN = frozenset(
     {int, float, complex, bool, str, bytes, type(None), fractions.Fraction, decimal.Decimal}
 )
 _CONTAINERS = (tuple, frozenset, list, set, dict)
+# Containers whose items CPython may compare holding no reference (see keep_contents), and
+# the methods that take items out of them (a deque with a maxlen drops one as it adds).
+KEPT_CONTAINERS = (list, collections.deque, dict, set)
+# The program's methods CPython calls while it compares (``PyObject_RichCompareBool`` asks the
+# answer's ``__bool__``; a dict or set lookup a key's ``__hash__``): while one runs, a builtin
+# container may gain items and have them replaced, but lose none (see keep_contents).
+COMPARING_METHODS = frozenset(
+    "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __bool__ __hash__".split(" ")  # noqa: SIM905
+)
+ADDING_METHODS = frozenset("append appendleft extend extendleft insert update".split(" "))  # noqa: SIM905
+DROPPING_METHODS = frozenset(
+    "clear pop popleft popitem remove discard update difference_update "  # noqa: SIM905
+    "intersection_update symmetric_difference_update append appendleft extend extendleft "
+    "insert".split(" ")
+)
 # What a program's method is handed is measured: ints and Fractions by their size, these by
 # their length (a library's loop added the program's strings: 180M from 9M, pass AB).
 _MEASURED = frozenset({str, bytes, bytearray, list, tuple})
@@ -484,6 +499,10 @@ class Classes:
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
+        # How many of the program's comparisons, __bool__s and __hash__es are running: C code
+        # may be comparing an item it holds no reference to (see keep_contents).
+        self.comparing = [0]
+        arith.before_change = functools.partial(self.keep_contents, removing=True)
         self.int = _stand_in(int, self._int)
         self.str = _stand_in(str, self._str)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
@@ -526,6 +545,7 @@ class Classes:
         self._wraps.clear()
         self._clean.clear()
         self._kept.clear()
+        self.comparing[0] = 0
 
     def register(self, cls: type) -> type:
         self._user[id(cls)] = cls
@@ -646,6 +666,8 @@ class Classes:
         for key, value in list(namespace.items()):
             if key != "__exit__" and key not in _WITHOUT_ARGUMENTS:
                 namespace[key] = self._contained_method(key, value)
+            elif key in COMPARING_METHODS and value is not None:  # __bool__, __hash__
+                namespace[key] = self._comparing(value)
         written = dict(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
@@ -737,6 +759,8 @@ class Classes:
         (red-team pass Z: the real ``int``, ``Fraction``, classes past the class hook)."""
         if key == "__exit__":
             return self._contained_exit(value)
+        if key in COMPARING_METHODS and key in _WITHOUT_ARGUMENTS and value is not None:
+            return self._comparing(value)
         if key in _WITHOUT_ARGUMENTS:
             return value
         return self._contained_method(key, value)
@@ -768,15 +792,24 @@ class Classes:
             func, skip = value.__func__, int(type(value) is classmethod)  # cls
         elif special and (callable(value) or hasattr(type(value), "__get__")):
             # any other form of a special method: one function that holds self for it
-            return self._keeping_self(self._contained_form(value, special))
+            return self._keeping_self(key, self._contained_form(value, special))
         else:
             return self._contained_form(value, special)
+
+        depth = self.comparing if key in COMPARING_METHODS else None
 
         def method(*args: Any, **kwargs: Any) -> Any:
             given = args
             args = args[:skip] + tuple(exposed(arg) for arg in args[skip:])
             kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
-            result = func(*args, **kwargs)
+            if depth is None:
+                result = func(*args, **kwargs)
+            else:
+                depth[0] += 1
+                try:
+                    result = func(*args, **kwargs)
+                finally:
+                    depth[0] -= 1
             if result is NotImplemented and special:
                 keep(given)
             return result
@@ -794,7 +827,7 @@ class Classes:
         if type(value) is FunctionType:
             return method
         if special:  # a staticmethod is called without self: held by a function around it
-            return self._keeping_self(type(value)(method))
+            return self._keeping_self(key, type(value)(method))
         return type(value)(method)
 
     def _contained_form(self, value: Any, special: bool) -> Any:
@@ -810,6 +843,44 @@ class Classes:
             return self._contained_descriptor(value)
         return _ContainedCall(value, exposed)  # a partial, a callable object: without self
 
+    def keep_contents(self, container: Any, removing: bool = False) -> None:
+        """While a comparison, ``__bool__`` or ``__hash__`` of the program's runs, refuse
+        ``removing`` items from ``container`` (a list, deque, dict or set), and keep what a
+        store replaces for the rest of the run. CPython 3.11 compares an item of a container
+        holding no reference to it (``deque.index``, gh-115243; the last item of ``list <
+        list``, gh-120298) or walks nodes of it (``OrderedDict ==``, gh-119004): a method that
+        emptied the container freed the item, a tuple and what it held, or the node, and
+        CPython went on with them (red-team passes AQ and AR: a read and write of any byte,
+        then the real ``sys`` and ``os``)."""
+        if not self.comparing[0] or not isinstance(container, KEPT_CONTAINERS):
+            return
+        if removing:  # a node no reference keeps: nothing leaves a container meanwhile
+            raise SandboxSecurityError(
+                "a list, deque, dict or set cannot lose items while the program's "
+                "comparison, __bool__ or __hash__ runs"
+            )
+        kind: Any = next(kind for kind in KEPT_CONTAINERS if isinstance(container, kind))
+        # read as the builtin type holds them, never through the program's __iter__
+        held: Any = container
+        items = tuple(dict.items(held) if kind is dict else kind.__iter__(held))
+        self._kept[id(items)] = items
+
+    def _comparing(self, value: Any) -> Any:
+        """A program's ``__bool__`` or ``__hash__``, which CPython calls in the middle of a
+        comparison or lookup: run as a comparison (see :meth:`keep_contents`), bound as
+        CPython binds it, to the program's instances only."""
+        binds = self._bound_to_an_instance
+        depth = self.comparing
+
+        def comparing(self: Any, /) -> Any:
+            depth[0] += 1
+            try:
+                return binds(value, self)()
+            finally:
+                depth[0] -= 1
+
+        return self._named_wrapper(comparing, value)
+
     def _keep_alive(self, objects: tuple[Any, ...]) -> None:
         """Keep ``objects`` for the rest of the run. A special method that answers
         ``NotImplemented`` is followed by CPython calling the other operand's reflected method
@@ -821,15 +892,20 @@ class Classes:
         for obj in objects:
             kept[id(obj)] = obj
 
-    def _keeping_self(self, contained: Any) -> Callable[..., Any]:
+    def _keeping_self(self, key: str, contained: Any) -> Callable[..., Any]:
         """A special method in a form that is not a plain function (a ``staticmethod``, a
         partial, a class, a descriptor ...), called as CPython calls it, from a function that
         holds ``self``, so that what answers ``NotImplemented`` keeps both operands alive."""
         binds = self._bound_to_an_instance
         keep = self._keep_alive
+        depth = self.comparing if key in COMPARING_METHODS else [0]
 
         def special(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            result = binds(contained, self)(*args, **kwargs)
+            depth[0] += 1
+            try:
+                result = binds(contained, self)(*args, **kwargs)
+            finally:
+                depth[0] -= 1
             if result is NotImplemented:
                 keep((self, *args))
             return result

@@ -120,6 +120,12 @@ _VETTED_METHODS = (
     | _SIZED_NAMES
     | DROPPING_METHODS
 )
+# A ChainMap's methods that change its first map, in the library's own Python code.
+_CHAINMAP_CHANGES = {
+    id(method): method
+    for name in ("clear", "pop", "popitem", "update", "setdefault", "__ior__")
+    if isinstance(method := getattr(collections.ChainMap, name), FunctionType)
+}
 # The same, unbound (``list.pop(l)``), by identity.
 _DROPPING_UNBOUND = {
     id(method): method
@@ -623,6 +629,9 @@ class Guards:
             self._refuse_metaclass_method(value.__self__, value.__func__)
         if type(value) is types.MethodType or type(value) is types.FunctionType:
             func = value.__func__ if type(value) is types.MethodType else value
+            changes = _CHAINMAP_CHANGES.get(id(func))
+            if changes is not None and changes is func:  # cm.clear(), ChainMap.pop(cm, k)
+                return self._chainmap_change(value)
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
                 return self._counted(value, *counted[1:], bound=type(value) is types.MethodType)
@@ -905,6 +914,15 @@ class Guards:
         return self.arith.checked_number(self.arith._checked(left % right))
 
     # -- writing --------------------------------------------------------------------------
+
+    def _chainmap_change(self, method: Any) -> Any:
+        """A ``ChainMap`` method that changes its first map (see :meth:`Classes.keep_contents`:
+        refused while the program's comparison runs), bound or unbound."""
+        keep = self.classes.keep_contents
+        if type(method) is types.MethodType:
+            owner = method.__self__
+            return lambda *args, **kwargs: (keep(owner, True), method(*args, **kwargs))[1]
+        return lambda owner, *args, **kwargs: (keep(owner, True), method(owner, *args, **kwargs))[1]
 
     def _keeping(self, owner: Any, method: Any, removing: bool) -> Any:
         """A bound method that changes ``owner``: what it held kept while a special method

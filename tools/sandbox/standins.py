@@ -405,12 +405,16 @@ _PLAIN = frozenset(
 _CONTAINERS = (tuple, frozenset, list, set, dict)
 # Containers whose items CPython may compare holding no reference (see keep_contents), and
 # the methods that take items out of them (a deque with a maxlen drops one as it adds).
-KEPT_CONTAINERS = (list, collections.deque, dict, set)
+KEPT_CONTAINERS = (list, collections.deque, dict, set, collections.ChainMap)
 # The program's methods CPython calls while it compares (``PyObject_RichCompareBool`` asks the
 # answer's ``__bool__``; a dict or set lookup a key's ``__hash__``): while one runs, a builtin
 # container may gain items and have them replaced, but lose none (see keep_contents).
 COMPARING_METHODS = frozenset(
-    "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __bool__ __hash__".split(" ")  # noqa: SIM905
+    # and a tzinfo's, which datetime's C comparison calls (red-team pass AS)
+    [
+        *("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__hash__"),
+        *("utcoffset", "dst", "tzname", "fromutc"),
+    ]
 )
 ADDING_METHODS = frozenset("append appendleft extend extendleft insert update".split(" "))  # noqa: SIM905
 DROPPING_METHODS = frozenset(
@@ -854,7 +858,9 @@ class Classes:
         then the real ``sys`` and ``os``)."""
         if not self.comparing[0] or not isinstance(container, KEPT_CONTAINERS):
             return
-        if removing:  # a node no reference keeps: nothing leaves a container meanwhile
+        if removing or isinstance(container, collections.ChainMap):
+            # a node no reference keeps: nothing leaves a container meanwhile, and a ChainMap
+            # changes whatever its first map is (a list, a set ...), in the library's code
             raise SandboxSecurityError(
                 "a list, deque, dict or set cannot lose items while the program's "
                 "comparison, __bool__ or __hash__ runs"

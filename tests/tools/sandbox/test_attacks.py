@@ -1103,6 +1103,28 @@ MEMORY_READS = {
         .replace("COMPARE", "c.index((0, 0))"),
         "SecurityError",
     ),
+    # pass AS: a ChainMap changes its first map in the library's code; datetime's C
+    # comparison calls a program's tzinfo in the middle of list < list
+    "a_list_comparison_emptied_through_a_chainmap": (
+        FREED_TUPLE.replace("FIRST", "2")
+        .replace("EMPTY", "collections.ChainMap(c).clear()")
+        .replace("CONTAINER", "[(X(), Y())]")
+        .replace("COMPARE", "c < [(0, 0)]"),
+        "SecurityError",
+    ),
+    "a_dict_emptied_through_a_chainmap_pop": (
+        "import collections\nd = {1: 2}\nclass K:\n    def __eq__(self, other):\n"
+        "        collections.ChainMap.pop(collections.ChainMap(d), 1)\n        return True\n"
+        "result = K() == 0",
+        "SecurityError",
+    ),
+    "a_list_comparison_emptied_by_a_tzinfo": (
+        "import datetime\nclass Z(datetime.tzinfo):\n    def utcoffset(self, dt):\n"
+        "        right.clear()\n        return datetime.timedelta(0)\n"
+        "left = [datetime.datetime(2020, 1, 1, tzinfo=Z())]\n"
+        "right = [datetime.datetime(2020, 1, 2, tzinfo=Z())]\nresult = left < right",
+        "SecurityError",
+    ),
     "a_list_comparison_emptied_unbound": (
         FREED_TUPLE.replace("FIRST", "2")
         .replace("EMPTY", "list.clear(c)")

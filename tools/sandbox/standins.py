@@ -416,6 +416,12 @@ COMPARING_METHODS = frozenset(
         *("utcoffset", "dst", "tzname", "fromutc"),
     ]
 )
+_COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
+# Answers whose freeing runs no code of the program's (anything else, a generator or an
+# object that holds one, is kept for the rest of the run: see _contained_method).
+_PLAIN_ANSWERS = frozenset(
+    {bool, int, float, str, type(None), type(NotImplemented), datetime.timedelta}
+)
 ADDING_METHODS = frozenset("append appendleft extend extendleft insert update".split(" "))  # noqa: SIM905
 DROPPING_METHODS = frozenset(
     "clear pop popleft popitem remove discard update difference_update "  # noqa: SIM905
@@ -672,6 +678,7 @@ class Classes:
                 namespace[key] = self._contained_method(key, value)
             elif key in COMPARING_METHODS and value is not None:  # __bool__, __hash__
                 namespace[key] = self._comparing(value)
+        self._count_inherited_comparisons(bases, namespace)
         written = dict(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
@@ -814,6 +821,8 @@ class Classes:
                     result = func(*args, **kwargs)
                 finally:
                     depth[0] -= 1
+                if type(result) not in _PLAIN_ANSWERS:  # freed by C mid-comparison, a
+                    keep((result,))  # generator's finally ran uncounted (red-team pass AT)
             if result is NotImplemented and special:
                 keep(given)
             return result
@@ -871,19 +880,43 @@ class Classes:
         items = tuple(dict.items(held) if kind is dict else kind.__iter__(held))
         self._kept[id(items)] = items
 
+    def _count_inherited_comparisons(
+        self, bases: tuple[type, ...], namespace: dict[str, Any]
+    ) -> None:
+        """A comparison the class inherits from a library's Python code (``Counter.__eq__``
+        reads ``self[e]``: the program's ``__getitem__``, uncounted, emptied an OrderedDict in
+        the middle of its comparison, red-team pass AT) is counted as the program's own are."""
+        for key in _COMPARISONS:
+            if key in namespace:
+                continue
+            owner = next((k for base in bases for k in base.__mro__ if key in vars(k)), None)
+            if owner is None or self.is_user_class(owner):
+                continue  # the program's own: counted where its class was made
+            inherited = vars(owner)[key]
+            if type(inherited) is not FunctionType:
+                continue  # C code: it calls the program only through counted methods
+            namespace[key] = self._keeping_self(key, inherited)
+            if key == "__eq__" and "__hash__" not in namespace:  # as inherited, not None
+                found = next(k for base in bases for k in base.__mro__ if "__hash__" in vars(k))
+                namespace["__hash__"] = vars(found)["__hash__"]
+
     def _comparing(self, value: Any) -> Any:
         """A program's ``__bool__`` or ``__hash__``, which CPython calls in the middle of a
         comparison or lookup: run as a comparison (see :meth:`keep_contents`), bound as
         CPython binds it, to the program's instances only."""
         binds = self._bound_to_an_instance
         depth = self.comparing
+        keep = self._keep_alive
 
         def comparing(self: Any, /) -> Any:
             depth[0] += 1
             try:
-                return binds(value, self)()
+                result = binds(value, self)()
             finally:
                 depth[0] -= 1
+            if type(result) not in _PLAIN_ANSWERS:  # see the same in _contained_method
+                keep((result,))
+            return result
 
         return self._named_wrapper(comparing, value)
 
@@ -914,6 +947,8 @@ class Classes:
                 depth[0] -= 1
             if result is NotImplemented:
                 keep((self, *args))
+            elif type(result) not in _PLAIN_ANSWERS:  # see the same in _contained_method
+                keep((result,))
             return result
 
         return self._named_wrapper(special, contained)

@@ -1125,6 +1125,16 @@ MEMORY_READS = {
         "right = [datetime.datetime(2020, 1, 2, tzinfo=Z())]\nresult = left < right",
         "SecurityError",
     ),
+    # pass AT: an inherited library comparison (Counter.__eq__ reads the program's
+    # __getitem__), and a generator answered by __eq__ whose finally ran once C dropped it
+    "an_ordered_dict_emptied_under_an_inherited_comparison": (
+        "import collections\nclass KC(collections.Counter):\n"
+        "    def __hash__(self):\n        return 1\n"
+        "    def __getitem__(self, k):\n        od.clear()\n        return 0\n"
+        "od = collections.OrderedDict([(KC(x=1), 1), (3, 3)])\n"
+        "result = od == collections.OrderedDict([(KC(x=1), 1), (3, 3)])",
+        "SecurityError",
+    ),
     "a_list_comparison_emptied_unbound": (
         FREED_TUPLE.replace("FIRST", "2")
         .replace("EMPTY", "list.clear(c)")
@@ -1159,6 +1169,27 @@ async def test_no_read_or_write_of_the_process_memory(box: Sandbox, name: str) -
     code, kind = MEMORY_READS[name]
     res = await box.run(code)
     assert (res.ok, res.error_kind) == (False, kind), res
+
+
+async def test_what_a_comparison_answers_is_freed_only_after_the_run(box: Sandbox) -> None:
+    """Pass AT: ``__eq__`` answered a suspended generator; when C dropped the answer, in the
+    middle of an OrderedDict comparison, its ``finally`` emptied the dicts, uncounted. An
+    answer that is not a plain value is kept for the rest of the run."""
+    code = (
+        "import collections\nclass St:\n    pass\nst = St()\nst.phase = 0\n"
+        "def g():\n    try:\n        yield 1\n    finally:\n        if st.phase == 1:\n"
+        "            st.phase = 2\n            st.a.clear()\n"
+        "class K:\n    def __init__(self, h):\n        self.h = h\n"
+        "    def __hash__(self):\n        return self.h\n"
+        "    def __eq__(self, other):\n        if st.phase == 0:\n"
+        "            return self is other\n"
+        "        it = g()\n        next(it)\n        return it\n"
+        "st.a = collections.OrderedDict([(K(7), 1), (K(8), 1)])\n"
+        "st.b = collections.OrderedDict([(K(7), 1), (K(8), 1)])\n"
+        "st.phase = 1\nr = st.a == st.b\nresult = [r, st.phase, len(st.a)]"
+    )
+    res = await box.run(code)
+    assert res.value == [True, 1, 2], res
 
 
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(

@@ -581,15 +581,17 @@ class Guards:
             if method_name not in _VETTED_METHODS:  # out.append: none of the below
                 return value
             owner = value.__self__
-            if (
-                method_name in DROPPING_METHODS
-                and isinstance(owner, KEPT_CONTAINERS)
-                and (
-                    method_name not in ADDING_METHODS
-                    or isinstance(owner, (dict, collections.deque))  # replaces; a maxlen drops
-                )
-            ):  # then as any other (extend: counted)
-                value = self._keeping(owner, value, method_name not in ADDING_METHODS)
+            if type(owner) is list and (method_name == "append" or method_name == "insert"):
+                return value  # out.append(i), in every other loop: a list drops nothing
+            if method_name in DROPPING_METHODS and isinstance(owner, KEPT_CONTAINERS):
+                if method_name not in ADDING_METHODS or isinstance(
+                    owner,
+                    (dict, collections.deque),  # replaces; a deque's maxlen drops
+                ):
+                    value = self._keeping(owner, value, method_name not in ADDING_METHODS)
+                if method_name != "extend" and method_name != "extendleft":
+                    return value  # out.append: no other branch below is about these
+                # extend: counted below, as any other
             if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
                 return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):
@@ -1032,8 +1034,10 @@ class _SliceWriter:
             # past the end of a list that __iter__ emptied (gh-120384; red-team pass AN read
             # and wrote any byte of the process with it). What reaches CPython is a slice of
             # ints and a list, which it measures against the list as it is then.
-            what = type(self._target).__name__
-            have = self._length()
+            target = self._target
+            kind = type(target)
+            what = kind.__name__
+            have = len(target) if kind is list or kind is bytearray else exact_len(target) or 0
             start, stop, step = key.indices(have)
             if step == 1:
                 stop = max(stop, start)
@@ -1043,11 +1047,6 @@ class _SliceWriter:
                 value = self._arith.growth(0, value, what)
                 key = slice(start, None if stop < 0 else stop, step)
         self._writer[key] = value
-
-    def _length(self) -> int:
-        target = self._target
-        kind = type(target)
-        return len(target) if kind is list or kind is bytearray else exact_len(target) or 0
 
 
 class _KeptItemWriter:

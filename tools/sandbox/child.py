@@ -15,6 +15,7 @@ failure reply, and the reply always fits the pipe, so writing it never blocks.
 from __future__ import annotations
 
 import dis
+import gc
 import json
 import os
 import select
@@ -342,6 +343,11 @@ def serve_one_run(
         except BaseException:
             status = EXIT_CONFINEMENT_FAILED
             raise
+        # No cyclic collection in a run: the collector runs whatever finalizers (a generator's
+        # finally) at any allocation, also where CPython 3.11 holds an item it does not own in
+        # the middle of a comparison, where the program's code must not run uncounted (see
+        # Classes.keep_contents). A run is one short program; its cycles go with its process.
+        gc.disable()
         if not program_waiting(request_fd):  # idle: write the pages a run writes, now
             runner.prewarm()
         program = read_program(request_fd, runner.max_code_bytes)

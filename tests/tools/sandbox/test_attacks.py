@@ -1192,6 +1192,19 @@ async def test_what_a_comparison_answers_is_freed_only_after_the_run(box: Sandbo
     assert res.value == [True, 1, 2], res
 
 
+async def test_no_cyclic_collection_runs_a_programs_code_in_a_run(box: Sandbox) -> None:
+    """A generator in a reference cycle is finalized by the cyclic collector at whatever
+    allocation comes next, also in the middle of a C comparison: in a run, it is not."""
+    code = (
+        "def g():\n    try:\n        yield 1\n    finally:\n        print('finalized')\n"
+        "class Node:\n    pass\nfor i in range(50):\n    n = Node()\n    n.me = n\n"
+        "    n.gen = g()\n    next(n.gen)\n"
+        "junk = [[i] for i in range(200000)]\nresult = len(junk)"
+    )
+    res = await box.run(code)
+    assert (res.value, res.stdout) == (200000, ""), res
+
+
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(
     box: Sandbox,
 ) -> None:

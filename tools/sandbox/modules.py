@@ -409,22 +409,6 @@ def _checked_number_of(func: Callable[[Any], Any], arith: Arithmetic) -> Callabl
     return call
 
 
-def _heap_pops(guards: Guards) -> dict[str, Callable[..., Any]]:
-    """``heappop``, ``heapreplace`` and ``heappushpop`` take an item out of the program's list:
-    kept while a special method of the program's runs (``Classes.keep_contents``)."""
-    keep = guards.classes.keep_contents
-
-    def pops(func: Callable[..., Any]) -> Callable[..., Any]:
-        def call(heap: Any, *args: Any) -> Any:
-            keep(heap, removing=True)
-            return func(heap, *args)
-
-        call.__name__ = func.__name__
-        return call
-
-    return {f.__name__: pops(f) for f in (heapq.heappop, heapq.heapreplace, heapq.heappushpop)}
-
-
 def _static_views(guards: Guards) -> dict[str, ModuleView]:
     arith, classes = guards.arith, guards.classes
     # No setitem/delitem (item writes past ``_write_``), no call, no attrgetter/methodcaller.
@@ -551,7 +535,11 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
                 heapq,
                 names="heappush heappop heapify heapreplace heappushpop nlargest nsmallest merge",
             ),
-            **_heap_pops(guards),
+            # they take an item out of the program's list (see Classes.keep_contents)
+            **{
+                f.__name__: guards.keeping_unbound(f, True)
+                for f in (heapq.heappop, heapq.heapreplace, heapq.heappushpop)
+            },
         },
         "bisect": _public(bisect),
         "operator": op,

@@ -65,6 +65,11 @@ _RESERVED_VARIABLES = re.compile(r"_print|_tmp\d+")
 _PRIVATE = re.compile(r"__?[A-Za-z0-9]\w*")
 
 
+def is_special_name(name: str) -> bool:
+    """``__iter__``, ``__eq__``...: a name Python gives a meaning of its own."""
+    return len(name) > 4 and name[:2] == name[-2:] == "__"
+
+
 def is_private_name(name: str) -> bool:
     """``_x``, ``__x`` (which Python mangles to ``_Cls__x`` in a class): not a dunder."""
     return bool(_PRIVATE.fullmatch(name)) and not name.endswith("__")

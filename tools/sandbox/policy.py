@@ -64,6 +64,7 @@ from tools.sandbox.names import (
     OWN_DUNDERS,
     READABLE_DUNDERS,
     is_private_name,
+    is_special_name,
 )
 from tools.sandbox.standins import (
     ADDING_METHODS,
@@ -551,7 +552,7 @@ class Guards:
         """``hasattr()``; a special name (``hasattr(x, "__iter__")``, a common test of what
         an object can do) is looked up without reading it, as Python looks special methods up
         (no descriptor runs, nothing is handed out), where reading it would be refused."""
-        if type(name) is str and len(name) > 4 and name[:2] == name[-2:] == "__":
+        if type(name) is str and is_special_name(name):
             return inspect.getattr_static(obj, name, _MISSING) is not _MISSING
         try:
             self.getattr(obj, name)
@@ -633,7 +634,9 @@ class Guards:
             func = value.__func__ if type(value) is types.MethodType else value
             changes = _CHAINMAP_CHANGES.get(id(func))
             if changes is not None and changes is func:  # cm.clear(), ChainMap.pop(cm, k)
-                return self._chainmap_change(value)
+                if type(value) is types.MethodType:
+                    return self._keeping(value.__self__, value, True)
+                return self.keeping_unbound(value, True)
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
                 return self._counted(value, *counted[1:], bound=type(value) is types.MethodType)
@@ -650,14 +653,7 @@ class Guards:
             )(items)
         dropping = _DROPPING_UNBOUND.get(id(value))
         if dropping is not None and dropping is value:  # list.pop(l), deque.clear(d) ...
-            keep = self.classes.keep_contents
-            removing = dropping.__name__ not in ADDING_METHODS
-
-            def unbound(container: Any, /, *args: Any, **kwargs: Any) -> Any:
-                keep(container, removing)
-                return dropping(container, *args, **kwargs)
-
-            return unbound
+            return self.keeping_unbound(value, dropping.__name__ not in ADDING_METHODS)
         if value is _STR_ENCODE:  # str.encode(s, ...), unbound
             return lambda text, *args, **kwargs: value(text, *self._encoding(text, args, kwargs))
         decodes = _DECODES.get(id(value))
@@ -917,15 +913,6 @@ class Guards:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _chainmap_change(self, method: Any) -> Any:
-        """A ``ChainMap`` method that changes its first map (see :meth:`Classes.keep_contents`:
-        refused while the program's comparison runs), bound or unbound."""
-        keep = self.classes.keep_contents
-        if type(method) is types.MethodType:
-            owner = method.__self__
-            return lambda *args, **kwargs: (keep(owner, True), method(*args, **kwargs))[1]
-        return lambda owner, *args, **kwargs: (keep(owner, True), method(owner, *args, **kwargs))[1]
-
     def _keeping(self, owner: Any, method: Any, removing: bool) -> Any:
         """A bound method that changes ``owner``: what it held kept while a special method
         of the program's runs, and, ``removing``, refused while one of its comparisons does
@@ -936,6 +923,18 @@ class Guards:
             keep(owner, removing)
             return method(*args, **kwargs)
 
+        return call
+
+    def keeping_unbound(self, method: Any, removing: bool) -> Any:
+        """:meth:`_keeping` for a function whose first argument is the container
+        (``list.pop(l)``, ``ChainMap.clear(cm)``, ``heapq.heappop(heap)``)."""
+        keep = self.classes.keep_contents
+
+        def call(owner: Any, /, *args: Any, **kwargs: Any) -> Any:
+            keep(owner, removing)
+            return method(owner, *args, **kwargs)
+
+        call.__name__ = call.__qualname__ = method.__name__
         return call
 
     def write(self, obj: Any) -> Any:

@@ -48,7 +48,7 @@ from tools.sandbox.limits import (
     exact_len,
     int_parts,
 )
-from tools.sandbox.names import FILENAME
+from tools.sandbox.names import FILENAME, is_special_name
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
@@ -300,10 +300,6 @@ def builtin_exceptions() -> dict[str, type]:
 
 
 _ABSENT = object()
-
-
-def _is_dunder(name: str) -> bool:
-    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def _named(obj: Any) -> str:
@@ -678,7 +674,6 @@ class Classes:
                 namespace[key] = self._contained_method(key, value)
             elif key in COMPARING_METHODS and value is not None:  # __bool__, __hash__
                 namespace[key] = self._comparing(value)
-        self._count_inherited_comparisons(bases, namespace)
         written = dict(namespace)
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
@@ -698,9 +693,10 @@ class Classes:
             for base in cls.__mro__
             if not self.is_user_class(base)
             for key in vars(base)
-            if not _is_dunder(key)  # those are refused or answered by the guards themselves
+            if not is_special_name(key)  # those are refused or answered by the guards themselves
         ):  # private slots (``Fraction``'s), and C fields (``UnicodeError.start``, pass AM)
             self._slotted[id(cls)] = cls
+        self._count_inherited_comparisons(cls)
         return cls
 
     def exposed(self, obj: Any) -> Any:
@@ -880,25 +876,17 @@ class Classes:
         items = tuple(dict.items(held) if kind is dict else kind.__iter__(held))
         self._kept[id(items)] = items
 
-    def _count_inherited_comparisons(
-        self, bases: tuple[type, ...], namespace: dict[str, Any]
-    ) -> None:
+    def _count_inherited_comparisons(self, cls: type) -> None:
         """A comparison the class inherits from a library's Python code (``Counter.__eq__``
         reads ``self[e]``: the program's ``__getitem__``, uncounted, emptied an OrderedDict in
-        the middle of its comparison, red-team pass AT) is counted as the program's own are."""
+        the middle of its comparison, red-team pass AT) is counted as the program's own are.
+        Set after the class is made, so it keeps the ``__hash__`` it inherits."""
         for key in _COMPARISONS:
-            if key in namespace:
-                continue
-            owner = next((k for base in bases for k in base.__mro__ if key in vars(k)), None)
-            if owner is None or self.is_user_class(owner):
-                continue  # the program's own: counted where its class was made
+            owner = next(k for k in cls.__mro__ if key in vars(k))  # object has all six
             inherited = vars(owner)[key]
-            if type(inherited) is not FunctionType:
-                continue  # C code: it calls the program only through counted methods
-            namespace[key] = self._keeping_self(key, inherited)
-            if key == "__eq__" and "__hash__" not in namespace:  # as inherited, not None
-                found = next(k for base in bases for k in base.__mro__ if "__hash__" in vars(k))
-                namespace["__hash__"] = vars(found)["__hash__"]
+            if self.is_user_class(owner) or type(inherited) is not FunctionType:
+                continue  # the program's own (counted), or C code (calls only counted ones)
+            setattr(cls, key, self._keeping_self(key, inherited))
 
     def _comparing(self, value: Any) -> Any:
         """A program's ``__bool__`` or ``__hash__``, which CPython calls in the middle of a

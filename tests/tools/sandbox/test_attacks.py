@@ -977,6 +977,27 @@ FREED_TUPLE = (
     "result = [type(got[0]).__name__, got[0].tag, any(got[0] is f for f in filler)]"
 )
 
+
+def after_free(method: str, container: str, compare: str) -> str:
+    """AFTER_FREE with its blanks filled."""
+    return (
+        AFTER_FREE.replace("METHOD", method)
+        .replace("CONTAINER", container)
+        .replace("COMPARE", compare)
+    )
+
+
+def freed_tuple(first: int, empty: str, container: str, compare: str, classes: str = "") -> str:
+    """FREED_TUPLE with its blanks filled (``classes``: more of them, before the container)."""
+    return (
+        FREED_TUPLE.replace("FIRST", str(first))
+        .replace("EMPTY", empty)
+        .replace("got = []\n", "got = []\n" + classes)
+        .replace("CONTAINER", container)
+        .replace("COMPARE", compare)
+    )
+
+
 # Red-team pass AM: CPython 3.11's UnicodeDecodeError.__str__ reads the byte at object + start
 # unchecked (gh-123378); with start and object the program's, that read any byte of the process
 # (the real type's address and name came out). Each way of getting such an error is refused,
@@ -1040,76 +1061,58 @@ MEMORY_READS = {
     # that emptied the container and answered NotImplemented freed it, and the other
     # operand's reflected method received the freed object (read and write of any byte)
     "a_list_comparison_that_frees_its_item": (
-        AFTER_FREE.replace("METHOD", "    def __lt__(self, other):")
-        .replace("CONTAINER", "[A()]")
-        .replace("COMPARE", "c < [B()]"),
+        after_free("    def __lt__(self, other):", "[A()]", "c < [B()]"),
         "SecurityError",
     ),
     "a_deque_index_that_frees_its_item": (
-        AFTER_FREE.replace("METHOD", "    def __eq__(self, other):")
-        .replace("CONTAINER", "collections.deque([A()])")
-        .replace("COMPARE", "c.index(B())"),
+        after_free("    def __eq__(self, other):", "collections.deque([A()])", "c.index(B())"),
         "SecurityError",
     ),
     "a_static_special_method_that_frees_its_item": (
-        AFTER_FREE.replace("METHOD", "    @staticmethod\n    def __eq__(other):")
-        .replace("CONTAINER", "collections.deque([A()])")
-        .replace("COMPARE", "c.index(B())"),
+        after_free(
+            "    @staticmethod\n    def __eq__(other):", "collections.deque([A()])", "c.index(B())"
+        ),
         "SecurityError",
     ),
     "a_deque_index_that_frees_a_tuple_it_compares": (
-        FREED_TUPLE.replace("FIRST", "1")
-        .replace("EMPTY", "c.clear()")
-        .replace("CONTAINER", "collections.deque([(X(), Y())])")
-        .replace("COMPARE", "c.index((0, 0))"),
+        freed_tuple(1, "c.clear()", "collections.deque([(X(), Y())])", "c.index((0, 0))"),
         "SecurityError",
     ),
     "a_list_comparison_that_frees_a_tuple_it_compares": (
-        FREED_TUPLE.replace("FIRST", "2")
-        .replace("EMPTY", "del c[:]")
-        .replace("CONTAINER", "[(X(), Y())]")
-        .replace("COMPARE", "c < [(0, 0)]"),
+        freed_tuple(2, "del c[:]", "[(X(), Y())]", "c < [(0, 0)]"),
         "SecurityError",
     ),
     "an_ordered_dict_comparison_that_frees_a_key": (
-        FREED_TUPLE.replace("FIRST", "1")
-        .replace("EMPTY", "c.popitem()")
-        .replace("CONTAINER", "collections.OrderedDict([((X(), Y()), 1)])")
-        .replace("COMPARE", "c == collections.OrderedDict([((Y(), Y()), 1)])"),
+        freed_tuple(
+            1,
+            "c.popitem()",
+            "collections.OrderedDict([((X(), Y()), 1)])",
+            "c == collections.OrderedDict([((Y(), Y()), 1)])",
+        ),
         "SecurityError",
     ),
     "a_heap_pop_that_frees_a_tuple_it_compares": (
-        FREED_TUPLE.replace("FIRST", "2")
-        .replace("EMPTY", "import heapq\n        heapq.heappop(c)")
-        .replace("CONTAINER", "[(X(), Y())]")
-        .replace("COMPARE", "c < [(0, 0)]"),
+        freed_tuple(2, "import heapq\n        heapq.heappop(c)", "[(X(), Y())]", "c < [(0, 0)]"),
         "SecurityError",
     ),
     "a_list_comparison_emptied_by_del": (
-        FREED_TUPLE.replace("FIRST", "2")
-        .replace("EMPTY", "del c[0]")
-        .replace("CONTAINER", "[(X(), Y())]")
-        .replace("COMPARE", "c < [(0, 0)]"),
+        freed_tuple(2, "del c[0]", "[(X(), Y())]", "c < [(0, 0)]"),
         "SecurityError",
     ),
     "a_deque_index_emptied_by_the_answers_bool": (
-        FREED_TUPLE.replace("FIRST", "1")
-        .replace("EMPTY", "return R()")
-        .replace(
-            "got = []\n",
-            "got = []\nclass R:\n    def __bool__(self):\n        c.clear()\n        return True\n",
-        )
-        .replace("CONTAINER", "collections.deque([(X(), Y())])")
-        .replace("COMPARE", "c.index((0, 0))"),
+        freed_tuple(
+            1,
+            "return R()",
+            "collections.deque([(X(), Y())])",
+            "c.index((0, 0))",
+            "class R:\n    def __bool__(self):\n        c.clear()\n        return True\n",
+        ),
         "SecurityError",
     ),
     # pass AS: a ChainMap changes its first map in the library's code; datetime's C
     # comparison calls a program's tzinfo in the middle of list < list
     "a_list_comparison_emptied_through_a_chainmap": (
-        FREED_TUPLE.replace("FIRST", "2")
-        .replace("EMPTY", "collections.ChainMap(c).clear()")
-        .replace("CONTAINER", "[(X(), Y())]")
-        .replace("COMPARE", "c < [(0, 0)]"),
+        freed_tuple(2, "collections.ChainMap(c).clear()", "[(X(), Y())]", "c < [(0, 0)]"),
         "SecurityError",
     ),
     "a_dict_emptied_through_a_chainmap_pop": (
@@ -1136,21 +1139,17 @@ MEMORY_READS = {
         "SecurityError",
     ),
     "a_list_comparison_emptied_unbound": (
-        FREED_TUPLE.replace("FIRST", "2")
-        .replace("EMPTY", "list.clear(c)")
-        .replace("CONTAINER", "[(X(), Y())]")
-        .replace("COMPARE", "c < [(0, 0)]"),
+        freed_tuple(2, "list.clear(c)", "[(X(), Y())]", "c < [(0, 0)]"),
         "SecurityError",
     ),
     "a_list_subclass_comparison_emptied_through_super": (
-        FREED_TUPLE.replace("FIRST", "2")
-        .replace("EMPTY", "c.drop()")
-        .replace(
-            "got = []\n",
-            "got = []\nclass L(list):\n    def drop(self):\n        super().__delitem__(0)\n",
-        )
-        .replace("CONTAINER", "L([(X(), Y())])")
-        .replace("COMPARE", "c < [(0, 0)]"),
+        freed_tuple(
+            2,
+            "c.drop()",
+            "L([(X(), Y())])",
+            "c < [(0, 0)]",
+            "class L(list):\n    def drop(self):\n        super().__delitem__(0)\n",
+        ),
         "SecurityError",
     ),
     "another_library_field_written": (

@@ -14,6 +14,7 @@ failure reply, and the reply always fits the pipe, so writing it never blocks.
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import gc
 import json
@@ -99,7 +100,7 @@ class Runner:
             exec(code_obj, namespace)
             reply = self._answer(namespace, sink)
         except BaseException as exc:  # the program's own SystemExit, KeyboardInterrupt ...
-            reply = describe(exc)
+            reply = describe_within_memory(exc, namespace)
         finally:
             sys.setrecursionlimit(self.default_recursion)
         if sink.overflowed and reply.get("limit") is None:
@@ -122,7 +123,7 @@ class Runner:
                 return {"ok": True, "value": None, "value_repr": None}
             value = values.parse_printed(lines[-1])
         try:
-            safe = values.to_json_safe(value)
+            safe = values.to_json_safe(value, self.max_output)
             if len(json.dumps(safe, ensure_ascii=False)) > self.max_output:
                 raise values.ValueTooLarge(f"result larger than {self.max_output} bytes")
         except values.ValueTooLarge as exc:
@@ -300,6 +301,34 @@ def describe(exc: BaseException) -> dict[str, Any]:
     if name in RESERVED_KINDS:  # a program's class named like a sandbox outcome
         return failure("Exception", f"{name}: {message}")
     return failure(name, message)
+
+
+def describe_within_memory(exc: BaseException, namespace: dict[str, Any]) -> dict[str, Any]:
+    """:func:`describe`, also when the program still holds the memory it ran out of (its
+    globals, its frames' locals): describing failed with a ``MemoryError`` of its own, and the
+    run ended as a crash of its process (red-team pass AV). Then what the program holds is let
+    go first, and if even that is not enough the reply is a fixed one."""
+    try:
+        return describe(exc)
+    except MemoryError:
+        pass
+    try:
+        line = _user_line(exc)
+    except BaseException:
+        line = None
+    namespace.clear()
+    tb = exc.__traceback__
+    for _ in range(100_000):  # bounded: a traceback is a chain
+        if tb is None:
+            break
+        with contextlib.suppress(RuntimeError):  # the running frame refuses
+            tb.tb_frame.clear()  # the program's locals
+        tb = tb.tb_next
+    try:
+        return describe(exc)
+    except MemoryError:
+        where = "" if line is None else f" (line {line})"
+        return failure("MemoryLimit", f"out of memory{where}", "memory")
 
 
 def program_waiting(fd: int) -> bool:

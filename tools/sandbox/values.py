@@ -4,7 +4,8 @@ The PAL layer votes on ``value`` and formats ints and floats, so numbers stay nu
 ``Fraction`` and ``Decimal`` become an ``int`` when integral and a ``float`` otherwise (their
 exact ``repr`` is kept in ``value_repr``); non-finite floats, complex numbers and other objects
 become strings; tuples, sets and other containers of known kinds become lists (sets sorted when
-possible); dict keys become strings. Depth and item count are bounded and the walk is not
+possible); dict keys become strings (a dict two of whose keys would then be one is shown by its
+repr). Depth and item count are bounded and the walk is not
 recursive, so a million-deep list cannot crash the child or the service.
 
 Every value is read through its base class (``int.__index__``, ``str.__str__``, a Fraction's
@@ -106,9 +107,53 @@ def _items(value: Any) -> list[Any]:
     return list(value)  # an exact builtin container: its length was checked
 
 
-def to_json_safe(value: Any) -> Any:
-    """A JSON-safe copy of ``value``; raises :class:`ValueTooLarge`."""
+class _Room:
+    """What is left of ``max_chars``: spent by each text and large int before it is made, so
+    an answer of ten thousand 10,000-digit ints is refused before the first of them is
+    written out (red-team pass AV: writing them all out ran past the run's deadline)."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, value: Any) -> None:
+        if self.left is None:
+            return
+        if isinstance(value, str):
+            self.left -= str.__len__(value)
+        elif isinstance(value, int):
+            bits = int.__index__(value).bit_length()
+            self.left -= int(bits * _DIGITS_PER_BIT) + 1 if bits > MAX_INT_BITS else 1
+        else:
+            self.left -= 1
+        if self.left < 0:
+            raise ValueTooLarge(f"result larger than {self.limit} bytes")
+
+
+_DIGITS_PER_BIT = math.log10(2)
+
+
+class _KeysCollide(Exception):
+    """Two keys of a dict would be one key in JSON (``1`` and ``"1"``)."""
+
+
+def to_json_safe(value: Any, max_chars: int | None = None) -> Any:
+    """A JSON-safe copy of ``value``; raises :class:`ValueTooLarge`, also as soon as its texts
+    and numbers alone are longer than ``max_chars`` (before they are written out). A dict two
+    of whose keys would be one in JSON (``{1: 'a', '1': 'b'}``, two lone surrogates) cannot be
+    data without losing one: the answer is then its repr, as any other object's is."""
+    try:
+        return _json_safe(value, max_chars)
+    except _KeysCollide:
+        return bounded_repr(value, 2000)
+
+
+def _json_safe(value: Any, max_chars: int | None) -> Any:
     budget = MAX_ITEMS
+    room = _Room(max_chars)
+    room.spend(value)
     top = _scalar(value)
     if top is not NotImplemented:
         return top
@@ -124,13 +169,22 @@ def to_json_safe(value: Any) -> Any:
         budget -= len(pairs)
         if budget < 0:
             raise ValueTooLarge(f"result has more than {MAX_ITEMS} items")
+        keys: set[str] = set()  # as the reply will have them: lone surrogates replaced
         for key, item in pairs:
+            room.spend(item)
+            if type(target) is dict:
+                room.spend(key)
             converted = _scalar(item)
             if converted is NotImplemented:
                 converted = {} if type(item) is dict else []
                 stack.append((item, converted, depth + 1))
             if type(target) is dict:
-                target[_key(key)] = converted
+                text = _key(key)
+                cleaned = clean_text(text)
+                if cleaned in keys:
+                    raise _KeysCollide
+                keys.add(cleaned)
+                target[text] = converted
             else:
                 target.append(converted)
     return root

@@ -246,6 +246,29 @@ def test_json_safe_bounds_depth_without_recursion() -> None:
         values.to_json_safe(deep)
 
 
+def test_to_json_safe_refuses_texts_and_numbers_longer_than_its_room() -> None:
+    big = 10**3000  # ~3,000 digits each
+    assert values.to_json_safe([big] * 20) == [str(big)] * 20  # no room given: no limit
+    with pytest.raises(values.ValueTooLarge, match="larger than 50000 bytes"):
+        values.to_json_safe([big] * 20, max_chars=50_000)
+    with pytest.raises(values.ValueTooLarge):
+        values.to_json_safe({"k" * 30_000: "v" * 30_000}, max_chars=50_000)
+    with pytest.raises(values.ValueTooLarge):
+        values.to_json_safe("x" * 50_001, max_chars=50_000)
+    assert values.to_json_safe({"a": [big] * 10}, max_chars=50_000) == {"a": [str(big)] * 10}
+
+
+def test_a_dict_whose_keys_would_be_one_in_json_is_its_repr() -> None:
+    """Red-team pass AV: ``{1: 'int', '1': 'str'}`` came back as ``{"1": "str"}``."""
+    assert values.to_json_safe({1: "int", "1": "str"}) == "{1: 'int', '1': 'str'}"
+    surrogates = dict([("\ud800", 1), ("\udfff", 2)])  # two keys, one U+FFFD when cleaned
+    assert values.to_json_safe([surrogates]) == "[{'\\ud800': 1, '\\udfff': 2}]"
+    assert values.to_json_safe({1: "a", "2": {3: "b", "3": "c"}}) == (
+        "{1: 'a', '2': {3: 'b', '3': 'c'}}"
+    )
+    assert values.to_json_safe({1: "a", 2: "b"}) == {"1": "a", "2": "b"}
+
+
 def test_protocol_refuses_non_json() -> None:
     assert decode(b'{"a": 1}') == {"a": 1}
     for body in (b"[1]", b"{", b'{"a": NaN}', b"[" * 100000):

@@ -76,6 +76,8 @@ async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
         ("def f(n):\n    return f(n + 1)\nresult = f(0)", "RecursionError", "recursion"),
         ("while True:\n    print('x' * 1000)", "OutputLimit", "output"),
         ("result = 'x' * 100000", "OutputLimit", "output"),
+        # refused before ten thousand 10,000-digit ints are written out (red-team pass AV)
+        ("result = [10 ** 9999] * 10000", "OutputLimit", "output"),
         ("x = " + "[" * 200 + "]" * 200, "SyntaxError", "nesting"),
         ("import decimal\ndecimal.getcontext().prec = 10 ** 8", "OverflowError", "int_size"),
     ],
@@ -88,6 +90,19 @@ async def test_limits_fail_fast_and_clearly(
     assert not res.ok
     assert (res.error_kind, res.limit) == (kind, limit), res
     assert time.perf_counter() - started < sandbox.config.timeout_s + 1.5
+
+
+async def test_running_out_of_memory_while_holding_it_is_a_memory_limit() -> None:
+    """Red-team pass AV: the program still held the memory it ran out of when its error was
+    described, which ran out of memory too: the run was reported as a crash ("exit 122")."""
+    code = (
+        "import collections, itertools\n"
+        "collections.Counter(itertools.product(range(100), repeat=4))"
+    )
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=10)) as sb:
+        res = await sb.run(code)
+    assert (res.ok, res.error_kind, res.limit) == (False, "MemoryLimit", "memory"), res
+    assert res.error == "out of memory (line 2)", res
 
 
 async def test_caught_output_limit_still_fails(sandbox: Sandbox) -> None:

@@ -32,10 +32,6 @@ PROGRAMS = {
     "f'n={i}' and str(i) (100k)": (
         "n = 0\nfor i in range(100000):\n    n += len(f'n={i}') + len(str(i))\nresult = n"
     ),
-    "if i in s (300k)": (
-        "s = set(range(1000))\nn = 0\nfor i in range(300000):\n    if i in s:\n        n += 1\n"
-        "result = n"
-    ),
     "d[k] = i (300k)": "d = {}\nfor i in range(300000):\n    d[i & 1023] = i\nresult = len(d)",
     "a.x = i (300k)": (
         "class A:\n    pass\na = A()\na.x = 0\nfor i in range(300000):\n    a.x = i\nresult = a.x"

@@ -295,30 +295,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
             return node
         return super().visit_Attribute(node)
 
-    def visit_Compare(self, node: ast.Compare) -> Any:
-        """``x in c`` becomes ``x in _in_(c)``: a bytearray's ``__contains__`` is given a plain
-        value (see ``policy.plain_argument``). ``_in_`` answers something else than ``c`` for
-        a bytearray, so ``c`` may not also be the left side of a further comparison of the
-        chain (``x in c < d``: written ``x in c and c < d``)."""
-        node = self.node_contents_visit(node)
-        last = len(node.ops) - 1
-        for position, op in enumerate(node.ops):
-            if not isinstance(op, (ast.In, ast.NotIn)):
-                continue
-            if position != last:
-                self.error(
-                    node,
-                    "a chained comparison cannot go on after 'in' in the sandbox: write "
-                    "'x in c and c < d'",
-                )
-                return node
-            operand = node.comparators[position]
-            call = ast.Call(func=ast.Name("_in_", ast.Load()), args=[operand], keywords=[])
-            copy_locations(call, operand)
-            node.comparators[position] = call
-        ast.fix_missing_locations(node)
-        return node
-
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
         """``except X`` matches through ``_catch_(X)``: a stand-in (the program's
         ``UnicodeDecodeError``, checked when it is made) is its real class there."""

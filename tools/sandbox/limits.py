@@ -382,8 +382,6 @@ class Arithmetic:
             # a program's object: its own __itruediv__, __ipow__... first, as Python does
             return self.checked_number(self._checked(_OWN_INPLACE[op](x, y)))
         if op == "%=":  # s %= args formats: checked as s % args is
-            if isinstance(x, bytearray):  # made from a copy (see policy.plain_argument)
-                x = bytearray.copy(x)
             return self.checked_number(self._checked(x % self.check_percent(x, y)))
         if op == "**=":
             return self.pow(x, y)

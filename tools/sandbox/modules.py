@@ -452,7 +452,6 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         ior=lambda a, b: arith.inplace("|=", a, b),
         ixor=lambda a, b: arith.inplace("^=", a, b),
         concat=lambda a, b: arith._checked(operator.concat(a, b)),
-        contains=lambda container, item: item in guards.contained_in(container),
         truediv=arith.truediv,
         floordiv=arith.floordiv,
     )

@@ -191,64 +191,6 @@ _DECODES = {id(kind.decode): kind.decode for kind in (bytes, bytearray)}
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
 
-# A bytearray's own C code is given plain values only. CPython 3.11 reads a bytearray's buffer
-# pointer, then asks the program's ``__index__`` for a number (``find``/``count``/``index``/
-# ``startswith``'s start and end, an item store's key and byte, an extended slice's bounds,
-# ``in``), and goes on with that pointer after ``__index__`` resized the bytearray: a read of
-# freed memory, or a store into it (red-team pass AU: a store through a freed buffer made
-# another bytearray 4 GiB long, then any byte of the process was read and written, then the
-# real ``sys``). Every number is asked of the program's object first, in Python, and the exact
-# int passed on; a bytearray's ``%`` is made from a copy of its template. So no code of the
-# program's runs while a bytearray's C code holds its buffer.
-_BYTEARRAY_METHODS = frozenset(name for name in vars(bytearray) if not name.startswith("_"))
-_BYTEARRAY_UNBOUND = {
-    id(method): method
-    for name in _BYTEARRAY_METHODS
-    if type(method := vars(bytearray)[name]) is types.MethodDescriptorType
-}
-_BYTEARRAY_SETITEM = bytearray.__setitem__
-_BYTEARRAY_DELITEM = bytearray.__delitem__
-_BYTEARRAY_CONTAINS = bytearray.__contains__
-_PLAIN_ARGUMENTS = frozenset({int, bool, float, str, bytes, bytearray, type(None)})
-
-
-def plain_argument(value: Any) -> Any:
-    """``value`` as a bytearray's C code may be given it: a number asked of the program's
-    object now (an exact int), a slice of such numbers, a tuple of them (``startswith``'s
-    prefixes); bytes-like objects (read through the buffer protocol, which runs no code of a
-    program's) and everything else as it is."""
-    kind = type(value)
-    if kind in _PLAIN_ARGUMENTS:
-        return value
-    if kind is tuple:
-        return tuple(_plain_item(item) for item in value)
-    if kind is slice:
-        return slice(_plain_item(value.start), _plain_item(value.stop), _plain_item(value.step))
-    return _plain_item(value)
-
-
-def _plain_item(value: Any) -> Any:
-    kind = type(value)
-    if kind in _PLAIN_ARGUMENTS or isinstance(value, (bytes, bytearray)):
-        return value
-    if hasattr(kind, "__index__"):
-        return index_value(value)
-    return value
-
-
-def _plain_arguments(method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` (a bytearray's, bound or not, or what vet() made of it) given plain
-    arguments only (:func:`plain_argument`), asked in the order they are written."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        plain_args = [plain_argument(arg) for arg in args]
-        plain_kwargs = {key: plain_argument(arg) for key, arg in exact_kwargs(kwargs).items()}
-        return method(*plain_args, **plain_kwargs)
-
-    name = getattr(method, "__name__", None)
-    call.__name__ = call.__qualname__ = name if type(name) is str else "method"
-    return call
-
 
 def _expansion_bound(match: re.Match[Any], template: str | bytes) -> int:
     """The most ``match.expand(template)`` can make: the template, and every backslash in it
@@ -638,69 +580,54 @@ class Guards:
         if issubclass(type(value), BuiltinMethodType):  # builtin_method (PyCMethod) too
             method_name = value.__name__
             if method_name not in _VETTED_METHODS:  # out.append: none of the below
-                if method_name in _BYTEARRAY_METHODS and isinstance(value.__self__, bytearray):
-                    return _plain_arguments(value)  # ba.find(sub, start)
                 return value
             owner = value.__self__
             if type(owner) is list and (method_name == "append" or method_name == "insert"):
                 return value  # out.append(i), in every other loop: a list drops nothing
-            if isinstance(owner, bytearray):  # ba.extend, ba.join ...: vetted, then plain
-                return _plain_arguments(self._vet_method(value, method_name, owner))
-            return self._vet_method(value, method_name, owner)
-        vetted = self._vet_other(value)
-        if _BYTEARRAY_UNBOUND.get(id(value)) is value:  # bytearray.find(ba, sub, start)
-            return _plain_arguments(vetted)
-        return vetted
-
-    def _vet_method(self, value: Any, method_name: str, owner: Any) -> Any:
-        """vet() of a bound builtin method whose name is in ``_VETTED_METHODS``."""
-        if method_name in DROPPING_METHODS and isinstance(owner, KEPT_CONTAINERS):
-            if method_name not in ADDING_METHODS or isinstance(
-                owner,
-                (dict, collections.deque),  # replaces; a deque's maxlen drops
-            ):
-                value = self._keeping(owner, value, method_name not in ADDING_METHODS)
-            if method_name != "extend" and method_name != "extendleft":
-                return value  # out.append: no other branch below is about these
-            # extend: counted below, as any other
-        if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
-            return _throw_without_traceback(value)
-        if method_name in ("format", "format_map") and isinstance(owner, str):
-            return self._bound_format(owner, method_name)
-        if method_name in ("sub", "subn") and isinstance(owner, re.Pattern):
-            return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
-        if method_name == "expand" and isinstance(owner, re.Match):
-            return lambda template: value(self._expandable(owner, template))
-        if method_name == "encode" and isinstance(owner, str):
-            return lambda *args, **kwargs: value(*self._encoding(owner, args, kwargs))
-        if method_name == "decode" and isinstance(owner, (bytes, bytearray)):
-            return lambda *args, **kwargs: value(*self._decoding(owner, args, kwargs))
-        if method_name in ("extend", "extendleft") and isinstance(owner, _GROWABLE):
-            return self.grown(owner, value)
-        if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
-            return lambda iterable: value(self._join_pieces(owner, iterable))
-        if method_name == "translate" and isinstance(owner, str):
-            return lambda table: value(_CountedTable(table, self.arith))
-        if method_name in _CASE_METHODS and isinstance(owner, str):
-            # One character may become three ("\ufb03".upper() is "FFI").
-            self.arith.check_items(3 * str.__len__(owner), "string")
+            if method_name in DROPPING_METHODS and isinstance(owner, KEPT_CONTAINERS):
+                if method_name not in ADDING_METHODS or isinstance(
+                    owner,
+                    (dict, collections.deque),  # replaces; a deque's maxlen drops
+                ):
+                    value = self._keeping(owner, value, method_name not in ADDING_METHODS)
+                if method_name != "extend" and method_name != "extendleft":
+                    return value  # out.append: no other branch below is about these
+                # extend: counted below, as any other
+            if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
+                return _throw_without_traceback(value)
+            if method_name in ("format", "format_map") and isinstance(owner, str):
+                return self._bound_format(owner, method_name)
+            if method_name in ("sub", "subn") and isinstance(owner, re.Pattern):
+                return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
+            if method_name == "expand" and isinstance(owner, re.Match):
+                return lambda template: value(self._expandable(owner, template))
+            if method_name == "encode" and isinstance(owner, str):
+                return lambda *args, **kwargs: value(*self._encoding(owner, args, kwargs))
+            if method_name == "decode" and isinstance(owner, (bytes, bytearray)):
+                return lambda *args, **kwargs: value(*self._decoding(owner, args, kwargs))
+            if method_name in ("extend", "extendleft") and isinstance(owner, _GROWABLE):
+                return self.grown(owner, value)
+            if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
+                return lambda iterable: value(self._join_pieces(owner, iterable))
+            if method_name == "translate" and isinstance(owner, str):
+                return lambda table: value(_CountedTable(table, self.arith))
+            if method_name in _CASE_METHODS and isinstance(owner, str):
+                # One character may become three ("\ufb03".upper() is "FFI").
+                self.arith.check_items(3 * str.__len__(owner), "string")
+                return value
+            if method_name in _SIZED_NAMES:
+                for base in _SIZED_BASES:
+                    if isinstance(owner, base) and not isinstance(owner, type):
+                        return sized_method(self.arith, base, method_name, value) or value
+            if method_name == "strftime" and isinstance(owner, (datetime.date, datetime.time)):
+                return lambda fmt: value(self._strftime_format(owner, fmt))
+            if method_name == "as_integer_ratio" and isinstance(owner, decimal.Decimal):
+                return lambda: self.arith.checked_parts(value())
+            if method_name == "getrandbits" and isinstance(owner, random.Random):
+                return lambda k: value(checked_random_bits(k))  # super() reaches the C one
+            if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
+                return self._from_bytes(value)
             return value
-        if method_name in _SIZED_NAMES:
-            for base in _SIZED_BASES:
-                if isinstance(owner, base) and not isinstance(owner, type):
-                    return sized_method(self.arith, base, method_name, value) or value
-        if method_name == "strftime" and isinstance(owner, (datetime.date, datetime.time)):
-            return lambda fmt: value(self._strftime_format(owner, fmt))
-        if method_name == "as_integer_ratio" and isinstance(owner, decimal.Decimal):
-            return lambda: self.arith.checked_parts(value())
-        if method_name == "getrandbits" and isinstance(owner, random.Random):
-            return lambda k: value(checked_random_bits(k))  # super() reaches the C one
-        if method_name == "from_bytes" and isinstance(owner, type) and issubclass(owner, int):
-            return self._from_bytes(value)
-        return value
-
-    def _vet_other(self, value: Any) -> Any:
-        """vet() of what is not data, a class or a bound builtin method."""
         if type(value) is types.MethodType and isinstance(value.__self__, type):
             self._refuse_metaclass_method(value.__self__, value.__func__)
         if type(value) is types.MethodType or type(value) is types.FunctionType:
@@ -981,17 +908,8 @@ class Guards:
         a number that came out of it is checked like ``/``."""
         if type(left) is float or (type(left) is int and type(right) is int):
             return left % right
-        if isinstance(left, bytearray):  # its C code holds the template while it asks the
-            left = bytearray.copy(left)  # program's objects for numbers: a copy of its own
         right = self.arith.check_percent(left, right)
         return self.arith.checked_number(self.arith._checked(left % right))
-
-    def contained_in(self, container: Any) -> Any:
-        """``_in_``: the right operand of ``in``/``not in`` as it is, but a bytearray, whose
-        ``__contains__`` is given a plain value (``I() in ba``: see ``plain_argument``)."""
-        if isinstance(container, bytearray) and type(container).__contains__ is _BYTEARRAY_CONTAINS:
-            return _PlainContains(container)
-        return container
 
     # -- writing --------------------------------------------------------------------------
 
@@ -1030,12 +948,6 @@ class Guards:
         return self._writer(obj)
 
     def _writer(self, obj: Any) -> Any:
-        writer = self._own_writer(obj)
-        if isinstance(obj, bytearray) and not isinstance(obj, type):
-            return _BytearrayWriter(writer, obj)
-        return writer
-
-    def _own_writer(self, obj: Any) -> Any:
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
             if self.classes.has_library_slots(type(obj)):  # ``Fraction``'s ``_numerator``
                 return _OwnWriter(obj, self)
@@ -1071,7 +983,7 @@ class Guards:
         if self.classes.comparing[0]:  # a slice store may take items out
             self.classes.keep_contents(obj, removing=True)
         if kind is list or kind is bytearray:  # the common case, whose writer is itself
-            return _SliceWriter(obj, obj, self.arith)  # (it passes a slice of ints on)
+            return _SliceWriter(obj, obj, self.arith)
         writer = self.write(obj)
         if (
             isinstance(obj, _GROWABLE_BY_SLICE)
@@ -1134,48 +1046,6 @@ class _SliceWriter:
                 value = self._arith.growth(0, value, what)
                 key = slice(start, None if stop < 0 else stop, step)
         self._writer[key] = value
-
-
-class _BytearrayWriter:
-    """Item stores and deletions on a bytearray: its own C code given plain keys and bytes
-    (see ``plain_argument``); a class's own ``__setitem__``/``__delitem__`` gets them as
-    written. Attribute writes go to ``writer`` (a program's subclass has attributes)."""
-
-    __slots__ = ("_target", "_writer")
-    _writer: Any
-    _target: Any
-
-    def __init__(self, writer: Any, target: Any) -> None:
-        object.__setattr__(self, "_writer", writer)
-        object.__setattr__(self, "_target", target)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if type(self._target).__setitem__ is _BYTEARRAY_SETITEM:
-            key, value = plain_argument(key), plain_argument(value)
-        self._writer[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        if type(self._target).__delitem__ is _BYTEARRAY_DELITEM:
-            key = plain_argument(key)
-        del self._writer[key]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._writer, name, value)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(self._writer, name)
-
-
-class _PlainContains:
-    """A bytearray as the right operand of ``in`` (:meth:`Guards.contained_in`)."""
-
-    __slots__ = ("_target",)
-
-    def __init__(self, target: bytearray) -> None:
-        self._target = target
-
-    def __contains__(self, item: Any) -> bool:
-        return _BYTEARRAY_CONTAINS(self._target, plain_argument(item))
 
 
 class _KeptItemWriter:
@@ -1454,7 +1324,6 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_write_slice_": guards.write_slice,
         "_aug_attr_": guards.aug_attr,
         "_catch_": guards.classes.catchable,
-        "_in_": guards.contained_in,
     }
 
 

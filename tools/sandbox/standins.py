@@ -58,6 +58,21 @@ class SandboxSecurityError(Exception):
     """A program tried something the sandbox refuses (reported as ``SecurityError``)."""
 
 
+# A program never holds a bytearray: CPython 3.11's bytearray code reads its buffer pointer,
+# then runs the program's code (an ``__index__`` for ``find``'s bounds, an item store's key or
+# byte, ``in``; a ``str`` subclass's ``__len__`` as ``hex``'s separator; a library's ``x[j] =``
+# or ``key in m`` on the program's behalf) and goes on with the pointer after that code resized
+# the bytearray. Red-team pass AU made another bytearray 4 GiB long through a store into the
+# freed buffer, then read and wrote any byte of the process and reached the real ``sys``; pass
+# AX found four more routes past a guard on each operation. ``isinstance(x, bytearray)`` still
+# answers (``False`` for all a program has); ``bytes`` and lists of ints do what it did.
+BYTEARRAY_WITHHELD = (
+    "bytearray is not available in the sandbox (CPython 3.11's bytearray code can read and "
+    "write freed memory when the program's code runs in the middle of its methods): use bytes, "
+    "or a list of ints and bytes(...) of it"
+)
+
+
 class StandIn(type):
     """The metaclass of the stand-ins: checks and constructs on behalf of a real class."""
 
@@ -76,6 +91,8 @@ class StandIn(type):
         return cls._construct(*args, **kwargs)
 
     def __getattr__(cls, name: str) -> Any:
+        if cls._real is bytearray:  # nothing that makes one (bytearray.fromhex)
+            raise SandboxSecurityError(BYTEARRAY_WITHHELD)
         # Reached only for names the class itself lacks: the real class's public API
         # (``Fraction.from_float``), from the real class and its bases only, never from its
         # metaclass (``ABCMeta.register`` would make any object pass for a Fraction).
@@ -1152,7 +1169,7 @@ class Classes:
         return self._sized_call(bytes, args, kwargs)  # type: ignore[no-any-return]
 
     def _bytearray(self, *args: Any, **kwargs: Any) -> bytearray:
-        return self._sized_call(bytearray, args, kwargs)  # type: ignore[no-any-return]
+        raise SandboxSecurityError(BYTEARRAY_WITHHELD)
 
     def _sized_call(self, real: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         kwargs = exact_kwargs(kwargs)

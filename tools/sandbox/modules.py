@@ -52,7 +52,7 @@ from tools.sandbox.limits import (
     index_value,
     int_parts,
 )
-from tools.sandbox.policy import Guards, SandboxSecurityError
+from tools.sandbox.policy import Guards, SandboxSecurityError, shielded
 from tools.sandbox.standins import RANDOM_MAX_BITS, RANDOM_MAX_ITEMS, SandboxRandom
 
 # Imported from C by allowed modules (``datetime.strptime``); loaded now, before the OS layer.
@@ -285,6 +285,69 @@ def _itertools_sized(arith: Arithmetic) -> dict[str, Callable[..., Any]]:
         "product": product,
         "accumulate": accumulate,
     }
+
+
+def _itertools_view(arith: Arithmetic) -> dict[str, Any]:
+    """``itertools``, each iterator behind a generator (``policy.shielded``: CPython 3.11's
+    ``islice`` and ``zip_longest`` free what they hold when the program's code they call
+    advances them again), ``groupby`` in Python (its C groups compare a key that advancing the
+    parent frees: red-team pass AW), the combinatorics sized."""
+    view: dict[str, Any] = {**_public(itertools), **_itertools_sized(arith)}
+    for name, make in list(view.items()):
+        view[name] = _shielding(make)
+    view["chain"].from_iterable = _shielding(itertools.chain.from_iterable)
+    view["groupby"] = _groupby
+
+    def tee(iterable: Any, n: Any = 2) -> tuple[Any, ...]:
+        count = index_value(n)
+        arith.check_items(count, "tee")
+        return tuple(shielded(each) for each in itertools.tee(iterable, count))
+
+    view["tee"] = tee
+    return view
+
+
+def _shielding(make: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return shielded(make(*args, **kwargs))
+
+    call.__name__ = call.__qualname__ = make.__name__
+    call.__doc__ = make.__doc__
+    return call
+
+
+def _groupby(iterable: Any, key: Any = None) -> Any:
+    """``itertools.groupby`` as its documentation writes it in Python, comparing keys as C
+    does (``is``, then ``==``); the iterable is read from at once, as C does."""
+    return _groups(iter(iterable), key)
+
+
+def _groups(iterator: Any, key: Any) -> Any:
+    keyfunc = (lambda value: value) if key is None else key
+    exhausted = False
+    try:
+        curr_value = next(iterator)
+    except StopIteration:
+        return
+    curr_key = keyfunc(curr_value)
+
+    def grouper(target_key: Any) -> Any:
+        nonlocal curr_value, curr_key, exhausted
+        yield curr_value
+        for curr_value in iterator:
+            curr_key = keyfunc(curr_value)
+            if not (target_key is curr_key or target_key == curr_key):
+                return
+            yield curr_value
+        exhausted = True
+
+    while not exhausted:
+        target_key = curr_key
+        group = grouper(target_key)
+        yield curr_key, group
+        if target_key is curr_key or target_key == curr_key:
+            for _ in group:  # what the program left of the group, as C skips it
+                pass
 
 
 def _checked_result(guards: Guards, func: Any) -> Any:
@@ -525,7 +588,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
             for name, value in _public(statistics, names=_STATISTICS).items()
         },
         "datetime": dt,
-        "itertools": {**_public(itertools), **_itertools_sized(arith)},
+        "itertools": _itertools_view(arith),
         "functools": ft,
         "collections": col,
         "string": st,

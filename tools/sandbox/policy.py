@@ -39,7 +39,7 @@ import re
 import statistics
 import string
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import BuiltinMethodType, FunctionType
 from typing import Any, cast
 
@@ -190,6 +190,55 @@ _STR_ENCODE = str.encode
 _DECODES = {id(kind.decode): kind.decode for kind in (bytes, bytearray)}
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
+
+
+def shielded(iterator: Iterator[Any]) -> Iterator[Any]:
+    """``iterator`` behind a generator, which Python will not run while it runs: CPython 3.11's
+    C iterators are not all safe when the program's code they call advances them again
+    (``islice`` skipping to its start calls an iterator that the inner call ran out and freed;
+    ``zip_longest`` and the ``__getitem__`` iterator of ``iter(obj)`` drop their source twice:
+    red-team pass AW). ``next()`` of a running generator is a ``ValueError``. (Not ``yield
+    from``: an error of the iterator's, out of memory in C, would come out of the ``yield``,
+    where the program's own ``gen.throw(MemoryError)`` does, and no longer be a limit.)"""
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        yield item
+
+
+class _OldSequence:
+    def __getitem__(self, index: int) -> Any:
+        raise IndexError(index)
+
+
+_SEQUENCE_ITERATOR = type(iter(_OldSequence()))  # CPython's iterator over __getitem__
+_CALLABLE_ITERATOR = type(iter(int, 0))  # iter(callable, sentinel)
+_DEQUE_INDEX = collections.deque.index
+
+
+def safe_iter(obj: Any, *sentinel: Any) -> Iterator[Any]:
+    """``iter()``: an object's own iterator as it is; CPython's iterators that call the
+    program's ``__getitem__`` or callable (its own iterator is its ``__iter__``'s business)
+    behind a generator (:func:`shielded`)."""
+    iterator: Iterator[Any] = iter(obj, *sentinel)
+    kind = type(iterator)
+    if kind is _SEQUENCE_ITERATOR or kind is _CALLABLE_ITERATOR:
+        return shielded(iterator)
+    return iterator
+
+
+def _deque_index(method: Callable[..., int], bound: bool) -> Callable[..., int]:
+    """``deque.index`` with its bounds asked of the program's objects first: CPython 3.11
+    reads the deque's first block, then asks ``__index__`` for them, and reads that block
+    after ``__index__`` emptied the deque (red-team pass AW)."""
+    head = 1 if bound else 2  # (x, start, stop) bound, (deque, x, start, stop) unbound
+
+    def index(*args: Any) -> int:
+        return method(*args[:head], *(index_value(limit) for limit in args[head:]))
+
+    return index
 
 
 def _expansion_bound(match: re.Match[Any], template: str | bytes) -> int:
@@ -580,6 +629,8 @@ class Guards:
         if issubclass(type(value), BuiltinMethodType):  # builtin_method (PyCMethod) too
             method_name = value.__name__
             if method_name not in _VETTED_METHODS:  # out.append: none of the below
+                if method_name == "index" and isinstance(value.__self__, collections.deque):
+                    return _deque_index(value, bound=True)
                 return value
             owner = value.__self__
             if type(owner) is list and (method_name == "append" or method_name == "insert"):
@@ -640,6 +691,8 @@ class Guards:
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
                 return self._counted(value, *counted[1:], bound=type(value) is types.MethodType)
+        if value is _DEQUE_INDEX:  # collections.deque.index(d, x, start), unbound
+            return _deque_index(value, bound=False)
         if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
             return lambda pattern, repl, *args, **kwargs: value(
                 pattern, self.counted_repl(repl), *args, **kwargs
@@ -1188,7 +1241,7 @@ class _ContextWriter:
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
     "abs all any bin bool callable chr complex dict enumerate "
-    "filter float frozenset hash hex isinstance iter len list map max min "
+    "filter float frozenset hash hex isinstance len list map max min "
     "next object oct ord property range reversed set slice sorted staticmethod "
     "super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")
@@ -1201,6 +1254,7 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
     names.update(
         __build_class__=builtins.__build_class__,
         __import__=importer,
+        iter=safe_iter,
         getattr=guards.getattr,
         hasattr=guards.hasattr,
         setattr=guards.setattr,

@@ -427,6 +427,8 @@ COMPARING_METHODS = frozenset(
     [
         *("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__hash__"),
         *("utcoffset", "dst", "tzname", "fromutc"),
+        # C asks a number of it in the middle of a method (deque.index's bounds, pass AW)
+        "__index__",
     ]
 )
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
@@ -885,7 +887,7 @@ class Classes:
             # changes whatever its first map is (a list, a set ...), in the library's code
             raise SandboxSecurityError(
                 "a list, deque, dict or set cannot lose items while the program's "
-                "comparison, __bool__ or __hash__ runs"
+                "comparison, __bool__, __hash__ or __index__ runs"
             )
         kind: Any = next(kind for kind in KEPT_CONTAINERS if isinstance(container, kind))
         # read as the builtin type holds them, never through the program's __iter__

@@ -1193,6 +1193,136 @@ async def test_what_a_bytearray_did_bytes_and_lists_do(box: Sandbox) -> None:
     assert res.ok and res.value == [[2, 3, 5, 7, 11, 13, 17, 19], 25, False], res
 
 
+# Pass AW: CPython 3.11's C iterators that the program's code advances again from inside
+# their own call (islice skipping to its start, zip_longest, the __getitem__ iterator of
+# iter(obj), iter(callable, sentinel)) free or drop what they hold; a program holds them behind
+# a generator, which will not run while it runs.
+_REENTERS = (
+    "state = {'inner': 0, 'n': 0}\n"
+    "class It:\n    def __iter__(self):\n        return self\n"
+    "    def __next__(self):\n        state['n'] += 1\n        if state['inner']:\n"
+    "            raise StopIteration\n        if state['n'] == 1:\n            state['inner'] = 1\n"
+    "            try:\n                next(it)\n"
+    "            except StopIteration:\n                pass\n"
+    "            state['inner'] = 0\n        return 1\n"
+)
+ITERATOR_REENTRIES = {
+    "islice_skipping_to_its_start": _REENTERS
+    + "import itertools\nit = itertools.islice(It(), 5, None)\n"
+    "result = next(it)",
+    "zip_longest": _REENTERS + "import itertools\nit = itertools.zip_longest(It(), It())\n"
+    "result = next(it)",
+    "chain_from_iterable": _REENTERS
+    + "import itertools\nit = itertools.chain.from_iterable([It()])\n"
+    "result = next(it)",
+    "a_getitem_iterator": (
+        "state = {'inner': 0}\n"
+        "class S:\n    def __getitem__(self, i):\n        if i == 0:\n            return 0\n"
+        "        if not state['inner']:\n            state['inner'] = 1\n            try:\n"
+        "                next(it)\n            except StopIteration:\n                pass\n"
+        "        raise IndexError(i)\n"
+        "it = iter(S())\nnext(it)\nresult = next(it, 'end')"
+    ),
+    "a_callable_iterator": (
+        "state = {'inner': 0}\n"
+        "def f():\n    if not state['inner']:\n        state['inner'] = 1\n        next(it, None)\n"
+        "    return 1\n"
+        "it = iter(f, 0)\nresult = next(it)"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ITERATOR_REENTRIES))
+async def test_an_iterator_is_never_advanced_from_inside_its_own_call(
+    box: Sandbox, name: str
+) -> None:
+    res = await box.run(ITERATOR_REENTRIES[name])
+    assert (res.ok, res.error_kind) == (False, "ValueError"), res
+    assert "generator already executing" in (res.error or ""), res
+
+
+async def test_groupby_frees_no_key_a_group_compares(box: Sandbox) -> None:
+    """Pass AW: a C group compared a key tuple that the parent, advanced by the key's own
+    ``__eq__``, had freed: the tuple's second item came from freed memory (an ``int`` or a
+    ``_grouper`` where a ``K`` was; a SIGBUS with a spray). ``groupby`` is Python's now."""
+    code = (
+        "import itertools\nstate = {'mode': 0, 'n': 0, 'others': []}\n"
+        "class K:\n    def __init__(self, v):\n        self.v = v\n"
+        "    def __eq__(self, other):\n        m = state['mode']\n        if m == 1:\n"
+        "            state['mode'] = 2\n            next(gb)\n            state['mode'] = 3\n"
+        "            return True\n        if m == 2:\n            state['n'] += 1\n"
+        "            return state['n'] <= 2\n        if m == 3:\n"
+        "            state['others'].append(type(other).__name__)\n        return True\n"
+        "    __hash__ = None\n"
+        "gb = itertools.groupby(range(100), lambda x: (K(x), K(x)))\nk, g = next(gb)\n"
+        "state['mode'] = 1\ntry:\n    next(g)\n    next(g)\nexcept (StopIteration, ValueError):\n"
+        "    pass\nresult = state['others']"
+    )
+    res = await box.run(code)
+    assert res.ok, res
+    assert set(res.value) <= {"K"}, res
+
+
+async def test_itertools_and_iter_work_as_ever(box: Sandbox) -> None:
+    code = (
+        "import itertools\n"
+        "class S:\n    def __getitem__(self, i):\n        if i < 3:\n            return i * 10\n"
+        "        raise IndexError(i)\n"
+        "a, b = itertools.tee(range(3))\n"
+        "groups = [(k, len(list(g))) for k, g in itertools.groupby('aabbbc')]\n"
+        "gb = itertools.groupby([1, 1, 2])\nk1, g1 = next(gb)\nk2, g2 = next(gb)\n"
+        "result = [list(itertools.islice(itertools.count(5), 3)),"
+        " list(itertools.chain.from_iterable([[1], [2, 3]])),"
+        " list(itertools.zip_longest('ab', 'c', fillvalue='-')), list(a), list(b), groups,"
+        " list(g1), list(g2), list(S()), list(iter(S())), next(iter(S())),"
+        " list(iter([4, 5].pop, 4)), len(list(itertools.product('ab', repeat=3))),"
+        " list(itertools.accumulate([1, 2, 3])), list(itertools.pairwise('abc'))]"
+    )
+    res = await box.run(code)
+    assert res.ok, res
+    assert res.value == [
+        [5, 6, 7],
+        [1, 2, 3],
+        [["a", "c"], ["b", "-"]],
+        [0, 1, 2],
+        [0, 1, 2],
+        [["a", 2], ["b", 3], ["c", 1]],
+        [],
+        [2],
+        [0, 10, 20],
+        [0, 10, 20],
+        0,
+        [5],
+        8,
+        [1, 3, 6],
+        [["a", "b"], ["b", "c"]],
+    ], res
+
+
+async def test_deque_index_asks_its_bounds_first(box: Sandbox) -> None:
+    """Pass AW: ``deque.index`` read the deque's first block, then asked ``__index__`` for
+    its bounds; an ``__index__`` that rotated the deque freed that block, and CPython
+    answered from it (0 here, where the deque's 0 is at 50)."""
+    code = (
+        "import collections\nd = collections.deque(range(200))\n"
+        "class I:\n    def __index__(self):\n        d.rotate(-150)\n        return 0\n"
+        "result = (d.index(0, I()), collections.deque.index(d, 0, I()), list(d).index(0))"
+    )
+    res = await box.run(code)
+    assert res.ok and res.value == [50, 100, 100], res  # (each __index__ rotates again)
+
+
+async def test_nothing_leaves_a_container_while_its_index_is_asked(box: Sandbox) -> None:
+    code = (
+        "import collections\nd = collections.deque(range(200))\n"
+        "class I:\n    def __index__(self):\n        d.clear()\n        return 0\n"
+        "result = d.index(0, I())"
+    )
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "__index__ runs" in (res.error or ""), res
+
+
 async def test_what_a_comparison_answers_is_freed_only_after_the_run(box: Sandbox) -> None:
     """Pass AT: ``__eq__`` answered a suspended generator; when C dropped the answer, in the
     middle of an OrderedDict comparison, its ``finally`` emptied the dicts, uncounted. An

@@ -208,23 +208,17 @@ def shielded(iterator: Iterator[Any]) -> Iterator[Any]:
         yield item
 
 
-class _OldSequence:
-    def __getitem__(self, index: int) -> Any:
-        raise IndexError(index)
-
-
-_SEQUENCE_ITERATOR = type(iter(_OldSequence()))  # CPython's iterator over __getitem__
 _CALLABLE_ITERATOR = type(iter(int, 0))  # iter(callable, sentinel)
 _DEQUE_INDEX = collections.deque.index
 
 
 def safe_iter(obj: Any, *sentinel: Any) -> Iterator[Any]:
-    """``iter()``: an object's own iterator as it is; CPython's iterators that call the
-    program's ``__getitem__`` or callable (its own iterator is its ``__iter__``'s business)
-    behind a generator (:func:`shielded`)."""
+    """``iter()``: an object's own iterator as it is (a program's class with ``__getitem__``
+    alone is iterated in Python: ``standins._iterate_in_python``); CPython's iterator that
+    calls the program's callable, ``iter(f, sentinel)``, behind a generator
+    (:func:`shielded`)."""
     iterator: Iterator[Any] = iter(obj, *sentinel)
-    kind = type(iterator)
-    if kind is _SEQUENCE_ITERATOR or kind is _CALLABLE_ITERATOR:
+    if type(iterator) is _CALLABLE_ITERATOR:
         return shielded(iterator)
     return iterator
 

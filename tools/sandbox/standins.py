@@ -73,6 +73,30 @@ BYTEARRAY_WITHHELD = (
 )
 
 
+def _iterate_in_python(cls: type) -> None:
+    """A program's class with ``__getitem__`` and no ``__iter__`` is iterated by Python code
+    (:func:`_sequence_items`), never by CPython's iterator over ``__getitem__``: called again
+    from the program's ``__getitem__`` (through ``next()`` of it, or of an ``enumerate``,
+    ``map`` or ``zip`` around it), that iterator dropped its sequence twice and the program
+    held a freed object (red-team pass AW)."""
+    mro = cls.__mro__
+    if any("__getitem__" in vars(k) for k in mro) and not any("__iter__" in vars(k) for k in mro):
+        type.__setattr__(cls, "__iter__", _sequence_items)
+
+
+def _sequence_items(sequence: Any) -> Iterator[Any]:
+    """``iter()`` of an object with ``__getitem__`` only: its items from 0 until an
+    ``IndexError`` (or ``StopIteration``), as CPython's iterator reads them."""
+    index = 0
+    while True:
+        try:
+            item = sequence[index]
+        except (IndexError, StopIteration):
+            return
+        yield item
+        index += 1
+
+
 class StandIn(type):
     """The metaclass of the stand-ins: checks and constructs on behalf of a real class."""
 
@@ -716,6 +740,7 @@ class Classes:
         ):  # private slots (``Fraction``'s), and C fields (``UnicodeError.start``, pass AM)
             self._slotted[id(cls)] = cls
         self._count_inherited_comparisons(cls)
+        _iterate_in_python(cls)
         return cls
 
     def exposed(self, obj: Any) -> Any:

@@ -1223,6 +1223,14 @@ ITERATOR_REENTRIES = {
         "        raise IndexError(i)\n"
         "it = iter(S())\nnext(it)\nresult = next(it, 'end')"
     ),
+    "a_getitem_iterator_inside_enumerate": (
+        "state = {'inner': 0}\n"
+        "class S:\n    def __getitem__(self, i):\n        if i == 0:\n            return 0\n"
+        "        if not state['inner']:\n            state['inner'] = 1\n            try:\n"
+        "                next(it)\n            except StopIteration:\n                pass\n"
+        "        raise IndexError(i)\n"
+        "it = enumerate(S())\nnext(it)\nresult = next(it, 'end')"
+    ),
     "a_callable_iterator": (
         "state = {'inner': 0}\n"
         "def f():\n    if not state['inner']:\n        state['inner'] = 1\n        next(it, None)\n"

@@ -74,6 +74,7 @@ class Runner:
         self.max_nesting = int(config["max_nesting"])
         self.recursion_limit = int(config["recursion_limit"])
         self.default_recursion = sys.getrecursionlimit()
+        self._namespace: dict[str, Any] | None = None  # the running program's globals
         sys.set_int_max_str_digits(max(int(config["max_int_digits"]), 640))
         sys.dont_write_bytecode = True
 
@@ -94,6 +95,7 @@ class Runner:
         self.classes.reset()
         self.modules.new_run()
         namespace = policy.make_globals(self.hooks, sink)
+        self._namespace = namespace
         reply: dict[str, Any]
         sys.setrecursionlimit(stack_depth() + self.recursion_limit + 20)
         try:
@@ -105,8 +107,24 @@ class Runner:
             sys.setrecursionlimit(self.default_recursion)
         if sink.overflowed and reply.get("limit") is None:
             reply = failure("OutputLimit", f"output exceeds {self.max_output} bytes", "output")
-        reply["stdout"] = sink.text()
+        try:
+            reply["stdout"] = sink.text()
+        except MemoryError:  # the program still holds the memory (red-team pass AZ): let it go
+            self.release_program()
+            try:
+                reply["stdout"] = sink.text()
+            except MemoryError:
+                reply = failure("MemoryLimit", "out of memory", "memory")
+                reply["stdout"] = ""
         return reply
+
+    def release_program(self) -> None:
+        """Let go of what the finished program still holds (its globals, and the cycles among
+        its objects, which no collector ran on during the run): the reply needs memory."""
+        namespace, self._namespace = self._namespace, None
+        if namespace is not None:
+            namespace.clear()
+        gc.collect()
 
     def _answer(self, namespace: dict[str, Any], sink: policy.PrintSink) -> dict[str, Any]:
         """The PAL answer: solution() -> result -> answer -> last printed line."""
@@ -143,11 +161,22 @@ class Runner:
         self.reply_frame(self.run(PREWARM))
 
     def reply_frame(self, reply: dict[str, Any]) -> bytes:
-        """The encoded reply, never larger than the pipe holds; never raises."""
+        """The encoded reply, never larger than the pipe holds; never raises. Out of memory,
+        what the program holds is let go and the reply encoded again, else it is a
+        ``MemoryLimit`` (red-team pass AZ: a program's answer came back as an OutputLimit)."""
         try:
-            body = encode_reply(reply)
+            try:
+                body = encode_reply(reply)
+            except MemoryError:
+                self.release_program()
+                body = encode_reply(reply)
             if len(body) + HEADER.size > self.reply_cap:
                 body = self._small_failure(reply, "reply too large to return")
+        except MemoryError:
+            try:
+                body = self._small_failure(reply, "out of memory", "MemoryLimit", "memory")
+            except BaseException:
+                body = _FALLBACK
         except BaseException:
             try:
                 body = self._small_failure(reply, "the reply could not be built")
@@ -155,8 +184,10 @@ class Runner:
                 body = _FALLBACK
         return HEADER.pack(len(body)) + body
 
-    def _small_failure(self, reply: dict[str, Any], message: str) -> bytes:
-        small = failure("OutputLimit", message, "output")
+    def _small_failure(
+        self, reply: dict[str, Any], message: str, kind: str = "OutputLimit", limit: str = "output"
+    ) -> bytes:
+        small = failure(kind, message, limit)
         stdout = reply.get("stdout", "")
         small["stdout"] = clean_text(stdout[: self.max_output // 8]) if type(stdout) is str else ""
         return encode_reply(small)

@@ -146,8 +146,14 @@ def to_json_safe(value: Any, max_chars: int | None = None) -> Any:
     data without losing one: the answer is then its repr, as any other object's is."""
     try:
         return _json_safe(value, max_chars)
-    except _KeysCollide:
-        return bounded_repr(value, 2000)
+    except _KeysCollide:  # raised once the whole answer was walked and found within bounds
+        try:
+            text = str.__str__(repr(value))
+        except MemoryError:
+            raise  # out of memory: the run's MemoryLimit, not an answer
+        except BaseException:
+            return bounded_repr(value, 2000)
+        return text if len(text) <= 2000 else text[:1997] + "..."
 
 
 def _json_safe(value: Any, max_chars: int | None) -> Any:
@@ -158,6 +164,7 @@ def _json_safe(value: Any, max_chars: int | None) -> Any:
     if top is not NotImplemented:
         return top
     root: Any = {} if type(value) is dict else []
+    collided = False
     stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
     while stack:
         source, target, depth = stack.pop()
@@ -182,11 +189,13 @@ def _json_safe(value: Any, max_chars: int | None) -> Any:
                 text = _key(key)
                 cleaned = clean_text(text)
                 if cleaned in keys:
-                    raise _KeysCollide
+                    collided = True  # the rest is still walked: bounded before any repr
                 keys.add(cleaned)
                 target[text] = converted
             else:
                 target.append(converted)
+    if collided:
+        raise _KeysCollide
     return root
 
 

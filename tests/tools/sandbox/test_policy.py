@@ -267,6 +267,9 @@ def test_a_dict_whose_keys_would_be_one_in_json_is_its_repr() -> None:
         "{1: 'a', '2': {3: 'b', '3': 'c'}}"
     )
     assert values.to_json_safe({1: "a", 2: "b"}) == {"1": "a", "2": "b"}
+    # the whole answer is walked first: a repr is made only of one within bounds (pass AZ)
+    with pytest.raises(values.ValueTooLarge):
+        values.to_json_safe({1: "int", "1": "str", "big": ["x" * 100_000] * 3000}, 65536)
 
 
 def test_protocol_refuses_non_json() -> None:

@@ -105,6 +105,40 @@ async def test_running_out_of_memory_while_holding_it_is_a_memory_limit() -> Non
     assert res.error == "out of memory (line 2)", res
 
 
+# Red-team pass AZ: the program still held nearly all of its memory when the reply was made:
+# joining its output ran out (the child exited 122: a crash), or encoding the reply did (an
+# OutputLimit for a program that had answered). The second holds it in a cycle of its objects,
+# past its globals: no collector runs in a run.
+_FILL = (
+    "def fill(into):\n    for size in (1 << 20, 1 << 16, 1 << 13, 1 << 10):\n        try:\n"
+    "            while True:\n                into.append(bytes(size))\n"
+    "        except MemoryError:\n            pass\n"
+)
+HOLDING_ITS_MEMORY = {
+    "output_of_two_prints": (
+        "print('a' * 30000)\nprint('b' * 30000)\n" + _FILL + "hold = []\nfill(hold)\nresult = 5",
+        5,
+        "a" * 30000 + "\n" + "b" * 30000 + "\n",
+    ),
+    "memory_in_a_cycle": (
+        "print('a' * 30000)\n" + _FILL + "class Box:\n    pass\n"
+        "def solution():\n    b = Box()\n    b.me = b\n    b.data = []\n    fill(b.data)\n"
+        "    return 7",
+        7,
+        "a" * 30000 + "\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOLDING_ITS_MEMORY))
+async def test_an_answer_made_while_the_program_holds_its_memory_comes_back(name: str) -> None:
+    code, value, stdout = HOLDING_ITS_MEMORY[name]
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=10)) as sb:
+        res = await sb.run(code)
+    assert res.ok and res.value == value, res.error
+    assert res.stdout == stdout, res.error
+
+
 async def test_caught_output_limit_still_fails(sandbox: Sandbox) -> None:
     code = (
         "for i in range(100000):\n    try:\n        print('y' * 100)\n"

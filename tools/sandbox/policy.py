@@ -77,6 +77,7 @@ from tools.sandbox.standins import (
     builtin_exceptions,
     checked_random_bits,
     generic_getattr,
+    holding_fields,
 )
 
 __all__ = [
@@ -210,6 +211,33 @@ def shielded(iterator: Iterator[Any]) -> Iterator[Any]:
 
 _CALLABLE_ITERATOR = type(iter(int, 0))  # iter(callable, sentinel)
 _DEQUE_INDEX = collections.deque.index
+_ORDERED_DICT_COPY = collections.OrderedDict.copy
+
+
+def _holding_fields_of(exc: BaseException, method: Callable[[], str]) -> Callable[[], str]:
+    """``super().__str__``/``__repr__`` of a program's exception: a builtin exception's, with
+    its fields held while it formats them (``standins.holding_fields``)."""
+
+    def formatting() -> str:
+        return holding_fields(exc, method)
+
+    formatting.__name__ = formatting.__qualname__ = getattr(method, "__name__", "__str__")
+    return formatting
+
+
+def _program_ordered_dict(obj: Any) -> bool:
+    return isinstance(obj, collections.OrderedDict) and type(obj) is not collections.OrderedDict
+
+
+def _copy_ordered_dict(od: Any) -> Any:
+    """``copy()`` of a program's ``OrderedDict`` subclass as CPython makes it (``type(od)()``,
+    then each key's value through the class's ``__getitem__`` and ``__setitem__``), from a
+    list of its keys read first: CPython walked its nodes meanwhile, and a ``__getitem__``
+    that cleared it freed the node it was on (red-team pass AY)."""
+    new = type(od)()
+    for key in list(collections.OrderedDict.__iter__(od)):
+        new[key] = od[key]
+    return new
 
 
 def safe_iter(obj: Any, *sentinel: Any) -> Iterator[Any]:
@@ -574,6 +602,11 @@ class Guards:
             raise SandboxSecurityError("super() works on the program's own instances only")
         self._check_super_class(obj)
         method = getattr(obj, name)
+        if name == "__init__" and isinstance(bound, KEPT_CONTAINERS):
+            # a list's, deque's or set's __init__ empties it first, a dict's adds (pass AY)
+            method = self._keeping(bound, method, not isinstance(bound, dict))
+        if name in ("__str__", "__repr__") and isinstance(bound, BaseException):
+            method = _holding_fields_of(bound, method)
         if name in ("__setitem__", "__delitem__") and isinstance(bound, KEPT_CONTAINERS):
             method = self._keeping(bound, method, name == "__delitem__")  # (keep_contents)
         if name == "__setitem__" and isinstance(bound, _GROWABLE_BY_SLICE):
@@ -625,6 +658,8 @@ class Guards:
             if method_name not in _VETTED_METHODS:  # out.append: none of the below
                 if method_name == "index" and isinstance(value.__self__, collections.deque):
                     return _deque_index(value, bound=True)
+                if method_name == "copy" and _program_ordered_dict(value.__self__):
+                    return functools.partial(_copy_ordered_dict, value.__self__)
                 return value
             owner = value.__self__
             if type(owner) is list and (method_name == "append" or method_name == "insert"):
@@ -687,6 +722,8 @@ class Guards:
                 return self._counted(value, *counted[1:], bound=type(value) is types.MethodType)
         if value is _DEQUE_INDEX:  # collections.deque.index(d, x, start), unbound
             return _deque_index(value, bound=False)
+        if value is _ORDERED_DICT_COPY:  # collections.OrderedDict.copy(od), unbound
+            return lambda od: _copy_ordered_dict(od) if _program_ordered_dict(od) else value(od)
         if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
             return lambda pattern, repl, *args, **kwargs: value(
                 pattern, self.counted_repl(repl), *args, **kwargs

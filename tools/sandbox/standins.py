@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import datetime
 import decimal
 import fractions
@@ -71,6 +72,43 @@ BYTEARRAY_WITHHELD = (
     "write freed memory when the program's code runs in the middle of its methods): use bytes, "
     "or a list of ints and bytes(...) of it"
 )
+
+
+def exception_fields(exc: BaseException) -> tuple[Any, ...]:
+    """Every field a builtin exception class of ``exc``'s keeps in C (``args``, ``errno``,
+    ``strerror``, ``filename``, ``msg``, ``lineno`` ...), read through its own descriptors."""
+    held: list[Any] = []
+    for kind in type(exc).__mro__:
+        if kind.__module__ != "builtins" or not issubclass(kind, BaseException):
+            continue
+        for descriptor in vars(kind).values():
+            if type(descriptor) in _C_FIELDS:
+                with contextlib.suppress(Exception):
+                    held.append(descriptor.__get__(exc))
+    return tuple(held)
+
+
+def holding_fields(exc: BaseException, method: Callable[[], str]) -> str:
+    """``method()`` (a builtin exception's ``__str__``/``__repr__`` of ``exc``) with every
+    field of ``exc`` held meanwhile. CPython 3.11's ``OSError.__str__`` formats ``errno``,
+    ``strerror`` and ``filename`` holding no reference to them: a field's ``__str__`` that
+    assigned another field freed it, and CPython read it (red-team pass AY)."""
+    held = exception_fields(exc)
+    try:
+        return method()
+    finally:
+        del held
+
+
+def _formatting_with_fields_held(method: Any) -> Callable[[Any], str]:
+    def formatting(self: Any) -> str:
+        return holding_fields(self, lambda: method(self))
+
+    formatting.__name__ = formatting.__qualname__ = method.__name__
+    return formatting
+
+
+_C_FIELDS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 
 
 def _iterate_in_python(cls: type) -> None:
@@ -461,11 +499,13 @@ _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
 _PLAIN_ANSWERS = frozenset(
     {bool, int, float, str, type(None), type(NotImplemented), datetime.timedelta}
 )
-ADDING_METHODS = frozenset("append appendleft extend extendleft insert update".split(" "))  # noqa: SIM905
+ADDING_METHODS = frozenset(
+    "append appendleft extend extendleft insert update setdefault".split(" ")  # noqa: SIM905
+)
 DROPPING_METHODS = frozenset(
     "clear pop popleft popitem remove discard update difference_update "  # noqa: SIM905
     "intersection_update symmetric_difference_update append appendleft extend extendleft "
-    "insert".split(" ")
+    "insert setdefault".split(" ")
 )
 # What a program's method is handed is measured: ints and Fractions by their size, these by
 # their length (a library's loop added the program's strings: 180M from 9M, pass AB).
@@ -741,7 +781,18 @@ class Classes:
             self._slotted[id(cls)] = cls
         self._count_inherited_comparisons(cls)
         _iterate_in_python(cls)
+        if issubclass(cls, BaseException):
+            self._hold_fields_while_formatting(cls)
         return cls
+
+    def _hold_fields_while_formatting(self, cls: type) -> None:
+        """A program's exception class whose ``__str__``/``__repr__`` is a builtin
+        exception's C code gets it through :func:`holding_fields`."""
+        for name in ("__str__", "__repr__"):
+            owner = next(k for k in cls.__mro__ if name in vars(k))
+            method = vars(owner)[name]
+            if not self.is_user_class(owner) and type(method) is types.WrapperDescriptorType:
+                type.__setattr__(cls, name, _formatting_with_fields_held(method))
 
     def exposed(self, obj: Any) -> Any:
         """``obj`` as the program may hold it: a class as ``type()`` answers for its
@@ -913,6 +964,13 @@ class Classes:
             raise SandboxSecurityError(
                 "a list, deque, dict or set cannot lose items while the program's "
                 "comparison, __bool__, __hash__ or __index__ runs"
+            )
+        if isinstance(container, collections.OrderedDict):
+            # nor gains any: resizing its node index looks each key up, and a key's __eq__
+            # that added keys made CPython write past the end of the index (red-team pass AY)
+            raise SandboxSecurityError(
+                "an OrderedDict cannot change while the program's comparison, __bool__, "
+                "__hash__ or __index__ runs"
             )
         kind: Any = next(kind for kind in KEPT_CONTAINERS if isinstance(container, kind))
         # read as the builtin type holds them, never through the program's __iter__

@@ -1331,6 +1331,107 @@ async def test_nothing_leaves_a_container_while_its_index_is_asked(box: Sandbox)
     assert "__index__ runs" in (res.error or ""), res
 
 
+# Pass AY: three more CPython 3.11 memory bugs reached from inside the policy, and a removal
+# the comparison guard did not see.
+_OD_KEYS_ADD = (
+    "from collections import OrderedDict\nod = OrderedDict()\narmed = [False]\n"
+    "class K:\n    def __init__(self, n):\n        self.n = n\n    def __hash__(self):\n"
+    "        return 1\n    def __eq__(self, other):\n        if armed[0]:\n"
+    "            armed[0] = False\n            for i in range(200):\n                ADD\n"
+    "        return self is other\n"
+    "od[K(1)] = 1\nod[K(2)] = 2\nod['a'] = 3\narmed[0] = True\n"
+    "for i in range(10):\n    od['b%d' % i] = i\nresult = len(od)"
+)
+COMPARING_CHANGES = {
+    # resizing its node index looks each key up; a key's __eq__ that added keys made CPython
+    # write past the end of the index (SIGSEGV)
+    "an_ordered_dict_gains_keys": _OD_KEYS_ADD.replace("ADD", "od['x%d' % i] = i"),
+    "an_ordered_dict_gains_keys_by_setdefault": _OD_KEYS_ADD.replace(
+        "ADD", "od.setdefault('x%d' % i, i)"
+    ),
+    "an_ordered_dict_gains_keys_by_update": _OD_KEYS_ADD.replace("ADD", "od.update(x=i)"),
+    # super().__init__() of a list, deque or set empties it first
+    "a_deque_emptied_by_its_init": (
+        "from collections import deque\nclass D(deque):\n    def wipe(self):\n"
+        "        super().__init__()\n"
+        "class X:\n    def __init__(self, n):\n        self.n = n\n"
+        "    def __eq__(self, other):\n        if self.n == 0:\n            d.wipe()\n"
+        "        return False\n"
+        "d = D([X(0), X(1)])\nresult = d.index(5)"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPARING_CHANGES))
+async def test_what_a_comparison_may_not_change(box: Sandbox, name: str) -> None:
+    res = await box.run(COMPARING_CHANGES[name])
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "while the program's comparison" in (res.error or ""), res
+
+
+async def test_a_comparison_may_still_add_to_a_plain_dict_or_list(box: Sandbox) -> None:
+    code = (
+        "seen = {}\ncalls = []\n"
+        "class K:\n    def __init__(self, v):\n        self.v = v\n"
+        "    def __lt__(self, other):\n        seen.setdefault(self.v, 0)\n"
+        "        calls.append(1)\n        return self.v < other.v\n"
+        "xs = sorted([K(3), K(1), K(2)])\n"
+        "result = ([x.v for x in xs], sorted(seen), len(calls) > 0)"
+    )
+    res = await box.run(code)
+    assert res.ok and res.value == [[1, 2, 3], [1, 2], True], res  # as CPython answers
+
+
+async def test_an_exception_keeps_its_fields_while_they_are_formatted(box: Sandbox) -> None:
+    """Pass AY: ``OSError.__str__`` formats ``errno``, ``strerror`` and ``filename`` holding
+    no reference to them; ``errno``'s ``__str__`` assigned ``filename``, freeing it, and
+    CPython read the freed text (another object's, or a SIGSEGV)."""
+    code = (
+        "class E(OSError):\n    pass\nclass F(OSError):\n"
+        "    def __str__(self):\n        return 'F: ' + super().__str__()\n"
+        "keep = []\n"
+        "class S:\n    def __init__(self, i):\n        self.i = i\n"
+        "    def __str__(self):\n        errors[self.i].filename = None\n"
+        "        for i in range(3):\n            keep.append('secret-replacement-%d' % i)\n"
+        "        return '1'\n"
+        "errors = [E(S(0), 'strerror', 'original-filename--%d' % 7),"
+        " F(S(1), 'strerror', 'original-filename--%d' % 8)]\n"
+        "result = [str(e) for e in errors]"
+    )
+    res = await box.run(code)
+    assert res.ok, res
+    assert res.value == [
+        "[Errno 1] strerror: 'original-filename--7'",
+        "F: [Errno 1] strerror: 'original-filename--8'",
+    ], res
+
+
+async def test_an_ordered_dict_subclass_is_copied_from_its_keys(box: Sandbox) -> None:
+    """Pass AY: ``copy()`` of a subclass walked its nodes while calling the class's
+    ``__getitem__``, which cleared it: CPython read a freed node (a SIGSEGV)."""
+    code = (
+        "from collections import OrderedDict\n"
+        "class O(OrderedDict):\n    def __getitem__(self, key):\n"
+        "        value = OrderedDict.get(self, key)\n        self.clear()\n"
+        "        spray.extend([10 ** 6 + i for i in range(200)])\n        return value\n"
+        "class LRU(OrderedDict):\n    def __getitem__(self, key):\n"
+        "        value = super().__getitem__(key)\n        self.move_to_end(key)\n"
+        "        return value\n"
+        "spray = []\no = O((f'key{i}', i) for i in range(20))\nc = o.copy()\n"
+        "o2 = O((f'k{i}', i) for i in range(3))\nc2 = OrderedDict.copy(o2)\n"
+        "lru = LRU(a=1, b=2)\nlru['a']\n"
+        "result = (len(c), list(c)[:2], list(c2.items()), list(lru.copy().items()))"
+    )
+    res = await box.run(code)
+    assert res.ok, res
+    assert res.value == [
+        20,
+        ["key0", "key1"],
+        [["k0", 0], ["k1", None], ["k2", None]],
+        [["b", 2], ["a", 1]],
+    ], res
+
+
 async def test_what_a_comparison_answers_is_freed_only_after_the_run(box: Sandbox) -> None:
     """Pass AT: ``__eq__`` answered a suspended generator; when C dropped the answer, in the
     middle of an OrderedDict comparison, its ``finally`` emptied the dicts, uncounted. An

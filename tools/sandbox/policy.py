@@ -211,6 +211,7 @@ def shielded(iterator: Iterator[Any]) -> Iterator[Any]:
 
 _CALLABLE_ITERATOR = type(iter(int, 0))  # iter(callable, sentinel)
 _DEQUE_INDEX = collections.deque.index
+_COUNTER_ELEMENTS = collections.Counter.elements
 _ORDERED_DICT_COPY = collections.OrderedDict.copy
 
 
@@ -712,6 +713,8 @@ class Guards:
             self._refuse_metaclass_method(value.__self__, value.__func__)
         if type(value) is types.MethodType or type(value) is types.FunctionType:
             func = value.__func__ if type(value) is types.MethodType else value
+            if func is _COUNTER_ELEMENTS:  # a chain of starmaps: behind a generator too
+                return lambda *args: shielded(value(*args))  # (pass BB re-entered it)
             changes = _CHAINMAP_CHANGES.get(id(func))
             if changes is not None and changes is func:  # cm.clear(), ChainMap.pop(cm, k)
                 if type(value) is types.MethodType:

@@ -491,6 +491,9 @@ COMPARING_METHODS = frozenset(
         *("utcoffset", "dst", "tzname", "fromutc"),
         # C asks a number of it in the middle of a method (deque.index's bounds, pass AW)
         "__index__",
+        # and the truth of a comparison's answer, which has no __bool__ (pass BB: an answer's
+        # __len__ added keys to an OrderedDict, or emptied one, after the __eq__ returned)
+        "__len__",
     ]
 )
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
@@ -963,14 +966,14 @@ class Classes:
             # changes whatever its first map is (a list, a set ...), in the library's code
             raise SandboxSecurityError(
                 "a list, deque, dict or set cannot lose items while the program's "
-                "comparison, __bool__, __hash__ or __index__ runs"
+                "comparison, __bool__, __len__, __hash__ or __index__ runs"
             )
         if isinstance(container, collections.OrderedDict):
             # nor gains any: resizing its node index looks each key up, and a key's __eq__
             # that added keys made CPython write past the end of the index (red-team pass AY)
             raise SandboxSecurityError(
                 "an OrderedDict cannot change while the program's comparison, __bool__, "
-                "__hash__ or __index__ runs"
+                "__len__, __hash__ or __index__ runs"
             )
         kind: Any = next(kind for kind in KEPT_CONTAINERS if isinstance(container, kind))
         # read as the builtin type holds them, never through the program's __iter__

@@ -1212,6 +1212,16 @@ ITERATOR_REENTRIES = {
     "result = next(it)",
     "zip_longest": _REENTERS + "import itertools\nit = itertools.zip_longest(It(), It())\n"
     "result = next(it)",
+    # pass BB: a library's own chain of starmaps, re-entered, freed a starmap still running
+    "counter_elements": (
+        "from collections import Counter\nstate = [0]\n"
+        "class I:\n    def __iter__(self):\n        return self\n    def __next__(self):\n"
+        "        state[0] += 1\n        if state[0] == 1:\n            try:\n"
+        "                next(e)\n            except StopIteration:\n                pass\n"
+        "            return ('x', 3)\n        raise StopIteration\n"
+        "it = I()\nclass C(Counter):\n    def items(self):\n        return it\n"
+        "e = C(a=1).elements()\nresult = list(e)"
+    ),
     "chain_from_iterable": _REENTERS
     + "import itertools\nit = itertools.chain.from_iterable([It()])\n"
     "result = next(it)",
@@ -1350,6 +1360,25 @@ COMPARING_CHANGES = {
         "ADD", "od.setdefault('x%d' % i, i)"
     ),
     "an_ordered_dict_gains_keys_by_update": _OD_KEYS_ADD.replace("ADD", "od.update(x=i)"),
+    # pass BB: the answer of __eq__ has no __bool__; its __len__ runs after __eq__ returned
+    "an_ordered_dict_gains_keys_in_an_answers_len": (
+        "from collections import OrderedDict\nod = OrderedDict()\narmed = [False]\n"
+        "class L:\n    def __len__(self):\n        if armed[0]:\n            armed[0] = False\n"
+        "            for i in range(200):\n                od['x%d' % i] = i\n        return 0\n"
+        "class K:\n    def __init__(self, n):\n        self.n = n\n    def __hash__(self):\n"
+        "        return 1\n    def __eq__(self, other):\n        return L()\n"
+        "od[K(1)] = 1\nod[K(2)] = 2\nod['a'] = 3\narmed[0] = True\n"
+        "for i in range(10):\n    od['b%d' % i] = i\nresult = len(od)"
+    ),
+    "ordered_dicts_emptied_in_an_answers_len": (
+        "from collections import OrderedDict\ncalls = [0]\n"
+        "class L:\n    def __len__(self):\n        calls[0] += 1\n        if calls[0] == 3:\n"
+        "            a.clear()\n            b.clear()\n        return 1\n"
+        "class K:\n    def __init__(self, n):\n        self.n = n\n    def __hash__(self):\n"
+        "        return self.n\n    def __eq__(self, other):\n        return L()\n"
+        "a = OrderedDict([(K(0), 0), (K(1), 1)])\nb = OrderedDict([(K(0), 0), (K(1), 1)])\n"
+        "result = a == b"
+    ),
     # super().__init__() of a list, deque or set empties it first
     "a_deque_emptied_by_its_init": (
         "from collections import deque\nclass D(deque):\n    def wipe(self):\n"

@@ -53,7 +53,12 @@ from tools.sandbox.limits import (
     int_parts,
 )
 from tools.sandbox.policy import Guards, SandboxSecurityError, shielded
-from tools.sandbox.standins import RANDOM_MAX_BITS, RANDOM_MAX_ITEMS, SandboxRandom
+from tools.sandbox.standins import (
+    RANDOM_MAX_BITS,
+    RANDOM_MAX_ITEMS,
+    SandboxRandom,
+    counted_comparison,
+)
 
 # Imported from C by allowed modules (``datetime.strptime``); loaded now, before the OS layer.
 for _lazy in ("_strptime", "encodings.ascii", "encodings.latin_1", "encodings.idna", "unicodedata"):
@@ -525,6 +530,11 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     ft["total_ordering"] = _total_ordering(guards)
     ft["wraps"] = _wraps(guards)
     ft.update(_caches(guards))
+    # its C key objects call the function in the middle of a C comparison: counted as the
+    # program's comparisons are (red-team pass BA emptied a list from it, mid-comparison)
+    ft["cmp_to_key"] = lambda mycmp: functools.cmp_to_key(
+        counted_comparison(mycmp, classes.comparing, classes._keep_alive)
+    )
     mth = _public(math)
     mth.update(
         factorial=arith.factorial, comb=arith.comb, perm=arith.perm, prod=arith.prod, lcm=arith.lcm

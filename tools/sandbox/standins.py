@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import collections.abc
 import contextlib
 import datetime
 import decimal
@@ -109,6 +110,49 @@ def _formatting_with_fields_held(method: Any) -> Callable[[Any], str]:
 
 
 _C_FIELDS = (types.GetSetDescriptorType, types.MemberDescriptorType)
+
+
+# Library classes whose comparisons are Python code that reads the program's objects as it
+# compares (``ChainMap ==`` through ``Mapping.__eq__`` iterates its maps: a program's dict
+# subclass's ``__iter__`` emptied the deque ``deque.index`` was comparing, red-team pass BA).
+_LIBRARY_COMPARISONS = (
+    (collections.abc.Mapping, ("__eq__",)),
+    (collections.abc.Set, ("__eq__", "__lt__", "__le__", "__gt__", "__ge__")),
+    (collections.Counter, ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")),
+)
+
+
+def _count_library_comparisons(depth: list[int], keep: Callable[[tuple[Any, ...]], None]) -> None:
+    """Count those comparisons as the program's own are counted (see ``keep_contents``).
+    Done in the template, once: every run's process has them so."""
+    for cls, names in _LIBRARY_COMPARISONS:
+        for name in names:
+            method = vars(cls)[name]
+            if getattr(method, "_counts_as_comparing", False):
+                continue  # (a second Classes of the same process)
+            type.__setattr__(cls, name, counted_comparison(method, depth, keep))
+
+
+def counted_comparison(
+    func: Callable[..., Any], depth: list[int], keep: Callable[[tuple[Any, ...]], None]
+) -> Callable[..., Any]:
+    """``func`` (a comparison, or a function that compares: ``cmp_to_key``'s) run as one of
+    the program's comparisons is: counted, and its answer kept when it is not a plain value."""
+
+    def comparing(*args: Any) -> Any:
+        depth[0] += 1
+        try:
+            result = func(*args)
+        finally:
+            depth[0] -= 1
+        if type(result) not in _PLAIN_ANSWERS:
+            keep((result,))
+        return result
+
+    comparing._counts_as_comparing = True  # type: ignore[attr-defined]
+    name = getattr(func, "__name__", None)
+    comparing.__name__ = comparing.__qualname__ = name if type(name) is str else "compare"
+    return comparing
 
 
 def _iterate_in_python(cls: type) -> None:
@@ -594,6 +638,7 @@ class Classes:
         # How many of the program's comparisons, __bool__s and __hash__es are running: C code
         # may be comparing an item it holds no reference to (see keep_contents).
         self.comparing = [0]
+        _count_library_comparisons(self.comparing, self._keep_alive)
         arith.before_change = functools.partial(self.keep_contents, removing=True)
         self.int = _stand_in(int, self._int)
         self.str = _stand_in(str, self._str)

@@ -1379,6 +1379,22 @@ COMPARING_CHANGES = {
         "a = OrderedDict([(K(0), 0), (K(1), 1)])\nb = OrderedDict([(K(0), 0), (K(1), 1)])\n"
         "result = a == b"
     ),
+    # pass BA: code of the program's that a C or library comparison runs, not a dunder
+    "a_list_emptied_by_a_cmp_to_key_function": (
+        "from functools import cmp_to_key\nstate = {'n': 0}\n"
+        "def cmp(a, b):\n    state['n'] += 1\n    if state['n'] == 2:\n        left.clear()\n"
+        "        return 0\n    return 1\n"
+        "K = cmp_to_key(cmp)\nleft = [(K('a'), K('b'))]\nright = [(K('c'), K('d'))]\n"
+        "result = left < right"
+    ),
+    "a_deque_emptied_by_an_iter_that_chainmap_eq_reads": (
+        "from collections import ChainMap, deque\nstate = {'armed': False}\n"
+        "class A:\n    def __eq__(self, other):\n        return True\n"
+        "class M(dict):\n    def __iter__(self):\n        if state['armed']:\n"
+        "            state['armed'] = False\n            dq.clear()\n        return iter(['a'])\n"
+        "dq = deque([(ChainMap(M(a=1)), A())])\nprobe = (ChainMap(M(a=1)), A())\n"
+        "state['armed'] = True\nresult = dq.index(probe)"
+    ),
     # super().__init__() of a list, deque or set empties it first
     "a_deque_emptied_by_its_init": (
         "from collections import deque\nclass D(deque):\n    def wipe(self):\n"

@@ -1132,6 +1132,19 @@ MEMORY_READS = {
         ),
         "SecurityError",
     ),
+    # pass BC: written on the program's class after it was made, it shadows the slot for
+    # every instance: Decimal's comparison read it (the program's property, uncounted) in the
+    # middle of deque.index, which emptied the deque and read the freed Decimal
+    "a_library_slot_shadowed_on_the_class": (
+        "from fractions import Fraction\nclass F(Fraction):\n    pass\nf = F(1, 2)\n"
+        "F._numerator = property(lambda self: 1)\nresult = f.numerator",
+        "SecurityError",
+    ),
+    "a_library_slot_shadowed_on_the_class_by_setattr": (
+        "from fractions import Fraction\nclass F(Fraction):\n    pass\n"
+        "setattr(F, '_denominator', 7)\nresult = F(1, 2).denominator",
+        "SecurityError",
+    ),
     "another_library_field_written": (
         "class E(AttributeError):\n    pass\ne = E('x')\ne.obj = [1]\nresult = 1",
         "SecurityError",
@@ -1395,6 +1408,8 @@ COMPARING_CHANGES = {
         "dq = deque([(ChainMap(M(a=1)), A())])\nprobe = (ChainMap(M(a=1)), A())\n"
         "state['armed'] = True\nresult = dq.index(probe)"
     ),
+    # pass BC: an OrderedDict reordered in a comparison changes too
+    "an_ordered_dict_reordered": _OD_KEYS_ADD.replace("ADD", "od.move_to_end('a')"),
     # super().__init__() of a list, deque or set empties it first
     "a_deque_emptied_by_its_init": (
         "from collections import deque\nclass D(deque):\n    def wipe(self):\n"

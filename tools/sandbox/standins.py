@@ -155,6 +155,42 @@ def counted_comparison(
     return comparing
 
 
+# A deque's C comparison, and a dict view's against a set, iterate a subclass of these
+# through its __iter__, whose generator's body runs uncounted in the middle of deque.index or
+# list < list: a deque subclass's emptied the deque being compared (red-team pass BE).
+ITERATED_BY_COMPARISONS = (collections.deque, set, frozenset)
+ITER_REFUSED = "a subclass of deque, set or frozenset cannot define __iter__ in the sandbox"
+_TZINFO_METHODS = ("utcoffset", "dst", "tzname", "fromutc")
+
+
+class _Pinned:
+    """A method of the program's ``tzinfo`` class as a data descriptor, which an instance's own
+    dict cannot shadow: ``tz.utcoffset = f`` (or ``vars(tz)[...]``) ran ``f`` uncounted from
+    datetime's C comparison, in the middle of ``deque.index`` (red-team pass BE)."""
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: Any) -> None:
+        self._method = method
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return self._method.__get__(obj, owner)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise SandboxSecurityError("a tzinfo's methods are its class's in the sandbox")
+
+    def __delete__(self, obj: Any) -> None:
+        raise SandboxSecurityError("a tzinfo's methods are its class's in the sandbox")
+
+
+def _pin_tzinfo_methods(cls: type) -> None:
+    for name in _TZINFO_METHODS:
+        owner = next(k for k in cls.__mro__ if name in vars(k))
+        method = vars(owner)[name]
+        if type(method) is not _Pinned:
+            type.__setattr__(cls, name, _Pinned(method))
+
+
 def _iterate_in_python(cls: type) -> None:
     """A program's class with ``__getitem__`` and no ``__iter__`` is iterated by Python code
     (:func:`_sequence_items`), never by CPython's iterator over ``__getitem__``: called again
@@ -538,6 +574,9 @@ COMPARING_METHODS = frozenset(
         # and the truth of a comparison's answer, which has no __bool__ (pass BB: an answer's
         # __len__ added keys to an OrderedDict, or emptied one, after the __eq__ returned)
         "__len__",
+        # and what a dict view's comparison asks of a set subclass (pass BE: its __contains__
+        # emptied the deque being compared; its __iter__ and a deque subclass's are refused)
+        "__contains__",
     ]
 )
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
@@ -808,6 +847,8 @@ class Classes:
                 raise SandboxSecurityError(f"{_named(base)} cannot be subclassed in the sandbox")
             if issubclass(base, type) or issubclass(base, BaseExceptionGroup):
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
+            if issubclass(base, ITERATED_BY_COMPARISONS) and "__iter__" in namespace:
+                raise SandboxSecurityError(ITER_REFUSED)
             if issubclass(base, super):  # its attribute reads go to another object's classes
                 raise SandboxSecurityError("super cannot be subclassed in the sandbox")
             redefined = sorted(NUMBER_PROTOCOL & namespace.keys())
@@ -846,6 +887,8 @@ class Classes:
             self._slotted[id(cls)] = cls
         self._count_inherited_comparisons(cls)
         _iterate_in_python(cls)
+        if issubclass(cls, datetime.tzinfo):
+            _pin_tzinfo_methods(cls)
         if issubclass(cls, BaseException):
             self._hold_fields_while_formatting(cls)
         return cls

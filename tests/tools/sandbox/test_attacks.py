@@ -1410,6 +1410,13 @@ COMPARING_CHANGES = {
     ),
     # pass BC: an OrderedDict reordered in a comparison changes too
     "an_ordered_dict_reordered": _OD_KEYS_ADD.replace("ADD", "od.move_to_end('a')"),
+    # pass BE: what a builtin container's comparison asks of a subclass
+    "a_deque_emptied_by_a_set_subclasss_contains": (
+        "from collections import deque\n"
+        "class SS(set):\n    def __contains__(self, k):\n        outer.clear()\n"
+        "        return True\n"
+        "outer = deque([{1: 2}.keys()])\nresult = outer.index(SS({5}))"
+    ),
     # super().__init__() of a list, deque or set empties it first
     "a_deque_emptied_by_its_init": (
         "from collections import deque\nclass D(deque):\n    def wipe(self):\n"
@@ -1427,6 +1434,48 @@ async def test_what_a_comparison_may_not_change(box: Sandbox, name: str) -> None
     res = await box.run(COMPARING_CHANGES[name])
     assert (res.ok, res.error_kind) == (False, "SecurityError"), res
     assert "while the program's comparison" in (res.error or ""), res
+
+
+# Pass BE: a deque's C comparison (and a dict view's against a set) iterates a subclass
+# through its __iter__, whose generator's body ran uncounted in the middle of deque.index;
+# a tzinfo method written on the instance ran uncounted from datetime's comparison.
+UNCOUNTED_HOOKS = {
+    "a_deque_subclass_iter": (
+        "from collections import deque\nclass DS(deque):\n    def __iter__(self):\n"
+        "        yield 1\nresult = 1",
+        "cannot define __iter__",
+    ),
+    "a_set_subclass_iter_set_later": (
+        "class SS(set):\n    pass\nsetattr(SS, '__iter__', lambda self: iter([]))\nresult = 1",
+        "'__iter__' is not allowed",
+    ),
+    "a_tzinfo_method_on_its_instance": (
+        "from datetime import tzinfo, timedelta\nclass TZ(tzinfo):\n"
+        "    def utcoffset(self, dt):\n        return timedelta(0)\n"
+        "tz = TZ()\ntz.utcoffset = lambda dt: timedelta(0)\nresult = 1",
+        "a tzinfo's methods are its class's",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNCOUNTED_HOOKS))
+async def test_no_hook_runs_uncounted_in_a_comparison(box: Sandbox, name: str) -> None:
+    code, message = UNCOUNTED_HOOKS[name]
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert message in (res.error or ""), res
+
+
+async def test_a_tzinfo_method_in_its_instances_dict_is_not_the_one_called(box: Sandbox) -> None:
+    code = (
+        "from datetime import datetime, tzinfo, timedelta, timezone\ncalls = []\n"
+        "class TZ(tzinfo):\n    def utcoffset(self, dt):\n        return timedelta(0)\n"
+        "tz = TZ()\nvars(tz)['utcoffset'] = lambda dt: calls.append(1)\n"
+        "a = datetime(2020, 1, 1, tzinfo=tz)\n"
+        "result = (a == datetime(2020, 1, 1, tzinfo=timezone.utc), calls)"
+    )
+    res = await box.run(code)
+    assert res.ok and res.value == [True, []], res
 
 
 async def test_a_comparison_may_still_add_to_a_plain_dict_or_list(box: Sandbox) -> None:

@@ -603,6 +603,8 @@ class Guards:
             raise SandboxSecurityError("super() works on the program's own instances only")
         self._check_super_class(obj)
         method = getattr(obj, name)
+        if name == "__init__":
+            self.classes.keep_library_fields(bound)  # what it replaces may be running (BG)
         if name == "__init__" and isinstance(bound, KEPT_CONTAINERS):
             # a list's, deque's or set's __init__ empties it first, a dict's adds (pass AY)
             method = self._keeping(bound, method, not isinstance(bound, dict))

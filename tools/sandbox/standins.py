@@ -580,6 +580,7 @@ COMPARING_METHODS = frozenset(
     ]
 )
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
+_INHERITED_COUNTED = (*_COMPARISONS, "__bool__", "__hash__", "__len__", "__contains__", "__index__")
 # Answers whose freeing runs no code of the program's (anything else, a generator or an
 # object that holds one, is kept for the rest of the run: see _contained_method).
 _PLAIN_ANSWERS = frozenset(
@@ -893,6 +894,22 @@ class Classes:
             self._hold_fields_while_formatting(cls)
         return cls
 
+    def keep_library_fields(self, obj: Any) -> None:
+        """Keep, for the rest of the run, what the library bases of the program's ``obj`` hold
+        in C (a ``defaultdict``'s ``default_factory``, a ``staticmethod``'s function, a
+        ``property``'s getters): ``super().__init__()`` called again replaces them, and C code
+        may still be running the one it replaced (``__missing__`` calling the factory through
+        a pointer it does not own: a freed ``partial`` read, pass BG)."""
+        held: list[Any] = []
+        for kind in type(obj).__mro__:
+            if self.is_user_class(kind):
+                continue
+            for descriptor in vars(kind).values():
+                if type(descriptor) in _C_FIELDS:
+                    with contextlib.suppress(Exception):
+                        held.append(descriptor.__get__(obj))
+        self._keep_alive(tuple(held))
+
     def _hold_fields_while_formatting(self, cls: type) -> None:
         """A program's exception class whose ``__str__``/``__repr__`` is a builtin
         exception's C code gets it through :func:`holding_fields`."""
@@ -1090,9 +1107,15 @@ class Classes:
         """A comparison the class inherits from a library's Python code (``Counter.__eq__``
         reads ``self[e]``: the program's ``__getitem__``, uncounted, emptied an OrderedDict in
         the middle of its comparison, red-team pass AT) is counted as the program's own are.
-        Set after the class is made, so it keeps the ``__hash__`` it inherits."""
-        for key in _COMPARISONS:
-            owner = next(k for k in cls.__mro__ if key in vars(k))  # object has all six
+        Set after the class is made, so it keeps the ``__hash__`` it inherits. So are the
+        ``__bool__``, ``__hash__``, ``__len__``, ``__contains__`` and ``__index__`` it inherits
+        from a library's Python code (``ChainMap.__bool__`` reads ``self.maps``, a program's
+        property; ``NormalDist.__hash__`` reads ``self._mu``: each ran uncounted in the middle
+        of a comparison and emptied what was compared, red-team pass BF)."""
+        for key in _INHERITED_COUNTED:
+            owner = next((k for k in cls.__mro__ if key in vars(k)), None)
+            if owner is None:
+                continue
             inherited = vars(owner)[key]
             if self.is_user_class(owner) or type(inherited) is not FunctionType:
                 continue  # the program's own (counted), or C code (calls only counted ones)

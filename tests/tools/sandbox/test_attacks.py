@@ -1417,6 +1417,26 @@ COMPARING_CHANGES = {
         "        return True\n"
         "outer = deque([{1: 2}.keys()])\nresult = outer.index(SS({5}))"
     ),
+    # pass BF: a library's __bool__ or __hash__ that the program's class inherits, and
+    # typing's comparisons, read the program's properties in the middle of a comparison
+    "a_deque_emptied_by_an_inherited_chainmap_bool": (
+        "import collections\nclass Ans(collections.ChainMap):\n    def __init__(self):\n"
+        "        pass\n    @property\n    def maps(self):\n        d.clear()\n"
+        "        return [1]\n"
+        "class K:\n    def __eq__(self, other):\n        return Ans()\n"
+        "d = collections.deque([K()])\nresult = d.index(0)"
+    ),
+    "ordered_dicts_emptied_by_an_inherited_normaldist_hash": (
+        "import statistics, typing, collections\narmed = []\n"
+        "class N(statistics.NormalDist):\n    @property\n    def _mu(self):\n"
+        "        if armed:\n            od1.clear()\n            return 1.0\n"
+        "        return self.m\n"
+        "    @_mu.setter\n    def _mu(self, v):\n        self.m = v\n"
+        "X = typing.Literal[N(1, 1)]\nY = typing.Literal[N(2, 1)]\nZ = typing.Literal[N(3, 1)]\n"
+        "od1 = collections.OrderedDict([(X, 0), (Y, 0), (Z, 0)])\n"
+        "od2 = collections.OrderedDict([(Y, 0), (Z, 0), (X, 0)])\narmed.append(1)\n"
+        "result = od1 == od2"
+    ),
     # super().__init__() of a list, deque or set empties it first
     "a_deque_emptied_by_its_init": (
         "from collections import deque\nclass D(deque):\n    def wipe(self):\n"
@@ -1476,6 +1496,48 @@ async def test_a_tzinfo_method_in_its_instances_dict_is_not_the_one_called(box: 
     )
     res = await box.run(code)
     assert res.ok and res.value == [True, []], res
+
+
+# Pass BG: super().__init__() called again on a program's defaultdict or staticmethod subclass
+# replaced the factory (the function) that C was still calling through a pointer it does not
+# own: a freed partial read (SIGSEGV), or the default came from a float made afterwards.
+_REINIT_FROM_NEXT = (
+    "hold = []\nclass It:\n    def __iter__(self):\n        return self\n"
+    "    def __next__(self):\n        obj.reset()\n        hold.append(float('7.25'))\n"
+    "        raise StopIteration\n"
+)
+REINITS = {
+    "a_defaultdict_factory_running": (
+        "import collections, functools\nclass D(collections.defaultdict):\n"
+        "    def reset(self):\n        super().__init__(None)\n"
+        "class K:\n    def __eq__(self, o):\n        obj.reset()\n        return False\n"
+        "obj = D(functools.partial([1, 2, 3].count, K()))\nresult = obj[0]",
+        0,
+    ),
+    "a_defaultdict_default_from_next": (
+        "import collections, functools\nclass D(collections.defaultdict):\n"
+        "    def reset(self):\n        super().__init__(None)\n"
+        + _REINIT_FROM_NEXT
+        + "obj = D(functools.partial(next, It(), float('2.5')))\nx = obj[0]\n"
+        "result = (x, x is hold[0])",
+        [2.5, False],
+    ),
+    "a_staticmethod_called": (
+        "import functools\nclass S(staticmethod):\n    def reset(self):\n"
+        "        super().__init__(None)\n"
+        + _REINIT_FROM_NEXT
+        + "obj = S(functools.partial(next, It(), float('2.5')))\nx = obj()\n"
+        "result = (x, x is hold[0])",
+        [2.5, False],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REINITS))
+async def test_a_reinit_frees_nothing_c_is_running(box: Sandbox, name: str) -> None:
+    code, expected = REINITS[name]
+    res = await box.run(code)
+    assert res.ok and res.value == expected, res
 
 
 async def test_a_comparison_may_still_add_to_a_plain_dict_or_list(box: Sandbox) -> None:

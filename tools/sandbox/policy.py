@@ -226,6 +226,19 @@ def _holding_fields_of(exc: BaseException, method: Callable[[], str]) -> Callabl
     return formatting
 
 
+def _keeping_fields_first(classes: Classes, obj: Any, init: Callable[..., Any]) -> Any:
+    """``super().__init__`` of the program's ``obj``: each call first keeps, for the rest of
+    the run, what the library bases hold in C (``Classes.keep_library_fields``), however
+    long after it was read it is called (pass BI stored it, then re-initialised from inside
+    the factory it had installed since)."""
+
+    def __init__(*args: Any, **kwargs: Any) -> Any:
+        classes.keep_library_fields(obj)
+        return init(*args, **kwargs)
+
+    return __init__
+
+
 def _program_ordered_dict(obj: Any) -> bool:
     return isinstance(obj, collections.OrderedDict) and type(obj) is not collections.OrderedDict
 
@@ -603,8 +616,8 @@ class Guards:
             raise SandboxSecurityError("super() works on the program's own instances only")
         self._check_super_class(obj)
         method = getattr(obj, name)
-        if name == "__init__":
-            self.classes.keep_library_fields(bound)  # what it replaces may be running (BG)
+        if name == "__init__":  # what each call replaces may be running (passes BG, BI)
+            method = _keeping_fields_first(self.classes, bound, method)
         if name == "__init__" and isinstance(bound, KEPT_CONTAINERS):
             # a list's, deque's or set's __init__ empties it first, a dict's adds (pass AY)
             method = self._keeping(bound, method, not isinstance(bound, dict))

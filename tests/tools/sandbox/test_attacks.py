@@ -1522,6 +1522,24 @@ REINITS = {
         "result = (x, x is hold[0])",
         [2.5, False],
     ),
+    # pass BI: super().__init__ stored, then called to install a factory, then again from
+    # inside it
+    "a_stored_init_of_a_defaultdict": (
+        "import collections, functools\nclass D(collections.defaultdict):\n"
+        "    def grab(self):\n        self.init = super().__init__\n"
+        "class K:\n    def __eq__(self, o):\n        obj.init(None)\n        return False\n"
+        "obj = D(None)\nobj.grab()\nobj.init(functools.partial([1, 2, 3].count, K()))\n"
+        "result = obj[0]",
+        0,
+    ),
+    "a_stored_init_of_a_property": (
+        "import functools\nclass P(property):\n    def grab(self):\n"
+        "        self.init = super().__init__\n"
+        "class C:\n    def __eq__(self, o):\n        prop.init(None)\n        return False\n"
+        "prop = P(None)\nprop.grab()\nprop.init(functools.partial([1, 2, 3].count))\n"
+        "C.x = prop\nresult = C().x",
+        0,
+    ),
     "a_staticmethod_called": (
         "import functools\nclass S(staticmethod):\n    def reset(self):\n"
         "        super().__init__(None)\n"

@@ -28,6 +28,7 @@ import datetime
 import decimal
 import fractions
 import functools
+import importlib
 import inspect
 import itertools
 import math
@@ -35,6 +36,7 @@ import operator
 import random
 import re
 import statistics
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -112,25 +114,48 @@ def _formatting_with_fields_held(method: Any) -> Callable[[Any], str]:
 _C_FIELDS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 
 
-# Library classes whose comparisons are Python code that reads the program's objects as it
-# compares (``ChainMap ==`` through ``Mapping.__eq__`` iterates its maps: a program's dict
-# subclass's ``__iter__`` emptied the deque ``deque.index`` was comparing, red-team pass BA).
-_LIBRARY_COMPARISONS = (
-    (collections.abc.Mapping, ("__eq__",)),
-    (collections.abc.Set, ("__eq__", "__lt__", "__le__", "__gt__", "__ge__")),
-    (collections.Counter, ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")),
+# The modules whose classes a program can reach (the module views, and what their classes
+# derive from). Their special methods that CPython calls in the middle of a comparison and
+# that are Python code read the program's objects as they run: ``ChainMap ==`` through
+# ``Mapping.__eq__`` iterated a dict subclass's ``__iter__`` (red-team pass BA); a library
+# ``NormalDist.__eq__``, reflected from a subclass's, read its ``_mu`` property; an answer
+# ``ChainMap(...).keys()`` ran ``MappingView.__len__``, then the maps' ``__iter__`` (pass BH).
+_LIBRARY_MODULES = (
+    "collections",
+    "collections.abc",
+    "fractions",
+    "statistics",
+    "numbers",
+    "typing",
+    "datetime",
+    "decimal",
+    "random",
+    "re",
+    "json",
+    "string",
+    "calendar",
+    "functools",
+    "heapq",
+    "bisect",
+    "operator",
 )
 
 
 def _count_library_comparisons(depth: list[int], keep: Callable[[tuple[Any, ...]], None]) -> None:
-    """Count those comparisons as the program's own are counted (see ``keep_contents``).
-    Done in the template, once: every run's process has them so."""
-    for cls, names in _LIBRARY_COMPARISONS:
-        for name in names:
-            method = vars(cls)[name]
-            if getattr(method, "_counts_as_comparing", False):
-                continue  # (a second Classes of the same process)
-            type.__setattr__(cls, name, counted_comparison(method, depth, keep))
+    """Count every such method of those modules' classes as the program's own are counted
+    (see ``keep_contents``): the counter is a depth, so the program's code they reach is
+    counted too. Done in the template, once: every run's process has them so."""
+    for module_name in _LIBRARY_MODULES:
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+        for cls in list(vars(module).values()):
+            if not isinstance(cls, type) or cls.__module__ == "builtins":
+                continue
+            for name in _INHERITED_COUNTED:
+                method = vars(cls).get(name)
+                if type(method) is FunctionType and not getattr(
+                    method, "_counts_as_comparing", False
+                ):
+                    type.__setattr__(cls, name, counted_comparison(method, depth, keep))
 
 
 def counted_comparison(

@@ -1437,6 +1437,23 @@ COMPARING_CHANGES = {
         "od2 = collections.OrderedDict([(Y, 0), (Z, 0), (X, 0)])\narmed.append(1)\n"
         "result = od1 == od2"
     ),
+    # pass BH: a library's own Python comparison or __len__, run straight from C
+    "a_deque_emptied_by_a_library_normaldist_eq": (
+        "import statistics, collections\narmed = []\n"
+        "class N(statistics.NormalDist):\n    def __init__(self):\n        pass\n"
+        "    def __eq__(self, other):\n        return NotImplemented\n"
+        "    @property\n    def _mu(self):\n        if armed:\n            d.clear()\n"
+        "        return 0.0\n    @property\n    def _sigma(self):\n        return 1.0\n"
+        "d = collections.deque([statistics.NormalDist(0, 1), 1, 2])\narmed.append(1)\n"
+        "result = d.index(N())"
+    ),
+    "a_deque_emptied_by_a_library_views_len": (
+        "import collections\narmed = []\n"
+        "class P:\n    def __iter__(self):\n        if armed:\n            d.clear()\n"
+        "        return iter([1, 2])\n"
+        "class K:\n    def __eq__(self, other):\n        return collections.ChainMap(P()).keys()\n"
+        "d = collections.deque([K(), 5])\narmed.append(1)\nresult = d.index(0)"
+    ),
     # super().__init__() of a list, deque or set empties it first
     "a_deque_emptied_by_its_init": (
         "from collections import deque\nclass D(deque):\n    def wipe(self):\n"

@@ -72,6 +72,7 @@ from tools.sandbox.standins import (
     KEPT_CONTAINERS,
     NUMBER_PROTOCOL,
     NUMBER_TYPES,
+    TZINFO_METHODS,
     Classes,
     SandboxSecurityError,
     builtin_exceptions,
@@ -1076,6 +1077,9 @@ class Guards:
             raise SandboxSecurityError(f"{checked} cannot be changed in the sandbox")
         if checked in NUMBER_PROTOCOL and isinstance(obj, type) and issubclass(obj, NUMBER_TYPES):
             raise SandboxSecurityError(f"a number class's {checked} cannot be redefined")
+        if checked in TZINFO_METHODS and isinstance(obj, type) and issubclass(obj, datetime.tzinfo):
+            # pinned on the class when it was made (standins._Pinned): counted, never shadowed
+            raise SandboxSecurityError("a tzinfo's methods are its class's in the sandbox")
         return checked
 
     def write_slice(self, obj: Any) -> Any:

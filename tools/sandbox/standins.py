@@ -185,21 +185,34 @@ def counted_comparison(
 # list < list: a deque subclass's emptied the deque being compared (red-team pass BE).
 ITERATED_BY_COMPARISONS = (collections.deque, set, frozenset)
 ITER_REFUSED = "a subclass of deque, set or frozenset cannot define __iter__ in the sandbox"
-_TZINFO_METHODS = ("utcoffset", "dst", "tzname", "fromutc")
+TZINFO_METHODS = ("utcoffset", "dst", "tzname", "fromutc")
 
 
 class _Pinned:
     """A method of the program's ``tzinfo`` class as a data descriptor, which an instance's own
     dict cannot shadow: ``tz.utcoffset = f`` (or ``vars(tz)[...]``) ran ``f`` uncounted from
-    datetime's C comparison, in the middle of ``deque.index`` (red-team pass BE)."""
+    datetime's C comparison, in the middle of ``deque.index`` (red-team pass BE). Reading it
+    and calling what it gives count as a comparison, whatever form the class gave it (a
+    ``property`` or an ``lru_cache`` ran the program's code uncounted, pass BJ)."""
 
-    __slots__ = ("_method",)
+    __slots__ = ("_depth", "_keep", "_method")
 
-    def __init__(self, method: Any) -> None:
+    def __init__(self, method: Any, depth: list[int], keep: Callable[..., None]) -> None:
         self._method = method
+        self._depth = depth
+        self._keep = keep
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
-        return self._method.__get__(obj, owner)
+        depth = self._depth
+        depth[0] += 1
+        try:
+            method = self._method
+            got = method.__get__(obj, owner) if hasattr(type(method), "__get__") else method
+        finally:
+            depth[0] -= 1
+        if obj is None:
+            return got
+        return counted_comparison(got, depth, self._keep)
 
     def __set__(self, obj: Any, value: Any) -> None:
         raise SandboxSecurityError("a tzinfo's methods are its class's in the sandbox")
@@ -208,12 +221,12 @@ class _Pinned:
         raise SandboxSecurityError("a tzinfo's methods are its class's in the sandbox")
 
 
-def _pin_tzinfo_methods(cls: type) -> None:
-    for name in _TZINFO_METHODS:
+def _pin_tzinfo_methods(cls: type, depth: list[int], keep: Callable[..., None]) -> None:
+    for name in TZINFO_METHODS:
         owner = next(k for k in cls.__mro__ if name in vars(k))
         method = vars(owner)[name]
         if type(method) is not _Pinned:
-            type.__setattr__(cls, name, _Pinned(method))
+            type.__setattr__(cls, name, _Pinned(method, depth, keep))
 
 
 def _iterate_in_python(cls: type) -> None:
@@ -914,7 +927,7 @@ class Classes:
         self._count_inherited_comparisons(cls)
         _iterate_in_python(cls)
         if issubclass(cls, datetime.tzinfo):
-            _pin_tzinfo_methods(cls)
+            _pin_tzinfo_methods(cls, self.comparing, self._keep_alive)
         if issubclass(cls, BaseException):
             self._hold_fields_while_formatting(cls)
         return cls

@@ -1503,6 +1503,48 @@ async def test_no_hook_runs_uncounted_in_a_comparison(box: Sandbox, name: str) -
     assert message in (res.error or ""), res
 
 
+@pytest.mark.parametrize("form", ["property(off)", "functools.lru_cache(maxsize=0)(off2)"])
+async def test_a_tzinfo_method_in_any_form_is_counted(box: Sandbox, form: str) -> None:
+    """Pass BJ: ``utcoffset`` as a property (or an ``lru_cache``) ran the program's code
+    uncounted from datetime's comparison: ``d.clear()`` emptied the deque under
+    ``deque.index`` (or, with OrderedDicts, a SIGSEGV)."""
+    code = (
+        "import collections, functools\nfrom datetime import datetime, tzinfo, timedelta\n"
+        "log = []\n"
+        "def off(self):\n    log.append(len(d))\n    d.clear()\n"
+        "    return lambda dt: timedelta(0)\n"
+        "def off2(self, dt):\n    log.append(len(d))\n    d.clear()\n    return timedelta(0)\n"
+        f"class TZ(tzinfo):\n    utcoffset = {form}\n"
+        "a = datetime(2020, 1, 1, tzinfo=TZ())\nb = datetime(2020, 1, 1, tzinfo=TZ())\n"
+        "d = collections.deque([a])\ntry:\n    d.index(b)\nexcept Exception as e:\n"
+        "    kind = type(e).__name__\nresult = (kind, len(d), log[:1])"
+    )
+    res = await box.run(code)
+    assert res.ok and res.value == ["SandboxSecurityError", 1, [1]], res
+
+
+async def test_a_tzinfo_works_as_ever(box: Sandbox) -> None:
+    code = (
+        "from datetime import datetime, tzinfo, timedelta, timezone\n"
+        "class EST(tzinfo):\n    def utcoffset(self, dt):\n        return timedelta(hours=-5)\n"
+        "    def dst(self, dt):\n        return timedelta(0)\n"
+        "    def tzname(self, dt):\n        return 'EST'\n"
+        "a = datetime(2020, 1, 1, 12, tzinfo=EST())\n"
+        "result = [a.isoformat(), a.strftime('%H:%M %Z'), a.astimezone(timezone.utc).hour,"
+        " a == datetime(2020, 1, 1, 17, tzinfo=timezone.utc), str(a.utcoffset())]"
+    )
+    res = await box.run(code)
+    assert res.ok and res.value == [
+        "2020-01-01T12:00:00-05:00",
+        "12:00 EST",
+        17,
+        True,
+        "-1 day, 19:00:00",
+    ], res
+    res = await box.run(code.replace("a = datetime", "setattr(EST, 'dst', None)\na = datetime"))
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+
+
 async def test_a_tzinfo_method_in_its_instances_dict_is_not_the_one_called(box: Sandbox) -> None:
     code = (
         "from datetime import datetime, tzinfo, timedelta, timezone\ncalls = []\n"

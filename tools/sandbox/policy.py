@@ -34,6 +34,7 @@ import decimal
 import functools
 import inspect
 import itertools
+import numbers
 import random
 import re
 import statistics
@@ -809,13 +810,18 @@ class Guards:
     def _refuse_metaclass_method(self, cls: type, func: Any) -> None:
         """A library class's metaclass method (``ABCMeta.register``, reached through a
         ``typing`` alias that forwards to its origin) writes to that class: refused, whatever
-        the route. The program's own classes keep their metaclass's methods."""
-        if self.classes.is_user_class(cls):
+        the route. The program's own classes keep their metaclass's methods, but for a number
+        class's ``register``: a class registered under the program's ``Fraction`` subclass
+        passes for a ``numbers.Rational``, whose ``numerator`` ``Decimal``'s C comparison reads
+        (a program's property, uncounted, emptied the deque under ``deque.index``: pass BL)."""
+        if self.classes.is_user_class(cls) and not (
+            func.__name__ == "register" and issubclass(cls, numbers.Number)
+        ):
             return
         for meta in cast(Any, type(cls)).__mro__:
             if meta is not type and meta is not object and vars(meta).get(func.__name__) is func:
                 raise SandboxSecurityError(
-                    f"{func.__name__!r} of a library class's metaclass is not available"
+                    f"{func.__name__!r} of a class's metaclass is not available in the sandbox"
                 )
 
     def _case_changed(self, method: Any) -> Callable[..., str]:

@@ -1523,6 +1523,23 @@ async def test_a_tzinfo_method_in_any_form_is_counted(box: Sandbox, form: str) -
     assert res.ok and res.value == ["SandboxSecurityError", 1, [1]], res
 
 
+async def test_no_class_is_registered_under_an_abc(box: Sandbox) -> None:
+    """Pass BL: ``F.register(W)`` on the program's ``Fraction`` subclass made ``W`` pass for a
+    ``numbers.Rational``; ``Decimal``'s C comparison then read ``W().numerator``, a property
+    that emptied the deque under ``deque.index`` (a SIGSEGV with a fake Decimal)."""
+    code = (
+        "from collections import deque\nfrom decimal import Decimal\n"
+        "from fractions import Fraction\nd = deque()\n"
+        "class F(Fraction):\n    pass\n"
+        "class W:\n    @property\n    def numerator(self):\n        d.clear()\n        return 1\n"
+        "    denominator = 1\n"
+        "F.register(W)\nd.extend([Decimal(1), Decimal(2)])\nresult = (d.index(W()), len(d))"
+    )
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "'register'" in (res.error or ""), res
+
+
 async def test_a_tzinfo_works_as_ever(box: Sandbox) -> None:
     code = (
         "from datetime import datetime, tzinfo, timedelta, timezone\n"

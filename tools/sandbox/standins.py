@@ -39,7 +39,7 @@ import statistics
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import FunctionType, MemberDescriptorType, MethodType
 from typing import Any, cast
 
@@ -80,14 +80,18 @@ BYTEARRAY_WITHHELD = (
 def exception_fields(exc: BaseException) -> tuple[Any, ...]:
     """Every field a builtin exception class of ``exc``'s keeps in C (``args``, ``errno``,
     ``strerror``, ``filename``, ``msg``, ``lineno`` ...), read through its own descriptors."""
+    builtin = (k for k in type(exc).__mro__ if k.__module__ == "builtins")
+    return c_fields(exc, (k for k in builtin if issubclass(k, BaseException)))
+
+
+def c_fields(obj: Any, kinds: Iterable[type]) -> tuple[Any, ...]:
+    """What ``obj`` holds in the C fields (getset and member descriptors) of ``kinds``."""
     held: list[Any] = []
-    for kind in type(exc).__mro__:
-        if kind.__module__ != "builtins" or not issubclass(kind, BaseException):
-            continue
+    for kind in kinds:
         for descriptor in vars(kind).values():
             if type(descriptor) in _C_FIELDS:
                 with contextlib.suppress(Exception):
-                    held.append(descriptor.__get__(exc))
+                    held.append(descriptor.__get__(obj))
     return tuple(held)
 
 
@@ -183,8 +187,8 @@ def counted_comparison(
 # A deque's C comparison, and a dict view's against a set, iterate a subclass of these
 # through its __iter__, whose generator's body runs uncounted in the middle of deque.index or
 # list < list: a deque subclass's emptied the deque being compared (red-team pass BE).
-ITERATED_BY_COMPARISONS = (collections.deque, set, frozenset)
-ITER_REFUSED = "a subclass of deque, set or frozenset cannot define __iter__ in the sandbox"
+_ITERATED_BY_COMPARISONS = (collections.deque, set, frozenset)
+_ITER_REFUSED = "a subclass of deque, set or frozenset cannot define __iter__ in the sandbox"
 TZINFO_METHODS = ("utcoffset", "dst", "tzname", "fromutc")
 
 
@@ -886,8 +890,8 @@ class Classes:
                 raise SandboxSecurityError(f"{_named(base)} cannot be subclassed in the sandbox")
             if issubclass(base, type) or issubclass(base, BaseExceptionGroup):
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
-            if issubclass(base, ITERATED_BY_COMPARISONS) and "__iter__" in namespace:
-                raise SandboxSecurityError(ITER_REFUSED)
+            if issubclass(base, _ITERATED_BY_COMPARISONS) and "__iter__" in namespace:
+                raise SandboxSecurityError(_ITER_REFUSED)
             if issubclass(base, super):  # its attribute reads go to another object's classes
                 raise SandboxSecurityError("super cannot be subclassed in the sandbox")
             redefined = sorted(NUMBER_PROTOCOL & namespace.keys())
@@ -938,15 +942,8 @@ class Classes:
         ``property``'s getters): ``super().__init__()`` called again replaces them, and C code
         may still be running the one it replaced (``__missing__`` calling the factory through
         a pointer it does not own: a freed ``partial`` read, pass BG)."""
-        held: list[Any] = []
-        for kind in type(obj).__mro__:
-            if self.is_user_class(kind):
-                continue
-            for descriptor in vars(kind).values():
-                if type(descriptor) in _C_FIELDS:
-                    with contextlib.suppress(Exception):
-                        held.append(descriptor.__get__(obj))
-        self._keep_alive(tuple(held))
+        library = (k for k in type(obj).__mro__ if not self.is_user_class(k))
+        self._keep_alive(c_fields(obj, library))
 
     def _hold_fields_while_formatting(self, cls: type) -> None:
         """A program's exception class whose ``__str__``/``__repr__`` is a builtin

@@ -77,21 +77,14 @@ _CUSTOM_HOOKS = {
 }
 
 
-def _is_sum_chain(node: ast.BinOp) -> bool:
-    """``a + b + c``: a sum of three terms or more, none of them a literal. Such a chain may
-    make many times its largest term in one expression (``s + s + ... + s``), so its sums are
-    checked; one ``a + b`` at most doubles (the memory limit bounds a loop of those), and a
-    literal term adds no more than itself: both stay Python's own ``+``, at full speed."""
-    terms = [node.left, node.right]
-    chained = False
-    for term in terms:
-        if isinstance(term, ast.Constant):
-            return False
-        if isinstance(term, ast.Call) and isinstance(term.func, ast.Name):
-            chained = chained or term.func.id == "_add_"  # an inner sum, already a chain
-        elif isinstance(term, ast.BinOp) and isinstance(term.op, ast.Add):
-            chained = True  # an inner a + b left as it is
-    return chained
+def _is_checked_sum(node: ast.BinOp) -> bool:
+    """``a + b`` with neither term a literal: checked, whatever the terms are. A sum at most
+    doubles its larger term, but sums nest however the program writes them (``s + s + s``,
+    ``(c := (b := s + s) + b) + c``, ``(s + s)[:] + (s + s)[:]``, a property that answers
+    ``self.p + self.p``: red-team pass BM, 144M characters in one statement), so each is
+    checked, never a shape of them; a literal term adds no more than itself, so
+    ``s + "x"`` and ``i + 1`` stay Python's own ``+``, at full speed."""
+    return not isinstance(node.left, ast.Constant) and not isinstance(node.right, ast.Constant)
 
 
 class _TooDeep(Exception):
@@ -316,12 +309,28 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.node_contents_visit(node)
         hook = _CUSTOM_HOOKS.get(type(node.op))
-        if hook is None or (hook == "_add_" and not _is_sum_chain(node)):
+        if hook is None or (hook == "_add_" and not _is_checked_sum(node)):
             return node
         call = ast.Call(func=ast.Name(hook, ast.Load()), args=[node.left, node.right], keywords=[])
         copy_locations(call, node)
         ast.fix_missing_locations(call)
         return call
+
+    def _sized_display(self, node: ast.List | ast.Tuple | ast.Set) -> Any:
+        """``[*l, *l, *l]``: a display that unpacks two iterables or more may make many
+        times the largest of them in one expression (red-team pass BM: 36M items from a 9M
+        list), so what it made goes through ``_sized_``, as a sum does; one ``*l`` copies
+        ``l``, and each other item adds one."""
+        node = self.node_contents_visit(node)
+        starred = sum(isinstance(item, ast.Starred) for item in node.elts)
+        if starred < 2 or isinstance(getattr(node, "ctx", None), ast.Store):  # a set has none
+            return node
+        call = ast.Call(func=ast.Name("_sized_", ast.Load()), args=[node], keywords=[])
+        copy_locations(call, node)
+        ast.fix_missing_locations(call)
+        return call
+
+    visit_List = visit_Tuple = visit_Set = _sized_display
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         """``x[a:b] = v`` writes through ``_write_slice_``, which counts what a list or a

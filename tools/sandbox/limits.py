@@ -269,6 +269,16 @@ class Arithmetic:
             return a + b
         return self._checked(a + b)
 
+    def apply(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """A call that unpacks (``f(*l, *l, *l)``): its arguments are one tuple, which
+        may be many times the longest iterable it unpacked; checked before the call."""
+        self.check_items(len(args), "call arguments")
+        return func(*args, **kwargs)
+
+    def sized(self, display: Any) -> Any:
+        """A display that unpacks two iterables or more (``[*l, *l]``), checked once made."""
+        return self._checked(display)
+
     def sum(self, iterable: Any, /, start: Any = 0) -> Any:
         """``sum``: numbers at C speed, a thousand at a time; anything else added one by one,
         each sum checked. C's ``sum`` adds whatever comes after a start whose ``__add__``
@@ -286,6 +296,14 @@ class Arithmetic:
         return total
 
     def mul(self, a: Any, b: Any) -> Any:
+        ta, tb = type(a), type(b)
+        if ta is int and tb is int:  # the common case first, by exact type: nothing to ask
+            product = a * b  # of two ints within the limit: twice as long at most
+            if product.bit_length() > self.max_bits:
+                raise self.too_big()
+            return product
+        if (ta is float and (tb is float or tb is int)) or (tb is float and ta is int):
+            return a * b  # a float (or OverflowError): no bigger than a float
         ia, ib = exact_int(a), exact_int(b)
         if ia is not None and ib is not None:
             self.check_bits(ia.bit_length() + ib.bit_length() - 1)

@@ -435,7 +435,10 @@ _STATISTICS = (
 
 
 def _exact(value: Any) -> Any:
-    """A ``str`` or bytes-like subclass as the exact ``str``/``bytes`` it holds; else itself."""
+    """A ``str``, bytes-like or ``int`` subclass as the exact ``str``/``bytes``/``int`` it
+    holds; else itself (a flag with a lying ``|`` went through ``re``'s checks, pass BN)."""
+    if isinstance(value, int) and type(value) is not int and type(value) is not bool:
+        return int.__index__(value)
     if isinstance(value, str) and type(value) is not str:
         return str.__str__(value)
     if isinstance(value, (bytes, bytearray)) and type(value) not in (bytes, bytearray):
@@ -553,6 +556,10 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "escape error Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE S U "
         "UNICODE VERBOSE X",
     )
+    # the flags as the ints they are: RegexFlag's enum code stored what the program's int
+    # subclass answered in the class's value map, and ``re.I | x`` then gave it back (pass BN)
+    for name in "A ASCII DOTALL I IGNORECASE M MULTILINE S U UNICODE VERBOSE X".split():  # noqa: SIM905
+        rx[name] = int(rx[name])
     rx["sub"] = lambda pattern, repl, *args, **kwargs: re.sub(
         pattern, guards.counted_repl(repl), *args, **kwargs
     )

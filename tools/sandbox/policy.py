@@ -1083,6 +1083,8 @@ class Guards:
             raise SandboxSecurityError(f"{checked} cannot be changed in the sandbox")
         if checked in NUMBER_PROTOCOL and isinstance(obj, type) and issubclass(obj, NUMBER_TYPES):
             raise SandboxSecurityError(f"a number class's {checked} cannot be redefined")
+        if is_private_name(checked) and isinstance(obj, type):  # as in its class body
+            self.classes.refuse_library_name([obj], checked)
         if checked in TZINFO_METHODS and isinstance(obj, type) and issubclass(obj, datetime.tzinfo):
             # pinned on the class when it was made (standins._Pinned): counted, never shadowed
             raise SandboxSecurityError("a tzinfo's methods are its class's in the sandbox")
@@ -1421,7 +1423,8 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_inplacevar_": arith.inplace,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_apply_": _apply,
+        "_apply_": arith.apply,
+        "_sized_": arith.sized,
         "_add_": arith.add,
         "_pow_": arith.pow,
         "_mul_": arith.mul,
@@ -1449,7 +1452,3 @@ def make_globals(hooks: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
 
 def _getitem(obj: Any, key: Any) -> Any:
     return obj[key]
-
-
-def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return func(*args, **kwargs)

@@ -52,7 +52,7 @@ from tools.sandbox.limits import (
     exact_len,
     int_parts,
 )
-from tools.sandbox.names import FILENAME, is_special_name
+from tools.sandbox.names import FILENAME, is_private_name, is_special_name
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
@@ -619,10 +619,21 @@ COMPARING_METHODS = frozenset(
         # and what a dict view's comparison asks of a set subclass (pass BE: its __contains__
         # emptied the deque being compared; its __iter__ and a deque subclass's are refused)
         "__contains__",
+        # and what C asks of an object it is writing out: list's repr hands an item on
+        # holding no reference, and a slice's or a generic alias's repr reads its fields
+        # after its start's __repr__ emptied that list (pass BO: freed, refilled, the real os)
+        *("__repr__", "__str__", "__format__"),
     ]
 )
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
-_INHERITED_COUNTED = (*_COMPARISONS, "__bool__", "__hash__", "__len__", "__contains__", "__index__")
+_INHERITED_COUNTED = (
+    *_COMPARISONS,
+    *("__bool__", "__hash__", "__len__", "__contains__", "__index__"),
+    *("__repr__", "__str__", "__format__"),
+)
+_COUNTED_NAMES = (
+    "comparison, __bool__, __len__, __hash__, __index__, __repr__, __str__ or __format__"
+)
 # Answers whose freeing runs no code of the program's (anything else, a generator or an
 # object that holds one, is kept for the rest of the run: see _contained_method).
 _PLAIN_ANSWERS = frozenset(
@@ -897,6 +908,7 @@ class Classes:
             redefined = sorted(NUMBER_PROTOCOL & namespace.keys())
             if redefined and issubclass(base, NUMBER_TYPES):
                 raise SandboxSecurityError(f"a number class's {redefined[0]} cannot be redefined")
+        self._refuse_library_names(bases, namespace)
         if any(issubclass(base, NUMBER_TYPES) for base in bases):
             _pin_number_parts(bases, namespace)
         if "__exit__" in namespace:  # any form: a function, staticmethod, partial, instance
@@ -935,6 +947,35 @@ class Classes:
         if issubclass(cls, BaseException):
             self._hold_fields_while_formatting(cls)
         return cls
+
+    def _refuse_library_names(self, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+        """A class body defines no private name a library base of it has (its own switches:
+        ``_is_runtime_protocol = True`` made ``isinstance`` with a ``typing.Protocol`` call
+        the real ``hasattr`` and ``getattr`` with any name, pass BN), and its ``__slots__``
+        name no special attribute (``('__globals__',)``) and no such private name either."""
+        slots = namespace.get("__slots__", ())
+        slots = (slots,) if isinstance(slots, str) else slots
+        if not isinstance(slots, (tuple, list)):
+            raise SandboxSecurityError("__slots__ must be a tuple or list of names in the sandbox")
+        names = [*namespace]
+        for slot in slots:
+            if type(slot) is not str:
+                raise SandboxSecurityError("__slots__ must be a tuple or list of names")
+            if is_special_name(slot) and slot not in ("__dict__", "__weakref__"):
+                raise SandboxSecurityError(f"{slot!r} cannot be a slot in the sandbox")
+            names.append(slot)
+        for name in names:
+            if is_private_name(name):
+                self.refuse_library_name(bases, name)
+
+    def refuse_library_name(self, classes: Iterable[type], name: str) -> None:
+        """Refuse ``name`` when a library class in the MRO of one of ``classes`` has it."""
+        for cls in classes:
+            for base in cls.__mro__:
+                if name in vars(base) and not self.is_user_class(base):
+                    raise SandboxSecurityError(
+                        f"{name!r} is {base.__name__}'s own and cannot be redefined in the sandbox"
+                    )
 
     def keep_library_fields(self, obj: Any) -> None:
         """Keep, for the rest of the run, what the library bases of the program's ``obj`` hold
@@ -1123,14 +1164,13 @@ class Classes:
             # changes whatever its first map is (a list, a set ...), in the library's code
             raise SandboxSecurityError(
                 "a list, deque, dict or set cannot lose items while the program's "
-                "comparison, __bool__, __len__, __hash__ or __index__ runs"
+                f"{_COUNTED_NAMES} runs"
             )
         if isinstance(container, collections.OrderedDict):
             # nor gains any: resizing its node index looks each key up, and a key's __eq__
             # that added keys made CPython write past the end of the index (red-team pass AY)
             raise SandboxSecurityError(
-                "an OrderedDict cannot change while the program's comparison, __bool__, "
-                "__len__, __hash__ or __index__ runs"
+                f"an OrderedDict cannot change while the program's {_COUNTED_NAMES} runs"
             )
         kind: Any = next(kind for kind in KEPT_CONTAINERS if isinstance(container, kind))
         # read as the builtin type holds them, never through the program's __iter__

@@ -67,6 +67,8 @@ async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
         ("result = 2 ** 10 ** 9", "OverflowError", "int_size"),
         ("x = 7\nx **= 10 ** 8", "OverflowError", "int_size"),
         ("result = 1 << 10 ** 10", "OverflowError", "int_size"),
+        # a product one bit past the limit: checked for what it made (10,000 digits: 33,220 bits)
+        ("a = 2 ** 16610 - 1\nb = 2 ** 16611 - 1\nresult = a * b", "OverflowError", "int_size"),
         ("result = 'a' * 10 ** 10", "MemoryLimit", "memory"),
         ("result = [0] * 10 ** 10", "MemoryLimit", "memory"),
         ("x = [1]\nfor i in range(40):\n    x = x + x", "MemoryLimit", "memory"),

@@ -26,7 +26,9 @@ import contextvars
 import dataclasses
 import json
 import logging
+import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -69,6 +71,16 @@ _GRACE_S = 2.0  # the template kills a late child itself; this is for a template
 _ENDED_WAIT_S = 2.0  # how long a run without a reply waits to learn how its child ended
 _DELIVERY_ATTEMPTS = 3  # children tried for one run when each was gone before it read the program
 _MAX_JSON_INT_DIGITS = 400
+_MAX_JSON_INT_BITS = int(_MAX_JSON_INT_DIGITS * 3.3219280948873626) + 1
+_REPLY_FIELDS = frozenset({"ok", "value", "value_repr", "stdout", "error_kind", "error", "limit"})
+_FREE_WAKEUPS = 64  # reads of a reply before each further one waits (see _read_until_eof)
+_TRICKLE_PAUSE_S = 0.01
+_MAX_VALUE_ITEMS = 10_000  # items of the lists and dicts of an answer (values.to_json_safe)
+# An answer's strings: an item or a dict's key and value each; and the reply's own fields.
+_MAX_REPLY_QUOTES = 2 * (2 * _MAX_VALUE_ITEMS + 2 * len(_REPLY_FIELDS))
+# Outside strings: a comma per item or field, a bracket or brace per container.
+_MAX_REPLY_TOKENS = 2 * _MAX_VALUE_ITEMS + 2 * len(_REPLY_FIELDS)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _STOP_TIMEOUT_S = 3.0
 _POOL_KINDS = frozenset({"Timeout", "SandboxBusy", "WorkerCrashed", "Crashed"})
 
@@ -611,8 +623,9 @@ class Sandbox:
         if size != len(data) - HEADER.size or size == 0:
             return None
         try:
-            body = decode(data[HEADER.size :], _MAX_JSON_INT_DIGITS)
-            return parse_reply(body, _ms(sent), self.config.max_output_bytes)
+            _check_shape(data[HEADER.size :])
+            reply = decode(data[HEADER.size :], None)  # numbers: checked by parse_reply
+            return parse_reply(reply, _ms(sent), self.config.max_output_bytes)
         except ProtocolError as exc:
             logger.warning("sandbox run sent a bad reply: %s", exc)
             return _failure("Crashed", "the program's reply was malformed", None, _ms(sent))
@@ -653,38 +666,50 @@ async def _write_all(fd: int, data: bytes) -> None:
 
 
 async def _read_until_eof(fd: int, cap: int) -> bytes:
-    """Everything a pipe delivers until its writer closes it; ProtocolError past ``cap``."""
+    """Everything a pipe delivers until its writer closes it; ProtocolError past ``cap``.
+
+    A reply comes in a few reads (the pipe's size at a time). A child that broke out of the
+    language layer could write it a byte at a time, waking the service's one thread for each
+    (2 s of its CPU a run, red-team pass BQ): past ``_FREE_WAKEUPS`` reads, the pipe is
+    looked at again only after ``_TRICKLE_PAUSE_S``, so what trickles in meanwhile comes in
+    one read."""
     os.set_blocking(fd, False)
     loop = asyncio.get_running_loop()
-    chunks: list[bytes] = []
-    size = 0
+    data = bytearray()
+    wakeups = 0
+    paused: asyncio.TimerHandle | None = None
     finished: asyncio.Future[None] = loop.create_future()
 
     def readable() -> None:
-        nonlocal size
+        nonlocal wakeups, paused
+        wakeups += 1
         while not finished.done():
             try:
                 chunk = os.read(fd, 1 << 17)
             except BlockingIOError:
-                return
+                break
             except OSError as exc:
                 finished.set_exception(exc)
                 return
             if not chunk:
                 finished.set_result(None)
                 return
-            size += len(chunk)
-            if size > cap:
+            if len(data) + len(chunk) > cap:
                 finished.set_exception(ProtocolError(f"reply larger than {cap} bytes"))
                 return
-            chunks.append(chunk)
+            data.extend(chunk)
+        if wakeups >= _FREE_WAKEUPS and not finished.done():
+            loop.remove_reader(fd)
+            paused = loop.call_later(_TRICKLE_PAUSE_S, loop.add_reader, fd, readable)
 
     loop.add_reader(fd, readable)
     try:
         await finished
     finally:
+        if paused is not None:
+            paused.cancel()
         loop.remove_reader(fd)
-    return b"".join(chunks)
+    return bytes(data)
 
 
 def _ms(since: float) -> float:
@@ -693,6 +718,9 @@ def _ms(since: float) -> float:
 
 def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> ExecutionResult:
     """Check a run's reply field by field and build the result. Raises ProtocolError."""
+    unknown = reply.keys() - _REPLY_FIELDS
+    if unknown:  # nothing the service would not look at (a megabyte of it cost time)
+        raise ProtocolError(f"unknown reply field {sorted(unknown)[0][:40]!r}")
     ok = reply.get("ok")
     stdout = reply.get("stdout", "")
     kind, error, limit = reply.get("error_kind"), reply.get("error"), reply.get("limit")
@@ -701,6 +729,8 @@ def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> E
         raise ProtocolError("bad ok/stdout field")
     if not _optional_str(kind, 100) or not _optional_str(error, _MAX_ERROR_CHARS):
         raise ProtocolError("bad error field")
+    if kind is not None and not all(part.isidentifier() for part in kind.split(".")):
+        raise ProtocolError("an error kind is a Python name")  # "Timeout " passed for Timeout
     if not _optional_str(value_repr, max_output + 3) or (
         limit is not None and limit not in _RUN_LIMITS
     ):
@@ -727,11 +757,26 @@ def parse_reply(reply: dict[str, Any], duration_ms: float, max_output: int) -> E
     )
 
 
+def _check_shape(body: bytes) -> None:
+    """Refuse, before parsing, a reply with more strings or containers than a run's answer
+    can hold (``_check_value``): a child that broke out of the language layer could send a
+    megabyte of ``[[0]],``, which the service's one thread would spend 160 ms building and
+    freeing (red-team pass BQ). Counted at C speed: quotes first (an escaped one is not
+    counted, so each string counts at least once), then, outside the strings, commas,
+    brackets and braces."""
+    if body.count(b'"') - body.count(b'\\"') > _MAX_REPLY_QUOTES:
+        raise ProtocolError("reply holds more strings than an answer can")
+    outside = _JSON_STRING.sub(b"", body)
+    tokens = outside.count(b",") + outside.count(b"[") + outside.count(b"{")
+    if tokens > _MAX_REPLY_TOKENS:
+        raise ProtocolError("reply holds more items than an answer can")
+
+
 def _check_value(value: Any, max_output: int) -> None:
     """The answer as ``values.to_json_safe`` builds it: JSON data at most 32 deep, 10,000
     items and ``max_output`` characters of text. A run that broke out of the language layer
     could write anything here; the agents format and vote on it."""
-    budget, text = 10_000, 0
+    budget, text = _MAX_VALUE_ITEMS, 0
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -739,6 +784,12 @@ def _check_value(value: Any, max_output: int) -> None:
             raise ProtocolError("value nested too deeply")
         if type(item) is str:
             text += len(item)
+        elif type(item) is int:  # parsed at C speed (see protocol.decode): checked here
+            if item.bit_length() > _MAX_JSON_INT_BITS:
+                raise ProtocolError("value holds an integer too long to return")
+        elif type(item) is float:
+            if not math.isfinite(item):
+                raise ProtocolError("value holds a non-finite number")
         elif type(item) is list:
             budget -= len(item)
             stack.extend((x, depth + 1) for x in item)
@@ -746,7 +797,7 @@ def _check_value(value: Any, max_output: int) -> None:
             budget -= len(item)
             text += sum(len(k) for k in item)
             stack.extend((x, depth + 1) for x in item.values())
-        elif item is not None and type(item) not in (bool, int, float):
+        elif item is not None and type(item) is not bool:
             raise ProtocolError(f"value holds a {type(item).__name__}")
         if budget < 0 or text > max_output:
             raise ProtocolError("value larger than a run can return")

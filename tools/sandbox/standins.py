@@ -952,19 +952,21 @@ class Classes:
         """A class body defines no private name a library base of it has (its own switches:
         ``_is_runtime_protocol = True`` made ``isinstance`` with a ``typing.Protocol`` call
         the real ``hasattr`` and ``getattr`` with any name, pass BN), and its ``__slots__``
-        name no special attribute (``('__globals__',)``) and no such private name either."""
+        name no special attribute (``('__globals__',)``) and nothing a library base has."""
         slots = namespace.get("__slots__", ())
         slots = (slots,) if isinstance(slots, str) else slots
         if not isinstance(slots, (tuple, list)):
             raise SandboxSecurityError("__slots__ must be a tuple or list of names in the sandbox")
-        names = [*namespace]
         for slot in slots:
             if type(slot) is not str:
                 raise SandboxSecurityError("__slots__ must be a tuple or list of names")
             if is_special_name(slot) and slot not in ("__dict__", "__weakref__"):
                 raise SandboxSecurityError(f"{slot!r} cannot be a slot in the sandbox")
-            names.append(slot)
-        for name in names:
+            # a slot is a data descriptor, ahead of the base's: any name of a library base
+            # (a Fraction subclass's slot 'numerator' gave the library's ** any value, pass BP)
+            if slot not in ("__dict__", "__weakref__"):
+                self.refuse_library_name(bases, slot)
+        for name in namespace:
             if is_private_name(name):
                 self.refuse_library_name(bases, name)
 

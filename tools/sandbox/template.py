@@ -35,7 +35,6 @@ the only process that lives longer has never executed a program or even held its
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import json
 import os
@@ -91,7 +90,6 @@ class Template:
         self.confinement = confine.Confinement.build(config)
         self.pid = os.getpid()
         self.timeout_cap = float(config["timeout_s"])
-        self.request_pipe_size = int(config["max_code_bytes"]) + 4096
         self.next_id = 0
         self.spare_deaths = 0
         self.children: dict[int, _Child] = {}
@@ -105,10 +103,7 @@ class Template:
     def _fork(self) -> _Child:
         """Fork a child for one run and hand its pipe ends to the service."""
         request_r, request_w = os.pipe()
-        reply_r, reply_w = os.pipe()
-        with contextlib.suppress(OSError):  # else the default size; the caps allow for it
-            fcntl.fcntl(reply_w, fcntl.F_SETPIPE_SZ, self.runner.reply_cap)
-            fcntl.fcntl(request_w, fcntl.F_SETPIPE_SZ, self.request_pipe_size)
+        reply_r, reply_w = os.pipe()  # their default size: both ends read and write in turns
         pid = libc.fork_without_hooks()
         if pid == 0:  # the child: never returns
             keep = (request_r, reply_w)

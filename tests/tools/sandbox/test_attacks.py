@@ -1790,6 +1790,13 @@ LIBRARY_NAMES_REDEFINED = {
     "a_protocols_switch_as_a_slot": (
         "import typing\nclass P(typing.Protocol):\n    __slots__ = ('_is_protocol',)\nresult = 1"
     ),
+    # pass BP: a slot comes before the base's property, and the program may set it
+    "a_fractions_numerator_as_a_slot": (
+        "import fractions\nclass F(fractions.Fraction):\n"
+        "    __slots__ = ('numerator', 'denominator')\nf = F(1)\nf.numerator = 30000000\n"
+        "f.denominator = 1\nresult = fractions.Fraction(3) ** f"
+    ),
+    "a_complexs_parts_as_slots": "class B(complex):\n    __slots__ = ('real', 'imag')\nresult = 1",
     "a_randoms_method": (
         "import random\nclass R(random.Random):\n    def _randbelow(self, n):\n"
         "        return 0\nresult = R().randrange(10)"

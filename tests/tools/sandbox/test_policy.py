@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import decimal
 import fractions
 import json
+import os
+from unittest import mock
 
 import pytest
 
 from tools.sandbox import child, compiler, policy, values
 from tools.sandbox.limits import Arithmetic
 from tools.sandbox.modules import ModuleRegistry, ModuleView
-from tools.sandbox.pool import parse_reply
-from tools.sandbox.protocol import ProtocolError, decode
+from tools.sandbox.pool import Sandbox, _check_shape, _read_until_eof, parse_reply
+from tools.sandbox.protocol import HEADER, ProtocolError, decode
+from tools.sandbox.result import SandboxConfig
 from tools.sandbox.standins import Classes, TypeToken
 
 ARITH = Arithmetic(max_int_digits=10_000, max_sequence_items=10_000_000)
@@ -289,6 +293,14 @@ def test_parse_reply_checks_every_field() -> None:
         {**good, "ok": False},
         {**good, "stdout": "lone \ud800 surrogate"},
         {**good, "value": ["\udfff"]},
+        # pass BQ: nothing the service would not look at; an error kind is a Python name
+        {**good, "x": [0.5] * 1000},
+        {"ok": False, "error_kind": "Timeout ", "error": "forged", "stdout": ""},
+        {"ok": False, "error_kind": "a b", "error": "forged", "stdout": ""},
+        # numbers are parsed at C speed (decode(..., None)), and checked here
+        {**good, "value": [float("inf")]},
+        {**good, "value": {"a": [float("nan")]}},
+        {**good, "value": [10**401]},
         # The clock, the CPU and the queue are the pool's findings, never a run's word: a
         # run that says "busy" would make the python tool report the sandbox unavailable.
         *(
@@ -298,6 +310,10 @@ def test_parse_reply_checks_every_field() -> None:
     ):
         with pytest.raises(ProtocolError):
             parse_reply(bad, 1.0, 100)
+    assert parse_reply({**good, "value": [10**399, -(10**399), 0.5]}, 1.0, 100).ok
+    named = {"ok": False, "error": "e", "stdout": ""}
+    for kind in ("decimal.InvalidOperation", "Ärger", "JSONDecodeError"):  # a program's own too
+        assert parse_reply({**named, "error_kind": kind}, 1.0, 100).error_kind == kind
     refused = {"ok": False, "error_kind": "MemoryLimit", "error": "m", "stdout": "", "limit": None}
     for limit in ("memory", "output", "recursion", "int_size", "nesting"):
         assert parse_reply({**refused, "limit": limit}, 1.0, 100).limit == limit
@@ -323,6 +339,75 @@ def test_parse_reply_bounds_the_value_a_run_could_forge(value: object) -> None:
             value = [value]
     with pytest.raises(ProtocolError):
         parse_reply({"ok": True, "value": value, "value_repr": "x", "stdout": ""}, 1.0, 100)
+
+
+def _frame(body: bytes) -> bytes:
+    return HEADER.pack(len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("items", "refused"),
+    [
+        (b"[[0]]", "items"),
+        (b"{}", "items"),
+        (b"0.5", "items"),
+        (b"[]", "items"),
+        (b'"a"', "strings"),  # counted before the strings are looked for
+        (b'"\\\\"', "strings"),  # a string that ends with an escaped backslash
+    ],
+)
+def test_a_reply_with_more_items_than_an_answer_can_hold_is_refused_unparsed(
+    items: bytes, refused: str
+) -> None:
+    """Pass BQ: a megabyte of small items, which the service's thread spent up to 260 ms
+    parsing, building and freeing, is refused by counting, before it is parsed."""
+    head = b'{"ok": true, "value_repr": "1", "stdout": "", "value": ['
+    body = head + b",".join([items] * 150_000) + b"]}"
+    with pytest.raises(ProtocolError, match=f"more {refused}"):
+        _check_shape(body)
+    sandbox = Sandbox(SandboxConfig())
+    result = sandbox._result(_frame(body), 0.0)
+    assert result is not None and result.error == "the program's reply was malformed", result
+
+
+def test_the_largest_answer_a_run_can_give_passes_the_count() -> None:
+    """An honest reply at every bound at once: 10,000 items, each a string with quotes,
+    commas and brackets in it, and stdout and repr full of them, is not refused unparsed."""
+    text = '"[,{' * 16
+    # 2,001 keys, 2,000 lists of one, 1,499 lists of three: 9,997 items
+    value = {f"k{i}": [text] for i in range(2_000)} | {"l": [[text, 1, 0.5]] * 1_499}
+    reply = {"ok": True, "value": value, "value_repr": text * 1000, "stdout": text * 1000}
+    body = json.dumps(reply).encode()
+    _check_shape(body)
+    result = Sandbox(SandboxConfig(max_output_bytes=1 << 20))._result(_frame(body), 0.0)
+    assert result is not None and result.ok and result.value == value
+
+
+async def test_a_reply_that_trickles_in_wakes_the_reader_a_bounded_number_of_times() -> None:
+    """Pass BQ: a child writing its reply a byte at a time woke the service for each byte;
+    past the first reads, the reader waits between looks and takes what came meanwhile."""
+    read_fd, write_fd = os.pipe()
+    reads = 0
+    real_read = os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        nonlocal reads
+        reads += 1
+        return real_read(fd, n)
+
+    async def trickle() -> None:
+        for _ in range(2_000):
+            os.write(write_fd, b"x")
+            await asyncio.sleep(0)
+        os.close(write_fd)
+
+    with mock.patch("tools.sandbox.pool.os.read", counting_read):
+        writer = asyncio.ensure_future(trickle())
+        data = await _read_until_eof(read_fd, 10_000)
+        await writer
+    os.close(read_fd)
+    assert data == b"x" * 2_000
+    assert reads < 1_000, reads
 
 
 def test_frames_refuse_non_finite_floats() -> None:

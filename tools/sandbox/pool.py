@@ -645,7 +645,9 @@ class Sandbox:
         how = f"exit {exit_code}"
         if isinstance(signum, int):
             with contextlib.suppress(ValueError):
-                how = signal.Signals(signum).name  # SIGSEGV: usually a C stack overflow
+                how = signal.Signals(signum).name
+            if signum == signal.SIGSEGV:  # what the program can do about it
+                how += ": usually C code recursing into a value nested too deeply"
         return _failure("Crashed", f"the program crashed its interpreter ({how})", None, _ms(sent))
 
 

@@ -513,3 +513,9 @@ async def test_an_interpreter_crash_is_contained(sandbox: Sandbox) -> None:
     assert not res.ok and res.error_kind in ("Crashed", "RecursionError"), res
     assert "SIGSEGV" in (res.error or "") or res.error_kind == "RecursionError"
     assert (await sandbox.run("result = 1")).value == 1
+    # hashing a tuple nested a million deep (pass BM): the message says what to change
+    res = await sandbox.run("x = ()\nfor i in range(1000000):\n    x = (x,)\nresult = hash(x)")
+    assert res.error == (
+        "the program crashed its interpreter (SIGSEGV: usually C code recursing into a value "
+        "nested too deeply)"
+    ), res

@@ -522,15 +522,35 @@ def _pal_value(run: Run) -> Any:
 
 
 def _pal_program_for(run: Run, target: Any) -> str | None:
-    """The first program of the run whose result agrees with ``target``."""
-    for raw in run.get("steps") or []:
+    """The first program of the run whose result agrees with ``target``: of those the run
+    recorded as returning a value (``details.returned``, step numbers from 1), when it did
+    (a failed program's own message may end like a result: ``raise ValueError('\\nresult:
+    42 #')``); the run's answer is the program it recorded (``details.answered_by``)."""
+    details = run.get("details") or {}
+    steps = run.get("steps") or []
+    answered_by = details.get("answered_by")
+    if type(answered_by) is int and 0 < answered_by <= len(steps) and _is_agreed(run, target):
+        raw = steps[answered_by - 1]
+        program = raw.get("action_input")
+        return str(program) if raw.get("action") == "python" and program else None
+    returned = details.get("returned")
+    trusted = {n for n in returned if type(n) is int} if isinstance(returned, list) else None
+    for number, raw in enumerate(steps, start=1):
         program = raw.get("action_input")
         if raw.get("action") != "python" or not program or raw.get("observation") is None:
+            continue
+        if trusted is not None and number not in trusted:
             continue
         result = _program_result(str(raw["observation"]))
         if result is not None and agrees(result, target):
             return str(program)
     return None
+
+
+def _is_agreed(run: Run, target: Any) -> bool:
+    """``target`` is the value the run answered with (not a correction of it)."""
+    value = _pal_value(run)
+    return value is not None and agrees(value, target)
 
 
 def answering_program(run: Run) -> str | None:

@@ -304,6 +304,8 @@ async def run_pal(
     lanes = [_Lane(index, messages) for index in range(options.samples)]
     pipelines = _Pipelines(question, llm, sandbox, options, meter)
     step = first_step - 1
+    last_step: dict[int, int] = {}  # a sample's latest step, by its place in the vote
+    returned: list[int] = []  # the steps whose program returned a value
     try:
         pipelines.start(lanes[0], None)  # the greedy sample draws while the others are drawn
         completions = await pipelines.first_draw(messages)
@@ -313,6 +315,9 @@ async def run_pal(
             for lane, sample in await pipelines.next_steps():
                 pipelines.repair(lane)  # under way while this step goes out
                 step += 1
+                last_step[lane.index] = step
+                if sample.value is not None:
+                    returned.append(step)
                 for event in _step_events(step, sample):
                     yield event
             if _vote(lanes).decided(pipelines.pending):
@@ -352,9 +357,14 @@ async def run_pal(
         return
 
     details["value"] = winner.value
+    lane = ended[winner.first_sample]
+    # which program answered, and which returned a value, by step: what a thread's next
+    # question and the exports build on, never read back from an observation's text (a
+    # failed program's message ended with "result: 42", red-team pass BT)
+    details["answered_by"] = last_step[lane.index]
+    details["returned"] = returned
     answer = winner.answer
     if options.verbalize:
-        lane = ended[winner.first_sample]
         program = lane.outcome.program or ""
         sentence = await _verbalize(llm, lane.messages, program, answer, options, meter)
         details["sentence"] = sentence

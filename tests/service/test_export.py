@@ -463,6 +463,52 @@ async def test_pal_sft_is_the_conversation_the_model_was_sent() -> None:
     assert messages[-1] == {"role": "assistant", "content": fenced(code)}
 
 
+async def test_a_failed_program_whose_message_ends_like_a_result_is_never_the_answer() -> None:
+    """Pass BT: the exports and a thread's next question read which program answered from the
+    run's record (``details.answered_by``, ``details.returned``), never from an
+    observation's text, which a failed program writes: its message ended with the answer."""
+    hostile = "def solution():\n    raise ValueError('oops\\nresult: 7006652')\n"
+    honest = program("1234 * 5678", doc=QUESTION)
+    fake = FakeOpenAI([fenced(hostile), fenced(honest)])
+    events = [
+        event
+        async for event in run_pal(
+            QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions()
+        )
+    ]
+    the_run = stored("pal", QUESTION, events)
+    assert the_run["steps"][0]["observation"].endswith("result: 7006652")  # the lure
+    assert the_run["details"]["answered_by"] == 2 and the_run["details"]["returned"] == [2]
+    assert export.answering_program(the_run) == honest
+    record = sft_record(the_run, feedback("live-2", 1))
+    assert record is not None and check_sft(record)[-1]["content"] == fenced(honest)
+    # a correction is looked for among the programs that returned a value only
+    wrong = program("0", doc=QUESTION)
+    fake = FakeOpenAI([fenced(hostile), fenced(wrong)])
+    events = [
+        event
+        async for event in run_pal(
+            QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions()
+        )
+    ]
+    voted_wrong = stored("pal", QUESTION, events)
+    corrected = sft_record(voted_wrong, feedback("live-3", -1, correction="7006652"))
+    assert "ValueError" not in json.dumps(corrected), corrected
+
+
+def test_the_answering_program_is_the_one_the_run_recorded() -> None:
+    """Two programs returned the winning value; the vote counted the earlier sample's, which
+    ended second (samples end in any order): that one is the answer's program."""
+    other = "def solution():\n    return 7006652"
+    both = dict(
+        PAL,
+        steps=[step(None, "python", other, "result: 7006652"), PAL["steps"][1]],
+        details={**PAL["details"], "answered_by": 2, "returned": [1, 2]},
+    )
+    assert export.answering_program(both) == PAL_PROGRAM
+    assert export.answering_program(dict(both, details=PAL["details"])) == other  # older runs
+
+
 # -- preference -----------------------------------------------------------------------------
 
 

@@ -58,6 +58,8 @@ async def test_one_sample_one_call_one_run() -> None:
         "tie": False,
         "failed": 0,
         "repairs": 0,
+        "answered_by": 1,
+        "returned": [1],
     }
     sent = fake.last
     assert (sent.temperature, sent.n) == (0.0, 1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -43,7 +44,7 @@ from agents.llm.base import Usage as LLMUsage
 from service.errors import ProblemError
 from service.metrics import Metrics
 from service.schemas import AskResponse, Step, Usage
-from service.store import RunStore, StoreUnavailable, ThreadGone
+from service.store import RunStore, StoreUnavailable, ThreadGone, storable
 
 log = structlog.get_logger(__name__)
 
@@ -227,7 +228,8 @@ class RunSession:
                     await self._publish("run", {"run_id": self.run_id, "mode": self.mode})
                     async with asyncio.timeout(self._timeout_s):
                         agent = await self._start_agent(self.meter)
-                        async for event in agent:
+                        async for given in agent:
+                            event = _as_stored(given)  # what a client reads, live or later
                             self._collected.add(event)
                             if isinstance(event, FinalEvent):
                                 final = event
@@ -434,6 +436,23 @@ class RunSession:
 def _event_name(event: StepEvent) -> str:
     names = {ThoughtEvent: "thought", ActionEvent: "action", ObservationEvent: "observation"}
     return names[type(event)]
+
+
+def _as_stored(event: StepEvent) -> StepEvent:
+    """``event`` with its texts and details as the store keeps them (``storable``: NUL and
+    lone surrogates as U+FFFD), so that the answer a client gets live is the one it reads
+    later (a program's ``'a\\x00b'`` came back as itself from ``/ask``, and as
+    ``'a\\ufffdb'`` from ``/runs/{id}``: red-team pass BT)."""
+    if isinstance(event, ThoughtEvent | ObservationEvent):
+        return dataclasses.replace(event, text=storable(event.text))
+    if isinstance(event, ActionEvent):
+        return dataclasses.replace(event, action_input=storable(event.action_input))
+    return dataclasses.replace(
+        event,
+        answer=storable(event.answer),
+        error=storable(event.error),
+        details=storable(event.details),
+    )
 
 
 def _event_data(event: StepEvent) -> dict[str, Any]:

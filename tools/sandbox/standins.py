@@ -162,6 +162,77 @@ def _count_library_comparisons(depth: list[int], keep: Callable[[tuple[Any, ...]
                     type.__setattr__(cls, name, counted_comparison(method, depth, keep))
 
 
+def _count(value: Any) -> Any:
+    """A count a ``Counter`` adds, as a number or the program's own object: never a builtin
+    sequence, which its library code would add to another (``c.update({'a': c['a']})``
+    three times made 72M characters, red-team pass BR)."""
+    if exact_len(value) is not None:
+        raise TypeError("a Counter's counts are numbers in the sandbox")
+    return value
+
+
+def _counter_update(self: Any, iterable: Any = None, /, **kwds: Any) -> None:
+    """``Counter.update``, each count it adds to another checked (:func:`_count`)."""
+    if iterable is not None:
+        if isinstance(iterable, collections.abc.Mapping):
+            if self:
+                self_get = self.get
+                for elem, count in iterable.items():
+                    self[elem] = _count(count) + self_get(elem, 0)
+            else:
+                dict.update(self, iterable)  # stored, not added: Counter's fast path
+        else:
+            cast(Any, collections)._count_elements(self, iterable)
+    if kwds:
+        _counter_update(self, kwds)
+
+
+def _counter_add(self: Any, other: Any) -> Any:
+    """``Counter.__add__``, each count of ``other`` checked."""
+    if not isinstance(other, collections.Counter):
+        return NotImplemented
+    result: Any = collections.Counter()
+    for elem, count in self.items():
+        newcount = count + _count(other[elem])
+        if newcount > 0:
+            result[elem] = newcount
+    for elem, count in other.items():
+        if elem not in self and count > 0:
+            result[elem] = count
+    return result
+
+
+def _counter_iadd(self: Any, other: Any) -> Any:
+    """``Counter.__iadd__`` (``c += d``), each count of ``other`` checked."""
+    for elem, count in other.items():
+        self[elem] += _count(count)
+    return self._keep_positive()
+
+
+def _counter_total(self: Any) -> Any:
+    """``Counter.total``, each count checked (a first count whose ``__radd__`` answered a
+    string, then eleven 9M strings: 99M characters from the builtin ``sum``)."""
+    return sum(map(_count, self.values()))
+
+
+def _check_counter_counts() -> None:
+    """Put the checked ``update``, ``+``, ``+=`` and ``total`` on ``collections.Counter``
+    itself, whoever calls them (its ``__init__``, the operators, a program's method read).
+    Done in the template, once."""
+    counter: Any = collections.Counter
+    for name, func in (
+        ("update", _counter_update),
+        ("__add__", _counter_add),
+        ("__iadd__", _counter_iadd),
+        ("total", _counter_total),
+    ):
+        if vars(counter)[name] is not func:
+            original = vars(counter)[name]
+            func.__name__, func.__qualname__ = original.__name__, original.__qualname__
+            func.__module__, func.__doc__ = original.__module__, original.__doc__
+            type.__setattr__(counter, name, func)
+
+
 def counted_comparison(
     func: Callable[..., Any], depth: list[int], keep: Callable[[tuple[Any, ...]], None]
 ) -> Callable[..., Any]:
@@ -471,6 +542,31 @@ class SandboxRandom(random.Random):
     def triangular(self, low: Any = 0.0, high: Any = 1.0, mode: Any = None) -> float:
         return _checked_random_number(super().triangular(low, high, mode))  # type: ignore[no-any-return]
 
+    def gauss(self, mu: Any = 0.0, sigma: Any = 1.0) -> float:
+        """random.py's, with ``gauss_next`` read once and a float: random.py computed
+        ``mu + gauss_next * sigma`` with whatever a program had put there (``setstate``, a
+        subclass's attribute or property): ints of 8.5M bits, strings of 180M characters
+        (red-team pass BR)."""
+        z: Any = cast(Any, self).gauss_next  # typeshed does not declare it
+        self.gauss_next = None
+        if z is None:
+            x2pi = self.random() * 2.0 * math.pi
+            g2rad = math.sqrt(-2.0 * math.log(1.0 - self.random()))
+            z = math.cos(x2pi) * g2rad
+            self.gauss_next = math.sin(x2pi) * g2rad
+        elif type(z) is not float:
+            raise TypeError("gauss_next must be a float")
+        return _checked_random_number(mu + z * sigma)  # type: ignore[no-any-return]
+
+    def getstate(self) -> Any:
+        raise SandboxSecurityError(_STATE_REFUSED)
+
+    def setstate(self, state: Any) -> None:
+        raise SandboxSecurityError(_STATE_REFUSED)
+
+
+_STATE_REFUSED = "a random generator's getstate and setstate are not available in the sandbox"
+
 
 # What type() may hand out as itself. Not the combinatoric iterators (product, permutations,
 # combinations...): their constructors take a tuple length, checked by the module's wrappers.
@@ -732,6 +828,7 @@ class Classes:
         # may be comparing an item it holds no reference to (see keep_contents).
         self.comparing = [0]
         _count_library_comparisons(self.comparing, self._keep_alive)
+        _check_counter_counts()
         arith.before_change = functools.partial(self.keep_contents, removing=True)
         self.int = _stand_in(int, self._int)
         self.str = _stand_in(str, self._str)
@@ -946,6 +1043,7 @@ class Classes:
             _pin_tzinfo_methods(cls, self.comparing, self._keep_alive)
         if issubclass(cls, BaseException):
             self._hold_fields_while_formatting(cls)
+        self._count_inherited_renderings(cls)
         return cls
 
     def _refuse_library_names(self, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
@@ -996,6 +1094,22 @@ class Classes:
             method = vars(owner)[name]
             if not self.is_user_class(owner) and type(method) is types.WrapperDescriptorType:
                 type.__setattr__(cls, name, _formatting_with_fields_held(method))
+
+    def _count_inherited_renderings(self, cls: type) -> None:
+        """The C code a class inherits to write itself out counts as the program's own
+        ``__repr__``, ``__str__`` and ``__format__`` do: it may call the program's plain
+        methods (``OrderedDict.__repr__`` calls a subclass's ``items()``, ``date.__str__``
+        its ``isoformat()``). A subclass's ``items()`` emptied the list being written out,
+        and CPython went on with a freed slice: any byte, then the real ``os`` (red-team pass
+        BS). Python code a class inherits is counted already (``_INHERITED_COUNTED``); a
+        builtin exception's formatting, held (``holding_fields``), calls only the fields'
+        own ``__str__``, counted as the program's."""
+        for name in ("__repr__", "__str__", "__format__"):
+            owner = next(k for k in cls.__mro__ if name in vars(k))
+            inherited = vars(owner)[name]
+            if self.is_user_class(owner) or type(inherited) is FunctionType:
+                continue  # the program's own, or held and counted above
+            type.__setattr__(cls, name, self._keeping_self(name, inherited))
 
     def exposed(self, obj: Any) -> Any:
         """``obj`` as the program may hold it: a class as ``type()`` answers for its

@@ -1480,6 +1480,19 @@ COMPARING_CHANGES = {
             ("a_format", "__format__", "A()", "format(L[0], '')"),
         ]
     },
+    # pass BS: C code a class inherits to write itself out calls its plain methods
+    "a_list_emptied_in_an_ordered_dict_subclass_items": (
+        "import collections\nkeep = []\nclass B:\n    __slots__ = ('a', 'b', 'c', 'd', 'e', 'f')\n"
+        "    def __repr__(self):\n        return 'B'\n"
+        "class O(collections.OrderedDict):\n    def items(self):\n        victim.clear()\n"
+        "        for i in range(300):\n            keep.append(B())\n        return [(1, 2)]\n"
+        "victim = [slice(O(a=1), B(), B())]\nresult = repr(victim)"
+    ),
+    "a_list_emptied_in_a_date_subclass_isoformat": (
+        "import datetime\nclass D(datetime.date):\n    def isoformat(self):\n"
+        "        victim.clear()\n        return 'D'\n"
+        "victim = [D(2020, 1, 1)]\nresult = str(victim[0])"
+    ),
     "a_list_emptied_in_a_defaultdict_factorys_repr": (
         "import collections\nclass A:\n    def __repr__(self):\n        L.clear()\n"
         "        return 'A'\ndef fac():\n    return 0\nd = collections.defaultdict(fac)\n"
@@ -1852,6 +1865,95 @@ async def test_protocols_slots_and_regex_flags_work_as_ever(box: Sandbox) -> Non
     )
     res = await box.run(code)
     assert res.value == [4.0, 9.0, 10, ["AB", "ac"], 2], res
+
+
+# Pass BR: library Python code adds and multiplies what the program stored, unmeasured:
+# random.gauss computed mu + gauss_next * sigma, and Counter added counts that were strings.
+LIBRARY_ARITHMETIC = {
+    "gauss_next_by_setstate": (
+        "import random\nr = random.Random(1)\nst = r.getstate()\ny = 10 ** 9999\n"
+        "for i in range(8):\n    r.setstate((3, st[1], y))\n    y = r.gauss(0, y)\n"
+        "result = y.bit_length()",
+        "SecurityError",
+    ),
+    "gauss_next_of_a_subclass": (
+        "import random\nclass R(random.Random):\n    def __init__(self):\n"
+        "        super().__init__(1)\n        self.gauss_next = 'x' * 9_000_000\n"
+        "result = len(R().gauss('', 20))",
+        "TypeError",
+    ),
+    "gauss_next_as_a_property": (
+        "import random\nclass R(random.Random):\n    @property\n    def gauss_next(self):\n"
+        "        return 10 ** 9999\n    @gauss_next.setter\n    def gauss_next(self, v):\n"
+        "        pass\nresult = R(1).gauss(0, 10 ** 9999).bit_length()",
+        "TypeError",
+    ),
+    "counter_update_of_strings": (
+        "import collections\nc = collections.Counter()\nc['a'] = 'x' * 9_000_000\n"
+        "for i in range(3):\n    c.update({'a': c['a']})\nresult = len(c['a'])",
+        "TypeError",
+    ),
+    "counter_plus_counter_of_lists": (
+        "import collections\nc = collections.Counter()\nc['a'] = [0] * 6_000_000\n"
+        "result = len((c + c)['a'])",
+        "TypeError",
+    ),
+    "counter_iadd_of_bytes": (
+        "import collections\nc = collections.Counter()\nc['a'] = b'x' * 6_000_000\n"
+        "c += collections.Counter(a=c['a'])\nresult = len(c['a'])",
+        "TypeError",
+    ),
+    "counter_total_of_strings": (
+        "import collections\nclass Y:\n    def __radd__(self, o):\n        return 'y'\n"
+        "c = collections.Counter({'a': Y(), **{str(i): 'x' * 9_000_000 for i in range(11)}})\n"
+        "result = len(c.total())",
+        "TypeError",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY_ARITHMETIC))
+async def test_library_arithmetic_takes_numbers_only(box: Sandbox, name: str) -> None:
+    code, kind = LIBRARY_ARITHMETIC[name]
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, kind), res
+
+
+async def test_counters_and_gauss_work_as_ever(box: Sandbox) -> None:
+    code = (
+        "import collections, random\nc = collections.Counter('abracadabra')\n"
+        "c.update({'a': 2}, z=1)\nd = c + collections.Counter('aab')\n"
+        "c += collections.Counter('bb')\nr, r2 = random.Random(7), random.Random(7)\n"
+        "g = [r.gauss(0, 1) for i in range(3)]\n"
+        "result = [c.most_common(2), d['a'], c.total(), g == [r2.gauss() for i in range(3)],\n"
+        "          collections.Counter(c) == c,\n"
+        "          (collections.Counter(a=1.5) + collections.Counter(a=2))['a']]"
+    )
+    res = await box.run(code)
+    assert res.value == [[["a", 7], ["b", 4]], 9, 16, True, True, 3.5], res
+
+
+async def test_inherited_renderings_work_as_ever(box: Sandbox) -> None:
+    code = (
+        "import collections, datetime\nclass O(collections.OrderedDict):\n"
+        "    def items(self):\n        l = list(super().items())\n"
+        "        l.append(('c', 3))\n        return l\n"
+        "class D(datetime.date):\n    pass\nclass E(ValueError):\n    pass\n"
+        "class P:\n    pass\n"
+        "result = [repr(O(a=1)), str(D(2020, 1, 2)), f'{D(2020, 1, 2):%Y}', str(E('x')),\n"
+        "          repr(E('y')), repr(P()).startswith('<__main__.P'),\n"
+        "          format(P(), '').startswith('<__main__.P')]"
+    )
+    res = await box.run(code)
+    assert res.value == [
+        "O([('a', 1), ('c', 3)])",
+        "2020-01-02",
+        "2020",
+        "x",
+        "E('y')",
+        True,
+        True,
+    ], res
 
 
 async def test_sums_displays_and_renderings_work_as_ever(box: Sandbox) -> None:

@@ -463,20 +463,25 @@ async def test_pal_sft_is_the_conversation_the_model_was_sent() -> None:
     assert messages[-1] == {"role": "assistant", "content": fenced(code)}
 
 
-async def test_a_failed_program_whose_message_ends_like_a_result_is_never_the_answer() -> None:
-    """Pass BT: the exports and a thread's next question read which program answered from the
-    run's record (``details.answered_by``, ``details.returned``), never from an
-    observation's text, which a failed program writes: its message ended with the answer."""
-    hostile = "def solution():\n    raise ValueError('oops\\nresult: 7006652')\n"
-    honest = program("1234 * 5678", doc=QUESTION)
-    fake = FakeOpenAI([fenced(hostile), fenced(honest)])
+async def pal_run(*replies: str) -> dict[str, Any]:
+    """A PAL run of ``QUESTION`` whose model answers ``replies`` in turn, as stored."""
+    fake = FakeOpenAI(list(replies))
     events = [
         event
         async for event in run_pal(
             QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions()
         )
     ]
-    the_run = stored("pal", QUESTION, events)
+    return stored("pal", QUESTION, events)
+
+
+async def test_a_failed_program_whose_message_ends_like_a_result_is_never_the_answer() -> None:
+    """Pass BT: the exports and a thread's next question read which program answered from the
+    run's record (``details.answered_by``, ``details.returned``), never from an
+    observation's text, which a failed program writes: its message ended with the answer."""
+    hostile = "def solution():\n    raise ValueError('oops\\nresult: 7006652')\n"
+    honest = program("1234 * 5678", doc=QUESTION)
+    the_run = await pal_run(fenced(hostile), fenced(honest))
     assert the_run["steps"][0]["observation"].endswith("result: 7006652")  # the lure
     assert the_run["details"]["answered_by"] == 2 and the_run["details"]["returned"] == [2]
     assert export.answering_program(the_run) == honest
@@ -484,14 +489,7 @@ async def test_a_failed_program_whose_message_ends_like_a_result_is_never_the_an
     assert record is not None and check_sft(record)[-1]["content"] == fenced(honest)
     # a correction is looked for among the programs that returned a value only
     wrong = program("0", doc=QUESTION)
-    fake = FakeOpenAI([fenced(hostile), fenced(wrong)])
-    events = [
-        event
-        async for event in run_pal(
-            QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions()
-        )
-    ]
-    voted_wrong = stored("pal", QUESTION, events)
+    voted_wrong = await pal_run(fenced(hostile), fenced(wrong))
     corrected = sft_record(voted_wrong, feedback("live-3", -1, correction="7006652"))
     assert "ValueError" not in json.dumps(corrected), corrected
 

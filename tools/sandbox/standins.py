@@ -203,9 +203,12 @@ def _counter_add(self: Any, other: Any) -> Any:
 
 
 def _counter_iadd(self: Any, other: Any) -> Any:
-    """``Counter.__iadd__`` (``c += d``), each count of ``other`` checked."""
+    """``Counter.__iadd__`` (``c += d``), both counts checked (a list count ``+=`` an
+    iterator of 40M items, pass BV)."""
     for elem, count in other.items():
-        self[elem] += _count(count)
+        current = _count(self[elem])
+        current += _count(count)
+        self[elem] = current
     return self._keep_positive()
 
 
@@ -484,6 +487,9 @@ def _checked_random_number(number: Any) -> Any:
     kind = type(number)
     if kind is float or (kind is int and number.bit_length() <= RANDOM_MAX_BITS[0]):
         return number  # the common case, at once
+    if exact_len(number) is not None:  # gauss(s, P()): ``mu + z * sigma``, P's __rmul__
+        # answering a string s: random.py joined the two (80M characters in four calls, BV)
+        raise TypeError("a random number is a number, not a sequence")
     for part in int_parts(number):
         if part.bit_length() > RANDOM_MAX_BITS[0]:
             raise IntSizeLimit("a random number past the int limit (sandbox limit)")
@@ -557,6 +563,9 @@ class SandboxRandom(random.Random):
         elif type(z) is not float:
             raise TypeError("gauss_next must be a float")
         return _checked_random_number(mu + z * sigma)  # type: ignore[no-any-return]
+
+    def normalvariate(self, mu: Any = 0.0, sigma: Any = 1.0) -> float:
+        return _checked_random_number(super().normalvariate(mu, sigma))  # type: ignore[no-any-return]
 
     def getstate(self) -> Any:
         raise SandboxSecurityError(_STATE_REFUSED)
@@ -1055,6 +1064,9 @@ class Classes:
         slots = (slots,) if isinstance(slots, str) else slots
         if not isinstance(slots, (tuple, list)):
             raise SandboxSecurityError("__slots__ must be a tuple or list of names in the sandbox")
+        slots = tuple(slots)  # an exact tuple, iterated once
+        if "__slots__" in namespace:  # what was checked is what type() gets: a tuple
+            namespace["__slots__"] = slots  # subclass's __iter__ answered others (pass BV)
         for slot in slots:
             if type(slot) is not str:
                 raise SandboxSecurityError("__slots__ must be a tuple or list of names")

@@ -1824,6 +1824,21 @@ async def test_a_class_redefines_no_private_name_of_a_library_base(box: Sandbox,
     assert "cannot be redefined" in (res.error or ""), res
 
 
+async def test_slots_are_read_once(box: Sandbox) -> None:
+    """Pass BV: a tuple subclass's ``__iter__`` answered harmless names to the check, then
+    ``numerator`` to ``type()``; what was checked is now what the class gets."""
+    code = (
+        "import fractions\nn = [0]\nclass T(tuple):\n    def __iter__(self):\n"
+        "        n[0] += 1\n        if n[0] == 1:\n            return iter(('aa', 'bb'))\n"
+        "        return iter(('numerator', 'denominator'))\n"
+        "class F(fractions.Fraction):\n    __slots__ = T(('x',))\nf = F(1)\n"
+        "f.numerator = 30_000_000\nresult = fractions.Fraction(3) ** f"
+    )
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "'numerator' is a field of a library class" in (res.error or ""), res
+
+
 async def test_a_slot_names_no_special_attribute(box: Sandbox) -> None:
     res = await box.run(
         "import typing\nclass Q(typing.Protocol):\n    __slots__ = ('__globals__',)\nresult = 1"
@@ -1888,6 +1903,19 @@ LIBRARY_ARITHMETIC = {
         "        pass\nresult = R(1).gauss(0, 10 ** 9999).bit_length()",
         "TypeError",
     ),
+    # pass BV: the program's __rmul__ answered a sequence, which random.py joined to mu
+    "gauss_of_a_sequence": (
+        "import random\ns = ['x' * 5_000_000]\nclass P:\n    def __rmul__(self, o):\n"
+        "        return s[0]\nr = random.Random(1)\nfor i in range(4):\n"
+        "    s[0] = r.gauss(s[0], P())\nresult = len(s[0])",
+        "TypeError",
+    ),
+    "normalvariate_of_a_sequence": (
+        "import random\ns = [[0] * 5_000_000]\nclass P:\n    def __rmul__(self, o):\n"
+        "        return s[0]\nfor i in range(3):\n    s[0] = random.normalvariate(s[0], P())\n"
+        "result = len(s[0])",
+        "TypeError",
+    ),
     "counter_update_of_strings": (
         "import collections\nc = collections.Counter()\nc['a'] = 'x' * 9_000_000\n"
         "for i in range(3):\n    c.update({'a': c['a']})\nresult = len(c['a'])",
@@ -1917,6 +1945,18 @@ async def test_library_arithmetic_takes_numbers_only(box: Sandbox, name: str) ->
     code, kind = LIBRARY_ARITHMETIC[name]
     res = await box.run(code)
     assert (res.ok, res.error_kind) == (False, kind), res
+
+
+async def test_a_counter_count_is_checked_before_it_grows(box: Sandbox) -> None:
+    """Pass BV: ``c += d`` checked the count it added, not the one it added to: a list
+    count grew by 40M items before the next comparison refused it."""
+    code = (
+        "import collections, itertools\nc = collections.Counter()\nc['a'] = [0]\n"
+        "try:\n    c += collections.Counter(a=itertools.repeat(7, 40_000_000))\n"
+        "except TypeError as e:\n    error = str(e)\nresult = [len(c['a']), error]"
+    )
+    res = await box.run(code)
+    assert res.value == [1, "a Counter's counts are numbers in the sandbox"], res
 
 
 async def test_counters_and_gauss_work_as_ever(box: Sandbox) -> None:

@@ -290,13 +290,24 @@ class SandboxTransformer(RestrictingNodeTransformer):
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
         """``except X`` matches through ``_catch_(X)``: a stand-in (the program's
-        ``UnicodeDecodeError``, checked when it is made) is its real class there."""
+        ``UnicodeDecodeError``, checked when it is made) is its real class there; ``as e``
+        passes ``_caught_(e)`` first."""
         node = cast(ast.ExceptHandler, super().visit_ExceptHandler(node))
         if node.type is not None:
             call = ast.Call(func=ast.Name("_catch_", ast.Load()), args=[node.type], keywords=[])
             copy_locations(call, node.type)
             ast.fix_missing_locations(call)
             node.type = call
+        if node.name is not None:  # ``as e``: its texts measured first (see Classes.caught)
+            measured = ast.Call(
+                func=ast.Name("_caught_", ast.Load()),
+                args=[ast.Name(node.name, ast.Load())],
+                keywords=[],
+            )
+            check = ast.Expr(measured)
+            copy_locations(check, node)
+            ast.fix_missing_locations(check)
+            node.body.insert(0, check)
         return node
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:

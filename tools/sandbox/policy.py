@@ -1060,6 +1060,8 @@ class Guards:
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
             if self.classes.has_library_slots(type(obj)):  # ``Fraction``'s ``_numerator``
                 return _OwnWriter(obj, self)
+            if not isinstance(obj, type) and self.classes.library_methods(type(obj)):
+                return _OwnWriter(obj, self)  # none of them shadowed (see _writable_name)
             if isinstance(obj, type):  # what it is given is contained as its body's is
                 return _OwnWriter(obj, self)
             return obj  # the program's own objects, its functions included (``f.calls = 0``)
@@ -1085,6 +1087,12 @@ class Guards:
             raise SandboxSecurityError(f"a number class's {checked} cannot be redefined")
         if is_private_name(checked) and isinstance(obj, type):  # as in its class body
             self.classes.refuse_library_name([obj], checked)
+        if not isinstance(obj, type) and checked in self.classes.library_methods(type(obj)):
+            # the library's code calls self.<name>() trusting what it answers (a Random
+            # subclass's instance given random = lambda: 'x', pass BW)
+            raise SandboxSecurityError(
+                f"{checked!r} is a library class's method and cannot be shadowed on its instance"
+            )
         if checked in TZINFO_METHODS and isinstance(obj, type) and issubclass(obj, datetime.tzinfo):
             # pinned on the class when it was made (standins._Pinned): counted, never shadowed
             raise SandboxSecurityError("a tzinfo's methods are its class's in the sandbox")
@@ -1440,6 +1448,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_write_slice_": guards.write_slice,
         "_aug_attr_": guards.aug_attr,
         "_catch_": guards.classes.catchable,
+        "_caught_": guards.classes.caught,
     }
 
 

@@ -162,6 +162,20 @@ def _count_library_comparisons(depth: list[int], keep: Callable[[tuple[Any, ...]
                     type.__setattr__(cls, name, counted_comparison(method, depth, keep))
 
 
+_METHOD_KINDS = (
+    FunctionType,
+    types.MethodDescriptorType,
+    types.BuiltinFunctionType,
+    types.ClassMethodDescriptorType,
+    classmethod,
+    staticmethod,
+)
+
+
+def _is_method(value: Any) -> bool:
+    return isinstance(value, _METHOD_KINDS)
+
+
 def _count(value: Any) -> Any:
     """A count a ``Counter`` adds, as a number or the program's own object: never a builtin
     sequence, which its library code would add to another (``c.update({'a': c['a']})``
@@ -509,8 +523,52 @@ def _numbers(values: Any, what: str) -> Any:
     return items
 
 
+def _parameters(*values: Any) -> None:
+    """A distribution's parameters as numbers: random.py computes with them, and with what
+    the program's objects answered it made 200M characters (``weibullvariate('x' * 10M, B())``,
+    ``vonmisesvariate`` formatting with ``%``) and 10M-bit ints (red-team pass BW)."""
+    for value in values:
+        if value is not None and type(value) not in _WEIGHTS:
+            raise TypeError("a random distribution's parameters are numbers in the sandbox")
+
+
+def _float_answer(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A subclass's ``random()``, answering a float (random.py computes with it)."""
+
+    def random_(self: Any) -> float:
+        value = method(self)
+        if type(value) is not float:
+            raise TypeError("random() must answer a float in the sandbox")
+        return value
+
+    return random_
+
+
+def _int_answer(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A subclass's ``getrandbits(k)``, answering an int of ``k`` bits at most."""
+
+    def getrandbits(self: Any, k: Any, /) -> int:
+        bits = checked_random_bits(k)
+        value = method(self, bits)
+        if type(value) is not int or value < 0 or value.bit_length() > bits:
+            raise TypeError("getrandbits(k) must answer an int of k bits in the sandbox")
+        return value
+
+    return getrandbits
+
+
 class SandboxRandom(random.Random):
-    """``random.Random`` whose bit and byte counts are bounded by the sandbox limits."""
+    """``random.Random`` whose bit and byte counts are bounded by the sandbox limits, whose
+    distributions take numbers, and whose subclasses' ``random()`` answers a float and
+    ``getrandbits()`` an int of the bits asked: what random.py computes with is a number."""
+
+    def __init_subclass__(cls, /, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "random" in own:
+            type.__setattr__(cls, "random", _float_answer(own["random"]))
+        if "getrandbits" in own:
+            type.__setattr__(cls, "getrandbits", _int_answer(own["getrandbits"]))
 
     def getrandbits(self, k: Any, /) -> int:
         return super().getrandbits(checked_random_bits(k))
@@ -543,9 +601,11 @@ class SandboxRandom(random.Random):
         return _checked_random_number(super().randrange(start, stop, step))  # type: ignore[no-any-return]
 
     def uniform(self, a: Any, b: Any) -> float:
+        _parameters(a, b)
         return _checked_random_number(super().uniform(a, b))  # type: ignore[no-any-return]
 
     def triangular(self, low: Any = 0.0, high: Any = 1.0, mode: Any = None) -> float:
+        _parameters(low, high, mode)
         return _checked_random_number(super().triangular(low, high, mode))  # type: ignore[no-any-return]
 
     def gauss(self, mu: Any = 0.0, sigma: Any = 1.0) -> float:
@@ -553,6 +613,7 @@ class SandboxRandom(random.Random):
         ``mu + gauss_next * sigma`` with whatever a program had put there (``setstate``, a
         subclass's attribute or property): ints of 8.5M bits, strings of 180M characters
         (red-team pass BR)."""
+        _parameters(mu, sigma)
         z: Any = cast(Any, self).gauss_next  # typeshed does not declare it
         self.gauss_next = None
         if z is None:
@@ -565,7 +626,36 @@ class SandboxRandom(random.Random):
         return _checked_random_number(mu + z * sigma)  # type: ignore[no-any-return]
 
     def normalvariate(self, mu: Any = 0.0, sigma: Any = 1.0) -> float:
+        _parameters(mu, sigma)
         return _checked_random_number(super().normalvariate(mu, sigma))  # type: ignore[no-any-return]
+
+    def lognormvariate(self, mu: Any, sigma: Any) -> float:
+        _parameters(mu, sigma)
+        return super().lognormvariate(mu, sigma)
+
+    def expovariate(self, lambd: Any) -> float:
+        _parameters(lambd)
+        return super().expovariate(lambd)
+
+    def vonmisesvariate(self, mu: Any, kappa: Any) -> float:
+        _parameters(mu, kappa)
+        return super().vonmisesvariate(mu, kappa)
+
+    def gammavariate(self, alpha: Any, beta: Any) -> float:
+        _parameters(alpha, beta)
+        return _checked_random_number(super().gammavariate(alpha, beta))  # type: ignore[no-any-return]
+
+    def betavariate(self, alpha: Any, beta: Any) -> float:
+        _parameters(alpha, beta)
+        return super().betavariate(alpha, beta)
+
+    def paretovariate(self, alpha: Any) -> float:
+        _parameters(alpha)
+        return _checked_random_number(super().paretovariate(alpha))  # type: ignore[no-any-return]
+
+    def weibullvariate(self, alpha: Any, beta: Any) -> float:
+        _parameters(alpha, beta)
+        return _checked_random_number(super().weibullvariate(alpha, beta))  # type: ignore[no-any-return]
 
     def getstate(self) -> Any:
         raise SandboxSecurityError(_STATE_REFUSED)
@@ -833,6 +923,7 @@ class Classes:
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
+        self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
         # How many of the program's comparisons, __bool__s and __hash__es are running: C code
         # may be comparing an item it holds no reference to (see keep_contents).
         self.comparing = [0]
@@ -922,6 +1013,21 @@ class Classes:
         """A library's data descriptor answers ``obj.<name>`` (``Fraction``'s
         ``_numerator`` slot on the program's subclass of it)."""
         return self._library_descriptor(type(obj), name)
+
+    def library_methods(self, cls: type) -> frozenset[str]:
+        """The methods (functions, method descriptors, class and static methods) the library
+        classes in ``cls``'s MRO define, ``object``'s aside: once a class."""
+        entry = self._library_methods.get(id(cls))
+        if entry is None or entry[0] is not cls:
+            names = frozenset(
+                name
+                for base in cls.__mro__
+                if base is not object and not self.is_user_class(base)
+                for name, value in vars(base).items()
+                if not is_special_name(name) and _is_method(value)
+            )
+            entry = self._library_methods[id(cls)] = (cls, names)
+        return entry[1]
 
     def has_library_slots(self, cls: type) -> bool:
         """Instances of the program's class ``cls`` hold slots or fields of a library base."""
@@ -1385,13 +1491,27 @@ class Classes:
         own as a sandbox limit, and a traceback would lead to frames."""
         safe_type = self.safe_type
         binds = self._bound_to_an_instance
+        caught = self.caught
 
         def __exit__(self: Any, kind: Any, value: Any, traceback: Any) -> Any:
             if isinstance(value, BaseException):
-                kind = safe_type(value)
+                kind = safe_type(caught(value))
             return binds(method, self)(kind, value, None)
 
         return self._named_wrapper(__exit__, method)
+
+    def caught(self, exc: Any) -> Any:
+        """An exception as the program catches it (``except ... as e``, an ``__exit__``),
+        its texts measured: C and library code put a value's repr in a message
+        (``[].index([s] * 200_000)``: a 200M-character ``e.args[0]``, red-team pass BW).
+        A library's exception passes its message to ``args`` (``re.error``'s ``msg`` too)."""
+        if isinstance(exc, BaseException):
+            for field in exception_fields(exc):  # ``args`` and the other C fields
+                for item in field if type(field) is tuple else (field,):
+                    length = exact_len(item)
+                    if length is not None:
+                        self.arith.check_items(length, "an exception's message")
+        return exc
 
     def _contained_descriptor(self, method: Any) -> Callable[..., Any]:
         """A callable of a class body that binds like a method (an ``lru_cache`` wrapper),

@@ -818,6 +818,9 @@ COMPARING_METHODS = frozenset(
         # holding no reference, and a slice's or a generic alias's repr reads its fields
         # after its start's __repr__ emptied that list (pass BO: freed, refilled, the real os)
         *("__repr__", "__str__", "__format__"),
+        # and what a float's comparison with a long negative int asks of an int subclass
+        # (pass BU; its answer must be an int too: see Classes._int_negation)
+        "__neg__",
     ]
 )
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__")
@@ -1159,7 +1162,28 @@ class Classes:
         if issubclass(cls, BaseException):
             self._hold_fields_while_formatting(cls)
         self._count_inherited_renderings(cls)
+        if issubclass(cls, int):
+            self._int_negation(cls)
         return cls
+
+    def _int_negation(self, cls: type) -> None:
+        """An int subclass's ``__neg__``, wherever the program defined it, answers an int:
+        a float's comparison with a negative int of 49 bits or more shifts what ``-w``
+        answered as an int, unchecked, and a string there was read as megabytes of digits
+        past its end (SIGSEGV, or heap bytes in the comparison's answer: red-team pass BU)."""
+        owner = next(k for k in cls.__mro__ if "__neg__" in vars(k))
+        if not self.is_user_class(owner):
+            return
+        negation = vars(owner)["__neg__"]
+        binds = self._bound_to_an_instance
+
+        def __neg__(self: Any, /) -> Any:
+            result = binds(negation, self)()
+            if not isinstance(result, int):
+                raise TypeError("an int subclass's __neg__ must answer an int in the sandbox")
+            return result
+
+        type.__setattr__(cls, "__neg__", self._named_wrapper(__neg__, negation))
 
     def _refuse_library_names(self, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
         """A class body defines no private name a library base of it has (its own switches:

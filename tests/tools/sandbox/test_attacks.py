@@ -1996,6 +1996,28 @@ async def test_caught_exceptions_work_as_ever(box: Sandbox) -> None:
     assert res.value == ["invalid literal for int() with base 10: 'x'", 1000, ["a", 2]], res
 
 
+# Pass BU: a float compared with a negative int of 49 bits or more shifts what the int
+# subclass's __neg__ answered as an int, unchecked: a string's bytes read as digits (SIGSEGV).
+NEGATIONS = {
+    "a_string": "class I(int):\n    def __neg__(self):\n        return 'x' * 10 ** 7\n",
+    "a_list_in_a_sort": "class I(int):\n    def __neg__(self):\n        return [0] * 10 ** 6\n",
+    "inherited_from_a_plain_class": (
+        "class M:\n    def __neg__(self):\n        return b'\\xff' * 8\n"
+        "class I(M, int):\n    pass\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEGATIONS))
+async def test_an_int_subclass_negates_to_an_int(box: Sandbox, name: str) -> None:
+    code = NEGATIONS[name] + (
+        "w = I(-(2 ** 48 + 1))\nv = -(2.0 ** 48 + 0.5)\nresult = [v < w, v > w, sorted([w, v])]"
+    )
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "TypeError"), res
+    assert "__neg__ must answer an int" in (res.error or ""), res
+
+
 async def test_counters_and_gauss_work_as_ever(box: Sandbox) -> None:
     code = (
         "import collections, random\nc = collections.Counter('abracadabra')\n"

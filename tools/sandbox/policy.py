@@ -594,6 +594,10 @@ class Guards:
                 for key, value in kept.items()
                 if key not in foreign and not self._library_code(value)
             }
+        if self.classes.library_methods(type(obj)):
+            # read-only: an item written there shadows a library base's method as setattr()
+            # would (``r.__dict__['random'] = ...`` on a Random subclass's instance, pass BZ)
+            return types.MappingProxyType(namespace)
         return namespace
 
     def _library_code(self, value: Any) -> bool:

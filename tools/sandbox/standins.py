@@ -564,11 +564,11 @@ class SandboxRandom(random.Random):
 
     def __init_subclass__(cls, /, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        own = vars(cls)
-        if "random" in own:
-            type.__setattr__(cls, "random", _float_answer(own["random"]))
-        if "getrandbits" in own:
-            type.__setattr__(cls, "getrandbits", _int_answer(own["getrandbits"]))
+        for name, answer in (("random", _float_answer), ("getrandbits", _int_answer)):
+            # wherever the program defined it: the class, or a helper class before this one
+            owner = next(k for k in cls.__mro__ if name in vars(k))
+            if owner not in _RANDOM_CLASSES:
+                type.__setattr__(cls, name, answer(vars(owner)[name]))
 
     def getrandbits(self, k: Any, /) -> int:
         return super().getrandbits(checked_random_bits(k))
@@ -665,6 +665,7 @@ class SandboxRandom(random.Random):
 
 
 _STATE_REFUSED = "a random generator's getstate and setstate are not available in the sandbox"
+_RANDOM_CLASSES = SandboxRandom.__mro__  # whose random() and getrandbits() are the C ones
 
 
 # What type() may hand out as itself. Not the combinatoric iterators (product, permutations,
@@ -1116,14 +1117,19 @@ class Classes:
                 raise SandboxSecurityError(f"{_named(base)} cannot be subclassed in the sandbox")
             if issubclass(base, type) or issubclass(base, BaseExceptionGroup):
                 raise SandboxSecurityError("metaclasses cannot be defined in the sandbox")
-            if issubclass(base, _ITERATED_BY_COMPARISONS) and "__iter__" in namespace:
+        # What the class defines is its body and what its own bases of the program's define:
+        # a helper class listed first comes before the library's (class SS(M, set) with
+        # M.__iter__ ran uncounted in a comparison, pass BZ: a freed dict view, SIGSEGV)
+        names = self._program_names(bases) | namespace.keys()
+        for base in bases:
+            if issubclass(base, _ITERATED_BY_COMPARISONS) and "__iter__" in names:
                 raise SandboxSecurityError(_ITER_REFUSED)
             if issubclass(base, super):  # its attribute reads go to another object's classes
                 raise SandboxSecurityError("super cannot be subclassed in the sandbox")
-            redefined = sorted(NUMBER_PROTOCOL & namespace.keys())
+            redefined = sorted(NUMBER_PROTOCOL & names)
             if redefined and issubclass(base, NUMBER_TYPES):
                 raise SandboxSecurityError(f"a number class's {redefined[0]} cannot be redefined")
-        self._refuse_library_names(bases, namespace)
+        self._refuse_library_names(bases, namespace, names)
         if any(issubclass(base, NUMBER_TYPES) for base in bases):
             _pin_number_parts(bases, namespace)
         if "__exit__" in namespace:  # any form: a function, staticmethod, partial, instance
@@ -1185,7 +1191,21 @@ class Classes:
 
         type.__setattr__(cls, "__neg__", self._named_wrapper(__neg__, negation))
 
-    def _refuse_library_names(self, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+    def _program_names(self, bases: tuple[type, ...]) -> set[str]:
+        """The names the program's own classes among ``bases``' MROs define (not what a
+        library's class machinery put in them, ``_is_protocol``, ``_abc_impl``)."""
+        return {
+            name
+            for base in bases
+            for k in base.__mro__
+            if self.is_user_class(k)
+            for name in vars(k)
+            if name not in self._foreign.get(id(k), ())
+        }
+
+    def _refuse_library_names(
+        self, bases: tuple[type, ...], namespace: dict[str, Any], names: Iterable[str]
+    ) -> None:
         """A class body defines no private name a library base of it has (its own switches:
         ``_is_runtime_protocol = True`` made ``isinstance`` with a ``typing.Protocol`` call
         the real ``hasattr`` and ``getattr`` with any name, pass BN), and its ``__slots__``
@@ -1206,7 +1226,7 @@ class Classes:
             # (a Fraction subclass's slot 'numerator' gave the library's ** any value, pass BP)
             if slot not in ("__dict__", "__weakref__"):
                 self.refuse_library_name(bases, slot)
-        for name in namespace:
+        for name in names:
             if is_private_name(name):
                 self.refuse_library_name(bases, name)
 

@@ -1087,11 +1087,19 @@ class Guards:
         checked = check_attr_name(name, obj, self.classes, writing=True)
         if checked in READABLE_DUNDERS or checked in OWN_DUNDERS:
             raise SandboxSecurityError(f"{checked} cannot be changed in the sandbox")
-        if checked in NUMBER_PROTOCOL and isinstance(obj, type) and issubclass(obj, NUMBER_TYPES):
-            raise SandboxSecurityError(f"a number class's {checked} cannot be redefined")
-        if is_private_name(checked) and isinstance(obj, type):  # as in its class body
-            self.classes.refuse_library_name([obj], checked)
-        if not isinstance(obj, type) and checked in self.classes.library_methods(type(obj)):
+        if isinstance(obj, type):
+            # as in a class body, for the class and every class made on it since (a helper
+            # class written after class F(M, Fraction) gave F a numerator, pass CB)
+            for cls in self.classes.family(obj):
+                if checked in NUMBER_PROTOCOL and issubclass(cls, NUMBER_TYPES):
+                    raise SandboxSecurityError(f"a number class's {checked} cannot be redefined")
+                if is_private_name(checked):
+                    self.classes.refuse_library_name([cls], checked)
+                if checked in self.classes.library_methods(cls):
+                    raise SandboxSecurityError(
+                        f"{checked!r} is a library class's method and cannot be replaced"
+                    )
+        elif checked in self.classes.library_methods(type(obj)):
             # the library's code calls self.<name>() trusting what it answers (a Random
             # subclass's instance given random = lambda: 'x', pass BW)
             raise SandboxSecurityError(

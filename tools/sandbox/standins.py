@@ -1018,6 +1018,17 @@ class Classes:
         ``_numerator`` slot on the program's subclass of it)."""
         return self._library_descriptor(type(obj), name)
 
+    def family(self, cls: type) -> list[type]:
+        """``cls`` and every class made on it since, at any depth."""
+        found, todo = [cls], [cls]
+        while todo:
+            subclasses: list[type] = type.__subclasses__(todo.pop())
+            for sub in subclasses:
+                if sub not in found:
+                    found.append(sub)
+                    todo.append(sub)
+        return found
+
     def library_methods(self, cls: type) -> frozenset[str]:
         """The methods (functions, method descriptors, class and static methods) the library
         classes in ``cls``'s MRO define, ``object``'s aside: once a class."""

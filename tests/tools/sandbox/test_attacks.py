@@ -2052,6 +2052,32 @@ HELPER_CLASSES = {
         "class R(M, random.Random):\n    pass\nresult = R(1).uniform(0, 20)",
         "must answer a float",
     ),
+    # pass CB: the helper class (or the class) written after the class was made
+    "a_fractions_private_part_later": (
+        "from fractions import Fraction\nclass M:\n    pass\nclass F(M, Fraction):\n    pass\n"
+        "M._numerator = property(lambda self: 1)\nresult = F(1, 2) == 0.5",
+        "cannot be redefined",
+    ),
+    "a_fractions_numerator_later": (
+        "from fractions import Fraction\nclass M:\n    pass\nclass F(M, Fraction):\n    pass\n"
+        "M.numerator = property(lambda self: 30_000_000)\nresult = Fraction(3) ** F(1)",
+        "cannot be redefined",
+    ),
+    "a_randoms_random_later": (
+        "import random\nclass M:\n    pass\nclass R(M, random.Random):\n    pass\n"
+        "M.random = lambda self: 'x'\nresult = R().uniform(0, 20)",
+        "cannot be replaced",
+    ),
+    "a_randoms_getrandbits_on_the_class": (
+        "import random\nclass R(random.Random):\n    pass\n"
+        "R.getrandbits = lambda self, k: -3 ** 20000\nresult = R().randrange(10)",
+        "cannot be replaced",
+    ),
+    "a_counters_private_method_later": (
+        "import collections\nclass M:\n    pass\nclass C(M, collections.Counter):\n    pass\n"
+        "M._keep_positive = lambda self: 'mine'\nresult = C(a=1)._keep_positive()",
+        "cannot be redefined",
+    ),
     "an_instance_dict_item": (
         "import random\nclass R(random.Random):\n    pass\nr = R(1)\n"
         "r.__dict__['random'] = lambda: 'x'\nresult = r.uniform(0, 20)",

@@ -1020,11 +1020,12 @@ class Classes:
 
     def family(self, cls: type) -> list[type]:
         """``cls`` and every class made on it since, at any depth."""
-        found, todo = [cls], [cls]
+        found, todo, seen = [cls], [cls], {id(cls)}  # by identity, never a class's ==
         while todo:
             subclasses: list[type] = type.__subclasses__(todo.pop())
             for sub in subclasses:
-                if sub not in found:
+                if id(sub) not in seen:
+                    seen.add(id(sub))
                     found.append(sub)
                     todo.append(sub)
         return found

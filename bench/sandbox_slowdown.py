@@ -26,6 +26,9 @@ PROGRAMS = {
     "total = total + i (300k)": (
         "total = 0\nfor i in range(300000):\n    total = total + i\nresult = total"
     ),
+    "d = d - a[i % n] (300k)": (
+        "a = list(range(1000))\nd = 0\nfor i in range(300000):\n    d = d - a[i % 1000]\nresult = d"
+    ),
     "out.append(i) (300k)": (
         "out = []\nfor i in range(300000):\n    out.append(i)\nresult = len(out)"
     ),

@@ -68,6 +68,7 @@ def _is_super_call(node: ast.expr) -> bool:
 
 _CUSTOM_HOOKS = {
     ast.Add: "_add_",
+    ast.Sub: "_sub_",
     ast.Pow: "_pow_",
     ast.Mult: "_mul_",
     ast.LShift: "_lshift_",
@@ -83,7 +84,8 @@ def _is_checked_sum(node: ast.BinOp) -> bool:
     ``(c := (b := s + s) + b) + c``, ``(s + s)[:] + (s + s)[:]``, a property that answers
     ``self.p + self.p``: red-team pass BM, 144M characters in one statement), so each is
     checked, never a shape of them; a literal term adds no more than itself, so
-    ``s + "x"`` and ``i + 1`` stay Python's own ``+``, at full speed."""
+    ``s + "x"`` and ``i + 1`` stay Python's own ``+``, at full speed. ``a - b`` likewise: it
+    doubles an int as a sum does (``x = x - -x``)."""
     return not isinstance(node.left, ast.Constant) and not isinstance(node.right, ast.Constant)
 
 
@@ -320,7 +322,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.node_contents_visit(node)
         hook = _CUSTOM_HOOKS.get(type(node.op))
-        if hook is None or (hook == "_add_" and not _is_checked_sum(node)):
+        if hook is None or (hook in ("_add_", "_sub_") and not _is_checked_sum(node)):
             return node
         call = ast.Call(func=ast.Name(hook, ast.Load()), args=[node.left, node.right], keywords=[])
         copy_locations(call, node)

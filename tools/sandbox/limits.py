@@ -262,12 +262,34 @@ class Arithmetic:
         return self.checked_number(base**exp)  # and what came out, whatever made it
 
     def add(self, a: Any, b: Any) -> Any:
-        """``a + b``: numbers as they are; a sequence that came out of it is checked (``s + s +
-        ... + s`` in one expression: each step at most doubles, none may pass the limit)."""
+        """``a + b``: a sequence or an int that came out of it is checked (``s + s + ... + s``
+        in one expression, ``x = x + x`` in a loop: each step at most doubles, none may pass
+        the limit; red-team pass CA doubled an int to 12 times the digit limit)."""
         ta, tb = type(a), type(b)
+        if ta is int and tb is int:
+            total = a + b
+            if total.bit_length() > self.max_bits:  # inline: this is every loop's sum
+                raise self.too_big()
+            return total
         if (ta is int or ta is float) and (tb is int or tb is float):
-            return a + b
-        return self._checked(a + b)
+            return a + b  # a float, or OverflowError
+        return self.checked_number(self._checked(a + b))
+
+    def sub(self, a: Any, b: Any) -> Any:
+        """``a - b``: an int that came out of it is checked (``x = x - -x`` doubles as ``+``
+        does); anything else takes items out, or is a float."""
+        if type(a) is int and type(b) is int:
+            difference = a - b
+            if difference.bit_length() > self.max_bits:
+                raise self.too_big()
+            return difference
+        return self.checked_number(a - b)
+
+    def checked_int(self, number: int) -> int:
+        """An exact int made by adding: refused past the limit."""
+        if number.bit_length() > self.max_bits:
+            raise self.too_big()
+        return number
 
     def apply(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """A call that unpacks (``f(*l, *l, *l)``): its arguments are one tuple, which
@@ -289,10 +311,12 @@ class Arithmetic:
         items = iter(iterable)
         while chunk := list(itertools.islice(items, 1024)):
             if (type(total) is int or type(total) is float) and set(map(type, chunk)) <= _FAST:
-                total = builtins.sum(chunk, total)
+                total = builtins.sum(chunk, total)  # 1,024 items add ten bits at most
+                if type(total) is int:
+                    self.checked_int(total)
                 continue
             for item in chunk:
-                total = self._checked(total + item)
+                total = self.add(total, item)
         return total
 
     def mul(self, a: Any, b: Any) -> Any:
@@ -371,7 +395,10 @@ class Arithmetic:
 
     def inplace(self, op: str, x: Any, y: Any) -> Any:
         if type(x) in _FAST and type(y) in _FAST and op in _NUMBERS_AT_ONCE:
-            return INPLACE[op](x, y)  # total += i: a number no bigger than a bit more
+            result = INPLACE[op](x, y)  # total += i: a number no bigger than a bit more,
+            if type(result) is int and result.bit_length() > self.max_bits:  # x += x, repeated
+                raise self.too_big()
+            return result
         self.before_change(x)  # l *= 0, s -= t, d |= e take items out
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)

@@ -501,6 +501,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "imod",
         "add",
         "iadd",
+        "sub",
         "concat",
         "iconcat",
         "truediv",
@@ -517,6 +518,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         mod=guards.mod,
         add=arith.add,  # as a sum of three terms is: the sequence it made is checked
         iadd=lambda a, b: arith.inplace("+=", a, b),
+        sub=arith.sub,
         # in place on a container takes items out: kept as the statement's would be
         isub=lambda a, b: arith.inplace("-=", a, b),
         iand=lambda a, b: arith.inplace("&=", a, b),

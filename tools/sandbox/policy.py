@@ -1446,6 +1446,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_apply_": arith.apply,
         "_sized_": arith.sized,
         "_add_": arith.add,
+        "_sub_": arith.sub,
         "_pow_": arith.pow,
         "_mul_": arith.mul,
         "_lshift_": arith.lshift,

@@ -185,69 +185,95 @@ def _count(value: Any) -> Any:
     return value
 
 
-def _counter_update(self: Any, iterable: Any = None, /, **kwds: Any) -> None:
-    """``Counter.update``, each count it adds to another checked (:func:`_count`)."""
-    if iterable is not None:
-        if isinstance(iterable, collections.abc.Mapping):
-            if self:
-                self_get = self.get
-                for elem, count in iterable.items():
-                    self[elem] = _count(count) + self_get(elem, 0)
+def _check_counter_counts(arith: Arithmetic) -> None:
+    """Put checked adding and subtracting methods on ``collections.Counter`` itself, whoever
+    calls them (its ``__init__``, the operators, a program's method read): each count they
+    add is a number (:func:`_count`), and each sum or difference is checked as the program's
+    ``+`` and ``-`` are (``c = c + c`` doubles every count). Done in the template, once."""
+
+    def update(self: Any, iterable: Any = None, /, **kwds: Any) -> None:
+        if iterable is not None:
+            if isinstance(iterable, collections.abc.Mapping):
+                if self:
+                    self_get = self.get
+                    for elem, count in iterable.items():
+                        self[elem] = arith.add(_count(count), self_get(elem, 0))
+                else:
+                    dict.update(self, iterable)  # stored, not added: Counter's fast path
             else:
-                dict.update(self, iterable)  # stored, not added: Counter's fast path
-        else:
-            cast(Any, collections)._count_elements(self, iterable)
-    if kwds:
-        _counter_update(self, kwds)
+                cast(Any, collections)._count_elements(self, iterable)  # adds ones
+        if kwds:
+            update(self, kwds)
 
+    def add(self: Any, other: Any) -> Any:
+        if not isinstance(other, collections.Counter):
+            return NotImplemented
+        result: Any = collections.Counter()
+        for elem, count in self.items():
+            newcount = arith.add(count, _count(other[elem]))
+            if newcount > 0:
+                result[elem] = newcount
+        for elem, count in other.items():
+            if elem not in self and count > 0:
+                result[elem] = count
+        return result
 
-def _counter_add(self: Any, other: Any) -> Any:
-    """``Counter.__add__``, each count of ``other`` checked."""
-    if not isinstance(other, collections.Counter):
-        return NotImplemented
-    result: Any = collections.Counter()
-    for elem, count in self.items():
-        newcount = count + _count(other[elem])
-        if newcount > 0:
-            result[elem] = newcount
-    for elem, count in other.items():
-        if elem not in self and count > 0:
-            result[elem] = count
-    return result
+    def iadd(self: Any, other: Any) -> Any:
+        """``c += d``, both counts checked (a list count ``+=`` an iterator of 40M items,
+        red-team pass BV)."""
+        for elem, count in other.items():
+            self[elem] = arith.inplace("+=", _count(self[elem]), _count(count))
+        return self._keep_positive()
 
+    def total(self: Any) -> Any:
+        """Each count checked (a first count whose ``__radd__`` answered a string, then
+        eleven 9M strings: 99M characters from the builtin ``sum``)."""
+        return arith.sum(map(_count, self.values()))
 
-def _counter_iadd(self: Any, other: Any) -> Any:
-    """``Counter.__iadd__`` (``c += d``), both counts checked (a list count ``+=`` an
-    iterator of 40M items, pass BV)."""
-    for elem, count in other.items():
-        current = _count(self[elem])
-        current += _count(count)
-        self[elem] = current
-    return self._keep_positive()
+    def subtract(self: Any, iterable: Any = None, /, **kwds: Any) -> None:
+        if iterable is not None:
+            self_get = self.get
+            if isinstance(iterable, collections.abc.Mapping):
+                for elem, count in iterable.items():
+                    self[elem] = arith.sub(self_get(elem, 0), count)
+            else:
+                for elem in iterable:
+                    self[elem] = self_get(elem, 0) - 1
+        if kwds:
+            subtract(self, kwds)
 
+    def sub(self: Any, other: Any) -> Any:
+        if not isinstance(other, collections.Counter):
+            return NotImplemented
+        result: Any = collections.Counter()
+        for elem, count in self.items():
+            newcount = arith.sub(count, other[elem])
+            if newcount > 0:
+                result[elem] = newcount
+        for elem, count in other.items():
+            if elem not in self and count < 0:
+                result[elem] = 0 - count
+        return result
 
-def _counter_total(self: Any) -> Any:
-    """``Counter.total``, each count checked (a first count whose ``__radd__`` answered a
-    string, then eleven 9M strings: 99M characters from the builtin ``sum``)."""
-    return sum(map(_count, self.values()))
+    def isub(self: Any, other: Any) -> Any:
+        for elem, count in other.items():
+            self[elem] = arith.inplace("-=", self[elem], count)
+        return self._keep_positive()
 
-
-def _check_counter_counts() -> None:
-    """Put the checked ``update``, ``+``, ``+=`` and ``total`` on ``collections.Counter``
-    itself, whoever calls them (its ``__init__``, the operators, a program's method read).
-    Done in the template, once."""
     counter: Any = collections.Counter
     for name, func in (
-        ("update", _counter_update),
-        ("__add__", _counter_add),
-        ("__iadd__", _counter_iadd),
-        ("total", _counter_total),
+        ("update", update),
+        ("__add__", add),
+        ("__iadd__", iadd),
+        ("total", total),
+        ("subtract", subtract),
+        ("__sub__", sub),
+        ("__isub__", isub),
     ):
-        if vars(counter)[name] is not func:
-            original = vars(counter)[name]
-            func.__name__, func.__qualname__ = original.__name__, original.__qualname__
-            func.__module__, func.__doc__ = original.__module__, original.__doc__
-            type.__setattr__(counter, name, func)
+        original = vars(counter)[name]  # the library's, or the last Classes' (its limits)
+        func.__name__, func.__qualname__ = original.__name__, original.__qualname__
+        func.__module__, func.__doc__ = original.__module__, original.__doc__
+        type.__setattr__(counter, name, func)
 
 
 def counted_comparison(
@@ -932,7 +958,7 @@ class Classes:
         # may be comparing an item it holds no reference to (see keep_contents).
         self.comparing = [0]
         _count_library_comparisons(self.comparing, self._keep_alive)
-        _check_counter_counts()
+        _check_counter_counts(arith)
         arith.before_change = functools.partial(self.keep_contents, removing=True)
         self.int = _stand_in(int, self._int)
         self.str = _stand_in(str, self._str)

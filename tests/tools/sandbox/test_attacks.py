@@ -1967,6 +1967,57 @@ async def test_a_counter_count_is_checked_before_it_grows(box: Sandbox) -> None:
     assert res.value == [1, "a Counter's counts are numbers in the sandbox"], res
 
 
+# Pass CA: an int doubled by adding it to itself in a loop reached 400,000 bits (12 times the
+# digit limit) with ok=True; every spelling of adding or subtracting two ints is checked.
+_DOUBLE = "x = 1\nfor i in range(40_000):\n    {}\nresult = x.bit_length()"
+_COUNTER = "from collections import Counter\nc = Counter(a=1)\n" + _DOUBLE.replace(
+    "result = x", "result = c['a']"
+)
+INT_GROWTH = {
+    "sum": _DOUBLE.format("x = x + x"),
+    "difference": _DOUBLE.format("x = x - (0 - x)"),
+    "in_place_sum": _DOUBLE.format("x += x"),
+    "in_place_difference": _DOUBLE.format("x -= -x"),
+    "builtin_sum": _DOUBLE.format("x = sum([x, x])"),
+    "builtin_sum_past_a_subclass": "class I(int):\n    pass\n"
+    + _DOUBLE.format("x = sum([I(0), x, x])"),
+    "operator_add": "import operator\n" + _DOUBLE.format("x = operator.add(x, x)"),
+    "operator_sub": "import operator\n" + _DOUBLE.format("x = operator.sub(x, -x)"),
+    "operator_iadd": "import operator\n" + _DOUBLE.format("x = operator.iadd(x, x)"),
+    "accumulate": "import itertools\nlast = [1]\ndef g():\n    while True:\n"
+    "        yield last[0]\nfor t in itertools.islice(itertools.accumulate(g()), 40_000):\n"
+    "    last[0] = t\nresult = last[0].bit_length()",
+    "counter_sum": _COUNTER.format("c = c + c"),
+    "counter_update": _COUNTER.format("c.update(c)"),
+    "counter_in_place_sum": _COUNTER.format("c += c"),
+    "counter_total": "from collections import Counter\n"
+    + _DOUBLE.format("x = Counter(a=x, b=x).total()"),
+    "counter_subtract": _COUNTER.format("c.subtract({'a': -c['a']})"),
+    "counter_difference": _COUNTER.format("c = c - Counter(a=-c['a'])"),
+    "counter_in_place_difference": _COUNTER.format("c -= Counter(a=-c['a'])"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INT_GROWTH))
+async def test_an_int_grown_by_adding_stops_at_the_digit_limit(box: Sandbox, name: str) -> None:
+    res = await box.run(INT_GROWTH[name])
+    assert (res.ok, res.limit) == (False, "int_size"), res
+    assert "exceed 10000 digits" in (res.error or ""), res
+
+
+async def test_sums_and_differences_below_the_limit_are_python_s() -> None:
+    """The checks refuse only what passes the limit: the largest int within it still adds."""
+    async with Sandbox(SandboxConfig(workers=1, max_int_digits=100)) as small:
+        res = await small.run(
+            "from collections import Counter\nx = int('9' * 100)\nz = -x\n"
+            "c = Counter(a=x)\nc.subtract({'a': 1})\nc.update({'b': 1})\n"
+            "result = [x - x + x == x, z - z + z == z, sum([x, 0]) == x, c.total() == x]"
+        )
+        assert res.value == [True, True, True, True], res
+        over = await small.run("x = int('9' * 100)\nresult = x + x")
+        assert over.limit == "int_size", over
+
+
 # Pass BW: C and library code write a value's repr into an exception's message, unmeasured:
 # the program read it from e.args or e.msg (100-200M characters).
 CAUGHT_MESSAGES = {

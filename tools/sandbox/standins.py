@@ -781,15 +781,25 @@ NUMBER_PROTOCOL = frozenset({"numerator", "denominator", "real", "imag", "as_int
 
 
 def _pin_number_parts(bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
-    """A number's parts that are methods (``float.as_integer_ratio``) answer from the number's
-    class even when the instance's own dict holds the name (``vars(f)['as_integer_ratio'] =
-    lambda: (7, 3)`` made ``Fraction(f)`` 7/3): a data descriptor on the class comes first."""
+    """A number's parts answer from the number's class, as the number's own: even when the
+    instance's own dict holds the name (``vars(f)['as_integer_ratio'] = lambda: (7, 3)`` made
+    ``Fraction(f)`` 7/3), and whatever class comes before the number's among the bases (a
+    library class's Python property would call the program's methods, uncounted, where C
+    reads a part: ``Decimal``'s comparison reads a ``Fraction``'s ``numerator``); a data
+    descriptor on the class itself comes first."""
+    number = _builtin_base(bases, NUMBER_TYPES)
+    if number is None:
+        return
     for name in NUMBER_PROTOCOL:
-        found = next(
-            (vars(k)[name] for base in bases for k in base.__mro__ if name in vars(k)), None
-        )  # the bases' own lookup, read without making a class (no __init_subclass__ runs)
-        if found is not None and not hasattr(type(found), "__set__"):
+        found = next((vars(k)[name] for k in number.__mro__ if name in vars(k)), None)
+        if found is not None:
             namespace[name] = _PinnedPart(found)
+
+
+def _builtin_base(bases: tuple[type, ...], builtins_: tuple[type, ...]) -> type | None:
+    """The first of ``builtins_`` (by identity) among ``bases``' MROs, read without making
+    the class (no ``__init_subclass__`` runs)."""
+    return next((k for base in bases for k in base.__mro__ if any(k is b for b in builtins_)), None)
 
 
 class _PinnedPart:
@@ -1178,6 +1188,12 @@ class Classes:
             elif key in COMPARING_METHODS and value is not None:  # __bool__, __hash__
                 namespace[key] = self._comparing(value)
         written = dict(namespace)
+        iterated = _builtin_base(bases, _ITERATED_BY_COMPARISONS)
+        if iterated is not None:
+            # the builtin's own, whatever comes before it among the bases: a library class's
+            # Python __iter__ (typing.Sequence's, which calls the program's __getitem__) ran
+            # uncounted inside a dict view's comparison (red-team pass CD: SIGSEGV)
+            namespace["__iter__"] = vars(iterated)["__iter__"]
         cls = self.register(type(name, bases, namespace, **kw))
         # What ABCMeta, typing or a library's __init_subclass__ put in the class: not the
         # program's, so never readable under a private name (``_abc_impl``), even where the

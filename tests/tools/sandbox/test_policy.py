@@ -819,3 +819,25 @@ def test_a_library_field_is_the_programs_to_set_only_on_a_builtin_exception() ->
     assert classes.library_field(own, "value")
     assert not classes.library_field(stop, "value")
     assert not classes.library_field(own, "other")
+
+
+def test_a_numbers_parts_are_its_own_whatever_class_comes_first() -> None:
+    """Pass CD's class, for numbers: a library class before the number among the bases does
+    not answer its parts (a Python property there would run the program's methods, uncounted,
+    where C reads a part: ``Decimal``'s comparison reads a ``Fraction``'s ``numerator``)."""
+
+    class Library:  # not the program's class: a library's, with parts of its own
+        numerator = property(lambda self: 30_000_000)
+        real = property(lambda self: "x")
+
+        def as_integer_ratio(self) -> tuple[int, int]:
+            return (7, 3)
+
+    classes = Classes(ARITH)
+    half = classes.metaclass("F", (Library, fractions.Fraction), {"__module__": "__main__"})
+    f = half(1, 2)
+    assert (f.numerator, f.denominator, f.real, f.as_integer_ratio()) == (1, 2, f, (1, 2))
+    point = classes.metaclass("X", (Library, float), {"__module__": "__main__"})(0.5)
+    assert (point.as_integer_ratio(), point.real, point.imag) == ((1, 2), 0.5, 0.0)
+    number = classes.metaclass("I", (Library, int), {"__module__": "__main__"})(6)
+    assert (number.numerator, number.real, number.as_integer_ratio()) == (6, 6, (6, 1))

@@ -2144,6 +2144,41 @@ async def test_a_helper_class_defines_nothing_its_subclass_may_not(box: Sandbox,
     assert not res.ok and message in (res.error or ""), res
 
 
+# Pass BW: random.py computes with what a subclass's getrandbits(k) answers (randrange's
+# rejection loop, randbytes, shuffle): an int of k bits, or the run stops there.
+_OWN_BITS = (
+    "import random\nclass R(random.Random):\n    def getrandbits(self, k):\n"
+    "        return {}\nresult = R(1).{}"
+)
+RANDOM_BITS = {
+    "negative": _OWN_BITS.format("-3 ** 20000", "randrange(10)"),
+    "too_many_bits": _OWN_BITS.format("1 << (k + 1)", "randrange(10)"),
+    "a_float": _OWN_BITS.format("0.5", "randrange(10)"),
+    "a_string": _OWN_BITS.format("'x' * 9_000_000", "choice('abc')"),
+    "an_int_subclass": "class I(int):\n    pass\n" + _OWN_BITS.format("I(1)", "randrange(10)"),
+    "a_helper_class_before": (
+        "import random\nclass M:\n    def getrandbits(self, k):\n        return -1\n"
+        "class R(M, random.Random):\n    pass\nresult = R(1).choice([1, 2, 3])"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM_BITS))
+async def test_a_random_subclass_s_bits_are_an_int_of_k_bits(box: Sandbox, name: str) -> None:
+    res = await box.run(RANDOM_BITS[name])
+    assert (res.ok, res.error_kind) == (False, "TypeError"), res
+    assert "getrandbits(k) must answer an int of k bits" in (res.error or ""), res
+
+
+async def test_a_random_subclass_s_own_bits_still_draw(box: Sandbox) -> None:
+    res = await box.run(
+        "import random\nclass R(random.Random):\n    def getrandbits(self, k):\n"
+        "        return super().getrandbits(k)\nr, q = R(5), random.Random(5)\n"
+        "result = [r.randrange(1000) == q.randrange(1000), len(r.randbytes(3)), r.getrandbits(0)]"
+    )
+    assert res.value == [True, 3, 0], res
+
+
 # Pass CD: a library class ahead of the builtin among the bases brought its own Python
 # __iter__ (typing.Sequence's calls the program's __getitem__; typing.Generator's, its send),
 # which a dict view's comparison ran uncounted: L1 emptied mid-comparison, a freed view read.

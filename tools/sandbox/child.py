@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 from tools.sandbox import compiler, policy, values
 from tools.sandbox.limits import Arithmetic, bound_fractions
-from tools.sandbox.modules import ModuleRegistry, stack_depth
+from tools.sandbox.modules import FRAMES_PER_CALL, MAX_RECURSION, ModuleRegistry, stack_depth
 from tools.sandbox.protocol import HEADER, reply_frame_cap
 from tools.sandbox.standins import Classes
 
@@ -97,7 +97,7 @@ class Runner:
         namespace = policy.make_globals(self.hooks, sink)
         self._namespace = namespace
         reply: dict[str, Any]
-        sys.setrecursionlimit(stack_depth() + self.recursion_limit + 20)
+        sys.setrecursionlimit(stack_depth() + self.recursion_limit * FRAMES_PER_CALL + 20)
         try:
             exec(code_obj, namespace)
             reply = self._answer(namespace, sink)
@@ -292,6 +292,12 @@ def _raised_by_code(exc: BaseException) -> bool:
     return 0 <= tb.tb_lasti < len(code.co_code) and code.co_code[tb.tb_lasti] in _PROGRAM_RAISE_OPS
 
 
+_RECURSION_MESSAGE = (
+    "maximum recursion depth exceeded: the program's calls nested deeper than its recursion "
+    f"limit (sys.setrecursionlimit(n) raises it, up to {MAX_RECURSION}; a loop goes deeper)"
+)
+
+
 def describe(exc: BaseException) -> dict[str, Any]:
     """A failure reply for an exception raised by (or on behalf of) the program."""
     message = _message(exc)
@@ -325,7 +331,10 @@ def describe(exc: BaseException) -> dict[str, Any]:
         # itself gains nothing: it could run out of memory as easily.)
         return failure("MemoryLimit", f"out of memory ({message})", "memory")
     if kind is RecursionError:
-        return failure("RecursionError", message, "recursion")
+        # CPython names where it noticed ("in comparison", "in __instancecheck__": the
+        # sandbox's own checks), which tells a program's author nothing: what to change does
+        where = "" if line is None else f" (line {line})"
+        return failure("RecursionError", _RECURSION_MESSAGE + where, "recursion")
     if kind is policy.SandboxSecurityError:
         return failure("SecurityError", message)
     name = str.__str__(kind.__name__)[:100]

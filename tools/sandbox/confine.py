@@ -34,6 +34,11 @@ from typing import Any, NoReturn
 from tools.sandbox import landlock, libc, seccomp
 
 MAX_FD = 1 << 16
+# The run's C stack: CPython 3.11 recurses in C for every call C makes (a special method, a
+# repr), and the sandbox's wrappers add C frames of their own; at the 8 MiB a shell gives, a
+# program recursing through __repr__ at the deepest limit it may ask for overflowed it
+# (SIGSEGV). Counted in the run's memory limit as it is used.
+STACK_BYTES = 64 << 20
 # The layers a child may report; ``namespaces`` is the template's own and added by it.
 CHILD_LAYERS = (
     "rlimits",
@@ -116,7 +121,10 @@ class Confinement:
             os.setresuid(self.run_uid, self.run_uid, self.run_uid)
 
     def _rlimits(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_STACK)
+        stack = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
         limits = (
+            (resource.RLIMIT_STACK, stack, stack),
             (resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes),
             (resource.RLIMIT_CPU, self.cpu_s, self.cpu_s + 1),
             (resource.RLIMIT_CORE, 0, 0),

@@ -380,7 +380,14 @@ def _checked_result(guards: Guards, func: Any) -> Any:
     return call
 
 
-MAX_RECURSION = 10_000  # frames a program may ask for with sys.setrecursionlimit
+MAX_RECURSION = 10_000  # what a program may ask for with sys.setrecursionlimit
+# Frames of the sandbox's own a program's call may take besides the program's: a method of the
+# program's class runs inside a wrapper that checks what it is given, a special method that C
+# calls inside one that counts it too (recursion through a method reached half of CPython's
+# depth, through __repr__ three fifths). A recursion limit a program has or asks for is
+# multiplied by this, so that its recursion goes as deep as in CPython; the run's C stack is
+# sized for it (``confine.STACK_BYTES``).
+FRAMES_PER_CALL = 2
 
 
 def _sys_view() -> dict[str, Any]:
@@ -388,7 +395,8 @@ def _sys_view() -> dict[str, Any]:
 
     def setrecursionlimit(limit: Any) -> None:
         depth = stack_depth()
-        sys.setrecursionlimit(min(max(index_value(limit), 100) + depth, MAX_RECURSION + depth))
+        frames = min(max(index_value(limit), 100), MAX_RECURSION) * FRAMES_PER_CALL
+        sys.setrecursionlimit(frames + depth)
 
     def exit(status: Any = None) -> None:
         raise SystemExit(status)

@@ -31,7 +31,7 @@ class SandboxConfig:
     max_output_bytes: int = 64 * 1024  # stdout cap and result-size cap, each
     max_code_bytes: int = 64 * 1024  # a bigger program is refused before it is sent
     max_int_digits: int = 10_000  # int <-> str conversion limit, and guarded pow/mul
-    recursion_limit: int = 1000  # Python frames a program may use (CPython's own default)
+    recursion_limit: int = 1000  # a program's recursion depth, as CPython counts it (its default)
     max_nesting: int = 100  # AST depth refused at compile time
     runs_per_template: int = 5000  # then a new template (and a new random hash seed) takes over
     seccomp: bool = True  # use when the kernel allows; detected, never assumed

@@ -3193,7 +3193,7 @@ REPLIES = {
         "        return S('boom')\nraise E()",
         False,
     ),
-    "nested_zip": ("z = zip()\nfor i in range(200000):\n    z = zip(z)\nresult = list(z)", False),
+    "nested_zip": ("z = zip()\nfor i in range(3000000):\n    z = zip(z)\nresult = list(z)", False),
     "nested_tuple_repr": (
         "t = ()\nfor i in range(200000):\n    t = (t,)\nprint(t)",
         False,

@@ -415,6 +415,38 @@ def check_attr_name(
     return name
 
 
+_NO_ARGS: Any = object()  # format_map's arguments: a positional field is an error
+
+
+class _Numbering:
+    """The automatic field numbers of one ``str.format`` call, as CPython gives them."""
+
+    def __init__(self, *, positional: bool) -> None:
+        self.positional = positional
+        self.next = 0
+        self.manual = self.automatic = False
+
+    def number(self, field_name: str) -> str:
+        first, _ = _string.formatter_field_name_split(field_name)
+        if type(first) is int:
+            if self.automatic:
+                raise ValueError(
+                    "cannot switch from automatic field numbering to manual field specification"
+                )
+            self.manual = True
+        elif first == "":
+            if not self.positional:
+                raise ValueError("Format string contains positional fields")
+            if self.manual:
+                raise ValueError(
+                    "cannot switch from manual field specification to automatic field numbering"
+                )
+            self.automatic = True
+            field_name = f"{self.next}{field_name}"
+            self.next += 1
+        return field_name
+
+
 class _SafeFormatter(string.Formatter):
     """``str.format`` whose field lookups (``{0.attr}``, ``{0[key]}``) and format
     specifications go through the guards."""
@@ -422,16 +454,33 @@ class _SafeFormatter(string.Formatter):
     def __init__(self, guards: Guards) -> None:
         self.guards = guards
         self._room = 0  # characters the fields of the call under way may still produce
+        self._numbering = _Numbering(positional=True)
 
     def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
         """The widths of one call's fields are checked together: each within the limit, ten
         of them ten times past it, else (a field's ``__format__`` may format again, hence the
-        saved budget)."""
-        saved, self._room = self._room, self.guards.arith.max_items
+        saved budget and numbering)."""
+        saved = self._room, self._numbering
+        self._room = self.guards.arith.max_items
+        self._numbering = _Numbering(positional=args is not _NO_ARGS)
         try:
-            return super().vformat(format_string, args, kwargs)
+            return super().vformat(format_string, () if args is _NO_ARGS else args, kwargs)
         finally:
-            self._room = saved
+            self._room, self._numbering = saved
+
+    def parse(self, format_string: str) -> Any:
+        """Fields numbered as ``str.format`` numbers them: ``{[0]}`` and ``{.real}`` are the
+        next argument's too (``string.Formatter`` numbers only ``{}``, and looked ``[0]`` up
+        as the keyword ``''``: compatibility pass CF)."""
+        for literal, field_name, spec, conversion in super().parse(format_string):
+            if field_name is not None:
+                field_name = self._numbering.number(field_name)
+            yield literal, field_name, spec, conversion
+
+    def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
+        if type(key) is int and key >= len(args):
+            raise IndexError(f"Replacement index {key} out of range for positional args tuple")
+        return super().get_value(key, args, kwargs)
 
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, Any]:
         first, rest = _string.formatter_field_name_split(field_name)
@@ -857,7 +906,7 @@ class Guards:
     def format_map(self, template: Any, mapping: Any, /) -> str:
         if not isinstance(template, str):
             raise TypeError("format_map() needs a str")
-        return self._formatter.vformat(str.__str__(template), (), mapping)
+        return self._formatter.vformat(str.__str__(template), _NO_ARGS, mapping)
 
     def _bound_format(self, obj: str, name: str) -> Callable[..., str]:
         if name == "format":

@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from asyncio.subprocess import PIPE
+from typing import Any
 
 import pytest
 
@@ -506,6 +507,41 @@ async def test_code_size_and_timeout_arguments(sandbox: Sandbox) -> None:
     started = time.perf_counter()
     res = await sandbox.run("while True:\n    pass", timeout_s=0.5)
     assert res.limit == "time" and time.perf_counter() - started < 1.5
+
+
+# str.format's field numbering: string.Formatter numbers only "{}", and looked "{[0]}" up as
+# the keyword "" (compatibility pass CF); its errors are CPython's too.
+FORMAT_NUMBERING = (
+    '"{[0]}: {[1]}".format(("x", 1), ("x", 1))',
+    '"{.real}".format(3+4j)',
+    '"{[name]}".format({"name": "n"})',
+    '"{} {} {}".format(1, 2, 3)',
+    '"{0} {1} {0}".format(1, 2)',
+    '"{:{}}|".format("a", 5)',
+    '"{:{}.{}f}|".format(3.14159, 10, 3)',
+    '"{} {0}".format(1)',
+    '"{0} {}".format(1)',
+    '"{}".format()',
+    '"{1}".format(1)',
+    '"{}".format_map({})',
+    '"{x[0]} {y.real}".format(x=[7], y=2)',
+    '"{{}} {}".format(3)',
+    '"{0[0]}{[1]}".format([1, 2])',
+    '"{[0]}{0[1]}".format([1, 2])',
+    '"{:{}}".format(1)',
+)
+
+
+async def test_str_format_numbers_its_fields_as_cpython_does(sandbox: Sandbox) -> None:
+    lines = ["out = []"]
+    for case in FORMAT_NUMBERING:
+        lines += ["try:", f"    out.append({case})", "except Exception as e:"]
+        lines += ["    out.append(f'{type(e).__name__}: {e}')"]
+    code = "\n".join([*lines, "result = out"])
+    cpython: dict[str, Any] = {}
+    exec(code, cpython)  # the test's own program, in plain Python
+    res = await sandbox.run(code)
+    assert res.value == cpython["result"], res
 
 
 # How deep a program's recursion goes, found by the program itself: through a function, a

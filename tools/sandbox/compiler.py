@@ -18,6 +18,7 @@ is checked as any other.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import re
@@ -228,6 +229,13 @@ class SandboxTransformer(RestrictingNodeTransformer):
             self._scopes.pop()
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
+        if node.module == "__future__" and not node.level:
+            # a directive to the compiler, with nothing to import: every feature is
+            # Python 3's own but postponed annotations, and annotations are dropped here
+            unknown = [a.name for a in node.names if a.name not in __future__.all_feature_names]
+            if unknown:
+                self.error(node, f"future feature {unknown[0]} is not defined")
+            return ast.copy_location(ast.Pass(), node)
         for alias in node.names:
             if alias.name.startswith("_"):  # the import reads the module view raw
                 self.error(node, f'"{alias.name}" cannot be imported: it starts with "_".')
@@ -288,6 +296,16 @@ class SandboxTransformer(RestrictingNodeTransformer):
             copy_locations(write, node.value)
             node.value = write
             return node
+        if attr.startswith("__") and attr.endswith("__") and len(attr) > 4:
+            # what a model writes when it means the operation (``self.__eq__(o)`` in a __ne__):
+            # say what works (compatibility pass CF: the bare refusal did not)
+            self.error(
+                node,
+                f'"{attr}" cannot be read in the sandbox: use the operation it implements '
+                f"(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...)"
+                + (f", or super().{attr}(...) inside a class" if attr in SUPER_DUNDERS else ""),
+            )
+            return self.node_contents_visit(node)
         return super().visit_Attribute(node)
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:

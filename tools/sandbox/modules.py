@@ -433,7 +433,9 @@ _JSON_MAX_INDENT = 64
 _TYPING = (
     "Any Callable Dict List Set FrozenSet Tuple Optional Union Iterable Iterator Sequence "
     "Mapping MutableMapping Generator DefaultDict Deque TypeVar Literal cast TYPE_CHECKING "
-    "Type NamedTuple ClassVar Protocol Final Generic"
+    "Type NamedTuple ClassVar Protocol Final Generic Counter OrderedDict ChainMap Hashable Sized "
+    "Collection Container Reversible AbstractSet MutableSet MutableSequence Self Annotated "
+    "TypeAlias NoReturn Never NewType overload Text"
 )
 _STATISTICS = (
     "mean fmean geometric_mean harmonic_mean median median_low median_high median_grouped "
@@ -636,10 +638,19 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "json": js,
         "calendar": cal,
         # Annotations are dropped at compile time; these names only need to import.
-        "typing": {**_public(typing, names=_TYPING), "NamedTuple": _typed_namedtuple(guards)},
+        "typing": {
+            **_public(typing, names=_TYPING),
+            "NamedTuple": _typed_namedtuple(guards),
+            "final": _final,  # typing's sets __final__ on what it is given: any class
+        },
         "sys": _sys_view(),
     }
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}
+
+
+def _final(f: Any) -> Any:
+    """``typing.final``: a marker for type checkers, which changes nothing at run time."""
+    return f
 
 
 _RANDOM_FUNCS = [

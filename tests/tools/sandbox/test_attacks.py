@@ -2926,6 +2926,24 @@ FRIENDLY = {
         "result = [Cents(250).dollars(), Cents('ff', 16) + 0, isinstance(Cents(1), int)]",
         [2.5, 255, True],
     ),
+    # compatibility pass CF: a compiler directive, and typing's names programs import
+    "future_annotations": (
+        "from __future__ import annotations, division\nclass Node:\n"
+        "    def link(self, other: Node) -> Node:\n        return other\n"
+        "result = [type(Node().link(Node())).__name__, 1 / 2]",
+        ["Node", 0.5],
+    ),
+    "typing_names": (
+        "from typing import (Counter, Hashable, Sized, Collection, Self, Annotated, TypeAlias,\n"
+        "    NoReturn, Never, NewType, overload, final, Text, AbstractSet, MutableSequence)\n"
+        "UserId = NewType('UserId', int)\nVector: TypeAlias = list\n@final\nclass Shape:\n"
+        "    def scale(self, k: float) -> Self:\n        return self\n@overload\n"
+        "def f(x: int) -> int: ...\n@overload\ndef f(x: str) -> str: ...\ndef f(x):\n"
+        "    return x * 2\nc: Counter[str] = Counter('hello')\n"
+        "result = [UserId(5), f(3), f('a'), isinstance([], Sized), isinstance({}, Collection),\n"
+        "    isinstance({1}, Hashable), c.most_common(1), type(Shape().scale(2)).__name__]",
+        [5, 6, "aa", True, True, False, [["l", 2]], "Shape"],
+    ),
 }
 
 

@@ -544,6 +544,18 @@ async def test_str_format_numbers_its_fields_as_cpython_does(sandbox: Sandbox) -
     assert res.value == cpython["result"], res
 
 
+async def test_a_special_method_read_says_what_to_write_instead(sandbox: Sandbox) -> None:
+    res = await sandbox.run(
+        "class P:\n    def __eq__(self, o):\n        return True\n"
+        "    def __ne__(self, o):\n        return not self.__eq__(o)\nresult = P() != P()"
+    )
+    assert res.error == (
+        'Line 5: "__eq__" cannot be read in the sandbox: use the operation it implements '
+        "(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...), or super().__eq__(...) "
+        "inside a class"
+    ), res
+
+
 # How deep a program's recursion goes, found by the program itself: through a function, a
 # method, a constructor, __eq__, __repr__ and __lt__ (the last three called by C).
 RECURSION_DEPTHS = """

@@ -648,6 +648,23 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}
 
 
+# What to write instead of a module a program may not import, for those programs reach for
+# most (compatibility pass CF): a model repairs its program from the message.
+_INSTEAD = {
+    "dataclasses": "write the class with an __init__ (and __repr__ or __eq__ if it needs them)",
+    "enum": "use constants, or a dict of names to values",
+    "copy": "copy with list(x), dict(x), x[:] or a comprehension",
+    "abc": "a plain base class whose methods raise NotImplementedError does the same",
+    "time": "there is no clock: datetime computes with dates and times",
+    "numpy": "use lists, math, statistics and fractions",
+    "pandas": "use lists of dicts, collections and statistics",
+    "sympy": "use fractions, math and an explicit loop or formula",
+    "os": "there are no files, processes or environment in the sandbox",
+    "csv": "split lines with str.split(',') or re",
+    "textwrap": "str methods and slicing format text",
+}
+
+
 def _final(f: Any) -> Any:
     """``typing.final``: a marker for type checkers, which changes nothing at run time."""
     return f
@@ -765,8 +782,10 @@ class ModuleRegistry:
             return None
         if name not in self.ALLOWED:
             allowed = ", ".join(sorted(self.ALLOWED))
+            instead = _INSTEAD.get(name.partition(".")[0], "")
             raise ImportError(
                 f"module {name!r} is not available in the sandbox (allowed: {allowed})"
+                + (f"; {instead}" if instead else "")
             )
         view = self._static.get(name) or self._per_run.get(name)
         if view is None:

@@ -544,6 +544,16 @@ async def test_str_format_numbers_its_fields_as_cpython_does(sandbox: Sandbox) -
     assert res.value == cpython["result"], res
 
 
+async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> None:
+    res = await sandbox.run("from dataclasses import dataclass\nresult = 1")
+    assert res.error_kind == "ImportError", res
+    assert res.error is not None and res.error.endswith(
+        "; write the class with an __init__ (and __repr__ or __eq__ if it needs them) (line 1)"
+    ), res
+    plain = await sandbox.run("import shelve")
+    assert plain.error is not None and plain.error.endswith("typing) (line 1)"), plain
+
+
 async def test_a_special_method_read_says_what_to_write_instead(sandbox: Sandbox) -> None:
     res = await sandbox.run(
         "class P:\n    def __eq__(self, o):\n        return True\n"

@@ -97,7 +97,8 @@ class Runner:
         namespace = policy.make_globals(self.hooks, sink)
         self._namespace = namespace
         reply: dict[str, Any]
-        sys.setrecursionlimit(stack_depth() + self.recursion_limit * FRAMES_PER_CALL + 20)
+        self.guards.run_depth = stack_depth()
+        sys.setrecursionlimit(self.guards.run_depth + self.recursion_limit * FRAMES_PER_CALL + 20)
         try:
             exec(code_obj, namespace)
             reply = self._answer(namespace, sink)

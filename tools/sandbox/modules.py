@@ -390,13 +390,15 @@ MAX_RECURSION = 10_000  # what a program may ask for with sys.setrecursionlimit
 FRAMES_PER_CALL = 2
 
 
-def _sys_view() -> dict[str, Any]:
+def _sys_view(guards: Guards) -> dict[str, Any]:
     """What programs use ``sys`` for: a deeper recursion (capped), a few constants, exit."""
 
     def setrecursionlimit(limit: Any) -> None:
-        depth = stack_depth()
+        """Counted from where the program starts, never from where it is: asked again from
+        deep in a recursion, it gave as much again each time (red-team pass CG: 300,000
+        levels, then a C stack overflow)."""
         frames = min(max(index_value(limit), 100), MAX_RECURSION) * FRAMES_PER_CALL
-        sys.setrecursionlimit(frames + depth)
+        sys.setrecursionlimit(guards.run_depth + frames + 20)
 
     def exit(status: Any = None) -> None:
         raise SystemExit(status)
@@ -643,7 +645,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
             "NamedTuple": _typed_namedtuple(guards),
             "final": _final,  # typing's sets __final__ on what it is given: any class
         },
-        "sys": _sys_view(),
+        "sys": _sys_view(guards),
     }
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}
 

@@ -504,6 +504,8 @@ class Guards:
         self.arith = arith
         self.classes = classes
         self._formatter = _SafeFormatter(self)
+        # The stack's depth where the run's program starts: its recursion limits count from it
+        self.run_depth = 0
 
     # -- reading attributes ---------------------------------------------------------------
 

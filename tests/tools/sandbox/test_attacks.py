@@ -2179,6 +2179,29 @@ async def test_a_random_subclass_s_own_bits_still_draw(box: Sandbox) -> None:
     assert res.value == [True, 3, 0], res
 
 
+# Pass CG: sys.setrecursionlimit counted from where it was called, so asking again from deep
+# in a recursion gave as much again: 300,000 levels past a cap of 10,000, then, through a C
+# path that calls back (map), a C stack overflow.
+RECURSION_RATCHETS = {
+    "past_the_cap": (
+        "import sys\ndef f(n):\n    if n % 5000 == 0:\n        sys.setrecursionlimit(10000)\n"
+        "    return n if n == 300000 else f(n + 1)\nsys.setrecursionlimit(10000)\nresult = f(1)"
+    ),
+    "through_c": (
+        "import sys\ndef f(n):\n    if n % 5000 == 0:\n        sys.setrecursionlimit(10000)\n"
+        "    return list(map(f, [n + 1]))\nsys.setrecursionlimit(10000)\nresult = f(1)"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECURSION_RATCHETS))
+async def test_a_recursion_limit_counts_from_where_the_program_starts(
+    box: Sandbox, name: str
+) -> None:
+    res = await box.run(RECURSION_RATCHETS[name])
+    assert (res.error_kind, res.limit) == ("RecursionError", "recursion"), res
+
+
 # Pass CD: a library class ahead of the builtin among the bases brought its own Python
 # __iter__ (typing.Sequence's calls the program's __getitem__; typing.Generator's, its send),
 # which a dict view's comparison ran uncounted: L1 emptied mid-comparison, a freed view read.

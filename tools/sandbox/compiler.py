@@ -229,6 +229,13 @@ class SandboxTransformer(RestrictingNodeTransformer):
             self._scopes.pop()
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
+        if any(alias.name == "*" for alias in node.names):
+            self.error(
+                node,
+                f'"from {node.module} import *" is not available in the sandbox: '
+                f"import the names the program uses (from {node.module} import a, b)",
+            )
+            return node
         if node.module == "__future__" and not node.level:
             # a directive to the compiler, with nothing to import: every feature is
             # Python 3's own but postponed annotations, and annotations are dropped here
@@ -299,6 +306,13 @@ class SandboxTransformer(RestrictingNodeTransformer):
         if attr.startswith("__") and attr.endswith("__") and len(attr) > 4:
             # what a model writes when it means the operation (``self.__eq__(o)`` in a __ne__):
             # say what works (compatibility pass CF: the bare refusal did not)
+            if not isinstance(node.ctx, ast.Load):
+                self.error(
+                    node,
+                    f'"{attr}" cannot be set or deleted in the sandbox: define it in the class '
+                    "body (a class's special methods are fixed when it is made)",
+                )
+                return self.node_contents_visit(node)
             self.error(
                 node,
                 f'"{attr}" cannot be read in the sandbox: use the operation it implements '

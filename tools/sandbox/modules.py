@@ -400,12 +400,17 @@ def _sys_view(guards: Guards) -> dict[str, Any]:
         frames = min(max(index_value(limit), 100), MAX_RECURSION) * FRAMES_PER_CALL
         sys.setrecursionlimit(guards.run_depth + frames + 20)
 
+    def getrecursionlimit() -> int:
+        """The limit as the program set it (or CPython's default), not the frames it takes."""
+        return max((sys.getrecursionlimit() - guards.run_depth - 20) // FRAMES_PER_CALL, 1)
+
     def exit(status: Any = None) -> None:
         raise SystemExit(status)
 
     return {
         "setrecursionlimit": setrecursionlimit,
-        "getrecursionlimit": sys.getrecursionlimit,
+        "getrecursionlimit": getrecursionlimit,
+        "byteorder": sys.byteorder,
         "exit": exit,
         "maxsize": sys.maxsize,
         "float_info": sys.float_info,
@@ -608,7 +613,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         calendar,
         names="isleap leapdays monthrange weekday monthcalendar month_name "
         "month_abbr day_name day_abbr MONDAY TUESDAY WEDNESDAY THURSDAY FRIDAY "
-        "SATURDAY SUNDAY",
+        "SATURDAY SUNDAY timegm",
     )
     views = {
         "math": mth,
@@ -692,6 +697,7 @@ _RANDOM_FUNCS = [
     "paretovariate",
     "weibullvariate",
     "getrandbits",
+    "randbytes",  # counted by SandboxRandom, as the class's own
     "seed",
 ]
 
@@ -785,9 +791,10 @@ class ModuleRegistry:
         if name not in self.ALLOWED:
             allowed = ", ".join(sorted(self.ALLOWED))
             instead = _INSTEAD.get(name.partition(".")[0], "")
-            raise ImportError(
+            raise ModuleNotFoundError(  # what `except ModuleNotFoundError:` expects, by name
                 f"module {name!r} is not available in the sandbox (allowed: {allowed})"
-                + (f"; {instead}" if instead else "")
+                + (f"; {instead}" if instead else ""),
+                name=name,
             )
         view = self._static.get(name) or self._per_run.get(name)
         if view is None:

@@ -31,6 +31,7 @@ import builtins
 import collections
 import datetime
 import decimal
+import fractions
 import functools
 import inspect
 import itertools
@@ -1274,6 +1275,27 @@ class _SetItem:
         self._method(key, value)
 
 
+# Values whose writes CPython refuses itself (_WriteRefused answers with its errors)
+_VALUES = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    tuple,
+    frozenset,
+    range,
+    slice,
+    type(None),
+    decimal.Decimal,
+    fractions.Fraction,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    datetime.tzinfo,
+)
+
+
 class _WriteRefused:
     """What ``_write_`` returns for objects the program may not modify."""
 
@@ -1287,7 +1309,41 @@ class _WriteRefused:
         kind = type(self._target).__name__
         raise SandboxSecurityError(f"{kind} objects cannot be modified in the sandbox")
 
-    __setattr__ = __delattr__ = __setitem__ = __delitem__ = _refuse
+    # Where CPython itself refuses the write (a tuple's item, an int's attribute), its own
+    # error: a program that tries, to find out, catches TypeError or AttributeError
+    # (compatibility pass CH); anything else is the sandbox's refusal.
+
+    def __setitem__(self, *_args: Any) -> None:
+        if isinstance(self._target, _VALUES) and not hasattr(type(self._target), "__setitem__"):
+            kind = type(self._target).__name__
+            raise TypeError(f"'{kind}' object does not support item assignment")
+        self._refuse()
+
+    def __delitem__(self, *_args: Any) -> None:
+        if isinstance(self._target, _VALUES) and not hasattr(type(self._target), "__delitem__"):
+            kind = type(self._target).__name__
+            raise TypeError(f"'{kind}' object doesn't support item deletion")
+        self._refuse()
+
+    def __setattr__(self, name: str, _value: Any) -> None:
+        self._attribute_refused(name)
+
+    def __delattr__(self, name: str) -> None:
+        self._attribute_refused(name)
+
+    def _attribute_refused(self, name: str) -> None:
+        target = self._target
+        if isinstance(target, _VALUES) and not hasattr(target, "__dict__"):
+            found = inspect.getattr_static(type(target), name, None)
+            writable = type(found) is types.MemberDescriptorType or (
+                type(found) is property and found.fset is not None
+            )
+            if not writable:  # CPython would refuse it too
+                kind = type(target).__name__
+                if found is None:
+                    raise AttributeError(f"'{kind}' object has no attribute {name!r}")
+                raise AttributeError(f"attribute {name!r} of '{kind}' objects is not writable")
+        self._refuse()
 
 
 class _OwnWriter:

@@ -200,6 +200,7 @@ def test_module_views_are_read_only_and_minimal() -> None:
     assert not hasattr(importer("json"), "codecs")
     system = importer("sys")  # what programs use it for, and nothing that reaches further
     assert sorted(dir(system)) == [
+        "byteorder",
         "exit",
         "float_info",
         "getrecursionlimit",

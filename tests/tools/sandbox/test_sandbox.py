@@ -544,9 +544,71 @@ async def test_str_format_numbers_its_fields_as_cpython_does(sandbox: Sandbox) -
     assert res.value == cpython["result"], res
 
 
+# Compatibility pass CH: writes CPython refuses itself raise its errors, which a program may
+# catch; the sandbox's own refusals stay SecurityErrors.
+CPYTHON_REFUSALS = """
+import datetime, decimal, fractions
+out = []
+def attempt(f):
+    try:
+        f()
+        out.append('ok')
+    except (TypeError, AttributeError) as e:
+        out.append(type(e).__name__)
+def item():
+    t = (1, 2); t[0] = 5
+def deletion():
+    s = 'ab'; del s[0]
+def read_only():
+    (5).real = 2
+def missing():
+    setattr(5, 'x', 1)
+def a_date():
+    d = datetime.date(2024, 1, 1); d.year = 2025
+def a_property():
+    f = fractions.Fraction(1, 2); f.numerator = 3
+def a_decimal():
+    x = decimal.Decimal(1); x.foo = 1
+for f in (item, deletion, read_only, missing, a_date, a_property, a_decimal):
+    attempt(f)
+result = out
+"""
+
+
+async def test_a_write_cpython_refuses_raises_cpython_s_error(sandbox: Sandbox) -> None:
+    cpython: dict[str, Any] = {}
+    exec(CPYTHON_REFUSALS, cpython)  # the test's own program, in plain Python
+    res = await sandbox.run(CPYTHON_REFUSALS)
+    assert res.value == cpython["result"], res
+    for shared in ("import math\nmath.pi = 3", "ValueError.extra = 1"):
+        refused = await sandbox.run(shared)
+        assert refused.error_kind == "SecurityError", refused
+
+
+async def test_sys_calendar_and_random_answer_as_cpython_s(sandbox: Sandbox) -> None:
+    res = await sandbox.run(
+        "import sys, random, calendar\ntry:\n    import scipy\n"
+        "except ModuleNotFoundError as e:\n    missing = e.name\n"
+        "first = sys.getrecursionlimit()\nsys.setrecursionlimit(5000)\n"
+        "result = [missing, first, sys.getrecursionlimit(), len(random.randbytes(4)),\n"
+        "    calendar.timegm((2024, 1, 1, 0, 0, 0)), sys.byteorder]"
+    )
+    assert res.value == ["scipy", 1000, 5000, 4, 1704067200, sys.byteorder], res
+
+
+async def test_refusals_of_what_a_model_writes_say_what_to_write(sandbox: Sandbox) -> None:
+    star = await sandbox.run("from math import *\nresult = sqrt(4)")
+    assert star.error == (
+        'Line 1: "from math import *" is not available in the sandbox: import the names the '
+        "program uses (from math import a, b)"
+    ), star
+    later = await sandbox.run("def deco(cls):\n    cls.__repr__ = repr\n    return cls")
+    assert later.error is not None and "define it in the class body" in later.error, later
+
+
 async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> None:
     res = await sandbox.run("from dataclasses import dataclass\nresult = 1")
-    assert res.error_kind == "ImportError", res
+    assert res.error_kind == "ModuleNotFoundError", res
     assert res.error is not None and res.error.endswith(
         "; write the class with an __init__ (and __repr__ or __eq__ if it needs them) (line 1)"
     ), res

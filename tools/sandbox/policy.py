@@ -715,6 +715,8 @@ class Guards:
         any form, and width-taking methods, which get their size checks."""
         if type(value) in _DATA:  # most reads (``self.v``): nothing here replaces data
             return value
+        if isinstance(value, types.ModuleType):  # a library's own module: its real attributes
+            raise SandboxSecurityError("modules are available through import only")
         if isinstance(value, type) and issubclass(value, type):
             raise SandboxSecurityError("metaclasses are not available in the sandbox")
         if isinstance(value, type):  # as type() would answer: a class made past the class
@@ -1533,6 +1535,18 @@ class _PrintCollector:
         return self._sink.text()
 
 
+def _import_from(guards: Guards, importer: Callable[..., Any], module: str, name: str) -> Any:
+    """``from module import name``: the name read from the module's view through the guards,
+    as ``module.name`` is; never a module CPython would look for in sys.modules."""
+    view = importer(module, None, None, (name,), 0)
+    try:
+        return guards.getattr(view, name)
+    except AttributeError:
+        raise ImportError(
+            f"cannot import name {name!r} from {module!r} in the sandbox", name=module
+        ) from None
+
+
 def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
     """Every name RestrictedPython's output calls, and the builtins; built once per template
     (each run is a process of its own, so a run's namespace may share them)."""
@@ -1544,6 +1558,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "__name__": "__main__",
         "__metaclass__": guards.classes.metaclass,
         "_getattr_": guards.getattr,
+        "_import_from_": functools.partial(_import_from, guards, importer),
         "_getitem_": _getitem,
         "_getiter_": iter,
         "_write_": guards.write,

@@ -38,6 +38,7 @@ import contextlib
 import gc
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -269,7 +270,19 @@ class Template:
             self.control.send(data)
 
 
+def _reexec_with_room_for_the_stack() -> None:
+    """Start again, once, with RLIMIT_STACK at a run's stack size: the kernel places the
+    process's memory maps below the stack by that limit at exec, and only by it (an 8 MiB
+    limit then, with the stack's random offset at its largest, leaves a run ~9 MiB to grow)."""
+    stack = confine.stack_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft != resource.RLIM_INFINITY and soft < stack:
+        resource.setrlimit(resource.RLIMIT_STACK, (stack, hard))
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
 def main() -> None:
+    _reexec_with_room_for_the_stack()
     config = json.loads(sys.argv[1])
     control_fd = int(sys.argv[2])
     null = os.open(os.devnull, os.O_RDWR)

@@ -2179,6 +2179,35 @@ async def test_a_random_subclass_s_own_bits_still_draw(box: Sandbox) -> None:
     assert res.value == [True, 3, 0], res
 
 
+# Pass CI: `from json import decoder` failed to read `decoder` from the module's view, and
+# CPython then took the module "json.decoder" from sys.modules: the real module, and through
+# its attributes (decoder.re.enum.sys) the real sys, os and builtins' eval.
+SUBMODULES = {
+    "json_decoder": "from json import decoder\nresult = decoder.re.enum.sys.version",
+    "collections_abc": "from collections import abc\nresult = abc.Mapping",
+    "typing_re": "from typing import re\nresult = re.Pattern",
+    "json_scanner_aliased": "from json import scanner as s\nresult = s",
+    "two_names": "from json import dumps, encoder\nresult = encoder",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUBMODULES))
+async def test_from_a_module_import_reads_its_view_only(box: Sandbox, name: str) -> None:
+    res = await box.run(SUBMODULES[name])
+    assert (res.ok, res.error_kind) == (False, "ImportError"), res
+    assert "cannot import name" in (res.error or "") and "in the sandbox" in (res.error or "")
+
+
+async def test_from_import_binds_what_the_view_has(box: Sandbox) -> None:
+    res = await box.run(
+        "from math import sqrt, pi as PI\nfrom collections import Counter\n"
+        "from random import randint\nfrom decimal import Decimal\n"
+        "result = [sqrt(4), PI > 3, Counter('aab').most_common(1), 1 <= randint(1, 2) <= 2,\n"
+        "    str(Decimal('1.1') + 1)]"
+    )
+    assert res.value == [2.0, True, [["a", 2]], True, "2.1"], res
+
+
 # Pass CG: sys.setrecursionlimit counted from where it was called, so asking again from deep
 # in a recursion gave as much again: 300,000 levels past a cap of 10,000, then, through a C
 # path that calls back (map), a C stack overflow.
@@ -2186,6 +2215,10 @@ RECURSION_RATCHETS = {
     "past_the_cap": (
         "import sys\ndef f(n):\n    if n % 5000 == 0:\n        sys.setrecursionlimit(10000)\n"
         "    return n if n == 300000 else f(n + 1)\nsys.setrecursionlimit(10000)\nresult = f(1)"
+    ),
+    # pass CI: a sort whose key sorts again: ~4.7 KB of C stack a frame, past 64 MiB
+    "a_sort_s_key": (
+        "import sys\nsys.setrecursionlimit(10000)\ndef f(n):\n    [n].sort(key=f)\nf(0)"
     ),
     "through_c": (
         "import sys\ndef f(n):\n    if n % 5000 == 0:\n        sys.setrecursionlimit(10000)\n"

@@ -842,3 +842,15 @@ def test_a_numbers_parts_are_its_own_whatever_class_comes_first() -> None:
     assert (point.as_integer_ratio(), point.real, point.imag) == ((1, 2), 0.5, 0.0)
     number = classes.metaclass("I", (Library, int), {"__module__": "__main__"})(6)
     assert (number.numerator, number.real, number.as_integer_ratio()) == (6, 6, (6, 1))
+
+
+def test_a_module_is_never_handed_to_a_program() -> None:
+    """Pass CI: a real module a library holds (json.decoder.re) is never an attribute's
+    value, whatever object it is read from."""
+    import json.decoder
+
+    guards = make_guards()
+    with pytest.raises(policy.SandboxSecurityError, match="through import only"):
+        guards.vet(json.decoder)
+    with pytest.raises(policy.SandboxSecurityError, match="through import only"):
+        guards.getattr(json.decoder, "re")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.tools.sandbox.test_corpora import sandbox_processes
-from tools.sandbox import Sandbox, SandboxConfig, pool
+from tools.sandbox import Sandbox, SandboxConfig, confine, pool
 from tools.sandbox.pool import LAYER_NAMES, SandboxStartError
 from tools.sandbox.template import MAX_SPARE_DEATHS, SPARES
 
@@ -313,7 +313,7 @@ async def test_timeouts_and_crashes_touch_nothing_but_their_run(namespaces: bool
     try:
         config = SandboxConfig(workers=1, timeout_s=0.5, namespaces=namespaces)
         async with Sandbox(config) as sb:
-            crash = "g = iter([1])\nfor i in range(1000000):\n    g = map(abs, g)\nresult = list(g)"
+            crash = "g = iter([1])\nfor i in range(4000000):\n    g = map(abs, g)\nresult = list(g)"
             for code in ("while True:\n    pass", crash, "while True:\n    pass"):
                 failed = await sb.run(code)
                 assert failed.error_kind in ("Timeout", "Crashed"), failed
@@ -687,6 +687,16 @@ async def test_a_program_recurses_as_deep_as_in_cpython(sandbox: Sandbox) -> Non
     )
 
 
+async def test_a_template_starts_with_room_for_a_run_s_stack(sandbox: Sandbox) -> None:
+    """The kernel leaves room below the stack by the stack limit at exec: the template
+    starts again with a run's stack limit, once, before it does anything else."""
+    await sandbox.run("result = 1")
+    for template in sandbox._templates:
+        limits = pathlib.Path(f"/proc/{template.process.pid}/limits").read_text()  # noqa: ASYNC240
+        stack = next(line for line in limits.splitlines() if line.startswith("Max stack size"))
+        assert int(stack.split()[3]) == confine.stack_bytes(), stack
+
+
 async def test_recursion_at_the_deepest_limit_stops_with_a_recursion_error(
     sandbox: Sandbox,
 ) -> None:
@@ -703,14 +713,14 @@ async def test_recursion_at_the_deepest_limit_stops_with_a_recursion_error(
 
 
 async def test_an_interpreter_crash_is_contained(sandbox: Sandbox) -> None:
-    # a million nested iterators overflow CPython's C stack: the run's process dies, nothing else.
-    code = "g = iter([1])\nfor i in range(1000000):\n    g = map(abs, g)\nresult = list(g)"
+    # four million nested iterators overflow the C stack: the run's process dies, nothing else.
+    code = "g = iter([1])\nfor i in range(4000000):\n    g = map(abs, g)\nresult = list(g)"
     res = await sandbox.run(code)
     assert not res.ok and res.error_kind in ("Crashed", "RecursionError"), res
     assert "SIGSEGV" in (res.error or "") or res.error_kind == "RecursionError"
     assert (await sandbox.run("result = 1")).value == 1
-    # hashing a tuple nested three million deep (pass BM): the message says what to change
-    res = await sandbox.run("x = ()\nfor i in range(3000000):\n    x = (x,)\nresult = hash(x)")
+    # hashing a tuple nested five million deep (pass BM): the message says what to change
+    res = await sandbox.run("x = ()\nfor i in range(5000000):\n    x = (x,)\nresult = hash(x)")
     assert res.error == (
         "the program crashed its interpreter (SIGSEGV: usually C code recursing into a value "
         "nested too deeply)"

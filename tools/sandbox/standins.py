@@ -1609,7 +1609,21 @@ class Classes:
                     length = exact_len(item)
                     if length is not None:
                         self.arith.check_items(length, "an exception's message")
+            if not self.is_user_class(type(exc)) and type(exc.args) is tuple:
+                # the classes a library put in its exception's arguments, as type() answers
+                # them (decimal's InvalidOperation holds [ConversionSyntax], a class no
+                # module view names: red-team pass CJ)
+                exposed = tuple(self._classes_exposed(arg) for arg in exc.args)
+                if any(new is not old for new, old in zip(exposed, exc.args, strict=True)):
+                    exc.args = exposed
         return exc
+
+    def _classes_exposed(self, arg: Any) -> Any:
+        if isinstance(arg, type):
+            return self.exposed(arg)
+        if (type(arg) is list or type(arg) is tuple) and any(isinstance(i, type) for i in arg):
+            return type(arg)(self.exposed(i) if isinstance(i, type) else i for i in arg)
+        return arg
 
     def _contained_descriptor(self, method: Any) -> Callable[..., Any]:
         """A callable of a class body that binds like a method (an ``lru_cache`` wrapper),

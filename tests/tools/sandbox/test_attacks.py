@@ -2179,6 +2179,18 @@ async def test_a_random_subclass_s_own_bits_still_draw(box: Sandbox) -> None:
     assert res.value == [True, 3, 0], res
 
 
+async def test_a_library_exception_s_classes_are_answered_as_type_answers(box: Sandbox) -> None:
+    """Pass CJ: decimal's InvalidOperation holds [ConversionSyntax] in its args, a class no
+    module view names, handed out as the class itself (the program subclassed it)."""
+    res = await box.run(
+        "import decimal\ntry:\n    decimal.Decimal('abc')\n"
+        "except decimal.InvalidOperation as e:\n    c = e.args[0][0]\n"
+        "result = [type(c).__name__, repr(c)]\nclass X(c):\n    pass"
+    )
+    assert res.error_kind == "SecurityError", res
+    assert (res.error or "").startswith("a 'TypeToken' object cannot be subclassed"), res
+
+
 # Pass CI: `from json import decoder` failed to read `decoder` from the module's view, and
 # CPython then took the module "json.decoder" from sys.modules: the real module, and through
 # its attributes (decoder.re.enum.sys) the real sys, os and builtins' eval.

@@ -323,7 +323,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
             copy_locations(write, node.value)
             node.value = write
             return node
-        if attr.startswith("__") and attr.endswith("__") and len(attr) > 4:
+        if attr in ALLOWED_DUNDER_METHODS:
             # what a model writes when it means the operation (``self.__eq__(o)`` in a __ne__):
             # say what works (compatibility pass CF: the bare refusal did not)
             if not isinstance(node.ctx, ast.Load):

@@ -626,6 +626,8 @@ async def test_a_special_method_read_says_what_to_write_instead(sandbox: Sandbox
         "(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...), or super().__eq__(...) "
         "inside a class"
     ), res
+    field = await sandbox.run("try:\n    1 / 0\nexcept ArithmeticError as e:\n    c = e.__cause__")
+    assert field.error is not None and "use the operation" not in field.error, field
 
 
 # How deep a program's recursion goes, found by the program itself: through a function, a

@@ -336,7 +336,8 @@ class SandboxTransformer(RestrictingNodeTransformer):
             self.error(
                 node,
                 f'"{attr}" cannot be read in the sandbox: use the operation it implements '
-                f"(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...)"
+                f"(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...; as a function: "
+                f"operator.eq, operator.mul, len ...)"
                 + (f", or super().{attr}(...) inside a class" if attr in SUPER_DUNDERS else ""),
             )
             return self.node_contents_visit(node)

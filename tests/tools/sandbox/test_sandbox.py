@@ -623,8 +623,8 @@ async def test_a_special_method_read_says_what_to_write_instead(sandbox: Sandbox
     )
     assert res.error == (
         'Line 5: "__eq__" cannot be read in the sandbox: use the operation it implements '
-        "(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...), or super().__eq__(...) "
-        "inside a class"
+        "(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...; as a function: operator.eq, "
+        "operator.mul, len ...), or super().__eq__(...) inside a class"
     ), res
     field = await sandbox.run("try:\n    1 / 0\nexcept ArithmeticError as e:\n    c = e.__cause__")
     assert field.error is not None and "use the operation" not in field.error, field

@@ -199,7 +199,10 @@ class Arithmetic:
         self.before_change: Callable[[Any], None] = _nothing
 
     def too_big(self) -> IntSizeLimit:
-        return IntSizeLimit(f"integer result would exceed {self.max_digits} digits (sandbox limit)")
+        return IntSizeLimit(
+            f"integer result would exceed {self.max_digits} digits (sandbox limit; for a "
+            f"remainder, pow(a, b, m) or % at each step keeps it small)"
+        )
 
     def check_bits(self, bits: int) -> None:
         if bits > self.max_bits:

@@ -661,7 +661,7 @@ _INSTEAD = {
     "dataclasses": "write the class with an __init__ (and __repr__ or __eq__ if it needs them)",
     "enum": "use constants, or a dict of names to values",
     "copy": "copy with list(x), dict(x), x[:] or a comprehension",
-    "abc": "a plain base class whose methods raise NotImplementedError does the same",
+    "abc": "a plain base class, whose methods the subclasses override, does the same",
     "time": "there is no clock: datetime computes with dates and times",
     "numpy": "use lists, math, statistics and fractions",
     "pandas": "use lists of dicts, collections and statistics",

@@ -1316,15 +1316,14 @@ class _WriteRefused:
     # (compatibility pass CH); anything else is the sandbox's refusal.
 
     def __setitem__(self, *_args: Any) -> None:
-        if isinstance(self._target, _VALUES) and not hasattr(type(self._target), "__setitem__"):
-            kind = type(self._target).__name__
-            raise TypeError(f"'{kind}' object does not support item assignment")
-        self._refuse()
+        self._item_refused("__setitem__", "does not support item assignment")
 
     def __delitem__(self, *_args: Any) -> None:
-        if isinstance(self._target, _VALUES) and not hasattr(type(self._target), "__delitem__"):
-            kind = type(self._target).__name__
-            raise TypeError(f"'{kind}' object doesn't support item deletion")
+        self._item_refused("__delitem__", "doesn't support item deletion")
+
+    def _item_refused(self, method: str, cpython_says: str) -> None:
+        if isinstance(self._target, _VALUES) and not hasattr(type(self._target), method):
+            raise TypeError(f"'{type(self._target).__name__}' object {cpython_says}")
         self._refuse()
 
     def __setattr__(self, name: str, _value: Any) -> None:

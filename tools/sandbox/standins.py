@@ -1619,10 +1619,14 @@ class Classes:
         return exc
 
     def _classes_exposed(self, arg: Any) -> Any:
-        if isinstance(arg, type):
+        """``arg``, or the list or tuple it is, with each class as :meth:`exposed` answers
+        it; a class by its type, never by what an object's ``__class__`` says."""
+        if issubclass(type(arg), type):
             return self.exposed(arg)
-        if (type(arg) is list or type(arg) is tuple) and any(isinstance(i, type) for i in arg):
-            return type(arg)(self.exposed(i) if isinstance(i, type) else i for i in arg)
+        if (type(arg) is list or type(arg) is tuple) and any(
+            issubclass(type(i), type) for i in arg
+        ):
+            return type(arg)(self.exposed(i) if issubclass(type(i), type) else i for i in arg)
         return arg
 
     def _contained_descriptor(self, method: Any) -> Callable[..., Any]:

@@ -71,6 +71,7 @@ from tools.sandbox.names import (
 from tools.sandbox.standins import (
     ADDING_METHODS,
     DROPPING_METHODS,
+    INTERNAL_TYPES,
     KEPT_CONTAINERS,
     NUMBER_PROTOCOL,
     NUMBER_TYPES,
@@ -159,8 +160,9 @@ _EXTENDS = {
 _SIGNAL_DICT = type(decimal.Context().traps)
 _RAW_DATA_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 # What getattr() checks beyond a public name: another object's classes (super), the
-# attributes a library sets on an exception, string.Formatter.
-_READ_WITH_CARE = (super, BaseException, string.Formatter)
+# attributes a library sets on an exception, string.Formatter; and what no attribute is read
+# from however the program came to hold it (a module, a frame, a traceback, code, a cell).
+_READ_WITH_CARE = (super, BaseException, string.Formatter, *INTERNAL_TYPES)
 # Values vet() never replaces (exact types: a subclass may carry methods of its own).
 _DATA = frozenset(
     {int, float, complex, bool, str, bytes, type(None), tuple, list, dict, set, frozenset}
@@ -388,6 +390,16 @@ _COUNTED_METHODS: dict[int, tuple[Any, Callable[..., Any], inspect.Signature]] =
         (statistics.NormalDist.quantiles, _quantiles_count),
     )
 }
+# The kinds of value vet() may replace or refuse (every table above holds functions, methods
+# and descriptors); an item of any other kind is passed by getitem() as it is.
+_VETTED_KINDS = (
+    type,
+    *INTERNAL_TYPES,
+    FunctionType,
+    types.MethodType,
+    BuiltinMethodType,
+    *_RAW_DESCRIPTORS,
+)
 
 
 def check_attr_name(
@@ -507,6 +519,9 @@ class Guards:
         self._formatter = _SafeFormatter(self)
         # The stack's depth where the run's program starts: its recursion limits count from it
         self.run_depth = 0
+        # Each kind of item seen, and whether vet() could change or refuse one of its values
+        # (keyed by the class itself: a class's hash and equality are its identity's).
+        self._vetted_kinds: dict[type, bool] = {}
 
     # -- reading attributes ---------------------------------------------------------------
 
@@ -525,6 +540,12 @@ class Guards:
             if default is _MISSING:
                 raise
             return default
+        if issubclass(type(obj), INTERNAL_TYPES):
+            # Never handed out (vet, exposed), so held only through a route nobody foresaw:
+            # an item, an iteration, a library call's answer. Nothing is read from it.
+            raise SandboxSecurityError(
+                f"a {type(obj).__name__} object's attributes are not available in the sandbox"
+            )
         if name == "__class__":
             return self.classes.safe_type(obj)
         if name == "__dict__":
@@ -709,6 +730,22 @@ class Guards:
         except (AttributeError, SandboxSecurityError):
             return False
         return True
+
+    def getitem(self, obj: Any, key: Any) -> Any:
+        """``obj[key]``, vetted as an attribute's value is: what a library's container holds
+        reaches the program by no other route than its attributes do."""
+        value = obj[key]
+        kind = type(value)
+        if kind in _DATA:  # ``a[i]``: one set lookup
+            return value
+        vetted = self._vetted_kinds.get(kind)
+        if vetted is None:
+            vetted = self._vetted_kinds[kind] = issubclass(kind, _VETTED_KINDS)
+        if not vetted:
+            return value
+        if issubclass(kind, INTERNAL_TYPES):
+            raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
+        return self.vet(value)
 
     def vet(self, value: Any) -> Any:
         """Replace, by identity, what must not reach the program: the real ``str.format`` in
@@ -1558,7 +1595,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "__metaclass__": guards.classes.metaclass,
         "_getattr_": guards.getattr,
         "_import_from_": functools.partial(_import_from, guards, importer),
-        "_getitem_": _getitem,
+        "_getitem_": guards.getitem,
         "_getiter_": iter,
         "_write_": guards.write,
         "_inplacevar_": arith.inplace,
@@ -1591,7 +1628,3 @@ def make_globals(hooks: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
     namespace = dict(hooks)
     namespace["_print_"] = lambda _getattr=None: _PrintCollector(sink)
     return namespace
-
-
-def _getitem(obj: Any, key: Any) -> Any:
-    return obj[key]

@@ -919,7 +919,7 @@ _WITHOUT_ARGUMENTS = frozenset(
     "__repr__ __str__ __len__ __iter__ __next__ __bool__ __hash__ __int__ __float__ "  # noqa: SIM905
     "__index__ __neg__ __pos__ __abs__ __reversed__ __enter__".split(" ")
 )
-_INTERNAL_TYPES = (
+INTERNAL_TYPES = (
     types.FrameType,
     types.TracebackType,
     types.CodeType,
@@ -1344,7 +1344,7 @@ class Classes:
             self.arith.check_items(len(obj), kind.__name__)
         elif kind is fractions.Fraction:
             self.arith.checked_number(obj)
-        if kind in _INTERNAL_TYPES:
+        if kind in INTERNAL_TYPES:
             raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
         parts = _alias_parts(obj)
         if parts is not None:  # ``type[Any]`` calls the real ``type``: as good as what it holds
@@ -1370,7 +1370,7 @@ class Classes:
                 kind = type(item)
                 if kind in _PLAIN:
                     continue
-                if issubclass(kind, type) or kind in _INTERNAL_TYPES or _alias_parts(item):
+                if issubclass(kind, type) or kind in INTERNAL_TYPES or _alias_parts(item):
                     if self.exposed(item) is not item:
                         raise SandboxSecurityError(
                             "a container holding a class the program cannot name was passed "

@@ -844,6 +844,53 @@ def test_a_numbers_parts_are_its_own_whatever_class_comes_first() -> None:
     assert (number.numerator, number.real, number.as_integer_ratio()) == (6, 6, (6, 1))
 
 
+def test_an_item_is_vetted_as_an_attribute_is() -> None:
+    """What a library's container holds reaches the program by an item (``_getitem_``) no
+    more than by an attribute: a module, a frame, a metaclass are refused, the real
+    ``str.format`` is the safe one; data and the program's own objects pass as they are."""
+    import abc
+    import sys
+
+    guards = make_guards()
+    with pytest.raises(policy.SandboxSecurityError, match="module object is not available"):
+        guards.getitem({"m": json.decoder}, "m")
+    with pytest.raises(policy.SandboxSecurityError, match="frame object is not available"):
+        guards.getitem([sys._getframe()], 0)
+    with pytest.raises(policy.SandboxSecurityError, match="metaclasses"):
+        guards.getitem((abc.ABCMeta,), 0)
+    assert guards.getitem([str.format], 0) == guards.format
+    assert guards.getitem(["{}", "x"], -1) == "x"
+    point = fractions.Fraction(1, 2)
+    assert guards.getitem({"p": point}, "p") is point
+    registry = ModuleRegistry(guards)
+    hooks = policy.make_hooks(guards, registry.importer)
+    assert hooks["_getitem_"] == guards.getitem  # what a program's ``a[i]`` calls
+
+
+@pytest.mark.parametrize("name", ["re", "f_lineno", "co_name", "tb_lineno", "cell_contents"])
+def test_nothing_is_read_from_a_module_or_frame_however_it_was_held(name: str) -> None:
+    """A module, frame, code object, traceback or cell is never handed out; one held by a
+    route nobody foresaw (an iteration, a library call's answer) gives no attribute."""
+    import sys
+
+    try:
+        raise ValueError
+    except ValueError as error:
+        trace = error.__traceback__
+    held = (
+        json.decoder,
+        sys._getframe(),
+        sys._getframe().f_code,
+        trace,
+        (lambda: name).__closure__[0],  # type: ignore[index]
+    )
+    for obj in held:
+        with pytest.raises(policy.SandboxSecurityError, match="attributes are not available"):
+            GUARDS.getattr(obj, name)
+        with pytest.raises(policy.SandboxSecurityError, match="attributes are not available"):
+            GUARDS.getattr(obj, name, None)
+
+
 def test_a_module_is_never_handed_to_a_program() -> None:
     """Pass CI: a real module a library holds (json.decoder.re) is never an attribute's
     value, whatever object it is read from."""
@@ -853,4 +900,4 @@ def test_a_module_is_never_handed_to_a_program() -> None:
     with pytest.raises(policy.SandboxSecurityError, match="through import only"):
         guards.vet(json.decoder)
     with pytest.raises(policy.SandboxSecurityError, match="through import only"):
-        guards.getattr(json.decoder, "re")
+        guards.getattr(mock.Mock(spec=["re"], re=json.decoder), "re")

@@ -126,6 +126,19 @@ def _attrgetter(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
     return attrgetter
 
 
+def _itemgetter(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
+    def itemgetter(*keys: Any) -> Callable[[Any], Any]:
+        if not keys:
+            raise TypeError("itemgetter expected 1 argument, got 0")
+        getitem = guards.getitem
+        if len(keys) == 1:
+            key = keys[0]
+            return lambda obj: getitem(obj, key)
+        return lambda obj: tuple(getitem(obj, key) for key in keys)
+
+    return itemgetter
+
+
 def _methodcaller(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
     def methodcaller(name: str, /, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         if type(name) is not str:
@@ -525,8 +538,12 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "itruediv",
         "floordiv",
         "ifloordiv",
+        "getitem",
+        "itemgetter",
     )
     op.update(
+        getitem=guards.getitem,  # an item is vetted as ``a[i]``'s is
+        itemgetter=_itemgetter(guards),
         attrgetter=_attrgetter(guards),
         methodcaller=_methodcaller(guards),
         pow=arith.pow,

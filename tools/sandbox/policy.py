@@ -76,6 +76,7 @@ from tools.sandbox.standins import (
     NUMBER_PROTOCOL,
     NUMBER_TYPES,
     TZINFO_METHODS,
+    VETTED_KINDS,
     Classes,
     SandboxSecurityError,
     builtin_exceptions,
@@ -390,16 +391,6 @@ _COUNTED_METHODS: dict[int, tuple[Any, Callable[..., Any], inspect.Signature]] =
         (statistics.NormalDist.quantiles, _quantiles_count),
     )
 }
-# The kinds of value vet() may replace or refuse (every table above holds functions, methods
-# and descriptors); an item of any other kind is passed by getitem() as it is.
-_VETTED_KINDS = (
-    type,
-    *INTERNAL_TYPES,
-    FunctionType,
-    types.MethodType,
-    BuiltinMethodType,
-    *_RAW_DESCRIPTORS,
-)
 
 
 def check_attr_name(
@@ -519,9 +510,7 @@ class Guards:
         self._formatter = _SafeFormatter(self)
         # The stack's depth where the run's program starts: its recursion limits count from it
         self.run_depth = 0
-        # Each kind of item seen, and whether vet() could change or refuse one of its values
-        # (keyed by the class itself: a class's hash and equality are its identity's).
-        self._vetted_kinds: dict[type, bool] = {}
+        classes.vet = self.vet  # what a program's special method is given is vetted too
 
     # -- reading attributes ---------------------------------------------------------------
 
@@ -738,9 +727,9 @@ class Guards:
         kind = type(value)
         if kind in _DATA:  # ``a[i]``: one set lookup
             return value
-        vetted = self._vetted_kinds.get(kind)
+        vetted = self.classes.vetted_kinds.get(kind)
         if vetted is None:
-            vetted = self._vetted_kinds[kind] = issubclass(kind, _VETTED_KINDS)
+            vetted = self.classes.vetted_kinds[kind] = issubclass(kind, VETTED_KINDS)
         if not vetted:
             return value
         if issubclass(kind, INTERNAL_TYPES):

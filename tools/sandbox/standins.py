@@ -926,7 +926,27 @@ INTERNAL_TYPES = (
     types.CellType,
     types.ModuleType,
 )
+# The kinds of value Guards.vet may replace or refuse: classes, the internal kinds, functions,
+# methods and descriptors (a raw ``str.format``, a list's ``pop``, ``int.numerator``). A value
+# of any other kind passes vet as it is.
+VETTED_KINDS = (
+    type,
+    *INTERNAL_TYPES,
+    FunctionType,
+    MethodType,
+    types.BuiltinMethodType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    MemberDescriptorType,
+)
 _NAMEDTUPLE_API = frozenset({"_asdict", "_replace", "_make", "_fields", "_field_defaults"})
+
+
+def _as_it_is(value: Any) -> Any:
+    return value
 
 
 def _instance_dict(obj: Any) -> dict[str, Any] | None:
@@ -964,6 +984,10 @@ class Classes:
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
+        # What an attribute's value goes through (Guards sets its vet), and for each kind of
+        # value seen, whether it may change one (keyed by the class: its identity's hash).
+        self.vet: Callable[[Any], Any] = _as_it_is
+        self.vetted_kinds: dict[type, bool] = {}
         # How many of the program's comparisons, __bool__s and __hash__es are running: C code
         # may be comparing an item it holds no reference to (see keep_contents).
         self.comparing = [0]
@@ -1351,6 +1375,11 @@ class Classes:
             self._check_inside(parts)
         elif isinstance(obj, (tuple, frozenset)):  # a cache's key: ``(Union, (int, str))``
             self._check_inside(obj)
+        vetted = self.vetted_kinds.get(kind)
+        if vetted is None:
+            vetted = self.vetted_kinds[kind] = issubclass(kind, VETTED_KINDS)
+        if vetted:  # a function, method or descriptor: as an attribute's value would be
+            return self.vet(obj)  # (a raw str.format compared in a library's cache, pass CL)
         return obj
 
     def _check_inside(self, container: tuple[Any, ...] | frozenset[Any]) -> None:

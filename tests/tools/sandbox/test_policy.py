@@ -865,6 +865,40 @@ def test_an_item_is_vetted_as_an_attribute_is() -> None:
     registry = ModuleRegistry(guards)
     hooks = policy.make_hooks(guards, registry.importer)
     assert hooks["_getitem_"] == guards.getitem  # what a program's ``a[i]`` calls
+    registry.new_run()
+    operator_view = registry.importer("operator")
+    held = {"m": json.decoder, "f": str.format, "n": 1}
+    with pytest.raises(policy.SandboxSecurityError, match="module object is not available"):
+        operator_view.getitem(held, "m")
+    with pytest.raises(policy.SandboxSecurityError, match="module object is not available"):
+        operator_view.itemgetter("n", "m")(held)
+    assert operator_view.itemgetter("f")(held) == guards.format
+    assert operator_view.itemgetter("n", "n")(held) == (1, 1)
+    assert sorted([(1, "b"), (0, "a")], key=operator_view.itemgetter(1)) == [(0, "a"), (1, "b")]
+    with pytest.raises(TypeError):
+        operator_view.itemgetter()
+
+
+def test_what_a_library_gives_a_program_method_is_vetted() -> None:
+    """Pass CL: C code compares what it holds (a library's cache key) with the program's
+    object, and the program's ``__eq__`` is given it: a function, method or descriptor is
+    vetted there as an attribute's value is (the safe ``str.format``, no raw descriptor)."""
+    guards = make_guards()
+    seen = []
+
+    def eq(self: object, other: object) -> bool:
+        seen.append(other)
+        return False
+
+    key = guards.classes.metaclass(
+        "K", (), {"__module__": "__main__", "__eq__": eq, "__hash__": lambda self: 0}
+    )
+    with pytest.raises(ValueError):
+        [str.format].index(key())
+    assert seen == [guards.format]
+    with pytest.raises(policy.SandboxSecurityError, match="not available as an object"):
+        [int.numerator].index(key())
+    assert [1.5, "a"].count(key()) == 0 and seen[-2:] == [1.5, "a"]
 
 
 @pytest.mark.parametrize("name", ["re", "f_lineno", "co_name", "tb_lineno", "cell_contents"])

@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from types import FunctionType, MappingProxyType
 from typing import Any
 
+from tools.sandbox.copying import make_copy_view
 from tools.sandbox.limits import (
     Arithmetic,
     SizeLimit,
@@ -668,6 +669,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
             "final": _final,  # typing's sets __final__ on what it is given: any class
         },
         "sys": _sys_view(guards),
+        "copy": make_copy_view(classes),
     }
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}
 
@@ -677,7 +679,6 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
 _INSTEAD = {
     "dataclasses": "write the class with an __init__ (and __repr__ or __eq__ if it needs them)",
     "enum": "use constants, or a dict of names to values",
-    "copy": "copy with list(x), dict(x), x[:] or a comprehension",
     "abc": "a plain base class, whose methods the subclasses override, does the same",
     "time": "there is no clock: datetime computes with dates and times",
     "numpy": "use lists, math, statistics and fractions",
@@ -773,6 +774,7 @@ class ModuleRegistry:
             "calendar",
             "typing",
             "sys",
+            "copy",
         ]
     )
 

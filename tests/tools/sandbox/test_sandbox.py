@@ -727,3 +727,101 @@ async def test_an_interpreter_crash_is_contained(sandbox: Sandbox) -> None:
         "the program crashed its interpreter (SIGSEGV: usually C code recursing into a value "
         "nested too deeply)"
     ), res
+
+
+# ``copy`` for what programs copy: each program's answer as CPython 3.11 gives it.
+COPIES = {
+    "grid": "import copy\ngrid = [[1, 2], [3, 4]]\ng2 = copy.deepcopy(grid)\ng2[0][0] = 9\n"
+    "s = copy.copy(grid)\ns[1] = None\ns[0].append(7)\nresult = (grid, g2, s)",
+    "nested": "import copy\n"
+    "d = {'a': [1], 'b': {'c': {1, 2}}, 't': (1, [2]), 'f': frozenset({3})}\n"
+    "d2 = copy.deepcopy(d)\nd2['a'].append(5)\nd2['t'][1].append(0)\n"
+    "result = (d, d2, d2['f'] is d['f'], copy.deepcopy((1, 'a')) is not None)",
+    "cycle": "import copy\nclass Node:\n    def __init__(self, v):\n        self.v = v\n"
+    "        self.kids = []\na, b = Node(1), Node(2)\na.kids.append(b)\nb.kids.append(a)\n"
+    "a2 = copy.deepcopy(a)\nl = [1]\nl.append(l)\nl2 = copy.deepcopy(l)\n"
+    "result = (a2.v, a2.kids[0].v, a2.kids[0].kids[0] is a2, a2 is not a, l2[1] is l2,"
+    " l2 is not l)",
+    "collections": "import copy\nfrom collections import namedtuple, Counter, deque, "
+    "defaultdict, OrderedDict\nP = namedtuple('P', 'x y')\nt = (1, P(3, [4]))\n"
+    "t2 = copy.deepcopy(t)\nt2[1].y.append(0)\nod = OrderedDict(z=1, a=[2])\n"
+    "od.move_to_end('z')\nc, dq, dd = Counter('aab'), deque([1, [2]], maxlen=3), "
+    "defaultdict(list, k=[1])\ncs = copy.deepcopy((c, dq, dd, od))\ncs[2]['new'].append(1)\n"
+    "cs[1][1].append(3)\nresult = (t, t2, type(t2[1]).__name__, cs, dq, dd, "
+    "copy.copy(dd), copy.copy(dq).maxlen, list(copy.copy(od)), copy.copy(c))",
+    "classes": "import copy\nfrom typing import Generic, TypeVar\nT = TypeVar('T')\n"
+    "class Grid(list):\n    def total(self):\n        return sum(sum(r) for r in self)\n"
+    "class Stack(Generic[T]):\n    def __init__(self):\n        self.items = []\n"
+    "class Tags(set):\n    pass\nclass Book(dict):\n    pass\n"
+    "g = Grid([[1, 2], [3]])\ng.name = 'g'\ng2 = copy.deepcopy(g)\ng2[0][0] = 100\n"
+    "s = Stack()\ns.items.append(1)\ns2, s3 = copy.copy(s), copy.deepcopy(s)\n"
+    "b = copy.deepcopy(Book(a=[1]))\nresult = (type(g2).__name__, g2.total(), g.total(), "
+    "g2.name, s2.items is s.items, s3.items == s.items, s3.items is s.items, "
+    "sorted(copy.copy(Tags({2, 1}))), type(b).__name__, b)",
+    "shared": "import copy\nx = [1]\ny = copy.deepcopy([x, x])\nresult = (y[0] is y[1], y[0] is x)",
+    "state": "import copy\nclass Board:\n    def __init__(self):\n"
+    "        self.cells = [[0] * 3 for _ in range(3)]\n"
+    "    def play(self, r, c):\n        b = copy.deepcopy(self)\n        b.cells[r][c] = 1\n"
+    "        return b\nb0 = Board()\nb1 = b0.play(1, 1).play(0, 2)\nresult = (b0.cells, b1.cells)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(COPIES))
+async def test_copy_copies_as_cpython_does(sandbox: Sandbox, name: str) -> None:
+    code = COPIES[name]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # the test's own program, in CPython, for the answer
+    res = await sandbox.run(code)
+    assert res.ok, res
+    assert res.value_repr == repr(namespace["result"])
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("copy.deepcopy(random.Random(1))", "Random"),
+        ("copy.copy(iter([1]))", "list_iterator"),
+        ("copy.deepcopy((i for i in []))", "generator"),
+        ("copy.deepcopy(copy)", "copy"),
+        ("copy.copy(fractions.Fraction)(1) if False else copy.copy(Half(1, 2))", "Half"),
+        ("copy.deepcopy(E('x'))", "E"),
+        ("copy.copy(Slotted())", "Slotted"),
+        ("copy.deepcopy(decimal.getcontext())", "Context"),
+        ("copy.deepcopy([1], {})", "memo"),
+    ],
+)
+async def test_copy_refuses_what_it_cannot_copy_with_a_type_error(
+    sandbox: Sandbox, code: str, kind: str
+) -> None:
+    """An allow-list: what is not a builtin value or container, a collections container or
+    an instance of the program's own class is refused by name (no library's reduce)."""
+    program = (
+        "import copy, random, fractions, decimal\n"
+        "class Half(fractions.Fraction):\n    pass\n"
+        "class E(Exception):\n    pass\n"
+        "class Slotted:\n    __slots__ = ('a',)\n"
+        f"try:\n    {code}\n    result = 'copied'\n"
+        "except TypeError as error:\n    result = str(error)\n"
+    )
+    res = await sandbox.run(program)
+    assert res.ok, res
+    assert "not available in the sandbox" in res.value, res.value
+    assert kind in res.value
+
+
+async def test_deepcopy_of_a_changing_or_deep_original_ends_cleanly(sandbox: Sandbox) -> None:
+    """The program's code that runs while a copy is filled (a key's __hash__) may change the
+    original: what is copied was listed first (CPython's dict copy raises RuntimeError). A
+    structure deeper than the recursion limit is a RecursionError, as in CPython."""
+    res = await sandbox.run(
+        "import copy\nd = {}\nclass K:\n    armed = False\n    def __hash__(self):\n"
+        "        if K.armed:\n            d[len(d) + 10] = 0\n            s.add(len(s) + 10)\n"
+        "        return 1\nk = K()\nd[k] = [1]\nd[2] = [2]\ns = {k, 3}\nK.armed = True\n"
+        "d2, s2 = copy.deepcopy((d, s))\nresult = (len(d2), len(s2), len(d), len(s))"
+    )
+    assert res.ok, res
+    assert res.value == [2, 3, 4, 4]
+    res = await sandbox.run(
+        "import copy\nx = []\nfor i in range(100000):\n    x = [x]\ncopy.deepcopy(x)"
+    )
+    assert not res.ok and res.error_kind == "RecursionError", res

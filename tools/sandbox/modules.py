@@ -45,6 +45,7 @@ from types import FunctionType, MappingProxyType
 from typing import Any
 
 from tools.sandbox.copying import make_copy_view
+from tools.sandbox.dataclassing import make_dataclasses_view
 from tools.sandbox.limits import (
     Arithmetic,
     SizeLimit,
@@ -633,6 +634,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "month_abbr day_name day_abbr MONDAY TUESDAY WEDNESDAY THURSDAY FRIDAY "
         "SATURDAY SUNDAY timegm",
     )
+    copying = make_copy_view(classes)
     views = {
         "math": mth,
         "cmath": _public(cmath),
@@ -669,7 +671,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
             "final": _final,  # typing's sets __final__ on what it is given: any class
         },
         "sys": _sys_view(guards),
-        "copy": make_copy_view(classes),
+        "copy": copying,
+        "dataclasses": make_dataclasses_view(classes, copying["deepcopy"]),
     }
     return {name: ModuleView(name, attrs) for name, attrs in views.items()}
 
@@ -677,7 +680,6 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
 # What to write instead of a module a program may not import, for those programs reach for
 # most (compatibility pass CF): a model repairs its program from the message.
 _INSTEAD = {
-    "dataclasses": "write the class with an __init__ (and __repr__ or __eq__ if it needs them)",
     "enum": "use constants, or a dict of names to values",
     "abc": "a plain base class, whose methods the subclasses override, does the same",
     "time": "there is no clock: datetime computes with dates and times",
@@ -775,6 +777,7 @@ class ModuleRegistry:
             "typing",
             "sys",
             "copy",
+            "dataclasses",
         ]
     )
 

@@ -935,3 +935,24 @@ def test_a_module_is_never_handed_to_a_program() -> None:
         guards.vet(json.decoder)
     with pytest.raises(policy.SandboxSecurityError, match="through import only"):
         guards.getattr(mock.Mock(spec=["re"], re=json.decoder), "re")
+
+
+def test_the_methods_dataclass_gives_a_class_are_contained_as_its_body_s() -> None:
+    """``@dataclass`` puts methods made in the sandbox's own code on the program's class:
+    each is contained as a method its class body defined would be (C code calls ``__eq__``
+    with operands of its own: they pass ``exposed``, and the comparison is counted)."""
+    guards = make_guards()
+    registry = ModuleRegistry(guards)
+    registry.new_run()
+    view = registry.importer("dataclasses")
+    point = guards.classes.metaclass(
+        "P", (), {"__module__": "__main__", "__annotations__": {"x": "int"}, "x": 0}
+    )
+    view.dataclass(order=True, frozen=True)(point)
+    for name in ("__init__", "__repr__", "__eq__", "__lt__", "__ge__", "__setattr__"):
+        method = vars(point)[name]
+        assert guards.classes._wrapped.get(id(method)) is method, name
+    with pytest.raises(ValueError):
+        [str.format].index(point(1))
+    assert guards.classes.comparing == [0]
+    assert [point(1), point(2)].index(point(2)) == 1 and point(1) < point(2)

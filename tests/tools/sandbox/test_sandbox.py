@@ -607,10 +607,10 @@ async def test_refusals_of_what_a_model_writes_say_what_to_write(sandbox: Sandbo
 
 
 async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> None:
-    res = await sandbox.run("from dataclasses import dataclass\nresult = 1")
+    res = await sandbox.run("from enum import Enum\nresult = 1")
     assert res.error_kind == "ModuleNotFoundError", res
     assert res.error is not None and res.error.endswith(
-        "; write the class with an __init__ (and __repr__ or __eq__ if it needs them) (line 1)"
+        "; use constants, or a dict of names to values (line 1)"
     ), res
     plain = await sandbox.run("import shelve")
     assert plain.error is not None and plain.error.endswith("typing) (line 1)"), plain
@@ -770,7 +770,8 @@ COPIES = {
 async def test_copy_copies_as_cpython_does(sandbox: Sandbox, name: str) -> None:
     code = COPIES[name]
     namespace: dict[str, Any] = {}
-    exec(code, namespace)  # the test's own program, in CPython, for the answer
+    # the test's own program, in CPython, for the answer (without this module's future import)
+    exec(compile(code, "<program>", "exec", dont_inherit=True), namespace)
     res = await sandbox.run(code)
     assert res.ok, res
     assert res.value_repr == repr(namespace["result"])
@@ -825,3 +826,171 @@ async def test_deepcopy_of_a_changing_or_deep_original_ends_cleanly(sandbox: San
         "import copy\nx = []\nfor i in range(100000):\n    x = [x]\ncopy.deepcopy(x)"
     )
     assert not res.ok and res.error_kind == "RecursionError", res
+
+
+# ``dataclasses`` as programs use it: each program's answer as CPython 3.11 gives it.
+DATACLASSES = {
+    "basic": (
+        "from dataclasses import dataclass, field, asdict, astuple, replace, fields\n"
+        "@dataclass\n"
+        "class Item:\n"
+        "    name: str\n"
+        "    price: float\n"
+        "    qty: int = 1\n"
+        "    tags: list = field(default_factory=list)\n"
+        "    def total(self):\n"
+        "        return self.price * self.qty\n"
+        'a = Item("pen", 1.5, 4)\n'
+        'b = Item("pen", 1.5, qty=4)\n'
+        'a.tags.append("x")\n'
+        "result = (repr(a), a == b, a.total(), asdict(a), astuple(b), [f.name for f in fields(a)],"
+        " replace(a, qty=2).total(), Item('c', 2).tags is not Item('d', 3).tags)\n"
+    ),
+    "order_frozen": (
+        "from dataclasses import dataclass, FrozenInstanceError\n"
+        "@dataclass(order=True, frozen=True)\n"
+        "class P:\n"
+        "    x: int\n"
+        "    y: int = 0\n"
+        "ps = sorted([P(3, 1), P(1, 2), P(1, 1)])\n"
+        "s = {P(1, 1), P(1, 1), P(2)}\n"
+        "try:\n"
+        "    ps[0].x = 5\n"
+        "    err = None\n"
+        "except FrozenInstanceError as e:\n"
+        "    err = str(e)\n"
+        "result = (ps, len(s), err, P(1) < P(2), hash(P(1, 2)) == hash(P(1, 2)))\n"
+    ),
+    "inherit_post": (
+        "from dataclasses import dataclass, field\n"
+        "@dataclass\n"
+        "class Base:\n"
+        "    a: int\n"
+        "    b: int = 2\n"
+        "@dataclass\n"
+        "class Child(Base):\n"
+        "    c: int = 3\n"
+        "    total: int = field(init=False, default=0)\n"
+        "    def __post_init__(self):\n"
+        "        self.total = self.a + self.b + self.c\n"
+        "result = (repr(Child(1)), Child(1, c=10).total, Base(1) == Child(1))\n"
+    ),
+    "errors": (
+        "from dataclasses import dataclass, field\n"
+        "out = []\n"
+        "try:\n"
+        "    @dataclass\n"
+        "    class Bad:\n"
+        "        x: list = []\n"
+        "except ValueError as e:\n"
+        "    out.append(str(e))\n"
+        "try:\n"
+        "    @dataclass\n"
+        "    class Bad2:\n"
+        "        x: int = 1\n"
+        "        y: int\n"
+        "except TypeError as e:\n"
+        "    out.append(str(e))\n"
+        "@dataclass\n"
+        "class Q:\n"
+        "    x: int\n"
+        "try:\n"
+        "    Q()\n"
+        "except TypeError as e:\n"
+        "    out.append(str(e))\n"
+        "try:\n"
+        "    Q(1, 2)\n"
+        "except TypeError as e:\n"
+        "    out.append(str(e))\n"
+        "result = out\n"
+    ),
+    "unhashable_classvar": (
+        "from dataclasses import dataclass\n"
+        "from typing import ClassVar, List\n"
+        "@dataclass\n"
+        "class R:\n"
+        "    count: ClassVar[int] = 0\n"
+        "    items: List[int]\n"
+        "    def __post_init__(self):\n"
+        "        R.count += 1\n"
+        "R([1]); R([2])\n"
+        "try:\n"
+        "    hash(R([1]))\n"
+        '    h = "hashable"\n'
+        "except TypeError as e:\n"
+        "    h = str(e)\n"
+        "result = (R.count, h, repr(R([3])))\n"
+    ),
+    "messages": (
+        "from dataclasses import dataclass, field\n"
+        "@dataclass\n"
+        "class Q:\n"
+        "    x: int\n"
+        "    y: int\n"
+        "    z: int = 0\n"
+        "    w: int = field(default=1, kw_only=True)\n"
+        "    v: int = field(kw_only=True, default_factory=int)\n"
+        "out = []\n"
+        "for args, kwargs in (((), {}), ((1,), {}), ((1, 2, 3, 4), {}), ((1, 2), {'x': 1}),"
+        " ((1, 2), {'q': 1})):\n"
+        "    try:\n"
+        "        Q(*args, **kwargs)\n"
+        "    except TypeError as e:\n"
+        "        out.append(str(e))\n"
+        "@dataclass(kw_only=True)\n"
+        "class K:\n"
+        "    a: int\n"
+        "    b: int\n"
+        "try:\n"
+        "    K()\n"
+        "except TypeError as e:\n"
+        "    out.append(str(e))\n"
+        "out.append(repr(K(a=1, b=2)))\n"
+        "result = out\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATACLASSES))
+async def test_dataclasses_work_as_in_cpython(sandbox: Sandbox, name: str) -> None:
+    code = DATACLASSES[name]
+    namespace: dict[str, Any] = {}
+    # the test's own program, in CPython, for the answer (without this module's future import)
+    exec(compile(code, "<program>", "exec", dont_inherit=True), namespace)
+    res = await sandbox.run(code)
+    assert res.ok, res
+    assert res.value_repr == repr(namespace["result"])
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("@dataclass\nclass N(int):\n    x: int = 0", "subclass of int"),
+        ("dataclass(int)", "the program's own classes"),
+        ("dataclass(1)", "the program's own classes"),
+        ("import dataclasses\n@dataclass\nclass V:\n    x: dataclasses.InitVar[int]", "InitVar"),
+        ("@dataclass(bogus=True)\nclass B:\n    x: int", "unexpected keyword"),
+        ("fields(1)", "dataclass type or instance"),
+        (
+            "import typing\n@dataclass\nclass G(typing.Generic[typing.TypeVar('T')]):\n"
+            "    _is_protocol: bool",
+            "cannot be a dataclass field",
+        ),
+        (
+            "@dataclass(order=True)\nclass O:\n    x: int\n    def __lt__(self, o):\n"
+            "        return True",
+            "Cannot overwrite attribute __lt__",
+        ),
+    ],
+)
+async def test_dataclass_refuses_with_a_type_error(
+    sandbox: Sandbox, code: str, message: str
+) -> None:
+    indented = code.replace("\n", "\n    ")
+    res = await sandbox.run(
+        "from dataclasses import dataclass, fields\n"
+        f"try:\n    {indented}\n    result = 'made'\n"
+        "except TypeError as error:\n    result = str(error)\n"
+    )
+    assert res.ok, res
+    assert message in res.value, res.value

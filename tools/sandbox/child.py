@@ -32,7 +32,13 @@ from tools.sandbox.protocol import HEADER, reply_frame_cap
 from tools.sandbox.standins import Classes
 
 MAX_ERROR_CHARS = 2000
-_NULL_WITHOUT_ERROR = "returned NULL without setting an exception"
+# CPython's two wordings for C code that failed without an exception (a failed allocation
+# some of its code does not report): "f returned NULL without setting an exception", and the
+# eval loop's own (namedtuple's compile under the memory limit, pass CO).
+_NULL_WITHOUT_ERROR = (
+    "returned NULL without setting an exception",
+    "error return without exception set",
+)
 # Error kinds only the sandbox reports: a program's exception class of that name is reported
 # as "Exception" (its name stays in the message).
 RESERVED_KINDS = frozenset(
@@ -287,8 +293,8 @@ def _raised_by_code(exc: BaseException) -> bool:
     into a generator at its ``yield`` (a library's, as ``heapq.merge(...).throw(...)``):
     the program's object, not the interpreter running out of memory or stack."""
     tb = _innermost(exc)
-    if tb is None:
-        return True
+    if tb is None:  # every raise in a program's frame leaves one (it cannot strip it): none
+        return False  # is the interpreter failing to allocate it, out of memory (pass CO)
     code = tb.tb_frame.f_code
     return 0 <= tb.tb_lasti < len(code.co_code) and code.co_code[tb.tb_lasti] in _PROGRAM_RAISE_OPS
 
@@ -326,7 +332,11 @@ def describe(exc: BaseException) -> dict[str, Any]:
         return failure("OverflowError", message, "int_size")
     if kind is MemoryError or kind is policy.SizeLimit:
         return failure("MemoryLimit", message, "memory")
-    if kind is SystemError and _NULL_WITHOUT_ERROR in message and not _raised_by_code(exc):
+    if (
+        kind is SystemError
+        and any(wording in message for wording in _NULL_WITHOUT_ERROR)
+        and not _raised_by_code(exc)
+    ):
         # What some C code of CPython's (deque's) raises when an allocation fails under the
         # memory limit: out of memory, not a bug of the program's. (A program that raises it
         # itself gains nothing: it could run out of memory as easily.)

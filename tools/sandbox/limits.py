@@ -208,6 +208,11 @@ class Arithmetic:
         if bits > self.max_bits:
             raise self.too_big()
 
+    def keeps_few(self, deque: collections.deque[Any]) -> bool:
+        """A deque whose ``maxlen`` keeps it within the item limit, whatever is added."""
+        maxlen = deque_maxlen(deque)
+        return maxlen is not None and maxlen <= self.max_items
+
     def check_items(self, items: int, what: str = "sequence") -> None:
         if items > self.max_items:
             raise SizeLimit(
@@ -414,7 +419,7 @@ class Arithmetic:
             if (
                 (
                     (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
-                    or (isinstance(x, collections.deque) and deque_maxlen(x) is None)
+                    or (isinstance(x, collections.deque) and not self.keeps_few(x))
                 )
                 and type(y) is not list
                 and type(y) is not tuple

@@ -27,6 +27,7 @@ import cmath
 import collections
 import datetime
 import decimal
+import fractions
 import functools
 import heapq
 import importlib
@@ -56,6 +57,7 @@ from tools.sandbox.limits import (
 )
 from tools.sandbox.policy import Guards, SandboxSecurityError, shielded
 from tools.sandbox.standins import (
+    NUMBER_TYPES,
     RANDOM_MAX_BITS,
     RANDOM_MAX_ITEMS,
     SandboxRandom,
@@ -307,6 +309,28 @@ def _itertools_sized(arith: Arithmetic) -> dict[str, Callable[..., Any]]:
     }
 
 
+def _with_ints(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` given its arguments as exact ints (each asked for its ``__index__`` once)."""
+
+    def call(*args: Any) -> Any:
+        return func(*(index_value(arg) for arg in args))
+
+    call.__name__ = call.__qualname__ = func.__name__
+    call.__doc__ = func.__doc__
+    return call
+
+
+def _timegm(parts: Any) -> int:
+    """``calendar.timegm`` of a time tuple's first six fields, each an exact int or float."""
+    fields = tuple(parts)[:6]
+    if len(fields) < 6:
+        raise ValueError("timegm() needs year, month, day, hour, minute and second")
+    year, month, *rest = fields
+    clock = (v if type(v) is float else index_value(v) for v in rest)
+    stamp: Any = (index_value(year), index_value(month), *clock)  # a float second is valid
+    return calendar.timegm(stamp)
+
+
 def _itertools_view(arith: Arithmetic) -> dict[str, Any]:
     """``itertools``, each iterator behind a generator (``policy.shielded``: CPython 3.11's
     ``islice`` and ``zip_longest`` free what they hold when the program's code they call
@@ -317,6 +341,15 @@ def _itertools_view(arith: Arithmetic) -> dict[str, Any]:
         view[name] = _shielding(make)
     view["chain"].from_iterable = _shielding(itertools.chain.from_iterable)
     view["groupby"] = _groupby
+
+    def count(start: Any = 0, step: Any = 1) -> Any:
+        # C adds step to start, unchecked, with whatever the program's objects are: a str
+        # subclass with __float__ grew 9x past the limit in ten steps (pass CN)
+        if type(start) not in EXACT_NUMBERS or type(step) not in EXACT_NUMBERS:
+            raise TypeError("itertools.count counts with numbers in the sandbox")
+        return shielded(itertools.count(start, step))
+
+    view["count"] = count
 
     def tee(iterable: Any, n: Any = 2) -> tuple[Any, ...]:
         count = index_value(n)
@@ -370,6 +403,59 @@ def _groups(iterator: Any, key: Any) -> Any:
                 pass
 
 
+# The numbers library code may do arithmetic with: nothing a program's class could answer for.
+EXACT_NUMBERS = frozenset({int, bool, float, complex, fractions.Fraction, decimal.Decimal})
+
+# The functions of statistics that add, multiply and divide what they are given, in Python
+# and unguarded: their data, weights and parameters are exact numbers (a program's object that
+# answered a string to as_integer_ratio, or a deque subclass, grew past the limits in
+# statistics' own arithmetic, and the program got the result back as self of its method, pass
+# CN). median_low, median_high, mode and multimode compare and count: anything goes there.
+_STATISTICS_ARITHMETIC = frozenset(
+    "mean fmean geometric_mean harmonic_mean median median_grouped quantiles pstdev pvariance "  # noqa: SIM905
+    "stdev variance covariance correlation linear_regression".split(" ")
+)
+# Keyword arguments of those that are not numbers: quantiles' method and count (asked for
+# its __index__ once, below), linear_regression's flag.
+_STATISTICS_OPTIONS = frozenset({"method", "n", "proportional"})
+
+
+def _numbers_only(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Every argument of a statistics function as numbers: an iterable read once into a list
+    whose items are numbers (a number subclass's own, as its class decides: the parts the
+    library's arithmetic reads are pinned to the number's), a parameter a number or None."""
+
+    def checked(value: Any) -> Any:
+        if value is None or issubclass(type(value), NUMBER_TYPES):
+            return value
+        if issubclass(type(value), (str, bytes)) or not _iterable(value):
+            raise TypeError(f"statistics.{name} takes numbers in the sandbox")
+        items = list(value)
+        for item in items:
+            if not issubclass(type(item), NUMBER_TYPES):  # a subclass's parts are pinned
+                raise TypeError(
+                    f"statistics.{name} takes numbers (int, float, Fraction, Decimal) in the "
+                    f"sandbox, not {type(item).__name__}"
+                )
+        return items
+
+    kwargs = exact_kwargs(kwargs)
+    return (
+        tuple(checked(arg) for arg in args),
+        {k: v if k in _STATISTICS_OPTIONS else checked(v) for k, v in kwargs.items()},
+    )
+
+
+def _iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _checked_result(guards: Guards, func: Any) -> Any:
     """``statistics`` squares and multiplies inside its own (unguarded) code: its results are
     checked, and each call can at most square a number that passed the check. Nor does a
@@ -380,6 +466,8 @@ def _checked_result(guards: Guards, func: Any) -> Any:
     arith = guards.arith
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        if func.__name__ in _STATISTICS_ARITHMETIC:
+            args, kwargs = _numbers_only(func.__name__, args, kwargs)
         if func is statistics.quantiles:  # n - 1 cut points; n asked once, that int passed on
             kwargs = exact_kwargs(kwargs)
             kwargs["n"] = index_value(kwargs.get("n", 4))
@@ -621,6 +709,10 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     ]:
         rx[name] = _exact_text(rx[name])
     rx["escape"] = _checked_length(rx["escape"], arith)  # doubles: a loop of them grew 8x
+    # an item per group per match: 44 empty groups split a 1M-character string into 45M
+    # items (pass CN); counted once made, as the memory limit bounds the making
+    for name in ("split", "findall"):
+        rx[name] = _checked_length(rx[name], arith)
     # capitalize() inside may make three characters of one ("\ufb03" is "Ffi"): measured
     st["capwords"] = _checked_length(_exact_text(string.capwords, required=True), arith)
     js = {
@@ -634,6 +726,11 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "month_abbr day_name day_abbr MONDAY TUESDAY WEDNESDAY THURSDAY FRIDAY "
         "SATURDAY SUNDAY timegm",
     )
+    # calendar's Python code does arithmetic with what it is given (timegm multiplied what a
+    # program's object answered by 86,400; isleap applied % to a format string: pass CN)
+    for name in ("isleap", "leapdays", "monthrange", "weekday", "monthcalendar"):
+        cal[name] = _with_ints(cal[name])
+    cal["timegm"] = _timegm
     copying = make_copy_view(classes)
     views = {
         "math": mth,

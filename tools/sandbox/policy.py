@@ -54,7 +54,6 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
-    deque_maxlen,
     exact_kwargs,
     exact_len,
     index_value,
@@ -121,7 +120,7 @@ _CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "c
 _VETTED_METHODS = (
     frozenset(
         "throw athrow format format_map sub subn expand encode decode extend extendleft join "  # noqa: SIM905
-        "translate strftime as_integer_ratio getrandbits from_bytes".split(" ")
+        "translate strftime as_integer_ratio getrandbits from_bytes split findall".split(" ")
     )
     | _CASE_METHODS
     | _SIZED_NAMES
@@ -186,6 +185,7 @@ _SUPER_CLASS = vars(super)["__thisclass__"]
 _MISSING = object()
 _WITH_TRACEBACK = BaseException.with_traceback
 _DECIMAL_RATIO = decimal.Decimal.as_integer_ratio
+_LIMIT_DENOMINATOR = fractions.Fraction.limit_denominator
 
 
 _SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
@@ -197,6 +197,7 @@ _STR_ENCODE = str.encode
 _DECODES = {id(kind.decode): kind.decode for kind in (bytes, bytearray)}
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
+_PATTERN_SPLIT, _PATTERN_FINDALL = re.Pattern.split, re.Pattern.findall
 
 
 def shielded(iterator: Iterator[Any]) -> Iterator[Any]:
@@ -779,6 +780,8 @@ class Guards:
                 return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):
                 return self._bound_format(owner, method_name)
+            if method_name in ("split", "findall") and isinstance(owner, re.Pattern):
+                return self._counted_items(value)  # an item per group per match
             if method_name in ("sub", "subn") and isinstance(owner, re.Pattern):
                 return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
             if method_name == "expand" and isinstance(owner, re.Match):
@@ -824,6 +827,13 @@ class Guards:
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
                 return self._counted(value, *counted[1:], bound=type(value) is types.MethodType)
+            if func is _LIMIT_DENOMINATOR:  # fractions.py's arithmetic with the bound: an exact
+                if type(value) is types.MethodType:  # int (a program's object with lying
+                    # comparisons made it multiply strings 100M characters long, pass CN)
+                    return lambda max_denominator=1_000_000: value(index_value(max_denominator))
+                return lambda number, max_denominator=1_000_000: value(
+                    number, index_value(max_denominator)
+                )
         if value is _DEQUE_INDEX:  # collections.deque.index(d, x, start), unbound
             return _deque_index(value, bound=False)
         if value is _ORDERED_DICT_COPY:  # collections.OrderedDict.copy(od), unbound
@@ -832,6 +842,8 @@ class Guards:
             return lambda pattern, repl, *args, **kwargs: value(
                 pattern, self.counted_repl(repl), *args, **kwargs
             )
+        if value is _PATTERN_SPLIT or value is _PATTERN_FINDALL:  # re.Pattern.split(p, s)
+            return self._counted_items(value)
         if value is _MATCH_EXPAND:
             return lambda match, template: value(match, self._expandable(match, template))
         extends = _EXTENDS.get(id(value))
@@ -873,6 +885,16 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
+
+    def _counted_items(self, method: Any) -> Callable[..., Any]:
+        """``method`` whose answer, a list, is counted once made."""
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            made = method(*args, **kwargs)
+            self.arith.check_items(exact_len(made) or 0, method.__name__)
+            return made
+
+        return call
 
     def _counted(
         self, method: Any, count: Callable[..., Any], signature: inspect.Signature, bound: bool
@@ -1210,8 +1232,9 @@ class Guards:
     def grown(self, owner: Any, method: Any) -> Any:
         """A bound ``extend``/``extendleft`` of a list, bytearray or deque, what it is given
         read as :meth:`Arithmetic.growth` reads it (``b.extend(repeat(120, 150_000_000))``
-        made 150M in one call). A deque with a ``maxlen`` keeps no more than that."""
-        if isinstance(owner, collections.deque) and deque_maxlen(owner) is not None:
+        made 150M in one call). A deque with a ``maxlen`` within the limit keeps no more than
+        that (one of 10**9 took 55M items, pass CN)."""
+        if isinstance(owner, collections.deque) and self.arith.keeps_few(owner):
             return method
         kind = type(owner).__name__
 

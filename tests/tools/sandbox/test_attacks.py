@@ -766,9 +766,6 @@ REAL_TYPE_ROUTES = {
     "    pass\nclass C:\n    pass\nresult = D.copy(C)",
     "super_of_a_class_on_a_class": "import collections\nclass D(collections.Counter):\n"
     "    pass\nclass C:\n    pass\nresult = super(D, D).copy(C)",
-    "statistics_of_classes": "import statistics\nclass C:\n    @classmethod\n"
-    "    def as_integer_ratio(cls):\n        return (1, 1)\n"
-    "result = statistics.mean([C, C])",
     # pass V: what a holder holds, and raw descriptors, which a helper applied to anything
     "partial_of_a_library_function": "import functools, statistics\n"
     "result = functools.partial(statistics.mean).func",
@@ -1947,12 +1944,117 @@ LIBRARY_ARITHMETIC = {
     ),
 }
 
+# Pass CN: library code (calendar, statistics, fractions in Python; itertools.count in C)
+# did arithmetic with what the program's objects answered, unguarded: 302M characters from
+# calendar.timegm, 90M from count, a 25M-item deque held from statistics.quantiles.
+LIBRARY_ARITHMETIC.update(
+    {
+        "timegm_of_a_day_that_adds_a_string": (
+            "import calendar\ns = 'x' * 3500\nclass P:\n    def __sub__(self, other):\n"
+            "        return s\nclass Z:\n    def __radd__(self, other):\n        return P()\n"
+            "result = len(calendar.timegm((2024, 1, Z(), '', '', '')))",
+            "TypeError",
+        ),
+        "isleap_of_a_format_string": (
+            "import calendar\nresult = calendar.isleap('%200000000d')",
+            "TypeError",
+        ),
+        "count_of_a_str_subclass": (
+            "import itertools\nclass S(str):\n    def __float__(self):\n        return 0.0\n"
+            "c = itertools.count(S('x' * 9_000_000), S('x' * 9_000_000))\n"
+            "for i in range(10):\n    v = next(c)\nresult = len(v)",
+            "TypeError",
+        ),
+        "count_of_a_list_subclass": (
+            "import itertools\nclass L(list):\n    def __index__(self):\n        return 0\n"
+            "l = L([0] * 2_000_000)\nc = itertools.count(l, l)\n"
+            "for i in range(8):\n    v = next(c)\nresult = len(v)",
+            "TypeError",
+        ),
+        "statistics_mean_of_ratios_that_are_strings": (
+            "import statistics\nS = 'x' * 9_000_000\nclass Z:\n"
+            "    def __radd__(self, other):\n        return S\nclass A:\n"
+            "    def __init__(self, v):\n        self.v = v\n"
+            "    def as_integer_ratio(self):\n        return (self.v, 1)\n"
+            "result = statistics.mean([A(Z())] + [A(S)] * 14)",
+            "TypeError",
+        ),
+        "statistics_quantiles_held_as_self": (
+            "import statistics, collections\nheld = []\nclass D(collections.deque):\n"
+            "    def __truediv__(self, n):\n        held.append(self)\n        return 1.0\n"
+            "class X:\n    def __init__(self, k):\n        self.k = k\n"
+            "    def __lt__(self, o):\n        return self.k < o.k\n"
+            "    def __mul__(self, n):\n        return D(range(25))\n"
+            "statistics.quantiles([X(1), X(2)], n=1_000_000, method='inclusive')\n"
+            "result = len(held[0])",
+            "TypeError",
+        ),
+        "statistics_of_classes": (  # it converted its result with type(C), the real type
+            "import statistics\nclass C:\n    @classmethod\n"
+            "    def as_integer_ratio(cls):\n        return (1, 1)\n"
+            "result = statistics.mean([C, C])",
+            "TypeError",
+        ),
+        "statistics_weights_and_parameters": (
+            "import statistics\nclass N:\n    pass\nresult = statistics.pvariance([1, 2], N())",
+            "TypeError",
+        ),
+        "limit_denominator_of_lying_comparisons": (
+            "import fractions\nS = 'x' * 100\nclass P2:\n    def __floordiv__(self, o):\n"
+            "        return S\nclass P:\n    def __ge__(self, o):\n        return False\n"
+            "    def __lt__(self, o):\n        return o >= 2\n    def __sub__(self, o):\n"
+            "        return P2()\n"
+            "result = fractions.Fraction(2000001, 2).limit_denominator(P())",
+            "TypeError",
+        ),
+        "limit_denominator_unbound": (
+            "from fractions import Fraction\nclass P:\n    def __ge__(self, o):\n"
+            "        return False\nresult = Fraction.limit_denominator(Fraction(1, 3), P())",
+            "TypeError",
+        ),
+    }
+)
+SIZE_BOMBS.update(
+    {
+        "deque_whose_maxlen_is_past_the_limit": (
+            "import collections, itertools\nd = collections.deque([], maxlen=10**9)\n"
+            "d.extend(itertools.repeat(0, 55_000_000))\nresult = len(d)"
+        ),
+        "deque_whose_maxlen_is_past_the_limit_added_to": (
+            "import collections, itertools\nd = collections.deque([], maxlen=10**9)\n"
+            "d += itertools.repeat(0, 55_000_000)\nresult = len(d)"
+        ),
+        "re_split_by_many_empty_groups": (
+            "import re\nresult = len(re.split('()' * 44 + 'x', 'x' * 1_000_000))"
+        ),
+        "pattern_split_bound": (
+            "import re\np = re.compile('()' * 44 + 'x')\nresult = len(p.split('x' * 1_000_000))"
+        ),
+        "pattern_split_unbound": (
+            "import re\np = re.compile('()' * 44 + 'x')\n"
+            "result = len(re.Pattern.split(p, 'x' * 1_000_000))"
+        ),
+    }
+)
+
 
 @pytest.mark.parametrize("name", sorted(LIBRARY_ARITHMETIC))
 async def test_library_arithmetic_takes_numbers_only(box: Sandbox, name: str) -> None:
     code, kind = LIBRARY_ARITHMETIC[name]
     res = await box.run(code)
     assert (res.ok, res.error_kind) == (False, kind), res
+
+
+async def test_limit_denominator_takes_an_int_before_it_computes(box: Sandbox) -> None:
+    """Pass CN: fractions.py's arithmetic with a bound whose comparisons lie multiplied a
+    100-character string a million times before its TypeError; the bound is an exact int
+    (its ``__index__``), asked before anything is computed."""
+    res = await box.run(LIBRARY_ARITHMETIC["limit_denominator_of_lying_comparisons"][0])
+    assert res.error is not None and "cannot be interpreted as an integer" in res.error, res
+    res = await box.run(
+        "from fractions import Fraction\nresult = str(Fraction(355, 113).limit_denominator(True))"
+    )
+    assert res.value == "3", res
 
 
 async def test_a_counter_count_is_checked_before_it_grows(box: Sandbox) -> None:

@@ -956,3 +956,19 @@ def test_the_methods_dataclass_gives_a_class_are_contained_as_its_body_s() -> No
         [str.format].index(point(1))
     assert guards.classes.comparing == [0]
     assert [point(1), point(2)].index(point(2)) == 1 and point(1) < point(2)
+
+
+def test_an_exception_the_interpreter_could_not_give_a_traceback_is_out_of_memory() -> None:
+    """Pass CO: out of memory, CPython raised a MemoryError with no traceback (none could be
+    allocated), and a C function failed with "error return without exception set"; neither is
+    the program's own exception (every raise in its frames leaves a traceback)."""
+    bare = child.describe(MemoryError())
+    assert (bare["error_kind"], bare["limit"]) == ("MemoryLimit", "memory"), bare
+    for message in (
+        "error return without exception set",
+        "<built-in function f> returned NULL without setting an exception",
+    ):
+        reply = child.describe(SystemError(message))
+        assert (reply["error_kind"], reply["limit"]) == ("MemoryLimit", "memory"), reply
+    other = child.describe(SystemError("something else"))
+    assert other["error_kind"] == "SystemError", other

@@ -113,7 +113,8 @@ def make_copy_view(classes: Classes) -> dict[str, Any]:
             unchanged = kind is tuple and all(a is b for a, b in zip(items, x, strict=True))
             copied = memo[key] = x if unchanged else kind(items)
         elif kind is dict:
-            copied = memo[key] = _filled({}, x, lambda value: deep(value, memo))
+            copied = memo[key] = {}  # before its items: they may hold it
+            _filled(copied, x, lambda value: deep(value, memo))
         elif kind is set:
             copied = memo[key] = set()
             for item in list(x):

@@ -29,8 +29,6 @@ MISSING = dataclasses.MISSING
 _CLASS_VAR = re.compile(r"^(?:\w+\.)?ClassVar\b")
 _REFUSED_KIND = re.compile(r"^(?:\w+\.)?(InitVar|KW_ONLY)\b")
 _PLAIN_BASES = (object, typing.Generic)
-# mutable defaults CPython refuses (it asks for default_factory): its own test is "unhashable"
-_MUTABLE = (list, dict, set)
 
 
 class Field:
@@ -98,12 +96,20 @@ def field(
 def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> dict[str, Any]:
     """The ``dataclasses`` names for a program; ``deepcopy`` is the sandbox's own (``asdict``
     copies the values that are not dataclasses, lists, tuples or dicts, as CPython's does)."""
-    # The classes made dataclasses in this run, by identity, with their fields in order.
-    made: dict[int, tuple[type, tuple[Field, ...]]] = {}
+    # The classes made dataclasses in this run, by identity: their fields in order, frozen.
+    made: dict[int, tuple[type, tuple[Field, ...], bool]] = {}
+
+    def own_entry(cls: Any) -> tuple[type, tuple[Field, ...], bool] | None:
+        entry = made.get(id(cls))
+        return entry if entry is not None and entry[0] is cls else None
 
     def fields_of(cls: Any) -> tuple[Field, ...] | None:
-        entry = made.get(id(cls))
-        return entry[1] if entry is not None and entry[0] is cls else None
+        """A dataclass's fields, or its nearest dataclass base's (a subclass is one too)."""
+        for base in cls.__mro__ if isinstance(cls, type) else ():
+            entry = own_entry(base)
+            if entry is not None:
+                return entry[1]
+        return None
 
     def dataclass(cls: Any = None, /, **options: Any) -> Any:
         unknown = sorted(set(options) - _OPTIONS.keys())
@@ -127,7 +133,16 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
             raise ValueError("eq must be true if order is true")
         found: dict[str, Field] = {}
         for base in reversed(cls.__mro__[1:]):
-            for inherited in fields_of(base) or ():
+            entry = own_entry(base)
+            if entry is None:
+                continue
+            if entry[2] != bool(settings["frozen"]):
+                raise TypeError(
+                    "cannot inherit frozen dataclass from a non-frozen one"
+                    if settings["frozen"]
+                    else "cannot inherit non-frozen dataclass from a frozen one"
+                )
+            for inherited in entry[1]:
                 found[inherited.name] = inherited
         namespace = vars(cls)
         annotations = namespace.get("__annotations__", {})
@@ -147,13 +162,13 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
             ):  # a library base's own name (Generic's _is_protocol) stays the library's
                 raise TypeError(f"{name!r} cannot be a dataclass field in the sandbox")
             value = namespace.get(name, MISSING)
-            spec = value if type(value) is Field else field(default=value)
+            spec = _copied(value) if type(value) is Field else field(default=value)
             if type(value) is Field:  # a Field in the class body is no class attribute
                 if spec.default is MISSING:
                     type.__delattr__(cls, name)
                 else:
                     type.__setattr__(cls, name, spec.default)
-            if type(spec.default) in _MUTABLE:
+            if getattr(type(spec.default), "__hash__", None) is None:  # CPython's own test
                 raise ValueError(
                     f"mutable default {type(spec.default)!r} for field {name} is not allowed: "
                     "use default_factory"
@@ -163,13 +178,19 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
                 spec.kw_only = bool(settings["kw_only"])
             found[name] = spec
         specs = tuple(found.values())
-        made[id(cls)] = (cls, specs)
+        made[id(cls)] = (cls, specs, bool(settings["frozen"]))
         install = _installer(cls, classes)
-        if settings["init"]:
-            install("__init__", _init(cls, specs, settings["frozen"]))
-        if settings["repr"]:
+
+        def defines(name: str) -> bool:
+            """The class body defined ``name`` (not the class hook, which writes out a class
+            through wrappers of its own): what it defines stays, as in CPython."""
+            return name in namespace and classes.is_program_function(namespace[name])
+
+        if settings["init"] and not defines("__init__"):
+            install("__init__", _init(cls, specs, settings["frozen"], classes))
+        if settings["repr"] and not defines("__repr__"):
             install("__repr__", _repr(specs))
-        if settings["eq"]:
+        if settings["eq"] and not defines("__eq__"):
             install("__eq__", _compare(specs, lambda a, b: a == b))
         if settings["order"]:
             for name, op in _ORDERINGS.items():
@@ -284,7 +305,24 @@ def _installer(cls: type, classes: Classes) -> Callable[[str, Any], None]:
     return install
 
 
-def _init(cls: type, specs: tuple[Field, ...], frozen: bool) -> Callable[..., None]:
+def _copied(spec: Field) -> Field:
+    """A class's own copy of a ``Field`` of its body: one given to two classes is named by
+    each, and each class's methods read their own."""
+    return Field(
+        spec.default,
+        spec.default_factory,
+        spec.init,
+        spec.repr,
+        spec.hash,
+        spec.compare,
+        spec.metadata,
+        spec.kw_only,
+    )
+
+
+def _init(
+    cls: type, specs: tuple[Field, ...], frozen: bool, classes: Classes
+) -> Callable[..., None]:
     given = [spec for spec in specs if spec.init]
     positional = [spec.name for spec in given if not spec.kw_only]
     names = {spec.name for spec in given}
@@ -345,13 +383,25 @@ def _init(cls: type, specs: tuple[Field, ...], frozen: bool) -> Callable[..., No
                 )
         return bound
 
+    plain: dict[int, type] = {}  # the classes of self checked: the program's and plain bases
+
     def __init__(self: Any, /, *args: Any, **kwargs: Any) -> None:
-        bound = arguments(f"{type(self).__qualname__}.__init__", args, kwargs)
+        kind = type(self)
+        if plain.get(id(kind)) is not kind:
+            # a subclass may add a library base (NormalDist, Fraction, Random): the raw writes
+            # below would set its slots and shadow its methods on the instance (pass CP)
+            if not all(classes.is_user_class(k) or k in _PLAIN_BASES for k in kind.__mro__):
+                raise TypeError(
+                    f"a dataclass's __init__ cannot make a {kind.__name__}: a subclass with a "
+                    "library base defines its own __init__ in the sandbox"
+                )
+            plain[id(kind)] = kind
+        bound = arguments(f"{kind.__qualname__}.__init__", args, kwargs)
         for spec in specs:
             value = bound.get(spec.name, _FACTORY) if spec.init else _FACTORY
             if value is _FACTORY:
-                if spec.default_factory is not MISSING:
-                    value = spec.default_factory()
+                if spec.default_factory is not MISSING:  # as a method's argument would be
+                    value = classes.exposed(spec.default_factory())
                 elif spec.default is not MISSING:
                     value = spec.default
                 else:

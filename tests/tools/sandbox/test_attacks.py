@@ -1995,6 +1995,15 @@ LIBRARY_ARITHMETIC.update(
             "result = statistics.mean([C, C])",
             "TypeError",
         ),
+        "dataclass_init_of_a_subclass_with_a_library_base": (  # pass CP: 2.1M bits
+            "from dataclasses import dataclass, field\nfrom statistics import NormalDist\n"
+            "box = [10**9999]\n@dataclass\nclass C:\n"
+            "    _mu: object = field(default_factory=lambda: 0.0)\n"
+            "    _sigma: object = field(default_factory=lambda: box[0])\n"
+            "class D(C, NormalDist):\n    pass\nfor i in range(6):\n"
+            "    box[0] = D().variance\nresult = box[0].bit_length()",
+            "TypeError",
+        ),
         "statistics_weights_and_parameters": (
             "import statistics\nclass N:\n    pass\nresult = statistics.pvariance([1, 2], N())",
             "TypeError",

@@ -759,6 +759,8 @@ COPIES = {
     "g2.name, s2.items is s.items, s3.items == s.items, s3.items is s.items, "
     "sorted(copy.copy(Tags({2, 1}))), type(b).__name__, b)",
     "shared": "import copy\nx = [1]\ny = copy.deepcopy([x, x])\nresult = (y[0] is y[1], y[0] is x)",
+    "self_holding": "import copy\nd = {}\nd['a'] = d\nt = ({},)\nt[0]['t'] = t\n"
+    "d2, t2 = copy.deepcopy((d, t))\nresult = (d2['a'] is d2, d2 is not d, t2[0]['t'] is t2)",
     "state": "import copy\nclass Board:\n    def __init__(self):\n"
     "        self.cells = [[0] * 3 for _ in range(3)]\n"
     "    def play(self, r, c):\n        b = copy.deepcopy(self)\n        b.cells[r][c] = 1\n"
@@ -947,6 +949,79 @@ DATACLASSES = {
         "    out.append(str(e))\n"
         "out.append(repr(K(a=1, b=2)))\n"
         "result = out\n"
+    ),
+    "own_methods": (
+        "from dataclasses import dataclass, field\n"
+        "@dataclass\n"
+        "class P:\n"
+        "    x: int\n"
+        "    def __repr__(self):\n"
+        '        return "custom"\n'
+        "    def __eq__(self, o):\n"
+        "        return True\n"
+        "@dataclass\n"
+        "class Q:\n"
+        "    a: int\n"
+        "    b: int = 0\n"
+        "    def __init__(self, a, b):\n"
+        "        self.a = a * 10\n"
+        "        self.b = b\n"
+        "result = (repr(P(1)), P(1) == P(2), Q(1, 2).a, repr(Q(1, 2)))\n"
+    ),
+    "subclass_is_dataclass": (
+        "from dataclasses import dataclass, asdict, is_dataclass, fields\n"
+        "@dataclass\n"
+        "class Base:\n"
+        "    x: int\n"
+        "class S(Base):\n"
+        "    def double(self):\n"
+        "        return self.x * 2\n"
+        "result = (asdict(S(1)), is_dataclass(S), is_dataclass(S(2)),"
+        " [f.name for f in fields(S)], S(3).double())\n"
+    ),
+    "frozen_inheritance": (
+        "from dataclasses import dataclass\n"
+        "@dataclass(frozen=True)\n"
+        "class F:\n"
+        "    x: int\n"
+        "out = []\n"
+        "try:\n"
+        "    @dataclass\n"
+        "    class G(F):\n"
+        "        y: int = 0\n"
+        "except TypeError as e:\n"
+        "    out.append(str(e))\n"
+        "@dataclass\n"
+        "class H:\n"
+        "    x: int\n"
+        "try:\n"
+        "    @dataclass(frozen=True)\n"
+        "    class I(H):\n"
+        "        y: int = 0\n"
+        "except TypeError as e:\n"
+        "    out.append(str(e))\n"
+        "result = out\n"
+    ),
+    "field_reuse_and_defaults": (
+        "from dataclasses import dataclass, field\n"
+        "f = field(default=0)\n"
+        "@dataclass\n"
+        "class A:\n"
+        "    a: int = f\n"
+        "@dataclass\n"
+        "class B:\n"
+        "    b: int = f\n"
+        "class K:\n"
+        "    def __eq__(self, o):\n"
+        "        return True\n"
+        "try:\n"
+        "    @dataclass\n"
+        "    class C:\n"
+        "        k: object = K()\n"
+        "    err = None\n"
+        "except ValueError as e:\n"
+        "    err = str(e)[:24]\n"
+        "result = (sorted(vars(A(5)).items()), sorted(vars(B(6)).items()), err)\n"
     ),
 }
 

@@ -99,7 +99,7 @@ class Runner:
             return failure(exc.kind, str(exc), exc.limit)
         sink = policy.PrintSink(self.max_output)
         self.classes.reset()
-        self.modules.new_run()
+        self.modules.new_run(sink)
         namespace = policy.make_globals(self.hooks, sink)
         self._namespace = namespace
         reply: dict[str, Any]

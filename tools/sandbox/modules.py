@@ -55,7 +55,13 @@ from tools.sandbox.limits import (
     index_value,
     int_parts,
 )
-from tools.sandbox.policy import Guards, SandboxSecurityError, shielded
+from tools.sandbox.policy import (
+    Guards,
+    PrintSink,
+    SandboxSecurityError,
+    StandardStream,
+    shielded,
+)
 from tools.sandbox.standins import (
     NUMBER_TYPES,
     RANDOM_MAX_BITS,
@@ -547,6 +553,12 @@ _TYPING = (
     "Collection Container Reversible AbstractSet MutableSet MutableSequence Self Annotated "
     "TypeAlias NoReturn Never NewType overload Text"
 )
+# ``collections.abc`` as ``typing`` gives its classes (the same objects the typing view hands
+# out: isinstance, issubclass, subclassing and subscripting work as with the ABCs themselves).
+_COLLECTIONS_ABC = (
+    "Iterable Iterator Generator Sequence MutableSequence Mapping MutableMapping MutableSet "
+    "Hashable Sized Container Collection Callable Reversible"
+)
 _STATISTICS = (
     "mean fmean geometric_mean harmonic_mean median median_low median_high median_grouped "
     "mode multimode quantiles pstdev pvariance stdev variance covariance correlation "
@@ -670,7 +682,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     )
     for name in ("floor", "ceil", "trunc"):  # a Decimal at the top of its range: 33,223 bits
         mth[name] = _checked_number_of(getattr(math, name), arith)
-    dt = _public(datetime, names="date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR")
+    dt = _public(datetime, names="date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR UTC")
     st = _public(
         string,
         names="ascii_letters ascii_lowercase ascii_uppercase digits hexdigits "
@@ -732,6 +744,10 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         cal[name] = _with_ints(cal[name])
     cal["timegm"] = _timegm
     copying = make_copy_view(classes)
+    collections_abc = {
+        **_public(typing, names=_COLLECTIONS_ABC),
+        "Set": typing.AbstractSet,
+    }
     views = {
         "math": mth,
         "cmath": _public(cmath),
@@ -767,11 +783,16 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
             "NamedTuple": _typed_namedtuple(guards),
             "final": _final,  # typing's sets __final__ on what it is given: any class
         },
-        "sys": _sys_view(guards),
         "copy": copying,
+        "collections.abc": collections_abc,
         "dataclasses": make_dataclasses_view(classes, copying["deepcopy"]),
     }
-    return {name: ModuleView(name, attrs) for name, attrs in views.items()}
+    made = {name: ModuleView(name, attrs) for name, attrs in views.items()}
+    # ``collections.abc`` read as the package's attribute too, as CPython's import sets it
+    made["collections"] = ModuleView(
+        "collections", {**views["collections"], "abc": made["collections.abc"]}
+    )
+    return made
 
 
 # What to write instead of a module a program may not import, for those programs reach for
@@ -875,6 +896,7 @@ class ModuleRegistry:
             "sys",
             "copy",
             "dataclasses",
+            "collections.abc",
         ]
     )
 
@@ -882,16 +904,19 @@ class ModuleRegistry:
         self._guards = guards
         self._static = _static_views(guards)
         self._per_run: dict[str, ModuleView] = {}
+        self._sink: PrintSink | None = None
         for view in self._static.values():
             guards.classes.reachable(*view._view_attrs.values())
         RANDOM_MAX_BITS[0] = guards.arith.max_bits
         RANDOM_MAX_ITEMS[0] = guards.arith.max_items
 
-    def new_run(self) -> None:
+    def new_run(self, sink: PrintSink | None = None) -> None:
         """Set up the run's own module state: a bounded decimal context, no module views of
-        an earlier run (the template's warm-up) for ``random`` and ``decimal``."""
+        an earlier run (the template's warm-up) for ``random``, ``decimal`` and ``sys``, whose
+        ``stdout`` writes into ``sink``, the run's output."""
         decimal.setcontext(self._guards.classes.new_context())
         self._per_run = {}
+        self._sink = sink
         # The module's own generator, which stdlib code uses (statistics.NormalDist.samples):
         # the template's state would otherwise repeat in every run it forks.
         random.seed()
@@ -918,6 +943,8 @@ class ModuleRegistry:
         view = self._static.get(name) or self._per_run.get(name)
         if view is None:
             view = self._per_run[name] = self._fresh(name)
+        if "." in name and not fromlist:  # ``import collections.abc`` binds ``collections``
+            return self._static[name.partition(".")[0]]
         return view
 
     def _fresh(self, name: str) -> ModuleView:
@@ -927,6 +954,11 @@ class ModuleRegistry:
             attrs: dict[str, Any] = {fn: getattr(rng, fn) for fn in _RANDOM_FUNCS}
             attrs["Random"] = SandboxRandom
             return ModuleView("random", attrs)
+        if name == "sys":
+            attrs = _sys_view(self._guards)
+            attrs["stdout"] = StandardStream(self._sink, "<stdout>")
+            attrs["stderr"] = StandardStream(None, "<stderr>")
+            return ModuleView("sys", attrs)
         if name == "decimal":
             attrs = {n: getattr(decimal, n) for n in _DECIMAL_NAMES}
             for ctx in ("DefaultContext", "BasicContext", "ExtendedContext"):

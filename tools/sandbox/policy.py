@@ -94,6 +94,7 @@ __all__ = [
     "ResourceLimit",
     "SandboxSecurityError",
     "SizeLimit",
+    "StandardStream",
 ]
 
 # On exception objects, the documented data only. Any other attribute a builtin exception
@@ -1560,6 +1561,32 @@ class PrintSink:
         return "".join(self.parts)
 
 
+class StandardStream:
+    """``sys.stdout`` and ``sys.stderr`` of a run: ``write()``, and ``print(file=...)``, into
+    the run's output (stdout), or nowhere (stderr: CPython's is not the program's output
+    either); nothing else of a file."""
+
+    __slots__ = ("_sink", "name")
+
+    def __init__(self, sink: PrintSink | None, name: str) -> None:
+        self._sink = sink
+        self.name = name
+
+    def write(self, text: Any) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        text = str.__str__(text)  # a str subclass's own __str__ is not asked
+        if self._sink is not None:
+            self._sink.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+    def isatty(self) -> bool:
+        return False
+
+
 class _PrintCollector:
     """What RestrictedPython's ``_print_`` returns for each scope that prints."""
 
@@ -1571,13 +1598,19 @@ class _PrintCollector:
     def _call_print(
         self, *objects: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: bool = False
     ) -> None:
-        if file is not None:
-            raise SandboxSecurityError("print(file=...) is not available in the sandbox")
+        if file is not None and type(file) is not StandardStream:
+            raise SandboxSecurityError(
+                "print(file=...) writes to sys.stdout or sys.stderr only in the sandbox"
+            )
         sep = " " if sep is None else sep
         end = "\n" if end is None else end
         if not isinstance(sep, str) or not isinstance(end, str):
             raise TypeError("sep and end must be str")
-        self._sink.write(str.__str__(sep).join(str(obj) for obj in objects) + str.__str__(end))
+        text = str.__str__(sep).join(str(obj) for obj in objects) + str.__str__(end)
+        if file is None:
+            self._sink.write(text)
+        else:
+            file.write(text)
 
     def __call__(self) -> str:  # the ``printed`` variable
         return self._sink.text()

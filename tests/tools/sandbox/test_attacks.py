@@ -2308,7 +2308,7 @@ async def test_a_library_exception_s_classes_are_answered_as_type_answers(box: S
 # its attributes (decoder.re.enum.sys) the real sys, os and builtins' eval.
 SUBMODULES = {
     "json_decoder": "from json import decoder\nresult = decoder.re.enum.sys.version",
-    "collections_abc": "from collections import abc\nresult = abc.Mapping",
+    "json_tool": "from json import tool\nresult = tool",
     "typing_re": "from typing import re\nresult = re.Pattern",
     "json_scanner_aliased": "from json import scanner as s\nresult = s",
     "two_names": "from json import dumps, encoder\nresult = encoder",

@@ -50,15 +50,13 @@ BY_DESIGN = {
     "g035_exception_types": "it.__next__(): names starting with _",
     "t008_type_name_checks": "__module__: names starting with _",
     "v004_base_init_explicit": "A.__init__(self, x): names starting with _ (super() works)",
-    "g031_print_sep_end": "sys.stdout: print is the program's output",
-    "t007_sys_stdout_write": "sys.stdout: print is the program's output",
     "t006_dir_class": "dir(): not a builtin here",
     "s023_string_template": "string.Template: not in the module view",
     "s026_calendar_text": "calendar.month/TextCalendar: not in the module view",
     "v012_functools_missing": "functools.cached_property: not in the module view",
     "v013_singledispatch": "functools.singledispatch: not in the module view",
-    "s024_textwrap": "textwrap: not one of the 21 modules",
-    "v015_enum_module": "enum: not one of the 21 modules",
+    "s024_textwrap": "textwrap: not one of the 22 modules",
+    "v015_enum_module": "enum: not one of the 22 modules",
     "n022_bigint_digits": "int() of 10,000 digits: CPython stops at 4,300, the sandbox answers",
     "a057_fast_doubling_fib": "str() of 6,270 digits: CPython stops at 4,300, the sandbox answers",
     "c002_inheritance_chain_super": "Puppy.__mro__: names starting with _",
@@ -78,7 +76,7 @@ BY_DESIGN = {
     "e012_class_based_decorator": "functools.update_wrapper: not in the module view",
     "b035_bytes_struct_manual": "memoryview: not a builtin here",
     "e041_memoryview_bytes": "memoryview: not a builtin here",
-    "e033_abc_module": "abc: not one of the 21 modules",
+    "e033_abc_module": "abc: not one of the 22 modules",
 }
 GSMHARD = "pal_programs_gsmhard.jsonl"
 ATTACKS = "sandbox_attacks_dev.json"

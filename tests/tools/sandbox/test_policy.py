@@ -207,6 +207,8 @@ def test_module_views_are_read_only_and_minimal() -> None:
         "int_info",
         "maxsize",
         "setrecursionlimit",
+        "stderr",
+        "stdout",
         "version_info",
     ]
 

@@ -1069,3 +1069,71 @@ async def test_dataclass_refuses_with_a_type_error(
     )
     assert res.ok, res
     assert message in res.value, res.value
+
+
+# ``collections.abc`` (typing's classes) and ``datetime.UTC``: answers as CPython 3.11's.
+COLLECTIONS_ABC = {
+    "from_the_package": (
+        "from collections import abc\n"
+        "result = (isinstance({}, abc.Mapping), isinstance(1, abc.Sized))"
+    ),
+    "flatten": (
+        "from collections.abc import Iterable\n"
+        "def flatten(x):\n"
+        "    for i in x:\n"
+        "        if isinstance(i, Iterable) and not isinstance(i, str):\n"
+        "            yield from flatten(i)\n"
+        "        else:\n"
+        "            yield i\n"
+        'result = list(flatten([1, [2, [3, (4, 5)]], "ab"]))\n'
+    ),
+    "import_forms": (
+        "import collections.abc\n"
+        "import collections.abc as cabc\n"
+        "from datetime import datetime, UTC\n"
+        "result = (isinstance({}, collections.abc.Mapping), isinstance([], cabc.Sequence),"
+        " issubclass(list, cabc.MutableSequence), isinstance(5, cabc.Hashable),"
+        " isinstance(len, cabc.Callable), datetime(2024, 1, 1, tzinfo=UTC).isoformat(),"
+        " collections.Counter('aa')['a'])\n"
+    ),
+    "subclass": (
+        "from collections.abc import Sequence\n"
+        "class R(Sequence):\n"
+        "    def __init__(self, n):\n"
+        "        self.n = n\n"
+        "    def __len__(self):\n"
+        "        return self.n\n"
+        "    def __getitem__(self, i):\n"
+        "        if i >= self.n:\n"
+        "            raise IndexError\n"
+        "        return i * i\n"
+        "r = R(4)\n"
+        "result = (list(r), 9 in r, r.index(4), list(reversed(r)))\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTIONS_ABC))
+async def test_collections_abc_works_as_in_cpython(sandbox: Sandbox, name: str) -> None:
+    code = COLLECTIONS_ABC[name]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "<program>", "exec", dont_inherit=True), namespace)
+    res = await sandbox.run(code)
+    assert res.ok, res
+    assert res.value_repr == repr(namespace["result"])
+
+
+async def test_sys_stdout_and_stderr_write_as_in_cpython(sandbox: Sandbox) -> None:
+    """``sys.stdout.write`` and ``print(file=sys.stdout)`` are the program's output;
+    ``sys.stderr`` is not (CPython's is not captured as stdout either); no other file."""
+    res = await sandbox.run(
+        "import sys\nprint('a', 'b', sep='-', end='!\\n')\nprint('out', file=sys.stdout)\n"
+        "print('hidden', file=sys.stderr)\nn = sys.stdout.write('hello\\n')\n"
+        "sys.stderr.write('err\\n')\nsys.stdout.flush()\nresult = (n, sys.stdout.isatty())"
+    )
+    assert (res.ok, res.stdout, res.value) == (True, "a-b!\nout\nhello\n", [6, False]), res
+    for code in ("import sys\nsys.stdout.write(5)", "print('x', file=[])"):
+        res = await sandbox.run(code)
+        assert not res.ok and res.error_kind in ("TypeError", "SecurityError"), res
+    res = await sandbox.run("import sys\nfor i in range(10000):\n    sys.stdout.write('x' * 100)")
+    assert (res.ok, res.limit) == (False, "output"), res

@@ -538,10 +538,8 @@ async def test_str_format_numbers_its_fields_as_cpython_does(sandbox: Sandbox) -
         lines += ["try:", f"    out.append({case})", "except Exception as e:"]
         lines += ["    out.append(f'{type(e).__name__}: {e}')"]
     code = "\n".join([*lines, "result = out"])
-    cpython: dict[str, Any] = {}
-    exec(code, cpython)  # the test's own program, in plain Python
     res = await sandbox.run(code)
-    assert res.value == cpython["result"], res
+    assert res.value == cpython_result(code), res
 
 
 # Compatibility pass CH: writes CPython refuses itself raise its errors, which a program may
@@ -766,17 +764,6 @@ COPIES = {
     "    def play(self, r, c):\n        b = copy.deepcopy(self)\n        b.cells[r][c] = 1\n"
     "        return b\nb0 = Board()\nb1 = b0.play(1, 1).play(0, 2)\nresult = (b0.cells, b1.cells)",
 }
-
-
-@pytest.mark.parametrize("name", sorted(COPIES))
-async def test_copy_copies_as_cpython_does(sandbox: Sandbox, name: str) -> None:
-    code = COPIES[name]
-    namespace: dict[str, Any] = {}
-    # the test's own program, in CPython, for the answer (without this module's future import)
-    exec(compile(code, "<program>", "exec", dont_inherit=True), namespace)
-    res = await sandbox.run(code)
-    assert res.ok, res
-    assert res.value_repr == repr(namespace["result"])
 
 
 @pytest.mark.parametrize(
@@ -1026,17 +1013,6 @@ DATACLASSES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(DATACLASSES))
-async def test_dataclasses_work_as_in_cpython(sandbox: Sandbox, name: str) -> None:
-    code = DATACLASSES[name]
-    namespace: dict[str, Any] = {}
-    # the test's own program, in CPython, for the answer (without this module's future import)
-    exec(compile(code, "<program>", "exec", dont_inherit=True), namespace)
-    res = await sandbox.run(code)
-    assert res.ok, res
-    assert res.value_repr == repr(namespace["result"])
-
-
 @pytest.mark.parametrize(
     ("code", "message"),
     [
@@ -1113,16 +1089,6 @@ COLLECTIONS_ABC = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(COLLECTIONS_ABC))
-async def test_collections_abc_works_as_in_cpython(sandbox: Sandbox, name: str) -> None:
-    code = COLLECTIONS_ABC[name]
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "<program>", "exec", dont_inherit=True), namespace)
-    res = await sandbox.run(code)
-    assert res.ok, res
-    assert res.value_repr == repr(namespace["result"])
-
-
 async def test_sys_stdout_and_stderr_write_as_in_cpython(sandbox: Sandbox) -> None:
     """``sys.stdout.write`` and ``print(file=sys.stdout)`` are the program's output;
     ``sys.stderr`` is not (CPython's is not captured as stdout either); no other file."""
@@ -1137,3 +1103,32 @@ async def test_sys_stdout_and_stderr_write_as_in_cpython(sandbox: Sandbox) -> No
         assert not res.ok and res.error_kind in ("TypeError", "SecurityError"), res
     res = await sandbox.run("import sys\nfor i in range(10000):\n    sys.stdout.write('x' * 100)")
     assert (res.ok, res.limit) == (False, "output"), res
+
+
+def cpython_result(code: str) -> Any:
+    """What the test's own program answers in CPython (without this module's future import,
+    which would turn its annotations into strings)."""
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "<program>", "exec", dont_inherit=True), namespace)
+    return namespace["result"]
+
+
+AS_IN_CPYTHON = {
+    f"{module}:{name}": code
+    for module, programs in (
+        ("copy", COPIES),
+        ("dataclasses", DATACLASSES),
+        ("collections.abc", COLLECTIONS_ABC),
+    )
+    for name, code in programs.items()
+}
+
+
+@pytest.mark.parametrize("name", sorted(AS_IN_CPYTHON))
+async def test_copy_dataclasses_and_collections_abc_answer_as_cpython_does(
+    sandbox: Sandbox, name: str
+) -> None:
+    code = AS_IN_CPYTHON[name]
+    res = await sandbox.run(code)
+    assert res.ok, res
+    assert res.value_repr == repr(cpython_result(code))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import collections
 import decimal
 import fractions
 import json
@@ -974,3 +975,25 @@ def test_an_exception_the_interpreter_could_not_give_a_traceback_is_out_of_memor
         assert (reply["error_kind"], reply["limit"]) == ("MemoryLimit", "memory"), reply
     other = child.describe(SystemError("something else"))
     assert other["error_kind"] == "SystemError", other
+
+
+def test_every_value_vet_replaces_is_of_a_kind_getitem_vets() -> None:
+    """``getitem`` (and ``exposed``) send to vet() only values of ``VETTED_KINDS``: every
+    function, method or descriptor vet() replaces by identity (its tables) must be of one."""
+    from tools.sandbox.standins import VETTED_KINDS
+
+    tables = [
+        value
+        for name, value in vars(policy).items()
+        if name.startswith("_") and name[1:2].isupper() and not isinstance(value, type)
+    ]
+    replaced = []
+    for table in tables:
+        entries = table.values() if isinstance(table, dict) else [table]
+        for entry in entries:
+            entry = entry[0] if isinstance(entry, tuple) and entry else entry
+            if callable(entry) and not isinstance(entry, type):
+                replaced.append(entry)
+    assert str.format in replaced and collections.deque.index in replaced
+    for entry in replaced:
+        assert issubclass(type(entry), VETTED_KINDS), entry

@@ -292,9 +292,11 @@ def _raised_by_code(exc: BaseException) -> bool:
     """Python code raised this exception object (``raise MemoryError``), or it was thrown
     into a generator at its ``yield`` (a library's, as ``heapq.merge(...).throw(...)``):
     the program's object, not the interpreter running out of memory or stack."""
+    if exc.__traceback__ is None:  # every raise in a program's frame leaves one, which it
+        return False  # cannot strip: none is the interpreter failing to allocate it (pass CO)
     tb = _innermost(exc)
-    if tb is None:  # every raise in a program's frame leaves one (it cannot strip it): none
-        return False  # is the interpreter failing to allocate it, out of memory (pass CO)
+    if tb is None:  # longer than the walk: re-raised 100,000 times over, by code (pass CQ)
+        return True
     code = tb.tb_frame.f_code
     return 0 <= tb.tb_lasti < len(code.co_code) and code.co_code[tb.tb_lasti] in _PROGRAM_RAISE_OPS
 

@@ -96,6 +96,7 @@ def field(
 def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> dict[str, Any]:
     """The ``dataclasses`` names for a program; ``deepcopy`` is the sandbox's own (``asdict``
     copies the values that are not dataclasses, lists, tuples or dicts, as CPython's does)."""
+    reader = _FieldReader(classes)
     # The classes made dataclasses in this run, by identity: their fields in order, frozen.
     made: dict[int, tuple[type, tuple[Field, ...], bool]] = {}
 
@@ -187,11 +188,11 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
             return name in namespace and classes.is_program_function(namespace[name])
 
         if settings["init"] and not defines("__init__"):
-            install("__init__", _init(cls, specs, settings["frozen"], classes))
+            install("__init__", _init(cls, specs, settings["frozen"], classes, reader))
         if settings["repr"] and not defines("__repr__"):
-            install("__repr__", _repr(specs))
+            install("__repr__", _repr(specs, reader.read))
         if settings["eq"] and not defines("__eq__"):
-            install("__eq__", _compare(specs, lambda a, b: a == b))
+            install("__eq__", _compare(specs, lambda a, b: a == b, reader.read))
         if settings["order"]:
             for name, op in _ORDERINGS.items():
                 if name in namespace:
@@ -199,7 +200,7 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
                         f"Cannot overwrite attribute {name} in class {cls.__name__}. "
                         "Consider using functools.total_ordering"
                     )
-                install(name, _compare(specs, op))
+                install(name, _compare(specs, op, reader.read))
         if settings["frozen"]:
             install("__setattr__", _frozen("cannot assign to field"))
             install("__delattr__", _frozen("cannot delete field"))
@@ -208,7 +209,7 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
             if explicit_hash and settings["unsafe_hash"]:
                 raise TypeError(f"Cannot overwrite attribute __hash__ in class {cls.__name__}")
             if not explicit_hash:
-                install("__hash__", _hash(specs))
+                install("__hash__", _hash(specs, reader.read))
         elif settings["eq"] and not explicit_hash:
             type.__setattr__(cls, "__hash__", None)
         return cls
@@ -238,12 +239,12 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
         lists, tuples and dicts rebuilt around their items, anything else deep-copied."""
         kind = type(obj)
         if not isinstance(obj, type) and fields_of(kind) is not None:
-            return make([(f.name, converted(getattr(obj, f.name), make)) for f in fields(obj)])
+            return make([(f.name, converted(reader.read(obj, f.name), make)) for f in fields(obj)])
         if kind is list or kind is tuple:
             return kind(converted(item, make) for item in obj)
         if kind is dict:
             return {converted(k, make): converted(v, make) for k, v in list(dict.items(obj))}
-        return deepcopy(obj)
+        return classes.exposed(deepcopy(obj))  # as a method's argument would be
 
     def replace(obj: Any, /, **changes: Any) -> Any:
         if isinstance(obj, type) or not is_dataclass(obj):
@@ -257,7 +258,7 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
                     )
                 continue
             if spec.name not in changes:
-                changes[spec.name] = getattr(obj, spec.name)
+                changes[spec.name] = reader.read(obj, spec.name)
         return type(obj)(**changes)
 
     return {
@@ -321,7 +322,7 @@ def _copied(spec: Field) -> Field:
 
 
 def _init(
-    cls: type, specs: tuple[Field, ...], frozen: bool, classes: Classes
+    cls: type, specs: tuple[Field, ...], frozen: bool, classes: Classes, reader: _FieldReader
 ) -> Callable[..., None]:
     given = [spec for spec in specs if spec.init]
     positional = [spec.name for spec in given if not spec.kw_only]
@@ -383,20 +384,9 @@ def _init(
                 )
         return bound
 
-    plain: dict[int, type] = {}  # the classes of self checked: the program's and plain bases
-
     def __init__(self: Any, /, *args: Any, **kwargs: Any) -> None:
-        kind = type(self)
-        if plain.get(id(kind)) is not kind:
-            # a subclass may add a library base (NormalDist, Fraction, Random): the raw writes
-            # below would set its slots and shadow its methods on the instance (pass CP)
-            if not all(classes.is_user_class(k) or k in _PLAIN_BASES for k in kind.__mro__):
-                raise TypeError(
-                    f"a dataclass's __init__ cannot make a {kind.__name__}: a subclass with a "
-                    "library base defines its own __init__ in the sandbox"
-                )
-            plain[id(kind)] = kind
-        bound = arguments(f"{kind.__qualname__}.__init__", args, kwargs)
+        reader.check(self)  # the writes below are raw
+        bound = arguments(f"{type(self).__qualname__}.__init__", args, kwargs)
         for spec in specs:
             value = bound.get(spec.name, _FACTORY) if spec.init else _FACTORY
             if value is _FACTORY:
@@ -416,11 +406,40 @@ def _init(
     return __init__
 
 
+class _FieldReader:
+    """The one way this module reads or writes a field of an instance: only on an instance of
+    a class whose bases are the program's own, ``object`` and ``typing.Generic``. A subclass
+    may add a library base later (``class D(C, str)``): a raw read of the field ``format``
+    then gave the real ``str.format`` to ``astuple()``, and a raw write set NormalDist's
+    slots (passes CP, CQ)."""
+
+    __slots__ = ("_classes", "_plain")
+
+    def __init__(self, classes: Classes) -> None:
+        self._classes = classes
+        self._plain: dict[int, type] = {}  # the classes checked, by identity
+
+    def check(self, obj: Any) -> None:
+        kind = type(obj)
+        if self._plain.get(id(kind)) is kind:
+            return
+        if not all(self._classes.is_user_class(k) or k in _PLAIN_BASES for k in kind.__mro__):
+            raise TypeError(
+                f"a dataclass's fields of a {kind.__name__} are not available in the sandbox: "
+                "a subclass with a library base is not a dataclass there"
+            )
+        self._plain[id(kind)] = kind
+
+    def read(self, obj: Any, name: str) -> Any:
+        self.check(obj)
+        return getattr(obj, name)
+
+
 # A default made by its field's factory when the argument is not given.
 _FACTORY: Any = type("_HAS_DEFAULT_FACTORY", (), {"__repr__": lambda self: "<factory>"})()
 
 
-def _repr(specs: tuple[Field, ...]) -> Callable[[Any], str]:
+def _repr(specs: tuple[Field, ...], read: Callable[[Any, str], Any]) -> Callable[[Any], str]:
     shown = [spec.name for spec in specs if spec.repr]
     running: set[int] = set()  # the instances being written out: a cycle is "..."
 
@@ -430,7 +449,7 @@ def _repr(specs: tuple[Field, ...]) -> Callable[[Any], str]:
             return "..."
         running.add(key)
         try:
-            parts = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+            parts = ", ".join(f"{name}={read(self, name)!r}" for name in shown)
         finally:
             running.discard(key)
         return f"{type(self).__qualname__}({parts})"
@@ -438,25 +457,27 @@ def _repr(specs: tuple[Field, ...]) -> Callable[[Any], str]:
     return __repr__
 
 
-def _compare(specs: tuple[Field, ...], op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:
+def _compare(
+    specs: tuple[Field, ...], op: Callable[[Any, Any], bool], read: Callable[[Any, str], Any]
+) -> Callable[[Any, Any], Any]:
     compared = [spec.name for spec in specs if spec.compare]
 
     def compare(self: Any, other: Any) -> Any:
         if type(other) is not type(self):
             return NotImplemented
         return op(
-            tuple(getattr(self, name) for name in compared),
-            tuple(getattr(other, name) for name in compared),
+            tuple(read(self, name) for name in compared),
+            tuple(read(other, name) for name in compared),
         )
 
     return compare
 
 
-def _hash(specs: tuple[Field, ...]) -> Callable[[Any], int]:
+def _hash(specs: tuple[Field, ...], read: Callable[[Any, str], Any]) -> Callable[[Any], int]:
     hashed = [spec.name for spec in specs if (spec.compare if spec.hash is None else spec.hash)]
 
     def __hash__(self: Any) -> int:
-        return hash(tuple(getattr(self, name) for name in hashed))
+        return hash(tuple(read(self, name) for name in hashed))
 
     return __hash__
 

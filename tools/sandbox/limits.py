@@ -82,6 +82,37 @@ def exact_int(value: Any) -> int | None:
     return None
 
 
+_FRACTION_PARTS = (
+    cast(Any, fractions.Fraction.numerator).fget,
+    cast(Any, fractions.Fraction.denominator).fget,
+)
+
+
+def exact_number(value: Any, what: str) -> Any:
+    """``value`` as the exact int, float, Fraction or Decimal it holds, read from the number's
+    own fields (a subclass's methods are never asked); a TypeError for anything else. Library
+    code computing with it then runs none of the program's code (statistics.covariance
+    subtracted an int subclass whose ``__sub__`` answered a 5M-character string, and
+    multiplied that: pass CQ)."""
+    kind = type(value)
+    if kind is int or kind is float or kind is bool or kind is fractions.Fraction:
+        return value
+    if kind is decimal.Decimal:
+        return value
+    if issubclass(kind, int):
+        return int.__index__(value)
+    if issubclass(kind, float):
+        return float.__float__(value)
+    if issubclass(kind, fractions.Fraction):
+        numerator, denominator = (int.__index__(part(value)) for part in _FRACTION_PARTS)
+        return fractions.Fraction(numerator, denominator)
+    if issubclass(kind, decimal.Decimal):
+        return decimal.Decimal(value)
+    raise TypeError(
+        f"{what} takes numbers (int, float, Fraction, Decimal) in the sandbox, not {kind.__name__}"
+    )
+
+
 _DEQUE_MAXLEN = vars(collections.deque)["maxlen"]
 
 

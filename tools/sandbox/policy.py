@@ -56,6 +56,7 @@ from tools.sandbox.limits import (
     SizeLimit,
     exact_kwargs,
     exact_len,
+    exact_number,
     index_value,
     sized_method,
 )
@@ -187,6 +188,7 @@ _MISSING = object()
 _WITH_TRACEBACK = BaseException.with_traceback
 _DECIMAL_RATIO = decimal.Decimal.as_integer_ratio
 _LIMIT_DENOMINATOR = fractions.Fraction.limit_denominator
+_FROM_SAMPLES = cast(Any, statistics.NormalDist.from_samples).__func__
 
 
 _SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
@@ -828,6 +830,10 @@ class Guards:
             counted = _COUNTED_METHODS.get(id(func))
             if counted is not None and counted[0] is func:
                 return self._counted(value, *counted[1:], bound=type(value) is types.MethodType)
+            if func is _FROM_SAMPLES:  # statistics' own sums, as its functions' (pass CQ)
+                return lambda data: value(
+                    [exact_number(x, "NormalDist.from_samples") for x in list(data)]
+                )
             if func is _LIMIT_DENOMINATOR:  # fractions.py's arithmetic with the bound: an exact
                 if type(value) is types.MethodType:  # int (a program's object with lying
                     # comparisons made it multiply strings 100M characters long, pass CN)

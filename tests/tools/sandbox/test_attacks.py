@@ -100,6 +100,25 @@ FORMAT_ESCAPES = {
     "wraps_copies_stand_in_dict": (
         "import functools\ndef f():\n    pass\nfunctools.wraps(type)(f)\nresult = vars(f)['_real']"
     ),
+    # pass CQ: astuple() read the field "format" raw on a subclass that added str as a base
+    "dataclass_field_named_format_on_a_str_subclass": (
+        "from dataclasses import dataclass, field, astuple\n@dataclass\nclass C:\n"
+        "    format: object = field(default_factory=list)\nclass D(C, str):\n"
+        "    def __init__(self, *a):\n        pass\n"
+        "(f,) = astuple(D('" + SUB + "'))\nresult = f(1)"
+    ),
+    "dataclass_field_named_format_through_asdict": (
+        "from dataclasses import dataclass, field, asdict\n@dataclass\nclass C:\n"
+        "    format: object = field(default_factory=list)\nclass D(C, str):\n"
+        "    def __init__(self, *a):\n        pass\n"
+        "result = list(asdict(D('" + SUB + "')).values())[0](1)"
+    ),
+    "dataclass_field_named_format_through_replace": (
+        "from dataclasses import dataclass, field, replace\n@dataclass\nclass C:\n"
+        "    format: object = None\nclass D(C, str):\n"
+        "    def __init__(self, *a, **k):\n        self.k = k\n"
+        "result = replace(D('" + SUB + "')).k['format'](1)"
+    ),
 }
 
 
@@ -2004,6 +2023,14 @@ LIBRARY_ARITHMETIC.update(
             "    box[0] = D().variance\nresult = box[0].bit_length()",
             "TypeError",
         ),
+        "normal_dist_from_samples_of_ratios_that_are_strings": (  # pass CQ
+            "import statistics\nS = 'x' * 9_000_000\nclass Z:\n"
+            "    def __radd__(self, other):\n        return S\nclass A:\n"
+            "    def __init__(self, v):\n        self.v = v\n"
+            "    def as_integer_ratio(self):\n        return (self.v, 1)\n"
+            "result = statistics.NormalDist.from_samples([A(Z())] + [A(S)] * 14)",
+            "TypeError",
+        ),
         "statistics_weights_and_parameters": (
             "import statistics\nclass N:\n    pass\nresult = statistics.pvariance([1, 2], N())",
             "TypeError",
@@ -2064,6 +2091,30 @@ async def test_limit_denominator_takes_an_int_before_it_computes(box: Sandbox) -
         "from fractions import Fraction\nresult = str(Fraction(355, 113).limit_denominator(True))"
     )
     assert res.value == "3", res
+
+
+async def test_statistics_reads_a_number_subclass_by_its_value(box: Sandbox) -> None:
+    """Pass CQ: statistics subtracted the program's int subclasses, whose ``__sub__`` answered
+    a 5M-character string, and multiplied it (100M characters) before its TypeError. It is
+    given their values: none of the program's code runs in statistics' arithmetic."""
+    res = await box.run(
+        "import statistics\nS = 'x' * 5_000_000\nclass I(int):\n    def __sub__(self, o):\n"
+        "        return S\nclass J(int):\n    def __sub__(self, o):\n        return 20\n"
+        "result = [statistics.covariance([I(1), I(2)], [J(1), J(2)]),"
+        " statistics.mean([I(2), I(4)]), type(statistics.median([I(1), I(2), I(3)])).__name__]"
+    )
+    assert res.value == [0.5, 3, "int"], res
+    code = LIBRARY_ARITHMETIC["normal_dist_from_samples_of_ratios_that_are_strings"][0]
+    res = await box.run(code)  # refused before statistics' own sum ran
+    assert res.error is not None and "takes numbers" in res.error, res
+
+
+async def test_what_stderr_is_given_is_bounded_as_stdout_is(box: Sandbox) -> None:
+    """Pass CQ: print(file=sys.stderr) made 150M characters and dropped them unmeasured."""
+    res = await box.run(
+        "import sys\ns = 'x' * 10_000_000\nprint(*([s] * 15), file=sys.stderr)\nresult = 1"
+    )
+    assert (res.ok, res.limit) == (False, "output"), res
 
 
 async def test_a_counter_count_is_checked_before_it_grows(box: Sandbox) -> None:
@@ -3248,6 +3299,18 @@ CATCH = (
 )
 GRAB = "def grab(t, v, tb):\n    global T, TB\n    T, TB = t, tb\n    return True\n"
 FORGED = {
+    # pass CQ: a traceback longer than the walk read as none (the interpreter's own, out of
+    # memory), after the CO change that counted a missing traceback as out of memory
+    "a_traceback_longer_than_the_walk": (
+        "e = MemoryError()\nfor i in range(100001):\n    try:\n        raise e\n"
+        "    except MemoryError:\n        pass\nraise e",
+        "MemoryError",
+    ),
+    "a_recursion_error_raised_100001_times": (
+        "e = RecursionError()\nfor i in range(100001):\n    try:\n        raise e\n"
+        "    except RecursionError:\n        pass\nraise e",
+        "RecursionError",
+    ),
     # twelfth red-team pass: the program's exception thrown into a library's generator
     "throw_into_a_library_generator": (
         "import heapq\ng = heapq.merge([1, 2], [3])\nnext(g)\ng.throw(MemoryError('forged'))",

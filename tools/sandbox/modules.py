@@ -952,10 +952,10 @@ class ModuleRegistry:
         if name == "sys":
             attrs = _sys_view(self._guards)
             attrs["stdout"] = StandardStream(self._sink, "<stdout>")
-            # discarded, but bounded as stdout is: print(file=sys.stderr) of 150M characters
-            # was made and dropped unmeasured (pass CQ)
-            stderr = None if self._sink is None else PrintSink(self._sink.max_bytes)
-            attrs["stderr"] = StandardStream(stderr, "<stderr>")
+            # discarded, but counted in the run's output: print(file=sys.stderr) of 150M
+            # characters was made and dropped unmeasured (pass CQ), then an OutputLimit of
+            # its own was caught and the run went on (pass CR)
+            attrs["stderr"] = StandardStream(self._sink, "<stderr>", keep=False)
             return ModuleView("sys", attrs)
         if name == "decimal":
             attrs = {n: getattr(decimal, n) for n in _DECIMAL_NAMES}

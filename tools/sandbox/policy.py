@@ -1549,18 +1549,22 @@ class PrintSink:
         self.size = 0
         self.overflowed = False
 
-    def write(self, text: str) -> None:
+    def write(self, text: str, keep: bool = True) -> None:
+        """Add ``text`` to the output; or, not ``keep``ing it, only count it (stderr)."""
         if self.overflowed:
             raise OutputLimit(f"output exceeds {self.max_bytes} bytes (sandbox limit)")
         room = self.max_bytes - self.size
-        encoded = len(text.encode("utf-8", "surrogatepass"))
+        # a character is one byte or more: past the room by its length, it is never encoded
+        # whole (a 300M-character text's encoding ran out of memory, caught: pass CR)
+        encoded = room + 1 if len(text) > room else len(text.encode("utf-8", "surrogatepass"))
         if encoded > room:
-            cut = text.encode("utf-8", "surrogatepass")[:room]
+            cut = text[:room].encode("utf-8", "surrogatepass")[:room] if keep else b""
             self.parts.append(cut.decode("utf-8", "ignore"))
             self.size = self.max_bytes
             self.overflowed = True
             raise OutputLimit(f"output exceeds {self.max_bytes} bytes (sandbox limit)")
-        self.parts.append(text)
+        if keep:
+            self.parts.append(text)
         self.size += encoded
 
     def text(self) -> str:
@@ -1570,12 +1574,14 @@ class PrintSink:
 class StandardStream:
     """``sys.stdout`` and ``sys.stderr`` of a run: ``write()``, and ``print(file=...)``, into
     the run's output (stdout), or nowhere (stderr: CPython's is not the program's output
-    either); nothing else of a file."""
+    either, but it counts against the same limit, which a caught OutputLimit does not lift:
+    pass CR); nothing else of a file."""
 
-    __slots__ = ("_sink", "name")
+    __slots__ = ("_keep", "_sink", "name")
 
-    def __init__(self, sink: PrintSink | None, name: str) -> None:
+    def __init__(self, sink: PrintSink | None, name: str, keep: bool = True) -> None:
         self._sink = sink
+        self._keep = keep
         self.name = name
 
     def write(self, text: Any) -> int:
@@ -1583,7 +1589,7 @@ class StandardStream:
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         text = str.__str__(text)  # a str subclass's own __str__ is not asked
         if self._sink is not None:
-            self._sink.write(text)
+            self._sink.write(text, self._keep)
         return len(text)
 
     def flush(self) -> None:

@@ -2115,6 +2115,12 @@ async def test_what_stderr_is_given_is_bounded_as_stdout_is(box: Sandbox) -> Non
         "import sys\ns = 'x' * 10_000_000\nprint(*([s] * 15), file=sys.stderr)\nresult = 1"
     )
     assert (res.ok, res.limit) == (False, "output"), res
+    # pass CR: stderr's own limit, caught, let the run go on; it counts in the run's output
+    res = await box.run(
+        "import sys\ns = 'x' * 10_000_000\ntry:\n    print(*([s] * 15), file=sys.stderr)\n"
+        "except Exception:\n    pass\nresult = 'done'"
+    )
+    assert (res.ok, res.limit, res.stdout) == (False, "output", ""), res
 
 
 async def test_a_counter_count_is_checked_before_it_grows(box: Sandbox) -> None:

@@ -75,6 +75,7 @@ from tools.sandbox.standins import (
     KEPT_CONTAINERS,
     NUMBER_PROTOCOL,
     NUMBER_TYPES,
+    PINNED_KINDS,
     TZINFO_METHODS,
     VETTED_KINDS,
     Classes,
@@ -671,6 +672,8 @@ class Guards:
         (``typing.Protocol`` copies a base's ``__init__`` on the first instance,
         ``total_ordering`` adds its methods): read from ``vars(cls)`` it would take any
         ``self``. Read as an attribute it is checked as a library method is."""
+        if type(value) in PINNED_KINDS:  # the sandbox's own: pinned library methods or parts
+            return True
         func = value.__func__ if type(value) in (staticmethod, classmethod) else value
         # (a contained method that calls a library's function counts as the library's)
         return type(func) is FunctionType and not self.classes.is_program_function(func)

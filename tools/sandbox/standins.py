@@ -926,6 +926,9 @@ INTERNAL_TYPES = (
     types.CellType,
     types.ModuleType,
 )
+# The sandbox's own descriptors on a program's class (a tzinfo's methods, a number's parts,
+# pinned): a class's vars() leaves them out, or another class could hold one (pass CS).
+PINNED_KINDS = frozenset({_Pinned, _PinnedPart})
 # The kinds of value Guards.vet may replace or refuse: classes, the internal kinds, functions,
 # methods and descriptors (a raw ``str.format``, a list's ``pop``, ``int.numerator``). A value
 # of any other kind passes vet as it is.

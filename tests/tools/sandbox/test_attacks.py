@@ -2123,6 +2123,19 @@ async def test_what_stderr_is_given_is_bounded_as_stdout_is(box: Sandbox) -> Non
     assert (res.ok, res.limit, res.stdout) == (False, "output", ""), res
 
 
+async def test_a_class_s_vars_hold_none_of_the_sandbox_s_pinned_descriptors(box: Sandbox) -> None:
+    """Pass CS: vars() of a tzinfo or Fraction subclass handed out the sandbox's pinned
+    descriptors; put in another class, one gave the raw tzinfo.utcoffset, another Fraction's
+    as_integer_ratio bound to a non-Fraction. They are left out, as library machinery is."""
+    res = await box.run(
+        "import datetime, fractions\nclass TZ(datetime.tzinfo):\n    pass\n"
+        "class F(fractions.Fraction):\n    pass\n"
+        "result = ['utcoffset' in vars(TZ), 'as_integer_ratio' in vars(F),"
+        " 'numerator' in vars(F), F(1, 2).as_integer_ratio()]"
+    )
+    assert res.value == [False, False, False, [1, 2]], res
+
+
 async def test_a_counter_count_is_checked_before_it_grows(box: Sandbox) -> None:
     """Pass BV: ``c += d`` checked the count it added, not the one it added to: a list
     count grew by 40M items before the next comparison refused it."""

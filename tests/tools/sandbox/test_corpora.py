@@ -30,7 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 LEGIT = "sandbox_legit.json"
 DIFFERENTIAL = "sandbox_differential.json"
 # Programs of the differential corpus that run differently in the sandbox, by design: what
-# each one uses, and the README's word for it ("What a program cannot use").
+# each one uses, and the word for it in docs/sandbox.md ("What a program cannot use, in full").
 BY_DESIGN = {
     "g019_repr_ascii": "bytearray: not available",
     "n018_sieve_bytearray": "bytearray: not available",

@@ -15,8 +15,11 @@ its fork and the moment it reads its program (:meth:`Confinement.apply`), in thi
 The template probes the layers once, in a child that tries each one and reports what took
 effect; from then on every child must apply exactly those, or it exits before reading its
 program. Namespaces (:func:`enter_namespaces`) are the template's own, set up before it forks
-anything: a child sees only itself and the template (PID), no network interface (NET), no
-System V objects of anyone else (IPC), and in a user namespace no capability on the host.
+anything: a child sees no process outside its template's PID namespace (the template and
+its other children are in it: the seccomp filter keeps it from naming them, refusing every
+call that takes a pid but its own, and the clock ids that read another process's CPU time),
+no network interface (NET), no System V objects of anyone else (IPC), and in a user
+namespace no capability on the host.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ exit, and nothing else:
   changes, no ``ptrace``/``process_vm_*``, no namespaces, mounts, keys, BPF or io_uring;
 * argument filters where a listed call has a dangerous mode: ``mmap``/``mprotect`` never with
   ``PROT_EXEC``; ``fcntl`` only ``F_GETFD``/``F_GETFL`` (never ``F_SETOWN``, ``F_SETSIG`` or
-  ``O_ASYNC``, which make the kernel signal another process); ``prlimit64`` only to read.
+  ``O_ASYNC``, which make the kernel signal another process); ``prlimit64`` only to read;
+  ``clock_gettime``/``clock_getres`` only the system-wide clocks and the process's own
+  (a negative clock id reads another process's CPU time).
 
 The filter is compiled once per template with libseccomp (``pyseccomp``) and exported as BPF;
 a child loads it with a single ``prctl`` (see ``libc.SeccompProgram``).
@@ -50,9 +52,8 @@ ALLOWED = (
     # whether the program is already waiting in its pipe (a zero timeout: child.program_waiting)
     "poll",
     "ppoll",
-    # the clock (usually the vDSO; the system call is the fallback) and randomness
-    "clock_gettime",
-    "clock_getres",
+    # the clock (usually the vDSO; the system call is the fallback; clock ids: see _rules) and
+    # randomness
     "gettimeofday",
     "time",
     "getrandom",
@@ -69,6 +70,10 @@ ALLOWED = (
     "restart_syscall",
 )
 PROT_EXEC = mmap.PROT_EXEC
+# CLOCK_REALTIME ... CLOCK_BOOTTIME (0-7): what time.time(), monotonic(), perf_counter(),
+# process_time() and thread_time() ask for.
+_OWN_CLOCK_IDS = 0b111
+_U64 = (1 << 64) - 1
 
 
 def _rules(flt: Any) -> None:
@@ -81,6 +86,15 @@ def _rules(flt: Any) -> None:
     no_exec = pyseccomp.Arg(2, pyseccomp.MASKED_EQ, PROT_EXEC, 0)
     flt.add_rule(allow, "mmap", no_exec)
     flt.add_rule(allow, "mprotect", no_exec)
+    # clock_gettime/clock_getres(clock_id, ...): the system-wide clocks and the run's own CPU
+    # clocks, ids 0-7. A negative id names another process's CPU clock (its pid, encoded) or
+    # a clock device's fd, and the kernel reads any process's CPU clock in the caller's PID
+    # namespace without a permission check: the template's and every concurrent run's, to
+    # the nanosecond (red-team pass CW). The id is an int; a 64-bit value with any other
+    # bit set is refused too.
+    own_clocks = pyseccomp.Arg(0, pyseccomp.MASKED_EQ, ~_OWN_CLOCK_IDS & _U64, 0)
+    flt.add_rule(allow, "clock_gettime", own_clocks)
+    flt.add_rule(allow, "clock_getres", own_clocks)
     for command in (fcntl.F_GETFD, fcntl.F_GETFL):
         flt.add_rule(allow, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, command))
     # prlimit64(pid, resource, new_limit, old_limit): reading only, and only its own limits.

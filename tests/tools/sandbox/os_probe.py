@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -66,8 +67,39 @@ def _fork() -> None:
         os._exit(0)
 
 
-def probes(config: dict[str, Any], own_pipe: int) -> dict[str, Callable[[], Any]]:
-    parent = os.getppid()  # the template (PID 1 in its namespace)
+_TIMESPEC = ctypes.create_string_buffer(16)
+_TIMESPEC_AT = ctypes.addressof(_TIMESPEC)
+
+
+def _cpu_clock(pid: int) -> int:
+    """The clock id of another process's CPU time (the kernel's MAKE_PROCESS_CPUCLOCK)."""
+    return ((~pid) << 3) | 2  # CPUCLOCK_SCHED
+
+
+def own_clocks() -> dict[str, str]:
+    """The clocks a run may read, through the system call itself (the vDSO answers most
+    without one): each must work under the filter."""
+    seen: dict[str, str] = {}
+    for clock_id in range(8):
+        try:
+            raw("clock_gettime", clock_id, _TIMESPEC_AT)()
+        except OSError as exc:
+            seen[f"clock_gettime({clock_id})"] = f"blocked: {exc}"
+        else:
+            seen[f"clock_gettime({clock_id})"] = "ok"
+    for name in ("time", "monotonic", "perf_counter", "process_time", "thread_time"):
+        try:
+            getattr(time, name)()
+        except OSError as exc:
+            seen[name] = f"blocked: {exc}"
+        else:
+            seen[name] = "ok"
+    return seen
+
+
+def probes(config: dict[str, Any], own_pipe: int, parent: int) -> dict[str, Callable[[], Any]]:
+    """``parent``: the template's pid (1 in its namespace), asked before the filter, which
+    refuses getppid (asked under it, the probes aimed at pid -1)."""
     return {
         "read_passwd": lambda: _read("/etc/passwd"),
         "read_python_binary": lambda: _read(sys.executable),
@@ -124,12 +156,17 @@ def probes(config: dict[str, Any], own_pipe: int) -> dict[str, Callable[[], Any]
         "mmap_exec": lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC),
         "setuid_root": lambda: os.setuid(0),
         "uname": os.uname,
+        # another process's CPU time, to the nanosecond, with no permission check (pass CW)
+        "clock_gettime_parent_cpu": raw("clock_gettime", _cpu_clock(parent), _TIMESPEC_AT),
+        "clock_getres_parent_cpu": raw("clock_getres", _cpu_clock(parent), 0),
+        "clock_gettime_fd_clock": raw("clock_gettime", ((~own_pipe) << 3) | 3, _TIMESPEC_AT),
+        "clock_gettime_high_bits": raw("clock_gettime", (1 << 32) | 1, _TIMESPEC_AT),
     }
 
 
-def run_probes(config: dict[str, Any], keep: int) -> dict[str, str]:
+def run_probes(config: dict[str, Any], keep: int, parent: int) -> dict[str, str]:
     results: dict[str, str] = {}
-    for name, attempt in probes(config, keep).items():
+    for name, attempt in probes(config, keep, parent).items():
         try:
             attempt()
         except BaseException as exc:
@@ -137,6 +174,7 @@ def run_probes(config: dict[str, Any], keep: int) -> dict[str, str]:
         else:
             results[name] = "ALLOWED"
     results["environ"] = json.dumps(sorted(os.environ))
+    results["own_clocks"] = json.dumps(own_clocks())
     return results
 
 
@@ -166,10 +204,11 @@ def main() -> None:
     if pid == 0:  # a run's child: confined exactly as in template.py, then plain Python
         try:
             conf.isolate_descriptors((write_fd, waiting_r, empty_r))
+            parent = os.getppid()
             conf.apply()
             # what serve_one_run asks before it warms up, under the filter (poll allowed)
             waiting = [program_waiting(waiting_r), program_waiting(empty_r)]
-            results = run_probes(config, write_fd)
+            results = run_probes(config, write_fd, parent)
             results["program_waiting"] = json.dumps(waiting)
             os.write(write_fd, json.dumps(results).encode())
         finally:

@@ -78,6 +78,10 @@ ATTEMPTS = [
     "mmap_exec",
     "setuid_root",
     "uname",
+    "clock_gettime_parent_cpu",
+    "clock_getres_parent_cpu",
+    "clock_gettime_fd_clock",
+    "clock_gettime_high_bits",
 ]
 
 
@@ -140,6 +144,11 @@ def test_a_child_under_the_filter_can_tell_whether_its_program_is_waiting(
     assert json.loads(probe["program_waiting"]) == [True, False]
 
 
+def test_a_run_reads_its_own_clocks_under_the_filter(probe: dict[str, str]) -> None:
+    clocks = json.loads(probe["own_clocks"])
+    assert clocks and set(clocks.values()) == {"ok"}, clocks
+
+
 def test_environment_is_empty(probe: dict[str, str]) -> None:
     assert set(json.loads(probe["environ"])) <= {*TEMPLATE_ENV, "LC_CTYPE"}
 
@@ -149,7 +158,8 @@ def test_the_filter_is_an_allow_list() -> None:
     assert "# default action\n  action ERRNO(1);" in text  # whatever is not listed: EPERM
     filtered = set(re.findall(r'# filter for syscall "(\w+)"', text))
     assert filtered, text[:500]
-    assert filtered <= {*ALLOWED, "mmap", "mprotect", "fcntl", "prlimit64"}, filtered
+    argument_filtered = {"mmap", "mprotect", "fcntl", "prlimit64", "clock_gettime", "clock_getres"}
+    assert filtered <= {*ALLOWED, *argument_filtered}, filtered
     dangerous = {"socket", "openat", "open", "execve", "clone", "kill", "ptrace", "ioctl"}
     assert not filtered & (dangerous | {"sched_setattr", "setpriority", "ioprio_set"})
 

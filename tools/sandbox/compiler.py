@@ -365,6 +365,14 @@ class SandboxTransformer(RestrictingNodeTransformer):
             node.body.insert(0, check)
         return node
 
+    def visit_comprehension(self, node: ast.comprehension) -> Any:
+        """``async for`` in a generator expression is refused as every other async construct
+        is (RestrictedPython lets this one through): nothing could await it, and the
+        awaitables of an async generator were one more kind of object with a ``throw``."""
+        if node.is_async:
+            self.error(node.target, "async comprehensions are not allowed in the sandbox")
+        return super().visit_comprehension(node)
+
     def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
         """Allow ``nonlocal`` (RestrictedPython refuses it): it only rebinds a local of the
         enclosing function, and stores to ``_`` names are refused anyway."""

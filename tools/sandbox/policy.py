@@ -192,7 +192,6 @@ _LIMIT_DENOMINATOR = fractions.Fraction.limit_denominator
 _FROM_SAMPLES = cast(Any, statistics.NormalDist.from_samples).__func__
 
 
-_SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 _NOT_THROWN = (MemoryError, RecursionError, SystemError)  # what the sandbox reads as limits
 
 
@@ -782,7 +781,8 @@ class Guards:
                 if method_name != "extend" and method_name != "extendleft":
                     return value  # out.append: no other branch below is about these
                 # extend: counted below, as any other
-            if method_name in ("throw", "athrow") and isinstance(owner, _SUSPENDABLE):
+            if method_name == "throw" or method_name == "athrow":  # any owner: a generator's,
+                # and the awaitables an async generator's asend() and athrow() return (pass CT)
                 return _throw_without_traceback(value)
             if method_name in ("format", "format_map") and isinstance(owner, str):
                 return self._bound_format(owner, method_name)

@@ -2610,6 +2610,20 @@ async def test_unicode_errors_are_caught_and_made_as_in_cpython(box: Sandbox) ->
     ], res
 
 
+async def test_async_comprehensions_are_refused_as_all_async_code_is(box: Sandbox) -> None:
+    """RestrictedPython refuses ``async def``, ``await``, ``async for`` and ``async with``,
+    but not ``async for`` in a generator expression, which made a real async generator:
+    its ``asend()`` awaitable's ``throw`` spoofed a memory limit (red-team pass CT)."""
+    code = (
+        "def solution():\n    g = (y for x in [] async for y in x)\n"
+        "    try:\n        g.asend(None).send(None)\n    except StopAsyncIteration:\n"
+        "        pass\n    g.asend(None).throw(MemoryError)\n"
+    )
+    res = await box.run(code)
+    assert (res.error_kind, res.limit) == ("SecurityError", None), res
+    assert "async comprehensions are not allowed" in (res.error or ""), res
+
+
 async def test_generators_are_thrown_into_without_a_traceback(box: Sandbox) -> None:
     code = (
         "def g():\n    try:\n        yield 1\n    except ValueError as e:\n        yield str(e)\n"

@@ -17,7 +17,13 @@ import pytest
 from tools.sandbox import child, compiler, policy, values
 from tools.sandbox.limits import Arithmetic
 from tools.sandbox.modules import ModuleRegistry, ModuleView
-from tools.sandbox.pool import Sandbox, _check_shape, _read_until_eof, parse_reply
+from tools.sandbox.pool import (
+    _JSON_STRING,
+    Sandbox,
+    _check_shape,
+    _read_until_eof,
+    parse_reply,
+)
 from tools.sandbox.protocol import HEADER, ProtocolError, decode
 from tools.sandbox.result import SandboxConfig
 from tools.sandbox.standins import Classes, TypeToken
@@ -373,6 +379,27 @@ def test_a_reply_with_more_items_than_an_answer_can_hold_is_refused_unparsed(
     sandbox = Sandbox(SandboxConfig())
     result = sandbox._result(_frame(body), 0.0)
     assert result is not None and result.error == "the program's reply was malformed", result
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b'\\"',  # one quote, then escaped ones: never closed
+        b'\\"\\"\\\n',  # escaped newlines in between
+        b"a\\",  # a string ending in a lone backslash
+        b'a"\\',  # strings closed and opened, a lone backslash at the end
+    ],
+)
+def test_a_reply_is_counted_in_linear_time_whatever_its_strings(tail: bytes) -> None:
+    """Red-team pass CW: the strings were taken out with a pattern that could fail at a
+    quote, and then the scan started again at the next one: a 60 KB reply held the service's
+    event loop for 18 s. A match now starts at every quote, so the scan is linear (checked
+    at each quote of a small body), and a body at the reply cap is refused at once."""
+    small = b'"' + tail * 1_000
+    assert all(_JSON_STRING.match(small, i) for i in range(len(small)) if small[i] == 0x22)
+    body = b"[" * 20_100 + b'"' + tail * (1_200_000 // len(tail))
+    with pytest.raises(ProtocolError, match=r"more (items|strings)"):
+        _check_shape(body)
 
 
 def test_the_largest_answer_a_run_can_give_passes_the_count() -> None:

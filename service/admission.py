@@ -169,20 +169,25 @@ class Admission:
         self._lease_s = lease_s + LEASE_MARGIN_S
         self._metrics = metrics
 
-    async def check_rate(self, client: str) -> None:
-        """429 past ``RATE_LIMIT`` for this client."""
+    async def check_rate(self, client: str, kind: Literal["ask", "write"] = "ask") -> None:
+        """429 past ``RATE_LIMIT`` for this client: for the requests that start work
+        (``ask``), and in a window of their own for the other requests that write to the
+        store (``write``: threads, feedback, collections, deletes, cancels). Unlimited,
+        3,000 new threads from one key made every other client's ``/ask`` 50 times slower
+        on the store's one writer (red-team pass CV)."""
         if self._rate is None:
             return
         who = _key(client)
         async with _reachable():
-            if await self._window.hit(self._rate, "ask", who):
+            if await self._window.hit(self._rate, kind, who):
                 return
-            stats = await self._window.get_window_stats(self._rate, "ask", who)
+            stats = await self._window.get_window_stats(self._rate, kind, who)
         self._metrics.rejected.labels("rate_limited").inc()
         retry = max(1, math.ceil(stats.reset_time - time.time()))
+        what = "" if kind == "ask" else " for writes"
         raise ProblemError(
             429,
-            f"rate limit of {self._rate} exceeded; retry in {retry} s",
+            f"rate limit of {self._rate}{what} exceeded; retry in {retry} s",
             headers={"Retry-After": str(retry)},
         )
 

@@ -222,6 +222,18 @@ class NewDocument:
     sections: Sequence[Section] = ()  # the text the passages were cut from
 
 
+# Wall clock to parse an HTML or PDF file: a base and a rate by its size, up to the
+# operator's RETRIEVE_PARSE_TIMEOUT_S. A 200-page PDF parses in 0.4 s; a 12 KB one made of
+# text operators that print nothing had the whole minute (red-team pass CV).
+PARSE_BASE_S = 10.0
+PARSE_S_PER_MIB = 10.0
+
+
+def parse_budget_s(size: int, most_s: float) -> float:
+    """The time a file of ``size`` bytes may take to parse."""
+    return min(most_s, PARSE_BASE_S + PARSE_S_PER_MIB * size / (1 << 20))
+
+
 async def prepare_document(
     data: bytes,
     source: str,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.auth import client_address
 from service.state import AppState, get_state
 
 State = Annotated[AppState, Depends(get_state)]
@@ -63,3 +64,13 @@ def owner(client: Client) -> str:
 
 
 Owner = Annotated[str, Depends(owner)]
+
+
+async def count_write(request: Request, state: State, client: Client) -> None:
+    """A request that writes to the store (a thread, feedback, a collection, a delete, a
+    cancel) counts against the client's ``RATE_LIMIT``, in a window apart from its runs'."""
+    await state.admission.check_rate(client or client_address(request), "write")
+
+
+# ``dependencies=[Writes]`` on every route that writes and does not start work itself
+Writes = Depends(count_write)

@@ -29,17 +29,23 @@ from tools.registry import ToolRegistry
 from tools.sandbox import Sandbox
 
 
+def _documents(count: int) -> str:
+    return "a document" if count == 1 else f"{count} documents"
+
+
 class IngestSlots:
     """Documents parsed, chunked and stored at once in this process: ``RUNNING`` at a time
     (a 10 MB text takes ~450 MB while LangChain splits it; four at once took a process from
     0.2 to 2.2 GB), ``WAITING`` more in line, the rest refused (503, ``Retry-After``). One
     owner holds at most ``PER_OWNER`` of those places (429 past it): alone, a client sending
     ten documents at once took them all and every other client's upload got a 503 (red-team
-    pass X)."""
+    pass X); holding both running places with two small PDFs that parse until their time
+    runs out, one client made every other's upload wait a minute (pass CV): one owner never
+    holds them all."""
 
     RUNNING = 2
     WAITING = 4
-    PER_OWNER = 2
+    PER_OWNER = RUNNING - 1
 
     def __init__(self) -> None:
         self._running = asyncio.Semaphore(self.RUNNING)
@@ -51,7 +57,7 @@ class IngestSlots:
         if self._held[owner] >= self.PER_OWNER:
             raise ProblemError(
                 429,
-                f"you are adding {self.PER_OWNER} documents already; retry when one is done",
+                f"you are adding {_documents(self.PER_OWNER)} already; retry when one is done",
                 headers={"Retry-After": "2"},
             )
         if self._running.locked() and self._waiting >= self.WAITING:

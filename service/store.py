@@ -49,6 +49,7 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     delete,
+    func,
     inspect,
     or_,
     select,
@@ -74,6 +75,10 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 ACTIVE = ("queued", "running")  # a run in one of these has not ended
 MAX_PAGE = 100
+# Threads one owner may hold at once (each up to ~9 KB of metadata): past it, a new one is a
+# 409 until some are deleted. With RATE_LIMIT, a key grows the store by threads slowly, and
+# only so far (red-team pass CV: 3,000 threads in a minute, 2 GB an hour).
+MAX_THREADS_PER_OWNER = 10_000
 SQLITE_BUSY_TIMEOUT_S = 10.0
 _MIGRATION_LOCK = 0x72656163  # a Postgres advisory lock held while one process migrates
 
@@ -236,6 +241,10 @@ class ThreadActive(Exception):
 
 class ThreadGone(LookupError):
     """A run's thread was deleted before the run could be recorded (HTTP 404)."""
+
+
+class TooManyThreads(Exception):
+    """The owner holds ``MAX_THREADS_PER_OWNER`` threads already (HTTP 409)."""
 
 
 class BadCursor(ValueError):
@@ -579,6 +588,13 @@ class RunStore:
             summarized=0,
         )
         async with self._write() as session:
+            held = await session.scalar(
+                select(func.count()).select_from(ThreadRecord).where(ThreadRecord.owner == owner)
+            )
+            if (held or 0) >= MAX_THREADS_PER_OWNER:
+                raise TooManyThreads(
+                    f"you have {MAX_THREADS_PER_OWNER} threads, the limit; delete some first"
+                )
             session.add(record)
         return record.as_dict()
 

@@ -18,8 +18,15 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from service.collections import CollectionExists, DuplicateDocument, TooMany, prepare_document
-from service.deps import Owner, State
+from service.auth import client_address
+from service.collections import (
+    CollectionExists,
+    DuplicateDocument,
+    TooMany,
+    parse_budget_s,
+    prepare_document,
+)
+from service.deps import Client, Owner, State, Writes
 from service.errors import ProblemError, problem_responses
 from service.schemas import (
     COLLECTION_NAME_PATTERN,
@@ -52,7 +59,8 @@ def document_body_limit(max_document_bytes: int) -> int:
     status_code=201,
     response_model=Collection,
     summary="Create a document collection",
-    responses=problem_responses(400, 401, 409, 413, 422, 503),
+    responses=problem_responses(400, 401, 409, 413, 422, 429, 503),
+    dependencies=[Writes],
 )
 async def create_collection(state: State, owner: Owner, body: CollectionRequest) -> Response:
     try:
@@ -93,7 +101,8 @@ async def get_collection(state: State, owner: Owner, name: Name) -> Collection:
     "/collections/{name}",
     status_code=204,
     summary="Delete a collection with its documents",
-    responses=problem_responses(401, 404, 422, 503),
+    responses=problem_responses(401, 404, 422, 429, 503),
+    dependencies=[Writes],
 )
 async def delete_collection(state: State, owner: Owner, name: Name) -> Response:
     if not await state.collections.delete(owner, name):
@@ -126,8 +135,12 @@ async def delete_collection(state: State, owner: Owner, name: Name) -> Response:
         }
     },
 )
-async def add_document(state: State, owner: Owner, name: Name, request: Request) -> Response:
-    await state.admission.check_rate(owner)  # as every request that starts work
+async def add_document(
+    state: State, client: Client, owner: Owner, name: Name, request: Request
+) -> Response:
+    # as every request that starts work: by key, else by address (not by owner, which is
+    # one and the same for every client of a server without keys)
+    await state.admission.check_rate(client or client_address(request))
     collection = await _collection(state, owner, name)
     data, source, declared = await _read_document(
         request, state.settings.retrieve_max_document_bytes
@@ -155,7 +168,7 @@ async def _ingest(
             source,
             declared,
             max_pages=state.settings.retrieve_max_pages,
-            timeout_s=state.settings.retrieve_parse_timeout_s,
+            timeout_s=parse_budget_s(len(data), state.settings.retrieve_parse_timeout_s),
         )
     except IngestError as exc:
         raise ProblemError(exc.status, str(exc)) from exc
@@ -206,7 +219,8 @@ async def get_document(state: State, owner: Owner, name: Name, document_id: Docu
     DOCUMENTS_PATH + "/{document_id}",
     status_code=204,
     summary="Delete a document and its passages",
-    responses=problem_responses(401, 404, 422, 503),
+    responses=problem_responses(401, 404, 422, 429, 503),
+    dependencies=[Writes],
 )
 async def delete_document(
     state: State, owner: Owner, name: Name, document_id: DocumentId

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.auth import client_address
-from service.deps import SSE_SEND_TIMEOUT_S, Client, MetricsReader, Owner, State
+from service.deps import SSE_SEND_TIMEOUT_S, Client, MetricsReader, Owner, State, Writes
 from service.errors import ProblemError, problem_responses
 from service.metrics import CONTENT_TYPE
 from service.routes.ask import accepted, sse_event, submit
@@ -99,7 +99,8 @@ async def get_run(state: State, owner: Owner, run_id: RunId) -> StoredRun:
     "abandoned; the run is stored as `cancelled` with what it had. A run that another "
     "worker or replica runs is cancelled by it (asked through the run store, within a "
     "second); the answer is the run once stored. 409 once it has ended.",
-    responses=problem_responses(401, 404, 409, 422, 503),
+    responses=problem_responses(401, 404, 409, 422, 429, 503),
+    dependencies=[Writes],
 )
 async def cancel_run(state: State, owner: Owner, run_id: RunId) -> StoredRun:
     record = await _run(state, owner, run_id)
@@ -147,7 +148,8 @@ async def run_events(
     description="At least one of `score`, `rating`, `comment`, `correction`. One record per "
     "run and API key: a second call updates the fields it names. Feeds "
     "`GET /feedback/export`.",
-    responses=problem_responses(400, 401, 404, 409, 413, 422, 503),
+    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 503),
+    dependencies=[Writes],
 )
 async def give_feedback(
     body: FeedbackRequest, state: State, owner: Owner, run_id: RunId

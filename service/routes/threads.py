@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
 
-from service.deps import Owner, State
+from service.deps import Owner, State, Writes
 from service.errors import ProblemError, problem_responses
 from service.schemas import Thread, ThreadList, ThreadRequest, ThreadWithTurns, Turn
-from service.store import BadCursor, ThreadActive
+from service.store import BadCursor, ThreadActive, TooManyThreads
 from service.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["threads"], route_class=StrictJSONRoute)
@@ -24,12 +24,16 @@ ThreadId = Annotated[str, Path(max_length=40, pattern=r"^[0-9a-f]+$")]
     status_code=201,
     response_model=Thread,
     summary="Start a conversation",
-    responses=problem_responses(400, 401, 413, 422, 503),
+    responses=problem_responses(400, 401, 409, 413, 422, 429, 503),
+    dependencies=[Writes],
 )
 async def create_thread(state: State, owner: Owner, body: ThreadRequest | None = None) -> Response:
     thread_id = uuid.uuid4().hex
     meta = body.metadata if body is not None else {}
-    created = await state.store.create_thread(thread_id, owner, dict(meta))
+    try:
+        created = await state.store.create_thread(thread_id, owner, dict(meta))
+    except TooManyThreads as exc:
+        raise ProblemError(409, str(exc)) from exc
     return JSONResponse(
         Thread.model_validate(created).model_dump(),
         status_code=201,
@@ -79,7 +83,8 @@ async def get_thread(state: State, owner: Owner, thread_id: ThreadId) -> ThreadW
     "/threads/{thread_id}",
     status_code=204,
     summary="Delete a thread and its runs",
-    responses=problem_responses(401, 404, 409, 422, 503),
+    responses=problem_responses(401, 404, 409, 422, 429, 503),
+    dependencies=[Writes],
 )
 async def delete_thread(state: State, owner: Owner, thread_id: ThreadId) -> Response:
     if await state.store.get_thread(thread_id, owner) is None:

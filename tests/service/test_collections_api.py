@@ -15,6 +15,8 @@ from sqlalchemy.exc import OperationalError
 
 from service import collections as collections_module
 from service.deps import owner_of
+from service.routes import collections as routes_collections
+from service.state import IngestSlots as slots_type
 from tests.fakes import FakeOpenAI
 from tests.fakes.llm import FakeRequest
 from tests.service.conftest import AppFactory
@@ -163,8 +165,11 @@ async def test_documents_are_added_a_few_at_a_time(app_client: AppFactory) -> No
 
 async def test_one_client_cannot_take_every_place_in_line(app_client: AppFactory) -> None:
     """Red-team pass X: ten documents from one key took the places of every other key's
-    (503). One owner holds ``PER_OWNER`` places; past them its own uploads get a 429, while
-    another owner's upload takes its place in line."""
+    (503); pass CV: two small PDFs that parse until their time runs out held both running
+    places, and every other key's upload waited a minute. One owner holds ``PER_OWNER``
+    places, fewer than run at once: past them its own uploads get a 429, while another
+    owner's upload runs at once."""
+    assert slots_type.PER_OWNER < slots_type.RUNNING
     async with app_client(FakeOpenAI(), agent_api_keys=f"{KEY_A},{KEY_B}", **RETRIEVE) as c:
         for key in (A, B):
             await c.post("/collections", json={"name": "docs"}, headers=key)
@@ -179,13 +184,11 @@ async def test_one_client_cannot_take_every_place_in_line(app_client: AppFactory
         await asyncio.sleep(0.05)
         refused = await upload(c, "docs", "a.txt", b"text to add", headers=A)
         assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
-        assert "adding 2 documents already" in refused.json()["detail"]
-        waiting = asyncio.create_task(upload(c, "docs", "b.txt", b"text to add", headers=B))
-        await asyncio.sleep(0.05)
-        assert not waiting.done()  # in line, behind A's two, not refused
+        assert "adding a document already" in refused.json()["detail"]
+        other = await asyncio.wait_for(upload(c, "docs", "b.txt", b"text to add", headers=B), 10)
+        assert other.status_code == 201  # not behind A's
         release.set()
         await asyncio.gather(*held)
-        assert (await waiting).status_code == 201
         assert (await upload(c, "docs", "a.txt", b"text to add", headers=A)).status_code == 201
         assert not slots._held  # every place given back
 
@@ -517,3 +520,26 @@ async def test_the_same_content_twice_in_a_collection_is_refused(app_client: App
             await client.delete(f"/collections/docs/documents/{document_id}")
         ).status_code == 204
         assert (await upload(client, "docs", "handbook.md", MARKDOWN.encode())).status_code == 201
+
+
+async def test_a_file_s_parsing_time_grows_with_its_size(
+    app_client: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team pass CV: a 12 KB PDF of text operators that print nothing held a parsing
+    place for the whole RETRIEVE_PARSE_TIMEOUT_S (60 s). A file gets 10 s and 10 s a MiB."""
+    assert collections_module.parse_budget_s(12_000, 60.0) == pytest.approx(10.11, abs=0.01)
+    assert collections_module.parse_budget_s(3 << 20, 60.0) == 40.0
+    assert collections_module.parse_budget_s(10 << 20, 60.0) == 60.0  # the operator's most
+    assert collections_module.parse_budget_s(0, 5.0) == 5.0
+    given: list[float] = []
+    real = routes_collections.prepare_document
+
+    async def prepare(*args: Any, **kwargs: Any) -> Any:
+        given.append(kwargs["timeout_s"])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(routes_collections, "prepare_document", prepare)
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        assert (await upload(client, "docs", "a.pdf", make_pdf(["words"]))).status_code == 201
+    assert len(given) == 1 and 10.0 <= given[0] < 10.1, given

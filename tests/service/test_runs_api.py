@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx2
+import pytest
 
+from service import store as store_module
 from tests.fakes import FakeOpenAI, Fault
 from tests.service.conftest import AppFactory
 from tests.service.live import cpu_ticks, descendants
@@ -392,3 +394,43 @@ async def test_a_pal_follow_up_sees_the_earlier_program(app_client: AppFactory) 
         assert sent[-3] == {"role": "user", "content": "Q: Olivia has $23... left?"}
         assert sent[-2]["role"] == "assistant" and "return 23 - 5 * 3" in sent[-2]["content"]
         assert sent[-1]["content"] == "Q: And if she bought seven?"
+
+
+async def test_requests_that_write_count_against_the_rate_limit(app_client: AppFactory) -> None:
+    """Red-team pass CV: 3,000 new threads from one key, unlimited, made every other
+    client's /ask 50 times slower on the store's one writer. Threads, feedback, collections,
+    deletes and cancels count against RATE_LIMIT, in a window apart from runs', per key."""
+    async with app_client(
+        FakeOpenAI(default="Action: finish[x]"),
+        rate_limit="3/minute",
+        agent_api_keys=f"{KEY_A},{KEY_B}",
+    ) as c:
+        run = (await c.post("/ask", json={"question": "q"}, headers=A)).json()["run_id"]
+        writes = [
+            await c.post("/threads", json={}, headers=A),
+            await c.post(f"/runs/{run}/feedback", json={"score": 1}, headers=A),
+            await c.post("/threads", json={}, headers=A),
+        ]
+        assert [w.status_code for w in writes] == [201, 200, 201], [w.text for w in writes]
+        refused = await c.post("/threads", json={}, headers=A)
+        assert refused.status_code == 429 and "for writes" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) >= 1
+        gone = await c.delete(f"/threads/{writes[0].json()['thread_id']}", headers=A)
+        assert gone.status_code == 429  # a delete writes too
+        assert (await c.post("/ask", json={"question": "q"}, headers=A)).status_code == 200
+        assert (await c.post("/threads", json={}, headers=B)).status_code == 201  # B's own
+
+
+async def test_one_key_holds_a_bounded_number_of_threads(
+    app_client: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MAX_THREADS_PER_OWNER", 2)
+    async with app_client(FakeOpenAI(), agent_api_keys=f"{KEY_A},{KEY_B}") as c:
+        made = [await c.post("/threads", json={}, headers=A) for _ in range(2)]
+        assert [m.status_code for m in made] == [201, 201]
+        full = await c.post("/threads", json={}, headers=A)
+        assert full.status_code == 409 and "2 threads, the limit" in full.json()["detail"]
+        assert (await c.post("/threads", json={}, headers=B)).status_code == 201
+        thread = made[0].json()["thread_id"]
+        assert (await c.delete(f"/threads/{thread}", headers=A)).status_code == 204
+        assert (await c.post("/threads", json={}, headers=A)).status_code == 201

@@ -12,10 +12,12 @@ exit, and nothing else:
 * no signals at all, no scheduling, priority, affinity or I/O-priority changes, no rlimit
   changes, no ``ptrace``/``process_vm_*``, no namespaces, mounts, keys, BPF or io_uring;
 * argument filters where a listed call has a dangerous mode: ``mmap``/``mprotect`` never with
-  ``PROT_EXEC``; ``fcntl`` only ``F_GETFD``/``F_GETFL`` (never ``F_SETOWN``, ``F_SETSIG`` or
-  ``O_ASYNC``, which make the kernel signal another process); ``prlimit64`` only to read;
-  ``clock_gettime``/``clock_getres`` only the system-wide clocks and the process's own
-  (a negative clock id reads another process's CPU time).
+  ``PROT_EXEC``; ``mmap`` and ``mremap`` only where the kernel chooses, private and without
+  huge pages; ``madvise`` only malloc's advice; ``futex`` only private; ``fcntl`` only
+  ``F_GETFD``/``F_GETFL`` (never ``F_SETOWN``, ``F_SETSIG`` or ``O_ASYNC``, which make the
+  kernel signal another process); ``prlimit64`` only to read; ``clock_gettime`` and
+  ``clock_getres`` only the system-wide clocks and the process's own (a negative clock id
+  reads another process's CPU time).
 
 The filter is compiled once per template with libseccomp (``pyseccomp``) and exported as BPF;
 a child loads it with a single ``prctl`` (see ``libc.SeccompProgram``).
@@ -38,11 +40,9 @@ except (ImportError, OSError, RuntimeError):  # libseccomp missing: the layer is
 
 # Calls allowed whatever their arguments. Names unknown on this architecture are skipped.
 ALLOWED = (
-    # memory
+    # memory (mmap, mremap, mprotect and madvise: argument filters, see _rules)
     "brk",
     "munmap",
-    "mremap",
-    "madvise",
     # reading and writing the descriptors the child already holds, and closing them
     "read",
     "readv",
@@ -65,7 +65,6 @@ ALLOWED = (
     "rt_sigreturn",
     "rt_sigprocmask",
     "sigaltstack",
-    "futex",
     "sched_yield",
     "restart_syscall",
 )
@@ -74,6 +73,13 @@ PROT_EXEC = mmap.PROT_EXEC
 # process_time() and thread_time() ask for.
 _OWN_CLOCK_IDS = 0b111
 _U64 = (1 << 64) - 1
+# mmap flags a run may not use: MAP_SHARED (and SHARED_VALIDATE), MAP_FIXED, MAP_HUGETLB,
+# MAP_FIXED_NOREPLACE (values of linux/mman.h, the same on every architecture Linux has)
+_MAP_REFUSED = 0x01 | 0x10 | 0x40000 | 0x100000
+_MREMAP_REFUSED = 0x2 | 0x4  # MREMAP_FIXED, MREMAP_DONTUNMAP
+# MADV_NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTNEED, FREE, HUGEPAGE, NOHUGEPAGE
+_MADVISE_ALLOWED = (0, 1, 2, 3, 4, 8, 14, 15)
+_FUTEX_PRIVATE = 128  # FUTEX_PRIVATE_FLAG
 
 
 def _rules(flt: Any) -> None:
@@ -84,8 +90,30 @@ def _rules(flt: Any) -> None:
         except (OSError, ValueError, RuntimeError):
             continue  # not a system call on this architecture
     no_exec = pyseccomp.Arg(2, pyseccomp.MASKED_EQ, PROT_EXEC, 0)
-    flt.add_rule(allow, "mmap", no_exec)
+    # mmap(addr, length, prot, flags, fd, offset): where the kernel chooses, private, never
+    # executable, never from the host's huge-page pool. At an address of the run's choosing
+    # (a hint or MAP_FIXED*), a page alone in each GiB of address space cost two page-table
+    # pages that RLIMIT_AS does not count: a run held 2.8 times its memory limit (pass CW).
+    flt.add_rule(
+        allow,
+        "mmap",
+        pyseccomp.Arg(0, pyseccomp.EQ, 0),
+        no_exec,
+        pyseccomp.Arg(3, pyseccomp.MASKED_EQ, _MAP_REFUSED, 0),
+    )
     flt.add_rule(allow, "mprotect", no_exec)
+    # mremap(old, old_size, new_size, flags, new_addr): grown or moved where the kernel chooses
+    flt.add_rule(allow, "mremap", pyseccomp.Arg(3, pyseccomp.MASKED_EQ, _MREMAP_REFUSED, 0))
+    # madvise(addr, length, advice): what malloc asks, nothing that shares, merges or pages
+    # out (MADV_MERGEABLE is KSM's page deduplication, a side channel where KSM runs)
+    for advice in _MADVISE_ALLOWED:
+        flt.add_rule(allow, "madvise", pyseccomp.Arg(2, pyseccomp.EQ, advice))
+    # futex(addr, op, ...): private futexes only. A shared one on a file mapping is keyed by
+    # the file, so every process mapping glibc's iconv cache had the same futex: runs of
+    # any template woke each other (pass CW).
+    flt.add_rule(
+        allow, "futex", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, _FUTEX_PRIVATE, _FUTEX_PRIVATE)
+    )
     # clock_gettime/clock_getres(clock_id, ...): the system-wide clocks and the run's own CPU
     # clocks, ids 0-7. A negative id names another process's CPU clock (its pid, encoded) or
     # a clock device's fd, and the kernel reads any process's CPU clock in the caller's PID

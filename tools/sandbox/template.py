@@ -289,6 +289,7 @@ def main() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    confine.first_to_go_when_memory_runs_out()
     namespaces = False
     if config.get("namespaces", True):
         namespaces = confine.enter_namespaces(int(config["run_uid"]), (control_fd,))

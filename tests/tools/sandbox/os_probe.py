@@ -36,18 +36,26 @@ except (ImportError, OSError):  # pragma: no cover - the project depends on it
     pyseccomp = None
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long  # an address, from mmap
+
+
+def syscall(name: str, *args: int) -> int:
+    """A system call by name (numbers differ between architectures), failing on -1."""
+    if pyseccomp is None:
+        raise OSError(errno.ENOSYS, "no libseccomp to resolve the number")
+    number = pyseccomp.resolve_syscall(pyseccomp.system_arch(), name)
+    got = _libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+    if got == -1:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return int(got)
 
 
 def raw(name: str, *args: int) -> Callable[[], None]:
-    """A system call by name (numbers differ between architectures), failing on -1."""
+    """The attempt of a system call, to run later."""
 
     def call() -> None:
-        if pyseccomp is None:
-            raise OSError(errno.ENOSYS, "no libseccomp to resolve the number")
-        number = pyseccomp.resolve_syscall(pyseccomp.system_arch(), name)
-        if _libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args)) == -1:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
+        syscall(name, *args)
 
     return call
 
@@ -74,6 +82,42 @@ _TIMESPEC_AT = ctypes.addressof(_TIMESPEC)
 def _cpu_clock(pid: int) -> int:
     """The clock id of another process's CPU time (the kernel's MAKE_PROCESS_CPUCLOCK)."""
     return ((~pid) << 3) | 2  # CPUCLOCK_SCHED
+
+
+_RW = mmap.PROT_READ | mmap.PROT_WRITE
+_PRIVATE_ANON = 0x02 | 0x20  # MAP_PRIVATE | MAP_ANONYMOUS
+
+
+def own_memory() -> dict[str, str]:
+    """What malloc and CPython do with memory, through the system calls themselves: each
+    must work under the filter."""
+    seen: dict[str, str] = {}
+    size = 1 << 22
+    calls: list[tuple[str, Callable[[], int]]] = []
+    call = syscall
+    try:
+        addr = call("mmap", 0, size, _RW, _PRIVATE_ANON, -1, 0)
+        calls.append(("madvise_dontneed", lambda: call("madvise", addr, size, 4)))
+        calls.append(("madvise_free", lambda: call("madvise", addr, size, 8)))
+        calls.append(("madvise_hugepage", lambda: call("madvise", addr, size, 14)))
+        calls.append(("mprotect_read", lambda: call("mprotect", addr, size, mmap.PROT_READ)))
+        calls.append(("mremap_maymove", lambda: call("mremap", addr, size, 2 * size, 1)))
+        calls.append(("futex_private_wake", lambda: call("futex", _TIMESPEC_AT, 1 | 128, 1)))
+        seen["mmap_private"] = "ok"
+    except OSError as exc:
+        seen["mmap_private"] = f"blocked: {exc}"
+    for name, attempt in calls:
+        try:
+            attempt()
+        except OSError as exc:
+            seen[name] = f"blocked: {exc}"
+        else:
+            seen[name] = "ok"
+    big = bytearray(64 << 20)  # malloc's own mmap, touched and given back
+    big[::4096] = b"x" * len(big[::4096])
+    del big
+    seen["malloc_64_mib"] = "ok"
+    return seen
 
 
 def own_clocks() -> dict[str, str]:
@@ -161,6 +205,16 @@ def probes(config: dict[str, Any], own_pipe: int, parent: int) -> dict[str, Call
         "clock_getres_parent_cpu": raw("clock_getres", _cpu_clock(parent), 0),
         "clock_gettime_fd_clock": raw("clock_gettime", ((~own_pipe) << 3) | 3, _TIMESPEC_AT),
         "clock_gettime_high_bits": raw("clock_gettime", (1 << 32) | 1, _TIMESPEC_AT),
+        # memory where the run chooses, shared, or from the huge-page pool (pass CW)
+        "mmap_at_hint": raw("mmap", 1 << 40, 4096, _RW, _PRIVATE_ANON, -1, 0),
+        "mmap_fixed_noreplace": raw("mmap", 1 << 40, 4096, _RW, _PRIVATE_ANON | 0x100000, -1, 0),
+        "mmap_fixed": raw("mmap", 0, 4096, _RW, _PRIVATE_ANON | 0x10, -1, 0),
+        "mmap_shared": raw("mmap", 0, 4096, _RW, 0x01 | 0x20, -1, 0),
+        "mmap_hugetlb": raw("mmap", 0, 1 << 21, _RW, _PRIVATE_ANON | 0x40000, -1, 0),
+        "mremap_fixed": raw("mremap", 0, 4096, 4096, 0x1 | 0x2, 1 << 40),
+        "madvise_mergeable": raw("madvise", 0, 4096, 12),  # MADV_MERGEABLE (KSM)
+        "madvise_pageout": raw("madvise", 0, 4096, 21),
+        "futex_shared_wake": raw("futex", _TIMESPEC_AT, 1, 1, 0, 0, 0),  # FUTEX_WAKE, shared
     }
 
 
@@ -175,6 +229,7 @@ def run_probes(config: dict[str, Any], keep: int, parent: int) -> dict[str, str]
             results[name] = "ALLOWED"
     results["environ"] = json.dumps(sorted(os.environ))
     results["own_clocks"] = json.dumps(own_clocks())
+    results["own_memory"] = json.dumps(own_memory())
     return results
 
 

@@ -82,6 +82,15 @@ ATTEMPTS = [
     "clock_getres_parent_cpu",
     "clock_gettime_fd_clock",
     "clock_gettime_high_bits",
+    "mmap_at_hint",
+    "mmap_fixed_noreplace",
+    "mmap_fixed",
+    "mmap_shared",
+    "mmap_hugetlb",
+    "mremap_fixed",
+    "madvise_mergeable",
+    "madvise_pageout",
+    "futex_shared_wake",
 ]
 
 
@@ -149,6 +158,11 @@ def test_a_run_reads_its_own_clocks_under_the_filter(probe: dict[str, str]) -> N
     assert clocks and set(clocks.values()) == {"ok"}, clocks
 
 
+def test_a_run_uses_memory_as_malloc_does_under_the_filter(probe: dict[str, str]) -> None:
+    memory = json.loads(probe["own_memory"])
+    assert len(memory) == 8 and set(memory.values()) == {"ok"}, memory
+
+
 def test_environment_is_empty(probe: dict[str, str]) -> None:
     assert set(json.loads(probe["environ"])) <= {*TEMPLATE_ENV, "LC_CTYPE"}
 
@@ -158,7 +172,8 @@ def test_the_filter_is_an_allow_list() -> None:
     assert "# default action\n  action ERRNO(1);" in text  # whatever is not listed: EPERM
     filtered = set(re.findall(r'# filter for syscall "(\w+)"', text))
     assert filtered, text[:500]
-    argument_filtered = {"mmap", "mprotect", "fcntl", "prlimit64", "clock_gettime", "clock_getres"}
+    argument_filtered = {"mmap", "mprotect", "mremap", "madvise", "futex", "fcntl", "prlimit64"}
+    argument_filtered |= {"clock_gettime", "clock_getres"}
     assert filtered <= {*ALLOWED, *argument_filtered}, filtered
     dangerous = {"socket", "openat", "open", "execve", "clone", "kill", "ptrace", "ioctl"}
     assert not filtered & (dangerous | {"sched_setattr", "setpriority", "ioprio_set"})

@@ -697,6 +697,23 @@ async def test_a_template_starts_with_room_for_a_run_s_stack(sandbox: Sandbox) -
         assert int(stack.split()[3]) == confine.stack_bytes(), stack
 
 
+async def test_templates_and_runs_are_the_first_the_kernel_kills_when_memory_runs_out(
+    sandbox: Sandbox,
+) -> None:
+    """Page tables are outside RLIMIT_AS: when runs take the host's memory anyway, the
+    kernel's out-of-memory killer picks a run or a template, never the service."""
+    await sandbox.run("result = 1")
+    for template in sandbox._templates:
+        proc = pathlib.Path(f"/proc/{template.process.pid}")
+        assert (proc / "oom_score_adj").read_text().strip() == "1000"
+        children = (proc / "task" / str(template.process.pid) / "children").read_text().split()
+        assert children  # a spare child is waiting for the next run
+        for pid in children:
+            adj = pathlib.Path(f"/proc/{pid}/oom_score_adj").read_text()  # noqa: ASYNC240
+            assert adj.strip() == "1000", pid
+    assert pathlib.Path("/proc/self/oom_score_adj").read_text().strip() != "1000"  # noqa: ASYNC240
+
+
 async def test_recursion_at_the_deepest_limit_stops_with_a_recursion_error(
     sandbox: Sandbox,
 ) -> None:

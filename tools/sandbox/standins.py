@@ -1376,8 +1376,8 @@ class Classes:
         parts = _alias_parts(obj)
         if parts is not None:  # ``type[Any]`` calls the real ``type``: as good as what it holds
             self._check_inside(parts)
-        elif isinstance(obj, (tuple, frozenset)):  # a cache's key: ``(Union, (int, str))``
-            self._check_inside(obj)
+        elif isinstance(obj, _CONTAINERS):  # a cache's key: ``(Union, (int, str))``; a list
+            self._check_inside(obj)  # is iterated unvetted as a tuple is (pass CU)
         vetted = self.vetted_kinds.get(kind)
         if vetted is None:
             vetted = self.vetted_kinds[kind] = issubclass(kind, VETTED_KINDS)
@@ -1385,20 +1385,25 @@ class Classes:
             return self.vet(obj)  # (a raw str.format compared in a library's cache, pass CL)
         return obj
 
-    def _check_inside(self, container: tuple[Any, ...] | frozenset[Any]) -> None:
-        """Refuse a tuple or frozenset holding, at any depth, what :meth:`exposed` would not
-        pass as it is (a class the program cannot name, a frame ...). Read with the builtin
-        types' own iterators (never a subclass's ``__iter__``), up to ``_INSIDE_BUDGET``
-        items: a library's keys are small, a program's own large tuples are passed on."""
+    def _check_inside(self, container: Any) -> None:
+        """Refuse a container holding, at any depth, what :meth:`exposed` would not pass as
+        it is: a class the program cannot name, a frame ..., or a function, method or
+        descriptor that an attribute read would have replaced (the real ``str.format``):
+        the program iterates what it is given, and iteration vets nothing (red-team pass CU).
+        Read with the builtin types' own iterators (never a subclass's ``__iter__``), up to
+        ``_INSIDE_BUDGET`` items, their kinds first at C speed: a library's keys are small,
+        and a program's own large containers of plain values are passed on."""
         if self._clean.get(id(container)) is container:
             return  # seen before, and nothing in it can change
         budget = _INSIDE_BUDGET
         pending: list[Any] = [container]
-        frozen = True  # only values that cannot change: the answer holds for good
+        frozen = type(container) is tuple or type(container) is frozenset
         while pending and budget > 0:
-            items = _builtin_items(pending.pop())
-            for item in itertools.islice(items, budget):
-                budget -= 1
+            items = list(itertools.islice(_builtin_items(pending.pop()), budget))
+            budget -= len(items)
+            if set(map(type, items)) <= _PLAIN:
+                continue
+            for item in items:
                 kind = type(item)
                 if kind in _PLAIN:
                     continue
@@ -1413,6 +1418,14 @@ class Classes:
                     frozen = frozen and (kind is tuple or kind is frozenset)
                 else:
                     frozen = False
+                    vetted = self.vetted_kinds.get(kind)
+                    if vetted is None:
+                        vetted = self.vetted_kinds[kind] = issubclass(kind, VETTED_KINDS)
+                    if vetted and self.vet(item) is not item:
+                        raise SandboxSecurityError(
+                            f"a container holding a {kind.__name__} was passed to one of "
+                            "the program's methods: it is available as an attribute only"
+                        )
         if frozen and budget > 0:
             if len(self._clean) >= _CLEAN_REMEMBERED:
                 self._clean.clear()

@@ -496,6 +496,8 @@ def test_private_names_are_read_by_the_generic_lookup_never_a_forwarding_one() -
         ("d = date(1989, 11, 09)", "d = date(1989, 11, 9)"),
         ("x = (07, 0_8)\r\ny = 00", "x = (7, 8)\ny = 0"),  # "\r\n" counts as one line end
         ('s = "09"  # 09\nt = 009', "s = '09'\nt = 9"),  # only the literal the parser named
+        ('s = "ééé"; y = 09', "s = 'ééé'\ny = 9"),  # the parser's offset counts bytes (CT)
+        ('s = "日本"; t = "09"; y = (09, 08)', "s = '日本'\nt = '09'\ny = (9, 8)"),
     ],
 )
 def test_a_leading_zero_literal_is_read_as_the_decimal_it_means(source: str, fixed: str) -> None:
@@ -1056,3 +1058,25 @@ def test_every_throw_is_given_without_a_traceback_whatever_its_owner() -> None:
             close = getattr(owner, "close", None)
             if close is not None:
                 close()
+
+
+def test_a_container_given_to_a_program_s_method_holds_nothing_an_attribute_would_replace() -> None:
+    """Red-team pass CU: a tuple handed to a program's special method by C code (a library
+    cache comparing its keys) was looked into for classes and frames only, and a list or a
+    dict not at all; the program iterates what it is given, unvetted, so a raw
+    ``str.format`` inside was one ``for`` loop from the escape it always was."""
+    guards = make_guards()
+    classes = guards.classes
+    for held in (
+        ("x".format,),
+        (1, (2, "x".format)),
+        ["x".format],
+        {"k": str.format},
+        {1: [str.format_map]},
+        frozenset({"".format}),
+        ([], {"k": (str.format,)}),
+    ):
+        with pytest.raises(policy.SandboxSecurityError, match="as an attribute only"):
+            classes.exposed(held)
+    for passed in ([1, "a", (2, 3.5)], (len, abs), {"k": [None, b"x"]}, list(range(50_000))):
+        assert classes.exposed(passed) is passed

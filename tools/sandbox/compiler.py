@@ -495,7 +495,11 @@ def _without_leading_zeros(source: str, exc: SyntaxError) -> str | None:
     starts = [0, *(m.end() for m in _NEWLINE.finditer(source))]
     if exc.lineno > len(starts):
         return None
-    at = starts[exc.lineno - 1] + exc.offset - 1
+    line = starts[exc.lineno - 1]
+    # The tokenizer's offset counts the line's UTF-8 bytes, not its characters: after
+    # ``s = "ééé"`` the literal is further left than the offset says (red-team pass CT).
+    before = source[line : line + exc.offset].encode("utf-8")[: exc.offset - 1]
+    at = line + len(before.decode("utf-8", "ignore"))
     literal = _ZERO_LITERAL.match(source, at)
     if literal is None:
         return None

@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 
 from service.schemas import Problem
 from service.store import StoreUnavailable
@@ -129,9 +128,20 @@ def install(app: FastAPI) -> None:
 
 
 def _methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route serves at the request's path."""
+    """Every method some route serves at the request's path, routers included with
+    ``include_router`` too (FastAPI keeps each as one entry whose routes it resolves itself:
+    a walk of the top level alone found none, and the ``Allow`` header was empty)."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.path_regex.match(request.url.path):
-            methods |= route.methods or set()
+    pending: list[Any] = list(app.router.routes)
+    for _ in range(10_000):  # routes and included routers, however nested
+        if not pending:
+            break
+        route = pending.pop()
+        candidates = getattr(route, "effective_candidates", None)
+        if callable(candidates):
+            pending.extend(candidates())
+            continue
+        regex, served = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and served and regex.match(request.url.path):
+            methods |= set(served)
     return sorted(methods)

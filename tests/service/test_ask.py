@@ -405,3 +405,17 @@ async def test_search_that_cannot_be_reached_is_left_out_and_readyz_says_so(
         reason,
     )
     assert (listed["python"]["available"], listed["python"]["unavailable_reason"]) == (True, None)
+
+
+async def test_a_method_not_allowed_names_the_methods_that_are(app_client: AppFactory) -> None:
+    """Red-team pass CV: the 405's Allow header was empty (the routers included with
+    include_router were not walked); RFC 9110 asks for the list."""
+    async with app_client(FakeOpenAI()) as client:
+        for method, path, allowed in (
+            ("PUT", "/ask", "POST"),
+            ("DELETE", "/runs", "GET, POST"),
+            ("PATCH", "/threads/abc", "DELETE, GET"),
+        ):
+            response = await client.request(method, path)
+            assert response.status_code == 405, (method, path)
+            assert response.headers["allow"] == allowed, (method, path)

@@ -314,8 +314,49 @@ def _become_middle(ready_w: int, go_r: int, protocol_fds: tuple[int, ...]) -> No
     template = os.fork()
     if template == 0:
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        close_namespace_doors()
         return
     _keep_and_wait(template, protocol_fds)
+
+
+# Per-namespace limits the template sets to zero in its own user and IPC namespaces (it is
+# root there): no namespace, inotify or fanotify instance can be made in them, nor a System V
+# or POSIX IPC object. seccomp refuses those calls already; with seccomp bypassed or off, a run
+# made a user namespace and left a System V segment the next run of its template read (red-team
+# pass CW): no layer is trusted alone.
+_ZEROED = {
+    **{
+        f"/proc/sys/user/max_{kind}": "0"
+        for kind in (
+            "user_namespaces",
+            "mnt_namespaces",
+            "net_namespaces",
+            "pid_namespaces",
+            "ipc_namespaces",
+            "uts_namespaces",
+            "cgroup_namespaces",
+            "time_namespaces",
+            "inotify_instances",
+            "fanotify_groups",
+        )
+    },
+    "/proc/sys/kernel/shmmni": "0",
+    "/proc/sys/kernel/msgmni": "0",
+    "/proc/sys/kernel/sem": "0 0 0 0",
+    "/proc/sys/fs/mqueue/queues_max": "0",
+}
+
+
+def close_namespace_doors() -> list[str]:
+    """Zero ``_ZEROED`` in the template's namespaces (best effort: a kernel without one of
+    them leaves it as it was); the paths it could not write."""
+    missed = []
+    for path, value in _ZEROED.items():
+        try:
+            _write(path, value)
+        except OSError:
+            missed.append(path)
+    return missed
 
 
 def _keep_and_wait(pid: int, protocol_fds: tuple[int, ...]) -> NoReturn:

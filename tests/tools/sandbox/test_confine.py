@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,14 +95,13 @@ ATTEMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    tmp = tmp_path_factory.mktemp("probe")
+def run_probe(tmp: Path, **overrides: Any) -> dict[str, str]:
     target = tmp / "chmod-me"
     target.write_text("canary")
     target.chmod(0o600)
     config = {
         **dataclasses.asdict(SandboxConfig()),
+        **overrides,
         "probe_write_path": str(tmp / "written"),
         "probe_chmod_path": str(target),
     }
@@ -117,6 +117,34 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     results: dict[str, str] = json.loads(out.stdout)
     assert not (tmp / "written").exists()
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    return results
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return run_probe(tmp_path_factory.mktemp("probe"))
+
+
+# What the template's namespaces refuse on their own, with seccomp off (bypassed, or a
+# deployment with SANDBOX_ALLOW_WEAK and no libseccomp): red-team pass CW made a user
+# namespace and left a System V segment that the next run of its template read.
+WITHOUT_SECCOMP = ["shmget", "msgget", "semget", "unshare_user"]
+
+
+@pytest.mark.parametrize("attempt", WITHOUT_SECCOMP)
+def test_the_namespaces_refuse_ipc_and_new_namespaces_without_seccomp(
+    weak_probe: dict[str, str], attempt: str
+) -> None:
+    assert weak_probe[attempt].startswith("blocked: "), weak_probe[attempt]
+    # the namespace's limit of zero: ENOSPC (semget with one semaphore: more than SEMMSL)
+    limits = ("No space left on device", "Invalid argument")
+    assert any(word in weak_probe[attempt] for word in limits), weak_probe[attempt]
+
+
+@pytest.fixture(scope="module")
+def weak_probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    results = run_probe(tmp_path_factory.mktemp("weak"), seccomp=False, allow_weak=True)
+    assert json.loads(results["layers"])["seccomp"] is False
     return results
 
 

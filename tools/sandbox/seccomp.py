@@ -13,11 +13,11 @@ exit, and nothing else:
   changes, no ``ptrace``/``process_vm_*``, no namespaces, mounts, keys, BPF or io_uring;
 * argument filters where a listed call has a dangerous mode: ``mmap``/``mprotect`` never with
   ``PROT_EXEC``; ``mmap`` and ``mremap`` only where the kernel chooses, private and without
-  huge pages; ``madvise`` only malloc's advice; ``futex`` only private; ``fcntl`` only
-  ``F_GETFD``/``F_GETFL`` (never ``F_SETOWN``, ``F_SETSIG`` or ``O_ASYNC``, which make the
-  kernel signal another process); ``prlimit64`` only to read; ``clock_gettime`` and
-  ``clock_getres`` only the system-wide clocks and the process's own (a negative clock id
-  reads another process's CPU time).
+  huge pages; ``madvise`` only malloc's advice; ``futex`` only private waits and wakes;
+  ``fcntl`` only ``F_GETFD``/``F_GETFL`` (never ``F_SETOWN``, ``F_SETSIG`` or ``O_ASYNC``,
+  which make the kernel signal another process); ``prlimit64`` only to read;
+  ``clock_gettime`` and ``clock_getres`` only the system-wide clocks and the process's own
+  (a negative clock id reads another process's CPU time).
 
 The filter is compiled once per template with libseccomp (``pyseccomp``) and exported as BPF;
 a child loads it with a single ``prctl`` (see ``libc.SeccompProgram``).
@@ -80,6 +80,9 @@ _MREMAP_REFUSED = 0x2 | 0x4  # MREMAP_FIXED, MREMAP_DONTUNMAP
 # MADV_NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTNEED, FREE, HUGEPAGE, NOHUGEPAGE
 _MADVISE_ALLOWED = (0, 1, 2, 3, 4, 8, 14, 15)
 _FUTEX_PRIVATE = 128  # FUTEX_PRIVATE_FLAG
+_FUTEX_REALTIME = 256  # FUTEX_CLOCK_REALTIME
+# FUTEX_WAIT, WAKE, WAIT_BITSET (monotonic or realtime deadline), WAKE_BITSET: private only
+_FUTEX_OPS = tuple(op | _FUTEX_PRIVATE for op in (0, 1, 9, 9 | _FUTEX_REALTIME, 10))
 
 
 def _rules(flt: Any) -> None:
@@ -108,12 +111,12 @@ def _rules(flt: Any) -> None:
     # out (MADV_MERGEABLE is KSM's page deduplication, a side channel where KSM runs)
     for advice in _MADVISE_ALLOWED:
         flt.add_rule(allow, "madvise", pyseccomp.Arg(2, pyseccomp.EQ, advice))
-    # futex(addr, op, ...): private futexes only. A shared one on a file mapping is keyed by
-    # the file, so every process mapping glibc's iconv cache had the same futex: runs of
-    # any template woke each other (pass CW).
-    flt.add_rule(
-        allow, "futex", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, _FUTEX_PRIVATE, _FUTEX_PRIVATE)
-    )
+    # futex(addr, op, ...): glibc's private waits and wakes, nothing else. A shared futex on
+    # a file mapping is keyed by the file, so every process mapping glibc's iconv cache had
+    # the same one: runs of any template woke each other (pass CW); the PI operations read
+    # an owner's pid from the futex word and told a live process from a gone one (pass CX).
+    for op in _FUTEX_OPS:
+        flt.add_rule(allow, "futex", pyseccomp.Arg(1, pyseccomp.EQ, op))
     # clock_gettime/clock_getres(clock_id, ...): the system-wide clocks and the run's own CPU
     # clocks, ids 0-7. A negative id names another process's CPU clock (its pid, encoded) or
     # a clock device's fd, and the kernel reads any process's CPU clock in the caller's PID

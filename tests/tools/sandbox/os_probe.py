@@ -103,6 +103,9 @@ def own_memory() -> dict[str, str]:
         calls.append(("mprotect_read", lambda: call("mprotect", addr, size, mmap.PROT_READ)))
         calls.append(("mremap_maymove", lambda: call("mremap", addr, size, 2 * size, 1)))
         calls.append(("futex_private_wake", lambda: call("futex", _TIMESPEC_AT, 1 | 128, 1)))
+        calls.append(
+            ("futex_wake_bitset", lambda: call("futex", _TIMESPEC_AT, 10 | 128, 1, 0, 0, -1))
+        )
         seen["mmap_private"] = "ok"
     except OSError as exc:
         seen["mmap_private"] = f"blocked: {exc}"
@@ -215,6 +218,9 @@ def probes(config: dict[str, Any], own_pipe: int, parent: int) -> dict[str, Call
         "madvise_mergeable": raw("madvise", 0, 4096, 12),  # MADV_MERGEABLE (KSM)
         "madvise_pageout": raw("madvise", 0, 4096, 21),
         "futex_shared_wake": raw("futex", _TIMESPEC_AT, 1, 1, 0, 0, 0),  # FUTEX_WAKE, shared
+        # FUTEX_TRYLOCK_PI, private: the word names an owner pid, alive or gone (pass CX)
+        "futex_trylock_pi": raw("futex", _TIMESPEC_AT, 8 | 128, 0, 0, 0, 0),
+        "futex_requeue": raw("futex", _TIMESPEC_AT, 3 | 128, 1, 0, _TIMESPEC_AT + 8, 0),
     }
 
 

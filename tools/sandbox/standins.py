@@ -1376,8 +1376,8 @@ class Classes:
         parts = _alias_parts(obj)
         if parts is not None:  # ``type[Any]`` calls the real ``type``: as good as what it holds
             self._check_inside(parts)
-        elif isinstance(obj, _CONTAINERS):  # a cache's key: ``(Union, (int, str))``; a list
-            self._check_inside(obj)  # is iterated unvetted as a tuple is (pass CU)
+        elif isinstance(obj, (tuple, frozenset)):  # a cache's key: ``(Union, (int, str))``
+            self._check_inside(obj)
         vetted = self.vetted_kinds.get(kind)
         if vetted is None:
             vetted = self.vetted_kinds[kind] = issubclass(kind, VETTED_KINDS)
@@ -1385,14 +1385,18 @@ class Classes:
             return self.vet(obj)  # (a raw str.format compared in a library's cache, pass CL)
         return obj
 
-    def _check_inside(self, container: Any) -> None:
-        """Refuse a container holding, at any depth, what :meth:`exposed` would not pass as
-        it is: a class the program cannot name, a frame ..., or a function, method or
-        descriptor that an attribute read would have replaced (the real ``str.format``):
-        the program iterates what it is given, and iteration vets nothing (red-team pass CU).
-        Read with the builtin types' own iterators (never a subclass's ``__iter__``), up to
-        ``_INSIDE_BUDGET`` items, their kinds first at C speed: a library's keys are small,
-        and a program's own large containers of plain values are passed on."""
+    def _check_inside(self, container: tuple[Any, ...] | frozenset[Any]) -> None:
+        """Refuse a tuple or frozenset (a library cache's key) holding, at any depth, what
+        :meth:`exposed` would not pass as it is: a class the program cannot name, a frame
+        ..., or a function, method or descriptor that an attribute read would have replaced
+        (the real ``str.format``): the program iterates what it is given, and iteration vets
+        nothing (red-team pass CU). Read with the builtin types' own iterators (never a
+        subclass's ``__iter__``), up to ``_INSIDE_BUDGET`` items, their kinds first at C
+        speed: a library's keys are small, and a program's own large tuples are passed on.
+        A list or dict given on its own is not looked into: the program's own, which a
+        dataclass's ``__init__`` is given on every call, cannot be remembered as looked at,
+        and walking them each time made a search over boards of lists 40 times slower
+        (pass CX); no library cache keeps one as a key."""
         if self._clean.get(id(container)) is container:
             return  # seen before, and nothing in it can change
         budget = _INSIDE_BUDGET

@@ -1062,21 +1062,24 @@ def test_every_throw_is_given_without_a_traceback_whatever_its_owner() -> None:
 
 def test_a_container_given_to_a_program_s_method_holds_nothing_an_attribute_would_replace() -> None:
     """Red-team pass CU: a tuple handed to a program's special method by C code (a library
-    cache comparing its keys) was looked into for classes and frames only, and a list or a
-    dict not at all; the program iterates what it is given, unvetted, so a raw
-    ``str.format`` inside was one ``for`` loop from the escape it always was."""
+    cache comparing its keys) was looked into for classes and frames only; the program
+    iterates what it is given, unvetted, so a raw ``str.format`` inside was one ``for`` loop
+    from the escape it always was."""
     guards = make_guards()
     classes = guards.classes
     for held in (
         ("x".format,),
         (1, (2, "x".format)),
-        ["x".format],
-        {"k": str.format},
-        {1: [str.format_map]},
+        (["x".format],),
+        ({"k": str.format},),
+        ({1: [str.format_map]},),
         frozenset({"".format}),
         ([], {"k": (str.format,)}),
     ):
         with pytest.raises(policy.SandboxSecurityError, match="as an attribute only"):
             classes.exposed(held)
-    for passed in ([1, "a", (2, 3.5)], (len, abs), {"k": [None, b"x"]}, list(range(50_000))):
+    for passed in ((1, "a", (2, 3.5)), (len, abs), ({"k": [None, b"x"]},), tuple(range(50_000))):
         assert classes.exposed(passed) is passed
+    # a list or dict on its own is the program's, given on every call: not walked (pass CX)
+    mine = [[0] * 100 for _ in range(100)]
+    assert classes.exposed(mine) is mine

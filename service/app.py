@@ -25,7 +25,7 @@ from service.auth import Authenticator
 from service.collections import Collections
 from service.components import build_embedder, build_llm, build_search_provider, build_tools
 from service.embeddings import Embedder
-from service.hosts import TrustedHost
+from service.hosts import LocalBrowserGuard, TrustedHost
 from service.limits import BodySizeLimit
 from service.metrics import Metrics
 from service.request_id import RequestId
@@ -203,7 +203,8 @@ def create_app(
     app.add_middleware(
         BodySizeLimit, max_bytes=MAX_BODY_BYTES, larger=[(r"/collections/[^/]+/documents", uploads)]
     )
-    app.add_middleware(TrustedHost, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(LocalBrowserGuard, settings=settings)  # without keys: no web page
+    app.add_middleware(TrustedHost, allowed_hosts=settings.allowed_hosts)  # before it
     app.add_middleware(RequestId)  # outermost: even the Host check's 400 has a request id
     errors.install(app)
     app.include_router(health.router)

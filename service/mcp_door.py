@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
@@ -28,7 +28,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ProblemError, problem
-from service.settings import Settings, is_loopback
+from service.hosts import hostname, known, port, served_hosts
+from service.settings import Settings
 from service.state import AppState
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 PATH = "/mcp"
 CLIENT = "reactpal.client"  # the scope key where McpGuard leaves the caller's key
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 START_TIMEOUT_S = 30.0  # importing the SDK and starting its session manager
 
 
@@ -136,12 +136,7 @@ class McpGuard:
         self.app = app
         self.state = state
         self.keys = bool(settings.agent_api_keys)
-        hosts = [h.lower() for h in settings.allowed_hosts]
-        if not hosts:
-            hosts = list(_LOOPBACK_NAMES)
-            if not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
-                hosts.append(settings.host.lower())
-        self.hosts = tuple(hosts)
+        self.hosts = served_hosts(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -158,42 +153,23 @@ class McpGuard:
         await self.app(scope, receive, send)
 
     def _refusal(self, request: Request) -> str | None:
-        host = _hostname(request.headers.get("host", ""))
+        host = hostname(request.headers.get("host", ""))
         origin = request.headers.get("origin")
-        if not self.keys and not self._known(host):
+        if not self.keys and not known(host, self.hosts):
             return (
                 "without API keys, MCP requests must name this machine in their Host header "
                 "(against DNS rebinding); list the names clients use in ALLOWED_HOSTS"
             )
         if origin is None:
             return None  # not a browser, or a same-origin request that omits it
-        origin_host = _hostname(urlsplit(origin).netloc)
-        same = origin_host == host and _port(urlsplit(origin)) == _port_of(request)
+        origin_host = hostname(urlsplit(origin).netloc)
+        same = origin_host == host and port(urlsplit(origin)) == _port_of(request)
         if self.keys and same:
             return None
-        if not self.keys and self._known(origin_host):
+        if not self.keys and known(origin_host, self.hosts):
             return None
         return "cross-origin MCP requests are refused"
 
-    def _known(self, host: str) -> bool:
-        return any(
-            host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
-            for pattern in self.hosts
-        ) or ("*" in self.hosts)
-
-
-def _hostname(netloc: str) -> str:
-    if netloc.startswith("["):
-        return netloc[: netloc.find("]") + 1].lower()
-    return netloc.rsplit(":", 1)[0].lower() if netloc.count(":") == 1 else netloc.lower()
-
-
-def _port(parts: Any) -> int | None:
-    try:
-        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    except ValueError:
-        return -1
-
 
 def _port_of(request: Request) -> int | None:
-    return _port(urlsplit(f"{request.url.scheme}://{request.headers.get('host', '')}"))
+    return port(urlsplit(f"{request.url.scheme}://{request.headers.get('host', '')}"))

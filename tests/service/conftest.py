@@ -66,7 +66,9 @@ def app_client(sandbox: Sandbox, settings_for: Callable[..., Settings]) -> AppFa
         )
         async with app.router.lifespan_context(app):
             transport = httpx2.ASGITransport(app=app)
-            async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            async with httpx2.AsyncClient(
+                transport=transport, base_url="http://localhost"
+            ) as client:
                 yield client
 
     return run

@@ -36,7 +36,7 @@ async def test_embedded_model_is_loaded_constrained_and_warmed(
     async with app.router.lifespan_context(app):
         assert harness.loads == 1  # loaded during start-up, before any request
         transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx2.AsyncClient(transport=transport, base_url="http://localhost") as client:
             reply = await client.post(
                 "/ask", json={"question": "What is 6 * 7?", "actions": ["python"]}
             )
@@ -86,7 +86,7 @@ async def test_a_restart_restores_the_saved_warm_states_instead_of_prefilling(
                 assert len(_saved(warm_dir)) == 5
                 transport = httpx2.ASGITransport(app=app)
                 async with httpx2.AsyncClient(
-                    transport=transport, base_url="http://test"
+                    transport=transport, base_url="http://localhost"
                 ) as client:
                     reply = await client.post("/ask", json={"question": "2 + 2?", "mode": "pal"})
                 assert reply.status_code == 200, reply.text
@@ -137,7 +137,7 @@ async def test_real_offline_ask_with_the_embedded_model(
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(
-            transport=transport, base_url="http://test", timeout=300
+            transport=transport, base_url="http://localhost", timeout=300
         ) as client:
             pal = await client.post(
                 "/ask", json={"question": "What is 1234 * 5678?", "mode": "pal"}

@@ -199,7 +199,7 @@ async def test_the_endpoint_lives_with_each_lifespan_of_the_app(
     fake = FakeOpenAI(default="Thought: done\nAction: finish[hi]")
     app = create_app(settings_for(), llm=make_llm(fake), sandbox=sandbox)
     transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx2.AsyncClient(transport=transport, base_url="http://localhost") as http:
         for _ in range(2):  # (the first lifespan closes the sandbox: no program runs here)
             async with app.router.lifespan_context(app), mcp_client(http) as client:
                 result = await client.call_tool("ask", {"question": "Say hi."})

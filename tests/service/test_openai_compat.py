@@ -43,7 +43,7 @@ async def sdk(
     async with app_client(fake, agent_api_keys=KEY, **settings) as http:
         http.headers["Authorization"] = f"Bearer {KEY}"  # for the plain requests
         client = openai.AsyncOpenAI(
-            api_key=api_key, base_url="http://test/v1", http_client=http, max_retries=0
+            api_key=api_key, base_url="http://localhost/v1", http_client=http, max_retries=0
         )
         yield client, http
 

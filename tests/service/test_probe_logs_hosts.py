@@ -96,7 +96,10 @@ def test_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(
             response = service.client.get(path, headers={"Host": "evil.example"})
             assert not 300 <= response.status_code < 400, (path, response.headers)
             assert "evil.example" not in response.headers.get("location", "")
-            assert is_problem(response, 404), (path, response.status_code, response.text)
+            # without keys a foreign Host is refused first (LocalBrowserGuard); never redirected
+            assert is_problem(response, 403), (path, response.status_code, response.text)
+            here = service.client.get(path)
+            assert is_problem(here, 404), (path, here.status_code, here.text)
 
 
 def test_allowed_hosts_answers_a_foreign_host_with_a_400_problem(
@@ -121,3 +124,41 @@ def test_allowed_hosts_answers_a_foreign_host_with_a_400_problem(
         assert probe.status_code == 200, probe.text
         ready = client.get("/readyz", headers={"Host": "10.1.2.3:8000"})  # the readiness probe
         assert ready.status_code in (200, 503) and "status" in ready.json(), ready.text
+
+
+def test_without_keys_no_web_page_drives_the_server(llm: FakeLLM, tmp_path: Path) -> None:
+    """Red-team pass CV: the quick start's server (no keys) answered any Host, so a page on
+    any site read every run and ran programs through a name rebound to 127.0.0.1, and a
+    cross-site form (no preflight) planted a document in a collection."""
+    with serve(tmp_path, llm_url=llm.url) as service:
+        client = service.client
+        port = service.base_url.rsplit(":", 1)[1]
+        rebound = {"Host": f"rebind.attacker.example:{port}"}
+        for method, path in (("GET", "/runs"), ("POST", "/ask"), ("GET", "/ui")):
+            response = client.request(method, path, headers=rebound, json={"question": "q"})
+            assert is_problem(response, 403), (method, path, response.text)
+            assert "ALLOWED_HOSTS" in response.json()["detail"]
+        form = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+        for headers in (form, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            planted = client.post("/threads", json={}, headers=headers)
+            assert is_problem(planted, 403), (headers, planted.text)
+            assert "another site" in planted.json()["detail"]
+        # the same machine's pages, under any of its names, and clients that are no browser
+        own = {"Origin": f"http://localhost:{port}", "Sec-Fetch-Site": "same-origin"}
+        assert client.post("/threads", json={}, headers=own).status_code == 201
+        assert client.post("/threads", json={}).status_code == 201
+        local = {"Host": f"localhost:{port}"}
+        assert client.get("/runs", headers=local).status_code == 200
+        assert client.get("/runs", headers={**form, **local}).status_code == 200  # reads: CORS
+        assert client.get("/healthz", headers=rebound).status_code == 200  # probes: any Host
+
+
+def test_with_keys_the_keys_decide(llm: FakeLLM, tmp_path: Path) -> None:
+    key = "k" * 24
+    with serve(tmp_path, llm_url=llm.url, AGENT_API_KEYS=key) as service:
+        headers = {
+            "Host": "api.example.com",
+            "Origin": "https://app.example.com",
+            "Authorization": f"Bearer {key}",
+        }
+        assert service.client.post("/threads", json={}, headers=headers).status_code == 201

@@ -804,9 +804,9 @@ def _builtin_base(bases: tuple[type, ...], builtins_: tuple[type, ...]) -> type 
 
 class _PinnedPart:
     """The bases' own ``as_integer_ratio`` (or other part), bound to the instance it is read
-    from; read from the class, itself, which holds nothing the program can read (a property
-    of a ``partial`` did: its ``fget.func`` called ``__get__`` with any descriptor on any
-    object, and the real ``type`` came out of it: red-team pass V)."""
+    from; read from the class, what the base's part answers there (a property of a
+    ``partial`` did hand out more: its ``fget.func`` called ``__get__`` with any descriptor on
+    any object, and the real ``type`` came out of it: red-team pass V)."""
 
     __slots__ = ("_part",)
 
@@ -814,8 +814,10 @@ class _PinnedPart:
         self._part = part
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
-        if instance is None:
-            return self
+        if instance is None:  # as the base's own part answers on its class, which the guards
+            # check as any library method (itself, put in another class, bound the part to
+            # whatever it was read from: red-team pass CY)
+            return self._part.__get__(None, owner)
         return self._part.__get__(instance, owner)
 
     def __set__(self, instance: Any, value: Any) -> None:

@@ -2126,6 +2126,24 @@ async def test_a_class_s_vars_hold_none_of_the_sandbox_s_pinned_descriptors(box:
     assert res.value == [False, False, False, [1, 2]], res
 
 
+async def test_a_number_s_part_read_from_its_class_is_the_base_s(box: Sandbox) -> None:
+    """Pass CY: read from the class (not from vars()), a Fraction subclass's part was the
+    sandbox's pinned descriptor itself; put in another class, it bound Fraction's
+    as_integer_ratio to any object. Read from the class, it is what Fraction's own is there:
+    a library method that takes instances of the class."""
+    res = await box.run(
+        "from fractions import Fraction\nclass F(Fraction):\n    pass\n"
+        "ratio = F.as_integer_ratio\nclass G:\n    q = ratio\ng = G()\n"
+        "g._numerator = 'any'\ng._denominator = 'thing'\nresult = g.q()"
+    )
+    assert res.error_kind == "SecurityError" and "instances of F only" in (res.error or ""), res
+    res = await box.run(
+        "from fractions import Fraction\nclass F(Fraction):\n    pass\n"
+        "result = [F.as_integer_ratio(F(3, 4)), F(6, 8).as_integer_ratio()]"
+    )
+    assert res.value == [[3, 4], [3, 4]], res
+
+
 # Pass CN: an item per group per match, counted once made (the memory limit bounds the
 # making, which takes a second or two: no fail-fast guard, so no timing asserted here).
 SPLITS_COUNTED = {

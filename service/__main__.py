@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from pydantic import ValidationError
 
+from service import connections
 from service.logging import configure
 from service.settings import Settings, describe_invalid
 
@@ -65,7 +66,10 @@ def main() -> int:
         "log_config": None,  # uvicorn's loggers go through ours (service/logging.py)
         # SIGTERM: requests in progress get the grace, then the runs (RunManager.aclose).
         "timeout_graceful_shutdown": settings.shutdown_grace_s,
+        # a deadline for each request's headers, a cap on connections per address
+        "http": connections.BoundedH11Protocol,
     }
+    _bound_connections(settings)
     workers = settings.worker_count()
     if workers == 1:
         llm = _loading(settings)
@@ -111,7 +115,16 @@ def worker_app() -> FastAPI:
 
     settings = Settings()
     configure(settings.log_level, json=settings.log_json)
+    _bound_connections(settings)
     return create_app(settings)
+
+
+def _bound_connections(settings: Settings) -> None:
+    connections.configure(
+        settings.header_timeout_s,
+        settings.max_connections_per_address,
+        tuple(settings.forwarded_allow_ips),
+    )
 
 
 async def _migrate(database_url: str, *, quiet: bool = False) -> int:

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # this long again, then they are cancelled and stored as interrupted.
     shutdown_grace_s: float = Field(20.0, ge=0, le=600)
     log_json: bool = False
+    # A request's headers must arrive within this, and one address may hold this many
+    # connections at once (a proxy in FORWARDED_ALLOW_IPS excepted): service/connections.py.
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
+    max_connections_per_address: int = Field(64, ge=1, le=100_000)
 
     # The LLM. Unset base URL -> the embedded local model.
     llm_base_url: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,56 @@ def test_with_keys_the_keys_decide(llm: FakeLLM, tmp_path: Path) -> None:
             "Authorization": f"Bearer {key}",
         }
         assert service.client.post("/threads", json={}, headers=headers).status_code == 201
+
+
+# -- 3. connections ----------------------------------------------------------------------------
+
+
+def test_a_request_s_headers_have_a_deadline_and_an_address_few_connections(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    """Red-team pass CV: uvicorn kept a connection whose headers never finished open for
+    good, and 21,000 of them from one host took every descriptor: nobody was answered. A
+    request's headers get HEADER_TIMEOUT_S (from the connection's start, and again after each
+    response on it), and one address holds MAX_CONNECTIONS_PER_ADDRESS at once."""
+    extra = {"HEADER_TIMEOUT_S": "1", "MAX_CONNECTIONS_PER_ADDRESS": "3"}
+    with serve(tmp_path, llm_url=llm.url, **extra) as service:
+        port = int(service.base_url.rsplit(":", 1)[1])
+
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+        slow = connect()
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        started = time.monotonic()
+        assert slow.recv(1024) == b""  # closed by the server
+        assert 0.8 < time.monotonic() - started < 4
+        slow.close()
+        # a kept-alive connection: after its first answer, the next headers are timed too
+        kept = connect()
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        kept.sendall(b"GET /healthz HTTP/1.1\r\n")
+        assert kept.recv(1024) == b""
+        kept.close()
+        # a slow request that does finish in time is served
+        timely = connect()
+        timely.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.5)
+        timely.sendall(b"Host: 127.0.0.1\r\n\r\n")
+        assert timely.recv(65536).startswith(b"HTTP/1.1 200")
+        timely.close()
+        held = [connect() for _ in range(3)]
+        time.sleep(0.2)
+        extra_one = connect()
+        try:  # past the address's three: closed at once (reset, or nothing more to read)
+            extra_one.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert extra_one.recv(1024) == b""
+        except ConnectionResetError:
+            pass
+        finally:
+            extra_one.close()
+        for sock in held:
+            sock.close()
+        time.sleep(0.2)
+        assert service.client.get("/healthz").status_code == 200  # the places are given back

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import Owner, State
+from service.auth import client_address
+from service.deps import Client, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.export import ExportFormat, action_docs, export_records, jsonl
 
 router = APIRouter(tags=["feedback"])
 EXPORT_LIMIT = 10_000  # runs per export; narrow it with `since` for more
+EXPORT_BATCH = 200  # lines written at a time
 NDJSON = "application/x-ndjson"
 
 
@@ -32,11 +35,13 @@ NDJSON = "application/x-ndjson"
     response_class=StreamingResponse,
     responses={
         200: {"content": {NDJSON: {}}, "description": "One JSON object per line."},
-        **problem_responses(401, 422, 503),
+        **problem_responses(401, 422, 429, 503),
     },
 )
 async def export(
+    request: Request,
     state: State,
+    client: Client,
     owner: Owner,
     format: ExportFormat = "sft",
     since: Annotated[
@@ -48,23 +53,36 @@ async def export(
         ),
     ] = None,
 ) -> StreamingResponse:
-    rows = await state.store.export_rows(
-        owner, since=_moment(since), with_feedback_only=format != "raw", limit=EXPORT_LIMIT
-    )
+    moment = _moment(since)
+    await state.admission.check_rate(client or client_address(request))  # work, as a run is
+    state.exports.take(owner)
+    try:
+        rows = await state.store.export_rows(
+            owner, since=moment, with_feedback_only=format != "raw", limit=EXPORT_LIMIT
+        )
+    except BaseException:
+        state.exports.give_back(owner)
+        raise
     actions = action_docs(state.tools, state.settings.allowed_actions)
-    # Made in a thread, not on the event loop: up to EXPORT_LIMIT runs of transcripts.
-    made = await asyncio.to_thread(
-        lambda: list(jsonl(export_records(format, rows, actions=actions)))
-    )
+    records = jsonl(export_records(format, rows, actions=actions))
 
     async def lines() -> AsyncIterator[str]:
-        for line in made:
-            yield line
+        # Written a few hundred lines at a time, each batch in a thread (a transcript's JSON
+        # is CPU work), never the whole export at once in memory as text.
+        try:
+            while batch := await asyncio.to_thread(_batch, records):
+                yield batch
+        finally:
+            state.exports.give_back(owner)
 
     disposition = f'attachment; filename="reactpal-{format}.jsonl"'
     return StreamingResponse(
         lines(), media_type=NDJSON, headers={"Content-Disposition": disposition}
     )
+
+
+def _batch(lines: Iterator[str]) -> str:
+    return "".join(itertools.islice(lines, EXPORT_BATCH))
 
 
 def _moment(text: str | None) -> dt.datetime | None:

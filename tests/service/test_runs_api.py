@@ -15,6 +15,7 @@ import httpx2
 import pytest
 
 from service import store as store_module
+from service.routes import feedback as feedback_routes
 from tests.fakes import FakeOpenAI, Fault
 from tests.service.conftest import AppFactory
 from tests.service.live import cpu_ticks, descendants
@@ -434,3 +435,31 @@ async def test_one_key_holds_a_bounded_number_of_threads(
         thread = made[0].json()["thread_id"]
         assert (await c.delete(f"/threads/{thread}", headers=A)).status_code == 204
         assert (await c.post("/threads", json={}, headers=A)).status_code == 201
+
+
+async def test_an_export_at_a_time_per_key_written_in_batches(
+    app_client: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team pass CV: ten exports at once from one key took the process from 148 to
+    775 MB, each made whole in memory first. One export at a time per key (429), two in all
+    (503), written a batch of lines at a time; the place is given back when it ends."""
+    monkeypatch.setattr(feedback_routes, "EXPORT_BATCH", 1)
+    async with app_client(FakeOpenAI(default="Action: finish[x]")) as client:
+        made = {
+            (await client.post("/ask", json={"question": f"q{n}"})).json()["run_id"]
+            for n in range(3)
+        }
+        exports = client._transport.app.state.reactpal.exports
+        exports.take("")  # the one owner of a server without keys: an export under way
+        busy = await client.get("/feedback/export?format=raw")
+        assert busy.status_code == 429 and "exporting already" in busy.json()["detail"]
+        exports.give_back("")
+        exports.take("other-1")
+        exports.take("other-2")
+        full = await client.get("/feedback/export?format=raw")
+        assert full.status_code == 503 and full.headers["retry-after"] == "5"
+        exports.give_back("other-1")
+        exports.give_back("other-2")
+        raw = await client.get("/feedback/export?format=raw")
+        assert {json.loads(line)["run_id"] for line in raw.text.splitlines()} == made
+        assert (await client.get("/feedback/export?format=raw")).status_code == 200  # given back

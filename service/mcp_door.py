@@ -46,7 +46,11 @@ def mount(app: FastAPI, settings: Settings) -> McpDoor:
     lifespan (until then, and after, ``/mcp`` answers 503)."""
     door = McpDoor(lambda: _build_server(app, settings))
     guard = McpGuard(door, settings, state=lambda: app.state.reactpal)
-    app.router.routes.append(Route(PATH, endpoint=guard, methods=["GET", "POST", "DELETE"]))
+    # No GET: the server is stateless, so its stream from server to client could never
+    # carry anything, yet the SDK held it open with a ping every 15 s, which no proxy's idle
+    # timeout ends: 3,000 of them from one key held 3,000 descriptors (red-team pass CV).
+    # The specification lets a server answer 405 to it.
+    app.router.routes.append(Route(PATH, endpoint=guard, methods=["POST", "DELETE"]))
     return door
 
 

@@ -178,6 +178,11 @@ async def _submit_program(
     if python is None:
         raise ProblemError(403, "'python' is not allowed on this server")
     settings = state.settings
+    # Refused before the run is stored (it is the run's question and its one step): a
+    # 600,000-character program was stored twice per call, 60 calls a minute (pass CV).
+    most = settings.sandbox_config().max_code_bytes
+    if len(program.encode("utf-8", "surrogatepass")) > most:
+        raise ProblemError(413, f"the program is longer than the sandbox takes ({most} bytes)")
 
     async def start(_llm: MeteredLLM) -> AsyncIterator[StepEvent]:
         return _one_program(python.run, program)

@@ -101,6 +101,26 @@ async def test_a_failing_program_is_an_error_result_not_an_answer(
     assert result.structured_content["status"] == "error"
 
 
+async def test_a_program_too_long_for_the_sandbox_is_refused_unrecorded(
+    app_client: AppFactory,
+) -> None:
+    """Pass CV: a 600,000-character program was stored twice (question and step) before
+    the sandbox refused it, 60 calls a minute."""
+    async with app_client(react_fake()) as http, mcp_client(http) as client:
+        result = await client.call_tool("python", {"code": "x = 1\n" + "#" * 70_000})
+        assert result.is_error
+        assert "longer than the sandbox takes" in result.content[0].text  # type: ignore[union-attr]
+        assert (await http.get("/runs")).json()["runs"] == []
+
+
+async def test_no_stream_is_opened_from_server_to_client(app_client: AppFactory) -> None:
+    """Pass CV: stateless, the server never sends anything on GET's stream, which the SDK
+    kept open for ever with pings: a 405, as the specification allows."""
+    async with app_client(react_fake()) as http:
+        response = await http.get("/mcp", headers={"accept": "text/event-stream"})
+        assert response.status_code == 405 and response.headers["allow"] == "DELETE, POST"
+
+
 async def test_the_allow_list_holds(app_client: AppFactory) -> None:
     async with (
         app_client(react_fake(), allowed_actions="search,finish") as http,

@@ -33,10 +33,12 @@ from tools.search.base import label_skeleton
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 # Words that start a step of the text protocol (optionally numbered: "Action 2:") or a turn of a
-# plain-text transcript. Matched on the line's skeleton (below), after any non-word prefix
-# ("**", "### ", "- ", "-> ").
+# plain-text transcript. Matched on the line's skeleton (below), after any prefix of non-word
+# characters and numbers ("**", "### ", "- ", "-> ", "1. ", "2) ", the search formatter's own
+# "[1] ": red-team pass CV), taken possessively so that a long run of digits cannot backtrack.
 _STEP_LINE = re.compile(
-    r"^[\W_]*(?:thought|action(?:\s*input)?|observation|final\s*answer|question|answer|"
+    r"^[\W_]*+(?:\d++[\W_]*+)*+"
+    r"(?:thought|action(?:\s*input)?|observation|final\s*answer|question|answer|"
     r"system|user|assistant|human|developer|tool)\s*(?:\d+\s*)?:",  # one way to read blanks
     re.IGNORECASE,
 )

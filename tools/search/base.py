@@ -69,8 +69,10 @@ class SearchProvider(Protocol):
 
 # Words that start a step of the ReAct text protocol (optionally numbered, as in the paper's
 # prompts: "Action 2:"). Untrusted text must never start a line with one of them.
-_PROTOCOL_LINE = re.compile(
-    r"^[\W_]*(thought|action(\s*input)?|observation|final\s*answer|question|answer)"
+_PROTOCOL_LINE = re.compile(  # after any prefix of non-word characters and numbers ("1. ",
+    # "[2] ": red-team pass CV), taken possessively: a long run of digits cannot backtrack
+    r"^[\W_]*+(?:\d++[\W_]*+)*+"
+    r"(thought|action(\s*input)?|observation|final\s*answer|question|answer)"
     r"\s*(?:\d+\s*)?:",  # one way to read a run of blanks: \s*\d*\s* had n of them
     re.IGNORECASE,
 )

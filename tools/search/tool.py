@@ -324,7 +324,7 @@ def format_results(query: str, results: Sequence[SearchResult], *, max_chars: in
             break
     blocks = []
     for i, ((head, snippet, url), budget) in enumerate(zip(shown, budgets, strict=True), 1):
-        lines = [f"[{i}] {head}"]
+        lines = [defuse_line(f"[{i}] {head}")]  # a title posing as a step is quoted too
         if snippet and budget > 1:
             lines.append(truncate(snippet, budget - 1))
         if url:

@@ -28,9 +28,9 @@ async def test_every_program_returns_its_target_through_ask(app_client: AppFacto
         asked = str(request.messages[-1]["content"])
         return next(p for q, p in programs.items() if q in asked)
 
-    gate = asyncio.Semaphore(8)
+    gate = asyncio.Semaphore(8)  # one client, eight runs at once: more than its default share
     failures: list[str] = []
-    async with app_client(FakeOpenAI(script)) as client:
+    async with app_client(FakeOpenAI(script), max_concurrent_runs_per_client=8) as client:
 
         async def replay(row: dict[str, Any]) -> None:
             async with gate:

@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str = "memory://"
     # Failed API-key attempts per client address, then 429 for it (any key); "" disables.
     auth_failure_limit: str = "20/minute"
-    allowed_hosts: CommaList = ()  # Host names served; empty: any (/healthz answers any)
+    # Host names served; empty: any with keys, this machine's without (/healthz answers any)
+    allowed_hosts: CommaList = ()
     # Proxies (addresses or networks) whose X-Forwarded-For names the client; empty: none.
     forwarded_allow_ips: CommaList = ()
     database_url: str  # default: a SQLite file, DATA_DIR/runs.db

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -168,6 +169,14 @@ def test_with_keys_the_keys_decide(llm: FakeLLM, tmp_path: Path) -> None:
 # -- 3. connections ----------------------------------------------------------------------------
 
 
+def whole_answer(sock: socket.socket) -> bytes:
+    """A /healthz answer, read until its body has come (headers and body may come apart)."""
+    got = b""
+    while b'{"status":"ok"}' not in got and (chunk := sock.recv(65536)):
+        got += chunk
+    return got
+
+
 def test_a_request_s_headers_have_a_deadline_and_an_address_few_connections(
     llm: FakeLLM, tmp_path: Path
 ) -> None:
@@ -176,11 +185,11 @@ def test_a_request_s_headers_have_a_deadline_and_an_address_few_connections(
     request's headers get HEADER_TIMEOUT_S (from the connection's start, and again after each
     response on it), and one address holds MAX_CONNECTIONS_PER_ADDRESS at once."""
     extra = {"HEADER_TIMEOUT_S": "1", "MAX_CONNECTIONS_PER_ADDRESS": "3"}
-    with serve(tmp_path, llm_url=llm.url, **extra) as service:
+    with serve(tmp_path, llm_url=llm.url, **extra) as service, contextlib.ExitStack() as opened:
         port = int(service.base_url.rsplit(":", 1)[1])
 
-        def connect() -> socket.socket:
-            return socket.create_connection(("127.0.0.1", port), timeout=5)
+        def connect() -> socket.socket:  # closed at the end, whatever fails on the way
+            return opened.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
 
         slow = connect()
         slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
@@ -191,7 +200,7 @@ def test_a_request_s_headers_have_a_deadline_and_an_address_few_connections(
         # a kept-alive connection: after its first answer, the next headers are timed too
         kept = connect()
         kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        assert whole_answer(kept).startswith(b"HTTP/1.1 200")
         kept.sendall(b"GET /healthz HTTP/1.1\r\n")
         assert kept.recv(1024) == b""
         kept.close()
@@ -200,7 +209,7 @@ def test_a_request_s_headers_have_a_deadline_and_an_address_few_connections(
         timely.sendall(b"GET /healthz HTTP/1.1\r\n")
         time.sleep(0.5)
         timely.sendall(b"Host: 127.0.0.1\r\n\r\n")
-        assert timely.recv(65536).startswith(b"HTTP/1.1 200")
+        assert whole_answer(timely).startswith(b"HTTP/1.1 200")
         timely.close()
         held = [connect() for _ in range(3)]
         time.sleep(0.2)

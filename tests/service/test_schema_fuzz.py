@@ -136,7 +136,9 @@ def deployments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[
 
     def get(name: str) -> Deployment:
         if name not in started:
-            keys = {"agent_api_keys": KEY} if name == "keyed" else {}
+            # schemathesis' ASGI client names the host "testserver"; a server without keys
+            # answers only the names it is given (service.hosts.LocalBrowserGuard)
+            keys = {"agent_api_keys": KEY} if name == "keyed" else {"allowed_hosts": "testserver"}
             app = create_app(
                 _settings(tmp_path_factory.mktemp(f"fuzz-{name}"), **keys),
                 llm=make_llm(FakeOpenAI(_llm_reply)),

@@ -109,13 +109,7 @@ def own_memory() -> dict[str, str]:
         seen["mmap_private"] = "ok"
     except OSError as exc:
         seen["mmap_private"] = f"blocked: {exc}"
-    for name, attempt in calls:
-        try:
-            attempt()
-        except OSError as exc:
-            seen[name] = f"blocked: {exc}"
-        else:
-            seen[name] = "ok"
+    seen.update((name, _tried(attempt)) for name, attempt in calls)
     big = bytearray(64 << 20)  # malloc's own mmap, touched and given back
     big[::4096] = b"x" * len(big[::4096])
     del big
@@ -123,24 +117,21 @@ def own_memory() -> dict[str, str]:
     return seen
 
 
+def _tried(attempt: Callable[[], object]) -> str:
+    """``ok``, or ``blocked: <error>`` when the attempt raised ``OSError``."""
+    try:
+        attempt()
+    except OSError as exc:
+        return f"blocked: {exc}"
+    return "ok"
+
+
 def own_clocks() -> dict[str, str]:
     """The clocks a run may read, through the system call itself (the vDSO answers most
     without one): each must work under the filter."""
-    seen: dict[str, str] = {}
-    for clock_id in range(8):
-        try:
-            raw("clock_gettime", clock_id, _TIMESPEC_AT)()
-        except OSError as exc:
-            seen[f"clock_gettime({clock_id})"] = f"blocked: {exc}"
-        else:
-            seen[f"clock_gettime({clock_id})"] = "ok"
+    seen = {f"clock_gettime({c})": _tried(raw("clock_gettime", c, _TIMESPEC_AT)) for c in range(8)}
     for name in ("time", "monotonic", "perf_counter", "process_time", "thread_time"):
-        try:
-            getattr(time, name)()
-        except OSError as exc:
-            seen[name] = f"blocked: {exc}"
-        else:
-            seen[name] = "ok"
+        seen[name] = _tried(getattr(time, name))
     return seen
 
 

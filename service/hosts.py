@@ -51,10 +51,7 @@ class TrustedHost(TrustedHostMiddleware):
             return True
         match = _HOST_HEADER.fullmatch(host_header)
         host = match.group(1).lower() if match else ""
-        return any(
-            host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
-            for pattern in self.allowed_hosts
-        )
+        return known(host, self.allowed_hosts)
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")

@@ -81,6 +81,7 @@ MAX_PAGE = 100
 MAX_THREADS_PER_OWNER = 10_000
 SQLITE_BUSY_TIMEOUT_S = 10.0
 _MIGRATION_LOCK = 0x72656163  # a Postgres advisory lock held while one process migrates
+_THREADS_LOCK = 0x74687264  # with the owner's hash: held while one of the owner's threads is made
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -588,6 +589,10 @@ class RunStore:
             summarized=0,
         )
         async with self._write() as session:
+            if not self.sqlite:  # count and insert as one step, or concurrent creates pass the cap
+                await session.execute(
+                    select(func.pg_advisory_xact_lock(_THREADS_LOCK, func.hashtext(owner)))
+                )
             held = await session.scalar(
                 select(func.count()).select_from(ThreadRecord).where(ThreadRecord.owner == owner)
             )

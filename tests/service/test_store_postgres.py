@@ -9,6 +9,7 @@ import json
 import asyncpg
 import pytest
 
+from service import store as store_module
 from service.store import RunStore
 from tests.fakes import FakeOpenAI
 from tests.service.conftest import AppFactory
@@ -180,3 +181,27 @@ async def test_a_run_whose_result_cannot_be_stored_still_ends(
         assert run["status"] == "error" and "could not be stored" in run["error"], run
         again = await client.post("/ask", json={"question": "q2", "thread_id": thread})
         assert again.status_code == 200, again.text
+
+
+async def test_concurrent_creates_stop_at_the_thread_cap(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting an owner's threads and adding one was two steps: 20 creates at once on
+    Postgres made 17 threads under a cap of 5. They take turns per owner now, and another
+    owner's creates do not wait for them."""
+    monkeypatch.setattr(store_module, "MAX_THREADS_PER_OWNER", 5)
+    store = RunStore(postgres_url)
+    await store.start()
+    try:
+        made = await asyncio.gather(
+            *(store.create_thread(f"cap{n:04d}", "capped", {}) for n in range(20)),
+            store.create_thread("other0001", "other", {}),
+            return_exceptions=True,
+        )
+        refused = [m for m in made if isinstance(m, store_module.TooManyThreads)]
+        assert len(refused) == 15, made
+        assert [m for m in made if isinstance(m, BaseException) and m not in refused] == []
+        page, _ = await store.list_threads("capped", limit=100)
+        assert len(page) == 5
+    finally:
+        await store.aclose()

@@ -733,6 +733,9 @@ class Guards:
         kind = type(value)
         if kind in _DATA:  # ``a[i]``: one set lookup
             return value
+        if kind is range:  # a slice's step is the range's times the slice's, multiplied in C:
+            # r = r[::r.step] squared it, 254 times the int limit in eight lines (pass CZ)
+            self.arith.checked_int(value.step)
         vetted = self.classes.vetted_kinds.get(kind)
         if vetted is None:
             vetted = self.classes.vetted_kinds[kind] = issubclass(kind, VETTED_KINDS)

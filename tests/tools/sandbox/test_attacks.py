@@ -2684,6 +2684,24 @@ async def test_a_million_fields_are_measured_before_they_are_made(box: Sandbox, 
     assert "items exceeds the sandbox limit" in (res.error or ""), res
 
 
+# passes CZ and DA: C multiplies a range's step by a slice's step, unbounded (step squared)
+SIZE_BOMBS.update(
+    {
+        "range_slice_squares_its_step": (
+            "r = range(0, 1, 2 ** 33000 + 1)\nfor i in range(8):\n    r = r[::r.step]"
+        ),
+        "range_sliced_by_getitem": (
+            "import operator\nr = range(0, 1, 10 ** 9999)\nfor i in range(3):\n"
+            "    r = operator.getitem(r, slice(None, None, r.step))"
+        ),
+        "range_sliced_by_itemgetter": (
+            "import operator\nr = range(0, 1, 10 ** 9999)\nfor i in range(3):\n"
+            "    r = operator.itemgetter(slice(None, None, -r.step))(r)"
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("name", sorted(SIZE_BOMBS))
 async def test_size_guards_fail_fast(box: Sandbox, name: str) -> None:
     started = time.perf_counter()

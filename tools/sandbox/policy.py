@@ -494,7 +494,7 @@ class _SafeFormatter(string.Formatter):
         first, rest = _string.formatter_field_name_split(field_name)
         obj = self.get_value(first, args, kwargs)
         for is_attr, key in rest:
-            obj = self.guards.getattr(obj, key) if is_attr else obj[key]
+            obj = self.guards.getattr(obj, key) if is_attr else self.guards.getitem(obj, key)
         return obj, first
 
     def format_field(self, value: Any, format_spec: str) -> Any:
@@ -1257,7 +1257,7 @@ class Guards:
         return extend
 
     def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
-        result = self.arith.inplace(op, obj[key], value)
+        result = self.arith.inplace(op, self.getitem(obj, key), value)  # vetted (pass DA)
         # l[0:1] *= n grows l by what the slice became: counted as any slice assigned
         (self.write_slice(obj) if type(key) is slice else self.write(obj))[key] = result
 

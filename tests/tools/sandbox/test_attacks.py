@@ -2694,6 +2694,11 @@ SIZE_BOMBS.update(
             "import operator\nr = range(0, 1, 10 ** 9999)\nfor i in range(3):\n"
             "    r = operator.getitem(r, slice(None, None, r.step))"
         ),
+        "range_sliced_by_augmented_assignment": (  # r[k] += y read r[k] unvetted (pass DA)
+            "box = []\nclass Y:\n    def __radd__(self, other):\n        box.append(other)\n"
+            "        return 0\nr = range(0, 1, 10 ** 9999)\nfor i in range(6):\n    try:\n"
+            "        r[::r.step] += Y()\n    except TypeError:\n        pass\n    r = box.pop()"
+        ),
         "range_sliced_by_itemgetter": (
             "import operator\nr = range(0, 1, 10 ** 9999)\nfor i in range(3):\n"
             "    r = operator.itemgetter(slice(None, None, -r.step))(r)"

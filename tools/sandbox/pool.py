@@ -99,24 +99,43 @@ OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar("sandbox_owne
 
 
 class _FairSlots:
-    """``workers`` slots; waiters queue per owner and are served round-robin by owner."""
+    """``slots`` slots, of which one owner holds ``per_owner`` at most; waiters queue per
+    owner and are served round-robin by owner, each while it holds fewer than its share.
 
-    def __init__(self, slots: int) -> None:
+    The share leaves room for others: an owner whose programs all run to their time limit
+    held every slot, and every other owner's program waited ~5 s for one (red-team pass DB).
+    """
+
+    def __init__(self, slots: int, per_owner: int) -> None:
         self._free = slots
+        self._per_owner = per_owner
+        self._held: collections.Counter[str | None] = collections.Counter()
         self._queues: dict[str | None, collections.deque[asyncio.Future[None]]] = {}
         self._turns: collections.deque[str | None] = collections.deque()  # owners waiting
         self.waiting = 0
 
     def full_for(self, owner: str | None, queue_size: int) -> bool:
-        """No free slot, and no room to wait: the queue holds ``queue_size`` already and this
-        owner is among those waiting (a newcomer always gets one place)."""
-        if self._free > 0 and not self.waiting:
+        """No slot for this owner now, and no room to wait: the queue holds ``queue_size``
+        already and this owner has its share of the places (the queue's size over the owners
+        waiting, this one counted). One owner that filled the queue had left a newcomer one
+        place: 7 of another client's 8 PAL samples were refused as busy (pass DB). So the
+        places in all stay under twice the queue's size."""
+        if self._can_take(owner) and not self.waiting:
             return False
-        return self.waiting >= queue_size and (queue_size == 0 or owner in self._queues)
+        if self.waiting < queue_size:
+            return False
+        if queue_size == 0:
+            return True
+        queue = self._queues.get(owner)
+        owners = len(self._queues) + (queue is None)
+        return len(queue or ()) >= max(1, queue_size // owners)
+
+    def _can_take(self, owner: str | None) -> bool:
+        return self._free > 0 and self._held[owner] < self._per_owner
 
     async def acquire(self, owner: str | None) -> None:
-        if self._free > 0 and not self.waiting:
-            self._free -= 1
+        if self._can_take(owner) and not self.waiting:
+            self._take(owner)
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(owner)
@@ -125,30 +144,48 @@ class _FairSlots:
             self._turns.append(owner)
         queue.append(granted)
         self.waiting += 1
+        self._hand_out()  # a free slot that the owners ahead may not take is this one's
         try:
             await granted
         except BaseException:  # a timeout, a cancellation: out of the queue, or the slot back
             if granted.done() and not granted.cancelled():
-                self.release()
+                self.release(owner)
             else:
                 self._forget(owner, granted)
             raise
 
-    def release(self) -> None:
-        """A slot is free: it goes to the next owner in turn, else back to the free ones."""
-        while self._turns:
-            owner = self._turns.popleft()
+    def release(self, owner: str | None) -> None:
+        """``owner``'s slot is free: it goes to the next owner in turn under its share."""
+        self._held[owner] -= 1
+        if self._held[owner] <= 0:
+            del self._held[owner]
+        self._free += 1
+        self._hand_out()
+
+    def _take(self, owner: str | None) -> None:
+        self._free -= 1
+        self._held[owner] += 1
+
+    def _hand_out(self) -> None:
+        """Free slots to the waiting owners, in turn, skipping those holding their share."""
+        for owner in list(self._turns):  # bounded by the owners waiting (the queue's size)
+            if self._free == 0:
+                return
+            if not self._can_take(owner):
+                continue  # it keeps its place in the turns
             queue = self._queues[owner]
-            granted = queue.popleft()
-            self.waiting -= 1
+            while queue:
+                granted = queue.popleft()
+                self.waiting -= 1
+                if not granted.done():  # (one given up is skipped)
+                    self._take(owner)
+                    granted.set_result(None)
+                    break
+            self._turns.remove(owner)
             if queue:
                 self._turns.append(owner)  # its next program waits for its next turn
             else:
                 del self._queues[owner]
-            if not granted.done():
-                granted.set_result(None)
-                return
-        self._free += 1
 
     def _forget(self, owner: str | None, granted: asyncio.Future[None]) -> None:
         queue = self._queues.get(owner)
@@ -305,15 +342,18 @@ class Sandbox:
     """Runs untrusted Python programs, each in a fresh, confined process.
 
     ``await run(code)`` never raises for anything the code does; it returns an
-    :class:`ExecutionResult`. Safe to call concurrently from many tasks; at most
-    ``config.workers`` programs run at once.
+    :class:`ExecutionResult`. Safe to call concurrently from many tasks; one owner
+    (``OWNER``) runs at most ``config.workers`` programs at once, and all owners together one
+    more.
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self._ready: collections.deque[_ReadyChild] = collections.deque()
         self._offered = asyncio.Event()
-        self._slots = _FairSlots(max(1, self.config.workers))
+        # One owner runs ``workers`` programs at once; one slot more is for the others.
+        workers = max(1, self.config.workers)
+        self._slots = _FairSlots(workers + 1, per_owner=workers)
         self._templates: set[_Template] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # replacements, template shutdowns
         self._started = False
@@ -561,7 +601,7 @@ class Sandbox:
             logger.exception("sandbox run failed")
             return _failure("WorkerCrashed", "the sandbox failed", None, _ms(started))
         finally:
-            self._slots.release()
+            self._slots.release(owner)
 
     async def _take_child(self) -> _ReadyChild | None:
         while not self.closed:

@@ -24,7 +24,7 @@ OPTIONAL_LAYERS = (
 class SandboxConfig:
     """Every limit, with safe defaults. The service builds one from its settings."""
 
-    workers: int = 2  # templates: runs in parallel (each forks one child per run)
+    workers: int = 2  # templates: one owner's runs in parallel (one more runs for the others)
     queue_size: int = 32  # runs waiting for a template before "sandbox busy"
     timeout_s: float = 5.0  # wall clock per run; enforced by killing the run's process
     memory_mb: int = 512  # RLIMIT_AS of a run's process

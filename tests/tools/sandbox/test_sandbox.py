@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.tools.sandbox.test_corpora import sandbox_processes
-from tools.sandbox import Sandbox, SandboxConfig, confine, pool
+from tools.sandbox import ExecutionResult, Sandbox, SandboxConfig, confine, pool
 from tools.sandbox.pool import LAYER_NAMES, SandboxStartError
 from tools.sandbox.template import MAX_SPARE_DEATHS, SPARES
 
@@ -261,6 +261,46 @@ async def test_one_owner_cannot_keep_another_waiting() -> None:
         await asyncio.gather(*first)
     assert finished.index("b0") < finished.index("a3"), finished
     assert sorted(finished) == ["a0", "a1", "a2", "a3", "b0"]
+
+
+async def test_one_owner_never_holds_every_slot() -> None:
+    """Red-team pass DB: an owner whose programs ran to their time limit held every slot,
+    and every other owner's program waited for one (p50 5 s, from 3.3 ms). An owner runs
+    ``workers`` programs at once; one slot more is the others'."""
+    spin = "while True:\n    pass"
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=3.0)) as sb:
+
+        async def run_as(owner: str, code: str) -> ExecutionResult:
+            pool.OWNER.set(owner)
+            return await sb.run(code)
+
+        spinning = [asyncio.create_task(run_as("a", spin)) for _ in range(2)]
+        await asyncio.sleep(0.3)  # one of a's runs, the other waits for a's share
+        assert (await run_as("b", "result = 7")).value == 7
+        assert not any(task.done() for task in spinning)  # b did not wait for a's runs
+        assert [r.error_kind for r in await asyncio.gather(*spinning)] == ["Timeout"] * 2
+
+
+async def test_each_owner_has_a_share_of_the_queue() -> None:
+    """Red-team pass DB: one owner that filled the queue left another one place, and 7 of
+    its 8 PAL samples were refused as busy. Each owner now gets the queue's size over the
+    owners waiting."""
+    spin = "while True:\n    pass"
+    config = SandboxConfig(workers=1, queue_size=4, timeout_s=1.0)
+    async with Sandbox(config) as sb:
+
+        async def run_as(owner: str, code: str) -> ExecutionResult:
+            pool.OWNER.set(owner)
+            return await sb.run(code)
+
+        filling = [asyncio.create_task(run_as("a", spin)) for _ in range(7)]
+        await asyncio.sleep(0.3)  # a: 1 running, 4 waiting, 2 refused
+        samples = await asyncio.gather(*(run_as("b", f"result = {n}") for n in range(4)))
+        # b: 1 running (the slot a may not take), 2 waiting (4 places over 2 owners)
+        assert [r.value for r in samples] == [0, 1, 2, None], samples
+        assert samples[3].error_kind == "SandboxBusy"
+        kinds = [r.error_kind for r in await asyncio.gather(*filling)]
+        assert sorted(kinds) == ["SandboxBusy"] * 2 + ["Timeout"] * 5, kinds
 
 
 def waiting_children(sb: Sandbox) -> set[int]:

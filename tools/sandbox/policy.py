@@ -515,6 +515,7 @@ class Guards:
         # The stack's depth where the run's program starts: its recursion limits count from it
         self.run_depth = 0
         classes.vet = self.vet  # what a program's special method is given is vetted too
+        self._last_set_add: tuple[set[Any], Callable[[Any], None]] | None = None
 
     # -- reading attributes ---------------------------------------------------------------
 
@@ -775,10 +776,12 @@ class Guards:
             owner = value.__self__
             if type(owner) is list and (method_name == "append" or method_name == "insert"):
                 return value  # out.append(i), in every other loop: a list drops nothing
+            if method_name == "add" and type(owner) is set:  # seen.add(x): one a loop
+                return self._set_add(owner, value)
             if method_name in DROPPING_METHODS and isinstance(owner, KEPT_CONTAINERS):
                 if method_name not in ADDING_METHODS or isinstance(
-                    owner,
-                    (dict, collections.deque),  # replaces; a deque's maxlen drops
+                    owner,  # a dict replaces; a deque's maxlen drops; a set may not change
+                    (dict, collections.deque, set),
                 ):
                     value = self._keeping(owner, value, method_name not in ADDING_METHODS)
                 if method_name != "extend" and method_name != "extendleft":
@@ -1145,21 +1148,39 @@ class Guards:
         """A bound method that changes ``owner``: what it held kept while a special method
         of the program's runs, and, ``removing``, refused while one of its comparisons does
         (:meth:`Classes.keep_contents`)."""
-        keep = self.classes.keep_contents
+        keep, comparing = self.classes.keep_contents, self.classes.comparing
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            keep(owner, removing)
+            if comparing[0]:  # (seen.add(x), in every other loop: one test)
+                keep(owner, removing)
             return method(*args, **kwargs)
 
         return call
 
+    def _set_add(self, owner: set[Any], method: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``s.add``, refused while a comparison of the program's runs (see ``_keeping``);
+        the last set's is made once, for the loop that reads it at every item."""
+        last = self._last_set_add
+        if last is not None and last[0] is owner:
+            return last[1]
+        keep, comparing = self.classes.keep_contents, self.classes.comparing
+
+        def add(item: Any, /) -> None:
+            if comparing[0]:
+                keep(owner)
+            method(item)
+
+        self._last_set_add = (owner, add)
+        return add
+
     def keeping_unbound(self, method: Any, removing: bool) -> Any:
         """:meth:`_keeping` for a function whose first argument is the container
         (``list.pop(l)``, ``ChainMap.clear(cm)``, ``heapq.heappop(heap)``)."""
-        keep = self.classes.keep_contents
+        keep, comparing = self.classes.keep_contents, self.classes.comparing
 
         def call(owner: Any, /, *args: Any, **kwargs: Any) -> Any:
-            keep(owner, removing)
+            if comparing[0]:
+                keep(owner, removing)
             return method(owner, *args, **kwargs)
 
         call.__name__ = call.__qualname__ = method.__name__

@@ -877,12 +877,12 @@ _PLAIN_ANSWERS = frozenset(
     {bool, int, float, str, type(None), type(NotImplemented), datetime.timedelta}
 )
 ADDING_METHODS = frozenset(
-    "append appendleft extend extendleft insert update setdefault".split(" ")  # noqa: SIM905
+    "append appendleft extend extendleft insert update setdefault add".split(" ")  # noqa: SIM905
 )
 DROPPING_METHODS = frozenset(
     "clear pop popleft popitem remove discard update difference_update "  # noqa: SIM905
     "intersection_update symmetric_difference_update append appendleft extend extendleft "
-    "insert setdefault move_to_end".split(" ")
+    "insert setdefault move_to_end add".split(" ")
 )
 # What a program's method is handed is measured: ints and Fractions by their size, these by
 # their length (a library's loop added the program's strings: 180M from 9M, pass AB).
@@ -1554,6 +1554,13 @@ class Classes:
             # that added keys made CPython write past the end of the index (red-team pass AY)
             raise SandboxSecurityError(
                 f"an OrderedDict cannot change while the program's {_COUNTED_NAMES} runs"
+            )
+        if isinstance(container, set):
+            # nor does a set: CPython 3.11's set_add_entry keeps a free slot across the
+            # comparison, and a key's __eq__ that added the same key filled it first: one
+            # key counted twice, and freeing the set walked past its table (pass CZ: SIGSEGV)
+            raise SandboxSecurityError(
+                f"a set cannot change while the program's {_COUNTED_NAMES} runs"
             )
         kind: Any = next(kind for kind in KEPT_CONTAINERS if isinstance(container, kind))
         # read as the builtin type holds them, never through the program's __iter__

@@ -1398,7 +1398,33 @@ _OD_KEYS_ADD = (
     "od[K(1)] = 1\nod[K(2)] = 2\nod['a'] = 3\narmed[0] = True\n"
     "for i in range(10):\n    od['b%d' % i] = i\nresult = len(od)"
 )
+# Pass CZ: CPython 3.11's set_add_entry keeps a free slot (a popped key's) across the
+# comparison of two keys of one hash; a key's __eq__ that added the same key filled it first,
+# the outer add filled it again: len() one too high, and freeing the set walked past its table.
+_SET_REENTERED = (
+    "box = []\nclass D:\n    def __hash__(self):\n        return 0\n"
+    "class T:\n    def __init__(self):\n        self.n = 0\n"
+    "    def __hash__(self):\n        return 0\n    def __eq__(self, other):\n"
+    "        if self.n < 1:\n            self.n += 1\n            INNER\n        return False\n"
+    "s = set()\nbox.append(s)\nadd = s.add\ns.add(D())\ns.add(D())\ns.pop()\nOUTER\n"
+    "result = [len(s), len(list(s))]"
+)
 COMPARING_CHANGES = {
+    "a_set_gains_its_key_in_its_own_add": _SET_REENTERED.replace(
+        "INNER", "box[0].add(self)"
+    ).replace("OUTER", "s.add(T())"),
+    "a_set_gains_its_key_in_its_own_update": _SET_REENTERED.replace(
+        "INNER", "box[0].update([self])"
+    ).replace("OUTER", "s.update([T()])"),
+    "a_set_gains_its_key_by_an_add_read_before": _SET_REENTERED.replace(
+        "INNER", "add(self)"
+    ).replace("OUTER", "s.add(T())"),
+    "a_set_gains_its_key_by_the_unbound_add": _SET_REENTERED.replace(
+        "INNER", "set.add(box[0], self)"
+    ).replace("OUTER", "set.add(s, T())"),
+    "a_set_gains_its_key_by_an_in_place_union": _SET_REENTERED.replace(
+        "INNER", "box[0] |= {self}"
+    ).replace("OUTER", "s |= {T()}"),
     # resizing its node index looks each key up; a key's __eq__ that added keys made CPython
     # write past the end of the index (SIGSEGV)
     "an_ordered_dict_gains_keys": _OD_KEYS_ADD.replace("ADD", "od['x%d' % i] = i"),

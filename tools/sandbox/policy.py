@@ -120,6 +120,10 @@ _SIZED_METHODS: dict[int, tuple[Any, type, str]] = {
 _SIZED_NAMES = frozenset(name for _, _, name in _SIZED_METHODS.values())
 _CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "capitalize"})
 # Every bound builtin method name vet() may replace (each has its branch there).
+# property.getter/setter/deleter(None) take a reference from None each time (CPython 3.11.7,
+# gh-115618, fixed in 3.11.9): 20,000 calls freed None and killed the run (pass CZ).
+_PROPERTY_COPIES = frozenset({"getter", "setter", "deleter"})
+_PROPERTY_COPY_UNBOUND = {id(getattr(property, name)): name for name in _PROPERTY_COPIES}
 _VETTED_METHODS = (
     frozenset(
         "throw athrow format format_map sub subn expand encode decode extend extendleft join "  # noqa: SIM905
@@ -128,6 +132,7 @@ _VETTED_METHODS = (
     | _CASE_METHODS
     | _SIZED_NAMES
     | DROPPING_METHODS
+    | _PROPERTY_COPIES
 )
 # A ChainMap's methods that change its first map, in the library's own Python code.
 _CHAINMAP_CHANGES = {
@@ -234,6 +239,15 @@ def _holding_fields_of(exc: BaseException, method: Callable[[], str]) -> Callabl
 
     formatting.__name__ = formatting.__qualname__ = getattr(method, "__name__", "__str__")
     return formatting
+
+
+def _not_none(func: Any, name: str) -> Any:
+    if func is None:
+        raise SandboxSecurityError(
+            f"property.{name}(None) is not available in the sandbox (the interpreter "
+            "miscounts None there); leave the property as it is instead"
+        )
+    return func
 
 
 def _keeping_fields_first(classes: Classes, obj: Any, init: Callable[..., Any]) -> Any:
@@ -778,6 +792,8 @@ class Guards:
                 return value  # out.append(i), in every other loop: a list drops nothing
             if method_name == "add" and type(owner) is set:  # seen.add(x): one a loop
                 return self._set_add(owner, value)
+            if method_name in _PROPERTY_COPIES and isinstance(owner, property):
+                return lambda func: value(_not_none(func, method_name))
             if method_name in DROPPING_METHODS and isinstance(owner, KEPT_CONTAINERS):
                 if method_name not in ADDING_METHODS or isinstance(
                     owner,  # a dict replaces; a deque's maxlen drops; a set may not change
@@ -850,6 +866,9 @@ class Guards:
                 return lambda number, max_denominator=1_000_000: value(
                     number, index_value(max_denominator)
                 )
+        copy_name = _PROPERTY_COPY_UNBOUND.get(id(value))
+        if copy_name is not None and value is getattr(property, copy_name):  # unbound
+            return lambda prop, func: value(prop, _not_none(func, copy_name))
         if value is _DEQUE_INDEX:  # collections.deque.index(d, x, start), unbound
             return _deque_index(value, bound=False)
         if value is _ORDERED_DICT_COPY:  # collections.OrderedDict.copy(od), unbound

@@ -3656,3 +3656,17 @@ async def test_a_withheld_builtin_names_its_rule(box: Sandbox, name: str, rule: 
     res = await box.run(f"x = {name}('1')")
     assert (res.ok, res.error_kind) == (False, "NameError"), res
     assert rule in (res.error or "") and "in the sandbox" in (res.error or ""), res
+
+
+@pytest.mark.parametrize(
+    "call",
+    ["p.getter(None)", "p.setter(None)", "p.deleter(None)", "property.getter(p, None)"],
+)
+async def test_a_property_is_never_copied_with_none(box: Sandbox, call: str) -> None:
+    """Pass CZ: each ``getter(None)`` took a reference from None (CPython 3.11.7,
+    gh-115618); 20,000 of them freed it and killed the run as "C code recursing"."""
+    res = await box.run(
+        f"class P(property):\n    pass\np = P()\nfor i in range(30000):\n    {call}"
+    )
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "(None) is not available" in (res.error or ""), res

@@ -100,14 +100,15 @@ class Runner:
         sink = policy.PrintSink(self.max_output)
         self.classes.reset()
         self.modules.new_run(sink)
-        namespace = policy.make_globals(self.hooks, sink)
+        calls = policy.SolutionCalls()
+        namespace = policy.make_globals(self.hooks, sink, calls)
         self._namespace = namespace
         reply: dict[str, Any]
         self.guards.run_depth = stack_depth()
         sys.setrecursionlimit(self.guards.run_depth + self.recursion_limit * FRAMES_PER_CALL + 20)
         try:
             exec(code_obj, namespace)
-            reply = self._answer(namespace, sink)
+            reply = self._answer(namespace, sink, calls)
         except BaseException as exc:  # the program's own SystemExit, KeyboardInterrupt ...
             reply = describe_within_memory(exc, namespace)
         finally:
@@ -133,10 +134,15 @@ class Runner:
             namespace.clear()
         gc.collect()
 
-    def _answer(self, namespace: dict[str, Any], sink: policy.PrintSink) -> dict[str, Any]:
-        """The PAL answer: solution() -> result -> answer -> last printed line."""
+    def _answer(
+        self, namespace: dict[str, Any], sink: policy.PrintSink, calls: policy.SolutionCalls
+    ) -> dict[str, Any]:
+        """The PAL answer: solution() (what the program's own last call of it answered, if it
+        made one) -> result -> answer -> last printed line."""
         solution = namespace.get("solution")
-        if callable(solution):
+        if calls.answered:
+            value = calls.value
+        elif callable(solution):
             value = solution()
         elif "result" in namespace:
             value = namespace["result"]

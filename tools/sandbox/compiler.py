@@ -106,6 +106,20 @@ class CompileRefused(Exception):
 # --------------------------------------------------------------------------- compile
 
 
+ANSWER_FUNCTION = "solution"  # what a PAL program defines; the child calls it for the answer
+
+
+def _names_solution(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id == ANSWER_FUNCTION
+
+
+def _recorded(func: ast.expr) -> ast.expr:
+    call = ast.Call(func=ast.Name("_solution_", ast.Load()), args=[func], keywords=[])
+    copy_locations(call, func)
+    ast.fix_missing_locations(call)
+    return call
+
+
 class SandboxTransformer(RestrictingNodeTransformer):
     """RestrictedPython's policy plus: guarded ``**``/``*``/``<<``/``%``, checked f-string
     format specifications, bounded int literals, augmented assignment on items and
@@ -121,6 +135,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
         self._classes: list[str] = []  # the enclosing class statements, innermost last
         self._scopes: list[str] = []  # "class" or "function", innermost last
         self._depth = 0
+        self._in_solution = False  # in the body of the module's own ``def solution``
 
     def visit(self, node: ast.AST) -> Any:
         """Every node passes here: the nesting is measured on the way, before anything
@@ -215,11 +230,35 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
         _strip_annotations(node.args)
         node.returns = None
+        solution = not self._scopes and node.name == ANSWER_FUNCTION
         self._scopes.append("function")
+        self._in_solution |= solution
         try:
             return super().visit_FunctionDef(node)
         finally:
             self._scopes.pop()
+            if solution:
+                self._in_solution = False
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        """``print(solution())``: a call of ``solution`` anywhere but in its own body (its
+        recursion costs no frame) goes through ``_solution_``, which keeps what the outermost
+        call answered, and that is the run's answer: calling ``solution()`` again after the
+        program had answered ran its side effects twice (a counter in it answered 10 where
+        the program printed 5) or failed (``def solution(n)``: differential pass DC)."""
+        node = super().visit_Call(node)
+        if not isinstance(node, ast.Call) or self._in_solution:
+            return node
+        if _names_solution(node.func):
+            node.func = _recorded(node.func)
+        elif (  # f(*args): RestrictedPython made it _apply_(f, *args)
+            isinstance(node.func, ast.Name)
+            and node.func.id == "_apply_"
+            and node.args
+            and _names_solution(node.args[0])
+        ):
+            node.args[0] = _recorded(node.args[0])
+        return node
 
     def visit_Lambda(self, node: ast.Lambda) -> Any:
         self._scopes.append("function")

@@ -1726,8 +1726,39 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def make_globals(hooks: dict[str, Any], sink: PrintSink) -> dict[str, Any]:
-    """A fresh namespace for one run: the hooks, and a ``print`` into this run's sink."""
+class SolutionCalls:
+    """The program's own calls of ``solution`` (``print(solution())``, compiled as
+    ``_solution_(solution)()``): what the outermost of them answered last is the run's
+    answer, and ``solution`` is not called again."""
+
+    __slots__ = ("answered", "depth", "value")
+
+    def __init__(self) -> None:
+        self.answered = False
+        self.depth = 0
+        self.value: Any = None
+
+    def recording(self, func: Any) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            outermost = self.depth == 0
+            self.depth += 1
+            try:
+                value = func(*args, **kwargs)
+            finally:
+                self.depth -= 1
+            if outermost:
+                self.answered, self.value = True, value
+            return value
+
+        return call
+
+
+def make_globals(
+    hooks: dict[str, Any], sink: PrintSink, solution_calls: SolutionCalls | None = None
+) -> dict[str, Any]:
+    """A fresh namespace for one run: the hooks, a ``print`` into this run's sink, and the
+    record of the program's own calls of ``solution``."""
     namespace = dict(hooks)
     namespace["_print_"] = lambda _getattr=None: _PrintCollector(sink)
+    namespace["_solution_"] = (solution_calls or SolutionCalls()).recording
     return namespace

@@ -49,6 +49,47 @@ async def test_pal_answer_order(sandbox: Sandbox, code: str, value: object, stdo
     assert res.stdout == stdout
 
 
+@pytest.mark.parametrize(
+    ("code", "value", "stdout"),
+    [
+        # a side effect in solution(): the run answered 10 where the program printed 5
+        (
+            "n = 0\ndef solution():\n    global n\n    n += 5\n    return n\nprint(solution())",
+            5,
+            "5\n",
+        ),
+        ("def solution(n):\n    return n * n\nprint(solution(25))", 625, "625\n"),  # TypeError
+        ("def solution(n=25):\n    return n * n\nprint(solution(10))", 100, "100\n"),
+        (
+            "def solution(n):\n    return n + 1\nfor n in (1, 2, 3):\n    print(solution(n))",
+            4,
+            "2\n3\n4\n",
+        ),
+        (
+            "def solution():\n    print('once')\n    return 42\ndef main():\n"
+            "    return solution()\nif __name__ == '__main__':\n    main()",
+            42,
+            "once\n",
+        ),
+        ("def solution(*a):\n    return sum(a)\nargs = [1, 2]\nprint(solution(*args))", 3, "3\n"),
+        # recursion in its own body is not recorded, nor does it cost a frame
+        (
+            "def solution(n=900):\n    return 0 if n == 0 else 1 + solution(n - 1)\n"
+            "print(solution())",
+            900,
+            "900\n",
+        ),
+    ],
+)
+async def test_the_programs_own_call_of_solution_is_the_answer(
+    sandbox: Sandbox, code: str, value: object, stdout: str
+) -> None:
+    """Differential pass DC: after ``print(solution())`` the sandbox called ``solution()``
+    once more for the answer: its side effects ran twice, and ``def solution(n)`` failed."""
+    res = await sandbox.run(code)
+    assert (res.ok, res.value, res.stdout) == (True, value, stdout), res
+
+
 async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
     res = await sandbox.run(
         "from fractions import Fraction\nfrom decimal import Decimal\n"

@@ -246,9 +246,10 @@ class SandboxTransformer(RestrictingNodeTransformer):
         call answered, and that is the run's answer: calling ``solution()`` again after the
         program had answered ran its side effects twice (a counter in it answered 10 where
         the program printed 5) or failed (``def solution(n)``: differential pass DC)."""
-        node = super().visit_Call(node)
-        if not isinstance(node, ast.Call) or self._in_solution:
-            return node
+        visited = super().visit_Call(node)
+        if not isinstance(visited, ast.Call) or self._in_solution:
+            return visited
+        node = visited
         if _names_solution(node.func):
             node.func = _recorded(node.func)
         elif (  # f(*args): RestrictedPython made it _apply_(f, *args)

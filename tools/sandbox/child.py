@@ -63,6 +63,16 @@ def solution():
 """
 
 
+_EXIT_CODE = vars(SystemExit)["code"]  # the slot: a subclass's property cannot answer
+
+
+def _succeeded(exit: SystemExit) -> bool:
+    """``sys.exit()``, ``sys.exit(0)``, ``exit(None)``: a script's successful end (the
+    code read from the exception's own slot, compared by exact type)."""
+    code = _EXIT_CODE.__get__(exit)
+    return code is None or (type(code) is int and code == 0)
+
+
 class Runner:
     """Compiles and runs one program under the language layer (built once, in the template)."""
 
@@ -107,7 +117,11 @@ class Runner:
         self.guards.run_depth = stack_depth()
         sys.setrecursionlimit(self.guards.run_depth + self.recursion_limit * FRAMES_PER_CALL + 20)
         try:
-            exec(code_obj, namespace)
+            try:
+                exec(code_obj, namespace)
+            except SystemExit as exc:  # sys.exit(main()) after printing the answer: as a
+                if not _succeeded(exc):  # script does, the run ends well and keeps it
+                    raise
             reply = self._answer(namespace, sink, calls)
         except BaseException as exc:  # the program's own SystemExit, KeyboardInterrupt ...
             reply = describe_within_memory(exc, namespace)

@@ -43,7 +43,7 @@ import string
 import types
 from collections.abc import Callable, Iterator
 from types import BuiltinMethodType, FunctionType
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
@@ -1566,8 +1566,15 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         issubclass=classes.subclass_check,
         repr=_measured_text(builtins.repr, arith),
         ascii=_measured_text(builtins.ascii, arith),
+        exit=_exit,  # the site module's, which scripts call (differential pass DC)
+        quit=_exit,
     )
     return names
+
+
+def _exit(code: Any = None) -> NoReturn:
+    """``exit()``/``quit()``: the run ends; with no code or 0 it keeps its answer."""
+    raise SystemExit(code)
 
 
 def _measured_text(make: Callable[..., str], arith: Arithmetic) -> Callable[..., str]:

@@ -52,6 +52,37 @@ async def test_pal_answer_order(sandbox: Sandbox, code: str, value: object, stdo
 @pytest.mark.parametrize(
     ("code", "value", "stdout"),
     [
+        ("import sys\ndef main():\n    print(7)\nsys.exit(main())", 7, "7\n"),
+        ("import sys\ndef solution():\n    return 4\nprint(solution())\nsys.exit(0)", 4, "4\n"),
+        ("print(3)\nexit()", 3, "3\n"),
+        ("result = 5\nraise SystemExit", 5, ""),
+    ],
+)
+async def test_a_script_that_exits_well_keeps_its_answer(
+    sandbox: Sandbox, code: str, value: object, stdout: str
+) -> None:
+    """Differential pass DC: ``sys.exit(main())`` after printing the answer failed the run
+    with ``SystemExit``, and ``exit()`` was a NameError."""
+    res = await sandbox.run(code)
+    assert (res.ok, res.value, res.stdout) == (True, value, stdout), res
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import sys\nprint(3)\nsys.exit(1)",
+        "class Z(int):\n    def __eq__(self, o):\n        return True\nraise SystemExit(Z(4))",
+        "class E(SystemExit):\n    @property\n    def code(self):\n        return 0\nraise E(4)",
+    ],
+)
+async def test_a_script_that_exits_with_an_error_fails(sandbox: Sandbox, code: str) -> None:
+    res = await sandbox.run(code)
+    assert (res.ok, res.error_kind) in ((False, "SystemExit"), (False, "E")), res
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "stdout"),
+    [
         # a side effect in solution(): the run answered 10 where the program printed 5
         (
             "n = 0\ndef solution():\n    global n\n    n += 5\n    return n\nprint(solution())",

@@ -26,11 +26,12 @@ _FAILURES = "auth-failure"  # the failed attempts' namespace in the limiter's st
 
 
 def client_address(request: Request) -> str:
-    """The client's address: the peer's, or, from a proxy that ``FORWARDED_ALLOW_IPS`` trusts,
-    the one its ``X-Forwarded-For`` names (uvicorn's proxy-headers middleware reads it). From
-    anybody else that header is text the client wrote, and trusting it would let a guesser
-    pick a fresh address for every attempt."""
-    return request.client.host if request.client else "unknown"
+    """Whom the limits count without a key: the client's address (the peer's, or, from a
+    proxy that ``FORWARDED_ALLOW_IPS`` trusts, the one its ``X-Forwarded-For`` names: uvicorn's
+    proxy-headers middleware reads it; from anybody else that header is text the client wrote,
+    and trusting it would let a guesser pick a fresh address for every attempt), an IPv6 one
+    by its /64 (``address_group``)."""
+    return address_group(request.client.host) if request.client else "unknown"
 
 
 class AuthenticationFailed(ProblemError):
@@ -58,18 +59,20 @@ class FailedAuthThrottle:
 
     def blocked_for(self, address: str) -> int | None:
         """Seconds until ``address`` may try again, or None when it is not blocked."""
-        if self.limit is None or self._limiter.test(self.limit, _FAILURES, _bucket(address)):
+        if self.limit is None or self._limiter.test(self.limit, _FAILURES, address_group(address)):
             return None
-        stats = self._limiter.get_window_stats(self.limit, _FAILURES, _bucket(address))
+        stats = self._limiter.get_window_stats(self.limit, _FAILURES, address_group(address))
         return max(1, math.ceil(stats.reset_time - time.time()))  # never a second too early
 
     def failed(self, address: str) -> None:
         if self.limit is not None:
-            self._limiter.hit(self.limit, _FAILURES, _bucket(address))
+            self._limiter.hit(self.limit, _FAILURES, address_group(address))
 
 
-def _bucket(address: str) -> str:
-    """Whose failures an address's count with: itself, or its /64 for IPv6."""
+def address_group(address: str) -> str:
+    """Whom an address counts with: itself, or its /64 for IPv6, which is what one
+    subscriber usually holds (counted per address, eight addresses of one /64 took every run
+    slot of the service: red-team pass DB). Given a group, the same group."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:  # not an IP (e.g. "unknown"): counted as it is

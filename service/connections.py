@@ -27,6 +27,8 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from service.auth import address_group
+
 # Set by ``configure`` before uvicorn starts (and again in each worker: ``worker_app``).
 HEADER_TIMEOUT_S = 10.0
 MAX_CONNECTIONS_PER_ADDRESS = 64
@@ -56,10 +58,11 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._address = self.client[0] if self.client else None
+        peer = self.client[0] if self.client else None
+        self._address = address_group(peer) if peer is not None else None  # an IPv6 /64
         self._deadline: asyncio.TimerHandle | None = None
         self._awaited: Any = None
-        if self._address is not None and not _trusted(self._address):
+        if peer is not None and not _trusted(peer):
             if _OPEN[self._address] >= MAX_CONNECTIONS_PER_ADDRESS:
                 self._address = None  # not counted: closed before it is served
                 transport.abort()

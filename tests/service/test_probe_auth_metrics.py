@@ -227,3 +227,20 @@ def test_a_trusted_proxy_names_the_client(llm: FakeLLM, tmp_path: Path) -> None:
                 assert untrusted.get("/actions", headers=WRONG | spoofed).status_code == 401
             blocked(untrusted.get("/actions", headers=RIGHT | tenant), 60)
         assert proxy.get("/actions", headers=RIGHT | tenant).status_code == 200
+
+
+def test_without_keys_an_ipv6_client_is_limited_by_its_64(llm: FakeLLM, tmp_path: Path) -> None:
+    """Red-team pass DB: without keys every limit counted a full address, so eight
+    addresses of one IPv6 /64 took every run slot of the service (31 of 32 of another
+    client's requests refused). A /64 is one client now, for the rate limit too."""
+    extra = {"RATE_LIMIT": "2/minute", "FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    with serve(tmp_path, llm_url=llm.url, **extra) as service:
+        proxy = service.client
+
+        def make_thread(address: str) -> int:
+            headers = {"x-forwarded-for": address}
+            return proxy.post("/threads", json={}, headers=headers).status_code
+
+        assert [make_thread(f"2001:db8:0:7::{n}") for n in (1, 2)] == [201, 201]
+        assert make_thread("2001:db8:0:7:ffff::3") == 429  # the same /64
+        assert make_thread("2001:db8:0:8::1") == 201  # the next one

@@ -59,17 +59,16 @@ class BoundedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         peer = self.client[0] if self.client else None
-        self._address = address_group(peer) if peer is not None else None  # an IPv6 /64
+        self._address: str | None = None  # whom this connection counts with, if anyone
         self._deadline: asyncio.TimerHandle | None = None
         self._awaited: Any = None
         if peer is not None and not _trusted(peer):
-            if _OPEN[self._address] >= MAX_CONNECTIONS_PER_ADDRESS:
-                self._address = None  # not counted: closed before it is served
-                transport.abort()
+            address = address_group(peer)  # an IPv6 client by its /64
+            if _OPEN[address] >= MAX_CONNECTIONS_PER_ADDRESS:
+                transport.abort()  # not counted: closed before it is served
                 return
-            _OPEN[self._address] += 1
-        else:
-            self._address = None
+            _OPEN[address] += 1
+            self._address = address
         self._await_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:

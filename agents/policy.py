@@ -17,6 +17,14 @@ from agents.errors import ActionNotAllowed
 
 FINISH = "finish"
 Protocol = Literal["text", "json", "tools"]  # agents.protocol
+MAX_OBSERVATION_CHARS = 4000  # what a step's observation keeps, in ReAct and PAL alike
+
+
+def truncated(text: str, limit: int = MAX_OBSERVATION_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... truncated {len(text) - limit} characters]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +32,7 @@ class RunPolicy:
     allowed: tuple[str, ...]  # lower-case names, always including "finish"
     max_steps: int = 8
     max_consecutive_refusals: int = 3
-    max_observation_chars: int = 4000
+    max_observation_chars: int = MAX_OBSERVATION_CHARS
     max_tokens: int = 512  # per LLM call
     temperature: float = 0.0
     protocol: Protocol = "text"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.pal.format import format_answer
+from agents.policy import truncated
 
 REL_TOL = 1e-6
 ABS_TOL = 1e-6
@@ -73,7 +74,8 @@ class VoteResult:
         return winner.count > runner_up + pending
 
     def as_details(self) -> list[dict[str, Any]]:
-        return [{"answer": v.answer, "count": v.count} for v in self.votes]
+        """Each answer cut as an observation is (the winner's value is ``details.value``)."""
+        return [{"answer": truncated(v.answer), "count": v.count} for v in self.votes]
 
 
 def as_number(value: Any) -> int | float | None:

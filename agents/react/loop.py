@@ -49,7 +49,7 @@ from agents.events import (
 )
 from agents.llm.base import LLM, ChatMessage, Choice, ToolCall, ToolSpec, Usage
 from agents.memory import Memory
-from agents.policy import FINISH, RunPolicy
+from agents.policy import FINISH, RunPolicy, truncated
 from agents.react import prompt
 from agents.react.parser import ParsedStep, is_prose, parse_completion, parse_json_step
 from agents.untrusted import defang_template_tokens, untrusted_text
@@ -419,10 +419,7 @@ class ReActAgent:
         )
 
     def _truncate(self, text: str) -> str:
-        limit = self._policy.max_observation_chars
-        if len(text) <= limit:
-            return text
-        return text[:limit] + f"\n[... truncated {len(text) - limit} characters]"
+        return truncated(text, self._policy.max_observation_chars)
 
 
 def wire_name(action: str) -> str:

@@ -554,3 +554,17 @@ async def test_with_one_sample_a_timeout_propagates() -> None:
     llm = TimesOut(make_llm(FakeOpenAI(lambda request: fenced(program("1")))), {1})
     with pytest.raises(LLMTimeout):
         await collect(run_pal(QUESTION, llm=llm, sandbox=FakeSandbox()))
+
+
+async def test_long_results_are_cut_in_steps_and_votes_but_not_in_the_value() -> None:
+    """Red-team pass DB: eight samples each answering 60,000 characters made a 1.5 MB
+    response and 4 MB of store a run (PAL kept observations whole; ReAct cuts them)."""
+    fake = FakeOpenAI([fenced(program("'x' * 60000")), fenced(program("'y' * 60000"))])
+    steps, final = await collect(
+        run_pal(QUESTION, llm=make_llm(fake), sandbox=FakeSandbox(), options=PalOptions(samples=2))
+    )
+    observations = [s.text for s in steps if isinstance(s, ObservationEvent)]
+    assert len(observations) == 2
+    assert all(len(text) < 4100 and "[... truncated" in text for text in observations)
+    assert all(len(vote["answer"]) < 4100 for vote in final.details["votes"])
+    assert len(final.details["value"]) == 60000

@@ -44,7 +44,7 @@ from service.routes.collections import document_body_limit
 from service.runs import RunManager
 from service.settings import Settings
 from service.state import AppState
-from service.store import RunStore
+from service.store import RunStore, StoreUnavailable
 from service.warm import warm_up_conversations
 from tools.base import availability
 from tools.mcp_tool import McpServers, parse_servers
@@ -98,6 +98,9 @@ def create_app(
             cutoff = None if alone else _ago(settings.request_timeout_s + ORPHAN_MARGIN_S)
             if interrupted := await store.mark_interrupted(older_than=cutoff):
                 log.warning("runs left in progress by a stopped process", interrupted=interrupted)
+            if settings.run_retention_days is not None:
+                retention = asyncio.create_task(_keep_retention(store, settings.run_retention_days))
+                stack.push_async_callback(_cancel, retention)
             provider = search_provider or build_search_provider(settings)
             stack.push_async_callback(provider.aclose)
             remote = McpServers(
@@ -266,6 +269,28 @@ async def _probe_protocol(choice: ProtocolChoice) -> None:
 
 def _ago(seconds: float) -> dt.datetime:
     return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+
+
+RETENTION_SWEEP_S = 3600.0  # how often old runs are looked for
+RETENTION_PAUSE_S = 0.05  # between two batches of deletes: other writes go in between
+
+
+async def _keep_retention(store: RunStore, days: float) -> None:
+    """``RUN_RETENTION_DAYS``: now and every hour, delete what is older, a batch at a time
+    (a store that one key filled at 5 GB an hour otherwise only grew: red-team pass DB). A
+    store that fails is tried again at the next sweep; the service goes on."""
+    while True:
+        deleted = 0
+        try:
+            cutoff = _ago(days * 86_400)
+            while found := await store.delete_older_than(cutoff):
+                deleted += found
+                await asyncio.sleep(RETENTION_PAUSE_S)
+        except StoreUnavailable as exc:
+            log.warning("retention sweep failed; trying again later", error=str(exc))
+        if deleted:
+            log.info("retention sweep", deleted=deleted, days=days)
+        await asyncio.sleep(RETENTION_SWEEP_S)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

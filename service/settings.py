@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     # Proxies (addresses or networks) whose X-Forwarded-For names the client; empty: none.
     forwarded_allow_ips: CommaList = ()
     database_url: str  # default: a SQLite file, DATA_DIR/runs.db
+    # Runs (and threads untouched) older than this many days are deleted, hourly; None: kept.
+    run_retention_days: float | None = Field(None, gt=0, le=36_500)
 
     # Files: the run store and the assembled model, unless set apart (agents/paths.py).
     data_dir: Path = Field(default_factory=default_data_dir)

@@ -69,7 +69,7 @@ from sqlalchemy.sql.elements import ColumnElement
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in MIGRATIONS (a test holds the two together). A database already at it
 # starts without importing Alembic, which would cost a tenth of the embedded model's cold start.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 _Row = TypeVar("_Row")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -138,7 +138,7 @@ class RunRecord(_Base):
     __tablename__ = "runs"
 
     run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     mode: Mapped[str] = mapped_column(String(16))
     question: Mapped[str] = mapped_column(StorableText)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -676,6 +676,57 @@ class RunStore:
             await session.execute(delete(RunRecord).where(RunRecord.thread_id == thread_id))
             await session.delete(found)
         return True
+
+    @_detached
+    async def delete_older_than(self, cutoff: dt.datetime, batch: int = 500) -> int:
+        """At most ``batch`` of what ``RUN_RETENTION_DAYS`` lets go, oldest first: runs
+        outside a thread that started before ``cutoff`` and have ended, with their events and
+        feedback; and threads made before it that no run started in since and none runs in,
+        whole (deleting a thread's older turns alone would change what its memory folds).
+        How many runs and threads went; 0 when nothing is left to delete."""
+        async with self._write() as session:
+            runs = list(
+                (
+                    await session.scalars(
+                        select(RunRecord.run_id)
+                        .where(
+                            RunRecord.created_at < cutoff,
+                            RunRecord.thread_id.is_(None),
+                            RunRecord.status.not_in(ACTIVE),
+                        )
+                        .order_by(RunRecord.created_at)
+                        .limit(batch)
+                    )
+                ).all()
+            )
+            recent = select(RunRecord.thread_id).where(
+                RunRecord.thread_id.is_not(None),
+                or_(RunRecord.created_at >= cutoff, RunRecord.status.in_(ACTIVE)),
+            )
+            threads = list(
+                (
+                    await session.scalars(
+                        select(ThreadRecord.thread_id)
+                        .where(
+                            ThreadRecord.created_at < cutoff, ThreadRecord.thread_id.not_in(recent)
+                        )
+                        .order_by(ThreadRecord.created_at)
+                        .limit(max(1, batch // 10))  # a thread may hold many runs
+                    )
+                ).all()
+            )
+            if threads:
+                in_threads = select(RunRecord.run_id).where(RunRecord.thread_id.in_(threads))
+                runs.extend((await session.scalars(in_threads)).all())
+            if runs:
+                await session.execute(delete(EventRecord).where(EventRecord.run_id.in_(runs)))
+                await session.execute(delete(FeedbackRecord).where(FeedbackRecord.run_id.in_(runs)))
+                await session.execute(delete(RunRecord).where(RunRecord.run_id.in_(runs)))
+            if threads:
+                await session.execute(
+                    delete(ThreadRecord).where(ThreadRecord.thread_id.in_(threads))
+                )
+        return len(runs) + len(threads)
 
     @_detached
     async def save_summary(self, thread_id: str, summary: str | None, summarized: int) -> None:

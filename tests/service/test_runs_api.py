@@ -463,3 +463,24 @@ async def test_an_export_at_a_time_per_key_written_in_batches(
         raw = await client.get("/feedback/export?format=raw")
         assert {json.loads(line)["run_id"] for line in raw.text.splitlines()} == made
         assert (await client.get("/feedback/export?format=raw")).status_code == 200  # given back
+
+
+async def test_runs_past_the_retention_are_deleted_at_start(
+    app_client: AppFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """``RUN_RETENTION_DAYS``: the service deletes older runs when it starts (and hourly)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/kept.db"
+    store = store_module.RunStore(url)
+    await store.start()
+    now = store_module._now
+    monkeypatch.setattr(store_module, "_now", lambda: now() - store_module.dt.timedelta(days=3))
+    await store.create("a9ed", "react", "q", status="finished")
+    monkeypatch.setattr(store_module, "_now", now)
+    await store.create("f7e5", "react", "q", status="finished")
+    await store.aclose()
+    async with app_client(FakeOpenAI(), database_url=url, run_retention_days=2) as c:
+        deadline = time.monotonic() + 10
+        while (await c.get("/runs/a9ed")).status_code != 404:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert (await c.get("/runs/f7e5")).status_code == 200

@@ -4,6 +4,7 @@ under callers that are cancelled half-way (no connection is abandoned, no write 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gc
 import inspect
 import random
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from service import store as store_module
 from service.store import RunStore, ThreadActive, ThreadGone
 
 
@@ -172,5 +174,41 @@ async def test_a_thread_is_never_deleted_under_a_run_that_started_in_it(
                 assert run is not None and run["thread_id"] == thread
             else:
                 assert results[1] is True and run is None, results
+    finally:
+        await store.aclose()
+
+
+async def test_retention_deletes_what_is_older_and_keeps_threads_whole(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RUN_RETENTION_DAYS`` (red-team pass DB: one key grew the store 5 GB an hour and
+    nothing ever deleted a run): an ended run older than the cutoff goes with its events and
+    feedback; a running one stays; a thread goes whole once nothing started in it since."""
+    store = RunStore(database_url)
+    await store.start()
+    try:
+        now = store_module._now
+        monkeypatch.setattr(store_module, "_now", lambda: dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        await store.create("old", "react", "q", status="finished")
+        await store.record_events("old", [(1, "step", {"n": 1})])
+        await store.put_feedback("old", "", {"score": 1})
+        await store.create("old-running", "react", "q")
+        for thread in ("t-idle", "t-live"):
+            await store.create_thread(thread, "", {})
+            await store.create(f"{thread}-1", "react", "q", thread_id=thread, status="finished")
+        monkeypatch.setattr(store_module, "_now", now)
+        await store.create("t-live-2", "react", "q", thread_id="t-live", status="finished")
+        await store.create("new", "react", "q", status="finished")
+        cutoff = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
+        counts = []
+        while deleted := await store.delete_older_than(cutoff, batch=1):
+            counts.append(deleted)
+        assert sum(counts) == 3, counts  # "old", and "t-idle" with its run
+        assert await store.get("old") is None and await store.events("old") == []
+        assert await store.feedback("old", "") is None
+        assert await store.get_thread("t-idle", "") is None and await store.get("t-idle-1") is None
+        for kept in ("old-running", "t-live-1", "t-live-2", "new"):
+            assert await store.get(kept) is not None, kept
+        assert await store.get_thread("t-live", "") is not None
     finally:
         await store.aclose()

@@ -511,9 +511,19 @@ def _sys_view(guards: Guards) -> dict[str, Any]:
     def exit(status: Any = None) -> None:
         raise SystemExit(status)
 
+    def set_int_max_str_digits(maxdigits: Any) -> None:
+        """What 3.11 programs call before printing a big int (differential pass DC): checked
+        as CPython checks it, and nothing changes: a run's ints are within the sandbox's own
+        digit limit, which ``str()`` already allows."""
+        digits = index_value(maxdigits)
+        if digits != 0 and digits < 640:
+            raise ValueError("maxdigits must be 0 or larger than 640")
+
     return {
         "setrecursionlimit": setrecursionlimit,
         "getrecursionlimit": getrecursionlimit,
+        "set_int_max_str_digits": set_int_max_str_digits,
+        "get_int_max_str_digits": sys.get_int_max_str_digits,
         "byteorder": sys.byteorder,
         "exit": exit,
         "maxsize": sys.maxsize,

@@ -124,8 +124,8 @@ class _FairSlots:
             return False
         if self.waiting < queue_size:
             return False
-        if queue_size == 0:
-            return True
+        if queue_size == 0 or self.waiting >= 2 * queue_size:
+            return True  # (a place for each newcomer was a place for each of 40 owners: DD)
         queue = self._queues.get(owner)
         owners = len(self._queues) + (queue is None)
         return len(queue or ()) >= max(1, queue_size // owners)

@@ -22,7 +22,7 @@ import os
 import select
 import sys
 from collections.abc import Callable
-from types import TracebackType
+from types import FunctionType, TracebackType
 from typing import Any, NoReturn
 
 from tools.sandbox import compiler, policy, values
@@ -71,6 +71,18 @@ def _succeeded(exit: SystemExit) -> bool:
     code read from the exception's own slot, compared by exact type)."""
     code = _EXIT_CODE.__get__(exit)
     return code is None or (type(code) is int and code == 0)
+
+
+def _needs_arguments(func: Any) -> bool:
+    """A plain function with a parameter that has no default (read from the function's own
+    C fields: nothing of the program's runs)."""
+    if type(func) is not FunctionType:
+        return False
+    code = func.__code__
+    positional = code.co_argcount - len(func.__defaults__ or ())
+    keywords = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    defaults = func.__kwdefaults__ or {}
+    return positional > 0 or any(name not in defaults for name in keywords)
 
 
 class Runner:
@@ -151,11 +163,15 @@ class Runner:
     def _answer(
         self, namespace: dict[str, Any], sink: policy.PrintSink, calls: policy.SolutionCalls
     ) -> dict[str, Any]:
-        """The PAL answer: solution() (what the program's own last call of it answered, if it
-        made one) -> result -> answer -> last printed line."""
+        """The PAL answer: solution() -> result -> answer -> last printed line. What the
+        program's own last ``solution()`` answered is not asked again (its side effects would
+        run twice), and a ``solution`` that needs arguments answers what the program's own
+        last call of it with some did (``print(solution(25))``)."""
         solution = namespace.get("solution")
-        if calls.answered:
-            value = calls.value
+        if calls.bare is not None:
+            value = calls.bare[0]
+        elif calls.given is not None and _needs_arguments(solution):
+            value = calls.given[0]
         elif callable(solution):
             value = solution()
         elif "result" in namespace:

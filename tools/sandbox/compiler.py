@@ -29,6 +29,7 @@ from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locati
 
 from tools.sandbox.names import (
     ALLOWED_DUNDER_METHODS,
+    ANSWER_FUNCTION,
     CLASS_BODY_NAMES,
     DENIED_ATTRIBUTES,
     FILENAME,
@@ -104,9 +105,6 @@ class CompileRefused(Exception):
 
 
 # --------------------------------------------------------------------------- compile
-
-
-ANSWER_FUNCTION = "solution"  # what a PAL program defines; the child calls it for the answer
 
 
 def _names_solution(node: ast.expr) -> bool:

@@ -21,6 +21,7 @@ import re
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 FILENAME = "<sandbox>"
+ANSWER_FUNCTION = "solution"  # what a PAL program defines; the child calls it for the answer
 
 # Attribute names refused even though they do not start with "_": frames, code, and the MRO
 # (``type.mro()`` would hand out ``object``'s relatives).

@@ -61,6 +61,7 @@ from tools.sandbox.limits import (
     sized_method,
 )
 from tools.sandbox.names import (
+    ANSWER_FUNCTION,
     DENIED_ATTRIBUTES,
     FILENAME,
     OWN_DUNDERS,
@@ -1734,27 +1735,32 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
 
 
 class SolutionCalls:
-    """The program's own calls of ``solution`` (``print(solution())``, compiled as
-    ``_solution_(solution)()``): what the outermost of them answered last is the run's
-    answer, and ``solution`` is not called again."""
+    """The program's own calls of its ``solution`` (``print(solution())``, compiled as
+    ``_solution_(solution)()``): the outermost ones of the module's ``solution`` itself (a
+    parameter of that name is another function), what the last answered without arguments
+    and what the last answered with them (see ``child.Runner._answer``)."""
 
-    __slots__ = ("answered", "depth", "value")
+    __slots__ = ("bare", "depth", "given", "namespace")
 
     def __init__(self) -> None:
-        self.answered = False
         self.depth = 0
-        self.value: Any = None
+        self.bare: tuple[Any] | None = None  # (value,) of the last call without arguments
+        self.given: tuple[Any] | None = None  # (value,) of the last call with some
+        self.namespace: dict[str, Any] = {}
 
     def recording(self, func: Any) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            outermost = self.depth == 0
+            outermost = self.depth == 0 and func is self.namespace.get(ANSWER_FUNCTION)
             self.depth += 1
             try:
                 value = func(*args, **kwargs)
             finally:
                 self.depth -= 1
             if outermost:
-                self.answered, self.value = True, value
+                if args or kwargs:
+                    self.given = (value,)
+                else:
+                    self.bare = (value,)
             return value
 
         return call
@@ -1767,5 +1773,7 @@ def make_globals(
     record of the program's own calls of ``solution``."""
     namespace = dict(hooks)
     namespace["_print_"] = lambda _getattr=None: _PrintCollector(sink)
-    namespace["_solution_"] = (solution_calls or SolutionCalls()).recording
+    calls = solution_calls or SolutionCalls()
+    calls.namespace = namespace
+    namespace["_solution_"] = calls.recording
     return namespace

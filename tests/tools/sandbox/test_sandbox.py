@@ -90,7 +90,17 @@ async def test_a_script_that_exits_with_an_error_fails(sandbox: Sandbox, code: s
             "5\n",
         ),
         ("def solution(n):\n    return n * n\nprint(solution(25))", 625, "625\n"),  # TypeError
-        ("def solution(n=25):\n    return n * n\nprint(solution(10))", 100, "100\n"),
+        # a solution() that needs no argument answers itself: setting up with other ones
+        # (a table of solution(i), a check of solution(10)) leaves the answer as it was
+        ("def solution(n=25):\n    return n * n\nprint(solution(10))", 625, "100\n"),
+        ("def solution(n=10):\n    return n * n\ntable = [solution(i) for i in range(5)]", 100, ""),
+        # a function passed as a parameter named solution is not the program's solution
+        (
+            "def check(solution):\n    return solution() == 0\ndef solution():\n    return 42\n"
+            "ok = check(lambda: 0)",
+            42,
+            "",
+        ),
         (
             "def solution(n):\n    return n + 1\nfor n in (1, 2, 3):\n    print(solution(n))",
             4,
@@ -102,7 +112,7 @@ async def test_a_script_that_exits_with_an_error_fails(sandbox: Sandbox, code: s
             42,
             "once\n",
         ),
-        ("def solution(*a):\n    return sum(a)\nargs = [1, 2]\nprint(solution(*args))", 3, "3\n"),
+        ("def solution(a, b):\n    return a + b\nargs = [1, 2]\nprint(solution(*args))", 3, "3\n"),
         # recursion in its own body is not recorded, nor does it cost a frame
         (
             "def solution(n=900):\n    return 0 if n == 0 else 1 + solution(n - 1)\n"
@@ -371,8 +381,12 @@ async def test_each_owner_has_a_share_of_the_queue() -> None:
         # b: 1 running (the slot a may not take), 2 waiting (4 places over 2 owners)
         assert [r.value for r in samples] == [0, 1, 2, None], samples
         assert samples[3].error_kind == "SandboxBusy"
-        kinds = [r.error_kind for r in await asyncio.gather(*filling)]
-        assert sorted(kinds) == ["SandboxBusy"] * 2 + ["Timeout"] * 5, kinds
+        # and the places in all stay under twice the queue's size, however many owners come
+        others = [asyncio.create_task(run_as(f"o{n}", spin)) for n in range(5)]
+        await asyncio.sleep(0.1)  # o0 runs; a: 4 waiting, o1-o4 one each: 8 in all
+        assert (await run_as("o9", "result = 9")).error_kind == "SandboxBusy"
+        kinds = [r.error_kind for r in await asyncio.gather(*filling, *others)]
+        assert sorted(kinds) == ["SandboxBusy"] * 2 + ["Timeout"] * 10, kinds
 
 
 def waiting_children(sb: Sandbox) -> set[int]:

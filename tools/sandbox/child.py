@@ -70,7 +70,15 @@ def _succeeded(exit: SystemExit) -> bool:
     """``sys.exit()``, ``sys.exit(0)``, ``exit(None)``: a script's successful end (the
     code read from the exception's own slot, compared by exact type)."""
     code = _EXIT_CODE.__get__(exit)
-    return code is None or (type(code) is int and code == 0)
+    return code is None or code is False or (type(code) is int and code == 0)
+
+
+def _has_answer(namespace: dict[str, Any], sink: Any, calls: Any) -> bool:
+    """Something ``_answer`` can answer with: a ``solution``, ``result`` or ``answer``, or
+    printed output."""
+    if calls.bare is not None or calls.given is not None or sink.size > 0:
+        return True
+    return "solution" in namespace or "result" in namespace or "answer" in namespace
 
 
 def _needs_arguments(func: Any) -> bool:
@@ -132,7 +140,9 @@ class Runner:
             try:
                 exec(code_obj, namespace)
             except SystemExit as exc:  # sys.exit(main()) after printing the answer: as a
-                if not _succeeded(exc):  # script does, the run ends well and keeps it
+                # script does, the run ends well and keeps it; an exit with nothing to answer
+                # is the error it was (it ends the run, never the process: attack corpus)
+                if not _succeeded(exc) or not _has_answer(namespace, sink, calls):
                     raise
             reply = self._answer(namespace, sink, calls)
         except BaseException as exc:  # the program's own SystemExit, KeyboardInterrupt ...

@@ -54,8 +54,9 @@ logger = logging.getLogger("tools.sandbox")
 # need: this package's root and the site-packages holding RestrictedPython and friends.
 _SITE_PACKAGES = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
 _IMPORT_PATH = [str(Path(__file__).resolve().parents[2]), *sorted(_SITE_PACKAGES)]
-_BOOTSTRAP = (
-    f"import sys; sys.path[:0] = {_IMPORT_PATH!r}; from tools.sandbox.template import main; main()"
+_BOOTSTRAP = (  # the pure-Python lru_cache first: see tools/sandbox_lru.py
+    f"import sys; sys.path[:0] = {_IMPORT_PATH!r}; import tools.sandbox_lru as lru; lru.install()"
+    "; from tools.sandbox.template import main; main()"
 )
 # The whole environment of a template: no keys, no service settings, and no PYTHONHASHSEED,
 # so that every template draws a random hash seed of its own.

@@ -3670,3 +3670,41 @@ async def test_a_property_is_never_copied_with_none(box: Sandbox, call: str) -> 
     )
     assert (res.ok, res.error_kind) == (False, "SecurityError"), res
     assert "(None) is not available" in (res.error or ""), res
+
+
+# Pass DD: CPython's C lru_cache keeps pointers into its entries while it compares keys, and a
+# key's __eq__ that called the same cached function again corrupted it (SIGSEGV in 3.11-3.13,
+# gh-94879), from typing's own caches (and from the program's @lru_cache: still open). The
+# template makes typing's caches pure-Python (tools/sandbox_lru.py): a re-entry may leave one
+# inconsistent (a KeyError), never crash.
+LRU_REENTRIES = {
+    "typings_own_cache": """\
+import typing, random
+rnd = random.Random(2)
+depth = [0]
+class K:
+    def __init__(self, v):
+        self.v = v
+    def __hash__(self):
+        return self.v % 40
+    def __eq__(self, o):
+        if depth[0] < 3 and rnd.random() < 0.7:
+            depth[0] += 1
+            try:
+                for _ in range(rnd.randrange(4)):
+                    typing.Literal[K(rnd.randrange(400))]
+            finally:
+                depth[0] -= 1
+        return isinstance(o, K) and o.v == self.v
+for i in range(1500):
+    typing.Literal[K(rnd.randrange(400))]
+result = 'survived'
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LRU_REENTRIES))
+async def test_a_cache_re_entered_from_a_key_s_eq_does_not_crash(box: Sandbox, name: str) -> None:
+    res = await box.run(LRU_REENTRIES[name])
+    assert res.error_kind != "Crashed", res
+    assert res.ok or res.error_kind == "KeyError", res

@@ -1410,21 +1410,16 @@ _SET_REENTERED = (
     "result = [len(s), len(list(s))]"
 )
 COMPARING_CHANGES = {
-    "a_set_gains_its_key_in_its_own_add": _SET_REENTERED.replace(
-        "INNER", "box[0].add(self)"
-    ).replace("OUTER", "s.add(T())"),
-    "a_set_gains_its_key_in_its_own_update": _SET_REENTERED.replace(
-        "INNER", "box[0].update([self])"
-    ).replace("OUTER", "s.update([T()])"),
-    "a_set_gains_its_key_by_an_add_read_before": _SET_REENTERED.replace(
-        "INNER", "add(self)"
-    ).replace("OUTER", "s.add(T())"),
-    "a_set_gains_its_key_by_the_unbound_add": _SET_REENTERED.replace(
-        "INNER", "set.add(box[0], self)"
-    ).replace("OUTER", "set.add(s, T())"),
-    "a_set_gains_its_key_by_an_in_place_union": _SET_REENTERED.replace(
-        "INNER", "box[0] |= {self}"
-    ).replace("OUTER", "s |= {T()}"),
+    **{
+        f"a_set_gains_its_key_{how}": _SET_REENTERED.replace("INNER", inner).replace("OUTER", outer)
+        for how, inner, outer in [
+            ("in_its_own_add", "box[0].add(self)", "s.add(T())"),
+            ("in_its_own_update", "box[0].update([self])", "s.update([T()])"),
+            ("by_an_add_read_before", "add(self)", "s.add(T())"),
+            ("by_the_unbound_add", "set.add(box[0], self)", "set.add(s, T())"),
+            ("by_an_in_place_union", "box[0] |= {self}", "s |= {T()}"),
+        ]
+    },
     # resizing its node index looks each key up; a key's __eq__ that added keys made CPython
     # write past the end of the index (SIGSEGV)
     "an_ordered_dict_gains_keys": _OD_KEYS_ADD.replace("ADD", "od['x%d' % i] = i"),

@@ -73,7 +73,9 @@ def _succeeded(exit: SystemExit) -> bool:
     return code is None or code is False or (type(code) is int and code == 0)
 
 
-def _has_answer(namespace: dict[str, Any], sink: Any, calls: Any) -> bool:
+def _has_answer(
+    namespace: dict[str, Any], sink: policy.PrintSink, calls: policy.SolutionCalls
+) -> bool:
     """Something ``_answer`` can answer with: a ``solution``, ``result`` or ``answer``, or
     printed output."""
     if calls.bare is not None or calls.given is not None or sink.size > 0:

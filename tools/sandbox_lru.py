@@ -19,9 +19,9 @@ import sys
 
 
 def install() -> None:
-    """Import ``typing`` with the Python wrapper for its caches. (The program's own
-    ``lru_cache`` is still the C one: the policy knows its wrapper by type, and a Python one
-    broke ``classmethod(lru_cache(f))`` and ``obj.method.cache_info()``; not done yet.)"""
+    """Import ``typing`` with the Python wrapper for its caches. (The program's own bounded
+    ``lru_cache`` stays the C one, never re-entered: ``tools/sandbox/caches.py``; its memoised
+    calls would take twice as long or more with the Python version.)"""
     if "typing" in sys.modules:
         raise RuntimeError("the pure-Python lru_cache must be installed before typing is imported")
     spec = importlib.util.find_spec("functools")

@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping
 from types import FunctionType, MappingProxyType
 from typing import Any
 
+from tools.sandbox.caches import bounded_lru_cache
 from tools.sandbox.copying import make_copy_view
 from tools.sandbox.dataclassing import make_dataclasses_view
 from tools.sandbox.limits import (
@@ -208,15 +209,24 @@ def _caches(guards: Guards) -> dict[str, Callable[..., Any]]:
             )
         return func
 
+    def cached(func: Any, maxsize: int | None) -> Any:
+        if maxsize is None or maxsize <= 0:  # a dict alone, or no cache: the C ones
+            return functools.lru_cache(maxsize)(own(func))
+        wrapper = bounded_lru_cache(own(func), maxsize)  # never re-entered (caches.py)
+        guards.classes.contain_cache(wrapper, func)
+        return wrapper
+
     def lru_cache(maxsize: Any = 128, typed: Any = False) -> Any:
         if callable(maxsize) and not isinstance(maxsize, int):  # @lru_cache without ()
-            return functools.lru_cache()(own(maxsize))
+            return cached(maxsize, 128)
         if typed:
             # A typed key holds type(arg) of every argument: the real type of a class, which
             # the dict's comparison then hands to a colliding key's __eq__.
             raise SandboxSecurityError("lru_cache(typed=True) is not available in the sandbox")
-        decorate = functools.lru_cache(maxsize)
-        return lambda func: decorate(own(func))
+        if maxsize is not None and not isinstance(maxsize, int):
+            raise TypeError("Expected first argument to be an integer, a callable, or None")
+        size = None if maxsize is None else max(operator.index(maxsize), 0)
+        return lambda func: cached(func, size)
 
     def cache(func: Any) -> Any:
         return functools.cache(own(func))

@@ -631,7 +631,7 @@ class Guards:
 
     def _program_callable(self, value: Any) -> bool:
         if type(value) is FunctionType:
-            return bool(value.__code__.co_filename == FILENAME)
+            return value.__code__.co_filename == FILENAME or self.classes.is_program_cache(value)
         if isinstance(value, _CALLABLE_HOLDERS):
             held = value.func if isinstance(value, _PARTIALS) else getattr(value, "fget", None)
             return held is None or self._program_callable(held)

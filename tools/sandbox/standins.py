@@ -476,17 +476,6 @@ def _unicode_error(real: type[UnicodeError], *args: Any) -> UnicodeError:
     return error
 
 
-def _classmethod_of_a_function(func: Any) -> classmethod:  # type: ignore[type-arg]
-    """``classmethod(f)`` of a function (or of a cache of one: ``@classmethod @lru_cache``,
-    whose ``__get__`` only binds) only: in Python 3.11 a classmethod of a descriptor calls
-    that descriptor's ``__get__`` with the class as the instance, and a library property's
-    getter then ran ``self.__class__(...)`` with ``self`` a class: the real ``type``
-    (red-team pass Z)."""
-    if not _written_by_the_program(func):
-        raise SandboxSecurityError("classmethod() takes a function in the sandbox")
-    return classmethod(func)
-
-
 class TypeToken:
     """What ``type(x)`` gives for a class a program may not hold: printable, comparable by
     identity (one token per class), and nothing else."""
@@ -985,6 +974,7 @@ class Classes:
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
         self._wrapped: dict[int, Callable[..., Any]] = {}  # the program's methods, contained
         self._wraps: dict[int, Any] = {}  # what each contained method calls
+        self._caches: dict[int, Callable[..., Any]] = {}  # bounded lru_caches (caches.py)
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
@@ -1007,7 +997,7 @@ class Classes:
         self.fraction = _stand_in(fractions.Fraction, self._fraction)
         self.decimal = _stand_in(decimal.Decimal, self._decimal)
         self.context = _stand_in(decimal.Context, self.new_context)
-        self.classmethod = _stand_in(classmethod, _classmethod_of_a_function)
+        self.classmethod = _stand_in(classmethod, self._classmethod_of_a_function)
         # Their C ``__str__`` reads ``object[start]`` unchecked (gh-123378): made with the
         # bounds checked, never subclassed (red-team pass AM read any byte of the process)
         self.unicode_errors = {
@@ -1039,6 +1029,7 @@ class Classes:
         self._tokens.clear()
         self._wrapped.clear()
         self._wraps.clear()
+        self._caches.clear()
         self._clean.clear()
         self._kept.clear()
         self.comparing[0] = 0
@@ -1060,7 +1051,28 @@ class Classes:
             return True
         if self._wrapped.get(id(func)) is not func:
             return False
-        return _written_by_the_program(self._wraps.get(id(func)))
+        inner = self._wraps.get(id(func))  # (a method of a class, around a cache of one)
+        return _written_by_the_program(inner) or self.is_program_cache(inner)
+
+    def contain_cache(self, cache: Callable[..., Any], func: Any) -> None:
+        """Know ``cache`` (``caches.bounded_lru_cache``) as the program's own ``func``, which
+        it calls: as a function of the program's wherever one is asked for."""
+        self._wrapped[id(cache)] = cache
+        self._wraps[id(cache)] = func
+        self._caches[id(cache)] = cache
+
+    def is_program_cache(self, obj: Any) -> bool:
+        return self._caches.get(id(obj)) is obj
+
+    def _classmethod_of_a_function(self, func: Any) -> classmethod:  # type: ignore[type-arg]
+        """``classmethod(f)`` of a function (or of a cache of one: ``@classmethod @lru_cache``,
+        whose ``__get__`` only binds) only: in Python 3.11 a classmethod of a descriptor calls
+        that descriptor's ``__get__`` with the class as the instance, and a library property's
+        getter then ran ``self.__class__(...)`` with ``self`` a class: the real ``type``
+        (red-team pass Z)."""
+        if not (_written_by_the_program(func) or self.is_program_cache(func)):
+            raise SandboxSecurityError("classmethod() takes a function in the sandbox")
+        return classmethod(func)
 
     def defines_private(self, obj: Any, name: str) -> bool:
         """``obj.<name>`` for a private name: only what the program itself defined, on its own
@@ -1508,8 +1520,10 @@ class Classes:
                 setattr(method, name, str.__str__(text))
             elif name == "__doc__":
                 method.__doc__ = None
-        if type(func) is FunctionType and func.__code__.co_filename == FILENAME:
-            method.__dict__ = func.__dict__  # C.g.calls is f.calls, as in Python: one dict
+        if type(func) is FunctionType and (
+            func.__code__.co_filename == FILENAME or self.is_program_cache(func)
+        ):  # C.g.calls is f.calls, as in Python: one dict (s.f.cache_info() of a cached one)
+            method.__dict__ = func.__dict__
         wrapped[id(method)] = method
         self._wraps[id(method)] = func
         if type(value) is FunctionType:

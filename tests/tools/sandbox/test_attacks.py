@@ -826,10 +826,19 @@ async def test_a_wrapped_method_takes_an_instance_of_the_programs_class(box: San
     assert (plain.ok, plain.error_kind) == (False, "SecurityError"), plain
     also = await box.run(
         "import functools\nclass C:\n    __slots__ = ()\n"
-        "    __eq__ = functools.lru_cache(lambda self, other: False)\n"
+        "    __eq__ = functools.cache(lambda self, other: False)\n"
         "result = vars(C)['__eq__'](5, 6)"
     )  # called with something else than an instance: refused, or not handed out at all
     assert (also.ok, also.error_kind) in ((False, "SecurityError"), (False, "KeyError")), also
+    # A bounded cache is a function of the program's (caches.py) that binds nothing: called
+    # with anything, it calls the program's function with it, as a plain function would.
+    bounded = await box.run(
+        "import functools\nclass C:\n    __slots__ = ()\n"
+        "    __eq__ = functools.lru_cache(lambda self, other: (self, other))\n"
+        "    __ne__ = lambda self, other: (self, other)\n"
+        "result = [vars(C)['__eq__'](5, 6), vars(C)['__ne__'](5, 6)]"
+    )
+    assert bounded.ok and bounded.value == [[5, 6], [5, 6]], bounded
     fine = await box.run(
         "class C:\n    def __enter__(self):\n        return self\n"
         "    __exit__ = classmethod(lambda cls, *a: False)\n"
@@ -3119,6 +3128,34 @@ FRIENDLY = {
         " len(collections.ChainMap.new_child(collections.ChainMap({'a': 1})).maps)]",
         [2, 1, 1, ["a", "b"], "A", 2],
     ),
+    "caches_in_every_form": (
+        "import functools\nclass A:\n    def __init__(self):\n        self.k = 3\n"
+        "    @functools.lru_cache(maxsize=64)\n    def m(self, x):\n        return self.k * x\n"
+        "    @classmethod\n    @functools.lru_cache(maxsize=8)\n"
+        "    def c(cls, x):\n        return x + 1\n"
+        "    @staticmethod\n    @functools.lru_cache(maxsize=8)\n"
+        "    def s(x):\n        return x * 2\n"
+        "a = A()\nfirst = [a.m(4), a.m(4), A.c(1), a.c(1), A.s(5)]\n"
+        "info = [tuple(a.m.cache_info()), tuple(A.c.cache_info()), tuple(A.s.cache_info())]\n"
+        "a.m.cache_clear()\n"
+        "@functools.lru_cache(4)\ndef f(x):\n    return x\n"
+        "@functools.lru_cache(-1)\ndef g(x):\n    return x\n"
+        "result = [first, info, tuple(a.m.cache_info()), sorted(k for k in vars(A) if k[0] != '_'),"
+        " [f(i % 6) for i in range(12)], tuple(f.cache_info()), f.cache_parameters(),"
+        " f.__name__, g(1), tuple(g.cache_info())]",
+        [
+            [12, 12, 2, 2, 10],
+            [[1, 1, 64, 1], [1, 1, 8, 1], [0, 1, 8, 1]],
+            [0, 0, 64, 0],
+            ["c", "m", "s"],
+            [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5],
+            [0, 12, 4, 4],
+            {"maxsize": 4, "typed": False},
+            "f",
+            1,
+            [0, 1, 0, 0],
+        ],
+    ),
     "caches_on_own_functions": (
         "import functools\n@functools.lru_cache(maxsize=None)\ndef fib(n):\n"
         "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
@@ -3669,10 +3706,39 @@ async def test_a_property_is_never_copied_with_none(box: Sandbox, call: str) -> 
 
 # Pass DD: CPython's C lru_cache keeps pointers into its entries while it compares keys, and a
 # key's __eq__ that called the same cached function again corrupted it (SIGSEGV in 3.11-3.13,
-# gh-94879), from typing's own caches (and from the program's @lru_cache: still open). The
-# template makes typing's caches pure-Python (tools/sandbox_lru.py): a re-entry may leave one
-# inconsistent (a KeyError), never crash.
+# gh-94879), from typing's own caches and from the program's bounded @lru_cache. The template
+# makes typing's caches pure-Python (tools/sandbox_lru.py): a re-entry may leave one
+# inconsistent (a KeyError), never crash. The program's bounded caches are never re-entered
+# (tools/sandbox/caches.py): a call from their middle goes to an unbounded cache beside them.
+_PROGRAMS_CACHE = """\
+import functools, random
+rnd = random.Random(SEED)
+depth = [0]
+@functools.lru_cache(SIZE)
+def f(k):
+    return k.v
+class K:
+    def __init__(self, v):
+        self.v = v
+    def __hash__(self):
+        return self.v % 100
+    def __eq__(self, o):
+        if depth[0] < 3 and rnd.random() < 0.7:
+            depth[0] += 1
+            try:
+                for _ in range(rnd.randrange(4)):
+                    f(K(rnd.randrange(400)))
+            finally:
+                depth[0] -= 1
+        return isinstance(o, K) and o.v == self.v
+for i in range(300):
+    f(K(rnd.randrange(400)))
+result = 'survived'
+"""
 LRU_REENTRIES = {
+    # (each crashed CPython 3.11.7 with the C cache, six seeds out of six)
+    "programs_own_cache_of_128": _PROGRAMS_CACHE.replace("SEED", "1").replace("SIZE", "128"),
+    "programs_own_default_cache": _PROGRAMS_CACHE.replace("SEED", "2").replace("(SIZE)", ""),
     "typings_own_cache": """\
 import typing, random
 rnd = random.Random(2)
@@ -3703,3 +3769,17 @@ async def test_a_cache_re_entered_from_a_key_s_eq_does_not_crash(box: Sandbox, n
     res = await box.run(LRU_REENTRIES[name])
     assert res.error_kind != "Crashed", res
     assert res.ok or res.error_kind == "KeyError", res
+    if name.startswith("programs_"):  # never re-entered: nothing to leave inconsistent
+        assert res.ok and res.value == "survived", res
+
+
+async def test_a_bounded_cache_is_not_cleared_in_its_own_middle(box: Sandbox) -> None:
+    """Clearing the list a full cache is walking is the same corruption as re-entering it."""
+    res = await box.run(
+        "import functools\n@functools.lru_cache(2)\ndef f(k):\n    return 1\n"
+        "class K:\n    def __hash__(self):\n        return 1\n"
+        "    def __eq__(self, o):\n        f.cache_clear()\n        return False\n"
+        "f(K())\nf(K())\nf(K())"
+    )
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert "cache_clear() cannot run while the same cache" in (res.error or ""), res

@@ -1533,7 +1533,7 @@ class _ContextWriter:
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
     "abs all any bin bool callable chr complex dict enumerate "
-    "filter float frozenset hash hex isinstance len list map max min "
+    "filter float frozenset hash hex id isinstance len list map max min "
     "next object oct ord property range reversed set slice sorted staticmethod "
     "super tuple zip None True False Ellipsis NotImplemented"
 ).split(" ")

@@ -3018,6 +3018,13 @@ LEGIT_SIZES = {
 
 # Found by the red-team pass: ordinary class code that the old name rules refused.
 FRIENDLY = {
+    "identity_by_id": (  # a visited set of nodes (addresses are no secret: hash() gives them)
+        "class N:\n    def __init__(self, nxt=None):\n        self.nxt = nxt\n"
+        "a = N()\nb = N(a)\na.nxt = b\nseen, n, steps = set(), b, 0\n"
+        "while id(n) not in seen:\n    seen.add(id(n))\n    n, steps = n.nxt, steps + 1\n"
+        "result = [steps, id(a) == id(a), id(a) != id(b)]",
+        [2, True, True],
+    ),
     "multiplications_as_python_makes_them": (
         "class M:\n    def __rmul__(self, other):\n        return 'mine'\n"
         "    def __mul__(self, other):\n        return 'mine too'\n"

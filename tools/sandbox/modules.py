@@ -211,7 +211,10 @@ def _caches(guards: Guards) -> dict[str, Callable[..., Any]]:
 
     def cached(func: Any, maxsize: int | None) -> Any:
         if maxsize is None or maxsize <= 0:  # a dict alone, or no cache: the C ones
-            return functools.lru_cache(maxsize)(own(func))
+            made = functools.lru_cache(maxsize)(own(func))
+            for name in ("cache_info", "cache_clear"):  # copied from a cache it wraps (its own
+                vars(made).pop(name, None)  # are the C type's; lru_cache set cache_parameters)
+            return made
         wrapper = bounded_lru_cache(own(func), maxsize)  # never re-entered (caches.py)
         guards.classes.contain_cache(wrapper, func)
         return wrapper
@@ -229,7 +232,7 @@ def _caches(guards: Guards) -> dict[str, Callable[..., Any]]:
         return lambda func: cached(func, size)
 
     def cache(func: Any) -> Any:
-        return functools.cache(own(func))
+        return cached(func, None)
 
     return {"lru_cache": lru_cache, "cache": cache}
 

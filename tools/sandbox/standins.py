@@ -1045,14 +1045,15 @@ class Classes:
         """A function the program wrote, or one of its methods as the class hook contained
         it; not a contained method that calls a library's function (``C.f = heapq.nlargest``
         is a library function put in a class, and read from it takes instances only)."""
-        if type(func) is not FunctionType:
-            return False
-        if func.__code__.co_filename == FILENAME:
-            return True
-        if self._wrapped.get(id(func)) is not func:
-            return False
-        inner = self._wraps.get(id(func))  # (a method of a class, around a cache of one)
-        return _written_by_the_program(inner) or self.is_program_cache(inner)
+        while type(func) is FunctionType:  # each step to what a wrapper the sandbox made
+            if func.__code__.co_filename == FILENAME:  # calls, made before it: no cycle
+                return True
+            if self._wrapped.get(id(func)) is not func:
+                return False
+            func = self._wraps.get(id(func))  # a method around a cache of a method...
+            if type(func) is _LRU_CACHE_WRAPPER:  # made of the program's function (_caches)
+                func = func.__wrapped__
+        return False
 
     def contain_cache(self, cache: Callable[..., Any], func: Any) -> None:
         """Know ``cache`` (``caches.bounded_lru_cache``) as the program's own ``func``, which

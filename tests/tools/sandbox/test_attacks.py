@@ -3163,6 +3163,13 @@ FRIENDLY = {
             [0, 1, 0, 0],
         ],
     ),
+    "caches_of_caches_and_of_methods": (  # red-team pass DE: as CPython answers
+        "from functools import cache, lru_cache\nclass C:\n    def m(self, x):\n"
+        "        return 10 * x\nclass H:\n    pass\ng = lru_cache(2)(C.m)\nh = H()\n"
+        "h.fn = g\ndef f(x):\n    return x\nk = cache(lru_cache(2)(f))\nk(1)\nk(1)\n"
+        "result = [h.fn(C(), 2), tuple(k.cache_info()), k.cache_parameters()]",
+        [20, [1, 1, None, 1], {"maxsize": 2, "typed": False}],  # (CPython copies the inner's)
+    ),
     "caches_on_own_functions": (
         "import functools\n@functools.lru_cache(maxsize=None)\ndef fib(n):\n"
         "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"

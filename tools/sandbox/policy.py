@@ -766,6 +766,12 @@ class Guards:
         any form, and width-taking methods, which get their size checks."""
         if type(value) in _DATA:  # most reads (``self.v``): nothing here replaces data
             return value
+        if (
+            type(value) is types.MethodType
+            and not isinstance(value.__self__, type)
+            and self.classes.is_program_function(value.__func__)
+        ):  # ``a.f(x)`` in a loop: every check below is about a library's functions
+            return value
         if isinstance(value, types.ModuleType):  # a library's own module: its real attributes
             raise SandboxSecurityError("modules are available through import only")
         if isinstance(value, type) and issubclass(value, type):
@@ -1234,6 +1240,14 @@ class Guards:
         return _WriteRefused(obj)
 
     def setattr(self, obj: Any, name: Any, value: Any) -> None:
+        if (
+            type(name) is str
+            and name[:1] != "_"
+            and name not in DENIED_ATTRIBUTES
+            and self.classes.plain_instance(obj)
+        ):  # ``self.total = x``: every check below would pass it as it is
+            setattr(obj, name, value)
+            return
         setattr(self.write(obj), self._writable_name(obj, name), value)
 
     def delattr(self, obj: Any, name: Any) -> None:

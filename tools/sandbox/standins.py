@@ -979,6 +979,7 @@ class Classes:
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
+        self._plain: dict[int, tuple[type, bool]] = {}  # see plain_instance
         # What an attribute's value goes through (Guards sets its vet), and for each kind of
         # value seen, whether it may change one (keyed by the class: its identity's hash).
         self.vet: Callable[[Any], Any] = _as_it_is
@@ -1030,6 +1031,7 @@ class Classes:
         self._wrapped.clear()
         self._wraps.clear()
         self._caches.clear()
+        self._plain.clear()
         self._clean.clear()
         self._kept.clear()
         self.comparing[0] = 0
@@ -1121,6 +1123,24 @@ class Classes:
                 if not is_special_name(name) and _is_method(value)
             )
             entry = self._library_methods[id(cls)] = (cls, names)
+        return entry[1]
+
+    def plain_instance(self, obj: Any) -> bool:
+        """``obj`` is an instance of a class of the program's with no library base but
+        ``object`` (nor a ``tzinfo``'s): a public attribute is written on it as CPython writes
+        it, with nothing to check (``self.total += x``, in every loop). Decided once a class:
+        what it depends on is fixed when the class is made."""
+        cls = type(obj)
+        entry = self._plain.get(id(cls))
+        if entry is None or entry[0] is not cls:
+            plain = (
+                self.is_user_class(cls)
+                and not issubclass(cls, (type, datetime.tzinfo))
+                and not self.has_library_slots(cls)
+                and not self.library_methods(cls)
+                and all(base is object or self.is_user_class(base) for base in cls.__mro__)
+            )
+            entry = self._plain[id(cls)] = (cls, plain)
         return entry[1]
 
     def has_library_slots(self, cls: type) -> bool:

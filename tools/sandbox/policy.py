@@ -605,12 +605,15 @@ class Guards:
         if isinstance(inspect.getattr_static(obj, name, None), staticmethod):
             return vetted
         owner: type = obj
+        keep, comparing, drops = self.classes.keep_contents, self.classes.comparing, _drops(value)
 
         def method(*args: Any, **kwargs: Any) -> Any:
             if not args or issubclass(type(args[0]), type) or not issubclass(type(args[0]), owner):
                 raise SandboxSecurityError(
                     f"{owner.__name__}.{name} applies to instances of {owner.__name__} only"
                 )
+            if comparing[0] and isinstance(args[0], _CHANGEABLE):  # Counter.update(oc, ...),
+                keep(args[0], drops)  # as its bound form is (vet)
             return vetted(*args, **kwargs)
 
         method.__name__ = method.__qualname__ = name
@@ -873,6 +876,15 @@ class Guards:
                 return lambda number, max_denominator=1_000_000: value(
                     number, index_value(max_denominator)
                 )
+            if (
+                type(value) is types.MethodType
+                and isinstance(value.__self__, _CHANGEABLE)
+                and type(func) is FunctionType
+                and not self.classes.is_program_function(func)
+            ):  # a library's Python method of a container (Counter.update of the program's
+                # class OC(Counter, OrderedDict) added keys in the middle of the OrderedDict's
+                # resize, red-team pass DF: SIGSEGV): kept as a builtin method that adds is
+                return self._keeping(value.__self__, value, _drops(func))
         copy_name = _PROPERTY_COPY_UNBOUND.get(id(value))
         if copy_name is not None and value is getattr(property, copy_name):  # unbound
             return lambda prop, func: value(prop, _not_none(func, copy_name))
@@ -1544,6 +1556,17 @@ class _ContextWriter:
 
 
 # --------------------------------------------------------------------------- builtins
+
+# Containers a library's Python method may change through their C slots (``self[k] = v`` in
+# ``Counter.update``); a ``ChainMap``'s changing methods are known by name (_CHAINMAP_CHANGES).
+_CHANGEABLE = (list, collections.deque, dict, set)
+
+
+def _drops(func: Any) -> bool:
+    """A library's method that, by its name, may take items out (``MutableMapping.pop``)."""
+    name = getattr(func, "__name__", "")
+    return name in DROPPING_METHODS and name not in ADDING_METHODS
+
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
     "abs all any bin bool callable chr complex dict enumerate "

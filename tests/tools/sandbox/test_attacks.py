@@ -1436,6 +1436,21 @@ COMPARING_CHANGES = {
         "ADD", "od.setdefault('x%d' % i, i)"
     ),
     "an_ordered_dict_gains_keys_by_update": _OD_KEYS_ADD.replace("ADD", "od.update(x=i)"),
+    # pass DF: a library's Python method of the program's container (Counter.update of an
+    # "ordered counter", the recipe in collections' docs) set keys through the C slot
+    **{
+        f"an_ordered_counter_gains_keys_by_{how}": _OD_KEYS_ADD.replace(
+            "od = OrderedDict()",
+            "from collections import Counter\nclass OC(Counter, OrderedDict):\n"
+            "    def grow(self, k):\n        super().update(k)\nod = OC()",
+        ).replace("ADD", add)
+        for how, add in [
+            ("update", "od.update(['x%d' % i])"),
+            ("subtract", "od.subtract(['x%d' % i])"),
+            ("the_unbound_update", "Counter.update(od, ['x%d' % i])"),
+            ("super_update", "od.grow(['x%d' % i])"),
+        ]
+    },
     # pass BB: the answer of __eq__ has no __bool__; its __len__ runs after __eq__ returned
     "an_ordered_dict_gains_keys_in_an_answers_len": (
         "from collections import OrderedDict\nod = OrderedDict()\narmed = [False]\n"
@@ -3162,6 +3177,14 @@ FRIENDLY = {
             1,
             [0, 1, 0, 0],
         ],
+    ),
+    "a_counter_read_in_a_repr_and_a_comparison": (  # (pass DF's guard keeps it working)
+        "from collections import Counter\nclass Inv:\n    def __init__(self, s):\n"
+        "        self.c = Counter(s)\n    def __repr__(self):\n"
+        "        return f'Inv({self.c.most_common(1)})'\n    def __lt__(self, other):\n"
+        "        return self.c.total() < other.c.total()\n"
+        "result = repr(sorted([Inv('aab'), Inv('a'), Inv('abcabc')]))",
+        "[Inv([('a', 1)]), Inv([('a', 2)]), Inv([('a', 2)])]",
     ),
     "caches_of_caches_and_of_methods": (  # red-team pass DE: as CPython answers
         "from functools import cache, lru_cache\nclass C:\n    def m(self, x):\n"

@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from types import FunctionType, MappingProxyType
 from typing import Any
 
-from tools.sandbox.caches import bounded_lru_cache
+from tools.sandbox.caches import bounded_lru_cache, cached_property_for
 from tools.sandbox.copying import make_copy_view
 from tools.sandbox.dataclassing import make_dataclasses_view
 from tools.sandbox.limits import (
@@ -689,6 +689,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     ft["total_ordering"] = _total_ordering(guards)
     ft["wraps"] = _wraps(guards)
     ft.update(_caches(guards))
+    ft["cached_property"] = cached_property_for(guards.classes.is_program_function, guards.setattr)
     # its C key objects call the function in the middle of a C comparison: counted as the
     # program's comparisons are (red-team pass BA emptied a list from it, mid-comparison)
     ft["cmp_to_key"] = lambda mycmp: functools.cmp_to_key(

@@ -3186,6 +3186,15 @@ FRIENDLY = {
         "result = repr(sorted([Inv('aab'), Inv('a'), Inv('abcabc')]))",
         "[Inv([('a', 1)]), Inv([('a', 2)]), Inv([('a', 2)])]",
     ),
+    "cached_properties": (  # as CPython answers (differential corpus v012)
+        "from functools import cached_property\ncalls = []\nclass C:\n"
+        "    def __init__(self, r):\n        self.r = r\n    @cached_property\n"
+        "    def area(self):\n        calls.append(self.r)\n        return 3 * self.r ** 2\n"
+        "c = C(2)\nd = C(3)\nresult = [c.area, c.area, d.area, calls, sorted(vars(c)),"
+        " C.area.attrname]\nc.area = 5\nresult.append(c.area)\ndel c.area\n"
+        "result.append(c.area)",
+        [12, 12, 27, [2, 3, 2], ["area", "r"], "area", 5, 12],
+    ),
     "caches_of_caches_and_of_methods": (  # red-team pass DE: as CPython answers
         "from functools import cache, lru_cache\nclass C:\n    def m(self, x):\n"
         "        return 10 * x\nclass H:\n    pass\ng = lru_cache(2)(C.m)\nh = H()\n"
@@ -3808,6 +3817,34 @@ async def test_a_cache_re_entered_from_a_key_s_eq_does_not_crash(box: Sandbox, n
     assert res.ok or res.error_kind == "KeyError", res
     if name.startswith("programs_"):  # never re-entered: nothing to leave inconsistent
         assert res.ok and res.value == "survived", res
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (  # stored as self.most_common = ... would be: Counter's own code calls it
+            "import collections, functools\nclass C(collections.Counter):\n"
+            "    @functools.cached_property\n    def most_common(self):\n"
+            "        return lambda n=None: [('x' * 10, 1)]\nc = C('ab')\nm = c.most_common",
+            "cannot be shadowed on its instance",
+        ),
+        (
+            "import functools, math\nfunctools.cached_property(math.sqrt)",
+            "decorates the program's own functions only",
+        ),
+        (
+            "import functools\ndef f(self):\n    return 1\nclass C:\n"
+            "    x = functools.cached_property(f)\nC.x.func = print",
+            "cannot be modified",
+        ),
+    ],
+)
+async def test_a_cached_property_is_the_program_s_own_attribute(
+    box: Sandbox, code: str, message: str
+) -> None:
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert message in (res.error or ""), res
 
 
 async def test_a_bounded_cache_is_not_cleared_in_its_own_middle(box: Sandbox) -> None:

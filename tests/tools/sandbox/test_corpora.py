@@ -53,7 +53,6 @@ BY_DESIGN = {
     "t006_dir_class": "dir(): not a builtin here",
     "s023_string_template": "string.Template: not in the module view",
     "s026_calendar_text": "calendar.month/TextCalendar: not in the module view",
-    "v012_functools_missing": "functools.cached_property: not in the module view",
     "v013_singledispatch": "functools.singledispatch: not in the module view",
     "s024_textwrap": "textwrap: not one of the 22 modules",
     "v015_enum_module": "enum: not one of the 22 modules",

@@ -14,8 +14,11 @@ made then, by whatever program code C ran (a key's ``__eq__``, a generator's ``f
 entry is freed), is answered by an unbounded cache of the same function: the bounded one is
 never re-entered, whatever route the program found into its middle. Hits cost one Python call
 more than CPython's (about 0.25 µs). Recursion through the cache counts four frames a level
-(CPython counts two) against the limit the sandbox doubles for every program: a cached function
-recurses as deep as in CPython, a cached method of a class (five frames) four fifths as deep.
+(CPython counts two) against the limit the sandbox doubles for every program: at the default
+limit a cached function recurses as deep as in CPython (~500 levels), a cached method of a class
+(five frames) four fifths as deep; a program that raises its limit gets at most 10,000 doubled,
+so about 5,000 levels through a bounded cache, where ``@cache`` (the C one) goes 10,000 deep
+(differential pass DI).
 """
 
 from __future__ import annotations

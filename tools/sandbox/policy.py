@@ -74,6 +74,7 @@ from tools.sandbox.standins import (
     DROPPING_METHODS,
     INTERNAL_TYPES,
     KEPT_CONTAINERS,
+    LRU_CACHE_WRAPPER,
     NUMBER_PROTOCOL,
     NUMBER_TYPES,
     PINNED_KINDS,
@@ -268,14 +269,17 @@ def _program_ordered_dict(obj: Any) -> bool:
     return isinstance(obj, collections.OrderedDict) and type(obj) is not collections.OrderedDict
 
 
-def _copy_ordered_dict(od: Any) -> Any:
+def _copy_ordered_dict(od: Any, classes: Classes) -> Any:
     """``copy()`` of a program's ``OrderedDict`` subclass as CPython makes it (``type(od)()``,
     then each key's value through the class's ``__getitem__`` and ``__setitem__``), from a
     list of its keys read first: CPython walked its nodes meanwhile, and a ``__getitem__``
-    that cleared it freed the node it was on (red-team pass AY)."""
+    that cleared it freed the node it was on (red-team pass AY). The new one is filled
+    past the guard of a change during a comparison (``Classes.unguarded``): nothing runs on
+    it yet (a ``__repr__`` that shows a copy)."""
     new = type(od)()
+    store = classes.unguarded(type(new).__setitem__)
     for key in list(collections.OrderedDict.__iter__(od)):
-        new[key] = od[key]
+        store(new, key, od[key])
     return new
 
 
@@ -606,13 +610,14 @@ class Guards:
             return vetted
         owner: type = obj
         keep, comparing, drops = self.classes.keep_contents, self.classes.comparing, _drops(value)
+        reads = getattr(value, "__name__", None) in _READING_METHODS
 
         def method(*args: Any, **kwargs: Any) -> Any:
             if not args or issubclass(type(args[0]), type) or not issubclass(type(args[0]), owner):
                 raise SandboxSecurityError(
                     f"{owner.__name__}.{name} applies to instances of {owner.__name__} only"
                 )
-            if comparing[0] and isinstance(args[0], _CHANGEABLE):  # Counter.update(oc, ...),
+            if comparing[0] and not reads and isinstance(args[0], _CHANGEABLE):  # (as vet's)
                 keep(args[0], drops)  # as its bound form is (vet)
             return vetted(*args, **kwargs)
 
@@ -634,7 +639,9 @@ class Guards:
 
     def _program_callable(self, value: Any) -> bool:
         if type(value) is FunctionType:
-            return value.__code__.co_filename == FILENAME or self.classes.is_program_cache(value)
+            return self.classes.is_program_function(value)  # its own, or the sandbox's around
+        if type(value) is LRU_CACHE_WRAPPER:  # the C cache (maxsize None or 0) of a function
+            return self._program_callable(value.__wrapped__)  # the program's, made by _caches
         if isinstance(value, _CALLABLE_HOLDERS):
             held = value.func if isinstance(value, _PARTIALS) else getattr(value, "fget", None)
             return held is None or self._program_callable(held)
@@ -795,7 +802,7 @@ class Guards:
                 if method_name == "index" and isinstance(value.__self__, collections.deque):
                     return _deque_index(value, bound=True)
                 if method_name == "copy" and _program_ordered_dict(value.__self__):
-                    return functools.partial(_copy_ordered_dict, value.__self__)
+                    return functools.partial(_copy_ordered_dict, value.__self__, self.classes)
                 return value
             owner = value.__self__
             if type(owner) is list and (method_name == "append" or method_name == "insert"):
@@ -880,6 +887,7 @@ class Guards:
                 type(value) is types.MethodType
                 and isinstance(value.__self__, _CHANGEABLE)
                 and type(func) is FunctionType
+                and func.__name__ not in _READING_METHODS
                 and not self.classes.is_program_function(func)
             ):  # a library's Python method of a container (Counter.update of the program's
                 # class OC(Counter, OrderedDict) added keys in the middle of the OrderedDict's
@@ -891,7 +899,10 @@ class Guards:
         if value is _DEQUE_INDEX:  # collections.deque.index(d, x, start), unbound
             return _deque_index(value, bound=False)
         if value is _ORDERED_DICT_COPY:  # collections.OrderedDict.copy(od), unbound
-            return lambda od: _copy_ordered_dict(od) if _program_ordered_dict(od) else value(od)
+            classes = self.classes
+            return lambda od: (
+                _copy_ordered_dict(od, classes) if _program_ordered_dict(od) else value(od)
+            )
         if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
             return lambda pattern, repl, *args, **kwargs: value(
                 pattern, self.counted_repl(repl), *args, **kwargs
@@ -1560,6 +1571,13 @@ class _ContextWriter:
 # Containers a library's Python method may change through their C slots (``self[k] = v`` in
 # ``Counter.update``); a ``ChainMap``'s changing methods are known by name (_CHAINMAP_CHANGES).
 _CHANGEABLE = (list, collections.deque, dict, set)
+# The library's Python methods of containers that only read them (an allow-list: any other,
+# Counter.subtract included, is kept as a builtin method that adds): Counter's, and the
+# collections.abc mixins' (a __repr__ that shows an ordered counter's most_common(1)).
+_READING_METHODS = frozenset(
+    {"most_common", "total", "elements", "get", "keys", "items", "values", "index", "count"}
+    | {"isdisjoint", "issubset", "issuperset"}
+)
 
 
 def _drops(func: Any) -> bool:

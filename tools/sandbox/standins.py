@@ -427,12 +427,12 @@ _STR_ARGUMENTS = inspect.Signature(
         for name, default in (("object", b""), ("encoding", "utf-8"), ("errors", "strict"))
     ]
 )
-_LRU_CACHE_WRAPPER = type(functools.lru_cache(None)(lambda: None))
+LRU_CACHE_WRAPPER = type(functools.lru_cache(None)(lambda: None))
 
 
 def _written_by_the_program(func: Any) -> bool:
     """The program's own function, or a cache of one (``lru_cache``)."""
-    if type(func) is _LRU_CACHE_WRAPPER:
+    if type(func) is LRU_CACHE_WRAPPER:
         func = func.__wrapped__
     return type(func) is FunctionType and func.__code__.co_filename == FILENAME
 
@@ -826,6 +826,55 @@ _CONTAINERS = (tuple, frozenset, list, set, dict)
 # Containers whose items CPython may compare holding no reference (see keep_contents), and
 # the methods that take items out of them (a deque with a maxlen drops one as it adds).
 KEPT_CONTAINERS = (list, collections.deque, dict, set, collections.ChainMap)
+# What changes each container that cannot change at all during a comparison (Classes.
+# _guard_changes): the slots C writes through, and the methods library code calls.
+_GUARDED_CHANGES: tuple[tuple[type, tuple[str, ...]], ...] = (
+    (
+        collections.OrderedDict,
+        (
+            "__setitem__",
+            "__delitem__",
+            "__ior__",
+            "setdefault",
+            "update",
+            "pop",
+            "popitem",
+            "clear",
+            "move_to_end",
+        ),
+    ),
+    (
+        set,
+        (
+            "add",
+            "update",
+            "discard",
+            "remove",
+            "pop",
+            "clear",
+            "difference_update",
+            "intersection_update",
+            "symmetric_difference_update",
+            "__ior__",
+            "__iand__",
+            "__isub__",
+            "__ixor__",
+        ),
+    ),
+    (
+        collections.ChainMap,
+        (
+            "__setitem__",
+            "__delitem__",
+            "__ior__",
+            "setdefault",
+            "update",
+            "pop",
+            "popitem",
+            "clear",
+        ),
+    ),
+)
 # The program's methods CPython calls while it compares (``PyObject_RichCompareBool`` asks the
 # answer's ``__bool__``; a dict or set lookup a key's ``__hash__``): while one runs, a builtin
 # container may gain items and have them replaced, but lose none (see keep_contents).
@@ -980,6 +1029,7 @@ class Classes:
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
         self._plain: dict[int, tuple[type, bool]] = {}  # see plain_instance
+        self._guards: dict[int, tuple[Any, Any]] = {}  # see _guard_changes
         # What an attribute's value goes through (Guards sets its vet), and for each kind of
         # value seen, whether it may change one (keyed by the class: its identity's hash).
         self.vet: Callable[[Any], Any] = _as_it_is
@@ -1053,7 +1103,7 @@ class Classes:
             if self._wrapped.get(id(func)) is not func:
                 return False
             func = self._wraps.get(id(func))  # a method around a cache of a method...
-            if type(func) is _LRU_CACHE_WRAPPER:  # made of the program's function (_caches)
+            if type(func) is LRU_CACHE_WRAPPER:  # made of the program's function (_caches)
                 func = func.__wrapped__
         return False
 
@@ -1278,6 +1328,7 @@ class Classes:
         ):  # private slots (``Fraction``'s), and C fields (``UnicodeError.start``, pass AM)
             self._slotted[id(cls)] = cls
         self._count_inherited_comparisons(cls)
+        self._guard_changes(cls)
         _iterate_in_python(cls)
         if issubclass(cls, datetime.tzinfo):
             _pin_tzinfo_methods(cls, self.comparing, self._keep_alive)
@@ -1287,6 +1338,39 @@ class Classes:
         if issubclass(cls, int):
             self._int_negation(cls)
         return cls
+
+    def _guard_changes(self, cls: type) -> None:
+        """A subclass of the containers that cannot change at all while a comparison of the
+        program's runs (``OrderedDict``, ``set``, and ``ChainMap``, which changes its first
+        map) changes through methods the class holds itself, each checking first: a library's
+        Python code writes ``x[i] = ...`` through the C slot, and ``random.shuffle`` of an
+        ``OrderedDict`` subclass with a ``__missing__`` added keys in the middle of its resize
+        (red-team pass DH: SIGSEGV). What the program wrote in a class of its own is left as
+        it is: its code goes through the guards already."""
+        keep, comparing = self.keep_contents, self.comparing
+        for base, names in _GUARDED_CHANGES:
+            if not issubclass(cls, base):
+                continue
+            for name in names:
+                owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+                if owner is None or self.is_user_class(owner):
+                    continue
+                inherited = vars(owner)[name]
+
+                def guarded(obj: Any, /, *args: Any, _inherited: Any = inherited, **kw: Any) -> Any:
+                    if comparing[0]:
+                        keep(obj)  # refuses: none of these may change meanwhile
+                    return _inherited(obj, *args, **kw)
+
+                guarded.__name__ = guarded.__qualname__ = name
+                type.__setattr__(cls, name, guarded)
+                self._guards[id(guarded)] = (guarded, inherited)
+
+    def unguarded(self, method: Any) -> Any:
+        """What a guard of :meth:`_guard_changes` calls, for a container the sandbox itself
+        is filling (a copy): none of the program's C operations can be on it yet."""
+        entry = self._guards.get(id(method))
+        return entry[1] if entry is not None and entry[0] is method else method
 
     def _int_negation(self, cls: type) -> None:
         """An int subclass's ``__neg__``, wherever the program defined it, answers an int:
@@ -1545,6 +1629,9 @@ class Classes:
             func.__code__.co_filename == FILENAME or self.is_program_cache(func)
         ):  # C.g.calls is f.calls, as in Python: one dict (s.f.cache_info() of a cached one)
             method.__dict__ = func.__dict__
+        elif type(func) is LRU_CACHE_WRAPPER:  # @staticmethod @cache: C.f.cache_info()
+            for name in ("cache_info", "cache_clear", "cache_parameters"):
+                setattr(method, name, getattr(func, name))
         wrapped[id(method)] = method
         self._wraps[id(method)] = func
         if type(value) is FunctionType:
@@ -1733,7 +1820,7 @@ class Classes:
             kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
             return binds(method, self)(*args, **kwargs)
 
-        if type(method) is _LRU_CACHE_WRAPPER:  # s.f.cache_info() of a cached method
+        if type(method) is LRU_CACHE_WRAPPER:  # s.f.cache_info() of a cached method
             for name in ("cache_info", "cache_clear", "cache_parameters"):
                 setattr(bound, name, getattr(method, name))
 

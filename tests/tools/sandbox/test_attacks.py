@@ -1451,6 +1451,25 @@ COMPARING_CHANGES = {
             ("super_update", "od.grow(['x%d' % i])"),
         ]
     },
+    # pass DH: a library's Python code (random.shuffle) writes x[i] = ... through the C slot
+    # of a subclass with a __missing__ (or of a ChainMap over the OrderedDict), whose reads of
+    # missing keys succeed: its stores added keys in the middle of the resize (SIGSEGV)
+    "an_ordered_dict_gains_keys_by_a_library_s_store": _OD_KEYS_ADD.replace(
+        "od = OrderedDict()",
+        "import random\nclass OD(OrderedDict):\n    def __missing__(self, k):\n        return 0\n"
+        "od = OD()",
+    ).replace(
+        "for i in range(200):\n                ADD",
+        "while len(od) < 3000:\n                random.shuffle(od)",
+    ),
+    "an_ordered_dict_gains_keys_by_a_library_s_store_in_a_chain_map": _OD_KEYS_ADD.replace(
+        "od = OrderedDict()",
+        "import random\nfrom collections import ChainMap\nclass CM(ChainMap):\n"
+        "    def __missing__(self, k):\n        return 0\nod = OrderedDict()\ncm = CM(od)",
+    ).replace(
+        "for i in range(200):\n                ADD",
+        "while len(od) < 3000:\n                random.shuffle(cm)",
+    ),
     # pass BB: the answer of __eq__ has no __bool__; its __len__ runs after __eq__ returned
     "an_ordered_dict_gains_keys_in_an_answers_len": (
         "from collections import OrderedDict\nod = OrderedDict()\narmed = [False]\n"
@@ -3185,6 +3204,18 @@ FRIENDLY = {
         "        return self.c.total() < other.c.total()\n"
         "result = repr(sorted([Inv('aab'), Inv('a'), Inv('abcabc')]))",
         "[Inv([('a', 1)]), Inv([('a', 2)]), Inv([('a', 2)])]",
+    ),
+    "container_subclasses_change_as_in_cpython": (  # (through pass DH's guards)
+        "from collections import OrderedDict, ChainMap\nclass LRU(OrderedDict):\n"
+        "    def put(self, k, v):\n        self[k] = v\n        self.move_to_end(k)\n"
+        "        if len(self) > 2:\n            self.popitem(last=False)\n"
+        "c = LRU()\nc.put(1, 1)\nc.put(2, 2)\nc.move_to_end(1)\nc.put(3, 3)\n"
+        "c.update({7: 7})\nc.setdefault(8, 8)\nc.pop(7)\nc |= {10: 10}\ndel c[10]\n"
+        "class Tags(set):\n    pass\nt = Tags('abc')\nt.update('de')\nt.discard('a')\n"
+        "t.remove('b')\nt |= {'z'}\nt -= {'c'}\nt &= {'d', 'e', 'z', 'q'}\nt ^= {'q'}\n"
+        "class Scope(ChainMap):\n    pass\ns = Scope({}, {'x': 1})\ns['z'] = 3\ndel s['z']\n"
+        "s.update(w=4)\nresult = [list(c.items()), sorted(t), dict(s), s.maps[0]]",
+        [[[1, 1], [3, 3], [8, 8]], ["d", "e", "q", "z"], {"x": 1, "w": 4}, {"w": 4}],
     ),
     "cached_properties": (  # as CPython answers (differential corpus v012)
         "from functools import cached_property\ncalls = []\nclass C:\n"

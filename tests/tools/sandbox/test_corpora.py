@@ -76,6 +76,15 @@ BY_DESIGN = {
     "b035_bytes_struct_manual": "memoryview: not a builtin here",
     "e041_memoryview_bytes": "memoryview: not a builtin here",
     "e033_abc_module": "abc: not one of the 22 modules",
+    "di_015_lru_over_staticmethod_order": "lru_cache(staticmethod): the program's own functions",
+    "di_189_lru_over_staticmethod": "lru_cache(staticmethod): the program's own functions only",
+    "di_122_counter_copy_and_clear_in_eq": "taking items out of a dict while a comparison runs",
+    "di_131_counter_iadd_nothing_dropped_in_lt": "Counter += (may drop) while a comparison runs",
+    "di_148_attr_store_errors_builtin_objects": "writes to anything but the program's own objects",
+    "di_190_cache_recursion_bounded_deep_limit_raised": "a bounded lru_cache: half the depth",
+    "di_191_cache_recursion_unbounded_beyond_10000": "sys.setrecursionlimit up to 10,000",
+    "di_192_cache_fn_default_limit_980": "the sandbox answers where CPython's recursion stops",
+    "di_221_userdict_lowercase_keys": "collections.UserDict: not in the module view",
 }
 GSMHARD = "pal_programs_gsmhard.jsonl"
 ATTACKS = "sandbox_attacks_dev.json"

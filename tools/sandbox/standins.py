@@ -572,6 +572,25 @@ def _int_answer(method: Callable[..., Any]) -> Callable[..., Any]:
     return getrandbits
 
 
+def _checking_first(
+    method: Any, keep: Callable[[Any], None], comparing: list[int]
+) -> Callable[..., Any]:
+    """``method`` (of an ``OrderedDict``, ``set`` or ``ChainMap`` subclass), refused while a
+    comparison of the program's runs (:meth:`Classes._guard_changes`)."""
+
+    def guarded(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if comparing[0]:
+            keep(obj)  # refuses: none of these may change meanwhile
+        return method(obj, *args, **kwargs)
+
+    return guarded
+
+
+# What random.shuffle does first to the container it is given (set by each Classes): the one
+# library function of the 22 modules that writes into a container it is handed.
+BEFORE_SHUFFLE: list[Callable[[Any], None]] = [lambda container: None]
+
+
 class SandboxRandom(random.Random):
     """``random.Random`` whose bit and byte counts are bounded by the sandbox limits, whose
     distributions take numbers, and whose subclasses' ``random()`` answers a float and
@@ -587,6 +606,14 @@ class SandboxRandom(random.Random):
 
     def getrandbits(self, k: Any, /) -> int:
         return super().getrandbits(checked_random_bits(k))
+
+    def shuffle(self, x: Any) -> None:
+        """Its ``x[i], x[j] = x[j], x[i]`` writes through the container's C slot: a
+        ``ChainMap`` over an ``OrderedDict``, with a ``__missing__`` map to read from, added
+        keys in the middle of the OrderedDict's resize (red-team pass DH: SIGSEGV). Kept as
+        a change is while a comparison of the program's runs (``Classes.keep_contents``)."""
+        BEFORE_SHUFFLE[0](x)
+        super().shuffle(x)
 
     def randbytes(self, n: Any) -> bytes:
         """Counted here, and made by the C ``getrandbits``: a subclass's own ``getrandbits``
@@ -828,21 +855,18 @@ _CONTAINERS = (tuple, frozenset, list, set, dict)
 KEPT_CONTAINERS = (list, collections.deque, dict, set, collections.ChainMap)
 # What changes each container that cannot change at all during a comparison (Classes.
 # _guard_changes): the slots C writes through, and the methods library code calls.
+_MAPPING_CHANGES = (
+    "__setitem__",
+    "__delitem__",
+    "__ior__",
+    "setdefault",
+    "update",
+    "pop",
+    "popitem",
+)
 _GUARDED_CHANGES: tuple[tuple[type, tuple[str, ...]], ...] = (
-    (
-        collections.OrderedDict,
-        (
-            "__setitem__",
-            "__delitem__",
-            "__ior__",
-            "setdefault",
-            "update",
-            "pop",
-            "popitem",
-            "clear",
-            "move_to_end",
-        ),
-    ),
+    (collections.OrderedDict, (*_MAPPING_CHANGES, "clear", "move_to_end")),
+    (collections.ChainMap, (*_MAPPING_CHANGES, "clear")),
     (
         set,
         (
@@ -859,19 +883,6 @@ _GUARDED_CHANGES: tuple[tuple[type, tuple[str, ...]], ...] = (
             "__iand__",
             "__isub__",
             "__ixor__",
-        ),
-    ),
-    (
-        collections.ChainMap,
-        (
-            "__setitem__",
-            "__delitem__",
-            "__ior__",
-            "setdefault",
-            "update",
-            "pop",
-            "popitem",
-            "clear",
         ),
     ),
 )
@@ -1040,6 +1051,7 @@ class Classes:
         _count_library_comparisons(self.comparing, self._keep_alive)
         _check_counter_counts(arith)
         arith.before_change = functools.partial(self.keep_contents, removing=True)
+        BEFORE_SHUFFLE[0] = self.keep_contents
         self.int = _stand_in(int, self._int)
         self.str = _stand_in(str, self._str)
         self.type = _stand_in(type, self.safe_type)  # isinstance(x, type) works; type(x) too
@@ -1356,12 +1368,7 @@ class Classes:
                 if owner is None or self.is_user_class(owner):
                     continue
                 inherited = vars(owner)[name]
-
-                def guarded(obj: Any, /, *args: Any, _inherited: Any = inherited, **kw: Any) -> Any:
-                    if comparing[0]:
-                        keep(obj)  # refuses: none of these may change meanwhile
-                    return _inherited(obj, *args, **kw)
-
+                guarded = _checking_first(inherited, keep, comparing)
                 guarded.__name__ = guarded.__qualname__ = name
                 type.__setattr__(cls, name, guarded)
                 self._guards[id(guarded)] = (guarded, inherited)

@@ -1462,6 +1462,15 @@ COMPARING_CHANGES = {
         "for i in range(200):\n                ADD",
         "while len(od) < 3000:\n                random.shuffle(od)",
     ),
+    "an_ordered_dict_gains_keys_by_a_library_s_store_in_a_plain_chain_map": _OD_KEYS_ADD.replace(
+        "od = OrderedDict()",
+        "import random\nfrom collections import ChainMap\nclass D(dict):\n"
+        "    def __missing__(self, k):\n        return 0\nod = OrderedDict()\n"
+        "cm = ChainMap(od, D())",
+    ).replace(
+        "for i in range(200):\n                ADD",
+        "while len(od) < 3000:\n                random.shuffle(cm)",
+    ),
     "an_ordered_dict_gains_keys_by_a_library_s_store_in_a_chain_map": _OD_KEYS_ADD.replace(
         "od = OrderedDict()",
         "import random\nfrom collections import ChainMap\nclass CM(ChainMap):\n"
@@ -3204,6 +3213,11 @@ FRIENDLY = {
         "        return self.c.total() < other.c.total()\n"
         "result = repr(sorted([Inv('aab'), Inv('a'), Inv('abcabc')]))",
         "[Inv([('a', 1)]), Inv([('a', 2)]), Inv([('a', 2)])]",
+    ),
+    "a_guarded_change_takes_any_keyword": (  # red-team pass DH: the guard's own parameter
+        "from collections import OrderedDict\nclass OD(OrderedDict):\n    pass\n"
+        "od = OD()\nod.update(_inherited=1, a=2)\nresult = sorted(od)",
+        ["_inherited", "a"],
     ),
     "container_subclasses_change_as_in_cpython": (  # (through pass DH's guards)
         "from collections import OrderedDict, ChainMap\nclass LRU(OrderedDict):\n"

@@ -1246,6 +1246,8 @@ class Guards:
         return self._writer(obj)
 
     def _writer(self, obj: Any) -> Any:
+        if self.classes.plain_instance(obj):  # ``self.x = v``: every check below passes it
+            return obj
         if type(obj) is dict or type(obj) is list or self.classes.is_user_object(obj):
             if self.classes.has_library_slots(type(obj)):  # ``Fraction``'s ``_numerator``
                 return _OwnWriter(obj, self)

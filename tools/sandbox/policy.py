@@ -269,20 +269,6 @@ def _program_ordered_dict(obj: Any) -> bool:
     return isinstance(obj, collections.OrderedDict) and type(obj) is not collections.OrderedDict
 
 
-def _copy_ordered_dict(od: Any, classes: Classes) -> Any:
-    """``copy()`` of a program's ``OrderedDict`` subclass as CPython makes it (``type(od)()``,
-    then each key's value through the class's ``__getitem__`` and ``__setitem__``), from a
-    list of its keys read first: CPython walked its nodes meanwhile, and a ``__getitem__``
-    that cleared it freed the node it was on (red-team pass AY). The new one is filled
-    past the guard of a change during a comparison (``Classes.unguarded``): nothing runs on
-    it yet (a ``__repr__`` that shows a copy)."""
-    new = type(od)()
-    store = classes.unguarded(type(new).__setitem__)
-    for key in list(collections.OrderedDict.__iter__(od)):
-        store(new, key, od[key])
-    return new
-
-
 def safe_iter(obj: Any, *sentinel: Any) -> Iterator[Any]:
     """``iter()``: an object's own iterator as it is (a program's class with ``__getitem__``
     alone is iterated in Python: ``standins._iterate_in_python``); CPython's iterator that
@@ -802,7 +788,7 @@ class Guards:
                 if method_name == "index" and isinstance(value.__self__, collections.deque):
                     return _deque_index(value, bound=True)
                 if method_name == "copy" and _program_ordered_dict(value.__self__):
-                    return functools.partial(_copy_ordered_dict, value.__self__, self.classes)
+                    return functools.partial(self.classes.copy_ordered_dict, value.__self__)
                 return value
             owner = value.__self__
             if type(owner) is list and (method_name == "append" or method_name == "insert"):
@@ -899,10 +885,8 @@ class Guards:
         if value is _DEQUE_INDEX:  # collections.deque.index(d, x, start), unbound
             return _deque_index(value, bound=False)
         if value is _ORDERED_DICT_COPY:  # collections.OrderedDict.copy(od), unbound
-            classes = self.classes
-            return lambda od: (
-                _copy_ordered_dict(od, classes) if _program_ordered_dict(od) else value(od)
-            )
+            copy = self.classes.copy_ordered_dict
+            return lambda od: copy(od) if _program_ordered_dict(od) else value(od)
         if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
             return lambda pattern, repl, *args, **kwargs: value(
                 pattern, self.counted_repl(repl), *args, **kwargs
@@ -1577,7 +1561,7 @@ _CHANGEABLE = (list, collections.deque, dict, set)
 # Counter.subtract included, is kept as a builtin method that adds): Counter's, and the
 # collections.abc mixins' (a __repr__ that shows an ordered counter's most_common(1)).
 _READING_METHODS = frozenset(
-    {"most_common", "total", "elements", "get", "keys", "items", "values", "index", "count"}
+    {"most_common", "total", "elements", "get", "keys", "items", "values", "index", "count", "copy"}
     | {"isdisjoint", "issubset", "issuperset"}
 )
 

@@ -276,6 +276,55 @@ def _check_counter_counts(arith: Arithmetic) -> None:
         type.__setattr__(counter, name, func)
 
 
+# ChainMap's own Python code that changes, copies or combines the maps it holds or is given
+# (``new_child(m, **kw)`` runs ``m.update(kw)``, ``|`` copies maps[0] and updates the copy),
+# as the library wrote it: put back checked by each Classes (_check_chain_map_changes).
+_CHAIN_MAP_ORIGINALS = {
+    name: getattr(collections.ChainMap, name)
+    for name in (
+        "new_child",
+        "__or__",
+        "__ror__",
+        "__ior__",
+        "copy",
+        "__copy__",
+        "update",
+        "setdefault",
+        "__setitem__",
+        "__delitem__",
+        "pop",
+        "popitem",
+        "clear",
+    )
+}
+
+
+def _check_chain_map_changes(comparing: list[int]) -> None:
+    """``collections.ChainMap``'s methods that change, copy or combine maps, refused while a
+    comparison of the program's runs, whoever calls them (the program, ``|``, a library's
+    ``x[i] = ...``): ``ChainMap().new_child(od, **kw)`` updated an ``OrderedDict`` in the
+    middle of its resize, ``cm | kw`` updated what ``maps[0].copy()`` answered, and a set
+    gained the key whose ``__eq__`` ran (red-team pass DJ: SIGSEGV, and a set of len 3 with
+    two items). Done in the template, once."""
+    for name, original in _CHAIN_MAP_ORIGINALS.items():
+        type.__setattr__(
+            collections.ChainMap, name, _refused_in_comparisons(name, original, comparing)
+        )
+
+
+def _refused_in_comparisons(name: str, method: Any, comparing: list[int]) -> Callable[..., Any]:
+    def checked(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if comparing[0]:
+            raise SandboxSecurityError(
+                f"a ChainMap cannot change, be copied or combined ({name}) while the "
+                f"program's {_COUNTED_NAMES} runs"
+            )
+        return method(self, *args, **kwargs)
+
+    checked.__name__ = checked.__qualname__ = name
+    return checked
+
+
 def counted_comparison(
     func: Callable[..., Any], depth: list[int], keep: Callable[[tuple[Any, ...]], None]
 ) -> Callable[..., Any]:
@@ -572,6 +621,16 @@ def _int_answer(method: Callable[..., Any]) -> Callable[..., Any]:
     return getrandbits
 
 
+def _as_method(name: str, method: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``method`` as a plain function of one argument named ``name`` (a class's method)."""
+
+    def call(obj: Any, /) -> Any:
+        return method(obj)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 def _checking_first(
     method: Any, keep: Callable[[Any], None], comparing: list[int]
 ) -> Callable[..., Any]:
@@ -865,7 +924,7 @@ _MAPPING_CHANGES = (
     "popitem",
 )
 _GUARDED_CHANGES: tuple[tuple[type, tuple[str, ...]], ...] = (
-    (collections.OrderedDict, (*_MAPPING_CHANGES, "clear", "move_to_end")),
+    (collections.OrderedDict, (*_MAPPING_CHANGES, "clear", "move_to_end", "copy")),
     (collections.ChainMap, (*_MAPPING_CHANGES, "clear")),
     (
         set,
@@ -1050,6 +1109,7 @@ class Classes:
         self.comparing = [0]
         _count_library_comparisons(self.comparing, self._keep_alive)
         _check_counter_counts(arith)
+        _check_chain_map_changes(self.comparing)
         arith.before_change = functools.partial(self.keep_contents, removing=True)
         BEFORE_SHUFFLE[0] = self.keep_contents
         self.int = _stand_in(int, self._int)
@@ -1368,10 +1428,27 @@ class Classes:
                 if owner is None or self.is_user_class(owner):
                     continue
                 inherited = vars(owner)[name]
+                if name == "copy":  # whoever calls it (ChainMap.copy's maps[0].copy())
+                    type.__setattr__(cls, name, _as_method(name, self.copy_ordered_dict))
+                    continue
                 guarded = _checking_first(inherited, keep, comparing)
                 guarded.__name__ = guarded.__qualname__ = name
                 type.__setattr__(cls, name, guarded)
                 self._guards[id(guarded)] = (guarded, inherited)
+
+    def copy_ordered_dict(self, od: Any) -> Any:
+        """``copy()`` of a program's ``OrderedDict`` subclass as CPython makes it (``type(od)()``,
+        then each key's value through the class's ``__getitem__`` and ``__setitem__``), from a
+        list of its keys read first: CPython walked its nodes meanwhile, and a ``__getitem__``
+        that cleared it freed the node it was on (red-team pass AY; through ``ChainMap.copy``'s
+        ``maps[0].copy()``, pass DJ: it is the subclass's own ``copy`` now). The new one is
+        filled past the guard of a change during a comparison: nothing runs on it yet (a
+        ``__repr__`` that shows a copy)."""
+        new = type(od)()
+        store = self.unguarded(type(new).__setitem__)
+        for key in list(collections.OrderedDict.__iter__(od)):
+            store(new, key, od[key])
+        return new
 
     def unguarded(self, method: Any) -> Any:
         """What a guard of :meth:`_guard_changes` calls, for a container the sandbox itself

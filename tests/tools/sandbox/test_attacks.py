@@ -1479,6 +1479,26 @@ COMPARING_CHANGES = {
         "for i in range(200):\n                ADD",
         "while len(od) < 3000:\n                random.shuffle(cm)",
     ),
+    # pass DJ: ChainMap's own Python code changes the maps it is given or copies
+    "an_ordered_dict_gains_keys_by_a_chain_map_s_new_child": _OD_KEYS_ADD.replace(
+        "od = OrderedDict()",
+        "from collections import ChainMap\nod = OrderedDict()\ncm = ChainMap()\n"
+        "kw = {'x%d' % i: i for i in range(3000)}",
+    ).replace("for i in range(200):\n                ADD", "cm.new_child(od, **kw)"),
+    "an_ordered_dict_gains_keys_by_a_chain_map_s_or": _OD_KEYS_ADD.replace(
+        "od = OrderedDict()",
+        "from collections import ChainMap\nclass CM(ChainMap):\n    def copy(self):\n"
+        "        return self\nod = OrderedDict()\ncm = CM(od)\n"
+        "kw = {'x%d' % i: i for i in range(3000)}",
+    ).replace("for i in range(200):\n                ADD", "cm | kw"),
+    "a_set_gains_its_key_by_a_chain_map_s_new_child": (
+        "from collections import ChainMap\ncm = ChainMap()\nbox = []\nclass D:\n"
+        "    def __hash__(self):\n        return 0\nclass T(str):\n    def __hash__(self):\n"
+        "        return 0\n    def __eq__(self, other):\n        if box[1] < 1:\n"
+        "            box[1] += 1\n            cm.new_child(box[0], **{self: 1})\n"
+        "        return False\ns = set()\nbox.append(s)\nbox.append(0)\ns.add(D())\n"
+        "s.add(D())\ns.pop()\ns.add(T('k'))\nresult = [len(s), len(list(s))]"
+    ),
     # pass BB: the answer of __eq__ has no __bool__; its __len__ runs after __eq__ returned
     "an_ordered_dict_gains_keys_in_an_answers_len": (
         "from collections import OrderedDict\nod = OrderedDict()\narmed = [False]\n"
@@ -3890,6 +3910,22 @@ async def test_a_cached_property_is_the_program_s_own_attribute(
     res = await box.run(code)
     assert (res.ok, res.error_kind) == (False, "SecurityError"), res
     assert message in (res.error or ""), res
+
+
+async def test_a_chain_map_copies_an_ordered_dict_subclass_as_its_own_copy_does(
+    box: Sandbox,
+) -> None:
+    """Pass DJ: ChainMap.copy() ran CPython's OrderedDict.copy on the program's subclass,
+    whose __getitem__ cleared it while the copy walked its nodes (SIGBUS). The subclass's
+    copy() is the sandbox's, whoever calls it: from a list of its keys."""
+    res = await box.run(
+        "from collections import OrderedDict, ChainMap\nclass P(OrderedDict):\n"
+        "    def __getitem__(self, k):\n        v = OrderedDict.get(self, k)\n"
+        "        if k == 'k5':\n            self.clear()\n        return v\np = P()\n"
+        "for i in range(20):\n    p['k%d' % i] = 'v' * 100\nc = ChainMap(p).copy()\n"
+        "d = ChainMap(p) | {}\nresult = [len(c.maps[0]), len(d.maps[0]), type(c.maps[0]).__name__]"
+    )
+    assert res.ok and res.value == [20, 0, "P"], res
 
 
 async def test_a_bounded_cache_is_not_cleared_in_its_own_middle(box: Sandbox) -> None:

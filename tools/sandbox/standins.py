@@ -199,7 +199,7 @@ def _check_counter_counts(arith: Arithmetic) -> None:
                     for elem, count in iterable.items():
                         self[elem] = arith.add(_count(count), self_get(elem, 0))
                 else:
-                    dict.update(self, iterable)  # stored, not added: Counter's fast path
+                    super(collections.Counter, self).update(iterable)  # as CPython's (pass DK)
             else:
                 cast(Any, collections)._count_elements(self, iterable)  # adds ones
         if kwds:

@@ -693,8 +693,9 @@ class Collections:
 
         It goes in passage-id order from ``start_at`` (default: a random passage) to the end,
         then from the start: each worker process runs a sweep, and sweeps that begin at
-        different places share a big backlog instead of embedding the same passages twice
-        (a passage embedded twice is only replaced)."""
+        different places share a big backlog instead of embedding the same passages twice.
+        A sweep that finds a batch stored by another meanwhile stops there (a passage
+        embedded twice is only replaced), so two sweeps never go on in step."""
         if self.embedder is None:
             return 0
         embedder = self.embedder
@@ -722,8 +723,14 @@ class Collections:
                 continue
             after = batch[-1][0]
             vectors = await embedder.embed([_embedded_text(row[2], row[3]) for row in batch])
-            await self._store.detach(self._store_vectors(embedder.model, batch, vectors))
+            written = await self._store.detach(self._store_vectors(embedder.model, batch, vectors))
             done += len(batch)
+            if written < len(batch):
+                # Another sweep embedded these while this one did: it is working here, and
+                # following it batch for batch would embed everything twice. It goes on to
+                # the end and round; what either leaves, the next sweep takes.
+                log.info("embedding sweep met another", model=embedder.model, done=done)
+                break
             if time.monotonic() - said >= EMBED_PROGRESS_S:
                 log.info("embedding passages", model=embedder.model, done=done, pending=total)
                 said = time.monotonic()
@@ -789,7 +796,9 @@ class Collections:
         async with self._store.reading() as session:
             return list((await session.execute(statement)).all())
 
-    async def _store_vectors(self, model: str, batch: list[Any], vectors: list[Vector]) -> None:
+    async def _store_vectors(self, model: str, batch: list[Any], vectors: list[Vector]) -> int:
+        """Store a batch's vectors; how many were new (the others another sweep stored
+        while this one embedded them)."""
         rows = [
             {"chunk_id": row[0], "collection_id": row[1], "model": model, "vector": pack(vector)}
             for row, vector in zip(batch, vectors, strict=True)
@@ -798,10 +807,15 @@ class Collections:
         statement = upsert.on_conflict_do_update(
             index_elements=[vectors_table.c.chunk_id],
             set_={"model": upsert.excluded.model, "vector": upsert.excluded.vector},
-        )
+            # A vector of the same model and size was stored by another sweep meanwhile.
+            where=or_(
+                vectors_table.c.model != upsert.excluded.model,
+                func.length(vectors_table.c.vector) != func.length(upsert.excluded.vector),
+            ),
+        ).returning(vectors_table.c.chunk_id)
         ids = [row["chunk_id"] for row in rows]
         async with self._store.writing() as session:
-            await session.execute(statement, rows)
+            written = len((await session.execute(statement, rows)).all())
             await _vectors_changed(session, {row["collection_id"] for row in rows})
             # A passage deleted while it was being embedded leaves no vector behind.
             await session.execute(
@@ -812,6 +826,7 @@ class Collections:
                     ),
                 )
             )
+        return written
 
 
 @dataclass(frozen=True, slots=True)

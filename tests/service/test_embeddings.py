@@ -435,6 +435,23 @@ async def test_two_processes_sweeps_share_a_backlog(store: RunStore) -> None:
     assert sum(done) == asked and asked <= 40 + 2 * 4
 
 
+async def test_two_sweeps_from_the_same_passage_do_not_go_on_in_step(store: RunStore) -> None:
+    """Sweeps that meet (here: from the start) do not embed batch for batch behind each
+    other: the one that finds its batch already stored stops."""
+    fake = FakeEmbeddings()
+    one = Collections(store, fake.embedder(batch=4))
+    two = Collections(store, fake.embedder(batch=4))
+    collection = await one.create("", "docs", "")
+    await ingest(one, collection, [f"passage {n} about {NOISE[n % 3]}" for n in range(40)])
+    first = min(row[0] for row in await one._pending("fake-embed", 100))
+    done = await asyncio.gather(
+        one.embed_pending(start_at=first), two.embed_pending(start_at=first)
+    )
+    assert len(await vector_rows(store)) == 40
+    asked = sum(len(batch) for batch in fake.batches)
+    assert sum(done) == asked and asked <= 40 + 2 * 4, done
+
+
 async def test_readyz_shows_the_embeddings_server_without_requiring_it(
     app_client: AppFactory,
 ) -> None:

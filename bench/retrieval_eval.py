@@ -4,6 +4,7 @@ FTS5; with an embeddings server, vectors and fusion too).
     .venv/bin/python bench/retrieval_eval.py              # the labelled set: recall, MRR, ingest
     .venv/bin/python bench/retrieval_eval.py --scale      # also latency at 10,000+ chunks, PDFs
     .venv/bin/python bench/retrieval_eval.py --verbose    # also each question it missed
+    .venv/bin/python bench/retrieval_eval.py --lexical-variants  # BM25 variants tried, not shipped
     .venv/bin/python bench/embeddings_server.py &         # offline embeddings (make install-bench)
     .venv/bin/python bench/retrieval_eval.py --embeddings-base-url http://127.0.0.1:8090/v1
 
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import re
@@ -62,7 +64,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from any directory
     sys.path.insert(0, str(ROOT))
 
-from service.collections import Collections, prepare_document, query_terms  # noqa: E402
+from service.collections import _STOP as SERVICE_STOP_WORDS  # noqa: E402
+from service.collections import Collections, fuse, prepare_document, query_terms  # noqa: E402
 from service.embeddings import Embedder  # noqa: E402
 from service.store import RunStore  # noqa: E402
 from tools.retrieve.chunk import Chunk  # noqa: E402
@@ -78,7 +81,21 @@ QUOTE_WORDS = (3, 15)  # an answer quote's length, in words
 # a query's words the index would match in a passage.
 FTS5_TOKENIZE = "porter unicode61 remove_diacritics 2"
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
-Ranker = Literal["bm25", "embeddings", "fusion"]
+Ranker = Literal["bm25", "embeddings", "fusion", "bm25-stop", "bm25-rm3", "bm25-rm3-fused"]
+# --lexical-variants: what was tried to bring BM25 nearer questions worded unlike their
+# answers, none shipped (each did worse on the shipped set). More stop words: common words the
+# service's own list keeps. RM3 (pseudo-relevance feedback, Lavrenko & Croft 2001, as in
+# Anserini's defaults): the first ranking's top passages' commonest words join the query.
+_MORE_STOP = (
+    "if my no can will what which who whom whose when where why there were was not this these "
+    "those would should could may might must any some into than then them they their our we "
+    "you your me he she his her him about after before such so very also just only own same "
+    "too out up down off over under again further once here all both each few more most other "
+    "nor"
+)
+MORE_STOP = frozenset(_MORE_STOP.split())
+RM3_PASSAGES, RM3_WORDS, RM3_POOL = 3, 10, 50
+STOP_WORDS = SERVICE_STOP_WORDS | MORE_STOP
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +321,9 @@ async def ask(
         "bm25": collections.lexical,
         "embeddings": collections.semantic,
         "fusion": collections.search,  # what retrieve calls
+        "bm25-stop": functools.partial(_fewer_words, collections),
+        "bm25-rm3": functools.partial(_rm3, collections, fused=False),
+        "bm25-rm3-fused": functools.partial(_rm3, collections, fused=True),
     }[ranker]
     outcomes = []
     for item in questions:
@@ -320,6 +340,32 @@ async def ask(
         )
         outcomes.append(Outcome(item, rank, found[0] if found else None, seconds))
     return outcomes
+
+
+async def _fewer_words(
+    collections: Collections, collection_ids: list[str], query: str, k: int
+) -> list[Passage]:
+    words = [word for word in query.split() if word.strip("?.,!").casefold() not in MORE_STOP]
+    return await collections.lexical(collection_ids, " ".join(words) or query, k)
+
+
+async def _rm3(
+    collections: Collections, collection_ids: list[str], query: str, k: int, *, fused: bool
+) -> list[Passage]:
+    first = await collections.lexical(collection_ids, query, max(k, RM3_POOL))
+    weights: Counter[str] = Counter()
+    for passage in first[:RM3_PASSAGES]:
+        words = [
+            word
+            for word in _WORD.findall(passage.text.casefold())
+            if len(word) > 2 and word not in STOP_WORDS
+        ]
+        for word, count in Counter(words).items():
+            weights[word] += count / len(words)
+    asked = set(query_terms(query))
+    extra = [word for word, _ in weights.most_common() if word not in asked][:RM3_WORDS]
+    second = await collections.lexical(collection_ids, f"{query} {' '.join(extra)}", k)
+    return fuse([first, second], k) if fused else second
 
 
 def score(outcomes: Sequence[Outcome]) -> Scores:
@@ -362,7 +408,11 @@ async def _ingest_set(
 
 
 async def evaluate(
-    data_dir: Path = DATA, *, k: int = 5, embedder: Embedder | None = None
+    data_dir: Path = DATA,
+    *,
+    k: int = 5,
+    embedder: Embedder | None = None,
+    variants: Sequence[Ranker] = (),
 ) -> Evaluation:
     """BM25 over the labelled set in ``data_dir``, in a temporary store; with ``embedder``
     also vector ranking alone and the fusion of both (what ``retrieve`` then uses)."""
@@ -373,6 +423,10 @@ async def evaluate(
         shipped = await _ingest_set(collections, collection, data_dir)
         ids = [collection["collection_id"]]
         outcomes = await ask(collections, ids, shipped.questions, shipped.spans, k)
+        for variant in variants:
+            rankers[variant] = await ask(
+                collections, ids, shipped.questions, shipped.spans, k, variant
+            )
         if embedder is not None:
             embedded = await embed_all(collections)
             for ranker in ("embeddings", "fusion"):
@@ -678,7 +732,10 @@ async def run(args: argparse.Namespace) -> int:
             args.embeddings_base_url, args.embeddings_model, timeout_s=120.0, batch=args.batch
         )
     try:
-        evaluation = await evaluate(data_dir, k=args.k, embedder=embedder)
+        variants: list[Ranker] = (
+            ["bm25-stop", "bm25-rm3", "bm25-rm3-fused"] if args.lexical_variants else []
+        )
+        evaluation = await evaluate(data_dir, k=args.k, embedder=embedder, variants=variants)
         scale = None
         if args.scale:
             scale = await at_scale(
@@ -707,6 +764,13 @@ async def run(args: argparse.Namespace) -> int:
     if embedder is not None:
         print(f"embeddings: {args.embeddings_model} at {args.embeddings_base_url}")
     rows: list[tuple[str, Scores | str]] = [("bm25 (FTS5)", evaluation.scores)]
+    for variant, label in (
+        ("bm25-stop", f"bm25, {len(MORE_STOP)} more stop words (not shipped)"),
+        ("bm25-rm3", "bm25 + RM3 feedback (not shipped)"),
+        ("bm25-rm3-fused", "bm25 fused with bm25 + RM3 (not shipped)"),
+    ):
+        if variant in evaluation.rankers:
+            rows.append((label, score(evaluation.rankers[variant])))
     if scale is not None:
         rows.append(
             (f"bm25, + {scale.synthetic.chunks:,} random-word chunks", score(scale.outcomes))
@@ -768,6 +832,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--embeddings-model", default="wordllama-l2-supercat-256")
     parser.add_argument("--batch", type=int, default=64, help="passages per embeddings request")
     parser.add_argument("--verbose", action="store_true", help="list the questions missed")
+    parser.add_argument(
+        "--lexical-variants",
+        action="store_true",
+        help="also BM25 with more stop words and with RM3 feedback (tried, not shipped)",
+    )
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error("--k must be at least 1")

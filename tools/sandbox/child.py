@@ -15,6 +15,7 @@ failure reply, and the reply always fits the pipe, so writing it never blocks.
 from __future__ import annotations
 
 import contextlib
+import decimal
 import dis
 import gc
 import json
@@ -355,6 +356,13 @@ _RECURSION_MESSAGE = (
 )
 
 
+_DECIMAL_RANGE = (
+    "a Decimal result past the sandbox's exponent range (its Emin and Emax are minus and plus "
+    "its integer digit limit, 10,000 by default, unless the program sets them; CPython's are "
+    "-999999 and 999999)"
+)
+
+
 def describe(exc: BaseException) -> dict[str, Any]:
     """A failure reply for an exception raised by (or on behalf of) the program."""
     message = _message(exc)
@@ -398,6 +406,9 @@ def describe(exc: BaseException) -> dict[str, Any]:
         return failure("RecursionError", _RECURSION_MESSAGE + where, "recursion")
     if kind is policy.SandboxSecurityError:
         return failure("SecurityError", message)
+    if kind is decimal.Underflow or kind is decimal.Overflow:
+        # trapped in every context whose exponent range is the sandbox's (Classes.new_context)
+        message = f"{message}: {_DECIMAL_RANGE}"
     name = str.__str__(kind.__name__)[:100]
     if name in RESERVED_KINDS:  # a program's class named like a sandbox outcome
         return failure("Exception", f"{name}: {message}")

@@ -2141,13 +2141,23 @@ class Classes:
             if name not in _CONTEXT_FIELDS or name in fields:
                 raise TypeError(f"Context() got an unexpected or repeated argument {name!r}")
             fields[name] = value
-        # None means "the default" to decimal: here the default is the bounded one.
+        # None means "the default" to decimal: here the default is the bounded one, and a
+        # result it cannot hold raises as CPython's wider range would not need to: a value
+        # below 1E-10000 rounded to 0 with no error, and past 1E+10000 to Infinity where
+        # Overflow was not trapped (red-team pass DL). Underflow is a subnormal result that
+        # lost digits; an exact subnormal one is the same as CPython's.
+        bounded: list[type[decimal.DecimalException]] = []
         if fields.get("Emax") is None:
             fields["Emax"] = self.max_digits
+            bounded.append(decimal.Overflow)
         if fields.get("Emin") is None:
             fields["Emin"] = -self.max_digits
+            bounded.append(decimal.Underflow)
         checked = {name: self.check_context_field(name, value) for name, value in fields.items()}
-        return decimal.Context(**checked)
+        context = decimal.Context(**checked)
+        for signal in bounded:
+            context.traps[signal] = True
+        return context
 
     def local_context(self, ctx: Any = None, **kwargs: Any) -> Any:
         checked = {

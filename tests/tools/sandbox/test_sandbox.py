@@ -179,6 +179,46 @@ async def test_limits_fail_fast_and_clearly(
     assert time.perf_counter() - started < sandbox.config.timeout_s + 1.5
 
 
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        # CPython answers 1E-12000: the sandbox's range rounded it to 0E-10027, ok=True
+        (
+            "from decimal import Decimal\nresult = Decimal('1e-6000') * Decimal('1e-6000')",
+            "Underflow",
+        ),
+        (
+            "from decimal import Decimal\nq = Decimal(1)\n"
+            "for _ in range(6000):\n    q = q * Decimal('0.01')\nresult = str(q)",
+            "Underflow",
+        ),
+        # no trap of its own: CPython answers 1E+20000, the sandbox's range made it Infinity
+        (
+            "from decimal import Decimal, ExtendedContext, localcontext\n"
+            "with localcontext(ExtendedContext):\n    result = str(Decimal(10) ** 20000)",
+            "Overflow",
+        ),
+        ("import decimal\nresult = str(decimal.Context(traps=[]).power(10, 20000))", "Overflow"),
+    ],
+)
+async def test_a_decimal_past_the_sandboxs_range_raises_rather_than_rounds(
+    sandbox: Sandbox, code: str, kind: str
+) -> None:
+    """The run's decimal contexts have a narrower exponent range than CPython's (red-team
+    pass DL): what the wider range would have held is an error, never 0 or Infinity."""
+    res = await sandbox.run(code)
+    assert (res.ok, res.error_kind) == (False, kind), res
+    assert "the sandbox's exponent range" in (res.error or "")
+    exact = "from decimal import Decimal\nresult = str(Decimal('1e-6000') * Decimal('1e-4010'))"
+    assert (await sandbox.run(exact)).value == "1E-10010"  # subnormal and exact: CPython's
+    # a range the program sets is its own, with its own traps: CPython's answer
+    own = (
+        "import decimal\nc = decimal.Context(prec=2, Emin=-3, Emax=3, traps=[])\n"
+        "result = str(c.multiply(decimal.Decimal('0.001'), decimal.Decimal('0.123')))"
+    )
+    assert (await sandbox.run(own)).value == "0.0001"
+
+
 async def test_running_out_of_memory_while_holding_it_is_a_memory_limit() -> None:
     """Red-team pass AV: the program still held the memory it ran out of when its error was
     described, which ran out of memory too: the run was reported as a crash ("exit 122")."""

@@ -1223,7 +1223,7 @@ class Guards:
         if self.classes.comparing[0]:
             if isinstance(obj, KEPT_CONTAINERS):
                 # l[0] = x keeps what it replaces; del d[k] is refused in a comparison
-                self.classes.keep_contents(obj)
+                self.classes.keep_contents(obj, whole=False)
                 return _KeptItemWriter(self._writer(obj), obj, self.classes)
         elif type(obj) is dict or type(obj) is list:  # d[k] = v, in every other loop
             return obj
@@ -1364,8 +1364,9 @@ class _SliceWriter:
 
 class _KeptItemWriter:
     """``_write_`` of a list, deque, dict or set while a special method of the program's
-    runs (:meth:`Classes.keep_contents`): a store keeps what it replaces (kept already), a
-    deletion is refused while one of its comparisons runs; the rest as ``writer`` does."""
+    runs (:meth:`Classes.keep_contents`): a store keeps what it replaces
+    (:meth:`Classes.keep_replaced`), a deletion is refused while one of its comparisons runs;
+    the rest as ``writer`` does."""
 
     __slots__ = ("_classes", "_target", "_writer")
     _writer: Any
@@ -1378,6 +1379,7 @@ class _KeptItemWriter:
         object.__setattr__(self, "_classes", classes)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self._classes.keep_replaced(self._target, key)
         self._writer[key] = value
 
     def __delitem__(self, key: Any) -> None:

@@ -912,6 +912,9 @@ _CONTAINERS = (tuple, frozenset, list, set, dict)
 # Containers whose items CPython may compare holding no reference (see keep_contents), and
 # the methods that take items out of them (a deque with a maxlen drops one as it adds).
 KEPT_CONTAINERS = (list, collections.deque, dict, set, collections.ChainMap)
+# Keys a dict finds without running any code of the program's (keep_replaced).
+_SCALAR_KEYS = frozenset({str, int, float, complex, bool, bytes, type(None)})
+_NOTHING = object()
 # What changes each container that cannot change at all during a comparison (Classes.
 # _guard_changes): the slots C writes through, and the methods library code calls.
 _MAPPING_CHANGES = (
@@ -1097,6 +1100,7 @@ class Classes:
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
+        self._replaced: list[Any] = []  # what item stores replaced (keep_replaced)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
         self._plain: dict[int, tuple[type, bool]] = {}  # see plain_instance
         self._guards: dict[int, tuple[Any, Any]] = {}  # see _guard_changes
@@ -1156,6 +1160,7 @@ class Classes:
         self._plain.clear()
         self._clean.clear()
         self._kept.clear()
+        self._replaced.clear()
         self.comparing[0] = 0
 
     def register(self, cls: type) -> type:
@@ -1737,7 +1742,7 @@ class Classes:
             return self._contained_descriptor(value)
         return _ContainedCall(value, exposed)  # a partial, a callable object: without self
 
-    def keep_contents(self, container: Any, removing: bool = False) -> None:
+    def keep_contents(self, container: Any, removing: bool = False, whole: bool = True) -> None:
         """While a comparison, ``__bool__`` or ``__hash__`` of the program's runs, refuse
         ``removing`` items from ``container`` (a list, deque, dict or set), and keep what a
         store replaces for the rest of the run. CPython 3.11 compares an item of a container
@@ -1768,11 +1773,37 @@ class Classes:
             raise SandboxSecurityError(
                 f"a set cannot change while the program's {_COUNTED_NAMES} runs"
             )
+        if not whole:
+            return
         kind: Any = next(kind for kind in KEPT_CONTAINERS if isinstance(container, kind))
         # read as the builtin type holds them, never through the program's __iter__
         held: Any = container
         items = tuple(dict.items(held) if kind is dict else kind.__iter__(held))
         self._kept[id(items)] = items
+
+    def keep_replaced(self, container: Any, key: Any) -> None:
+        """Before ``container[key] = value`` while a special method of the program's runs
+        (:meth:`keep_contents` refused it already where it must): keep what the store
+        replaces, read as the builtin type holds it, and nothing else. A copy of the whole
+        container per store made a ``__repr__`` that filled a 20,000-item memo run out of
+        memory (red-team pass DN). A key whose lookup would run the program's code (its
+        ``__hash__``, ``__eq__`` or ``__index__``, which may answer differently the second
+        time) has the whole container kept instead."""
+        held: Any = container
+        if isinstance(held, dict):
+            if type(key) in _SCALAR_KEYS or (
+                type(key) is tuple and all(type(part) in _SCALAR_KEYS for part in key)
+            ):
+                replaced = dict.get(held, key, _NOTHING)
+                if replaced is not _NOTHING:
+                    self._replaced.append(replaced)
+                return
+        elif type(key) is int:
+            kind = list if isinstance(held, list) else collections.deque
+            if -kind.__len__(held) <= key < kind.__len__(held):
+                self._replaced.append(kind.__getitem__(held, key))
+            return
+        self.keep_contents(container)
 
     def _count_inherited_comparisons(self, cls: type) -> None:
         """A comparison the class inherits from a library's Python code (``Counter.__eq__``

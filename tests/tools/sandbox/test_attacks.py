@@ -2669,6 +2669,47 @@ async def test_sums_displays_and_renderings_work_as_ever(box: Sandbox) -> None:
     ], res
 
 
+# A store that replaces the item CPython is comparing frees it as a removal would (plain
+# CPython: the Y that the other operand's __eq__ receives is a filler made later in its memory).
+STORES_OF_THE_COMPARED_ITEM = {
+    "list_comparison": freed_tuple(2, "c[0] = 0", "[(X(), Y())]", "c < [(0, 0)]"),
+    "list_comparison_from_the_end": freed_tuple(2, "c[-1] = 0", "[(X(), Y())]", "c < [(0, 0)]"),
+    "deque_index": freed_tuple(1, "c[0] = 0", "collections.deque([(X(), Y())])", "c.index((0, 0))"),
+    "dict_comparison": freed_tuple(1, "c['k'] = 0", "{'k': (X(), Y())}", "c == {'k': (0, 0)}"),
+    "list_comparison_by_the_programs_index": freed_tuple(  # the whole list kept
+        2,
+        "c[I()] = 0",
+        "[(X(), Y())]",
+        "c < [(0, 0)]",
+        "class I:\n    def __index__(self):\n        return 0\n",
+    ),
+    "dict_comparison_with_the_programs_key": freed_tuple(  # the whole dict kept
+        1, "c[k] = 0", "{k: (X(), Y())}", "c == {k: (0, 0)}", "class K:\n    pass\nk = K()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STORES_OF_THE_COMPARED_ITEM))
+async def test_a_store_in_a_comparison_keeps_what_it_replaces(box: Sandbox, name: str) -> None:
+    """Only what the store replaces is kept (a copy of the whole container per store made a
+    ``__repr__`` filling a 20,000-item memo run out of memory, red-team pass DN)."""
+    res = await box.run(STORES_OF_THE_COMPARED_ITEM[name])
+    assert res.value == ["Y", "y", False], res
+
+
+async def test_stores_in_special_methods_cost_what_they_replace(box: Sandbox) -> None:
+    code = (
+        "memo = [0] * 20000\nbig = list(range(200000))\nclass Grid:\n"
+        "    def __repr__(self):\n        for i in range(len(memo)):\n"
+        "            memo[i] = i * i\n        return 'Grid(%d)' % memo[-1]\n"
+        "    def __eq__(self, other):\n        for i in range(2000):\n"
+        "            big[i] = -i\n        return True\n"
+        "result = [repr(Grid()), Grid() == Grid(), big[1999]]"
+    )
+    res = await box.run(code)
+    assert res.value == ["Grid(399960001)", True, -1999], res
+
+
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(
     box: Sandbox,
 ) -> None:

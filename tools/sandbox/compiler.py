@@ -344,7 +344,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
             )
             copy_locations(call, node)
             return call
-        readable = attr in READABLE_DUNDERS or attr in OWN_DUNDERS
+        readable = attr in READABLE_DUNDERS or attr in OWN_DUNDERS or attr in ALLOWED_DUNDER_METHODS
         if (readable and isinstance(node.ctx, ast.Load)) or is_private_name(attr):
             # RestrictedPython refuses every "_" name; these go through the same hooks as any
             # attribute, and the run-time guard decides (private: the program's objects only).
@@ -361,22 +361,11 @@ class SandboxTransformer(RestrictingNodeTransformer):
             copy_locations(write, node.value)
             node.value = write
             return node
-        if attr in ALLOWED_DUNDER_METHODS:
-            # what a model writes when it means the operation (``self.__eq__(o)`` in a __ne__):
-            # say what works (compatibility pass CF: the bare refusal did not)
-            if not isinstance(node.ctx, ast.Load):
-                self.error(
-                    node,
-                    f'"{attr}" cannot be set or deleted in the sandbox: define it in the class '
-                    "body (a class's special methods are fixed when it is made)",
-                )
-                return self.node_contents_visit(node)
+        if attr in ALLOWED_DUNDER_METHODS:  # read: on the program's own objects (above)
             self.error(
                 node,
-                f'"{attr}" cannot be read in the sandbox: use the operation it implements '
-                f"(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...; as a function: "
-                f"operator.eq, operator.mul, len ...)"
-                + (f", or super().{attr}(...) inside a class" if attr in SUPER_DUNDERS else ""),
+                f'"{attr}" cannot be set or deleted in the sandbox: define it in the class '
+                "body (a class's special methods are fixed when it is made)",
             )
             return self.node_contents_visit(node)
         return super().visit_Attribute(node)

@@ -61,6 +61,7 @@ from tools.sandbox.limits import (
     sized_method,
 )
 from tools.sandbox.names import (
+    ALLOWED_DUNDER_METHODS,
     ANSWER_FUNCTION,
     DENIED_ATTRIBUTES,
     FILENAME,
@@ -422,6 +423,17 @@ def check_attr_name(
             raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
         if name == "__dict__" and classes is not None and classes.is_user_object(obj):
             return name  # the program's own attributes (a generic __repr__)
+        if name in ALLOWED_DUNDER_METHODS and not writing and classes is not None:
+            # ``self.__add__(o)`` in a __radd__: a special method the program's own class
+            # defines, read as any of its methods is (differential pass DM); never one a
+            # library base gives (``int.__add__`` computes past the size guards)
+            if classes.defines_special(obj, name):
+                return name
+            raise SandboxSecurityError(
+                f'"{name}" can be read only where the program\'s own class defines it: use '
+                "the operation it implements (a == b, a + b, len(a), str(a) ...; as a "
+                "function: operator.eq, operator.add, len ...)"
+            )
         raise SandboxSecurityError(f"access to attribute {name!r} is not allowed in the sandbox")
     if name in DENIED_ATTRIBUTES:
         raise SandboxSecurityError(f"access to attribute {name!r} is not allowed in the sandbox")
@@ -557,7 +569,7 @@ class Guards:
             raise SandboxSecurityError(f"exception attribute {name!r} is not available")
         if isinstance(target, string.Formatter):
             raise SandboxSecurityError("string.Formatter is not available in the sandbox")
-        if is_private_name(name):
+        if is_private_name(name) or name in ALLOWED_DUNDER_METHODS:
             # Allowed only on the program's own objects, and read the way check_attr_name
             # decided it: by the generic lookup, never a forwarding one.
             try:

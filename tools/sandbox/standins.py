@@ -767,6 +767,10 @@ class SandboxRandom(random.Random):
 
 _STATE_REFUSED = "a random generator's getstate and setstate are not available in the sandbox"
 _RANDOM_CLASSES = SandboxRandom.__mro__  # whose random() and getrandbits() are the C ones
+# Named as the class it stands for: type(r).__name__ and repr(type(r)) answer as in CPython
+# (they named the sandbox's own module, differential pass DM).
+SandboxRandom.__name__ = SandboxRandom.__qualname__ = "Random"
+SandboxRandom.__module__ = "random"
 
 
 # What type() may hand out as itself. Not the combinatoric iterators (product, permutations,
@@ -1219,6 +1223,25 @@ class Classes:
             return self._program_owns(obj, name)
         own = _instance_dict(obj)
         return (own is not None and name in own) or self._program_owns(type(obj), name)
+
+    def defines_special(self, obj: Any, name: str) -> bool:
+        """``obj.__add__`` for a special method: only a function the program's own class body
+        defined (as contained), found first in the MRO of the program's own object or class;
+        never what a library base gives (``int.__add__`` computes past the size guards), nor
+        what a library's class machinery or the sandbox itself put in the class (a wrapper of
+        an inherited ``__repr__`` writes out unmeasured)."""
+        if not self.is_user_object(obj) or type(obj) is FunctionType:
+            return False
+        cls = obj if isinstance(obj, type) else type(obj)
+        for base in cls.__mro__:
+            value = vars(base).get(name, _ABSENT)
+            if value is not _ABSENT:
+                return (
+                    self.is_user_class(base)
+                    and name not in self._foreign.get(id(base), ())
+                    and self.is_program_function(value)
+                )
+        return False
 
     def library_slot(self, obj: Any, name: str) -> bool:
         """A library's data descriptor answers ``obj.<name>`` (``Fraction``'s

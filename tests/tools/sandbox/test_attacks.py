@@ -3518,7 +3518,9 @@ PRIVATE_ELSEWHERE = {
     "dunder_elsewhere": "result = (1).__dict__",
     "name_write": "def f():\n    pass\nf.__name__ = 'g'",
     "private_getattr": "result = getattr(1, '_x')",
-    "super_other_dunder": "class S(str):\n    def m(self):\n        return super().__mul__(10)",
+    "super_other_dunder": (
+        "class S(str):\n    def m(self):\n        return super().__mul__(10)\nresult = S('a').m()"
+    ),
     "hook_rebinding": "_getattr_ = getattr",
     "print_rebinding": "_print = 1",
     "temp_rebinding": "_tmp0 = 1",

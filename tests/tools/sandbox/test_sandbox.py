@@ -179,6 +179,16 @@ async def test_limits_fail_fast_and_clearly(
     assert time.perf_counter() - started < sandbox.config.timeout_s + 1.5
 
 
+async def test_the_random_class_answers_to_its_own_name(sandbox: Sandbox) -> None:
+    code = (
+        "import random\nclass R(random.Random):\n    pass\n"
+        "result = [type(random.Random(1)).__name__, repr(type(random.Random(1))),\n"
+        "          isinstance(R(2), random.Random), random.Random.__name__]"
+    )
+    res = await sandbox.run(code)
+    assert res.value == ["Random", "<class 'random.Random'>", True, "Random"], res
+
+
 @pytest.mark.parametrize(
     ("code", "kind"),
     [
@@ -781,14 +791,28 @@ async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> 
 
 
 async def test_a_special_method_read_says_what_to_write_instead(sandbox: Sandbox) -> None:
-    res = await sandbox.run(
+    own = await sandbox.run(
         "class P:\n    def __eq__(self, o):\n        return True\n"
-        "    def __ne__(self, o):\n        return not self.__eq__(o)\nresult = P() != P()"
+        "    def __ne__(self, o):\n        return not self.__eq__(o)\n"
+        "    def __add__(self, o):\n        return 5\n"
+        "    def __radd__(self, o):\n        return self.__add__(o)\n"
+        "result = [P() != P(), 1 + P(), P.__add__(P(), 0)]"
     )
+    assert own.value == [False, 5, 5], own  # the program's own class's (differential pass DM)
+    for made_elsewhere in (  # what the sandbox or a library put in the program's class
+        "import collections\nclass O(collections.OrderedDict):\n    pass\n"
+        "result = O(a=1).__repr__()",  # a wrapper of the inherited one, which writes unmeasured
+        "import functools\n@functools.total_ordering\nclass T:\n"
+        "    def __eq__(self, o):\n        return True\n    def __lt__(self, o):\n"
+        "        return False\nresult = T().__gt__(T())",
+    ):
+        refused = await sandbox.run(made_elsewhere)
+        assert refused.error_kind == "SecurityError", refused
+    res = await sandbox.run("class S(str):\n    pass\nresult = S('a').__mul__(3)")
     assert res.error == (
-        'Line 5: "__eq__" cannot be read in the sandbox: use the operation it implements '
-        "(a == b, a < b, a + b, len(a), str(a), hash(a), x in a ...; as a function: operator.eq, "
-        "operator.mul, len ...), or super().__eq__(...) inside a class"
+        '"__mul__" can be read only where the program\'s own class defines it: use the '
+        "operation it implements (a == b, a + b, len(a), str(a) ...; as a function: "
+        "operator.eq, operator.add, len ...) (line 3)"
     ), res
     field = await sandbox.run("try:\n    1 / 0\nexcept ArithmeticError as e:\n    c = e.__cause__")
     assert field.error is not None and "use the operation" not in field.error, field

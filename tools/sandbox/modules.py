@@ -711,11 +711,11 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         re,
         names="compile search match fullmatch findall finditer sub subn split "
         "escape error Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE S U "
-        "UNICODE VERBOSE X",
+        "UNICODE VERBOSE X NOFLAG",
     )
     # the flags as the ints they are: RegexFlag's enum code stored what the program's int
     # subclass answered in the class's value map, and ``re.I | x`` then gave it back (pass BN)
-    for name in "A ASCII DOTALL I IGNORECASE M MULTILINE S U UNICODE VERBOSE X".split():  # noqa: SIM905
+    for name in "A ASCII DOTALL I IGNORECASE M MULTILINE S U UNICODE VERBOSE X NOFLAG".split():  # noqa: SIM905
         rx[name] = int(rx[name])
     rx["sub"] = lambda pattern, repl, *args, **kwargs: re.sub(
         pattern, guards.counted_repl(repl), *args, **kwargs

@@ -1989,10 +1989,11 @@ async def test_protocols_slots_and_regex_flags_work_as_ever(box: Sandbox) -> Non
         "class F(int):\n    def __or__(self, other):\n        return 4\n"
         "def area(s: P) -> float:\n        return s.area()\n"
         "result = [area(Sq(2)), Sq(3).area(), re.I | re.M,\n"
-        "          re.findall('a.', 'AB\\nac', re.I | re.S), re.compile('a', F(2)).flags & 2]"
+        "          re.findall('a.', 'AB\\nac', re.I | re.S), re.compile('a', F(2)).flags & 2,\n"
+        "          re.findall('a', 'aA', re.NOFLAG)]"
     )
     res = await box.run(code)
-    assert res.value == [4.0, 9.0, 10, ["AB", "ac"], 2], res
+    assert res.value == [4.0, 9.0, 10, ["AB", "ac"], 2, ["a"]], res
 
 
 # Pass BR: library Python code adds and multiplies what the program stored, unmeasured:

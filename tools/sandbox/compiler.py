@@ -437,6 +437,15 @@ class SandboxTransformer(RestrictingNodeTransformer):
         """``x[a:b] = v`` writes through ``_write_slice_``, which counts what a list or a
         bytearray grows by (``b[0:0] = iterator`` made 150M items in one statement)."""
         assigned_slice = isinstance(node.ctx, ast.Store) and isinstance(node.slice, ast.Slice)
+        if not isinstance(node.ctx, ast.Load) and any(
+            isinstance(part, ast.Yield | ast.YieldFrom | ast.Await) for part in ast.walk(node.slice)
+        ):
+            # ``c[(yield)] = v``: Python calls _write_(c) before it works out the key, and a
+            # generator suspended there stored later, unguarded, in the middle of a comparison
+            # (red-team pass DO: an item CPython was comparing freed). The write guard decides
+            # when it is called: nothing may come between it and the store.
+            self.error(node, "an item store or deletion cannot yield while it works out its key")
+            return node
         new = super().visit_Subscript(node)
         if assigned_slice and isinstance(new, ast.Subscript) and isinstance(new.value, ast.Call):
             name = ast.Name("_write_slice_", ast.Load())

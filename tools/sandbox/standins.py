@@ -1811,7 +1811,12 @@ class Classes:
         container per store made a ``__repr__`` that filled a 20,000-item memo run out of
         memory (red-team pass DN). A key whose lookup would run the program's code (its
         ``__hash__``, ``__eq__`` or ``__index__``, which may answer differently the second
-        time) has the whole container kept instead."""
+        time) has the whole container kept instead. (A dict's lookup of a scalar key still
+        runs the ``__eq__`` of a stored key of the program's with the same hash, which may
+        answer "missing" here and "found" in the store: red-team pass DO. Nothing is kept
+        then; CPython 3.11's dict code holds its own reference to every value it reads while
+        the program's code runs (``dict_equal``, ``dict_repr``, ``dict_merge``), so only the
+        list and deque stores are what keeping protects.)"""
         held: Any = container
         if isinstance(held, dict):
             if type(key) in _SCALAR_KEYS or (

@@ -2690,6 +2690,35 @@ STORES_OF_THE_COMPARED_ITEM = {
 }
 
 
+# Red-team pass DO: a generator suspended in the middle of an item store, after the write
+# guard was called (outside any comparison) and before its key was worked out, stored later
+# from the middle of a comparison (plain CPython: a freed type's name read, or SIGSEGV).
+_SEND = "try:\n            pending.send(0)\n        except StopIteration:\n            pass"
+GENERATOR_SUSPENDED_STORES = {
+    name: freed_tuple(
+        first,
+        _SEND,
+        container,
+        f"pending = store()\nnext(pending)\n{compare}",
+        f"def store():\n    {statement}\n",
+    )
+    for name, first, statement, container, compare in (
+        ("store", 2, "c[(yield)] = 0", "[(X(), Y())]", "c < [(0, 0)]"),
+        ("deque_store", 1, "c[(yield)] = 0", "collections.deque([(X(), Y())])", "c.index((0, 0))"),
+        ("deletion", 2, "del c[(yield)]", "[(X(), Y())]", "c < [(0, 0)]"),
+        ("slice_store", 2, "c[(yield):] = []", "[(X(), Y())]", "c < [(0, 0)]"),
+        ("nested_key", 2, "c[[k for k in (yield)][0]] = 0", "[(X(), Y())]", "c < [(0, 0)]"),
+    )
+}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATOR_SUSPENDED_STORES))
+async def test_an_item_store_cannot_be_suspended_after_its_guard(box: Sandbox, name: str) -> None:
+    res = await box.run(GENERATOR_SUSPENDED_STORES[name])
+    assert res.error_kind == "SecurityError", res
+    assert "cannot yield while it works out its key" in (res.error or ""), res
+
+
 @pytest.mark.parametrize("name", sorted(STORES_OF_THE_COMPARED_ITEM))
 async def test_a_store_in_a_comparison_keeps_what_it_replaces(box: Sandbox, name: str) -> None:
     """Only what the store replaces is kept (a copy of the whole container per store made a

@@ -33,6 +33,7 @@ from tools.sandbox.names import (
     CLASS_BODY_NAMES,
     DENIED_ATTRIBUTES,
     FILENAME,
+    MODULE_METADATA,
     OWN_DUNDERS,
     READABLE_DUNDERS,
     SUPER_DUNDERS,
@@ -210,7 +211,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
             (allow_magic_methods and getattr(node, "col_offset", 0) != 0) or in_class_body
         ):
             return  # a method of the program's own class, defined or aliased in its body
-        if is_private_variable(name):
+        if is_private_variable(name) or name in MODULE_METADATA:
             return
         if name == "__name__" and isinstance(getattr(node, "ctx", None), ast.Load):
             return  # the module's name: "__main__"

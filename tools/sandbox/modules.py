@@ -164,7 +164,7 @@ def _namedtuple(guards: Guards) -> Callable[..., type]:
     def namedtuple(typename: str, field_names: Any, **kwargs: Any) -> type:
         kwargs.pop("module", None)  # it would be looked up in sys.modules
         cls = collections.namedtuple(  # type: ignore[misc]  # the program's own name
-            typename, field_names, module="__sandbox__", **kwargs
+            typename, field_names, module="__main__", **kwargs
         )
         return guards.classes.register(cls)
 
@@ -178,7 +178,7 @@ def _typed_namedtuple(guards: Guards) -> Callable[..., type]:
 
     def NamedTuple(typename: str, fields: Any = None, /, **kwargs: Any) -> type:
         cls = typing.NamedTuple(typename, fields, **exact_kwargs(kwargs))  # type: ignore[misc]
-        cls.__module__ = "__sandbox__"  # not this module's name, read from typing's caller
+        cls.__module__ = "__main__"  # the program's, as CPython says; not this module's
         return guards.classes.register(cls)
 
     def mro_entries(bases: tuple[Any, ...]) -> Any:  # typing's asserts its own function
@@ -542,7 +542,11 @@ def _sys_view(guards: Guards) -> dict[str, Any]:
         "maxsize": sys.maxsize,
         "float_info": sys.float_info,
         "int_info": sys.int_info,
-        "version_info": tuple(sys.version_info),
+        "version_info": sys.version_info,  # ints and a str: .major, as CPython writes it
+        "version": sys.version,
+        "platform": sys.platform,
+        "argv": [""],  # the program's own list: no arguments (differential pass DP)
+        "getsizeof": sys.getsizeof,  # object.__sizeof__: a program defines no __sizeof__
     }
 
 

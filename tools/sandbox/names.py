@@ -44,6 +44,14 @@ SUPER_DUNDERS = frozenset(
 READABLE_DUNDERS = frozenset({"__name__", "__qualname__", "__class__", "__doc__"})
 # Dunder attributes read only on the program's own objects (``self.__dict__``).
 OWN_DUNDERS = frozenset({"__dict__"})
+# A script's own metadata, which Python gives no meaning to (``__version__ = "1.0"`` at the
+# top of a script refused the whole program, differential pass DP).
+MODULE_METADATA = frozenset(
+    f"__{name}__"
+    for name in (  # noqa: SIM905
+        "all version author license email status credits maintainer copyright date"
+    ).split(" ")
+)
 # Dunder names a class body may assign besides its methods.
 CLASS_BODY_NAMES = frozenset({"__slots__"})
 # Methods a program may define on its own classes (RestrictedPython allows only ``__init__``

@@ -529,17 +529,28 @@ class TypeToken:
     """What ``type(x)`` gives for a class a program may not hold: printable, comparable by
     identity (one token per class), and nothing else."""
 
-    __slots__ = ("_name",)
+    __slots__ = ("_name", "_shown")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, shown: str | None = None) -> None:
         self._name = name
+        self._shown = name if shown is None else shown
 
     def __repr__(self) -> str:
-        return f"<class {self._name!r}>"
+        return f"<class {self._shown!r}>"
 
     @property
     def __name__(self) -> str:
         return self._name
+
+
+def _shown(cls: type) -> str:
+    """How CPython writes out a library class: ``decimal.ConversionSyntax`` (a money parser
+    prints the error it caught, differential pass DP), ``int``; the sandbox's own classes by
+    their name alone."""
+    name, module = str.__str__(cls.__qualname__), str.__str__(cls.__module__)
+    if module == "builtins" or module.startswith("tools."):
+        return name
+    return f"{module}.{name}"
 
 
 RANDOM_MAX_BITS = [1 << 20]  # set once per template (``modules.py``); not class attributes,
@@ -2043,7 +2054,7 @@ class Classes:
             return cls
         entry = self._tokens.get(id(cls))
         if entry is None or entry[0] is not cls:
-            entry = self._tokens[id(cls)] = (cls, TypeToken(str.__str__(cls.__name__)))
+            entry = self._tokens[id(cls)] = (cls, TypeToken(str.__str__(cls.__name__), _shown(cls)))
         return entry[1]
 
     # -- guarded constructors --------------------------------------------------------------

@@ -208,17 +208,21 @@ def test_module_views_are_read_only_and_minimal() -> None:
     assert not hasattr(importer("json"), "codecs")
     system = importer("sys")  # what programs use it for, and nothing that reaches further
     assert sorted(dir(system)) == [
+        "argv",
         "byteorder",
         "exit",
         "float_info",
         "get_int_max_str_digits",
         "getrecursionlimit",
+        "getsizeof",
         "int_info",
         "maxsize",
+        "platform",
         "set_int_max_str_digits",
         "setrecursionlimit",
         "stderr",
         "stdout",
+        "version",
         "version_info",
     ]
 

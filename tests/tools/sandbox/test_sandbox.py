@@ -179,6 +179,32 @@ async def test_limits_fail_fast_and_clearly(
     assert time.perf_counter() - started < sandbox.config.timeout_s + 1.5
 
 
+async def test_what_scripts_read_and_print_is_as_in_cpython(sandbox: Sandbox) -> None:
+    """Differential pass DP: a script's metadata, the sys names a script checks, and how a
+    library class and a named tuple's class are written out."""
+    code = (
+        '__version__ = "1.0"\n__all__ = ["solve"]\nimport sys, statistics\n'
+        "from decimal import Decimal, InvalidOperation\nfrom collections import namedtuple\n"
+        "out = [__version__, __all__, sys.version_info.major, sys.version_info >= (3, 8),\n"
+        "       sys.platform, sys.argv, str(namedtuple('P', 'x'))]\n"
+        "try:\n    Decimal('12,50')\nexcept InvalidOperation as e:\n    out.append(str(e))\n"
+        "try:\n    statistics.mean([])\nexcept statistics.StatisticsError as e:\n"
+        "    out.append(repr(type(e)))\nresult = out"
+    )
+    res = await sandbox.run(code)
+    assert res.value == [
+        "1.0",
+        ["solve"],
+        3,
+        True,
+        sys.platform,
+        [""],
+        "<class '__main__.P'>",
+        "[<class 'decimal.ConversionSyntax'>]",
+        "<class 'statistics.StatisticsError'>",
+    ], res
+
+
 async def test_the_random_class_answers_to_its_own_name(sandbox: Sandbox) -> None:
     code = (
         "import random\nclass R(random.Random):\n    pass\n"

@@ -29,6 +29,7 @@ from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locati
 
 from tools.sandbox.names import (
     ALLOWED_DUNDER_METHODS,
+    ALLOWED_MODULES,
     ANSWER_FUNCTION,
     CLASS_BODY_NAMES,
     DENIED_ATTRIBUTES,
@@ -135,6 +136,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
         self._scopes: list[str] = []  # "class" or "function", innermost last
         self._depth = 0
         self._in_solution = False  # in the body of the module's own ``def solution``
+        self._catching = 0  # inside a ``try`` with handlers (an import there may be a probe)
 
     def visit(self, node: ast.AST) -> Any:
         """Every node passes here: the nesting is measured on the way, before anything
@@ -221,10 +223,18 @@ class SandboxTransformer(RestrictingNodeTransformer):
         self._classes.append(node.name)
         self._scopes.append("class")
         try:
-            return super().visit_ClassDef(node)
+            new = super().visit_ClassDef(node)
         finally:
             self._scopes.pop()
             self._classes.pop()
+        if isinstance(new, ast.ClassDef) and new is not node:
+            # RestrictedPython parses a new class statement, at line 1: an error in making
+            # the class (a base that cannot be one) was reported there
+            ast.copy_location(new, node)
+            for keyword in new.keywords:
+                for part in ast.walk(keyword):
+                    ast.copy_location(part, node)
+        return new
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
         _strip_annotations(node.args)
@@ -267,6 +277,44 @@ class SandboxTransformer(RestrictingNodeTransformer):
         finally:
             self._scopes.pop()
 
+    def visit_Try(self, node: ast.Try) -> Any:
+        if not node.handlers:
+            return super().visit_Try(node)
+        self._catching += 1
+        try:
+            return super().visit_Try(node)
+        finally:
+            self._catching -= 1
+
+    def _binds_missing(self, module: str) -> bool:
+        """``import <module>`` of a module the sandbox does not have, where no ``try`` could
+        catch its failure: it binds a ``missing.MissingModule``, which fails when it is used
+        (a model imports ``numpy`` or ``time`` it never uses, differential pass DP). Inside a
+        ``try`` with handlers the import fails at once, as ``except ImportError:`` expects."""
+        return not self._catching and module.partition(".")[0] not in ALLOWED_MODULES
+
+    def _missing(self, node: ast.stmt, target: str, module: str, name: str | None) -> ast.stmt:
+        args: list[ast.expr] = [ast.Constant(module)]
+        if name is not None:
+            args.append(ast.Constant(name))
+        call = ast.Call(func=ast.Name("_missing_module_", ast.Load()), args=args, keywords=[])
+        assign = ast.Assign(targets=[ast.Name(target, ast.Store())], value=call)
+        return ast.fix_missing_locations(ast.copy_location(assign, node))
+
+    def visit_Import(self, node: ast.Import) -> Any:
+        new = super().visit_Import(node)  # the names it binds are checked as any other
+        if not any(self._binds_missing(alias.name) for alias in node.names):
+            return new
+        statements: list[ast.stmt] = []
+        for alias in node.names:
+            if self._binds_missing(alias.name):
+                target = alias.asname or alias.name.partition(".")[0]
+                statements.append(self._missing(node, target, alias.name, None))
+            else:
+                kept = ast.Import(names=[alias])
+                statements.append(ast.fix_missing_locations(ast.copy_location(kept, node)))
+        return statements
+
     def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
         if any(alias.name == "*" for alias in node.names):
             self.error(
@@ -296,6 +344,10 @@ class SandboxTransformer(RestrictingNodeTransformer):
         # the guards, as `module.name` is read, and nothing else.
         assigns: list[ast.stmt] = []
         for alias in node.names:
+            if self._binds_missing(node.module):
+                bound = alias.asname or alias.name
+                assigns.append(self._missing(node, bound, node.module, alias.name))
+                continue
             call = ast.Call(
                 func=ast.Name("_import_from_", ast.Load()),
                 args=[ast.Constant(node.module), ast.Constant(alias.name)],

@@ -57,6 +57,8 @@ from tools.sandbox.limits import (
     index_value,
     int_parts,
 )
+from tools.sandbox.missing import not_available
+from tools.sandbox.names import ALLOWED_MODULES
 from tools.sandbox.policy import (
     Guards,
     PrintSink,
@@ -818,21 +820,6 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     return made
 
 
-# What to write instead of a module a program may not import, for those programs reach for
-# most (compatibility pass CF): a model repairs its program from the message.
-_INSTEAD = {
-    "enum": "use constants, or a dict of names to values",
-    "abc": "a plain base class, whose methods the subclasses override, does the same",
-    "time": "there is no clock: datetime computes with dates and times",
-    "numpy": "use lists, math, statistics and fractions",
-    "pandas": "use lists of dicts, collections and statistics",
-    "sympy": "use fractions, math and an explicit loop or formula",
-    "os": "there are no files, processes or environment in the sandbox",
-    "csv": "split lines with str.split(',') or re",
-    "textwrap": "str methods and slicing format text",
-}
-
-
 def _final(f: Any) -> Any:
     """``typing.final``: a marker for type checkers, which changes nothing at run time."""
     return f
@@ -896,32 +883,7 @@ class ModuleRegistry:
     """Builds the per-run import function: static views are shared (they are read-only),
     ``random`` and ``decimal`` are rebuilt for every run."""
 
-    ALLOWED = frozenset(
-        [
-            "math",
-            "cmath",
-            "fractions",
-            "decimal",
-            "statistics",
-            "datetime",
-            "itertools",
-            "functools",
-            "collections",
-            "string",
-            "re",
-            "random",
-            "heapq",
-            "bisect",
-            "operator",
-            "json",
-            "calendar",
-            "typing",
-            "sys",
-            "copy",
-            "dataclasses",
-            "collections.abc",
-        ]
-    )
+    ALLOWED = ALLOWED_MODULES
 
     def __init__(self, guards: Guards) -> None:
         self._guards = guards
@@ -956,13 +918,8 @@ class ModuleRegistry:
             # cannot call __import__ directly, so they never get here.
             return None
         if name not in self.ALLOWED:
-            allowed = ", ".join(sorted(self.ALLOWED))
-            instead = _INSTEAD.get(name.partition(".")[0], "")
-            raise ModuleNotFoundError(  # what `except ModuleNotFoundError:` expects, by name
-                f"module {name!r} is not available in the sandbox (allowed: {allowed})"
-                + (f"; {instead}" if instead else ""),
-                name=name,
-            )
+            # what `except ModuleNotFoundError:` expects, by name
+            raise ModuleNotFoundError(not_available(name), name=name)
         view = self._static.get(name) or self._per_run.get(name)
         if view is None:
             view = self._per_run[name] = self._fresh(name)

@@ -52,6 +52,14 @@ MODULE_METADATA = frozenset(
         "all version author license email status credits maintainer copyright date"
     ).split(" ")
 )
+# The modules a program may import (views built by ``modules.ModuleRegistry``).
+ALLOWED_MODULES = frozenset(
+    {
+        *("math", "cmath", "fractions", "decimal", "statistics", "datetime", "itertools"),
+        *("functools", "collections", "collections.abc", "string", "re", "random", "heapq"),
+        *("bisect", "operator", "json", "calendar", "typing", "sys", "copy", "dataclasses"),
+    }
+)
 # Dunder names a class body may assign besides its methods.
 CLASS_BODY_NAMES = frozenset({"__slots__"})
 # Methods a program may define on its own classes (RestrictedPython allows only ``__init__``

@@ -60,6 +60,7 @@ from tools.sandbox.limits import (
     index_value,
     sized_method,
 )
+from tools.sandbox.missing import MissingModule
 from tools.sandbox.names import (
     ALLOWED_DUNDER_METHODS,
     ANSWER_FUNCTION,
@@ -1761,6 +1762,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "__metaclass__": guards.classes.metaclass,
         "_getattr_": guards.getattr,
         "_import_from_": functools.partial(_import_from, guards, importer),
+        "_missing_module_": MissingModule,
         "_getitem_": guards.getitem,
         "_getiter_": iter,
         "_write_": guards.write,

@@ -20,7 +20,8 @@ async def test_python_tool_runs_programs_and_reports_errors() -> None:
         assert await tool.run("print(6 * 7)") == "42"
         assert await tool.run("```python\nresult = 2 ** 10\n```") == "result: 1024"
         assert await tool.run("x = 1 / 0") == "ZeroDivisionError: division by zero (line 1)"
-        assert (await tool.run("import os")).startswith("ModuleNotFoundError: module 'os'")
+        used = await tool.run("import os\nprint(os.getcwd())")
+        assert used.startswith("ModuleNotFoundError: module 'os'") and used.endswith("(line 2)")
         with pytest.raises(ToolError):
             await tool.run("   ")
         # A small model's date, as it writes it (issue 12): 09 is read as 9.

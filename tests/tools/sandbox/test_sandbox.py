@@ -368,7 +368,7 @@ async def test_no_state_survives_a_run(sandbox: Sandbox, code: str) -> None:
         "result = vars()",
         "result = open('/etc/passwd').read()",
         "print('x', file=None or 1)",
-        "import os",
+        "import os\nos.system('true')",
         "from datetime import sys",
     ],
 )
@@ -807,13 +807,48 @@ async def test_refusals_of_what_a_model_writes_say_what_to_write(sandbox: Sandbo
 
 
 async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> None:
-    res = await sandbox.run("from enum import Enum\nresult = 1")
+    res = await sandbox.run("from enum import Enum\nclass Color(Enum):\n    RED = 1")
     assert res.error_kind == "ModuleNotFoundError", res
     assert res.error is not None and res.error.endswith(
-        "; use constants, or a dict of names to values (line 1)"
+        "; use constants, or a dict of names to values (from enum import Enum) (line 2)"
     ), res
-    plain = await sandbox.run("import shelve")
-    assert plain.error is not None and plain.error.endswith("typing) (line 1)"), plain
+    plain = await sandbox.run("import shelve\nshelve.open('x')")
+    assert plain.error is not None and plain.error.endswith("typing) (line 2)"), plain
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        # a model's habit: modules it never uses (differential pass DP)
+        ("import numpy as np\nimport math, time\nresult = math.comb(5, 2)", 10),
+        ("import os.path\nfrom typing_extensions import Literal\nresult = 1", 1),
+        ("import numpy as np\ndef f(x: np.ndarray) -> int:\n    return 2\nresult = f(0)", 2),
+        # a probe for the module fails at once, as except ImportError expects
+        (
+            "try:\n    import numpy\n    result = 'np'\nexcept ImportError:\n    result = 'none'",
+            "none",
+        ),
+        (
+            "try:\n    from time import time\nexcept Exception:\n    time = None\nresult = time",
+            None,
+        ),
+    ],
+)
+async def test_a_module_the_sandbox_lacks_fails_where_it_is_used(
+    sandbox: Sandbox, code: str, value: object
+) -> None:
+    res = await sandbox.run(code)
+    assert (res.ok, res.value) == (True, value), res
+    for used in (
+        "import numpy as np\nx = 1\nresult = np.array([x])",
+        "from time import perf_counter\nstart = perf_counter()",
+        "import numpy\nresult = [v for v in numpy]",
+        "import numpy\nresult = numpy[0]",
+        "import numpy\nresult = isinstance(1, numpy.ndarray)",
+    ):
+        failed = await sandbox.run(used)
+        assert failed.error_kind == "ModuleNotFoundError", failed
+        assert "is not available in the sandbox" in (failed.error or ""), failed
 
 
 async def test_a_special_method_read_says_what_to_write_instead(sandbox: Sandbox) -> None:

@@ -302,7 +302,9 @@ class SandboxTransformer(RestrictingNodeTransformer):
         return ast.fix_missing_locations(ast.copy_location(assign, node))
 
     def visit_Import(self, node: ast.Import) -> Any:
-        new = super().visit_Import(node)  # the names it binds are checked as any other
+        new = super().visit_Import(node)
+        for alias in node.names:  # the name it binds (RestrictedPython checks "print.x")
+            self.check_name(node, alias.asname or alias.name.partition(".")[0])
         if not any(self._binds_missing(alias.name) for alias in node.names):
             return new
         statements: list[ast.stmt] = []

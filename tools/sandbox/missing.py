@@ -49,6 +49,8 @@ class MissingModule:
         raise ModuleNotFoundError(self._message, name=self._module)
 
     def __getattr__(self, name: str) -> NoReturn:
+        if name[:2] == "__" and name[-2:] == "__":  # asked by Python and the sandbox's code,
+            raise AttributeError(name)  # as of a module that has no such attribute (pass DQ)
         self._missing()
 
     def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:

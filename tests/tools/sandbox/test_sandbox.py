@@ -849,6 +849,12 @@ async def test_a_module_the_sandbox_lacks_fails_where_it_is_used(
         failed = await sandbox.run(used)
         assert failed.error_kind == "ModuleNotFoundError", failed
         assert "is not available in the sandbox" in (failed.error or ""), failed
+    # what Python and the sandbox ask of any object is missing, as of a module (pass DQ)
+    asked = await sandbox.run("import numpy\nresult = getattr(numpy, '__qualname__', 'none')")
+    assert asked.value == "none", asked
+    for reserved in ("import print.x", "import printed.y"):  # the name an import binds
+        refused = await sandbox.run(f"{reserved}\nresult = 1")
+        assert refused.error_kind == "SecurityError", refused
 
 
 async def test_a_special_method_read_says_what_to_write_instead(sandbox: Sandbox) -> None:

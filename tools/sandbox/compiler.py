@@ -220,6 +220,10 @@ class SandboxTransformer(RestrictingNodeTransformer):
         super().check_name(node, name, allow_magic_methods)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        if any(keyword.arg != "metaclass" for keyword in node.keywords):
+            # RestrictedPython's new class statement dropped them, and the class was made
+            # where CPython raises: no base among the allowed modules takes one (pass DQ)
+            self.error(node, "class keywords (class A(B, x=1)) are not available in the sandbox")
         self._classes.append(node.name)
         self._scopes.append("class")
         try:

@@ -49,6 +49,9 @@ GUARDS = make_guards()
         ("try:\n    pass\nexcept* ValueError:\n    pass", "SecurityError"),
         ("class A:\n    def __del__(self):\n        pass", "SecurityError"),
         ("class A(metaclass=type):\n    pass", "SecurityError"),
+        # dropped, and the class made, where CPython raises a TypeError (pass DQ)
+        ("class A(object, x=1):\n    pass", "SecurityError"),
+        ("kw = {'x': 1}\nclass A(**kw):\n    pass", "SecurityError"),
         ("async def f():\n    pass", "SecurityError"),
         ("x = 1 +", "SyntaxError"),
         ("x = 'a\x00'", "SyntaxError"),

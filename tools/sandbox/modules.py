@@ -523,8 +523,8 @@ def _sys_view(guards: Guards) -> dict[str, Any]:
         """The limit as the program set it (or CPython's default), not the frames it takes."""
         return max((sys.getrecursionlimit() - guards.run_depth - 20) // FRAMES_PER_CALL, 1)
 
-    def exit(status: Any = None) -> None:
-        raise SystemExit(status)
+    def exit(*status: Any) -> None:  # SystemExit() has no args: str(e) is '' (pass DR)
+        raise SystemExit(*status)
 
     def set_int_max_str_digits(maxdigits: Any) -> None:
         """What 3.11 programs call before printing a big int (differential pass DC): checked

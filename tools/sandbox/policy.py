@@ -815,7 +815,16 @@ class Guards:
                     owner,  # a dict replaces; a deque's maxlen drops; a set may not change
                     (dict, collections.deque, set),
                 ):
-                    value = self._keeping(owner, value, method_name not in ADDING_METHODS)
+                    # what frees nothing (a dict's setdefault, a deque without a maxlen
+                    # growing) keeps nothing: a copy per call of the groups a __repr__
+                    # built with setdefault ran out of memory (red-team pass DR)
+                    frees = not (
+                        (method_name == "setdefault" and isinstance(owner, dict))
+                        or (isinstance(owner, collections.deque) and owner.maxlen is None)
+                    )
+                    value = self._keeping(
+                        owner, value, method_name not in ADDING_METHODS, whole=frees
+                    )
                 if method_name != "extend" and method_name != "extendleft":
                     return value  # out.append: no other branch below is about these
                 # extend: counted below, as any other
@@ -1190,15 +1199,15 @@ class Guards:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _keeping(self, owner: Any, method: Any, removing: bool) -> Any:
+    def _keeping(self, owner: Any, method: Any, removing: bool, whole: bool = True) -> Any:
         """A bound method that changes ``owner``: what it held kept while a special method
-        of the program's runs, and, ``removing``, refused while one of its comparisons does
-        (:meth:`Classes.keep_contents`)."""
+        of the program's runs (unless it frees nothing: not ``whole``), and, ``removing``,
+        refused while one of its comparisons does (:meth:`Classes.keep_contents`)."""
         keep, comparing = self.classes.keep_contents, self.classes.comparing
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if comparing[0]:  # (seen.add(x), in every other loop: one test)
-                keep(owner, removing)
+                keep(owner, removing, whole)
             return method(*args, **kwargs)
 
         return call

@@ -418,9 +418,9 @@ async def test_a_sweep_that_starts_midway_turns_back_for_the_rest(store: RunStor
     assert await library.embed_pending() == 0
 
 
-async def test_two_processes_sweeps_share_a_backlog(store: RunStore) -> None:
-    """Each worker process runs a sweep; starting apart, they do not embed the same
-    passages twice (but for where they meet)."""
+async def two_sweeps(store: RunStore, second_starts_at: int) -> tuple[list[int], int]:
+    """Two processes' sweeps over 40 new passages, the second from the ``second_starts_at``th:
+    what each embedded, and how many passages the server was asked for."""
     fake = FakeEmbeddings()
     one = Collections(store, fake.embedder(batch=4))
     two = Collections(store, fake.embedder(batch=4))
@@ -428,27 +428,24 @@ async def test_two_processes_sweeps_share_a_backlog(store: RunStore) -> None:
     await ingest(one, collection, [f"passage {n} about {NOISE[n % 3]}" for n in range(40)])
     chunk_ids = sorted(row[0] for row in await one._pending("fake-embed", 100))
     done = await asyncio.gather(
-        one.embed_pending(start_at=chunk_ids[0]), two.embed_pending(start_at=chunk_ids[20])
+        one.embed_pending(start_at=chunk_ids[0]),
+        two.embed_pending(start_at=chunk_ids[second_starts_at]),
     )
     assert len(await vector_rows(store)) == 40
-    asked = sum(len(batch) for batch in fake.batches)
+    return list(done), sum(len(batch) for batch in fake.batches)
+
+
+async def test_two_processes_sweeps_share_a_backlog(store: RunStore) -> None:
+    """Each worker process runs a sweep; starting apart, they do not embed the same
+    passages twice (but for where they meet)."""
+    done, asked = await two_sweeps(store, 20)
     assert sum(done) == asked and asked <= 40 + 2 * 4
 
 
 async def test_two_sweeps_from_the_same_passage_do_not_go_on_in_step(store: RunStore) -> None:
     """Sweeps that meet (here: from the start) do not embed batch for batch behind each
     other: the one that finds its batch already stored stops."""
-    fake = FakeEmbeddings()
-    one = Collections(store, fake.embedder(batch=4))
-    two = Collections(store, fake.embedder(batch=4))
-    collection = await one.create("", "docs", "")
-    await ingest(one, collection, [f"passage {n} about {NOISE[n % 3]}" for n in range(40)])
-    first = min(row[0] for row in await one._pending("fake-embed", 100))
-    done = await asyncio.gather(
-        one.embed_pending(start_at=first), two.embed_pending(start_at=first)
-    )
-    assert len(await vector_rows(store)) == 40
-    asked = sum(len(batch) for batch in fake.batches)
+    done, asked = await two_sweeps(store, 0)
     assert sum(done) == asked and asked <= 40 + 2 * 4, done
 
 

@@ -298,12 +298,8 @@ class SandboxTransformer(RestrictingNodeTransformer):
         return not self._catching and module.partition(".")[0] not in ALLOWED_MODULES
 
     def _missing(self, node: ast.stmt, target: str, module: str, name: str | None) -> ast.stmt:
-        args: list[ast.expr] = [ast.Constant(module)]
-        if name is not None:
-            args.append(ast.Constant(name))
-        call = ast.Call(func=ast.Name("_missing_module_", ast.Load()), args=args, keywords=[])
-        assign = ast.Assign(targets=[ast.Name(target, ast.Store())], value=call)
-        return ast.fix_missing_locations(ast.copy_location(assign, node))
+        names = [module] if name is None else [module, name]
+        return _bind(node, target, "_missing_module_", names)
 
     def visit_Import(self, node: ast.Import) -> Any:
         new = super().visit_Import(node)
@@ -349,20 +345,10 @@ class SandboxTransformer(RestrictingNodeTransformer):
         # and its attributes the real sys (red-team pass CI). The hook reads the name through
         # the guards, as `module.name` is read, and nothing else.
         assigns: list[ast.stmt] = []
+        hook = "_missing_module_" if self._binds_missing(node.module) else "_import_from_"
         for alias in node.names:
-            if self._binds_missing(node.module):
-                bound = alias.asname or alias.name
-                assigns.append(self._missing(node, bound, node.module, alias.name))
-                continue
-            call = ast.Call(
-                func=ast.Name("_import_from_", ast.Load()),
-                args=[ast.Constant(node.module), ast.Constant(alias.name)],
-                keywords=[],
-            )
-            target = ast.Name(alias.asname or alias.name, ast.Store())
-            assigns.append(ast.copy_location(ast.Assign(targets=[target], value=call), node))
-        for assign in assigns:
-            ast.fix_missing_locations(assign)
+            bound = alias.asname or alias.name
+            assigns.append(_bind(node, bound, hook, [node.module, alias.name]))
         return assigns
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
@@ -546,6 +532,15 @@ class SandboxTransformer(RestrictingNodeTransformer):
         copy_locations(new, node)
         ast.fix_missing_locations(new)
         return new
+
+
+def _bind(node: ast.stmt, target: str, hook: str, args: list[str]) -> ast.stmt:
+    """``target = hook("arg", ...)``, where ``node`` was."""
+    call = ast.Call(
+        func=ast.Name(hook, ast.Load()), args=[ast.Constant(a) for a in args], keywords=[]
+    )
+    assign = ast.Assign(targets=[ast.Name(target, ast.Store())], value=call)
+    return ast.fix_missing_locations(ast.copy_location(assign, node))
 
 
 _IOP = {

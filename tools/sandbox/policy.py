@@ -54,6 +54,7 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
+    deque_maxlen,
     exact_kwargs,
     exact_len,
     exact_number,
@@ -820,7 +821,7 @@ class Guards:
                     # built with setdefault ran out of memory (red-team pass DR)
                     frees = not (
                         (method_name == "setdefault" and isinstance(owner, dict))
-                        or (isinstance(owner, collections.deque) and owner.maxlen is None)
+                        or (isinstance(owner, collections.deque) and deque_maxlen(owner) is None)
                     )
                     value = self._keeping(
                         owner, value, method_name not in ADDING_METHODS, whole=frees

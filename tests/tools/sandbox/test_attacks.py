@@ -2684,6 +2684,15 @@ STORES_OF_THE_COMPARED_ITEM = {
         "c < [(0, 0)]",
         "class I:\n    def __index__(self):\n        return 0\n",
     ),
+    # a full deque drops its first item as it grows; its maxlen read from its slot, not
+    # from a subclass's maxlen = None (the whole deque kept)
+    "full_deque_growing": freed_tuple(
+        1,
+        "c.append(0)",
+        "D([(X(), Y())], maxlen=1)",
+        "c.index((0, 0))",
+        "class D(collections.deque):\n    maxlen = None\n",
+    ),
     "dict_comparison_with_the_programs_key": freed_tuple(  # the whole dict kept
         1, "c[k] = 0", "{k: (X(), Y())}", "c == {k: (0, 0)}", "class K:\n    pass\nk = K()\n"
     ),

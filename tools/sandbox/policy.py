@@ -246,6 +246,20 @@ def _holding_fields_of(exc: BaseException, method: Callable[[], str]) -> Callabl
     return formatting
 
 
+def _always(owner: Any) -> bool:
+    return True
+
+
+def _never(owner: Any) -> bool:
+    return False
+
+
+def _bounded(deque: Any) -> bool:
+    """Whether growing ``deque`` drops items now: it has a ``maxlen`` in its slot (never what
+    its class calls ``maxlen``)."""
+    return deque_maxlen(deque) is not None
+
+
 def _not_none(func: Any, name: str) -> Any:
     if func is None:
         raise SandboxSecurityError(
@@ -819,13 +833,14 @@ class Guards:
                     # what frees nothing (a dict's setdefault, a deque without a maxlen
                     # growing) keeps nothing: a copy per call of the groups a __repr__
                     # built with setdefault ran out of memory (red-team pass DR)
-                    frees = not (
-                        (method_name == "setdefault" and isinstance(owner, dict))
-                        or (isinstance(owner, collections.deque) and deque_maxlen(owner) is None)
-                    )
-                    value = self._keeping(
-                        owner, value, method_name not in ADDING_METHODS, whole=frees
-                    )
+                    frees: Callable[[Any], bool]
+                    if method_name == "setdefault" and isinstance(owner, dict):
+                        frees = _never
+                    elif method_name in ADDING_METHODS and isinstance(owner, collections.deque):
+                        frees = _bounded  # asked at each call: the maxlen may change between
+                    else:
+                        frees = _always
+                    value = self._keeping(owner, value, method_name not in ADDING_METHODS, frees)
                 if method_name != "extend" and method_name != "extendleft":
                     return value  # out.append: no other branch below is about these
                 # extend: counted below, as any other
@@ -1200,15 +1215,22 @@ class Guards:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _keeping(self, owner: Any, method: Any, removing: bool, whole: bool = True) -> Any:
+    def _keeping(
+        self, owner: Any, method: Any, removing: bool, frees: Callable[[Any], bool] | None = None
+    ) -> Any:
         """A bound method that changes ``owner``: what it held kept while a special method
-        of the program's runs (unless it frees nothing: not ``whole``), and, ``removing``,
-        refused while one of its comparisons does (:meth:`Classes.keep_contents`)."""
+        of the program's runs (unless ``frees(owner)`` says that this call frees nothing),
+        and, ``removing``, refused while one of its comparisons does
+        (:meth:`Classes.keep_contents`). Whether it frees is asked at the call, never when the
+        method is read: a deque subclass's ``append``, read while it had no ``maxlen`` and
+        called after ``super().__init__([], 1)`` in an ``__eq__``, dropped the tuple
+        ``deque.index`` was comparing with nothing kept (red-team pass DS: SIGSEGV)."""
         keep, comparing = self.classes.keep_contents, self.classes.comparing
+        frees = frees or _always
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if comparing[0]:  # (seen.add(x), in every other loop: one test)
-                keep(owner, removing, whole)
+                keep(owner, removing, frees(owner))
             return method(*args, **kwargs)
 
         return call
@@ -1334,11 +1356,12 @@ class Guards:
         read as :meth:`Arithmetic.growth` reads it (``b.extend(repeat(120, 150_000_000))``
         made 150M in one call). A deque with a ``maxlen`` within the limit keeps no more than
         that (one of 10**9 took 55M items, pass CN)."""
-        if isinstance(owner, collections.deque) and self.arith.keeps_few(owner):
-            return method
         kind = type(owner).__name__
+        keeps_few = self.arith.keeps_few if isinstance(owner, collections.deque) else _never
 
         def extend(items: Any) -> Any:
+            if keeps_few(owner):  # at the call: a subclass's __init__ may change its maxlen
+                return method(items)
             return method(self.arith.growth(exact_len(owner) or 0, items, kind))
 
         return extend

@@ -2698,6 +2698,26 @@ STORES_OF_THE_COMPARED_ITEM = {
     ),
 }
 
+# Red-team pass DS: whether a deque's growth drops items was decided when its method was read;
+# a subclass's __init__ then gave it a maxlen, and the method read before dropped the tuple
+# deque.index was comparing with nothing kept (plain CPython: a filler in its memory, SIGSEGV).
+_REINIT = "class D(collections.deque):\n    def reinit(self, n):\n        super().__init__([], n)\n"
+METHODS_READ_BEFORE_A_MAXLEN = {
+    name: freed_tuple(
+        1,
+        f"grow({argument})",
+        "D()",
+        f"grow = c.{name}\nc.reinit(1)\nc.append((X(), Y()))\nc.index((0, 0))",
+        _REINIT,
+    )
+    for name, argument in (
+        ("append", "None"),
+        ("appendleft", "None"),
+        ("extend", "[None]"),
+        ("extendleft", "[None]"),
+    )
+}
+
 
 # Red-team pass DO: a generator suspended in the middle of an item store, after the write
 # guard was called (outside any comparison) and before its key was worked out, stored later
@@ -2734,6 +2754,26 @@ async def test_a_store_in_a_comparison_keeps_what_it_replaces(box: Sandbox, name
     ``__repr__`` filling a 20,000-item memo run out of memory, red-team pass DN)."""
     res = await box.run(STORES_OF_THE_COMPARED_ITEM[name])
     assert res.value == ["Y", "y", False], res
+
+
+@pytest.mark.parametrize("name", sorted(METHODS_READ_BEFORE_A_MAXLEN))
+async def test_a_deques_growth_keeps_by_its_maxlen_at_the_call(box: Sandbox, name: str) -> None:
+    res = await box.run(METHODS_READ_BEFORE_A_MAXLEN[name])
+    assert res.value == ["Y", "y", False], res
+
+
+async def test_a_deques_extend_is_counted_by_its_maxlen_at_the_call(box: Sandbox) -> None:
+    """``extend`` read while the deque's maxlen kept it small was the uncounted C method for
+    good: after ``__init__`` took the maxlen away, it added 30M items (pass DS)."""
+    code = (
+        "import collections, itertools\nclass D(collections.deque):\n"
+        "    def reinit(self, n):\n        super().__init__([], n)\n"
+        "c = D([], 5)\ngrow = c.extend\nc.reinit(None)\n"
+        "grow(itertools.repeat(0, 30_000_000))\nresult = len(c)"
+    )
+    res = await box.run(code)
+    assert res.error_kind == "MemoryLimit", res
+    assert "items exceeds the sandbox limit" in (res.error or ""), res
 
 
 async def test_methods_that_free_nothing_keep_nothing(box: Sandbox) -> None:

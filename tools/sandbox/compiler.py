@@ -519,15 +519,20 @@ class SandboxTransformer(RestrictingNodeTransformer):
                     self.visit(p) if p is not None else ast.Constant(None)
                     for p in (sl.lower, sl.upper, sl.step)
                 ]
-                key = ast.Call(func=ast.Name("slice", ast.Load()), args=parts, keywords=[])
+                # the builtin slice, whatever the program calls ``slice`` (a local
+                # ``slice = arr[i:j]`` was called here: red-team pass DT)
+                key = ast.Call(func=ast.Name("_aug_slice_", ast.Load()), args=parts, keywords=[])
             else:
                 key = self.visit(sl)
             hook = "_aug_item_"
         else:  # pragma: no cover - the grammar allows nothing else
             self.error(node, "Unsupported augmented assignment target.")
             return node
+        # the target read first, then the value, as CPython does (policy.Guards.aug_item)
+        reader = hook.replace("_aug_", "_aug_read_")
+        target_read = ast.Call(func=ast.Name(reader, ast.Load()), args=[obj, key], keywords=[])
         value = self.visit(node.value)
-        call = ast.Call(func=ast.Name(hook, ast.Load()), args=[obj, key, op, value], keywords=[])
+        call = ast.Call(func=ast.Name(hook, ast.Load()), args=[target_read, op, value], keywords=[])
         new = ast.Expr(value=call)
         copy_locations(new, node)
         ast.fix_missing_locations(new)

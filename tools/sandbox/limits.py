@@ -215,7 +215,7 @@ _PLAIN_CODEC = re.compile(
 _PLAIN_ERRORS = frozenset({"strict", "ignore", "replace", "surrogateescape", "surrogatepass"})
 
 
-def _nothing(_: Any) -> None:
+def _nothing(*_: Any) -> None:
     return None
 
 
@@ -226,8 +226,9 @@ class Arithmetic:
         self.max_bits = int(max_int_digits * 3.3219280948873626) + 1
         self.max_digits = max_int_digits
         self.max_items = max_sequence_items
-        # Called with a container an in-place operation is about to change (Classes sets it)
-        self.before_change: Callable[[Any], None] = _nothing
+        # Called with a container an in-place operation is about to change, and the operator
+        # (Classes sets it)
+        self.before_change: Callable[[Any, str], None] = _nothing
 
     def too_big(self) -> IntSizeLimit:
         return IntSizeLimit(
@@ -438,7 +439,7 @@ class Arithmetic:
             if type(result) is int and result.bit_length() > self.max_bits:  # x += x, repeated
                 raise self.too_big()
             return result
-        self.before_change(x)  # l *= 0, s -= t, d |= e take items out
+        self.before_change(x, op)  # l *= 0, s -= t, d |= e take items out
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)
             if ix is None and iy is not None:

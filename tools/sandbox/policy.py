@@ -1366,13 +1366,43 @@ class Guards:
 
         return extend
 
-    def aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
-        result = self.arith.inplace(op, self.getitem(obj, key), value)  # vetted (pass DA)
+    # ``x[k] op= v`` is compiled as ``_aug_item_(_aug_read_item_(x, k), op, v)``: the target
+    # is read before ``v`` is worked out, as CPython reads it (``res[0] += dfs(n - 1)``, where
+    # dfs adds to res[0] too, answered 4 where CPython answers 1: red-team pass DT), and the
+    # write guard is called at the store, after ``v`` (which may yield): never before.
+
+    def aug_read_item(self, obj: Any, key: Any) -> _AugTarget:
+        return _AugTarget(obj, key, self.getitem(obj, key))  # vetted (pass DA)
+
+    def aug_item(self, target: _AugTarget, op: str, value: Any) -> None:
+        obj, key = target.obj, target.key
+        result = self.arith.inplace(op, target.take(), value)
         # l[0:1] *= n grows l by what the slice became: counted as any slice assigned
         (self.write_slice(obj) if type(key) is slice else self.write(obj))[key] = result
 
-    def aug_attr(self, obj: Any, name: str, op: str, value: Any) -> None:
-        self.setattr(obj, name, self.arith.inplace(op, self.getattr(obj, name), value))
+    def aug_read_attr(self, obj: Any, name: str) -> _AugTarget:
+        return _AugTarget(obj, name, self.getattr(obj, name))
+
+    def aug_attr(self, target: _AugTarget, op: str, value: Any) -> None:
+        obj, name = target.obj, target.key
+        self.setattr(obj, name, self.arith.inplace(op, target.take(), value))
+
+
+class _AugTarget:
+    """The target of an augmented assignment as read before its value was worked out: what
+    it was read from, by which key or name, and what it held (given up to the operation, so
+    that a list's ``+=`` finds no other reference to it than CPython's would)."""
+
+    __slots__ = ("_current", "key", "obj")
+
+    def __init__(self, obj: Any, key: Any, current: Any) -> None:
+        self.obj = obj
+        self.key = key
+        self._current = current
+
+    def take(self) -> Any:
+        current, self._current = self._current, None
+        return current
 
 
 class _SliceWriter:
@@ -1816,8 +1846,11 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_format_value_": guards.formatted_value,
         "_fstring_": guards.fstring,
         "_fjoin_": guards.fjoin,
+        "_aug_read_item_": guards.aug_read_item,
         "_aug_item_": guards.aug_item,
+        "_aug_slice_": slice,
         "_write_slice_": guards.write_slice,
+        "_aug_read_attr_": guards.aug_read_attr,
         "_aug_attr_": guards.aug_attr,
         "_catch_": guards.classes.catchable,
         "_caught_": guards.classes.caught,

@@ -47,6 +47,7 @@ from tools.sandbox.limits import (
     Arithmetic,
     IntSizeLimit,
     SizeLimit,
+    deque_maxlen,
     exact_int,
     exact_kwargs,
     exact_len,
@@ -1129,7 +1130,7 @@ class Classes:
         _count_library_comparisons(self.comparing, self._keep_alive)
         _check_counter_counts(arith)
         _check_chain_map_changes(self.comparing)
-        arith.before_change = functools.partial(self.keep_contents, removing=True)
+        arith.before_change = self.before_inplace
         BEFORE_SHUFFLE[0] = self.keep_contents
         self.int = _stand_in(int, self._int)
         self.str = _stand_in(str, self._str)
@@ -1535,8 +1536,12 @@ class Classes:
         name no special attribute (``('__globals__',)``) and nothing a library base has."""
         slots = namespace.get("__slots__", ())
         slots = (slots,) if isinstance(slots, str) else slots
+        if type(slots) is dict:  # names and their docs (CPython's form): the names
+            slots = tuple(slots)
         if not isinstance(slots, (tuple, list)):
-            raise SandboxSecurityError("__slots__ must be a tuple or list of names in the sandbox")
+            raise SandboxSecurityError(
+                "__slots__ must be a tuple, list or dict of names in the sandbox"
+            )
         slots = tuple(slots)  # an exact tuple, iterated once
         if "__slots__" in namespace:  # what was checked is what type() gets: a tuple
             namespace["__slots__"] = slots  # subclass's __iter__ answered others (pass BV)
@@ -1814,6 +1819,22 @@ class Classes:
         held: Any = container
         items = tuple(dict.items(held) if kind is dict else kind.__iter__(held))
         self._kept[id(items)] = items
+
+    def before_inplace(self, container: Any, op: str) -> None:
+        """Before ``container op= other`` (see :meth:`keep_contents`): a list's or deque's
+        ``+=`` only adds (a deque with a ``maxlen`` drops from its other end: kept), a dict's
+        ``|=`` adds and replaces (kept); any other operator may take items out (``l *= 0``,
+        ``s -= t``). ``out += [x]`` on a list a ``__repr__`` made was refused as if it took
+        items out, where ``out.extend([x])`` was not (red-team pass DT)."""
+        if not self.comparing[0]:
+            return
+        if op == "+=" and isinstance(container, (list, collections.deque)):
+            drops = isinstance(container, collections.deque) and deque_maxlen(container) is not None
+            self.keep_contents(container, whole=drops)
+        elif op == "|=" and isinstance(container, dict):
+            self.keep_contents(container)
+        else:
+            self.keep_contents(container, removing=True)
 
     def keep_replaced(self, container: Any, key: Any) -> None:
         """Before ``container[key] = value`` while a special method of the program's runs
@@ -2206,6 +2227,10 @@ class Classes:
     def new_context(self, *args: Any, **kwargs: Any) -> decimal.Context:
         """``decimal.Context(...)`` with precision and exponent range inside the limits."""
         kwargs = exact_kwargs(kwargs)
+        if len(args) > len(_CONTEXT_FIELDS):  # (zip dropped the rest: red-team pass DT)
+            raise TypeError(
+                f"function takes at most {len(_CONTEXT_FIELDS)} arguments ({len(args)} given)"
+            )
         fields = dict(zip(_CONTEXT_FIELDS, args, strict=False))
         for name, value in kwargs.items():
             if name not in _CONTEXT_FIELDS or name in fields:

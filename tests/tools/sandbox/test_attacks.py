@@ -2693,6 +2693,13 @@ STORES_OF_THE_COMPARED_ITEM = {
         "c.index((0, 0))",
         "class D(collections.deque):\n    maxlen = None\n",
     ),
+    # += on a full deque drops its first item too (pass DT: += no longer refused as removing)
+    "full_deque_added_to": freed_tuple(
+        1,
+        "global c\n        c += [0]",
+        "collections.deque([(X(), Y())], maxlen=1)",
+        "c.index((0, 0))",
+    ),
     "dict_comparison_with_the_programs_key": freed_tuple(  # the whole dict kept
         1, "c[k] = 0", "{k: (X(), Y())}", "c == {k: (0, 0)}", "class K:\n    pass\nk = K()\n"
     ),

@@ -205,6 +205,61 @@ async def test_what_scripts_read_and_print_is_as_in_cpython(sandbox: Sandbox) ->
     ], res
 
 
+# Red-team pass DT: the target of ``x[k] op= v`` and ``x.a op= v`` is read before ``v`` is
+# worked out, as in CPython: a recursion that adds to a shared cell answered 4, not 1.
+AUGMENTED_ASSIGNMENTS = {
+    "item_read_before_the_value": (
+        "res = [0]\ndef dfs(n):\n    if n == 0:\n        res[0] += 1\n        return 1\n"
+        "    res[0] += dfs(n - 1)\n    return 1\ndfs(3)\nresult = res[0]",
+        1,
+    ),
+    "attribute_read_before_the_value": (
+        "class T:\n    def __init__(self):\n        self.count = 0\n"
+        "    def dfs(self, n):\n        if n == 0:\n            self.count += 1\n"
+        "            return 1\n        self.count += self.dfs(n - 1)\n        return 1\n"
+        "t = T()\nt.dfs(3)\nresult = t.count",
+        1,
+    ),
+    "slice_in_a_function_with_a_local_named_slice": (
+        "def best(arr, k):\n    slice = arr[0:k]\n    out = [0] * 5\n"
+        "    out[2:4] += slice\n    return out\nresult = best([8, 3, 1], 2)",
+        [0, 0, 0, 0, 8, 3, 0],
+    ),
+    "list_added_to_in_a_repr": (
+        "class Grid:\n    def __repr__(self):\n        out = []\n"
+        "        for r in (1, 2, 3):\n            out += [str(r)]\n"
+        "        return 'Grid(' + ','.join(out) + ')'\nresult = repr(Grid())",
+        "Grid(1,2,3)",
+    ),
+    "dict_merged_into_in_a_repr": (
+        "class Tags:\n    def __repr__(self):\n        seen = {}\n"
+        "        for t in 'abca':\n            seen |= {t: seen.get(t, 0) + 1}\n"
+        "        return str(seen)\nresult = repr(Tags())",
+        "{'a': 2, 'b': 1, 'c': 1}",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUGMENTED_ASSIGNMENTS))
+async def test_augmented_assignments_work_as_in_cpython(sandbox: Sandbox, name: str) -> None:
+    code, value = AUGMENTED_ASSIGNMENTS[name]
+    res = await sandbox.run(code)
+    assert res.value == value, res
+
+
+async def test_slots_as_a_dict_and_a_context_with_too_many_arguments(sandbox: Sandbox) -> None:
+    """Pass DT: ``__slots__`` as a dict of names and their docs was refused; a
+    ``decimal.Context`` given ten positional arguments dropped two instead of raising."""
+    code = (
+        "import decimal\nclass P:\n    __slots__ = {'x': 'the x', 'y': 'the y'}\n"
+        "    def __init__(self):\n        self.x, self.y = 1, 2\np = P()\nout = [p.x, p.y]\n"
+        "try:\n    decimal.Context(5, None, -10, 10, 1, 0, [], [], 99, 100)\n"
+        "except TypeError as e:\n    out.append(str(e))\nresult = out"
+    )
+    res = await sandbox.run(code)
+    assert res.value == [1, 2, "function takes at most 8 arguments (10 given)"], res
+
+
 async def test_the_random_class_answers_to_its_own_name(sandbox: Sandbox) -> None:
     code = (
         "import random\nclass R(random.Random):\n    pass\n"

@@ -1455,8 +1455,11 @@ class _KeptItemWriter:
         object.__setattr__(self, "_classes", classes)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._classes.keep_replaced(self._target, key)
+        classes = self._classes
+        slot = classes.keep_replaced(self._target, key)
         self._writer[key] = value
+        if slot is not None:  # made: the value is there (an exact list, deque or dict)
+            classes.stored(self._target, slot, value)
 
     def __delitem__(self, key: Any) -> None:
         self._classes.keep_contents(self._target, removing=True)

@@ -334,10 +334,13 @@ def counted_comparison(
 
     def comparing(*args: Any) -> Any:
         depth[0] += 1
+        outer = depth[1]
+        depth[1] = depth[2] = depth[2] + 1  # this call's own number (Classes.keep_replaced)
         try:
             result = func(*args)
         finally:
             depth[0] -= 1
+            depth[1] = outer
         if type(result) not in _PLAIN_ANSWERS:
             keep((result,))
         return result
@@ -373,11 +376,14 @@ class _Pinned:
     def __get__(self, obj: Any, owner: Any = None) -> Any:
         depth = self._depth
         depth[0] += 1
+        outer = depth[1]
+        depth[1] = depth[2] = depth[2] + 1
         try:
             method = self._method
             got = method.__get__(obj, owner) if hasattr(type(method), "__get__") else method
         finally:
             depth[0] -= 1
+            depth[1] = outer
         if obj is None:
             return got
         return counted_comparison(got, depth, self._keep)
@@ -1125,8 +1131,12 @@ class Classes:
         self.vet: Callable[[Any], Any] = _as_it_is
         self.vetted_kinds: dict[type, bool] = {}
         # How many of the program's comparisons, __bool__s and __hash__es are running: C code
-        # may be comparing an item it holds no reference to (see keep_contents).
-        self.comparing = [0]
+        # may be comparing an item it holds no reference to (see keep_contents); then the
+        # number of the innermost one's call, and the last number given to a call (each
+        # call has its own: see keep_replaced).
+        self.comparing = [0, 0, 0]
+        # The item stores of the innermost call at each depth, by slot (see keep_replaced).
+        self._stores: dict[int, tuple[int, dict[tuple[int, Any], tuple[Any, Any]]]] = {}
         _count_library_comparisons(self.comparing, self._keep_alive)
         _check_counter_counts(arith)
         _check_chain_map_changes(self.comparing)
@@ -1177,7 +1187,8 @@ class Classes:
         self._clean.clear()
         self._kept.clear()
         self._replaced.clear()
-        self.comparing[0] = 0
+        self._stores.clear()
+        self.comparing[:] = [0, 0, 0]
 
     def register(self, cls: type) -> type:
         self._user[id(cls)] = cls
@@ -1737,10 +1748,13 @@ class Classes:
                 result = func(*args, **kwargs)
             else:
                 depth[0] += 1
+                outer = depth[1]
+                depth[1] = depth[2] = depth[2] + 1
                 try:
                     result = func(*args, **kwargs)
                 finally:
                     depth[0] -= 1
+                    depth[1] = outer
                 if type(result) not in _PLAIN_ANSWERS:  # freed by C mid-comparison, a
                     keep((result,))  # generator's finally ran uncounted (red-team pass AT)
             if result is NotImplemented and special:
@@ -1836,7 +1850,7 @@ class Classes:
         else:
             self.keep_contents(container, removing=True)
 
-    def keep_replaced(self, container: Any, key: Any) -> None:
+    def keep_replaced(self, container: Any, key: Any) -> Any:
         """Before ``container[key] = value`` while a special method of the program's runs
         (:meth:`keep_contents` refused it already where it must): keep what the store
         replaces, read as the builtin type holds it, and nothing else. A copy of the whole
@@ -1848,22 +1862,55 @@ class Classes:
         answer "missing" here and "found" in the store: red-team pass DO. Nothing is kept
         then; CPython 3.11's dict code holds its own reference to every value it reads while
         the program's code runs (``dict_equal``, ``dict_repr``, ``dict_merge``), so only the
-        list and deque stores are what keeping protects.)"""
+        list and deque stores are what keeping protects.)
+
+        Nor is what this same call of the special method stored there itself (an exact
+        list, deque or dict's slot whose value :meth:`stored` recorded, and is the one
+        there now, by identity): C code that called the method read its items before the
+        method began, and a method that ran C code which called another of the program's
+        methods has another number while that one runs. Keeping every value an accumulator
+        replaced (``out[0] += line`` in a ``__repr__``) ran out of memory where CPython needs
+        12 MB (red-team pass DR). Each record answers for one reference the call added, and
+        is used once: what the call takes out unkept is no more than what it put in.
+
+        Answers the slot to give :meth:`stored` once the store is made, or None."""
         held: Any = container
         if isinstance(held, dict):
             if type(key) in _SCALAR_KEYS or (
                 type(key) is tuple and all(type(part) in _SCALAR_KEYS for part in key)
             ):
                 replaced = dict.get(held, key, _NOTHING)
-                if replaced is not _NOTHING:
+                if replaced is not _NOTHING and not self._stored_here(held, key, replaced):
                     self._replaced.append(replaced)
-                return
+                return key if type(held) is dict else None
         elif type(key) is int:
             kind = list if isinstance(held, list) else collections.deque
-            if -kind.__len__(held) <= key < kind.__len__(held):
-                self._replaced.append(kind.__getitem__(held, key))
-            return
+            size = kind.__len__(held)
+            if -size <= key < size:
+                slot = key + size if key < 0 else key
+                replaced = kind.__getitem__(held, slot)
+                if not self._stored_here(held, slot, replaced):
+                    self._replaced.append(replaced)
+                return slot if type(held) is kind else None
+            return None
         self.keep_contents(container)
+        return None
+
+    def stored(self, container: Any, slot: Any, value: Any) -> None:
+        """``container[slot] = value`` was made by the innermost running special method of the
+        program's (see :meth:`keep_replaced`)."""
+        depth, call = self.comparing[0], self.comparing[1]
+        entry = self._stores.get(depth)
+        if entry is None or entry[0] != call:
+            entry = self._stores[depth] = (call, {})  # another call's records: done with
+        entry[1][(id(container), slot)] = (container, value)
+
+    def _stored_here(self, container: Any, slot: Any, value: Any) -> bool:
+        entry = self._stores.get(self.comparing[0])
+        if entry is None or entry[0] != self.comparing[1]:
+            return False
+        record = entry[1].pop((id(container), slot), None)  # used once
+        return record is not None and record[0] is container and record[1] is value
 
     def _count_inherited_comparisons(self, cls: type) -> None:
         """A comparison the class inherits from a library's Python code (``Counter.__eq__``
@@ -1893,10 +1940,13 @@ class Classes:
 
         def comparing(self: Any, /) -> Any:
             depth[0] += 1
+            outer = depth[1]
+            depth[1] = depth[2] = depth[2] + 1
             try:
                 result = binds(value, self)()
             finally:
                 depth[0] -= 1
+                depth[1] = outer
             if type(result) not in _PLAIN_ANSWERS:  # see the same in _contained_method
                 keep((result,))
             return result
@@ -1920,14 +1970,17 @@ class Classes:
         holds ``self``, so that what answers ``NotImplemented`` keeps both operands alive."""
         binds = self._bound_to_an_instance
         keep = self._keep_alive
-        depth = self.comparing if key in COMPARING_METHODS else [0]
+        depth = self.comparing if key in COMPARING_METHODS else [0, 0, 0]
 
         def special(self: Any, /, *args: Any, **kwargs: Any) -> Any:
             depth[0] += 1
+            outer = depth[1]
+            depth[1] = depth[2] = depth[2] + 1
             try:
                 result = binds(contained, self)(*args, **kwargs)
             finally:
                 depth[0] -= 1
+                depth[1] = outer
             if result is NotImplemented:
                 keep((self, *args))
             elif type(result) not in _PLAIN_ANSWERS:  # see the same in _contained_method

@@ -2700,6 +2700,32 @@ STORES_OF_THE_COMPARED_ITEM = {
         "collections.deque([(X(), Y())], maxlen=1)",
         "c.index((0, 0))",
     ),
+    # What a special method stored itself is not kept when it replaces it (an accumulator in
+    # a __repr__, pass DR), but only within that same call: a store made by an earlier call
+    # at the same depth (A.__eq__, before list < list compared the tuple it stored) ...
+    "stored_by_an_earlier_call": freed_tuple(
+        2,
+        "c[1] = 0",
+        "[A(), 0]",
+        "c < [A(), (0, 0)]",
+        "class A:\n    def __eq__(self, other):\n        c[1] = (X(), Y())\n        return True\n",
+    ),
+    # ... or by the call that is running the comparison (a __repr__ that stored, then compared)
+    "stored_by_the_calling_method": freed_tuple(
+        2,
+        "c[0] = 0",
+        "[0]",
+        "repr(R())",
+        "class R:\n    def __repr__(self):\n        c[0] = (X(), Y())\n"
+        "        c < [(0, 0)]\n        return 'R'\n",
+    ),
+    # ... nor one whose slot the call stored in, that now holds an item from before it
+    "stored_slot_now_holding_an_earlier_item": freed_tuple(
+        2,
+        "c[1] = 7\n        c.reverse()\n        c[1] = 0",
+        "[(X(), Y()), 5]",
+        "c < [(0, 0), 5]",
+    ),
     "dict_comparison_with_the_programs_key": freed_tuple(  # the whole dict kept
         1, "c[k] = 0", "{k: (X(), Y())}", "c == {k: (0, 0)}", "class K:\n    pass\nk = K()\n"
     ),
@@ -2809,6 +2835,26 @@ async def test_stores_in_special_methods_cost_what_they_replace(box: Sandbox) ->
     )
     res = await box.run(code)
     assert res.value == ["Grid(399960001)", True, -1999], res
+
+
+async def test_an_accumulator_in_a_special_method_keeps_nothing(box: Sandbox) -> None:
+    """What a special method stored itself and replaces again is not kept: a ``__repr__``
+    adding 6,000 rows to ``out[0]`` and an ``__eq__`` adding 14,000 words to a dict entry
+    kept every string they made and ran out of memory; CPython needs 12 MB (pass DR)."""
+    code = (
+        "class Report:\n    def __init__(self, rows):\n        self.rows = rows\n"
+        "    def __repr__(self):\n        out = ['']\n"
+        "        for i, r in enumerate(self.rows):\n"
+        "            out[0] += 'row %05d: %s\\n' % (i, r)\n        return out[0]\n"
+        "class Doc:\n    def __init__(self, words):\n        self.words = words\n"
+        "    def __eq__(self, other):\n        seen = {'text': ''}\n"
+        "        for w in self.words + other.words:\n            seen['text'] += w + ' '\n"
+        "        return seen['text'].count('a') % 2 == 0\n"
+        "result = [len(repr(Report(['x' * 40] * 6000))),\n"
+        "          Doc(['alpha'] * 7000) == Doc(['beta'] * 7000)]"
+    )
+    res = await box.run(code)
+    assert res.value == [312000, True], res
 
 
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(

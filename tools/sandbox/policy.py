@@ -192,6 +192,9 @@ _RAW_DESCRIPTORS = (
 _STRFTIME_UNBOUND = {
     id(kind.strftime): kind.strftime for kind in (datetime.date, datetime.datetime, datetime.time)
 }
+_PROPERTIES = (property, functools.cached_property)
+_TYPE_MRO: Any = type.__dict__["__mro__"]  # read past any class's own names
+_TYPE_DICT: Any = type.__dict__["__dict__"]
 _RANDOM_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
 _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO cannot shadow it
 _SUPER_CLASS = vars(super)["__thisclass__"]
@@ -598,6 +601,19 @@ class Guards:
         value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
         return self._library_function(target, name, value, self.vet(value))
 
+    def _check_property_owner(self, cls: type, name: str) -> None:
+        """A property read from a class is handed out only when the program's own class
+        defines it. A library's, put in the program's class, runs its getter on the
+        program's object in the library's code: ``NormalDist.variance`` squared the
+        program's ``_sigma``, unchecked, into a 4M-bit int in seven reads (red-team pass DV),
+        and a getter given a class as ``self`` had made the real ``type`` (pass Z)."""
+        mro: tuple[type, ...] = _TYPE_MRO.__get__(cls)
+        owner = next((k for k in mro if name in _TYPE_DICT.__get__(k)), None)
+        if owner is None or not self.classes.is_user_class(owner):
+            raise SandboxSecurityError(
+                f"{name!r} is a library class's property: it can be read from an instance only"
+            )
+
     def _library_function(self, obj: Any, name: str, value: Any, vetted: Any) -> Any:
         """A library's Python function read from a class (``collections.Counter.copy``) or a
         property (``fget``) takes any object as ``self``; given a class, its
@@ -607,6 +623,8 @@ class Guards:
         what :meth:`vet` made of it (the function itself, or a checking wrapper)."""
         if isinstance(obj, _CALLABLE_HOLDERS) and name in _HELD:
             self._check_held(obj, name, value)
+        if isinstance(value, _PROPERTIES) and isinstance(obj, type):
+            self._check_property_owner(obj, name)
         if type(value) is not FunctionType or self.classes.is_program_function(value):
             return vetted  # not a function, or the program's own (its methods as contained)
         if isinstance(obj, property) and name in ("fget", "fset", "fdel"):

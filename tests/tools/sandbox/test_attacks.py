@@ -2752,6 +2752,26 @@ METHODS_READ_BEFORE_A_MAXLEN = {
 }
 
 
+# Red-team pass DV: a library class's property, put in the program's class, ran its getter on
+# the program's object in the library's code: NormalDist.variance squared the program's
+# _sigma unchecked (a 4M-bit int in seven reads). A property is read from a class only where
+# the program's own class defines it.
+_PLANT = "from statistics import NormalDist\n"
+LIBRARY_PROPERTIES_PLANTED = {
+    "in_a_class_body": _PLANT + "class Box:\n    variance = NormalDist.variance\n",
+    "on_a_class_later": _PLANT + "class Box:\n    pass\nBox.variance = NormalDist.variance\n",
+    "as_a_dataclass_default": _PLANT
+    + "from dataclasses import dataclass, field\n@dataclass\nclass Box:\n"
+    "    variance: object = field(default=NormalDist.variance)\n",
+    "copied_by_its_setter": _PLANT + "def keep(self, v):\n    self._sigma = v\n"
+    "class Box:\n    variance = NormalDist.variance.setter(keep)\n",
+    "through_attrgetter": _PLANT + "import operator\nclass Box:\n"
+    "    variance = operator.attrgetter('variance')(NormalDist)\n",
+    "from_a_subclass": _PLANT
+    + "class N(NormalDist):\n    pass\nclass Box:\n    variance = N.variance\n",
+}
+
+
 # Red-team pass DO: a generator suspended in the middle of an item store, after the write
 # guard was called (outside any comparison) and before its key was worked out, stored later
 # from the middle of a comparison (plain CPython: a freed type's name read, or SIGSEGV).
@@ -2772,6 +2792,31 @@ GENERATOR_SUSPENDED_STORES = {
         ("nested_key", 2, "c[[k for k in (yield)][0]] = 0", "[(X(), Y())]", "c < [(0, 0)]"),
     )
 }
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY_PROPERTIES_PLANTED))
+async def test_a_library_property_cannot_be_planted(box: Sandbox, name: str) -> None:
+    code = LIBRARY_PROPERTIES_PLANTED[name] + (
+        "b = Box()\nb._sigma = 3 ** 20000\nfor i in range(7):\n    b._sigma = b.variance\n"
+        "result = b._sigma.bit_length()"
+    )
+    res = await box.run(code)
+    assert res.error_kind == "SecurityError", res
+    assert "is a library class's property" in (res.error or ""), res
+
+
+async def test_properties_work_as_ever(box: Sandbox) -> None:
+    """The program's own properties, read from its classes, and a library's, read from its
+    instances."""
+    code = (
+        "from fractions import Fraction\nfrom statistics import NormalDist\n"
+        "class A:\n    @property\n    def x(self):\n        return 1\n"
+        "class B(A):\n    @A.x.getter\n    def x(self):\n        return 2\n"
+        "result = [B().x, type(A.x).__name__, Fraction(3, 4).numerator,\n"
+        "          NormalDist(0, 3).variance]"
+    )
+    res = await box.run(code)
+    assert res.value == [2, "property", 3, 9.0], res
 
 
 @pytest.mark.parametrize("name", sorted(GENERATOR_SUSPENDED_STORES))

@@ -14,6 +14,7 @@ each contained as a method the class body defined would be
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import keyword
 import re
 import typing
@@ -235,15 +236,24 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
         return converted(obj, lambda pairs: tuple_factory([value for _, value in pairs]))
 
     def converted(obj: Any, make: Callable[[list[tuple[str, Any]]], Any]) -> Any:
-        """CPython's ``_asdict_inner``/``_astuple_inner``: dataclasses as ``make`` makes them,
-        lists, tuples and dicts rebuilt around their items, anything else deep-copied."""
+        """CPython's ``_asdict_inner``/``_astuple_inner``: dataclasses as ``make`` makes them;
+        named tuples, lists, tuples and dicts, and their subclasses, rebuilt by their class
+        around their items (read as the builtin type holds them); anything else
+        deep-copied. (Only the exact types were rebuilt: a dataclass in a named tuple, an
+        ``OrderedDict`` or a list subclass came back as itself, red-team pass DV.)"""
         kind = type(obj)
         if not isinstance(obj, type) and fields_of(kind) is not None:
             return make([(f.name, converted(reader.read(obj, f.name), make)) for f in fields(obj)])
-        if kind is list or kind is tuple:
-            return kind(converted(item, make) for item in obj)
-        if kind is dict:
-            return {converted(k, make): converted(v, make) for k, v in list(dict.items(obj))}
+        if isinstance(obj, (list, tuple)):
+            base: Any = list if isinstance(obj, list) else tuple
+            items = [converted(item, make) for item in base.__iter__(obj)]
+            if kind is base:
+                return base(items)
+            named = base is tuple and inspect.getattr_static(kind, "_fields", None) is not None
+            return kind(*items) if named else kind(items)
+        if isinstance(obj, dict):
+            pairs = [(converted(k, make), converted(v, make)) for k, v in list(dict.items(obj))]
+            return dict(pairs) if kind is dict else kind(pairs)
         return classes.exposed(deepcopy(obj))  # as a method's argument would be
 
     def replace(obj: Any, /, **changes: Any) -> Any:

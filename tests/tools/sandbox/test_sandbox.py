@@ -260,6 +260,30 @@ async def test_slots_as_a_dict_and_a_context_with_too_many_arguments(sandbox: Sa
     assert res.value == [1, 2, "function takes at most 8 arguments (10 given)"], res
 
 
+async def test_asdict_goes_into_named_tuples_and_container_subclasses(sandbox: Sandbox) -> None:
+    """Pass DV: only exact lists, tuples and dicts were rebuilt; a dataclass inside a named
+    tuple, an OrderedDict or a list subclass came back as itself."""
+    code = (
+        "from dataclasses import dataclass, asdict, astuple\n"
+        "from collections import namedtuple, OrderedDict\n"
+        "@dataclass\nclass Item:\n    name: str\n    qty: int\n"
+        "Pair = namedtuple('Pair', 'left right')\nclass Items(list):\n    pass\n"
+        "@dataclass\nclass Order:\n    pair: Pair\n    by_name: OrderedDict\n    items: Items\n"
+        "o = Order(Pair(Item('a', 1), Item('b', 2)), OrderedDict(c=Item('c', 3)),\n"
+        "          Items([Item('d', 4)]))\n"
+        "d, t = asdict(o), astuple(o)\n"
+        "result = [repr(d), type(d['items']).__name__, repr(t)]"
+    )
+    res = await sandbox.run(code)
+    assert res.value == [
+        "{'pair': Pair(left={'name': 'a', 'qty': 1}, right={'name': 'b', 'qty': 2}), "
+        "'by_name': OrderedDict([('c', {'name': 'c', 'qty': 3})]), "
+        "'items': [{'name': 'd', 'qty': 4}]}",
+        "Items",
+        "(Pair(left=('a', 1), right=('b', 2)), OrderedDict([('c', ('c', 3))]), [('d', 4)])",
+    ], res
+
+
 async def test_the_random_class_answers_to_its_own_name(sandbox: Sandbox) -> None:
     code = (
         "import random\nclass R(random.Random):\n    pass\n"

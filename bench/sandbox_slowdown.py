@@ -36,6 +36,13 @@ PROGRAMS = {
         "n = 0\nfor i in range(100000):\n    n += len(f'n={i}') + len(str(i))\nresult = n"
     ),
     "d[k] = i (300k)": "d = {}\nfor i in range(300000):\n    d[i & 1023] = i\nresult = len(d)",
+    "d[k] += 1 (300k)": (
+        "d = dict.fromkeys(range(1024), 0)\nfor i in range(300000):\n    d[i & 1023] += 1\n"
+        "result = d[0]"
+    ),
+    "a.n += i (300k)": (
+        "class A:\n    pass\na = A()\na.n = 0\nfor i in range(300000):\n    a.n += i\nresult = a.n"
+    ),
     "a.x = i (300k)": (
         "class A:\n    pass\na = A()\na.x = 0\nfor i in range(300000):\n    a.x = i\nresult = a.x"
     ),

@@ -1387,40 +1387,25 @@ class Guards:
     # ``x[k] op= v`` is compiled as ``_aug_item_(_aug_read_item_(x, k), op, v)``: the target
     # is read before ``v`` is worked out, as CPython reads it (``res[0] += dfs(n - 1)``, where
     # dfs adds to res[0] too, answered 4 where CPython answers 1: red-team pass DT), and the
-    # write guard is called at the store, after ``v`` (which may yield): never before.
+    # write guard is called at the store, after ``v`` (which may yield): never before. What
+    # passes between the two is a tuple (what was read from, the key or name, what it held)
+    # that only the compiled code holds.
 
-    def aug_read_item(self, obj: Any, key: Any) -> _AugTarget:
-        return _AugTarget(obj, key, self.getitem(obj, key))  # vetted (pass DA)
+    def aug_read_item(self, obj: Any, key: Any) -> tuple[Any, Any, Any]:
+        return obj, key, self.getitem(obj, key)  # vetted (pass DA)
 
-    def aug_item(self, target: _AugTarget, op: str, value: Any) -> None:
-        obj, key = target.obj, target.key
-        result = self.arith.inplace(op, target.take(), value)
+    def aug_item(self, target: tuple[Any, Any, Any], op: str, value: Any) -> None:
+        obj, key, current = target
+        result = self.arith.inplace(op, current, value)
         # l[0:1] *= n grows l by what the slice became: counted as any slice assigned
         (self.write_slice(obj) if type(key) is slice else self.write(obj))[key] = result
 
-    def aug_read_attr(self, obj: Any, name: str) -> _AugTarget:
-        return _AugTarget(obj, name, self.getattr(obj, name))
+    def aug_read_attr(self, obj: Any, name: str) -> tuple[Any, Any, Any]:
+        return obj, name, self.getattr(obj, name)
 
-    def aug_attr(self, target: _AugTarget, op: str, value: Any) -> None:
-        obj, name = target.obj, target.key
-        self.setattr(obj, name, self.arith.inplace(op, target.take(), value))
-
-
-class _AugTarget:
-    """The target of an augmented assignment as read before its value was worked out: what
-    it was read from, by which key or name, and what it held (given up to the operation, so
-    that a list's ``+=`` finds no other reference to it than CPython's would)."""
-
-    __slots__ = ("_current", "key", "obj")
-
-    def __init__(self, obj: Any, key: Any, current: Any) -> None:
-        self.obj = obj
-        self.key = key
-        self._current = current
-
-    def take(self) -> Any:
-        current, self._current = self._current, None
-        return current
+    def aug_attr(self, target: tuple[Any, Any, Any], op: str, value: Any) -> None:
+        obj, name, current = target
+        self.setattr(obj, name, self.arith.inplace(op, current, value))
 
 
 class _SliceWriter:

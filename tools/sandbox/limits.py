@@ -226,9 +226,9 @@ class Arithmetic:
         self.max_bits = int(max_int_digits * 3.3219280948873626) + 1
         self.max_digits = max_int_digits
         self.max_items = max_sequence_items
-        # Called with a container an in-place operation is about to change, and the operator
-        # (Classes sets it)
-        self.before_change: Callable[[Any, str], None] = _nothing
+        # Called with a container an in-place operation is about to change, the operator and
+        # the other operand (Classes sets it)
+        self.before_change: Callable[[Any, str, Any], None] = _nothing
 
     def too_big(self) -> IntSizeLimit:
         return IntSizeLimit(
@@ -439,7 +439,7 @@ class Arithmetic:
             if type(result) is int and result.bit_length() > self.max_bits:  # x += x, repeated
                 raise self.too_big()
             return result
-        self.before_change(x, op)  # l *= 0, s -= t, d |= e take items out
+        self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)
             if ix is None and iy is not None:
@@ -451,7 +451,11 @@ class Arithmetic:
             if (
                 (
                     (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
-                    or (isinstance(x, collections.deque) and not self.keeps_few(x))
+                    or (
+                        isinstance(x, collections.deque)
+                        and type(x).__iadd__ is collections.deque.__iadd__
+                        and not self.keeps_few(x)
+                    )
                 )
                 and type(y) is not list
                 and type(y) is not tuple

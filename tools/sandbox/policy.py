@@ -54,7 +54,6 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
-    deque_maxlen,
     exact_kwargs,
     exact_len,
     exact_number,
@@ -249,18 +248,8 @@ def _holding_fields_of(exc: BaseException, method: Callable[[], str]) -> Callabl
     return formatting
 
 
-def _always(owner: Any) -> bool:
-    return True
-
-
 def _never(owner: Any) -> bool:
     return False
-
-
-def _bounded(deque: Any) -> bool:
-    """Whether growing ``deque`` drops items now: it has a ``maxlen`` in its slot (never what
-    its class calls ``maxlen``)."""
-    return deque_maxlen(deque) is not None
 
 
 def _not_none(func: Any, name: str) -> Any:
@@ -850,15 +839,18 @@ class Guards:
                 ):
                     # what frees nothing (a dict's setdefault, a deque without a maxlen
                     # growing) keeps nothing: a copy per call of the groups a __repr__
-                    # built with setdefault ran out of memory (red-team pass DR)
-                    frees: Callable[[Any], bool]
+                    # built with setdefault ran out of memory (red-team pass DR); a deque
+                    # with one keeps what it drops, asked at each call: its maxlen may change
+                    keep: Callable[[Any, tuple[Any, ...]], None] | None = None
                     if method_name == "setdefault" and isinstance(owner, dict):
-                        frees = _never
+                        keep = self._keeping_nothing
                     elif method_name in ADDING_METHODS and isinstance(owner, collections.deque):
-                        frees = _bounded  # asked at each call: the maxlen may change between
-                    else:
-                        frees = _always
-                    value = self._keeping(owner, value, method_name not in ADDING_METHODS, frees)
+                        keep = functools.partial(
+                            self.classes.keep_dropped,
+                            left=method_name.endswith("left"),
+                            single=method_name != "extend" and method_name != "extendleft",
+                        )
+                    value = self._keeping(owner, value, method_name not in ADDING_METHODS, keep)
                 if method_name != "extend" and method_name != "extendleft":
                     return value  # out.append: no other branch below is about these
                 # extend: counted below, as any other
@@ -1234,24 +1226,33 @@ class Guards:
     # -- writing --------------------------------------------------------------------------
 
     def _keeping(
-        self, owner: Any, method: Any, removing: bool, frees: Callable[[Any], bool] | None = None
+        self,
+        owner: Any,
+        method: Any,
+        removing: bool,
+        keep: Callable[[Any, tuple[Any, ...]], None] | None = None,
     ) -> Any:
         """A bound method that changes ``owner``: what it held kept while a special method
-        of the program's runs (unless ``frees(owner)`` says that this call frees nothing),
-        and, ``removing``, refused while one of its comparisons does
-        (:meth:`Classes.keep_contents`). Whether it frees is asked at the call, never when the
+        of the program's runs (or what ``keep(owner, args)`` keeps: only what this call can
+        free), and, ``removing``, refused while one of its comparisons does
+        (:meth:`Classes.keep_contents`). What it frees is asked at the call, never when the
         method is read: a deque subclass's ``append``, read while it had no ``maxlen`` and
         called after ``super().__init__([], 1)`` in an ``__eq__``, dropped the tuple
         ``deque.index`` was comparing with nothing kept (red-team pass DS: SIGSEGV)."""
-        keep, comparing = self.classes.keep_contents, self.classes.comparing
-        frees = frees or _always
+        comparing = self.classes.comparing
+        if keep is None:
+            keep_contents = self.classes.keep_contents
+            keep = lambda owner, args: keep_contents(owner, removing)  # noqa: E731
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if comparing[0]:  # (seen.add(x), in every other loop: one test)
-                keep(owner, removing, frees(owner))
+                keep(owner, args)
             return method(*args, **kwargs)
 
         return call
+
+    def _keeping_nothing(self, owner: Any, args: tuple[Any, ...]) -> None:
+        self.classes.keep_contents(owner, whole=False)  # (only what it refuses)
 
     def _set_add(self, owner: set[Any], method: Callable[[Any], None]) -> Callable[[Any], None]:
         """``s.add``, refused while a comparison of the program's runs (see ``_keeping``);

@@ -1834,21 +1834,68 @@ class Classes:
         items = tuple(dict.items(held) if kind is dict else kind.__iter__(held))
         self._kept[id(items)] = items
 
-    def before_inplace(self, container: Any, op: str) -> None:
+    def before_inplace(self, container: Any, op: str, other: Any) -> None:
         """Before ``container op= other`` (see :meth:`keep_contents`): a list's or deque's
-        ``+=`` only adds (a deque with a ``maxlen`` drops from its other end: kept), a dict's
-        ``|=`` adds and replaces (kept); any other operator may take items out (``l *= 0``,
-        ``s -= t``). ``out += [x]`` on a list a ``__repr__`` made was refused as if it took
-        items out, where ``out.extend([x])`` was not (red-team pass DT)."""
+        ``+=``, and its ``*=`` by an int of 1 or more, only add (a deque with a ``maxlen``
+        drops from its other end: :meth:`keep_dropped`); a dict's ``|=`` adds and replaces
+        (what it replaces kept); any other operator may take items out (``l *= 0``, ``s -=
+        t``). ``out += [x]`` on a list a ``__repr__`` made was refused as if it took items
+        out, where ``out.extend([x])`` was not (red-team pass DT); a copy of the whole dict
+        or deque per ``|=`` or ``+=`` ran 20,000 of them out of memory (pass DU)."""
         if not self.comparing[0]:
             return
-        if op == "+=" and isinstance(container, (list, collections.deque)):
-            drops = isinstance(container, collections.deque) and deque_maxlen(container) is not None
-            self.keep_contents(container, whole=drops)
+        times = exact_int(other) if op == "*=" else None
+        if isinstance(container, collections.deque) and (
+            op == "+=" or (times is not None and times >= 1)
+        ):
+            self.keep_dropped(container, None if times is not None else (other,), left=False)
+        elif isinstance(container, list) and (op == "+=" or (times is not None and times >= 1)):
+            self.keep_contents(container, whole=False)  # (only what it refuses)
         elif op == "|=" and isinstance(container, dict):
-            self.keep_contents(container)
+            self.keep_contents(container, whole=False)  # refuses an OrderedDict's change
+            if type(other) is not dict:
+                self.keep_contents(container)
+                return
+            held: Any = container
+            for key in dict.__iter__(other):
+                if type(key) not in _SCALAR_KEYS:
+                    self.keep_contents(container)
+                    return
+                replaced = dict.get(held, key, _NOTHING)
+                if replaced is not _NOTHING:
+                    self._replaced.append(replaced)
         else:
             self.keep_contents(container, removing=True)
+
+    def keep_dropped(
+        self, container: Any, args: tuple[Any, ...] | None, *, left: bool, single: bool = False
+    ) -> None:
+        """Before a deque grows by ``args`` (an item, ``single``, or an iterable; ``None``: by
+        as many as it holds, at most) at its ``left`` end or its right: keep the items its
+        ``maxlen`` drops from the other end, read as the deque holds them (see
+        :meth:`keep_contents`), and nothing when it drops none: a copy of the whole deque per
+        call ran 20,000 appends in a ``__repr__`` out of memory (pass DU). An iterable of no
+        length known without running the program's code keeps the whole deque."""
+        self.keep_contents(container, whole=False)  # (only what it refuses)
+        maxlen = deque_maxlen(container)
+        if not self.comparing[0] or maxlen is None:
+            return
+        held: Any = container
+        size = collections.deque.__len__(held)
+        if single:
+            added: int | None = 1
+        elif args is None:
+            added = size
+        else:
+            added = len(args[0]) if len(args) == 1 and type(args[0]) in (list, tuple) else None
+        if added is None:
+            self.keep_contents(container)
+            return
+        drop = min(size, size + added - maxlen)
+        if drop > 0:  # right appends drop from the left end, left ones from the right
+            end = collections.deque.__reversed__(held) if left else collections.deque.__iter__(held)
+            items = tuple(itertools.islice(end, drop))
+            self._kept[id(items)] = items
 
     def keep_replaced(self, container: Any, key: Any) -> Any:
         """Before ``container[key] = value`` while a special method of the program's runs

@@ -2726,6 +2726,18 @@ STORES_OF_THE_COMPARED_ITEM = {
         "[(X(), Y()), 5]",
         "c < [(0, 0), 5]",
     ),
+    # only what a full deque drops is kept (a copy per call ran 20,000 appends in a __repr__
+    # out of memory, pass DU): at its right end for appendleft, as many as an iterable of no
+    # known length may bring (the whole deque)
+    "full_deque_grown_at_its_left": freed_tuple(
+        1, "c.appendleft(0)", "collections.deque([0, (X(), Y())], maxlen=2)", "c.index((0, 0))"
+    ),
+    "full_deque_added_to_from_a_generator": freed_tuple(
+        1,
+        "global c\n        c += (i for i in [0])",
+        "collections.deque([(X(), Y())], maxlen=1)",
+        "c.index((0, 0))",
+    ),
     "dict_comparison_with_the_programs_key": freed_tuple(  # the whole dict kept
         1, "c[k] = 0", "{k: (X(), Y())}", "c == {k: (0, 0)}", "class K:\n    pass\nk = K()\n"
     ),
@@ -2900,6 +2912,21 @@ async def test_an_accumulator_in_a_special_method_keeps_nothing(box: Sandbox) ->
     )
     res = await box.run(code)
     assert res.value == [312000, True], res
+
+
+async def test_what_a_special_method_adds_costs_what_it_adds(box: Sandbox) -> None:
+    """A dict's ``|=``, a deque with a ``maxlen`` growing and a list's ``*=`` in a
+    ``__repr__``: a copy of the whole container per call ran 20,000 of them out of memory,
+    and ``l *= 2`` was refused as if it took items out (red-team pass DU)."""
+    code = (
+        "import collections\nclass R:\n    def __repr__(self):\n        d = {}\n"
+        "        q = collections.deque(maxlen=20000)\n        w = collections.deque(maxlen=3)\n"
+        "        for i in range(20000):\n            d |= {i: i}\n            q += [i]\n"
+        "            w.append(i)\n        l = [1]\n        l *= 2\n"
+        "        return str([len(d), len(q), list(w), l])\nresult = repr(R())"
+    )
+    res = await box.run(code)
+    assert res.value == "[20000, 20000, [19997, 19998, 19999], [1, 1]]", res
 
 
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(

@@ -43,7 +43,7 @@ import string
 import types
 from collections.abc import Callable, Iterator
 from types import BuiltinMethodType, FunctionType
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
@@ -246,6 +246,12 @@ def _holding_fields_of(exc: BaseException, method: Callable[[], str]) -> Callabl
 
     formatting.__name__ = formatting.__qualname__ = getattr(method, "__name__", "__str__")
     return formatting
+
+
+if TYPE_CHECKING:  # (not a value of the module's: every value of it is vetted)
+    # What a method that changes a container keeps first, given the container and the
+    # call's arguments (Guards._keeping)
+    _Keep = Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
 
 
 def _never(owner: Any) -> bool:
@@ -841,9 +847,11 @@ class Guards:
                     # growing) keeps nothing: a copy per call of the groups a __repr__
                     # built with setdefault ran out of memory (red-team pass DR); a deque
                     # with one keeps what it drops, asked at each call: its maxlen may change
-                    keep: Callable[[Any, tuple[Any, ...]], None] | None = None
+                    keep: _Keep | None = None
                     if method_name == "setdefault" and isinstance(owner, dict):
                         keep = self._keeping_nothing
+                    elif method_name == "update" and isinstance(owner, dict):
+                        keep = self.classes.keep_updated
                     elif method_name in ADDING_METHODS and isinstance(owner, collections.deque):
                         keep = functools.partial(
                             self.classes.keep_dropped,
@@ -1230,10 +1238,10 @@ class Guards:
         owner: Any,
         method: Any,
         removing: bool,
-        keep: Callable[[Any, tuple[Any, ...]], None] | None = None,
+        keep: _Keep | None = None,
     ) -> Any:
         """A bound method that changes ``owner``: what it held kept while a special method
-        of the program's runs (or what ``keep(owner, args)`` keeps: only what this call can
+        of the program's runs (or what ``keep(owner, args, kwargs)`` keeps: what this call can
         free), and, ``removing``, refused while one of its comparisons does
         (:meth:`Classes.keep_contents`). What it frees is asked at the call, never when the
         method is read: a deque subclass's ``append``, read while it had no ``maxlen`` and
@@ -1242,16 +1250,16 @@ class Guards:
         comparing = self.classes.comparing
         if keep is None:
             keep_contents = self.classes.keep_contents
-            keep = lambda owner, args: keep_contents(owner, removing)  # noqa: E731
+            keep = lambda owner, args, kwargs: keep_contents(owner, removing)  # noqa: E731
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if comparing[0]:  # (seen.add(x), in every other loop: one test)
-                keep(owner, args)
+                keep(owner, args, kwargs)
             return method(*args, **kwargs)
 
         return call
 
-    def _keeping_nothing(self, owner: Any, args: tuple[Any, ...]) -> None:
+    def _keeping_nothing(self, owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.classes.keep_contents(owner, whole=False)  # (only what it refuses)
 
     def _set_add(self, owner: set[Any], method: Callable[[Any], None]) -> Callable[[Any], None]:

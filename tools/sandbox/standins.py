@@ -936,6 +936,15 @@ _CONTAINERS = (tuple, frozenset, list, set, dict)
 KEPT_CONTAINERS = (list, collections.deque, dict, set, collections.ChainMap)
 # Keys a dict finds without running any code of the program's (keep_replaced).
 _SCALAR_KEYS = frozenset({str, int, float, complex, bool, bytes, type(None)})
+
+
+def _plain_key(key: Any) -> bool:
+    """A key a dict finds without running any code of the program's."""
+    return type(key) in _SCALAR_KEYS or (
+        type(key) is tuple and all(type(part) in _SCALAR_KEYS for part in key)
+    )
+
+
 _NOTHING = object()
 # What changes each container that cannot change at all during a comparison (Classes.
 # _guard_changes): the slots C writes through, and the methods library code calls.
@@ -1856,19 +1865,42 @@ class Classes:
             if type(other) is not dict:
                 self.keep_contents(container)
                 return
-            held: Any = container
-            for key in dict.__iter__(other):
-                if type(key) not in _SCALAR_KEYS:
-                    self.keep_contents(container)
-                    return
-                replaced = dict.get(held, key, _NOTHING)
-                if replaced is not _NOTHING:
-                    self._replaced.append(replaced)
+            self.keep_updated(container, (other,), {})
         else:
             self.keep_contents(container, removing=True)
 
+    def keep_updated(self, container: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Before ``container.update(*args, **kwargs)`` or ``container |= args[0]`` (see
+        :meth:`keep_contents`): keep the values it replaces, read as the dict holds them, when
+        a dict of keys found without the program's code gives them (the whole dict
+        otherwise): a copy of the whole dict per ``update`` in a ``__len__`` ran out of
+        memory where CPython needs 15 MB (red-team pass DR)."""
+        self.keep_contents(container, whole=False)  # refuses an OrderedDict's change
+        keys: list[Any] = list(kwargs)
+        if args:
+            other = args[0]
+            if len(args) != 1 or type(other) is not dict:
+                self.keep_contents(container)
+                return
+            for key in dict.__iter__(other):
+                if not _plain_key(key):
+                    self.keep_contents(container)
+                    return
+                keys.append(key)
+        held: Any = container
+        for key in keys:
+            replaced = dict.get(held, key, _NOTHING)
+            if replaced is not _NOTHING:
+                self._replaced.append(replaced)
+
     def keep_dropped(
-        self, container: Any, args: tuple[Any, ...] | None, *, left: bool, single: bool = False
+        self,
+        container: Any,
+        args: tuple[Any, ...] | None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        left: bool,
+        single: bool = False,
     ) -> None:
         """Before a deque grows by ``args`` (an item, ``single``, or an iterable; ``None``: by
         as many as it holds, at most) at its ``left`` end or its right: keep the items its
@@ -1923,9 +1955,7 @@ class Classes:
         Answers the slot to give :meth:`stored` once the store is made, or None."""
         held: Any = container
         if isinstance(held, dict):
-            if type(key) in _SCALAR_KEYS or (
-                type(key) is tuple and all(type(part) in _SCALAR_KEYS for part in key)
-            ):
+            if _plain_key(key):
                 replaced = dict.get(held, key, _NOTHING)
                 if replaced is not _NOTHING and not self._stored_here(held, key, replaced):
                     self._replaced.append(replaced)

@@ -2915,18 +2915,18 @@ async def test_an_accumulator_in_a_special_method_keeps_nothing(box: Sandbox) ->
 
 
 async def test_what_a_special_method_adds_costs_what_it_adds(box: Sandbox) -> None:
-    """A dict's ``|=``, a deque with a ``maxlen`` growing and a list's ``*=`` in a
-    ``__repr__``: a copy of the whole container per call ran 20,000 of them out of memory,
-    and ``l *= 2`` was refused as if it took items out (red-team pass DU)."""
+    """A dict's ``|=`` and ``update``, a deque with a ``maxlen`` growing and a list's ``*=``
+    in a ``__repr__``: a copy of the whole container per call ran 20,000 of them out of
+    memory, and ``l *= 2`` was refused as if it took items out (red-team passes DR, DU)."""
     code = (
         "import collections\nclass R:\n    def __repr__(self):\n        d = {}\n"
         "        q = collections.deque(maxlen=20000)\n        w = collections.deque(maxlen=3)\n"
         "        for i in range(20000):\n            d |= {i: i}\n            q += [i]\n"
-        "            w.append(i)\n        l = [1]\n        l *= 2\n"
-        "        return str([len(d), len(q), list(w), l])\nresult = repr(R())"
+        "            w.append(i)\n            d.update({-i: i}, k=i)\n        l = [1]\n"
+        "        l *= 2\n        return str([len(d), len(q), list(w), l])\nresult = repr(R())"
     )
     res = await box.run(code)
-    assert res.value == "[20000, 20000, [19997, 19998, 19999], [1, 1]]", res
+    assert res.value == "[40000, 20000, [19997, 19998, 19999], [1, 1]]", res
 
 
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(

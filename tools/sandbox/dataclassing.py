@@ -250,10 +250,10 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
             if kind is base:
                 return base(items)
             named = base is tuple and inspect.getattr_static(kind, "_fields", None) is not None
-            return kind(*items) if named else kind(items)
+            return kind(*items) if named else kind(iter(items))  # (as CPython: no len)
         if isinstance(obj, dict):
             pairs = [(converted(k, make), converted(v, make)) for k, v in list(dict.items(obj))]
-            return dict(pairs) if kind is dict else kind(pairs)
+            return dict(pairs) if kind is dict else kind(iter(pairs))
         return classes.exposed(deepcopy(obj))  # as a method's argument would be
 
     def replace(obj: Any, /, **changes: Any) -> Any:

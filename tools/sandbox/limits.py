@@ -142,6 +142,10 @@ _OWN_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
 _NUMBERS = (int, float, complex, fractions.Fraction, decimal.Decimal)
 
 
+# What ``x *= n`` repeats in place when ``n`` is an int or an object with ``__index__``
+_REPEATED_IN_PLACE = (list, bytearray, collections.deque)
+
+
 def _own_object(value: Any) -> bool:
     """Neither a number nor a builtin sequence (nor a subclass of one): an object whose
     operators are its class's own code."""
@@ -442,6 +446,15 @@ class Arithmetic:
         self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)
+            if (
+                ix is None
+                and iy is None
+                and isinstance(x, _REPEATED_IN_PLACE)
+                and _own_object(y)
+                and inspect.getattr_static(type(y), "__rmul__", None) is None
+                and inspect.getattr_static(type(y), "__index__", None) is not None
+            ):  # l *= n where n is an object with __index__: still in place (pass DT)
+                iy = index_value(y)
             if ix is None and iy is not None:
                 self._check_repeat(x, iy)
                 x *= iy  # the in-place form keeps list identity

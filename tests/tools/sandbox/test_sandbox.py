@@ -231,6 +231,11 @@ AUGMENTED_ASSIGNMENTS = {
         "        return 'Grid(' + ','.join(out) + ')'\nresult = repr(Grid())",
         "Grid(1,2,3)",
     ),
+    "list_repeated_by_an_object_with_index": (
+        "class N:\n    def __index__(self):\n        return 2\n"
+        "a = [1, 2]\nb = a\na *= N()\nresult = [a, a is b]",
+        [[1, 2, 1, 2], True],
+    ),
     "dict_merged_into_in_a_repr": (
         "class Tags:\n    def __repr__(self):\n        seen = {}\n"
         "        for t in 'abca':\n            seen |= {t: seen.get(t, 0) + 1}\n"

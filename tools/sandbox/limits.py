@@ -140,6 +140,23 @@ _OWN_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "<<=": operator.ilshift,
 }
 _NUMBERS = (int, float, complex, fractions.Fraction, decimal.Decimal)
+# The in-place method a program's class may define for each operator: asked first, as CPython
+# asks it, whatever the other operand is
+_INPLACE_METHODS = {
+    "+=": "__iadd__",
+    "-=": "__isub__",
+    "*=": "__imul__",
+    "/=": "__itruediv__",
+    "//=": "__ifloordiv__",
+    "%=": "__imod__",
+    "**=": "__ipow__",
+    "<<=": "__ilshift__",
+    ">>=": "__irshift__",
+    "&=": "__iand__",
+    "|=": "__ior__",
+    "^=": "__ixor__",
+    "@=": "__imatmul__",
+}
 
 
 # What ``x *= n`` repeats in place when ``n`` is an int or an object with ``__index__``
@@ -444,6 +461,14 @@ class Arithmetic:
                 raise self.too_big()
             return result
         self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
+        if _own_object(x):
+            # a program's object: its own __imul__, __itruediv__... first, as Python does (a
+            # loop's v *= 0.5 made new objects where CPython changes each: pass DY)
+            name = _INPLACE_METHODS.get(op)
+            if name is not None and inspect.getattr_static(type(x), name, None) is not None:
+                result = getattr(type(x), name)(x, y)
+                if result is not NotImplemented:
+                    return self.checked_number(self._checked(result))
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)
             if (

@@ -236,6 +236,16 @@ AUGMENTED_ASSIGNMENTS = {
         "a = [1, 2]\nb = a\na *= N()\nresult = [a, a is b]",
         [[1, 2, 1, 2], True],
     ),
+    "the_classs_own_in_place_method_first": (  # pass DY: v *= 0.5 made new objects
+        "class V:\n    def __init__(self, x):\n        self.x = x\n"
+        "    def __mul__(self, k):\n        return V(self.x * k)\n"
+        "    def __imul__(self, k):\n        self.x *= k\n        return self\n"
+        "class P:\n    def __init__(self, p):\n        self.p = p\n"
+        "    def __itruediv__(self, part):\n        self.p += '/' + part\n        return self\n"
+        "vs = [V(1), V(2)]\nfor v in vs:\n    v *= 0.5\np = P('/usr')\np /= 'local'\n"
+        "result = [[v.x for v in vs], p.p]",
+        [[0.5, 1.0], "/usr/local"],
+    ),
     "dict_merged_into_in_a_repr": (
         "class Tags:\n    def __repr__(self):\n        seen = {}\n"
         "        for t in 'abca':\n            seen |= {t: seen.get(t, 0) + 1}\n"

@@ -36,6 +36,7 @@ CLONE_NEWNET = 0x40000000
 
 # Landlock's numbers are the same on every architecture (they were added after the tables
 # were unified); seccomp goes through prctl, which exists everywhere.
+SYS_CLOSE_RANGE = 436
 SYS_LANDLOCK_CREATE_RULESET = 444
 SYS_LANDLOCK_ADD_RULE = 445
 SYS_LANDLOCK_RESTRICT_SELF = 446
@@ -60,6 +61,20 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
             ctypes.c_ulong(arg5),
         ),
         f"prctl({option})",
+    )
+
+
+def close_from(first: int) -> None:
+    """Close every descriptor from ``first`` up, however high (``close_range(first, ~0U)``,
+    Linux 5.9+)."""
+    _check(
+        _syscall(
+            ctypes.c_long(SYS_CLOSE_RANGE),
+            ctypes.c_uint(first),
+            ctypes.c_uint(0xFFFFFFFF),
+            ctypes.c_uint(0),
+        ),
+        "close_range",
     )
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import stat
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tools.sandbox import SandboxConfig
+from tools.sandbox import SandboxConfig, confine
 from tools.sandbox.confine import readable_paths
 from tools.sandbox.pool import TEMPLATE_ENV
 from tools.sandbox.seccomp import ALLOWED, describe
@@ -195,6 +196,39 @@ def test_a_run_uses_memory_as_malloc_does_under_the_filter(probe: dict[str, str]
 
 def test_environment_is_empty(probe: dict[str, str]) -> None:
     assert set(json.loads(probe["environ"])) <= {*TEMPLATE_ENV, "LC_CTYPE"}
+
+
+def test_a_child_keeps_no_descriptor_however_high(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Descriptors were closed below 65,536 only: past it, where a service holds that many,
+    a run kept the template's control socket and wrote to it (red-team pass DX). Here a
+    descriptor as high as this process may hold, with the old bound lowered below it."""
+    monkeypatch.setattr(confine, "MAX_FD", 64, raising=False)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = min(hard, 1 << 20) - 1
+    devnull = os.open(os.devnull, os.O_RDWR)
+    confinement = confine.Confinement(1 << 30, 5, devnull, None, None, None)
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            os.dup2(devnull, high)
+            confinement.isolate_descriptors((reply_w,))
+            try:
+                os.fstat(high)
+                os.write(reply_w, b"open")
+            except OSError:
+                os.write(reply_w, b"closed")
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(reply_w)
+    answer = os.read(reply_r, 16)
+    os.close(reply_r)
+    os.close(devnull)
+    os.waitpid(pid, 0)
+    assert high > 64 and answer == b"closed"
 
 
 def test_the_filter_is_an_allow_list() -> None:

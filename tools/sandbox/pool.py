@@ -70,6 +70,7 @@ _MAX_ERROR_CHARS = 4000
 _MESSAGE_CAP = 4096
 _GRACE_S = 2.0  # the template kills a late child itself; this is for a template gone wrong
 _ENDED_WAIT_S = 2.0  # how long a run without a reply waits to learn how its child ended
+_ENDED_SOON_S = 0.1  # ... before it stops a child that is still running
 _DELIVERY_ATTEMPTS = 3  # children tried for one run when each was gone before it read the program
 _MAX_JSON_INT_DIGITS = 400
 _MAX_JSON_INT_BITS = int(_MAX_JSON_INT_DIGITS * 3.3219280948873626) + 1
@@ -647,9 +648,23 @@ class Sandbox:
             result = self._result(data, sent)
             if result is None:  # no usable reply: how did the child end?
                 # asyncio.wait, not a timeout around ``await ended``: that would cancel the
-                # future, and its result() would raise CancelledError out of run().
-                await asyncio.wait((ended,), timeout=_ENDED_WAIT_S)
+                # future, and its result() would raise CancelledError out of run(). A child
+                # that has not ended is stopped first: it closed its reply and went on (a
+                # program out of the language layer could), and waiting 2 s to call that the
+                # sandbox's failure held a slot and blamed the sandbox (red-team pass DX).
+                await asyncio.wait((ended,), timeout=_ENDED_SOON_S)
+                stopped = not ended.done()
+                if stopped:
+                    template.send({"done": child.id})
+                    await asyncio.wait((ended,), timeout=_ENDED_WAIT_S)
                 how = ended.result() if ended.done() and not ended.cancelled() else None
+                if stopped and how is not None:
+                    return _failure(
+                        "Crashed",
+                        "the program's process closed its reply and went on; it was stopped",
+                        None,
+                        _ms(sent),
+                    )
                 result = self._ended(how, limit_s, sent)
             return result
         finally:

@@ -719,14 +719,19 @@ async def test_a_run_with_no_reply_and_no_end_is_a_failure_not_an_exception(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A child that closes its reply and goes on (a program out of the language layer could)
-    gives the run a failure once the pool stops waiting to learn how it ended; never the
-    CancelledError of the abandoned wait."""
+    is stopped, and its run is the program's failure, not the sandbox's (red-team pass DX);
+    a child that does not end even then gives a failure once the pool stops waiting to learn
+    how it ended, never the CancelledError of the abandoned wait."""
 
     async def nothing(fd: int, cap: int) -> bytes:
         return b""
 
     monkeypatch.setattr(pool, "_read_until_eof", nothing)
-    monkeypatch.setattr(pool, "_ENDED_WAIT_S", 0.2)
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=5.0)) as sb:
+        res = await sb.run("while True:\n    pass")
+        assert res.error_kind == "Crashed", res
+        assert "closed its reply and went on" in (res.error or ""), res
+    monkeypatch.setattr(pool, "_ENDED_WAIT_S", 0.0)  # the "ended" never seen in time
     async with Sandbox(SandboxConfig(workers=1, timeout_s=5.0)) as sb:
         res = await sb.run("while True:\n    pass")
         assert res.error_kind == "WorkerCrashed", res

@@ -1146,6 +1146,8 @@ class Classes:
         self.comparing = [0, 0, 0]
         # The item stores of the innermost call at each depth, by slot (see keep_replaced).
         self._stores: dict[int, tuple[int, dict[tuple[int, Any], tuple[Any, Any]]]] = {}
+        # The sets of the innermost call at each depth (see _set_of_this_call).
+        self._sets: dict[int, tuple[int, dict[int, Any]]] = {}
         _count_library_comparisons(self.comparing, self._keep_alive)
         _check_counter_counts(arith)
         _check_chain_map_changes(self.comparing)
@@ -1197,6 +1199,7 @@ class Classes:
         self._kept.clear()
         self._replaced.clear()
         self._stores.clear()
+        self._sets.clear()
         self.comparing[:] = [0, 0, 0]
 
     def register(self, cls: type) -> type:
@@ -1815,6 +1818,8 @@ class Classes:
         then the real ``sys`` and ``os``)."""
         if not self.comparing[0] or not isinstance(container, KEPT_CONTAINERS):
             return
+        if isinstance(container, set) and self._set_of_this_call(container):
+            return
         if removing or isinstance(container, collections.ChainMap):
             # a node no reference keeps: nothing leaves a container meanwhile, and a ChainMap
             # changes whatever its first map is (a list, a set ...), in the library's code
@@ -1860,6 +1865,8 @@ class Classes:
             self.keep_dropped(container, None if times is not None else (other,), left=False)
         elif isinstance(container, list) and (op == "+=" or (times is not None and times >= 1)):
             self.keep_contents(container, whole=False)  # (only what it refuses)
+        elif op in ("|=", "&=", "-=", "^=") and isinstance(container, set):
+            self.keep_contents(container)  # a set's own, or refused as a set's change is
         elif op == "|=" and isinstance(container, dict):
             self.keep_contents(container, whole=False)  # refuses an OrderedDict's change
             if type(other) is not dict:
@@ -1928,6 +1935,27 @@ class Classes:
             end = collections.deque.__reversed__(held) if left else collections.deque.__iter__(held)
             items = tuple(itertools.islice(end, drop))
             self._kept[id(items)] = items
+
+    def _set_of_this_call(self, container: Any) -> bool:
+        """Whether ``container``, a set, is the innermost running special method's own: it
+        was empty when this call first changed it (``seen = set()`` then ``seen.add(x)`` in a
+        ``__str__``, refused before: differential pass DY). No C code can be in the middle of
+        an operation on it that goes on after this call's code: an empty set's operations
+        call none of the program's code in the middle (the key's ``__hash__`` comes before),
+        a set that was not empty when the call began cannot be emptied by it, and an
+        operation this call starts on it calls the program's ``__eq__`` or ``__hash__`` as
+        another call, with another number, to which the set is not its own."""
+        depth, call = self.comparing[0], self.comparing[1]
+        entry = self._sets.get(depth)
+        if entry is None or entry[0] != call:
+            entry = self._sets[depth] = (call, {})  # another call's sets: done with
+        mine = entry[1].get(id(container))
+        if mine is not None:
+            return mine is container
+        if set.__len__(container) == 0:
+            entry[1][id(container)] = container
+            return True
+        return False
 
     def keep_replaced(self, container: Any, key: Any) -> Any:
         """Before ``container[key] = value`` while a special method of the program's runs

@@ -1418,6 +1418,15 @@ _SET_REENTERED = (
     "s = set()\nbox.append(s)\nadd = s.add\ns.add(D())\ns.add(D())\ns.pop()\nOUTER\n"
     "result = [len(s), len(list(s))]"
 )
+# The same in a __repr__ that made the set: its own set, which it may change (pass DY), but
+# not from the __eq__ that its own add calls, which is another call.
+_SET_REENTERED_IN_A_REPR = _SET_REENTERED.replace(
+    "s = set()\nbox.append(s)\nadd = s.add\ns.add(D())\ns.add(D())\ns.pop()\nOUTER\n"
+    "result = [len(s), len(list(s))]",
+    "class R:\n    def __repr__(self):\n        s = set()\n        box.append(s)\n"
+    "        s.add(D())\n        s.add(D())\n        s.pop()\n        OUTER\n"
+    "        return str(len(s))\nresult = repr(R())",
+)
 COMPARING_CHANGES = {
     **{
         f"a_set_gains_its_key_{how}": _SET_REENTERED.replace("INNER", inner).replace("OUTER", outer)
@@ -1426,6 +1435,15 @@ COMPARING_CHANGES = {
             ("in_its_own_update", "box[0].update([self])", "s.update([T()])"),
             ("by_an_add_read_before", "add(self)", "s.add(T())"),
             ("by_the_unbound_add", "set.add(box[0], self)", "set.add(s, T())"),
+            ("by_an_in_place_union", "box[0] |= {self}", "s |= {T()}"),
+        ]
+    },
+    **{
+        f"a_set_a_repr_made_gains_its_key_{how}": _SET_REENTERED_IN_A_REPR.replace(
+            "INNER", inner
+        ).replace("OUTER", outer)
+        for how, inner, outer in [
+            ("in_its_own_add", "box[0].add(self)", "s.add(T())"),
             ("by_an_in_place_union", "box[0] |= {self}", "s |= {T()}"),
         ]
     },
@@ -2927,6 +2945,26 @@ async def test_what_a_special_method_adds_costs_what_it_adds(box: Sandbox) -> No
     )
     res = await box.run(code)
     assert res.value == "[40000, 20000, [19997, 19998, 19999], [1, 1]]", res
+
+
+async def test_a_special_method_changes_a_set_it_made(box: Sandbox) -> None:
+    """A set made (empty) by the running ``__str__``, ``__len__`` or ``__repr__`` is its own
+    to change: dropping duplicates with ``seen.add``, ``set.update`` to count, ``|=`` were
+    refused (differential pass DY). Another call's set still cannot change."""
+    code = (
+        "class Playlist:\n    def __init__(self, songs):\n        self.songs = songs\n"
+        "    def __str__(self):\n        seen, out = set(), []\n        for s in self.songs:\n"
+        "            if s not in seen:\n                seen.add(s)\n"
+        "                out.append(s)\n"
+        "        seen.discard('a')\n        return ', '.join(out)\n"
+        "    def __len__(self):\n        users = set()\n        for r in self.songs:\n"
+        "            users.update(r)\n        return len(users)\n"
+        "    def __repr__(self):\n        allt = set()\n        for g in self.songs:\n"
+        "            allt |= set(g)\n        return ','.join(sorted(allt))\n"
+        "p = Playlist(['ab', 'b', 'ab'])\nresult = [str(p), len(p), repr(p)]"
+    )
+    res = await box.run(code)
+    assert res.value == ["ab, b", 2, "a,b"], res
 
 
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(

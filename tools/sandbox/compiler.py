@@ -476,7 +476,27 @@ class SandboxTransformer(RestrictingNodeTransformer):
         ast.fix_missing_locations(call)
         return call
 
-    visit_List = visit_Tuple = visit_Set = _sized_display
+    visit_List = visit_Tuple = _sized_display
+
+    def visit_Set(self, node: ast.Set) -> Any:
+        """A set display, as :meth:`_sized_display`, through ``_set_made_`` unless it holds
+        only constants (which CPython folds, ``x in {1, 2}``): a set a special method makes
+        is its own to change (``visited = {start}`` in a ``__repr__``, see
+        ``standins.Classes.made_set``)."""
+        new = self._sized_display(node)
+        if all(isinstance(item, ast.Constant) for item in node.elts):
+            return new
+        return self._set_made(new, node)
+
+    def visit_SetComp(self, node: ast.SetComp) -> Any:
+        return self._set_made(super().visit_SetComp(node), node)
+
+    @staticmethod
+    def _set_made(new: Any, node: ast.expr) -> Any:
+        call = ast.Call(func=ast.Name("_set_made_", ast.Load()), args=[new], keywords=[])
+        copy_locations(call, node)
+        ast.fix_missing_locations(call)
+        return call
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         """``x[a:b] = v`` writes through ``_write_slice_``, which counts what a list or a

@@ -1867,6 +1867,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_write_slice_": guards.write_slice,
         "_aug_read_attr_": guards.aug_read_attr,
         "_aug_attr_": guards.aug_attr,
+        "_set_made_": guards.classes.made_set,
         "_catch_": guards.classes.catchable,
         "_caught_": guards.classes.caught,
     }

@@ -1936,6 +1936,22 @@ class Classes:
             items = tuple(itertools.islice(end, drop))
             self._kept[id(items)] = items
 
+    def made_set(self, made: Any) -> Any:
+        """``_set_made_``: a set display or comprehension's new set, while a special method of
+        the program's runs, is that call's own (see :meth:`_set_of_this_call`): nothing else
+        holds it yet. ``visited = {start}`` in a ``__repr__``'s BFS was refused its first
+        ``visited.add(v)`` (differential pass DY)."""
+        if self.comparing[0] and type(made) is set:
+            self._sets_of_this_call()[id(made)] = made
+        return made
+
+    def _sets_of_this_call(self) -> dict[int, Any]:
+        depth, call = self.comparing[0], self.comparing[1]
+        entry = self._sets.get(depth)
+        if entry is None or entry[0] != call:
+            entry = self._sets[depth] = (call, {})  # another call's sets: done with
+        return entry[1]
+
     def _set_of_this_call(self, container: Any) -> bool:
         """Whether ``container``, a set, is the innermost running special method's own: it
         was empty when this call first changed it (``seen = set()`` then ``seen.add(x)`` in a
@@ -1945,15 +1961,12 @@ class Classes:
         a set that was not empty when the call began cannot be emptied by it, and an
         operation this call starts on it calls the program's ``__eq__`` or ``__hash__`` as
         another call, with another number, to which the set is not its own."""
-        depth, call = self.comparing[0], self.comparing[1]
-        entry = self._sets.get(depth)
-        if entry is None or entry[0] != call:
-            entry = self._sets[depth] = (call, {})  # another call's sets: done with
-        mine = entry[1].get(id(container))
+        sets = self._sets_of_this_call()
+        mine = sets.get(id(container))
         if mine is not None:
             return mine is container
         if set.__len__(container) == 0:
-            entry[1][id(container)] = container
+            sets[id(container)] = container
             return True
         return False
 

@@ -1447,6 +1447,14 @@ COMPARING_CHANGES = {
             ("by_an_in_place_union", "box[0] |= {self}", "s |= {T()}"),
         ]
     },
+    "a_set_a_repr_made_by_a_display_gains_its_key_in_its_own_add": _SET_REENTERED_IN_A_REPR.replace(
+        "INNER", "box[0].add(self)"
+    )
+    .replace("OUTER", "s.add(T())")
+    .replace(
+        "s = set()\n        box.append(s)\n        s.add(D())\n        s.add(D())\n",
+        "s = {D(), D()}\n        box.append(s)\n",
+    ),
     # resizing its node index looks each key up; a key's __eq__ that added keys made CPython
     # write past the end of the index (SIGSEGV)
     "an_ordered_dict_gains_keys": _OD_KEYS_ADD.replace("ADD", "od['x%d' % i] = i"),
@@ -2948,9 +2956,10 @@ async def test_what_a_special_method_adds_costs_what_it_adds(box: Sandbox) -> No
 
 
 async def test_a_special_method_changes_a_set_it_made(box: Sandbox) -> None:
-    """A set made (empty) by the running ``__str__``, ``__len__`` or ``__repr__`` is its own
-    to change: dropping duplicates with ``seen.add``, ``set.update`` to count, ``|=`` were
-    refused (differential pass DY). Another call's set still cannot change."""
+    """A set made by the running ``__str__``, ``__len__``, ``__repr__`` or ``__eq__`` (empty,
+    or by a display or comprehension) is its own to change: dropping duplicates with
+    ``seen.add``, ``set.update`` to count, ``|=``, a BFS's ``visited = {start}`` were refused
+    (differential pass DY). Another call's set still cannot change."""
     code = (
         "class Playlist:\n    def __init__(self, songs):\n        self.songs = songs\n"
         "    def __str__(self):\n        seen, out = set(), []\n        for s in self.songs:\n"
@@ -2961,10 +2970,13 @@ async def test_a_special_method_changes_a_set_it_made(box: Sandbox) -> None:
         "            users.update(r)\n        return len(users)\n"
         "    def __repr__(self):\n        allt = set()\n        for g in self.songs:\n"
         "            allt |= set(g)\n        return ','.join(sorted(allt))\n"
-        "p = Playlist(['ab', 'b', 'ab'])\nresult = [str(p), len(p), repr(p)]"
+        "    def __eq__(self, other):\n        visited = {self.songs[0]}\n"
+        "        more = {s for s in other.songs}\n        visited.add('x')\n        more.add('y')\n"
+        "        return len(visited) + len(more) == 5\n"
+        "p = Playlist(['ab', 'b', 'ab'])\nresult = [str(p), len(p), repr(p), p == p]"
     )
     res = await box.run(code)
-    assert res.value == ["ab, b", 2, "a,b"], res
+    assert res.value == ["ab, b", 2, "a,b", True], res
 
 
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(

@@ -1144,10 +1144,12 @@ class Classes:
         # number of the innermost one's call, and the last number given to a call (each
         # call has its own: see keep_replaced).
         self.comparing = [0, 0, 0]
-        # The item stores of the innermost call at each depth, by slot (see keep_replaced).
-        self._stores: dict[int, tuple[int, dict[tuple[int, Any], tuple[Any, Any]]]] = {}
-        # The sets of the innermost call at each depth (see _set_of_this_call).
-        self._sets: dict[int, tuple[int, dict[int, Any]]] = {}
+        # The item stores of the innermost call at each depth: the address of the value
+        # stored, by the container's address and the slot (see keep_replaced); and the
+        # addresses of that call's own sets (see _set_of_this_call). Addresses only: a
+        # reference would keep every container or set a loop made alive (red-team pass DZ).
+        self._stores: dict[int, tuple[int, dict[tuple[int, Any], int]]] = {}
+        self._sets: dict[int, tuple[int, set[int]]] = {}
         _count_library_comparisons(self.comparing, self._keep_alive)
         _check_counter_counts(arith)
         _check_chain_map_changes(self.comparing)
@@ -1942,14 +1944,14 @@ class Classes:
         holds it yet. ``visited = {start}`` in a ``__repr__``'s BFS was refused its first
         ``visited.add(v)`` (differential pass DY)."""
         if self.comparing[0] and type(made) is set:
-            self._sets_of_this_call()[id(made)] = made
+            self._sets_of_this_call().add(id(made))
         return made
 
-    def _sets_of_this_call(self) -> dict[int, Any]:
+    def _sets_of_this_call(self) -> set[int]:
         depth, call = self.comparing[0], self.comparing[1]
         entry = self._sets.get(depth)
         if entry is None or entry[0] != call:
-            entry = self._sets[depth] = (call, {})  # another call's sets: done with
+            entry = self._sets[depth] = (call, set())  # another call's sets: done with
         return entry[1]
 
     def _set_of_this_call(self, container: Any) -> bool:
@@ -1960,13 +1962,14 @@ class Classes:
         call none of the program's code in the middle (the key's ``__hash__`` comes before),
         a set that was not empty when the call began cannot be emptied by it, and an
         operation this call starts on it calls the program's ``__eq__`` or ``__hash__`` as
-        another call, with another number, to which the set is not its own."""
+        another call, with another number, to which the set is not its own. It is known by
+        its address: a set found there later, once this one is gone, was made during this
+        call too, and is as much its own."""
         sets = self._sets_of_this_call()
-        mine = sets.get(id(container))
-        if mine is not None:
-            return mine is container
+        if id(container) in sets:
+            return True
         if set.__len__(container) == 0:
-            sets[id(container)] = container
+            sets.add(id(container))
             return True
         return False
 
@@ -1991,7 +1994,10 @@ class Classes:
         methods has another number while that one runs. Keeping every value an accumulator
         replaced (``out[0] += line`` in a ``__repr__``) ran out of memory where CPython needs
         12 MB (red-team pass DR). Each record answers for one reference the call added, and
-        is used once: what the call takes out unkept is no more than what it put in.
+        is used once: what the call takes out unkept is no more than what it put in. Records
+        hold addresses, not objects: where a container or value is gone and another took its
+        address, that one was made during the call, and every reference to it was made
+        during the call too.
 
         Answers the slot to give :meth:`stored` once the store is made, or None."""
         held: Any = container
@@ -2021,14 +2027,13 @@ class Classes:
         entry = self._stores.get(depth)
         if entry is None or entry[0] != call:
             entry = self._stores[depth] = (call, {})  # another call's records: done with
-        entry[1][(id(container), slot)] = (container, value)
+        entry[1][(id(container), slot)] = id(value)
 
     def _stored_here(self, container: Any, slot: Any, value: Any) -> bool:
         entry = self._stores.get(self.comparing[0])
         if entry is None or entry[0] != self.comparing[1]:
             return False
-        record = entry[1].pop((id(container), slot), None)  # used once
-        return record is not None and record[0] is container and record[1] is value
+        return entry[1].pop((id(container), slot), None) == id(value)  # used once
 
     def _count_inherited_comparisons(self, cls: type) -> None:
         """A comparison the class inherits from a library's Python code (``Counter.__eq__``

@@ -2979,6 +2979,22 @@ async def test_a_special_method_changes_a_set_it_made(box: Sandbox) -> None:
     assert res.value == ["ab, b", 2, "a,b", True], res
 
 
+async def test_what_a_special_method_made_is_not_kept_for_it(box: Sandbox) -> None:
+    """The sets a call made, and the containers it stored into, are known by their address
+    only: holding them kept every set a ``__str__``'s loop made (150,000 of 100 items) and
+    ran it out of memory where CPython needs 12 MB (red-team pass DZ)."""
+    code = (
+        "class Sheet:\n    def __init__(self, rows):\n        self.rows = rows\n"
+        "    def __str__(self):\n        distinct = 0\n        for row in self.rows:\n"
+        "            distinct += len({*row})\n            cells = [0] * 100\n"
+        "            cells[0] = row[0]\n            distinct += cells[0]\n"
+        "        return str(distinct)\n"
+        "row = list(range(100))\nresult = str(Sheet([row] * 150000))"
+    )
+    res = await box.run(code)
+    assert res.value == "15000000", res
+
+
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(
     box: Sandbox,
 ) -> None:

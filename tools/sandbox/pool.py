@@ -658,7 +658,7 @@ class Sandbox:
                     template.send({"done": child.id})
                     await asyncio.wait((ended,), timeout=_ENDED_WAIT_S)
                 how = ended.result() if ended.done() and not ended.cancelled() else None
-                if stopped and how is not None:
+                if stopped and how is not None and how.get("dropped") is True:  # by "done"
                     return _failure(
                         "Crashed",
                         "the program's process closed its reply and went on; it was stopped",

@@ -738,6 +738,19 @@ async def test_a_run_with_no_reply_and_no_end_is_a_failure_not_an_exception(
     monkeypatch.undo()
 
 
+async def test_a_run_stopped_by_its_deadline_is_a_timeout_however_late_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a child the pool itself stopped for want of a reply is "closed its reply and
+    went on"; one the template's deadline killed, whose end came late, is a Timeout
+    (red-team pass DZ: with no time to learn how it ended, it was called a crash)."""
+    monkeypatch.setattr(pool, "_ENDED_SOON_S", 0.0)
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=0.5)) as sb:
+        res = await sb.run("while True:\n    pass")
+        assert res.error_kind == "Timeout", res
+    monkeypatch.undo()
+
+
 def still_running(pids: set[int]) -> set[int]:
     return {pid for pid in pids if os.path.exists(f"/proc/{pid}")}
 

@@ -1861,11 +1861,10 @@ class Classes:
         if not self.comparing[0]:
             return
         times = exact_int(other) if op == "*=" else None
-        if isinstance(container, collections.deque) and (
-            op == "+=" or (times is not None and times >= 1)
-        ):
+        adds = op == "+=" or (times is not None and times >= 1)
+        if adds and isinstance(container, collections.deque):
             self.keep_dropped(container, None if times is not None else (other,), left=False)
-        elif isinstance(container, list) and (op == "+=" or (times is not None and times >= 1)):
+        elif adds and isinstance(container, list):
             self.keep_contents(container, whole=False)  # (only what it refuses)
         elif op in ("|=", "&=", "-=", "^=") and isinstance(container, set):
             self.keep_contents(container)  # a set's own, or refused as a set's change is
@@ -1948,10 +1947,16 @@ class Classes:
         return made
 
     def _sets_of_this_call(self) -> set[int]:
+        sets: set[int] = self._of_this_call(self._sets, set)
+        return sets
+
+    def _of_this_call(self, records: dict[int, tuple[int, Any]], make: Callable[[], Any]) -> Any:
+        """What ``records`` holds for the innermost running special method's call (made new
+        when the last at its depth was another call's: done with)."""
         depth, call = self.comparing[0], self.comparing[1]
-        entry = self._sets.get(depth)
+        entry = records.get(depth)
         if entry is None or entry[0] != call:
-            entry = self._sets[depth] = (call, set())  # another call's sets: done with
+            entry = records[depth] = (call, make())
         return entry[1]
 
     def _set_of_this_call(self, container: Any) -> bool:
@@ -2023,17 +2028,11 @@ class Classes:
     def stored(self, container: Any, slot: Any, value: Any) -> None:
         """``container[slot] = value`` was made by the innermost running special method of the
         program's (see :meth:`keep_replaced`)."""
-        depth, call = self.comparing[0], self.comparing[1]
-        entry = self._stores.get(depth)
-        if entry is None or entry[0] != call:
-            entry = self._stores[depth] = (call, {})  # another call's records: done with
-        entry[1][(id(container), slot)] = id(value)
+        self._of_this_call(self._stores, dict)[(id(container), slot)] = id(value)
 
     def _stored_here(self, container: Any, slot: Any, value: Any) -> bool:
-        entry = self._stores.get(self.comparing[0])
-        if entry is None or entry[0] != self.comparing[1]:
-            return False
-        return entry[1].pop((id(container), slot), None) == id(value)  # used once
+        stores: dict[tuple[int, Any], int] = self._of_this_call(self._stores, dict)
+        return stores.pop((id(container), slot), None) == id(value)  # used once
 
     def _count_inherited_comparisons(self, cls: type) -> None:
         """A comparison the class inherits from a library's Python code (``Counter.__eq__``

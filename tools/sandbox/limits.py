@@ -469,6 +469,9 @@ class Arithmetic:
                 result = getattr(type(x), name)(x, y)
                 if result is not NotImplemented:
                     return self.checked_number(self._checked(result))
+                # NotImplemented: the binary operator, as CPython falls back to it; the
+                # in-place path below would ask the same method a second time
+                return self.binary(op, x, y)
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)
             if (
@@ -486,6 +489,16 @@ class Arithmetic:
                 return x
             return self.mul(x, y)
         if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
+            if (
+                (type(x) is list or type(x) is collections.deque)
+                and _own_object(y)
+                and inspect.getattr_static(type(y), "__radd__", None) is not None
+            ):  # l += obj: obj's own __radd__ first, as CPython asks it (an exact list has
+                # no number slot; a subclass has its inherited __iadd__, which extends);
+                # NotImplemented goes on to extend
+                result = _own_operation(y, "__radd__", x)
+                if result is not NotImplemented:
+                    return self.checked_number(self._checked(result))
             if (
                 (
                     (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
@@ -519,6 +532,24 @@ class Arithmetic:
         if op == "//=":
             return self.floordiv(x, y)
         return INPLACE[op](x, y)
+
+    def binary(self, op: str, x: Any, y: Any) -> Any:
+        """``x op y`` for the in-place ``op`` (``"+="`` is ``x + y``), through the same checks
+        as the program's own binary operators."""
+        checked: dict[str, Callable[[Any, Any], Any]] = {
+            "+=": self.add,
+            "-=": self.sub,
+            "*=": self.mul,
+            "**=": self.pow,
+            "<<=": self.lshift,
+            "/=": self.truediv,
+            "//=": self.floordiv,
+        }
+        if op in checked:
+            return checked[op](x, y)
+        if op == "%=":
+            return self.checked_number(self._checked(x % self.check_percent(x, y)))
+        return self.checked_number(self._checked(_BINARY[op](x, y)))
 
     # -- math ----------------------------------------------------------------------------
 
@@ -919,6 +950,16 @@ def sized_method(arith: Arithmetic, base: Any, name: str, method: Any) -> Any:
 def _bound(method: Any) -> bool:
     return getattr(method, "__self__", None) is not None and not isinstance(method.__self__, type)
 
+
+# The binary operator an in-place one falls back to, for those ``Arithmetic.binary`` does not
+# check by hand
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    ">>=": operator.rshift,
+    "|=": operator.or_,
+    "^=": operator.xor,
+    "&=": operator.and_,
+    "@=": operator.matmul,
+}
 
 INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.iadd,

@@ -246,6 +246,22 @@ AUGMENTED_ASSIGNMENTS = {
         "result = [[v.x for v in vs], p.p]",
         [[0.5, 1.0], "/usr/local"],
     ),
+    "an_in_place_method_that_declines_is_asked_once": (
+        "calls = []\nclass V:\n    def __init__(self, x):\n        self.x = x\n"
+        "    def __iadd__(self, o):\n        calls.append('iadd')\n        return NotImplemented\n"
+        "    def __add__(self, o):\n        calls.append('add')\n        return V(self.x + o)\n"
+        "    def __ior__(self, o):\n        calls.append('ior')\n        return NotImplemented\n"
+        "    def __or__(self, o):\n        calls.append('or')\n        return V(self.x | o)\n"
+        "v = V(3)\nv += 2\nv |= 8\nresult = [v.x, calls]",
+        [13, ["iadd", "add", "ior", "or"]],
+    ),
+    "a_list_added_to_asks_the_objects_radd": (
+        "class W:\n    def __radd__(self, o):\n        return ('radd', len(o))\n"
+        "class L(list):\n    pass\n"
+        "l = [1, 2]\nl += W()\nm = L([1])\ntry:\n    m += W()\n"
+        "except TypeError as e:\n    m = str(e)\nresult = [l, m]",
+        [["radd", 2], "'W' object is not iterable"],
+    ),
     "dict_merged_into_in_a_repr": (
         "class Tags:\n    def __repr__(self):\n        seen = {}\n"
         "        for t in 'abca':\n            seen |= {t: seen.get(t, 0) + 1}\n"

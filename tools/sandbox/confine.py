@@ -5,11 +5,12 @@ its fork and the moment it reads its program (:meth:`Confinement.apply`), in thi
 
 1. **descriptors**: ``/dev/null`` on 0, 1 and 2; every other descriptor closed but the run's
    two pipes (the service's pipes, the other runs' pipes and the Landlock ruleset are gone);
-2. **identity**: a distinct unprivileged uid and gid (``run_uid``, 65534 by default) when the
-   template may switch to it (it runs as root, inside its user namespace or not); all
-   capabilities dropped; not dumpable (no ``ptrace``, no ``/proc/<pid>/mem``);
-3. **rlimits**: address space, CPU seconds (one run's worth), no core files, no file writes,
+2. **rlimits**: address space, CPU seconds (one run's worth), no core files, no file writes,
    no new processes, no locked memory, no message queues, few descriptors;
+3. **identity**: an unprivileged uid and gid of its own (from ``RUN_UIDS`` ids starting at
+   ``run_uid``, 65534 by default; no two live children of a template share one) when the
+   template may switch to them (it runs as root, inside its user namespace or not); all
+   capabilities dropped; not dumpable (no ``ptrace``, no ``/proc/<pid>/mem``);
 4. ``no_new_privs``, then **Landlock** (``landlock.py``), then **seccomp** (``seccomp.py``).
 
 The template probes the layers once, in a child that tries each one and reports what took
@@ -45,6 +46,14 @@ NR_OPEN = 1 << 20
 # SIGSEGV past 64 MiB). Counted in the run's memory limit as it is used; the template is
 # started with it, so that the kernel leaves the room (template._reexec_...).
 STACK_BYTES = 256 << 20
+# The uids (and gids) a template's children take, from ``run_uid`` on: each live child its
+# own. ``prlimit``, ``setpriority``, ``sched_setaffinity`` and ``ioprio_set`` need only the
+# same uid as their target, and Landlock scopes none of them: with seccomp off, a run that
+# shared its uid with the spare waiting for the next client gave it a 24 MiB memory limit, and
+# one that caught a spare before its own ``setrlimit`` ended the template (red-team pass DX).
+# More than a template ever has alive: ``SANDBOX_WORKERS`` (at most 64) + 1 runs and its
+# spares.
+RUN_UIDS = 128
 
 
 def stack_bytes() -> int:
@@ -92,7 +101,7 @@ class Confinement:
     devnull: int
     ruleset: landlock.Ruleset | None
     program: libc.SeccompProgram | None
-    run_uid: int | None  # switch to this uid/gid, when the template may
+    run_uids: tuple[int, ...]  # a child switches to one of these uids/gids; none: it may not
     required: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
@@ -100,14 +109,14 @@ class Confinement:
         ruleset = landlock.build_ruleset(readable_paths()) if config["landlock"] else None
         program = seccomp.compile_filter() if config["seccomp"] else None
         run_uid = int(config["run_uid"])
-        may_switch = os.geteuid() == 0 and run_uid > 0 and _uid_is_mapped(run_uid)
+        mapped = _ids_mapped(run_uid, RUN_UIDS) if os.geteuid() == 0 and run_uid > 0 else 0
         return cls(
             memory_bytes=int(config["memory_mb"]) * 1024 * 1024,
             cpu_s=max(1, int(float(config["timeout_s"]) + 0.999)) + 1,
             devnull=os.open(os.devnull, os.O_RDWR),
             ruleset=ruleset,
             program=program,
-            run_uid=run_uid if may_switch else None,
+            run_uids=tuple(range(run_uid, run_uid + mapped)),
         )
 
     # -- in the child --------------------------------------------------------------------
@@ -133,12 +142,13 @@ class Confinement:
         except OSError:  # a kernel before 5.9
             os.closerange(low, NR_OPEN)
 
-    def _identity(self) -> None:
+    def _identity(self, slot: int) -> None:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
-        if self.run_uid is not None:
+        if self.run_uids:
+            uid = self.run_uids[slot % len(self.run_uids)]
             os.setgroups([])
-            os.setresgid(self.run_uid, self.run_uid, self.run_uid)
-            os.setresuid(self.run_uid, self.run_uid, self.run_uid)
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
 
     def _rlimits(self) -> None:
         stack = stack_bytes()
@@ -172,15 +182,18 @@ class Confinement:
             raise OSError("seccomp (libseccomp) is not available")
         self.program.load()
 
-    def apply(self) -> None:
-        """Apply every required layer, in order; raises if one fails (the child then exits)."""
+    def apply(self, slot: int = 0) -> None:
+        """Apply every required layer, in order; raises if one fails (the child then exits).
+        ``slot``: the child's number among its template's live children, which picks its uid.
+        The rlimits come first, while the child still has the template's uid: no other run
+        can reach it before they hold."""
         req = self.required
+        self._rlimits()
         if req.get("uid"):
-            self._identity()
+            self._identity(slot)
         else:
             libc.prctl(libc.PR_SET_DUMPABLE, 0)
         self._capabilities()
-        self._rlimits()
         libc.no_new_privs()
         if req.get("landlock"):
             self._landlock()
@@ -192,10 +205,10 @@ class Confinement:
     def probe(self) -> dict[str, bool]:
         """Try every layer, in the order :meth:`apply` uses; report which took effect."""
         layers = dict.fromkeys(CHILD_LAYERS, False)
-        if self.run_uid is not None:
-            layers["uid"] = _attempt(self._identity)
-        layers["capabilities"] = _attempt(self._capabilities)
         layers["rlimits"] = _attempt(self._rlimits)
+        if self.run_uids:
+            layers["uid"] = _attempt(lambda: self._identity(0))
+        layers["capabilities"] = _attempt(self._capabilities)
         nnp = _attempt(libc.no_new_privs)
         if nnp and self.ruleset is not None and _attempt(self._landlock):
             layers["landlock"] = True
@@ -226,17 +239,22 @@ def _seccomp_holds() -> bool:
     return False
 
 
-def _uid_is_mapped(uid: int) -> bool:
-    """True when ``uid`` exists in this process's user namespace (always, outside one)."""
+def _ids_mapped(first: int, wanted: int) -> int:
+    """How many ids from ``first`` on (at most ``wanted``) exist in this process's user
+    namespace as uids and as gids, one after another (all of them outside one)."""
+    return min(_mapped(f"/proc/self/{kind}_map", first, wanted) for kind in ("uid", "gid"))
+
+
+def _mapped(path: str, first: int, wanted: int) -> int:
     try:
-        with open("/proc/self/uid_map", encoding="ascii") as uid_map:
-            for line in uid_map:
-                inside, _outside, count = (int(x) for x in line.split())
-                if inside <= uid < inside + count:
-                    return True
+        with open(path, encoding="ascii") as id_map:
+            ranges = [tuple(int(x) for x in line.split()) for line in id_map]
     except (OSError, ValueError):
-        return False
-    return False
+        return 0
+    for inside, _outside, count in ranges:
+        if inside <= first < inside + count:
+            return min(wanted, inside + count - first)
+    return 0
 
 
 def first_to_go_when_memory_runs_out() -> bool:
@@ -285,9 +303,9 @@ def enter_namespaces(run_uid: int, protocol_fds: tuple[int, ...]) -> bool:
             os.waitpid(middle, 0)
             return False
         maps, gid_maps = [f"0 {uid} 1"], [f"0 {gid} 1"]
-        if uid == 0 and run_uid > 0:  # root may map a second id: the runs' own
-            maps.append(f"{run_uid} {run_uid} 1")
-            gid_maps.append(f"{run_uid} {run_uid} 1")
+        if uid == 0 and run_uid > 0:  # root may map more ids: the runs' own
+            maps.append(f"{run_uid} {run_uid} {RUN_UIDS}")
+            gid_maps.append(f"{run_uid} {run_uid} {RUN_UIDS}")
         try:
             if uid != 0:
                 _write(f"/proc/{middle}/setgroups", "deny")

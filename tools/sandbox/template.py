@@ -9,7 +9,7 @@ hash seed of its own. It never runs a program and never sees one:
    dies with its keeper, taking every run with it.
 2. **Preparation**: it imports every module a program can reach (every codec included, so a
    run never needs to open a file), runs a fixed warm-up program of its own, builds the
-   confinement once (a Landlock ruleset, a compiled seccomp filter, the rlimits, the uid),
+   confinement once (a Landlock ruleset, a compiled seccomp filter, the rlimits, the uids),
    and freezes its heap for the collector. A first child probes which layers this kernel
    enforces; the template reports them in its ``ready`` message.
 3. **Serving**: it keeps ``SPARES`` children ready. Each is forked with two pipes, confines
@@ -63,6 +63,7 @@ class _Child:
     id: int
     pid: int
     pidfd: int
+    slot: int  # its number among the live children: it picks the child's uid
     started: bool = False
     deadline: float | None = None
     timed_out: bool = False
@@ -106,6 +107,8 @@ class Template:
         """Fork a child for one run and hand its pipe ends to the service."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()  # their default size: both ends read and write in turns
+        taken = {run.slot for run in self.children.values()}
+        slot = next(n for n in range(len(taken) + 1) if n not in taken)
         pid = libc.fork_without_hooks()
         if pid == 0:  # the child: never returns
             keep = (request_r, reply_w)
@@ -115,13 +118,13 @@ class Template:
                 if os.getppid() != self.pid:
                     raise RuntimeError("the template is gone")
                 self.confinement.isolate_descriptors(keep)
-                self.confinement.apply()
+                self.confinement.apply(slot)
 
             self.serve_one_run(self.runner, request_r, reply_w, confine_child)
         os.close(request_r)
         os.close(reply_w)
         self.next_id += 1
-        run = _Child(self.next_id, pid, os.pidfd_open(pid))
+        run = _Child(self.next_id, pid, os.pidfd_open(pid), slot)
         self.children[run.id] = run
         try:
             self._send({"child": run.id}, (request_w, reply_r))

@@ -56,6 +56,10 @@ ATTEMPTS = [
     "sched_setaffinity_parent",
     "sched_setattr_parent",
     "ioprio_set_parent",
+    "prlimit_sibling",
+    "setpriority_sibling",
+    "sched_setaffinity_sibling",
+    "ioprio_set_sibling",
     "raise_rlimit_as",
     "shmget",
     "msgget",
@@ -142,6 +146,25 @@ def test_the_namespaces_refuse_ipc_and_new_namespaces_without_seccomp(
     # the namespace's limit of zero: ENOSPC (semget with one semaphore: more than SEMMSL)
     limits = ("No space left on device", "Invalid argument")
     assert any(word in weak_probe[attempt] for word in limits), weak_probe[attempt]
+
+
+# What only the same uid needs, aimed at another child of the template (the spare that will
+# serve the next client): with seccomp off, the children's own uids refuse it (pass DX: a run
+# gave the next client's spare a 24 MiB memory limit).
+SIBLING = [
+    "prlimit_sibling",
+    "setpriority_sibling",
+    "sched_setaffinity_sibling",
+    "ioprio_set_sibling",
+]
+
+
+@pytest.mark.parametrize("attempt", SIBLING)
+def test_another_runs_process_is_out_of_reach_without_seccomp(
+    weak_probe: dict[str, str], attempt: str
+) -> None:
+    assert weak_probe[attempt].startswith("blocked: "), weak_probe[attempt]
+    assert "Operation not permitted" in weak_probe[attempt], weak_probe[attempt]
 
 
 @pytest.fixture(scope="module")

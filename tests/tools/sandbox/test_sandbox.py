@@ -608,6 +608,31 @@ async def test_every_run_gets_a_process_nobody_ran_code_in() -> None:
         assert len(set(used)) == 5
 
 
+def uid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
+
+
+async def test_no_two_live_runs_share_a_uid() -> None:
+    """Pass DX: every child of a template had uid 65534, so with seccomp off one run could
+    ``prlimit`` the spare that would serve the next client."""
+    config = SandboxConfig(workers=1, timeout_s=3)
+    async with Sandbox(config) as sb:
+        for n in range(3):  # children that ended, their uids free again
+            assert (await sb.run(f"result = {n}")).value == n
+        running = asyncio.create_task(sb.run("while True:\n    pass"))
+        for _ in range(300):  # the run and the spare left (its replacement comes after it)
+            await asyncio.sleep(0.01)
+            live = waiting_children(sb)
+            if len(live) == SPARES:
+                break
+        uids = {uid_of(pid) for pid in live}
+        running.cancel()
+    assert len(live) == SPARES
+    assert len(uids) == len(live), uids
+    assert uids <= set(range(config.run_uid, config.run_uid + confine.RUN_UIDS)), uids
+
+
 async def test_a_missing_required_layer_stops_the_start_unless_allowed() -> None:
     with pytest.raises(SandboxStartError, match="SANDBOX_ALLOW_WEAK"):
         async with Sandbox(SandboxConfig(workers=1, seccomp=False)):

@@ -73,6 +73,7 @@ from tools.sandbox.names import (
 )
 from tools.sandbox.standins import (
     ADDING_METHODS,
+    ALIAS_TYPES,
     DROPPING_METHODS,
     INTERNAL_TYPES,
     KEPT_CONTAINERS,
@@ -84,6 +85,7 @@ from tools.sandbox.standins import (
     VETTED_KINDS,
     Classes,
     SandboxSecurityError,
+    alias_parts,
     builtin_exceptions,
     checked_random_bits,
     generic_getattr,
@@ -172,9 +174,10 @@ _EXTENDS = {
 _SIGNAL_DICT = type(decimal.Context().traps)
 _RAW_DATA_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 # What getattr() checks beyond a public name: another object's classes (super), the
-# attributes a library sets on an exception, string.Formatter; and what no attribute is read
-# from however the program came to hold it (a module, a frame, a traceback, code, a cell).
-_READ_WITH_CARE = (super, BaseException, string.Formatter, *INTERNAL_TYPES)
+# attributes a library sets on an exception, string.Formatter, an alias's forwarding; and
+# what no attribute is read from however the program came to hold it (a module, a frame, a
+# traceback, code, a cell).
+_READ_WITH_CARE = (super, BaseException, string.Formatter, *ALIAS_TYPES, *INTERNAL_TYPES)
 # Values vet() never replaces (exact types: a subclass may carry methods of its own).
 _DATA = frozenset(
     {int, float, complex, bool, str, bytes, type(None), tuple, list, dict, set, frozenset}
@@ -575,6 +578,8 @@ class Guards:
             return self.classes.safe_type(obj)
         if name == "__dict__":
             return self._own_namespace(obj)
+        if isinstance(obj, ALIAS_TYPES):
+            return self._alias_attribute(obj, name, default)
         # A super object reads another object's attributes: the checks are that object's.
         target = self._super_target(obj) if isinstance(obj, super) else obj
         if isinstance(target, BaseException) and (
@@ -595,6 +600,24 @@ class Guards:
                 return default
         value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
         return self._library_function(target, name, value, self.vet(value))
+
+    def _alias_attribute(self, alias: Any, name: str, default: Any) -> Any:
+        """``alias.name``: the alias's own attribute, or else the one it would hand on, read
+        from the object it stands for with that object's checks. The checks had looked at
+        the alias only: ``typing.Annotated[super(random.Random, r), 0].shuffle`` was the real
+        ``Random.shuffle`` (it freed an item ``list_repr`` was reading: SIGSEGV), and
+        ``typing.Annotated[statistics.NormalDist, 0].variance`` a library property read from
+        its class (red-team pass ED)."""
+        try:
+            value = generic_getattr(alias, name)
+        except AttributeError:
+            parts = alias_parts(alias)
+            if parts is None or name[:2] == "__":  # typing hands on no special name
+                if default is _MISSING:
+                    raise
+                return default
+            return self.getattr(parts[0], name, default)
+        return self._library_function(alias, name, value, self.vet(value))
 
     def _check_property_owner(self, cls: type, name: str) -> None:
         """A property read from a class is handed out only when the program's own class

@@ -1031,11 +1031,14 @@ DROPPING_METHODS = frozenset(
 _MEASURED = frozenset({str, bytes, bytearray, list, tuple})
 
 
+# Generic aliases: each hands any attribute it does not have to the class it stands for
+# (``list[int].append``, ``typing.Annotated[X, 0].name`` is ``X.name``, whatever ``X`` is)
+ALIAS_TYPES = (types.GenericAlias, typing._BaseGenericAlias)  # type: ignore[attr-defined]
 _GENERIC_ORIGIN = vars(types.GenericAlias)["__origin__"]  # the slots, not an attribute lookup
 _GENERIC_ARGS = vars(types.GenericAlias)["__args__"]
 
 
-def _alias_parts(obj: Any) -> tuple[Any, ...] | None:
+def alias_parts(obj: Any) -> tuple[Any, ...] | None:
     """What a generic alias (``type[Any]``, ``typing.Union[int, str]``) holds: the class it
     stands for, which calling the alias calls, and its arguments; None for anything else."""
     kind = type(obj)
@@ -1645,7 +1648,7 @@ class Classes:
             self.arith.checked_number(obj)
         if kind in INTERNAL_TYPES:
             raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
-        parts = _alias_parts(obj)
+        parts = alias_parts(obj)
         if parts is not None:  # ``type[Any]`` calls the real ``type``: as good as what it holds
             self._check_inside(parts)
         elif isinstance(obj, (tuple, frozenset)):  # a cache's key: ``(Union, (int, str))``
@@ -1683,7 +1686,7 @@ class Classes:
                 kind = type(item)
                 if kind in _PLAIN:
                     continue
-                if issubclass(kind, type) or kind in INTERNAL_TYPES or _alias_parts(item):
+                if issubclass(kind, type) or kind in INTERNAL_TYPES or alias_parts(item):
                     if self.exposed(item) is not item:
                         raise SandboxSecurityError(
                             "a container holding a class the program cannot name was passed "

@@ -2807,6 +2807,9 @@ LIBRARY_PROPERTIES_PLANTED = {
     "    variance = operator.attrgetter('variance')(NormalDist)\n",
     "from_a_subclass": _PLANT
     + "class N(NormalDist):\n    pass\nclass Box:\n    variance = N.variance\n",
+    # pass ED: an alias hands on what it lacks, and the checks had looked at the alias only
+    "through_an_alias": _PLANT
+    + "import typing\nclass Box:\n    variance = typing.Annotated[NormalDist, 0].variance\n",
 }
 
 
@@ -4271,3 +4274,37 @@ async def test_a_bounded_cache_is_not_cleared_in_its_own_middle(box: Sandbox) ->
     )
     assert (res.ok, res.error_kind) == (False, "SecurityError"), res
     assert "cache_clear() cannot run while the same cache" in (res.error or ""), res
+
+
+# Red-team pass ED: an alias reads what it lacks from what it stands for, whatever that is;
+# the checks were the alias's. A super object past a library class gave the real
+# Random.shuffle (it freed a slice list_repr was reading: SIGSEGV) and Random.gauss (an int
+# grown past the limit); a library property came from its class.
+READ_THROUGH_AN_ALIAS = {
+    "super_past_a_library_class": (
+        "import typing, random\nclass R(random.Random):\n    pass\n"
+        "shuffle = typing.Annotated[super(random.Random, R()), 0].shuffle",
+        "super() starts past one of the program's own classes only",
+    ),
+    "a_library_property_from_its_class": (
+        "import collections\np = collections.ChainMap[int].parents",
+        "is a library class's property",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(READ_THROUGH_AN_ALIAS))
+async def test_an_alias_reads_what_it_stands_for_with_its_checks(box: Sandbox, name: str) -> None:
+    code, message = READ_THROUGH_AN_ALIAS[name]
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "SecurityError"), res
+    assert message in (res.error or ""), res
+
+
+async def test_aliases_work_as_ever(box: Sandbox) -> None:
+    res = await box.run(
+        "import typing, collections\nD = typing.Dict[str, int]\nx = []\n"
+        "list[int].append(x, 3)\nc = collections.Counter[str]('abca')\n"
+        "result = [D.fromkeys('ab', 0), x, c.most_common(1)]"
+    )
+    assert res.value == [{"a": 0, "b": 0}, [3], [["a", 2]]], res

@@ -2011,10 +2011,15 @@ class Classes:
         held: Any = container
         if isinstance(held, dict):
             if _plain_key(key):
+                # the key's hash, not the key: a record that held the key kept every key a
+                # loop stored under alive (pass EB: 105 KB keys, MemoryLimit where CPython
+                # needs 11 MB); keys that share a hash share a record, which is still used
+                # once for one reference added
+                slot = hash(key)
                 replaced = dict.get(held, key, _NOTHING)
-                if replaced is not _NOTHING and not self._stored_here(held, key, replaced):
+                if replaced is not _NOTHING and not self._stored_here(held, slot, replaced):
                     self._replaced.append(replaced)
-                return key if type(held) is dict else None
+                return slot if type(held) is dict else None
         elif type(key) is int:
             kind = list if isinstance(held, list) else collections.deque
             size = kind.__len__(held)

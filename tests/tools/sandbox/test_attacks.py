@@ -2999,6 +2999,19 @@ async def test_what_a_special_method_made_is_not_kept_for_it(box: Sandbox) -> No
     assert res.value == "15000000", res
 
 
+async def test_the_keys_a_special_method_stored_under_are_not_kept(box: Sandbox) -> None:
+    """A ``__repr__`` storing 6,000 keys of 105 KB, one to each fresh dict, ran out of
+    memory where CPython needs 11 MB: the records held the keys (pass EB)."""
+    code = (
+        "class Doc:\n    def __repr__(self):\n        total = 0\n"
+        "        for i in range(2500):\n            seen = {}\n"
+        "            seen[('%07d' % i) * 36000, i] = i\n            total += len(seen)\n"
+        "        return str(total)\nresult = repr(Doc())"
+    )
+    res = await box.run(code)
+    assert res.value == "2500", res
+
+
 async def test_containers_change_in_special_methods_as_ordinary_programs_need(
     box: Sandbox,
 ) -> None:

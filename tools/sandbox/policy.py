@@ -627,7 +627,13 @@ class Guards:
         and a getter given a class as ``self`` had made the real ``type`` (pass Z)."""
         mro: tuple[type, ...] = _TYPE_MRO.__get__(cls)
         owner = next((k for k in mro if name in _TYPE_DICT.__get__(k)), None)
-        if owner is None or not self.classes.is_user_class(owner):
+        if (
+            owner is None
+            or not self.classes.is_user_class(owner)
+            # the sandbox's own pin of a number's part, on the program's subclass: it hands
+            # on the library's property (pass EB: ``F.numerator`` of a Fraction subclass)
+            or type(_TYPE_DICT.__get__(owner)[name]) in PINNED_KINDS
+        ):
             raise SandboxSecurityError(
                 f"{name!r} is a library class's property: it can be read from an instance only"
             )

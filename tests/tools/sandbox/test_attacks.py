@@ -2808,6 +2808,8 @@ LIBRARY_PROPERTIES_PLANTED = {
     "from_a_subclass": _PLANT
     + "class N(NormalDist):\n    pass\nclass Box:\n    variance = N.variance\n",
     # pass ED: an alias hands on what it lacks, and the checks had looked at the alias only
+    "a_numbers_part_from_a_subclass": "from fractions import Fraction\n"
+    "class F(Fraction):\n    pass\nclass Box:\n    variance = F.numerator\n",
     "through_an_alias": _PLANT
     + "import typing\nclass Box:\n    variance = typing.Annotated[NormalDist, 0].variance\n",
 }

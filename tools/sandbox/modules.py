@@ -353,6 +353,55 @@ def _timegm(parts: Any) -> int:
     return calendar.timegm(stamp)
 
 
+# The run's output, for what a module prints itself (calendar.prmonth): set by new_run
+_OUTPUT: list[PrintSink | None] = [None]
+
+
+def _calendar_texts(arith: Arithmetic) -> dict[str, Any]:
+    """``calendar``'s text functions, each measured before it is made: its widths and line
+    spacings are the program's (``month(2024, 1, w=10**8)``); and the two that print, into
+    the run's output."""
+
+    def month(theyear: Any, themonth: Any, w: Any = 0, l: Any = 0) -> str:  # noqa: E741
+        year, number, width, lines = map(index_value, (theyear, themonth, w, l))
+        width, lines = max(2, width), max(1, lines)
+        arith.check_items(8 * (7 * (width + 1) + lines), "calendar")  # 8 lines at most
+        return calendar.month(year, number, width, lines)
+
+    def year_text(theyear: Any, w: Any = 2, l: Any = 1, c: Any = 6, m: Any = 3) -> str:  # noqa: E741
+        year, width, lines, gap, months = map(index_value, (theyear, w, l, c, m))
+        width, lines, gap = max(2, width), max(1, lines), max(2, gap)
+        rows = -(-12 // max(1, months))
+        row = max(1, months) * ((width + 1) * 7 - 1 + gap) + lines
+        arith.check_items(row * (2 + 9 * rows), "calendar")  # a title, then 9 lines a row
+        return calendar.calendar(year, width, lines, gap, months)
+
+    def weekheader(n: Any) -> str:
+        width = index_value(n)
+        arith.check_items(7 * (max(width, 0) + 1), "calendar")
+        return calendar.weekheader(width)
+
+    def prmonth(theyear: Any, themonth: Any, w: Any = 0, l: Any = 0) -> None:  # noqa: E741
+        _printed(month(theyear, themonth, w, l))
+
+    def prcal(theyear: Any, w: Any = 0, l: Any = 0, c: Any = 6, m: Any = 3) -> None:  # noqa: E741
+        _printed(year_text(theyear, w, l, c, m))
+
+    def setfirstweekday(firstweekday: Any) -> None:
+        calendar.setfirstweekday(index_value(firstweekday))
+
+    year_text.__name__ = year_text.__qualname__ = "calendar"
+    functions = (month, year_text, weekheader, prmonth, prcal, setfirstweekday)
+    return {f.__name__: f for f in functions}
+
+
+def _printed(text: str) -> None:
+    """``print(text, end="")`` into the run's output, as the module's own printing does."""
+    sink = _OUTPUT[0]
+    if sink is not None:
+        sink.write(text, True)
+
+
 def _itertools_view(arith: Arithmetic) -> dict[str, Any]:
     """``itertools``, each iterator behind a generator (``policy.shielded``: CPython 3.11's
     ``islice`` and ``zip_longest`` free what they hold when the program's code they call
@@ -761,8 +810,9 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         calendar,
         names="isleap leapdays monthrange weekday monthcalendar month_name "
         "month_abbr day_name day_abbr MONDAY TUESDAY WEDNESDAY THURSDAY FRIDAY "
-        "SATURDAY SUNDAY timegm",
+        "SATURDAY SUNDAY timegm firstweekday IllegalMonthError IllegalWeekdayError",
     )
+    cal.update(_calendar_texts(arith))
     # calendar's Python code does arithmetic with what it is given (timegm multiplied what a
     # program's object answered by 86,400; isleap applied % to a format string: pass CN)
     for name in ("isleap", "leapdays", "monthrange", "weekday", "monthcalendar"):
@@ -902,6 +952,7 @@ class ModuleRegistry:
         decimal.setcontext(self._guards.classes.new_context())
         self._per_run = {}
         self._sink = sink
+        _OUTPUT[0] = sink
         # The module's own generator, which stdlib code uses (statistics.NormalDist.samples):
         # the template's state would otherwise repeat in every run it forks.
         random.seed()

@@ -1809,6 +1809,10 @@ class StandardStream:
             self._sink.write(text, self._keep)
         return len(text)
 
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
         return None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
+import io
 import json
 import os
 import pathlib
@@ -947,6 +949,42 @@ async def test_sys_calendar_and_random_answer_as_cpython_s(sandbox: Sandbox) -> 
         "    calendar.timegm((2024, 1, 1, 0, 0, 0)), sys.byteorder]"
     )
     assert res.value == ["scipy", 1000, 5000, 4, 1704067200, sys.byteorder], res
+
+
+CALENDAR_TEXTS = (
+    "import calendar, sys\ncalendar.prmonth(2024, 2)\ncalendar.prcal(2026, m=4)\n"
+    "sys.stdout.writelines(['a\\n', 'b\\n'])\nout = [calendar.month(2024, 3, 3, 2),\n"
+    "    calendar.calendar(2024, 3, 2, 8, 2), calendar.weekheader(3), calendar.firstweekday()]\n"
+    "calendar.setfirstweekday(calendar.SUNDAY)\nout.append(calendar.monthcalendar(2024, 3)[0])\n"
+    "try:\n    calendar.setfirstweekday(9)\nexcept calendar.IllegalWeekdayError as e:\n"
+    "    out.append(str(e))\ntry:\n    calendar.monthrange(2024, 13)\n"
+    "except calendar.IllegalMonthError as e:\n    out.append(str(e))\nresult = out"
+)
+
+
+async def test_calendars_as_text_and_printed(sandbox: Sandbox) -> None:
+    """The differential pass EC: ``calendar.month``, ``prmonth``, ``calendar``, ``prcal``,
+    ``weekheader``, ``setfirstweekday`` and the two errors were missing; and
+    ``sys.stdout.writelines``."""
+    res = await sandbox.run(CALENDAR_TEXTS)
+    cpython: dict[str, Any] = {}
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(CALENDAR_TEXTS, cpython)  # the test's own program, in plain Python
+    finally:
+        calendar.setfirstweekday(calendar.MONDAY)
+    assert (res.stdout, res.value) == (printed.getvalue(), cpython["result"]), res
+
+
+@pytest.mark.parametrize(
+    "call", ["month(2024, 1, w=10**7)", "calendar(2024, 2, 10**6)", "weekheader(10**8)"]
+)
+async def test_a_calendar_wider_than_the_limit_is_refused_before_it_is_made(
+    sandbox: Sandbox, call: str
+) -> None:
+    res = await sandbox.run(f"import calendar\ncalendar.{call}")
+    assert res.error_kind == "MemoryLimit", res
 
 
 async def test_refusals_of_what_a_model_writes_say_what_to_write(sandbox: Sandbox) -> None:

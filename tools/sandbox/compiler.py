@@ -215,8 +215,8 @@ class SandboxTransformer(RestrictingNodeTransformer):
             return  # a method of the program's own class, defined or aliased in its body
         if is_private_variable(name) or name in MODULE_METADATA:
             return
-        if name == "__name__" and isinstance(getattr(node, "ctx", None), ast.Load):
-            return  # the module's name: "__main__"
+        if name in ("__name__", "__doc__") and isinstance(getattr(node, "ctx", None), ast.Load):
+            return  # the module's name, "__main__", and its docstring (or None)
         super().check_name(node, name, allow_magic_methods)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
@@ -640,7 +640,13 @@ def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> t
         transformer = SandboxTransformer(errors, warnings, used_names)
         transformer.max_bits = max_bits
         transformer.max_depth = max_nesting
+        docstring = tree.body[0] if ast.get_docstring(tree, clean=False) is not None else None
         tree = transformer.visit(tree)
+        if docstring in tree.body and tree.body[0] is not docstring:
+            # first again, ahead of RestrictedPython's ``_print = ...``: Python stores a
+            # module's first string as its ``__doc__`` (``print(__doc__)`` answered None)
+            tree.body.remove(docstring)
+            tree.body.insert(0, docstring)
         if errors:
             if transformer.oversized_literal:
                 raise CompileRefused("OverflowError", "; ".join(errors[:5]), "int_size")

@@ -1870,6 +1870,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
     return {
         "__builtins__": builtins_,
         "__name__": "__main__",
+        "__doc__": None,  # the program's docstring, when it has one, is stored over it
         "__metaclass__": guards.classes.metaclass,
         "_getattr_": guards.getattr,
         "_import_from_": functools.partial(_import_from, guards, importer),

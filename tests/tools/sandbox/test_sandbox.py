@@ -207,6 +207,15 @@ async def test_what_scripts_read_and_print_is_as_in_cpython(sandbox: Sandbox) ->
     ], res
 
 
+async def test_a_scripts_docstring_is_its_doc(sandbox: Sandbox) -> None:
+    """Differential pass EC: ``print(__doc__)`` was refused when compiled; and Python stores
+    a module's first string as ``__doc__`` only while it is the first statement."""
+    code = '"""Compute the answer."""\ndef f():\n    return __doc__\nprint(__doc__)\nresult = f()'
+    res = await sandbox.run(code)
+    assert (res.stdout, res.value) == ("Compute the answer.\n", "Compute the answer."), res
+    assert (await sandbox.run("print(__doc__)")).stdout == "None\n"
+
+
 # Red-team pass DT: the target of ``x[k] op= v`` and ``x.a op= v`` is read before ``v`` is
 # worked out, as in CPython: a recursion that adds to a shared cell answered 4, not 1.
 AUGMENTED_ASSIGNMENTS = {

@@ -303,9 +303,12 @@ def enter_namespaces(run_uid: int, protocol_fds: tuple[int, ...]) -> bool:
             os.waitpid(middle, 0)
             return False
         maps, gid_maps = [f"0 {uid} 1"], [f"0 {gid} 1"]
-        if uid == 0 and run_uid > 0:  # root may map more ids: the runs' own
-            maps.append(f"{run_uid} {run_uid} {RUN_UIDS}")
-            gid_maps.append(f"{run_uid} {run_uid} {RUN_UIDS}")
+        # root may map more ids: the runs' own, as many as its own namespace has (a
+        # container's user namespace may end at 65,535: pass EE)
+        count = _ids_mapped(run_uid, RUN_UIDS) if uid == 0 and run_uid > 0 else 0
+        if count:
+            maps.append(f"{run_uid} {run_uid} {count}")
+            gid_maps.append(f"{run_uid} {run_uid} {count}")
         try:
             if uid != 0:
                 _write(f"/proc/{middle}/setgroups", "deny")

@@ -644,6 +644,29 @@ async def test_no_two_live_runs_share_a_uid() -> None:
     assert uids <= set(range(config.run_uid, config.run_uid + confine.RUN_UIDS)), uids
 
 
+IN_A_CONTAINER = """
+import asyncio, sys
+from tools.sandbox import Sandbox, SandboxConfig
+async def main():
+    async with Sandbox(SandboxConfig(workers=1)) as sb:
+        print(sb.layers["uid"], (await sb.run("result = 6 * 7")).value)
+asyncio.run(main())
+"""
+
+
+async def test_the_sandbox_starts_where_few_ids_are_mapped() -> None:
+    """Pass EE: in a user namespace of 65,536 ids (a rootless or userns-remapped container),
+    mapping 128 runs' ids from 65,534 was refused and no template started; as many as there
+    are are mapped."""
+    helper = pathlib.Path(__file__).with_name("in_user_namespace.py")
+    command = [sys.executable, str(helper), "65536", sys.executable, "-c", IN_A_CONTAINER]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=PIPE, stderr=PIPE, cwd=str(pathlib.Path(__file__).parents[3])
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert (process.returncode, out.decode()) == (0, "True 42\n"), err.decode()[-2000:]
+
+
 async def test_a_missing_required_layer_stops_the_start_unless_allowed() -> None:
     with pytest.raises(SandboxStartError, match="SANDBOX_ALLOW_WEAK"):
         async with Sandbox(SandboxConfig(workers=1, seccomp=False)):

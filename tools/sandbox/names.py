@@ -36,7 +36,7 @@ SUPER_DUNDERS = frozenset(
     f"__{name}__"
     for name in (  # noqa: SIM905
         "init repr str eq ne lt le gt ge hash len contains iter getitem setitem delitem "
-        "missing bool post_init"
+        "missing bool post_init format"
     ).split(" ")
 )
 # Dunder attributes anyone may read: a name is a string (``type(x).__name__``); ``__class__``

@@ -777,7 +777,7 @@ class Guards:
         if name == "__init__" and isinstance(bound, KEPT_CONTAINERS):
             # a list's, deque's or set's __init__ empties it first, a dict's adds (pass AY)
             method = self._keeping(bound, method, not isinstance(bound, dict))
-        if name in ("__str__", "__repr__") and isinstance(bound, BaseException):
+        if name in ("__str__", "__repr__", "__format__") and isinstance(bound, BaseException):
             method = _holding_fields_of(bound, method)
         if name in ("__setitem__", "__delitem__") and isinstance(bound, KEPT_CONTAINERS):
             method = self._keeping(bound, method, name == "__delitem__")  # (keep_contents)
@@ -787,6 +787,16 @@ class Guards:
             return writer.__setitem__
         if name in ("__repr__", "__str__"):  # measured as repr() and str() are (pass AK:
             return _measured_text(method, self.arith)  # a list's, a repr of a repr, doubled)
+        if name == "__format__":  # a common fallback in a __format__ (pass EC): its
+            # specification checked as format()'s is (a width; a date's strftime format)
+
+            def formatted(spec: Any) -> Any:
+                text = method(self._checked_spec(bound, spec))
+                if isinstance(text, str):
+                    self.arith.check_items(str.__len__(text), "formatted text")
+                return text
+
+            return formatted
         return method
 
     def vars(self, *obj: Any) -> Any:

@@ -207,6 +207,26 @@ async def test_what_scripts_read_and_print_is_as_in_cpython(sandbox: Sandbox) ->
     ], res
 
 
+async def test_super_format_is_the_bases_with_its_specification_checked(
+    sandbox: Sandbox,
+) -> None:
+    """Differential pass EC: ``super().__format__(spec)``, a common fallback in a
+    ``__format__``, was refused; its specification is checked as ``format()``'s is."""
+    code = (
+        "import datetime\nclass Money(float):\n    def __format__(self, spec):\n"
+        "        if spec.endswith('$'):\n            return '$' + super().__format__(spec[:-1])\n"
+        "        return super().__format__(spec)\nclass P:\n    def __format__(self, spec):\n"
+        "        return super().__format__(spec)\n    def __str__(self):\n        return 'P'\n"
+        "class D(datetime.date):\n    def __format__(self, spec):\n"
+        "        return '<' + super().__format__(spec) + '>'\n"
+        "result = [f'{Money(3.14159):.2f$}', f'{P()}', f'{D(2024, 1, 2):%Y/%m}']"
+    )
+    assert (await sandbox.run(code)).value == ["$3.14", "P", "<2024/01>"]
+    for spec in ("1000000000", "%1000000000Y"):
+        wide = await sandbox.run(code + f"\nD(2024, 1, 2).__format__('{spec}')")
+        assert wide.error_kind == "MemoryLimit", wide
+
+
 async def test_a_scripts_docstring_is_its_doc(sandbox: Sandbox) -> None:
     """Differential pass EC: ``print(__doc__)`` was refused when compiled; and Python stores
     a module's first string as ``__doc__`` only while it is the first statement."""

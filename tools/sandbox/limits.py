@@ -37,11 +37,14 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable
+from types import FunctionType
 from typing import Any, cast
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
 _TRUE_LENGTH = frozenset({list, tuple, str, bytes, bytearray})  # read by their length in C
 _FAST = frozenset({int, float, bool})  # what builtins.sum adds without asking anybody
+_TYPE_MRO: Any = type.__dict__["__mro__"]  # read past any class's own names
+_TYPE_DICT: Any = type.__dict__["__dict__"]
 # In-place operations that, on two ints or floats, make nothing much bigger than they are.
 _NUMBERS_AT_ONCE = frozenset({"+=", "-=", "%=", "//=", "/=", "&=", "|=", "^=", ">>="})
 _DIGITS = re.compile(r"\d+")
@@ -161,6 +164,18 @@ _INPLACE_METHODS = {
 
 # What ``x *= n`` repeats in place when ``n`` is an int or an object with ``__index__``
 _REPEATED_IN_PLACE = (list, bytearray, collections.deque)
+
+
+def _programs_method(kind: type, name: str) -> bool:
+    """``kind`` (a subclass of a builtin, say) has ``name`` from a class of the program's
+    (``__main__``'s), as a plain function: a builtin's own slot, or a library's method, is
+    not."""
+    owner = next((k for k in _TYPE_MRO.__get__(kind) if name in _TYPE_DICT.__get__(k)), None)
+    return (
+        owner is not None
+        and _TYPE_DICT.__get__(owner).get("__module__") == "__main__"
+        and type(_TYPE_DICT.__get__(owner)[name]) is FunctionType
+    )
 
 
 def _own_object(value: Any) -> bool:
@@ -461,17 +476,21 @@ class Arithmetic:
                 raise self.too_big()
             return result
         self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
-        if _own_object(x):
+        name = _INPLACE_METHODS.get(op)
+        if (
+            name is not None
+            and (_own_object(x) or _programs_method(type(x), name))
+            and inspect.getattr_static(type(x), name, None) is not None
+        ):
             # a program's object: its own __imul__, __itruediv__... first, as Python does (a
-            # loop's v *= 0.5 made new objects where CPython changes each: pass DY)
-            name = _INPLACE_METHODS.get(op)
-            if name is not None and inspect.getattr_static(type(x), name, None) is not None:
-                result = getattr(type(x), name)(x, y)
-                if result is not NotImplemented:
-                    return self.checked_number(self._checked(result))
-                # NotImplemented: the binary operator, as CPython falls back to it; the
-                # in-place path below would ask the same method a second time
-                return self.binary(op, x, y)
+            # loop's v *= 0.5 made new objects where CPython changes each: pass DY); and a
+            # program's subclass of a builtin's own (an int subclass's __imul__: pass EE)
+            result = getattr(type(x), name)(x, y)
+            if result is not NotImplemented:
+                return self.checked_number(self._checked(result))
+            # NotImplemented: the binary operator, as CPython falls back to it; the in-place
+            # path below would ask the same method a second time
+            return self.binary(op, x, y)
         if op == "*=":
             ix, iy = exact_int(x), exact_int(y)
             if (
@@ -489,10 +508,9 @@ class Arithmetic:
                 return x
             return self.mul(x, y)
         if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
-            if (
-                (type(x) is list or type(x) is collections.deque)
-                and _own_object(y)
-                and inspect.getattr_static(type(y), "__radd__", None) is not None
+            if (type(x) is list or type(x) is collections.deque) and (
+                (_own_object(y) and inspect.getattr_static(type(y), "__radd__", None) is not None)
+                or _programs_method(type(y), "__radd__")  # a str or list subclass's (pass EE)
             ):  # l += obj: obj's own __radd__ first, as CPython asks it (an exact list has
                 # no number slot; a subclass has its inherited __iadd__, which extends);
                 # NotImplemented goes on to extend

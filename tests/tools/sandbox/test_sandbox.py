@@ -293,6 +293,13 @@ AUGMENTED_ASSIGNMENTS = {
         "except TypeError as e:\n    m = str(e)\nresult = [l, m]",
         [["radd", 2], "'W' object is not iterable"],
     ),
+    "a_builtin_subclasss_own_in_place_method": (  # pass EE: never asked
+        "class I(int):\n    def __imul__(self, o):\n        return 'imul'\n"
+        "class L(list):\n    def __imul__(self, n):\n        self.append(n)\n        return self\n"
+        "class S(str):\n    def __radd__(self, o):\n        return 'radd'\n"
+        "x = I(2)\nx *= 3\ny = L([1])\ny *= 'k'\nz = [1]\nz += S('ab')\nresult = [x, list(y), z]",
+        ["imul", [1, "k"], "radd"],
+    ),
     "dict_merged_into_in_a_repr": (
         "class Tags:\n    def __repr__(self):\n        seen = {}\n"
         "        for t in 'abca':\n            seen |= {t: seen.get(t, 0) + 1}\n"

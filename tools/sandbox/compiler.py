@@ -93,6 +93,27 @@ def _is_checked_sum(node: ast.BinOp) -> bool:
     return not isinstance(node.left, ast.Constant) and not isinstance(node.right, ast.Constant)
 
 
+def _is_int_literal(node: ast.expr) -> bool:
+    """An int literal: ``n // 2`` is no bigger than ``n``, whatever ``n`` is (an int, a
+    Fraction, a Decimal, a float, a timedelta; a sequence cannot be divided), so it is
+    Python's own ``//`` at full speed (a Collatz loop ran ten times CPython's time)."""
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
+def _counts_by_a_number(node: ast.AugAssign) -> bool:
+    """``steps += 1``, ``x -= 0.5``: a name moved by a number literal, which is Python's own
+    ``+=`` at full speed (the in-place hook cost a counting loop four times CPython's time:
+    pass EC). It grows nothing: an int by one bit at most each time, and a sequence, a set
+    or a dict cannot take a number (TypeError, before any change); a program's object runs
+    its own ``__iadd__``/``__add__``, whose code is checked as all of the program's is."""
+    value = node.value
+    return (
+        isinstance(node.op, (ast.Add, ast.Sub))
+        and isinstance(value, ast.Constant)
+        and type(value.value) in (int, float)
+    )
+
+
 class _TooDeep(Exception):
     """Raised inside the transformer when the tree is nested deeper than allowed."""
 
@@ -455,7 +476,11 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.node_contents_visit(node)
         hook = _CUSTOM_HOOKS.get(type(node.op))
-        if hook is None or (hook in ("_add_", "_sub_") and not _is_checked_sum(node)):
+        if (
+            hook is None
+            or (hook in ("_add_", "_sub_") and not _is_checked_sum(node))
+            or (hook == "_floordiv_" and _is_int_literal(node.right))
+        ):
             return node
         call = ast.Call(func=ast.Name(hook, ast.Load()), args=[node.left, node.right], keywords=[])
         copy_locations(call, node)
@@ -521,6 +546,8 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         target = node.target
         if isinstance(target, ast.Name):
+            if _counts_by_a_number(node):
+                return self.node_contents_visit(node)  # the name checked as a store is
             return super().visit_AugAssign(node)
         op = ast.Constant(_IOP[type(node.op)])
         if isinstance(target, ast.Attribute):

@@ -720,14 +720,16 @@ class Arithmetic:
         return parts
 
     def truediv(self, a: Any, b: Any) -> Any:
-        """``a / b``; a Fraction result is checked (``f / (1 / f)`` squares ``f``)."""
-        if type(a) is float or type(b) is float:
+        """``a / b``; a Fraction result is checked (``f / (1 / f)`` squares ``f``); of two ints
+        or a float, a float."""
+        if type(a) is float or type(b) is float or (type(a) is int and type(b) is int):
             return a / b
         return self.checked_number(a / b)
 
     def floordiv(self, a: Any, b: Any) -> Any:
-        """``a // b``; checked like ``/`` (``n // Fraction(1, n)`` is ``n * n``)."""
-        if type(a) is float or type(b) is float:
+        """``a // b``; checked like ``/`` (``n // Fraction(1, n)`` is ``n * n``); of two ints
+        or a float, no bigger than what it divides."""
+        if type(a) is float or type(b) is float or (type(a) is int and type(b) is int):
             return a // b
         return self.checked_number(a // b)
 

@@ -88,6 +88,22 @@ def test_allowed_features_compile() -> None:
     assert compiler.compile_program(source, max_nesting=100) is not None
 
 
+def hooks_called(source: str) -> set[str]:
+    code = compiler.compile_program(source, max_nesting=100)
+    return {name for name in code.co_names if name.startswith("_") and name.endswith("_")}
+
+
+def test_what_cannot_grow_is_left_to_python() -> None:
+    """A name moved by a number literal and a floor division by an int literal are Python's
+    own operators; everything else that may grow goes through its hook."""
+    assert hooks_called("n = 7\nn += 1\nn -= 0.5\nm = n // 2") == set()
+    assert hooks_called("n = 7\nn += n") == {"_inplacevar_"}
+    assert hooks_called("s = 'a'\ns += 'b'") == {"_inplacevar_"}
+    assert hooks_called("n = 7\nn *= 2") == {"_inplacevar_"}
+    assert hooks_called("n = 7\nm = n // n") == {"_floordiv_"}
+    assert hooks_called("n = 7\nm = n / 2") == {"_truediv_"}
+
+
 @pytest.mark.parametrize(
     "name", ["__base__", "__globals__", "gi_frame", "f_back", "tb_frame", "mro", "_private"]
 )

@@ -300,6 +300,13 @@ AUGMENTED_ASSIGNMENTS = {
         "x = I(2)\nx *= 3\ny = L([1])\ny *= 'k'\nz = [1]\nz += S('ab')\nresult = [x, list(y), z]",
         ["imul", [1, "k"], "radd"],
     ),
+    "a_name_moved_by_a_number": (  # Python's own += (test_policy): as in CPython
+        "calls = []\nclass C:\n    def __iadd__(self, o):\n        calls.append(o)\n"
+        "        return self\nc = C()\nc += 1\nl = [1]\ntry:\n    l += 1\n"
+        "except TypeError as e:\n    calls.append(str(e))\nn = 2 ** 100\nn -= 1\n"
+        "result = [calls, l, n // 3, 7.5 // 2]",
+        [[1, "'int' object is not iterable"], [1], (2**100 - 1) // 3, 3.0],
+    ),
     "dict_merged_into_in_a_repr": (
         "class Tags:\n    def __repr__(self):\n        seen = {}\n"
         "        for t in 'abca':\n            seen |= {t: seen.get(t, 0) + 1}\n"

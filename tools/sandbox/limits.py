@@ -664,6 +664,7 @@ class Arithmetic:
         if text is None:
             return args
         in_bytes = isinstance(template, (bytes, bytearray))
+        takes = (tuple, str, bytes, bytearray) if in_bytes else (tuple, str)
         queue = list(tuple.__iter__(args)) if isinstance(args, tuple) else [args]
         mapping: dict[Any, Any] | None = None
         position = 0
@@ -683,14 +684,18 @@ class Arithmetic:
             if conversion == "%":
                 continue
             if key is not None:
+                if isinstance(args, takes) or not hasattr(type(args), "__getitem__"):
+                    # not what Python takes for a mapping (a tuple or a string is not one):
+                    # its own "format requires a mapping" (pass EH: KeyError), with what
+                    # was measured so far
+                    return tuple(queue) if isinstance(args, tuple) else queue[0]
                 name: Any = key.encode("latin-1") if in_bytes else key
                 if mapping is None:
                     mapping = {}
                 if name not in mapping:
-                    try:
-                        mapping[name] = _made_field(conversion, args[name], in_bytes)
-                    except Exception:
-                        continue  # the formatting itself says what is wrong
+                    # what the lookup or the value's str() raises is what Python's
+                    # formatting raises (pass EH: a list's TypeError became a KeyError)
+                    mapping[name] = _made_field(conversion, args[name], in_bytes)
                 value = mapping[name]
             elif position < len(queue):
                 value = queue[position] = _made_field(conversion, queue[position], in_bytes)

@@ -598,6 +598,9 @@ def _sys_view(guards: Guards) -> dict[str, Any]:
         "platform": sys.platform,
         "argv": [""],  # the program's own list: no arguments (differential pass DP)
         "getsizeof": sys.getsizeof,  # object.__sizeof__: a program defines no __sizeof__
+        "maxunicode": sys.maxunicode,
+        "hexversion": sys.hexversion,
+        "getdefaultencoding": sys.getdefaultencoding,
     }
 
 
@@ -764,7 +767,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     )
     rx = _public(
         re,
-        names="compile search match fullmatch findall finditer sub subn split "
+        names="compile search match fullmatch findall finditer sub subn split purge "
         "escape error Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE S U "
         "UNICODE VERBOSE X NOFLAG",
     )
@@ -812,6 +815,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "month_abbr day_name day_abbr MONDAY TUESDAY WEDNESDAY THURSDAY FRIDAY "
         "SATURDAY SUNDAY timegm firstweekday IllegalMonthError IllegalWeekdayError",
     )
+    cal["mdays"] = tuple(calendar.mdays)  # type: ignore[attr-defined]  # a tuple: its list stays
+    cal["EPOCH"] = calendar.EPOCH
     cal.update(_calendar_texts(arith))
     # calendar's Python code does arithmetic with what it is given (timegm multiplied what a
     # program's object answered by 86,400; isleap applied % to a format string: pass CN)

@@ -1189,7 +1189,11 @@ class Guards:
         """The pieces of ``separator.join(iterable)``, counted before they are joined: three
         hundred references to one 1M-character string made 300M characters in one call."""
         limit = self.arith.max_items
-        pieces = list(itertools.islice(iter(iterable), limit + 1))
+        try:
+            items = iter(iterable)
+        except TypeError:
+            raise TypeError("can only join an iterable") from None  # str.join's words
+        pieces = list(itertools.islice(items, limit + 1))
         self.arith.check_items(len(pieces), "join")
         total = max(len(pieces) - 1, 0) * (exact_len(separator) or 0)
         for piece in pieces:
@@ -1804,12 +1808,28 @@ class StandardStream:
     either, but it counts against the same limit, which a caught OutputLimit does not lift:
     pass CR); nothing else of a file."""
 
-    __slots__ = ("_keep", "_sink", "name")
+    __slots__ = ("_keep", "_sink", "buffer", "name")
+    encoding = "utf-8"
+    errors = "strict"
 
     def __init__(self, sink: PrintSink | None, name: str, keep: bool = True) -> None:
         self._sink = sink
         self._keep = keep
         self.name = name
+        self.buffer = _BinaryStream(self)
+
+    def reconfigure(self, **settings: Any) -> None:
+        """``sys.stdout.reconfigure(encoding="utf-8")``, a common first line (pass EH): the
+        run's output is UTF-8 text already; nothing else of a file changes."""
+        unknown = set(settings) - {"encoding", "errors", "newline", "line_buffering"}
+        if unknown - {"write_through"}:
+            raise TypeError(f"reconfigure() got an unexpected keyword argument {unknown.pop()!r}")
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
 
     def write(self, text: Any) -> int:
         if not isinstance(text, str):
@@ -1828,6 +1848,24 @@ class StandardStream:
 
     def isatty(self) -> bool:
         return False
+
+
+class _BinaryStream:
+    """``sys.stdout.buffer``: bytes written are the run's output, read as UTF-8."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: StandardStream) -> None:
+        self._text = text
+
+    def write(self, data: Any) -> int:
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
+        self._text.write(bytes(data).decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        return None
 
 
 class _PrintCollector:

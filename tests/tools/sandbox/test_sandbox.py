@@ -227,6 +227,33 @@ async def test_super_format_is_the_bases_with_its_specification_checked(
         assert wide.error_kind == "MemoryLimit", wide
 
 
+async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox) -> None:
+    """The differential pass EH: ``sys.stdout.reconfigure(encoding="utf-8")``, a common first
+    line, and ``.buffer``/``.encoding`` were missing; ``"%(k)s" % a_tuple`` raised KeyError
+    where Python raises TypeError; ``", ".join(None)`` said something else; a few constants."""
+    code = (
+        "import sys, calendar, re\nsys.stdout.reconfigure(encoding='utf-8')\n"
+        "sys.stdout.buffer.write('caf\\u00e9\\n'.encode('utf-8'))\nout = [sys.stdout.encoding]\n"
+        "for args in [('Ann',), 'Ann', [1], {'k': 2}]:\n    try:\n"
+        "        out.append('%(k)s' % args)\n    except Exception as e:\n"
+        "        out.append(f'{type(e).__name__}: {e}')\n"
+        "try:\n    ', '.join(None)\nexcept TypeError as e:\n    out.append(str(e))\n"
+        "re.purge()\nresult = out + [calendar.mdays[2], sys.maxunicode]"
+    )
+    res = await sandbox.run(code)
+    assert res.stdout == "caf\u00e9\n", res
+    assert res.value == [
+        "utf-8",
+        "TypeError: format requires a mapping",
+        "TypeError: format requires a mapping",
+        "TypeError: list indices must be integers or slices, not str",
+        "2",
+        "can only join an iterable",
+        28,
+        sys.maxunicode,
+    ], res
+
+
 async def test_a_scripts_docstring_is_its_doc(sandbox: Sandbox) -> None:
     """Differential pass EC: ``print(__doc__)`` was refused when compiled; and Python stores
     a module's first string as ``__doc__`` only while it is the first statement."""

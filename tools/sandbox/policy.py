@@ -240,12 +240,12 @@ _COUNTER_ELEMENTS = collections.Counter.elements
 _ORDERED_DICT_COPY = collections.OrderedDict.copy
 
 
-def _holding_fields_of(exc: BaseException, method: Callable[[], str]) -> Callable[[], str]:
-    """``super().__str__``/``__repr__`` of a program's exception: a builtin exception's, with
-    its fields held while it formats them (``standins.holding_fields``)."""
+def _holding_fields_of(exc: BaseException, method: Callable[..., str]) -> Callable[..., str]:
+    """``super().__str__``/``__repr__``/``__format__`` of a program's exception: a builtin
+    exception's, with its fields held while it formats them (``standins.holding_fields``)."""
 
-    def formatting() -> str:
-        return holding_fields(exc, method)
+    def formatting(*args: Any) -> str:
+        return holding_fields(exc, method, *args)
 
     formatting.__name__ = formatting.__qualname__ = getattr(method, "__name__", "__str__")
     return formatting

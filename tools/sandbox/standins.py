@@ -96,14 +96,14 @@ def c_fields(obj: Any, kinds: Iterable[type]) -> tuple[Any, ...]:
     return tuple(held)
 
 
-def holding_fields(exc: BaseException, method: Callable[[], str]) -> str:
-    """``method()`` (a builtin exception's ``__str__``/``__repr__`` of ``exc``) with every
-    field of ``exc`` held meanwhile. CPython 3.11's ``OSError.__str__`` formats ``errno``,
-    ``strerror`` and ``filename`` holding no reference to them: a field's ``__str__`` that
-    assigned another field freed it, and CPython read it (red-team pass AY)."""
+def holding_fields(exc: BaseException, method: Callable[..., str], *args: Any) -> str:
+    """``method(*args)`` (a builtin exception's ``__str__``/``__repr__``/``__format__`` of
+    ``exc``) with every field of ``exc`` held meanwhile. CPython 3.11's ``OSError.__str__``
+    formats ``errno``, ``strerror`` and ``filename`` holding no reference to them: a field's
+    ``__str__`` that assigned another field freed it, and CPython read it (red-team pass AY)."""
     held = exception_fields(exc)
     try:
-        return method()
+        return method(*args)
     finally:
         del held
 
@@ -1545,14 +1545,16 @@ class Classes:
 
     def _program_names(self, bases: tuple[type, ...]) -> set[str]:
         """The names the program's own classes among ``bases``' MROs define (not what a
-        library's class machinery put in them, ``_is_protocol``, ``_abc_impl``)."""
+        library's class machinery put in them, ``_is_protocol``, ``_abc_impl``, nor the
+        sandbox's own pins of a number's parts: ``class B(A)`` of ``class A(int)`` was
+        refused as redefining them, pass EG)."""
         return {
             name
             for base in bases
             for k in base.__mro__
             if self.is_user_class(k)
-            for name in vars(k)
-            if name not in self._foreign.get(id(k), ())
+            for name, value in vars(k).items()
+            if name not in self._foreign.get(id(k), ()) and type(value) not in PINNED_KINDS
         }
 
     def _refuse_library_names(

@@ -219,9 +219,11 @@ async def test_super_format_is_the_bases_with_its_specification_checked(
         "        return super().__format__(spec)\n    def __str__(self):\n        return 'P'\n"
         "class D(datetime.date):\n    def __format__(self, spec):\n"
         "        return '<' + super().__format__(spec) + '>'\n"
-        "result = [f'{Money(3.14159):.2f$}', f'{P()}', f'{D(2024, 1, 2):%Y/%m}']"
+        "class E(ValueError):\n    def __format__(self, spec):\n"
+        "        return '[' + super().__format__(spec) + ']'\n"
+        "result = [f'{Money(3.14159):.2f$}', f'{P()}', f'{D(2024, 1, 2):%Y/%m}', f'{E(\"bad\")}']"
     )
-    assert (await sandbox.run(code)).value == ["$3.14", "P", "<2024/01>"]
+    assert (await sandbox.run(code)).value == ["$3.14", "P", "<2024/01>", "[bad]"]
     for spec in ("1000000000", "%1000000000Y"):
         wide = await sandbox.run(code + f"\nD(2024, 1, 2).__format__('{spec}')")
         assert wide.error_kind == "MemoryLimit", wide
@@ -252,6 +254,21 @@ async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox
         28,
         sys.maxunicode,
     ], res
+
+
+async def test_a_number_subclass_may_be_subclassed_again(sandbox: Sandbox) -> None:
+    """Pass EG: ``class B(A)`` of ``class A(int)`` was refused as redefining the parts the
+    sandbox itself pins on ``A``; what the program redefines is still refused."""
+    code = (
+        "from decimal import Decimal\nclass A(int):\n    pass\nclass B(A):\n"
+        "    def double(self):\n        return B(self * 2)\nclass Money(Decimal):\n    pass\n"
+        "class USD(Money):\n    def __str__(self):\n        return f'${Decimal(self):.2f}'\n"
+        "result = [B(3) + 1, B(4).double(), str(USD('2.5')), B(5).numerator]"
+    )
+    assert (await sandbox.run(code)).value == [4, 8, "$2.50", 5]
+    again = "class A(int):\n    pass\nclass B(A):\n    def as_integer_ratio(self):\n"
+    refused = await sandbox.run(again + "        return (1, 1)")
+    assert refused.error == "a number class's as_integer_ratio cannot be redefined (line 3)"
 
 
 async def test_a_scripts_docstring_is_its_doc(sandbox: Sandbox) -> None:

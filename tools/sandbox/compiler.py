@@ -93,6 +93,20 @@ def _is_checked_sum(node: ast.BinOp) -> bool:
     return not isinstance(node.left, ast.Constant) and not isinstance(node.right, ast.Constant)
 
 
+def _docstring(node: ast.Module | ast.FunctionDef) -> ast.stmt | None:
+    """The statement that is the docstring of a module or function, if it has one."""
+    return node.body[0] if ast.get_docstring(node, clean=False) is not None else None
+
+
+def _first_again(body: list[ast.stmt], docstring: ast.stmt | None) -> None:
+    """The docstring first again, ahead of RestrictedPython's ``_print = ...``: Python takes
+    a module's or function's first string as its ``__doc__`` (``print(__doc__)`` answered
+    None; a function that printed lost its ``__doc__``: passes EC, EI)."""
+    if docstring is not None and docstring in body and body[0] is not docstring:
+        body.remove(docstring)
+        body.insert(0, docstring)
+
+
 def _is_int_literal(node: ast.expr) -> bool:
     """An int literal: ``n // 2`` is no bigger than ``n``, whatever ``n`` is (an int, a
     Fraction, a Decimal, a float, a timedelta; a sequence cannot be divided), so it is
@@ -267,8 +281,12 @@ class SandboxTransformer(RestrictingNodeTransformer):
         solution = not self._scopes and node.name == ANSWER_FUNCTION
         self._scopes.append("function")
         self._in_solution |= solution
+        docstring = _docstring(node)
         try:
-            return super().visit_FunctionDef(node)
+            new = super().visit_FunctionDef(node)
+            if isinstance(new, ast.FunctionDef):
+                _first_again(new.body, docstring)
+            return new
         finally:
             self._scopes.pop()
             if solution:
@@ -543,6 +561,29 @@ class SandboxTransformer(RestrictingNodeTransformer):
             new.value.func = name
         return new
 
+    def visit_Assign(self, node: ast.Assign) -> Any:
+        """``x, y = p = f()``: ``f()`` once, its value given to each target from the left, as
+        CPython does. RestrictedPython splits a chained assignment with a tuple target into
+        one statement per target, right-most first, each running ``f()`` again (pass EI:
+        ``x, y = p = next(it)`` took two items)."""
+        if len(node.targets) < 2 or not any(isinstance(t, ast.Tuple) for t in node.targets):
+            return super().visit_Assign(node)
+        value = self.visit(node.value)
+        held = self.gen_tmp_name()
+        keep = ast.Assign(targets=[ast.Name(held, ast.Store())], value=value)
+        statements: list[ast.stmt] = [keep]
+        for target in node.targets:
+            target = self.visit(target)
+            given: ast.expr = ast.Name(held, ast.Load())
+            if isinstance(target, ast.Tuple):
+                given = self.protect_unpack_sequence(target, given)
+            statements.append(ast.Assign(targets=[target], value=given))
+        statements.append(ast.Delete(targets=[ast.Name(held, ast.Del())]))
+        for statement in statements:
+            copy_locations(statement, node)
+            ast.fix_missing_locations(statement)
+        return statements
+
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         target = node.target
         if isinstance(target, ast.Name):
@@ -667,13 +708,9 @@ def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> t
         transformer = SandboxTransformer(errors, warnings, used_names)
         transformer.max_bits = max_bits
         transformer.max_depth = max_nesting
-        docstring = tree.body[0] if ast.get_docstring(tree, clean=False) is not None else None
+        docstring = _docstring(tree)
         tree = transformer.visit(tree)
-        if docstring in tree.body and tree.body[0] is not docstring:
-            # first again, ahead of RestrictedPython's ``_print = ...``: Python stores a
-            # module's first string as its ``__doc__`` (``print(__doc__)`` answered None)
-            tree.body.remove(docstring)
-            tree.body.insert(0, docstring)
+        _first_again(tree.body, docstring)
         if errors:
             if transformer.oversized_literal:
                 raise CompileRefused("OverflowError", "; ".join(errors[:5]), "int_size")

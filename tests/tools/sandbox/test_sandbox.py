@@ -271,12 +271,29 @@ async def test_a_number_subclass_may_be_subclassed_again(sandbox: Sandbox) -> No
     assert refused.error == "a number class's as_integer_ratio cannot be redefined (line 3)"
 
 
+async def test_a_chained_assignment_works_its_value_out_once(sandbox: Sandbox) -> None:
+    """Pass EI: ``x, y = p = next(it)`` ran ``next(it)`` once per target, right-most first
+    (RestrictedPython's split): x, y and p held different items."""
+    code = (
+        "it = iter([(1, 2), (3, 4)])\nx, y = p = next(it)\nn = [0]\ndef f():\n"
+        "    n[0] += 1\n    return (n[0], n[0])\n(a, b) = c = f()\n"
+        "result = [x, y, p, a, b, c, n, next(it)]"
+    )
+    assert (await sandbox.run(code)).value == [1, 2, [1, 2], 1, 1, [1, 1], [1], [3, 4]]
+
+
 async def test_a_scripts_docstring_is_its_doc(sandbox: Sandbox) -> None:
     """Differential pass EC: ``print(__doc__)`` was refused when compiled; and Python stores
     a module's first string as ``__doc__`` only while it is the first statement."""
-    code = '"""Compute the answer."""\ndef f():\n    return __doc__\nprint(__doc__)\nresult = f()'
+    code = (
+        '"""Compute the answer."""\ndef f():\n    return __doc__\nprint(__doc__)\n'
+        'def g():\n    """Doc of g."""\n    print("g")\nresult = [f(), g.__doc__]'
+    )
     res = await sandbox.run(code)
-    assert (res.stdout, res.value) == ("Compute the answer.\n", "Compute the answer."), res
+    assert (res.stdout, res.value) == (
+        "Compute the answer.\n",
+        ["Compute the answer.", "Doc of g."],
+    ), res
     assert (await sandbox.run("print(__doc__)")).stdout == "None\n"
 
 

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # A request's headers must arrive within this, and one address may hold this many
     # connections at once (a proxy in FORWARDED_ALLOW_IPS excepted): service/connections.py.
     header_timeout_s: float = Field(10.0, gt=0, le=300)
+    # A document's body must arrive whole within this (service/routes/collections.py).
+    body_timeout_s: float = Field(60.0, gt=0, le=3600)
     max_connections_per_address: int = Field(64, ge=1, le=100_000)
 
     # The LLM. Unset base URL -> the embedded local model.

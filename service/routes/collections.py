@@ -10,6 +10,7 @@ text, Markdown, HTML or PDF) or 422 (no text, unreadable), and leaves nothing be
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from service.auth import client_address
 from service.collections import (
@@ -47,6 +49,8 @@ Name = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN)]
 DocumentId = Annotated[str, Path(max_length=40, pattern=r"^[0-9a-f]+$")]
 DOCUMENTS_PATH = "/collections/{name}/documents"
 _MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and headers around the file
+_PARSED_AT_ONCE = 64 * 1024  # a JSON body past it is parsed on a thread
+_CLOSE = {"Connection": "close"}  # what is left of a late body is not read
 
 
 def document_body_limit(max_document_bytes: int) -> int:
@@ -139,19 +143,35 @@ async def add_document(
     state: State, client: Client, owner: Owner, name: Name, request: Request
 ) -> Response:
     # as every request that starts work: by key, else by address (not by owner, which is
-    # one and the same for every client of a server without keys)
+    # one and the same for every client of a server without keys: one anonymous client's
+    # slow PDF had every other one's upload refused, pass EF)
     await state.admission.check_rate(client or client_address(request))
+    holder = owner or client_address(request)
     collection = await _collection(state, owner, name)
-    data, source, declared = await _read_document(
-        request, state.settings.retrieve_max_document_bytes
-    )
-    async with state.ingests.slot(owner):  # parsing, chunking and storing: a few at a time
+    with state.uploads.holding(holder):  # bodies held whole while they arrive: a few at once
+        data, source, declared = await _arrived(state, request)
+    async with state.ingests.slot(holder):  # parsing, chunking and storing: a few at a time
         stored = await _ingest(state, collection, name, data, source, declared)
     return JSONResponse(
         Document.model_validate(stored).model_dump(),
         status_code=201,
         headers={"Location": f"/collections/{name}/documents/{stored['document_id']}"},
     )
+
+
+async def _arrived(state: AppState, request: Request) -> tuple[bytes, str, str | None]:
+    """The document, once its body has arrived whole within ``BODY_TIMEOUT_S`` (a body
+    trickled in was held, and its connection, for as long as its client liked: pass EF)."""
+    limit_s = state.settings.body_timeout_s
+    try:
+        async with asyncio.timeout(limit_s):
+            return await _read_document(request, state.settings.retrieve_max_document_bytes)
+    except TimeoutError:
+        raise ProblemError(
+            408, f"the document did not arrive within {limit_s:g} s", headers=_CLOSE
+        ) from None
+    except ClientDisconnect:
+        raise ProblemError(400, "the client went away before its document arrived") from None
 
 
 async def _ingest(
@@ -248,8 +268,12 @@ async def _read_document(request: Request, limit: int) -> tuple[bytes, str, str 
         raise ProblemError(
             415, "send the document as multipart/form-data (field 'file') or as JSON text"
         )
+    raw = await request.body()
     try:
-        body = DocumentText.model_validate(loads(await request.body()))
+        # a big body on a thread: 10 MB of JSON took the event loop 3.5 s, every other
+        # client waiting (pass EF)
+        parsed = loads(raw) if len(raw) < _PARSED_AT_ONCE else await asyncio.to_thread(loads, raw)
+        body = DocumentText.model_validate(parsed)
     except RecursionError as exc:
         raise ProblemError(422, "invalid document body: nested too deeply") from exc
     except (ValueError, ValidationError) as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,42 @@ async def test_one_client_cannot_take_every_place_in_line(app_client: AppFactory
         await asyncio.gather(*held)
         assert (await upload(c, "docs", "a.txt", b"text to add", headers=A)).status_code == 201
         assert not slots._held  # every place given back
+
+
+async def test_a_document_must_arrive_in_time_and_one_at_a_time(app_client: AppFactory) -> None:
+    """Red-team pass EF: a body trickled in was held as long as its client liked, before any
+    place was taken (120 of them took the process to 1.6 GB); one client's upload is
+    received at a time, a few in all, and a body gets ``BODY_TIMEOUT_S`` to arrive."""
+    async with app_client(FakeOpenAI(), body_timeout_s=0.3, **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+
+        async def trickle() -> AsyncIterator[bytes]:
+            yield b'{"text": "the start of a document'
+            await asyncio.sleep(1.0)
+            yield b' and its end", "source": "slow.txt"}'
+
+        slow = await client.post(
+            "/collections/docs/documents",
+            content=trickle(),
+            headers={"content-type": "application/json"},
+        )
+        assert slow.status_code == 408 and "did not arrive within 0.3 s" in slow.json()["detail"]
+        uploads = client._transport.app.state.reactpal.uploads
+        uploads.take("127.0.0.1")  # this client's address: a document of its arriving
+        mine = await upload(client, "docs", "a.txt", b"text to add")
+        assert mine.status_code == 429 and "sending a document already" in mine.json()["detail"]
+        uploads.give_back("127.0.0.1")
+        for n in range(uploads.running):
+            uploads.take(f"10.0.0.{n}")
+        full = await upload(client, "docs", "a.txt", b"text to add")
+        assert full.status_code == 503 and full.headers["retry-after"] == "2"
+        for n in range(uploads.running):
+            uploads.give_back(f"10.0.0.{n}")
+        # another client without a key, at another address, parsing: not this one's place
+        async with client._transport.app.state.reactpal.ingests.slot("10.0.0.9"):
+            added = await upload(client, "docs", "a.txt", b"text to add")
+        assert added.status_code == 201, added.text
+        assert (await client.get("/collections/docs")).json()["documents"] == 1
 
 
 async def test_a_failed_ingestion_leaves_nothing_half_indexed(

@@ -114,6 +114,10 @@ def create_app(
             if vectors is None and (vectors := build_embedder(settings)) is not None:
                 stack.push_async_callback(vectors.aclose)
             library = Collections(store, vectors)
+            if alone and (dropped := await library.drop_unfinished()):
+                log.warning(
+                    "passages of documents a stopped process left unfinished", dropped=dropped
+                )
             if vectors is not None:
                 # New passages (and all of them after a model change) get their vectors in
                 # the background: an ingest never waits for the embeddings server.

@@ -1,9 +1,10 @@
 """Document collections and their full-text index, in the run store's database.
 
 A collection belongs to the API key that made it (its ``owner``), like a run: another key
-gets 404. A document is stored with all its passages in one transaction, so a failed
-ingestion leaves nothing half-indexed; deleting a collection deletes its documents and
-passages in one transaction too.
+gets 404. A document's passages are stored a batch to a transaction and its row last, in
+one short transaction; every reader joins passages to their document's row, so none is seen
+before all are in, and a failed ingestion leaves nothing half-indexed; deleting a collection
+deletes its documents and passages in one transaction.
 
 Ranking is the database's own full-text search: SQLite's FTS5 with BM25 (the index is kept by
 triggers, ``migrations/versions/0004``), Postgres's ``tsvector`` with ``ts_rank_cd``. A query is
@@ -89,6 +90,9 @@ MAX_DOCUMENTS_PER_COLLECTION = 10_000
 _MAX_TERMS = 32
 FUSION_POOL = 50  # passages each ranking contributes to the fusion
 RRF_K = 60  # the reciprocal-rank fusion constant (Cormack, Clarke and Buettcher, SIGIR 2009)
+# Passages stored to a write transaction while a document is added: each holds the
+# database's one write lock for ~0.1 s, and other writers go in between
+STAGE_BATCH = 500
 EMBED_POLL_S = 30.0  # the background sweep also looks this often (another process's ingests)
 EMBED_BACKOFF_MAX_S = 300.0
 DIMENSIONS_PROBE = "how many dimensions"  # embedded when a sweep does not know the size yet
@@ -396,7 +400,12 @@ class Collections:
     # -- documents ------------------------------------------------------------------------------
 
     async def add_document(self, collection: dict[str, Any], new: NewDocument) -> dict[str, Any]:
-        """Store a document and all its passages in one transaction."""
+        """Store a document and all its passages: the passages first, ``STAGE_BATCH`` to a
+        write transaction, then the document's row in one short transaction of its own.
+        Every reader of passages joins them to their document's row, so none is seen before
+        all are in, and none is left if any step fails. One transaction for all of them held
+        the database's one write lock while a 10 MB text was indexed: another client's
+        ``/ask`` waited 21-55 s to store its run (red-team pass EF)."""
         return await self._store.detach(self._add_document(collection, new))
 
     async def _add_document(self, collection: dict[str, Any], new: NewDocument) -> dict[str, Any]:
@@ -425,41 +434,63 @@ class Collections:
             }
             for seq, piece in enumerate(new.chunks)
         ]
-        async with self._store.writing() as session:
-            exists = await session.scalar(
-                select(collections_table.c.collection_id).where(
-                    collections_table.c.collection_id == collection_id
-                )
-            )
-            if exists is None:  # deleted while this document was being parsed
-                raise LookupError(collection["name"])
-            count = await session.scalar(
-                select(func.count()).where(documents_table.c.collection_id == collection_id)
-            )
-            if (count or 0) >= MAX_DOCUMENTS_PER_COLLECTION:
-                raise TooMany(
-                    f"the collection holds {MAX_DOCUMENTS_PER_COLLECTION} documents, the limit"
-                )
-            # The same content twice would show its passages twice in every answer.
-            same = (
-                (
+        async with self._store.reading() as session:  # early: before the long part
+            await _check_room(session, collection, new.sha256)
+        try:
+            for start in range(0, len(passages), STAGE_BATCH):
+                async with self._store.writing() as session:
                     await session.execute(
-                        select(documents_table.c.document_id, documents_table.c.source).where(
-                            documents_table.c.collection_id == collection_id,
-                            documents_table.c.sha256 == new.sha256,
-                        )
+                        insert(chunks_table), passages[start : start + STAGE_BATCH]
                     )
+            async with self._store.writing() as session:
+                # the collection's row first: a no-op write that holds it (SQLite: the whole
+                # database) to the end, so two processes' checks and rows come one after the
+                # other (WORKERS=2 stored the same content twice, pass EF)
+                held = await session.execute(
+                    update(collections_table)
+                    .where(collections_table.c.collection_id == collection_id)
+                    .values(collection_id=collections_table.c.collection_id)
                 )
-                .mappings()
-                .first()
-            )
-            if same is not None:
-                raise DuplicateDocument(dict(same))
-            await session.execute(insert(documents_table).values(**row))
-            for start in range(0, len(passages), 1000):
-                await session.execute(insert(chunks_table), passages[start : start + 1000])
+                if not held.rowcount:  # type: ignore[attr-defined]
+                    raise LookupError(collection["name"])  # deleted meanwhile
+                await _check_room(session, collection, new.sha256)
+                staged = await session.scalar(
+                    select(func.count()).where(chunks_table.c.document_id == row["document_id"])
+                )
+                if staged != len(passages):  # another process swept them as left over
+                    raise StoreUnavailable("the document's passages were not all stored")
+                await session.execute(insert(documents_table).values(**row))
+        except BaseException:
+            await self._store.detach(self._drop_passages(collection_id, row["document_id"]))
+            raise
         self._wake.set()
         return _document({**row, "embedded": 0}, collection["name"])
+
+    async def _drop_passages(self, collection_id: str, document_id: str) -> None:
+        """The passages of a document whose row was never written (and any vector a sweep
+        gave them meanwhile)."""
+        async with self._store.writing() as session:
+            await _drop_passages(session, collection_id, document_id)
+
+    async def drop_unfinished(self) -> int:
+        """Passages whose document's row was never written (a process that stopped in the
+        middle of an ingest); the number dropped. Only where no other process may be adding
+        a document right now (one process on SQLite): its passages are not yet finished
+        either."""
+        return await self._store.detach(self._drop_unfinished())
+
+    async def _drop_unfinished(self) -> int:
+        async with self._store.writing() as session:
+            left = (
+                await session.execute(
+                    select(chunks_table.c.collection_id, chunks_table.c.document_id)
+                    .where(~chunks_table.c.document_id.in_(select(documents_table.c.document_id)))
+                    .distinct()
+                )
+            ).all()
+            for collection_id, document_id in left:
+                await _drop_passages(session, collection_id, document_id)
+        return len(left)
 
     async def documents(self, collection: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._store.detach(self._documents(collection))
@@ -875,6 +906,51 @@ _PASSAGE_JOINS = (
     "JOIN documents d ON d.document_id = c.document_id "
     "JOIN collections k ON k.collection_id = c.collection_id"
 )
+
+
+async def _check_room(session: AsyncSession, collection: dict[str, Any], sha256: str) -> None:
+    """Raises ``LookupError`` (the collection is gone), ``TooMany`` or ``DuplicateDocument``."""
+    collection_id = collection["collection_id"]
+    exists = await session.scalar(
+        select(collections_table.c.collection_id).where(
+            collections_table.c.collection_id == collection_id
+        )
+    )
+    if exists is None:  # deleted while this document was being parsed
+        raise LookupError(collection["name"])
+    count = await session.scalar(
+        select(func.count()).where(documents_table.c.collection_id == collection_id)
+    )
+    if (count or 0) >= MAX_DOCUMENTS_PER_COLLECTION:
+        raise TooMany(f"the collection holds {MAX_DOCUMENTS_PER_COLLECTION} documents, the limit")
+    # The same content twice would show its passages twice in every answer.
+    same = (
+        (
+            await session.execute(
+                select(documents_table.c.document_id, documents_table.c.source).where(
+                    documents_table.c.collection_id == collection_id,
+                    documents_table.c.sha256 == sha256,
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if same is not None:
+        raise DuplicateDocument(dict(same))
+
+
+async def _drop_passages(session: AsyncSession, collection_id: str, document_id: str) -> None:
+    vectors = await session.execute(
+        delete(vectors_table).where(
+            vectors_table.c.chunk_id.in_(
+                select(chunks_table.c.chunk_id).where(chunks_table.c.document_id == document_id)
+            )
+        )
+    )
+    if vectors.rowcount:  # type: ignore[attr-defined]
+        await _vectors_changed(session, {collection_id})
+    await session.execute(delete(chunks_table).where(chunks_table.c.document_id == document_id))
 
 
 def _passage(row: Any) -> Passage:

@@ -3,9 +3,10 @@
 A document arrives as a file (``multipart/form-data``, field ``file``, and optionally
 ``source``) or as JSON text (``DocumentText``). Its kind is told by its content
 (``tools.retrieve.extract``); it is parsed (HTML and PDF in a confined child process), cut into
-passages (``tools.retrieve.chunk``, on a thread: a 10 MB text takes a while) and stored with
-all its passages in one transaction. What cannot be ingested is a 413 (too large), 415 (not
-text, Markdown, HTML or PDF) or 422 (no text, unreadable), and leaves nothing behind.
+passages (``tools.retrieve.chunk``, on a thread: a 10 MB text takes a while) and stored
+(``Collections.add_document``: seen whole or not at all). What cannot be ingested is a 413
+(too large), 415 (not text, Markdown, HTML or PDF) or 422 (no text, unreadable), and leaves
+nothing behind.
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ async def test_a_document_must_arrive_in_time_and_one_at_a_time(app_client: AppF
 async def test_a_failed_ingestion_leaves_nothing_half_indexed(
     app_client: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The document row is written, then its passages fail: the transaction takes both back."""
+    """Its passages fail to be stored: nothing of the document is left."""
     real_insert = collections_module.insert
 
     def failing_insert(table: Any) -> Any:
@@ -252,6 +252,124 @@ async def test_a_failed_ingestion_leaves_nothing_half_indexed(
         for table in ("documents", "chunks", "chunks_fts"):
             (count,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
             assert count == 0, table
+
+
+LONG_TEXT = "\n\n".join(f"Paragraph {n} tells of the harbour of Zembla." * 8 for n in range(300))
+
+
+async def test_a_document_is_seen_whole_or_not_at_all_and_lets_writers_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team pass EF: all of a 10 MB document's passages went in one transaction, and
+    every other writer (a run being stored) waited 21-55 s for the database's lock. The
+    passages go in a few at a time, unseen until the document's row is written last; a
+    failure at any step leaves nothing."""
+    from service.collections import Collections, prepare_document
+    from service.store import RunStore, StoreUnavailable
+
+    monkeypatch.setattr(collections_module, "STAGE_BATCH", 1)
+    store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/index.db")
+    await store.start()
+    try:
+        index = Collections(store)
+        docs = await index.create("a", "docs", "")
+        new = await prepare_document(LONG_TEXT.encode(), "zembla.txt", max_pages=1)
+        assert len(new.chunks) > 50
+        adding = asyncio.create_task(index.add_document(docs, new))
+        for _ in range(500):  # until its first passages are in
+            if await _count(store, "chunks"):
+                break
+            await asyncio.sleep(0.01)
+        await index.create("a", "other", "")  # a writer in between two batches
+        assert not adding.done()
+        assert await index.search([docs["collection_id"]], "harbour Zembla", 4) == []
+        assert await index.documents(docs) == []
+        await adding
+        found = await index.search([docs["collection_id"]], "harbour Zembla", 4)
+        assert [p.source for p in found] == ["zembla.txt"] * 4
+
+        real_insert = collections_module.insert
+        calls = [0]
+
+        def fails_at_the(step: int) -> Any:
+            def insert(table: Any) -> Any:
+                calls[0] += 1
+                if calls[0] == step:
+                    raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+                return real_insert(table)
+
+            return insert
+
+        other = await index.create("a", "more", "")
+        for step in (10, len(new.chunks) + 1):  # a batch of passages; the document's row
+            calls[0] = 0
+            monkeypatch.setattr(collections_module, "insert", fails_at_the(step))
+            with pytest.raises(StoreUnavailable):
+                await index.add_document(other, new)
+            monkeypatch.setattr(collections_module, "insert", real_insert)
+            assert await index.documents(other) == []
+            assert await _count(store, "chunks") == len(new.chunks)  # the first document's
+            assert await _count(store, "chunks_fts") == len(new.chunks)
+    finally:
+        await store.aclose()
+
+
+async def test_two_processes_cannot_add_the_same_content_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team pass EF: with WORKERS=2 the same document was stored twice in 4 rounds of 8
+    (both checked, then both wrote). Two stores on one file stand for two processes."""
+    from service.collections import Collections, DuplicateDocument, prepare_document
+    from service.store import RunStore
+
+    monkeypatch.setattr(collections_module, "STAGE_BATCH", 5)
+    stores = [RunStore(f"sqlite+aiosqlite:///{tmp_path}/index.db") for _ in range(2)]
+    for store in stores:
+        await store.start()
+    try:
+        first, second = (Collections(store) for store in stores)
+        docs = await first.create("a", "docs", "")
+        new = await prepare_document(LONG_TEXT.encode(), "zembla.txt", max_pages=1)
+        for _ in range(8):
+            added = await asyncio.gather(
+                first.add_document(docs, new),
+                second.add_document(docs, new),
+                return_exceptions=True,
+            )
+            assert sorted(type(a).__name__ for a in added) == ["DuplicateDocument", "dict"], added
+            kept = next(a for a in added if isinstance(a, dict))
+            assert isinstance(next(a for a in added if a is not kept), DuplicateDocument)
+            assert await first.delete_document(docs, kept["document_id"])
+            assert await _count(stores[0], "chunks") == 0
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
+async def _count(store: Any, table: str) -> int:
+    from sqlalchemy import text
+
+    async with store.reading() as session:
+        return int(await session.scalar(text(f"SELECT count(*) FROM {table}")))
+
+
+async def test_passages_a_stopped_process_left_are_dropped_at_start(
+    app_client: AppFactory, tmp_path: Path
+) -> None:
+    async with app_client(FakeOpenAI(), **RETRIEVE) as client:
+        await client.post("/collections", json={"name": "docs"})
+        assert (await upload(client, "docs", "a.md", MARKDOWN.encode())).status_code == 201
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        (kept,) = db.execute("SELECT count(*) FROM chunks").fetchone()
+        db.execute(  # a document whose row was never written: its process stopped
+            'INSERT INTO chunks (document_id, collection_id, seq, start, "end", text) '
+            "SELECT 'f' || document_id, collection_id, seq, start, \"end\", text FROM chunks"
+        )
+    async with app_client(FakeOpenAI(), workers=1, **RETRIEVE):  # alone on its database
+        pass
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        for table in ("chunks", "chunks_fts"):
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (kept,), table
 
 
 async def test_collections_belong_to_their_key(app_client: AppFactory) -> None:

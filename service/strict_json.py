@@ -39,8 +39,15 @@ def loads(body: bytes) -> Any:
     ``JSONDecodeError`` (whose message says why) for everything it refuses."""
     try:
         return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except _Refused as exc:
-        raise json.JSONDecodeError(str(exc), body.decode("utf-8", "replace"), 0) from exc
+    except json.JSONDecodeError:
+        raise
+    except (_Refused, ValueError, RecursionError) as exc:
+        # and what Python's parser raises otherwise, a 400 that said nothing (red-team pass
+        # EF): a body that is not UTF-8, an int past 4,300 digits, nesting past the stack
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        if isinstance(exc, UnicodeDecodeError):
+            reason = "the body is not UTF-8"
+        raise json.JSONDecodeError(reason, body.decode("utf-8", "replace"), 0) from exc
 
 
 class StrictJSONRequest(Request):

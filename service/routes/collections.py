@@ -18,6 +18,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
@@ -290,6 +291,8 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, str | 
         form = await request.form(max_files=1, max_fields=4)
     except MultiPartException as exc:
         raise ProblemError(422, f"invalid multipart body: {exc.message}") from exc
+    except HTTPException as exc:  # Starlette's own answer to a MultiPartException: a 400
+        raise ProblemError(422, f"invalid multipart body: {exc.detail}") from exc
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

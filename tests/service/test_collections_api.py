@@ -131,6 +131,13 @@ async def test_what_cannot_be_ingested_is_refused_clearly(
         assert no_file.status_code == 422 and "'file'" in no_file.json()["detail"]
         missing = await upload(client, "nowhere", "a.txt", b"text")
         assert missing.status_code == 404
+        for broken in (  # red-team pass EF: Starlette's own 400 for these
+            {"content": b"--x--", "headers": {"content-type": "multipart/form-data"}},
+            {"files": [("file", ("a.txt", b"a")), ("file", ("b.txt", b"b"))]},
+        ):
+            refused = await client.post("/collections/docs/documents", **broken)  # type: ignore[arg-type]
+            assert refused.status_code == 422, refused.text
+            assert "invalid multipart body" in refused.json()["detail"]
         deep = await client.post(  # red-team pass Q: a RecursionError answered 500
             "/collections/docs/documents",
             content=b"[" * 1500 + b"]" * 1500,

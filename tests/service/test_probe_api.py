@@ -91,9 +91,15 @@ def test_sse_events_carry_no_raw_line_break(service: Service) -> None:
         ('{"question": "a\\ud800b"}', ["question"]),  # pydantic: not a valid string
         ('{"question": "q", "max_steps": true}', ["max_steps"]),
         ('{"question": "q", "max_steps": "3"}', ["max_steps"]),
+        # red-team pass EF: a 400 that said nothing
+        (b'{"question": "\xff\xfe"}', ["invalid JSON", "not UTF-8"]),
+        ('{"question": "q", "max_steps": ' + "9" * 5000 + "}", ["invalid JSON", "4300"]),
+        ("[" * 100_000 + "]" * 100_000, ["invalid JSON", "nested too deeply"]),
     ],
 )
-def test_lax_json_is_a_422_that_says_why(service: Service, body: str, words: list[str]) -> None:
+def test_lax_json_is_a_422_that_says_why(
+    service: Service, body: str | bytes, words: list[str]
+) -> None:
     response = service.client.post(
         "/ask", content=body, headers={**AUTH, "content-type": "application/json"}
     )

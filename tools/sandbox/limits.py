@@ -326,6 +326,11 @@ class Arithmetic:
     def pow(self, base: Any, exp: Any, mod: Any = None) -> Any:
         if mod is not None:
             return builtins.pow(base, exp, mod)  # bounded by the modulus
+        tb, te = type(base), type(exp)
+        if (tb is float and (te is float or te is int)) or (te is float and tb is int):
+            # a float, a complex or an OverflowError: never bigger than a float (x ** 2 on a
+            # float cost 18 times CPython's: pass EL)
+            return base**exp
         exponent = int_exponent(exp)
         if exponent is not None:
             # An int base with a negative exponent gives a float; with a Fraction on either

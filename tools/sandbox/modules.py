@@ -945,6 +945,7 @@ class ModuleRegistry:
         self._static = _static_views(guards)
         self._per_run: dict[str, ModuleView] = {}
         self._sink: PrintSink | None = None
+        guards.module_view_type = ModuleView
         for view in self._static.values():
             guards.classes.reachable(*view._view_attrs.values())
         RANDOM_MAX_BITS[0] = guards.arith.max_bits
@@ -958,6 +959,7 @@ class ModuleRegistry:
         self._per_run = {}
         self._sink = sink
         _OUTPUT[0] = sink
+        self._guards.module_reads.clear()  # nothing read by the template's warm-up is kept
         # The module's own generator, which stdlib code uses (statistics.NormalDist.samples):
         # the template's state would otherwise repeat in every run it forks.
         random.seed()

@@ -140,6 +140,22 @@ _VETTED_METHODS = (
     | DROPPING_METHODS
     | _PROPERTY_COPIES
 )
+# The methods of the exact builtin types that the guards hand out as they are (vet() finds
+# nothing to check on them, nor does _library_function): read at once, with no guard's
+# work (``ch.isalpha()`` cost 2.7 us where CPython takes 0.2: pass EL). By exact type: a
+# subclass's own methods and every checked method (sized, case-changing, dropping) go the
+# long way.
+_PASSED_AS_THEY_ARE: dict[type, frozenset[str]] = {
+    kind: frozenset(
+        name
+        for name in dir(kind)
+        if not name.startswith("_")
+        and callable(getattr(kind, name))
+        and (name not in _VETTED_METHODS or (kind is list and name in ("append", "insert")))
+        and name not in DENIED_ATTRIBUTES
+    )
+    for kind in (str, bytes, list, dict, tuple, set, frozenset, int, float)
+}
 # A ChainMap's methods that change its first map, in the library's own Python code.
 _CHAINMAP_CHANGES = {
     id(method): method
@@ -550,10 +566,30 @@ class Guards:
         self.run_depth = 0
         classes.vet = self.vet  # what a program's special method is given is vetted too
         self._last_set_add: tuple[set[Any], Callable[[Any], None]] | None = None
+        # What was read from a module view, by the view's address and the name: a view is
+        # read-only and fixed when made, and what is handed out for its value checks the
+        # run's state when called, never when read (``random.random()`` took 33 times
+        # CPython's time, most of it reading ``random.random`` again: pass EL). Set by the
+        # module registry, emptied for every run.
+        self.module_view_type: type | None = None
+        self.module_reads: dict[tuple[int, str], tuple[Any, Any]] = {}
 
     # -- reading attributes ---------------------------------------------------------------
 
     def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
+        passed = _PASSED_AS_THEY_ARE.get(type(obj))
+        if passed is not None and type(name) is str and name in passed:
+            return getattr(obj, name)
+        if type(obj) is self.module_view_type and default is _MISSING and type(name) is str:
+            read = self.module_reads.get((id(obj), name))
+            if read is not None and read[0] is obj:
+                return read[1]
+            value = self._getattr(obj, name, default)
+            self.module_reads[(id(obj), name)] = (obj, value)
+            return value
+        return self._getattr(obj, name, default)
+
+    def _getattr(self, obj: Any, name: Any, default: Any) -> Any:
         if (
             type(name) is str
             and name[:1] != "_"
@@ -658,8 +694,13 @@ class Guards:
             # forwards to its origin (typing.Generator.throw, which attaches any traceback)
             # or an attribute holding it. A static method read from an instance is fine.
             qualname = str.__str__(value.__qualname__)
-            static = isinstance(inspect.getattr_static(type(obj), name, None), staticmethod)
-            if "." in qualname and "<locals>" not in qualname and not static:
+            if (
+                "." in qualname
+                and "<locals>" not in qualname
+                # asked last: it walks the class's MRO (heappush + heappop cost 60 times
+                # CPython's, most of it here: pass EL)
+                and not isinstance(inspect.getattr_static(type(obj), name, None), staticmethod)
+            ):
                 raise SandboxSecurityError(f"{qualname} is available from its class only")
             return vetted
         if isinstance(inspect.getattr_static(obj, name, None), staticmethod):

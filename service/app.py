@@ -118,6 +118,8 @@ def create_app(
                 log.warning(
                     "passages of documents a stopped process left unfinished", dropped=dropped
                 )
+            tidy = asyncio.create_task(library.keep_tidy())  # and those of other processes
+            stack.push_async_callback(_cancel, tidy)
             if vectors is not None:
                 # New passages (and all of them after a model change) get their vectors in
                 # the background: an ingest never waits for the embeddings server.

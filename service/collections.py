@@ -93,6 +93,7 @@ RRF_K = 60  # the reciprocal-rank fusion constant (Cormack, Clarke and Buettcher
 # Passages stored to a write transaction while a document is added: each holds the
 # database's one write lock for ~0.1 s, and other writers go in between
 STAGE_BATCH = 500
+TIDY_EVERY_S = 1200.0  # a document still unfinished this long after it was seen so is dropped
 EMBED_POLL_S = 30.0  # the background sweep also looks this often (another process's ingests)
 EMBED_BACKOFF_MAX_S = 300.0
 DIMENSIONS_PROBE = "how many dimensions"  # embedded when a sweep does not know the size yet
@@ -479,7 +480,7 @@ class Collections:
         either."""
         return await self._store.detach(self._drop_unfinished())
 
-    async def _drop_unfinished(self) -> int:
+    async def _drop_unfinished(self, only: set[str] | None = None) -> int:
         async with self._store.writing() as session:
             left = (
                 await session.execute(
@@ -488,9 +489,42 @@ class Collections:
                     .distinct()
                 )
             ).all()
-            for collection_id, document_id in left:
+            dropped = [(c, d) for c, d in left if only is None or d in only]
+            for collection_id, document_id in dropped:
                 await _drop_passages(session, collection_id, document_id)
-        return len(left)
+        return len(dropped)
+
+    async def unfinished(self) -> set[str]:
+        """The documents whose passages are stored and whose row is not (yet)."""
+        async with self._store.reading() as session:
+            found = await session.execute(
+                select(chunks_table.c.document_id)
+                .where(~chunks_table.c.document_id.in_(select(documents_table.c.document_id)))
+                .distinct()
+            )
+            return {str(document_id) for (document_id,) in found.all()}
+
+    async def keep_tidy(self, every_s: float = TIDY_EVERY_S) -> None:
+        """Forever: drop the passages of a document still unfinished a whole ``every_s``
+        after it was first seen so (a process that stopped in the middle of an ingest, with
+        other processes on the database: pass EJ found 3,500 such passages kept, and
+        embedded, across restarts). An ingest in progress finishes far sooner."""
+        seen: set[str] = set()
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                seen = await self.tidy(seen)
+            except StoreUnavailable as exc:
+                log.warning("unfinished documents not looked at", reason=str(exc))
+
+    async def tidy(self, seen: set[str]) -> set[str]:
+        """Drop the passages of the documents in ``seen`` that are still unfinished; the
+        documents unfinished now and not dropped (to be given again next time)."""
+        left = await self.unfinished()
+        stale = seen & left
+        if stale and (dropped := await self._store.detach(self._drop_unfinished(stale))):
+            log.warning("passages of unfinished documents dropped", documents=dropped)
+        return left - stale
 
     async def documents(self, collection: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._store.detach(self._documents(collection))

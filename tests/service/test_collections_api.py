@@ -219,6 +219,12 @@ async def test_a_document_must_arrive_in_time_and_one_at_a_time(app_client: AppF
             headers={"content-type": "application/json"},
         )
         assert slow.status_code == 408 and "did not arrive within 0.3 s" in slow.json()["detail"]
+        brackets = await client.post(  # passes EF, EJ: the parser held the event loop
+            "/collections/docs/documents",
+            content=b'{"text": ' + b"[]," * 120_000 + b"[]}",
+            headers={"content-type": "application/json"},
+        )
+        assert brackets.status_code == 422 and "as a file" in brackets.json()["detail"]
         uploads = client._transport.app.state.reactpal.uploads
         uploads.take("127.0.0.1")  # this client's address: a document of its arriving
         mine = await upload(client, "docs", "a.txt", b"text to add")
@@ -351,6 +357,51 @@ async def test_two_processes_cannot_add_the_same_content_twice(
     finally:
         for store in stores:
             await store.aclose()
+
+
+async def test_unfinished_documents_are_dropped_once_seen_twice(tmp_path: Path) -> None:
+    """Pass EJ: with several processes on the database (or Postgres), passages a stopped
+    process left were kept, and embedded, across restarts. A document still unfinished a
+    whole round after it was first seen is dropped; one being added meanwhile is not."""
+    from service.collections import Collections, prepare_document
+    from service.store import RunStore
+
+    store = RunStore(f"sqlite+aiosqlite:///{tmp_path}/index.db")
+    await store.start()
+    try:
+        index = Collections(store)
+        docs = await index.create("a", "docs", "")
+        await index.add_document(
+            docs, await prepare_document(MARKDOWN.encode(), "a.md", max_pages=1)
+        )
+        kept = await _count(store, "chunks")
+
+        async def left_behind(document_id: str) -> None:
+            async with store.writing() as session:
+                await session.execute(
+                    collections_module.insert(collections_module.chunks_table),
+                    [
+                        {
+                            "document_id": document_id,
+                            "collection_id": docs["collection_id"],
+                            "seq": 0,
+                            "start": 0,
+                            "end": 4,
+                            "text": "stale words",
+                        }
+                    ],
+                )
+
+        await left_behind("aa")
+        seen = await index.tidy(set())
+        assert seen == {"aa"}
+        await left_behind("bb")  # one being added now
+        seen = await index.tidy(seen)
+        assert seen == {"bb"} and await _count(store, "chunks") == kept + 1
+        assert await index.tidy(seen) == set()
+        assert await _count(store, "chunks") == await _count(store, "chunks_fts") == kept
+    finally:
+        await store.aclose()
 
 
 async def _count(store: Any, table: str) -> int:

@@ -210,7 +210,10 @@ def create_app(
     )
     uploads = document_body_limit(settings.retrieve_max_document_bytes)
     app.add_middleware(
-        BodySizeLimit, max_bytes=MAX_BODY_BYTES, larger=[(r"/collections/[^/]+/documents", uploads)]
+        BodySizeLimit,
+        max_bytes=MAX_BODY_BYTES,
+        larger=[(r"/collections/[^/]+/documents", uploads)],
+        timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(LocalBrowserGuard, settings=settings)  # without keys: no web page
     app.add_middleware(TrustedHost, allowed_hosts=settings.allowed_hosts)  # before it

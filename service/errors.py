@@ -22,6 +22,7 @@ _MEANINGS = {
     401: "Missing or wrong API key",
     403: "An action outside the server's allow-list was requested",
     404: "No such resource (or it belongs to another API key)",
+    408: "The request body did not arrive within BODY_TIMEOUT_S",
     409: "Conflict: the thread has a run in progress, or the run has already ended",
     413: "The request body is too large",
     415: "The document is not plain text, Markdown, HTML or PDF",

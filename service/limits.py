@@ -1,7 +1,8 @@
-"""A request-body size cap, applied before anything reads the body."""
+"""A request-body size cap and deadline, applied before anything reads the body."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 
@@ -11,14 +12,22 @@ from service.errors import problem
 
 
 class BodySizeLimit:
-    """Refuses bodies above ``max_bytes`` with 413, whether or not Content-Length is sent.
-    ``larger``: paths (full matches) allowed a bigger body, e.g. document uploads."""
+    """Refuses bodies above ``max_bytes`` with 413, whether or not Content-Length is sent,
+    and bodies not whole within ``timeout_s`` of the first read with 408 (``BODY_TIMEOUT_S``:
+    240 trickled ``/ask`` bodies held their connections, and 234 MB, for as long as their
+    clients liked, red-team pass EJ). ``larger``: paths (full matches) allowed a bigger
+    body, e.g. document uploads."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, larger: Sequence[tuple[str, int]] = ()
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: Sequence[tuple[str, int]] = (),
+        timeout_s: float | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
         self._larger = [(re.compile(pattern), limit) for pattern, limit in larger]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -35,12 +44,25 @@ class BodySizeLimit:
             await _refuse(max_bytes, scope, receive, send)
             return
         received = 0
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        whole = False
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, whole
+            if whole or self.timeout_s is None:  # (waiting for a disconnect: no deadline)
+                message = await receive()
+            else:
+                if deadline is None:
+                    deadline = loop.time() + self.timeout_s
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    raise _TooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
                 if received > max_bytes:
                     raise _TooLarge
             return message
@@ -49,11 +71,18 @@ class BodySizeLimit:
             await self.app(scope, limited, send)
         except _TooLarge:
             await _refuse(max_bytes, scope, receive, send)
+        except _TooSlow:
+            detail = f"the request body did not arrive within {self.timeout_s:g} s"
+            await problem(408, detail, headers={"Connection": "close"})(scope, receive, send)
 
 
 async def _refuse(max_bytes: int, scope: Scope, receive: Receive, send: Send) -> None:
     detail = f"request body is larger than {max_bytes} bytes"
     await problem(413, detail)(scope, receive, send)
+
+
+class _TooSlow(BaseException):
+    """As ``_TooLarge``: must reach the middleware, never FastAPI's 400."""
 
 
 class _TooLarge(BaseException):

@@ -122,7 +122,7 @@ async def delete_collection(state: State, owner: Owner, name: Name) -> Response:
     status_code=201,
     response_model=Document,
     summary="Add a document (text, Markdown, HTML or PDF)",
-    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 404, 408, 409, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,

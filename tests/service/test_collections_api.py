@@ -219,6 +219,11 @@ async def test_a_document_must_arrive_in_time_and_one_at_a_time(app_client: AppF
             headers={"content-type": "application/json"},
         )
         assert slow.status_code == 408 and "did not arrive within 0.3 s" in slow.json()["detail"]
+        slow_question = await client.post(  # pass EJ: any body, /ask's too
+            "/ask", content=trickle(), headers={"content-type": "application/json"}
+        )
+        assert slow_question.status_code == 408, slow_question.text
+        assert "did not arrive within 0.3 s" in slow_question.json()["detail"]
         brackets = await client.post(  # passes EF, EJ: the parser held the event loop
             "/collections/docs/documents",
             content=b'{"text": ' + b"[]," * 120_000 + b"[]}",

@@ -53,7 +53,6 @@ DOCUMENTS_PATH = "/collections/{name}/documents"
 _MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and headers around the file
 _PARSED_AT_ONCE = 64 * 1024  # a JSON body past it is parsed on a thread
 _MAX_BRACKETS = 100_000  # in a JSON document body, inside its text too (~0.05 s to parse)
-_CLOSE = {"Connection": "close"}  # what is left of a late body is not read
 
 
 def document_body_limit(max_document_bytes: int) -> int:
@@ -163,17 +162,11 @@ async def add_document(
 
 
 async def _arrived(state: AppState, request: Request) -> tuple[bytes, str, str | None]:
-    """The document, once its body has arrived whole within ``BODY_TIMEOUT_S`` (a body
-    trickled in was held, and its connection, for as long as its client liked: pass EF)."""
-    limit_s = state.settings.body_timeout_s
+    """The document, once its body has arrived whole (``BODY_TIMEOUT_S``, a 408, is the
+    body-size middleware's: ``service.limits.BodySizeLimit``)."""
     try:
-        async with asyncio.timeout(limit_s):
-            return await _read_document(request, state.settings.retrieve_max_document_bytes)
-    except TimeoutError:
-        raise ProblemError(
-            408, f"the document did not arrive within {limit_s:g} s", headers=_CLOSE
-        ) from None
-    except ClientDisconnect:
+        return await _read_document(request, state.settings.retrieve_max_document_bytes)
+    except ClientDisconnect:  # a 75-line traceback in the log, each time (pass EF)
         raise ProblemError(400, "the client went away before its document arrived") from None
 
 

@@ -166,15 +166,26 @@ _INPLACE_METHODS = {
 _REPEATED_IN_PLACE = (list, bytearray, collections.deque)
 
 
+def class_namespace(kind: type) -> Any:
+    """``kind.__dict__`` as ``type`` holds it, whatever ``kind`` defines."""
+    return _TYPE_DICT.__get__(kind)
+
+
+def defining_class(kind: type, name: str) -> type | None:
+    """The first class of ``kind``'s MRO (read past any class's own names) whose namespace
+    holds ``name``, or None."""
+    return next((k for k in _TYPE_MRO.__get__(kind) if name in class_namespace(k)), None)
+
+
 def _programs_method(kind: type, name: str) -> bool:
     """``kind`` (a subclass of a builtin, say) has ``name`` from a class of the program's
     (``__main__``'s), as a plain function: a builtin's own slot, or a library's method, is
     not."""
-    owner = next((k for k in _TYPE_MRO.__get__(kind) if name in _TYPE_DICT.__get__(k)), None)
+    owner = defining_class(kind, name)
     return (
         owner is not None
-        and _TYPE_DICT.__get__(owner).get("__module__") == "__main__"
-        and type(_TYPE_DICT.__get__(owner)[name]) is FunctionType
+        and class_namespace(owner).get("__module__") == "__main__"
+        and type(class_namespace(owner)[name]) is FunctionType
     )
 
 

@@ -54,6 +54,8 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
+    class_namespace,
+    defining_class,
     exact_kwargs,
     exact_len,
     exact_number,
@@ -211,8 +213,6 @@ _STRFTIME_UNBOUND = {
     id(kind.strftime): kind.strftime for kind in (datetime.date, datetime.datetime, datetime.time)
 }
 _PROPERTIES = (property, functools.cached_property)
-_TYPE_MRO: Any = type.__dict__["__mro__"]  # read past any class's own names
-_TYPE_DICT: Any = type.__dict__["__dict__"]
 _RANDOM_GETRANDBITS = cast(Any, random.Random.__mro__[1]).getrandbits  # _random.Random's
 _SUPER_SELF = vars(super)["__self__"]  # the slot itself: a class in the MRO cannot shadow it
 _SUPER_CLASS = vars(super)["__thisclass__"]
@@ -661,14 +661,13 @@ class Guards:
         program's object in the library's code: ``NormalDist.variance`` squared the
         program's ``_sigma``, unchecked, into a 4M-bit int in seven reads (red-team pass DV),
         and a getter given a class as ``self`` had made the real ``type`` (pass Z)."""
-        mro: tuple[type, ...] = _TYPE_MRO.__get__(cls)
-        owner = next((k for k in mro if name in _TYPE_DICT.__get__(k)), None)
+        owner = defining_class(cls, name)
         if (
             owner is None
             or not self.classes.is_user_class(owner)
             # the sandbox's own pin of a number's part, on the program's subclass: it hands
             # on the library's property (pass EB: ``F.numerator`` of a Fraction subclass)
-            or type(_TYPE_DICT.__get__(owner)[name]) in PINNED_KINDS
+            or type(class_namespace(owner)[name]) in PINNED_KINDS
         ):
             raise SandboxSecurityError(
                 f"{name!r} is a library class's property: it can be read from an instance only"

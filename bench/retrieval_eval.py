@@ -4,6 +4,7 @@ FTS5; with an embeddings server, vectors and fusion too).
     .venv/bin/python bench/retrieval_eval.py              # the labelled set: recall, MRR, ingest
     .venv/bin/python bench/retrieval_eval.py --scale      # also latency at 10,000+ chunks, PDFs
     .venv/bin/python bench/retrieval_eval.py --verbose    # also each question it missed
+    .venv/bin/python bench/retrieval_eval.py --questions questions-blind.jsonl  # the second set
     .venv/bin/python bench/retrieval_eval.py --lexical-variants  # BM25 variants tried, not shipped
     .venv/bin/python bench/embeddings_server.py &         # offline embeddings (make install-bench)
     .venv/bin/python bench/retrieval_eval.py --embeddings-base-url http://127.0.0.1:8090/v1
@@ -74,6 +75,10 @@ from tools.retrieve.tool import Passage  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
 QUESTIONS = "questions.jsonl"
+# A second set over the same documents, written by someone who had read the documents but
+# not the first set's questions nor how ranking works (SOURCES.md): a check that the first
+# set's numbers are not an artefact of how its questions were worded.
+QUESTIONS_BLIND = "questions-blind.jsonl"
 DOCS = "docs"
 MAX_PAGES = 2000  # the service's default RETRIEVE_MAX_PAGES
 QUOTE_WORDS = (3, 15)  # an answer quote's length, in words
@@ -208,9 +213,9 @@ def documents(data_dir: Path = DATA) -> list[Path]:
     return sorted(path for path in (data_dir / DOCS).iterdir() if path.is_file())
 
 
-def load_questions(data_dir: Path = DATA) -> list[Question]:
+def load_questions(data_dir: Path = DATA, questions_file: str = QUESTIONS) -> list[Question]:
     questions = []
-    lines = (data_dir / QUESTIONS).read_text(encoding="utf-8").splitlines()
+    lines = (data_dir / questions_file).read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -218,17 +223,17 @@ def load_questions(data_dir: Path = DATA) -> list[Question]:
         try:
             questions.append(Question(item["question"], item["source"], item["answer"]))
         except KeyError as exc:
-            raise ValueError(f"{QUESTIONS} line {number}: no {exc}") from exc
+            raise ValueError(f"{questions_file} line {number}: no {exc}") from exc
     return questions
 
 
-def problems(data_dir: Path = DATA) -> list[str]:
+def problems(data_dir: Path = DATA, questions_file: str = QUESTIONS) -> list[str]:
     """What is wrong with the labelled set: a question whose source is missing, whose answer
     is not a quote of its source (whitespace collapsed) or is not 3-15 words long. [] when
     the set is sound."""
     found = []
     texts = {path.name: normalise(path.read_text(encoding="utf-8")) for path in documents(data_dir)}
-    for item in load_questions(data_dir):
+    for item in load_questions(data_dir, questions_file):
         words = len(item.answer.split())
         if item.source not in texts:
             found.append(f"{item.question!r}: no document {item.source!r}")
@@ -387,9 +392,12 @@ class _Shipped:
 
 
 async def _ingest_set(
-    collections: Collections, collection: dict[str, Any], data_dir: Path
+    collections: Collections,
+    collection: dict[str, Any],
+    data_dir: Path,
+    questions_file: str = QUESTIONS,
 ) -> _Shipped:
-    questions = load_questions(data_dir)
+    questions = load_questions(data_dir, questions_file)
     ingested = Ingested()
     for path in documents(data_dir):
         await ingest_file(collections, collection, path.name, path.read_bytes(), ingested)
@@ -413,6 +421,7 @@ async def evaluate(
     k: int = 5,
     embedder: Embedder | None = None,
     variants: Sequence[Ranker] = (),
+    questions_file: str = QUESTIONS,
 ) -> Evaluation:
     """BM25 over the labelled set in ``data_dir``, in a temporary store; with ``embedder``
     also vector ranking alone and the fusion of both (what ``retrieve`` then uses)."""
@@ -420,7 +429,7 @@ async def evaluate(
     embedded = None
     async with temporary_index("retrieval-eval-", embedder) as collections:
         collection = await collections.create("", "eval", "the labelled retrieval set")
-        shipped = await _ingest_set(collections, collection, data_dir)
+        shipped = await _ingest_set(collections, collection, data_dir, questions_file)
         ids = [collection["collection_id"]]
         outcomes = await ask(collections, ids, shipped.questions, shipped.spans, k)
         for variant in variants:
@@ -522,6 +531,7 @@ async def at_scale(
     seed: int,
     k: int,
     embedder: Embedder | None = None,
+    questions_file: str = QUESTIONS,
 ) -> AtScale:
     """The labelled set plus synthetic documents up to ``chunks`` passages in one collection;
     query latency and recall there (BM25; and fusion, all passages embedded, with
@@ -530,7 +540,7 @@ async def at_scale(
     embedded, fusion, fusion_ms = None, [], []
     async with temporary_index("retrieval-scale-", embedder) as collections:
         collection = await collections.create("", "scale", "labelled set and filler")
-        labelled = await _ingest_set(collections, collection, data_dir)
+        labelled = await _ingest_set(collections, collection, data_dir, questions_file)
         shipped, questions, spans = labelled.ingested, labelled.questions, labelled.spans
         words = vocabulary(shipped.sections)
         synthetic = Ingested()
@@ -545,7 +555,7 @@ async def at_scale(
         repeated = [questions[i % len(questions)] for i in range(max(queries, 1))]
         outcomes = await ask(collections, ids, repeated, spans, k)
         small = await collections.create("tenant", "small", "the labelled set alone")
-        alone = await _ingest_set(collections, small, data_dir)
+        alone = await _ingest_set(collections, small, data_dir, questions_file)
         beside = await ask(collections, [small["collection_id"]], repeated, alone.spans, k)
         if embedder is not None:
             embedded = await embed_all(collections)
@@ -722,7 +732,7 @@ def misses_report(
 
 async def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data)
-    wrong = problems(data_dir)
+    wrong = problems(data_dir, args.questions)
     if wrong:
         print("the labelled set is broken:", *wrong, sep="\n  ", file=sys.stderr)
         return 2
@@ -735,7 +745,13 @@ async def run(args: argparse.Namespace) -> int:
         variants: list[Ranker] = (
             ["bm25-stop", "bm25-rm3", "bm25-rm3-fused"] if args.lexical_variants else []
         )
-        evaluation = await evaluate(data_dir, k=args.k, embedder=embedder, variants=variants)
+        evaluation = await evaluate(
+            data_dir,
+            k=args.k,
+            embedder=embedder,
+            variants=variants,
+            questions_file=args.questions,
+        )
         scale = None
         if args.scale:
             scale = await at_scale(
@@ -746,15 +762,16 @@ async def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 k=args.k,
                 embedder=embedder,
+                questions_file=args.questions,
             )
     finally:
         if embedder is not None:
             await embedder.aclose()
     shipped = evaluation.ingested
     print(
-        f"data: {data_dir} ({shipped.documents} documents, {shipped.chunks} chunks, "
-        f"{evaluation.scores.questions} questions); k={args.k}; store: temporary SQLite "
-        f"{sqlite3.sqlite_version} FTS5 (BM25)"
+        f"data: {data_dir}, {args.questions} ({shipped.documents} documents, "
+        f"{shipped.chunks} chunks, {evaluation.scores.questions} questions); k={args.k}; "
+        f"store: temporary SQLite {sqlite3.sqlite_version} FTS5 (BM25)"
     )
     if args.scale:
         print(
@@ -818,6 +835,11 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--data", default=str(DATA), help="the labelled set's directory")
+    parser.add_argument(
+        "--questions",
+        default=QUESTIONS,
+        help=f"the labelled questions, a file in --data ({QUESTIONS}, or {QUESTIONS_BLIND})",
+    )
     parser.add_argument("-k", "--k", type=int, default=5, help="passages per query")
     parser.add_argument("--scale", action="store_true", help="also latency at size, and PDFs")
     parser.add_argument("--scale-chunks", type=int, default=10_000, help="index size for --scale")

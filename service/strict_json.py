@@ -4,7 +4,8 @@ can compare.
 
 FastAPI parses a body with ``Request.json()`` and turns a ``JSONDecodeError`` into its 422
 (``json_invalid``); the route class below hands each endpoint a request whose ``json()`` is
-stricter, the pattern FastAPI documents for custom request classes.
+stricter, the pattern FastAPI documents for custom request classes. The same route class
+checks a request's key on its headers before anything reads the body.
 """
 
 from __future__ import annotations
@@ -57,13 +58,24 @@ class StrictJSONRequest(Request):
         return self._json
 
 
+# The methods whose requests carry a body; every route that reads one needs the key.
+_WITH_A_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
 class StrictJSONRoute(APIRoute):
-    """A route whose JSON body is parsed by :func:`loads`."""
+    """A route whose JSON body is parsed by :func:`loads`, and whose key (``Authenticator``:
+    401, or 429 from a blocked address) is checked before its body is read."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
+            if request.method in _WITH_A_BODY:
+                # FastAPI reads and parses the body before it runs the route's key
+                # dependency: without this, a client with no key could trickle a body for
+                # BODY_TIMEOUT_S, or have MAX_BODY_BYTES of JSON parsed, before its 401. The
+                # dependency checks again and finds nothing wrong: no failure counted twice.
+                request.app.state.reactpal.auth.client(request)
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict

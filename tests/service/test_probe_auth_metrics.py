@@ -8,12 +8,14 @@ uvicorn on a loopback port, with the fake OpenAI-compatible LLM on a real socket
   missing keys, the address gets 429 with ``Retry-After``, even with the right key (a block
   that let the right key through would not slow a guesser down at all), until the window has
   passed; other addresses, and ``/healthz``, are not affected. ``/metrics`` counts both.
+- A request with a body and no key is refused on its headers, before its body is read.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,3 +246,27 @@ def test_without_keys_an_ipv6_client_is_limited_by_its_64(llm: FakeLLM, tmp_path
         assert [make_thread(f"2001:db8:0:7::{n}") for n in (1, 2)] == [201, 201]
         assert make_thread("2001:db8:0:7:ffff::3") == 429  # the same /64
         assert make_thread("2001:db8:0:8::1") == 201  # the next one
+
+
+def test_a_request_without_the_key_is_refused_before_its_body_is_read(
+    llm: FakeLLM, tmp_path: Path
+) -> None:
+    """Who may not ask is refused on its headers: a body nobody may send is never parsed
+    (a malformed one is a 401, not a 422) nor waited for (a body that never comes is a
+    401 at once, not a 408 after BODY_TIMEOUT_S)."""
+    with serve(tmp_path, llm_url=llm.url, AGENT_API_KEYS=KEY, BODY_TIMEOUT_S="30") as service:
+        client = service.client
+        for path in ("/ask", "/v1/chat/completions", "/collections"):
+            assert client.post(path, content=b"{not json", headers=WRONG).status_code == 401
+            assert client.post(path, content=b"{not json").status_code == 401
+        address = httpx2.URL(service.base_url)
+        with socket.create_connection((address.host, address.port or 80), timeout=10) as raw:
+            raw.sendall(
+                b"POST /ask HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: 1000\r\n\r\n{"
+            )
+            started = time.monotonic()
+            head = raw.recv(4096)
+            assert head.startswith(b"HTTP/1.1 401"), head[:80]
+            assert time.monotonic() - started < 5
+        assert client.post("/ask", content=b"{not json", headers=RIGHT).status_code == 422

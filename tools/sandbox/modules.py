@@ -867,7 +867,13 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "collections.abc": collections_abc,
         "dataclasses": make_dataclasses_view(classes, copying["deepcopy"]),
     }
-    made = {name: ModuleView(name, attrs) for name, attrs in views.items()}
+    # A view's name for a builtin class with a stand-in (``typing.Text`` is ``str``) names
+    # the stand-in, as the builtin's own name does: the real class's constructor skips the
+    # stand-in's size checks (red-team pass EO: typing.Text([s] * 20), 18x the text limit).
+    made = {
+        name: ModuleView(name, {key: classes.stand_in(value) for key, value in attrs.items()})
+        for name, attrs in views.items()
+    }
     # ``collections.abc`` read as the package's attribute too, as CPython's import sets it
     made["collections"] = ModuleView(
         "collections", {**views["collections"], "abc": made["collections.abc"]}

@@ -1861,9 +1861,10 @@ class StandardStream:
     def reconfigure(self, **settings: Any) -> None:
         """``sys.stdout.reconfigure(encoding="utf-8")``, a common first line (pass EH): the
         run's output is UTF-8 text already; nothing else of a file changes."""
-        unknown = set(settings) - {"encoding", "errors", "newline", "line_buffering"}
-        if unknown - {"write_through"}:
-            raise TypeError(f"reconfigure() got an unexpected keyword argument {unknown.pop()!r}")
+        known = {"encoding", "errors", "newline", "line_buffering", "write_through"}
+        unknown = [name for name in settings if name not in known]
+        if unknown:  # the first one, as CPython names it
+            raise TypeError(f"reconfigure() got an unexpected keyword argument {unknown[0]!r}")
 
     def writable(self) -> bool:
         return True

@@ -1637,8 +1637,11 @@ class Classes:
         cell or module, nor a number or sequence past the sandbox's limits."""
         kind = type(obj)
         if issubclass(kind, type):
-            if kind is StandIn or self._reachable.get(id(obj)) is obj:
-                return obj  # a class the program holds by name anyway
+            if kind is StandIn:
+                return obj
+            stand_in = self.stand_in(obj)
+            if stand_in is not obj or self._reachable.get(id(obj)) is obj:
+                return stand_in  # its stand-in, or a class the program holds by name anyway
             return self.type if obj is type else self.safe_class(obj)
         if kind is int:  # library code may have made it from the program's answers
             if obj.bit_length() > self.arith.max_bits:  # (statistics squared an int a
@@ -1730,8 +1733,19 @@ class Classes:
         """Note the classes among ``values`` (builtins, a module view's names): a program
         holds them anyway, so :meth:`exposed` passes them as they are."""
         for value in values:
-            if isinstance(value, type) and type(value) is not StandIn:
+            # Never a class a stand-in stands for: the program holds the stand-in.
+            if (
+                isinstance(value, type)
+                and type(value) is not StandIn
+                and self.stand_in(value) is value
+            ):
                 self._reachable[id(value)] = value
+
+    def stand_in(self, value: Any) -> Any:
+        """The stand-in of the builtin class ``value`` (``str`` -> the program's ``str``);
+        anything else as it is."""
+        entry = self._stand_ins.get(id(value))
+        return entry[1] if entry is not None and entry[0] is value else value
 
     def _contained_method(self, key: str, value: Any) -> Any:
         """A method of the program's class whose arguments pass :meth:`exposed` first: C code
@@ -2251,9 +2265,9 @@ class Classes:
     def safe_class(self, cls: type) -> Any:
         """What the program holds for the class ``cls``: itself (its own, or a safe one), its
         stand-in, or a token."""
-        stand_in = self._stand_ins.get(id(cls))
-        if stand_in is not None and stand_in[0] is cls:
-            return stand_in[1]
+        stand_in = self.stand_in(cls)
+        if stand_in is not cls:
+            return stand_in
         if cls is StandIn:  # type(int) of the program's int: a class, whose type is type
             return self.type
         if self.is_user_class(cls) or self._safe.get(id(cls)) is cls:

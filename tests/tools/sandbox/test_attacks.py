@@ -4317,6 +4317,29 @@ async def test_an_alias_reads_what_it_stands_for_with_its_checks(box: Sandbox, n
     assert message in (res.error or ""), res
 
 
+# Red-team pass EO: a module's name for a builtin class with a stand-in was the real class
+# (typing.Text is str): calling it skipped the stand-in's size checks, 18x the text limit.
+BUILTIN_UNDER_ANOTHER_NAME = {
+    "joined": "import typing\ns = 'a' * 9000000\nt = typing.Text([s] * 20)",
+    "decoded": "import typing\nt = typing.Text(b'\\xff' * 9000000, 'utf-8', 'backslashreplace')",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_UNDER_ANOTHER_NAME))
+async def test_a_builtin_class_under_another_name_is_its_stand_in(box: Sandbox, name: str) -> None:
+    res = await box.run(BUILTIN_UNDER_ANOTHER_NAME[name])
+    assert (res.ok, res.error_kind) == (False, "MemoryLimit"), res
+    assert "exceeds the sandbox limit" in (res.error or ""), res
+
+
+async def test_a_builtin_class_under_another_name_is_the_same_class(box: Sandbox) -> None:
+    res = await box.run(
+        "import typing\nresult = [typing.Text is str, {str: 1}.get(typing.Text), "
+        "typing.Text(5), isinstance('a', typing.Text), typing.Text.__name__]"
+    )
+    assert res.value == [True, 1, "5", True, "str"], res
+
+
 async def test_aliases_work_as_ever(box: Sandbox) -> None:
     res = await box.run(
         "import typing, collections\nD = typing.Dict[str, int]\nx = []\n"

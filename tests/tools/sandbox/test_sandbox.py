@@ -240,6 +240,8 @@ async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox
         "        out.append('%(k)s' % args)\n    except Exception as e:\n"
         "        out.append(f'{type(e).__name__}: {e}')\n"
         "try:\n    ', '.join(None)\nexcept TypeError as e:\n    out.append(str(e))\n"
+        "try:\n    sys.stdout.reconfigure(write_through=True, bogus=1)\n"
+        "except TypeError as e:\n    out.append(str(e))\n"
         "re.purge()\nresult = out + [calendar.mdays[2], sys.maxunicode]"
     )
     res = await sandbox.run(code)
@@ -251,6 +253,7 @@ async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox
         "TypeError: list indices must be integers or slices, not str",
         "2",
         "can only join an iterable",
+        "reconfigure() got an unexpected keyword argument 'bogus'",
         28,
         sys.maxunicode,
     ], res

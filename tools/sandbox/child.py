@@ -19,6 +19,7 @@ import decimal
 import dis
 import gc
 import json
+import mmap
 import os
 import select
 import sys
@@ -50,6 +51,15 @@ EXIT_REPLIED = 0
 EXIT_CONFINEMENT_FAILED = 121
 EXIT_INTERNAL_ERROR = 122
 _FALLBACK = b'{"ok":false,"error_kind":"OutputLimit","error":"the reply could not be built","limit":"output","stdout":""}'  # noqa: E501
+_OUT_OF_MEMORY = (
+    b'{"ok":false,"error_kind":"MemoryLimit","error":"out of memory","limit":"memory","stdout":""}'
+)
+# Held while a program runs and let go before its failure is described: a program that
+# still holds all the memory it could get (a chain of closures its frame keeps) left nothing
+# to describe it with, and its run ended as a crash (red-team pass ER). Address space
+# only (the memory limit is RLIMIT_AS): a mapping never touched, so it costs no page (a
+# ``bytes`` of that size was memset by malloc: 13 ms of CPU a run).
+RESERVE_BYTES = 8 * 1024 * 1024
 
 
 PREWARM = """
@@ -114,6 +124,7 @@ class Runner:
         self.recursion_limit = int(config["recursion_limit"])
         self.default_recursion = sys.getrecursionlimit()
         self._namespace: dict[str, Any] | None = None  # the running program's globals
+        self._reserve: mmap.mmap | None = None  # see RESERVE_BYTES
         sys.set_int_max_str_digits(max(int(config["max_int_digits"]), 640))
         sys.dont_write_bytecode = True
 
@@ -139,6 +150,7 @@ class Runner:
         reply: dict[str, Any]
         self.guards.run_depth = stack_depth()
         sys.setrecursionlimit(self.guards.run_depth + self.recursion_limit * FRAMES_PER_CALL + 20)
+        self._reserve = mmap.mmap(-1, RESERVE_BYTES, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
         try:
             try:
                 exec(code_obj, namespace)
@@ -149,8 +161,10 @@ class Runner:
                     raise
             reply = self._answer(namespace, sink, calls)
         except BaseException as exc:  # the program's own SystemExit, KeyboardInterrupt ...
+            self._release_reserve()
             reply = describe_within_memory(exc, namespace)
         finally:
+            self._release_reserve()
             sys.setrecursionlimit(self.default_recursion)
         if sink.overflowed and reply.get("limit") is None:
             reply = failure("OutputLimit", f"output exceeds {self.max_output} bytes", "output")
@@ -165,9 +179,15 @@ class Runner:
                 reply["stdout"] = ""
         return reply
 
+    def _release_reserve(self) -> None:
+        reserve, self._reserve = self._reserve, None
+        if reserve is not None:
+            reserve.close()  # unmapped now, not when the collector (off in a run) gets to it
+
     def release_program(self) -> None:
         """Let go of what the finished program still holds (its globals, and the cycles among
         its objects, which no collector ran on during the run): the reply needs memory."""
+        self._release_reserve()
         namespace, self._namespace = self._namespace, None
         if namespace is not None:
             namespace.clear()
@@ -492,8 +512,11 @@ def serve_one_run(
         if not program_waiting(request_fd):  # idle: write the pages a run writes, now
             runner.prewarm()
         program = read_program(request_fd, runner.max_code_bytes)
-        reply = runner.run(program) if isinstance(program, str) else program
-        frame = runner.reply_frame(reply)
+        try:
+            reply = runner.run(program) if isinstance(program, str) else program
+            frame = runner.reply_frame(reply)
+        except MemoryError:  # even past the reserve: the reply made before the fork
+            frame = HEADER.pack(len(_OUT_OF_MEMORY)) + _OUT_OF_MEMORY
         view = memoryview(frame)
         while view:
             view = view[os.write(reply_fd, view) :]

@@ -51,6 +51,7 @@ from tools.sandbox.dataclassing import make_dataclasses_view
 from tools.sandbox.limits import (
     Arithmetic,
     SizeLimit,
+    defining_class,
     exact_kwargs,
     exact_len,
     exact_number,
@@ -627,7 +628,8 @@ _TYPING = (
     "Mapping MutableMapping Generator DefaultDict Deque TypeVar Literal cast TYPE_CHECKING "
     "Type NamedTuple ClassVar Protocol Final Generic Counter OrderedDict ChainMap Hashable Sized "
     "Collection Container Reversible AbstractSet MutableSet MutableSequence Self Annotated "
-    "TypeAlias NoReturn Never NewType overload Text"
+    "TypeAlias NoReturn Never NewType overload Text get_args get_origin NotRequired Required "
+    "LiteralString ContextManager"
 )
 # ``collections.abc`` as ``typing`` gives its classes (the same objects the typing view hands
 # out: isinstance, issubclass, subclassing and subscripting work as with the ABCs themselves).
@@ -688,6 +690,16 @@ def _checked_number_of(func: Callable[[Any], Any], arith: Arithmetic) -> Callabl
     return call
 
 
+def _iconcat(arith: Arithmetic) -> Callable[[Any, Any], Any]:
+    def iconcat(a: Any, b: Any) -> Any:
+        """``operator.iconcat``: ``a += b`` for sequences only, as CPython's."""
+        if defining_class(type(a), "__getitem__") is None:
+            raise TypeError(f"'{type(a).__name__}' object can't be concatenated")
+        return arith.inplace("+=", a, b)
+
+    return iconcat
+
+
 def _static_views(guards: Guards) -> dict[str, ModuleView]:
     arith, classes = guards.arith, guards.classes
     # No setitem/delitem (item writes past ``_write_``), no call, no attrgetter/methodcaller.
@@ -736,6 +748,14 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         iand=lambda a, b: arith.inplace("&=", a, b),
         ior=lambda a, b: arith.inplace("|=", a, b),
         ixor=lambda a, b: arith.inplace("^=", a, b),
+        # the rest of the in-place family as their statements are checked (pass EP)
+        imul=lambda a, b: arith.inplace("*=", a, b),
+        imod=lambda a, b: arith.inplace("%=", a, b),
+        ifloordiv=lambda a, b: arith.inplace("//=", a, b),
+        itruediv=lambda a, b: arith.inplace("/=", a, b),
+        ipow=lambda a, b: arith.inplace("**=", a, b),
+        ilshift=lambda a, b: arith.inplace("<<=", a, b),
+        iconcat=_iconcat(arith),
         concat=lambda a, b: arith._checked(operator.concat(a, b)),
         truediv=arith.truediv,
         floordiv=arith.floordiv,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import _string  # type: ignore[import-not-found]  # CPython's format-string field parser
 import builtins
+import codecs
 import collections
 import datetime
 import decimal
@@ -597,6 +598,21 @@ class Guards:
             and not isinstance(obj, _READ_WITH_CARE)
         ):  # ``self.v``, ``out.append``: every check below but vet() would pass it as it is
             value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
+            return self._library_function(obj, name, value, self.vet(value))
+        if (
+            type(name) is str
+            and name[:1] == "_"
+            and is_private_name(name)
+            and self.classes.plain_for_private_reads(obj)
+        ):  # ``self._items``, ``self._helper()`` on the program's own plain object: what
+            # check_attr_name and the generic lookup below decide, each asked once a class
+            # (private names cost 2-3x public ones: pass EP)
+            try:
+                value = generic_getattr(obj, name)
+            except AttributeError:
+                if default is _MISSING:
+                    raise
+                return default
             return self._library_function(obj, name, value, self.vet(value))
         try:
             name = check_attr_name(name, obj, self.classes)
@@ -1819,6 +1835,9 @@ class PrintSink:
         self.parts: list[str] = []
         self.size = 0
         self.overflowed = False
+        # ``sys.stdout.buffer``'s bytes as UTF-8, a character split between two writes
+        # whole (it came out as three U+FFFD: pass ER); stdout's and stderr's apart
+        self._decoders: dict[bool, codecs.IncrementalDecoder] = {}
 
     def write(self, text: str, keep: bool = True) -> None:
         """Add ``text`` to the output; or, not ``keep``ing it, only count it (stderr)."""
@@ -1838,7 +1857,20 @@ class PrintSink:
             self.parts.append(text)
         self.size += encoded
 
+    def write_bytes(self, data: bytes, keep: bool = True) -> None:
+        """Add ``data`` read as UTF-8 (an undecodable byte as U+FFFD) to the output; the
+        bytes of a character not yet whole wait for the next write, or :meth:`text`."""
+        decoder = self._decoders.get(keep)
+        if decoder is None:
+            decoder = self._decoders[keep] = codecs.getincrementaldecoder("utf-8")("replace")
+        self.write(decoder.decode(data), keep)
+
     def text(self) -> str:
+        """The output so far; a character the bytes written left unfinished is a U+FFFD."""
+        for keep, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)  # and the decoder starts afresh
+            if tail and not self.overflowed and self.size + len(tail) * 3 <= self.max_bytes:
+                self.write(tail, keep)
         return "".join(self.parts)
 
 
@@ -1880,6 +1912,11 @@ class StandardStream:
             self._sink.write(text, self._keep)
         return len(text)
 
+    def _write_bytes(self, data: bytes) -> None:
+        """What ``buffer.write`` wrote (:meth:`PrintSink.write_bytes`)."""
+        if self._sink is not None:
+            self._sink.write_bytes(data, self._keep)
+
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
@@ -1902,7 +1939,7 @@ class _BinaryStream:
     def write(self, data: Any) -> int:
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
-        self._text.write(bytes(data).decode("utf-8", "replace"))
+        self._text._write_bytes(bytes(data))
         return len(data)
 
     def flush(self) -> None:

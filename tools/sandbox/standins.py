@@ -44,6 +44,7 @@ from types import FunctionType, MemberDescriptorType, MethodType
 from typing import Any, cast
 
 from tools.sandbox.limits import (
+    TYPE_MRO,
     Arithmetic,
     IntSizeLimit,
     SizeLimit,
@@ -1133,6 +1134,7 @@ class Classes:
         self._caches: dict[int, Callable[..., Any]] = {}  # bounded lru_caches (caches.py)
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
+        self._private_plain: dict[int, tuple[type, bool]] = {}  # see plain_for_private_reads
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
         self._replaced: list[Any] = []  # what item stores replaced (keep_replaced)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
@@ -1194,6 +1196,7 @@ class Classes:
         """Forget the classes of an earlier program (the template's warm-up)."""
         self._user.clear()
         self._foreign.clear()
+        self._private_plain.clear()
         self._slotted.clear()
         self._tokens.clear()
         self._wrapped.clear()
@@ -1263,6 +1266,23 @@ class Classes:
             return self._program_owns(obj, name)
         own = _instance_dict(obj)
         return (own is not None and name in own) or self._program_owns(type(obj), name)
+
+    def plain_for_private_reads(self, obj: Any) -> bool:
+        """``obj`` is a :meth:`plain_instance` whose classes hold no private name that anything
+        but the program's class bodies put there (``_foreign``): a private name read on it is
+        one :meth:`defines_private` allows exactly when Python's generic lookup finds it
+        (``object`` has none). Known once a class: its foreign names are fixed when it is
+        made."""
+        cls = type(obj)
+        entry = self._private_plain.get(id(cls))
+        if entry is None or entry[0] is not cls:
+            plain = self.plain_instance(obj) and not any(
+                is_private_name(name)
+                for base in TYPE_MRO.__get__(cls)
+                for name in self._foreign.get(id(base), ())
+            )
+            entry = self._private_plain[id(cls)] = (cls, plain)
+        return entry[1]
 
     def defines_special(self, obj: Any, name: str) -> bool:
         """``obj.__add__`` for a special method: only a function the program's own class body
@@ -1846,7 +1866,8 @@ class Classes:
             # changes whatever its first map is (a list, a set ...), in the library's code
             raise SandboxSecurityError(
                 "a list, deque, dict or set cannot lose items while the program's "
-                f"{_COUNTED_NAMES} runs"
+                f"{_COUNTED_NAMES} runs (build a new one instead: [x for x in items if ...], "
+                "{k: v for k, v in d.items() if k != key}; or walk it with an index)"
             )
         if isinstance(container, collections.OrderedDict):
             # nor gains any: resizing its node index looks each key up, and a key's __eq__

@@ -569,6 +569,24 @@ def test_private_names_are_read_by_the_generic_lookup_never_a_forwarding_one() -
     assert "secret" not in guards.vars(into_other)
 
 
+def test_a_private_name_a_library_put_in_a_plain_class_stays_hidden() -> None:
+    """The fast read of private names (``plain_for_private_reads``) holds only for classes
+    whose private names are all the program's own: one that something else put there
+    (``_foreign``) is hidden as ``defines_private`` hides it."""
+    guards = make_guards()
+    Own = guards.classes.metaclass("Own", (), {"_mine": 1})
+    Planted = guards.classes.metaclass("Planted", (), {"_mine": 1})
+    planted = Planted()
+    type.__setattr__(Planted, "_theirs", 2)
+    guards.classes._foreign[id(Planted)] = frozenset({"_theirs"})  # as a library would
+    assert guards.getattr(Own(), "_mine") == 1
+    assert guards.classes.plain_for_private_reads(Own())
+    assert not guards.classes.plain_for_private_reads(planted)
+    assert guards.getattr(planted, "_mine") == 1
+    with pytest.raises(AttributeError):
+        guards.getattr(planted, "_theirs")
+
+
 @pytest.mark.parametrize(
     ("source", "fixed"),
     [

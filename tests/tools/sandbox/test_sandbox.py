@@ -240,12 +240,15 @@ async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox
         "        out.append('%(k)s' % args)\n    except Exception as e:\n"
         "        out.append(f'{type(e).__name__}: {e}')\n"
         "try:\n    ', '.join(None)\nexcept TypeError as e:\n    out.append(str(e))\n"
+        "sys.stdout.buffer.write('\u20ac'.encode()[:1])\n"
+        "sys.stdout.buffer.write('\u20ac'.encode()[1:] + b'\\n\\xe2\\x82')\n"
         "try:\n    sys.stdout.reconfigure(write_through=True, bogus=1)\n"
         "except TypeError as e:\n    out.append(str(e))\n"
         "re.purge()\nresult = out + [calendar.mdays[2], sys.maxunicode]"
     )
     res = await sandbox.run(code)
-    assert res.stdout == "caf\u00e9\n", res
+    # a character split between two writes is whole; one never finished is U+FFFD (pass ER)
+    assert res.stdout == "caf\u00e9\n\u20ac\n\ufffd", res
     assert res.value == [
         "utf-8",
         "TypeError: format requires a mapping",
@@ -256,6 +259,73 @@ async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox
         "reconfigure() got an unexpected keyword argument 'bogus'",
         28,
         sys.maxunicode,
+    ], res
+
+
+async def test_private_names_on_the_programs_objects_read_as_in_python(sandbox: Sandbox) -> None:
+    """Pass EP: ``self._items``, ``self._helper()`` took a slower path than public names
+    (a binary tree with an ``_insert`` helper timed out); the fast one answers as CPython."""
+    code = (
+        "class B:\n    _base = 0\n    def _g(self):\n        return 'g'\n"
+        "class C(B):\n    _k = 5\n    __slots__ = ('_s',)\n"
+        "    def __init__(self):\n        self._s = 2\n        self.__m = 3\n        self._d = 4\n"
+        "    @property\n    def _p(self):\n        return self._d * 10\n"
+        "    def _f(self):\n        return self.__m + self._k\n"
+        "c = C()\n"
+        "out = [c._s, c._d, c._p, c._f(), c._k, c._base, c._g(), getattr(c, '_z', 'd'), "
+        "hasattr(c, '_z'), getattr(c, '_C__m')]\n"
+        "del c._s\nfor name in ('_nope', '_s'):\n    try:\n        getattr(c, name)\n"
+        "    except AttributeError as e:\n        out.append(str(e))\nresult = out"
+    )
+    res = await sandbox.run(code)
+    assert res.value == [
+        2,
+        4,
+        40,
+        8,
+        5,
+        0,
+        "g",
+        "d",
+        False,
+        3,
+        "'C' object has no attribute '_nope'",
+        "'C' object has no attribute '_s'",
+    ], res
+
+
+async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
+    """Pass EP: the in-place family of ``operator`` past ``iadd``, a few ``typing`` names, and
+    a refusal that says what to write instead."""
+    code = (
+        "import operator\nfrom typing import get_args, get_origin, Dict, List, ContextManager\n"
+        "a = [1]\nb = operator.imul(a, 2)\nl = [0]\noperator.iconcat(l, (5,))\n"
+        "out = [b is a, a, operator.imod(7, 3), operator.ifloordiv(7, 2), "
+        "operator.itruediv(7, 2), operator.ipow(2, 5), operator.ilshift(1, 3), l, "
+        "get_args(Dict[str, int]) == (str, int), get_origin(List[int]) is list]\n"
+        "try:\n    operator.iconcat(1, 2)\nexcept TypeError as e:\n    out.append(str(e))\n"
+        "try:\n    operator.ipow(10, 10 ** 6)\nexcept OverflowError:\n    out.append('big')\n"
+        "class P:\n    def __init__(self):\n        self._cache = 1\n        self.x = 2\n"
+        "    def __repr__(self):\n        d = dict(vars(self))\n        d.pop('_cache')\n"
+        "        return str(d)\nresult = out\nrepr(P())"
+    )
+    res = await sandbox.run(code)
+    assert res.error_kind == "SecurityError", res
+    assert "build a new one instead" in (res.error or ""), res
+    res = await sandbox.run(code.replace("repr(P())", ""))
+    assert res.value == [
+        True,
+        [1, 1],
+        1,
+        3,
+        3.5,
+        32,
+        8,
+        [0, 5],
+        True,
+        True,
+        "'int' object can't be concatenated",
+        "big",
     ], res
 
 
@@ -485,6 +555,28 @@ async def test_running_out_of_memory_while_holding_it_is_a_memory_limit() -> Non
         res = await sb.run(code)
     assert (res.ok, res.error_kind, res.limit) == (False, "MemoryLimit", "memory"), res
     assert res.error == "out of memory (line 2)", res
+
+
+# Red-team pass ER: a chain of closures held by the running frame (or the module's globals)
+# left nothing to describe its MemoryError with, past what letting the program go freed.
+CHAINS_HELD_BY_A_FRAME = {
+    "in_a_function": (
+        "def solution():\n    g = 0\n    while True:\n        g = (lambda h: (lambda: h))(g)",
+        4,
+    ),
+    "at_module_level": ("g = 0\nwhile True:\n    g = (lambda h: (lambda: h))(g)", 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS_HELD_BY_A_FRAME))
+async def test_memory_run_out_by_a_chain_a_frame_holds_is_a_memory_limit(name: str) -> None:
+    code, line = CHAINS_HELD_BY_A_FRAME[name]
+    async with Sandbox(SandboxConfig(workers=1, timeout_s=10)) as sb:
+        res = await sb.run(code)
+        after = await sb.run("result = 'fine'")
+    assert (res.ok, res.error_kind, res.limit) == (False, "MemoryLimit", "memory"), res
+    assert res.error == f"out of memory (line {line})", res
+    assert after.value == "fine", after
 
 
 # Red-team pass AZ: the program still held nearly all of its memory when the reply was made:

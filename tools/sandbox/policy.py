@@ -37,6 +37,7 @@ import functools
 import inspect
 import itertools
 import numbers
+import operator
 import random
 import re
 import statistics
@@ -136,7 +137,8 @@ _PROPERTY_COPY_UNBOUND = {id(getattr(property, name)): name for name in _PROPERT
 _VETTED_METHODS = (
     frozenset(
         "throw athrow format format_map sub subn expand encode decode extend extendleft join "  # noqa: SIM905
-        "translate strftime as_integer_ratio getrandbits from_bytes split findall".split(" ")
+        "translate strftime as_integer_ratio getrandbits from_bytes split findall group groups "
+        "groupdict".split(" ")
     )
     | _CASE_METHODS
     | _SIZED_NAMES
@@ -233,6 +235,21 @@ _DECODES = {id(kind.decode): kind.decode for kind in (bytes, bytearray)}
 _JOINS = {id(kind.join): kind.join for kind in (str, bytes, bytearray)}
 _PATTERN_SUB, _PATTERN_SUBN, _MATCH_EXPAND = re.Pattern.sub, re.Pattern.subn, re.Match.expand
 _PATTERN_SPLIT, _PATTERN_FINDALL = re.Pattern.split, re.Pattern.findall
+# What a match's groups are read through: each group a copy of its part of the text
+# (``m.group(*[1] * 40)`` made 40 copies of a 5M-character group: pass ER).
+_MATCH_GROUPS: dict[int, Any] = {
+    id(method): method for method in (re.Match.group, re.Match.groups, re.Match.groupdict)
+}
+
+
+def _group_name(group: Any) -> Any:
+    """A match's group as an exact int or str, the program's object asked once: anything
+    else names no group (CPython would look it up among the names with its ``__eq__``)."""
+    if isinstance(group, str):
+        return str.__str__(group)
+    if hasattr(type(group), "__index__"):
+        return operator.index(group)
+    raise IndexError("no such group")
 
 
 def shielded(iterator: Iterator[Any]) -> Iterator[Any]:
@@ -968,6 +985,9 @@ class Guards:
                 return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
             if method_name == "expand" and isinstance(owner, re.Match):
                 return lambda template: value(self._expandable(owner, template))
+            if method_name in ("group", "groups", "groupdict") and isinstance(owner, re.Match):
+                unbound = getattr(re.Match, method_name)
+                return lambda *args, **kwargs: self._groups(unbound, owner, args, kwargs)
             if method_name == "encode" and isinstance(owner, str):
                 return lambda *args, **kwargs: value(*self._encoding(owner, args, kwargs))
             if method_name == "decode" and isinstance(owner, (bytes, bytearray)):
@@ -1046,6 +1066,9 @@ class Guards:
             return self._counted_items(value)
         if value is _MATCH_EXPAND:
             return lambda match, template: value(match, self._expandable(match, template))
+        groups = _MATCH_GROUPS.get(id(value))
+        if groups is not None and groups is value:  # re.Match.group(m, 1, 1, ...), unbound
+            return lambda match, *args, **kwargs: self._groups(value, match, args, kwargs)
         extends = _EXTENDS.get(id(value))
         if extends is not None and extends is value:  # list.extend(l, items), unbound
             return lambda owner, items: self.grown(
@@ -1085,6 +1108,28 @@ class Guards:
         if sized is not None and sized[0] is value:
             return sized_method(self.arith, sized[1], sized[2], value) or value
         return value
+
+    def _groups(
+        self, method: Any, match: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``match.group(*args)``, ``groups()``, ``groupdict()``: the characters the groups
+        copy counted before they are copied (a group that is the whole text is not a copy);
+        each group named by an exact int or str, asked of the program's object once."""
+        if type(match) is not re.Match:
+            return method(match, *args, **kwargs)  # its own TypeError
+        if method is re.Match.group:
+            args = tuple(_group_name(arg) for arg in args)
+            which = list(args) if len(args) > 1 else []
+        else:
+            which = list(range(1, match.re.groups + 1))
+        whole = len(match.string)
+        copied = 0
+        for group in which:
+            start, end = match.span(group)  # an unknown group: group()'s own IndexError
+            if end - start < whole:
+                copied += max(end - start, 0)
+        self.arith.check_items(copied, "group text")
+        return method(match, *args, **kwargs)
 
     def _counted_items(self, method: Any) -> Callable[..., Any]:
         """``method`` whose answer, a list, is counted once made."""

@@ -4340,6 +4340,42 @@ async def test_a_builtin_class_under_another_name_is_the_same_class(box: Sandbox
     assert res.value == [True, 1, "5", True, "str"], res
 
 
+# Red-team pass ER: each group a match hands out is a copy of its part of the text:
+# ``m.group(*[1] * 40)`` made 40 copies of a 5M-character group, 200M characters, ok=True.
+GROUPS_COPIED = {
+    "bound": "m.group(*[1] * 40)",
+    "unbound": "re.Match.group(m, *[1] * 40)",
+    "groups": "re.match('(' * 40 + 'a+' + ')' * 40 + 'b', 'a' * 5_000_000 + 'b').groups()",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GROUPS_COPIED))
+async def test_what_a_match_copies_is_counted(box: Sandbox, name: str) -> None:
+    code = "import re\nm = re.match(r'(a+)b', 'a' * 5_000_000 + 'b')\nx = " + GROUPS_COPIED[name]
+    res = await box.run(code)
+    assert (res.ok, res.error_kind) == (False, "MemoryLimit"), res
+    assert "group text of" in (res.error or ""), res
+
+
+async def test_a_match_answers_as_ever(box: Sandbox) -> None:
+    res = await box.run(
+        "import re\nm = re.match(r'(?P<y>\\d{4})-(\\d\\d)(x)?', '2024-05 z')\n"
+        "s = 'a' * 5_000_000\nw = re.match('((a*))', s)\n"
+        "result = [m.group(), m.group(1, 2), m.group('y', 2), m.groups('-'), "
+        "m.groupdict(default=0), m[2], re.Match.group(m, 2), len(w.group(1, 2, 1, 2))]"
+    )
+    assert res.value == [
+        "2024-05",
+        ["2024", "05"],
+        ["2024", "05"],
+        ["2024", "05", "-"],
+        {"y": "2024"},
+        "05",
+        "05",
+        4,
+    ], res
+
+
 async def test_aliases_work_as_ever(box: Sandbox) -> None:
     res = await box.run(
         "import typing, collections\nD = typing.Dict[str, int]\nx = []\n"

@@ -628,8 +628,8 @@ _TYPING = (
     "Mapping MutableMapping Generator DefaultDict Deque TypeVar Literal cast TYPE_CHECKING "
     "Type NamedTuple ClassVar Protocol Final Generic Counter OrderedDict ChainMap Hashable Sized "
     "Collection Container Reversible AbstractSet MutableSet MutableSequence Self Annotated "
-    "TypeAlias NoReturn Never NewType overload Text get_args get_origin NotRequired Required "
-    "LiteralString ContextManager"
+    "TypeAlias NoReturn Never NewType overload Text NotRequired Required LiteralString "
+    "ContextManager"
 )
 # ``collections.abc`` as ``typing`` gives its classes (the same objects the typing view hands
 # out: isinstance, issubclass, subclassing and subscripting work as with the ABCs themselves).
@@ -692,8 +692,9 @@ def _checked_number_of(func: Callable[[Any], Any], arith: Arithmetic) -> Callabl
 
 def _iconcat(arith: Arithmetic) -> Callable[[Any, Any], Any]:
     def iconcat(a: Any, b: Any) -> Any:
-        """``operator.iconcat``: ``a += b`` for sequences only, as CPython's."""
-        if defining_class(type(a), "__getitem__") is None:
+        """``operator.iconcat``: ``a += b`` for sequences only (a mapping is none), as
+        CPython's C check decides."""
+        if isinstance(a, dict) or defining_class(type(a), "__getitem__") is None:
             raise TypeError(f"'{type(a).__name__}' object can't be concatenated")
         return arith.inplace("+=", a, b)
 

@@ -4332,6 +4332,17 @@ async def test_a_builtin_class_under_another_name_is_its_stand_in(box: Sandbox, 
     assert "exceeds the sandbox limit" in (res.error or ""), res
 
 
+# Red-team pass ES: typing.get_origin, added the same day, read an alias's __origin__ for
+# the program: get_origin(Type[int]) was the real type (classes past the class hook, then a
+# known use-after-free to SIGSEGV). No function that reads an alias's fields is in the view.
+@pytest.mark.parametrize("name", ["get_origin", "get_args", "get_type_hints"])
+async def test_no_typing_function_reads_an_aliass_fields(box: Sandbox, name: str) -> None:
+    res = await box.run(f"import typing\nT = typing.{name}(typing.Type[int])")
+    assert (res.ok, res.error_kind) == (False, "AttributeError"), res
+    res = await box.run(f"from typing import {name}")
+    assert (res.ok, res.error_kind) == (False, "ImportError"), res
+
+
 async def test_a_builtin_class_under_another_name_is_the_same_class(box: Sandbox) -> None:
     res = await box.run(
         "import typing\nresult = [typing.Text is str, {str: 1}.get(typing.Text), "

@@ -298,12 +298,13 @@ async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
     """Pass EP: the in-place family of ``operator`` past ``iadd``, a few ``typing`` names, and
     a refusal that says what to write instead."""
     code = (
-        "import operator\nfrom typing import get_args, get_origin, Dict, List, ContextManager\n"
+        "import operator\nfrom typing import Dict, List, ContextManager, NotRequired\n"
         "a = [1]\nb = operator.imul(a, 2)\nl = [0]\noperator.iconcat(l, (5,))\n"
         "out = [b is a, a, operator.imod(7, 3), operator.ifloordiv(7, 2), "
         "operator.itruediv(7, 2), operator.ipow(2, 5), operator.ilshift(1, 3), l, "
-        "get_args(Dict[str, int]) == (str, int), get_origin(List[int]) is list]\n"
-        "try:\n    operator.iconcat(1, 2)\nexcept TypeError as e:\n    out.append(str(e))\n"
+        "Dict[str, int] == Dict[str, int], NotRequired[int] is not None]\n"
+        "for a in (1, {'a': 1}):\n    try:\n        operator.iconcat(a, {'b': 2})\n"
+        "    except TypeError as e:\n        out.append(str(e))\n"
         "try:\n    operator.ipow(10, 10 ** 6)\nexcept OverflowError:\n    out.append('big')\n"
         "class P:\n    def __init__(self):\n        self._cache = 1\n        self.x = 2\n"
         "    def __repr__(self):\n        d = dict(vars(self))\n        d.pop('_cache')\n"
@@ -325,6 +326,7 @@ async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
         True,
         True,
         "'int' object can't be concatenated",
+        "'dict' object can't be concatenated",
         "big",
     ], res
 

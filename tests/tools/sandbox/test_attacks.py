@@ -6,11 +6,14 @@ classes a fresh attacker used, written so that a variant of the same class fails
 
 from __future__ import annotations
 
+import asyncio
 import decimal
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -4341,6 +4344,22 @@ async def test_no_typing_function_reads_an_aliass_fields(box: Sandbox, name: str
     assert (res.ok, res.error_kind) == (False, "AttributeError"), res
     res = await box.run(f"from typing import {name}")
     assert (res.ok, res.error_kind) == (False, "ImportError"), res
+
+
+async def test_no_importable_function_answers_what_the_program_could_not_read() -> None:
+    """Every module view's callable and every builtin, called with what a program holds (one
+    argument, or two where the first names a class or an alias), answers nothing a program
+    could not read itself (``answers_scan.py``): a name added to a view later is scanned
+    too (the scan finds get_origin and get_args if they are put back)."""
+    scan = Path(__file__).with_name("answers_scan.py")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(scan), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=600)
+    assert process.returncode == 0
+    report = json.loads(out)
+    assert report["callables"] >= 400 and report["calls"] >= 100_000, report
+    assert report["found"] == [], report["found"]
 
 
 async def test_a_builtin_class_under_another_name_is_the_same_class(box: Sandbox) -> None:

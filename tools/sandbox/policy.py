@@ -804,8 +804,11 @@ class Guards:
         kept = {}
         for key, value in namespace.items():
             if type(value) in _RAW_DESCRIPTORS:
-                if own_class and getattr(value, "__objclass__", None) is obj:
-                    continue  # the slots and __dict__ that type() made for the class: left out
+                if own_class:
+                    # the slots and __dict__ that type() made for the class, or what a
+                    # library put there (typing.Protocol's object.__init__ on the first
+                    # instance: vars() was refused from then on, pass EU): left out
+                    continue
                 raise SandboxSecurityError("this __dict__ holds internals of a builtin type")
             kept[key] = value
         if own_class:

@@ -331,6 +331,17 @@ async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
     ], res
 
 
+async def test_vars_of_a_protocols_class_after_its_first_instance(sandbox: Sandbox) -> None:
+    """Pass EU: typing.Protocol puts object.__init__ in a class on its first instance;
+    vars() of the class was refused from then on. What a library put there is left out."""
+    res = await sandbox.run(
+        "import typing\nclass P(typing.Protocol):\n    def f(self):\n        return 1\n"
+        "class I(P):\n    k = 2\nbefore = sorted(vars(I))\nI()\n"
+        "result = [before, sorted(vars(I)), I().f()]"
+    )
+    assert res.value == [["__module__", "k"], ["__module__", "k"], 1], res
+
+
 async def test_a_number_subclass_may_be_subclassed_again(sandbox: Sandbox) -> None:
     """Pass EG: ``class B(A)`` of ``class A(int)`` was refused as redefining the parts the
     sandbox itself pins on ``A``; what the program redefines is still refused."""

@@ -15,20 +15,27 @@ the time of each phase of one run of the latency bench's program:
 * ``reply``: the reply's encoding.
 
 Then the same program run again in the same child (warm), and the whole child's CPU from
-``wait4`` (fork, the phases, exit). Usage: ``python bench/sandbox_faults.py [--children N]``.
+``wait4`` (fork, the phases, exit). With ``--pages``, also which of the template's pages the
+first run writes, told by the kind of object most of each page holds (``/proc/self/pagemap``:
+a page this process alone maps was copied or made by it): where the faults come from, and
+whether a sandbox could avoid them. Usage:
+``python bench/sandbox_faults.py [--children N] [--pages]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import gc
 import json
 import os
 import resource
 import statistics
+import struct
 import sys
 import time
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -105,9 +112,98 @@ def in_children(body: Callable[[], Any], children: int) -> tuple[list[Any], list
     return answers, cpu
 
 
+PAGE = 4096
+PM_PRESENT, PM_EXCLUSIVE = 1 << 63, 1 << 56
+
+
+def _writable_mappings() -> list[tuple[int, int, str]]:
+    mappings = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if "w" in fields[1]:
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                mappings.append((low, high, fields[5] if len(fields) > 5 else "[anonymous]"))
+    return mappings
+
+
+def _own_pages(mappings: list[tuple[int, int, str]]) -> dict[int, str]:
+    """The pages of ``mappings`` this process alone maps (copied or made by it): address ->
+    mapping."""
+    own = {}
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        for low, high, name in mappings:
+            entries = os.pread(fd, (high - low) // PAGE * 8, low // PAGE * 8)
+            for i, (entry,) in enumerate(struct.iter_unpack("<Q", entries)):
+                if entry & PM_PRESENT and entry & PM_EXCLUSIVE:
+                    own[low + i * PAGE] = name
+    finally:
+        os.close(fd)
+    return own
+
+
+def _kinds_by_page() -> dict[int, collections.Counter[str]]:
+    """Each page's objects by kind: the collector's objects, and the code objects, names,
+    constants and dict values they hold (which the collector does not track)."""
+    pages: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    seen: set[int] = set()
+
+    def note(obj: Any) -> None:
+        if id(obj) not in seen:
+            seen.add(id(obj))
+            pages[id(obj) // PAGE * PAGE][type(obj).__name__] += 1
+
+    for obj in gc.get_objects():
+        note(obj)
+        if isinstance(obj, types.FunctionType):
+            for held in (obj.__code__, *obj.__code__.co_consts, *obj.__code__.co_names):
+                note(held)
+        elif isinstance(obj, dict):
+            for key, value in list(obj.items()):
+                note(key)
+                note(value)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                note(value)
+    return pages
+
+
+def written_pages(runner: child.Runner, program: str) -> None:
+    """Print which pages of the template the first run of ``program`` writes, by mapping and
+    by the kind of object most of each page holds."""
+    mappings = _writable_mappings()
+    kinds = _kinds_by_page()  # before the freeze: frozen objects are not listed
+    gc.freeze()
+
+    def first_run() -> dict[str, Any]:
+        gc.disable()
+        before = _own_pages(mappings)
+        runner.reply_frame(runner.run(program))
+        written = {page: name for page, name in _own_pages(mappings).items() if page not in before}
+        by_kind: collections.Counter[str] = collections.Counter()
+        for page in written:
+            found = kinds.get(page)
+            by_kind[found.most_common(1)[0][0] if found else "(no object listed)"] += 1
+        return {
+            "pages": len(written),
+            "mappings": collections.Counter(written.values()).most_common(6),
+            "kinds": by_kind.most_common(12),
+        }
+
+    (answer,), _ = in_children(first_run, 1)
+    print(f"pages of the template the first run writes: {answer['pages']}")
+    for name, count in answer["mappings"]:
+        print(f"  {count:5}  in {name}")
+    print("  by the kind of object most of the page holds:")
+    for kind, count in answer["kinds"]:
+        print(f"  {count:5}  {kind}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--children", type=int, default=100, help="children forked per row")
+    parser.add_argument("--pages", action="store_true", help="also the pages a run writes")
     args = parser.parse_args()
     program, origin = load_program()
     runner = child.Runner(dataclasses.asdict(SandboxConfig()))
@@ -115,6 +211,8 @@ def main() -> None:
     for clear in typing._cleanups:  # type: ignore[attr-defined]
         clear()
     gc.collect()
+    if args.pages:
+        written_pages(runner, program)  # freezes the heap too
     gc.freeze()  # as the template does before its first fork
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runs, cpu = in_children(lambda: _phases(runner, program), args.children)

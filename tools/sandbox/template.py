@@ -104,13 +104,20 @@ class Template:
     # -- children ------------------------------------------------------------------------
 
     def _fork(self) -> _Child:
-        """Fork a child for one run and hand its pipe ends to the service."""
+        """Fork a child for one run and hand its pipe ends to the service.
+
+        Called only where no frame on the stack holds another run's ``_Child`` (``serve``
+        forks replacements after it has handled a poll's events), and the child forgets the
+        template's own records first: a run's process inherits the template's whole stack and
+        heap, and a run out of the language layer read, through ``self``, each other run's
+        pid, slot and deadline (its start and its time limit) and how many runs came before
+        (red-team pass EW)."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()  # their default size: both ends read and write in turns
-        taken = {run.slot for run in self.children.values()}
-        slot = next(n for n in range(len(taken) + 1) if n not in taken)
+        slot = self._free_slot()
         pid = libc.fork_without_hooks()
         if pid == 0:  # the child: never returns
+            self._forget_the_runs()
             keep = (request_r, reply_w)
 
             def confine_child() -> None:
@@ -132,6 +139,16 @@ class Template:
             os.close(request_w)  # the service holds them now; the template never will again
             os.close(reply_r)
         return run
+
+    def _free_slot(self) -> int:
+        taken = {run.slot for run in self.children.values()}
+        return next(n for n in range(len(taken) + 1) if n not in taken)
+
+    def _forget_the_runs(self) -> None:
+        """In a run's child: nothing of the other runs (their children, their count)."""
+        self.children = {}
+        self.next_id = 0
+        self.spare_deaths = 0
 
     def probe_layers(self) -> dict[str, bool]:
         """Fork one child that tries every layer and reports which ones took effect."""
@@ -173,13 +190,18 @@ class Template:
                 self._fork()
             self._send(ready)
             while True:
+                replacements = 0
                 for event in self._wait():
                     if event == "control":
                         if not self._on_messages():
                             return
                     else:
                         self._on_exit(event)
+                        replacements += 1  # forked below, once the events are handled
+                event = None  # no ended run's record on this frame when a child is forked
                 self._enforce_deadlines()
+                for _ in range(replacements):
+                    self._fork()
         except OSError:
             return  # the service is gone
         finally:
@@ -239,7 +261,8 @@ class Template:
             run.kill()
 
     def _on_exit(self, run: _Child) -> None:
-        """Reap a child that exited, tell the service how, and keep the spares complete."""
+        """Reap a child that exited and tell the service how; ``serve`` then forks its
+        replacement (a template whose spares keep dying gives up instead)."""
         _, status = os.waitpid(run.pid, 0)
         os.close(run.pidfd)
         del self.children[run.id]
@@ -255,8 +278,7 @@ class Template:
             }
         )
         if run.started:
-            self.spare_deaths = 0
-            self._fork()  # its replacement, now that the run is over
+            self.spare_deaths = 0  # replaced now that the run is over
             return
         # A child the service never started: dropped by it (its pipe closed, or "done"), or
         # dead on its own, which is a fault of this template when it repeats.
@@ -266,7 +288,6 @@ class Template:
             self.spare_deaths += 1
             if self.spare_deaths >= MAX_SPARE_DEATHS:
                 raise SystemExit(3)
-        self._fork()
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()

@@ -254,6 +254,29 @@ def test_a_child_keeps_no_descriptor_however_high(monkeypatch: pytest.MonkeyPatc
     assert high > 64 and answer == b"closed"
 
 
+def test_a_runs_child_holds_no_record_of_another_run() -> None:
+    """A child is forked by the template's serving loop and inherits its stack and heap: a
+    run out of the language layer read, through them, another owner's run in progress (its
+    pid, slot and deadline: when it started and its time limit), the run that had just
+    ended and how many came before (red-team pass EW). The script plays the service
+    against the real serving loop: one run left running, one ended, and the replacement
+    forked for it asked what it holds."""
+    out = subprocess.run(
+        [sys.executable, "-s", "-P", str(PROBE.with_name("template_leftovers.py"))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(ROOT),
+        env=TEMPLATE_ENV,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "records": [],
+        "on_stack": [],
+        "template": [{"children": [], "next_id": 0}],
+    }
+
+
 def test_the_filter_is_an_allow_list() -> None:
     text = describe()
     assert "# default action\n  action ERRNO(1);" in text  # whatever is not listed: EPERM

@@ -42,7 +42,7 @@ import string
 import sys
 import typing
 from collections.abc import Callable, Mapping
-from types import FunctionType, MappingProxyType
+from types import FunctionType, MappingProxyType, WrapperDescriptorType
 from typing import Any
 
 from tools.sandbox.caches import bounded_lru_cache, cached_property_for
@@ -51,6 +51,7 @@ from tools.sandbox.dataclassing import make_dataclasses_view
 from tools.sandbox.limits import (
     Arithmetic,
     SizeLimit,
+    class_attribute,
     defining_class,
     exact_kwargs,
     exact_len,
@@ -690,11 +691,41 @@ def _checked_number_of(func: Callable[[Any], Any], arith: Arithmetic) -> Callabl
     return call
 
 
+# The builtin classes with a C concatenation (``sq_concat``), and those that are sequences to
+# CPython (``sq_item``) besides the classes whose ``__getitem__`` is Python code.
+_CONCATENATING = (list, tuple, str, bytes, bytearray, collections.deque)
+_SEQUENCES = (*_CONCATENATING, range, memoryview)
+_DICT_SUBCLASS = 1 << 29  # Py_TPFLAGS_DICT_SUBCLASS
+
+
+def _is_sequence(value: Any) -> bool:
+    """CPython's ``PySequence_Check``, from the value's real class (never what it says of
+    itself): not a dict; a builtin sequence, or a class whose ``__getitem__`` is not a C
+    slot's (a builtin's that only maps, ``re.Match``'s, makes no sequence)."""
+    kind = type(value)
+    if kind.__flags__ & _DICT_SUBCLASS:
+        return False
+    if issubclass(kind, _SEQUENCES):
+        return True
+    getitem = class_attribute(kind, "__getitem__")
+    return getitem is not None and type(getitem) is not WrapperDescriptorType
+
+
 def _iconcat(arith: Arithmetic) -> Callable[[Any, Any], Any]:
     def iconcat(a: Any, b: Any) -> Any:
-        """``operator.iconcat``: ``a += b`` for sequences only (a mapping is none), as
-        CPython's C check decides."""
-        if isinstance(a, dict) or defining_class(type(a), "__getitem__") is None:
+        """``operator.iconcat``: ``a += b`` as CPython's ``PySequence_InPlaceConcat`` decides
+        it: a builtin sequence concatenates as its class does, anything else only when both
+        are sequences (a class of the program's with ``__getitem__`` and ``__iadd__`` was
+        handed a number, red-team pass EV), checked as the statement is."""
+        if not issubclass(type(a), _CONCATENATING) and not (
+            _is_sequence(a)
+            and _is_sequence(b)
+            and (
+                defining_class(type(a), "__iadd__")
+                or defining_class(type(a), "__add__")
+                or defining_class(type(b), "__radd__")
+            )
+        ):  # nothing would add them: C's "can't be concatenated", not the operator's error
             raise TypeError(f"'{type(a).__name__}' object can't be concatenated")
         return arith.inplace("+=", a, b)
 

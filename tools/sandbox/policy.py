@@ -56,6 +56,7 @@ from tools.sandbox.limits import (
     OutputLimit,
     ResourceLimit,
     SizeLimit,
+    class_attribute,
     class_namespace,
     defining_class,
     exact_kwargs,
@@ -249,6 +250,8 @@ def _group_name(group: Any) -> Any:
         return str.__str__(group)
     if hasattr(type(group), "__index__"):
         return operator.index(group)
+    if class_attribute(type(group), "__hash__") is None:  # as CPython's lookup of the name
+        raise TypeError(f"unhashable type: '{type(group).__name__}'")  # says (pass EV)
     raise IndexError("no such group")
 
 

@@ -4406,6 +4406,25 @@ async def test_a_match_answers_as_ever(box: Sandbox) -> None:
     ], res
 
 
+async def test_a_match_refuses_an_unhashable_group_as_cpython_does(box: Sandbox) -> None:
+    """CPython looks a group that is no int up among the names: an unhashable one is a
+    ``TypeError``, anything else not found an ``IndexError`` (pass EV: both were the
+    latter); the program's own ``__eq__`` still never runs."""
+    res = await box.run(
+        "import re\nm = re.match('(?P<a>x)', 'x')\nclass H:\n    __hash__ = None\nout = []\n"
+        "for g in ([1], {1}, H(), 1.5, 'zz'):\n    try:\n        m.group(g)\n"
+        "    except Exception as e:\n        out.append(f'{type(e).__name__}: {e}')\n"
+        "result = out"
+    )
+    assert res.value == [
+        "TypeError: unhashable type: 'list'",
+        "TypeError: unhashable type: 'set'",
+        "TypeError: unhashable type: 'H'",
+        "IndexError: no such group",
+        "IndexError: no such group",
+    ], res
+
+
 async def test_aliases_work_as_ever(box: Sandbox) -> None:
     res = await box.run(
         "import typing, collections\nD = typing.Dict[str, int]\nx = []\n"

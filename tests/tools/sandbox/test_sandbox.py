@@ -294,6 +294,51 @@ async def test_private_names_on_the_programs_objects_read_as_in_python(sandbox: 
     ], res
 
 
+ICONCAT_CASES = """
+import operator, collections
+class Seq:
+    def __init__(self):
+        self.items = []
+    def __getitem__(self, i):
+        return self.items[i]
+    def __iadd__(self, other):
+        self.items.append(type(other).__name__)
+        return self
+out = []
+for a, b in [(Seq(), 5), (Seq(), {1}), (Seq(), collections.Counter("a")), (Seq(), Seq()),
+             (Seq(), "ab"), ([1], {2}), ((1,), [2]), ("a", 5), (range(2), [1]),
+             (collections.ChainMap({}), [1]), (collections.Counter("a"), [1])]:
+    try:
+        got = operator.iconcat(a, b)
+        out.append(got.items if type(got) is Seq else got)
+    except TypeError as e:
+        out.append(str(e))
+result = out
+"""
+
+
+async def test_iconcat_concatenates_what_cpython_does(sandbox: Sandbox) -> None:
+    """``operator.iconcat`` decides as CPython's C ``PySequence_InPlaceConcat``: a builtin
+    sequence concatenates as its class does, anything else only when both operands are
+    sequences and one of them adds; a class of the program's with ``__getitem__`` and
+    ``__iadd__`` was handed a number, a set, a Counter (red-team pass EV). The expected
+    answers are CPython 3.11's."""
+    res = await sandbox.run(ICONCAT_CASES)
+    assert res.value == [
+        "'Seq' object can't be concatenated",
+        "'Seq' object can't be concatenated",
+        "'Seq' object can't be concatenated",
+        ["Seq"],
+        ["str"],
+        [1, 2],
+        'can only concatenate tuple (not "list") to tuple',
+        'can only concatenate str (not "int") to str',
+        "'range' object can't be concatenated",
+        "'ChainMap' object can't be concatenated",
+        "'Counter' object can't be concatenated",
+    ], res
+
+
 async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
     """Pass EP: the in-place family of ``operator`` past ``iadd``, a few ``typing`` names, and
     a refusal that says what to write instead."""

@@ -30,6 +30,7 @@ from service.store import ACTIVE, BadCursor
 from service.strict_json import StrictJSONRoute
 
 router = APIRouter(route_class=StrictJSONRoute)
+MAX_EVENT_ID = 1_000_000  # the last event a replay may start after (`after`, `Last-Event-ID`)
 RunId = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f]+$")]
 
 
@@ -130,7 +131,7 @@ async def run_events(
     state: State,
     owner: Owner,
     run_id: RunId,
-    after: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID)] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> EventSourceResponse:
     await _run(state, owner, run_id)
@@ -182,11 +183,16 @@ async def _run(state: AppState, owner: str, run_id: str) -> dict[str, Any]:
 
 
 def _last_event_id(value: str | None) -> int:
+    """The header as ``after``: ASCII digits within ``after``'s bound (``str.isdigit`` passed
+    "²", which ``int`` refuses, and 20 digits overflowed the store's integer: pass EY)."""
     if value is None or not value.strip():
         return 0
-    if not value.strip().isdigit():
-        raise ProblemError(422, "Last-Event-ID must be an event's sequence number")
-    return int(value)
+    digits = value.strip()
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_EVENT_ID:
+        raise ProblemError(
+            422, f"Last-Event-ID must be an event's sequence number (0 to {MAX_EVENT_ID:,})"
+        )
+    return int(digits)
 
 
 async def _replay(state: AppState, run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:

@@ -103,6 +103,12 @@ async def test_a_background_run_is_accepted_then_read_and_replayed(app_client: A
             )
             by_query = sse((await client.get(f"/runs/{run_id}/events?after={n}")).text)
             assert by_header == by_query == replay[n:]
+        # digits to str.isdigit that int() refuses ("²", a 500), and past the store's integers
+        # (an aborted stream): a 422 that says what to send (pass EY)
+        for bad in (b"\xb2", b"99999999999999999999", b"1000001", b"-1", b"1.5", b"\xd9\xa3"):
+            refused = await client.get(f"/runs/{run_id}/events", headers={"last-event-id": bad})
+            assert refused.status_code == 422, (bad, refused.text)
+            assert "sequence number (0 to 1,000,000)" in refused.json()["detail"], refused.text
         listed = (await client.get("/runs")).json()
         assert [r["run_id"] for r in listed["runs"]] == [run_id]
         assert (await client.get("/runs?status=running")).json()["runs"] == []

@@ -9,10 +9,11 @@ client that waits for it, or follows its events, only reads; cancelling is expli
 started in the background.
 
 One active run per thread: ``submit`` refuses a second one (``ThreadBusy``, HTTP 409) while
-this process or the store knows of one. When the service stops (SIGTERM), it admits no new
-run (503), lets the runs going finish for ``SHUTDOWN_GRACE_S``, then cancels the rest and
-stores them as ``interrupted``; runs left active by a process that died are marked
-``interrupted`` at start-up (``RunStore.mark_interrupted``).
+this process or the store knows of one, decided for good in the transaction that records the
+run (another worker's run starting in the same thread is seen there). When the service stops
+(SIGTERM), it admits no new run (503), lets the runs going finish for ``SHUTDOWN_GRACE_S``,
+then cancels the rest and stores them as ``interrupted``; runs left active by a process that
+died are marked ``interrupted`` at start-up (``RunStore.mark_interrupted``).
 """
 
 from __future__ import annotations
@@ -26,21 +27,13 @@ import structlog
 from service.admission import Admission
 from service.errors import ProblemError
 from service.runner import Event, RunSession
-from service.store import ACTIVE, RunStore, StoreUnavailable
+from service.store import ACTIVE, RunStore, StoreUnavailable, ThreadBusy
 from tools import sandbox
 
 log = structlog.get_logger(__name__)
 FOLLOW_POLL_S = 0.5  # how often a run running elsewhere (another replica) is re-read
 CANCEL_POLL_S = 0.5  # how often this process looks for cancels asked of another
 CANCEL_WAIT_S = 10.0  # how long a cancel asked of another process waits for its answer
-
-
-class ThreadBusy(Exception):
-    """The thread already has a run in progress."""
-
-    def __init__(self, thread_id: str, run_id: str) -> None:
-        super().__init__(f"thread {thread_id} already has a run in progress: {run_id}")
-        self.run_id = run_id
 
 
 class RunNotActive(Exception):

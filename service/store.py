@@ -49,6 +49,7 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     delete,
+    event,
     func,
     inspect,
     or_,
@@ -240,6 +241,14 @@ class ThreadActive(Exception):
         self.run_id = run_id
 
 
+class ThreadBusy(Exception):
+    """The thread already has a run in progress (HTTP 409)."""
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__(f"thread {thread_id} already has a run in progress: {run_id}")
+        self.run_id = run_id
+
+
 class ThreadGone(LookupError):
     """A run's thread was deleted before the run could be recorded (HTTP 404)."""
 
@@ -334,6 +343,8 @@ class RunStore:
         # and the ping cost each use a round trip to aiosqlite's thread (read CPU 2.8 -> 1.5 ms).
         ping = not self.sqlite
         self._engine: AsyncEngine = create_async_engine(url, pool_pre_ping=ping, **options)
+        if self.sqlite:
+            _begin_writes_at_once(self._engine)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         # SQLite takes one writer at a time and lets a waiting one give up ("database is
         # locked", found with 8 runs at a time on a loaded machine): this process's writes
@@ -419,14 +430,24 @@ class RunStore:
             thread_id=thread_id,
         )
         async with self._write() as session:
-            if thread_id is not None:  # still there, and kept until this run is recorded
+            if thread_id is not None:  # still there, idle, and kept so until this is recorded
                 held = await session.scalar(
                     select(ThreadRecord.thread_id)
                     .where(ThreadRecord.thread_id == thread_id)
-                    .with_for_update(read=True)
+                    .with_for_update()
                 )
                 if held is None:
                     raise ThreadGone(f"thread {thread_id} was deleted")
+                # Decided here, in the transaction that records the run, with the thread's
+                # row locked: a process's own check before it could not see another worker's
+                # run starting in the same thread, and both ran (red-team pass EY).
+                active = await session.scalar(
+                    select(RunRecord.run_id)
+                    .where(RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE))
+                    .limit(1)
+                )
+                if active is not None:
+                    raise ThreadBusy(thread_id, active)
             session.add(record)
 
     @_detached
@@ -792,7 +813,30 @@ class RunStore:
         async with lock, self._sessions() as session:
             with _translated():
                 async with session.begin():
+                    if self.sqlite:  # see _begin_writes_at_once
+                        await session.connection(execution_options={_IMMEDIATE: True})
                     yield session
+
+
+_IMMEDIATE = "reactpal_sqlite_immediate"  # an execution option: this transaction writes
+
+
+def _begin_writes_at_once(engine: AsyncEngine) -> None:
+    """SQLite: a write transaction takes the database's write lock when it begins (``BEGIN
+    IMMEDIATE``), so what it reads before it writes is what it writes on, whatever another
+    process (``WORKERS``) does meanwhile; a read begins as SQLite's default does. Python's
+    driver would begin each transaction itself, only at its first write: two workers both
+    found a thread idle and both started a run in it, and a thread deleted while a run was
+    recorded in it lost that run (red-team pass EY). SQLAlchemy's recipe for the driver."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        writes = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def _page(statement: Any, moment: Any, key: Any, cursor: str | None, limit: int) -> Any:

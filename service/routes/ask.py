@@ -24,9 +24,10 @@ from service.deps import SSE_SEND_TIMEOUT_S, Client, Owner, State
 from service.errors import ProblemError, problem_responses
 from service.export import answering_program, memory_record
 from service.runner import FAILURE_STATUS, MeteredLLM, RunSession
-from service.runs import CLIENT_GONE, ThreadBusy
+from service.runs import CLIENT_GONE
 from service.schemas import AskRequest, AskResponse, RunAccepted
 from service.state import AppState
+from service.store import ThreadBusy
 from service.strict_json import StrictJSONRoute
 from tools.retrieve.tool import RetrieveAction, Scope
 

@@ -178,6 +178,47 @@ async def test_a_thread_is_never_deleted_under_a_run_that_started_in_it(
         await store.aclose()
 
 
+async def test_two_workers_never_run_two_runs_in_one_thread_nor_lose_one(
+    database_url: str,
+) -> None:
+    """Two stores on one database, as two workers (``WORKERS=2``) hold: each process checked
+    the thread for a run in progress on its own, and on SQLite its transaction took the
+    write lock only at its first write, so both found the thread idle and both ran a run in
+    it; a run recorded while another worker deleted its thread was lost (red-team pass EY).
+    Racing: one run in the thread, the other refused; the run in its thread, or neither."""
+    first, second = RunStore(database_url), RunStore(database_url)
+    await first.start()
+    await second.start()
+    try:
+        for n in range(20):
+            thread = f"{n:032d}"
+            await first.create_thread(thread, "owner", {})
+            results = await asyncio.gather(
+                first.create(f"{n + 100:032d}", "react", "q", owner="owner", thread_id=thread),
+                second.create(f"{n + 200:032d}", "react", "q", owner="owner", thread_id=thread),
+                return_exceptions=True,
+            )
+            assert sorted(type(r).__name__ for r in results) == ["NoneType", "ThreadBusy"]
+            assert len([r for r in await first.thread_runs(thread)]) == 1
+        for n in range(20, 40):
+            thread, run_id = f"{n:032d}", f"{n + 100:032d}"
+            await first.create_thread(thread, "owner", {})
+            results = await asyncio.gather(
+                first.create(run_id, "react", "q", owner="owner", thread_id=thread),
+                second.delete_thread(thread, "owner"),
+                return_exceptions=True,
+            )
+            run = await first.get(run_id)
+            if isinstance(results[1], ThreadActive):
+                assert run is not None and run["thread_id"] == thread
+            else:
+                assert results[1] is True and run is None, results
+                assert isinstance(results[0], ThreadGone), results
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
 async def test_retention_deletes_what_is_older_and_keeps_threads_whole(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,8 +59,11 @@ async def test_pages_of_runs_are_newest_first_and_scoped_to_the_owner(tmp_path: 
     await store.start()
     try:
         await store.create_thread("t1", "alice", {})  # a run is recorded in a thread that is
-        for n in range(5):
-            await store.create(f"{n:032x}", "react", f"q{n}", owner="alice", thread_id="t1")
+        for n in range(5):  # one run in progress in a thread at a time: the last one
+            status = "running" if n == 4 else "finished"
+            await store.create(
+                f"{n:032x}", "react", f"q{n}", owner="alice", thread_id="t1", status=status
+            )
         await store.create("f" * 32, "react", "other", owner="bob")
         seen: list[str] = []
         cursor = None
@@ -72,7 +75,7 @@ async def test_pages_of_runs_are_newest_first_and_scoped_to_the_owner(tmp_path: 
         assert seen == ["q4", "q3", "q2", "q1", "q0"]
         assert await store.get("f" * 32, owner="alice") is None
         assert await store.active_run("t1") is not None
-        assert await store.mark_interrupted() == 6
+        assert await store.mark_interrupted() == 2  # alice's last and bob's
         assert await store.active_run("t1") is None
         with pytest.raises(BadCursor):
             await store.list_runs("alice", cursor="not-a-cursor")

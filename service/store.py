@@ -355,7 +355,8 @@ class RunStore:
     async def start(self) -> None:
         """Apply the migrations, then mark the runs a dead process left unfinished."""
         with _translated():
-            async with self._engine.begin() as conn:
+            writing = self._engine.execution_options(**{_IMMEDIATE: True})
+            async with writing.begin() as conn:
                 if not self.sqlite:  # replicas starting together take turns (SQLite locks)
                     await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
                 await conn.run_sync(migrate)
@@ -824,10 +825,10 @@ _IMMEDIATE = "reactpal_sqlite_immediate"  # an execution option: this transactio
 def _begin_writes_at_once(engine: AsyncEngine) -> None:
     """SQLite: a write transaction takes the database's write lock when it begins (``BEGIN
     IMMEDIATE``), so what it reads before it writes is what it writes on, whatever another
-    process (``WORKERS``) does meanwhile; a read begins as SQLite's default does. Python's
-    driver would begin each transaction itself, only at its first write: two workers both
-    found a thread idle and both started a run in it, and a thread deleted while a run was
-    recorded in it lost that run (red-team pass EY). SQLAlchemy's recipe for the driver."""
+    process (``WORKERS``) does meanwhile; a read runs as it did under Python's driver, each
+    statement on its own. The driver began a transaction itself, only at its first write: two
+    workers both found a thread idle and both started a run in it, and a thread deleted
+    while a run was recorded in it lost that run (red-team pass EY). SQLAlchemy's recipe."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
@@ -835,8 +836,8 @@ def _begin_writes_at_once(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Connection) -> None:
-        writes = connection.get_execution_options().get(_IMMEDIATE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+        if connection.get_execution_options().get(_IMMEDIATE, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _page(statement: Any, moment: Any, key: Any, cursor: str | None, limit: int) -> Any:

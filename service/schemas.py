@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -42,6 +43,24 @@ def _integral(value: object) -> object:
 
 # After the bounds, so that the published schema keeps them as minimum and maximum.
 Integral = BeforeValidator(_integral)
+
+
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _storable(value: str) -> str:
+    """Text kept as sent: NUL (which Postgres refuses) and lone surrogates (which no UTF-8
+    encoder takes) are refused, never stored as U+FFFD behind the client's back (a thread's
+    label with a NUL came back altered: red-team pass EY)."""
+    if found := _UNSTORABLE.search(value):
+        raise ValueError(
+            f"holds U+{ord(found.group()):04X} at {found.start()}, which cannot be stored"
+        )
+    return value
+
+
+# A client's own text that is stored and shown back as it was sent.
+StorableStr = Annotated[str, AfterValidator(_storable)]
 
 
 def _not_a_bool(value: object) -> object:
@@ -194,8 +213,8 @@ class FeedbackRequest(BaseModel):
         None, description="-1: a bad answer; 1: a good one."
     )
     rating: Annotated[int, Field(ge=1, le=5), Integral] | None = None
-    comment: str | None = Field(None, max_length=4000)
-    correction: str | None = Field(
+    comment: StorableStr | None = Field(None, max_length=4000)
+    correction: StorableStr | None = Field(
         None, min_length=1, max_length=4000, description="The right answer, when it was wrong."
     )
 
@@ -213,8 +232,8 @@ class ThreadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     metadata: dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=64)],
-        Annotated[str, StringConstraints(max_length=500)],
+        Annotated[StorableStr, StringConstraints(min_length=1, max_length=64)],
+        Annotated[StorableStr, StringConstraints(max_length=500)],
     ] = Field(default_factory=dict, max_length=16, description="Your own labels (strings).")
 
 
@@ -283,7 +302,7 @@ class CollectionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: CollectionName = Field(description="Letters, digits, `.`, `_`, `-`; at most 64.")
-    description: str = Field("", max_length=2000, description="What the collection holds.")
+    description: StorableStr = Field("", max_length=2000, description="What the collection holds.")
 
 
 class Collection(BaseModel):

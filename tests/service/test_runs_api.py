@@ -247,6 +247,36 @@ async def test_a_timeout_keeps_the_steps_and_the_true_usage(app_client: AppFacto
         assert run["steps"][0]["observation"] == "42"
 
 
+async def test_text_the_store_would_alter_is_refused_not_altered(app_client: AppFactory) -> None:
+    """A client's own labels, feedback and descriptions are stored as sent or refused: NUL
+    and lone surrogates were stored as U+FFFD, and a thread's label came back other than it
+    was sent (red-team pass EY)."""
+    async with app_client(FakeOpenAI(default=FINISH)) as client:
+        headers = {"content-type": "application/json"}
+        for body in (
+            '{"metadata": {"user": "a\\u0000b"}}',
+            '{"metadata": {"a\\u0000": "b"}}',
+            '{"metadata": {"user": "\\ud800"}}',
+        ):
+            refused = await client.post("/threads", content=body, headers=headers)
+            assert refused.status_code == 422, (body, refused.text)
+            assert "cannot be stored" in refused.text, refused.text
+        kept = await client.post("/threads", json={"metadata": {"user": "a\tb \u00e9"}})
+        thread = kept.json()["thread_id"]
+        assert (await client.get(f"/threads/{thread}")).json()["metadata"] == {
+            "user": "a\tb \u00e9"
+        }
+        run_id = (await client.post("/ask", json={"question": "q"})).json()["run_id"]
+        refused = await client.post(
+            f"/runs/{run_id}/feedback", content='{"comment": "x\\u0000"}', headers=headers
+        )
+        assert refused.status_code == 422 and "cannot be stored" in refused.text, refused.text
+        refused = await client.post(
+            "/collections", content='{"name": "c", "description": "\\u0000"}', headers=headers
+        )
+        assert refused.status_code == 422 and "cannot be stored" in refused.text, refused.text
+
+
 async def test_a_thread_remembers_its_turns(app_client: AppFactory) -> None:
     fake = FakeOpenAI(
         script=lambda request: (

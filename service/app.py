@@ -235,9 +235,9 @@ def create_app(
 
 
 def _describe_deployment(app: FastAPI, settings: Settings) -> None:
-    """The OpenAPI description states this server's question-length limit, not the widest one
-    a setting allows, so a client (and the schema fuzzing) sees the limit it will meet (the
-    PAL samples limit applies in pal mode only, which a schema field cannot say); and it
+    """The OpenAPI description states this server's question-length and samples limits, not
+    the widest ones a setting allows, so a client (and the schema fuzzing) sees the limits it
+    will meet (``samples`` was published as 64 and refused past 8: red-team pass EY); and it
     declares the bearer key only when ``AGENT_API_KEYS`` is set, since without keys none is
     needed."""
     generate = app.openapi
@@ -247,6 +247,7 @@ def _describe_deployment(app: FastAPI, settings: Settings) -> None:
             schema = generate()
             fields = schema["components"]["schemas"]["AskRequest"]["properties"]
             fields["question"]["maxLength"] = settings.max_question_chars
+            fields["samples"]["maximum"] = settings.max_samples
             if not settings.agent_api_keys:
                 schema["components"].pop("securitySchemes", None)
                 for operations in schema["paths"].values():

@@ -218,17 +218,14 @@ def _run_spec(body: AskRequest, state: AppState) -> RunSpec:
         raise ProblemError(
             403, f"{exc}; a request can narrow the allow-list, not widen it"
         ) from exc
-    if body.mode == "pal":
-        if "python" not in actions:
-            if "python" in resolve_actions(settings.allowed_actions, None):  # the request's own
-                raise ProblemError(
-                    422, "pal mode runs a program: include 'python' in actions, or leave it out"
-                )
-            raise ProblemError(403, "pal mode runs a program, but 'python' is not allowed")
-        if body.samples > settings.max_samples:
+    if body.mode == "pal" and "python" not in actions:
+        if "python" in resolve_actions(settings.allowed_actions, None):  # the request's own
             raise ProblemError(
-                422, f"samples is above the server's limit of {settings.max_samples}"
+                422, "pal mode runs a program: include 'python' in actions, or leave it out"
             )
+        raise ProblemError(403, "pal mode runs a program, but 'python' is not allowed")
+    if body.samples > settings.max_samples:  # in any mode: the schema publishes the limit
+        raise ProblemError(422, f"samples is above the server's limit of {settings.max_samples}")
     policy = RunPolicy(
         allowed=actions,
         max_steps=int(

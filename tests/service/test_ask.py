@@ -375,6 +375,23 @@ async def test_one_question_limit_published_and_enforced(app_client: AppFactory)
         assert (await c.post("/ask", json={"question": "x" * 500})).status_code == 200
 
 
+async def test_the_samples_limit_is_published_and_enforced_in_any_mode(
+    app_client: AppFactory,
+) -> None:
+    """Pass EY: the schema said 64 and the server refused past 8 (in pal mode only)."""
+    async with app_client(FakeOpenAI(default="Action: finish[x]"), max_samples=3) as c:
+        schema = (await c.get("/openapi.json")).json()
+        assert schema["components"]["schemas"]["AskRequest"]["properties"]["samples"] == {
+            **schema["components"]["schemas"]["AskRequest"]["properties"]["samples"],
+            "maximum": 3,
+        }
+        for mode in ("pal", "react"):
+            response = await c.post("/ask", json={"question": "q", "mode": mode, "samples": 4})
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"] == "samples is above the server's limit of 3"
+        assert (await c.post("/ask", json={"question": "q", "samples": 3})).status_code == 200
+
+
 class OfflineSearch(FakeSearchProvider):
     """A provider whose engine cannot be reached, as on a machine with no internet."""
 

@@ -232,7 +232,7 @@ def _over_a_server_limit(body: object) -> str | None:
         return "must not be blank"
     if len(question) > SETTINGS.max_question_chars:
         return "longer than the limit"
-    if body.get("mode") == "pal" and body.get("samples", 1) > SETTINGS.max_samples:
+    if body.get("samples", 1) > SETTINGS.max_samples:
         return "above the server's limit"
     return None
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from agents.errors import LLMError, LLMTimeout
 from service.deps import State
@@ -51,6 +51,18 @@ async def readyz(request: Request, state: State) -> JSONResponse:
         }
         body["checks"] = {**backends.checks, "sandbox": sandbox}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+# HEAD as well, as RFC 9110 has it wherever GET is served (some load balancers probe with
+# it: 405 before, pass EY); the same status, no body, outside the published schema.
+@router.head("/healthz", include_in_schema=False)
+async def healthz_head() -> Response:
+    return Response(status_code=200)
+
+
+@router.head("/readyz", include_in_schema=False)
+async def readyz_head(request: Request, state: State) -> Response:
+    return Response(status_code=(await readyz(request, state)).status_code)
 
 
 async def _check_backends(state: AppState) -> BackendChecks:

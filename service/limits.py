@@ -67,13 +67,25 @@ class BodySizeLimit:
                     raise _TooLarge
             return message
 
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _refuse(max_bytes, scope, receive, send)
-        except _TooSlow:
-            detail = f"the request body did not arrive within {self.timeout_s:g} s"
-            await problem(408, detail, headers={"Connection": "close"})(scope, receive, send)
+            await self.app(scope, limited, sending)
+        except (_TooLarge, _TooSlow) as exc:
+            if started:  # a stream read the body late (a GET's, for a disconnect): too late
+                # for a 413 or 408; the response ends here (ASGI refused a second start, pass
+                # EY), and the client resumes it as after any cut
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif isinstance(exc, _TooLarge):
+                await _refuse(max_bytes, scope, receive, send)
+            else:
+                detail = f"the request body did not arrive within {self.timeout_s:g} s"
+                await problem(408, detail, headers={"Connection": "close"})(scope, receive, send)
 
 
 async def _refuse(max_bytes: int, scope: Scope, receive: Receive, send: Send) -> None:

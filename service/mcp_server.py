@@ -127,9 +127,9 @@ async def _run(
         else:
             session = await _submit_program(body, program, state, _owner(request), client)
     except ValidationError as exc:
-        raise ToolError(_validation_message(exc)) from None
+        raise ToolError(_as_asked(_validation_message(exc), program)) from None
     except ProblemError as exc:
-        raise ToolError(str(exc.detail)) from None
+        raise ToolError(_as_asked(str(exc.detail), program)) from None
     try:
         await session.done.wait()
     except asyncio.CancelledError:
@@ -145,6 +145,12 @@ def _client_of(request: Request) -> str:
 
 def _owner(request: Request) -> str:
     return owner_of(request.scope.get(CLIENT))
+
+
+def _as_asked(message: str, program: str | None) -> str:
+    """An error in the words of the tool that was called: ``python``'s program is checked as
+    a question is, and its errors spoke of a "question" (red-team pass EY)."""
+    return message if program is None else message.replace("question", "code")
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -113,6 +113,16 @@ async def test_a_program_too_long_for_the_sandbox_is_refused_unrecorded(
         assert (await http.get("/runs")).json()["runs"] == []
 
 
+async def test_a_programs_errors_speak_of_code(app_client: AppFactory) -> None:
+    """Pass EY: the python tool's program is checked as a question is, and its errors said
+    "invalid question: question must not be blank"."""
+    async with app_client(react_fake()) as http, mcp_client(http) as client:
+        for code, said in (("   ", "code must not be blank"), ("x\x00", "code contains")):
+            result = await client.call_tool("python", {"code": code})
+            text = result.content[0].text  # type: ignore[union-attr]
+            assert result.is_error and said in text and "question" not in text, text
+
+
 async def test_no_stream_is_opened_from_server_to_client(app_client: AppFactory) -> None:
     """Pass CV: stateless, the server never sends anything on GET's stream, which the SDK
     kept open for ever with pings: a 405, as the specification allows."""

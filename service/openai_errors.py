@@ -167,8 +167,10 @@ def invalid_request(
 ) -> OpenAIError:
     """A validation failure as a 400 that says what is wrong, and where (``param``)."""
     found: dict[str, str] = {}
-    # Our own refusals (value errors) say more than a union member's type mismatch.
-    for error in sorted(errors, key=lambda e: e.get("type") != "value_error"):
+    # Our own refusals (value errors) say more than a union member's type mismatch, and so
+    # does the member that was meant: a list of parts of the wrong kind, or none (an image
+    # part was "Input should be a valid string", the text member's complaint: pass EY).
+    for error in sorted(errors, key=_telling):
         whole_body = error.get("type") == "json_invalid" or tuple(error["loc"]) == ("body",)
         where = param or ("" if whole_body else _param(tuple(error["loc"])))
         found.setdefault(where, _why(error, request))
@@ -178,9 +180,16 @@ def invalid_request(
     return OpenAIError(400, detail or "invalid request", param=first or None)
 
 
+def _telling(error: ErrorDetails) -> int:
+    """How much an error says of what the client meant: lower first."""
+    return {"value_error": 0, "literal_error": 1, "too_short": 1}.get(error.get("type", ""), 2)
+
+
 def _why(error: ErrorDetails, request: Request) -> str:
     kind = error.get("type")
     context = error.get("ctx") or {}
+    if kind == "literal_error" and error["loc"][-1:] == ("type",) and "content" in error["loc"]:
+        return f"only text content parts are supported, not {error.get('input')!r}"
     if kind == "json_invalid":  # where, and why: "at character 12 (duplicate key 'model')"
         at = error["loc"][1] if len(error["loc"]) > 1 else None
         where = f" at character {at}" if isinstance(at, int) and at > 0 else ""

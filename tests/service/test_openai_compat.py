@@ -235,6 +235,19 @@ async def test_errors_are_the_sdks_typed_exceptions(app_client: AppFactory) -> N
             ),
             "messages.[0].content": ({"messages": [_user("   ")]}, "must not be blank"),
         }
+        image = {"type": "image_url", "image_url": {"url": "data:,"}}
+        parts: dict[str, tuple[dict[str, Any], str]] = {  # pass EY: "a valid string"
+            "image": (
+                {"messages": [{"role": "user", "content": [image]}]},
+                "only text content parts are supported, not 'image_url'",
+            ),
+            "none": ({"messages": [{"role": "user", "content": []}]}, "at least 1 item"),
+        }
+        for kind, (change, says) in parts.items():
+            with pytest.raises(openai.BadRequestError) as bad:
+                await client.chat.completions.create(**{**ask, **change})
+            assert bad.value.param == "messages.[0].content", (kind, bad.value.body)
+            assert says in bad.value.message, (kind, bad.value.message)
         for param, (change, says) in refused.items():
             with pytest.raises(openai.BadRequestError) as bad:
                 await client.chat.completions.create(**{**ask, **change})

@@ -298,7 +298,11 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, str | 
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise ProblemError(422, "the multipart body has no file field named 'file'")
+            raise ProblemError(  # a part cut off (no closing boundary) is no field at all
+                422,
+                "the multipart body has no complete file field named 'file' "
+                "(a part without its closing boundary is not read)",
+            )
         data = await upload.read(limit + 1)
         if len(data) > limit:
             raise ProblemError(413, f"the document is larger than {limit} bytes")

@@ -51,7 +51,13 @@ from agents.llm.base import LLM, ChatMessage, Choice, ToolCall, ToolSpec, Usage
 from agents.memory import Memory
 from agents.policy import FINISH, RunPolicy, truncated
 from agents.react import prompt
-from agents.react.parser import ParsedStep, is_prose, parse_completion, parse_json_step
+from agents.react.parser import (
+    ParsedStep,
+    is_prose,
+    newlines_in_strings_escaped,
+    parse_completion,
+    parse_json_step,
+)
 from agents.untrusted import defang_template_tokens, untrusted_text
 from tools.base import Tool, ToolError, ToolOutput, cited_sources
 
@@ -447,4 +453,6 @@ def _from_tool_call(call: ToolCall, text: str, docs: list[prompt.ActionDoc]) -> 
         value = str(raw)
     else:
         raise ParseError(f"the arguments of {name} must be a JSON object")
+    if name == "python":  # JSON read a '\n' the model meant for Python (parse_json_step)
+        value = newlines_in_strings_escaped(value)
     return ParsedStep(text.strip(), name, value)

@@ -172,11 +172,60 @@ def parse_json_step(text: str) -> ParsedStep:
         action_input = raw_input
     else:
         action_input = json.dumps(raw_input, ensure_ascii=False)
-    return ParsedStep(
-        thought.strip() if isinstance(thought, str) else "",
-        action.strip().lower(),
-        _clean(_unfence(action_input)),
-    )
+    name = action.strip().lower()
+    action_input = _clean(_unfence(action_input))
+    if name == "python":
+        action_input = newlines_in_strings_escaped(action_input)
+    return ParsedStep(thought.strip() if isinstance(thought, str) else "", name, action_input)
+
+
+def newlines_in_strings_escaped(code: str) -> str:
+    """``code`` with each line break inside a one-line string literal written as ``\\n``.
+
+    In JSON, ``"'\\n'.join(parts)"`` is quote, line break, quote: a small model writing a
+    program in a JSON step (or a tool call's arguments) means Python's ``'\\n'`` and gets an
+    unterminated string, and it cannot see why from its own JSON (the 1.5B model repeated
+    it to the step limit, red-team pass EZ). A line break inside a one-line string is never
+    valid Python, so nothing valid changes: strings are found as Python's tokenizer finds
+    them (prefixes, escapes, triple quotes, comments), and a backslash before the break is
+    a line continuation, kept."""
+    if "\n" not in code or ("'" not in code and '"' not in code):
+        return code
+    out: list[str] = []
+    i, n = 0, len(code)
+    quote: str | None = None  # the open string's delimiter: ' " ''' """
+    while i < n:
+        char = code[i]
+        if quote is None:
+            if char == "#":  # a comment, to its line's end
+                end = code.find("\n", i)
+                end = n if end < 0 else end
+                out.append(code[i:end])
+                i = end
+                continue
+            if char in "'\"":
+                quote = char * 3 if code.startswith(char * 3, i) else char
+                out.append(quote)
+                i += len(quote)
+                continue
+            out.append(char)
+            i += 1
+            continue
+        if char == "\\":  # an escape, or a line continuation: the next character is kept
+            out.append(code[i : i + 2])
+            i += 2
+            continue
+        if code.startswith(quote, i):
+            out.append(quote)
+            i += len(quote)
+            quote = None
+            continue
+        if char == "\n" and len(quote) == 1:
+            out.append("\\n")  # what the model wrote, before JSON read it
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
 
 
 _IDENT_FULL = re.compile(_IDENT)

@@ -4,6 +4,8 @@ ReAct loop around it behaves as with the text protocol (the same policy, refusal
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +13,7 @@ from agents.errors import ParseError
 from agents.events import ObservationEvent
 from agents.react import ReActAgent, prompt
 from agents.react.loop import TOOLS_IGNORED
-from agents.react.parser import parse_json_step
+from agents.react.parser import newlines_in_strings_escaped, parse_json_step
 from tests.agents.react.test_loop import RecordingTool, collect, final, policy
 from tests.fakes import FakeOpenAI, ToolCallReply, make_llm
 
@@ -148,3 +150,56 @@ def test_parse_json_step_reads_what_servers_send(text: str, expected: tuple[str,
 def test_parse_json_step_refuses_what_is_not_a_step(text: str) -> None:
     with pytest.raises(ParseError):
         parse_json_step(text)
+
+
+# What the 1.5B default model wrote under the JSON protocol through the real service
+# (red-team pass EZ; data/README.md): each completion's parse, reviewed.
+JSON_MODEL = Path(__file__).parent / "data" / "json_model_completions.jsonl"
+JSON_WRITTEN = [json.loads(line) for line in JSON_MODEL.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_json_model_fixtures_are_there() -> None:
+    assert len(JSON_WRITTEN) >= 30
+
+
+@pytest.mark.parametrize(
+    "row", JSON_WRITTEN, ids=lambda row: f"{row['question'][:24]}-{row['turn']}"
+)
+def test_what_the_model_wrote_in_json_parses_as_reviewed(row: dict[str, Any]) -> None:
+    expected = row["expected"]
+    if "parse_error" in expected:
+        with pytest.raises(ParseError):
+            parse_json_step(row["completion"])
+        return
+    step = parse_json_step(row["completion"])
+    assert (step.action, step.action_input) == (expected["action"], expected["action_input"])
+    if step.action == "python":  # what the model meant is a program: '\n' in a string
+        compile(step.action_input, "<step>", "exec")  # had arrived as a line break (pass EZ)
+
+
+@pytest.mark.parametrize(
+    ("code", "meant"),
+    [
+        ("r = '\n'.join(p)", "r = '\\n'.join(p)"),
+        ('print("a\nb", end="\n")', 'print("a\\nb", end="\\n")'),
+        ("s = '''a\nb'''\nt = 'c\nd'", "s = '''a\nb'''\nt = 'c\\nd'"),
+        ("# it's fine\nx = 'a'", "# it's fine\nx = 'a'"),
+        ("x = 'a\\\nb'", "x = 'a\\\nb'"),  # a line continuation inside a string, kept
+        ("y = \"it's\"\nz = r'\\''", "y = \"it's\"\nz = r'\\''"),
+    ],
+)
+def test_a_line_break_json_made_inside_a_string_is_the_escape_meant(code: str, meant: str) -> None:
+    assert newlines_in_strings_escaped(code) == meant
+    compile(meant, "<step>", "exec")
+
+
+def test_a_tool_calls_program_gets_the_escape_meant_too() -> None:
+    """A native call's arguments are JSON as well: the same '\\n' read as a line break."""
+    from agents.llm.base import ToolCall
+    from agents.react.loop import _from_tool_call
+
+    docs = [prompt.ActionDoc("python", "code", "run"), prompt.FINISH_DOC]
+    arguments = json.dumps({"code": "print('a\nb')"})  # what the model sent: a JSON \n
+    step = _from_tool_call(ToolCall("c1", "python", arguments), "", docs)
+    assert step.action_input == "print('a\\nb')"
+    compile(step.action_input, "<step>", "exec")

@@ -292,6 +292,14 @@ class ReActAgent:
             if native and choice.text.strip():
                 # A tool-calling model that answers in plain text, with no call, is done.
                 return ParsedStep("", FINISH, choice.text.strip())
+            if boxed := _boxed_answer(choice.text):
+                # A worked solution that ends in a boxed answer and no action (the 1.5B
+                # model's, from the first step): shown the finish line it meant; told only
+                # "no action", it copied a few-shot example and finished wrong (pass EZ).
+                return ParseError(
+                    f"{exc} If {boxed} is your final answer, reply with exactly this line: "
+                    f"Action: finish[{boxed}]"
+                )
             if observed and is_prose(choice.text):
                 # Prose once an action has run is most likely the answer ("The product is
                 # 7006652.", as small models write it). The protocol still wants a step, so
@@ -432,6 +440,16 @@ def wire_name(action: str) -> str:
     """An action's name as a native tool call spells it: function names allow no dots, so an
     MCP tool's ``server.tool`` is sent as ``server__tool``."""
     return action.replace(".", "__")
+
+
+_BOXED = re.compile(r"\\boxed\{([^{}\n]{1,200})\}")
+
+
+def _boxed_answer(text: str) -> str | None:
+    """The last LaTeX ``\\boxed{...}`` answer a reply holds, as math-trained models end a
+    worked solution; None without one."""
+    found = _BOXED.findall(text)
+    return found[-1].strip() or None if found else None
 
 
 def _from_tool_call(call: ToolCall, text: str, docs: list[prompt.ActionDoc]) -> ParsedStep:

@@ -9,6 +9,7 @@ from agents.events import ActionEvent, FinalEvent, ObservationEvent, StepEvent
 from agents.policy import RunPolicy
 from agents.react import ReActAgent
 from agents.react.loop import echoes
+from tests.agents.react.test_parser import WRITTEN
 from tests.fakes import FakeOpenAI, ToolCallReply, make_llm
 from tools.base import ToolError, ToolOutput, ToolUnavailable
 
@@ -126,6 +127,25 @@ async def test_prose_after_an_observation_is_shown_the_finish_line_it_could_be()
     assert (final(events).status, final(events).answer) == ("finished", "The product is 7006652.")
     # The line reaches the model as it was written: nothing in it is quoted as untrusted.
     assert "\nAction: finish[" not in str(fake.requests[-1].messages[-1]["content"])
+
+
+async def test_a_worked_solution_with_a_boxed_answer_is_shown_its_finish_line() -> None:
+    """Pass EZ: the 1.5B model's first step on a word problem was a worked solution ending
+    in ``\\boxed{18}``, with no action (data/small_model_completions.jsonl); told only that no
+    action was found, it copied a few-shot example next and the run finished with 384."""
+    written = next(
+        row["completion"]
+        for row in WRITTEN
+        if "boxed" in row["completion"] and row["expected"].get("parse_error")
+    )
+    fake = FakeOpenAI(script=[written, "Action: finish[18]"])
+    events = await collect(ReActAgent(make_llm(fake), {}, policy()))
+    refusal = next(e for e in events if isinstance(e, ObservationEvent))
+    assert refusal.refused
+    assert refusal.text.endswith(
+        "If 18 is your final answer, reply with exactly this line: Action: finish[18]"
+    )
+    assert (final(events).status, final(events).answer) == ("finished", "18")
 
 
 async def test_repeated_action_is_refused() -> None:

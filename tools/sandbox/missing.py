@@ -20,6 +20,26 @@ _INSTEAD = {
     "csv": "split lines with str.split(',') or re",
     "textwrap": "str methods and slicing format text",
 }
+# No network in the sandbox: a model with search unavailable (offline) tried requests, urllib
+# and open() in turn for minutes, never told that a program cannot look anything up (pass EZ).
+_NO_NETWORK = "there is no network in the sandbox: look it up with the search action, if offered"
+_INSTEAD.update(
+    dict.fromkeys(
+        [
+            "requests",
+            "urllib",
+            "urllib3",
+            "http",
+            "httpx",
+            "aiohttp",
+            "socket",
+            "wikipedia",
+            "bs4",
+            "webbrowser",
+        ],
+        _NO_NETWORK,
+    )
+)
 
 
 def not_available(name: str) -> str:

@@ -1285,6 +1285,9 @@ async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> 
     ), res
     plain = await sandbox.run("import shelve\nshelve.open('x')")
     assert plain.error is not None and plain.error.endswith("typing) (line 2)"), plain
+    for module in ("requests", "urllib.request"):  # pass EZ: a model offline tried each
+        fetch = await sandbox.run(f"import {module}\nresult = {module}.urlopen('http://x')")
+        assert fetch.error is not None and "look it up with the search action" in fetch.error
 
 
 @pytest.mark.parametrize(

@@ -390,7 +390,7 @@ class ReActAgent:
             # Another action, or a finish without input, holds no answer: its thought is a
             # plan ("I will compute it with Python."), not a result.
             answer = parsed.action_input.strip() if parsed.action == FINISH else ""
-        if echoes(answer, state.failures):
+        if echoes(answer, state.failures) or _copied_from_an_example(answer, state.messages):
             answer = ""
         details: dict[str, object] = {}
         if refused is not None:
@@ -440,6 +440,19 @@ def wire_name(action: str) -> str:
     """An action's name as a native tool call spells it: function names allow no dots, so an
     MCP tool's ``server.tool`` is sent as ``server__tool``."""
     return action.replace(".", "__")
+
+
+def _copied_from_an_example(answer: str, messages: Sequence[ChatMessage]) -> bool:
+    """An answer that a few-shot example finishes with and that nothing the run was told
+    holds (the question, an observation): asked for its best answer after steps that found
+    nothing, the 1.5B model answered the example's "$27.05" (red-team pass EZ). Only the
+    examples' specific answers, with a number and more ("$27.05", "20 years"): "24" or
+    "Tokyo" may well be a right answer from what the model knows."""
+    specific = len(answer) >= 4 and any(char.isdigit() for char in answer)
+    if not specific or answer not in prompt.exemplar_answers():
+        return False
+    told = (m.content for m in messages[1:] if m.role != "assistant")  # not the examples
+    return not any(answer in text for text in told)
 
 
 _BOXED = re.compile(r"\\boxed\{([^{}\n]{1,200})\}")

@@ -176,6 +176,17 @@ def exemplar_sentences() -> tuple[str, ...]:
     return tuple(sentences)
 
 
+def exemplar_answers() -> frozenset[str]:
+    """The answers the few-shot examples finish with ("$27.05"): a model with nothing to
+    answer copies one (``ReActAgent._best_answer``)."""
+    return frozenset(
+        parse_completion(block.partition("\nObservation:")[0]).action_input.strip()
+        for _, text in _examples()
+        for block in _STEP_START.split(text)[1:]
+        if parse_completion(block.partition("\nObservation:")[0]).action == FINISH
+    )
+
+
 def tools_system_prompt() -> str:
     return _TOOLS_INSTRUCTIONS
 

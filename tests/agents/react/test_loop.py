@@ -310,6 +310,34 @@ async def test_a_run_that_observed_something_ends_its_refusals_with_its_best_ans
     assert fake.calls == 5  # the first search, three repeats, the request for an answer
 
 
+@pytest.mark.parametrize(
+    ("last_words", "observed", "answer"),
+    [
+        ("Action: finish[$27.05]", "no result", "no result"),  # the example's: the observation
+        ("Action: finish[$27.05]", "the change is $27.05", "27.05"),  # told: kept
+        ("Action: finish[Tokyo]", "no result", "Tokyo"),  # may well be known: kept
+    ],
+)
+async def test_a_best_answer_copied_from_an_example_is_no_answer(
+    last_words: str, observed: str, answer: str
+) -> None:
+    """Pass EZ: with nothing found, asked for its best answer, the 1.5B model answered the
+    few-shot example's "$27.05", and the run gave it as the answer."""
+    fake = FakeOpenAI(
+        script=lambda req: (
+            last_words
+            if "budget is spent" in req.text
+            else "Thought: look it up\nAction: search[population]"
+        )
+    )
+    search = RecordingTool("search", {"population": observed})
+    agent = ReActAgent(
+        make_llm(fake), {"search": search}, policy("search", max_consecutive_refusals=2)
+    )
+    end = final(await collect(agent))
+    assert (end.status, end.answer) == ("max_steps", answer)
+
+
 async def test_a_run_ended_by_refusals_says_what_was_refused() -> None:
     """From issue 15: the ending named 'no usable action' and nothing of why."""
     fake = FakeOpenAI(default="Thought: hmm\nAction: shell[rm -rf /]")

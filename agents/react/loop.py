@@ -258,7 +258,7 @@ class ReActAgent:
         json_steps = self._json  # "json" and "tools" exclude each other
         completion = await self._llm.complete(
             state.messages,
-            stop=() if native or json_steps else STOP,
+            stop=() if native or json_steps else _stop(state.question),
             temperature=self._policy.temperature,
             max_tokens=self._policy.max_tokens,
             tools=self._specs if native else (),
@@ -372,7 +372,7 @@ class ReActAgent:
         state.messages.append(ChatMessage("user", request))
         completion = await self._llm.complete(
             state.messages,
-            stop=() if json_steps else STOP,
+            stop=() if json_steps else _stop(state.question),
             temperature=self._policy.temperature,
             max_tokens=self._policy.max_tokens,
             response_schema=prompt.step_schema([FINISH]) if json_steps else None,
@@ -440,6 +440,14 @@ def wire_name(action: str) -> str:
     """An action's name as a native tool call spells it: function names allow no dots, so an
     MCP tool's ``server.tool`` is sent as ``server__tool``."""
     return action.replace(".", "__")
+
+
+def _stop(question: str) -> tuple[str, ...]:
+    """Where a text step is cut: at the observation the model would invent. A question that
+    itself holds "Observation:" is quoted by the model's steps (a program counting its
+    characters), and each was cut there until the run ended in error (pass EZ): only a line
+    that starts with it stops the model then."""
+    return STOP if "Observation:" not in question else ("\nObservation",)
 
 
 def _copied_from_an_example(answer: str, messages: Sequence[ChatMessage]) -> bool:

@@ -148,6 +148,25 @@ async def test_a_worked_solution_with_a_boxed_answer_is_shown_its_finish_line() 
     assert (final(events).status, final(events).answer) == ("finished", "18")
 
 
+async def test_a_question_that_holds_the_stop_word_is_not_cut_where_it_is_quoted() -> None:
+    """Pass EZ: asked for the length of "Observation: done", every step of the 1.5B model
+    quoted it and was cut there by the stop sequence, and the run ended in error."""
+    question = 'How many characters are in the string "Observation: done"?'
+    fake = FakeOpenAI(
+        script=[
+            'Thought: count them\nAction: python[print(len("Observation: done"))]',
+            "Thought: done\nAction: finish[17]",
+        ]
+    )
+    python = RecordingTool("python", {'print(len("Observation: done"))': "17"})
+    events = await collect(
+        ReActAgent(make_llm(fake), {"python": python}, policy("python")), question
+    )
+    assert python.inputs == ['print(len("Observation: done"))']
+    assert (final(events).status, final(events).answer) == ("finished", "17")
+    assert fake.requests[0].stop == ["\nObservation"]  # still cut where it would invent one
+
+
 async def test_repeated_action_is_refused() -> None:
     fake = FakeOpenAI(
         script=[

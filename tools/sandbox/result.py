@@ -8,6 +8,10 @@ from typing import Any, Literal
 # Which limit stopped a run, when one did.
 Limit = Literal["time", "cpu", "memory", "output", "recursion", "int_size", "nesting", "busy"]
 
+NO_OUTPUT = (
+    "(no output: the program printed nothing and set no result; a bare expression shows "
+    "nothing, as in a script: print() what you need)"
+)
 # Layers a run must have unless ``allow_weak`` (SANDBOX_ALLOW_WEAK) says otherwise; the rest are
 # used where the kernel allows them and reported either way.
 REQUIRED_LAYERS = ("restrictedpython", "process", "rlimits", "seccomp", "landlock")
@@ -77,4 +81,6 @@ class ExecutionResult:
                 parts.append(f"result: {self.value_repr}")
         else:
             parts.append(f"{self.error_kind}: {self.error}")
-        return "\n".join(parts) if parts else "(no output)"
+        # A bare expression shows nothing, as in a script: say so, and what to write (the
+        # 1.5B model, shown "(no output)" for len(...), guessed the count: pass EZ).
+        return "\n".join(parts) if parts else NO_OUTPUT

@@ -27,6 +27,10 @@ async def test_python_tool_runs_programs_and_reports_errors() -> None:
         # A small model's date, as it writes it (issue 12): 09 is read as 9.
         dates = "from datetime import date\nprint((date(1989, 11, 09) - date(1969, 07, 20)).days)"
         assert await tool.run(dates) == "7417"
+        # A bare expression prints nothing: what to write instead (pass EZ: the 1.5B model,
+        # shown "(no output)", guessed the count)
+        silent = await tool.run('len("Observation: done")')
+        assert silent.startswith("(no output") and "print() what you need" in silent
 
 
 async def test_python_tool_busy_is_unavailable() -> None:

@@ -42,7 +42,13 @@ class PythonTool:
             raise ToolError("the Python sandbox failed; try again") from exc
         if result.limit == "busy":
             raise ToolUnavailable("the Python sandbox is busy; try again shortly")
-        return ToolOutput(result.observation(), failed=not result.ok, result=_result_text(result))
+        observation = result.observation()
+        if result.error_kind == "NameError":  # a name an earlier step's program made (pass EZ:
+            observation += FRESH  # the 1.5B model lost 3 of 8 steps to it, never told why)
+        return ToolOutput(observation, failed=not result.ok, result=_result_text(result))
+
+
+FRESH = "\n(each program runs on its own: nothing an earlier one defined is kept; define it)"
 
 
 def _result_text(result: ExecutionResult) -> str | None:

@@ -31,6 +31,10 @@ async def test_python_tool_runs_programs_and_reports_errors() -> None:
         # shown "(no output)", guessed the count)
         silent = await tool.run('len("Observation: done")')
         assert silent.startswith("(no output") and "print() what you need" in silent
+        assert await tool.run("print(total)") == (  # made by an earlier step's program
+            "NameError: name 'total' is not defined (line 1)\n(each program runs on its own: "
+            "nothing an earlier one defined is kept; define it)"
+        )
 
 
 async def test_python_tool_busy_is_unavailable() -> None:

@@ -442,11 +442,7 @@ class RunStore:
                 # Decided here, in the transaction that records the run, with the thread's
                 # row locked: a process's own check before it could not see another worker's
                 # run starting in the same thread, and both ran (red-team pass EY).
-                active = await session.scalar(
-                    select(RunRecord.run_id)
-                    .where(RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE))
-                    .limit(1)
-                )
+                active = await session.scalar(_active_in(thread_id))
                 if active is not None:
                     raise ThreadBusy(thread_id, active)
             session.add(record)
@@ -589,12 +585,10 @@ class RunStore:
 
     @_detached
     async def active_run(self, thread_id: str) -> str | None:
-        statement = select(RunRecord.run_id).where(
-            RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE)
-        )
         with _translated():
             async with self._sessions() as session:
-                return (await session.scalars(statement.limit(1))).first()
+                found: str | None = await session.scalar(_active_in(thread_id))
+                return found
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -686,11 +680,7 @@ class RunStore:
             found = await session.get(ThreadRecord, thread_id, with_for_update=True)
             if found is None or found.owner != owner:
                 return False
-            active = await session.scalar(
-                select(RunRecord.run_id)
-                .where(RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE))
-                .limit(1)
-            )
+            active = await session.scalar(_active_in(thread_id))
             if active is not None:
                 raise ThreadActive(thread_id, active)
             await session.execute(delete(EventRecord).where(EventRecord.run_id.in_(runs)))
@@ -817,6 +807,15 @@ class RunStore:
                     if self.sqlite:  # see _begin_writes_at_once
                         await session.connection(execution_options={_IMMEDIATE: True})
                     yield session
+
+
+def _active_in(thread_id: str) -> Any:
+    """A run of the thread that has not ended, if any (its id)."""
+    return (
+        select(RunRecord.run_id)
+        .where(RunRecord.thread_id == thread_id, RunRecord.status.in_(ACTIVE))
+        .limit(1)
+    )
 
 
 _IMMEDIATE = "reactpal_sqlite_immediate"  # an execution option: this transaction writes

@@ -9,7 +9,9 @@ leaves everything else as the model wrote it:
   another number in it ("There are 7417 days between the two dates.") is that number;
 - **a currency** on a bare number is dropped when the question says nothing of money;
 - **a unit** from the examples on a bare number ("292 years") is dropped when the question
-  names no such thing.
+  names no such thing;
+- **Python's notation** copied from a program's output: ``540.0`` is ``540``, ``'laptcaer'``
+  is ``laptcaer``.
 """
 
 from __future__ import annotations
@@ -79,10 +81,29 @@ def without_exemplar_wording(answer: str, sentences: Iterable[str]) -> str:
     return answer
 
 
+_WHOLE_FLOAT = re.compile(r"([-+]?\d[\d,]*)\.0+")
+_QUOTED = re.compile(r"'([^'\\\n]+)'|\"([^\"\\\n]+)\"")
+
+
+def without_program_notation(question: str, answer: str) -> str:
+    """A bare answer as a person writes it, not as Python printed it: a whole number without
+    ``.0`` (``540.0`` -> ``540``) and a text without the quotes of its ``repr``
+    (``'laptcaer'`` -> ``laptcaer``), unless the question itself writes it so. The 1.5B model
+    copied both from its program's observation into its answer (red-team pass EZ)."""
+    whole = _WHOLE_FLOAT.fullmatch(answer.strip())
+    if whole and answer.strip() not in question:
+        return whole.group(1)
+    quoted = _QUOTED.fullmatch(answer.strip())
+    if quoted and answer.strip() not in question:
+        return quoted.group(1) or quoted.group(2)
+    return answer
+
+
 def normalise(question: str, answer: str, exemplars: Iterable[str] = ()) -> str:
     """``answer`` without what ``question`` did not ask for (see the module docstring)."""
     answer = without_exemplar_wording(answer, exemplars)
     answer = without_unasked_currency(question, answer)
+    answer = without_program_notation(question, answer)
     return without_unasked_unit(question, answer, exemplars)
 
 

@@ -57,6 +57,13 @@ def test_a_currency_the_question_did_not_ask_for_is_dropped(
             "There were 7417 days, or about 20 years.",
         ),
         ("What is the capital of Japan?", "Tokyo", "Tokyo"),
+        # Python's notation, copied from a program's observation (pass EZ)
+        ("How many liters does the tank need?", "540.0", "540"),
+        ("What is 15% of 2480?", "$372.00", "372"),
+        ('Reverse the string "reactpal".', "'laptcaer'", "laptcaer"),
+        ("What is 7 / 2?", "3.5", "3.5"),
+        ("Print 2.0 exactly as 2.0", "2.0", "2.0"),  # as the question writes it
+        ("Which letters?", "'a' and 'b'", "'a' and 'b'"),
     ],
 )
 def test_an_answer_keeps_only_what_the_question_asked_for(

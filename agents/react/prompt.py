@@ -8,6 +8,7 @@ depends on it); a thread's earlier turns (``conversation``) come after it, never
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -176,15 +177,16 @@ def exemplar_sentences() -> tuple[str, ...]:
     return tuple(sentences)
 
 
+@functools.cache
 def exemplar_answers() -> frozenset[str]:
     """The answers the few-shot examples finish with ("$27.05"): a model with nothing to
     answer copies one (``ReActAgent._best_answer``)."""
-    return frozenset(
-        parse_completion(block.partition("\nObservation:")[0]).action_input.strip()
+    steps = (
+        parse_completion(block.partition("\nObservation:")[0])
         for _, text in _examples()
         for block in _STEP_START.split(text)[1:]
-        if parse_completion(block.partition("\nObservation:")[0]).action == FINISH
     )
+    return frozenset(step.action_input.strip() for step in steps if step.action == FINISH)
 
 
 def tools_system_prompt() -> str:

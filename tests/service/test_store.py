@@ -162,20 +162,29 @@ async def test_a_thread_is_never_deleted_under_a_run_that_started_in_it(
             await store.create("s" * 32, "react", "q", owner="owner", thread_id="t" * 32)
         # racing: every outcome leaves either the run in its thread, or neither of them
         for n in range(20):
-            thread, run_id = f"{n:032d}", f"{n + 100:032d}"
-            await store.create_thread(thread, "owner", {})
-            results = await asyncio.gather(
-                store.create(run_id, "react", "q", owner="owner", thread_id=thread),
-                store.delete_thread(thread, "owner"),
-                return_exceptions=True,
-            )
-            run = await store.get(run_id)
-            if isinstance(results[1], ThreadActive):
-                assert run is not None and run["thread_id"] == thread
-            else:
-                assert results[1] is True and run is None, results
+            await race_a_run_and_its_threads_delete(store, store, n)
     finally:
         await store.aclose()
+
+
+async def race_a_run_and_its_threads_delete(
+    recording: RunStore, deleting: RunStore, n: int
+) -> list[object]:
+    """A run recorded in a new thread while ``deleting`` deletes the thread: the run in its
+    thread, or neither of them. The two outcomes, as ``gather`` returned them."""
+    thread, run_id = f"{n:032d}", f"{n + 100:032d}"
+    await recording.create_thread(thread, "owner", {})
+    results = await asyncio.gather(
+        recording.create(run_id, "react", "q", owner="owner", thread_id=thread),
+        deleting.delete_thread(thread, "owner"),
+        return_exceptions=True,
+    )
+    run = await recording.get(run_id)
+    if isinstance(results[1], ThreadActive):
+        assert run is not None and run["thread_id"] == thread
+    else:
+        assert results[1] is True and run is None, results
+    return results
 
 
 async def test_two_workers_never_run_two_runs_in_one_thread_nor_lose_one(
@@ -199,20 +208,10 @@ async def test_two_workers_never_run_two_runs_in_one_thread_nor_lose_one(
                 return_exceptions=True,
             )
             assert sorted(type(r).__name__ for r in results) == ["NoneType", "ThreadBusy"]
-            assert len([r for r in await first.thread_runs(thread)]) == 1
+            assert len(await first.thread_runs(thread)) == 1
         for n in range(20, 40):
-            thread, run_id = f"{n:032d}", f"{n + 100:032d}"
-            await first.create_thread(thread, "owner", {})
-            results = await asyncio.gather(
-                first.create(run_id, "react", "q", owner="owner", thread_id=thread),
-                second.delete_thread(thread, "owner"),
-                return_exceptions=True,
-            )
-            run = await first.get(run_id)
-            if isinstance(results[1], ThreadActive):
-                assert run is not None and run["thread_id"] == thread
-            else:
-                assert results[1] is True and run is None, results
+            results = await race_a_run_and_its_threads_delete(first, second, n)
+            if not isinstance(results[1], ThreadActive):
                 assert isinstance(results[0], ThreadGone), results
     finally:
         await first.aclose()

@@ -102,6 +102,20 @@ ATTEMPTS = [
 ]
 
 
+def run_script(script: Path, *args: str, timeout: float) -> Any:
+    """A helper script's JSON answer, run as a template runs (``TEMPLATE_ENV``, the root)."""
+    out = subprocess.run(
+        [sys.executable, "-s", "-P", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+        env=TEMPLATE_ENV,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def run_probe(tmp: Path, **overrides: Any) -> dict[str, str]:
     target = tmp / "chmod-me"
     target.write_text("canary")
@@ -112,16 +126,7 @@ def run_probe(tmp: Path, **overrides: Any) -> dict[str, str]:
         "probe_write_path": str(tmp / "written"),
         "probe_chmod_path": str(target),
     }
-    out = subprocess.run(
-        [sys.executable, "-s", "-P", str(PROBE), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=str(ROOT),
-        env=TEMPLATE_ENV,
-    )
-    assert out.returncode == 0, out.stderr
-    results: dict[str, str] = json.loads(out.stdout)
+    results: dict[str, str] = run_script(PROBE, json.dumps(config), timeout=120)
     assert not (tmp / "written").exists()
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     return results
@@ -261,16 +266,7 @@ def test_a_runs_child_holds_no_record_of_another_run() -> None:
     ended and how many came before (red-team pass EW). The script plays the service
     against the real serving loop: one run left running, one ended, and the replacement
     forked for it asked what it holds."""
-    out = subprocess.run(
-        [sys.executable, "-s", "-P", str(PROBE.with_name("template_leftovers.py"))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=str(ROOT),
-        env=TEMPLATE_ENV,
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {
+    assert run_script(PROBE.with_name("template_leftovers.py"), timeout=60) == {
         "records": [],
         "on_stack": [],
         "template": [{"children": [], "next_id": 0}],

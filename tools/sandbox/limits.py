@@ -791,11 +791,18 @@ class Arithmetic:
         return self.checked_number(result)
 
     def round(self, number: Any, ndigits: Any = None) -> Any:
-        """``round``: a Fraction rounds through ``10 ** ndigits``."""
+        """``round``: a Fraction rounds through ``10 ** ndigits``, an int to negative digits
+        through ``10 ** -ndigits``, and so may a program's class that borrows their
+        ``__round__``; a float (which clamps the digits) or a Decimal (its context's
+        precision) never builds such a power, nor does an int to digits >= 0 (itself): those
+        take any digits, as in CPython (pass FC: ``round(7, 20000)`` was refused)."""
         if ndigits is None:
             return self.checked_number(builtins.round(number))
         digits = index_value(ndigits)
-        if abs(digits) > self.max_digits:
+        kind = type(number)
+        itself = (kind is int or kind is bool) and digits >= 0
+        bounded = kind is float or kind is decimal.Decimal or itself
+        if abs(digits) > self.max_digits and not bounded:
             raise IntSizeLimit(f"round() to {digits} digits exceeds the sandbox limit")
         return self.checked_number(builtins.round(number, digits))
 

@@ -499,6 +499,18 @@ SIZE_BOMBS = {
         "for i in range(20):\n    f = f % fractions.Fraction(1, f.denominator + 1)"
     ),
     "round_fraction": "import fractions\nresult = round(fractions.Fraction(1, 3), 10 ** 6)",
+    # pass FC: a float, a Decimal and an int to digits >= 0 take any digits; these still build
+    # 10 ** digits, through int's own __round__ or Fraction's borrowed by a program's class
+    "round_int_to_negative_digits": "result = round(7, -10 ** 7)",
+    "round_borrowing_fractions": (
+        "import fractions\nclass F:\n    numerator, denominator = 1, 3\n"
+        "    def __round__(self, n):\n        return fractions.Fraction.__round__(self, n)\n"
+        "result = round(F(), 10 ** 7)"
+    ),
+    "round_fraction_subclass": (
+        "import fractions\nclass F(fractions.Fraction):\n    pass\n"
+        "result = round(F(1, 3), 10 ** 7)"
+    ),
     "divmod_fraction": (
         "import fractions\nn = 10 ** 3000\nfor i in range(6):\n"
         "    n = divmod(n, fractions.Fraction(1, n))[0]"

@@ -339,6 +339,19 @@ async def test_iconcat_concatenates_what_cpython_does(sandbox: Sandbox) -> None:
     ], res
 
 
+async def test_round_takes_the_digits_cpython_takes(sandbox: Sandbox) -> None:
+    """A float clamps the digits, a Decimal rounds within its context and an int to digits
+    >= 0 is itself: none builds ``10 ** digits``, and all took any digits (pass FC:
+    ``round(7, 20000)`` was refused). The expected answers are CPython 3.11's."""
+    code = (
+        "from decimal import Decimal\nresult = [repr(round(n, d)) for n, d in "
+        "[(7, 20000), (True, 10 ** 9), (2.675, 20000), (1.5, -20000), (-0.0, 10 ** 9), "
+        "(Decimal('2.5'), 0), (7, -20)]]"
+    )
+    res = await sandbox.run(code)
+    assert res.value == ["7", "1", "2.675", "0.0", "-0.0", "Decimal('2')", "0"], res
+
+
 async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
     """Pass EP: the in-place family of ``operator`` past ``iadd``, a few ``typing`` names, and
     a refusal that says what to write instead."""

@@ -19,6 +19,12 @@ async def test_python_tool_runs_programs_and_reports_errors() -> None:
         assert "\n" not in tool.description
         assert await tool.run("print(6 * 7)") == "42"
         assert await tool.run("```python\nresult = 2 ** 10\n```") == "result: 1024"
+        # What it printed, and nothing more (pass EZ: "laptcaer\nresult: 'laptcaer'", and the
+        # 1.5B model answered 'laptcaer' in quotes; a variable named result shown as output)
+        reversed_ = await tool.run('print("reactpal"[::-1])')
+        assert (reversed_, reversed_.result) == ("laptcaer", "laptcaer")
+        counted = await tool.run('result = "a-b-c".split("-")\nprint(len(result))')
+        assert (counted, counted.result) == ("3", "3")
         assert await tool.run("x = 1 / 0") == "ZeroDivisionError: division by zero (line 1)"
         used = await tool.run("import os\nprint(os.getcwd())")
         assert used.startswith("ModuleNotFoundError: module 'os'") and used.endswith("(line 2)")

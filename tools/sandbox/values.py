@@ -102,8 +102,8 @@ def _items(value: Any) -> list[Any]:
         items = list(value)
         try:
             return sorted(items)
-        except Exception:
-            return items
+        except BaseException:  # the program's __lt__ raised (its own KeyboardInterrupt too:
+            return items  # pass FC): the set's own order, as CPython answers the set
     return list(value)  # an exact builtin container: its length was checked
 
 

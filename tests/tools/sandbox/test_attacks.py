@@ -508,8 +508,7 @@ SIZE_BOMBS = {
         "result = round(F(), 10 ** 7)"
     ),
     "round_fraction_subclass": (
-        "import fractions\nclass F(fractions.Fraction):\n    pass\n"
-        "result = round(F(1, 3), 10 ** 7)"
+        "import fractions\nclass F(fractions.Fraction):\n    pass\nresult = round(F(1, 3), 10 ** 7)"
     ),
     "divmod_fraction": (
         "import fractions\nn = 10 ** 3000\nfor i in range(6):\n"

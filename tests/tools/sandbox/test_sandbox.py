@@ -352,6 +352,20 @@ async def test_round_takes_the_digits_cpython_takes(sandbox: Sandbox) -> None:
     assert res.value == ["7", "1", "2.675", "0.0", "-0.0", "Decimal('2')", "0"], res
 
 
+async def test_a_set_answered_is_answered_whatever_its_items_compare(sandbox: Sandbox) -> None:
+    """A set's items are sorted for a stable answer; items whose ``__lt__`` raises, even a
+    ``KeyboardInterrupt`` of the program's, leave the set's own order (pass FC: the run
+    failed with it, where CPython answers the set)."""
+    code = (
+        "class K:\n    def __init__(self, n):\n        self.n = n\n"
+        "    def __lt__(self, other):\n        raise KeyboardInterrupt\n"
+        "    def __repr__(self):\n        return 'K'\n"
+        "def solution():\n    return {K(1), K(2)}"
+    )
+    res = await sandbox.run(code)
+    assert res.ok and res.value == ["K", "K"], res
+
+
 async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
     """Pass EP: the in-place family of ``operator`` past ``iadd``, a few ``typing`` names, and
     a refusal that says what to write instead."""

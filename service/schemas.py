@@ -26,14 +26,26 @@ Task = Literal["math", "date", "objects"]
 # What a question may hold of the control characters (C0, C1, DEL) and lone surrogates: a NUL
 # breaks Postgres, and the rest only hides text from the people who read the runs.
 # (Unicode categories Cc and Cs, but tab, LF and CR.)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_QUESTION_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # ECMA-262, for the schema
-ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{_CONTROLS}\\ud800-\\udfff]")
+# The blanks around a question (ECMA-262's whitespace that is not a control character): a
+# question of nothing else is blank, in the published pattern as in the validator (pass EY:
+# "\r" matched the pattern and was refused).
+_BLANKS = r"\t\n\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_SOMETHING = re.compile(f"[^{_BLANKS}]")
+# ECMA-262, for the schema: blanks, one character that is neither a blank nor a control, then
+# anything but controls (linear: the first run can only end where the one character is).
+_QUESTION_PATTERN = f"^[{_BLANKS}]*[^{_CONTROLS}{_BLANKS}][^{_CONTROLS}]*$"
+# Published with a pattern that says what the stripping implies: " " is no name (pass EY).
+ActionName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=r"\S")
+]
 # A collection's name: what a URL path and a prompt can hold without escaping.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 MemoryStrategy = Literal["buffer", "window", "tokens", "summary"]
 _ID_PATTERN = r"^[0-9a-f]{1,40}$"
+SOURCE_CHARS = 300  # a document's source name, as sent (JSON or a multipart field)
 
 
 def _integral(value: object) -> object:
@@ -144,7 +156,7 @@ class AskRequest(BaseModel):
     @field_validator("question")
     @classmethod
     def _clean(cls, value: str) -> str:
-        if not value.strip():
+        if not _SOMETHING.search(value):
             raise ValueError("question must not be blank")
         if found := _CONTROL.search(value):
             raise ValueError(
@@ -329,7 +341,9 @@ class DocumentText(BaseModel):
 
     text: str = Field(min_length=1, description="The document: plain text, Markdown or HTML.")
     source: str = Field(
-        min_length=1, max_length=300, description="Its name, shown with each passage cited."
+        min_length=1,
+        max_length=SOURCE_CHARS,
+        description="Its name, shown with each passage cited.",
     )
     media_type: Literal["text/plain", "text/markdown", "text/html"] | None = Field(
         None, description="A hint; the kind is told by the content (HTML) first."

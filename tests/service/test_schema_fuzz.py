@@ -9,8 +9,8 @@ schema documents for the operation, the documented content type, a body valid ag
 documented schema, documented response headers, invalid input rejected, schema-valid input
 accepted, unsupported methods answered with 405. Two of them are narrowed, each to one case the
 contract defines (see the checks below): a 504 when the request itself asked for a sub-second
-deadline, and a 422 for a limit the schema cannot express (a question blank once stripped,
-longer than ``MAX_QUESTION_CHARS``, more PAL samples than ``MAX_SAMPLES``).
+deadline, and a 422 for a limit the schema cannot express (a question longer than
+``MAX_QUESTION_CHARS`` once stripped, more PAL samples than ``MAX_SAMPLES``).
 
 Streaming (SSE): schemathesis' ASGI client reads an event stream up to ``max-stream-events``
 events or ``request-timeout`` seconds, so a stream that never ends cannot hang the suite; with
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pydantic
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
@@ -44,6 +45,7 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app, openapi_schema
+from service.schemas import AskRequest
 from service.settings import Settings
 from tests.fakes import FakeOpenAI, FakeRequest, make_llm
 from tests.fakes.search import FakeSearchProvider, result
@@ -227,9 +229,7 @@ def _not_what_the_server_issued(case: schemathesis.Case) -> str | None:
 def _over_a_server_limit(body: object) -> str | None:
     if not isinstance(body, dict) or not isinstance(body.get("question"), str):
         return None
-    question = body["question"].strip()
-    if not question:
-        return "must not be blank"
+    question = body["question"].strip()  # a blank one breaks the published pattern
     if len(question) > SETTINGS.max_question_chars:
         return "longer than the limit"
     if body.get("samples", 1) > SETTINGS.max_samples:
@@ -380,3 +380,27 @@ def test_errors_are_documented_as_the_problem_documents_they_are() -> None:
     assert errors["GET /metrics"] >= {401}
     metrics = RAW_SCHEMA["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("question", question)
+        for question in ("\r", " \t\n", "\u3000", "\ufeff", "\u00a0", " q ", "q\r\n", "\u2028x")
+    ]
+    + [("actions", [name]) for name in (" ", "\t", "\u3000", " python ", "python")],
+)
+def test_the_published_schema_refuses_what_the_server_calls_blank(
+    field: str, value: object
+) -> None:
+    """A blank question or action name breaks the published schema exactly when the server
+    refuses it (pass EY: "\r" and " " matched the schema and were 422s)."""
+    published = RAW_SCHEMA["components"]["schemas"]["AskRequest"]["properties"][field]
+    valid = jsonschema.Draft202012Validator(published).is_valid(value)
+    body = {"question": "q", field: value}
+    try:
+        AskRequest.model_validate(body)
+    except pydantic.ValidationError as exc:
+        assert not valid, f"the schema takes {value!r}, the server refuses it: {exc}"
+    else:
+        assert valid, f"the server takes {value!r}, the schema refuses it"

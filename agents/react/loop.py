@@ -65,6 +65,10 @@ STOP = ("\nObservation", "Observation:")
 PROSE_ANSWER_CHARS = 500  # of a prose reply, shown back in the finish line it could have been
 BEST_EFFORT_CHARS = 2000  # of an observation that becomes the answer when the budget runs out
 CARRY_ON = "Use one of the other actions, or finish with what you know."
+NO_VALUE = (
+    "{answer} is what a program shows for no value; it does not answer the question. If the "
+    "answer is that there is none, say so in words. " + CARRY_ON
+)
 ECHOED_ERROR = (
     "That answer repeats an error message the run observed; it does not answer the question. "
     + CARRY_ON
@@ -77,6 +81,19 @@ TOOLS_IGNORED = (
 OPENING_THOUGHT = "The question is about our own documents, so I will look it up there first."
 _MIN_ECHO_CHARS = 16  # shorter common phrases ("unavailable") may appear in real answers
 _CLAUSE = re.compile(r"[^.;:()\[\]\n]+")
+
+
+# What a program shows for no value (Python's, JSON's, JavaScript's): as a whole answer it
+# answers nothing. The 1.5B model, with nothing computed, finished with None and the run was
+# "finished" with it (pass EZ).
+_NO_VALUE = frozenset({"None", "null", "undefined", "nil", "NaN"})
+
+
+def says_nothing(answer: str, question: str) -> bool:
+    """Whether ``answer`` is only a program's no-value word, which the question does not
+    use itself ("What does f() return?" may well be answered None)."""
+    word = answer.strip().strip("`'\".").strip()
+    return word in _NO_VALUE and re.search(rf"\b{word}\b", question) is None
 
 
 def echoes(answer: str, failures: Sequence[str]) -> bool:
@@ -110,6 +127,7 @@ class _State:
     failures: list[str] = field(default_factory=list)  # error texts observed: never an answer
     last_result: str | None = None  # the last observation of an action that worked
     question: str = ""
+    told_no_value: bool = False  # a finish with None was refused once (says_nothing)
 
 
 class ReActAgent:
@@ -199,11 +217,17 @@ class ReActAgent:
                 yield ThoughtEvent(state.step, parsed.thought)
                 yield ActionEvent(state.step, parsed.action, parsed.action_input)
                 answer = parsed.action_input.strip()
-                if parsed.action == FINISH and answer and not echoes(answer, state.failures):
+                nothing = says_nothing(answer, state.question) and not state.told_no_value
+                if parsed.action == FINISH and answer and nothing:
+                    # Once: a model that then says it again means the word.
+                    state.told_no_value = True
+                    observation, refused = NO_VALUE.format(answer=answer), True
+                elif parsed.action == FINISH and answer and not echoes(answer, state.failures):
                     yield self._final(state, "finished", answer)
                     return
-                observation, refused = await self._act(state, parsed)
-                state.observed += not refused
+                else:
+                    observation, refused = await self._act(state, parsed)
+                    state.observed += not refused
             observation = self._truncate(observation)
             yield ObservationEvent(state.step, observation, refused=refused)
             self._remember(state, choice, observation, native)
@@ -390,7 +414,11 @@ class ReActAgent:
             # Another action, or a finish without input, holds no answer: its thought is a
             # plan ("I will compute it with Python."), not a result.
             answer = parsed.action_input.strip() if parsed.action == FINISH else ""
-        if echoes(answer, state.failures) or _copied_from_an_example(answer, state.messages):
+        if (
+            echoes(answer, state.failures)
+            or _copied_from_an_example(answer, state.messages)
+            or says_nothing(answer, state.question)
+        ):
             answer = ""
         details: dict[str, object] = {}
         if refused is not None:
@@ -398,7 +426,7 @@ class ReActAgent:
                 "refusals_in_a_row": state.refusals_in_a_row,
                 "last": refused[:300],
             }
-        if not answer and state.last_result is not None:
+        if not answer and state.last_result and not says_nothing(state.last_result, ""):
             answer = state.last_result[:BEST_EFFORT_CHARS]
             details["answer_from"] = "observation"  # the model's last words held no answer
         state.step += 1

@@ -461,6 +461,40 @@ async def test_an_answer_that_only_mentions_a_word_of_an_error_is_kept() -> None
     assert final(events).answer == "The shop is unavailable on Sundays"
 
 
+@pytest.mark.parametrize(
+    ("replies", "question", "answer"),
+    [
+        (["finish[None]", "finish[18]"], "How many eggs?", "18"),  # told once, then answered
+        (["finish[`null`]", "finish[null]"], "How many eggs?", "null"),  # said again: meant
+        (["finish[None]"], "Does f() return None or 0?", "None"),  # the question's own word
+        (["finish[none of them]"], "Which of 4, 6, 8 is prime?", "none of them"),
+    ],
+)
+async def test_a_finish_with_a_programs_no_value_is_told_once(
+    replies: list[str], question: str, answer: str
+) -> None:
+    """Pass EZ: with nothing computed, the 1.5B model finished with None, and the run was
+    'finished' with it."""
+    fake = FakeOpenAI(script=[f"Thought: done\nAction: {reply}" for reply in replies])
+    events = await collect(ReActAgent(make_llm(fake), {}, policy()), question)
+    told = [e for e in events if isinstance(e, ObservationEvent)]
+    assert [e.refused for e in told] == [True] * (len(replies) - 1)
+    assert all("no value" in e.text and "in words" in e.text for e in told)
+    assert (final(events).status, final(events).answer) == ("finished", answer)
+
+
+@pytest.mark.parametrize(("last_result", "answer"), [("None", None), ("645177", "645177")])
+async def test_a_best_answer_of_no_value_is_no_answer(last_result: str, answer: str | None) -> None:
+    """Asked for its best answer, None is none: the last result stands in, unless it is one
+    too (a program that printed None)."""
+    fake = _spent("Thought: nothing found\nAction: finish[None]")
+    python = RecordingTool("python", {"print(987*654-321)": last_result})
+    events = await collect(
+        ReActAgent(make_llm(fake), {"python": python}, policy("python", max_steps=1))
+    )
+    assert (final(events).status, final(events).answer) == ("max_steps", answer)
+
+
 def test_echoes_compares_clauses_without_case_or_spacing() -> None:
     error = "search is unavailable right now (no network); try again later or answer"
     assert echoes("SEARCH IS   UNAVAILABLE right now", [error])

@@ -32,8 +32,9 @@ the store does not keep what is needed, the choice made is written down here:
   must not teach the model to write steps that are thrown away. A tool that ran and failed
   (``Error: ...``) is kept: recovering from it is part of a good run. A step without an
   observation (the run was cut off while it ran) is left out everywhere.
-* **Budget spent** (``max_steps``): the loop's last request ("The step budget is spent...")
-  comes before the final answer. It followed the last observation as a user turn of its own;
+* **Budget spent** (``max_steps``): the loop's last request ("The step budget is spent...",
+  or "Too many steps in a row were refused..." when ``details.ended_by`` says so) comes before
+  the final answer. It followed the last observation as a user turn of its own;
   it is joined to it with a blank line here, so that roles alternate (consecutive user turns
   are merged wherever they occur), which every chat template accepts. When the answer was
   taken from the last observation (``details.answer_from``), the final step's thought is
@@ -454,7 +455,8 @@ def _react_conversation(
         messages.append(_message("user", react_prompt.observation_message(step.observation)))
     context = list(messages)
     if run.get("status") == "max_steps":
-        context.append(_message("user", react_prompt.final_answer_request()))
+        refused = details.get("ended_by") is not None  # its refusals in a row ended it
+        context.append(_message("user", react_prompt.final_answer_request(refused=refused)))
     return _Conversation(context, messages, final)
 
 

@@ -392,7 +392,7 @@ class ReActAgent:
         """The budget is spent (the steps', or with ``refused`` the refusals' in a row): one
         last call, without tools, for the best answer so far."""
         json_steps = self._json
-        request = prompt.final_answer_request(json_steps=json_steps)
+        request = prompt.final_answer_request(json_steps=json_steps, refused=refused is not None)
         state.messages.append(ChatMessage("user", request))
         completion = await self._llm.complete(
             state.messages,

@@ -83,14 +83,17 @@ _STEP_START = re.compile(r"\n(?=Thought:)")
 # The thought of an earlier turn's finish step (see ``conversation``).
 EARLIER_THOUGHT = "Thought: I found the answer (the steps that found it are not shown)."
 
+# The last request of a run that cannot go on: why, then what to reply. A run ended by its
+# refusals in a row was told its budget was spent at step 5 of 8 (pass EZ).
+_SPENT = "The step budget is spent"
+_REFUSED = "Too many steps in a row were refused"
 _FINAL_REQUEST = (
-    "Observation: The step budget is spent; no more actions can run. Reply now with your best "
-    "final answer from the observations above, in the form:\n"
-    "Thought: <one sentence>\nAction: finish[<answer>]"
+    "Observation: {why}; no more actions can run. Reply now with your best final answer from "
+    "the observations above, in the form:\nThought: <one sentence>\nAction: finish[<answer>]"
 )
 _FINAL_REQUEST_JSON = (
-    "Observation: The step budget is spent; no more actions can run. Reply now with your best "
-    "final answer from the observations above, as one JSON object with the finish action."
+    "Observation: {why}; no more actions can run. Reply now with your best final answer from "
+    "the observations above, as one JSON object with the finish action."
 )
 
 
@@ -245,5 +248,8 @@ def observation_message(observation: str) -> str:
     return f"Observation: {untrusted_text(observation)}"
 
 
-def final_answer_request(*, json_steps: bool = False) -> str:
-    return _FINAL_REQUEST_JSON if json_steps else _FINAL_REQUEST
+def final_answer_request(*, json_steps: bool = False, refused: bool = False) -> str:
+    """The last request: the step budget is spent, or (``refused``) too many steps in a row
+    were refused."""
+    request = _FINAL_REQUEST_JSON if json_steps else _FINAL_REQUEST
+    return request.format(why=_REFUSED if refused else _SPENT)

@@ -178,7 +178,7 @@ async def test_step_budget_returns_best_answer(app_client: AppFactory) -> None:
     fake = FakeOpenAI(
         script=lambda req: (
             "Thought: best\nAction: finish[partial answer]"
-            if "budget is spent" in req.text
+            if "no more actions can run" in req.text
             else f"Thought: more\nAction: python[print({len(req.messages)})]"
         )
     )
@@ -193,7 +193,7 @@ async def test_server_caps_max_steps(app_client: AppFactory) -> None:
     fake = FakeOpenAI(
         script=lambda req: (
             "Action: finish[x]"
-            if "budget is spent" in req.text
+            if "no more actions can run" in req.text
             else f"Action: python[print({len(req.messages)})]"
         )
     )

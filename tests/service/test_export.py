@@ -444,6 +444,20 @@ async def test_a_spent_budget_keeps_the_last_request_before_the_answer() -> None
     assert messages[-1]["content"] == answer
 
 
+async def test_a_run_ended_by_its_refusals_keeps_the_request_it_was_sent() -> None:
+    answer = "Thought: The product is 7006652.\nAction: finish[7006652]"
+    the_run, fake = await react_run(
+        [MULTILINE, MULTILINE, MULTILINE, answer], max_consecutive_refusals=2
+    )
+    assert the_run["status"] == "max_steps" and the_run["details"]["ended_by"]
+    record = sft_record(the_run, feedback("live-1", 1), actions=LIVE_ACTIONS)
+    assert record is not None
+    messages = check_sft(record)
+    assert "Too many steps in a row were refused" in messages[-2]["content"]
+    assert messages[-2]["content"].endswith(fake.last.messages[-1]["content"])
+    assert messages[-1]["content"] == answer
+
+
 async def test_pal_sft_is_the_conversation_the_model_was_sent() -> None:
     code = program("1234 * 5678", doc=QUESTION)
     fake = FakeOpenAI([fenced(code)])

@@ -341,7 +341,7 @@ async def test_a_run_at_its_step_limit_finishes_with_length(app_client: AppFacto
     fake = FakeOpenAI(
         lambda req: (
             "Thought: best guess\nAction: finish[about 7 million]"
-            if "budget is spent" in req.text
+            if "no more actions can run" in req.text
             else "Thought: more\nAction: python[print(1)]"
         )
     )

@@ -186,7 +186,7 @@ async def test_budget_spent_asks_once_for_the_best_answer() -> None:
     fake = FakeOpenAI(
         script=lambda req: (
             "Thought: I know enough\nAction: finish[best guess]"
-            if "budget is spent" in req.text
+            if "no more actions can run" in req.text
             else f"Thought: more\nAction: search[q{len(req.messages)}]"
         )
     )
@@ -309,7 +309,7 @@ async def test_a_run_that_observed_something_ends_its_refusals_with_its_best_ans
     fake = FakeOpenAI(
         script=lambda req: (
             last_words
-            if "budget is spent" in req.text
+            if "no more actions can run" in req.text
             else "Thought: look it up\nAction: search[capital]"
         )
     )
@@ -327,6 +327,9 @@ async def test_a_run_that_observed_something_ends_its_refusals_with_its_best_ans
     )
     assert end.details.get("answer_from") == answer_from
     assert fake.calls == 5  # the first search, three repeats, the request for an answer
+    last_request = fake.chat_requests[-1].text  # why, truly (pass EZ: "the budget is spent")
+    assert "Too many steps in a row were refused" in last_request
+    assert "budget" not in last_request
 
 
 @pytest.mark.parametrize(
@@ -345,7 +348,7 @@ async def test_a_best_answer_copied_from_an_example_is_no_answer(
     fake = FakeOpenAI(
         script=lambda req: (
             last_words
-            if "budget is spent" in req.text
+            if "no more actions can run" in req.text
             else "Thought: look it up\nAction: search[population]"
         )
     )
@@ -374,7 +377,7 @@ def _spent(reply: str, observed: str = "645177") -> FakeOpenAI:
     return FakeOpenAI(
         script=lambda req: (
             reply
-            if "budget is spent" in req.text
+            if "no more actions can run" in req.text
             else "Thought: I will compute the result exactly with Python.\n"
             "Action: python[print(987*654-321)]"
         )

@@ -111,7 +111,7 @@ class MeteredLLM:
             grammar=grammar,
             response_schema=response_schema,
         )
-        self.calls += 1
+        self.calls += completion.requests
         self.usage = self.usage + completion.usage
         return completion
 

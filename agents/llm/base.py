@@ -60,6 +60,9 @@ class Usage:
 class Completion:
     choices: tuple[Choice, ...]
     usage: Usage = field(default_factory=Usage)
+    # The server requests it took: more than one when the server ignored ``n`` and the
+    # missing choices were drawn one by one (``llm_calls`` counts requests).
+    requests: int = 1
 
     @property
     def text(self) -> str:

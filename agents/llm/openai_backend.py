@@ -59,6 +59,7 @@ from typing import Any, Final, TypeGuard
 
 import httpx2
 import openai
+import structlog
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionFunctionToolParam,
@@ -101,6 +102,7 @@ _RETRYABLE_STATUS: Final = frozenset({408, 409, 429})  # plus every 5xx
 _INFINITY_LITERALS: Final = frozenset({"inf", "+inf", "infinity", "+infinity"})
 
 Sleep = Callable[[float], Awaitable[None]]
+log = structlog.get_logger(__name__)
 
 
 class OpenAILLM:
@@ -146,6 +148,7 @@ class OpenAILLM:
         )
         self._owns_http_client = http_client is None
         self._schema_dialect: SchemaDialect = "openai"
+        self._n_honoured = True  # until a reply to n > 1 holds fewer choices (supports_n)
         self._model_lock = asyncio.Lock()
         try:
             self._client = openai.AsyncOpenAI(
@@ -165,7 +168,10 @@ class OpenAILLM:
 
     @property
     def supports_n(self) -> bool:
-        return True
+        """Until the server is seen to ignore ``n`` (llama-cpp-python's answers one choice):
+        then callers draw each sample themselves, as they can stop (pass EZ: a PAL vote
+        already decided could not cancel the draws topped up inside one call)."""
+        return self._n_honoured
 
     @property
     def supports_grammar(self) -> bool:
@@ -224,10 +230,17 @@ class OpenAILLM:
         choices, usage = list(first.choices), first.usage
         missing = n - len(choices)
         if missing > 0:  # the server ignored n: draw the rest one by one, concurrently
+            if self._n_honoured:
+                log.info("the LLM server ignores n: samples are drawn one by one", model=model)
+                self._n_honoured = False
             for completion in await self._draw_singles(request, missing):
                 choices.extend(completion.choices)
                 usage = usage + completion.usage
-        return Completion(choices=tuple(_cut_at_stops(c, stops) for c in choices[:n]), usage=usage)
+        return Completion(
+            choices=tuple(_cut_at_stops(c, stops) for c in choices[:n]),
+            usage=usage,
+            requests=1 + max(missing, 0),
+        )
 
     async def check(self) -> None:
         """Readiness probe: one ``GET /models`` within ``check_timeout_s``, no retries.

@@ -22,7 +22,8 @@ One run, as ``run_pal`` yields it:
    (``agents.pal.prompt.repair_turns``); the corrected program (temperature 0, one call) runs
    as one more step, while the other samples go on. At most ``max_repairs`` rounds per
    sample; a later round sees the whole repair conversation. So a run makes at most
-   k * (1 + max_repairs) LLM requests (+1 to verbalize); the ``n=k-1`` draw counts as one.
+   k * (1 + max_repairs) LLM requests (+1 to verbalize); the ``n=k-1`` draw counts as one,
+   or as the requests it took when the server ignored ``n`` (``Completion.requests``).
 4. **Vote** (``agents.pal.vote``) and format the winner (``agents.pal.format``). Each sample
    votes with its final outcome: a repaired sample votes in place of its failed original; a
    sample that still fails does not vote. Samples vote in sample order (deterministic), not
@@ -405,7 +406,7 @@ async def _complete(
     completion = await llm.complete(
         messages, stop=STOP_SEQUENCES, temperature=temperature, max_tokens=max_tokens, n=n
     )
-    meter.calls += 1
+    meter.calls += completion.requests
     meter.usage = meter.usage + completion.usage
     return [(start or "") + choice.text for choice in completion.choices[:n]]
 

@@ -97,18 +97,24 @@ async def test_n_choices_from_one_request() -> None:
 
     assert [c.text for c in completion.choices] == ["print(1)", "print(2)", "print(3)"]
     assert fake.calls == 1 and fake.last.n == 3
+    assert completion.requests == 1
 
 
 async def test_server_ignoring_n_is_topped_up_with_single_calls() -> None:
     fake = FakeOpenAI(["a", "b", "c"], honour_n=False)
+    llm = make_llm(fake)
+    assert llm.supports_n
 
-    completion = await make_llm(fake).complete(QUESTION, n=3, temperature=0.7)
+    completion = await llm.complete(QUESTION, n=3, temperature=0.7)
 
     assert sorted(c.text for c in completion.choices) == ["a", "b", "c"]
-    assert fake.calls == 3
+    assert fake.calls == 3 == completion.requests  # each counts (pass EZ: llm_calls said 1)
     assert [r.n for r in fake.chat_requests] == [3, 1, 1]
     one = completion.usage.prompt_tokens // 3
     assert completion.usage.prompt_tokens == 3 * one > 0
+    # Seen once: callers draw each sample themselves from now on (a PAL vote decided early
+    # cancels the draws it no longer needs, which one call topping them up could not).
+    assert not llm.supports_n
 
 
 async def test_native_tool_call_round_trip() -> None:

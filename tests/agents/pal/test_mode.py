@@ -110,6 +110,21 @@ async def test_greedy_sample_and_k_minus_1_in_one_call_with_n_then_majority_vote
     assert "ZeroDivisionError: division by zero" in texts
 
 
+async def test_a_server_that_ignores_n_is_counted_and_then_drawn_per_sample() -> None:
+    """Pass EZ: llama-cpp-python answered ``n=4`` with one choice; the three draws that topped
+    it up were one call to the run (``llm_calls: 2`` for five requests). The next run draws
+    each sample itself."""
+    fake = FakeOpenAI(lambda req: fenced(program("7")), honour_n=False)
+    llm = make_llm(fake)
+    options = PalOptions(samples=5, max_repairs=0)
+    _, first = await collect(run_pal(QUESTION, llm=llm, sandbox=FakeSandbox(), options=options))
+    assert first.llm_calls == fake.calls == 5
+    assert sorted(r.n for r in fake.chat_requests) == [1, 1, 1, 1, 4]
+    _, second = await collect(run_pal(QUESTION, llm=llm, sandbox=FakeSandbox(), options=options))
+    assert second.llm_calls == fake.calls - 5 == 5
+    assert all(r.n == 1 for r in fake.chat_requests[5:])
+
+
 async def test_k_concurrent_calls_when_the_backend_has_no_n() -> None:
     """Two sampled programs that agree outvote the greedy one."""
     fake = FakeOpenAI(

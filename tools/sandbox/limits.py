@@ -594,7 +594,7 @@ class Arithmetic:
             # a program's object: its own __itruediv__, __ipow__... first, as Python does
             return self.checked_number(self._checked(_OWN_INPLACE[op](x, y)))
         if op == "%=":  # s %= args formats: checked as s % args is
-            return self.checked_number(self._checked(x % self.check_percent(x, y)))
+            return self.percent(x, y)
         if op == "**=":
             return self.pow(x, y)
         if op == "<<=":
@@ -612,7 +612,7 @@ class Arithmetic:
         if checked is not None:
             return checked(x, y)
         if op == "%=":
-            return self.checked_number(self._checked(x % self.check_percent(x, y)))
+            return self.percent(x, y)
         return self.checked_number(self._checked(_BINARY[op](x, y)))
 
     # -- math ----------------------------------------------------------------------------
@@ -695,6 +695,23 @@ class Arithmetic:
             total += max(int(width or 0), _STRFTIME_DIRECTIVE_CHARS)
         self.check_items(total, "formatted date")
         return text
+
+    def percent(self, template: Any, args: Any) -> Any:
+        """``template % args`` (and ``%=``), as CPython dispatches it: the program's own
+        ``__rmod__`` on a subclass of the template's class is asked first, and only what it
+        declines is formatted, measured first (``check_percent``). Measuring first had
+        swapped the operand for its text, so ``"%s" % S("x")`` never asked ``S.__rmod__``
+        (red-team pass EI)."""
+        kind, other = type(template), type(args)
+        if (
+            other is not kind
+            and any(base is kind for base in TYPE_MRO.__get__(other))
+            and _programs_method(other, "__rmod__")
+        ):
+            answer = class_attribute(other, "__rmod__")(args, template)
+            if answer is not NotImplemented:
+                return self.checked_number(self._checked(answer))
+        return self.checked_number(self._checked(template % self.check_percent(template, args)))
 
     def check_percent(self, template: Any, args: Any) -> Any:
         """``args`` for ``template % args``, each value read once, and the most the result

@@ -1378,8 +1378,7 @@ class Guards:
         a number that came out of it is checked like ``/``."""
         if type(left) is float or (type(left) is int and type(right) is int):
             return left % right
-        right = self.arith.check_percent(left, right)
-        return self.arith.checked_number(self.arith._checked(left % right))
+        return self.arith.percent(left, right)
 
     # -- writing --------------------------------------------------------------------------
 

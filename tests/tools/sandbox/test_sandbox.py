@@ -366,6 +366,25 @@ async def test_a_set_answered_is_answered_whatever_its_items_compare(sandbox: Sa
     assert res.ok and res.value == ["K", "K"], res
 
 
+async def test_percent_asks_a_subclass_s_own_rmod_first(sandbox: Sandbox) -> None:
+    """``"%s" % S("x")`` asks ``S.__rmod__`` first, as CPython does for a subclass of the
+    template's class (red-team pass EI: measuring first swapped the operand for its text);
+    what it declines is formatted, measured as before. The answers are CPython 3.11's."""
+    code = (
+        "class S(str):\n    def __rmod__(self, other):\n        return 'rmod!'\n"
+        "class D(str):\n    def __rmod__(self, other):\n        return NotImplemented\n"
+        "s = '%s'\ns %= S('y')\n"
+        "result = ['%s' % S('x'), 'abc' % S('x'), '%5s|' % D('x'), s, '%s' % (S('t'),)]"
+    )
+    res = await sandbox.run(code)
+    assert res.value == ["rmod!", "rmod!", "    x|", "rmod!", "t"], res
+    declined = await sandbox.run(
+        "class D(str):\n    def __rmod__(self, other):\n        return NotImplemented\n"
+        "result = '%100000000s' % D('x')"
+    )
+    assert declined.limit == "memory" and "width" in (declined.error or ""), declined
+
+
 async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
     """Pass EP: the in-place family of ``operator`` past ``iadd``, a few ``typing`` names, and
     a refusal that says what to write instead."""

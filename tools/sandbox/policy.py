@@ -1202,12 +1202,22 @@ class Guards:
 
     # -- formatting -----------------------------------------------------------------------
 
-    def format(self, template: Any, /, *args: Any, **kwargs: Any) -> str:
+    # Their argument errors are CPython's, naming str's methods (pass FC: they named the
+    # sandbox's own Guards.format_map()).
+    def format(self, *args: Any, **kwargs: Any) -> str:
+        if not args:
+            raise TypeError("unbound method str.format() needs an argument")
+        template, *fields = args
         if not isinstance(template, str):
             raise TypeError("format() needs a str")
-        return self._formatter.vformat(str.__str__(template), args, kwargs)
+        return self._formatter.vformat(str.__str__(template), tuple(fields), kwargs)
 
-    def format_map(self, template: Any, mapping: Any, /) -> str:
+    def format_map(self, *args: Any) -> str:
+        if not args:
+            raise TypeError("unbound method str.format_map() needs an argument")
+        if len(args) != 2:
+            raise TypeError(f"str.format_map() takes exactly one argument ({len(args) - 1} given)")
+        template, mapping = args
         if not isinstance(template, str):
             raise TypeError("format_map() needs a str")
         return self._formatter.vformat(str.__str__(template), _NO_ARGS, mapping)
@@ -1215,7 +1225,7 @@ class Guards:
     def _bound_format(self, obj: str, name: str) -> Callable[..., str]:
         if name == "format":
             return lambda *args, **kwargs: self.format(obj, *args, **kwargs)
-        return lambda mapping: self.format_map(obj, mapping)
+        return lambda *args: self.format_map(obj, *args)
 
     def format_builtin(self, value: Any, spec: Any = "") -> str:
         """The ``format()`` builtin, with its specification's widths checked (a date's

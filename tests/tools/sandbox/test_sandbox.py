@@ -385,6 +385,26 @@ async def test_percent_asks_a_subclass_s_own_rmod_first(sandbox: Sandbox) -> Non
     assert declined.limit == "memory" and "width" in (declined.error or ""), declined
 
 
+async def test_format_s_argument_errors_are_cpython_s(sandbox: Sandbox) -> None:
+    """Pass FC: they named the sandbox's own ``Guards.format_map()``."""
+    code = (
+        "out = []\nfor f in (lambda: str.format_map('{}'), lambda: '{}'.format_map(), "
+        "lambda: '{}'.format_map({}, {}), lambda: str.format_map(), lambda: str.format(), "
+        "lambda: list(filter(str.format_map, ['{}']))):\n    try:\n        f()\n"
+        "    except TypeError as e:\n        out.append(str(e))\nresult = out"
+    )
+    res = await sandbox.run(code)
+    once = "str.format_map() takes exactly one argument"
+    assert res.value == [
+        f"{once} (0 given)",
+        f"{once} (0 given)",
+        f"{once} (2 given)",
+        "unbound method str.format_map() needs an argument",
+        "unbound method str.format() needs an argument",
+        f"{once} (0 given)",
+    ], res
+
+
 async def test_what_pass_ep_found_missing_is_there(sandbox: Sandbox) -> None:
     """Pass EP: the in-place family of ``operator`` past ``iadd``, a few ``typing`` names, and
     a refusal that says what to write instead."""

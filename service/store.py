@@ -724,9 +724,24 @@ class RunStore:
                         )
                         .order_by(ThreadRecord.created_at)
                         .limit(max(1, batch // 10))  # a thread may hold many runs
+                        # Locked as ``create`` and ``delete_thread`` lock them, and those a
+                        # run is being recorded in right now left for the next sweep; then
+                        # asked again, since a run recorded before the lock was not seen by
+                        # the query that chose them (on Postgres the sweep deleted a run
+                        # just recorded, or left it without its thread: pass FA).
+                        .with_for_update(skip_locked=True)
                     )
                 ).all()
             )
+            if threads:
+                since = set(
+                    (
+                        await session.scalars(
+                            recent.where(RunRecord.thread_id.in_(threads)).distinct()
+                        )
+                    ).all()
+                )
+                threads = [thread for thread in threads if thread not in since]
             if threads:
                 in_threads = select(RunRecord.run_id).where(RunRecord.thread_id.in_(threads))
                 runs.extend((await session.scalars(in_threads)).all())

@@ -218,6 +218,37 @@ async def test_two_workers_never_run_two_runs_in_one_thread_nor_lose_one(
         await second.aclose()
 
 
+async def test_the_retention_sweep_never_takes_a_thread_a_run_is_recorded_in(
+    database_url: str,
+) -> None:
+    """The sweep chose an old, idle thread by a query that could not see a run another
+    worker was recording in it: on Postgres it deleted the run just recorded, or left it
+    without its thread, in 36 rounds of 40 (red-team pass FA). Racing: the run in its thread,
+    or the thread gone and the run refused."""
+    first, second = RunStore(database_url), RunStore(database_url)
+    await first.start()
+    await second.start()
+    try:
+        for n in range(30):
+            thread, run = f"{n:032d}", f"{n + 500:032d}"
+            await first.create_thread(thread, "owner", {})
+            cutoff = store_module._now() + dt.timedelta(hours=1)  # the thread counts as old
+            results = await asyncio.gather(
+                second.create(run, "react", "q", owner="owner", thread_id=thread),
+                first.delete_older_than(cutoff),
+                return_exceptions=True,
+            )
+            recorded, kept = await first.get(run), await first.get_thread(thread, "owner")
+            if isinstance(results[0], ThreadGone):
+                assert recorded is None and kept is None, results
+            else:
+                assert results[0] is None and recorded is not None and kept is not None, results
+                await first.finish(run, status="finished")
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
 async def test_retention_deletes_what_is_older_and_keeps_threads_whole(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

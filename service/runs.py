@@ -136,13 +136,18 @@ class RunManager:
         give_up = loop.time() + self._max_follow_s
         sent = after
         while True:
+            # Whether it has ended, read before its events: a run's end is stored with its
+            # last events (``RunStore.finish``), so once it is seen, they are all there. Read
+            # after them, a run that ended in between ended the stream without its last step
+            # and its final event (red-team pass FA).
+            record = await self._store.get(run_id)
+            ended = record is None or record["status"] not in ACTIVE
             for event in await self._store.events(run_id, sent):
                 yield event
                 sent = event[0]
                 if event[1] == "final":
                     return
-            record = await self._store.get(run_id)
-            if record is None or record["status"] not in ACTIVE or loop.time() > give_up:
+            if ended or loop.time() > give_up:
                 return
             await asyncio.sleep(FOLLOW_POLL_S)
 

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from service import store as store_module
+from service.runs import RunManager
 from service.store import RunStore, ThreadActive, ThreadGone
 
 
@@ -216,6 +217,39 @@ async def test_two_workers_never_run_two_runs_in_one_thread_nor_lose_one(
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_a_run_followed_from_another_worker_is_followed_to_its_final_event(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream of a run another worker runs re-reads the store: read after its events,
+    the run's end, stored between the two reads, ended the stream without its last events
+    (red-team pass FA: resumed streams lost ``final``, or the whole last step, 4 to 10 times
+    in 60 with two workers on Postgres). Here the other worker ends the run right then."""
+    running, following = RunStore(database_url), RunStore(database_url)
+    await running.start()
+    await following.start()
+    try:
+        run = "f" * 32
+        await running.create(run, "react", "q", owner="o")
+        await running.record_events(run, [(1, "run", {}), (2, "thought", {})], status="running")
+        read = following.events
+
+        async def events(run_id: str, after: int = 0) -> list[Any]:
+            found = await read(run_id, after)
+            if after == 0:  # the other worker ends the run just after this read
+                await running.finish(
+                    run, events=[(3, "action", {}), (4, "final", {})], status="finished"
+                )
+            return found
+
+        monkeypatch.setattr(following, "events", events)
+        manager = RunManager(following, None, max_follow_s=10)  # type: ignore[arg-type]
+        seen = [(seq, name) async for seq, name, _ in manager.follow(run)]
+        assert seen == [(1, "run"), (2, "thought"), (3, "action"), (4, "final")]
+    finally:
+        await running.aclose()
+        await following.aclose()
 
 
 async def test_the_retention_sweep_never_takes_a_thread_a_run_is_recorded_in(

@@ -81,22 +81,46 @@ def without_exemplar_wording(answer: str, sentences: Iterable[str]) -> str:
     return answer
 
 
+# Python's notation for a whole float (and money's cents, once its $ is gone), and a
+# string's repr (single quotes, or double ones around a text that holds a single quote).
 _WHOLE_FLOAT = re.compile(r"([-+]?\d[\d,]*)\.0+")
-_QUOTED = re.compile(r"'([^'\\\n]+)'|\"([^\"\\\n]+)\"")
+_REPR = re.compile(r"'([^'\\\n]+)'|\"([^\"\\\n]*'[^\"\\\n]*)\"")
+# A question that asks for the digits after the point, or the notation itself (pass FA:
+# "round 2.96 to one decimal place" answered 3, json.dumps' "hi" answered hi).
+_ASKS_DECIMALS = re.compile(
+    r"\b(?:decimals?|places?|float(?:ing)?|versions?|releases?|precision|tenths?|"
+    r"hundredths?|thousandths?|significant)\b|\d\.\d",
+    re.IGNORECASE,
+)
+_ASKS_NOTATION = re.compile(
+    r"\b(?:quotes?|quoted|quotation|json|repr|literal|print(?:s|ed)?|output)\b", re.IGNORECASE
+)
 
 
 def without_program_notation(question: str, answer: str) -> str:
     """A bare answer as a person writes it, not as Python printed it: a whole number without
     ``.0`` (``540.0`` -> ``540``) and a text without the quotes of its ``repr``
-    (``'laptcaer'`` -> ``laptcaer``), unless the question itself writes it so. The 1.5B model
-    copied both from its program's observation into its answer (red-team pass EZ)."""
-    whole = _WHOLE_FLOAT.fullmatch(answer.strip())
-    if whole and answer.strip() not in question:
-        return whole.group(1)
-    quoted = _QUOTED.fullmatch(answer.strip())
-    if quoted and answer.strip() not in question:
+    (``'laptcaer'`` -> ``laptcaer``), unless the question writes it so, or asks for the
+    decimals or the notation. The 1.5B model copied both from its program's observation into
+    its answer (red-team pass EZ)."""
+    text = answer.strip()
+    if _written_in(text, question):
+        return answer
+    whole = _WHOLE_FLOAT.fullmatch(text)
+    if whole:
+        number = whole.group(1)
+        if _ASKS_DECIMALS.search(question) or (number[0] in "+-" and not number.strip("+-0,")):
+            return answer  # 3.0 to one decimal place; -0.0 is not -0
+        return number
+    quoted = _REPR.fullmatch(text)
+    if quoted and not _ASKS_NOTATION.search(question):
         return quoted.group(1) or quoted.group(2)
     return answer
+
+
+def _written_in(text: str, question: str) -> bool:
+    """``text`` stands in ``question`` on its own ("0.0" is not in "100.0")."""
+    return re.search(rf"(?<![\w.]){re.escape(text)}(?!\w|\.\d)", question) is not None
 
 
 def normalise(question: str, answer: str, exemplars: Iterable[str] = ()) -> str:

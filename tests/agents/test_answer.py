@@ -64,6 +64,18 @@ def test_a_currency_the_question_did_not_ask_for_is_dropped(
         ("What is 7 / 2?", "3.5", "3.5"),
         ("Print 2.0 exactly as 2.0", "2.0", "2.0"),  # as the question writes it
         ("Which letters?", "'a' and 'b'", "'a' and 'b'"),
+        # ... unless the question asks for the decimals or the notation (pass FA)
+        ("Round 2.96 to one decimal place.", "3.0", "3.0"),
+        ("Write 5 with two decimal places.", "5.00", "5.00"),
+        ("What is 1.50 + 1.50?", "3.00", "3.00"),
+        ("Which version of HTTP was published as RFC 1945 in 1996?", "1.0", "1.0"),
+        ("What is 1.5 + 1.5? Give it as a float.", "3.0", "3.0"),
+        ("What does Python give for -1e-300 * 1e-300?", "-0.0", "-0.0"),
+        ("What string does json.dumps('hi') return?", '"hi"', '"hi"'),
+        ('What does print(repr("hi")) show?', "'hi'", "'hi'"),
+        ("How many items? The list has 100.0 items", "0.0", "0.0"),  # it writes decimals
+        ('Which word follows "the"?', '"cat"', '"cat"'),  # not a repr's quotes
+        ("Whose book is it?", '"Sam\'s"', "Sam's"),  # a repr's, around a quote
     ],
 )
 def test_an_answer_keeps_only_what_the_question_asked_for(

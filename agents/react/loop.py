@@ -416,7 +416,7 @@ class ReActAgent:
             answer = parsed.action_input.strip() if parsed.action == FINISH else ""
         if (
             echoes(answer, state.failures)
-            or _copied_from_an_example(answer, state.messages)
+            or _copied_from_an_example(answer, state.question, state.messages)
             or says_nothing(answer, state.question)
         ):
             answer = ""
@@ -478,17 +478,31 @@ def _stop(question: str) -> tuple[str, ...]:
     return STOP if "Observation:" not in question else ("\nObservation",)
 
 
-def _copied_from_an_example(answer: str, messages: Sequence[ChatMessage]) -> bool:
-    """An answer that a few-shot example finishes with and that nothing the run was told
-    holds (the question, an observation): asked for its best answer after steps that found
-    nothing, the 1.5B model answered the example's "$27.05" (red-team pass EZ). Only the
-    examples' specific answers, with a number and more ("$27.05", "20 years"): "24" or
-    "Tokyo" may well be a right answer from what the model knows."""
+def _copied_from_an_example(answer: str, question: str, messages: Sequence[ChatMessage]) -> bool:
+    """An answer that a few-shot example finishes with, that nothing the run was told holds
+    (the question, an observation) and whose unit the question does not speak of: asked for
+    its best answer after steps that found nothing, the 1.5B model answered the example's
+    "$27.05" to a question about Tokyo's population (red-team pass EZ). Only the examples'
+    specific answers, with a number and more ("$27.05", "20 years"): "24" or "Tokyo" may well
+    be a right answer from what the model knows, and so is "20 years" to "how many years
+    passed between 2004 and 2024?" (pass FA)."""
     specific = len(answer) >= 4 and any(char.isdigit() for char in answer)
     if not specific or answer not in prompt.exemplar_answers():
         return False
+    if _units(answer) & _units(question):
+        return False
     told = (m.content for m in messages[1:] if m.role != "assistant")  # not the examples
     return not any(answer in text for text in told)
+
+
+_CURRENCY_WORDS = {"$": "dollar", "€": "euro", "£": "pound"}
+
+
+def _units(text: str) -> set[str]:
+    """The words of ``text`` and its currency signs, as words, without a plural's s."""
+    words = re.findall(r"[a-z]+", text.lower())
+    words += [word for sign, word in _CURRENCY_WORDS.items() if sign in text]
+    return {word.removesuffix("s") for word in words if len(word) > 1}
 
 
 _BOXED = re.compile(r"\\boxed\{([^{}\n]{1,200})\}")

@@ -332,16 +332,23 @@ async def test_a_run_that_observed_something_ends_its_refusals_with_its_best_ans
     assert "budget" not in last_request
 
 
+TOKYO = "What is the population of Tokyo divided by 1000?"
+
+
 @pytest.mark.parametrize(
-    ("last_words", "observed", "answer"),
+    ("question", "last_words", "observed", "answer"),
     [
-        ("Action: finish[$27.05]", "no result", "no result"),  # the example's: the observation
-        ("Action: finish[$27.05]", "the change is $27.05", "27.05"),  # told: kept
-        ("Action: finish[Tokyo]", "no result", "Tokyo"),  # may well be known: kept
+        (TOKYO, "Action: finish[$27.05]", "no result", "no result"),  # the observation
+        (TOKYO, "Action: finish[$27.05]", "the change is $27.05", "27.05"),  # told: kept
+        (TOKYO, "Action: finish[Tokyo]", "no result", "Tokyo"),  # may well be known: kept
+        # the question speaks of its unit: may well be right (pass FA)
+        ("How many years passed from 2004 to 2024?", "Action: finish[20 years]", "-", "20 years"),
+        ("I paid 23 dollars, then 4.05 more: in all?", "Action: finish[$27.05]", "-", "$27.05"),
+        ("How many years passed from 2004 to 2024?", "Action: finish[$27.05]", "-", "-"),
     ],
 )
 async def test_a_best_answer_copied_from_an_example_is_no_answer(
-    last_words: str, observed: str, answer: str
+    question: str, last_words: str, observed: str, answer: str
 ) -> None:
     """Pass EZ: with nothing found, asked for its best answer, the 1.5B model answered the
     few-shot example's "$27.05", and the run gave it as the answer."""
@@ -356,7 +363,7 @@ async def test_a_best_answer_copied_from_an_example_is_no_answer(
     agent = ReActAgent(
         make_llm(fake), {"search": search}, policy("search", max_consecutive_refusals=2)
     )
-    end = final(await collect(agent))
+    end = final(await collect(agent, question))
     assert (end.status, end.answer) == ("max_steps", answer)
 
 

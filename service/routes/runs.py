@@ -120,8 +120,8 @@ async def cancel_run(state: State, owner: Owner, run_id: RunId) -> StoredRun:
     summary="A run's events: replayed, then followed live",
     description="Server-sent events with `id:` = the event's sequence number in the run: "
     "`run`, `thought`, `action`, `observation`, then `final` (the run's body). An ended run "
-    "replays; a running one replays, then follows. `Last-Event-ID` (or `after=N`) resumes "
-    "after event N, with nothing lost or repeated.",
+    "replays; a running one replays, then follows. `Last-Event-ID` (or `after=N`; with both, "
+    "the later) resumes after event N, with nothing lost or repeated.",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The events."},
         **problem_responses(401, 404, 422, 503),
@@ -135,7 +135,9 @@ async def run_events(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> EventSourceResponse:
     await _run(state, owner, run_id)
-    start = after if after is not None else _last_event_id(last_event_id)
+    # Both given: a browser's EventSource reconnects to the URL it was opened on (?after=1)
+    # with the last id it saw, and was sent again what it had (pass FA): the later one.
+    start = max(after or 0, _last_event_id(last_event_id))
     return EventSourceResponse(
         _replay(state, run_id, start), ping=15, send_timeout=SSE_SEND_TIMEOUT_S
     )

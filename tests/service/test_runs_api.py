@@ -103,6 +103,11 @@ async def test_a_background_run_is_accepted_then_read_and_replayed(app_client: A
             )
             by_query = sse((await client.get(f"/runs/{run_id}/events?after={n}")).text)
             assert by_header == by_query == replay[n:]
+        # an EventSource opened on ?after=1 reconnects there with the last id it saw (pass FA)
+        for after, header, resumed in ((1, "4", 4), (5, "2", 5)):
+            path = f"/runs/{run_id}/events?after={after}"
+            both = await client.get(path, headers={"last-event-id": header})
+            assert sse(both.text) == replay[resumed:]
         # digits to str.isdigit that int() refuses ("²", a 500), and past the store's integers
         # (an aborted stream): a 422 that says what to send (pass EY)
         for bad in (b"\xb2", b"99999999999999999999", b"1000001", b"-1", b"1.5", b"\xd9\xa3"):

@@ -80,7 +80,7 @@ from agents.pal.prompt import (
     reply_start,
     verbalize_turns,
 )
-from agents.pal.vote import VoteResult, agrees, as_number, majority_vote
+from agents.pal.vote import Ballot, VoteResult, agrees, as_number, ballot, majority_vote
 from agents.policy import truncated
 from tools.sandbox.result import ExecutionResult
 
@@ -151,11 +151,13 @@ class _Lane:
     shown: _Sample | None = None  # the failed attempt the next repair shows the model
     final: _Sample | None = None  # the latest attempt: the outcome that votes
     repairs: int = 0
+    ballot: Ballot | None = None  # what ``final`` votes with, made once (``vote.ballot``)
 
     def record(self, sample: _Sample, conversation: list[ChatMessage]) -> None:
         """A repair that held no program is not worth showing again: the next round answers
         the latest attempt that had one (or the first attempt) in its conversation."""
         self.final = sample
+        self.ballot = None if sample.value is None else ballot(sample.value)
         if self.shown is None or sample.program is not None:
             self.shown, self.messages = sample, conversation
 
@@ -331,9 +333,12 @@ async def run_pal(
     outcomes = [lane.outcome for lane in ended]
     repairs = sum(lane.repairs for lane in lanes)
     outcome = _vote(lanes)
+    # Each answer displayed: 10,000 floats in each of 8 take a fifth of a second, in a
+    # thread of its own, where the event loop's other runs go on meanwhile (pass FB).
+    shown, winner_shown = await asyncio.to_thread(_displayed, outcome)
     details: dict[str, Any] = {
         "value": None,
-        "votes": outcome.as_details(),
+        "votes": shown,
         "agreement": outcome.agreement,
         "samples": options.samples,
         "drawn": len(ended),
@@ -365,7 +370,7 @@ async def run_pal(
     # failed program's message ended with "result: 42", red-team pass BT)
     details["answered_by"] = last_step[lane.index]
     details["returned"] = returned
-    answer = winner.answer
+    answer = winner_shown
     if options.verbalize:
         program = lane.outcome.program or ""
         sentence = await _verbalize(llm, lane.messages, program, answer, options, meter)
@@ -383,10 +388,17 @@ async def run_pal(
     )
 
 
+def _displayed(outcome: VoteResult) -> tuple[list[dict[str, Any]], str]:
+    """The vote's details, and its winner's display string ("" without one)."""
+    winner = outcome.winner
+    return outcome.as_details(), "" if winner is None else winner.answer
+
+
 def _vote(lanes: Sequence[_Lane]) -> VoteResult:
     """The vote of the samples that have ended so far, in sample order. A sample whose latest
     attempt failed votes nothing (``None``), and while it is being repaired it is pending."""
-    return majority_vote([lane.outcome.value for lane in lanes if lane.final is not None])
+    ended = [lane for lane in lanes if lane.final is not None]
+    return majority_vote([lane.outcome.value for lane in ended], [lane.ballot for lane in ended])
 
 
 async def _complete(

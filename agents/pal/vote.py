@@ -39,10 +39,16 @@ _THOUSANDS = re.compile(r"^([-+]?)(\d{1,3}(?:,\d{3})+)(\.\d+)?$")
 
 @dataclass(frozen=True, slots=True)
 class Vote:
-    answer: str  # the display string of ``value``
     value: Any  # the exact value of the group's earliest sample
     count: int
     first_sample: int  # index of the earliest sample that voted for it
+
+    @property
+    def answer(self) -> str:
+        """The display string of ``value``, made when asked: a vote is taken after every
+        step, and displaying 10,000 floats for each answer each time held the event loop
+        for a second (red-team pass FB)."""
+        return format_answer(self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,9 @@ class VoteResult:
     def as_details(self) -> list[dict[str, Any]]:
         """Each answer cut as an observation is (the winner's value is ``details.value``)."""
         return [{"answer": truncated(v.answer), "count": v.count} for v in self.votes]
+
+
+Ballot = tuple[str, Any]  # what a result is compared by (``ballot``)
 
 
 def as_number(value: Any) -> int | float | None:
@@ -124,30 +133,52 @@ def _key(value: Any) -> tuple[str, Any]:
         return ("repr", repr(value))
 
 
+def ballot(value: Any) -> Ballot:
+    """What ``value`` is compared by, made once: ``("number", n)``, or its key as text."""
+    number = as_number(value)
+    return ("number", number) if number is not None else _key(value)
+
+
 def agrees(a: Any, b: Any) -> bool:
     """Whether two results count as the same answer."""
-    number_a, number_b = as_number(a), as_number(b)
-    if number_a is not None and number_b is not None:
-        return same_number(number_a, number_b)
-    if number_a is not None or number_b is not None:
-        return False
-    return _key(a) == _key(b)
+    return _same(ballot(a), ballot(b))
 
 
-def majority_vote(results: Sequence[Any]) -> VoteResult:
-    """Vote over the samples' results in sample order; ``None`` marks a failed sample."""
+def _same(a: Ballot, b: Ballot) -> bool:
+    if a[0] == "number" and b[0] == "number":
+        return same_number(a[1], b[1])
+    return a == b
+
+
+def majority_vote(
+    results: Sequence[Any], ballots: Sequence[Ballot | None] | None = None
+) -> VoteResult:
+    """Vote over the samples' results in sample order; ``None`` marks a failed sample.
+    ``ballots`` (``ballot`` of each result, None for a failed one) when the caller keeps
+    them: each result is then read once per sample, not once per comparison (red-team
+    pass FB: 8 samples of 10,000 floats, serialised for every pair at every step)."""
+    if ballots is None:
+        ballots = [None if value is None else ballot(value) for value in results]
     groups: list[list[int]] = []  # sample indices per answer, in order of first appearance
-    for index, value in enumerate(results):
-        if value is None:
+    by_key: dict[Ballot, list[int]] = {}  # answers compared exactly
+    numbers: list[tuple[int | float, list[int]]] = []  # within a tolerance: one by one
+    for index, (value, cast) in enumerate(zip(results, ballots, strict=True)):
+        if value is None or cast is None:
             continue
-        for group in groups:
-            if agrees(results[group[0]], value):
-                group.append(index)
-                break
+        if cast[0] == "number":
+            group = next((g for n, g in numbers if same_number(n, cast[1])), None)
+            if group is None:
+                group = []
+                numbers.append((cast[1], group))
+                groups.append(group)
         else:
-            groups.append([index])
+            group = by_key.get(cast)
+            if group is None:
+                group = by_key[cast] = []
+                groups.append(group)
+        group.append(index)
     # sorted() is stable: equal counts keep their order of first appearance.
     ranked = sorted(groups, key=len, reverse=True)
-    votes = tuple(Vote(format_answer(results[g[0]]), results[g[0]], len(g), g[0]) for g in ranked)
+    votes = tuple(Vote(results[g[0]], len(g), g[0]) for g in ranked)
     tie = len(votes) > 1 and votes[0].count == votes[1].count
     return VoteResult(votes=votes, samples=len(results), tie=tie)

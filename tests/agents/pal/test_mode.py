@@ -125,6 +125,29 @@ async def test_a_server_that_ignores_n_is_counted_and_then_drawn_per_sample() ->
     assert all(r.n == 1 for r in fake.chat_requests[5:])
 
 
+async def test_each_result_is_read_once_for_the_votes_and_displayed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A vote is taken after every step: each sample's result was serialised for every pair
+    compared, and every answer displayed, at every vote, in the event loop (red-team pass FB:
+    8 samples of 10,000 floats held it for a second at a time, 3.6 s a run)."""
+    from agents.pal import vote
+
+    read: list[object] = []
+    shown: list[object] = []
+    key, display = vote._key, vote.format_answer
+    monkeypatch.setattr(vote, "_key", lambda value: read.append(value) or key(value))
+    monkeypatch.setattr(vote, "format_answer", lambda value: shown.append(value) or display(value))
+    fake = FakeOpenAI(lambda req: fenced(program(f"[1, 2, {3 if req.temperature else 4}]")))
+    options = PalOptions(samples=5, max_repairs=0)
+    _, final = await collect(
+        run_pal(QUESTION, llm=NoN(make_llm(fake)), sandbox=FakeSandbox(), options=options)
+    )
+    assert final.answer == "[1, 2, 3]" and final.details["drawn"] >= 4  # then decided
+    assert len(read) == final.details["drawn"]  # once a sample, however many votes and pairs
+    assert len(shown) == 3  # each answer once (the winner twice: its detail and the answer)
+
+
 async def test_k_concurrent_calls_when_the_backend_has_no_n() -> None:
     """Two sampled programs that agree outvote the greedy one."""
     fake = FakeOpenAI(

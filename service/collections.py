@@ -400,6 +400,17 @@ class Collections:
 
     # -- documents ------------------------------------------------------------------------------
 
+    async def check_room(self, collection: dict[str, Any], sha256: str) -> None:
+        """Whether a document with this content could be added, asked before it is parsed
+        (``add_document`` asks again): a duplicate was refused only after seconds of parsing
+        and cutting a 10 MB text, while other clients' requests waited (red-team pass FB).
+        Raises ``LookupError``, ``TooMany`` or ``DuplicateDocument``."""
+        await self._store.detach(self._check_room(collection, sha256))
+
+    async def _check_room(self, collection: dict[str, Any], sha256: str) -> None:
+        async with self._store.reading() as session:
+            await _check_room(session, collection, sha256)
+
     async def add_document(self, collection: dict[str, Any], new: NewDocument) -> dict[str, Any]:
         """Store a document and all its passages: the passages first, ``STAGE_BATCH`` to a
         write transaction, then the document's row in one short transaction of its own.

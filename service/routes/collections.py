@@ -12,6 +12,7 @@ nothing behind.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -180,6 +181,7 @@ async def _ingest(
     declared: str | None,
 ) -> dict[str, Any]:
     try:
+        await state.collections.check_room(collection, hashlib.sha256(data).hexdigest())
         new = await prepare_document(
             data,
             source,
@@ -187,10 +189,9 @@ async def _ingest(
             max_pages=state.settings.retrieve_max_pages,
             timeout_s=parse_budget_s(len(data), state.settings.retrieve_parse_timeout_s),
         )
+        return await state.collections.add_document(collection, new)
     except IngestError as exc:
         raise ProblemError(exc.status, str(exc)) from exc
-    try:
-        return await state.collections.add_document(collection, new)
     except LookupError as exc:
         raise ProblemError(404, f"collection {name!r} was deleted meanwhile") from exc
     except TooMany as exc:

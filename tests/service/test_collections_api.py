@@ -740,12 +740,24 @@ async def test_a_search_reads_only_its_own_collections(tmp_path: Path) -> None:
         await store.aclose()
 
 
-async def test_the_same_content_twice_in_a_collection_is_refused(app_client: AppFactory) -> None:
-    """Its passages would otherwise come twice in every answer that finds them."""
+async def test_the_same_content_twice_in_a_collection_is_refused(
+    app_client: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its passages would otherwise come twice in every answer that finds them; and it is
+    refused before it is parsed (pass FB: after seconds of cutting a 10 MB text)."""
+    from service.routes import collections as routes
+
     async with app_client(FakeOpenAI(), **RETRIEVE) as client:
         await client.post("/collections", json={"name": "docs"})
         await client.post("/collections", json={"name": "other"})
         first = await upload(client, "docs", "handbook.md", MARKDOWN.encode())
+        prepare = routes.prepare_document
+
+        async def refuse_to_parse(data: bytes, *args: Any, **kwargs: Any) -> Any:
+            assert data != MARKDOWN.encode(), "a duplicate was parsed"
+            return await prepare(data, *args, **kwargs)
+
+        monkeypatch.setattr(routes, "prepare_document", refuse_to_parse)
         again = await upload(client, "docs", "copy-of-handbook.md", MARKDOWN.encode())
         assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
         document_id = first.json()["document_id"]
@@ -756,6 +768,7 @@ async def test_the_same_content_twice_in_a_collection_is_refused(app_client: App
             "/collections/docs/documents", json={"text": MARKDOWN, "source": "pasted"}
         )
         assert as_text.status_code == 409  # the same bytes, however they come
+        monkeypatch.setattr(routes, "prepare_document", prepare)
         assert (await upload(client, "other", "handbook.md", MARKDOWN.encode())).status_code == 201
         listed = (await client.get("/collections/docs/documents")).json()["documents"]
         assert [d["source"] for d in listed] == ["handbook.md"]

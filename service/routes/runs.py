@@ -26,7 +26,7 @@ from service.schemas import (
     StoredStatus,
 )
 from service.state import AppState
-from service.store import ACTIVE, BadCursor
+from service.store import ACTIVE, BadCursor, RunGone
 from service.strict_json import StrictJSONRoute
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -163,7 +163,11 @@ async def give_feedback(
     fields = body.model_dump(exclude_unset=True)
     if not fields:
         raise ProblemError(422, "give at least one of score, rating, comment, correction")
-    return Feedback.model_validate(await state.store.put_feedback(run_id, owner, fields))
+    try:
+        stored = await state.store.put_feedback(run_id, owner, fields)
+    except RunGone as exc:
+        raise ProblemError(404, f"run {run_id} was deleted") from exc
+    return Feedback.model_validate(stored)
 
 
 @router.get(

@@ -17,7 +17,7 @@ import pytest
 
 from service import store as store_module
 from service.runs import RunManager
-from service.store import RunStore, ThreadActive, ThreadGone
+from service.store import RunGone, RunStore, ThreadActive, ThreadGone
 
 
 async def test_concurrent_runs_never_see_a_locked_store(tmp_path: Path) -> None:
@@ -250,6 +250,34 @@ async def test_a_run_followed_from_another_worker_is_followed_to_its_final_event
     finally:
         await running.aclose()
         await following.aclose()
+
+
+async def test_feedback_given_while_its_thread_is_deleted_goes_with_it(
+    database_url: str,
+) -> None:
+    """Feedback was stored after the thread's delete had taken the feedback it found, and
+    outlived its run, comment included (red-team pass FA: 33 times in 40 on SQLite, 5 on
+    Postgres). Racing: the feedback and its run, or neither and a ``RunGone``."""
+    first, second = RunStore(database_url), RunStore(database_url)
+    await first.start()
+    await second.start()
+    try:
+        for n in range(30):
+            thread, run = f"{n:032d}", f"{n + 700:032d}"
+            await first.create_thread(thread, "owner", {})
+            await first.create(run, "react", "q", owner="owner", thread_id=thread)
+            await first.finish(run, status="finished", answer="x", events=[(1, "final", {})])
+            results = await asyncio.gather(
+                first.delete_thread(thread, "owner"),
+                second.put_feedback(run, "owner", {"comment": "private note"}),
+                return_exceptions=True,
+            )
+            assert results[0] is True, results
+            assert isinstance(results[1], dict | RunGone), results
+            assert await first.feedback(run, "owner") is None, results
+    finally:
+        await first.aclose()
+        await second.aclose()
 
 
 async def test_the_retention_sweep_never_takes_a_thread_a_run_is_recorded_in(

@@ -77,22 +77,28 @@ def build_server(app: FastAPI, settings: Settings) -> MCPServer:
     if "python" not in settings.allowed_actions:
         return server
 
-    @server.tool(
-        name="pal",
-        description="Answer a question with PAL: the model writes a Python program, the "
-        "sandbox runs it, and the program's result is the answer (with samples > 1, the "
-        "answer most programs agree on).",
-    )
     async def pal(
         question: Annotated[str, Field(description="The question.")],
         ctx: Context,
-        samples: Annotated[int, Field(ge=1, le=64, description="Programs to vote over.")] = 1,
+        samples: Annotated[int, Field(ge=1, description="Programs to vote over.")] = 1,
         task: Annotated[
             Literal["math", "date", "objects"], Field(description="The prompt family.")
         ] = "math",
     ) -> CallToolResult:
         body = {"question": question, "mode": "pal", "samples": samples, "task": task}
         return await _run(state(), ctx, body)
+
+    # The server's own limit, which it enforces (pass FA: 64 was published, 8 enforced);
+    # set here, as annotations are read in the module's namespace, where settings is not.
+    pal.__annotations__["samples"] = Annotated[
+        int, Field(ge=1, le=settings.max_samples, description="Programs to vote over.")
+    ]
+    server.tool(
+        name="pal",
+        description="Answer a question with PAL: the model writes a Python program, the "
+        "sandbox runs it, and the program's result is the answer (with samples > 1, the "
+        "answer most programs agree on).",
+    )(pal)
 
     @server.tool(
         name="python",
@@ -103,7 +109,10 @@ def build_server(app: FastAPI, settings: Settings) -> MCPServer:
     async def python(
         code: Annotated[str, Field(description="The program.")], ctx: Context
     ) -> CallToolResult:
-        return await _run(state(), ctx, {"question": code, "mode": "pal"}, program=code)
+        # A form feed is Python's whitespace, and no question's (pass FA: refused as a
+        # control character): the run's question shows it as a space; the program runs as is.
+        question = code.replace("\f", " ")
+        return await _run(state(), ctx, {"question": question, "mode": "pal"}, program=code)
 
     return server
 

@@ -68,6 +68,8 @@ async def test_tools_are_listed_with_their_arguments(app_client: AppFactory) -> 
     }
     assert tools["ask"].input_schema["required"] == ["question"]
     assert set(tools["pal"].input_schema["properties"]) == {"question", "samples", "task"}
+    # the server's limit, which it enforces (pass FA: 64 published, 8 enforced)
+    assert tools["pal"].input_schema["properties"]["samples"]["maximum"] == 8
     assert tools["python"].input_schema["required"] == ["code"]
 
 
@@ -121,6 +123,9 @@ async def test_a_programs_errors_speak_of_code(app_client: AppFactory) -> None:
             result = await client.call_tool("python", {"code": code})
             text = result.content[0].text  # type: ignore[union-attr]
             assert result.is_error and said in text and "question" not in text, text
+        # a form feed is Python's whitespace (pass FA: refused as a control character)
+        fed = await client.call_tool("python", {"code": "x = 6 * 7\f\nprint(x)"})
+        assert not fed.is_error and fed.content[0].text == "42", fed  # type: ignore[union-attr]
 
 
 async def test_no_stream_is_opened_from_server_to_client(app_client: AppFactory) -> None:

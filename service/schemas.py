@@ -60,7 +60,7 @@ Integral = BeforeValidator(_integral)
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
-def _storable(value: str) -> str:
+def storable_text(value: str) -> str:
     """Text kept as sent: NUL (which Postgres refuses) and lone surrogates (which no UTF-8
     encoder takes) are refused, never stored as U+FFFD behind the client's back (a thread's
     label with a NUL came back altered: red-team pass EY)."""
@@ -72,7 +72,7 @@ def _storable(value: str) -> str:
 
 
 # A client's own text that is stored and shown back as it was sent.
-StorableStr = Annotated[str, AfterValidator(_storable)]
+StorableStr = Annotated[str, AfterValidator(storable_text)]
 
 
 def _not_a_bool(value: object) -> object:
@@ -340,7 +340,7 @@ class DocumentText(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(min_length=1, description="The document: plain text, Markdown or HTML.")
-    source: str = Field(
+    source: StorableStr = Field(
         min_length=1,
         max_length=SOURCE_CHARS,
         description="Its name, shown with each passage cited.",

@@ -42,6 +42,7 @@ from service.schemas import (
     Document,
     DocumentList,
     DocumentText,
+    storable_text,
 )
 from service.state import AppState
 from service.strict_json import StrictJSONRoute, loads
@@ -309,10 +310,16 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, str | 
         if len(data) > limit:
             raise ProblemError(413, f"the document is larger than {limit} bytes")
         named = form.get("source")
-        if isinstance(named, str) and len(named) > SOURCE_CHARS:
-            # As the JSON body's source is refused (pass EY: cut to 300 and stored); a file's
-            # own name is a name the client did not choose to send, and is shortened.
-            raise ProblemError(422, f"source: at most {SOURCE_CHARS} characters")
+        if isinstance(named, str):
+            # As the JSON body's source is refused (pass EY: cut to 300 and stored; pass FA:
+            # a NUL stored as a space); a file's own name is a name the client did not
+            # choose to send, and is shortened.
+            if len(named) > SOURCE_CHARS:
+                raise ProblemError(422, f"source: at most {SOURCE_CHARS} characters")
+            try:
+                storable_text(named)
+            except ValueError as exc:
+                raise ProblemError(422, f"source: {exc}") from exc
         source = named if isinstance(named, str) and named.strip() else upload.filename or ""
         return data, _source(source or "upload"), upload.content_type
     finally:

@@ -42,10 +42,22 @@ _INSTEAD.update(
 )
 
 
+# Parts of those packages that compute offline: no word of the network for them (pass FA:
+# "import urllib.parse", to quote a URL, was told to search instead).
+_INSTEAD.update(
+    {
+        "urllib.parse": "split and join URLs with str methods and re",
+        "http": "HTTP status codes are plain ints (200, 404 ...)",
+    }
+)
+_INSTEAD["http.client"] = _INSTEAD["http.server"] = _NO_NETWORK
+
+
 def not_available(name: str) -> str:
-    """Why ``import <name>`` fails, and what to use instead."""
+    """Why ``import <name>`` fails, and what to use instead: for the module itself, else for
+    its package."""
     allowed = ", ".join(sorted(ALLOWED_MODULES))
-    instead = _INSTEAD.get(name.partition(".")[0], "")
+    instead = _INSTEAD.get(name, _INSTEAD.get(name.partition(".")[0], ""))
     return f"module {name!r} is not available in the sandbox (allowed: {allowed})" + (
         f"; {instead}" if instead else ""
     )

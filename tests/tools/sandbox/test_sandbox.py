@@ -1354,7 +1354,7 @@ async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> 
     for module in ("requests", "urllib.request"):  # pass EZ: a model offline tried each
         fetch = await sandbox.run(f"import {module}\nresult = {module}.urlopen('http://x')")
         assert fetch.error is not None and "look it up with the search action" in fetch.error
-    for code in ("from urllib.parse import quote\nquote('a b')", "from http import HTTPStatus"):
+    for code in ("from urllib.parse import quote\nquote('a')", "import http\nhttp.HTTPStatus"):
         offline = await sandbox.run(code)  # computed offline: not sent to search (pass FA)
         assert offline.error is not None and "search" not in offline.error, offline
 

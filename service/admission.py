@@ -148,6 +148,7 @@ class Admission:
         token_budget: int | None,
         lease_s: float,
         metrics: Metrics,
+        read_rate_limit: str = "",
     ) -> None:
         self._storage: Storage
         self._slots: Slots
@@ -164,30 +165,33 @@ class Admission:
             raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://host:port/db")
         self._limits = (max_runs, max_runs_per_client)
         self._rate = parse(rate_limit) if rate_limit else None
+        self._read_rate = parse(read_rate_limit) if read_rate_limit else None
         self._window = MovingWindowRateLimiter(self._storage)
         self._budget = token_budget
         self._lease_s = lease_s + LEASE_MARGIN_S
         self._metrics = metrics
 
-    async def check_rate(self, client: str, kind: Literal["ask", "write"] = "ask") -> None:
+    async def check_rate(self, client: str, kind: Literal["ask", "write", "read"] = "ask") -> None:
         """429 past ``RATE_LIMIT`` for this client: for the requests that start work
         (``ask``), and in a window of their own for the other requests that write to the
         store (``write``: threads, feedback, collections, deletes, cancels). Unlimited,
         3,000 new threads from one key made every other client's ``/ask`` 50 times slower
-        on the store's one writer (red-team pass CV)."""
-        if self._rate is None:
+        on the store's one writer (red-team pass CV). Reads (``read``) past
+        ``READ_RATE_LIMIT``, in a window of theirs (red-team pass FB)."""
+        rate = self._read_rate if kind == "read" else self._rate
+        if rate is None:
             return
         who = _key(client)
         async with _reachable():
-            if await self._window.hit(self._rate, kind, who):
+            if await self._window.hit(rate, kind, who):
                 return
-            stats = await self._window.get_window_stats(self._rate, kind, who)
+            stats = await self._window.get_window_stats(rate, kind, who)
         self._metrics.rejected.labels("rate_limited").inc()
         retry = max(1, math.ceil(stats.reset_time - time.time()))
-        what = "" if kind == "ask" else " for writes"
+        what = "" if kind == "ask" else f" for {kind}s"
         raise ProblemError(
             429,
-            f"rate limit of {self._rate}{what} exceeded; retry in {retry} s",
+            f"rate limit of {rate}{what} exceeded; retry in {retry} s",
             headers={"Retry-After": str(retry)},
         )
 

@@ -136,6 +136,7 @@ def create_app(
                 max_runs=settings.max_concurrent_runs,
                 max_runs_per_client=settings.max_concurrent_runs_per_client,
                 rate_limit=settings.rate_limit,
+                read_rate_limit=settings.read_rate_limit,
                 token_budget=settings.token_budget_per_key,
                 lease_s=settings.request_timeout_s,
                 metrics=metrics,

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # Serve without keys on an address other hosts can reach: the operator accepts the risk.
     allow_unauthenticated: bool = False
     rate_limit: str = "60/minute"  # per client (API key, else address); "" disables
+    # Reads (GET) per client, in a window apart from runs' and writes'; "" disables. Unlimited,
+    # one key reading its own large run 35 times a second made others' /ask 11x slower.
+    read_rate_limit: str = "600/minute"
     # Where rate limits, run slots and budgets are counted: memory:// (this process) or
     # redis://host:port/db (shared by workers and replicas).
     rate_limit_storage_url: str = "memory://"
@@ -232,7 +235,7 @@ class Settings(BaseSettings):
             raise ValueError("must be memory:// or redis://host:port/db (rediss:// for TLS)")
         return value
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "read_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
         if value:

@@ -463,6 +463,31 @@ async def test_requests_that_write_count_against_the_rate_limit(app_client: AppF
         assert (await c.post("/threads", json={}, headers=B)).status_code == 201  # B's own
 
 
+async def test_reads_count_against_their_own_rate_limit(app_client: AppFactory) -> None:
+    """Red-team pass FB: one key reading its own 156 KB run 35 times a second, unlimited,
+    made every other key's /ask 11 times slower. Reads count against READ_RATE_LIMIT, in a
+    window apart from runs' and writes', per key; health and readiness are never counted."""
+    async with app_client(
+        FakeOpenAI(default="Action: finish[x]"),
+        read_rate_limit="3/minute",
+        agent_api_keys=f"{KEY_A},{KEY_B}",
+    ) as c:
+        run = (await c.post("/ask", json={"question": "q"}, headers=A)).json()["run_id"]
+        reads = [
+            await c.get(f"/runs/{run}", headers=A),
+            await c.get("/runs", headers=A),
+            await c.get(f"/runs/{run}/events", headers=A),
+        ]
+        assert [r.status_code for r in reads] == [200, 200, 200], [r.text for r in reads]
+        refused = await c.get(f"/runs/{run}", headers=A)
+        assert refused.status_code == 429 and "for reads" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) >= 1
+        assert (await c.get("/healthz")).status_code == 200
+        assert (await c.post("/ask", json={"question": "q"}, headers=A)).status_code == 200
+        assert (await c.post("/threads", json={}, headers=A)).status_code == 201
+        assert (await c.get("/runs", headers=B)).status_code == 200  # B's own window
+
+
 async def test_one_key_holds_a_bounded_number_of_threads(
     app_client: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,6 +71,7 @@ def _settings(database_dir: Path | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "llm_base_url": FakeOpenAI.base_url,
         "rate_limit": "",  # 429s would hide the paths behind them; test_ask covers the limit
+        "read_rate_limit": "",  # likewise; test_runs_api covers it
         "auth_failure_limit": "",  # likewise for wrong keys; test_probe_auth_metrics covers it
         "sandbox_workers": 2,
         "sandbox_timeout_s": 3.0,

@@ -9,6 +9,8 @@ import gc
 import inspect
 import random
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,19 @@ def test_every_store_operation_outlives_its_caller() -> None:
     assert public - {"start", "aclose"} == {
         name for name in public if getattr(getattr(RunStore, name), "__detached__", False)
     }
+
+
+@asynccontextmanager
+async def two_workers(database_url: str) -> AsyncIterator[tuple[RunStore, RunStore]]:
+    """Two stores on one database, as two workers (``WORKERS=2``) or replicas hold."""
+    first, second = RunStore(database_url), RunStore(database_url)
+    await first.start()
+    await second.start()
+    try:
+        yield first, second
+    finally:
+        await first.aclose()
+        await second.aclose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -196,10 +211,7 @@ async def test_two_workers_never_run_two_runs_in_one_thread_nor_lose_one(
     write lock only at its first write, so both found the thread idle and both ran a run in
     it; a run recorded while another worker deleted its thread was lost (red-team pass EY).
     Racing: one run in the thread, the other refused; the run in its thread, or neither."""
-    first, second = RunStore(database_url), RunStore(database_url)
-    await first.start()
-    await second.start()
-    try:
+    async with two_workers(database_url) as (first, second):
         for n in range(20):
             thread = f"{n:032d}"
             await first.create_thread(thread, "owner", {})
@@ -214,9 +226,6 @@ async def test_two_workers_never_run_two_runs_in_one_thread_nor_lose_one(
             results = await race_a_run_and_its_threads_delete(first, second, n)
             if not isinstance(results[1], ThreadActive):
                 assert isinstance(results[0], ThreadGone), results
-    finally:
-        await first.aclose()
-        await second.aclose()
 
 
 async def test_a_run_followed_from_another_worker_is_followed_to_its_final_event(
@@ -226,10 +235,7 @@ async def test_a_run_followed_from_another_worker_is_followed_to_its_final_event
     the run's end, stored between the two reads, ended the stream without its last events
     (red-team pass FA: resumed streams lost ``final``, or the whole last step, 4 to 10 times
     in 60 with two workers on Postgres). Here the other worker ends the run right then."""
-    running, following = RunStore(database_url), RunStore(database_url)
-    await running.start()
-    await following.start()
-    try:
+    async with two_workers(database_url) as (running, following):
         run = "f" * 32
         await running.create(run, "react", "q", owner="o")
         await running.record_events(run, [(1, "run", {}), (2, "thought", {})], status="running")
@@ -247,9 +253,6 @@ async def test_a_run_followed_from_another_worker_is_followed_to_its_final_event
         manager = RunManager(following, None, max_follow_s=10)  # type: ignore[arg-type]
         seen = [(seq, name) async for seq, name, _ in manager.follow(run)]
         assert seen == [(1, "run"), (2, "thought"), (3, "action"), (4, "final")]
-    finally:
-        await running.aclose()
-        await following.aclose()
 
 
 async def test_feedback_given_while_its_thread_is_deleted_goes_with_it(
@@ -258,10 +261,7 @@ async def test_feedback_given_while_its_thread_is_deleted_goes_with_it(
     """Feedback was stored after the thread's delete had taken the feedback it found, and
     outlived its run, comment included (red-team pass FA: 33 times in 40 on SQLite, 5 on
     Postgres). Racing: the feedback and its run, or neither and a ``RunGone``."""
-    first, second = RunStore(database_url), RunStore(database_url)
-    await first.start()
-    await second.start()
-    try:
+    async with two_workers(database_url) as (first, second):
         for n in range(30):
             thread, run = f"{n:032d}", f"{n + 700:032d}"
             await first.create_thread(thread, "owner", {})
@@ -275,9 +275,6 @@ async def test_feedback_given_while_its_thread_is_deleted_goes_with_it(
             assert results[0] is True, results
             assert isinstance(results[1], dict | RunGone), results
             assert await first.feedback(run, "owner") is None, results
-    finally:
-        await first.aclose()
-        await second.aclose()
 
 
 async def test_the_retention_sweep_never_takes_a_thread_a_run_is_recorded_in(
@@ -287,10 +284,7 @@ async def test_the_retention_sweep_never_takes_a_thread_a_run_is_recorded_in(
     worker was recording in it: on Postgres it deleted the run just recorded, or left it
     without its thread, in 36 rounds of 40 (red-team pass FA). Racing: the run in its thread,
     or the thread gone and the run refused."""
-    first, second = RunStore(database_url), RunStore(database_url)
-    await first.start()
-    await second.start()
-    try:
+    async with two_workers(database_url) as (first, second):
         for n in range(30):
             thread, run = f"{n:032d}", f"{n + 500:032d}"
             await first.create_thread(thread, "owner", {})
@@ -306,9 +300,6 @@ async def test_the_retention_sweep_never_takes_a_thread_a_run_is_recorded_in(
             else:
                 assert results[0] is None and recorded is not None and kept is not None, results
                 await first.finish(run, status="finished")
-    finally:
-        await first.aclose()
-        await second.aclose()
 
 
 async def test_retention_deletes_what_is_older_and_keeps_threads_whole(

@@ -55,14 +55,16 @@ async def readyz(request: Request, state: State) -> JSONResponse:
 
 # HEAD as well, as RFC 9110 has it wherever GET is served (some load balancers probe with
 # it: 405 before, pass EY); the same status, no body, outside the published schema.
+# HEAD answers GET's response, headers and all (RFC 9110: the same fields; pass FA: no
+# content type, a length of 0); the server sends no body for a HEAD.
 @router.head("/healthz", include_in_schema=False)
 async def healthz_head() -> Response:
-    return Response(status_code=200)
+    return JSONResponse(await healthz())
 
 
 @router.head("/readyz", include_in_schema=False)
 async def readyz_head(request: Request, state: State) -> Response:
-    return Response(status_code=(await readyz(request, state)).status_code)
+    return await readyz(request, state)
 
 
 async def _check_backends(state: AppState) -> BackendChecks:

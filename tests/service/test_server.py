@@ -46,8 +46,10 @@ def test_log_json_puts_every_line_in_json_with_request_and_run_ids(
         made_up = client.get("/healthz", headers={"X-Request-ID": "not sane;x"})
         assert made_up.headers["x-request-id"] not in ("", "not sane;x")
         for probe in ("/healthz", "/readyz"):  # HEAD where GET is (pass EY: 405)
-            head = client.head(probe)
+            head, get = client.head(probe), client.get(probe)
             assert head.status_code == 200 and head.content == b"", (probe, head)
+            for field in ("content-type", "content-length"):  # GET's (pass FA)
+                assert head.headers.get(field) == get.headers[field], (probe, field)
     records = json_lines(server.output)
     assert records, "the server logged nothing"
     assert any(r.get("logger", "").startswith("uvicorn") for r in records), records

@@ -63,6 +63,7 @@ _VALUES = _FAST | frozenset(
     }
 )
 TYPE_MRO: Any = type.__dict__["__mro__"]  # read past any class's own names
+_TYPE_NAME: Any = type.__dict__["__name__"]
 _TYPE_DICT: Any = type.__dict__["__dict__"]
 # In-place operations that, on two ints or floats, make nothing much bigger than they are.
 _NUMBERS_AT_ONCE = frozenset({"+=", "-=", "%=", "//=", "/=", "&=", "|=", "^=", ">>="})
@@ -704,13 +705,24 @@ class Arithmetic:
         (red-team pass EI)."""
         kind, other = type(template), type(args)
         if (
-            other is not kind
+            isinstance(template, (str, bytes, bytearray))  # else nothing is measured:
+            and other is not kind  # Python's own % dispatches (pass FD: int subclasses)
             and any(base is kind for base in TYPE_MRO.__get__(other))
             and _programs_method(other, "__rmod__")
+            # its own, not the template's class's inherited (pass FD: B(A) was asked A's)
+            and class_attribute(other, "__rmod__") is not class_attribute(kind, "__rmod__")
         ):
             answer = class_attribute(other, "__rmod__")(args, template)
-            if answer is not NotImplemented:
-                return self.checked_number(self._checked(answer))
+            if answer is NotImplemented:
+                # Declined: the template's class formats, and the operand is not asked again
+                # (pass FD: ``%`` dispatched anew and asked it twice, taking its 2nd answer).
+                formats = class_attribute(kind, "__mod__")
+                measured = self.check_percent(template, args)
+                answer = NotImplemented if formats is None else formats(template, measured)
+            if answer is NotImplemented:
+                left, right = _TYPE_NAME.__get__(kind), _TYPE_NAME.__get__(other)
+                raise TypeError(f"unsupported operand type(s) for %: '{left}' and '{right}'")
+            return self.checked_number(self._checked(answer))
         return self.checked_number(self._checked(template % self.check_percent(template, args)))
 
     def check_percent(self, template: Any, args: Any) -> Any:

@@ -1204,7 +1204,7 @@ class Guards:
 
     # Their argument errors are CPython's, naming str's methods (pass FC: they named the
     # sandbox's own Guards.format_map()).
-    def format(self, *args: Any, **kwargs: Any) -> str:
+    def format(self, /, *args: Any, **kwargs: Any) -> str:  # "{self}".format(self=1)
         if not args:
             raise TypeError("unbound method str.format() needs an argument")
         template, *fields = args
@@ -1212,7 +1212,9 @@ class Guards:
             raise TypeError("format() needs a str")
         return self._formatter.vformat(str.__str__(template), tuple(fields), kwargs)
 
-    def format_map(self, *args: Any) -> str:
+    def format_map(self, /, *args: Any, **kwargs: Any) -> str:
+        if kwargs:
+            raise TypeError("str.format_map() takes no keyword arguments")
         if not args:
             raise TypeError("unbound method str.format_map() needs an argument")
         if len(args) != 2:
@@ -1225,7 +1227,7 @@ class Guards:
     def _bound_format(self, obj: str, name: str) -> Callable[..., str]:
         if name == "format":
             return lambda *args, **kwargs: self.format(obj, *args, **kwargs)
-        return lambda *args: self.format_map(obj, *args)
+        return lambda *args, **kwargs: self.format_map(obj, *args, **kwargs)
 
     def format_builtin(self, value: Any, spec: Any = "") -> str:
         """The ``format()`` builtin, with its specification's widths checked (a date's

@@ -383,6 +383,25 @@ async def test_percent_asks_a_subclass_s_own_rmod_first(sandbox: Sandbox) -> Non
         "result = '%100000000s' % D('x')"
     )
     assert declined.limit == "memory" and "width" in (declined.error or ""), declined
+    # Pass FD: an inherited __rmod__ is not asked first; one that declines is asked once
+    # and the template's class formats; a number's % is Python's own.
+    dispatch = await sandbox.run(
+        "out = []\nclass A:\n    def __mod__(self, o): return 'A.mod'\n"
+        "    def __rmod__(self, o): return 'A.rmod'\nclass B(A): pass\nout.append(A() % B())\n"
+        "class S(str):\n    def __rmod__(self, o): return 'S.rmod'\nclass S2(S): pass\n"
+        "out.append(S('%s!') % S2('x'))\nn = [0]\nclass D(str):\n    def __rmod__(self, o):\n"
+        "        n[0] += 1\n        return NotImplemented if n[0] == 1 else 'second'\n"
+        "try:\n    r = 'abc' % D('x')\nexcept TypeError as e:\n    r = str(e)\n"
+        "out.append([r, n[0]])\nm = [0]\nclass I(int):\n    def __rmod__(self, o):\n"
+        "        m[0] += 1\n        return NotImplemented\nout.append([10 % I(3), m[0]])\n"
+        "result = out"
+    )
+    assert dispatch.value == [
+        "A.mod",
+        "x!",
+        ["not all arguments converted during string formatting", 1],
+        [1, 1],
+    ], dispatch
 
 
 async def test_format_s_argument_errors_are_cpython_s(sandbox: Sandbox) -> None:
@@ -395,6 +414,8 @@ async def test_format_s_argument_errors_are_cpython_s(sandbox: Sandbox) -> None:
     )
     res = await sandbox.run(code)
     once = "str.format_map() takes exactly one argument"
+    named = await sandbox.run("result = '{self}-{x}'.format(self=1, x=2)")  # pass FD
+    assert named.value == "1-2", named
     assert res.value == [
         f"{once} (0 given)",
         f"{once} (0 given)",
@@ -1354,9 +1375,13 @@ async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> 
     for module in ("requests", "urllib.request"):  # pass EZ: a model offline tried each
         fetch = await sandbox.run(f"import {module}\nresult = {module}.urlopen('http://x')")
         assert fetch.error is not None and "look it up with the search action" in fetch.error
-    for code in ("from urllib.parse import quote\nquote('a')", "import http\nhttp.HTTPStatus"):
-        offline = await sandbox.run(code)  # computed offline: not sent to search (pass FA)
-        assert offline.error is not None and "search" not in offline.error, offline
+    for code, said in (  # what computes offline first (pass FA: only told to search)
+        ("from urllib.parse import quote\nquote('a')", "str methods"),
+        ("from urllib import parse\nparse.quote('a')", "str methods"),
+        ("import http\nhttp.HTTPStatus", "plain ints"),
+    ):
+        offline = await sandbox.run(code)
+        assert offline.error is not None and said in offline.error, offline
 
 
 @pytest.mark.parametrize(

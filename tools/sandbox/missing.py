@@ -42,15 +42,18 @@ _INSTEAD.update(
 )
 
 
-# Parts of those packages that compute offline: no word of the network for them (pass FA:
-# "import urllib.parse", to quote a URL, was told to search instead).
+# Packages with offline parts: what to write for those first, then the network (pass FA:
+# "import urllib.parse", to quote a URL, was only told to search; pass FD: "from urllib
+# import parse" and "from http import client" name only the package).
+_URLS = "split and quote URLs with str methods and re"
+_STATUS = "HTTP status codes are plain ints (200, 404 ...)"
 _INSTEAD.update(
     {
-        "urllib.parse": "split and join URLs with str methods and re",
-        "http": "HTTP status codes are plain ints (200, 404 ...)",
+        "urllib": f"{_URLS}; {_NO_NETWORK}",
+        "urllib.parse": _URLS,
+        "http": f"{_STATUS}; {_NO_NETWORK}",
     }
 )
-_INSTEAD["http.client"] = _INSTEAD["http.server"] = _NO_NETWORK
 
 
 def not_available(name: str) -> str:

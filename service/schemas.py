@@ -11,8 +11,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 Mode = Literal["react", "pal"]
@@ -164,6 +167,24 @@ class AskRequest(BaseModel):
                 f"{found.start()}; only tabs and line breaks are allowed"
             )
         return value.strip()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _count_sent(cls, data: Any, handler: ModelWrapValidatorHandler[AskRequest]) -> AskRequest:
+        """The question's length as sent, which ``MAX_QUESTION_CHARS`` (published as its
+        ``maxLength``) limits: the blanks around it count (pass FD's fuzzing: a question
+        past the limit by its leading blanks was taken, stripped)."""
+        made = handler(data)
+        if isinstance(data, dict) and isinstance(data.get("question"), str):
+            made._sent_chars = len(data["question"])
+        return made
+
+    _sent_chars: int = PrivateAttr(0)
+
+    @property
+    def sent_chars(self) -> int:
+        """The question's length as it came, before its blanks were stripped."""
+        return self._sent_chars or len(self.question)
 
 
 class Step(BaseModel):

@@ -206,7 +206,7 @@ async def ended_before_disconnect(request: Request, session: RunSession) -> bool
 def _run_spec(body: AskRequest, state: AppState) -> RunSpec:
     """Validate the request against the server's limits: what the factory builds from."""
     settings = state.settings
-    if len(body.question) > settings.max_question_chars:
+    if body.sent_chars > settings.max_question_chars:
         state.metrics.rejected.labels("too_long").inc()
         raise ProblemError(
             422, f"question is longer than the limit of {settings.max_question_chars} characters"

@@ -79,8 +79,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.embeddings import Embedder, EmbeddingsUnavailable, Vector, pack, unpack
 from service.store import RunStore, StoreUnavailable, metadata
 from tools.base import ToolUnavailable
-from tools.retrieve.chunk import Chunk, chunk
-from tools.retrieve.extract import MEDIA_TYPES, Kind, Section, detect, sections
+from tools.retrieve.chunk import Chunk, passages
+from tools.retrieve.extract import MEDIA_TYPES, Kind, Section, detect
 from tools.retrieve.tool import Passage
 
 log = structlog.get_logger(__name__)
@@ -248,17 +248,17 @@ async def prepare_document(
     timeout_s: float = 60.0,
 ) -> NewDocument:
     """A file as it will be stored: its kind told by its content, its text read (HTML and PDF
-    in the confined child), cut into passages (on a thread). Raises ``IngestError``."""
+    in the confined child), cut into passages (a long text in the child too, a short one on a
+    thread). Raises ``IngestError``."""
     kind = detect(data, source, declared)
-    found = await sections(data, kind, max_pages=max_pages, timeout_s=timeout_s)
-    passages = await asyncio.to_thread(chunk, found, kind)
+    found, pieces = await passages(data, kind, max_pages=max_pages, timeout_s=timeout_s)
     return NewDocument(
         source=source,
         media_type=MEDIA_TYPES[kind],
         size=len(data),
         pages=len(found) if kind == "pdf" else None,
         sha256=hashlib.sha256(data).hexdigest(),
-        chunks=passages,
+        chunks=pieces,
         kind=kind,
         sections=found,
     )

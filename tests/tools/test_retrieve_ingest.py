@@ -3,6 +3,7 @@ Markdown files made here, passages that point back into it, and clear refusals."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,9 +12,17 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
+from tools.retrieve import chunk as chunk_module
 from tools.retrieve import extract
-from tools.retrieve.chunk import chunk
-from tools.retrieve.extract import IngestError, detect, html_text, sections
+from tools.retrieve.chunk import chunk, passages
+from tools.retrieve.extract import (
+    CUT_IN_CHILD_CHARS,
+    IngestError,
+    Section,
+    detect,
+    html_text,
+    sections,
+)
 
 MARKDOWN = """# Freedonia handbook
 
@@ -247,3 +256,67 @@ def test_too_many_passages_is_413() -> None:
     with pytest.raises(IngestError) as caught:
         chunk([Section("word " * 10_000)], "text", size=100, overlap=0, max_chunks=50)
     assert caught.value.status == 413
+
+
+def _cut_here(*args: object, **kwargs: object) -> list[object]:
+    raise AssertionError("a long text was cut in the service's process")
+
+
+@pytest.mark.parametrize("kind", ["text", "markdown", "html", "pdf"])
+async def test_a_long_text_is_cut_in_the_child_as_it_would_be_here(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pass FB: LangChain's splitter is pure Python; cutting 10 MB without a blank on a thread
+    of the service took 14 s, every other request 5-8x slower meanwhile. A text past
+    ``CUT_IN_CHILD_CHARS`` is cut in the parsing child, into the same passages, headings and
+    pages included (here the service's own splitter refuses to run)."""
+    body = "\n\n".join(
+        f"## Part {n}\n\nThe tin mines of part {n} employ {n} people. " * 3 for n in range(400)
+    )
+    paragraphs = "</p><p>".join(body.split("\n\n"))
+    data = {
+        "text": ("abcdefghij" * (CUT_IN_CHILD_CHARS // 5)).encode(),  # no blank to cut at
+        "markdown": f"# Handbook\n\n{body}".encode(),
+        "html": f"<h1>Handbook</h1><p>{paragraphs}</p>".encode(),
+        "pdf": make_pdf([body[:1_500]] * 60),
+    }[kind]
+    found = await sections(data, kind, max_pages=500)  # type: ignore[arg-type]
+    expected = chunk(found, kind)  # type: ignore[arg-type]
+    assert sum(len(section.text) for section in found) > CUT_IN_CHILD_CHARS
+    monkeypatch.setattr(chunk_module, "chunk", _cut_here)
+    text, pieces = await passages(data, kind, max_pages=500, timeout_s=60)  # type: ignore[arg-type]
+    assert text == found and pieces == expected and len(pieces) > 20
+    if kind in ("markdown", "html"):
+        assert len({p.heading for p in pieces}) > 50  # "Handbook / Part 117", ...
+    if kind == "pdf":
+        assert [piece.page for piece in pieces][:: len(pieces) - 1] == [1, len(found)]
+
+
+async def test_a_short_text_is_cut_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``CUT_IN_CHILD_CHARS`` a child's start (~0.4 s) would cost more than cutting."""
+    found, pieces = await passages(MARKDOWN.encode(), "markdown", max_pages=10, timeout_s=60)
+    assert found == [Section(MARKDOWN)] and pieces == chunk(found, "markdown")
+    small_html = await passages(HTML.encode(), "html", max_pages=10, timeout_s=60)
+    monkeypatch.setattr(chunk_module, "chunk", _cut_here)
+    with pytest.raises(AssertionError):
+        await passages(MARKDOWN.encode(), "markdown", max_pages=10, timeout_s=60)
+    with pytest.raises(AssertionError):  # the child read it and left the cutting to us
+        await passages(HTML.encode(), "html", max_pages=10, timeout_s=60)
+    assert small_html[1]
+
+
+def test_the_child_s_too_many_passages_is_a_413() -> None:
+    """The splitter's ``IngestError`` raised in the child is the one it catches (the child runs
+    as ``__main__``, a module of its own, while the splitter raises the importable one's)."""
+    lines = ("x" * 70 + "\n") * 210_000  # ~21,000 passages of 800 characters
+    reply = subprocess.run(
+        [sys.executable, "-m", "tools.retrieve.extract", "text", "10", "cut"],
+        input=lines.encode(),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(reply.stdout) == {
+        "error": "the document makes more than 20000 passages; split it",
+        "status": 413,
+    }

@@ -5,16 +5,26 @@ sits under."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tools.retrieve.extract import IngestError, Kind, Section
+from tools.retrieve.extract import (
+    CUT_IN_CHILD_CHARS,
+    IngestError,
+    Kind,
+    Section,
+    has_text,
+    parse_in_child,
+    sections,
+)
 
 CHUNK_CHARS = 800
 OVERLAP_CHARS = 120
 MIN_CHUNK_CHARS = 200  # smaller pieces join a neighbour (_merge_small)
+MAX_CHUNKS = 20_000
 # The closing #s and blanks are stripped in Python: "(.+?)[ \t#]*$" tried the trailing run
 # once per character (a 60 KB heading line held the service for 14 s).
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+)$", re.M)
@@ -37,9 +47,23 @@ def chunk(
     *,
     size: int = CHUNK_CHARS,
     overlap: int = OVERLAP_CHARS,
-    max_chunks: int = 20_000,
+    max_chunks: int = MAX_CHUNKS,
 ) -> list[Chunk]:
     """The passages of a document, in order. Raises ``IngestError(413)`` past ``max_chunks``."""
+    return [
+        piece for _, piece in cut(sections, kind, size=size, overlap=overlap, max_chunks=max_chunks)
+    ]
+
+
+def cut(
+    sections: Sequence[Section],
+    kind: Kind,
+    *,
+    size: int = CHUNK_CHARS,
+    overlap: int = OVERLAP_CHARS,
+    max_chunks: int = MAX_CHUNKS,
+) -> list[tuple[int, Chunk]]:
+    """``chunk``'s passages, each with the index of the section it was cut from."""
     from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
     structured = kind in ("markdown", "html")
@@ -51,8 +75,8 @@ def chunk(
         splitter = RecursiveCharacterTextSplitter(
             chunk_size=size, chunk_overlap=overlap, add_start_index=True
         )
-    chunks: list[Chunk] = []
-    for section in sections:
+    chunks: list[tuple[int, Chunk]] = []
+    for index, section in enumerate(sections):
         headings = _headings(section.text) if structured else None
         spans = [
             (start, start + len(document.page_content))
@@ -61,12 +85,32 @@ def chunk(
         ]
         for start, end in _merge_small(spans, min_chars=min(size // 4, MIN_CHUNK_CHARS), size=size):
             heading = headings.at(start) if headings is not None else None
-            chunks.append(Chunk(section.text[start:end], section.page, start, end, heading))
+            chunks.append(
+                (index, Chunk(section.text[start:end], section.page, start, end, heading))
+            )
             if len(chunks) > max_chunks:
                 raise IngestError(
                     413, f"the document makes more than {max_chunks} passages; split it"
                 )
     return chunks
+
+
+async def passages(
+    data: bytes, kind: Kind, *, max_pages: int, timeout_s: float
+) -> tuple[list[Section], list[Chunk]]:
+    """A file's text and its passages. A long text is cut in the parsing child (see
+    ``extract``), a short one on a thread. Raises ``IngestError``."""
+    if kind in ("text", "markdown") and len(data) <= CUT_IN_CHILD_CHARS:
+        found = await sections(data, kind, max_pages=max_pages, timeout_s=timeout_s)
+        return found, await asyncio.to_thread(chunk, found, kind)
+    parsed = await parse_in_child(data, kind, max_pages=max_pages, timeout_s=timeout_s, cut=True)
+    found = has_text(parsed.sections, kind)
+    if parsed.cuts is None:  # short enough to cut here
+        return found, await asyncio.to_thread(chunk, found, kind)
+    return found, [
+        Chunk(found[index].text[start:end], found[index].page, start, end, heading)
+        for index, start, end, heading in parsed.cuts
+    ]
 
 
 def _merge_small(

@@ -4,9 +4,12 @@ name), and its text, page by page for a PDF.
 Plain text and Markdown are decoded here. HTML and PDF are parsed by third-party code
 (BeautifulSoup, pypdf) that has had denial-of-service bugs on crafted files (pypdf's endless
 loops and decompression bombs), so they are parsed in a child process
-(``python -m tools.retrieve.extract KIND MAX_PAGES``, the file on stdin, JSON on stdout) under a
-memory and CPU limit and a wall-clock timeout: a hostile file costs that process, never the
-service.
+(``python -m tools.retrieve.extract KIND MAX_PAGES [cut]``, the file on stdin, JSON on stdout)
+under a memory and CPU limit and a wall-clock timeout: a hostile file costs that process, never
+the service. With ``cut`` (``chunk.passages``) the child also cuts a long text into passages,
+of any kind: LangChain's splitter is pure Python, and 10 MB of text without a blank in it kept
+the service's interpreter busy for 14 s on a thread (every other request 5-8x slower meanwhile,
+red-team pass FB).
 
     ValueError
     └── IngestError          the file cannot be ingested; ``status`` is the HTTP answer
@@ -24,7 +27,7 @@ import resource
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 Kind = Literal["text", "markdown", "html", "pdf"]
 KINDS: tuple[Kind, ...] = ("text", "markdown", "html", "pdf")
@@ -78,6 +81,22 @@ class Section:
 
     text: str
     page: int | None = None
+
+
+# Where a passage lies: the index of its section, its start and end offsets in that section's
+# text, and the headings it sits under.
+Cut = tuple[int, int, int, str | None]
+# Text longer than this is cut into passages in the parsing child rather than on a thread of
+# the service (~0.1 s of the splitter's worst case; the child's start costs ~0.4 s).
+CUT_IN_CHILD_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A document's sections and, when the child cut them, where its passages lie."""
+
+    sections: list[Section]
+    cuts: list[Cut] | None = None
 
 
 def detect(data: bytes, filename: str | None = None, declared: str | None = None) -> Kind:
@@ -144,22 +163,32 @@ async def sections(
     if kind in ("text", "markdown"):
         found = [Section(decode(data))]
     else:
-        found = await _parse_in_child(data, kind, max_pages=max_pages, timeout_s=timeout_s)
+        found = (
+            await parse_in_child(data, kind, max_pages=max_pages, timeout_s=timeout_s)
+        ).sections
+    return has_text(found, kind)
+
+
+def has_text(found: list[Section], kind: Kind) -> list[Section]:
+    """``found``, unless none of it is text: then ``IngestError(422)``."""
     if not any(section.text.strip() for section in found):
         why = " (a scanned PDF needs OCR first)" if kind == "pdf" else ""
         raise IngestError(422, f"the {kind} document holds no text{why}")
     return found
 
 
-async def _parse_in_child(
-    data: bytes, kind: Kind, *, max_pages: int, timeout_s: float
-) -> list[Section]:
+async def parse_in_child(
+    data: bytes, kind: Kind, *, max_pages: int, timeout_s: float, cut: bool = False
+) -> Parsed:
+    """The file read in the confined child; with ``cut``, a text longer than
+    ``CUT_IN_CHILD_CHARS`` is also cut into passages there. Raises ``IngestError``."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tools.retrieve.extract",
         kind,
         str(max_pages),
+        *(["cut"] if cut else []),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -189,7 +218,17 @@ async def _parse_in_child(
         raise IngestError(422, f"the {kind} file could not be parsed ({tail[0][:200]})")
     if "error" in reply:
         raise IngestError(int(reply.get("status", 422)), str(reply["error"]))
-    return [Section(str(item["text"]), item.get("page")) for item in reply["sections"]]
+    found = [Section(str(item["text"]), item.get("page")) for item in reply["sections"]]
+    if reply.get("cuts") is None:
+        return Parsed(found)
+    headings: list[str] = reply["headings"]
+    return Parsed(
+        found,
+        [
+            (index, start, end, headings[heading] if heading >= 0 else None)
+            for index, start, end, heading in reply["cuts"]
+        ],
+    )
 
 
 async def _read_at_most(
@@ -329,18 +368,22 @@ def html_text(html: str) -> str:
 def _child_main(argv: Sequence[str]) -> int:  # pragma: no cover - run as a subprocess
     _confine_child()
     sys.setrecursionlimit(4_000)  # deeper nesting: a clean 422, not a crash
-    kind, max_pages = argv[0], int(argv[1])
+    kind, max_pages, cut = argv[0], int(argv[1]), argv[2:] == ["cut"]
     data = sys.stdin.buffer.read()
     try:
         if kind == "pdf":
             found = pdf_pages(data, max_pages)
         elif kind == "html":
             found = [Section(html_text(decode(data)))]
+        elif kind in ("text", "markdown"):
+            found = [Section(decode(data))]
         else:
             raise IngestError(415, f"no parser for {kind!r}")
         reply: dict[str, object] = {
             "sections": [{"text": section.text, "page": section.page} for section in found]
         }
+        if cut and sum(len(section.text) for section in found) > CUT_IN_CHILD_CHARS:
+            reply.update(_cuts(found, kind))
     except IngestError as exc:
         reply = {"error": str(exc), "status": exc.status}
     except RecursionError:
@@ -351,5 +394,27 @@ def _child_main(argv: Sequence[str]) -> int:  # pragma: no cover - run as a subp
     return 0
 
 
+def _cuts(found: list[Section], kind: str) -> dict[str, object]:  # pragma: no cover - child
+    """Where the passages of ``found`` lie, each heading trail sent once (a trail is shared
+    by every passage under it)."""
+    from tools.retrieve.chunk import cut
+
+    headings: dict[str, int] = {}
+    cuts = [
+        [
+            index,
+            piece.start,
+            piece.end,
+            -1 if piece.heading is None else headings.setdefault(piece.heading, len(headings)),
+        ]
+        for index, piece in cut(found, cast(Kind, kind))
+    ]
+    return {"cuts": cuts, "headings": list(headings)}
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_child_main(sys.argv[1:]))
+    # The importable module's own function, so that the IngestError the splitter raises
+    # (``tools.retrieve.chunk`` imports that module, not ``__main__``) is the one caught.
+    from tools.retrieve.extract import _child_main as main
+
+    sys.exit(main(sys.argv[1:]))

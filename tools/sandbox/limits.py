@@ -698,32 +698,66 @@ class Arithmetic:
         return text
 
     def percent(self, template: Any, args: Any) -> Any:
-        """``template % args`` (and ``%=``), as CPython dispatches it: the program's own
-        ``__rmod__`` on a subclass of the template's class is asked first, and only what it
-        declines is formatted, measured first (``check_percent``). Measuring first had
-        swapped the operand for its text, so ``"%s" % S("x")`` never asked ``S.__rmod__``
-        (red-team pass EI)."""
+        """``template % args`` (and ``%=``), dispatched as CPython does, with the builtin's
+        formatting (and only it) given measured values (``check_percent``): the program's own
+        ``__rmod__`` on a subclass of the template's class is asked first (measuring first had
+        swapped the operand for its text, so ``"%s" % S("x")`` never asked ``S.__rmod__``,
+        red-team pass EI), then the template's class's ``__mod__``, then, if that is the
+        program's own and declines, the operand's ``__rmod__``. A program's method is handed
+        the operand itself, never the sandbox's measured objects (pass FE: a str subclass's
+        ``__mod__`` was handed the ``_Made`` text of the operand)."""
+        if not isinstance(template, (str, bytes, bytearray)):
+            return self.checked_number(self._checked(template % args))  # nothing to measure
         kind, other = type(template), type(args)
         if (
-            isinstance(template, (str, bytes, bytearray))  # else nothing is measured:
-            and other is not kind  # Python's own % dispatches (pass FD: int subclasses)
+            other is not kind  # Python's own % dispatches (pass FD: int subclasses)
             and any(base is kind for base in TYPE_MRO.__get__(other))
             and _programs_method(other, "__rmod__")
             # its own, not the template's class's inherited (pass FD: B(A) was asked A's)
             and class_attribute(other, "__rmod__") is not class_attribute(kind, "__rmod__")
         ):
-            answer = class_attribute(other, "__rmod__")(args, template)
+            answer = _bound_special(args, "__rmod__")(template)
             if answer is NotImplemented:
                 # Declined: the template's class formats, and the operand is not asked again
                 # (pass FD: ``%`` dispatched anew and asked it twice, taking its 2nd answer).
-                formats = class_attribute(kind, "__mod__")
-                measured = self.check_percent(template, args)
-                answer = NotImplemented if formats is None else formats(template, measured)
-            if answer is NotImplemented:
-                left, right = _TYPE_NAME.__get__(kind), _TYPE_NAME.__get__(other)
-                raise TypeError(f"unsupported operand type(s) for %: '{left}' and '{right}'")
-            return self.checked_number(self._checked(answer))
-        return self.checked_number(self._checked(template % self.check_percent(template, args)))
+                answer = self._template_mod(template, args)
+        else:
+            answer = self._template_mod(template, args)
+            if answer is NotImplemented and other is not kind:
+                answer = self._operand_rmod(template, args)
+        if answer is NotImplemented:
+            left, right = _TYPE_NAME.__get__(kind), _TYPE_NAME.__get__(other)
+            raise TypeError(f"unsupported operand type(s) for %: '{left}' and '{right}'")
+        return self.checked_number(self._checked(answer))
+
+    def _template_mod(self, template: Any, args: Any) -> Any:
+        """The template's class's ``__mod__``: the builtin's formats what was measured; a
+        program's own is asked with the operand itself."""
+        kind = type(template)
+        if kind is str or kind is bytes or kind is bytearray:  # the common case, at once
+            # (the slot itself, not ``%``, which would ask the operand's __rmod__ again)
+            return kind.__mod__(template, self.check_percent(template, args))
+        formats = class_attribute(kind, "__mod__")
+        if any(formats is builtin for builtin in _FORMATTING):
+            return formats(template, self.check_percent(template, args))
+        if _programs_method(type(template), "__mod__"):
+            return _bound_special(template, "__mod__")(args)
+        return NotImplemented  # a library's, or none: not called with unmeasured values
+
+    def _operand_rmod(self, template: Any, args: Any) -> Any:
+        """The operand's ``__rmod__``, after the template's class's own ``__mod__`` declined: a
+        str's (bytes', bytearray's) formats the template when it is one too (what C's
+        ``unicode_mod`` does), measured; a program's own is asked; a library's is not."""
+        reflected = class_attribute(type(args), "__rmod__")
+        for family, builtin in zip((str, bytes, bytearray), _REFLECTED_FORMATTING, strict=True):
+            if reflected is builtin:
+                if not isinstance(template, family):
+                    return NotImplemented
+                formats = _FORMATTING[(str, bytes, bytearray).index(family)]
+                return formats(template, self.check_percent(template, args))
+        if _programs_method(type(args), "__rmod__"):
+            return _bound_special(args, "__rmod__")(template)
+        return NotImplemented
 
     def check_percent(self, template: Any, args: Any) -> Any:
         """``args`` for ``template % args``, each value read once, and the most the result
@@ -741,7 +775,8 @@ class Arithmetic:
         in_bytes = isinstance(template, (bytes, bytearray))
         takes = (tuple, str, bytes, bytearray) if in_bytes else (tuple, str)
         queue = list(tuple.__iter__(args)) if isinstance(args, tuple) else [args]
-        mapping: dict[Any, Any] | None = None
+        mapping: dict[Any, list[Any]] | None = None
+        read: dict[Any, Any] = {}  # each name's value, asked of the mapping once
         position = 0
         total = len(text)
         for key, width, precision, conversion in percent_specs(text):
@@ -767,11 +802,14 @@ class Arithmetic:
                 name: Any = key.encode("latin-1") if in_bytes else key
                 if mapping is None:
                     mapping = {}
-                if name not in mapping:
-                    # what the lookup or the value's str() raises is what Python's
-                    # formatting raises (pass EH: a list's TypeError became a KeyError)
-                    mapping[name] = _made_field(conversion, args[name], in_bytes)
-                value = mapping[name]
+                if name not in read:
+                    # what the lookup raises is what Python's formatting raises (pass EH: a
+                    # list's TypeError became a KeyError)
+                    read[name] = args[name]
+                # made for this field's conversion (pass FE: "%(a)r %(a)s" showed the repr
+                # twice, and "%(x)s %(x).2f" of a Fraction refused the first one's text)
+                value = _made_field(conversion, read[name], in_bytes)
+                mapping.setdefault(name, []).append(value)
             elif position < len(queue):
                 value = queue[position] = _made_field(conversion, queue[position], in_bytes)
                 position += 1
@@ -783,7 +821,9 @@ class Arithmetic:
                 self.check_items(total, "formatted string")
         self.check_items(total, "formatted string")
         if mapping is not None:
-            return mapping
+            if all(len(made) == 1 for made in mapping.values()):  # each name in one field
+                return {name: made[0] for name, made in mapping.items()}
+            return _Fields(mapping)
         return tuple(queue) if isinstance(args, tuple) else queue[0]
 
     def checked_number(self, result: Any) -> Any:
@@ -834,6 +874,18 @@ class Arithmetic:
         if abs(digits) > self.max_digits and not bounded:
             raise IntSizeLimit(f"round() to {digits} digits exceeds the sandbox limit")
         return self.checked_number(builtins.round(number, digits))
+
+
+class _Fields(dict[Any, Any]):
+    """A ``%`` mapping's values as the builtin's formatting reads them: for each name, the
+    values made for its fields, handed out in the template's order (the formatting asks the
+    mapping once per field, in order). Never handed to the program's code."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: Any) -> Any:
+        made: list[Any] = dict.__getitem__(self, name)
+        return made.pop(0) if len(made) > 1 else made[0]
 
 
 class _Made:
@@ -973,6 +1025,21 @@ def _repeats(seq: Any, other: Any) -> bool:
         getattr(kind, name, None) is getattr(base, name, None) for name in ("__mul__", "__rmul__")
     )
     return builtin and hasattr(type(other), "__index__")
+
+
+# The builtins' own %-formatting (identity: a class's __mod__ that is one of these formats),
+# and their reflected slots (C's unicode_mod, bytes_mod, bytearray_mod).
+_FORMATTING = (str.__mod__, bytes.__mod__, bytearray.__mod__)
+_REFLECTED_FORMATTING = tuple(vars(kind)["__rmod__"] for kind in (str, bytes, bytearray))
+
+
+def _bound_special(obj: Any, name: str) -> Any:
+    """``obj``'s special method bound as CPython's operator slots bind it: looked up on its
+    class (past any class's own names), then bound through the descriptor's class (a
+    function binds ``obj``; a staticmethod does not)."""
+    found = class_attribute(type(obj), name)
+    bind = class_attribute(type(found), "__get__")
+    return found if bind is None else bind(found, obj, type(obj))
 
 
 def _own_operation(obj: Any, name: str, other: Any) -> Any:

@@ -418,10 +418,20 @@ class _Field:
 
 
 def _throw_without_traceback(method: Any) -> Callable[..., Any]:
-    """``gen.throw(exc)`` (or the old ``throw(kind, value)``), never with a traceback: one
-    attached by the program would say where its exception came from."""
+    """``gen.throw(exc)`` (or the old ``throw(kind, value[, traceback])``), never with a
+    traceback: one attached by the program would say where its exception came from (a
+    program cannot hold one; ``None`` is taken, as CPython takes it: pass FE)."""
 
-    def throw(kind: Any, value: Any = None, /) -> Any:
+    def throw(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise TypeError("throw() takes no keyword arguments")
+        if not args:
+            raise TypeError("throw expected at least 1 argument, got 0")
+        if len(args) > 3:
+            raise TypeError(f"throw expected at most 3 arguments, got {len(args)}")
+        if len(args) == 3 and args[2] is not None:
+            raise TypeError("throw() third argument must be a traceback object")
+        kind, value = args[0], args[1] if len(args) > 1 else None
         for given in (kind, value):
             if (isinstance(given, type) and issubclass(given, _NOT_THROWN)) or isinstance(
                 given, _NOT_THROWN
@@ -433,6 +443,7 @@ def _throw_without_traceback(method: Any) -> Callable[..., Any]:
                 )
         return method(kind) if value is None else method(kind, value)
 
+    throw.__qualname__ = "generator.throw"
     return throw
 
 

@@ -404,6 +404,76 @@ async def test_percent_asks_a_subclass_s_own_rmod_first(sandbox: Sandbox) -> Non
     ], dispatch
 
 
+async def test_a_programs_mod_is_handed_the_operand_itself(sandbox: Sandbox) -> None:
+    """Pass FE: a str subclass's own ``__mod__`` was handed the sandbox's measured text of
+    the operand (``limits._Made``), which the program could keep. Only the builtin's own
+    formatting gets measured values; a program's ``__mod__`` that declines hands the operand
+    to its own ``__rmod__`` (a str's formats, measured; a program's is asked). The answers
+    are CPython 3.11's."""
+    code = (
+        "out = []\nclass S(str):\n    def __mod__(self, o):\n"
+        "        out.append([type(o).__name__, repr(o)])\n        return 'r'\n"
+        "class T(S):\n    def __rmod__(self, o):\n        return NotImplemented\n"
+        "out += [S('%s') % T('x'), S('%r') % 'x', S('%r') % ('x',)]\n"
+        "class U(str):\n    def __mod__(self, o):\n        return NotImplemented\n"
+        "class R:\n    def __rmod__(self, t):\n        return 'R got ' + repr(t)\n"
+        "out += [U('%s!') % 'a', U('%s') % R()]\n"
+        "for args in (('a', 'b'), 5, b'a'):\n    try:\n        out.append(U('%s') % args)\n"
+        "    except TypeError as e:\n        out.append(str(e))\n"
+        "class P(str):\n    @staticmethod\n    def __mod__(o):\n"
+        "        return 'static ' + repr(o)\n"
+        "out.append(P('%s') % 3)\nresult = out"
+    )
+    res = await sandbox.run(code)
+    assert res.value == [
+        ["T", "'x'"],
+        ["str", "'x'"],
+        ["tuple", "('x',)"],
+        "r",
+        "r",
+        "r",
+        "a!",
+        "R got '%s'",
+        "unsupported operand type(s) for %: 'U' and 'tuple'",
+        "unsupported operand type(s) for %: 'U' and 'int'",
+        "unsupported operand type(s) for %: 'U' and 'bytes'",
+        "static 3",
+    ], res
+    huge = await sandbox.run(
+        "class U(str):\n    def __mod__(self, o):\n        return NotImplemented\n"
+        "result = U('%100000000s') % 'a'"
+    )
+    assert huge.limit == "memory" and "width" in (huge.error or ""), huge
+
+
+async def test_a_mapping_field_is_made_for_its_own_conversion(sandbox: Sandbox) -> None:
+    """Pass FE: each name's value was made once, for its first field's conversion, and the
+    later fields formatted that: ``%(a)r %(a)s`` showed the repr twice, ``%(x)s %(x).2f``
+    of a Fraction refused the text. The value is still asked of the mapping once (see
+    docs/sandbox.md); each field is made and measured for itself. CPython 3.11's answers."""
+    code = (
+        "from decimal import Decimal\nfrom fractions import Fraction\n"
+        "class N:\n    def __index__(self):\n        return 5\n"
+        "    def __str__(self):\n        return 'five'\n"
+        "result = ['%(a)r %(a)s' % {'a': 'x'}, '%(v)s %(v)d' % {'v': Decimal('3.7')},\n"
+        "    '%(x)s and %(x).2f' % {'x': Fraction(1, 3)}, '%(x)a %(x)s' % {'x': 'é'},\n"
+        "    (b'%(x)a %(x)s' % {b'x': b'q'}).decode(), '%(n)s %(n)d' % {'n': N()},\n"
+        "    '%(a)s %(a)s %(b)r %(a)r' % {'a': [1, 'é'], 'b': 2.5}]"
+    )
+    res = await sandbox.run(code)
+    assert res.value == [
+        "'x' x",
+        "3.7 3",
+        "1/3 and 0.33",
+        "'\\xe9' é",
+        "b'q' q",
+        "five 5",
+        "[1, 'é'] [1, 'é'] 2.5 [1, 'é']",
+    ], res
+    wide = await sandbox.run("result = len('%(a)s %(a)r ' * 20 % {'a': 'y' * 300_000})")
+    assert wide.limit == "memory" and "exceeds" in (wide.error or ""), wide
+
+
 async def test_format_s_argument_errors_are_cpython_s(sandbox: Sandbox) -> None:
     """Pass FC: they named the sandbox's own ``Guards.format_map()``."""
     code = (

@@ -4,6 +4,7 @@ Markdown files made here, passages that point back into it, and clear refusals."
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -320,3 +321,14 @@ def test_the_child_s_too_many_passages_is_a_413() -> None:
         "error": "the document makes more than 20000 passages; split it",
         "status": 413,
     }
+
+
+async def test_the_child_is_reaped_by_asyncio_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """The child, killed after it had answered and exited, was reaped by ``Popen``'s poll
+    before the signal, behind asyncio's back: "Unknown child process pid ..., will report
+    returncode 255" in the service's log for about every other document. It is now given a
+    moment to exit first."""
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    for n in range(8):
+        await sections(f"<h1>Page {n}</h1><p>text</p>".encode(), "html", max_pages=10)
+    assert not [r for r in caplog.records if "Unknown child process" in r.getMessage()]

@@ -64,6 +64,7 @@ TEXT_PER_BYTE = 16
 MAX_TEXT_BYTES = 64 * 1024 * 1024
 _CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
 _CHILD_CPU_S = 60
+_EXIT_GRACE_S = 2.0  # for the child to exit once it has answered, before it is killed
 
 
 class IngestError(ValueError):
@@ -194,6 +195,7 @@ async def parse_in_child(
         stderr=asyncio.subprocess.PIPE,
     )
     cap = min(MAX_TEXT_BYTES, TEXT_PER_BYTE * len(data) + (1 << 20))
+    answered = False
     try:
         out, err, _ = await asyncio.wait_for(
             asyncio.gather(
@@ -203,12 +205,11 @@ async def parse_in_child(
             ),
             timeout_s,
         )
+        answered = True
     except TimeoutError as exc:
         raise IngestError(422, f"parsing the {kind} file took longer than {timeout_s:g} s") from exc
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _ended(process, grace_s=_EXIT_GRACE_S if answered else 0.0)
     try:
         reply = json.loads(out)
     except ValueError:
@@ -229,6 +230,18 @@ async def parse_in_child(
             for index, start, end, heading in reply["cuts"]
         ],
     )
+
+
+async def _ended(process: asyncio.subprocess.Process, *, grace_s: float) -> None:
+    """``process`` ended: given ``grace_s`` to exit by itself (it has answered), else
+    killed. Killing one that had already exited reaped it behind asyncio's back (``Popen``
+    polls before it signals), and asyncio logged "Unknown child process pid" each time."""
+    if process.returncode is None and grace_s > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
 
 
 async def _read_at_most(

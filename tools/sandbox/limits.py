@@ -777,6 +777,7 @@ class Arithmetic:
         queue = list(tuple.__iter__(args)) if isinstance(args, tuple) else [args]
         mapping: dict[Any, list[Any]] | None = None
         read: dict[Any, Any] = {}  # each name's value, asked of the mapping once
+        loose = False  # a field without a name was formatted
         position = 0
         total = len(text)
         for key, width, precision, conversion in percent_specs(text):
@@ -791,7 +792,7 @@ class Arithmetic:
                 elif field:
                     self.check_format_spec(field)
                     sizes[slot] = int(field)
-            if conversion == "%":
+            if conversion in ("%", "") and key is None:
                 continue
             if key is not None:
                 if isinstance(args, takes) or not hasattr(type(args), "__getitem__"):
@@ -799,6 +800,8 @@ class Arithmetic:
                     # its own "format requires a mapping" (pass EH: KeyError), with what
                     # was measured so far
                     return tuple(queue) if isinstance(args, tuple) else queue[0]
+                if loose:
+                    raise TypeError(_MIXED_FIELDS)
                 name: Any = key.encode("latin-1") if in_bytes else key
                 if mapping is None:
                     mapping = {}
@@ -806,11 +809,17 @@ class Arithmetic:
                     # what the lookup raises is what Python's formatting raises (pass EH: a
                     # list's TypeError became a KeyError)
                     read[name] = args[name]
+                if conversion in ("%", ""):  # "%(k)%", a "%(k)" at the end: C reads k, then
+                    mapping.setdefault(name, []).append(None)  # refuses the field (pass FF)
+                    continue
                 # made for this field's conversion (pass FE: "%(a)r %(a)s" showed the repr
                 # twice, and "%(x)s %(x).2f" of a Fraction refused the first one's text)
                 value = _made_field(conversion, read[name], in_bytes)
                 mapping.setdefault(name, []).append(value)
+            elif mapping is not None:  # CPython's own answer, raised here: nothing is left
+                raise TypeError("not enough arguments for format string")
             elif position < len(queue):
+                loose = True
                 value = queue[position] = _made_field(conversion, queue[position], in_bytes)
                 position += 1
             else:
@@ -874,6 +883,15 @@ class Arithmetic:
         if abs(digits) > self.max_digits and not bounded:
             raise IntSizeLimit(f"round() to {digits} digits exceeds the sandbox limit")
         return self.checked_number(builtins.round(number, digits))
+
+
+# CPython formats the mapping itself into a field without a name before the first named one:
+# what the formatting would read there is the measured mapping, not the program's (pass FF: the
+# sandbox's own made mapping was written out, unmeasured). One after a named field is an error.
+_MIXED_FIELDS = (
+    "a % format mixing %(name) fields with fields without a name is not available in the "
+    "sandbox: name every field, or format the mapping with a separate %"
+)
 
 
 class _Fields(dict[Any, Any]):
@@ -975,7 +993,8 @@ def _field_size(
 
 def percent_specs(text: str) -> Iterable[tuple[str | None, str, str, str]]:
     """``(key, width, precision, conversion)`` of every ``%`` conversion, scanned the way
-    CPython does, nested parentheses in a mapping key included (``key`` is None without one)."""
+    CPython does, nested parentheses in a mapping key included (``key`` is None without one;
+    ``conversion`` is empty for one the text ends before)."""
     index, size = 0, len(text)
     while (index := text.find("%", index)) >= 0:
         index += 1
@@ -999,6 +1018,8 @@ def percent_specs(text: str) -> Iterable[tuple[str | None, str, str, str]]:
         if index < size:
             yield key, width, precision, text[index]
             index += 1
+        else:  # "... %(k)" at the end: C reads the key before it finds nothing to convert
+            yield key, width, precision, ""
 
 
 def _spec_number(text: str, index: int) -> tuple[str, int]:

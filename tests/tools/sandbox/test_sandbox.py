@@ -472,6 +472,25 @@ async def test_a_mapping_field_is_made_for_its_own_conversion(sandbox: Sandbox) 
     ], res
     wide = await sandbox.run("result = len('%(a)s %(a)r ' * 20 % {'a': 'y' * 300_000})")
     assert wide.limit == "memory" and "exceeds" in (wide.error or ""), wide
+    # Pass FF: a field without a name before the first named one formatted the sandbox's own
+    # made mapping (its lists shown, its values written whole past a "%(k).0s" that measured
+    # them as nothing): refused; after a named one, and "%(k)%", CPython's own errors.
+    errors = await sandbox.run(
+        "big = 'A' * 1_000_000\nclass M:\n    def __getitem__(self, k):\n        return big\n"
+        "    def __str__(self):\n        return 'm'\nout = []\n"
+        "for t, a in (('%s' + '%(k0).0s%(k1).0s', M()), ('%s %(a)s %(a)s', {'a': 1}),\n"
+        "        ('%(a)s %s', {'a': 1}), ('%(b)s%(a)%', {'b': 1, 'a': 2})):\n"
+        "    try:\n        out.append(t % a)\n"
+        "    except (TypeError, ValueError) as e:\n        out.append(str(e)[:40])\n"
+        "result = out"
+    )
+    mixed = "a % format mixing %(name) fields with fields without a name"
+    assert errors.value == [
+        mixed[:40],
+        mixed[:40],
+        "not enough arguments for format string",
+        "unsupported format character '%' (0x25) at index 9"[:40],
+    ], errors
 
 
 async def test_format_s_argument_errors_are_cpython_s(sandbox: Sandbox) -> None:

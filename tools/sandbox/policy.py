@@ -524,6 +524,8 @@ class _Numbering:
                     "cannot switch from automatic field numbering to manual field specification"
                 )
             self.manual = True
+            if not self.positional:  # format_map's "{0}" (pass FG: an IndexError)
+                raise ValueError("Format string contains positional fields")
         elif first == "":
             if not self.positional:
                 raise ValueError("Format string contains positional fields")

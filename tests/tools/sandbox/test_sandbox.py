@@ -505,6 +505,12 @@ async def test_format_s_argument_errors_are_cpython_s(sandbox: Sandbox) -> None:
     once = "str.format_map() takes exactly one argument"
     named = await sandbox.run("result = '{self}-{x}'.format(self=1, x=2)")  # pass FD
     assert named.value == "1-2", named
+    numbered = await sandbox.run(  # pass FG: an IndexError
+        "out = []\nfor t, m in (('a{0}b', {'0': 1}), ('{0}', [5]), ('{x}{0.real}', {'x': 1})):\n"
+        "    try:\n        out.append(t.format_map(m))\n    except ValueError as e:\n"
+        "        out.append(str(e))\nresult = out + ['{x[0]}'.format_map({'x': [7]})]"
+    )
+    assert numbered.value == ["Format string contains positional fields"] * 3 + ["7"], numbered
     assert res.value == [
         f"{once} (0 given)",
         f"{once} (0 given)",

@@ -3,12 +3,14 @@ Markdown files made here, passages that point back into it, and clear refusals."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fpdf import FPDF
@@ -332,3 +334,84 @@ async def test_the_child_is_reaped_by_asyncio_alone(caplog: pytest.LogCaptureFix
     for n in range(8):
         await sections(f"<h1>Page {n}</h1><p>text</p>".encode(), "html", max_pages=10)
     assert not [r for r in caplog.records if "Unknown child process" in r.getMessage()]
+
+
+def _pdf_with_split_characters(pages: int) -> bytes:
+    """A PDF whose font's ToUnicode map sends two codes to the two UTF-16 halves of U+1F600,
+    so that pypdf reads each as a lone surrogate (written by hand: fpdf2 cannot make one).
+    From red-team pass FF's ``mkpdf.py``."""
+    cmap = (
+        b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
+        b"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+        b"/CMapName /Adobe-Identity-UCS def /CMapType 2 def\n"
+        b"1 begincodespacerange <00> <FF> endcodespacerange\n"
+        b"2 beginbfchar <01> <D83D> <02> <DE00> endbfchar\n"
+        b"1 beginbfrange <20> <7E> <0020> endbfrange\n"
+        b"endcmap CMapName currentdict /CMap defineresource pop end end\n"
+    )
+    kids = " ".join(f"{5 + 2 * i} 0 R" for i in range(pages)).encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(cmap) + cmap + b"\nendstream",
+    ]
+    line = b"Word \x01\x02 alpha beta gamma delta \x01\x02 epsilon zeta eta theta iota"
+    for page in range(pages):
+        lines = b"".join(b"(" + line + b" p%d l%d) Tj T*\n" % (page, n) for n in range(80))
+        body = b"BT /F1 8 Tf 10 830 Td 9 TL\n" + lines + b"ET"
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (6 + 2 * page)
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(body) + body + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        table,
+    )
+    return bytes(out)
+
+
+async def test_a_pdf_s_split_characters_come_whole() -> None:
+    """Pass FF: pypdf answered the halves of a character; passages cut on that text in the
+    child pointed past their text once the JSON reply joined the halves (136 passages became
+    156, 12 ending past their page). Halves are joined (a lone one replaced) as read."""
+    data = _pdf_with_split_characters(16)
+    found, pieces = await passages(data, "pdf", max_pages=100, timeout_s=60)
+    assert "\U0001f600" in found[0].text and "\ud83d" not in found[0].text
+    assert len("".join(section.text for section in found)) > CUT_IN_CHILD_CHARS  # the child cut
+    assert pieces == chunk(found, "pdf")
+    for piece in pieces:
+        assert found[piece.page - 1].text[piece.start : piece.end] == piece.text  # type: ignore[operator]
+    assert extract._whole_characters("a\ud83d\ude00b\ud83dc\x00") == "a\U0001f600b\ufffdc\ufffd"
+
+
+async def test_an_answer_far_past_the_cap_is_a_413_not_a_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pass FF: past the cap the service stopped reading the child, killed it, and waited:
+    asyncio's ``wait()`` returns once the pipes are closed, and a pipe whose reading was
+    paused (its buffer full) never is: the upload waited forever, holding an ingestion place.
+    What is left is now read and dropped. (The reader here stops as the buffer has filled.)"""
+    read = extract._read_at_most
+
+    async def stops_late(stream: Any, cap: int, kind: str, *, keep_going: bool = False) -> bytes:
+        if keep_going:
+            return await read(stream, cap, kind, keep_going=True)
+        await asyncio.sleep(5)  # the child has cut and writes: asyncio pauses the pipe
+        raise IngestError(413, "too large")
+
+    monkeypatch.setattr(extract, "_read_at_most", stops_late)
+    with pytest.raises(IngestError) as caught:
+        await asyncio.wait_for(
+            passages(("word " * 2_000_000).encode(), "text", max_pages=1, timeout_s=60), 30
+        )
+    assert caught.value.status == 413

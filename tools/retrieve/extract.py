@@ -196,19 +196,19 @@ async def parse_in_child(
     )
     cap = min(MAX_TEXT_BYTES, TEXT_PER_BYTE * len(data) + (1 << 20))
     answered = False
+    reading = asyncio.ensure_future(_read_at_most(process.stdout, cap, kind))
+    errors = asyncio.ensure_future(_read_at_most(process.stderr, 1 << 16, kind, keep_going=True))
+    exchange = [reading, errors, asyncio.ensure_future(_feed(process.stdin, data))]
     try:
-        out, err, _ = await asyncio.wait_for(
-            asyncio.gather(
-                _read_at_most(process.stdout, cap, kind),
-                _read_at_most(process.stderr, 1 << 16, kind, keep_going=True),
-                _feed(process.stdin, data),
-            ),
-            timeout_s,
-        )
+        await asyncio.wait_for(asyncio.gather(*exchange), timeout_s)
+        out, err = reading.result(), errors.result()
         answered = True
     except TimeoutError as exc:
         raise IngestError(422, f"parsing the {kind} file took longer than {timeout_s:g} s") from exc
     finally:
+        for task in exchange:  # one failed (the cap): the others stop reading too
+            task.cancel()
+        await asyncio.gather(*exchange, return_exceptions=True)
         await _ended(process, grace_s=_EXIT_GRACE_S if answered else 0.0)
     try:
         reply = json.loads(out)
@@ -234,14 +234,26 @@ async def parse_in_child(
 
 async def _ended(process: asyncio.subprocess.Process, *, grace_s: float) -> None:
     """``process`` ended: given ``grace_s`` to exit by itself (it has answered), else
-    killed. Killing one that had already exited reaped it behind asyncio's back (``Popen``
-    polls before it signals), and asyncio logged "Unknown child process pid" each time."""
+    killed, and what is left in its pipes read and dropped. Killing one that had already
+    exited reaped it behind asyncio's back (``Popen`` polls before it signals: "Unknown child
+    process pid" in the log each time); and asyncio's ``wait()`` returns only once the pipes
+    are closed, which a pipe left full, its reading stopped at the cap, never is (pass FF: an
+    upload whose text passed the cap waited forever, holding its ingestion place)."""
     if process.returncode is None and grace_s > 0:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
     if process.returncode is None:
-        process.kill()
-        await process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    await asyncio.gather(_drop(process.stdout), _drop(process.stderr))
+    await process.wait()
+
+
+async def _drop(stream: asyncio.StreamReader | None) -> None:
+    """Read ``stream`` to its end (the process is gone: its end comes), keeping nothing."""
+    if stream is not None:
+        while await stream.read(1 << 16):
+            pass
 
 
 async def _read_at_most(
@@ -292,13 +304,24 @@ def pdf_pages(data: bytes, max_pages: int) -> list[Section]:
         if count > max_pages:
             raise IngestError(413, f"the PDF has {count} pages; the limit is {max_pages}")
         return [
-            Section(page.extract_text() or "", number)
+            Section(_whole_characters(page.extract_text() or ""), number)
             for number, page in enumerate(reader.pages, start=1)
         ]
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, IngestError):
             raise
         raise IngestError(422, f"the PDF cannot be read: {str(exc)[:200]}") from exc
+
+
+def _whole_characters(text: str) -> str:
+    """``text`` with each UTF-16 surrogate pair joined into its character, a lone half and a
+    NUL replaced (U+FFFD). pypdf answers halves when a font maps codes to them: passages cut
+    on such text, then sent as JSON (which joins pairs), pointed past their text (pass FF);
+    and no database stores a lone half or a NUL."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return joined.replace("\x00", "\ufffd")
 
 
 _BLOCKS = frozenset(
@@ -403,7 +426,10 @@ def _child_main(argv: Sequence[str]) -> int:  # pragma: no cover - run as a subp
         reply = {"error": f"the {kind} file is nested too deeply to read", "status": 422}
     except MemoryError:
         reply = {"error": f"the {kind} file needs too much memory to read", "status": 422}
-    sys.stdout.write(json.dumps(reply))
+    # UTF-8, not ASCII escapes: a character past the BMP took 12 bytes (pass FF: heading
+    # trails of emoji put a 4 MB file's answer past the cap); no text here holds a lone
+    # surrogate (decoded strictly, or ``_whole_characters``)
+    sys.stdout.buffer.write(json.dumps(reply, ensure_ascii=False).encode())
     return 0
 
 

@@ -336,6 +336,25 @@ async def test_the_child_is_reaped_by_asyncio_alone(caplog: pytest.LogCaptureFix
     assert not [r for r in caplog.records if "Unknown child process" in r.getMessage()]
 
 
+async def test_a_child_that_answered_is_let_exit_and_one_that_hangs_is_killed() -> None:
+    """The same, without luck: a child that exits a moment after its answer ends by itself
+    (exit status 0, so it was not signalled), and one that never exits is killed once its
+    grace has passed."""
+    code = "import sys, time; print('done', flush=True); time.sleep(float(sys.argv[1]))"
+    exits = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, "0.3", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    await extract._ended(exits, grace_s=5.0)
+    assert exits.returncode == 0
+    hangs = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, "60", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    began = time.monotonic()
+    await extract._ended(hangs, grace_s=0.5)
+    assert hangs.returncode == -9
+    assert time.monotonic() - began < 30
+
+
 def _pdf_with_split_characters(pages: int) -> bytes:
     """A PDF whose font's ToUnicode map sends two codes to the two UTF-16 halves of U+1F600,
     so that pypdf reads each as a lone surrogate (written by hand: fpdf2 cannot make one).

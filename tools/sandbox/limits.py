@@ -749,11 +749,10 @@ class Arithmetic:
         str's (bytes', bytearray's) formats the template when it is one too (what C's
         ``unicode_mod`` does), measured; a program's own is asked; a library's is not."""
         reflected = class_attribute(type(args), "__rmod__")
-        for family, builtin in zip((str, bytes, bytearray), _REFLECTED_FORMATTING, strict=True):
+        for family, builtin, formats in _FAMILIES:
             if reflected is builtin:
                 if not isinstance(template, family):
                     return NotImplemented
-                formats = _FORMATTING[(str, bytes, bytearray).index(family)]
                 return formats(template, self.check_percent(template, args))
         if _programs_method(type(args), "__rmod__"):
             return _bound_special(args, "__rmod__")(template)
@@ -1052,6 +1051,8 @@ def _repeats(seq: Any, other: Any) -> bool:
 # and their reflected slots (C's unicode_mod, bytes_mod, bytearray_mod).
 _FORMATTING = (str.__mod__, bytes.__mod__, bytearray.__mod__)
 _REFLECTED_FORMATTING = tuple(vars(kind)["__rmod__"] for kind in (str, bytes, bytearray))
+# Each text class, its own ``__rmod__`` and the ``__mod__`` that formats with it.
+_FAMILIES = tuple(zip((str, bytes, bytearray), _REFLECTED_FORMATTING, _FORMATTING, strict=True))
 
 
 def _bound_special(obj: Any, name: str) -> Any:

@@ -198,24 +198,24 @@ class Runner:
     ) -> dict[str, Any]:
         """The PAL answer: solution() -> result -> answer -> last printed line. What the
         program's own last ``solution()`` answered is not asked again (its side effects would
-        run twice), and a ``solution`` that needs arguments answers what the program's own
-        last call of it with some did (``print(solution(25))``)."""
+        run twice, and one that raised would fail the run the program went on from), and a
+        ``solution`` that needs arguments answers what the program's own last call of it with
+        some did (``print(solution(25))``). A ``solution`` that answered None (it printed its
+        answer instead) leaves the answer to the rest, and ``result`` or ``answer`` holding
+        None or a function is no answer (a placeholder, a helper named so)."""
         solution = namespace.get("solution")
+        value: Any = None
         if calls.bare is not None:
             value = calls.bare[0]
         elif calls.given is not None and _needs_arguments(solution):
             value = calls.given[0]
-        elif callable(solution):
+        elif callable(solution) and not calls.raised:
             value = solution()
-        elif "result" in namespace:
-            value = namespace["result"]
-        elif "answer" in namespace:
-            value = namespace["answer"]
-        else:
-            lines = [line for line in sink.text().splitlines() if line.strip()]
-            if not lines:
+        if value is None:
+            found = self._answer_from(namespace, sink)
+            if found is None:
                 return {"ok": True, "value": None, "value_repr": None}
-            value = values.parse_printed(lines[-1])
+            (value,) = found
         try:
             safe = values.to_json_safe(value, self.max_output)
             if len(json.dumps(safe, ensure_ascii=False)) > self.max_output:
@@ -229,6 +229,23 @@ class Runner:
             "value": safe,
             "value_repr": values.bounded_repr(value, self.max_output),
         }
+
+    def _answer_from(self, namespace: dict[str, Any], sink: policy.PrintSink) -> tuple[Any] | None:
+        """The answer of a program whose ``solution`` gave none: its ``result``, else its
+        ``answer`` (neither None nor a function), else its last printed line; None when
+        there is none."""
+        for name in ("result", "answer"):
+            if name in namespace:
+                value = namespace[name]
+                if value is not None and not callable(value):
+                    return (value,)
+        try:
+            text = sink.text()
+        except MemoryError:  # the program still holds its memory (red-team pass AZ): let it go
+            self.release_program()
+            text = sink.text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        return (values.parse_printed(lines[-1]),) if lines else None
 
     def prewarm(self) -> None:
         """Run a small program of our own while waiting for the real one: on this kind of

@@ -2114,12 +2114,13 @@ class SolutionCalls:
     parameter of that name is another function), what the last answered without arguments
     and what the last answered with them (see ``child.Runner._answer``)."""
 
-    __slots__ = ("bare", "depth", "given", "namespace")
+    __slots__ = ("bare", "depth", "given", "namespace", "raised")
 
     def __init__(self) -> None:
         self.depth = 0
         self.bare: tuple[Any] | None = None  # (value,) of the last call without arguments
         self.given: tuple[Any] | None = None  # (value,) of the last call with some
+        self.raised = False  # an outermost call raised (and the program went on)
         self.namespace: dict[str, Any] = {}
 
     def recording(self, func: Any) -> Callable[..., Any]:
@@ -2128,6 +2129,10 @@ class SolutionCalls:
             self.depth += 1
             try:
                 value = func(*args, **kwargs)
+            except BaseException:
+                if outermost:
+                    self.raised = True
+                raise
             finally:
                 self.depth -= 1
             if outermost:

@@ -133,6 +133,42 @@ async def test_the_programs_own_call_of_solution_is_the_answer(
     assert (res.ok, res.value, res.stdout) == (True, value, stdout), res
 
 
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        # a solution() that printed its answer and answered None
+        ("def solution():\n    left = 9\n    print(left)\nsolution()", 9),
+        (
+            "def solution():\n    print('Answer:', 5050)\nif __name__ == '__main__':\n"
+            "    solution()",
+            "Answer: 5050",
+        ),
+        ("def solution():\n    print(42)\n", 42),  # not called by the program: asked once
+        # result, then answer, then the printed line, as the contract says
+        ("result = [1, 2]\nprint(len(result))", [1, 2]),
+        ("result = 55\nanswer = result * 2\nprint(answer)", 55),
+        # None and functions are no answer
+        ("result = None\nbest = 9\nprint(best)", 9),
+        ("def result(x):\n    return 2 * x\nprint(result(21))", 42),
+        # the program's own call raised and it went on: not asked again
+        (
+            "import numpy\ndef solution():\n    return int(numpy.sum([40, 5]))\ntry:\n"
+            "    print(solution())\nexcept ImportError:\n    print(45)",
+            45,
+        ),
+    ],
+)
+async def test_a_program_that_printed_its_answer_answers_with_it(
+    sandbox: Sandbox, code: str, value: object
+) -> None:
+    """Differential pass FI: a ``solution()`` that printed and answered None gave no answer
+    (PAL asked the model for a repair), so did ``result = None`` left as a placeholder or a
+    function named ``result``, and a ``solution`` whose own call raised was called again,
+    failing the run the program had gone on from."""
+    res = await sandbox.run(code)
+    assert (res.ok, res.value) == (True, value), res
+
+
 async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
     res = await sandbox.run(
         "from fractions import Fraction\nfrom decimal import Decimal\n"

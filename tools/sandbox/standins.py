@@ -1136,6 +1136,9 @@ class Classes:
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._private_plain: dict[int, tuple[type, bool]] = {}  # see plain_for_private_reads
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
+        # The counting wrappers put on a class for what it inherits (_count_inherited_*),
+        # by id: a subclass with more bases looks past them (_inherited).
+        self._counting: dict[int, Any] = {}
         self._replaced: list[Any] = []  # what item stores replaced (keep_replaced)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
         self._plain: dict[int, tuple[type, bool]] = {}  # see plain_instance
@@ -1205,6 +1208,7 @@ class Classes:
         self._plain.clear()
         self._clean.clear()
         self._kept.clear()
+        self._counting.clear()
         self._replaced.clear()
         self._stores.clear()
         self._sets.clear()
@@ -1645,11 +1649,37 @@ class Classes:
         builtin exception's formatting, held (``holding_fields``), calls only the fields'
         own ``__str__``, counted as the program's."""
         for name in ("__repr__", "__str__", "__format__"):
-            owner = next(k for k in cls.__mro__ if name in vars(k))
-            inherited = vars(owner)[name]
+            owner, inherited, shadowed = self._inherited(cls, name)
             if self.is_user_class(owner) or type(inherited) is FunctionType:
-                continue  # the program's own, or held and counted above
-            type.__setattr__(cls, name, self._keeping_self(name, inherited))
+                if shadowed:  # the program's own, or held and counted above
+                    type.__setattr__(cls, name, inherited)
+                continue
+            type.__setattr__(cls, name, self._counted(name, inherited))
+
+    def _inherited(self, cls: type, name: str) -> tuple[type, Any, bool]:
+        """Where ``cls`` gets ``name`` from, and what it is, past the counting wrappers put on
+        its bases (told by identity), and whether one of those came first in its MRO. Each
+        wrapper stands for what its own class inherits, which a class with more bases may
+        not: ``class Item(Loggable, Named)`` found the wrapper of ``object.__str__`` put on
+        ``Loggable`` before ``Named.__str__``, and printed ``<__main__.Item object at ...>``
+        (differential pass FI)."""
+        counting = self._counting
+        shadowed = False
+        for klass in cls.__mro__:
+            namespace = vars(klass)
+            if name in namespace:
+                value = namespace[name]
+                if id(value) in counting and counting[id(value)] is value:  # (None is a value)
+                    shadowed = True
+                    continue
+                return klass, value, shadowed
+        raise AttributeError(name)  # never: object has every name asked for here
+
+    def _counted(self, key: str, inherited: Any) -> Callable[..., Any]:
+        """``inherited`` in a counting wrapper (``_keeping_self``), remembered as one."""
+        wrapper = self._keeping_self(key, inherited)
+        self._counting[id(wrapper)] = wrapper
+        return wrapper
 
     def exposed(self, obj: Any) -> Any:
         """``obj`` as the program may hold it: a class as ``type()`` answers for its
@@ -2089,13 +2119,14 @@ class Classes:
         property; ``NormalDist.__hash__`` reads ``self._mu``: each ran uncounted in the middle
         of a comparison and emptied what was compared, red-team pass BF)."""
         for key in _INHERITED_COUNTED:
-            owner = next((k for k in cls.__mro__ if key in vars(k)), None)
-            if owner is None:
+            if not any(key in vars(k) for k in cls.__mro__):
                 continue
-            inherited = vars(owner)[key]
+            owner, inherited, shadowed = self._inherited(cls, key)
             if self.is_user_class(owner) or type(inherited) is not FunctionType:
-                continue  # the program's own (counted), or C code (calls only counted ones)
-            setattr(cls, key, self._keeping_self(key, inherited))
+                if shadowed:  # the program's own (counted), or C code (calls only counted ones)
+                    type.__setattr__(cls, key, inherited)
+                continue
+            type.__setattr__(cls, key, self._counted(key, inherited))
 
     def _comparing(self, value: Any) -> Any:
         """A program's ``__bool__`` or ``__hash__``, which CPython calls in the middle of a

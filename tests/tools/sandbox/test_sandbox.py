@@ -169,6 +169,25 @@ async def test_a_program_that_printed_its_answer_answers_with_it(
     assert (res.ok, res.value) == (True, value), res
 
 
+async def test_a_method_from_a_later_base_is_the_one_used(sandbox: Sandbox) -> None:
+    """Differential pass FI: the wrapper that counts what a class inherits
+    (``object.__str__`` for a plain ``class Loggable:``, ``Counter.__eq__`` for a Counter
+    subclass) stood for that class's own bases, and shadowed a later base's method in a class
+    with more bases: ``class Item(Loggable, Named)`` printed ``<__main__.Item object ...>``."""
+    code = (
+        "from collections import Counter\nclass Loggable:\n    pass\nclass Named:\n"
+        "    def __str__(self):\n        return 'named'\n    def __repr__(self):\n"
+        "        return 'Named()'\n    def __format__(self, spec):\n        return 'fmt' + spec\n"
+        "class Item(Loggable, Named):\n    pass\nclass C1(Counter):\n    pass\n"
+        "class M(Counter):\n    def __eq__(self, other):\n        return 'm-eq'\n"
+        "    __hash__ = None\nclass D(C1, M):\n    pass\nclass Plain(Loggable):\n    pass\n"
+        "result = [str(Item()), repr(Item()), f'{Item():>3}', '%s' % [Item()], D(a=1) == D(a=1),"
+        " str(Plain()).startswith('<__main__.Plain object at ')]"
+    )
+    res = await sandbox.run(code)
+    assert res.value == ["named", "Named()", "fmt>3", "[Named()]", "m-eq", True], res
+
+
 async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
     res = await sandbox.run(
         "from fractions import Fraction\nfrom decimal import Decimal\n"

@@ -658,6 +658,36 @@ def _exact(value: Any) -> Any:
     return value
 
 
+# Where each ``re`` function takes its ``flags`` positionally.
+_RE_FLAGS_AT = {
+    "compile": 1,
+    "search": 2,
+    "match": 2,
+    "fullmatch": 2,
+    "findall": 2,
+    "finditer": 2,
+    "split": 3,
+    "sub": 4,
+    "subn": 4,
+}
+
+
+def _int_flags(func: Callable[..., Any], position: int) -> Callable[..., Any]:
+    """``func`` refusing ``flags`` that are not an int (after ``_exact``): re's Python code
+    computes ``flags & TEMPLATE`` with them, which handed a program's ``__and__`` the real
+    ``RegexFlag`` member, an enum whose class state ``|`` writes (red-team pass FH)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        kwargs = exact_kwargs(kwargs)
+        flags = _exact(args[position] if len(args) > position else kwargs.get("flags", 0))
+        if type(flags) is not int and type(flags) is not bool:
+            raise TypeError(f"flags must be an int, not {type(flags).__name__}")
+        return func(*args, **kwargs)
+
+    call.__name__ = func.__name__
+    return call
+
+
 def _exact_text(func: Callable[..., Any], *, required: bool = False) -> Callable[..., Any]:
     """``func`` given its text arguments as exact ``str``/``bytes`` (and, ``required``, its
     first argument a str at all: ``capwords`` would call ``split`` on anything)."""
@@ -849,6 +879,8 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "escape",
     ]:
         rx[name] = _exact_text(rx[name])
+    for name, position in _RE_FLAGS_AT.items():
+        rx[name] = _int_flags(rx[name], position)
     rx["escape"] = _checked_length(rx["escape"], arith)  # doubles: a loop of them grew 8x
     # an item per group per match: 44 empty groups split a 1M-character string into 45M
     # items (pass CN); counted once made, as the memory limit bounds the making

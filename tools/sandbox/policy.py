@@ -838,6 +838,10 @@ class Guards:
             # read-only: an item written there shadows a library base's method as setattr()
             # would (``r.__dict__['random'] = ...`` on a Random subclass's instance, pass BZ)
             return types.MappingProxyType(namespace)
+        if type(obj) is FunctionType and obj.__code__.co_filename != FILENAME:
+            # a function the sandbox made for the program (an ``lru_cache`` of its function,
+            # a method's wrapper): read-only, no ``_`` name written past the guards (pass FH)
+            return types.MappingProxyType(namespace)
         return namespace
 
     def _library_code(self, value: Any) -> bool:

@@ -4454,3 +4454,42 @@ async def test_aliases_work_as_ever(box: Sandbox) -> None:
         "result = [D.fromkeys('ab', 0), x, c.most_common(1)]"
     )
     assert res.value == [{"a": 0, "b": 0}, [3], [["a", 2]]], res
+
+
+async def test_re_takes_int_flags_only(box: Sandbox) -> None:
+    """Red-team pass FH: ``re.compile('a', P())`` ran re's ``flags & TEMPLATE`` with the
+    program's object, whose ``__and__`` got the real ``RegexFlag`` member: every member,
+    and ``|`` writing pseudo-members into the shared enum class's value map. Flags that are
+    not an int are refused before re sees them; int subclasses come as the int they hold."""
+    code = (
+        "import re\ngot = []\nclass P:\n    def __and__(self, o):\n        got.append(o)\n"
+        "        return 0\n    __rand__ = __or__ = __ror__ = __and__\nclass I(int):\n    pass\n"
+        "out = []\nfor call in (lambda: re.compile('a', P()), lambda: re.search('a', 'a', P()),\n"
+        "        lambda: re.sub('a', 'b', 'a', 0, P()), lambda: re.split('a', 'b', flags=P()),\n"
+        "        lambda: re.findall('a', 'a', P()), lambda: re.subn('a', 'b', 'a', 0, P())):\n"
+        "    try:\n        call()\n    except TypeError as e:\n        out.append(str(e))\n"
+        "result = [len(got), out, bool(re.search('A', 'a', re.I | re.M)),\n"
+        "          bool(re.search('A', 'a', flags=I(2))), re.sub('a', 'b', 'aA', 0, re.I)]"
+    )
+    res = await box.run(code)
+    assert res.value == [0, ["flags must be an int, not P"] * 6, True, True, "bb"], res
+
+
+async def test_a_function_the_sandbox_made_has_a_read_only_namespace(box: Sandbox) -> None:
+    """Red-team pass FH: ``vars()`` of an ``lru_cache`` of the program's function was the
+    real ``__dict__`` of the sandbox's wrapper, which took any key (``_`` names too) past
+    the attribute guards. It is read-only now; the program's own functions' are as ever."""
+    code = (
+        "import functools\ndef f(x):\n    return x\nl = functools.lru_cache(maxsize=4)(f)\n"
+        "out = []\nfor name in ('__wrapped__', '_x', 'x'):\n    try:\n"
+        "        vars(l)[name] = 1\n        out.append(name)\n    except Exception as e:\n"
+        "        out.append(type(e).__name__)\n"
+        "def g():\n    pass\nvars(g)['count'] = 3\ng.other = 4\n"
+        "result = [out, sorted(vars(g).items()), l(5)]"
+    )
+    res = await box.run(code)
+    assert res.value == [
+        ["SandboxSecurityError"] * 3,
+        [["count", 3], ["other", 4]],
+        5,
+    ], res

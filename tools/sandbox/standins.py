@@ -1136,9 +1136,9 @@ class Classes:
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
         self._private_plain: dict[int, tuple[type, bool]] = {}  # see plain_for_private_reads
         self._kept: dict[int, Any] = {}  # operands of a NotImplemented answer (_keep_alive)
-        # The counting wrappers put on a class for what it inherits (_count_inherited_*),
-        # by id: a subclass with more bases looks past them (_inherited).
-        self._counting: dict[int, Any] = {}
+        # What was put in a class for what it inherits (_count_inherited_*): (class, value)
+        # by (id(class), name); a subclass with more bases looks past them (_inherited).
+        self._standing: dict[tuple[int, str], tuple[type, Any]] = {}
         self._replaced: list[Any] = []  # what item stores replaced (keep_replaced)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
         self._plain: dict[int, tuple[type, bool]] = {}  # see plain_instance
@@ -1208,7 +1208,7 @@ class Classes:
         self._plain.clear()
         self._clean.clear()
         self._kept.clear()
-        self._counting.clear()
+        self._standing.clear()
         self._replaced.clear()
         self._stores.clear()
         self._sets.clear()
@@ -1652,34 +1652,35 @@ class Classes:
             owner, inherited, shadowed = self._inherited(cls, name)
             if self.is_user_class(owner) or type(inherited) is FunctionType:
                 if shadowed:  # the program's own, or held and counted above
-                    type.__setattr__(cls, name, inherited)
+                    self._stand_for(cls, name, inherited)
                 continue
-            type.__setattr__(cls, name, self._counted(name, inherited))
+            self._stand_for(cls, name, self._keeping_self(name, inherited))
 
     def _inherited(self, cls: type, name: str) -> tuple[type, Any, bool]:
-        """Where ``cls`` gets ``name`` from, and what it is, past the counting wrappers put on
-        its bases (told by identity), and whether one of those came first in its MRO. Each
-        wrapper stands for what its own class inherits, which a class with more bases may
+        """Where ``cls`` gets ``name`` from, and what it is, past what was put on its bases
+        for what they inherit (``_stand_for``), and whether one of those came first in its
+        MRO. Each stands for what its own class inherits, which a class with more bases may
         not: ``class Item(Loggable, Named)`` found the wrapper of ``object.__str__`` put on
         ``Loggable`` before ``Named.__str__``, and printed ``<__main__.Item object at ...>``
         (differential pass FI)."""
-        counting = self._counting
+        standing = self._standing
         shadowed = False
         for klass in cls.__mro__:
             namespace = vars(klass)
             if name in namespace:
                 value = namespace[name]
-                if id(value) in counting and counting[id(value)] is value:  # (None is a value)
+                put = standing.get((id(klass), name))
+                if put is not None and put[0] is klass and put[1] is value:
                     shadowed = True
                     continue
                 return klass, value, shadowed
         raise AttributeError(name)  # never: object has every name asked for here
 
-    def _counted(self, key: str, inherited: Any) -> Callable[..., Any]:
-        """``inherited`` in a counting wrapper (``_keeping_self``), remembered as one."""
-        wrapper = self._keeping_self(key, inherited)
-        self._counting[id(wrapper)] = wrapper
-        return wrapper
+    def _stand_for(self, cls: type, name: str, value: Any) -> None:
+        """``value`` set as ``cls``'s ``name`` for what it inherits, remembered as such (a
+        value the program sets there later is its own)."""
+        type.__setattr__(cls, name, value)
+        self._standing[(id(cls), name)] = (cls, value)
 
     def exposed(self, obj: Any) -> Any:
         """``obj`` as the program may hold it: a class as ``type()`` answers for its
@@ -2124,9 +2125,9 @@ class Classes:
             owner, inherited, shadowed = self._inherited(cls, key)
             if self.is_user_class(owner) or type(inherited) is not FunctionType:
                 if shadowed:  # the program's own (counted), or C code (calls only counted ones)
-                    type.__setattr__(cls, key, inherited)
+                    self._stand_for(cls, key, inherited)
                 continue
-            type.__setattr__(cls, key, self._counted(key, inherited))
+            self._stand_for(cls, key, self._keeping_self(key, inherited))
 
     def _comparing(self, value: Any) -> Any:
         """A program's ``__bool__`` or ``__hash__``, which CPython calls in the middle of a

@@ -181,11 +181,20 @@ async def test_a_method_from_a_later_base_is_the_one_used(sandbox: Sandbox) -> N
         "class Item(Loggable, Named):\n    pass\nclass C1(Counter):\n    pass\n"
         "class M(Counter):\n    def __eq__(self, other):\n        return 'm-eq'\n"
         "    __hash__ = None\nclass D(C1, M):\n    pass\nclass Plain(Loggable):\n    pass\n"
+        "class B(Loggable):\n    pass\nclass Deep(B, Named):\n    pass\n"
         "result = [str(Item()), repr(Item()), f'{Item():>3}', '%s' % [Item()], D(a=1) == D(a=1),"
-        " str(Plain()).startswith('<__main__.Plain object at ')]"
+        " str(Plain()).startswith('<__main__.Plain object at '), repr(Deep())]"
     )
     res = await sandbox.run(code)
-    assert res.value == ["named", "Named()", "fmt>3", "[Named()]", "m-eq", True], res
+    assert res.value == [
+        "named",
+        "Named()",
+        "fmt>3",
+        "[Named()]",
+        "m-eq",
+        True,
+        "Named()",  # a first base two levels below object (pass FI, after the first fix)
+    ], res
 
 
 async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:

@@ -43,7 +43,7 @@ import sys
 import typing
 from collections.abc import Callable, Mapping
 from types import FunctionType, MappingProxyType, WrapperDescriptorType
-from typing import Any
+from typing import Any, NoReturn
 
 from tools.sandbox.caches import bounded_lru_cache, cached_property_for
 from tools.sandbox.copying import make_copy_view
@@ -946,6 +946,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
             **_public(typing, names=_TYPING),
             "NamedTuple": _typed_namedtuple(guards),
             "final": _final,  # typing's sets __final__ on what it is given: any class
+            "overload": _overload,
         },
         "copy": copying,
         "collections.abc": collections_abc,
@@ -968,6 +969,22 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
 def _final(f: Any) -> Any:
     """``typing.final``: a marker for type checkers, which changes nothing at run time."""
     return f
+
+
+def _overload(func: Any) -> Any:
+    """``typing.overload``: what typing's answers (a function that raises when called),
+    without typing's registry, a module-level dict keyed by the function's
+    ``__module__``/``__qualname__``, which a program's own object sets (red-team pass FH:
+    the program's ``__hash__`` and ``__eq__`` ran in the library's dict)."""
+    return _overload_dummy
+
+
+def _overload_dummy(*args: Any, **kwargs: Any) -> NoReturn:
+    raise NotImplementedError(
+        "You should not call an overloaded function. A series of @overload-decorated "
+        "functions outside a stub module should always be followed by an implementation "
+        "that is not @overload-ed."
+    )
 
 
 _RANDOM_FUNCS = [

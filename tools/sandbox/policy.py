@@ -135,11 +135,20 @@ _CASE_METHODS = frozenset({"upper", "lower", "casefold", "title", "swapcase", "c
 # gh-115618, fixed in 3.11.9): 20,000 calls freed None and killed the run (pass CZ).
 _PROPERTY_COPIES = frozenset({"getter", "setter", "deleter"})
 _PROPERTY_COPY_UNBOUND = {id(getattr(property, name)): name for name in _PROPERTY_COPIES}
+
+
+def _exact_str(value: Any, position: int) -> str:
+    """``value`` as the exact ``str`` it holds (``strptime``'s arguments)."""
+    if not isinstance(value, str):
+        raise TypeError(f"strptime() argument {position} must be str, not {type(value).__name__}")
+    return str.__str__(value)
+
+
 _VETTED_METHODS = (
     frozenset(
         "throw athrow format format_map sub subn expand encode decode extend extendleft join "  # noqa: SIM905
-        "translate strftime as_integer_ratio getrandbits from_bytes split findall group groups "
-        "groupdict".split(" ")
+        "translate strftime strptime as_integer_ratio getrandbits from_bytes split findall group "
+        "groups groupdict".split(" ")
     )
     | _CASE_METHODS
     | _SIZED_NAMES
@@ -1031,6 +1040,11 @@ class Guards:
                         return sized_method(self.arith, base, method_name, value) or value
             if method_name == "strftime" and isinstance(owner, (datetime.date, datetime.time)):
                 return lambda fmt: value(self._strftime_format(owner, fmt))
+            if method_name == "strptime" and isinstance(owner, type):
+                # as exact str: _strptime keys its module-level cache by the format, under a
+                # lock: a str subclass's __hash__ ran there, and one that parsed a date in
+                # it deadlocked the run (red-team pass FH)
+                return lambda text, fmt: value(_exact_str(text, 1), _exact_str(fmt, 2))
             if method_name == "as_integer_ratio" and isinstance(owner, decimal.Decimal):
                 return lambda: self.arith.checked_parts(value())
             if method_name == "getrandbits" and isinstance(owner, random.Random):

@@ -4493,3 +4493,48 @@ async def test_a_function_the_sandbox_made_has_a_read_only_namespace(box: Sandbo
         [["count", 3], ["other", 4]],
         5,
     ], res
+
+
+async def test_library_caches_are_not_keyed_by_the_programs_objects(box: Sandbox) -> None:
+    """Red-team pass FH: ``datetime.strptime`` with a str subclass as its format ran the
+    subclass's ``__hash__`` inside ``_strptime``'s module lock and kept it in its cache (one
+    that parsed a date there deadlocked the run), and ``typing.overload`` kept what a
+    program's own ``__module__``/``__qualname__`` answered in typing's registry. The format
+    is taken as the exact str it holds; ``overload`` registers nothing."""
+    code = (
+        "import datetime, typing\nseen = []\nclass S(str):\n    def __hash__(self):\n"
+        "        seen.append(1)\n        return datetime.datetime.strptime('1', '%d').day\n"
+        "    def __eq__(self, other):\n        seen.append(2)\n        return True\n"
+        "class D(datetime.datetime):\n    pass\n"
+        "out = [str(datetime.datetime.strptime(S('5'), S('%d')))]\n"
+        "out.append(str(D.strptime('7/4', '%m/%d')))\n"
+        "try:\n    datetime.datetime.strptime(5, '%d')\nexcept TypeError as e:\n"
+        "    out.append(str(e))\n"
+        "@typing.overload\ndef f(x: int) -> int: ...\n@typing.overload\ndef f(x: str) -> str: ...\n"
+        "def f(x):\n    return x\ntry:\n    typing.overload(f)()\nexcept NotImplementedError:\n"
+        "    out.append('overloaded')\nresult = [seen, out, f(3)]"
+    )
+    res = await box.run(code)
+    assert res.value == [
+        [],
+        [
+            "1900-01-05 00:00:00",
+            "1900-07-04 00:00:00",
+            "strptime() argument 1 must be str, not int",
+            "overloaded",
+        ],
+        3,
+    ], res
+
+
+async def test_the_typing_views_overload_registers_nothing() -> None:
+    """The half of the above a program cannot see: typing's registry stays empty."""
+    import typing
+
+    from tools.sandbox import modules
+
+    def f() -> None: ...
+
+    with pytest.raises(NotImplementedError):
+        modules._overload(f)()
+    assert typing.get_overloads(f) == []

@@ -119,6 +119,7 @@ class Runner:
         self.classes = Classes(self.arith)
         self.guards = policy.Guards(self.arith, self.classes)
         self.modules = ModuleRegistry(self.guards)
+        self.star_names = self.modules.star_names()
         self.hooks = policy.make_hooks(self.guards, self.modules.importer)
         self.max_nesting = int(config["max_nesting"])
         self.recursion_limit = int(config["recursion_limit"])
@@ -131,7 +132,9 @@ class Runner:
     def compile(self, code: str) -> Any:
         sys.setrecursionlimit(max(self.default_recursion, 3000))
         try:
-            return compiler.compile_program(code, self.max_nesting, self.arith.max_bits)
+            return compiler.compile_program(
+                code, self.max_nesting, self.arith.max_bits, self.star_names
+            )
         finally:
             sys.setrecursionlimit(self.default_recursion)
 

@@ -23,10 +23,13 @@ import __future__
 import ast
 import re
 import types
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, cast
 
 from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
 
+from tools.sandbox.missing import not_available
 from tools.sandbox.names import (
     ALLOWED_DUNDER_METHODS,
     ALLOWED_MODULES,
@@ -164,6 +167,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
     oversized_literal = False
 
     max_depth = 100
+    star_names: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -358,12 +362,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
         if any(alias.name == "*" for alias in node.names):
-            self.error(
-                node,
-                f'"from {node.module} import *" is not available in the sandbox: '
-                f"import the names the program uses (from {node.module} import a, b)",
-            )
-            return node
+            return self._import_star(node)
         if node.module == "__future__" and not node.level:
             # a directive to the compiler, with nothing to import: every feature is
             # Python 3's own but postponed annotations, and annotations are dropped here
@@ -389,6 +388,28 @@ class SandboxTransformer(RestrictingNodeTransformer):
             bound = alias.asname or alias.name
             assigns.append(_bind(node, bound, hook, [node.module, alias.name]))
         return assigns
+
+    def _import_star(self, node: ast.ImportFrom) -> Any:
+        """``from math import *`` (smaller models write it) as the import of each name the
+        module's view has, by name, as ``from math import a, b`` is; at module level only,
+        as CPython's compiler says."""
+        names = self.star_names.get(node.module or "") if not node.level else None
+        if self._scopes:
+            self.error(node, "import * only allowed at module level")
+        elif names is None and (node.module or "") not in ALLOWED_MODULES:
+            self.error(node, not_available(node.module or ""))
+        elif names is None:  # a module compiled without its names (a test's own compile)
+            self.error(
+                node,
+                f'"from {node.module} import *" is not available in the sandbox: '
+                f"import the names the program uses (from {node.module} import a, b)",
+            )
+        else:
+            spelled = ast.ImportFrom(
+                module=node.module, names=[ast.alias(name=name) for name in names], level=0
+            )
+            return self.visit_ImportFrom(ast.copy_location(spelled, node))
+        return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
         """``total: float = 0.0`` is ``total = 0.0``: annotations are never evaluated (they
@@ -689,8 +710,14 @@ def _without_leading_zeros(source: str, exc: SyntaxError) -> str | None:
     return source[:at] + str(int(literal.group().replace("_", ""))) + source[literal.end() :]
 
 
-def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> types.CodeType:
-    """Parse, check and compile one program. Raises :class:`CompileRefused`."""
+def compile_program(
+    source: str,
+    max_nesting: int,
+    max_bits: int = 1 << 20,
+    star_names: Mapping[str, tuple[str, ...]] | None = None,
+) -> types.CodeType:
+    """Parse, check and compile one program (``from m import *`` binds ``star_names[m]``).
+    Raises :class:`CompileRefused`."""
     try:
         tree = _parse(source)
     except SyntaxError as exc:
@@ -708,6 +735,7 @@ def compile_program(source: str, max_nesting: int, max_bits: int = 1 << 20) -> t
         transformer = SandboxTransformer(errors, warnings, used_names)
         transformer.max_bits = max_bits
         transformer.max_depth = max_nesting
+        transformer.star_names = star_names or {}
         docstring = _docstring(tree)
         tree = transformer.visit(tree)
         _first_again(tree.body, docstring)

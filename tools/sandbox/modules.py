@@ -1058,6 +1058,17 @@ class ModuleRegistry:
         RANDOM_MAX_BITS[0] = guards.arith.max_bits
         RANDOM_MAX_ITEMS[0] = guards.arith.max_items
 
+    def star_names(self) -> dict[str, tuple[str, ...]]:
+        """What ``from <module> import *`` binds, for each module: its view's names (all
+        public: a module's own ``__all__`` lists no more)."""
+        names = {name: tuple(sorted(view._view_attrs)) for name, view in self._static.items()}
+        names["random"] = (*_RANDOM_FUNCS, "Random")
+        names["decimal"] = tuple(
+            sorted({*_DECIMAL_NAMES, "DefaultContext", "BasicContext", "ExtendedContext"})
+        )
+        names["sys"] = tuple(sorted({*_sys_view(self._guards), "stdout", "stderr"}))
+        return names
+
     def new_run(self, sink: PrintSink | None = None) -> None:
         """Set up the run's own module state: a bounded decimal context, no module views of
         an earlier run (the template's warm-up) for ``random``, ``decimal`` and ``sys``, whose

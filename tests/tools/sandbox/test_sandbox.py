@@ -1514,13 +1514,40 @@ async def test_a_calendar_wider_than_the_limit_is_refused_before_it_is_made(
 
 
 async def test_refusals_of_what_a_model_writes_say_what_to_write(sandbox: Sandbox) -> None:
-    star = await sandbox.run("from math import *\nresult = sqrt(4)")
-    assert star.error == (
-        'Line 1: "from math import *" is not available in the sandbox: import the names the '
-        "program uses (from math import a, b)"
+    star = await sandbox.run("from numpy import *\nresult = sqrt(4)")
+    assert star.error is not None and star.error.startswith(
+        "Line 1: module 'numpy' is not available in the sandbox (allowed: "
     ), star
+    inner = await sandbox.run("def f():\n    from math import *\n    return sqrt(4)")
+    assert inner.error == "Line 2: import * only allowed at module level", inner
     later = await sandbox.run("def deco(cls):\n    cls.__repr__ = repr\n    return cls")
     assert later.error is not None and "define it in the class body" in later.error, later
+
+
+async def test_a_star_import_binds_what_the_modules_view_has(sandbox: Sandbox) -> None:
+    """Differential pass FI: ``from math import *``, which smaller models write, was
+    refused. It binds each name of the module's view, as CPython binds a module's public
+    names (``pow`` is math's then, as there)."""
+    code = (
+        "from math import *\nfrom itertools import *\nfrom collections import *\n"
+        "from random import *\nfrom decimal import *\nfrom datetime import *\n"
+        "seed(1)\ngetcontext().prec = 5\ndef f():\n    return gcd(12, 18)\n"
+        "result = [sqrt(16), floor(pi * 100), list(permutations([1, 2])), "
+        "Counter('aab').most_common(1), f(), pow(2, 3), randint(1, 10), str(Decimal(1) / 7), "
+        "str(date(2024, 1, 2) + timedelta(days=3))]"
+    )
+    res = await sandbox.run(code)
+    assert res.value == [
+        4.0,
+        314,
+        [[1, 2], [2, 1]],
+        [["a", 2]],
+        6,
+        8.0,
+        3,
+        "0.14286",
+        "2024-01-05",
+    ], res
 
 
 async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> None:

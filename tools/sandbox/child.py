@@ -332,7 +332,6 @@ def _message(exc: BaseException) -> str:
 # them says so, so that a model (and its user) reads a rule, not a bug to retry.
 WITHHELD = {
     "open": "file access is not available in the sandbox",
-    "input": "there is no input to read in the sandbox",
     "exec": "running code from text is not available in the sandbox",
     "eval": "running code from text is not available in the sandbox",
     "compile": "compiling code from text is not available in the sandbox",

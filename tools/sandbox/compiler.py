@@ -158,6 +158,9 @@ def _recorded(func: ast.expr) -> ast.expr:
     return call
 
 
+_PRINTED = "printed"
+
+
 class SandboxTransformer(RestrictingNodeTransformer):
     """RestrictedPython's policy plus: guarded ``**``/``*``/``<<``/``%``, checked f-string
     format specifications, bounded int literals, augmented assignment on items and
@@ -256,7 +259,17 @@ class SandboxTransformer(RestrictingNodeTransformer):
             return
         if name in ("__name__", "__doc__") and isinstance(getattr(node, "ctx", None), ast.Load):
             return  # the module's name, "__main__", and its docstring (or None)
+        if name == _PRINTED:
+            return  # a variable like any other (see visit_Name)
         super().check_name(node, name, allow_magic_methods)
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        """``printed`` is a variable of the program's (``printed = pages * copies``: printer
+        word problems, differential pass FI), not RestrictedPython's text of what was printed
+        so far, which had no use here: ``print`` writes to the run's own output."""
+        if node.id == _PRINTED:
+            return node
+        return super().visit_Name(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
         if any(keyword.arg != "metaclass" for keyword in node.keywords):

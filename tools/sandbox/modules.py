@@ -62,6 +62,7 @@ from tools.sandbox.limits import (
 from tools.sandbox.missing import not_available
 from tools.sandbox.names import ALLOWED_MODULES
 from tools.sandbox.policy import (
+    EmptyInput,
     Guards,
     PrintSink,
     SandboxSecurityError,
@@ -1066,7 +1067,7 @@ class ModuleRegistry:
         names["decimal"] = tuple(
             sorted({*_DECIMAL_NAMES, "DefaultContext", "BasicContext", "ExtendedContext"})
         )
-        names["sys"] = tuple(sorted({*_sys_view(self._guards), "stdout", "stderr"}))
+        names["sys"] = tuple(sorted({*_sys_view(self._guards), "stdout", "stderr", "stdin"}))
         return names
 
     def new_run(self, sink: PrintSink | None = None) -> None:
@@ -1117,6 +1118,7 @@ class ModuleRegistry:
             # characters was made and dropped unmeasured (pass CQ), then an OutputLimit of
             # its own was caught and the run went on (pass CR)
             attrs["stderr"] = StandardStream(self._sink, "<stderr>", keep=False)
+            attrs["stdin"] = EmptyInput()
             return ModuleView("sys", attrs)
         if name == "decimal":
             attrs = {n: getattr(decimal, n) for n in _DECIMAL_NAMES}

@@ -1895,8 +1895,48 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         ascii=_measured_text(builtins.ascii, arith),
         exit=_exit,  # the site module's, which scripts call (differential pass DC)
         quit=_exit,
+        input=_no_input,
     )
     return names
+
+
+_NO_INPUT = "EOF when reading a line (there is no input to read in the sandbox)"
+
+
+def _no_input(prompt: Any = "", /) -> NoReturn:
+    """``input()`` as CPython's at the end of its input: a program's ``except EOFError:``
+    falls back to its own data (differential pass FI; a NameError went past it)."""
+    raise EOFError(_NO_INPUT)
+
+
+class EmptyInput:
+    """``sys.stdin`` of a run: a stream at its end (``input = sys.stdin.readline`` at the top
+    of a program that never reads failed the whole program: differential pass FI)."""
+
+    __slots__ = ()
+    name = "<stdin>"
+    encoding = "utf-8"
+
+    def read(self, size: Any = -1, /) -> str:
+        return ""
+
+    def readline(self, size: Any = -1, /) -> str:
+        return ""
+
+    def readlines(self, hint: Any = -1, /) -> list[str]:
+        return []
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def readable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
 
 
 def _exit(code: Any = None) -> NoReturn:

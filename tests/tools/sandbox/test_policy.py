@@ -243,6 +243,7 @@ def test_module_views_are_read_only_and_minimal() -> None:
         "set_int_max_str_digits",
         "setrecursionlimit",
         "stderr",
+        "stdin",
         "stdout",
         "version",
         "version_info",

@@ -1550,6 +1550,17 @@ async def test_a_star_import_binds_what_the_modules_view_has(sandbox: Sandbox) -
     ], res
 
 
+async def test_printed_is_a_name_like_any_other(sandbox: Sandbox) -> None:
+    """Differential pass FI: a printer word problem's ``printed = ...`` refused the whole
+    program ("a reserved name": RestrictedPython's text of what was printed so far)."""
+    code = (
+        "def pages(printed, per_minute=12):\n    return printed / per_minute\n"
+        "printed = 240\nprinted += 60\nprint('so far')\nresult = [pages(printed), printed]"
+    )
+    res = await sandbox.run(code)
+    assert (res.value, res.stdout) == ([25.0, 300], "so far\n"), res
+
+
 async def test_a_refused_module_says_what_to_write_instead(sandbox: Sandbox) -> None:
     res = await sandbox.run("from enum import Enum\nclass Color(Enum):\n    RED = 1")
     assert res.error_kind == "ModuleNotFoundError", res
@@ -1606,7 +1617,7 @@ async def test_a_module_the_sandbox_lacks_fails_where_it_is_used(
     # what Python and the sandbox ask of any object is missing, as of a module (pass DQ)
     asked = await sandbox.run("import numpy\nresult = getattr(numpy, '__qualname__', 'none')")
     assert asked.value == "none", asked
-    for reserved in ("import print.x", "import printed.y"):  # the name an import binds
+    for reserved in ("import print.x", "import builtins.y"):  # the name an import binds
         refused = await sandbox.run(f"{reserved}\nresult = 1")
         assert refused.error_kind == "SecurityError", refused
 

@@ -161,6 +161,20 @@ def _recorded(func: ast.expr) -> ast.expr:
 _PRINTED = "printed"
 
 
+def _is_object_setattr(node: ast.Call) -> bool:
+    """``object.__setattr__(obj, name, value)``, spelled so (``Guards.object_setattr``)."""
+    func = node.func
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "__setattr__"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "object"
+        and len(node.args) == 3
+        and not node.keywords
+        and not any(isinstance(arg, ast.Starred) for arg in node.args)
+    )
+
+
 class SandboxTransformer(RestrictingNodeTransformer):
     """RestrictedPython's policy plus: guarded ``**``/``*``/``<<``/``%``, checked f-string
     format specifications, bounded int literals, augmented assignment on items and
@@ -315,6 +329,10 @@ class SandboxTransformer(RestrictingNodeTransformer):
         call answered, and that is the run's answer: calling ``solution()`` again after the
         program had answered ran its side effects twice (a counter in it answered 10 where
         the program printed 5) or failed (``def solution(n)``: differential pass DC)."""
+        if _is_object_setattr(node):  # a frozen dataclass's __post_init__ sets a field
+            args = [self.visit(arg) for arg in node.args]
+            hook = ast.Call(func=ast.Name("_object_setattr_", ast.Load()), args=args, keywords=[])
+            return ast.fix_missing_locations(ast.copy_location(hook, node))
         visited = super().visit_Call(node)
         if not isinstance(visited, ast.Call) or self._in_solution:
             return visited

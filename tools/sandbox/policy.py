@@ -1526,6 +1526,21 @@ class Guards:
     def delattr(self, obj: Any, name: Any) -> None:
         delattr(self.write(obj), self._writable_name(obj, name))
 
+    def object_setattr(self, obj: Any, name: Any, value: Any) -> None:
+        """``object.__setattr__(self, name, value)``, which a frozen dataclass's
+        ``__post_init__`` sets a derived field with (its own ``__setattr__`` refuses it:
+        differential pass FI): the checks of ``setattr()``, then object's own write, on an
+        object of the program's that those checks write as it is."""
+        if isinstance(obj, type):
+            raise TypeError("can't apply this __setattr__ to type object")
+        checked = self._writable_name(obj, name)
+        if self.write(obj) is not obj:
+            raise SandboxSecurityError(
+                f"object.__setattr__ of a {type(obj).__name__} is not available in the "
+                "sandbox: use setattr()"
+            )
+        object.__setattr__(obj, checked, value)
+
     def _writable_name(self, obj: Any, name: Any) -> str:
         checked = check_attr_name(name, obj, self.classes, writing=True)
         if checked in READABLE_DUNDERS or checked in OWN_DUNDERS:
@@ -2133,6 +2148,7 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "__metaclass__": guards.classes.metaclass,
         "_getattr_": guards.getattr,
         "_import_from_": functools.partial(_import_from, guards, importer),
+        "_object_setattr_": guards.object_setattr,
         "_missing_module_": MissingModule,
         "_getitem_": guards.getitem,
         "_getiter_": iter,

@@ -420,6 +420,16 @@ class SandboxTransformer(RestrictingNodeTransformer):
             assigns.append(_bind(node, bound, hook, [node.module, alias.name]))
         return assigns
 
+    def visit_Match(self, node: ast.Match) -> Any:
+        """Refused (a class pattern reads attributes past the guards), with what to write
+        instead: a model repairs from the message (differential pass FI)."""
+        self.error(
+            node,
+            "match statements are not available in the sandbox: use if/elif "
+            "(if cmd == 'go': ..., elif isinstance(x, Point): ..., elif len(parts) == 2: ...)",
+        )
+        return node
+
     def _import_star(self, node: ast.ImportFrom) -> Any:
         """``from math import *`` (smaller models write it) as the import of each name the
         module's view has, by name, as ``from math import a, b`` is; at module level only,

@@ -1522,6 +1522,10 @@ async def test_refusals_of_what_a_model_writes_say_what_to_write(sandbox: Sandbo
     ), star
     inner = await sandbox.run("def f():\n    from math import *\n    return sqrt(4)")
     assert inner.error == "Line 2: import * only allowed at module level", inner
+    match = await sandbox.run("match 'go n'.split():\n    case ['go', d]:\n        result = d")
+    assert match.error is not None and match.error.startswith(
+        "Line 1: match statements are not available in the sandbox: use if/elif"
+    ), match
     later = await sandbox.run("def deco(cls):\n    cls.__repr__ = repr\n    return cls")
     assert later.error is not None and "define it in the class body" in later.error, later
 

@@ -32,6 +32,7 @@ import codecs
 import collections
 import datetime
 import decimal
+import enum
 import fractions
 import functools
 import inspect
@@ -955,6 +956,10 @@ class Guards:
             return value
         if isinstance(value, types.ModuleType):  # a library's own module: its real attributes
             raise SandboxSecurityError("modules are available through import only")
+        if isinstance(value, enum.Enum):  # see Classes.exposed
+            raise SandboxSecurityError(
+                f"a {type(value).__name__} member is not available in the sandbox"
+            )
         if isinstance(value, type) and issubclass(value, type):
             raise SandboxSecurityError("metaclasses are not available in the sandbox")
         if isinstance(value, type):  # as type() would answer: a class made past the class

@@ -26,6 +26,7 @@ import collections.abc
 import contextlib
 import datetime
 import decimal
+import enum
 import fractions
 import functools
 import importlib
@@ -1704,6 +1705,11 @@ class Classes:
             self.arith.checked_number(obj)
         if kind in INTERNAL_TYPES:
             raise SandboxSecurityError(f"a {kind.__name__} object is not available in the sandbox")
+        if isinstance(obj, enum.Enum):
+            # a library's member (re's RegexFlag, handed to a program's __and__ by re's own
+            # code: red-team pass FH): enum.py computes with what a program's int subclass
+            # answers, and keeps it in the class's value map
+            raise SandboxSecurityError(f"a {kind.__name__} member is not available in the sandbox")
         parts = alias_parts(obj)
         if parts is not None:  # ``type[Any]`` calls the real ``type``: as good as what it holds
             self._check_inside(parts)

@@ -1181,3 +1181,18 @@ def test_a_container_given_to_a_program_s_method_holds_nothing_an_attribute_woul
     # a list or dict on its own is the program's, given on every call: not walked (pass CX)
     mine = [[0] * 100 for _ in range(100)]
     assert classes.exposed(mine) is mine
+
+
+def test_an_enum_member_never_reaches_the_program() -> None:
+    """Red-team pass FH: re's code handed a program's ``__and__`` the real ``RegexFlag``
+    member, and enum.py then computed with what the program's int subclass answered (a
+    100M-bit int) and kept it in the class's value map. Whatever the route, an enum member
+    is refused where a value is handed over: a read, or an operand C code passes."""
+    import re
+
+    guards = make_guards()
+    for value in (re.IGNORECASE, re.TEMPLATE, re.RegexFlag(0)):
+        with pytest.raises(policy.SandboxSecurityError):
+            guards.vet(value)
+        with pytest.raises(policy.SandboxSecurityError):
+            guards.classes.exposed(value)

@@ -1050,9 +1050,11 @@ def _repeats(seq: Any, other: Any) -> bool:
 # The builtins' own %-formatting (identity: a class's __mod__ that is one of these formats),
 # and their reflected slots (C's unicode_mod, bytes_mod, bytearray_mod).
 _FORMATTING = (str.__mod__, bytes.__mod__, bytearray.__mod__)
-_REFLECTED_FORMATTING = tuple(vars(kind)["__rmod__"] for kind in (str, bytes, bytearray))
 # Each text class, its own ``__rmod__`` and the ``__mod__`` that formats with it.
-_FAMILIES = tuple(zip((str, bytes, bytearray), _REFLECTED_FORMATTING, _FORMATTING, strict=True))
+_FAMILIES = tuple(
+    (kind, vars(kind)["__rmod__"], formats)
+    for kind, formats in zip((str, bytes, bytearray), _FORMATTING, strict=True)
+)
 
 
 def _bound_special(obj: Any, name: str) -> Any:

@@ -1650,20 +1650,23 @@ class Classes:
         builtin exception's formatting, held (``holding_fields``), calls only the fields'
         own ``__str__``, counted as the program's."""
         for name in ("__repr__", "__str__", "__format__"):
-            owner, inherited, shadowed = self._inherited(cls, name)
+            found = self._inherited(cls, name)
+            if found is None:  # never: object has each
+                continue
+            owner, inherited, shadowed = found
             if self.is_user_class(owner) or type(inherited) is FunctionType:
                 if shadowed:  # the program's own, or held and counted above
                     self._stand_for(cls, name, inherited)
                 continue
             self._stand_for(cls, name, self._keeping_self(name, inherited))
 
-    def _inherited(self, cls: type, name: str) -> tuple[type, Any, bool]:
+    def _inherited(self, cls: type, name: str) -> tuple[type, Any, bool] | None:
         """Where ``cls`` gets ``name`` from, and what it is, past what was put on its bases
         for what they inherit (``_stand_for``), and whether one of those came first in its
         MRO. Each stands for what its own class inherits, which a class with more bases may
         not: ``class Item(Loggable, Named)`` found the wrapper of ``object.__str__`` put on
         ``Loggable`` before ``Named.__str__``, and printed ``<__main__.Item object at ...>``
-        (differential pass FI)."""
+        (differential pass FI). None when no class of its MRO has ``name``."""
         standing = self._standing
         shadowed = False
         for klass in cls.__mro__:
@@ -1675,7 +1678,7 @@ class Classes:
                     shadowed = True
                     continue
                 return klass, value, shadowed
-        raise AttributeError(name)  # never: object has every name asked for here
+        return None
 
     def _stand_for(self, cls: type, name: str, value: Any) -> None:
         """``value`` set as ``cls``'s ``name`` for what it inherits, remembered as such (a
@@ -2126,9 +2129,10 @@ class Classes:
         property; ``NormalDist.__hash__`` reads ``self._mu``: each ran uncounted in the middle
         of a comparison and emptied what was compared, red-team pass BF)."""
         for key in _INHERITED_COUNTED:
-            if not any(key in vars(k) for k in cls.__mro__):
+            found = self._inherited(cls, key)
+            if found is None:
                 continue
-            owner, inherited, shadowed = self._inherited(cls, key)
+            owner, inherited, shadowed = found
             if self.is_user_class(owner) or type(inherited) is not FunctionType:
                 if shadowed:  # the program's own (counted), or C code (calls only counted ones)
                     self._stand_for(cls, key, inherited)

@@ -4551,10 +4551,16 @@ async def test_the_typing_views_overload_registers_nothing() -> None:
     """The half of the above a program cannot see: typing's registry stays empty."""
     import typing
 
-    from tools.sandbox import modules
+    from tools.sandbox.limits import Arithmetic
+    from tools.sandbox.modules import ModuleRegistry
+    from tools.sandbox.policy import Guards
+    from tools.sandbox.standins import Classes
+
+    arith = Arithmetic(max_int_digits=10_000, max_sequence_items=10_000_000)
+    overload = ModuleRegistry(Guards(arith, Classes(arith))).importer("typing").overload
 
     def f() -> None: ...
 
     with pytest.raises(NotImplementedError):
-        modules._overload(f)()
+        overload(f)()
     assert typing.get_overloads(f) == []

@@ -170,7 +170,9 @@ class Runner:
             self._release_reserve()
             sys.setrecursionlimit(self.default_recursion)
         if sink.overflowed and reply.get("limit") is None:
-            reply = failure("OutputLimit", f"output exceeds {self.max_output} bytes", "output")
+            reply = failure("OutputLimit", sink.limit_message(), "output")
+        elif sink.truncated and reply.get("ok") and reply.get("limit") is None:
+            reply["limit"] = "output"  # it answered; its output was cut
         try:
             reply["stdout"] = sink.text()
         except MemoryError:  # the program still holds the memory (red-team pass AZ): let it go

@@ -1980,14 +1980,33 @@ def _measured_text(make: Callable[..., str], arith: Arithmetic) -> Callable[...,
     return text_of
 
 
+OUTPUT_STOP_FACTOR = 16  # a run that writes this many times its output limit is stopped
+
+
 class PrintSink:
-    """The program's stdout: one capped buffer per run, shared by every function's ``print``."""
+    """The program's stdout: one buffer per run, shared by every function's ``print``.
+
+    Output up to ``max_bytes`` is kept whole. Past it, the run goes on and keeps its answer
+    (a program that printed its working and then returned lost its answer to an OutputLimit:
+    pass FI): the output keeps its beginning and its last ``max_bytes // 8`` bytes, where a
+    closing line or a printed answer is, with a line saying how much was cut between them.
+    Every byte written counts, stderr's too, and a run that writes ``OUTPUT_STOP_FACTOR``
+    times the limit in all is stopped with an OutputLimit (``while True: print(...)`` still
+    ends at once); caught, it is raised again at the next write and fails the run (pass CR).
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.parts: list[str] = []
-        self.size = 0
-        self.overflowed = False
+        self.stop_bytes = max_bytes * OUTPUT_STOP_FACTOR
+        self.parts: list[str] = []  # the beginning (all of it until the output is cut)
+        self.size = 0  # bytes of stdout kept in ``parts``
+        self.written = 0  # bytes written in all, stdout and stderr
+        self.truncated = False
+        self.overflowed = False  # past ``stop_bytes``: the run is failed
+        self._tail_bytes = max_bytes // 8
+        self._line_bytes = min(_CUT_LINE_BYTES, max_bytes // 4)
+        self._tail: collections.deque[tuple[str, int]] = collections.deque()
+        self._tail_size = 0
         # ``sys.stdout.buffer``'s bytes as UTF-8, a character split between two writes
         # whole (it came out as three U+FFFD: pass ER); stdout's and stderr's apart
         self._decoders: dict[bool, codecs.IncrementalDecoder] = {}
@@ -1995,20 +2014,47 @@ class PrintSink:
     def write(self, text: str, keep: bool = True) -> None:
         """Add ``text`` to the output; or, not ``keep``ing it, only count it (stderr)."""
         if self.overflowed:
-            raise OutputLimit(f"output exceeds {self.max_bytes} bytes (sandbox limit)")
-        room = self.max_bytes - self.size
+            raise OutputLimit(self.limit_message())
+        room = self.stop_bytes - self.written
         # a character is one byte or more: past the room by its length, it is never encoded
         # whole (a 300M-character text's encoding ran out of memory, caught: pass CR)
         encoded = room + 1 if len(text) > room else len(text.encode("utf-8", "surrogatepass"))
         if encoded > room:
-            cut = text[:room].encode("utf-8", "surrogatepass")[:room] if keep else b""
-            self.parts.append(cut.decode("utf-8", "ignore"))
-            self.size = self.max_bytes
+            if keep:
+                part = text[:room]
+                self._keep(part, len(part.encode("utf-8", "surrogatepass")))
+            self.written = self.stop_bytes
             self.overflowed = True
-            raise OutputLimit(f"output exceeds {self.max_bytes} bytes (sandbox limit)")
+            raise OutputLimit(self.limit_message())
+        self.written += encoded
         if keep:
+            self._keep(text, encoded)
+
+    def limit_message(self) -> str:
+        return f"the program wrote more than {self.stop_bytes} bytes of output (sandbox limit)"
+
+    def _keep(self, text: str, encoded: int) -> None:
+        if self.truncated:
+            self._add_to_tail(text, encoded)
+        elif self.size + encoded <= self.max_bytes:
             self.parts.append(text)
-        self.size += encoded
+            self.size += encoded
+        else:  # cut: the beginning stays, the rest is the tail's to keep
+            self.truncated = True
+            head = self.max_bytes - self._tail_bytes - self._line_bytes
+            whole = "".join(self.parts).encode("utf-8", "surrogatepass")
+            line_end = whole.rfind(b"\n", max(0, head - 1024), head)  # cut after a line
+            head = line_end + 1 if line_end >= 0 else head
+            self.parts = [whole[:head].decode("utf-8", "ignore")]
+            self.size = len(self.parts[0].encode("utf-8", "surrogatepass"))
+            self._add_to_tail(whole[head:].decode("utf-8", "ignore"), len(whole) - head)
+            self._add_to_tail(text, encoded)
+
+    def _add_to_tail(self, text: str, encoded: int) -> None:
+        self._tail.append((text, encoded))
+        self._tail_size += encoded
+        while len(self._tail) > 1 and self._tail_size - self._tail[0][1] >= self._tail_bytes:
+            self._tail_size -= self._tail.popleft()[1]
 
     def write_bytes(self, data: bytes, keep: bool = True) -> None:
         """Add ``data`` read as UTF-8 (an undecodable byte as U+FFFD) to the output; the
@@ -2019,12 +2065,26 @@ class PrintSink:
         self.write(decoder.decode(data), keep)
 
     def text(self) -> str:
-        """The output so far; a character the bytes written left unfinished is a U+FFFD."""
+        """The output so far; a character the bytes written left unfinished is a U+FFFD. Cut,
+        it is its beginning, a line saying so, and its end, ``max_bytes`` at most in all."""
         for keep, decoder in self._decoders.items():
             tail = decoder.decode(b"", final=True)  # and the decoder starts afresh
-            if tail and not self.overflowed and self.size + len(tail) * 3 <= self.max_bytes:
+            if tail and not self.overflowed and self.written + len(tail) * 3 <= self.stop_bytes:
                 self.write(tail, keep)
-        return "".join(self.parts)
+        head = "".join(self.parts)
+        if not self.truncated:
+            return head
+        end = "".join(text for text, _ in self._tail).encode("utf-8", "surrogatepass")
+        end = end[-self._tail_bytes :]
+        line_end = end.find(b"\n", 0, 1024)  # the end from the start of a line
+        end_text = end[line_end + 1 :].decode("utf-8", "ignore")
+        kept = self.size + len(end_text.encode("utf-8", "surrogatepass"))
+        cut = f"[... {self.written - kept} bytes of output cut: a run keeps {self.max_bytes} ...]\n"
+        cut = cut if head.endswith("\n") or not head else "\n" + cut
+        return head + cut[: self._line_bytes] + end_text
+
+
+_CUT_LINE_BYTES = 96  # room kept for the line that says where the output was cut
 
 
 class StandardStream:

@@ -197,14 +197,35 @@ def test_legit_arithmetic_passes() -> None:
     assert ARITH.inplace("+=", [1], [2]) == [1, 2]
 
 
-def test_print_sink_caps_output() -> None:
+def test_print_sink_keeps_the_start_and_end_of_its_output() -> None:
+    sink = policy.PrintSink(400)
+    sink.write("a" * 300 + "\n")
+    sink.write("b" * 98 + "\n")
+    assert (sink.text(), sink.truncated) == ("a" * 300 + "\n" + "b" * 98 + "\n", False)
+    sink.write("c" * 1000 + "\n", keep=False)  # stderr: counted, not kept
+    assert (sink.written, sink.size, sink.truncated) == (1401, 400, False)
+    for line in ("d" * 200, "e" * 20, "f" * 20):
+        sink.write(line + "\n")
+    text = sink.text()
+    assert sink.truncated and len(text.encode()) <= 400, text
+    assert (
+        text.startswith("a" * 200)
+        and "a\n[... " in text
+        and text.endswith("e" * 20 + "\n" + "f" * 20 + "\n")
+    )
+    assert " bytes of output cut: a run keeps 400 ...]\n" in text
+
+
+def test_print_sink_stops_a_run_that_writes_too_much_in_all() -> None:
     sink = policy.PrintSink(10)
     sink.write("12345")
+    sink.write("x" * (sink.stop_bytes - 10))
     with pytest.raises(policy.OutputLimit):
         sink.write("1234567890")
-    assert sink.text() == "1234512345"
-    with pytest.raises(policy.OutputLimit):
+    with pytest.raises(policy.OutputLimit):  # caught, it is raised again
         sink.write("x")
+    assert sink.overflowed and len(sink.text().encode()) <= 10
+    assert sink.stop_bytes == 10 * policy.OUTPUT_STOP_FACTOR
 
 
 def test_module_views_are_read_only_and_minimal() -> None:

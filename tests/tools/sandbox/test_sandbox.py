@@ -930,6 +930,41 @@ async def test_caught_output_limit_still_fails(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        (
+            "def solution():\n    for i in range(20000):\n        print('step', i)\n    return 42",
+            42,
+        ),
+        ("for i in range(20000):\n    print('step', i)\nprint('total', 12345)", "total 12345"),
+    ],
+)
+async def test_output_past_the_limit_is_cut_and_the_answer_kept(
+    sandbox: Sandbox, code: str, value: object
+) -> None:
+    """Pass FI: a program that printed its working (200 KB) and then returned its answer
+    failed with an OutputLimit, and PAL lost the answer. The output keeps its beginning and
+    its end (where a printed answer is), says how much was cut, and the run answers."""
+    res = await sandbox.run(code)
+    assert (res.ok, res.value, res.limit) == (True, value, "output"), res
+    cap = sandbox.config.max_output_bytes
+    assert cap - 200 < len(res.stdout.encode()) <= cap
+    assert res.stdout.startswith("step 0\nstep 1\n")
+    assert res.stdout.rstrip("\n").endswith("step 19999" if value == 42 else "total 12345")
+    assert f"bytes of output cut: a run keeps {cap} ...]\nstep " in res.stdout
+
+
+async def test_output_within_the_limit_is_whole_and_stderr_is_not_output(
+    sandbox: Sandbox,
+) -> None:
+    cap = sandbox.config.max_output_bytes
+    res = await sandbox.run(f"print('x' * {cap - 1})\nresult = 1")
+    assert (res.ok, res.limit, res.stdout) == (True, None, "x" * (cap - 1) + "\n"), res
+    res = await sandbox.run(f"import sys\nprint('e' * {cap * 4}, file=sys.stderr)\nresult = 2")
+    assert (res.ok, res.value, res.limit, res.stdout) == (True, 2, None, ""), res
+
+
+@pytest.mark.parametrize(
     "exc", ["SystemExit(0)", "KeyboardInterrupt", "GeneratorExit('x')", "BaseException"]
 )
 async def test_base_exceptions_are_just_errors(sandbox: Sandbox, exc: str) -> None:
@@ -2178,7 +2213,7 @@ async def test_sys_stdout_and_stderr_write_as_in_cpython(sandbox: Sandbox) -> No
     for code in ("import sys\nsys.stdout.write(5)", "print('x', file=[])"):
         res = await sandbox.run(code)
         assert not res.ok and res.error_kind in ("TypeError", "SecurityError"), res
-    res = await sandbox.run("import sys\nfor i in range(10000):\n    sys.stdout.write('x' * 100)")
+    res = await sandbox.run("import sys\nfor i in range(20000):\n    sys.stdout.write('x' * 100)")
     assert (res.ok, res.limit) == (False, "output"), res
 
 

@@ -74,6 +74,7 @@ from tools.sandbox.names import (
     FILENAME,
     OWN_DUNDERS,
     READABLE_DUNDERS,
+    SUPER_DUNDERS,
     is_private_name,
     is_special_name,
 )
@@ -91,6 +92,7 @@ from tools.sandbox.standins import (
     VETTED_KINDS,
     Classes,
     SandboxSecurityError,
+    StandIn,
     alias_parts,
     builtin_exceptions,
     checked_random_bits,
@@ -599,6 +601,39 @@ class _SafeFormatter(string.Formatter):
         return text
 
 
+class _BaseSpecialMethod:
+    """``Exception.__init__(self, msg)``, ``dict.__setitem__(self, key, value)``: a library
+    base's special method, read from the base and called on the program's own object. It is
+    what ``super().name`` from the class before that base in the object's MRO gives
+    (``names.SUPER_DUNDERS`` only), with every check of ``super()``'s; on anything else it
+    is refused (differential pass FI: custom exceptions and dict subclasses written the
+    older way were refused)."""
+
+    __slots__ = ("_base", "_guards", "_name")
+
+    def __init__(self, guards: Guards, base: type, name: str) -> None:
+        self._guards = guards
+        self._base = base
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"<slot wrapper {self._name!r} of {self._base.__name__!r} objects>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        base, name = self._base, self._name
+        if not args:
+            raise TypeError(f"{base.__name__}.{name}() needs the object as its first argument")
+        obj = args[0]
+        mro = type(obj).__mro__
+        if not self._guards.classes.is_user_class(type(obj)) or not any(cls is base for cls in mro):
+            raise SandboxSecurityError(
+                f"{base.__name__}.{name}() takes an object of the program's own subclass of "
+                f"{base.__name__} (as super().{name}() does)"
+            )
+        before = next(mro[i - 1] for i, cls in enumerate(mro) if cls is base)
+        return self._guards.super_attr(super(before, obj), name)(*args[1:], **kwargs)
+
+
 class Guards:
     """Every run-time guard of one run, bound to its limits and its class policy."""
 
@@ -657,6 +692,14 @@ class Guards:
                     raise
                 return default
             return self._library_function(obj, name, value, self.vet(value))
+        if (
+            type(name) is str
+            and name in SUPER_DUNDERS
+            and isinstance(obj, type)
+            and not self.classes.is_user_class(obj)
+        ):
+            # a stand-in (``str``, ``int``) for the real class the program's class has as its base
+            return _BaseSpecialMethod(self, obj._real if isinstance(obj, StandIn) else obj, name)
         try:
             name = check_attr_name(name, obj, self.classes)
         except AttributeError:

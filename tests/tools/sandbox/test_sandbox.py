@@ -293,6 +293,47 @@ async def test_super_format_is_the_bases_with_its_specification_checked(
         assert wide.error_kind == "MemoryLimit", wide
 
 
+async def test_a_library_base_s_special_method_called_on_the_program_s_object(
+    sandbox: Sandbox,
+) -> None:
+    """Differential pass FI: ``Exception.__init__(self, msg)`` and ``dict.__init__(self)``,
+    the older spelling of ``super().__init__``, were refused. They are ``super()``'s, from
+    the class before the base in the object's MRO, with its checks; on an object the
+    program's class did not make, or past a library class, they stay refused."""
+    code = (
+        "class Short(Exception):\n    def __init__(self, need):\n"
+        "        Exception.__init__(self, f'need {need}')\n        self.need = need\n"
+        "class Counts(dict):\n    def __init__(self):\n        dict.__init__(self, a=1)\n"
+        "    def __setitem__(self, key, value):\n        dict.__setitem__(self, key, value * 2)\n"
+        "class Tag(str):\n    def __str__(self):\n        return '<' + str.__str__(self) + '>'\n"
+        "class L(list):\n    def __setitem__(self, key, value):\n"
+        "        list.__setitem__(self, key, value)\n"
+        "c = Counts()\nc['b'] = 5\nl = L([1, 2])\nl[0:0] = range(3)\n"
+        "result = [str(Short(5)), Short(5).need, dict(c), str(Tag('x')), list(l), repr(Exception.__init__)]"
+    )
+    assert (await sandbox.run(code)).value == [
+        "need 5",
+        5,
+        {"a": 1, "b": 10},
+        "<x>",
+        [0, 1, 2, 1, 2],
+        "<slot wrapper '__init__' of 'Exception' objects>",
+    ]
+    for call in (
+        "Exception.__init__(ValueError('a'), 'b')",  # a library's object
+        "dict.__setitem__({}, 1, 2)",
+        "object.__repr__(int)",  # a class as the object
+        "class K(KeyError):\n    pass\nException.__init__(K(), 'b')",  # past KeyError
+        "class C:\n    pass\nint.__init__(C())",  # not one of its bases
+    ):
+        res = await sandbox.run(call)
+        assert res.error_kind == "SecurityError", (call, res)
+    res = await sandbox.run("class C(int):\n    pass\nresult = int.__add__(C(2), 10 ** 9999)")
+    assert res.error_kind == "SecurityError", res  # what super() does not give stays refused
+    res = await sandbox.run("Exception.__init__()")
+    assert res.error_kind == "TypeError", res
+
+
 async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox) -> None:
     """The differential pass EH: ``sys.stdout.reconfigure(encoding="utf-8")``, a common first
     line, and ``.buffer``/``.encoding`` were missing; ``"%(k)s" % a_tuple`` raised KeyError

@@ -309,7 +309,8 @@ async def test_a_library_base_s_special_method_called_on_the_program_s_object(
         "class L(list):\n    def __setitem__(self, key, value):\n"
         "        list.__setitem__(self, key, value)\n"
         "c = Counts()\nc['b'] = 5\nl = L([1, 2])\nl[0:0] = range(3)\n"
-        "result = [str(Short(5)), Short(5).need, dict(c), str(Tag('x')), list(l), repr(Exception.__init__)]"
+        "result = [str(Short(5)), Short(5).need, dict(c), str(Tag('x')), list(l),\n"
+        "    repr(Exception.__init__)]"
     )
     assert (await sandbox.run(code)).value == [
         "need 5",

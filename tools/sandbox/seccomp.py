@@ -73,12 +73,18 @@ PROT_EXEC = mmap.PROT_EXEC
 # process_time() and thread_time() ask for.
 _OWN_CLOCK_IDS = 0b111
 _U64 = (1 << 64) - 1
-# mmap flags a run may not use: MAP_SHARED (and SHARED_VALIDATE), MAP_FIXED, MAP_HUGETLB,
-# MAP_FIXED_NOREPLACE (values of linux/mman.h, the same on every architecture Linux has)
-_MAP_REFUSED = 0x01 | 0x10 | 0x40000 | 0x100000
+# mmap flags a run may use, and no other: MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE,
+# MAP_STACK (what malloc, CPython's arenas and thread stacks ask; values of linux/mman.h,
+# the same on x86-64 and arm64). A deny-list of MAP_SHARED, MAP_FIXED, MAP_HUGETLB and
+# MAP_FIXED_NOREPLACE let MAP_POPULATE and MAP_GROWSDOWN through (pass FK). Only the low 32
+# bits are looked at: the flags are a C int.
+_MAP_ALLOWED = 0x02 | 0x20 | 0x4000 | 0x20000
+_MAP_REFUSED = 0xFFFFFFFF & ~_MAP_ALLOWED
 _MREMAP_REFUSED = 0x2 | 0x4  # MREMAP_FIXED, MREMAP_DONTUNMAP
-# MADV_NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTNEED, FREE, HUGEPAGE, NOHUGEPAGE
-_MADVISE_ALLOWED = (0, 1, 2, 3, 4, 8, 14, 15)
+# MADV_NORMAL, RANDOM, SEQUENTIAL, DONTNEED, FREE, NOHUGEPAGE: what malloc asks. Not
+# MADV_HUGEPAGE, whose faults may compact memory synchronously, moving other processes'
+# pages, where transparent huge pages are in "madvise" mode (pass FK), nor WILLNEED.
+_MADVISE_ALLOWED = (0, 1, 2, 4, 8, 15)
 _FUTEX_PRIVATE = 128  # FUTEX_PRIVATE_FLAG
 _FUTEX_REALTIME = 256  # FUTEX_CLOCK_REALTIME
 # FUTEX_WAIT, WAKE, WAIT_BITSET (monotonic or realtime deadline), WAKE_BITSET: private only
@@ -94,7 +100,7 @@ def _rules(flt: Any) -> None:
             continue  # not a system call on this architecture
     no_exec = pyseccomp.Arg(2, pyseccomp.MASKED_EQ, PROT_EXEC, 0)
     # mmap(addr, length, prot, flags, fd, offset): where the kernel chooses, private, never
-    # executable, never from the host's huge-page pool. At an address of the run's choosing
+    # executable, with the flags of _MAP_ALLOWED only. At an address of the run's choosing
     # (a hint or MAP_FIXED*), a page alone in each GiB of address space cost two page-table
     # pages that RLIMIT_AS does not count: a run held 2.8 times its memory limit (pass CW).
     flt.add_rule(

@@ -99,7 +99,13 @@ def own_memory() -> dict[str, str]:
         addr = call("mmap", 0, size, _RW, _PRIVATE_ANON, -1, 0)
         calls.append(("madvise_dontneed", lambda: call("madvise", addr, size, 4)))
         calls.append(("madvise_free", lambda: call("madvise", addr, size, 8)))
-        calls.append(("madvise_hugepage", lambda: call("madvise", addr, size, 14)))
+        calls.append(("madvise_nohugepage", lambda: call("madvise", addr, size, 15)))
+        calls.append(
+            (
+                "mmap_noreserve_stack",
+                lambda: call("mmap", 0, size, _RW, _PRIVATE_ANON | 0x24000, -1, 0),
+            )
+        )
         calls.append(("mprotect_read", lambda: call("mprotect", addr, size, mmap.PROT_READ)))
         calls.append(("mremap_maymove", lambda: call("mremap", addr, size, 2 * size, 1)))
         calls.append(("futex_private_wake", lambda: call("futex", _TIMESPEC_AT, 1 | 128, 1)))
@@ -214,7 +220,12 @@ def probes(
         "mmap_shared": raw("mmap", 0, 4096, _RW, 0x01 | 0x20, -1, 0),
         "mmap_hugetlb": raw("mmap", 0, 1 << 21, _RW, _PRIVATE_ANON | 0x40000, -1, 0),
         "mremap_fixed": raw("mremap", 0, 4096, 4096, 0x1 | 0x2, 1 << 40),
+        "mmap_populate": raw("mmap", 0, 4096, _RW, _PRIVATE_ANON | 0x8000, -1, 0),
+        "mmap_growsdown": raw("mmap", 0, 4096, _RW, _PRIVATE_ANON | 0x0100, -1, 0),
         "madvise_mergeable": raw("madvise", 0, 4096, 12),  # MADV_MERGEABLE (KSM)
+        # transparent huge pages: compaction that moves other processes' pages (pass FK)
+        "madvise_hugepage": raw("madvise", 0, 4096, 14),
+        "madvise_willneed": raw("madvise", 0, 4096, 3),
         "madvise_pageout": raw("madvise", 0, 4096, 21),
         "futex_shared_wake": raw("futex", _TIMESPEC_AT, 1, 1, 0, 0, 0),  # FUTEX_WAKE, shared
         # FUTEX_TRYLOCK_PI, private: the word names an owner pid, alive or gone (pass CX)

@@ -94,7 +94,11 @@ ATTEMPTS = [
     "mmap_shared",
     "mmap_hugetlb",
     "mremap_fixed",
+    "mmap_populate",
+    "mmap_growsdown",
     "madvise_mergeable",
+    "madvise_hugepage",
+    "madvise_willneed",
     "madvise_pageout",
     "futex_shared_wake",
     "futex_trylock_pi",
@@ -219,7 +223,7 @@ def test_a_run_reads_its_own_clocks_under_the_filter(probe: dict[str, str]) -> N
 
 def test_a_run_uses_memory_as_malloc_does_under_the_filter(probe: dict[str, str]) -> None:
     memory = json.loads(probe["own_memory"])
-    assert len(memory) == 9 and set(memory.values()) == {"ok"}, memory
+    assert len(memory) == 10 and set(memory.values()) == {"ok"}, memory
 
 
 def test_environment_is_empty(probe: dict[str, str]) -> None:

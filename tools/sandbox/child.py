@@ -9,7 +9,9 @@ template's loop: :func:`serve_one_run` ends in ``os._exit`` whatever happens.
 The reply cannot be turned against the parent: everything in it is built from exact builtin
 types by code that catches everything (lone surrogates, lying ``__len__``/``__repr__``/
 ``__str__``, recursion, memory errors); whatever still goes wrong becomes a small fixed
-failure reply, and the reply always fits the pipe, so writing it never blocks.
+failure reply. A reply is never larger than the frame the service reads
+(``protocol.reply_frame_cap``); it may be larger than the pipe holds, and then writing it
+waits for the service to read, within the run's deadline (the child is killed at it).
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ class Runner:
         self.reply_frame(self.run(PREWARM))
 
     def reply_frame(self, reply: dict[str, Any]) -> bytes:
-        """The encoded reply, never larger than the pipe holds; never raises. Out of memory,
+        """The encoded reply, never larger than ``reply_frame_cap``; never raises. Out of memory,
         what the program holds is let go and the reply encoded again, else it is a
         ``MemoryLimit`` (red-team pass AZ: a program's answer came back as an OutputLimit)."""
         try:

@@ -168,8 +168,8 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
             if type(value) is Field:  # a Field in the class body is no class attribute
                 if spec.default is MISSING:
                     type.__delattr__(cls, name)
-                else:
-                    type.__setattr__(cls, name, spec.default)
+                else:  # contained as the class body's value would have been (pass FJ)
+                    type.__setattr__(cls, name, classes.contained_attribute(name, spec.default))
             if getattr(type(spec.default), "__hash__", None) is None:  # CPython's own test
                 raise ValueError(
                     f"mutable default {type(spec.default)!r} for field {name} is not allowed: "

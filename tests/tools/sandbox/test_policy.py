@@ -1097,11 +1097,23 @@ def test_the_methods_dataclass_gives_a_class_are_contained_as_its_body_s() -> No
     registry = ModuleRegistry(guards)
     registry.new_run()
     view = registry.importer("dataclasses")
+
+    def callback(self: object) -> int:
+        return 1
+
     point = guards.classes.metaclass(
-        "P", (), {"__module__": "__main__", "__annotations__": {"x": "int"}, "x": 0}
+        "P",
+        (),
+        {
+            "__module__": "__main__",
+            "__annotations__": {"x": "int", "f": "object"},
+            "x": 0,
+            # a Field's default is put on the class by dataclass: contained too (pass FJ)
+            "f": view.field(default=callback),
+        },
     )
     view.dataclass(order=True, frozen=True)(point)
-    for name in ("__init__", "__repr__", "__eq__", "__lt__", "__ge__", "__setattr__"):
+    for name in ("__init__", "__repr__", "__eq__", "__lt__", "__ge__", "__setattr__", "f"):
         method = vars(point)[name]
         assert guards.classes._wrapped.get(id(method)) is method, name
     with pytest.raises(ValueError):

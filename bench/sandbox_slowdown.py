@@ -59,6 +59,18 @@ PROGRAMS = {
         "class A:\n    def f(self, x):\n        return x + 1\na = A()\ns = 0\n"
         "for i in range(200000):\n    s = a.f(s)\nresult = s"
     ),
+    "self.x += a; self.l.append (100k)": (
+        "class Account:\n    def __init__(self):\n        self.balance = 0\n"
+        "        self.history = []\n    def deposit(self, amount):\n"
+        "        self.balance += amount\n        self.history.append(amount)\n"
+        "        return self.balance\nacc = Account()\ntotal = 0\n"
+        "for i in range(100000):\n    total += acc.deposit(i % 7)\nresult = total"
+    ),
+    "p.x * p.x + p.y * p.y (100k)": (
+        "class P:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n"
+        "ps = [P(i, i + 1) for i in range(1000)]\ns = 0\nfor i in range(100000):\n"
+        "    p = ps[i % 1000]\n    s += p.x * p.x + p.y * p.y\nresult = s"
+    ),
     "sort by a custom __lt__ (20k)": (
         "import random\nrandom.seed(1)\nclass K:\n    def __init__(self, v):\n"
         "        self.v = v\n    def __lt__(self, other):\n        return self.v < other.v\n"

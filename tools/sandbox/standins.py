@@ -1132,6 +1132,8 @@ class Classes:
         self._tokens: dict[int, tuple[type, TypeToken]] = {}
         self._wrapped: dict[int, Callable[..., Any]] = {}  # the program's methods, contained
         self._wraps: dict[int, Any] = {}  # what each contained method calls
+        # contained method -> (itself, the program's function): see Guards.getattr
+        self.direct_methods: dict[int, tuple[Callable[..., Any], FunctionType]] = {}
         self._caches: dict[int, Callable[..., Any]] = {}  # bounded lru_caches (caches.py)
         self._reachable: dict[int, type] = {}  # classes a program names: builtins, module views
         self._clean: dict[int, Any] = {}  # tuples of plain values looked into (_check_inside)
@@ -1205,6 +1207,7 @@ class Classes:
         self._tokens.clear()
         self._wrapped.clear()
         self._wraps.clear()
+        self.direct_methods.clear()
         self._caches.clear()
         self._plain.clear()
         self._clean.clear()
@@ -1870,6 +1873,14 @@ class Classes:
         wrapped[id(method)] = method
         self._wraps[id(method)] = func
         if type(value) is FunctionType:
+            if (
+                not special
+                and key not in COMPARING_METHODS
+                and func.__code__.co_filename == FILENAME
+            ):
+                # an ordinary method the program wrote: called by the program itself, its
+                # arguments are the program's already (Guards.getattr binds the function)
+                self.direct_methods[id(method)] = (method, func)
             return method
         if special:  # a staticmethod is called without self: held by a function around it
             return self._keeping_self(key, type(value)(method))

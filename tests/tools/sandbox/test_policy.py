@@ -1122,6 +1122,32 @@ def test_the_methods_dataclass_gives_a_class_are_contained_as_its_body_s() -> No
     assert [point(1), point(2)].index(point(2)) == 1 and point(1) < point(2)
 
 
+def test_an_ordinary_method_read_by_the_program_is_its_own_function_bound() -> None:
+    """``acc.deposit(5)`` in a loop ran through the contained method, which passes each
+    argument through ``exposed`` (pass FI: 20-40 times CPython's time). Read by the program,
+    an ordinary method of its own is its function bound to the object; the class keeps the
+    contained one, which C code calls, and a special method, a comparing one (``utcoffset``)
+    or a library's function put in the class are read as they were."""
+    guards = make_guards()
+    namespace: dict[str, object] = {}
+    source = (
+        "def f(self, x):\n    return x + 1\ndef utcoffset(self, dt):\n    return None\n"
+        "def __eq__(self, other):\n    return True\n"
+    )
+    exec(compile(source, policy.FILENAME, "exec"), namespace)
+    cls = guards.classes.metaclass(
+        "A", (), {"__module__": "__main__", **namespace, "g": json.dumps}
+    )
+    obj = cls()
+    method = guards.getattr(obj, "f")
+    assert method.__func__ is namespace["f"] and method.__self__ is obj and method(1) == 2
+    assert vars(cls)["f"] is not namespace["f"]  # the class holds the contained one
+    for name in ("utcoffset", "g"):
+        read = guards.getattr(obj, name)
+        assert read.__func__ is vars(cls)[name], name
+    assert guards.getattr(obj, "__eq__").__func__ is not namespace["__eq__"]
+
+
 def test_an_exception_the_interpreter_could_not_give_a_traceback_is_out_of_memory() -> None:
     """Pass CO: out of memory, CPython raised a MemoryError with no traceback (none could be
     allocated), and a C function failed with "error return without exception set"; neither is

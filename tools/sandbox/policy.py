@@ -680,18 +680,20 @@ class Guards:
             if kind in _DATA:  # vet() replaces none, _library_function looks at none
                 return value
             if kind is types.MethodType:
-                # the program's own ordinary method, read by the program: its function
-                # itself, bound (what it is given comes from the program; only C code
-                # calling it through the class needs the contained method's checks)
-                direct = self.classes.direct_methods.get(id(value.__func__))
-                if (
-                    direct is not None
-                    and direct[0] is value.__func__
-                    and not isinstance(value.__self__, type)
-                ):
-                    return types.MethodType(direct[1], value.__self__)
+                own = self._own_method(value)
+                if own is not None:
+                    return own
             return self._library_function(obj, name, value, self.vet(value))
         return self._getattr(obj, name, default)
+
+    def _own_method(self, method: types.MethodType) -> types.MethodType | None:
+        """The program's own ordinary method, read by the program, as its function itself
+        bound to the object: what it is given comes from the program, and only C code calling
+        it through the class needs the contained method's checks. None for any other."""
+        direct = self.classes.direct_methods.get(id(method.__func__))
+        if direct is None or direct[0] is not method.__func__ or isinstance(method.__self__, type):
+            return None
+        return types.MethodType(direct[1], method.__self__)
 
     def _getattr(self, obj: Any, name: Any, default: Any) -> Any:
         if (
@@ -716,6 +718,12 @@ class Guards:
                 if default is _MISSING:
                     raise
                 return default
+            if type(value) in _DATA:
+                return value
+            if type(value) is types.MethodType:  # as in getattr: the program's own method
+                own = self._own_method(value)
+                if own is not None:
+                    return own
             return self._library_function(obj, name, value, self.vet(value))
         if (
             type(name) is str

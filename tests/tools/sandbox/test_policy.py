@@ -1132,7 +1132,7 @@ def test_an_ordinary_method_read_by_the_program_is_its_own_function_bound() -> N
     namespace: dict[str, object] = {}
     source = (
         "def f(self, x):\n    return x + 1\ndef utcoffset(self, dt):\n    return None\n"
-        "def __eq__(self, other):\n    return True\n"
+        "def __eq__(self, other):\n    return True\ndef _h(self):\n    return 3\n"
     )
     exec(compile(source, policy.FILENAME, "exec"), namespace)
     cls = guards.classes.metaclass(
@@ -1142,6 +1142,7 @@ def test_an_ordinary_method_read_by_the_program_is_its_own_function_bound() -> N
     method = guards.getattr(obj, "f")
     assert method.__func__ is namespace["f"] and method.__self__ is obj and method(1) == 2
     assert vars(cls)["f"] is not namespace["f"]  # the class holds the contained one
+    assert guards.getattr(obj, "_h").__func__ is namespace["_h"]  # a private one too
     for name in ("utcoffset", "g"):
         read = guards.getattr(obj, name)
         assert read.__func__ is vars(cls)[name], name

@@ -252,7 +252,9 @@ class Runner:
             self.release_program()
             text = sink.text()
         lines = [line for line in text.splitlines() if line.strip()]
-        return (values.parse_printed(lines[-1]),) if lines else None
+        if not lines or not sink.last_line_whole:  # a cut line is no answer
+            return None
+        return (values.parse_printed(lines[-1]),)
 
     def prewarm(self) -> None:
         """Run a small program of our own while waiting for the real one: on this kind of

@@ -2059,30 +2059,54 @@ def _measured_text(make: Callable[..., str], arith: Arithmetic) -> Callable[...,
 OUTPUT_STOP_FACTOR = 16  # a run that writes this many times its output limit is stopped
 
 
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _whole_chars(data: bytes, start: int, end: int) -> str:
+    """``data[start:end]`` as text, without the pieces of the characters the bounds split:
+    a bound on a continuation byte moves to the next character's start. Lone surrogates
+    (which a program may print) stay as they are (``surrogatepass``)."""
+    while start < end and data[start] & 0xC0 == 0x80:
+        start += 1
+    while end < len(data) and end > start and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return data[start:end].decode("utf-8", "surrogatepass")
+
+
 class PrintSink:
     """The program's stdout: one buffer per run, shared by every function's ``print``.
 
     Output up to ``max_bytes`` is kept whole. Past it, the run goes on and keeps its answer
     (a program that printed its working and then returned lost its answer to an OutputLimit:
-    pass FI): the output keeps its beginning and its last ``max_bytes // 8`` bytes, where a
-    closing line or a printed answer is, with a line saying how much was cut between them.
-    Every byte written counts, stderr's too, and a run that writes ``OUTPUT_STOP_FACTOR``
-    times the limit in all is stopped with an OutputLimit (``while True: print(...)`` still
-    ends at once); caught, it is raised again at the next write and fails the run (pass CR).
+    pass FI): :meth:`text` gives the output's first bytes, a line saying how many were cut,
+    and its last ``max_bytes // 8`` bytes from the start of a line, where a closing line or a
+    printed answer is; ``max_bytes`` at most in all. Every byte written counts, stderr's too,
+    and a run that writes ``OUTPUT_STOP_FACTOR`` times the limit in all is stopped with an
+    OutputLimit (``while True: print(...)`` still ends at once); caught, it is raised again
+    at the next write and fails the run (pass CR).
+
+    A write changes the sink's fields only after everything it allocates is made: out of
+    memory in the middle, the sink is as it was (pass FL: a cut half made kept 73 KB of a
+    64 KB limit, and the service refused the reply).
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.stop_bytes = max_bytes * OUTPUT_STOP_FACTOR
-        self.parts: list[str] = []  # the beginning (all of it until the output is cut)
-        self.size = 0  # bytes of stdout kept in ``parts``
+        self.parts: list[str] = []  # the first max_bytes of stdout
+        self.size = 0  # bytes in ``parts``
+        self.stdout_bytes = 0  # bytes written to stdout in all
         self.written = 0  # bytes written in all, stdout and stderr
-        self.truncated = False
+        self.truncated = False  # stdout went past ``max_bytes``
+        self.last_line_whole = True  # see text()
         self.overflowed = False  # past ``stop_bytes``: the run is failed
         self._tail_bytes = max_bytes // 8
         self._line_bytes = min(_CUT_LINE_BYTES, max_bytes // 4)
+        # what came after the first max_bytes: its last _tail_bytes at least, as written
         self._tail: collections.deque[tuple[str, int]] = collections.deque()
         self._tail_size = 0
+        self._tail_dropped = False
         # ``sys.stdout.buffer``'s bytes as UTF-8, a character split between two writes
         # whole (it came out as three U+FFFD: pass ER); stdout's and stderr's apart
         self._decoders: dict[bool, codecs.IncrementalDecoder] = {}
@@ -2091,46 +2115,55 @@ class PrintSink:
         """Add ``text`` to the output; or, not ``keep``ing it, only count it (stderr)."""
         if self.overflowed:
             raise OutputLimit(self.limit_message())
+        if not text:
+            return
         room = self.stop_bytes - self.written
         # a character is one byte or more: past the room by its length, it is never encoded
         # whole (a 300M-character text's encoding ran out of memory, caught: pass CR)
-        encoded = room + 1 if len(text) > room else len(text.encode("utf-8", "surrogatepass"))
+        encoded = room + 1 if len(text) > room else len(_utf8(text))
         if encoded > room:
             if keep:
                 part = text[:room]
-                self._keep(part, len(part.encode("utf-8", "surrogatepass")))
+                self._keep(part, len(_utf8(part)))
             self.written = self.stop_bytes
             self.overflowed = True
             raise OutputLimit(self.limit_message())
-        self.written += encoded
         if keep:
             self._keep(text, encoded)
+        self.written += encoded
 
     def limit_message(self) -> str:
         return f"the program wrote more than {self.stop_bytes} bytes of output (sandbox limit)"
 
     def _keep(self, text: str, encoded: int) -> None:
-        if self.truncated:
+        room = self.max_bytes - self.size
+        if self.truncated:  # the beginning is made, maybe a character short of the limit
             self._add_to_tail(text, encoded)
-        elif self.size + encoded <= self.max_bytes:
+        elif encoded <= room:
             self.parts.append(text)
             self.size += encoded
-        else:  # cut: the beginning stays, the rest is the tail's to keep
+        elif room > 0:  # this write fills the beginning: what is past it starts the tail
+            data = _utf8(text)
+            first = _whole_chars(data, 0, room)
+            rest = text[len(first) :]
+            rest_bytes = encoded - len(_utf8(first))
+            self.parts.append(first)
+            self.size += encoded - rest_bytes
             self.truncated = True
-            head = self.max_bytes - self._tail_bytes - self._line_bytes
-            whole = "".join(self.parts).encode("utf-8", "surrogatepass")
-            line_end = whole.rfind(b"\n", max(0, head - 1024), head)  # cut after a line
-            head = line_end + 1 if line_end >= 0 else head
-            self.parts = [whole[:head].decode("utf-8", "ignore")]
-            self.size = len(self.parts[0].encode("utf-8", "surrogatepass"))
-            self._add_to_tail(whole[head:].decode("utf-8", "ignore"), len(whole) - head)
+            self._add_to_tail(rest, rest_bytes)
+        else:
+            self.truncated = True
             self._add_to_tail(text, encoded)
+        self.stdout_bytes += encoded
 
     def _add_to_tail(self, text: str, encoded: int) -> None:
-        self._tail.append((text, encoded))
+        entry = (text, encoded)
+        tail = self._tail
+        tail.append(entry)
         self._tail_size += encoded
-        while len(self._tail) > 1 and self._tail_size - self._tail[0][1] >= self._tail_bytes:
-            self._tail_size -= self._tail.popleft()[1]
+        while len(tail) > 1 and self._tail_size - tail[0][1] >= self._tail_bytes:
+            self._tail_size -= tail.popleft()[1]
+            self._tail_dropped = True
 
     def write_bytes(self, data: bytes, keep: bool = True) -> None:
         """Add ``data`` read as UTF-8 (an undecodable byte as U+FFFD) to the output; the
@@ -2141,23 +2174,37 @@ class PrintSink:
         self.write(decoder.decode(data), keep)
 
     def text(self) -> str:
-        """The output so far; a character the bytes written left unfinished is a U+FFFD. Cut,
-        it is its beginning, a line saying so, and its end, ``max_bytes`` at most in all."""
+        """The output so far; a character the bytes written left unfinished is a U+FFFD.
+        Past ``max_bytes``: its beginning, a line saying how much was cut, and its end."""
         for keep, decoder in self._decoders.items():
             tail = decoder.decode(b"", final=True)  # and the decoder starts afresh
             if tail and not self.overflowed and self.written + len(tail) * 3 <= self.stop_bytes:
                 self.write(tail, keep)
-        head = "".join(self.parts)
+        self.last_line_whole = True
         if not self.truncated:
-            return head
-        end = "".join(text for text, _ in self._tail).encode("utf-8", "surrogatepass")
-        end = end[-self._tail_bytes :]
-        line_end = end.find(b"\n", 0, 1024)  # the end from the start of a line
-        end_text = end[line_end + 1 :].decode("utf-8", "ignore")
-        kept = self.size + len(end_text.encode("utf-8", "surrogatepass"))
-        cut = f"[... {self.written - kept} bytes of output cut: a run keeps {self.max_bytes} ...]\n"
-        cut = cut if head.endswith("\n") or not head else "\n" + cut
-        return head + cut[: self._line_bytes] + end_text
+            return "".join(self.parts)
+        begin = _utf8("".join(self.parts))
+        head_room = self.max_bytes - self._tail_bytes - self._line_bytes
+        line_end = begin.rfind(b"\n", max(0, head_room - 1024), head_room)  # after a line
+        head = _whole_chars(begin, 0, line_end + 1 if line_end >= 0 else head_room)
+        end = _utf8("".join(text for text, _ in self._tail))
+        start = max(0, len(end) - self._tail_bytes)
+        if start == 0:  # the tail as written after the beginning, unless some was dropped
+            begins_line = not self._tail_dropped and begin.endswith(b"\n")
+        else:
+            begins_line = end[start - 1 : start] == b"\n"
+        # from the start of a line, not past the last one's end
+        line_start = end.find(b"\n", start, min(start + 1024, len(end) - 1))
+        if not begins_line and line_start >= 0:
+            start, begins_line = line_start + 1, True
+        last = _whole_chars(end, start, len(end))
+        # the last line printed is in it whole, or its beginning was cut (pass FL: a PAL
+        # answer read from it was a fragment of a long last line)
+        self.last_line_whole = begins_line or "\n" in last.rstrip("\n")
+        cut_bytes = self.stdout_bytes - len(_utf8(head)) - len(_utf8(last))
+        cut = f"[... {cut_bytes} bytes of output cut: a run keeps {self.max_bytes} ...]\n"
+        cut = (cut if not head or head.endswith("\n") else "\n" + cut)[: self._line_bytes]
+        return head + cut + last
 
 
 _CUT_LINE_BYTES = 96  # room kept for the line that says where the output was cut

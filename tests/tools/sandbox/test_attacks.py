@@ -2241,6 +2241,32 @@ async def test_statistics_reads_a_number_subclass_by_its_value(box: Sandbox) -> 
     assert res.error is not None and "takes numbers" in res.error, res
 
 
+async def test_output_cut_when_memory_is_short_stays_within_the_limit(box: Sandbox) -> None:
+    """Pass FL: a write that crossed the limit while the program held nearly all memory
+    marked the output as cut, then ran out of memory trimming it: 73,744 characters kept
+    against 65,536, the service refused the reply, and the run came back as Crashed."""
+    res = await box.run(
+        "import sys\nw = sys.stdout.write\nw('x' * 65535)\nhold = []\n"
+        "for size in (1 << 24, 1 << 20, 1 << 16, 1 << 12, 1 << 9):\n    while True:\n"
+        "        try:\n            hold.append(bytes(size))\n        except MemoryError:\n"
+        "            break\nfails = 0\nwhile True:\n    try:\n        w('yy')\n        break\n"
+        "    except MemoryError:\n        fails += 1\n        hold.pop()\nhold = None\n"
+        "for i in range(200):\n    print('tail line', i)\nresult = 'kept'"
+    )
+    assert (res.ok, res.value, res.limit) == (True, "kept", "output"), res
+    assert len(res.stdout.encode()) <= box.config.max_output_bytes
+    assert res.stdout.startswith("xxx") and res.stdout.endswith("tail line 199\n"), res
+
+
+async def test_a_last_line_the_cut_began_in_is_no_answer(box: Sandbox) -> None:
+    """Pass FL: a printed list longer than the output's kept end, read as the PAL answer,
+    was a fragment of it (``', 1635, 1636, ...'``); now there is no printed answer."""
+    res = await box.run("print('working\\n' * 9000)\nprint(list(range(30000)))")
+    assert (res.ok, res.value, res.limit) == (True, None, "output"), res
+    res = await box.run("print('working\\n' * 9000)\nprint(12345)")
+    assert (res.ok, res.value) == (True, 12345), res
+
+
 async def test_what_stderr_is_given_is_bounded_as_stdout_is(box: Sandbox) -> None:
     """Pass CQ: print(file=sys.stderr) made 150M characters and dropped them unmeasured."""
     res = await box.run(

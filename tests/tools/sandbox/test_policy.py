@@ -9,6 +9,7 @@ import decimal
 import fractions
 import json
 import os
+import random
 from collections.abc import AsyncIterator
 from unittest import mock
 
@@ -203,17 +204,61 @@ def test_print_sink_keeps_the_start_and_end_of_its_output() -> None:
     sink.write("b" * 98 + "\n")
     assert (sink.text(), sink.truncated) == ("a" * 300 + "\n" + "b" * 98 + "\n", False)
     sink.write("c" * 1000 + "\n", keep=False)  # stderr: counted, not kept
+    sink.write("")  # nothing: no entry kept for it (pass FL: 6M of them held 490 MB)
     assert (sink.written, sink.size, sink.truncated) == (1401, 400, False)
     for line in ("d" * 200, "e" * 20, "f" * 20):
         sink.write(line + "\n")
     text = sink.text()
     assert sink.truncated and len(text.encode()) <= 400, text
-    assert (
-        text.startswith("a" * 200)
-        and "a\n[... " in text
-        and text.endswith("e" * 20 + "\n" + "f" * 20 + "\n")
-    )
-    assert " bytes of output cut: a run keeps 400 ...]\n" in text
+    assert text.startswith("a" * 200) and "a\n[... " in text
+    assert text.endswith("e" * 20 + "\n" + "f" * 20 + "\n") and sink.last_line_whole
+    # stdout's bytes only: 643 written, 254 + 42 kept
+    assert "[... 347 bytes of output cut: a run keeps 400 ...]\n" in text
+    assert len(sink._tail) <= 3
+
+
+def test_print_sink_cuts_one_write_as_the_stream_it_is() -> None:
+    """Pass FL: one ``print("\\n".join(lines))`` past the limit kept only its end; and a last
+    line longer than the kept end, read as the PAL answer, was a fragment."""
+    sink = policy.PrintSink(4000)
+    sink.write("\n".join(f"row {i}" for i in range(2000)) + "\n")
+    text = sink.text()
+    assert text.startswith("row 0\nrow 1\n") and text.endswith("row 1999\n"), text
+    assert sink.last_line_whole and len(text.encode()) <= 4000
+    sink.write("[" + ", ".join(map(str, range(1000))) + "]\n")  # 4,890 bytes: its start is cut
+    assert sink.text().endswith("999]\n") and not sink.last_line_whole
+
+
+def test_print_sink_never_keeps_more_than_its_limit_whatever_is_written() -> None:
+    """Text of 1-4 byte characters and lone surrogates, in writes of any size: what is kept
+    is a beginning and an end of what was written, whole characters, within the limit."""
+    rng = random.Random(7)
+    alphabet = ["a", "\n", "\u00e9", "\u20ac", "\U0001f600", "\ud800", "\udfff", " "]
+    for _ in range(300):
+        limit = rng.choice([64, 200, 1000, 4096])
+        sink = policy.PrintSink(limit)
+        written = []
+        for _ in range(rng.randint(1, 30)):
+            size = rng.choice([0, 1, 3, 50, limit // 3, limit * 2])
+            text = "".join(rng.choice(alphabet) for _ in range(size))
+            try:
+                sink.write(text)
+            except policy.OutputLimit:  # 16 times the limit: what it kept is checked below
+                break
+            written.append(text)
+        whole = "".join(written)
+        kept = sink.text()
+        assert len(kept.encode("utf-8", "surrogatepass")) <= limit, (limit, kept)
+        if sink.overflowed:
+            continue
+        if not sink.truncated:
+            assert kept == whole
+            continue
+        head, _, rest = kept.partition("[... ")
+        head = head.removesuffix("\n") if not whole.startswith(head) else head
+        assert whole.startswith(head), (head, whole)
+        if "...]\n" in rest:
+            assert whole.endswith(rest.split("...]\n", 1)[1])
 
 
 def test_print_sink_stops_a_run_that_writes_too_much_in_all() -> None:

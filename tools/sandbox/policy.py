@@ -626,13 +626,22 @@ class _BaseSpecialMethod:
             raise TypeError(f"{base.__name__}.{name}() needs the object as its first argument")
         obj = args[0]
         mro = type(obj).__mro__
-        if not self._guards.classes.is_user_class(type(obj)) or not any(cls is base for cls in mro):
+        guards = self._guards
+        if not guards.classes.is_user_class(type(obj)) or not any(cls is base for cls in mro):
             raise SandboxSecurityError(
                 f"{base.__name__}.{name}() takes an object of the program's own subclass of "
                 f"{base.__name__} (as super().{name}() does)"
             )
-        before = next(mro[i - 1] for i, cls in enumerate(mro) if cls is base)
-        return self._guards.super_attr(super(before, obj), name)(*args[1:], **kwargs)
+        index = next(i for i, cls in enumerate(mro) if cls is base)
+        for cls in mro[1:index]:  # what the call passes over (pass FL: a ValueError subclass's
+            # Exception.__init__(self, msg) was refused): no class whose methods are guarded
+            if not guards.classes.is_user_class(cls) and not guards.classes.passable(cls):
+                raise SandboxSecurityError(
+                    f"{base.__name__}.{name}() would pass over {cls.__name__}'s own "
+                    f"{name}: use super().{name}()"
+                )
+        method = guards.super_attr(super(mro[index - 1], obj), name, passes_checked=True)
+        return method(*args[1:], **kwargs)
 
 
 class Guards:
@@ -732,7 +741,13 @@ class Guards:
             and not self.classes.is_user_class(obj)
         ):
             # a stand-in (``str``, ``int``) for the real class the program's class has as its base
-            return _BaseSpecialMethod(self, obj._real if isinstance(obj, StandIn) else obj, name)
+            base = obj._real if isinstance(obj, StandIn) else obj
+            for cls in base.__mro__:  # what the class has, as CPython reads it (pass FL:
+                if name in vars(cls):  # int.__len__ and list.__hash__ were callables)
+                    return None if vars(cls)[name] is None else _BaseSpecialMethod(self, base, name)
+            if default is _MISSING:
+                raise AttributeError(f"type object {base.__name__!r} has no attribute {name!r}")
+            return default
         try:
             name = check_attr_name(name, obj, self.classes)
         except AttributeError:
@@ -941,10 +956,11 @@ class Guards:
         # (a contained method that calls a library's function counts as the library's)
         return type(func) is FunctionType and not self.classes.is_program_function(func)
 
-    def super_attr(self, obj: Any, name: str) -> Any:
+    def super_attr(self, obj: Any, name: str, *, passes_checked: bool = False) -> Any:
         """``super().__init__`` and the other special methods of ``names.SUPER_DUNDERS``: only
         on a real ``super`` object bound to one of the program's own objects (the program may
-        rebind the name ``super`` to anything)."""
+        rebind the name ``super`` to anything). ``passes_checked``: the caller checked the
+        classes the search passes over (``_BaseSpecialMethod``); the program never can."""
         if type(obj) is not super:
             raise SandboxSecurityError("special methods are available through super() only")
         bound = _SUPER_SELF.__get__(obj)
@@ -952,7 +968,8 @@ class Guards:
             # A class as the bound object (super(C, C)) hands out the parents' unbound
             # methods, which would then apply to anything.
             raise SandboxSecurityError("super() works on the program's own instances only")
-        self._check_super_class(obj)
+        if not passes_checked:
+            self._check_super_class(obj)
         method = getattr(obj, name)
         if name == "__init__":  # what each call replaces may be running (passes BG, BI)
             method = _keeping_fields_first(self.classes, bound, method)

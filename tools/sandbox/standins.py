@@ -1031,6 +1031,7 @@ DROPPING_METHODS = frozenset(
 # What a program's method is handed is measured: ints and Fractions by their size, these by
 # their length (a library's loop added the program's strings: 180M from 9M, pass AB).
 _MEASURED = frozenset({str, bytes, bytearray, list, tuple})
+_TYPE_MODULE = vars(type)["__module__"]  # a class's module, as type itself reads it
 
 
 # Generic aliases: each hands any attribute it does not have to the class it stands for
@@ -1224,6 +1225,20 @@ class Classes:
 
     def is_user_class(self, obj: Any) -> bool:
         return self._user.get(id(obj)) is obj
+
+    def passable(self, cls: type) -> bool:
+        """A library class whose methods a call may pass over (``Exception.__init__(self)``
+        in a ``KeyError`` subclass): none of its methods is guarded, and it has no stand-in.
+        The builtin exceptions, ``typing.Generic`` and ``Protocol``, the abstract classes of
+        ``collections.abc``; never ``OrderedDict``, ``deque``, ``Random`` or a builtin type."""
+        if self.stand_in(cls) is not cls:
+            return False
+        if cls is typing.Generic or cls is typing.Protocol:
+            return True
+        module: object = _TYPE_MODULE.__get__(cls)  # type's own reading, whatever the metaclass
+        if module == "builtins":
+            return issubclass(cls, BaseException)
+        return module == "collections.abc" or module == "_collections_abc"
 
     def is_program_function(self, func: Any) -> bool:
         """A function the program wrote, or one of its methods as the class hook contained

@@ -324,7 +324,10 @@ async def test_a_library_base_s_special_method_called_on_the_program_s_object(
         "Exception.__init__(ValueError('a'), 'b')",  # a library's object
         "dict.__setitem__({}, 1, 2)",
         "object.__repr__(int)",  # a class as the object
-        "class K(KeyError):\n    pass\nException.__init__(K(), 'b')",  # past KeyError
+        # past a class whose methods are guarded (it would leave the OrderedDict's own
+        # order behind, as CPython does: OD([]) after od['a'] = 1)
+        "import collections\nclass O(collections.OrderedDict):\n    pass\n"
+        "dict.__setitem__(O(), 'a', 1)",
         "class C:\n    pass\nint.__init__(C())",  # not one of its bases
     ):
         res = await sandbox.run(call)
@@ -333,6 +336,18 @@ async def test_a_library_base_s_special_method_called_on_the_program_s_object(
     assert res.error_kind == "SecurityError", res  # what super() does not give stays refused
     res = await sandbox.run("Exception.__init__()")
     assert res.error_kind == "TypeError", res
+    # past library classes whose methods are not guarded, and what the class does not have
+    # (pass FL: these were refused, or answered a callable)
+    res = await sandbox.run(
+        "import typing\nclass Bad(ValueError):\n    def __init__(self, m):\n"
+        "        Exception.__init__(self, m)\nclass K(KeyError):\n    def __str__(self):\n"
+        "        return 'K:' + Exception.__str__(self)\nT = typing.TypeVar('T')\n"
+        "class Box(typing.Generic[T]):\n    def __init__(self, v):\n"
+        "        object.__init__(self)\n        self.v = v\n"
+        "result = [str(Bad('x')), str(K('k')), Box(3).v, getattr(int, '__len__', None),\n"
+        "    list.__hash__ is None, hasattr(float, '__iter__')]"
+    )
+    assert res.value == ["x", "K:k", 3, None, True, False], res
 
 
 async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox) -> None:

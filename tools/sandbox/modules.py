@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 import operator
+import os
 import random
 import re
 import statistics
@@ -67,6 +68,7 @@ from tools.sandbox.policy import (
     PrintSink,
     SandboxSecurityError,
     StandardStream,
+    named_like,
     shielded,
 )
 from tools.sandbox.standins import (
@@ -956,6 +958,7 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     # A view's name for a builtin class with a stand-in (``typing.Text`` is ``str``) names
     # the stand-in, as the builtin's own name does: the real class's constructor skips the
     # stand-in's size checks (red-team pass EO: typing.Text([s] * 20), 18x the text limit).
+    _name_stand_ins(views)
     made = {
         name: ModuleView(name, {key: classes.stand_in(value) for key, value in attrs.items()})
         for name, attrs in views.items()
@@ -965,6 +968,27 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         "collections", {**views["collections"], "abc": made["collections.abc"]}
     )
     return made
+
+
+def _name_stand_ins(views: dict[str, dict[str, Any]]) -> None:
+    """Each function the sandbox made to stand for a module's function answers that
+    function's name and docstring (``statistics.mean.__name__`` was "call": pass FM), unless
+    it stands under more than one name."""
+    made_here = os.path.dirname(__file__)
+    seen = collections.Counter(id(value) for attrs in views.values() for value in attrs.values())
+    for module_name, attrs in views.items():
+        module = sys.modules.get(module_name)
+        for key, value in attrs.items():
+            if (
+                type(value) is FunctionType
+                and os.path.dirname(value.__code__.co_filename) == made_here
+                and seen[id(value)] == 1
+            ):
+                original = getattr(module, key, None)
+                if original is not None:
+                    named_like(value, original)
+                else:  # one of the sandbox's own, under the module's name for it
+                    value.__name__ = key
 
 
 def _final(f: Any) -> Any:

@@ -39,6 +39,7 @@ import inspect
 import itertools
 import numbers
 import operator
+import os
 import random
 import re
 import statistics
@@ -602,6 +603,23 @@ class _SafeFormatter(string.Formatter):
         return text
 
 
+def named_like(func: FunctionType, original: Any) -> FunctionType:
+    """``func``, a function the sandbox put where ``original`` (a library's function) was,
+    with its ``__name__`` and ``__doc__``, as plain text: a program that prints or keys by
+    ``f.__name__`` gets what CPython gives (pass FM: statistics' functions were all "call").
+    Its ``__qualname__`` only when it names no class (the guards read a dotted one:
+    ``_library_function``), and never ``__wrapped__``, which would hand out the function."""
+    name = getattr(original, "__name__", None)
+    if type(name) is str:
+        func.__name__ = name
+        qualname = getattr(original, "__qualname__", None)
+        if type(qualname) is str and "." not in qualname:  # a module's function's own
+            func.__qualname__ = qualname
+    doc = getattr(original, "__doc__", None)
+    func.__doc__ = doc if type(doc) is str else None
+    return func
+
+
 class _BaseSpecialMethod:
     """``Exception.__init__(self, msg)``, ``dict.__setitem__(self, key, value)``: a library
     base's special method, read from the base and called on the program's own object. It is
@@ -1047,6 +1065,19 @@ class Guards:
             and self.classes.is_program_function(value.__func__)
         ):  # ``a.f(x)`` in a loop: every check below is about a library's functions
             return value
+        vetted = self._vet(value)
+        if (
+            type(vetted) is FunctionType
+            and vetted is not value
+            and vetted.__closure__ is not None
+            and _made_here(vetted)
+        ):  # a checking stand-in made just now for a library function (``"".join``,
+            # ``re.sub``, ``str.upper``): it answers that function's name (pass FM: they
+            # were "<lambda>" or "call", and {f.__name__: f(x) for f in ...} lost its keys)
+            named_like(vetted, value)
+        return vetted
+
+    def _vet(self, value: Any) -> Any:
         if isinstance(value, types.ModuleType):  # a library's own module: its real attributes
             raise SandboxSecurityError("modules are available through import only")
         if isinstance(value, enum.Enum):  # see Classes.exposed
@@ -2010,7 +2041,20 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         quit=_exit,
         input=_no_input,
     )
+    for name, value in names.items():  # what stands for a builtin answers its name (pass FM)
+        func = value.__func__ if type(value) is types.MethodType else value
+        original = getattr(builtins, name, None)  # (exit and quit are the site module's)
+        if type(func) is FunctionType and _made_here(func) and original is not None:
+            named_like(func, original)
     return names
+
+
+def _made_here(func: FunctionType) -> bool:
+    """A function of the sandbox's own code (not the program's, nor a library's)."""
+    return os.path.dirname(func.__code__.co_filename) == _HERE
+
+
+_HERE = os.path.dirname(__file__)
 
 
 _NO_INPUT = "EOF when reading a line (there is no input to read in the sandbox)"
@@ -2326,6 +2370,9 @@ class _PrintCollector:
 
     def __call__(self) -> str:  # the ``printed`` variable
         return self._sink.text()
+
+
+named_like(vars(_PrintCollector)["_call_print"], builtins.print)  # ``print`` as a value (FM)
 
 
 def _import_from(guards: Guards, importer: Callable[..., Any], module: str, name: str) -> Any:

@@ -2282,6 +2282,20 @@ def cpython_result(code: str) -> Any:
     return namespace["result"]
 
 
+async def test_what_stands_for_a_library_function_answers_its_name(sandbox: Sandbox) -> None:
+    """Pass FM: ``{f.__name__: f(data) for f in (mean, median, pstdev)}`` had one key,
+    "call": the sandbox's checking functions answered their own names."""
+    code = (
+        "import statistics, json, re, itertools, functools, datetime, math\n"
+        "fs = [statistics.mean, statistics.median, statistics.pstdev, print, iter, format,\n"
+        "      input, json.loads, re.sub, ''.join, 'a'.upper, str.upper, itertools.groupby,\n"
+        "      functools.cmp_to_key, datetime.datetime.strptime, math.prod, sorted]\n"
+        "result = [[f.__name__ for f in fs], statistics.mean.__qualname__,\n"
+        "          statistics.mean.__doc__ is not None]"
+    )
+    assert (await sandbox.run(code)).value == cpython_result(code)
+
+
 AS_IN_CPYTHON = {
     f"{module}:{name}": code
     for module, programs in (

@@ -2282,6 +2282,22 @@ def cpython_result(code: str) -> Any:
     return namespace["result"]
 
 
+async def test_a_long_chain_of_operators_is_not_deep_nesting(sandbox: Sandbox) -> None:
+    """Pass FM: ``total = 1 + 2 + ... + 100`` was "nested deeper than 100 levels" (a chain of
+    BinOps is a left spine as deep as it is long); CPython compiles a thousand terms. A chain
+    counts apart, up to five times the nesting limit; nesting itself is as it was."""
+    literals = "result = " + " + ".join(str(i) for i in range(1, 401))
+    names = "a = [1] * 400\nresult = " + " + ".join(f"a[{i}]" for i in range(400))
+    words = "w = 'x'\nresult = len(" + " + ' ' + ".join(["w"] * 200) + ")"
+    for code, value in ((literals, 80200), (names, 400), (words, 399)):
+        res = await sandbox.run(code)
+        assert (res.ok, res.value) == (True, value), res
+    res = await sandbox.run("result = " + " + ".join(["1"] * 600))
+    assert (res.error_kind, res.limit) == ("SyntaxError", "nesting"), res
+    res = await sandbox.run("result = " + "(1 + " * 120 + "1" + ")" * 120)
+    assert (res.error_kind, res.limit) == ("SyntaxError", "nesting"), res
+
+
 async def test_what_stands_for_a_library_function_answers_its_name(sandbox: Sandbox) -> None:
     """Pass FM: ``{f.__name__: f(data) for f in (mean, median, pstdev)}`` had one key,
     "call": the sandbox's checking functions answered their own names."""

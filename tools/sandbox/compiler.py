@@ -131,6 +131,25 @@ def _counts_by_a_number(node: ast.AugAssign) -> bool:
     )
 
 
+# Special methods a program's class may not define, and why, said where one is refused
+_REFUSED_SPECIAL_METHODS = {
+    "__del__": "a finalizer would run when the sandbox collects the object, not in the "
+    "program's order; close or release things explicitly (a with statement, a close() method)",
+    "__copy__": "copy.copy copies the program's objects attribute by attribute",
+    "__deepcopy__": "copy.deepcopy copies the program's objects attribute by attribute",
+    "__new__": "initialise in __init__ (a class cannot build its own instances here)",
+    "__getattr__": "define the attributes, or a method that looks them up",
+    "__getattribute__": "define the attributes, or a method that looks them up",
+    "__setattr__": "assign attributes directly, or use a method or a property",
+    "__delattr__": "delete attributes directly, or use a method",
+    "__init_subclass__": "class hooks are not available",
+    "__class_getitem__": "class hooks are not available",
+    "__set_name__": "descriptors are not available; use a property",
+    "__get__": "descriptors are not available; use a property",
+    "__set__": "descriptors are not available; use a property",
+    "__reduce__": "pickling is not available",
+    "__reduce_ex__": "pickling is not available",
+}
 SPINE_PER_LEVEL = 5  # a chain of binary operators may be this many times max_nesting long
 
 
@@ -291,6 +310,13 @@ class SandboxTransformer(RestrictingNodeTransformer):
             return  # the module's name, "__main__", and its docstring (or None)
         if name == _PRINTED:
             return  # a variable like any other (see visit_Name)
+        refused = _REFUSED_SPECIAL_METHODS.get(name)
+        if refused is not None and (
+            in_class_body or allow_magic_methods
+        ):  # (RestrictedPython: "an invalid variable
+            # name because it starts with _", misleading for a method: pass FM)
+            self.error(node, f"defining {name} is not available in the sandbox: {refused}")
+            return
         super().check_name(node, name, allow_magic_methods)
 
     def visit_Name(self, node: ast.Name) -> Any:

@@ -19,6 +19,7 @@ import keyword
 import re
 import typing
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from tools.sandbox.names import is_special_name
@@ -181,6 +182,10 @@ def make_dataclasses_view(classes: Classes, deepcopy: Callable[[Any], Any]) -> d
             found[name] = spec
         specs = tuple(found.values())
         made[id(cls)] = (cls, specs, bool(settings["frozen"]))
+        # as CPython's: ``hasattr(o, "__dataclass_fields__")``, a common test in a json
+        # ``default=`` hook, answered False (pass FM); read-only (``vars(cls)`` shows it)
+        fields_map = MappingProxyType({spec.name: spec for spec in specs})
+        type.__setattr__(cls, "__dataclass_fields__", fields_map)
         install = _installer(cls, classes)
 
         def defines(name: str) -> bool:

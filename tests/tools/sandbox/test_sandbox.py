@@ -2298,6 +2298,34 @@ async def test_a_long_chain_of_operators_is_not_deep_nesting(sandbox: Sandbox) -
     assert (res.error_kind, res.limit) == ("SyntaxError", "nesting"), res
 
 
+async def test_hasattr_dataclass_fields_as_in_cpython(sandbox: Sandbox) -> None:
+    """Pass FM: a json ``default=`` hook testing ``hasattr(o, "__dataclass_fields__")``
+    took its other branch; the class has it (read-only), a subclass inherits it."""
+    code = (
+        "import dataclasses, json\n@dataclasses.dataclass\nclass P:\n    x: int\n"
+        "class Q(P):\n    pass\ndef enc(o):\n    if hasattr(o, '__dataclass_fields__'):\n"
+        "        return dataclasses.asdict(o)\n    raise TypeError('no')\n"
+        "result = [json.dumps([P(1), Q(2)], default=enc), hasattr(3, '__dataclass_fields__'),\n"
+        "    '__dataclass_fields__' in vars(P)]"
+    )
+    assert (await sandbox.run(code)).value == cpython_result(code)
+    res = await sandbox.run(code + "\nvars(P)['__dataclass_fields__']['y'] = 1")
+    assert res.error_kind == "SecurityError", res  # read-only: nothing the program may change
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("__del__", "a finalizer"), ("__deepcopy__", "attribute by attribute"), ("__new__", "")],
+)
+async def test_a_refused_special_method_says_so(sandbox: Sandbox, name: str, why: str) -> None:
+    """Pass FM: defining ``__del__`` was refused as "an invalid variable name because it
+    starts with _", which misleads a model repairing the program."""
+    res = await sandbox.run(f"class A:\n    def {name}(self, *args):\n        pass\n")
+    assert res.error_kind == "SecurityError", res
+    assert f"defining {name} is not available in the sandbox: " in str(res.error), res
+    assert why in str(res.error)
+
+
 async def test_what_stands_for_a_library_function_answers_its_name(sandbox: Sandbox) -> None:
     """Pass FM: ``{f.__name__: f(data) for f in (mean, median, pstdev)}`` had one key,
     "call": the sandbox's checking functions answered their own names."""

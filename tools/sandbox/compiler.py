@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, cast
 
-from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locations
+import RestrictedPython.transformer
+from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from tools.sandbox.missing import not_available
 from tools.sandbox.names import (
@@ -150,6 +151,20 @@ _REFUSED_SPECIAL_METHODS = {
     "__reduce__": "pickling is not available",
     "__reduce_ex__": "pickling is not available",
 }
+
+
+def copy_locations(new_node: ast.AST, old_node: ast.AST) -> None:
+    """``new_node`` placed where ``old_node`` was in the source. RestrictedPython's own also
+    ran ``fix_missing_locations`` over the whole subtree below the new node, at every node
+    it or this module rewrites: depth times size, a 41 KB program of nested displays took
+    10 s to compile (red-team pass FN). What is left unplaced is placed by the one pass at
+    the end of :func:`compile_program`, from the nearest placed node above it, as that did.
+    RestrictedPython's transformer calls it by its module's name: it is replaced there."""
+    ast.copy_location(new_node, old_node)
+
+
+RestrictedPython.transformer.copy_locations = copy_locations
+
 SPINE_PER_LEVEL = 5  # a chain of binary operators may be this many times max_nesting long
 
 
@@ -176,7 +191,6 @@ def _names_solution(node: ast.expr) -> bool:
 def _recorded(func: ast.expr) -> ast.expr:
     call = ast.Call(func=ast.Name("_solution_", ast.Load()), args=[func], keywords=[])
     copy_locations(call, func)
-    ast.fix_missing_locations(call)
     return call
 
 
@@ -261,7 +275,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
         copy_locations(call, node)
         new = ast.FormattedValue(value=call, conversion=-1, format_spec=None)
         copy_locations(new, node)
-        ast.fix_missing_locations(new)
         return new
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
@@ -293,7 +306,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
             keywords=[],
         )
         copy_locations(call, node)
-        ast.fix_missing_locations(call)
         return call
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
@@ -374,7 +386,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
         if _is_object_setattr(node):  # a frozen dataclass's __post_init__ sets a field
             args = [self.visit(arg) for arg in node.args]
             hook = ast.Call(func=ast.Name("_object_setattr_", ast.Load()), args=args, keywords=[])
-            return ast.fix_missing_locations(ast.copy_location(hook, node))
+            return ast.copy_location(hook, node)
         visited = super().visit_Call(node)
         if not isinstance(visited, ast.Call) or self._in_solution:
             return visited
@@ -430,7 +442,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
                 statements.append(self._missing(node, target, alias.name, None))
             else:
                 kept = ast.Import(names=[alias])
-                statements.append(ast.fix_missing_locations(ast.copy_location(kept, node)))
+                statements.append(ast.copy_location(kept, node))
         return statements
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
@@ -566,7 +578,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
         if node.type is not None:
             call = ast.Call(func=ast.Name("_catch_", ast.Load()), args=[node.type], keywords=[])
             copy_locations(call, node.type)
-            ast.fix_missing_locations(call)
             node.type = call
         if node.name is not None:  # ``as e``: its texts measured first (see Classes.caught)
             measured = ast.Call(
@@ -576,7 +587,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
             )
             check = ast.Expr(measured)
             copy_locations(check, node)
-            ast.fix_missing_locations(check)
             node.body.insert(0, check)
         return node
 
@@ -623,7 +633,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
             return node
         call = ast.Call(func=ast.Name("_sized_", ast.Load()), args=[node], keywords=[])
         copy_locations(call, node)
-        ast.fix_missing_locations(call)
         return call
 
     visit_List = visit_Tuple = _sized_display
@@ -645,7 +654,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def _set_made(new: Any, node: ast.expr) -> Any:
         call = ast.Call(func=ast.Name("_set_made_", ast.Load()), args=[new], keywords=[])
         copy_locations(call, node)
-        ast.fix_missing_locations(call)
         return call
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
@@ -688,7 +696,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
         statements.append(ast.Delete(targets=[ast.Name(held, ast.Del())]))
         for statement in statements:
             copy_locations(statement, node)
-            ast.fix_missing_locations(statement)
         return statements
 
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
@@ -730,7 +737,6 @@ class SandboxTransformer(RestrictingNodeTransformer):
         call = ast.Call(func=ast.Name(hook, ast.Load()), args=[target_read, op, value], keywords=[])
         new = ast.Expr(value=call)
         copy_locations(new, node)
-        ast.fix_missing_locations(new)
         return new
 
 
@@ -740,7 +746,7 @@ def _bind(node: ast.stmt, target: str, hook: str, args: list[str]) -> ast.stmt:
         func=ast.Name(hook, ast.Load()), args=[ast.Constant(a) for a in args], keywords=[]
     )
     assign = ast.Assign(targets=[ast.Name(target, ast.Store())], value=call)
-    return ast.fix_missing_locations(ast.copy_location(assign, node))
+    return ast.copy_location(assign, node)
 
 
 _IOP = {

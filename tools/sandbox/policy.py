@@ -953,14 +953,18 @@ class Guards:
                 for key, value in kept.items()
                 if key not in foreign and not self._library_code(value)
             }
+        # Read-only, as a copy: a mappingproxy over the object's own dict hands that dict to
+        # the program's __eq__ or __ror__ (``vars(r) == Grab()``: the proxy compares by its
+        # dict, which answers NotImplemented, and Python asks the other operand with the
+        # dict itself: red-team pass FN wrote r.random through it)
         if self.classes.library_methods(type(obj)):
-            # read-only: an item written there shadows a library base's method as setattr()
-            # would (``r.__dict__['random'] = ...`` on a Random subclass's instance, pass BZ)
-            return types.MappingProxyType(namespace)
+            # an item written there shadows a library base's method as setattr() would
+            # (``r.__dict__['random'] = ...`` on a Random subclass's instance, pass BZ)
+            return types.MappingProxyType(dict(namespace))
         if type(obj) is FunctionType and obj.__code__.co_filename != FILENAME:
             # a function the sandbox made for the program (an ``lru_cache`` of its function,
-            # a method's wrapper): read-only, no ``_`` name written past the guards (pass FH)
-            return types.MappingProxyType(namespace)
+            # a method's wrapper): no ``_`` name written past the guards (pass FH)
+            return types.MappingProxyType(dict(namespace))
         return namespace
 
     def _library_code(self, value: Any) -> bool:
@@ -1078,6 +1082,10 @@ class Guards:
         return vetted
 
     def _vet(self, value: Any) -> Any:
+        if type(value) is types.MappingProxyType:
+            # over a copy: a proxy hands its dict to the program's reflected __eq__ or
+            # __ror__ (pass FN: ``p.groupindex == Grab()`` gave re's own dict, writable)
+            return types.MappingProxyType(dict(value))
         if isinstance(value, types.ModuleType):  # a library's own module: its real attributes
             raise SandboxSecurityError("modules are available through import only")
         if isinstance(value, enum.Enum):  # see Classes.exposed

@@ -41,7 +41,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
-from types import FunctionType, MemberDescriptorType, MethodType
+from types import FunctionType, MappingProxyType, MemberDescriptorType, MethodType
 from typing import Any, cast
 
 from tools.sandbox.limits import (
@@ -1094,6 +1094,7 @@ VETTED_KINDS = (
     types.ClassMethodDescriptorType,
     types.GetSetDescriptorType,
     MemberDescriptorType,
+    MappingProxyType,  # over a copy (pass FN: it handed its dict to a reflected __eq__)
 )
 _NAMEDTUPLE_API = frozenset({"_asdict", "_replace", "_make", "_fields", "_field_defaults"})
 

@@ -4541,6 +4541,28 @@ async def test_a_function_the_sandbox_made_has_a_read_only_namespace(box: Sandbo
     ], res
 
 
+async def test_a_read_only_namespace_hands_no_dict_to_a_reflected_operator(box: Sandbox) -> None:
+    """Red-team pass FN: ``vars(r) == Grab()`` gave the program's ``Grab.__eq__`` the dict
+    behind the read-only mappingproxy (the proxy compares by its dict, which answers
+    NotImplemented, and Python asks the other operand with that dict), and ``|`` its
+    ``__ror__``: a Random subclass's ``random`` and an lru_cache wrapper's ``__wrapped__``
+    were written through it, and re's own group index through ``p.groupindex``. What is
+    handed out, by vars() or by a library, is a proxy over a copy."""
+    code = (
+        "import functools, random\ngot = []\nclass Grab:\n    def __eq__(self, other):\n"
+        "        got.append(other)\n        return False\n    def __ror__(self, other):\n"
+        "        got.append(other)\n        return {}\n    __hash__ = None\n"
+        "class R(random.Random):\n    pass\nr = R(1)\nvars(r) == Grab()\n"
+        "got[-1]['random'] = lambda: 'x'\n"
+        "l = functools.lru_cache(maxsize=4)(lambda x: x)\nvars(l) | Grab()\n"
+        "got[-1]['__wrapped__'] = 1\n"
+        "import re\np = re.compile('(?P<a>x)')\np.groupindex == Grab()\ngot[-1]['a'] = 5\n"
+        "result = [r.random() != 'x', '__wrapped__' in vars(l), p.groupindex['a'], len(got)]"
+    )
+    res = await box.run(code)
+    assert res.value == [True, False, 1, 3], res
+
+
 async def test_library_caches_are_not_keyed_by_the_programs_objects(box: Sandbox) -> None:
     """Red-team pass FH: ``datetime.strptime`` with a str subclass as its format ran the
     subclass's ``__hash__`` inside ``_strptime``'s module lock and kept it in its cache (one

@@ -88,13 +88,30 @@ Ballot = tuple[str, Any]  # what a result is compared by (``ballot``)
 
 
 def as_number(value: Any) -> int | float | None:
-    """``value`` as a number when it is one or is text of one ("8", " 8.0 ", "$1,250")."""
+    """``value`` as a number when it is one or is text of one ("8", " 8.0 ", "$1,250"), or
+    a short line that labels one number: "The final answer is 45.98", "Total: $1,250." (a
+    small model's programs print their answer so: two samples agreeing on 45.98 were two
+    answers in the vote: pass FO)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return value
     if not isinstance(value, str):
         return None
+    number = _number_text(value)
+    if number is None and len(value) <= _LABELLED_MAX:
+        labelled = _LABELLED.search(value)
+        if labelled and not any(char.isdigit() for char in value[: labelled.start()]):
+            number = _number_text(labelled.group(1))
+    return number
+
+
+_LABELLED_MAX = 200  # a line, not a paragraph that happens to end with a number
+# "... is 45.98", "...: $1,250.", "... = -3": a label, then the line's only number, at its end
+_LABELLED = re.compile(r"(?:\bis|:|=)\s*(\$?\s*[-+]?[\d,]*\.?\d+(?:[eE][-+]?\d+)?)\s*\.?\s*$")
+
+
+def _number_text(value: str) -> int | float | None:
     text = value.strip().replace("$", "", 1).strip()
     grouped = _THOUSANDS.match(text)
     if grouped:

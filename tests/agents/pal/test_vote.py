@@ -82,6 +82,23 @@ def test_as_number() -> None:
     assert as_number("1e999") is None
 
 
+def test_a_line_that_labels_one_number_is_that_number() -> None:
+    """Pass FO: small models print "The final answer is 45.98"; two samples saying so, and
+    one printing 45.98, are one answer in the vote."""
+    assert as_number("The final answer is 45.98") == 45.98
+    assert as_number("Total cost: $1,250.") == 1250
+    assert as_number("x = -3") == -3
+    winner = majority_vote(["The answer is 7", "7", "Answer: 7.0", "8"]).winner
+    assert winner is not None and winner.count == 3
+    for text in (
+        "3 apples and 5 pears: 8",
+        "It is 5 dollars",
+        "Between 3 and 5",
+        "is " + "x" * 300 + "= 4",
+    ):
+        assert as_number(text) is None, text
+
+
 def test_huge_ints_compare_exactly() -> None:
     assert agrees(10**400, 10**400)
     assert not agrees(10**400, 10**400 + 1)

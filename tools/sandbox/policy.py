@@ -53,6 +53,7 @@ from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack
 
 from tools.sandbox.limits import (
     SIZED_METHOD_NAMES,
+    TYPE_MRO,
     Arithmetic,
     IntSizeLimit,
     OutputLimit,
@@ -877,7 +878,14 @@ class Guards:
         reads = getattr(value, "__name__", None) in _READING_METHODS
 
         def method(*args: Any, **kwargs: Any) -> Any:
-            if not args or issubclass(type(args[0]), type) or not issubclass(type(args[0]), owner):
+            # by identity along the exact MRO: ``issubclass`` asks the class's metaclass, and
+            # an ABC of the program's answers for any class it registered (pass FQ:
+            # ``C.most_common(z)`` ran Counter's code on a foreign object)
+            if (
+                not args
+                or issubclass(type(args[0]), type)
+                or not any(base is owner for base in TYPE_MRO.__get__(type(args[0])))
+            ):
                 raise SandboxSecurityError(
                     f"{owner.__name__}.{name} applies to instances of {owner.__name__} only"
                 )

@@ -2312,6 +2312,32 @@ async def test_a_number_s_part_read_from_its_class_is_the_base_s(box: Sandbox) -
     assert res.value == [[3, 4], [3, 4]], res
 
 
+async def test_a_library_method_read_from_a_class_ignores_what_its_abc_registered(
+    box: Sandbox,
+) -> None:
+    """Pass FQ: the check that a library method read from a class is given an instance of
+    it asked ``issubclass``, which the program's ABC answers for any class it registered:
+    ``C.most_common(z)`` ran Counter's code on a foreign object. It walks the exact MRO by
+    identity now; ``isinstance`` still answers as CPython's does."""
+    res = await box.run(
+        "import collections, collections.abc\n"
+        "class C(collections.Counter, collections.abc.Hashable):\n"
+        "    def __hash__(self):\n        return 1\n"
+        "class Z:\n    pass\n"
+        "C.register(Z)\nz = Z()\nout = [isinstance(z, C)]\n"
+        "for f in (lambda: C.most_common(z), lambda: C.update(z, [1])):\n"
+        "    try:\n        out.append(f())\n"
+        "    except Exception as e:\n        out.append(str(e))\n"
+        "result = out + [C.most_common(C('aab'))]"
+    )
+    assert res.value == [
+        True,
+        "C.most_common applies to instances of C only",
+        "C.update applies to instances of C only",
+        [["a", 2], ["b", 1]],
+    ], res
+
+
 # Pass CN: an item per group per match, counted once made (the memory limit bounds the
 # making, which takes a second or two: no fail-fast guard, so no timing asserted here).
 SPLITS_COUNTED = {

@@ -639,6 +639,11 @@ class _BaseSpecialMethod:
     def __repr__(self) -> str:
         return f"<slot wrapper {self._name!r} of {self._base.__name__!r} objects>"
 
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        """Bound to the instance it is read from, as the slot wrapper is: a class body's
+        ``__hash__ = object.__hash__`` (pass FQ: every use of it was a TypeError)."""
+        return self if obj is None else types.MethodType(self, obj)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         base, name = self._base, self._name
         if not args:

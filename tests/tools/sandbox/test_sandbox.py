@@ -350,6 +350,25 @@ async def test_a_library_base_s_special_method_called_on_the_program_s_object(
     assert res.value == ["x", "K:k", 3, None, True, False], res
 
 
+async def test_a_base_s_special_method_aliased_in_a_class_body_binds(sandbox: Sandbox) -> None:
+    """Pass FQ: ``__hash__ = object.__hash__`` in a class body (a class with ``__eq__`` that
+    stays hashable) was never bound to the instance, and every ``hash()`` of it was a
+    TypeError; so were ``__str__ = Exception.__str__`` and ``__hash__ = int.__hash__``. On
+    an object that is not the program's own subclass of the base it stays refused."""
+    res = await sandbox.run(
+        "class P:\n    __hash__ = object.__hash__\n    def __init__(self, v):\n"
+        "        self.v = v\n    def __eq__(self, o):\n        return self.v == o.v\n"
+        "class E(Exception):\n    __str__ = Exception.__str__\n"
+        "class I(int):\n    __eq__ = int.__eq__\n    __hash__ = int.__hash__\n"
+        "class R:\n    __init__ = Exception.__init__\n"
+        "try:\n    R()\n    refused = False\nexcept Exception:\n    refused = True\n"
+        "a, b = P(1), P(1)\n"
+        "result = [hash(a) != hash(b), len({a, b}), str(E('m')), I(3) == 3,\n"
+        "    hash(I(3)), refused]"
+    )
+    assert res.value == [True, 2, "m", True, 3, True], res
+
+
 async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox) -> None:
     """The differential pass EH: ``sys.stdout.reconfigure(encoding="utf-8")``, a common first
     line, and ``.buffer``/``.encoding`` were missing; ``"%(k)s" % a_tuple`` raised KeyError

@@ -959,13 +959,15 @@ class Guards:
                     continue
                 raise SandboxSecurityError("this __dict__ holds internals of a builtin type")
             kept[key] = value
-        if own_class:
+        if own_class:  # read-only, as CPython's is (pass FQ: a write was lost silently)
             foreign = self.classes.foreign_names(obj)
-            return {
-                key: value
-                for key, value in kept.items()
-                if key not in foreign and not self._library_code(value)
-            }
+            return types.MappingProxyType(
+                {
+                    key: value
+                    for key, value in kept.items()
+                    if key not in foreign and not self._library_code(value)
+                }
+            )
         # Read-only, as a copy: a mappingproxy over the object's own dict hands that dict to
         # the program's __eq__ or __ror__ (``vars(r) == Grab()``: the proxy compares by its
         # dict, which answers NotImplemented, and Python asks the other operand with the

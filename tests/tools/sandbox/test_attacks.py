@@ -4589,6 +4589,19 @@ async def test_a_read_only_namespace_hands_no_dict_to_a_reflected_operator(box: 
     assert res.value == [True, False, 1, 3], res
 
 
+async def test_a_class_s_vars_are_read_only(box: Sandbox) -> None:
+    """Pass FQ: ``vars(C)`` of the program's class was a plain dict copy, so
+    ``vars(C)['y'] = 2`` was accepted and lost; CPython's is read-only, and so is this one
+    now (a proxy over the copy, as an instance's is)."""
+    res = await box.run(
+        "class C:\n    x = 1\n    def f(self):\n        return 2\n"
+        "v = vars(C)\nout = [v['x'], 'f' in C.__dict__, type(v).__name__, dict(v)['x']]\n"
+        "try:\n    v['y'] = 2\nexcept Exception:\n    out.append('refused')\n"
+        "result = out + [hasattr(C, 'y')]"
+    )
+    assert res.value == [1, True, "mappingproxy", 1, "refused", False], res
+
+
 async def test_library_caches_are_not_keyed_by_the_programs_objects(box: Sandbox) -> None:
     """Red-team pass FH: ``datetime.strptime`` with a str subclass as its format ran the
     subclass's ``__hash__`` inside ``_strptime``'s module lock and kept it in its cache (one

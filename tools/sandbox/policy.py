@@ -879,6 +879,8 @@ class Guards:
         if isinstance(inspect.getattr_static(obj, name, None), staticmethod):
             return vetted
         owner: type = obj
+        # a stand-in (``Fraction``) takes the instances of the class it stands for
+        real = cast(Any, owner)._real if isinstance(owner, StandIn) else owner
         keep, comparing, drops = self.classes.keep_contents, self.classes.comparing, _drops(value)
         reads = getattr(value, "__name__", None) in _READING_METHODS
 
@@ -889,7 +891,7 @@ class Guards:
             if (
                 not args
                 or issubclass(type(args[0]), type)
-                or not any(base is owner for base in TYPE_MRO.__get__(type(args[0])))
+                or not any(base is real for base in TYPE_MRO.__get__(type(args[0])))
             ):
                 raise SandboxSecurityError(
                     f"{owner.__name__}.{name} applies to instances of {owner.__name__} only"

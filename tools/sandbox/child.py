@@ -27,7 +27,7 @@ import select
 import sys
 from collections.abc import Callable
 from types import FunctionType, TracebackType
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from tools.sandbox import compiler, policy, values
 from tools.sandbox.limits import Arithmetic, bound_fractions
@@ -108,6 +108,14 @@ def _needs_arguments(func: Any) -> bool:
     return positional > 0 or any(name not in defaults for name in keywords)
 
 
+class Prepared(NamedTuple):
+    """A run's own state, made before its program (``Runner.prepare``)."""
+
+    sink: policy.PrintSink
+    calls: policy.SolutionCalls
+    namespace: dict[str, Any]
+
+
 class Runner:
     """Compiles and runs one program under the language layer (built once, in the template)."""
 
@@ -127,6 +135,7 @@ class Runner:
         self.recursion_limit = int(config["recursion_limit"])
         self.default_recursion = sys.getrecursionlimit()
         self._namespace: dict[str, Any] | None = None  # the running program's globals
+        self._prepared: Prepared | None = None  # see prepare
         self._reserve: mmap.mmap | None = None  # see RESERVE_BYTES
         sys.set_int_max_str_digits(max(int(config["max_int_digits"]), 640))
         sys.dont_write_bytecode = True
@@ -140,17 +149,29 @@ class Runner:
         finally:
             sys.setrecursionlimit(self.default_recursion)
 
-    def run(self, code: str) -> dict[str, Any]:
-        """Run one program; the reply. Never raises for what the code does."""
-        try:
-            code_obj = self.compile(code)
-        except compiler.CompileRefused as exc:
-            return failure(exc.kind, str(exc), exc.limit)
+    def prepare(self) -> Prepared:
+        """Make the next run's own state (its output, module state, globals, a new random
+        seed) before its program arrives: a child does it while it waits, off the run's
+        latency (0.14 ms of a 1.7 ms warm run, measured inside the child). Only a run's
+        child may call it: state made in the template would be every child's, seed and all.
+        """
         sink = policy.PrintSink(self.max_output)
         self.classes.reset()
         self.modules.new_run(sink)
         calls = policy.SolutionCalls()
-        namespace = policy.make_globals(self.hooks, sink, calls)
+        self._prepared = Prepared(sink, calls, policy.make_globals(self.hooks, sink, calls))
+        return self._prepared
+
+    def run(self, code: str) -> dict[str, Any]:
+        """Run one program in the state ``prepare`` made (made now if it was not); the
+        reply. Never raises for what the code does."""
+        try:
+            code_obj = self.compile(code)
+        except compiler.CompileRefused as exc:
+            self._prepared = None
+            return failure(exc.kind, str(exc), exc.limit)
+        sink, calls, namespace = self._prepared or self.prepare()
+        self._prepared = None  # one run's state serves one run
         self._namespace = namespace
         reply: dict[str, Any]
         self.guards.run_depth = stack_depth()
@@ -536,6 +557,7 @@ def serve_one_run(
         gc.disable()
         if not program_waiting(request_fd):  # idle: write the pages a run writes, now
             runner.prewarm()
+        runner.prepare()
         program = read_program(request_fd, runner.max_code_bytes)
         try:
             reply = runner.run(program) if isinstance(program, str) else program

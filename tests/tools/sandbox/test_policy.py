@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 
+from tests.corpora import load_json, load_jsonl
 from tools.sandbox import child, compiler, policy, values
 from tools.sandbox.limits import Arithmetic
 from tools.sandbox.modules import ModuleRegistry, ModuleView
@@ -205,13 +206,14 @@ def test_compiling_places_the_rewritten_tree_in_one_pass(
     (RestrictedPython's ``copy_locations``, and this module's hooks): a 41 KB program of
     nested displays took 10 s to compile. One pass places the tree, whatever it holds."""
     walked: list[int] = []  # the nodes each call walks
-    real = ast.fix_missing_locations
+    real = compiler.place_missing
 
     def counted(node: ast.AST) -> ast.AST:
         walked.append(sum(1 for _ in ast.walk(node)))
         return real(node)
 
-    monkeypatch.setattr(ast, "fix_missing_locations", counted)
+    monkeypatch.setattr(ast, "fix_missing_locations", counted)  # in case it comes back
+    monkeypatch.setattr(compiler, "place_missing", counted)
     source = (
         "a = [1]\nb = {1}\nv = "
         + "[*a, *a, {x for x in b}, " * 30
@@ -225,6 +227,31 @@ def test_compiling_places_the_rewritten_tree_in_one_pass(
     # that prints); walked per rewritten node, it was 30 times the tree
     assert sum(walked) < 1.2 * max(walked), walked
     assert code.co_filename == policy.FILENAME  # compile() took it: every node is placed
+
+
+def _rewritten(source: str) -> ast.AST:
+    """The tree as the policy rewrites it, not yet placed."""
+    transformer = compiler.SandboxTransformer([], [], {})
+    return transformer.visit(compiler._parse(source))  # type: ignore[no-any-return]
+
+
+def test_placing_the_rewritten_tree_is_what_fix_missing_locations_does() -> None:
+    """``place_missing`` is a faster ``ast.fix_missing_locations``: on every program of the
+    corpora, rewritten by the policy, both place every node at the same position (a line
+    number is what a program's error reports)."""
+    sources = [case["code"] for case in load_json("sandbox_legit.json")]
+    sources += [case["program"] for case in load_jsonl("pal_programs_gsmhard.jsonl")[:300]]
+    sources.append("x = f'{1:>{2}}' + f'{3!r}'\nclass C:\n    def f(self):\n        self.a += 1\n")
+    compared = 0
+    for source in sources:
+        try:
+            ours, theirs = _rewritten(source), _rewritten(source)
+        except SyntaxError:
+            continue
+        expected = ast.dump(ast.fix_missing_locations(theirs), include_attributes=True)
+        assert ast.dump(compiler.place_missing(ours), include_attributes=True) == expected
+        compared += 1
+    assert compared > 300
 
 
 def test_print_sink_keeps_the_start_and_end_of_its_output() -> None:

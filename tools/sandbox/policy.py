@@ -705,9 +705,14 @@ class Guards:
             and type(name) is str
             and name[:1] != "_"
             and name not in DENIED_ATTRIBUTES
-            and not isinstance(obj, _READ_WITH_CARE_OR_HELD)
+            and not issubclass(type(obj), _READ_WITH_CARE_OR_HELD)
         ):  # ``self.balance``, ``acc.deposit``: what _getattr's first branch decides, sooner
-            # (an attribute-heavy loop ran 20-40 times CPython's time: pass FI)
+            # (an attribute-heavy loop ran 20-40 times CPython's time: pass FI). By the
+            # object's type: isinstance() also reads ``obj.__class__`` for every class it
+            # fails against (14 reads, a fifth of an attribute-heavy loop's time), which
+            # answers otherwise only for an object lying about its class, and a program's
+            # class cannot (its body may define neither ``__class__`` nor
+            # ``__getattribute__``); what its type says is what a read does anyway.
             value = getattr(obj, name)
             kind = type(value)
             if kind in _DATA:  # vet() replaces none, _library_function looks at none
@@ -724,7 +729,11 @@ class Guards:
         bound to the object: what it is given comes from the program, and only C code calling
         it through the class needs the contained method's checks. None for any other."""
         direct = self.classes.direct_methods.get(id(method.__func__))
-        if direct is None or direct[0] is not method.__func__ or isinstance(method.__self__, type):
+        if (
+            direct is None
+            or direct[0] is not method.__func__
+            or issubclass(type(method.__self__), type)  # (by type: see getattr)
+        ):
             return None
         return types.MethodType(direct[1], method.__self__)
 
@@ -733,7 +742,7 @@ class Guards:
             type(name) is str
             and name[:1] != "_"
             and name not in DENIED_ATTRIBUTES
-            and not isinstance(obj, _READ_WITH_CARE)
+            and not issubclass(type(obj), _READ_WITH_CARE)  # (by type: see getattr)
         ):  # ``self.v``, ``out.append``: every check below but vet() would pass it as it is
             value = getattr(obj, name) if default is _MISSING else getattr(obj, name, default)
             return self._library_function(obj, name, value, self.vet(value))

@@ -3921,6 +3921,16 @@ PRIVATE_ELSEWHERE = {
         "super(collections.OrderedDict, d).__setitem__('x', 1)"
     ),
     "getattribute_alias": "class A:\n    __getattribute__ = getattr",
+    # Guards.getattr decides by type(obj), not isinstance(), which also asks obj.__class__:
+    # the two differ only for an object that lies about its class, and a program's cannot
+    "class_property": (
+        "class A:\n    @property\n    def __class__(self):\n        return ValueError"
+    ),
+    "class_in_a_body": "class A:\n    __class__ = ValueError",
+    "getattribute_defined": (
+        "class A:\n    def __getattribute__(self, name):\n        return ValueError"
+    ),
+    "class_set_later": "class A:\n    pass\nsetattr(A, '__class__', property(lambda s: int))",
     "fraction_register": (
         "from fractions import Fraction\nclass U:\n    pass\nFraction.register(U)"
     ),

@@ -39,7 +39,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable
 from types import FunctionType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
 _TRUE_LENGTH = frozenset({list, tuple, str, bytes, bytearray})  # read by their length in C
@@ -62,6 +62,7 @@ _VALUES = _FAST | frozenset(
         datetime.timedelta,
     }
 )
+_Converted = TypeVar("_Converted")
 TYPE_MRO: Any = type.__dict__["__mro__"]  # read past any class's own names
 _TYPE_NAME: Any = type.__dict__["__name__"]
 _TYPE_DICT: Any = type.__dict__["__dict__"]
@@ -370,6 +371,19 @@ class Arithmetic:
             if factor:
                 self.check_items(length * factor, "decoded text" if decoding else "encoded text")
         return encoding, errors
+
+    def converted(self, made: _Converted) -> _Converted:
+        """What an encode or decode made, counted once made. A plain codec writes at most
+        four bytes a character, which ``codec_arguments`` leaves to the memory limit, but one
+        conversion's output is the next one's input: utf-32, latin-1, utf-32 made 16 times
+        the item limit with ok=True (red-team pass FR)."""
+        kind: Any = type(made)
+        if kind is not str and kind is not bytes and kind is not bytearray:
+            return made
+        length: int = kind.__len__(cast(Any, made))
+        if length > self.max_items:
+            self.check_items(length, "text" if kind is str else "encoded text")
+        return made
 
     def pow(self, base: Any, exp: Any, mod: Any = None) -> Any:
         if mod is not None:

@@ -1184,9 +1184,13 @@ class Guards:
                 unbound = getattr(re.Match, method_name)
                 return lambda *args, **kwargs: self._groups(unbound, owner, args, kwargs)
             if method_name == "encode" and isinstance(owner, str):
-                return lambda *args, **kwargs: value(*self._encoding(owner, args, kwargs))
+                return lambda *args, **kwargs: self.arith.converted(
+                    value(*self._encoding(owner, args, kwargs))
+                )
             if method_name == "decode" and isinstance(owner, (bytes, bytearray)):
-                return lambda *args, **kwargs: value(*self._decoding(owner, args, kwargs))
+                return lambda *args, **kwargs: self.arith.converted(
+                    value(*self._decoding(owner, args, kwargs))
+                )
             if method_name in ("extend", "extendleft") and isinstance(owner, _GROWABLE):
                 return self.grown(owner, value)
             if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
@@ -1278,10 +1282,14 @@ class Guards:
         if dropping is not None and dropping is value:  # list.pop(l), deque.clear(d) ...
             return self.keeping_unbound(value, dropping.__name__ not in ADDING_METHODS)
         if value is _STR_ENCODE:  # str.encode(s, ...), unbound
-            return lambda text, *args, **kwargs: value(text, *self._encoding(text, args, kwargs))
+            return lambda text, *args, **kwargs: self.arith.converted(
+                value(text, *self._encoding(text, args, kwargs))
+            )
         decodes = _DECODES.get(id(value))
         if decodes is not None and decodes is value:  # bytes.decode(b, ...), unbound
-            return lambda data, *args, **kwargs: value(data, *self._decoding(data, args, kwargs))
+            return lambda data, *args, **kwargs: self.arith.converted(
+                value(data, *self._decoding(data, args, kwargs))
+            )
         joins = _JOINS.get(id(value))
         if joins is not None and joins is value:  # str.join(sep, items), unbound
             return lambda sep, iterable: value(sep, self._join_pieces(sep, iterable))

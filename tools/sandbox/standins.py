@@ -2412,7 +2412,7 @@ class Classes:
             encoding, errors = self.arith.codec_arguments(
                 str.__len__(source), args, kwargs, decoding=False
             )
-            return real(source, encoding, errors)
+            return self.arith.converted(real(source, encoding, errors))
         if (
             args
             or kwargs
@@ -2470,7 +2470,7 @@ class Classes:
         except TypeError:
             length = 0  # not bytes: str's own TypeError
         encoding, errors = self.arith.codec_arguments(length, (), bound.arguments, decoding=True)
-        return make(source, encoding, errors)
+        return self.arith.converted(make(source, encoding, errors))
 
     def _str(self, *args: Any, **kwargs: Any) -> str:
         if len(args) == 1 and not kwargs:  # str(x), in every other loop: one frame less

@@ -2431,7 +2431,7 @@ CAUGHT_MESSAGES = {
     "except ValueError as e:\n    m = e.args[0]\nresult = len(m)",
     "float": "try:\n    float('\\U000e0000' * 10_000_000)\nexcept ValueError as e:\n"
     "    m = e.args[0]\nresult = len(m)",
-    "regex_group_name": "import re\ntry:\n    re.compile('(?P<' + 'a-' * 5_000_000 + '>x)')\n"
+    "regex_group_name": "import re\ntry:\n    re.compile('(?P<' + '\\x01' * 3_000_000 + '>x)')\n"
     "except re.error as e:\n    m = e.msg\nresult = len(m)",
     "an_exit": "class C:\n    def __enter__(self):\n        return self\n"
     "    def __exit__(self, t, v, tb):\n        self.m = v.args[0]\n        return True\n"
@@ -3222,6 +3222,27 @@ SIZE_BOMBS.update(
         "range_sliced_by_itemgetter": (
             "import operator\nr = range(0, 1, 10 ** 9999)\nfor i in range(3):\n"
             "    r = operator.itemgetter(slice(None, None, -r.step))(r)"
+        ),
+        # Pass FR: CPython grows a local ``s = s + "literal"`` in place, in linear time, and a
+        # literal term was left unchecked (360M characters in 0.24 s); a string literal's sum
+        # is checked now, as any sum with no number literal is
+        "string_grown_in_place_by_a_literal": (
+            "def solution():\n    s = ''\n    for i in range(300):\n"
+            f"        s = s + '{'x' * 40_000}'\n    return len(s)\nresult = solution()"
+        ),
+        "string_grown_by_a_literal_on_the_left": (
+            "def solution():\n    s = ''\n    for i in range(300):\n"
+            f"        s = '{'x' * 40_000}' + s\n    return len(s)\nresult = solution()"
+        ),
+        # Pass FR: plain codecs (at most four bytes a character) were left to the memory
+        # limit, and they chain: utf-32, latin-1, utf-32 made 16 times the item limit
+        "encodes_chained": (
+            "s = 'a' * 3_000_000\n"
+            "result = len(s.encode('utf-32').decode('latin-1').encode('utf-32'))"
+        ),
+        "encodes_chained_unbound_and_by_constructor": (
+            "s = 'a' * 3_000_000\nb = bytes(s, 'utf-32')\nt = str(b, 'latin-1')\n"
+            "result = len(str.encode(t, 'utf-32'))"
         ),
     }
 )

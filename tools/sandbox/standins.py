@@ -2371,11 +2371,13 @@ class Classes:
 
     # -- type() ----------------------------------------------------------------------------
 
-    def safe_type(self, obj: Any, *more: Any) -> Any:
+    def safe_type(self, *args: Any, **kwargs: Any) -> Any:
         """``type(x)``; the three-argument form (class creation past the guards) is refused."""
-        if more:
+        if len(args) == 3 or kwargs:
             raise SandboxSecurityError("type() with three arguments is not available")
-        return self.safe_class(type(obj))
+        if len(args) != 1:
+            raise TypeError("type() takes 1 or 3 arguments")
+        return self.safe_class(type(args[0]))
 
     def safe_class(self, cls: type) -> Any:
         """What the program holds for the class ``cls``: itself (its own, or a safe one), its
@@ -2383,8 +2385,8 @@ class Classes:
         stand_in = self.stand_in(cls)
         if stand_in is not cls:
             return stand_in
-        if cls is StandIn:  # type(int) of the program's int: a class, whose type is type
-            return self.type
+        if cls is StandIn or cls is type:  # type(int), type(C) of a class of the program's
+            return self.type  # (a token named "type" made type(C) is type False: pass FR)
         if self.is_user_class(cls) or self._safe.get(id(cls)) is cls:
             return cls
         entry = self._tokens.get(id(cls))

@@ -369,6 +369,20 @@ async def test_a_base_s_special_method_aliased_in_a_class_body_binds(sandbox: Sa
     assert res.value == [True, 2, "m", True, 3, True], res
 
 
+async def test_the_type_of_a_program_s_class_is_type(sandbox: Sandbox) -> None:
+    """Pass FR: ``type(C)`` of the program's own class was a token named ``type``, so
+    ``type(x) is type``, the usual test for "a class", was False for every class it made;
+    and ``type()`` with no argument named the sandbox's own method in its error."""
+    res = await sandbox.run(
+        "class C:\n    pass\nclass D(dict):\n    pass\nclass E(Exception):\n    pass\n"
+        "out = [type(k) is type for k in (C, D, E, int)] + [type(C()) is type]\n"
+        "out += [type(type(C)) is type, isinstance(C, type(C)), type(C)('x') is str]\n"
+        "try:\n    type()\nexcept TypeError as e:\n    out.append(str(e))\nresult = out"
+    )
+    expected = [True, True, True, True, False, True, True, True, "type() takes 1 or 3 arguments"]
+    assert res.value == expected, res
+
+
 async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox) -> None:
     """The differential pass EH: ``sys.stdout.reconfigure(encoding="utf-8")``, a common first
     line, and ``.buffer``/``.encoding`` were missing; ``"%(k)s" % a_tuple`` raised KeyError

@@ -685,6 +685,9 @@ def _int_flags(func: Callable[..., Any], position: int) -> Callable[..., Any]:
         flags = _exact(args[position] if len(args) > position else kwargs.get("flags", 0))
         if type(flags) is not int and type(flags) is not bool:
             raise TypeError(f"flags must be an int, not {type(flags).__name__}")
+        if flags & re.DEBUG:  # (by number: the view has no DEBUG) re's own print writes
+            # its dump to the process's stdout, not the run's output (pass FR)
+            raise SandboxSecurityError("re.DEBUG is not available in the sandbox")
         return func(*args, **kwargs)
 
     call.__name__ = func.__name__

@@ -383,6 +383,18 @@ async def test_the_type_of_a_program_s_class_is_type(sandbox: Sandbox) -> None:
     assert res.value == expected, res
 
 
+async def test_re_debug_is_refused_not_lost(sandbox: Sandbox) -> None:
+    """Pass FR: ``re.compile(p, 128)`` (``re.DEBUG`` by number: the view has no such name)
+    printed re's dump to the process's own stdout, which is not the run's output: the
+    program's output lost it without a word. It is refused, with the other flags as they
+    were."""
+    res = await sandbox.run(
+        "import re\ntry:\n    re.compile('xyz', 128)\nexcept Exception as e:\n"
+        "    out = [str(e)]\nresult = out + [re.findall('a', 'aA', re.I | re.M)]"
+    )
+    assert res.value == ["re.DEBUG is not available in the sandbox", ["a", "A"]], res
+
+
 async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox) -> None:
     """The differential pass EH: ``sys.stdout.reconfigure(encoding="utf-8")``, a common first
     line, and ``.buffer``/``.encoding`` were missing; ``"%(k)s" % a_tuple`` raised KeyError

@@ -854,6 +854,12 @@ def _without_leading_zeros(source: str, exc: SyntaxError) -> str | None:
     return source[:at] + str(int(literal.group().replace("_", ""))) + source[literal.end() :]
 
 
+def _located(exc: SyntaxError) -> str:
+    """A syntax error's message, after its line when it has one (a NUL byte has none: it
+    read "line None: ...", pass FS)."""
+    return exc.msg if exc.lineno is None else f"line {exc.lineno}: {exc.msg}"
+
+
 def compile_program(
     source: str,
     max_nesting: int,
@@ -865,7 +871,7 @@ def compile_program(
     try:
         tree = _parse(source)
     except SyntaxError as exc:
-        raise CompileRefused("SyntaxError", f"line {exc.lineno}: {exc.msg}") from None
+        raise CompileRefused("SyntaxError", _located(exc)) from None
     except ValueError as exc:  # e.g. null bytes in the source
         raise CompileRefused("SyntaxError", str(exc)) from None
     except (RecursionError, MemoryError, OverflowError) as exc:
@@ -900,4 +906,4 @@ def compile_program(
             "SyntaxError", f"program too complex to compile ({type(exc).__name__})", "nesting"
         ) from None
     except SyntaxError as exc:  # e.g. 'return' outside function, found by the compiler
-        raise CompileRefused("SyntaxError", f"line {exc.lineno}: {exc.msg}") from None
+        raise CompileRefused("SyntaxError", _located(exc)) from None

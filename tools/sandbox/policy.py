@@ -1919,7 +1919,8 @@ class _WriteRefused:
         self._item_refused("__delitem__", "doesn't support item deletion")
 
     def _item_refused(self, method: str, cpython_says: str) -> None:
-        if isinstance(self._target, _VALUES) and not hasattr(type(self._target), method):
+        read_only = isinstance(self._target, (*_VALUES, types.MappingProxyType))  # vars(C)
+        if read_only and not hasattr(type(self._target), method):  # (pass FS)
             raise TypeError(f"'{type(self._target).__name__}' object {cpython_says}")
         self._refuse()
 

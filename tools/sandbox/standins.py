@@ -2385,8 +2385,10 @@ class Classes:
         stand_in = self.stand_in(cls)
         if stand_in is not cls:
             return stand_in
-        if cls is StandIn or cls is type:  # type(int), type(C) of a class of the program's
-            return self.type  # (a token named "type" made type(C) is type False: pass FR)
+        if cls is StandIn or cls is type or cls is TypeToken:  # type(int), type(C) of a
+            # class of the program's, type(type(C)) of one with an ABC base: a class, whose
+            # type is type (a token named "type" made type(C) is type False: passes FR, FS)
+            return self.type
         if self.is_user_class(cls) or self._safe.get(id(cls)) is cls:
             return cls
         entry = self._tokens.get(id(cls))

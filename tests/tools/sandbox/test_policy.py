@@ -78,6 +78,17 @@ def test_deep_programs_are_refused_cheaply() -> None:
         assert info.value.limit == "nesting"
 
 
+def test_a_syntax_error_without_a_line_says_none() -> None:
+    """Pass FS: a NUL byte in the source has no line number, and was reported as
+    "line None: source code string cannot contain null bytes"."""
+    with pytest.raises(compiler.CompileRefused) as refused:
+        compiler.compile_program("x = 1\0\n", 100)
+    assert "None" not in str(refused.value) and "null bytes" in str(refused.value)
+    with pytest.raises(compiler.CompileRefused) as refused:
+        compiler.compile_program("x = (\n", 100)
+    assert str(refused.value).startswith("line 1: "), refused.value
+
+
 def test_allowed_features_compile() -> None:
     source = (
         "class A:\n    def __init__(self):\n        self.x = 1\n    def __repr__(self):\n"

@@ -428,6 +428,23 @@ class Arithmetic:
             return difference
         return self.checked_number(a - b)
 
+    def room(self, operand: Any, added: int) -> Any:
+        """``operand`` itself, once a sequence of it has room for ``added`` more items:
+        ``s + "literal"`` is compiled to ``_room_(s, len) + "literal"``, Python's own ``+``,
+        which CPython grows in place when ``s`` is a local stored again (through the checked
+        ``_add_``, a loop of 200k steps took 0.9 s, 14 ms before: differential pass FT; with
+        no check, one made 360M characters in 0.24 s: red-team pass FR)."""
+        length = exact_len(operand)
+        if length is not None and length + added > self.max_items:
+            self.check_items(length + added, type(operand).__name__)
+        return operand
+
+    def adding(self, target: Any, literal: Any) -> Any:
+        """``literal`` itself, once ``target`` has room for it: ``s += "literal"`` is
+        compiled to ``s += _adding_(s, "literal")``, Python's own ``+=`` (see :meth:`room`)."""
+        self.room(target, len(literal))
+        return literal
+
     def checked_int(self, number: int) -> int:
         """An exact int made by adding: refused past the limit."""
         if number.bit_length() > self.max_bits:

@@ -2454,6 +2454,8 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_apply_": arith.apply,
         "_sized_": arith.sized,
         "_add_": arith.add,
+        "_room_": arith.room,
+        "_adding_": arith.adding,
         "_sub_": arith.sub,
         "_pow_": arith.pow,
         "_mul_": arith.mul,

@@ -3230,6 +3230,14 @@ SIZE_BOMBS.update(
             "def solution():\n    s = ''\n    for i in range(300):\n"
             f"        s = s + '{'x' * 40_000}'\n    return len(s)\nresult = solution()"
         ),
+        "string_grown_in_place_by_an_augmented_literal": (
+            "def solution():\n    s = ''\n    for i in range(300):\n"
+            f"        s += '{'x' * 40_000}'\n    return len(s)\nresult = solution()"
+        ),
+        "list_grown_by_an_augmented_string_literal": (
+            "def solution():\n    s = []\n    for i in range(300):\n"
+            f"        s += '{'x' * 40_000}'\n    return len(s)\nresult = solution()"
+        ),
         "string_grown_by_a_literal_on_the_left": (
             "def solution():\n    s = ''\n    for i in range(300):\n"
             f"        s = '{'x' * 40_000}' + s\n    return len(s)\nresult = solution()"

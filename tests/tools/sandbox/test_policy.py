@@ -108,10 +108,13 @@ def hooks_called(source: str) -> set[str]:
 
 def test_what_cannot_grow_is_left_to_python() -> None:
     """A name moved by a number literal and a floor division by an int literal are Python's
-    own operators; everything else that may grow goes through its hook."""
+    own operators; everything else that may grow goes through a hook."""
     assert hooks_called("n = 7\nn += 1\nn -= 0.5\nm = n // 2") == set()
     assert hooks_called("n = 7\nn += n") == {"_inplacevar_"}
-    assert hooks_called("s = 'a'\ns += 'b'") == {"_inplacevar_"}
+    # a string literal: Python's own + and +=, beside a check of room for it (pass FT)
+    assert hooks_called("s = 'a'\ns += 'b'") == {"_adding_"}
+    assert hooks_called("s = 'a'\ns = s + 'b'\ns = 'c' + s") == {"_room_"}
+    assert hooks_called("s = 'a'\ns += s") == {"_inplacevar_"}
     assert hooks_called("n = 7\nn *= 2") == {"_inplacevar_"}
     assert hooks_called("n = 7\nm = n // n") == {"_floordiv_"}
     assert hooks_called("n = 7\nm = n / 2") == {"_truediv_"}

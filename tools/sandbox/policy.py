@@ -651,11 +651,20 @@ class _BaseSpecialMethod:
         obj = args[0]
         mro = type(obj).__mro__
         guards = self._guards
-        if not guards.classes.is_user_class(type(obj)) or not any(cls is base for cls in mro):
+        if not guards.classes.is_user_class(type(obj)):
             raise SandboxSecurityError(
                 f"{base.__name__}.{name}() takes an object of the program's own subclass of "
                 f"{base.__name__} (as super().{name}() does)"
             )
+        if not any(cls is base for cls in mro):
+            # what CPython's slot wrapper takes: an instance of the class that defines it
+            # (``int.__str__`` is ``object.__str__``, which any object takes: pass FT)
+            base = next(cls for cls in base.__mro__ if name in vars(cls))
+            if not any(cls is base for cls in mro):
+                raise TypeError(
+                    f"descriptor {name!r} requires a {base.__name__!r} object but received a "
+                    f"{type(obj).__name__!r}"
+                )
         index = next(i for i, cls in enumerate(mro) if cls is base)
         for cls in mro[1:index]:  # what the call passes over (pass FL: a ValueError subclass's
             # Exception.__init__(self, msg) was refused): no class whose methods are guarded

@@ -328,10 +328,22 @@ async def test_a_library_base_s_special_method_called_on_the_program_s_object(
         # order behind, as CPython does: OD([]) after od['a'] = 1)
         "import collections\nclass O(collections.OrderedDict):\n    pass\n"
         "dict.__setitem__(O(), 'a', 1)",
-        "class C:\n    pass\nint.__init__(C())",  # not one of its bases
     ):
         res = await sandbox.run(call)
         assert res.error_kind == "SecurityError", (call, res)
+    # not one of its bases: CPython's own TypeError, unless the class that defines the
+    # method is one (``int.__init__`` is ``object.__init__``, ``int.__str__`` ``object``'s:
+    # pass FT)
+    res = await sandbox.run("class C:\n    pass\ndict.__setitem__(C(), 1, 2)")
+    assert res.error_kind == "TypeError", res
+    assert "descriptor '__setitem__' requires a 'dict' object but received a 'C'" in str(
+        res.error
+    ), res
+    res = await sandbox.run(
+        "class C:\n    __str__ = int.__str__\n    def __repr__(self):\n        return 'C!'\n"
+        "int.__init__(C())\nresult = str(C())"
+    )
+    assert res.value == "C!", res
     res = await sandbox.run("class C(int):\n    pass\nresult = int.__add__(C(2), 10 ** 9999)")
     assert res.error_kind == "SecurityError", res  # what super() does not give stays refused
     res = await sandbox.run("Exception.__init__()")

@@ -2373,9 +2373,9 @@ class Classes:
 
     def safe_type(self, *args: Any, **kwargs: Any) -> Any:
         """``type(x)``; the three-argument form (class creation past the guards) is refused."""
-        if len(args) == 3 or kwargs:
+        if len(args) == 3:
             raise SandboxSecurityError("type() with three arguments is not available")
-        if len(args) != 1:
+        if len(args) != 1 or kwargs:  # (type(object=1): CPython's own error, pass FT)
             raise TypeError("type() takes 1 or 3 arguments")
         return self.safe_class(type(args[0]))
 

@@ -392,10 +392,11 @@ async def test_the_type_of_a_program_s_class_is_type(sandbox: Sandbox) -> None:
         "import collections.abc\nclass Bag(collections.abc.Sized):\n"
         "    def __len__(self):\n        return 0\n"
         "out += [type(Bag).__name__, type(type(Bag)) is type]\n"  # (pass FS: TypeToken)
-        "try:\n    type()\nexcept TypeError as e:\n    out.append(str(e))\nresult = out"
+        "try:\n    type()\nexcept TypeError as e:\n    out.append(str(e))\n"
+        "try:\n    type(object=1)\nexcept TypeError as e:\n    out.append(str(e))\nresult = out"
     )
     expected = [True, True, True, True, False, True, True, True, "ABCMeta", True]
-    expected.append("type() takes 1 or 3 arguments")
+    expected += ["type() takes 1 or 3 arguments"] * 2  # (pass FT: type(object=1))
     assert res.value == expected, res
 
 

@@ -107,12 +107,13 @@ def _is_text_literal(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) in (str, bytes)
 
 
-def _room_for(operand: ast.expr, literal: ast.expr) -> ast.expr:
-    """``_room_(operand, len(literal))``, placed where ``operand`` was."""
-    length = len(cast(Any, literal).value)
-    call = ast.Call(
-        func=ast.Name("_room_", ast.Load()), args=[operand, ast.Constant(length)], keywords=[]
-    )
+def _room_for(operand: ast.expr, literal: ast.expr, literal_first: bool) -> ast.expr:
+    """``_room_(operand, literal, literal_first)``, placed where ``operand`` was."""
+    text = ast.Constant(cast(Any, literal).value)
+    args: list[ast.expr] = [operand, ast.copy_location(text, literal)]
+    if literal_first:
+        args.append(ast.copy_location(ast.Constant(True), literal))
+    call = ast.Call(func=ast.Name("_room_", ast.Load()), args=args, keywords=[])
     return ast.copy_location(call, operand)
 
 
@@ -684,9 +685,9 @@ class SandboxTransformer(RestrictingNodeTransformer):
             # ``s + "literal"``: Python's own ``+``, which CPython grows in place, after a
             # check that ``s`` has room for the literal (``Arithmetic.room``)
             if _is_text_literal(node.right):
-                node.left = _room_for(node.left, node.right)
+                node.left = _room_for(node.left, node.right, literal_first=False)
             else:
-                node.right = _room_for(node.right, node.left)
+                node.right = _room_for(node.right, node.left, literal_first=True)
             return node
         call = ast.Call(func=ast.Name(hook, ast.Load()), args=[node.left, node.right], keywords=[])
         # placed as the operator was; its operands are placed already and not walked again

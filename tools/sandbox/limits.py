@@ -428,22 +428,50 @@ class Arithmetic:
             return difference
         return self.checked_number(a - b)
 
-    def room(self, operand: Any, added: int) -> Any:
-        """``operand`` itself, once a sequence of it has room for ``added`` more items:
-        ``s + "literal"`` is compiled to ``_room_(s, len) + "literal"``, Python's own ``+``,
-        which CPython grows in place when ``s`` is a local stored again (through the checked
-        ``_add_``, a loop of 200k steps took 0.9 s, 14 ms before: differential pass FT; with
-        no check, one made 360M characters in 0.24 s: red-team pass FR)."""
-        length = exact_len(operand)
-        if length is not None and length + added > self.max_items:
-            self.check_items(length + added, type(operand).__name__)
+    def room(self, operand: Any, literal: Any, literal_first: bool = False) -> Any:
+        """``operand`` itself, once it has room for ``literal`` where the builtin's own ``+``
+        will join them: ``s + "literal"`` is compiled to ``_room_(s, "literal") + "literal"``,
+        Python's own ``+``, which CPython grows in place when ``s`` is a local stored again
+        (through the checked ``_add_``, a loop of 200k steps took 0.9 s, 14 ms before:
+        differential pass FT; with no check, one made 360M characters in 0.24 s: red-team
+        pass FR). Where the program's own ``__add__`` (``__radd__``, ``literal_first``)
+        answers, or the types do not add, what Python does is left as it is (pass FU: a
+        10M-item subclass's ``__add__`` answered); one that answers ``NotImplemented`` hands
+        the builtin one step, whose exact result is checked at the next."""
+        kind = type(operand)
+        if kind is str or kind is bytes:  # every loop's case: one test
+            if type(literal) is kind and kind.__len__(operand) + len(literal) > self.max_items:
+                self.check_items(kind.__len__(operand) + len(literal), kind.__name__)
+            return operand
+        for text in (str, bytes):
+            if type(literal) is text and issubclass(kind, text):
+                if literal_first:
+                    joins = class_attribute(kind, "__radd__") is None  # (str has none)
+                else:
+                    joins = class_attribute(kind, "__add__") is vars(text)["__add__"]
+                if joins:
+                    self._room_for(text.__len__(operand), len(literal), text.__name__)
         return operand
 
     def adding(self, target: Any, literal: Any) -> Any:
-        """``literal`` itself, once ``target`` has room for it: ``s += "literal"`` is
-        compiled to ``s += _adding_(s, "literal")``, Python's own ``+=`` (see :meth:`room`)."""
-        self.room(target, len(literal))
+        """``literal`` itself, once ``target`` has room for it where the builtin's own ``+=``
+        will add it: ``s += "literal"`` is compiled to ``s += _adding_(s, "literal")``,
+        Python's own ``+=`` (see :meth:`room`); a list or deque takes a string's items."""
+        kind = type(target)
+        if kind is str or kind is bytes:
+            self.room(target, literal)
+            return literal
+        for grown in (list, collections.deque):
+            if issubclass(kind, grown):
+                if class_attribute(kind, "__iadd__") is vars(grown)["__iadd__"]:
+                    self._room_for(grown.__len__(target), len(literal), grown.__name__)
+                return literal
+        self.room(target, literal)
         return literal
+
+    def _room_for(self, length: int, added: int, what: str) -> None:
+        if length + added > self.max_items:
+            self.check_items(length + added, what)
 
     def checked_int(self, number: int) -> int:
         """An exact int made by adding: refused past the limit."""

@@ -3238,6 +3238,10 @@ SIZE_BOMBS.update(
             "def solution():\n    s = []\n    for i in range(300):\n"
             f"        s += '{'x' * 40_000}'\n    return len(s)\nresult = solution()"
         ),
+        "list_subclass_grown_by_an_augmented_string_literal": (
+            "class L(list):\n    pass\ndef solution():\n    s = L()\n    for i in range(300):\n"
+            f"        s += '{'x' * 40_000}'\n    return len(s)\nresult = solution()"
+        ),
         "string_grown_by_a_literal_on_the_left": (
             "def solution():\n    s = ''\n    for i in range(300):\n"
             f"        s = '{'x' * 40_000}' + s\n    return len(s)\nresult = solution()"

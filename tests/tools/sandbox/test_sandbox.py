@@ -436,6 +436,28 @@ async def test_a_string_built_by_a_literal_at_a_time_is_python_s_own(sandbox: Sa
     ], res
 
 
+async def test_a_literal_s_room_is_checked_only_where_the_builtin_adds(
+    sandbox: Sandbox,
+) -> None:
+    """Pass FU: the room check of ``s + "literal"`` ran before the program's own
+    ``__add__``, ``__radd__`` or ``__iadd__``, and before a tuple's TypeError: at the item
+    limit, each gave a SizeLimit where CPython answers."""
+    res = await sandbox.run(
+        "class P(str):\n    def __add__(self, o):\n        return 'short'\n"
+        "    def __radd__(self, o):\n        return 'short'\n"
+        "class L(list):\n    def __iadd__(self, o):\n        return 'ignored'\n"
+        "big = P('x' * 10_000_000)\nl = L([0] * 10_000_000)\nl += 'y'\n"
+        "t = (0,) * 10_000_000\ntry:\n    t += 'y'\nexcept TypeError as e:\n    err = str(e)\n"
+        "result = [big + 'y', 'y' + big, l, err]"
+    )
+    assert res.value == [
+        "short",
+        "short",
+        "ignored",
+        'can only concatenate tuple (not "str") to tuple',
+    ], res
+
+
 async def test_what_scripts_ask_of_stdout_and_errors_they_catch(sandbox: Sandbox) -> None:
     """The differential pass EH: ``sys.stdout.reconfigure(encoding="utf-8")``, a common first
     line, and ``.buffer``/``.encoding`` were missing; ``"%(k)s" % a_tuple`` raised KeyError

@@ -262,7 +262,9 @@ async def test_slow_provider_is_bounded_by_the_total_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(ToolUnavailable, match=r"no answer within 0.1 s"):
         await tool.run("q")
-    assert time.monotonic() - started < 1
+    # well short of the provider's 5 s; not 1 s, which a loaded machine's full suite once
+    # took (1.36 s in a fresh-clone run of 2026-12-04): the test is of the bound, not speed
+    assert time.monotonic() - started < 4
 
 
 async def test_calls_are_spaced_and_a_long_queue_is_refused(fake_time: FakeTime) -> None:

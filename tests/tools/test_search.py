@@ -425,7 +425,7 @@ async def test_searxng_slow_server_is_cut_by_the_real_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(ToolUnavailable):
         await tool.run("q")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 4  # the server's 5 s is what the bound must beat
 
 
 @pytest.mark.parametrize("url", ["", "searx.local", "ftp://searx.local", "http://"])
@@ -494,7 +494,7 @@ async def test_duckduckgo_hung_call_times_out_and_threads_are_capped() -> None:
         started = time.monotonic()
         with pytest.raises(ToolUnavailable, match=r"did not answer within 0.1 s"):
             await provider.search("q", 5)
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 4  # a hung call never answers: the bound is it
         with pytest.raises(ToolUnavailable, match="still running"):  # the hung one holds the slot
             await provider.search("q", 5)
     finally:

@@ -11,9 +11,11 @@ import json
 import os
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 from unittest import mock
 
 import pytest
+import RestrictedPython.transformer
 
 from tests.corpora import load_json, load_jsonl
 from tools.sandbox import child, compiler, policy, values
@@ -266,6 +268,60 @@ def test_placing_the_rewritten_tree_is_what_fix_missing_locations_does() -> None
         assert ast.dump(compiler.place_missing(ours), include_attributes=True) == expected
         compared += 1
     assert compared > 300
+
+
+def _rewrite_outcome(source: str, max_depth: int = 100) -> tuple[str, list[str]]:
+    errors: list[str] = []
+    transformer = compiler.SandboxTransformer(errors, [], {})
+    transformer.max_depth = max_depth
+    try:
+        tree = compiler._parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return "not parsed", errors
+    try:
+        tree = transformer.visit(tree)
+    except compiler._TooDeep:
+        return "too deep", errors
+    return ast.dump(tree, include_attributes=True), errors
+
+
+def test_the_fast_contents_visit_rewrites_as_generic_visit_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``node_contents_visit`` keeps the leaves whose visit changes nothing (``Load``, an
+    operator) without visiting them: on every program of the corpora the rewritten tree and
+    the errors are those of RestrictedPython's own (``ast.NodeTransformer.generic_visit``),
+    and a program nested one level too deep is refused at the same depth, its deepest node a
+    leaf or not."""
+    sources = [case["code"] for case in load_json("sandbox_legit.json")]
+    sources += [case["program"] for case in load_jsonl("pal_programs_gsmhard.jsonl")[:300]]
+    sources += [case["code"] for case in load_json("sandbox_attacks_dev.json")][:200]
+    deep = ["x = " + "-(" * n + "y" + ")" * n for n in range(8, 20)]
+    deep += ["del " + "a." * n + "b" for n in range(8, 20)]
+    deep += [
+        "if a:\n" + "".join("    " * i + "while b:\n" for i in range(1, n)) + "    " * n + "pass\n"
+        for n in range(5, 12)
+    ]
+    fast = [_rewrite_outcome(s) for s in sources] + [_rewrite_outcome(s, 16) for s in deep]
+    original = RestrictedPython.transformer.RestrictingNodeTransformer.node_contents_visit
+    monkeypatch.setattr(compiler.SandboxTransformer, "node_contents_visit", original)
+    slow = [_rewrite_outcome(s) for s in sources] + [_rewrite_outcome(s, 16) for s in deep]
+    assert fast == slow
+    assert sum(outcome == "too deep" for outcome, _ in slow) >= 10
+    assert sum(outcome != "too deep" for outcome, _ in slow[len(sources) :]) >= 5
+
+
+def test_a_leaf_whose_visitor_does_something_is_visited() -> None:
+    class Refusing(compiler.SandboxTransformer):
+        def visit_Store(self, node: ast.AST) -> Any:
+            self.error(node, "no stores")
+            return node
+
+    assert ast.Store in compiler._leaves_passed_through(compiler.SandboxTransformer)
+    assert ast.Store not in compiler._leaves_passed_through(Refusing)
+    errors: list[str] = []
+    Refusing(errors, [], {}).visit(ast.parse("x = 1"))
+    assert errors
 
 
 def test_print_sink_keeps_the_start_and_end_of_its_output() -> None:

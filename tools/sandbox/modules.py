@@ -68,6 +68,7 @@ from tools.sandbox.policy import (
     PrintSink,
     SandboxSecurityError,
     StandardStream,
+    attribute_name,
     named_like,
     shielded,
 )
@@ -128,10 +129,10 @@ def _public(module: Any, *exclude: str, names: str | None = None) -> dict[str, A
 
 
 def _attrgetter(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
-    def attrgetter(*names: str) -> Callable[[Any], Any]:
-        for name in names:
-            if type(name) is not str:
-                raise TypeError("attribute name must be a str")
+    def attrgetter(*given: str) -> Callable[[Any], Any]:
+        if not all(issubclass(type(name), str) for name in given):
+            raise TypeError("attribute name must be a string")
+        names = tuple(map(attribute_name, given))  # exact strs, read once (pass FV)
 
         def resolve(obj: Any, dotted: str) -> Any:
             for part in dotted.split("."):
@@ -159,9 +160,10 @@ def _itemgetter(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
 
 
 def _methodcaller(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
-    def methodcaller(name: str, /, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-        if type(name) is not str:
-            raise TypeError("method name must be a str")
+    def methodcaller(given: str, /, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        if not issubclass(type(given), str):
+            raise TypeError("method name must be a string")
+        name = attribute_name(given)  # the exact str, read once (pass FV)
         return lambda obj: guards.getattr(obj, name)(*args, **kwargs)
 
     return methodcaller

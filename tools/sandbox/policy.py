@@ -483,14 +483,28 @@ _COUNTED_METHODS: dict[int, tuple[Any, Callable[..., Any], inspect.Signature]] =
 }
 
 
+_TYPE_NAME = vars(type)["__name__"]  # a class's own name: no metaclass answers for it
+
+
+def attribute_name(name: object) -> str:
+    """The exact ``str`` an attribute name holds. A subclass's instance is read once as the
+    text it holds, and only that copy is checked and looked up: its ``startswith``,
+    ``__eq__`` or ``__hash__`` could lie to a check and then to the lookup (CPython's lookup
+    asks them), and an honest one (``class Field(str)``) was refused (pass FV)."""
+    if type(name) is str:
+        return name
+    if issubclass(type(name), str):
+        return str.__str__(name)
+    raise TypeError(f"attribute name must be string, not '{_TYPE_NAME.__get__(type(name))}'")
+
+
 def check_attr_name(
     name: object, obj: Any = None, classes: Classes | None = None, writing: bool = False
 ) -> str:
     """The attribute name, if the program may use it on ``obj``: no ``_`` names, except the
     readable dunders (``__name__``) and, on the program's own objects, private names (read:
     only those the program defined; written: any, on its own object)."""
-    if type(name) is not str:  # a str subclass could lie in startswith/__eq__
-        raise TypeError("attribute name must be a str")
+    name = attribute_name(name)
     if name.startswith("_"):
         if name in READABLE_DUNDERS and classes is not None:
             return name
@@ -747,6 +761,8 @@ class Guards:
         return types.MethodType(direct[1], method.__self__)
 
     def _getattr(self, obj: Any, name: Any, default: Any) -> Any:
+        if type(name) is not str:
+            name = attribute_name(name)
         if (
             type(name) is str
             and name[:1] != "_"
@@ -1066,7 +1082,8 @@ class Guards:
         """``hasattr()``; a special name (``hasattr(x, "__iter__")``, a common test of what
         an object can do) is looked up without reading it, as Python looks special methods up
         (no descriptor runs, nothing is handed out), where reading it would be refused."""
-        if type(name) is str and is_special_name(name):
+        name = attribute_name(name)
+        if is_special_name(name):
             return inspect.getattr_static(obj, name, _MISSING) is not _MISSING
         try:
             self.getattr(obj, name)

@@ -1618,7 +1618,9 @@ class Classes:
             raise SandboxSecurityError(
                 "__slots__ must be a tuple, list or dict of names in the sandbox"
             )
-        slots = tuple(slots)  # an exact tuple, iterated once
+        # an exact tuple of exact strs, iterated once: a str subclass's name is the text it
+        # holds (an honest ``class Field(str)`` was refused, pass FV)
+        slots = tuple(str.__str__(s) if issubclass(type(s), str) else s for s in slots)
         if "__slots__" in namespace:  # what was checked is what type() gets: a tuple
             namespace["__slots__"] = slots  # subclass's __iter__ answered others (pass BV)
         for slot in slots:

@@ -4695,3 +4695,37 @@ async def test_the_typing_views_overload_registers_nothing() -> None:
     with pytest.raises(NotImplementedError):
         overload(f)()
     assert typing.get_overloads(f) == []
+
+
+async def test_an_attribute_name_of_a_str_subclass_is_the_text_it_holds(box: Sandbox) -> None:
+    """Pass FV: an honest ``class Name(str)`` as an attribute name was a TypeError in
+    getattr, hasattr, setattr, attrgetter, methodcaller and ``__slots__``, where CPython
+    answers. Its text is now read once and only that copy is checked and looked up, so a
+    subclass whose ``startswith``, ``__eq__`` and ``__hash__`` lie is refused as its text."""
+    res = await box.run(
+        "import operator\nclass Name(str):\n    pass\n"
+        "class P:\n    def __init__(self):\n        self.x = 1\n    def m(self, a):\n"
+        "        return a * 2\np = P()\nsetattr(p, Name('y'), 2)\n"
+        "class C:\n    __slots__ = (Name('a'),)\nc = C()\nc.a = 5\n"
+        "result = [getattr(p, Name('x')), hasattr(p, Name('x')), p.y,\n"
+        "    getattr(p, Name('zz'), 'default'), operator.attrgetter(Name('x'))(p),\n"
+        "    operator.methodcaller(Name('m'), 4)(p), c.a, hasattr(p, Name('__init__'))]"
+    )
+    assert res.value == [1, True, 2, "default", 1, 8, 5, True], res
+    lying = (
+        "class Lie(str):\n    def startswith(self, prefix, *args):\n        return False\n"
+        "    def __eq__(self, other):\n        return True\n"
+        "    def __hash__(self):\n        return hash('x')\n"
+        "class P:\n    x = 1\n"
+    )
+    for use in (
+        "getattr(P, Lie('__subclasses__'))()",
+        "getattr((lambda: 0), Lie('__globals__'))",
+        "getattr(len, Lie('__self__'))",
+        "setattr(P(), Lie('__class__'), int)",
+        "delattr(P, Lie('__init__'))",
+    ):
+        res = await box.run(lying + f"result = {use}")
+        assert not res.ok and res.error_kind == "SecurityError", (use, res)
+    res = await box.run("result = getattr(1, 2)")
+    assert res.error == "attribute name must be string, not 'int' (line 1)", res

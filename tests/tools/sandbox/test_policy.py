@@ -136,8 +136,12 @@ def test_getattr_refuses_lying_str_subclass() -> None:
         def startswith(self, *args: object) -> bool:
             return False
 
-    with pytest.raises(TypeError):
-        GUARDS.getattr((), Liar("__class__"))
+    # read as the text it holds (pass FV): the checks and the lookup see that copy only
+    assert GUARDS.getattr((), Liar("__class__")) is GUARDS.getattr((), "__class__")
+    with pytest.raises(policy.SandboxSecurityError):
+        GUARDS.getattr(int, Liar("__subclasses__"))
+    with pytest.raises(TypeError, match="attribute name must be string, not 'int'"):
+        GUARDS.getattr((), 1)
 
 
 def test_safe_format_keeps_specs_and_refuses_dunders() -> None:

@@ -244,6 +244,9 @@ class Runner:
             if found is None:
                 return {"ok": True, "value": None, "value_repr": None}
             (value,) = found
+        # The answer's own __repr__ runs for its JSON form, then again for value_repr: what
+        # it prints is kept once, the second time (it was in the output twice, pass FR)
+        sink.muted = True
         try:
             safe = values.to_json_safe(value, self.max_output)
             if len(json.dumps(safe, ensure_ascii=False)) > self.max_output:
@@ -252,6 +255,8 @@ class Runner:
             return failure("OutputLimit", str(exc), "output")
         except OverflowError:  # the sandbox's own len() of a result: range(2 ** 70)
             return failure("OutputLimit", "result too large to return", "output")
+        finally:
+            sink.muted = False
         return {
             "ok": True,
             "value": safe,

@@ -2231,6 +2231,7 @@ class PrintSink:
         self.truncated = False  # stdout went past ``max_bytes``
         self.last_line_whole = True  # see text()
         self.overflowed = False  # past ``stop_bytes``: the run is failed
+        self.muted = False  # while the answer is read a first time: see Runner._answer
         self._tail_bytes = max_bytes // 8
         self._line_bytes = min(_CUT_LINE_BYTES, max_bytes // 4)
         # what came after the first max_bytes: its last _tail_bytes at least, as written
@@ -2245,7 +2246,7 @@ class PrintSink:
         """Add ``text`` to the output; or, not ``keep``ing it, only count it (stderr)."""
         if self.overflowed:
             raise OutputLimit(self.limit_message())
-        if not text:
+        if not text or self.muted:
             return
         room = self.stop_bytes - self.written
         # a character is one byte or more: past the room by its length, it is never encoded

@@ -133,6 +133,26 @@ async def test_the_programs_own_call_of_solution_is_the_answer(
     assert (res.ok, res.value, res.stdout) == (True, value, stdout), res
 
 
+async def test_what_the_answers_repr_prints_is_in_the_output_once(sandbox: Sandbox) -> None:
+    """Pass FR: the answer's ``__repr__`` runs for its JSON form and again for its repr, and
+    what it printed was in the output twice; the first reading is muted now."""
+    res = await sandbox.run(
+        "class V:\n    def __init__(self, n):\n        self.n = n\n"
+        "    def __repr__(self):\n        print('repr', self.n)\n        return f'V({self.n})'\n"
+        "print('before')\ndef solution():\n    return V(0)\n"
+        "if True:\n    result = [V(1), {'k': V(2)}]\n"
+    )
+    assert (res.value, res.value_repr) == ("V(0)", "V(0)"), res
+    assert res.stdout == "before\nrepr 0\n", res
+    res = await sandbox.run(
+        "class V:\n    def __init__(self, n):\n        self.n = n\n"
+        "    def __repr__(self):\n        print('repr', self.n)\n        return f'V({self.n})'\n"
+        "result = [V(1), {'k': V(2)}]\n"
+    )
+    assert res.value == ["V(1)", {"k": "V(2)"}], res
+    assert res.stdout == "repr 1\nrepr 2\n", res
+
+
 @pytest.mark.parametrize(
     ("code", "value"),
     [

@@ -489,8 +489,10 @@ _TYPE_NAME = vars(type)["__name__"]  # a class's own name: no metaclass answers 
 def attribute_name(name: object) -> str:
     """The exact ``str`` an attribute name holds. A subclass's instance is read once as the
     text it holds, and only that copy is checked and looked up: its ``startswith``,
-    ``__eq__`` or ``__hash__`` could lie to a check and then to the lookup (CPython's lookup
-    asks them), and an honest one (``class Field(str)``) was refused (pass FV)."""
+    ``__eq__`` or ``__hash__`` could lie to a check and then to the lookup, and an honest
+    one (``class Field(str)``) was refused (pass FV). CPython's own lookup asks a subclass's
+    ``__hash__`` and ``__eq__``, so one that lies in them is answered here as its text where
+    CPython may find another attribute (pass FX); an honest one is answered as CPython does."""
     if type(name) is str:
         return name
     if issubclass(type(name), str):

@@ -808,6 +808,8 @@ class Guards:
             if default is _MISSING:
                 raise AttributeError(f"type object {base.__name__!r} has no attribute {name!r}")
             return default
+        if type(name) is str and name in _CONTAINER_SPECIALS and type(obj) in _PLAIN_CONTAINERS:
+            return self._container_special(obj, name)
         try:
             name = check_attr_name(name, obj, self.classes)
         except AttributeError:
@@ -1079,6 +1081,21 @@ class Guards:
         if len(obj) != 1:
             raise SandboxSecurityError("vars() needs an object in the sandbox")
         return self.getattr(obj[0], "__dict__")
+
+    def _container_special(self, obj: Any, name: str) -> Callable[..., Any]:
+        """``d.__getitem__``, ``s.__contains__``, ``items.__len__`` of a builtin container
+        (``sorted(d, key=d.__getitem__)``, differential pass FW): a function of the sandbox's
+        doing what the operation does, guarded as the operation is, never the slot wrapper."""
+        special: Callable[..., Any]
+        if name == "__getitem__":
+            special = lambda key, /: self.getitem(obj, key)  # noqa: E731
+        elif name == "__contains__":
+            special = lambda item, /: item in obj  # noqa: E731
+        else:
+            special = lambda: len(obj)  # noqa: E731
+        special.__name__ = name
+        special.__qualname__ = f"{type(obj).__name__}.{name}"
+        return special
 
     def hasattr(self, obj: Any, name: Any) -> bool:
         """``hasattr()``; a special name (``hasattr(x, "__iter__")``, a common test of what
@@ -2071,6 +2088,14 @@ def _drops(func: Any) -> bool:
     name = getattr(func, "__name__", "")
     return name in DROPPING_METHODS and name not in ADDING_METHODS
 
+
+# Special methods read from a builtin container: each is the operation itself (see
+# Guards._container_special), on these exact classes only (a subclass's may be the program's).
+_CONTAINER_SPECIALS = frozenset({"__getitem__", "__contains__", "__len__"})
+_PLAIN_CONTAINERS = frozenset(
+    {dict, list, tuple, str, bytes, set, frozenset, range}
+    | {collections.Counter, collections.defaultdict, collections.OrderedDict, collections.deque}
+)
 
 _PLAIN_BUILTINS = (  # noqa: SIM905
     "abs all any bin bool callable chr complex dict enumerate "

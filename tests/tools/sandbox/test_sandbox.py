@@ -2487,3 +2487,31 @@ async def test_copy_dataclasses_and_collections_abc_answer_as_cpython_does(
     res = await sandbox.run(code)
     assert res.ok, res
     assert res.value_repr == repr(cpython_result(code))
+
+
+async def test_a_builtin_containers_item_length_and_membership_methods(sandbox: Sandbox) -> None:
+    """Differential pass FW: ``sorted(d, key=d.__getitem__)`` was refused; the special
+    methods of the operations ``d[k]``, ``k in d`` and ``len(d)`` are read from a builtin
+    container as those operations, guarded as they are. Others stay refused."""
+    res = await sandbox.run(
+        "import collections\nd = {'apple': 3, 'banana': 1, 'cherry': 2}\n"
+        "c = collections.Counter('abca')\n"
+        "result = [sorted(d, key=d.__getitem__), max(d, key=d.__getitem__),\n"
+        "    [1, 2].__len__(), d.__contains__('apple'), 'abc'.__getitem__(1),\n"
+        "    (1, 2).__getitem__(0), c.__getitem__('z'), list(map(c.__getitem__, 'ab')),\n"
+        "    d.__getitem__.__name__]"
+    )
+    assert res.value == [
+        ["banana", "cherry", "apple"],
+        "apple",
+        2,
+        True,
+        "b",
+        1,
+        0,
+        [2, 1],
+        "__getitem__",
+    ], res
+    for refused in ("{}.__setitem__", "[].__iadd__", "{}.__class__.__subclasses__"):
+        res = await sandbox.run(f"result = {refused}")
+        assert res.error_kind == "SecurityError", (refused, res)

@@ -83,6 +83,14 @@ PROGRAMS = {
         "from fractions import Fraction as F\ns = F(0)\nfor i in range(1, 20001):\n"
         "    s += F(1, i % 50 + 1)\nresult = str(s)[:10]"
     ),
+    "q.append(i); q.popleft() (100k)": (
+        "from collections import deque\nq = deque([0])\nt = 0\nfor i in range(100000):\n"
+        "    q.append(i)\n    t += q.popleft()\nresult = t"
+    ),
+    "d.setdefault(k, []).append(i) (100k)": (
+        "d = {}\nfor i in range(100000):\n    d.setdefault(i % 97, []).append(i)\nresult = len(d)"
+    ),
+    "i ** 2 (200k)": "c = 0\nfor i in range(200000):\n    c += i ** 2\nresult = c",
 }
 
 

@@ -2238,7 +2238,10 @@ _NO_INPUT = "EOF when reading a line (there is no input to read in the sandbox)"
 
 def _no_input(prompt: Any = "", /) -> NoReturn:
     """``input()`` as CPython's at the end of its input: a program's ``except EOFError:``
-    falls back to its own data (differential pass FI; a NameError went past it)."""
+    falls back to its own data (differential pass FI; a NameError went past it). Unlike
+    CPython's, it writes no prompt (pass FW): the line the program prints next would begin
+    with it, and that line is the answer of a program without ``solution`` or ``result``
+    (``input("n: ")`` then ``print(14)`` answered "n: 14")."""
     raise EOFError(_NO_INPUT)
 
 

@@ -1522,3 +1522,22 @@ def test_int_power_is_refused_exactly_past_the_int_limit() -> None:
                     ARITH.pow(base, exp)
             else:
                 assert ARITH.pow(base, exp) == expected, (base, exp)
+
+
+def test_a_strs_join_and_case_methods_are_what_vet_makes_of_them() -> None:
+    """Pass FW: ``"-".join`` and ``w.upper`` of an exact str are made without ``vet``'s
+    tests; each answers, is named and refuses as ``vet``'s does."""
+    for name in ("join", "upper", "lower", "title", "casefold", "swapcase", "capitalize"):
+        fast, slow = GUARDS.getattr("a-b", name), GUARDS.vet(getattr("a-b", name))
+        args = (["x", "y"],) if name == "join" else ()
+        assert (fast.__name__, fast.__doc__, fast(*args)) == (
+            slow.__name__,
+            slow.__doc__,
+            slow(*args),
+        ), name
+    big = "a" * (ARITH.max_items // 3 + 1)
+    for read in (GUARDS.getattr, lambda s, n: GUARDS.vet(getattr(s, n))):
+        with pytest.raises(limits.SizeLimit):
+            read(big, "upper")
+        with pytest.raises(limits.SizeLimit):
+            read("-", "join")([big] * 4)

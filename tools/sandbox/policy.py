@@ -49,8 +49,6 @@ from collections.abc import Callable, Iterator
 from types import BuiltinMethodType, FunctionType
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
-
 from tools.sandbox.limits import (
     SIZED_METHOD_NAMES,
     TYPE_MRO,
@@ -2609,8 +2607,6 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_getiter_": iter,
         "_write_": guards.write,
         "_inplacevar_": arith.inplace,
-        "_unpack_sequence_": guarded_unpack_sequence,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_apply_": arith.apply,
         "_sized_": arith.sized,
         "_add_": arith.add,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import calendar
 import contextlib
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.tools.sandbox.test_corpora import sandbox_processes
-from tools.sandbox import ExecutionResult, Sandbox, SandboxConfig, confine, pool
+from tools.sandbox import ExecutionResult, Sandbox, SandboxConfig, compiler, confine, pool
 from tools.sandbox.pool import LAYER_NAMES, SandboxStartError
 from tools.sandbox.template import MAX_SPARE_DEATHS, SPARES
 
@@ -2515,3 +2516,31 @@ async def test_a_builtin_containers_item_length_and_membership_methods(sandbox: 
     for refused in ("{}.__setitem__", "[].__iadd__", "{}.__class__.__subclasses__"):
         res = await sandbox.run(f"result = {refused}")
         assert res.error_kind == "SecurityError", (refused, res)
+
+
+async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
+    """Differential pass FW: RestrictedPython wrapped every loop's iterable in
+    ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing
+    here (``_getiter_`` is ``iter``) and costing a third of a BFS loop; an infinite iterator
+    unpacked into two names ran to the time limit where CPython raises at once."""
+    code = (
+        "import itertools\nout = []\ntry:\n    a, b = itertools.count()\n"
+        "except ValueError as e:\n    out.append(str(e))\n"
+        "for x, (y, z) in [(1, (2, 3))]:\n    out.append(x + y + z)\n"
+        "first, *rest = range(5)\n"
+        "result = out + [[(a, b) for a, b in zip('ab', range(2))], first, rest]"
+    )
+    res = await sandbox.run(code)
+    assert res.ok and res.duration_ms < 2000, res
+    assert res.value == [
+        "too many values to unpack (expected 2)",
+        6,
+        [["a", 0], ["b", 1]],
+        0,
+        [1, 2, 3, 4],
+    ], res
+    tree = compiler.SandboxTransformer([], [], {}).visit(
+        compiler._parse("for a, b in x:\n    c, d = a\n[p for p, q in x]")
+    )
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert not names & {"_getiter_", "_unpack_sequence_", "_iter_unpack_sequence_"}

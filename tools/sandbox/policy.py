@@ -180,7 +180,11 @@ _PASSED_AS_THEY_ARE: dict[type, frozenset[str]] = {
 }
 
 
-def _kept_plan(kind: type, name: str) -> tuple[bool, str | None, bool, str | None]:
+if TYPE_CHECKING:  # (a module-level alias would be one more value the scans find)
+    _KeptPlan = tuple[bool, str | None, bool, str | None]
+
+
+def _kept_plan(kind: type, name: str) -> _KeptPlan:
     """How ``vet`` wraps ``kind``'s bound method ``name`` (see ``_vet_builtin_method``):
     whether it removes items, what it keeps while a comparison of the program's runs (None:
     the container's contents), whether its growth is measured (``extend``), and its doc."""
@@ -203,7 +207,7 @@ def _kept_plan(kind: type, name: str) -> tuple[bool, str | None, bool, str | Non
 # straight from this table: the general way cost ~3 us a read where CPython takes 0.05
 # (differential pass FW: a BFS over a deque ran 33 times CPython's time). ``set.add`` and a
 # list's ``append``/``insert`` have faster ways of their own.
-_KEPT_PLANS: dict[type, dict[str, tuple[bool, str | None, bool, str | None]]] = {
+_KEPT_PLANS: dict[type, dict[str, _KeptPlan]] = {
     kind: {
         name: _kept_plan(kind, name)
         for name in sorted(DROPPING_METHODS)
@@ -212,6 +216,11 @@ _KEPT_PLANS: dict[type, dict[str, tuple[bool, str | None, bool, str | None]]] = 
         and not (kind is list and name in ("append", "insert"))
     }
     for kind in (list, dict, set, collections.deque)
+}
+# Both tables by the exact type: the methods passed as they are, and those wrapped from a plan.
+_BUILTIN_METHODS: dict[type, tuple[frozenset[str], dict[str, _KeptPlan]]] = {
+    kind: (_PASSED_AS_THEY_ARE.get(kind, frozenset()), _KEPT_PLANS.get(kind, {}))
+    for kind in {*_PASSED_AS_THEY_ARE, *_KEPT_PLANS}
 }
 # A ChainMap's methods that change its first map, in the library's own Python code.
 _CHAINMAP_CHANGES = {
@@ -752,16 +761,16 @@ class Guards:
     # -- reading attributes ---------------------------------------------------------------
 
     def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
-        passed = _PASSED_AS_THEY_ARE.get(type(obj))
-        if passed is not None and type(name) is str and name in passed:
-            return getattr(obj, name)
-        kept = _KEPT_PLANS.get(type(obj))
-        if kept is not None and type(name) is str:
+        builtin = _BUILTIN_METHODS.get(type(obj))  # one lookup; None for the program's objects
+        if builtin is not None and type(name) is str:
+            passed, kept = builtin
+            if name in passed:
+                return getattr(obj, name)
             plan = kept.get(name)
             if plan is not None:
                 return self._kept_method(obj, name, plan)
-        if type(obj) is str and type(name) is str and (name == "join" or name in _CASE_METHODS):
-            return self._str_method(obj, name)
+            if type(obj) is str and (name == "join" or name in _CASE_METHODS):
+                return self._str_method(obj, name)
         if type(obj) is self.module_view_type and default is _MISSING and type(name) is str:
             read = self.module_reads.get((id(obj), name))
             if read is not None and read[0] is obj:
@@ -1717,9 +1726,7 @@ class Guards:
 
         return call
 
-    def _kept_method(
-        self, owner: Any, name: str, plan: tuple[bool, str | None, bool, str | None]
-    ) -> Any:
+    def _kept_method(self, owner: Any, name: str, plan: _KeptPlan) -> Any:
         """What ``vet`` makes of ``owner``'s bound method ``name`` (an exact builtin
         container's, see ``_KEPT_PLANS``), made without its tests: the same wrapper, named as
         ``named_like`` names it."""

@@ -1146,9 +1146,8 @@ class Guards:
             special = lambda item, /: item in obj  # noqa: E731
         else:
             special = lambda: len(obj)  # noqa: E731
-        special.__name__ = name
-        special.__qualname__ = f"{type(obj).__name__}.{name}"
-        return special
+        special.__name__ = name  # (a dotted __qualname__ would pass for a library method
+        return special  # read off an object, refused when called from an attribute: FY)
 
     def hasattr(self, obj: Any, name: Any) -> bool:
         """``hasattr()``; a special name (``hasattr(x, "__iter__")``, a common test of what
@@ -2370,6 +2369,7 @@ class PrintSink:
         self.last_line_whole = True  # see text()
         self.overflowed = False  # past ``stop_bytes``: the run is failed
         self.muted = False  # while the answer is read a first time: see Runner._answer
+        self.muted_bytes = 0  # what was written meanwhile, dropped
         self._tail_bytes = max_bytes // 8
         self._line_bytes = min(_CUT_LINE_BYTES, max_bytes // 4)
         # what came after the first max_bytes: its last _tail_bytes at least, as written
@@ -2384,7 +2384,13 @@ class PrintSink:
         """Add ``text`` to the output; or, not ``keep``ing it, only count it (stderr)."""
         if self.overflowed:
             raise OutputLimit(self.limit_message())
-        if not text or self.muted:
+        if not text:
+            return
+        if self.muted:  # dropped, and counted apart: the kept reading counts the same text
+            self.muted_bytes += len(text)  # (a character is one byte at least)
+            if self.written + self.muted_bytes > self.stop_bytes:
+                self.overflowed = True  # a __repr__ printing forever (pass FY)
+                raise OutputLimit(self.limit_message())
             return
         room = self.stop_bytes - self.written
         # a character is one byte or more: past the room by its length, it is never encoded

@@ -152,6 +152,11 @@ async def test_what_the_answers_repr_prints_is_in_the_output_once(sandbox: Sandb
     )
     assert res.value == ["V(1)", {"k": "V(2)"}], res
     assert res.stdout == "repr 1\nrepr 2\n", res
+    res = await sandbox.run(  # printing forever while muted: the output limit (pass FY)
+        "class A:\n    def __repr__(self):\n        while True:\n            print('x' * 100)\n"
+        "result = A()"
+    )
+    assert res.error_kind == "OutputLimit" and res.duration_ms < 2000, res
 
 
 @pytest.mark.parametrize(
@@ -2513,6 +2518,11 @@ async def test_a_builtin_containers_item_length_and_membership_methods(sandbox: 
         [2, 1],
         "__getitem__",
     ], res
+    res = await sandbox.run(  # kept on an object and read back (pass FY)
+        "class Table:\n    def __init__(self, d):\n        self.lookup = d.__getitem__\n"
+        "t = Table({'a': 1, 'b': 2})\nresult = [t.lookup('b'), sorted('ab', key=t.lookup)]"
+    )
+    assert res.value == [2, ["a", "b"]], res
     for refused in ("{}.__setitem__", "[].__iadd__", "{}.__class__.__subclasses__"):
         res = await sandbox.run(f"result = {refused}")
         assert res.error_kind == "SecurityError", (refused, res)

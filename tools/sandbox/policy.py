@@ -1128,6 +1128,29 @@ class Guards:
             return formatted
         return method
 
+    def dir(self, *obj: Any) -> list[str]:
+        """``dir(obj)``: the names ``obj`` has, as text (a module's as its view offers them,
+        a stand-in's as its class has them), without the private ones (``_x``); a program
+        lists its own methods with it (``[m for m in dir(self) if m.startswith("op_")]``,
+        differential pass FW). Names only: every read of one is the guards' as ever. The
+        current scope's names (``dir()``) are not available, as ``vars()``'s are not."""
+        if len(obj) != 1:
+            raise SandboxSecurityError("dir() needs an object in the sandbox: dir(x)")
+        (target,) = obj
+        if type(target) is self.module_view_type:
+            names: Any = list(object.__getattribute__(target, "_view_attrs"))
+        else:
+            if isinstance(target, StandIn):
+                target = target._real
+            names = builtins.dir(target)
+        return sorted(
+            {
+                name
+                for name in (str.__str__(n) for n in names if issubclass(type(n), str))
+                if name[:1] != "_" or is_special_name(name)
+            }
+        )
+
     def vars(self, *obj: Any) -> Any:
         """``vars(x)`` of the program's own objects (their ``__dict__``); ``vars()`` is not
         available."""
@@ -2227,6 +2250,7 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         str=classes.str,
         type=classes.type,
         vars=guards.vars,
+        dir=guards.dir,
         bytes=classes.bytes,
         bytearray=classes.bytearray,
         classmethod=classes.classmethod,

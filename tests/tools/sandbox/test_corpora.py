@@ -48,7 +48,6 @@ BY_DESIGN = {
     "ao_f033_bytearray_mutation": "bytearray: not available",
     "c031_class_registry": "__init_subclass__: names starting with _",
     "t008_type_name_checks": "__module__: names starting with _",
-    "t006_dir_class": "dir(): not a builtin here",
     "s023_string_template": "string.Template: not in the module view",
     "s026_calendar_text": "calendar.month/TextCalendar: not in the module view",
     "v013_singledispatch": "functools.singledispatch: not in the module view",

@@ -2554,3 +2554,31 @@ async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     )
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     assert not names & {"_getiter_", "_unpack_sequence_", "_iter_unpack_sequence_"}
+
+
+async def test_dir_lists_an_objects_names(sandbox: Sandbox) -> None:
+    """Differential pass FW: ``dir`` was not defined, and programs list their own methods
+    with it. Names only, without the private ones; ``dir()`` of the scope is refused."""
+    res = await sandbox.run(
+        "import math, collections\nclass Calc:\n    def op_add(self, a, b):\n        return a + b\n"
+        "    def op_mul(self, a, b):\n        return a * b\n    def _hidden(self):\n"
+        "        pass\nc = Calc()\nc.x = 1\nops = [m for m in dir(c) if m.startswith('op_')]\n"
+        "result = [ops, [getattr(c, m)(3, 4) for m in ops], 'x' in dir(c), '_hidden' in dir(c),\n"
+        "    '__init__' in dir(c), 'sqrt' in dir(math), 'bit_length' in dir(int),\n"
+        "    'most_common' in dir(collections.Counter), [n for n in dir(int) if n[:1] == '_'\n"
+        "    and n[:2] != '__'], all(type(n) is str for n in dir(str))]"
+    )
+    assert res.value == [
+        ["op_add", "op_mul"],
+        [7, 12],
+        True,
+        False,
+        True,
+        True,
+        True,
+        True,
+        [],
+        True,
+    ], res
+    res = await sandbox.run("result = dir()")
+    assert res.error_kind == "SecurityError", res

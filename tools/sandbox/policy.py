@@ -1137,6 +1137,8 @@ class Guards:
         if len(obj) != 1:
             raise SandboxSecurityError("dir() needs an object in the sandbox: dir(x)")
         (target,) = obj
+        if type(target) is MissingModule:  # any use fails as its import would have (GA)
+            target._missing()
         if type(target) is self.module_view_type:
             names: Any = list(object.__getattribute__(target, "_view_attrs"))
         else:

@@ -2582,3 +2582,5 @@ async def test_dir_lists_an_objects_names(sandbox: Sandbox) -> None:
     ], res
     res = await sandbox.run("result = dir()")
     assert res.error_kind == "SecurityError", res
+    res = await sandbox.run("import numpy\nresult = dir(numpy)")  # as the import fails (GA)
+    assert res.error_kind == "ModuleNotFoundError", res

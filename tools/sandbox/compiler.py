@@ -307,10 +307,7 @@ def _leaves_passed_through(
     takes its class off the list."""
     reference = _passes_through.__code__
     skipped: set[type[ast.AST]] = set()
-    pending: list[type[ast.AST]] = [ast.AST]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
+    for cls in _subclasses(ast.AST):
         if cls._fields:
             continue
         visitor = getattr(transformer, "visit_" + cls.__name__, None)
@@ -752,7 +749,7 @@ class SandboxTransformer(RestrictingNodeTransformer):
         """A ``for`` loop or a comprehension, iterating as Python does. RestrictedPython
         wraps what it iterates in ``_getiter_`` and each item of a tuple target in
         ``_iter_unpack_sequence_``, for a policy that guards iteration; the sandbox's
-        ``_getiter_`` is ``iter`` itself, so the wrappers guarded nothing. They cost a third
+        ``_getiter_`` was ``iter`` itself, so the wrappers guarded nothing. They cost a third
         of a BFS loop's time (differential pass FW), and a tuple target's items were listed
         whole where Python reads as many as the target takes."""
         return self.node_contents_visit(node)

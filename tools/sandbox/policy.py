@@ -181,25 +181,13 @@ _PASSED_AS_THEY_ARE: dict[type, frozenset[str]] = {
 
 
 if TYPE_CHECKING:  # (a module-level alias would be one more value the scans find)
-    _KeptPlan = tuple[bool, str | None, bool, str | None]
+    _KeptPlan = tuple[bool, str | None]
 
 
 def _kept_plan(kind: type, name: str) -> _KeptPlan:
-    """How ``vet`` wraps ``kind``'s bound method ``name`` (see ``_vet_builtin_method``):
-    whether it removes items, what it keeps while a comparison of the program's runs (None:
-    the container's contents), whether its growth is measured (``extend``), and its doc."""
-    adding = name in ADDING_METHODS
-    keep: str | None = None
-    if kind is dict and name == "setdefault":
-        keep = "nothing"
-    elif kind is dict and name == "update":
-        keep = "updated"
-    elif kind is collections.deque and adding:
-        keep = "dropped"
-    elif adding and kind is list:
-        keep = "unwrapped"  # a list drops nothing it is given: extend is only measured
-    doc = getattr(kind, name).__doc__
-    return (not adding, keep, name in ("extend", "extendleft"), doc)
+    """How ``kind``'s bound method ``name`` is wrapped (see ``Guards._changing``): whether
+    its growth is measured (``extend``), and its doc."""
+    return (name in ("extend", "extendleft"), getattr(kind, name).__doc__)
 
 
 # The bound methods of the exact builtin containers that change them (``q.popleft``,
@@ -1246,26 +1234,7 @@ class Guards:
         if method_name in _PROPERTY_COPIES and isinstance(owner, property):
             return lambda func: value(_not_none(func, method_name))
         if method_name in DROPPING_METHODS and isinstance(owner, KEPT_CONTAINERS):
-            if method_name not in ADDING_METHODS or isinstance(
-                owner,  # a dict replaces; a deque's maxlen drops; a set may not change
-                (dict, collections.deque, set),
-            ):
-                # what frees nothing (a dict's setdefault, a deque without a maxlen
-                # growing) keeps nothing: a copy per call of the groups a __repr__
-                # built with setdefault ran out of memory (red-team pass DR); a deque
-                # with one keeps what it drops, asked at each call: its maxlen may change
-                keep: _Keep | None = None
-                if method_name == "setdefault" and isinstance(owner, dict):
-                    keep = self._keeping_nothing
-                elif method_name == "update" and isinstance(owner, dict):
-                    keep = self.classes.keep_updated
-                elif method_name in ADDING_METHODS and isinstance(owner, collections.deque):
-                    keep = functools.partial(
-                        self.classes.keep_dropped,
-                        left=method_name.endswith("left"),
-                        single=method_name != "extend" and method_name != "extendleft",
-                    )
-                value = self._keeping(owner, value, method_name not in ADDING_METHODS, keep)
+            value = self._changing(owner, value, method_name)
             if method_name != "extend" and method_name != "extendleft":
                 return value  # out.append: no other branch below is about these
             # extend: counted below, as any other
@@ -1754,27 +1723,38 @@ class Guards:
         """What ``vet`` makes of ``owner``'s bound method ``name`` (an exact builtin
         container's, see ``_KEPT_PLANS``), made without its tests: the same wrapper, named as
         ``named_like`` names it."""
-        removing, keep_how, grows, doc = plan
-        method = getattr(owner, name)
-        wrapped: Any = method
-        if keep_how != "unwrapped":
-            keep: _Keep | None = None
-            if keep_how == "nothing":
-                keep = self._keeping_nothing
-            elif keep_how == "updated":
-                keep = self.classes.keep_updated
-            elif keep_how == "dropped":
-                keep = functools.partial(
-                    self.classes.keep_dropped,
-                    left=name.endswith("left"),
-                    single=not grows,
-                )
-            wrapped = self._keeping(owner, method, removing, keep)
+        grows, doc = plan
+        wrapped = self._changing(owner, getattr(owner, name), name)
         if grows:
             wrapped = self.grown(owner, wrapped)
         wrapped.__name__ = name
         wrapped.__doc__ = doc
         return wrapped
+
+    def _changing(self, owner: Any, method: Any, name: str) -> Any:
+        """A container's bound builtin method that changes it (``name`` in
+        ``DROPPING_METHODS``), kept or refused while a comparison of the program's runs (see
+        ``_keeping``). What frees nothing (a dict's ``setdefault``, a deque without a
+        ``maxlen`` growing) keeps nothing: a copy per call of the groups a ``__repr__`` built
+        with ``setdefault`` ran out of memory (red-team pass DR); a deque with one keeps what
+        it drops, asked at each call: its ``maxlen`` may change. A list or ChainMap that is
+        given items drops none: only ``extend`` is measured (``grown``)."""
+        adding = name in ADDING_METHODS
+        # a dict replaces; a deque's maxlen drops; a set may not change
+        if adding and not isinstance(owner, (dict, collections.deque, set)):
+            return method
+        keep: _Keep | None = None
+        if name == "setdefault" and isinstance(owner, dict):
+            keep = self._keeping_nothing
+        elif name == "update" and isinstance(owner, dict):
+            keep = self.classes.keep_updated
+        elif adding and isinstance(owner, collections.deque):
+            keep = functools.partial(
+                self.classes.keep_dropped,
+                left=name.endswith("left"),
+                single=name != "extend" and name != "extendleft",
+            )
+        return self._keeping(owner, method, not adding, keep)
 
     def _str_method(self, owner: str, name: str) -> Any:
         """What ``vet`` makes of an exact str's ``join`` or case method (``"-".join``,
@@ -2643,7 +2623,6 @@ def make_hooks(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any]:
         "_object_setattr_": guards.object_setattr,
         "_missing_module_": MissingModule,
         "_getitem_": guards.getitem,
-        "_getiter_": iter,
         "_write_": guards.write,
         "_inplacevar_": arith.inplace,
         "_apply_": arith.apply,

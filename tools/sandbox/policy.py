@@ -75,6 +75,7 @@ from tools.sandbox.names import (
     OWN_DUNDERS,
     READABLE_DUNDERS,
     SUPER_DUNDERS,
+    UNBOUND_STAND_IN,
     is_private_name,
     is_special_name,
 )
@@ -98,6 +99,7 @@ from tools.sandbox.standins import (
     checked_random_bits,
     generic_getattr,
     holding_fields,
+    unbound_stand_ins,
 )
 
 __all__ = [
@@ -668,6 +670,8 @@ def named_like(func: FunctionType, original: Any) -> FunctionType:
             func.__qualname__ = qualname
     doc = getattr(original, "__doc__", None)
     func.__doc__ = doc if type(doc) is str else None
+    if not hasattr(type(original), "__get__"):  # a builtin function or method, a class
+        func.__dict__[UNBOUND_STAND_IN] = True
     return func
 
 
@@ -2250,6 +2254,18 @@ def make_builtins(guards: Guards, importer: Callable[..., Any]) -> dict[str, Any
         if type(func) is FunctionType and _made_here(func) and original is not None:
             named_like(func, original)
     return names
+
+
+# What these make stands for a bound method of a builtin's (``d.pop``, ``"-".join``,
+# ``d.__getitem__``), which does not bind to a class's instances: made on every read, without
+# ``named_like``'s mark, they are known by their code (``standins.unbound``).
+unbound_stand_ins(
+    Guards._container_special,
+    Guards._str_method,
+    Guards._keeping,
+    Guards.grown,
+    Guards._set_add,
+)
 
 
 def _made_here(func: FunctionType) -> bool:

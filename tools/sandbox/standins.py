@@ -55,7 +55,7 @@ from tools.sandbox.limits import (
     exact_len,
     int_parts,
 )
-from tools.sandbox.names import FILENAME, is_private_name, is_special_name
+from tools.sandbox.names import FILENAME, UNBOUND_STAND_IN, is_private_name, is_special_name
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
@@ -1065,6 +1065,35 @@ def _builtin_items(container: Any) -> Iterator[Any]:
 
 
 # The methods of a program's class that take no argument but self: left as they are.
+def _unbound(value: Any) -> Any:
+    """``value`` as a class keeps it: a function the sandbox put where a builtin function or
+    a builtin's bound method was (``d.__getitem__``, ``repr``, ``"-".join``) as a
+    ``staticmethod``, since the builtin does not bind to the class's instances and a
+    function would (``class C: get = d.__getitem__`` passed the instance as the key: pass
+    FY). Such a function holds ``named_like``'s mark, or is made by code listed with
+    :func:`unbound_stand_ins`. A function of the program's is never one, even holding the
+    mark in its ``__dict__`` (``setattr`` takes any text as a name)."""
+    if (
+        type(value) is FunctionType
+        and (value.__code__ in _UNBOUND_CODES or UNBOUND_STAND_IN in value.__dict__)
+        and value.__code__.co_filename != FILENAME
+    ):
+        return staticmethod(value)
+    return value
+
+
+_UNBOUND_CODES: set[types.CodeType] = set()
+
+
+def unbound_stand_ins(*makers: Callable[..., Any]) -> None:
+    """Note that every function the ``makers`` make (their nested functions' code) stands
+    for a bound builtin method; called once, when the sandbox's modules are imported."""
+    for maker in makers:
+        _UNBOUND_CODES.update(
+            const for const in maker.__code__.co_consts if type(const) is types.CodeType
+        )
+
+
 _WITHOUT_ARGUMENTS = frozenset(
     "__repr__ __str__ __len__ __iter__ __next__ __bool__ __hash__ __int__ __float__ "  # noqa: SIM905
     "__index__ __neg__ __pos__ __abs__ __reversed__ __enter__".split(" ")
@@ -1481,6 +1510,7 @@ class Classes:
         if "__exit__" in namespace:  # any form: a function, staticmethod, partial, instance
             namespace["__exit__"] = self._contained_exit(namespace["__exit__"])
         for key, value in list(namespace.items()):
+            value = namespace[key] = _unbound(value)
             if key != "__exit__" and key not in _WITHOUT_ARGUMENTS:
                 namespace[key] = self._contained_method(key, value)
             elif key in COMPARING_METHODS and value is not None:  # __bool__, __hash__
@@ -1823,6 +1853,7 @@ class Classes:
         otherwise library code calling ``self.x(...)`` gave it raw operands, and a
         ``classmethod`` of a library property ran its getter with the class as ``self``
         (red-team pass Z: the real ``int``, ``Fraction``, classes past the class hook)."""
+        value = _unbound(value)
         if key == "__exit__":
             return self._contained_exit(value)
         if key in COMPARING_METHODS and key in _WITHOUT_ARGUMENTS and value is not None:

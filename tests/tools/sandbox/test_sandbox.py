@@ -2528,6 +2528,35 @@ async def test_a_builtin_containers_item_length_and_membership_methods(sandbox: 
         assert res.error_kind == "SecurityError", (refused, res)
 
 
+async def test_a_builtin_kept_in_a_class_is_not_bound_to_its_instances(sandbox: Sandbox) -> None:
+    """Pass FY F2: what stands for a builtin function or a builtin's bound method is a
+    function of the sandbox's, and a function in a class body binds: ``class C: get =
+    d.__getitem__`` then ``C().get(k)`` passed the instance as the key. CPython's builtins do
+    not bind; neither do their stand-ins now, in the body or set on the class after it. The
+    program's own functions still bind: one wrapped around a builtin, and one given the mark
+    the sandbox leaves on its stand-ins (``setattr`` takes any text as a name)."""
+    code = (
+        "import collections, functools, itertools, heapq\n"
+        "d = {'a': 1, 'b': 2}\nq = collections.deque([1, 2, 3])\nheap = [3, 1, 2]\n"
+        "heapq.heapify(heap)\n"
+        "class C:\n    get = d.__getitem__\n    has = d.__contains__\n    size = d.__len__\n"
+        "    pop = d.pop\n    left = q.popleft\n    join = ','.join\n    show = repr\n"
+        "    it = iter\n    count = itertools.count\n    smallest = heapq.heappop\n"
+        "    __len__ = d.__len__\n    __contains__ = d.__contains__\n"
+        "def loud(f):\n    @functools.wraps(f)\n    def wrapper(*args):\n"
+        "        return (len(args), f(args[-1]))\n    return wrapper\n"
+        "def marked(*args):\n    return len(args)\n"
+        "setattr(marked, 'sandbox: stands for a builtin, which does not bind', True)\n"
+        "C.later = repr\nC.wrapped = loud(repr)\nC.marked = marked\nc = C()\n"
+        "result = [c.get('a'), c.has('b'), c.size(), c.pop('b'), c.left(), c.join('xy'),\n"
+        "    c.show(1), next(c.it([5])), next(c.count(7)), c.smallest(heap), len(c), 'a' in c,\n"
+        "    C.get('a'), c.later(2), c.wrapped(3), c.marked(4), d, list(q)]"
+    )
+    res = await sandbox.run(code)
+    assert res.ok, res
+    assert res.value_repr == repr(cpython_result(code)), res
+
+
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     """Differential pass FW: RestrictedPython wrapped every loop's iterable in
     ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing

@@ -1318,9 +1318,9 @@ class Classes:
         if self.library_slot(obj, name):
             return False
         if isinstance(obj, type):
-            return self._program_owns(obj, name)
+            return self.program_owns(obj, name)
         own = _instance_dict(obj)
-        return (own is not None and name in own) or self._program_owns(type(obj), name)
+        return (own is not None and name in own) or self.program_owns(type(obj), name)
 
     def plain_for_private_reads(self, obj: Any) -> bool:
         """``obj`` is a :meth:`plain_instance` whose classes hold no private name that anything
@@ -1442,7 +1442,20 @@ class Classes:
                 return base
         return None
 
-    def _program_owns(self, cls: type, name: str) -> bool:
+    def program_put(self, cls: type, name: str) -> bool:
+        """The first class in ``cls``'s MRO that holds ``name`` is the program's, and what it
+        holds there is a function the class hook contained: what the program's class body or
+        ``C.x = v`` gave it, never a library's machinery (``typing.NamedTuple``'s ``_replace``)
+        nor the sandbox's own pins (a number's ``as_integer_ratio``)."""
+        for base in cls.__mro__:
+            if name in vars(base):
+                if not self.program_owns(base, name):
+                    return False
+                value = vars(base)[name]
+                return type(value) is FunctionType and self._wrapped.get(id(value)) is value
+        return False
+
+    def program_owns(self, cls: type, name: str) -> bool:
         """The first class in ``cls``'s MRO that holds ``name`` is the program's, and the
         program's class body, not a library's class machinery, put it there."""
         for base in cls.__mro__:

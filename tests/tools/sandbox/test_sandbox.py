@@ -2557,6 +2557,34 @@ async def test_a_builtin_kept_in_a_class_is_not_bound_to_its_instances(sandbox: 
     assert res.value_repr == repr(cpython_result(code)), res
 
 
+async def test_a_library_function_the_program_put_in_its_class_reads_back_as_it_is(
+    sandbox: Sandbox,
+) -> None:
+    """Differential pass GC: ``class Tools: key = str.lower`` then ``sorted(words,
+    key=Tools.key)`` was refused ("applies to instances of Tools only"): read from a class,
+    a library's function takes that class's instances only, and the rule also took what the
+    program itself had put in its class. That is handed back as it is now; a library class's
+    own methods keep the rule, and so does one read from the library class and put in the
+    program's (``Counter.copy`` given a class would make the real ``type``)."""
+    code = (
+        "import collections, heapq, statistics\n"
+        "class Tools:\n    key = str.lower\n    mean = statistics.mean\n"
+        "    top = heapq.nlargest\n    conv = int\n"
+        "Tools.later = str.upper\n"
+        "result = [sorted(['b', 'A', 'c'], key=Tools.key), Tools.mean([1, 2]),\n"
+        "    Tools.top(2, [3, 1, 2]), Tools.conv('12', 3), Tools.later('x')]"
+    )
+    res = await sandbox.run(code)
+    assert res.value_repr == repr(cpython_result(code)), res
+    for refused in ("M.most_common(5)", "M.copy(M)"):
+        res = await sandbox.run(
+            "import collections\nclass M(collections.Counter):\n"
+            f"    copy = collections.Counter.copy\nresult = {refused}"
+        )
+        assert res.error_kind == "SecurityError", (refused, res)
+        assert "applies to instances of" in str(res.error), res
+
+
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     """Differential pass FW: RestrictedPython wrapped every loop's iterable in
     ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing

@@ -78,6 +78,7 @@ from tools.sandbox.standins import (
     RANDOM_MAX_ITEMS,
     SandboxRandom,
     counted_comparison,
+    unbound_stand_ins,
 )
 
 # Imported from C by allowed modules (``datetime.strptime``); loaded now, before the OS layer.
@@ -167,6 +168,12 @@ def _methodcaller(guards: Guards) -> Callable[..., Callable[[Any], Any]]:
         return lambda obj: guards.getattr(obj, name)(*args, **kwargs)
 
     return methodcaller
+
+
+# What these make stands for an object of operator's that does not bind to a class's
+# instances (``class S: key = itemgetter(1)``, then ``sorted(rows, key=self.key)``): kept
+# unbound in a class (``standins.unbound_stand_ins``; differential pass GC).
+unbound_stand_ins(_attrgetter, _itemgetter, _methodcaller)
 
 
 def _namedtuple(guards: Guards) -> Callable[..., type]:

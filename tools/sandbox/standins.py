@@ -1086,12 +1086,14 @@ _UNBOUND_CODES: set[types.CodeType] = set()
 
 
 def unbound_stand_ins(*makers: Callable[..., Any]) -> None:
-    """Note that every function the ``makers`` make (their nested functions' code) stands
-    for a bound builtin method; called once, when the sandbox's modules are imported."""
-    for maker in makers:
-        _UNBOUND_CODES.update(
-            const for const in maker.__code__.co_consts if type(const) is types.CodeType
-        )
+    """Note that every function the ``makers`` make (the code of the functions nested in
+    them, at any depth) stands for a builtin that does not bind: a bound builtin method,
+    ``operator.itemgetter``'s object. Called when the sandbox's modules are imported."""
+    codes = [maker.__code__ for maker in makers]
+    while codes:
+        nested = [const for const in codes.pop().co_consts if type(const) is types.CodeType]
+        _UNBOUND_CODES.update(nested)
+        codes.extend(nested)
 
 
 _WITHOUT_ARGUMENTS = frozenset(
@@ -2349,10 +2351,17 @@ class Classes:
         its arguments passed through :meth:`exposed`."""
         exposed = self.exposed
         binds = self._bound_to_an_instance
+        is_user_class = self.is_user_class
+        # A builtin's method (``norm = str.strip``) read from the class is itself in CPython:
+        # called with what is not the program's instance (``C.norm(" a ")``), it checks that
+        # object's type itself (differential pass GC: it was refused).
+        builtin = type(method) is types.MethodDescriptorType and method.__objclass__ is not type
 
         def bound(self: Any, /, *args: Any, **kwargs: Any) -> Any:
             args = tuple(exposed(arg) for arg in args)
             kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
+            if builtin and not isinstance(self, type) and not is_user_class(type(self)):
+                return method(self, *args, **kwargs)
             return binds(method, self)(*args, **kwargs)
 
         if type(method) is LRU_CACHE_WRAPPER:  # s.f.cache_info() of a cached method

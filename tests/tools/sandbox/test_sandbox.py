@@ -2565,14 +2565,21 @@ async def test_a_library_function_the_program_put_in_its_class_reads_back_as_it_
     a library's function takes that class's instances only, and the rule also took what the
     program itself had put in its class. That is handed back as it is now; a library class's
     own methods keep the rule, and so does one read from the library class and put in the
-    program's (``Counter.copy`` given a class would make the real ``type``)."""
+    program's (``Counter.copy`` given a class would make the real ``type``). A builtin's
+    method (``norm = str.strip``) read from the class takes what the method takes, and an
+    ``operator.itemgetter`` in a class does not bind, as in CPython."""
     code = (
-        "import collections, heapq, statistics\n"
+        "import collections, heapq, operator, statistics\n"
         "class Tools:\n    key = str.lower\n    mean = statistics.mean\n"
-        "    top = heapq.nlargest\n    conv = int\n"
-        "Tools.later = str.upper\n"
+        "    top = heapq.nlargest\n    conv = int\n    norm = str.strip\n"
+        "    getter = dict.get\n    second = operator.itemgetter(1)\n"
+        "    name = operator.attrgetter('real')\n    upper = operator.methodcaller('upper')\n"
+        "class Table(dict):\n    find = dict.get\n"
+        "Tools.later = str.upper\nt = Tools()\n"
         "result = [sorted(['b', 'A', 'c'], key=Tools.key), Tools.mean([1, 2]),\n"
-        "    Tools.top(2, [3, 1, 2]), Tools.conv('12', 3), Tools.later('x')]"
+        "    Tools.top(2, [3, 1, 2]), Tools.conv('12', 3), Tools.later('x'),\n"
+        "    Tools.norm(' a '), Tools.getter({'k': 1}, 'k'), t.second((1, 2)), t.name(3),\n"
+        "    t.upper('x'), Table(k=2).find('k')]"
     )
     res = await sandbox.run(code)
     assert res.value_repr == repr(cpython_result(code)), res
@@ -2583,6 +2590,8 @@ async def test_a_library_function_the_program_put_in_its_class_reads_back_as_it_
         )
         assert res.error_kind == "SecurityError", (refused, res)
         assert "applies to instances of" in str(res.error), res
+    res = await sandbox.run("class T:\n    norm = str.strip\nresult = T.norm(T)")
+    assert res.error_kind == "SecurityError", res  # a class is never the object (pass AA)
 
 
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:

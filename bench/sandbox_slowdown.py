@@ -91,6 +91,9 @@ PROGRAMS = {
         "d = {}\nfor i in range(100000):\n    d.setdefault(i % 97, []).append(i)\nresult = len(d)"
     ),
     "i ** 2 (200k)": "c = 0\nfor i in range(200000):\n    c += i ** 2\nresult = c",
+    "re.sub(r'(\\w+)', r'[\\1]') (100k words)": (
+        "import re\nresult = len(re.sub(r'(\\w+)', r'[\\1]', 'ab cd ' * 50000))"
+    ),
 }
 
 

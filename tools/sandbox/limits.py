@@ -42,6 +42,7 @@ from types import FunctionType
 from typing import Any, TypeVar, cast
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque)
+_INT_PARTS = (int, fractions.Fraction)  # what int_parts finds parts in
 _TRUE_LENGTH = frozenset({list, tuple, str, bytes, bytearray})  # read by their length in C
 _FAST = frozenset({int, float, bool})  # what builtins.sum adds without asking anybody
 # Exact immutable values whose in-place operators are their binary ones and run no program
@@ -236,10 +237,12 @@ def exact_len(value: Any) -> int | None:
     kind = type(value)
     if kind in _TRUE_LENGTH or kind is collections.deque:
         return len(value)  # the builtin's own length
-    if kind in _FAST:
+    if kind in _FAST or not issubclass(kind, _SEQUENCES):
+        # by the type, in one call: isinstance() also reads the object's __class__ for each
+        # class it fails against (a vector class's v * 0.01 asked it six times: pass GC)
         return None
     for base in _SEQUENCES:
-        if isinstance(value, base):
+        if issubclass(kind, base):
             return int(cast(Any, base).__len__(value))
     return None
 
@@ -528,6 +531,10 @@ class Arithmetic:
             return product
         if (ta is float and (tb is float or tb is int)) or (tb is float and ta is int):
             return a * b  # a float (or OverflowError): no bigger than a float
+        if ta is float or tb is float:
+            # ``v * 0.5`` of a program's vector: a float repeats no sequence (it has no
+            # __index__) and is no int to size, so none of the questions below applies
+            return self.checked_number(self._checked(a * b))
         ia, ib = exact_int(a), exact_int(b)
         if ia is not None and ib is not None:
             self.check_bits(ia.bit_length() + ib.bit_length() - 1)
@@ -908,6 +915,8 @@ class Arithmetic:
     def checked_number(self, result: Any) -> Any:
         """Refuse a number past the int limit, checked after an operation that can at most
         square its operands' size (Fraction ``/``, ``//``, ``%``, ``divmod``, constructors)."""
+        if not issubclass(type(result), _INT_PARTS):  # by the class: see exact_len
+            return result
         for part in int_parts(result):
             self.check_bits(part.bit_length())
         return result

@@ -252,6 +252,11 @@ _RAW_DATA_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 # traceback, code, a cell).
 _READ_WITH_CARE = (super, BaseException, string.Formatter, *ALIAS_TYPES, *INTERNAL_TYPES)
 _READ_WITH_CARE_OR_HELD = (*_READ_WITH_CARE, *_CALLABLE_HOLDERS)
+# issubclass(kind, _READ_WITH_CARE_OR_HELD) by the class, asked once a class (each of the
+# tuple's classes is tried in turn: a third of an attribute read's time, pass GC). A class's
+# bases are fixed when it is made; a run that makes classes without end empties it.
+_READ_PLAINLY: dict[type, bool] = {}
+_READ_PLAINLY_MAX = 4096
 # Values vet() never replaces (exact types: a subclass may carry methods of its own).
 _DATA = frozenset(
     {int, float, complex, bool, str, bytes, type(None), tuple, list, dict, set, frozenset}
@@ -776,7 +781,7 @@ class Guards:
             and type(name) is str
             and name[:1] != "_"
             and name not in DENIED_ATTRIBUTES
-            and not issubclass(type(obj), _READ_WITH_CARE_OR_HELD)
+            and (_READ_PLAINLY.get(type(obj)) or _reads_plainly(type(obj)))
         ):  # ``self.balance``, ``acc.deposit``: what _getattr's first branch decides, sooner
             # (an attribute-heavy loop ran 20-40 times CPython's time: pass FI). By the
             # object's type: isinstance() also reads ``obj.__class__`` for every class it
@@ -1830,7 +1835,11 @@ class Guards:
                 # l[0] = x keeps what it replaces; del d[k] is refused in a comparison
                 self.classes.keep_contents(obj, whole=False)
                 return _KeptItemWriter(self._writer(obj), obj, self.classes)
-        elif type(obj) is dict or type(obj) is list:  # d[k] = v, in every other loop
+        elif (
+            type(obj) is dict  # d[k] = v, in every other loop
+            or type(obj) is list
+            or self.classes.plain_instance(obj)  # ``self.x = v``: _writer's first answer
+        ):
             return obj
         return self._writer(obj)
 
@@ -2281,6 +2290,16 @@ unbound_stand_ins(
     Guards.grown,
     Guards._set_add,
 )
+
+
+def _reads_plainly(kind: type) -> bool:
+    """No class of ``_READ_WITH_CARE_OR_HELD`` is among ``kind``'s bases."""
+    plain = _READ_PLAINLY.get(kind)
+    if plain is None:
+        if len(_READ_PLAINLY) >= _READ_PLAINLY_MAX:
+            _READ_PLAINLY.clear()
+        plain = _READ_PLAINLY[kind] = not issubclass(kind, _READ_WITH_CARE_OR_HELD)
+    return plain
 
 
 def _made_here(func: FunctionType) -> bool:

@@ -1759,8 +1759,12 @@ class Classes:
         instances (a stand-in, a token, or itself), never a frame, traceback, code object,
         cell or module, nor a number or sequence past the sandbox's limits."""
         kind = type(obj)
-        if self._exposed_as_is(kind):  # the program's plain objects: every check below passes
-            return obj  # (they took a third of a sort by a program's __lt__)
+        entry = self._as_is.get(id(kind))  # _exposed_as_is's answer, without the call
+        if entry is not None and entry[0] is kind:
+            if entry[1]:
+                return obj
+        elif self._exposed_as_is(kind):  # the program's plain objects: every check below
+            return obj  # passes (they took a third of a sort by a program's __lt__)
         if issubclass(kind, type):
             if kind is StandIn:
                 return obj
@@ -1925,8 +1929,8 @@ class Classes:
             given = args
             if skip == 1 and len(args) == 2:  # self and one operand: a comparison, an operator
                 args = (args[0], exposed(args[1]))  # (a generator here cost 15% of a sort)
-            else:
-                args = args[:skip] + tuple(exposed(arg) for arg in args[skip:])
+            else:  # (map: a generator's frame was a tenth of a constructor's call, pass GC)
+                args = (*args[:skip], *map(exposed, args[skip:]))
             if kwargs:
                 kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
             if depth is None:

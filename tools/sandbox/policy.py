@@ -257,6 +257,7 @@ _READ_WITH_CARE_OR_HELD = (*_READ_WITH_CARE, *_CALLABLE_HOLDERS)
 # bases are fixed when it is made; a run that makes classes without end empties it.
 _READ_PLAINLY: dict[type, bool] = {}
 _READ_PLAINLY_MAX = 4096
+_PRIVATE_NAMES: dict[str, bool] = {}  # is_private_name of the names read, as exact strs
 # Values vet() never replaces (exact types: a subclass may carry methods of its own).
 _DATA = frozenset(
     {int, float, complex, bool, str, bytes, type(None), tuple, list, dict, set, frozenset}
@@ -794,6 +795,23 @@ class Guards:
             if kind in _DATA:  # vet() replaces none, _library_function looks at none
                 return value
             if kind is types.MethodType:
+                own = self._own_method(value)
+                if own is not None:
+                    return own
+            return self._library_function(obj, name, value, self.vet(value))
+        if (
+            default is _MISSING
+            and type(name) is str
+            and name[:1] == "_"
+            and (_PRIVATE_NAMES.get(name) or _private_name(name))
+            and self.classes.plain_for_private_reads(obj)
+        ):  # ``self._r`` on the program's plain object: _getattr's second branch, without
+            # the call (a property over a private field ran 18 times CPython's time: pass GC);
+            # a plain instance is never a class, so its lookup is object's
+            value = object.__getattribute__(obj, name)
+            if type(value) in _DATA:
+                return value
+            if type(value) is types.MethodType:
                 own = self._own_method(value)
                 if own is not None:
                     return own
@@ -2290,6 +2308,14 @@ unbound_stand_ins(
     Guards.grown,
     Guards._set_add,
 )
+
+
+def _private_name(name: str) -> bool:
+    """``is_private_name(name)`` of an exact str, kept in ``_PRIVATE_NAMES``."""
+    if len(_PRIVATE_NAMES) >= _READ_PLAINLY_MAX:
+        _PRIVATE_NAMES.clear()
+    private = _PRIVATE_NAMES[name] = is_private_name(name)
+    return private
 
 
 def _reads_plainly(kind: type) -> bool:

@@ -1885,7 +1885,11 @@ class Guards:
             type(name) is str
             and name[:1] != "_"
             and name not in DENIED_ATTRIBUTES
-            and self.classes.plain_instance(obj)
+            and (
+                self.classes.plain_instance(obj)
+                # ``wrapper.calls += 1``: a function the program wrote (pass GC: 14x)
+                or (type(obj) is FunctionType and obj.__code__.co_filename == FILENAME)
+            )
         ):  # ``self.total = x``: every check below would pass it as it is
             setattr(obj, name, value)
             return

@@ -749,6 +749,7 @@ class Guards:
         self.run_depth = 0
         classes.vet = self.vet  # what a program's special method is given is vetted too
         self._last_set_add: tuple[set[Any], Callable[[Any], None]] | None = None
+        self._last_kept: tuple[Any, dict[str, Any]] | None = None  # _kept_method's
         # What was read from a module view, by the view's address and the name: a view is
         # read-only and fixed when made, and what is handed out for its value checks the
         # run's state when called, never when read (``random.random()`` took 33 times
@@ -1765,12 +1766,23 @@ class Guards:
         """What ``vet`` makes of ``owner``'s bound method ``name`` (an exact builtin
         container's, see ``_KEPT_PLANS``), made without its tests: the same wrapper, named as
         ``named_like`` names it."""
+        last = self._last_kept
+        if last is not None and last[0] is owner:
+            made = last[1].get(name)
+            if made is not None:
+                return made
+        else:  # the last container's only, as _set_add keeps (no other is held alive)
+            last = self._last_kept = (owner, {})
         grows, doc = plan
+        # What the wrapper decides is fixed by the container's exact type and the name, or
+        # asked at each call (a deque's maxlen, a comparison running): made once per loop
+        # over one container (``q.append(x)``, ``q.popleft()``: 26x CPython's time, pass GC)
         wrapped = self._changing(owner, getattr(owner, name), name)
         if grows:
             wrapped = self.grown(owner, wrapped)
         wrapped.__name__ = name
         wrapped.__doc__ = doc
+        last[1][name] = wrapped
         return wrapped
 
     def _changing(self, owner: Any, method: Any, name: str) -> Any:

@@ -761,7 +761,8 @@ class Guards:
     # -- reading attributes ---------------------------------------------------------------
 
     def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
-        builtin = _BUILTIN_METHODS.get(type(obj))  # one lookup; None for the program's objects
+        kind = type(obj)
+        builtin = _BUILTIN_METHODS.get(kind)  # one lookup; None for the program's objects
         if builtin is not None and type(name) is str:
             passed, kept = builtin
             if name in passed:
@@ -769,9 +770,9 @@ class Guards:
             plan = kept.get(name)
             if plan is not None:
                 return self._kept_method(obj, name, plan)
-            if type(obj) is str and (name == "join" or name in _CASE_METHODS):
+            if kind is str and (name == "join" or name in _CASE_METHODS):
                 return self._str_method(obj, name)
-        if type(obj) is self.module_view_type and default is _MISSING and type(name) is str:
+        elif kind is self.module_view_type and default is _MISSING and type(name) is str:
             read = self.module_reads.get((id(obj), name))
             if read is not None and read[0] is obj:
                 return read[1]
@@ -783,7 +784,7 @@ class Guards:
             and type(name) is str
             and name[:1] != "_"
             and name not in DENIED_ATTRIBUTES
-            and (_READ_PLAINLY.get(type(obj)) or _reads_plainly(type(obj)))
+            and (_READ_PLAINLY.get(kind) or _reads_plainly(kind))
         ):  # ``self.balance``, ``acc.deposit``: what _getattr's first branch decides, sooner
             # (an attribute-heavy loop ran 20-40 times CPython's time: pass FI). By the
             # object's type: isinstance() also reads ``obj.__class__`` for every class it

@@ -1934,13 +1934,13 @@ class Classes:
             if kwargs:
                 kwargs = {key: exposed(arg) for key, arg in kwargs.items()}
             if depth is None:
-                result = func(*args, **kwargs)
+                result = func(*args, **kwargs) if kwargs else func(*args)
             else:
                 depth[0] += 1
                 outer = depth[1]
                 depth[1] = depth[2] = depth[2] + 1
-                try:
-                    result = func(*args, **kwargs)
+                try:  # (without an empty dict to unpack: a tenth of a sort's wrapper)
+                    result = func(*args, **kwargs) if kwargs else func(*args)
                 finally:
                     depth[0] -= 1
                     depth[1] = outer

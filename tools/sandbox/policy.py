@@ -1866,12 +1866,11 @@ class Guards:
                 # l[0] = x keeps what it replaces; del d[k] is refused in a comparison
                 self.classes.keep_contents(obj, whole=False)
                 return _KeptItemWriter(self._writer(obj), obj, self.classes)
-        elif (
-            type(obj) is dict  # d[k] = v, in every other loop
-            or type(obj) is list
-            or self.classes.plain_instance(obj)  # ``self.x = v``: _writer's first answer
-        ):
+        elif type(obj) is dict or type(obj) is list:  # d[k] = v, in every other loop
             return obj
+        plain = self.classes.plain.get(id(type(obj)))  # plain_instance's answer, if known
+        if plain is not None and plain[0] is type(obj) and plain[1]:
+            return obj  # ``self.x = v``: _writer's first answer, without its calls
         return self._writer(obj)
 
     def _writer(self, obj: Any) -> Any:
@@ -2002,11 +2001,35 @@ class Guards:
         (self.write_slice(obj) if type(key) is slice else self.write(obj))[key] = result
 
     def aug_read_attr(self, obj: Any, name: str) -> tuple[Any, Any, Any]:
+        if (
+            type(name) is str
+            and name[:1] != "_"
+            and name not in DENIED_ATTRIBUTES
+            and (_READ_PLAINLY.get(type(obj)) or _reads_plainly(type(obj)))
+        ):  # ``self.total += x``: getattr's first branch, without the call (pass GC: 15x)
+            value = getattr(obj, name)
+            if type(value) in _DATA:
+                return obj, name, value
+            if type(value) is types.MethodType and (own := self._own_method(value)) is not None:
+                return obj, name, own
+            return obj, name, self._library_function(obj, name, value, self.vet(value))
         return obj, name, self.getattr(obj, name)
 
     def aug_attr(self, target: tuple[Any, Any, Any], op: str, value: Any) -> None:
         obj, name, current = target
-        self.setattr(obj, name, self.arith.inplace(op, current, value))
+        result = self.arith.inplace(op, current, value)
+        plain = self.classes.plain.get(id(type(obj)))  # plain_instance's answer, if known
+        if (
+            plain is not None
+            and plain[0] is type(obj)
+            and plain[1]
+            and type(name) is str
+            and name[:1] != "_"
+            and name not in DENIED_ATTRIBUTES
+        ):  # setattr's first branch, without its calls
+            setattr(obj, name, result)
+            return
+        self.setattr(obj, name, result)
 
 
 class _SliceWriter:

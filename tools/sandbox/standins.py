@@ -1177,7 +1177,7 @@ class Classes:
         self._standing: dict[tuple[int, str], tuple[type, Any]] = {}
         self._replaced: list[Any] = []  # what item stores replaced (keep_replaced)
         self._library_methods: dict[int, tuple[type, frozenset[str]]] = {}
-        self._plain: dict[int, tuple[type, bool]] = {}  # see plain_instance
+        self.plain: dict[int, tuple[type, bool]] = {}  # see plain_instance
         self._guards: dict[int, tuple[Any, Any]] = {}  # see _guard_changes
         # What an attribute's value goes through (Guards sets its vet), and for each kind of
         # value seen, whether it may change one (keyed by the class: its identity's hash).
@@ -1243,7 +1243,7 @@ class Classes:
         self._wraps.clear()
         self.direct_methods.clear()
         self._caches.clear()
-        self._plain.clear()
+        self.plain.clear()
         self._clean.clear()
         self._kept.clear()
         self._standing.clear()
@@ -1398,7 +1398,7 @@ class Classes:
         it, with nothing to check (``self.total += x``, in every loop). Decided once a class:
         what it depends on is fixed when the class is made."""
         cls = type(obj)
-        entry = self._plain.get(id(cls))
+        entry = self.plain.get(id(cls))
         if entry is None or entry[0] is not cls:
             plain = (
                 self.is_user_class(cls)
@@ -1407,7 +1407,7 @@ class Classes:
                 and not self.library_methods(cls)
                 and all(base is object or self.is_user_class(base) for base in cls.__mro__)
             )
-            entry = self._plain[id(cls)] = (cls, plain)
+            entry = self.plain[id(cls)] = (cls, plain)
         return entry[1]
 
     def has_library_slots(self, cls: type) -> bool:

@@ -21,11 +21,6 @@ import re
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 FILENAME = "<sandbox>"
-# A key in the ``__dict__`` of a function the sandbox put where a library's builtin was
-# (``policy.named_like``): that builtin does not bind as a method, and a class body given the
-# function keeps it unbound too (``class C: get = d.__getitem__``; pass FY). Not a name: no
-# program reads or writes it.
-UNBOUND_STAND_IN = "sandbox: stands for a builtin, which does not bind"
 ANSWER_FUNCTION = "solution"  # what a PAL program defines; the child calls it for the answer
 
 # Attribute names refused even though they do not start with "_": frames, code, and the MRO

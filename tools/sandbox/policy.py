@@ -76,7 +76,6 @@ from tools.sandbox.names import (
     OWN_DUNDERS,
     READABLE_DUNDERS,
     SUPER_DUNDERS,
-    UNBOUND_STAND_IN,
     is_private_name,
     is_special_name,
 )
@@ -100,6 +99,7 @@ from tools.sandbox.standins import (
     checked_random_bits,
     generic_getattr,
     holding_fields,
+    unbound_stand_in,
     unbound_stand_ins,
 )
 
@@ -678,7 +678,7 @@ def named_like(func: FunctionType, original: Any) -> FunctionType:
     doc = getattr(original, "__doc__", None)
     func.__doc__ = doc if type(doc) is str else None
     if not hasattr(type(original), "__get__"):  # a builtin function or method, a class
-        func.__dict__[UNBOUND_STAND_IN] = True
+        unbound_stand_in(func)
     return func
 
 
@@ -1602,8 +1602,10 @@ class Guards:
 
                 return literal
 
-            # Parsed once per pattern, as re.sub does: Match.expand parses the template at
-            # every match (5-13 times CPython's time, red-team pass GD)
+            # Parsed once, at the first match (Match.expand parsed it at every match: 5-13
+            # times CPython's time, red-team pass GD). re.sub parses it before matching, so
+            # a bad template raises there even when nothing matches; here it raises at the
+            # first match only (pass GE)
             parsed: list[Any] = [None, None]
 
             def expand(match: re.Match[Any]) -> Any:

@@ -40,6 +40,7 @@ import statistics
 import sys
 import types
 import typing
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import FunctionType, MappingProxyType, MemberDescriptorType, MethodType
 from typing import Any, cast
@@ -55,7 +56,7 @@ from tools.sandbox.limits import (
     exact_len,
     int_parts,
 )
-from tools.sandbox.names import FILENAME, UNBOUND_STAND_IN, is_private_name, is_special_name
+from tools.sandbox.names import FILENAME, is_private_name, is_special_name
 
 _EXPONENT = re.compile(r"[eE]\s*([-+]?[\d_]+)")
 _CONTEXT_FIELDS = ("prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps")
@@ -1070,19 +1071,26 @@ def _unbound(value: Any) -> Any:
     a builtin's bound method was (``d.__getitem__``, ``repr``, ``"-".join``) as a
     ``staticmethod``, since the builtin does not bind to the class's instances and a
     function would (``class C: get = d.__getitem__`` passed the instance as the key: pass
-    FY). Such a function holds ``named_like``'s mark, or is made by code listed with
-    :func:`unbound_stand_ins`. A function of the program's is never one, even holding the
-    mark in its ``__dict__`` (``setattr`` takes any text as a name)."""
-    if (
-        type(value) is FunctionType
-        and (value.__code__ in _UNBOUND_CODES or UNBOUND_STAND_IN in value.__dict__)
-        and value.__code__.co_filename != FILENAME
+    FY). Such a function is one ``named_like`` noted (:func:`unbound_stand_in`), held by
+    identity, or is made by code listed with :func:`unbound_stand_ins`: never a function of
+    the program's, nor a wrapper the class hook made of one (a mark in a ``__dict__``, which
+    such a wrapper shares with the function and ``setattr`` writes, made them static:
+    red-team pass GE)."""
+    if type(value) is FunctionType and (
+        value.__code__ in _UNBOUND_CODES or value in _UNBOUND_FUNCTIONS
     ):
         return staticmethod(value)
     return value
 
 
 _UNBOUND_CODES: set[types.CodeType] = set()
+# Functions are hashed and compared by identity (a program cannot subclass FunctionType).
+_UNBOUND_FUNCTIONS: weakref.WeakSet[FunctionType] = weakref.WeakSet()
+
+
+def unbound_stand_in(func: FunctionType) -> None:
+    """Note that ``func``, the sandbox's own, stands for a builtin that does not bind."""
+    _UNBOUND_FUNCTIONS.add(func)
 
 
 def unbound_stand_ins(*makers: Callable[..., Any]) -> None:

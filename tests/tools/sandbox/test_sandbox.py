@@ -2533,8 +2533,10 @@ async def test_a_builtin_kept_in_a_class_is_not_bound_to_its_instances(sandbox: 
     function of the sandbox's, and a function in a class body binds: ``class C: get =
     d.__getitem__`` then ``C().get(k)`` passed the instance as the key. CPython's builtins do
     not bind; neither do their stand-ins now, in the body or set on the class after it. The
-    program's own functions still bind: one wrapped around a builtin, and one given the mark
-    the sandbox leaves on its stand-ins (``setattr`` takes any text as a name)."""
+    program's own functions still bind: one wrapped around a builtin, one given the text key
+    the sandbox once marked its stand-ins with (``setattr`` takes any text as a name), and
+    that one read from its class and put in another (red-team pass GE: the class hook's
+    wrapper shared the marked ``__dict__``)."""
     code = (
         "import collections, functools, itertools, heapq\n"
         "d = {'a': 1, 'b': 2}\nq = collections.deque([1, 2, 3])\nheap = [3, 1, 2]\n"
@@ -2548,9 +2550,10 @@ async def test_a_builtin_kept_in_a_class_is_not_bound_to_its_instances(sandbox: 
         "def marked(*args):\n    return len(args)\n"
         "setattr(marked, 'sandbox: stands for a builtin, which does not bind', True)\n"
         "C.later = repr\nC.wrapped = loud(repr)\nC.marked = marked\nc = C()\n"
+        "class D:\n    again = C.marked\n"
         "result = [c.get('a'), c.has('b'), c.size(), c.pop('b'), c.left(), c.join('xy'),\n"
         "    c.show(1), next(c.it([5])), next(c.count(7)), c.smallest(heap), len(c), 'a' in c,\n"
-        "    C.get('a'), c.later(2), c.wrapped(3), c.marked(4), d, list(q)]"
+        "    C.get('a'), c.later(2), c.wrapped(3), c.marked(4), D().again(5), d, list(q)]"
     )
     res = await sandbox.run(code)
     assert res.ok, res

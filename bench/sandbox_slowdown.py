@@ -91,6 +91,25 @@ PROGRAMS = {
         "d = {}\nfor i in range(100000):\n    d.setdefault(i % 97, []).append(i)\nresult = len(d)"
     ),
     "i ** 2 (200k)": "c = 0\nfor i in range(200000):\n    c += i ** 2\nresult = c",
+    "a vector class's p + v * 0.01 (30k)": (
+        "class V:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n"
+        "    def __add__(self, o):\n        return V(self.x + o.x, self.y + o.y)\n"
+        "    def __mul__(self, k):\n        return V(self.x * k, self.y * k)\n"
+        "p, v = V(0.0, 0.0), V(1.0, 0.5)\nfor i in range(30000):\n    p = p + v * 0.01\n"
+        "result = p.x"
+    ),
+    "a property over self._r (100k)": (
+        "class C:\n    def __init__(self, r):\n        self._r = r\n    @property\n"
+        "    def r(self):\n        return self._r\n    @r.setter\n    def r(self, v):\n"
+        "        self._r = v\nc = C(1)\nt = 0\nfor i in range(100000):\n"
+        "    c.r = i % 10\n    t += c.r\nresult = t"
+    ),
+    "a counting decorator's calls (100k)": (
+        "import functools\ndef counted(f):\n    @functools.wraps(f)\n    def w(*a):\n"
+        "        w.n += 1\n        return f(*a)\n    w.n = 0\n    return w\n"
+        "@counted\ndef sq(x):\n    return x * x\n"
+        "result = sum(sq(i) for i in range(100000)) + sq.n"
+    ),
     "re.sub(r'(\\w+)', r'[\\1]') (100k words)": (
         "import re\nresult = len(re.sub(r'(\\w+)', r'[\\1]', 'ab cd ' * 50000))"
     ),

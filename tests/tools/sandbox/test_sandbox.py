@@ -2416,6 +2416,13 @@ def cpython_result(code: str) -> Any:
     return namespace["result"]
 
 
+async def assert_answers_as_cpython(sandbox: Sandbox, code: str) -> None:
+    """``code`` runs in the sandbox and its ``result`` is what CPython's is (by repr)."""
+    res = await sandbox.run(code)
+    assert res.ok, res
+    assert res.value_repr == repr(cpython_result(code)), res
+
+
 async def test_a_long_chain_of_operators_is_not_deep_nesting(sandbox: Sandbox) -> None:
     """Pass FM: ``total = 1 + 2 + ... + 100`` was "nested deeper than 100 levels" (a chain of
     BinOps is a left spine as deep as it is long); CPython compiles a thousand terms. A chain
@@ -2490,9 +2497,7 @@ async def test_copy_dataclasses_and_collections_abc_answer_as_cpython_does(
     sandbox: Sandbox, name: str
 ) -> None:
     code = AS_IN_CPYTHON[name]
-    res = await sandbox.run(code)
-    assert res.ok, res
-    assert res.value_repr == repr(cpython_result(code))
+    await assert_answers_as_cpython(sandbox, code)
 
 
 async def test_a_builtin_containers_item_length_and_membership_methods(sandbox: Sandbox) -> None:
@@ -2555,9 +2560,7 @@ async def test_a_builtin_kept_in_a_class_is_not_bound_to_its_instances(sandbox: 
         "    c.show(1), next(c.it([5])), next(c.count(7)), c.smallest(heap), len(c), 'a' in c,\n"
         "    C.get('a'), c.later(2), c.wrapped(3), c.marked(4), D().again(5), d, list(q)]"
     )
-    res = await sandbox.run(code)
-    assert res.ok, res
-    assert res.value_repr == repr(cpython_result(code)), res
+    await assert_answers_as_cpython(sandbox, code)
 
 
 async def test_a_library_function_the_program_put_in_its_class_reads_back_as_it_is(
@@ -2584,8 +2587,7 @@ async def test_a_library_function_the_program_put_in_its_class_reads_back_as_it_
         "    Tools.norm(' a '), Tools.getter({'k': 1}, 'k'), t.second((1, 2)), t.name(3),\n"
         "    t.upper('x'), Table(k=2).find('k')]"
     )
-    res = await sandbox.run(code)
-    assert res.value_repr == repr(cpython_result(code)), res
+    await assert_answers_as_cpython(sandbox, code)
     for refused in ("M.most_common(5)", "M.copy(M)"):
         res = await sandbox.run(
             "import collections\nclass M(collections.Counter):\n"
@@ -2609,9 +2611,7 @@ async def test_a_substitution_template_answers_as_in_cpython(sandbox: Sandbox) -
         "    re.subn(r'(\\d)', r'\\1\\1', text), re.sub(rb'(\\w)', rb'\\1.', b'ab'),\n"
         "    re.compile(r'(c)(d)').sub(r'\\2\\1\\101', text, count=1)]"
     )
-    res = await sandbox.run(code)
-    assert res.ok, res
-    assert res.value_repr == repr(cpython_result(code)), res
+    await assert_answers_as_cpython(sandbox, code)
 
 
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:

@@ -2294,6 +2294,41 @@ async def test_a_class_s_vars_hold_none_of_the_sandbox_s_pinned_descriptors(box:
     assert res.value == [False, False, False, [1, 2]], res
 
 
+async def test_a_changing_method_read_before_a_comparison_still_asks_at_its_call(
+    box: Sandbox,
+) -> None:
+    """The wrappers of the last container's changing methods are kept and handed out again
+    (510219e): one read before a comparison began, the same object read again, checks at
+    its call, so emptying the deque ``deque.index`` walks, or the list ``==`` walks, from a
+    program's ``__eq__`` is refused as when it is read there (red-team pass GE)."""
+    res = await box.run(
+        "from collections import deque\nq = deque()\nclear = q.clear\nout = []\n"
+        "class A:\n    def __eq__(self, other):\n        try:\n            clear()\n"
+        "        except Exception as e:\n            out.append(type(e).__name__)\n"
+        "        return False\n"
+        "for i in range(3):\n    q.append(A())\n"
+        "out.append(q.clear is clear)\n"
+        "try:\n    q.index(0)\nexcept ValueError:\n    out.append('not found')\n"
+        "l = [1]\nempty = l.clear\n"
+        "class B:\n    def __eq__(self, other):\n        try:\n            empty()\n"
+        "        except Exception as e:\n            out.append(type(e).__name__)\n"
+        "        return True\n"
+        "l = [B(), B()]\nempty = l.clear\nout.append(l.clear is empty)\n"
+        "out.append(l == [B(), B()])\nresult = out + [len(q), len(l)]"
+    )
+    assert res.value == [
+        True,
+        *["SandboxSecurityError"] * 3,
+        "not found",
+        True,
+        "SandboxSecurityError",
+        "SandboxSecurityError",
+        True,
+        3,
+        2,
+    ], res
+
+
 async def test_a_number_s_part_read_from_its_class_is_the_base_s(box: Sandbox) -> None:
     """Pass CY: read from the class (not from vars()), a Fraction subclass's part was the
     sandbox's pinned descriptor itself; put in another class, it bound Fraction's

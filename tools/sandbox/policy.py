@@ -793,10 +793,10 @@ class Guards:
             # class cannot (its body may define neither ``__class__`` nor
             # ``__getattribute__``); what its type says is what a read does anyway.
             value = getattr(obj, name)
-            kind = type(value)
-            if kind in _DATA:  # vet() replaces none, _library_function looks at none
+            value_kind = type(value)
+            if value_kind in _DATA:  # vet() replaces none, _library_function looks at none
                 return value
-            if kind is types.MethodType:
+            if value_kind is types.MethodType:
                 own = self._own_method(value)
                 if own is not None:
                     return own
@@ -2003,18 +2003,6 @@ class Guards:
         (self.write_slice(obj) if type(key) is slice else self.write(obj))[key] = result
 
     def aug_read_attr(self, obj: Any, name: str) -> tuple[Any, Any, Any]:
-        if (
-            type(name) is str
-            and name[:1] != "_"
-            and name not in DENIED_ATTRIBUTES
-            and (_READ_PLAINLY.get(type(obj)) or _reads_plainly(type(obj)))
-        ):  # ``self.total += x``: getattr's first branch, without the call (pass GC: 15x)
-            value = getattr(obj, name)
-            if type(value) in _DATA:
-                return obj, name, value
-            if type(value) is types.MethodType and (own := self._own_method(value)) is not None:
-                return obj, name, own
-            return obj, name, self._library_function(obj, name, value, self.vet(value))
         return obj, name, self.getattr(obj, name)
 
     def aug_attr(self, target: tuple[Any, Any, Any], op: str, value: Any) -> None:

@@ -872,12 +872,18 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
     # subclass answered in the class's value map, and ``re.I | x`` then gave it back (pass BN)
     for name in "A ASCII DOTALL I IGNORECASE M MULTILINE S U UNICODE VERBOSE X NOFLAG".split():  # noqa: SIM905
         rx[name] = int(rx[name])
-    rx["sub"] = lambda pattern, repl, *args, **kwargs: re.sub(
-        pattern, guards.counted_repl(repl), *args, **kwargs
-    )
-    rx["subn"] = lambda pattern, repl, *args, **kwargs: re.subn(
-        pattern, guards.counted_repl(repl), *args, **kwargs
-    )
+
+    # re.sub's own steps (``_compile(pattern, flags).sub(...)``), so that the replacement
+    # knows its pattern and parses a template before matching, as re.sub does
+    def sub(pattern: Any, repl: Any, string: Any, count: Any = 0, flags: Any = 0) -> Any:
+        compiled = re.compile(pattern, flags)
+        return compiled.sub(guards.counted_repl(repl, compiled), string, count)
+
+    def subn(pattern: Any, repl: Any, string: Any, count: Any = 0, flags: Any = 0) -> Any:
+        compiled = re.compile(pattern, flags)
+        return compiled.subn(guards.counted_repl(repl, compiled), string, count)
+
+    rx["sub"], rx["subn"] = sub, subn
     # re's and string's Python code calls methods of the text it is given (re.escape runs
     # pattern.translate(its own table): a str subclass got re's table and rewrote it; capwords
     # joins what s.split answers): they are given exact str and bytes.

@@ -1281,7 +1281,9 @@ class Guards:
         if method_name in ("split", "findall") and isinstance(owner, re.Pattern):
             return self._counted_items(value)  # an item per group per match
         if method_name in ("sub", "subn") and isinstance(owner, re.Pattern):
-            return lambda repl, *args, **kwargs: value(self.counted_repl(repl), *args, **kwargs)
+            return lambda repl, *args, **kwargs: value(
+                self.counted_repl(repl, owner), *args, **kwargs
+            )
         if method_name == "expand" and isinstance(owner, re.Match):
             return lambda template: value(self._expandable(owner, template))
         if method_name in ("group", "groups", "groupdict") and isinstance(owner, re.Match):
@@ -1396,7 +1398,7 @@ class Guards:
             return lambda od: copy(od) if _program_ordered_dict(od) else value(od)
         if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
             return lambda pattern, repl, *args, **kwargs: value(
-                pattern, self.counted_repl(repl), *args, **kwargs
+                pattern, self.counted_repl(repl, pattern), *args, **kwargs
             )
         if value is _PATTERN_SPLIT or value is _PATTERN_FINDALL:  # re.Pattern.split(p, s)
             return self._counted_items(value)
@@ -1577,12 +1579,13 @@ class Guards:
             text = self._strftime_format(value, text)
         return text
 
-    def counted_repl(self, repl: Any) -> Any:
+    def counted_repl(self, repl: Any, pattern: Any = None) -> Any:
         """A ``re`` replacement whose pieces are counted against one budget as the text is
         made: a template of many group references (``'\\1' * 5000``) made 100M characters
         from 30K in one call. A template is expanded match by match (``Match.expand``, the
         same engine), each expansion bounded before it is made; a function's answers are
-        counted."""
+        counted. Given the compiled ``pattern``, a template is parsed at once, as ``re.sub``
+        parses it: a bad one raises even when nothing matches."""
         limit = self.arith.max_items
         room = [limit]
 
@@ -1602,11 +1605,12 @@ class Guards:
 
                 return literal
 
-            # Parsed once, at the first match (Match.expand parsed it at every match: 5-13
-            # times CPython's time, red-team pass GD). re.sub parses it before matching, so
-            # a bad template raises there even when nothing matches; here it raises at the
-            # first match only (pass GE)
+            # Parsed once (Match.expand parsed it at every match: 5-13 times CPython's time,
+            # red-team pass GD): here, before matching, as re.sub does, so that a bad
+            # template raises even when nothing matches (pass GE); else at the first match
             parsed: list[Any] = [None, None]
+            if type(pattern) is re.Pattern:
+                parsed[:] = [pattern, _re_parser.parse_template(template, pattern)]
 
             def expand(match: re.Match[Any]) -> Any:
                 pattern = match.re

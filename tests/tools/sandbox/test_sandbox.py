@@ -2614,6 +2614,24 @@ async def test_a_substitution_template_answers_as_in_cpython(sandbox: Sandbox) -
     await assert_answers_as_cpython(sandbox, code)
 
 
+async def test_a_bad_template_raises_before_anything_matches(sandbox: Sandbox) -> None:
+    """Red-team pass GE (F3): a template was parsed at the first match, so a bad one with
+    nothing to match gave the text back where CPython raises ``re.error``. It is parsed
+    before matching now, by every route to ``sub``."""
+    code = (
+        "import re\nout = []\n"
+        "for call in (lambda: re.sub('a', r'\\9', 'xyz'),\n"
+        "        lambda: re.compile('a').subn(r'\\g<n', 'xyz'),\n"
+        "        lambda: re.Pattern.sub(re.compile('(a)'), r'\\2', 'b'),\n"
+        "        lambda: re.subn(b'a', rb'\\1', b'b', flags=re.I),\n"
+        "        lambda: re.sub('(a)', r'\\1!', 'bab', 0, re.I)):\n"
+        "    try:\n        out.append(call())\n"
+        "    except re.error as e:\n        out.append(str(e))\n"
+        "result = out"
+    )
+    await assert_answers_as_cpython(sandbox, code)
+
+
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     """Differential pass FW: RestrictedPython wrapped every loop's iterable in
     ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing

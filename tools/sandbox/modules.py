@@ -874,14 +874,16 @@ def _static_views(guards: Guards) -> dict[str, ModuleView]:
         rx[name] = int(rx[name])
 
     # re.sub's own steps (``_compile(pattern, flags).sub(...)``), so that the replacement
-    # knows its pattern and parses a template before matching, as re.sub does
+    # knows its pattern and its text: a template is parsed before matching, as re.sub does
     def sub(pattern: Any, repl: Any, string: Any, count: Any = 0, flags: Any = 0) -> Any:
-        compiled = re.compile(pattern, flags)
-        return compiled.sub(guards.counted_repl(repl, compiled), string, count)
+        return guards.substitute(
+            re.Pattern.sub, re.compile(pattern, flags), repl, (string, count), {}
+        )
 
     def subn(pattern: Any, repl: Any, string: Any, count: Any = 0, flags: Any = 0) -> Any:
-        compiled = re.compile(pattern, flags)
-        return compiled.subn(guards.counted_repl(repl, compiled), string, count)
+        return guards.substitute(
+            re.Pattern.subn, re.compile(pattern, flags), repl, (string, count), {}
+        )
 
     rx["sub"], rx["subn"] = sub, subn
     # re's and string's Python code calls methods of the text it is given (re.escape runs

@@ -448,7 +448,10 @@ def _replace_zone(fmt: str, zone: str) -> str:
 
 class _CountedTable:
     """A ``str.translate`` table whose answers are counted as the text is made: one value
-    may be long (``{97: 'x' * 1500}`` on 100,000 a's made 150M characters in one call)."""
+    may be long (``{97: 'x' * 1500}`` on 100,000 a's made 150M characters in one call), and a
+    character the table does not map is kept, one more (red-team pass GG). CPython asks once
+    per ASCII character while the answers are single ASCII characters (its cache), so those
+    are not all counted here: ``translated`` measures the text made, too."""
 
     __slots__ = ("_arith", "_room", "_table")
 
@@ -458,11 +461,24 @@ class _CountedTable:
         self._room = arith.max_items
 
     def __getitem__(self, key: int) -> Any:
-        value = self._table[key]
-        self._room -= str.__len__(value) if isinstance(value, str) else 1
+        try:
+            value = self._table[key]
+        except LookupError:
+            self._spend(1)  # the character, kept as it is
+            raise
+        self._spend(str.__len__(value) if isinstance(value, str) else 1)
+        return value
+
+    def _spend(self, size: int) -> None:
+        self._room -= size
         if self._room < 0:
             raise SizeLimit(f"translated text exceeds {self._arith.max_items} characters")
-        return value
+
+
+def translated(arith: Any, text: Any) -> Any:
+    """What ``str.translate`` made, measured (see ``_CountedTable``)."""
+    arith.check_items(str.__len__(text), "translated text")
+    return text
 
 
 class _Field:
@@ -639,6 +655,7 @@ class _SafeFormatter(string.Formatter):
         next argument's too (``string.Formatter`` numbers only ``{}``, and looked ``[0]`` up
         as the keyword ``''``: compatibility pass CF)."""
         for literal, field_name, spec, conversion in super().parse(format_string):
+            self._spend(str.__len__(literal))  # the text between fields is made too (pass GG)
             if field_name is not None:
                 field_name = self._numbering.number(field_name)
             yield literal, field_name, spec, conversion
@@ -657,10 +674,13 @@ class _SafeFormatter(string.Formatter):
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         text = self.guards.format_builtin(value, format_spec)
-        self._room -= str.__len__(text)  # a str subclass's __len__ may lie
+        self._spend(str.__len__(text))  # a str subclass's __len__ may lie
+        return text
+
+    def _spend(self, size: int) -> None:
+        self._room -= size
         if self._room < 0:
             raise SizeLimit(f"formatted string exceeds {self.guards.arith.max_items} characters")
-        return text
 
 
 def named_like(func: FunctionType, original: Any) -> FunctionType:
@@ -1281,9 +1301,8 @@ class Guards:
         if method_name in ("split", "findall") and isinstance(owner, re.Pattern):
             return self._counted_items(value)  # an item per group per match
         if method_name in ("sub", "subn") and isinstance(owner, re.Pattern):
-            return lambda repl, *args, **kwargs: value(
-                self.counted_repl(repl, owner), *args, **kwargs
-            )
+            unbound = _PATTERN_SUB if method_name == "sub" else _PATTERN_SUBN
+            return lambda repl, *args, **kwargs: self.substitute(unbound, owner, repl, args, kwargs)
         if method_name == "expand" and isinstance(owner, re.Match):
             return lambda template: value(self._expandable(owner, template))
         if method_name in ("group", "groups", "groupdict") and isinstance(owner, re.Match):
@@ -1302,7 +1321,7 @@ class Guards:
         if method_name == "join" and isinstance(owner, (str, bytes, bytearray)):
             return lambda iterable: value(self._join_pieces(owner, iterable))
         if method_name == "translate" and isinstance(owner, str):
-            return lambda table: value(_CountedTable(table, self.arith))
+            return lambda table: translated(self.arith, value(_CountedTable(table, self.arith)))
         if method_name in _CASE_METHODS and isinstance(owner, str):
             # One character may become three ("\ufb03".upper() is "FFI").
             self.arith.check_items(3 * str.__len__(owner), "string")
@@ -1397,8 +1416,8 @@ class Guards:
             copy = self.classes.copy_ordered_dict
             return lambda od: copy(od) if _program_ordered_dict(od) else value(od)
         if value is _PATTERN_SUB or value is _PATTERN_SUBN:  # re.Pattern.sub(p, repl, ...)
-            return lambda pattern, repl, *args, **kwargs: value(
-                pattern, self.counted_repl(repl, pattern), *args, **kwargs
+            return lambda pattern, repl, *args, **kwargs: self.substitute(
+                value, pattern, repl, args, kwargs
             )
         if value is _PATTERN_SPLIT or value is _PATTERN_FINDALL:  # re.Pattern.split(p, s)
             return self._counted_items(value)
@@ -1428,7 +1447,9 @@ class Guards:
         if joins is not None and joins is value:  # str.join(sep, items), unbound
             return lambda sep, iterable: value(sep, self._join_pieces(sep, iterable))
         if value is _STR_TRANSLATE:  # str.translate(s, table), unbound
-            return lambda text, table: value(text, _CountedTable(table, self.arith))
+            return lambda text, table: translated(
+                self.arith, value(text, _CountedTable(table, self.arith))
+            )
         case = _CASE_UNBOUND.get(id(value))
         if case is not None and case is value:  # str.upper(s): the same check, unbound
             return self._case_changed(value)
@@ -1579,18 +1600,36 @@ class Guards:
             text = self._strftime_format(value, text)
         return text
 
-    def counted_repl(self, repl: Any, pattern: Any = None) -> Any:
+    def substitute(
+        self, sub: Any, pattern: Any, repl: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``re.Pattern.sub(pattern, repl, *args, **kwargs)`` (or ``subn``), its replacement
+        counted (``counted_repl``) and what it made measured (``substituted``)."""
+        string = args[0] if args else kwargs.get("string")
+        return self.substituted(
+            sub(pattern, self.counted_repl(repl, pattern, string), *args, **kwargs)
+        )
+
+    def counted_repl(self, repl: Any, pattern: Any = None, string: Any = None) -> Any:
         """A ``re`` replacement whose pieces are counted against one budget as the text is
         made: a template of many group references (``'\\1' * 5000``) made 100M characters
         from 30K in one call. A template is expanded match by match (``Match.expand``, the
         same engine), each expansion bounded before it is made; a function's answers are
-        counted. Given the compiled ``pattern``, a template is parsed at once, as ``re.sub``
-        parses it: a bad one raises even when nothing matches."""
+        counted. So is the text ``re`` keeps between matches (red-team pass GG: ``re.sub('',
+        'b', s)`` doubled a text at the limit); the text after the last match is measured by
+        ``substituted``, once the call made it. Given the compiled ``pattern``, a template is
+        parsed at once, as ``re.sub`` parses it: a bad one raises even when nothing matches.
+        Given the ``string``, a template with no group reference that cannot make more than
+        the limit however often it matches is left to ``re`` itself (``re.sub(r'\\s+', ' ',
+        text)``: no call per match)."""
         limit = self.arith.max_items
         room = [limit]
+        kept_to = [0]  # where the text re keeps starts: the end of the last match
 
-        def spend(size: int) -> None:
-            room[0] -= size
+        def spend(size: int, match: re.Match[Any]) -> None:
+            start = match.start()
+            room[0] -= size + max(start - kept_to[0], 0)
+            kept_to[0] = match.end()
             if room[0] < 0:
                 raise SizeLimit(f"substituted text exceeds {limit} characters")
 
@@ -1598,9 +1637,12 @@ class Guards:
         if template is not None:
             references = template.count("\\" if isinstance(template, str) else b"\\")  # type: ignore[arg-type]
             if references == 0:
+                size = None if string is None else exact_len(string)
+                if size is not None and size + (size + 1) * len(template) <= limit:
+                    return template  # kept text and a replacement per place: the most it makes
 
                 def literal(match: re.Match[Any]) -> Any:
-                    spend(len(template))  # as re does: no backslash, nothing to expand
+                    spend(len(template), match)  # as re does: no backslash, nothing to expand
                     return template
 
                 return literal
@@ -1618,7 +1660,7 @@ class Guards:
                     parsed[:] = [pattern, _re_parser.parse_template(template, pattern)]
                 longest = max((end - start for start, end in match.regs), default=0)
                 bound = len(template) + references * max(longest, 0)
-                spend(bound)
+                spend(bound, match)
                 text = _re_parser.expand_template(parsed[1], match)
                 room[0] += bound - len(text)
                 return text
@@ -1629,13 +1671,20 @@ class Guards:
             def call(match: re.Match[Any]) -> Any:
                 text = repl(match)
                 if isinstance(text, str):
-                    spend(str.__len__(text))
+                    spend(str.__len__(text), match)
                 elif isinstance(text, (bytes, bytearray)):
-                    spend(bytes.__len__(bytes(text)))
+                    spend(bytes.__len__(bytes(text)), match)
                 return text
 
             return call
         return repl  # re's own TypeError
+
+    def substituted(self, made: Any) -> Any:
+        """What ``sub`` (or ``subn``, a pair) made with a ``counted_repl``, measured whole: the
+        text after the last match is counted here."""
+        text = made[0] if type(made) is tuple else made
+        self.arith.check_items(exact_len(text) or 0, "substituted text")
+        return made
 
     def _encoding(
         self, text: Any, args: tuple[Any, ...], kwargs: dict[str, Any]

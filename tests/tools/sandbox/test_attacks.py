@@ -3295,6 +3295,52 @@ SIZE_BOMBS.update(
 )
 
 
+# Pass GG: three makers of text counted only part of what they made, so one call at the item
+# limit made twice it, with ok=true: re.sub counted its replacements, not the text kept
+# between matches; str.format its fields, not its own text (which a field may carry into
+# the next call's format: 6x in five calls); str.translate its table's answers, not the
+# characters the table does not map
+SIZE_BOMBS.update(
+    {
+        "re_sub_keeps_the_text_between_matches": (
+            "import re\nresult = len(re.sub('z', 'b' * 1000, ('a' * 1000 + 'z') * 9_000))"
+        ),
+        "re_subn_by_a_function_keeps_the_text": (
+            "import re\ns = ('a' * 99 + 'z') * 100_000\n"
+            "result = re.subn('z', lambda m: 'z' + 'b' * 99, s)[1]"
+        ),
+        "pattern_sub_of_bytes_keeps_the_text": (
+            "import re\nb = (b'a' * 99 + b'z') * 100_000\n"
+            "result = len(re.compile(b'z').sub(b'z' + b'b' * 99, b))"
+        ),
+        "unbound_pattern_sub_keeps_the_text": (
+            "import re\ns = ('a' * 99 + 'z') * 100_000\n"
+            "result = len(re.Pattern.sub(re.compile('z'), 'z' + 'b' * 99, s))"
+        ),
+        "re_sub_keeps_the_text_after_the_last_match": (
+            "import re\nresult = len(re.sub('^', 'b' * 9_000_000, 'a' * 9_000_000))"
+        ),
+        "format_makes_its_own_text": (
+            "result = len(('a' * 9_999_000 + '{}').format('b' * 9_999_000))"
+        ),
+        "format_map_makes_its_own_text": (
+            "result = len(('a' * 9_999_000 + '{x}').format_map({'x': 'b' * 9_999_000}))"
+        ),
+        "format_grown_by_its_own_fields": (
+            "t = 'a' * 4_000_000 + '{}'\npiece = 'b' * 4_000_000 + '{}'\n"
+            "for i in range(5):\n    t = t.format(piece)\nresult = len(t)"
+        ),
+        "translate_keeps_what_it_does_not_map": (
+            "s = 'a' * 9_900_000 + 'z' * 990\nresult = len(s.translate({ord('z'): 'b' * 10_000}))"
+        ),
+        "translate_unbound_keeps_what_it_does_not_map": (
+            "s = 'a' * 9_900_000 + 'z' * 990\n"
+            "result = len(str.translate(s, {ord('z'): 'b' * 10_000}))"
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("name", sorted(SIZE_BOMBS))
 async def test_size_guards_fail_fast(box: Sandbox, name: str) -> None:
     started = time.perf_counter()

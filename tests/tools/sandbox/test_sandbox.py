@@ -2632,6 +2632,21 @@ async def test_a_bad_template_raises_before_anything_matches(sandbox: Sandbox) -
     await assert_answers_as_cpython(sandbox, code)
 
 
+async def test_text_makers_count_all_they_make_and_no_more(sandbox: Sandbox) -> None:
+    """Pass GG: ``re.sub``, ``str.format`` and ``str.translate`` count the text they keep
+    or write themselves now, besides what they put in; what stays within the limit,
+    however it is split between the two, answers as in CPython."""
+    code = (
+        "import re\ns = ('a' * 9 + 'z') * 50_000\n"
+        "t = re.sub('z', 'Z' * 11, s)\nu = re.subn(b'z', lambda m: b'', s.encode())\n"
+        "v = ('-' * 4_000_000 + '{}{x}').format('b' * 3_000_000, x='c')\n"
+        "w = s.translate({ord('z'): 'y' * 2})\nx = str.translate(s, {ord('a'): None})\n"
+        "result = [len(t), t[:24], len(u[0]), u[1], len(v), v[-3:], len(w), w[:12],"
+        " len(x), re.sub('(a)', r'<\\1>', 'banana'), 'x{0}y{1}z'.format(1, 2)]"
+    )
+    await assert_answers_as_cpython(sandbox, code)
+
+
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     """Differential pass FW: RestrictedPython wrapped every loop's iterable in
     ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing

@@ -1330,7 +1330,12 @@ class Classes:
         if isinstance(obj, type):
             return self.program_owns(obj, name)
         own = _instance_dict(obj)
-        return (own is not None and name in own) or self.program_owns(type(obj), name)
+        if own is not None and name in own and all(type(key) is str for key in own):
+            return True
+        # A key of the program's str subclass answers ``in`` with its own ``__eq__``, and may
+        # answer the lookup that follows otherwise, which then went on to what a library
+        # base put on the class (red-team pass GG): such a dict decides nothing here
+        return self.program_owns(type(obj), name)
 
     def plain_for_private_reads(self, obj: Any) -> bool:
         """``obj`` is a :meth:`plain_instance` whose classes hold no private name that anything

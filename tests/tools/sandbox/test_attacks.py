@@ -4005,6 +4005,10 @@ async def test_ordinary_class_code_runs(box: Sandbox, name: str) -> None:
     assert res.value == expected
 
 
+FLIPPING_KEY = (
+    "class S(str):\n    n = 0\n    def __hash__(self):\n        return hash(str(self))\n"
+    "    def __eq__(self, o):\n        S.n += 1\n        return S.n == 1\n"
+)
 PRIVATE_ELSEWHERE = {
     # eighth red-team pass: a class dict copied raw into a cache wrapper, and a private name
     # the program wrote first but a library's metaclass replaced
@@ -4110,6 +4114,17 @@ PRIVATE_ELSEWHERE = {
     "decimal_through_renamed_super": (
         "import decimal\ndef super(a=None, b=None):\n    return decimal.getcontext()\n"
         "super().__init__(prec=999999999, Emax=999999999, Emin=-999999999)"
+    ),
+    # pass GG: a key of the program's str subclass in its instance's dict, equal to the name
+    # when the guard asked and not when the lookup followed, which went on to the class
+    # attribute a library base (ABCMeta, typing's Protocol) put there
+    "private_name_by_a_lying_key": (
+        FLIPPING_KEY + "import typing\nclass H(typing.Hashable):\n    def __hash__(self):\n"
+        "        return 1\nh = H()\nvars(h)[S('_abc_impl')] = 5\nresult = repr(h._abc_impl)"
+    ),
+    "protocol_private_name_by_a_lying_key": (
+        FLIPPING_KEY + "import typing\nclass P(typing.Protocol):\n    pass\nclass Q(P):\n"
+        "    pass\nq = Q()\nvars(q)[S('_is_protocol')] = 5\nresult = q._is_protocol"
     ),
 }
 

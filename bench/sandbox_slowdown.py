@@ -113,6 +113,14 @@ PROGRAMS = {
     "re.sub(r'(\\w+)', r'[\\1]') (100k words)": (
         "import re\nresult = len(re.sub(r'(\\w+)', r'[\\1]', 'ab cd ' * 50000))"
     ),
+    "'x={} y={:>5}!'.format(i, i * 2) (100k)": (
+        "out = 0\nfor i in range(100000):\n    out += len('x={} y={:>5}!'.format(i, i * 2))\n"
+        "result = out"
+    ),
+    "re.sub(r'\\s+', ' ') (150k runs of spaces)": (
+        "import re\ntext = ' lorem  ipsum\\tdolor ' * 50000\n"
+        "result = len(re.sub(r'\\s+', ' ', text)) + len(re.compile('o').sub('0', text))"
+    ),
 }
 
 

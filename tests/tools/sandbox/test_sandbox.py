@@ -2647,6 +2647,17 @@ async def test_text_makers_count_all_they_make_and_no_more(sandbox: Sandbox) -> 
     await assert_answers_as_cpython(sandbox, code)
 
 
+FORMAT_CALLS = pathlib.Path(__file__).with_name("format_calls.txt").read_text(encoding="utf-8")
+
+
+async def test_str_format_answers_as_cpython_on_either_path(sandbox: Sandbox) -> None:
+    """``str.format`` on a literal is called without reading ``format`` (``_str_format_``),
+    and a template of plain fields with exact ints, floats, strs, bools and None goes to
+    the real ``str.format`` once what it can make is bounded (25-30 times CPython's time
+    through ``string.Formatter``); what each path answers, errors included, is CPython's."""
+    await assert_answers_as_cpython(sandbox, FORMAT_CALLS)
+
+
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     """Differential pass FW: RestrictedPython wrapped every loop's iterable in
     ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing

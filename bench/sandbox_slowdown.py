@@ -117,6 +117,9 @@ PROGRAMS = {
         "out = 0\nfor i in range(100000):\n    out += len('x={} y={:>5}!'.format(i, i * 2))\n"
         "result = out"
     ),
+    "'x=%d y=%5d!' % (i, i * 2) (100k)": (
+        "out = 0\nfor i in range(100000):\n    out += len('x=%d y=%5d!' % (i, i * 2))\nresult = out"
+    ),
     "re.sub(r'\\s+', ' ') (150k runs of spaces)": (
         "import re\ntext = ' lorem  ipsum\\tdolor ' * 50000\n"
         "result = len(re.sub(r'\\s+', ' ', text)) + len(re.compile('o').sub('0', text))"

@@ -10,6 +10,7 @@ import fractions
 import json
 import os
 import random
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from unittest import mock
@@ -1542,3 +1543,17 @@ def test_a_strs_join_and_case_methods_are_what_vet_makes_of_them() -> None:
             read(big, "upper")
         with pytest.raises(limits.SizeLimit):
             read("-", "join")([big] * 4)
+
+
+def test_a_literal_replacement_goes_to_re_only_when_every_match_fits() -> None:
+    """Pass GH: ``re`` matches up to 2n + 1 times in n characters (``'|a'`` on ``'aaa'``
+    makes 7), so a literal template is handed to ``re`` itself, with no call per match, only
+    when the kept text and 2n + 1 replacements fit the limit; else it is counted as made."""
+    guards = make_guards()
+    limit = ARITH.max_items
+    fits = (limit - 1000) // 2001  # the longest template that 2 * 1000 + 1 copies of fit
+    assert guards.counted_repl("x" * fits, None, "a" * 1000) == "x" * fits
+    counted = guards.counted_repl("x" * (fits + 1), None, "a" * 1000)
+    assert callable(counted)
+    assert len(re.sub("|a", "x" * 9, "a" * 1000)) == 1000 * 2 * 9 + 9  # 2n + 1 matches
+    assert callable(guards.counted_repl("x", None, None))  # no text: counted

@@ -1161,6 +1161,48 @@ def generic_getattr(obj: Any, name: str) -> Any:
     return object.__getattribute__(obj, name)
 
 
+_PARTIAL_FUNC = functools.partial.func.__get__  # the C members: what C reads, whatever a
+_PARTIAL_ARGS = functools.partial.args.__get__  # subclass's property answers
+_PARTIAL_KEYWORDS = functools.partial.keywords.__get__
+_PARTIAL_DICT = functools.partial.__dict__["__dict__"].__get__
+
+
+def counted_partial(arith: Arithmetic) -> type:
+    """``functools.partial`` as the program gets it (red-team pass GH): C joins a partial's
+    arguments with more, unchecked, when a partial is made from another (``partial(p,
+    *l)``: ``p.args + l``) and when one is called (``p(*l)``), and each step passed the
+    check of its own call's arguments: a loop grew ``p.args`` to 2.7 times the item limit,
+    and a call handed a function that many. Both joins are counted first here. A partial of
+    a partial is joined as CPython joins it (``.func``, ``.args``); C no longer does it
+    itself (this class's ``__call__`` is Python's), so every join comes through here."""
+    real = functools.partial
+
+    class partial(functools.partial[Any]):
+        __slots__ = ()
+
+        def __new__(cls, func: Any, /, *args: Any, **keywords: Any) -> Any:
+            count = len(args) + len(keywords)
+            if (type(func) is real or type(func) is partial) and not _PARTIAL_DICT(func):
+                held_args, held_keywords = _PARTIAL_ARGS(func), _PARTIAL_KEYWORDS(func)
+                arith.check_items(count + len(held_args) + len(held_keywords), "partial")
+                args = held_args + args
+                keywords = {**held_keywords, **keywords}
+                func = _PARTIAL_FUNC(func)
+            else:
+                arith.check_items(count, "partial")
+            return real.__new__(cls, func, *args, **keywords)
+
+        def __call__(self, /, *args: Any, **keywords: Any) -> Any:
+            held = len(_PARTIAL_ARGS(self)) + len(_PARTIAL_KEYWORDS(self))
+            arith.check_items(held + len(args) + len(keywords), "call arguments")
+            return real.__call__(self, *args, **keywords)
+
+    partial.__module__ = "functools"
+    partial.__qualname__ = "partial"
+    partial.__name__ = "functools.partial"  # its repr is CPython's: "functools.partial(...)"
+    return partial
+
+
 class Classes:
     """The class policy of one run: the program's own classes, the stand-ins, ``type()``."""
 
@@ -1217,6 +1259,8 @@ class Classes:
         self.decimal = _stand_in(decimal.Decimal, self._decimal)
         self.context = _stand_in(decimal.Context, self.new_context)
         self.classmethod = _stand_in(classmethod, self._classmethod_of_a_function)
+        self.partial_class = counted_partial(arith)
+        self.partial = _stand_in(functools.partial, self.partial_class)
         # Their C ``__str__`` reads ``object[start]`` unchecked (gh-123378): made with the
         # bounds checked, never subclassed (red-team pass AM read any byte of the process)
         self.unicode_errors = {
@@ -1225,6 +1269,7 @@ class Classes:
         }
         stand_ins = (
             self.classmethod,
+            self.partial,
             self.int,
             self.str,
             self.bytes,
@@ -1235,6 +1280,7 @@ class Classes:
             *self.unicode_errors.values(),
         )
         self._stand_ins = {id(s._real): (s._real, s) for s in stand_ins}
+        self._stand_ins[id(self.partial_class)] = (self.partial_class, self.partial)
         safe = (*_SAFE_CLASSES, *builtin_exceptions().values())
         self._safe = {id(cls): cls for cls in safe}
 
@@ -1515,6 +1561,8 @@ class Classes:
             if any(base is stand_in for base in bases):
                 bases = tuple(stand_in._real if base is stand_in else base for base in bases)
                 namespace["__new__"] = new
+        if any(base is self.partial for base in bases):  # its joins counted (pass GH)
+            bases = tuple(self.partial_class if base is self.partial else base for base in bases)
         for base in bases:
             if isinstance(base, StandIn) or not isinstance(base, type):
                 raise SandboxSecurityError(f"{_named(base)} cannot be subclassed in the sandbox")

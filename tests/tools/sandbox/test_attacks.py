@@ -3341,6 +3341,43 @@ SIZE_BOMBS.update(
 )
 
 
+# Pass GH: C joins a partial's arguments with more when a partial is made from another and
+# when one is called, and each step passed its own call's check: 2.1-2.7 times the limit
+PARTIAL_GROWN = (
+    "import functools\ndef f(*a):\n    return a\nl = (0,) * 1_050_000\n"
+    "p = functools.partial(f, *l)\nfor i in range(19):\n"
+)
+SIZE_BOMBS.update(
+    {
+        "partial_of_a_partial": PARTIAL_GROWN + "    p = functools.partial(p, *l)\nr = len(p.args)",
+        "partial_called_with_more": (
+            "import functools\ndef f(*a):\n    return a\nl = (0,) * 6_000_000\n"
+            "p = functools.partial(f, *l)\nresult = len(p(*l))"
+        ),
+        "partial_made_by_a_partial_of_partial": (
+            "import functools\ndef f(*a):\n    return a\nl = (0,) * 6_000_000\n"
+            "p = functools.partial(f, *l)\nq = functools.partial(functools.partial, p)\n"
+            "result = len(q(*l).args)"
+        ),
+        "partial_by_its_type": PARTIAL_GROWN + "    p = type(p)(p, *l)\nr = len(p.args)",
+        "partial_subclass": (
+            "import functools\nclass P(functools.partial):\n    pass\n"
+            "def f(*a):\n    return a\nl = (0,) * 1_050_000\np = P(f, *l)\n"
+            "for i in range(19):\n    p = P(p, *l)\nresult = len(p())"
+        ),
+        "partial_called_by_starmap": (
+            "import functools, itertools\ndef f(*a):\n    return len(a)\n"
+            "l = (0,) * 6_000_000\np = functools.partial(f, *l)\n"
+            "result = list(itertools.starmap(p, [l]))"
+        ),
+        "partial_of_an_exception": (
+            "import functools\nl = (0,) * 1_050_000\np = functools.partial(ValueError, *l)\n"
+            "for i in range(19):\n    p = functools.partial(p, *l)\nresult = len(p().args)"
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("name", sorted(SIZE_BOMBS))
 async def test_size_guards_fail_fast(box: Sandbox, name: str) -> None:
     started = time.perf_counter()

@@ -2669,6 +2669,16 @@ async def test_percent_formatting_answers_as_cpython_on_either_path(sandbox: San
     await assert_answers_as_cpython(sandbox, PERCENT_CALLS)
 
 
+PARTIAL_CALLS = pathlib.Path(__file__).with_name("partial_calls.txt").read_text(encoding="utf-8")
+
+
+async def test_partial_answers_as_cpython(sandbox: Sandbox) -> None:
+    """Pass GH: the program's ``functools.partial`` counts the arguments C joins (a partial
+    of a partial, a call); it answers as CPython's does: joined ``.func``/``.args``, its
+    repr, ``type(p) is functools.partial``, a subclass, a sort key."""
+    await assert_answers_as_cpython(sandbox, PARTIAL_CALLS)
+
+
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     """Differential pass FW: RestrictedPython wrapped every loop's iterable in
     ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing

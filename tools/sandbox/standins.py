@@ -475,6 +475,7 @@ def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
         # (``Optional[int]`` read ``typing.Optional[tools.sandbox.standins.int]``)
         "__module__": real.__module__,
         "__qualname__": real.__qualname__,
+        "__doc__": real.__doc__,  # help text, as the real class has it (pass GI)
     }
     return StandIn(real.__name__, (), namespace)
 
@@ -1177,12 +1178,30 @@ def counted_partial(arith: Arithmetic) -> type:
     itself (this class's ``__call__`` is Python's), so every join comes through here."""
     real = functools.partial
 
+    def joined_by_cpython(func: Any) -> bool:
+        """Whether CPython would join ``func``'s arguments into a new partial: a partial
+        whose class calls it as partial does (not a ``__call__`` of its own) and whose
+        instance has no attribute of its own."""
+        if not issubclass(type(func), real):
+            return False
+        for klass in type(func).__mro__:  # a class's own dict: exact str keys, no code runs
+            call = klass.__dict__.get("__call__")
+            if call is not None:
+                if call is not partial.__call__ and klass is not real:
+                    return False
+                break
+        return not _PARTIAL_DICT(func)
+
     class partial(functools.partial[Any]):
         __slots__ = ()
+        __doc__ = real.__doc__
 
-        def __new__(cls, func: Any, /, *args: Any, **keywords: Any) -> Any:
+        def __new__(cls, *args: Any, **keywords: Any) -> Any:
+            if not args:
+                raise TypeError("type 'partial' takes at least one argument")
+            func, args = args[0], args[1:]
             count = len(args) + len(keywords)
-            if (type(func) is real or type(func) is partial) and not _PARTIAL_DICT(func):
+            if joined_by_cpython(func):
                 held_args, held_keywords = _PARTIAL_ARGS(func), _PARTIAL_KEYWORDS(func)
                 arith.check_items(count + len(held_args) + len(held_keywords), "partial")
                 args = held_args + args

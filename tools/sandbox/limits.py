@@ -304,6 +304,7 @@ class Arithmetic:
         self.max_bits = int(max_int_digits * 3.3219280948873626) + 1
         self.max_digits = max_int_digits
         self.max_items = max_sequence_items
+        self._specs: dict[str, str] = {}  # format specs checked: f"{x:>8.2f}" in a loop
         # Called with a container an in-place operation is about to change, the operator and
         # the other operand (Classes sets it)
         self.before_change: Callable[[Any, str, Any], None] = _nothing
@@ -751,13 +752,22 @@ class Arithmetic:
         return value
 
     def check_format_spec(self, spec: Any) -> str:
-        """A format specification with no width or precision above the limit, as exact str."""
+        """A format specification with no width or precision above the limit, as exact str
+        (a short exact one passed is known after: it is checked once)."""
+        if type(spec) is str:
+            known = self._specs.get(spec)
+            if known is not None:
+                return known
         if not isinstance(spec, str):
             raise TypeError("format spec must be a str")
         text = str.__str__(spec)
         for digits in _DIGITS.findall(text):
             if len(digits) > 12 or int(digits) > self.max_items:
                 raise SizeLimit(f"format width {digits[:20]} exceeds the sandbox limit")
+        if type(spec) is str and len(text) <= 32:
+            if len(self._specs) >= 1024:
+                self._specs.clear()
+            self._specs[text] = text
         return text
 
     def check_strftime(self, fmt: Any) -> str:

@@ -1038,11 +1038,14 @@ def _made_field(conversion: str, value: Any, in_bytes: bool) -> Any:
     kind = type(value)
     if kind is int or kind is float or isinstance(value, (str, bytes, bytearray)):
         return value
+    if conversion in "diu":  # as C's PyNumber_Long reads it (pass GJ: __index__ was first)
+        if isinstance(value, int):
+            return int.__index__(value)  # an int subclass: its own value, no method asked
+        if hasattr(kind, "__int__") or hasattr(kind, "__index__"):
+            return int.__index__(int(value))  # __int__ first, then __index__: asked once
     if isinstance(value, float):
         return float.__float__(value)
-    if conversion in "diu" and hasattr(kind, "__int__") and not hasattr(kind, "__index__"):
-        return int.__index__(int(value))  # a Decimal, a program's number: asked once
-    if conversion in "diuoxXc" and hasattr(kind, "__index__"):
+    if conversion in "oxXc" and hasattr(kind, "__index__"):
         return index_value(value)
     if conversion in "eEfFgG" and (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
         return float.__float__(float(value))

@@ -871,7 +871,13 @@ class Arithmetic:
         loose = False  # a field without a name was formatted
         position = 0
         total = len(text)
-        for key, width, precision, conversion in percent_specs(text):
+        try:
+            specs = list(percent_specs(text))
+        except IncompleteKey:
+            if isinstance(args, takes) or not hasattr(type(args), "__getitem__"):
+                return args  # no mapping: the formatting's own TypeError comes first
+            raise ValueError("incomplete format key") from None  # CPython's, as it is
+        for key, width, precision, conversion in specs:
             sizes = [0, 0]
             for slot, field in enumerate((width, precision)):
                 if field == "*":
@@ -1103,13 +1109,16 @@ def _percent_plain(text: str) -> bool:
     """Whether ``text``'s conversions name no key, take no ``*`` and no long number."""
     plain = _PERCENT_PLANS.get(text)
     if plain is None:
-        plain = all(
-            key is None
-            and "*" not in (width + precision)
-            and len(width) <= 4
-            and len(precision) <= 4
-            for key, width, precision, _ in percent_specs(text)
-        )
+        try:
+            plain = all(
+                key is None
+                and "*" not in (width + precision)
+                and len(width) <= 4
+                and len(precision) <= 4
+                for key, width, precision, _ in percent_specs(text)
+            )
+        except IncompleteKey:
+            plain = False
         if len(text) <= _PERCENT_PLAN_TEXT_MAX:  # never keeps a long text of the program's
             if len(_PERCENT_PLANS) >= _PERCENT_PLANS_MAX:
                 _PERCENT_PLANS.clear()
@@ -1139,6 +1148,10 @@ def _percent_fast(text: str, args: Any, limit: int) -> Any:
     return str.__mod__(text, args)
 
 
+class IncompleteKey(ValueError):
+    """A ``%(`` whose key the template ends inside."""
+
+
 def percent_specs(text: str) -> Iterable[tuple[str | None, str, str, str]]:
     """``(key, width, precision, conversion)`` of every ``%`` conversion, scanned the way
     CPython does, nested parentheses in a mapping key included (``key`` is None without one;
@@ -1153,6 +1166,8 @@ def percent_specs(text: str) -> Iterable[tuple[str | None, str, str, str]]:
             while index < size and depth:
                 depth += {"(": 1, ")": -1}.get(text[index], 0)
                 index += 1
+            if depth:  # the text ends inside the key: CPython's ValueError (pass GJ)
+                raise IncompleteKey("incomplete format key")
             key = text[start : index - 1]
         while index < size and text[index] in "-#0 +":
             index += 1

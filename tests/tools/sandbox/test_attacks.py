@@ -3344,8 +3344,8 @@ SIZE_BOMBS.update(
 # Pass GH: C joins a partial's arguments with more when a partial is made from another and
 # when one is called, and each step passed its own call's check: 2.1-2.7 times the limit
 PARTIAL_GROWN = (
-    "import functools\ndef f(*a):\n    return a\nl = (0,) * 1_050_000\n"
-    "p = functools.partial(f, *l)\nfor i in range(19):\n"
+    "import functools\ndef f(*a):\n    return a\nl = (0,) * 3_500_000\n"
+    "p = functools.partial(f, *l)\nfor i in range(3):\n"
 )
 SIZE_BOMBS.update(
     {
@@ -3362,8 +3362,8 @@ SIZE_BOMBS.update(
         "partial_by_its_type": PARTIAL_GROWN + "    p = type(p)(p, *l)\nr = len(p.args)",
         "partial_subclass": (
             "import functools\nclass P(functools.partial):\n    pass\n"
-            "def f(*a):\n    return a\nl = (0,) * 1_050_000\np = P(f, *l)\n"
-            "for i in range(19):\n    p = P(p, *l)\nresult = len(p())"
+            "def f(*a):\n    return a\nl = (0,) * 3_500_000\np = P(f, *l)\n"
+            "for i in range(3):\n    p = P(p, *l)\nresult = len(p())"
         ),
         "partial_called_by_starmap": (
             "import functools, itertools\ndef f(*a):\n    return len(a)\n"
@@ -3371,8 +3371,8 @@ SIZE_BOMBS.update(
             "result = list(itertools.starmap(p, [l]))"
         ),
         "partial_of_an_exception": (
-            "import functools\nl = (0,) * 1_050_000\np = functools.partial(ValueError, *l)\n"
-            "for i in range(19):\n    p = functools.partial(p, *l)\nresult = len(p().args)"
+            "import functools\nl = (0,) * 3_500_000\np = functools.partial(ValueError, *l)\n"
+            "for i in range(3):\n    p = functools.partial(p, *l)\nresult = len(p().args)"
         ),
     }
 )

@@ -882,9 +882,10 @@ class Arithmetic:
             for slot, field in enumerate((width, precision)):
                 if field == "*":
                     if position < len(queue):
-                        sizes[slot] = self.check_width(queue[position])
-                        if isinstance(queue[position], int):  # else the formatting refuses it
-                            queue[position] = sizes[slot]
+                        if not isinstance(queue[position], int):  # C takes an int only,
+                            raise TypeError("* wants int")  # never __index__ (pass GJ)
+                        sizes[slot] = self.check_width(int.__index__(queue[position]))
+                        queue[position] = sizes[slot]
                     position += 1
                 elif field:
                     self.check_format_spec(field)

@@ -466,8 +466,13 @@ class StandIn(type):
         return repr(cls._real)
 
 
-def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
-    namespace = {
+def _stand_in(real: type, construct: Callable[..., Any], origin: type | None = None) -> StandIn:
+    """A stand-in for ``real``. ``real[X]`` (a class with ``__class_getitem__``) is an alias
+    of ``origin``, the class the program's instances are made from; with none it is
+    refused: the real class's own alias is the real class when called or subclassed
+    (``functools.partial[int]`` made and called partials that joined their arguments
+    uncounted, red-team pass GK)."""
+    namespace: dict[str, Any] = {
         "_real": real,
         "_construct": staticmethod(construct),
         "__slots__": (),
@@ -477,6 +482,14 @@ def _stand_in(real: type, construct: Callable[..., Any]) -> StandIn:
         "__qualname__": real.__qualname__,
         "__doc__": real.__doc__,  # help text, as the real class has it (pass GI)
     }
+    if hasattr(real, "__class_getitem__"):
+
+        def class_getitem(cls: Any, item: Any) -> Any:
+            if origin is None:
+                raise SandboxSecurityError(f"{real.__name__}[...] is not available")
+            return types.GenericAlias(origin, item)
+
+        namespace["__class_getitem__"] = classmethod(class_getitem)
     return StandIn(real.__name__, (), namespace)
 
 
@@ -1287,7 +1300,7 @@ class Classes:
         self.context = _stand_in(decimal.Context, self.new_context)
         self.classmethod = _stand_in(classmethod, self._classmethod_of_a_function)
         self.partial_class = counted_partial(arith)
-        self.partial = _stand_in(functools.partial, self.partial_class)
+        self.partial = _stand_in(functools.partial, self.partial_class, self.partial_class)
         # Their C ``__str__`` reads ``object[start]`` unchecked (gh-123378): made with the
         # bounds checked, never subclassed (red-team pass AM read any byte of the process)
         self.unicode_errors = {
@@ -1584,12 +1597,23 @@ class Classes:
         ``class Money(int)``, ``class Half(Fraction)``, ``class Cash(Decimal)`` get the real
         class as their base, and a ``__new__`` that checks what it builds as the stand-in
         would (a program's class cannot define ``__new__`` itself)."""
+        # A stand-in as a base, or its real class (an alias's __mro_entries__ gives the
+        # real one before this hook runs: class S(functools.partial[int]), pass GK)
         for stand_in, new in self._subclass_constructors():
-            if any(base is stand_in for base in bases):
+            if any(base is stand_in or base is stand_in._real for base in bases):
                 bases = tuple(stand_in._real if base is stand_in else base for base in bases)
                 namespace["__new__"] = new
-        if any(base is self.partial for base in bases):  # its joins counted (pass GH)
-            bases = tuple(self.partial_class if base is self.partial else base for base in bases)
+        if any(base is self.partial or base is functools.partial for base in bases):
+            bases = tuple(  # its joins counted (pass GH)
+                self.partial_class if base is self.partial or base is functools.partial else base
+                for base in bases
+            )
+        kept = {id(stand_in._real) for stand_in, _ in self._subclass_constructors()}
+        kept.add(id(self.partial_class))
+        for base in bases:  # any other stand-in's real class: never a base
+            entry = self._stand_ins.get(id(base))
+            if entry is not None and entry[0] is base and id(base) not in kept:
+                raise SandboxSecurityError(f"{_named(base)} cannot be subclassed in the sandbox")
         for base in bases:
             if isinstance(base, StandIn) or not isinstance(base, type):
                 raise SandboxSecurityError(f"{_named(base)} cannot be subclassed in the sandbox")

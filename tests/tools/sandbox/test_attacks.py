@@ -3370,6 +3370,16 @@ SIZE_BOMBS.update(
             "l = (0,) * 6_000_000\np = functools.partial(f, *l)\n"
             "result = list(itertools.starmap(p, [l]))"
         ),
+        # pass GK: functools.partial[int] was the real class's alias: called, and as a base
+        "partial_alias_made_and_called": (
+            "import functools\ndef f(*a):\n    return a\nA = functools.partial[int]\n"
+            "l = (0,) * 6_000_000\nresult = len(A(A(f, *l), *l)())"
+        ),
+        "partial_subclass_of_an_alias": (
+            "import functools\nclass S(functools.partial[int]):\n    pass\n"
+            "def f(*a):\n    return a\nl = (0,) * 3_500_000\np = S(f, *l)\n"
+            "for i in range(3):\n    p = S(p, *l)\nresult = len(p.args)"
+        ),
         "partial_of_an_exception": (
             "import functools\nl = (0,) * 3_500_000\np = functools.partial(ValueError, *l)\n"
             "for i in range(3):\n    p = functools.partial(p, *l)\nresult = len(p().args)"

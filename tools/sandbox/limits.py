@@ -764,10 +764,8 @@ class Arithmetic:
         for digits in _DIGITS.findall(text):
             if len(digits) > 12 or int(digits) > self.max_items:
                 raise SizeLimit(f"format width {digits[:20]} exceeds the sandbox limit")
-        if type(spec) is str and len(text) <= 32:
-            if len(self._specs) >= 1024:
-                self._specs.clear()
-            self._specs[text] = text
+        if type(spec) is str:
+            remember(self._specs, text, text, most=1024)
         return text
 
     def check_strftime(self, fmt: Any) -> str:
@@ -1094,16 +1092,44 @@ def _field_size(
     return 330 + precision  # a float: at most 309 digits before the point
 
 
-# ``%`` formatting's fast path (``Arithmetic.percent``): an exact str template with no
-# ``%(key)``, no ``*`` and no width or precision past four digits, given exact ints, floats,
-# strs, bools or None (a tuple of them, or one), is str's own ``%`` once what it can make is
-# bounded within the limit: such a call reads nothing of the program's and runs none of its
-# code (``check_percent``'s measuring, in Python, made ``'%d %5d' % (a, b)`` 20 times
-# CPython's time). Anything else is measured first, as ever.
-_PERCENT_FAST_TYPES = frozenset({int, float, str, bool, type(None)})
-_PERCENT_SLACK, _PERCENT_FLOAT = 10_000, 1_000  # as str.format's fast path (policy.py)
+# The fast paths of ``str.format`` (policy.py) and ``%`` (``Arithmetic.percent``): a
+# template whose fields only name a value, with no width or precision past four digits, given
+# exact ints, floats, strs, bools or None, goes to str's own formatting once what it can make
+# is bounded within the limit: such a call reads nothing of the program's and runs none of
+# its code (measured field by field in Python, ``'{} {:>5}'.format(a, b)`` took 25-30 times
+# CPython's time and ``'%d %5d' % (a, b)`` 20 times). Anything else is measured as ever.
+_FIELD_SLACK = 10_000  # what a four-digit width or precision may add to a field's own text
+_FLOAT_TEXT = 1_000  # the most a float's own digits take: 309, separators, sign, exponent
+_KEPT_TEXT_MAX = 1_000  # what ``remember`` keeps: short templates only
+
+
+def plain_field_bound(value: Any, escaped: bool) -> int | None:
+    """The most one fast-path field writes for ``value``, its width and precision included;
+    None for a value that is not an exact int, float, str, bool or None. ``escaped``: the
+    field may be ``!r``/``!a`` (``%r``/``%a``), which writes a character as at most ten."""
+    kind = type(value)
+    if kind is str:
+        size = str.__len__(value) * (10 if escaped else 1) + 2
+    elif kind is int or kind is bool:
+        size = 2 * int.bit_length(value) + 8  # binary, with separators, sign and prefix
+    elif kind is float or value is None:
+        size = _FLOAT_TEXT
+    else:
+        return None
+    return size + _FIELD_SLACK
+
+
+def remember(cache: dict[str, Any], text: str, answer: Any, most: int = 512) -> None:
+    """Keep ``answer`` for the exact str ``text`` in a cache of at most ``most`` entries, of
+    the run's own process (a fresh child: nothing outlives the run); never for a long text,
+    which the cache would keep alive."""
+    if len(text) <= _KEPT_TEXT_MAX:
+        if len(cache) >= most:
+            cache.clear()
+        cache[text] = answer
+
+
 _PERCENT_PLANS: dict[str, bool] = {}
-_PERCENT_PLANS_MAX, _PERCENT_PLAN_TEXT_MAX = 512, 1_000
 
 
 def _percent_plain(text: str) -> bool:
@@ -1120,10 +1146,7 @@ def _percent_plain(text: str) -> bool:
             )
         except IncompleteKey:
             plain = False
-        if len(text) <= _PERCENT_PLAN_TEXT_MAX:  # never keeps a long text of the program's
-            if len(_PERCENT_PLANS) >= _PERCENT_PLANS_MAX:
-                _PERCENT_PLANS.clear()
-            _PERCENT_PLANS[text] = plain
+        remember(_PERCENT_PLANS, text, plain)
     return plain
 
 
@@ -1133,15 +1156,10 @@ def _percent_fast(text: str, args: Any, limit: int) -> Any:
     values = args if type(args) is tuple else (args,)
     total = len(text)
     for value in values:
-        kind = type(value)
-        if kind not in _PERCENT_FAST_TYPES:
+        size = plain_field_bound(value, escaped=True)  # (which conversion reads it: any)
+        if size is None:
             return None
-        if kind is str:  # %r and %a write a character as at most ten (\U0001f600)
-            total += 10 * str.__len__(value) + 2 + _PERCENT_SLACK
-        elif kind is int or kind is bool:
-            total += 2 * int.bit_length(value) + 8 + _PERCENT_SLACK
-        else:
-            total += _PERCENT_FLOAT + _PERCENT_SLACK
+        total += size
         if total > limit:
             return None
     if not _percent_plain(text):

@@ -65,6 +65,8 @@ from tools.sandbox.limits import (
     exact_len,
     exact_number,
     index_value,
+    plain_field_bound,
+    remember,
     sized_method,
 )
 from tools.sandbox.missing import MissingModule
@@ -629,18 +631,9 @@ class _Numbering:
         return field_name
 
 
-# str.format's fast path (``Guards.format``): a template whose fields name an argument only
-# (no ``.attr``, no ``[key]``, no nested field in a specification, no width or precision of
-# more than four digits) is handed to the real ``str.format`` when every value it names is
-# an exact int, float, str, bool or None, and what the call can make at most, bounded from
-# those values, is within the limit: such a call reads no attribute and runs none of the
-# program's code, and ``string.Formatter``'s Python code made ``'{} {:>5}'.format(a, b)``
-# 25-30 times CPython's time. Anything else takes the safe formatter.
-_FAST_FORMAT_TYPES = frozenset({int, float, str, bool, type(None)})
-_FIELD_SLACK = 10_000  # what a four-digit width or precision may add to a field's own text
-_FLOAT_TEXT = 1_000  # the most a float's own digits take: 309, separators, sign, exponent
+# str.format's fast path (``Guards.format``; see ``limits.plain_field_bound``): a field
+# names an argument only (no ``.attr``, no ``[key]``, no nested field in its specification).
 _FORMAT_PLANS: dict[str, tuple[int, tuple[tuple[Any, str | None], ...]] | None] = {}
-_FORMAT_PLANS_MAX, _FORMAT_PLAN_TEXT_MAX = 512, 1_000  # kept: short templates, a few
 _SPEC_NUMBER = re.compile(r"\d+")  # any decimal digit: CPython reads a width in any script
 
 
@@ -672,10 +665,7 @@ def _format_plan(text: str) -> tuple[int, tuple[tuple[Any, str | None], ...]] | 
         plan = (literal, tuple(fields))
     except ValueError:
         plan = None
-    if len(text) <= _FORMAT_PLAN_TEXT_MAX:  # never keeps a long text of the program's alive
-        if len(_FORMAT_PLANS) >= _FORMAT_PLANS_MAX:
-            _FORMAT_PLANS.clear()
-        _FORMAT_PLANS[text] = plan
+    remember(_FORMAT_PLANS, text, plan)
     return plan
 
 
@@ -698,16 +688,10 @@ def _format_fast(text: str, args: tuple[Any, ...], kwargs: dict[str, Any], limit
             if not all(type(name) is str for name in kwargs) or key not in kwargs:
                 return None
             value = kwargs[key]
-        kind = type(value)
-        if kind not in _FAST_FORMAT_TYPES:
+        size = plain_field_bound(value, escaped=conversion not in (None, "s"))
+        if size is None:
             return None
-        if kind is str:  # !r and !a write a character as at most ten (\U0001f600)
-            size = str.__len__(value) * (1 if conversion in (None, "s") else 10) + 2
-        elif kind is int or kind is bool:
-            size = 2 * int.bit_length(value) + 8  # binary, with separators, sign and prefix
-        else:
-            size = _FLOAT_TEXT  # a float's text, or None's
-        total += size + _FIELD_SLACK
+        total += size
         if total > limit:
             return None
     return str.format(text, *args, **kwargs)
@@ -1693,7 +1677,12 @@ class Guards:
     ) -> Any:
         """``re.Pattern.sub(pattern, repl, *args, **kwargs)`` (or ``subn``), its replacement
         counted (``counted_repl``) and what it made measured (``substituted``)."""
-        string = args[0] if args else kwargs.get("string")
+        if args:
+            string = args[0]
+        elif all(type(name) is str for name in kwargs):  # a str subclass's __eq__ would
+            string = kwargs.get("string")  # answer the lookup: then no shortcut
+        else:
+            string = None
         return self.substituted(
             sub(pattern, self.counted_repl(repl, pattern, string), *args, **kwargs)
         )

@@ -1203,7 +1203,7 @@ def counted_partial(arith: Arithmetic) -> type:
                 if call is not partial.__call__ and klass is not real:
                     return False
                 break
-        return not _PARTIAL_DICT(func)
+        return dict.__len__(_PARTIAL_DICT(func)) == 0  # (a dict subclass's __len__: never)
 
     class partial(functools.partial[Any]):
         __slots__ = ()

@@ -2820,11 +2820,21 @@ class _PrintCollector:
         end = "\n" if end is None else end
         if not isinstance(sep, str) or not isinstance(end, str):
             raise TypeError("sep and end must be str")
-        text = str.__str__(sep).join(str(obj) for obj in objects) + str.__str__(end)
-        if file is None:
-            self._sink.write(text)
-        else:
-            file.write(text)
+        sep, end = str.__str__(sep), str.__str__(end)
+        pieces = [str(obj) for obj in objects]
+        write = self._sink.write if file is None else file.write
+        size = sum(map(str.__len__, pieces)) + len(sep) * max(len(pieces) - 1, 0) + len(end)
+        if size <= self._sink.stop_bytes:
+            write(sep.join(pieces) + end)
+            return
+        # More than the sink ever takes (a character is a byte at least): written piece by
+        # piece, as CPython's print writes, so the sink stops at its limit before a text past
+        # it is made (pass GO: 26 empty pieces joined by a 9M sep were 225M in one join).
+        for index, piece in enumerate(pieces):
+            if index:
+                write(sep)
+            write(piece)
+        write(end)
 
     def __call__(self) -> str:  # the ``printed`` variable
         return self._sink.text()

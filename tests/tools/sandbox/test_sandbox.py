@@ -255,6 +255,14 @@ async def test_values_are_json_safe_numbers(sandbox: Sandbox) -> None:
         ("def f(n):\n    return f(n + 1)\nresult = f(0)", "RecursionError", "recursion"),
         ("while True:\n    print('x' * 1000)", "OutputLimit", "output"),
         ("result = 'x' * 100000", "OutputLimit", "output"),
+        # print's pieces past what the output ever takes are written one by one, never joined
+        # first (red-team pass GO: a 27G-character join ran out of memory)
+        ("print(*[''] * 3000, sep='y' * 9_000_000)", "OutputLimit", "output"),
+        (
+            "import sys\nprint(*['x'] * 3000, sep='y' * 9_000_000, file=sys.stderr)",
+            "OutputLimit",
+            "output",
+        ),
         # refused before ten thousand 10,000-digit ints are written out (red-team pass AV)
         ("result = [10 ** 9999] * 10000", "OutputLimit", "output"),
         ("x = " + "[" * 200 + "]" * 200, "SyntaxError", "nesting"),

@@ -273,6 +273,53 @@ def first_to_go_when_memory_runs_out() -> bool:
     return True
 
 
+class PidScatter:
+    """Where the next child's pid lands in the template's PID namespace: a random place.
+
+    Every child of a template shares its PID namespace, where pids count up one a fork: a
+    run out of the language layer read its own pid, ran again later, and knew how many runs
+    of other owners its template had served between the two (red-team pass GN, the same
+    count pass EW took out of the template's records). Before each fork the template writes
+    a random number to ``ns_last_pid``, which it may as root of its own user namespace, and
+    the kernel gives the next process the first free pid after it. Only the template's own
+    namespace is ever touched: :meth:`open` is called in it, and not at all without one.
+    """
+
+    PATH = "/proc/sys/kernel/ns_last_pid"
+
+    def __init__(self, fd: int | None, top: int) -> None:
+        self.fd = fd
+        self.top = top  # the kernel's pid_max: pids are below it
+
+    @classmethod
+    def open(cls, in_namespaces: bool) -> PidScatter:
+        """Ready in the template's own namespaces; a no-op outside them or where refused."""
+        if not in_namespaces:
+            return cls(None, 0)
+        try:
+            with open("/proc/sys/kernel/pid_max", encoding="ascii") as handle:
+                top = int(handle.read())
+            fd = os.open(cls.PATH, os.O_WRONLY | os.O_CLOEXEC)
+        except (OSError, ValueError):
+            return cls(None, 0)
+        scatter = cls(fd, top)
+        if not scatter.scatter():  # refused (no capability there): pids count up, as before
+            os.close(fd)
+            return cls(None, 0)
+        return scatter
+
+    def scatter(self) -> bool:
+        """Move the next pid to a random place; whether the kernel took it."""
+        if self.fd is None or self.top < 64:
+            return False
+        last = 2 + int.from_bytes(os.urandom(4), "little") % (self.top - 4)
+        try:
+            os.pwrite(self.fd, str(last).encode("ascii"), 0)
+        except OSError:
+            return False
+        return True
+
+
 def enter_namespaces(run_uid: int, protocol_fds: tuple[int, ...]) -> bool:
     """Move the template into new user, PID, network, IPC and UTS namespaces.
 

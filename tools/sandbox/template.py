@@ -91,6 +91,7 @@ class Template:
         self.serve_one_run = child.serve_one_run
         warmup.prepare(self.runner)
         self.confinement = confine.Confinement.build(config)
+        self.pids = confine.PidScatter.open(bool(config.get("in_namespaces")))
         self.pid = os.getpid()
         self.timeout_cap = float(config["timeout_s"])
         self.next_id = 0
@@ -115,6 +116,7 @@ class Template:
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()  # their default size: both ends read and write in turns
         slot = self._free_slot()
+        self.pids.scatter()  # no pid tells a run how many came before it (pass GN)
         pid = libc.fork_without_hooks()
         if pid == 0:  # the child: never returns
             self._forget_the_runs()

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, os.getcwd())
 
-from tools.sandbox import template
+from tools.sandbox import confine, template
 
 
 def _report(request_r: int, reply_w: int, confine: Any) -> None:
@@ -37,6 +37,8 @@ def _report(request_r: int, reply_w: int, confine: Any) -> None:
     request = b""
     while chunk := os.read(request_r, 4096):
         request += chunk
+    if request == b"end":
+        os.write(reply_w, str(os.getpid()).encode())
     if request == b"report":
         on_stack = []
         frame = sys._getframe()
@@ -53,12 +55,14 @@ def _report(request_r: int, reply_w: int, confine: Any) -> None:
             "records": sorted(obj.id for obj in gc.get_objects() if type(obj) is template._Child),
             "on_stack": on_stack,
             "template": [{"children": sorted(t.children), "next_id": t.next_id} for t in templates],
+            "pid": os.getpid(),
         }
         os.write(reply_w, json.dumps(answer).encode())
     os._exit(0)
 
 
 def _serve(control: socket.socket) -> None:
+    namespaces = confine.enter_namespaces(65534, (control.fileno(),))  # as the template's
     tpl = template.Template.__new__(template.Template)
     tpl.config = {}
     tpl.control = control
@@ -67,6 +71,7 @@ def _serve(control: socket.socket) -> None:
         request_r, reply_w, confine
     )
     tpl.confinement = None
+    tpl.pids = confine.PidScatter.open(namespaces)
     tpl.pid = os.getpid()
     tpl.timeout_cap = 30.0
     tpl.next_id = 0
@@ -110,13 +115,16 @@ def main() -> None:
     (running, running_pipes), (ending, ending_pipes) = spares.items()
     service.send(json.dumps({"start": running, "timeout_s": 25}).encode())  # left running
     service.send(json.dumps({"start": ending, "timeout_s": 5}).encode())
-    _ask(ending_pipes, b"end")  # it exits: the template forks its replacement
+    ended = int(_ask(ending_pipes, b"end"))  # it exits: the template forks its replacement
     replacement = None
     while replacement is None:
         message, fds = _receive(service)
         if "child" in message:
             replacement = fds
-    print(_ask(replacement, b"report").decode())
+    report = json.loads(_ask(replacement, b"report"))
+    # where the replacement's pid lies after the pid of the run before it: 1 when they count up
+    report["pid_step"] = report.pop("pid") - ended
+    print(json.dumps(report))
     service.close()  # the template kills its children and ends
     os.close(running_pipes[0])
     os.close(running_pipes[1])

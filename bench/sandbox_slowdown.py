@@ -87,6 +87,9 @@ PROGRAMS = {
         "from collections import deque\nq = deque([0])\nt = 0\nfor i in range(100000):\n"
         "    q.append(i)\n    t += q.popleft()\nresult = t"
     ),
+    "seen.add(i % 1000) (300k)": (
+        "seen = set()\nfor i in range(300000):\n    seen.add(i % 1000)\nresult = len(seen)"
+    ),
     "d.setdefault(k, []).append(i) (100k)": (
         "d = {}\nfor i in range(100000):\n    d.setdefault(i % 97, []).append(i)\nresult = len(d)"
     ),

@@ -70,6 +70,8 @@ _TYPE_DICT: Any = type.__dict__["__dict__"]
 # In-place operations that, on two ints or floats, make nothing much bigger than they are.
 _NUMBERS_AT_ONCE = frozenset({"+=", "-=", "%=", "//=", "/=", "&=", "|=", "^=", ">>="})
 _DIGITS = re.compile(r"\d+")
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or type()
+_REPEATED = (str, bytes, bytearray, list, tuple, collections.deque)  # C's sq_repeat
 # A strftime directive: glibc's flags and width (``%_10d``, ``%1270Y``), an E/O modifier.
 _STRFTIME_DIRECTIVE = re.compile(r"%[-_0^#]*(\d*)[EO]?", re.DOTALL)
 # The most a directive writes without a width (``%c`` in a verbose locale, a zone name).
@@ -92,6 +94,44 @@ class SizeLimit(ResourceLimit, MemoryError):
 
 class OutputLimit(ResourceLimit):
     limit = "output"
+
+
+def _name_inplace_operator(exc: TypeError, op: str, x: Any, y: Any) -> None:
+    """``exc`` says ``op`` (``-=``) where the binary operator that refused ``x`` and ``y``
+    says ``-``: ``x -= "s"`` is "unsupported operand type(s) for -=: 'float' and 'str'" in
+    CPython. Only that refusal of these operands: one raised inside a library's operator
+    (``Fraction ** "s"`` refuses a float) is left as it is."""
+    if type(exc) is not TypeError or len(exc.args) != 1 or type(exc.args[0]) is not str:
+        return
+    binary = "** or pow()" if op == "**=" else op[:-1]
+    names = f"'{_type_name(type(x))}' and '{_type_name(type(y))}'"
+    said = exc.args[0]
+    if said == f"unsupported operand type(s) for {binary}: {names}" or (
+        # x *= seq asks seq to repeat only when x's class has no sequence slots at all,
+        # which every class made in Python and a set or dict have: "can't multiply
+        # sequence" is then CPython's "unsupported operand type(s) for *="
+        op == "*="
+        and said == f"can't multiply sequence by non-int of type '{_type_name(type(x))}'"
+        and not isinstance(x, _REPEATED)
+        and _has_sequence_slots(type(x))
+    ):
+        exc.args = (f"unsupported operand type(s) for {op}: {names}",)
+
+
+def _has_sequence_slots(kind: type) -> bool:
+    """Whether C gives ``kind`` a ``tp_as_sequence`` (a class made in Python always has one;
+    of C's, one that can tell what it contains: set, frozenset, dict...)."""
+    return bool(kind.__flags__ & _HEAP_TYPE) or any("__contains__" in vars(k) for k in kind.__mro__)
+
+
+def _type_name(kind: type) -> str:
+    """The name C's messages give a class (its ``tp_name``): a class made in Python by its
+    name, one of C's with its module (``collections.deque``, ``decimal.Decimal``)."""
+    name = type.__dict__["__name__"].__get__(kind)
+    if kind.__flags__ & _HEAP_TYPE:
+        return name  # type: ignore[no-any-return]
+    module = type.__dict__["__module__"].__get__(kind)
+    return name if module == "builtins" else f"{module}.{name}"
 
 
 def exact_kwargs(kwargs: dict[Any, Any]) -> dict[str, Any]:
@@ -607,83 +647,90 @@ class Arithmetic:
             if type(result) is int and result.bit_length() > self.max_bits:  # x += x, repeated
                 raise self.too_big()
             return result
-        if type(x) in _VALUES and type(y) in _VALUES:
-            return self.binary(op, x, y)
-        self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
-        name = _INPLACE_METHODS.get(op)
-        if (
-            name is not None
-            and (_own_object(x) or _programs_method(type(x), name))
-            and class_attribute(type(x), name) is not None
-        ):
-            # a program's object: its own __imul__, __itruediv__... first, as Python does (a
-            # loop's v *= 0.5 made new objects where CPython changes each: pass DY); and a
-            # program's subclass of a builtin's own (an int subclass's __imul__: pass EE)
-            result = getattr(type(x), name)(x, y)
-            if result is not NotImplemented:
-                return self.checked_number(self._checked(result))
-            # NotImplemented: the binary operator, as CPython falls back to it; the in-place
-            # path below would ask the same method a second time
-            return self.binary(op, x, y)
-        if op == "*=":
-            ix, iy = exact_int(x), exact_int(y)
+        try:
+            if type(x) in _VALUES and type(y) in _VALUES:
+                return self.binary(op, x, y)
+            self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
+            name = _INPLACE_METHODS.get(op)
             if (
-                ix is None
-                and iy is None
-                and isinstance(x, _REPEATED_IN_PLACE)
-                and _own_object(y)
-                and inspect.getattr_static(type(y), "__rmul__", None) is None
-                and inspect.getattr_static(type(y), "__index__", None) is not None
-            ):  # l *= n where n is an object with __index__: still in place (pass DT)
-                iy = index_value(y)
-            if ix is None and iy is not None:
-                self._check_repeat(x, iy)
-                x *= iy  # the in-place form keeps list identity
-                return x
-            return self.mul(x, y)
-        if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
-            if (type(x) is list or type(x) is collections.deque) and (
-                (_own_object(y) and inspect.getattr_static(type(y), "__radd__", None) is not None)
-                or _programs_method(type(y), "__radd__")  # a str or list subclass's (pass EE)
-            ):  # l += obj: obj's own __radd__ first, as CPython asks it (an exact list has
-                # no number slot; a subclass has its inherited __iadd__, which extends);
-                # NotImplemented goes on to extend
-                result = _own_operation(y, "__radd__", x)
+                name is not None
+                and (_own_object(x) or _programs_method(type(x), name))
+                and class_attribute(type(x), name) is not None
+            ):
+                # a program's object: its own __imul__, __itruediv__... first, as Python does (a
+                # loop's v *= 0.5 made new objects where CPython changes each: pass DY); and a
+                # program's subclass of a builtin's own (an int subclass's __imul__: pass EE)
+                result = getattr(type(x), name)(x, y)
                 if result is not NotImplemented:
                     return self.checked_number(self._checked(result))
-            if (
-                (
-                    (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
-                    or (
-                        isinstance(x, collections.deque)
-                        and type(x).__iadd__ is collections.deque.__iadd__
-                        and not self.keeps_few(x)
+                # NotImplemented: the binary operator, as CPython falls back to it; the in-place
+                # path below would ask the same method a second time
+                return self.binary(op, x, y)
+            if op == "*=":
+                ix, iy = exact_int(x), exact_int(y)
+                if (
+                    ix is None
+                    and iy is None
+                    and isinstance(x, _REPEATED_IN_PLACE)
+                    and _own_object(y)
+                    and inspect.getattr_static(type(y), "__rmul__", None) is None
+                    and inspect.getattr_static(type(y), "__index__", None) is not None
+                ):  # l *= n where n is an object with __index__: still in place (pass DT)
+                    iy = index_value(y)
+                if ix is None and iy is not None:
+                    self._check_repeat(x, iy)
+                    x *= iy  # the in-place form keeps list identity
+                    return x
+                return self.mul(x, y)
+            if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
+                if (type(x) is list or type(x) is collections.deque) and (
+                    (
+                        _own_object(y)
+                        and inspect.getattr_static(type(y), "__radd__", None) is not None
                     )
-                )
-                and type(y) is not list
-                and type(y) is not tuple
-            ):  # list or deque += reads anything else through its __iter__ (a list
-                # subclass's length is not what it yields): read here once, counted, and the
-                # items passed on
-                room = self.max_items - (exact_len(x) or 0)
-                y = list(itertools.islice(iter(y), max(room, 0) + 1))
-            lx, ly = exact_len(x), exact_len(y)
-            if lx is not None and ly is not None:
-                self.check_items(lx + ly)
-        if op in _OWN_INPLACE and _own_object(x) and exact_len(y) is None:
-            # a program's object: its own __itruediv__, __ipow__... first, as Python does
-            return self.checked_number(self._checked(_OWN_INPLACE[op](x, y)))
-        if op == "%=":  # s %= args formats: checked as s % args is
-            return self.percent(x, y)
-        if op == "**=":
-            return self.pow(x, y)
-        if op == "<<=":
-            return self.lshift(x, y)
-        if op == "/=":
-            return self.truediv(x, y)
-        if op == "//=":
-            return self.floordiv(x, y)
-        return INPLACE[op](x, y)
+                    or _programs_method(type(y), "__radd__")  # a str or list subclass's (pass EE)
+                ):  # l += obj: obj's own __radd__ first, as CPython asks it (an exact list has
+                    # no number slot; a subclass has its inherited __iadd__, which extends);
+                    # NotImplemented goes on to extend
+                    result = _own_operation(y, "__radd__", x)
+                    if result is not NotImplemented:
+                        return self.checked_number(self._checked(result))
+                if (
+                    (
+                        (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
+                        or (
+                            isinstance(x, collections.deque)
+                            and type(x).__iadd__ is collections.deque.__iadd__
+                            and not self.keeps_few(x)
+                        )
+                    )
+                    and type(y) is not list
+                    and type(y) is not tuple
+                ):  # list or deque += reads anything else through its __iter__ (a list
+                    # subclass's length is not what it yields): read here once, counted, and the
+                    # items passed on
+                    room = self.max_items - (exact_len(x) or 0)
+                    y = list(itertools.islice(iter(y), max(room, 0) + 1))
+                lx, ly = exact_len(x), exact_len(y)
+                if lx is not None and ly is not None:
+                    self.check_items(lx + ly)
+            if op in _OWN_INPLACE and _own_object(x) and exact_len(y) is None:
+                # a program's object: its own __itruediv__, __ipow__... first, as Python does
+                return self.checked_number(self._checked(_OWN_INPLACE[op](x, y)))
+            if op == "%=":  # s %= args formats: checked as s % args is
+                return self.percent(x, y)
+            if op == "**=":
+                return self.pow(x, y)
+            if op == "<<=":
+                return self.lshift(x, y)
+            if op == "/=":
+                return self.truediv(x, y)
+            if op == "//=":
+                return self.floordiv(x, y)
+            return INPLACE[op](x, y)
+        except TypeError as exc:  # CPython names the in-place operator where it refuses
+            _name_inplace_operator(exc, op, x, y)  # the operands (differential pass GQ)
+            raise
 
     def binary(self, op: str, x: Any, y: Any) -> Any:
         """``x op y`` for the in-place ``op`` (``"+="`` is ``x + y``), through the same checks

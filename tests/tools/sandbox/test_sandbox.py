@@ -2687,6 +2687,17 @@ async def test_partial_answers_as_cpython(sandbox: Sandbox) -> None:
     await assert_answers_as_cpython(sandbox, PARTIAL_CALLS)
 
 
+INPLACE_ERRORS = pathlib.Path(__file__).with_name("inplace_errors.txt").read_text(encoding="utf-8")
+
+
+async def test_in_place_operators_refuse_as_cpython_says(sandbox: Sandbox) -> None:
+    """Differential pass GQ: ``x -= "s"`` said "for -:" where CPython says "for -=:" (the
+    sandbox's in-place operators run the binary ones' checks); a refusal inside a library's
+    operator (``Fraction ** "s"`` refuses a float) keeps its own words, and ``x *= seq``
+    says what CPython's does for a class with sequence slots and for one without."""
+    await assert_answers_as_cpython(sandbox, INPLACE_ERRORS)
+
+
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:
     """Differential pass FW: RestrictedPython wrapped every loop's iterable in
     ``_getiter_`` and listed whatever a tuple target unpacked whole first, guarding nothing

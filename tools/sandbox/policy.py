@@ -1986,7 +1986,7 @@ class Guards:
                 keep(owner)
             bound(item)
 
-        named_like(add, bound)
+        named_like(cast(FunctionType, add), bound)
         self._last_set_add = (owner, add)
         return add
 
@@ -2810,6 +2810,11 @@ class _BinaryStream:
         return None
 
 
+# What print() writes with str() of its own, no code of the program's run (a bool's and an
+# int's are their own: a subclass is not among them).
+_PRINTED_AS_IS = frozenset({str, int, float, bool, type(None), complex})
+
+
 class _PrintCollector:
     """What RestrictedPython's ``_print_`` returns for each scope that prints."""
 
@@ -2827,23 +2832,55 @@ class _PrintCollector:
             )
         sep = " " if sep is None else sep
         end = "\n" if end is None else end
-        if not isinstance(sep, str) or not isinstance(end, str):
-            raise TypeError("sep and end must be str")
-        sep, end = str.__str__(sep), str.__str__(end)
-        pieces = [str(obj) for obj in objects]
         write = self._sink.write if file is None else file.write
-        size = sum(map(str.__len__, pieces)) + len(sep) * max(len(pieces) - 1, 0) + len(end)
-        if size <= self._sink.stop_bytes:
-            write(sep.join(pieces) + end)
-            return
-        # More than the sink ever takes (a character is a byte at least): written piece by
-        # piece, as CPython's print writes, so the sink stops at its limit before a text past
-        # it is made (pass GO: 26 empty pieces joined by a 9M sep were 225M in one join).
-        for index, piece in enumerate(pieces):
+        if type(sep) is str and type(end) is str:
+            for obj in objects:
+                if type(obj) not in _PRINTED_AS_IS:
+                    break
+            else:  # str() of these runs nothing of the program's: joined, once measured
+                pieces = [str(obj) for obj in objects]
+                size = sum(map(len, pieces)) + len(sep) * max(len(pieces) - 1, 0) + len(end)
+                if size <= self._sink.stop_bytes:
+                    write(sep.join(pieces) + end)
+                    return
+        else:
+            for name, text in (("sep", sep), ("end", end)):
+                if not isinstance(text, str):
+                    raise TypeError(f"{name} must be None or a string, not {type(text).__name__}")
+        # As CPython's print: each piece made in turn and written before any code of the
+        # program's runs (a __str__ that prints prints after what came before it; a piece
+        # before one that raises is out), each an exact str (a str subclass's __len__ and
+        # encode are the program's: they told the sink 1 byte for 530K characters, pass GR),
+        # and none joined past what the sink takes (pass GO: 26 empty pieces joined by a 9M
+        # sep were 225M characters in one join). Plain pieces in a row go out together.
+        pending: list[str] = []
+        for index, obj in enumerate(objects):
             if index:
-                write(sep)
-            write(piece)
-        write(end)
+                if type(sep) is str:
+                    pending.append(sep)
+                else:
+                    pending = self._flush(write, pending)
+                    pending.append(str.__str__(str(sep)))
+            if type(obj) in _PRINTED_AS_IS:
+                pending.append(str(obj))
+            else:
+                pending = self._flush(write, pending)
+                pending.append(str.__str__(str(obj)))
+        if type(end) is not str:
+            pending = self._flush(write, pending)
+            end = str.__str__(str(end))
+        pending.append(end)
+        self._flush(write, pending)
+
+    def _flush(self, write: Callable[[str], Any], pieces: list[str]) -> list[str]:
+        """Write ``pieces`` (exact strs), together when the sink takes them all; a new list."""
+        if pieces:
+            if sum(map(len, pieces)) <= self._sink.stop_bytes:
+                write("".join(pieces))
+            else:
+                for piece in pieces:
+                    write(piece)
+        return []
 
     def __call__(self) -> str:  # the ``printed`` variable
         return self._sink.text()

@@ -2687,6 +2687,41 @@ async def test_partial_answers_as_cpython(sandbox: Sandbox) -> None:
     await assert_answers_as_cpython(sandbox, PARTIAL_CALLS)
 
 
+async def test_print_writes_as_cpython_and_counts_what_it_writes(sandbox: Sandbox) -> None:
+    """Pass GR: print writes each piece as CPython does, made just before it is written (a
+    ``__str__`` that prints prints between them; a piece before one that raises is out),
+    ``sep`` and ``end`` through their own ``__str__``; and what it writes is counted as an
+    exact str: a str subclass's ``__len__`` and ``encode`` told the output 1 byte for
+    530,000 characters (the reply came back malformed)."""
+    order = (
+        "class S(str):\n    def __str__(self):\n        return 'X'\n"
+        "class A:\n    def __init__(self, n):\n        self.n = n\n"
+        "    def __str__(self):\n        print('inner', self.n)\n        return 'A%d' % self.n\n"
+        "class B:\n    def __str__(self):\n        raise ValueError('b')\n"
+        "print(1, 2, sep=S('-'), end=S('!\\n'))\nprint(A(1), A(2))\n"
+        "try:\n    print('first', B())\nexcept ValueError:\n    print('<caught>')\n"
+        "print('x', 'y', sep='', end='')\nprint()\nprint(*[], sep='zz', end='.\\n')\n"
+        "print(None, 2.5, True, 3j, sep=None, end=None)\n"
+    )
+    res = await sandbox.run(order)
+    assert res.ok, res
+    assert res.stdout == "1X2Xinner 1\nA1 inner 2\nA2\nfirst <caught>\nxy\n.\nNone 2.5 True 3j\n"
+    liar = (
+        "class S(str):\n    def __len__(self):\n        return 1\n"
+        "    def encode(self, *a, **k):\n        return b'x'\n"
+        "    def __str__(self):\n        return self\n"
+        "class A:\n    def __str__(self):\n        return S('y' * 530_000)\n"
+        "print(A(), A())\nprint('after')\nresult = 1\n"
+    )
+    res = await sandbox.run(liar)
+    assert (res.error_kind, res.limit) == ("OutputLimit", "output"), res
+    res = await sandbox.run("print(1, sep=3)")
+    assert (res.error_kind, res.error) == (
+        "TypeError",
+        "sep must be None or a string, not int (line 1)",
+    )
+
+
 INPLACE_ERRORS = pathlib.Path(__file__).with_name("inplace_errors.txt").read_text(encoding="utf-8")
 
 
@@ -2696,6 +2731,18 @@ async def test_in_place_operators_refuse_as_cpython_says(sandbox: Sandbox) -> No
     operator (``Fraction ** "s"`` refuses a float) keeps its own words, and ``x *= seq``
     says what CPython's does for a class with sequence slots and for one without."""
     await assert_answers_as_cpython(sandbox, INPLACE_ERRORS)
+    # the program's own operators' refusals keep their words (pass GR: "for *:" raised
+    # inside an __imul__, an __rsub__'s own message, were rewritten)
+    own = (
+        "class Vec:\n    def __imul__(self, k):\n        return self * k\n"
+        "class Y:\n    def __rsub__(self, other):\n"
+        "        raise TypeError(\"unsupported operand type(s) for -: 'int' and 'Y'\")\n"
+        "out = []\nfor k in (2, 'ab'):\n    v = Vec()\n    try:\n        v *= k\n"
+        "    except TypeError as e:\n        out.append(str(e))\n"
+        "n = 1\ntry:\n    n -= Y()\nexcept TypeError as e:\n    out.append(str(e))\n"
+        "result = out\n"
+    )
+    await assert_answers_as_cpython(sandbox, own)
 
 
 async def test_loops_and_unpacking_are_pythons_own(sandbox: Sandbox) -> None:

@@ -103,6 +103,8 @@ def _name_inplace_operator(exc: TypeError, op: str, x: Any, y: Any) -> None:
     (``Fraction ** "s"`` refuses a float) is left as it is."""
     if type(exc) is not TypeError or len(exc.args) != 1 or type(exc.args[0]) is not str:
         return
+    if _programs_class(type(x)) or _programs_class(type(y)):
+        return  # its own operator may have raised it, in its own words (pass GR)
     binary = "** or pow()" if op == "**=" else op[:-1]
     names = f"'{_type_name(type(x))}' and '{_type_name(type(y))}'"
     said = exc.args[0]
@@ -256,6 +258,11 @@ def _programs_method(kind: type, name: str) -> bool:
         and class_namespace(owner).get("__module__") == "__main__"
         and type(class_namespace(owner)[name]) is FunctionType
     )
+
+
+def _programs_class(kind: type) -> bool:
+    """``kind`` or a class it is made on is the program's (``__main__``'s)."""
+    return any(class_namespace(k).get("__module__") == "__main__" for k in kind.__mro__)
 
 
 def _own_object(value: Any) -> bool:

@@ -837,6 +837,12 @@ class Guards:
         self.run_depth = 0
         classes.vet = self.vet  # what a program's special method is given is vetted too
         self._last_set_add: tuple[set[Any], Callable[[Any], None]] | None = None
+        # Every decimal context whose traps or flags the run was handed, kept to its end:
+        # CPython 3.11's SignalDict holds a bare pointer into its context and no reference
+        # to it (upstream gh-146011), so ``t = Context().traps`` read and wrote freed memory
+        # once the context was gone: an item store flipped bits of a tuple's item pointer,
+        # and from there any byte of the process was read and written (red-team pass GS).
+        self.signal_owners: dict[int, decimal.Context] = {}
         self._last_kept: tuple[Any, dict[str, Any]] | None = None  # _kept_method's
         # What was read from a module view, by the view's address and the name: a view is
         # read-only and fixed when made, and what is handed out for its value checks the
@@ -1053,6 +1059,10 @@ class Guards:
         takes instances of that class only; a library property's functions are not handed out.
         The program's own functions are left alone. ``value`` is what was read, ``vetted``
         what :meth:`vet` made of it (the function itself, or a checking wrapper)."""
+        if type(value) is _SIGNAL_DICT:  # ctx.traps, ctx.flags: by any route of getattr's
+            if type(obj) is not decimal.Context:
+                raise SandboxSecurityError("a decimal context's traps or flags come from it only")
+            self.signal_owners[id(obj)] = obj
         if isinstance(obj, _CALLABLE_HOLDERS) and name in _HELD:
             self._check_held(obj, name, value)
         if isinstance(value, _PROPERTIES) and isinstance(obj, type):

@@ -1034,6 +1034,20 @@ def freed_tuple(first: int, empty: str, container: str, compare: str, classes: s
     )
 
 
+SIGNAL_DICTS = Path(__file__).with_name("signal_dicts.txt").read_text(encoding="utf-8")
+
+
+async def test_a_contexts_traps_and_flags_outlive_it_safely(box: Sandbox) -> None:
+    """Red-team pass GS: ``t = decimal.Context().traps``, the context dropped, read and wrote
+    freed memory (CPython 3.11's SignalDict, upstream gh-146011): repr showed every trap set,
+    an item store flipped a bit of a tuple's item pointer, and from there the program read
+    any byte of the process and wrote an object pointer anywhere. Every context whose traps or
+    flags a run was handed is kept to the run's end."""
+    res = await box.run(SIGNAL_DICTS)
+    assert res.ok, res
+    assert res.value and set(res.value.values()) == {True}, res.value
+
+
 # Red-team pass AM: CPython 3.11's UnicodeDecodeError.__str__ reads the byte at object + start
 # unchecked (gh-123378); with start and object the program's, that read any byte of the process
 # (the real type's address and name came out). Each way of getting such an error is refused,

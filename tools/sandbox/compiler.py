@@ -515,6 +515,14 @@ class SandboxTransformer(RestrictingNodeTransformer):
             # RestrictedPython's new class statement dropped them, and the class was made
             # where CPython raises: no base among the allowed modules takes one (pass DQ)
             self.error(node, "class keywords (class A(B, x=1)) are not available in the sandbox")
+        # Its name, decorators and bases belong to the enclosing scope, as CPython compiles
+        # them: a private name there is mangled with the enclosing class's name (``class
+        # B(self.__base)`` in a method of A reads ``_A__base``), and a special method's name
+        # is a method's in a class body only (``class __call__:`` at the top: pass GV)
+        self.check_name(node, node.name)
+        decorators = [self.visit(decorator) for decorator in node.decorator_list]
+        bases = [self.visit(base) for base in node.bases]
+        node.decorator_list, node.bases = [], []
         self._classes.append(node.name)
         self._scopes.append("class")
         try:
@@ -522,6 +530,8 @@ class SandboxTransformer(RestrictingNodeTransformer):
         finally:
             self._scopes.pop()
             self._classes.pop()
+        if isinstance(new, ast.ClassDef):
+            new.decorator_list, new.bases = decorators, bases
         if isinstance(new, ast.ClassDef) and new is not node:
             # RestrictedPython parses a new class statement, at line 1: an error in making
             # the class (a base that cannot be one) was reported there

@@ -2722,6 +2722,27 @@ async def test_print_writes_as_cpython_and_counts_what_it_writes(sandbox: Sandbo
     )
 
 
+async def test_a_class_is_named_and_made_in_the_scope_around_it(sandbox: Sandbox) -> None:
+    """Pass GV: a class's bases and decorators are evaluated in the scope around it, where a
+    private name is mangled with the enclosing class's name (``_A__base``, not ``_B__base``);
+    the class's own name, and a walrus in its bases or decorators, are bound there too, so a
+    special method's name is refused at the top as any other name starting with "_"."""
+    code = (
+        "class A:\n    def __init__(self):\n        self.__base = dict\n"
+        "        self.__tag = 'deco'\n"
+        "    def make(self):\n        tag = self.__tag\n"
+        "        def deco(cls):\n            cls.tag = tag\n            return cls\n"
+        "        @deco\n        class B(self.__base):\n            __slot = 1\n"
+        "            def get(self):\n                return self.__slot\n"
+        "        return B\n"
+        "B = A().make()\nresult = [B.tag, B().get(), issubclass(B, dict), B.__name__]\n"
+    )
+    await assert_answers_as_cpython(sandbox, code)
+    for code in ("@(__call__ := (lambda c: c))\nclass C:\n    pass", "class __call__:\n    pass"):
+        res = await sandbox.run(code)
+        assert res.error_kind == "SecurityError", res
+
+
 INPLACE_ERRORS = pathlib.Path(__file__).with_name("inplace_errors.txt").read_text(encoding="utf-8")
 
 

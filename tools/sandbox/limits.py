@@ -655,89 +655,90 @@ class Arithmetic:
                 raise self.too_big()
             return result
         try:
-            if type(x) in _VALUES and type(y) in _VALUES:
-                return self.binary(op, x, y)
-            self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
-            name = _INPLACE_METHODS.get(op)
-            if (
-                name is not None
-                and (_own_object(x) or _programs_method(type(x), name))
-                and class_attribute(type(x), name) is not None
-            ):
-                # a program's object: its own __imul__, __itruediv__... first, as Python does (a
-                # loop's v *= 0.5 made new objects where CPython changes each: pass DY); and a
-                # program's subclass of a builtin's own (an int subclass's __imul__: pass EE)
-                result = getattr(type(x), name)(x, y)
-                if result is not NotImplemented:
-                    return self.checked_number(self._checked(result))
-                # NotImplemented: the binary operator, as CPython falls back to it; the in-place
-                # path below would ask the same method a second time
-                return self.binary(op, x, y)
-            if op == "*=":
-                ix, iy = exact_int(x), exact_int(y)
-                if (
-                    ix is None
-                    and iy is None
-                    and isinstance(x, _REPEATED_IN_PLACE)
-                    and _own_object(y)
-                    and inspect.getattr_static(type(y), "__rmul__", None) is None
-                    and inspect.getattr_static(type(y), "__index__", None) is not None
-                ):  # l *= n where n is an object with __index__: still in place (pass DT)
-                    iy = index_value(y)
-                if ix is None and iy is not None:
-                    self._check_repeat(x, iy)
-                    x *= iy  # the in-place form keeps list identity
-                    return x
-                return self.mul(x, y)
-            if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
-                if (type(x) is list or type(x) is collections.deque) and (
-                    (
-                        _own_object(y)
-                        and inspect.getattr_static(type(y), "__radd__", None) is not None
-                    )
-                    or _programs_method(type(y), "__radd__")  # a str or list subclass's (pass EE)
-                ):  # l += obj: obj's own __radd__ first, as CPython asks it (an exact list has
-                    # no number slot; a subclass has its inherited __iadd__, which extends);
-                    # NotImplemented goes on to extend
-                    result = _own_operation(y, "__radd__", x)
-                    if result is not NotImplemented:
-                        return self.checked_number(self._checked(result))
-                if (
-                    (
-                        (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
-                        or (
-                            isinstance(x, collections.deque)
-                            and type(x).__iadd__ is collections.deque.__iadd__
-                            and not self.keeps_few(x)
-                        )
-                    )
-                    and type(y) is not list
-                    and type(y) is not tuple
-                ):  # list or deque += reads anything else through its __iter__ (a list
-                    # subclass's length is not what it yields): read here once, counted, and the
-                    # items passed on
-                    room = self.max_items - (exact_len(x) or 0)
-                    y = list(itertools.islice(iter(y), max(room, 0) + 1))
-                lx, ly = exact_len(x), exact_len(y)
-                if lx is not None and ly is not None:
-                    self.check_items(lx + ly)
-            if op in _OWN_INPLACE and _own_object(x) and exact_len(y) is None:
-                # a program's object: its own __itruediv__, __ipow__... first, as Python does
-                return self.checked_number(self._checked(_OWN_INPLACE[op](x, y)))
-            if op == "%=":  # s %= args formats: checked as s % args is
-                return self.percent(x, y)
-            if op == "**=":
-                return self.pow(x, y)
-            if op == "<<=":
-                return self.lshift(x, y)
-            if op == "/=":
-                return self.truediv(x, y)
-            if op == "//=":
-                return self.floordiv(x, y)
-            return INPLACE[op](x, y)
+            return self._inplace(op, x, y)
         except TypeError as exc:  # CPython names the in-place operator where it refuses
             _name_inplace_operator(exc, op, x, y)  # the operands (differential pass GQ)
             raise
+
+    def _inplace(self, op: str, x: Any, y: Any) -> Any:
+        """:meth:`inplace` past its fast path of two ints or floats."""
+        if type(x) in _VALUES and type(y) in _VALUES:
+            return self.binary(op, x, y)
+        self.before_change(x, op, y)  # l *= 0, s -= t, d |= e take items out
+        name = _INPLACE_METHODS.get(op)
+        if (
+            name is not None
+            and (_own_object(x) or _programs_method(type(x), name))
+            and class_attribute(type(x), name) is not None
+        ):
+            # a program's object: its own __imul__, __itruediv__... first, as Python does (a
+            # loop's v *= 0.5 made new objects where CPython changes each: pass DY); and a
+            # program's subclass of a builtin's own (an int subclass's __imul__: pass EE)
+            result = getattr(type(x), name)(x, y)
+            if result is not NotImplemented:
+                return self.checked_number(self._checked(result))
+            # NotImplemented: the binary operator, as CPython falls back to it; the in-place
+            # path below would ask the same method a second time
+            return self.binary(op, x, y)
+        if op == "*=":
+            ix, iy = exact_int(x), exact_int(y)
+            if (
+                ix is None
+                and iy is None
+                and isinstance(x, _REPEATED_IN_PLACE)
+                and _own_object(y)
+                and inspect.getattr_static(type(y), "__rmul__", None) is None
+                and inspect.getattr_static(type(y), "__index__", None) is not None
+            ):  # l *= n where n is an object with __index__: still in place (pass DT)
+                iy = index_value(y)
+            if ix is None and iy is not None:
+                self._check_repeat(x, iy)
+                x *= iy  # the in-place form keeps list identity
+                return x
+            return self.mul(x, y)
+        if op == "+=":  # x += x doubles: each step checked, not only the memory at the end
+            if (type(x) is list or type(x) is collections.deque) and (
+                (_own_object(y) and inspect.getattr_static(type(y), "__radd__", None) is not None)
+                or _programs_method(type(y), "__radd__")  # a str or list subclass's (pass EE)
+            ):  # l += obj: obj's own __radd__ first, as CPython asks it (an exact list has
+                # no number slot; a subclass has its inherited __iadd__, which extends);
+                # NotImplemented goes on to extend
+                result = _own_operation(y, "__radd__", x)
+                if result is not NotImplemented:
+                    return self.checked_number(self._checked(result))
+            if (
+                (
+                    (isinstance(x, list) and type(x).__iadd__ is list.__iadd__)
+                    or (
+                        isinstance(x, collections.deque)
+                        and type(x).__iadd__ is collections.deque.__iadd__
+                        and not self.keeps_few(x)
+                    )
+                )
+                and type(y) is not list
+                and type(y) is not tuple
+            ):  # list or deque += reads anything else through its __iter__ (a list
+                # subclass's length is not what it yields): read here once, counted, and the
+                # items passed on
+                room = self.max_items - (exact_len(x) or 0)
+                y = list(itertools.islice(iter(y), max(room, 0) + 1))
+            lx, ly = exact_len(x), exact_len(y)
+            if lx is not None and ly is not None:
+                self.check_items(lx + ly)
+        if op in _OWN_INPLACE and _own_object(x) and exact_len(y) is None:
+            # a program's object: its own __itruediv__, __ipow__... first, as Python does
+            return self.checked_number(self._checked(_OWN_INPLACE[op](x, y)))
+        if op == "%=":  # s %= args formats: checked as s % args is
+            return self.percent(x, y)
+        if op == "**=":
+            return self.pow(x, y)
+        if op == "<<=":
+            return self.lshift(x, y)
+        if op == "/=":
+            return self.truediv(x, y)
+        if op == "//=":
+            return self.floordiv(x, y)
+        return INPLACE[op](x, y)
 
     def binary(self, op: str, x: Any, y: Any) -> Any:
         """``x op y`` for the in-place ``op`` (``"+="`` is ``x + y``), through the same checks

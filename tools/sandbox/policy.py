@@ -859,7 +859,7 @@ class Guards:
         builtin = _BUILTIN_METHODS.get(kind)  # one lookup; None for the program's objects
         if builtin is not None and type(name) is str:
             if kind is set and name == "add":  # seen.add(x), read at every item of a loop
-                return self._set_add(obj, None)
+                return self._set_add(obj)
             passed, kept = builtin
             if name in passed:
                 return getattr(obj, name)
@@ -1344,7 +1344,6 @@ class Guards:
         if (
             type(vetted) is FunctionType
             and vetted is not value
-            and (self._last_set_add is None or vetted is not self._last_set_add[1])
             and vetted.__closure__ is not None
             and _made_here(vetted)
         ):  # a checking stand-in made just now for a library function (``"".join``,
@@ -1366,7 +1365,7 @@ class Guards:
         if type(owner) is list and (method_name == "append" or method_name == "insert"):
             return value  # out.append(i), in every other loop: a list drops nothing
         if method_name == "add" and type(owner) is set:  # seen.add(x): one a loop
-            return self._set_add(owner, value)
+            return self._set_add(owner)
         if method_name in _PROPERTY_COPIES and isinstance(owner, property):
             return lambda func: value(_not_none(func, method_name))
         if method_name in DROPPING_METHODS and isinstance(owner, KEPT_CONTAINERS):
@@ -1978,18 +1977,16 @@ class Guards:
     def _keeping_nothing(self, owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.classes.keep_contents(owner, whole=False)  # (only what it refuses)
 
-    def _set_add(
-        self, owner: set[Any], method: Callable[[Any], None] | None
-    ) -> Callable[[Any], None]:
-        """``s.add`` (of an exact set; ``method``: its bound method, when read already),
-        refused while a comparison of the program's runs (see ``_keeping``); the last set's
-        is made and named once, for the loop that reads it at every item (differential pass
-        GQ: named again at every read, ``seen.add(x)`` ran 28-57 times CPython's time)."""
+    def _set_add(self, owner: set[Any]) -> Callable[[Any], None]:
+        """``s.add`` of an exact set, refused while a comparison of the program's runs (see
+        ``_keeping``); the last set's is made and named once, for the loop that reads it at
+        every item (differential pass GQ: named again at every read, ``seen.add(x)`` ran
+        28-57 times CPython's time)."""
         last = self._last_set_add
         if last is not None and last[0] is owner:
             return last[1]
         keep, comparing = self.classes.keep_contents, self.classes.comparing
-        bound = owner.add if method is None else method
+        bound = owner.add
 
         def add(item: Any, /) -> None:
             if comparing[0]:
@@ -2842,21 +2839,10 @@ class _PrintCollector:
             )
         sep = " " if sep is None else sep
         end = "\n" if end is None else end
+        for name, text in (("sep", sep), ("end", end)):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be None or a string, not {type(text).__name__}")
         write = self._sink.write if file is None else file.write
-        if type(sep) is str and type(end) is str:
-            for obj in objects:
-                if type(obj) not in _PRINTED_AS_IS:
-                    break
-            else:  # str() of these runs nothing of the program's: joined, once measured
-                pieces = [str(obj) for obj in objects]
-                size = sum(map(len, pieces)) + len(sep) * max(len(pieces) - 1, 0) + len(end)
-                if size <= self._sink.stop_bytes:
-                    write(sep.join(pieces) + end)
-                    return
-        else:
-            for name, text in (("sep", sep), ("end", end)):
-                if not isinstance(text, str):
-                    raise TypeError(f"{name} must be None or a string, not {type(text).__name__}")
         # As CPython's print: each piece made in turn and written before any code of the
         # program's runs (a __str__ that prints prints after what came before it; a piece
         # before one that raises is out), each an exact str (a str subclass's __len__ and
